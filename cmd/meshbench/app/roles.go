@@ -1,0 +1,113 @@
+package app
+
+import (
+	"errors"
+	"log"
+	"os"
+	"time"
+
+	flog "fortio.org/log"
+	"github.com/spf13/cobra"
+
+	"github.com/meshbench/meshbench/proxy"
+	"github.com/meshbench/meshbench/runner/results"
+	"github.com/meshbench/meshbench/runner/workload"
+)
+
+// The process roles below are started by the platforms, not by people:
+// they are hidden from the main help.
+
+func newWorkloadCommand(s Streams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:    "workload",
+		Short:  "Run a test application role (started by the platform)",
+		Hidden: true,
+		Args:   argsCheck(cobra.NoArgs),
+	}
+	cmd.AddCommand(newServerRole(), newClientRole(s))
+	return cmd
+}
+
+func quietFortio() {
+	flog.SetLogLevelQuiet(flog.Warning)
+	flog.SetOutput(os.Stderr)
+}
+
+func newServerRole() *cobra.Command {
+	o := workload.ServerOptions{}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Serve fortio's echo handler",
+		Args:  argsCheck(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			quietFortio()
+			return workload.Serve(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Listen, "listen", ":8080", "address to serve on")
+	f.IntVar(&o.PayloadSize, "payload-size", 1024, "response body size in bytes")
+	f.DurationVar(&o.Delay, "delay", 0, "service time added to every request")
+	f.IntVar(&o.Status, "status", 0, "response status code (default 200)")
+	return cmd
+}
+
+func newClientRole(s Streams) *cobra.Command {
+	o := workload.LoadOptions{}
+	var out string
+	cmd := &cobra.Command{
+		Use:   "client",
+		Short: "Drive load with fortio and write its result",
+		Args:  argsCheck(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			quietFortio()
+			if o.URL == "" || out == "" {
+				return badInput(errors.New("--url and --out are required"))
+			}
+			o.Log = s.ErrOut
+			res, err := workload.RunLoad(cmd.Context(), o, s.Out)
+			if err != nil {
+				return err
+			}
+			return results.WriteJSON(out, res)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.URL, "url", "", "URL to send requests to")
+	f.StringVar(&o.Host, "host", "", "Host header (authority) to send")
+	f.Float64Var(&o.QPS, "qps", 1000, "requests per second")
+	f.IntVar(&o.Connections, "connections", 8, "concurrent connections")
+	f.DurationVar(&o.Duration, "duration", 10*time.Second, "measured duration")
+	f.DurationVar(&o.Warmup, "warmup", 2*time.Second, "warm-up duration, excluded from the result")
+	f.IntVar(&o.RequestSize, "request-size", 0, "request body size in bytes (0 sends GET)")
+	f.StringVar(&out, "out", "", "file to write fortio's JSON result to")
+	return cmd
+}
+
+func newProxyCommand(s Streams) *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:    "proxy",
+		Short:  "Run meshbench's proxy with a configuration file (started by the platform)",
+		Hidden: true,
+		Args:   argsCheck(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := proxy.LoadConfig(configPath)
+			if err != nil {
+				return badInput(err)
+			}
+			p, err := proxy.New(*cfg, proxy.WithLogger(stdLogger{log.New(s.ErrOut, "proxy: ", log.LstdFlags|log.Lmicroseconds)}))
+			if err != nil {
+				return badInput(err)
+			}
+			return p.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "proxy configuration file (JSON)")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+type stdLogger struct{ l *log.Logger }
+
+func (s stdLogger) Logf(format string, args ...any) { s.l.Printf(format, args...) }

@@ -1,0 +1,271 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/meshes/meshbench"
+	"github.com/meshbench/meshbench/meshes/none"
+	"github.com/meshbench/meshbench/reports"
+	"github.com/meshbench/meshbench/runner"
+	"github.com/meshbench/meshbench/runner/local"
+	"github.com/meshbench/meshbench/runner/results"
+	"github.com/meshbench/meshbench/scenarios"
+)
+
+// registry lists the meshes a scenario may name. Adding a mesh is one
+// sub-package of meshes and one line here.
+func registry() map[string]meshes.Mesh {
+	all := []meshes.Mesh{
+		none.New(),
+		meshbench.New(version),
+	}
+	m := map[string]meshes.Mesh{}
+	for _, x := range all {
+		m[x.Name()] = x
+	}
+	return m
+}
+
+type runOptions struct {
+	duration    time.Duration
+	qps         float64
+	connections int
+	trials      int
+	modes       []string
+	out         string
+	network     string
+	subnet      string
+	stateDir    string
+}
+
+func newRunCommand(s Streams) *cobra.Command {
+	o := &runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run [SCENARIO]",
+		Short: "Run a scenario and print the comparison table",
+		Long: `Run a scenario: a file, or the name of a built-in scenario (see 'meshbench
+scenarios list'). With no argument, runs the built-in "default" scenario.
+
+Results go to meshbench-results/<scenario>-<UTC time>/ (or --out): per trial the
+SMPS PerformanceTestConfig and PerformanceTestResult, fortio's raw result, and
+the process logs; plus the run manifest and the summary table.
+
+Exit codes: 0 success, 1 the run failed, 2 bad input (flags, scenario).`,
+		Example: `  # The default scenario: baseline vs the meshbench sidecar at 1000 rps
+  meshbench run
+
+  # A quick run with overrides, results in a chosen directory
+  meshbench run default --duration 3s --trials 1 --out /tmp/mb
+
+  # A scenario file, only the sidecar mode (and the baseline to compare with)
+  meshbench run my-scenario.yaml --modes baseline,sidecar`,
+		Args:              argsCheck(cobra.MaximumNArgs(1)),
+		ValidArgsFunction: completeBuiltins,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd.Context(), s, cmd, args)
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&o.duration, "duration", 0, "override load.duration: measured time per trial (e.g. 10s)")
+	f.Float64Var(&o.qps, "qps", 0, "override load.qps: requests per second")
+	f.IntVar(&o.connections, "connections", 0, "override load.connections: concurrent connections")
+	f.IntVar(&o.trials, "trials", 0, "override trials: repetitions of every (mesh, mode)")
+	f.StringSliceVar(&o.modes, "modes", nil, "run only these modes (e.g. baseline,sidecar) or mesh/mode pairs (e.g. meshbench/sidecar)")
+	f.StringVar(&o.out, "out", "", "results directory (default meshbench-results/<scenario>-<UTC time>)")
+	f.StringVar(&o.network, "network", local.Auto, "local platform network: auto, netns (root) or loopback")
+	f.StringVar(&o.subnet, "subnet", local.DefaultSubnet.String(), "private IPv4 range to take node addresses from (netns network)")
+	f.StringVar(&o.stateDir, "state-dir", "", "where runs record what they created (default "+local.DefaultStateDir()+")")
+	_ = f.MarkHidden("state-dir")
+	return cmd
+}
+
+func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, args []string) error {
+	sc, err := loadScenario(args)
+	if err != nil {
+		return badInput(err)
+	}
+	if err := o.apply(sc, cmd); err != nil {
+		return badInput(err)
+	}
+	if err := sc.Validate(); err != nil {
+		return err
+	}
+	reg := registry()
+	if _, err := runner.Plan(sc, reg); err != nil {
+		return err
+	}
+	subnet, err := netip.ParsePrefix(o.subnet)
+	if err != nil {
+		return badInput(fmt.Errorf("invalid --subnet %q: %v", o.subnet, err))
+	}
+	outDir := o.out
+	if outDir == "" {
+		outDir = filepath.Join("meshbench-results", sc.Name+"-"+time.Now().UTC().Format("20060102T150405Z"))
+	}
+	if err := checkOutDir(outDir); err != nil {
+		return badInput(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the meshbench binary: %w", err)
+	}
+	runID := newRunID()
+	log := &progress{w: s.ErrOut}
+	plat, err := local.New(ctx, local.Options{
+		RunID: runID, Network: o.network, Subnet: subnet, StateDir: o.stateDir, Self: self, Log: log,
+	})
+	if err != nil {
+		if errors.Is(err, local.ErrInvalidOptions) {
+			return badInput(err)
+		}
+		return err
+	}
+	d := plat.Describe()
+	log.Logf("run %s: scenario %q, network %s (%s)", runID, sc.Name, d.Network, d.NetworkReason)
+	log.Logf("results: %s", outDir)
+
+	manifest, trials, runErr := runner.Run(ctx, runner.Options{
+		Scenario: sc, Meshes: reg, Platform: plat, OutDir: outDir, RunID: runID, Log: log,
+		Build: results.Build{Version: version, Commit: commit, GoVersion: runtime.Version()},
+	})
+	if len(trials) > 0 {
+		if err := writeSummary(s.Out, outDir, manifest, trials); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	if runErr != nil {
+		if errors.Is(runErr, context.Canceled) {
+			runErr = fmt.Errorf("interrupted; finished trials are in %s", outDir)
+		}
+		return runErr
+	}
+	log.Logf("results written to %s", outDir)
+	return nil
+}
+
+// loadScenario resolves the argument: a file when one exists at that path,
+// else a built-in name, else an error that says which was tried.
+func loadScenario(args []string) (*scenarios.Scenario, error) {
+	if len(args) == 0 {
+		return scenarios.LoadBuiltin(scenarios.DefaultName)
+	}
+	arg := args[0]
+	if _, err := os.Stat(arg); err == nil {
+		return scenarios.LoadFile(arg)
+	}
+	if scenarios.IsBuiltin(arg) {
+		return scenarios.LoadBuiltin(arg)
+	}
+	if strings.ContainsAny(arg, "/.") {
+		return nil, fmt.Errorf("%s: no such file", arg)
+	}
+	return nil, fmt.Errorf("%q is neither a file nor a built-in scenario (built-in: %s)", arg, builtinNames())
+}
+
+// apply writes the flag overrides into the scenario, recording that the
+// flags (not the file) set those fields, so that errors name the flag.
+func (o *runOptions) apply(sc *scenarios.Scenario, cmd *cobra.Command) error {
+	f := cmd.Flags()
+	if f.Changed("duration") {
+		sc.Load.Duration = scenarios.Duration(o.duration)
+		sc.Override("load.duration", "duration")
+	}
+	if f.Changed("qps") {
+		sc.Load.QPS = o.qps
+		sc.Override("load.qps", "qps")
+	}
+	if f.Changed("connections") {
+		sc.Load.Connections = o.connections
+		sc.Override("load.connections", "connections")
+	}
+	if f.Changed("trials") {
+		sc.Trials = o.trials
+		sc.Override("trials", "trials")
+	}
+	if f.Changed("modes") {
+		kept, err := filterMeshes(sc.Meshes, o.modes)
+		if err != nil {
+			return err
+		}
+		sc.Meshes = kept
+	}
+	return nil
+}
+
+func filterMeshes(refs []scenarios.MeshRef, want []string) ([]scenarios.MeshRef, error) {
+	var kept []scenarios.MeshRef
+	used := map[string]bool{}
+	for _, r := range refs {
+		for _, w := range want {
+			if w == string(r.Mode) || w == r.String() {
+				kept = append(kept, r)
+				used[w] = true
+				break
+			}
+		}
+	}
+	for _, w := range want {
+		if !used[w] {
+			var have []string
+			for _, r := range refs {
+				have = append(have, r.String())
+			}
+			return nil, fmt.Errorf("invalid --modes: %q matches no mesh of the scenario (it has %s)", w, strings.Join(have, ", "))
+		}
+	}
+	return kept, nil
+}
+
+func checkOutDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("--out %s: %v", dir, err)
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("--out %s: directory exists and is not empty; results are never overwritten", dir)
+	}
+	return nil
+}
+
+func newRunID() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func writeSummary(w io.Writer, dir string, m *results.Manifest, trials []*results.Trial) error {
+	rows := reports.Summarize(trials)
+	var sb strings.Builder
+	if err := reports.WriteTable(&sb, m, rows); err != nil {
+		return err
+	}
+	fmt.Fprint(w, "\n"+sb.String())
+	if err := results.WriteFile(filepath.Join(dir, results.SummaryTextFile), []byte(sb.String())); err != nil {
+		return err
+	}
+	return results.WriteJSON(filepath.Join(dir, results.SummaryJSONFile), rows)
+}
+
+// progress prints timestamped progress lines to stderr.
+type progress struct{ w io.Writer }
+
+func (p *progress) Logf(format string, args ...any) {
+	fmt.Fprintf(p.w, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,119 @@
+// Package meshes defines what a mesh is to meshbench (the Mesh interface and
+// the data it exchanges with the runner) and, in its sub-packages, the
+// meshes themselves: none (the baseline) and meshbench (the own proxy).
+//
+// A mesh renders what to run (components, their configuration files, the
+// address the client must call); it does not start processes or talk to the
+// platform, which keeps every mesh testable as pure rendering and leaves
+// process lifecycle, health checks and teardown in one place (the runner).
+package meshes
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"github.com/meshbench/meshbench/scenarios"
+)
+
+// Mesh is a service mesh (or none) that meshbench can put between the
+// client and the server.
+type Mesh interface {
+	// Name is the mesh's name in scenarios ("none", "meshbench").
+	Name() string
+	// Modes lists the data-plane modes the mesh supports.
+	Modes() []scenarios.Mode
+	// Deploy renders the components that enroll env's workloads in the mesh
+	// in the given mode. It may write configuration files under env.Dir.
+	Deploy(env Env, mode scenarios.Mode) (*Deployment, error)
+}
+
+// Versioned is implemented by meshes that can name the build of their data
+// plane for the results.
+type Versioned interface {
+	// Version returns the data plane's build, e.g. "meshbench-proxy v0.1.0".
+	Version() string
+}
+
+// Node is a place workloads run: a network namespace or a loopback address.
+type Node struct {
+	Name string
+	// Addr is the node's address as other nodes (and the runner) reach it.
+	Addr netip.Addr
+	// Local is the address processes on the same node use to reach each
+	// other: 127.0.0.1 in a namespace, Addr on the loopback platform.
+	Local netip.Addr
+}
+
+// HostPort joins an address and a port.
+func HostPort(a netip.Addr, port int) string {
+	return net.JoinHostPort(a.String(), strconv.Itoa(port))
+}
+
+// Workload is an application process of the topology and where it runs.
+type Workload struct {
+	Name string
+	Node Node
+	// Port is the port the workload serves on (0 for a pure client).
+	Port int
+}
+
+// Env is what a mesh needs to render a deployment.
+type Env struct {
+	Client Workload
+	Server Workload
+	// Dir is a scratch directory for this deployment's files.
+	Dir string
+}
+
+// Deployment is a rendered mesh: processes to start and where the client
+// should send its requests.
+type Deployment struct {
+	Components []Component
+	// Target is what the client calls.
+	Target Target
+}
+
+// Target is where, and as whom, the client sends requests.
+type Target struct {
+	// URL is the URL the client dials.
+	URL string
+	// Host, when set, is the Host (authority) header to send.
+	Host string
+}
+
+// Component is one process a mesh needs, such as a proxy.
+type Component struct {
+	// Name is unique within a deployment, e.g. "client-sidecar".
+	Name string
+	// Class groups components in resource reports ("proxy").
+	Class string
+	// Node is the name of the node the process runs on.
+	Node string
+	// Command is an external executable; empty means the meshbench binary
+	// itself, run with Args (e.g. "proxy --config ...").
+	Command string
+	Args    []string
+	// Ready is polled until it succeeds before load starts.
+	Ready Probe
+}
+
+// Probe is a readiness check run from the runner's side.
+type Probe struct {
+	// HTTPGet is a URL that must answer 200.
+	HTTPGet string
+	// TCP is an address that must accept a connection.
+	TCP string
+}
+
+// Supports reports whether m supports mode, and if not an error naming the
+// modes it does support.
+func Supports(m Mesh, mode scenarios.Mode) error {
+	for _, s := range m.Modes() {
+		if s == mode {
+			return nil
+		}
+	}
+	return fmt.Errorf("mesh %q does not support mode %q (supported: %v)", m.Name(), mode, m.Modes())
+}

@@ -1,0 +1,240 @@
+// Package proxy is meshbench's own mesh data plane: an L7 proxy whose whole
+// configuration is data (listeners, routes, clusters, endpoints, in the
+// shape of the xDS resource model), so that the runner can render it for any
+// topology and later serve it from a control plane.
+//
+// It is the system under test, not the harness: it never imports runner,
+// scenarios or meshes, and it has no knowledge of benchmarks.
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+)
+
+// Config is a proxy's configuration. Its parts mirror xDS resources:
+// Listener (with its HTTP route table inline, as an HCM's route_config),
+// Cluster (with its ClusterLoadAssignment inline as Endpoints).
+type Config struct {
+	// Node names this proxy (the workload or node it serves); it appears in
+	// logs and the admin endpoints.
+	Node string `json:"node"`
+	// Admin is the address of the admin listener (/ready, /stats,
+	// /config_dump); empty disables it.
+	Admin     string     `json:"admin,omitempty"`
+	Listeners []Listener `json:"listeners"`
+	Clusters  []Cluster  `json:"clusters"`
+}
+
+// Direction says which side of a workload a listener faces.
+type Direction string
+
+// Listener directions.
+const (
+	// Outbound listeners take the local workload's requests to other services.
+	Outbound Direction = "outbound"
+	// Inbound listeners take other services' requests to the local workload.
+	Inbound Direction = "inbound"
+)
+
+// ForwardedFor is how a listener treats X-Forwarded-For.
+type ForwardedFor string
+
+// X-Forwarded-For policies.
+const (
+	// ForwardedAppend appends the downstream peer's address (the default).
+	ForwardedAppend ForwardedFor = "append"
+	// ForwardedNone leaves the header as it arrived.
+	ForwardedNone ForwardedFor = "none"
+)
+
+// Listener accepts HTTP/1.1 connections on an address and routes each
+// request by its authority and path.
+type Listener struct {
+	Name      string    `json:"name"`
+	Address   string    `json:"address"`
+	Direction Direction `json:"direction"`
+	// VirtualHosts are matched by the request's Host, exact domains first,
+	// then "*".
+	VirtualHosts []VirtualHost `json:"virtualHosts"`
+	// RequestTimeout bounds a whole request when its route sets none.
+	RequestTimeout Duration `json:"requestTimeout,omitempty"`
+	// IdleTimeout closes downstream keep-alive connections idle this long.
+	IdleTimeout Duration `json:"idleTimeout,omitempty"`
+	// HeaderTimeout bounds reading a request's headers (slowloris).
+	HeaderTimeout  Duration     `json:"headerTimeout,omitempty"`
+	MaxHeaderBytes int          `json:"maxHeaderBytes,omitempty"`
+	ForwardedFor   ForwardedFor `json:"forwardedFor,omitempty"`
+}
+
+// VirtualHost is a set of routes for some authorities.
+type VirtualHost struct {
+	Name string `json:"name"`
+	// Domains are exact authorities ("server", "server:8080") or "*".
+	Domains []string `json:"domains"`
+	Routes  []Route  `json:"routes"`
+}
+
+// Route sends matching requests to a cluster. The first match wins.
+type Route struct {
+	Name string `json:"name,omitempty"`
+	// PathPrefix matches when the request path starts with it; "" matches all.
+	PathPrefix string `json:"pathPrefix,omitempty"`
+	Cluster    string `json:"cluster"`
+	// Timeout bounds the request; 0 uses the listener's RequestTimeout.
+	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// Cluster is a named group of upstream endpoints with one connection pool
+// policy.
+type Cluster struct {
+	Name      string     `json:"name"`
+	Endpoints []Endpoint `json:"endpoints"`
+	// ConnectTimeout bounds dialing an endpoint.
+	ConnectTimeout Duration `json:"connectTimeout,omitempty"`
+	// MaxIdleConns is the keep-alive pool size per endpoint.
+	MaxIdleConns int `json:"maxIdleConns,omitempty"`
+	// IdleTimeout closes pooled upstream connections idle this long.
+	IdleTimeout Duration `json:"idleTimeout,omitempty"`
+}
+
+// Endpoint is one upstream address.
+type Endpoint struct {
+	Address string `json:"address"`
+}
+
+// Defaults applied by Normalize.
+const (
+	DefaultRequestTimeout = Duration(15 * time.Second)
+	DefaultIdleTimeout    = Duration(60 * time.Second)
+	DefaultHeaderTimeout  = Duration(10 * time.Second)
+	DefaultMaxHeaderBytes = 64 << 10
+	DefaultConnectTimeout = Duration(2 * time.Second)
+	DefaultMaxIdleConns   = 128
+)
+
+// Normalize fills zero values with defaults.
+func (c *Config) Normalize() {
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		if l.RequestTimeout == 0 {
+			l.RequestTimeout = DefaultRequestTimeout
+		}
+		if l.IdleTimeout == 0 {
+			l.IdleTimeout = DefaultIdleTimeout
+		}
+		if l.HeaderTimeout == 0 {
+			l.HeaderTimeout = DefaultHeaderTimeout
+		}
+		if l.MaxHeaderBytes == 0 {
+			l.MaxHeaderBytes = DefaultMaxHeaderBytes
+		}
+		if l.ForwardedFor == "" {
+			l.ForwardedFor = ForwardedAppend
+		}
+	}
+	for i := range c.Clusters {
+		cl := &c.Clusters[i]
+		if cl.ConnectTimeout == 0 {
+			cl.ConnectTimeout = DefaultConnectTimeout
+		}
+		if cl.MaxIdleConns == 0 {
+			cl.MaxIdleConns = DefaultMaxIdleConns
+		}
+		if cl.IdleTimeout == 0 {
+			cl.IdleTimeout = DefaultIdleTimeout
+		}
+	}
+}
+
+// Validate reports every inconsistency in the configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	clusters := map[string]bool{}
+	for i, cl := range c.Clusters {
+		if cl.Name == "" || clusters[cl.Name] {
+			errs = append(errs, fmt.Errorf("clusters[%d]: name %q is empty or not unique", i, cl.Name))
+		}
+		clusters[cl.Name] = true
+		if len(cl.Endpoints) == 0 {
+			errs = append(errs, fmt.Errorf("clusters[%d] %q: no endpoints", i, cl.Name))
+		}
+		for j, ep := range cl.Endpoints {
+			if _, _, err := net.SplitHostPort(ep.Address); err != nil {
+				errs = append(errs, fmt.Errorf("clusters[%d].endpoints[%d]: %v", i, j, err))
+			}
+		}
+	}
+	for i, l := range c.Listeners {
+		if _, _, err := net.SplitHostPort(l.Address); err != nil {
+			errs = append(errs, fmt.Errorf("listeners[%d] %q: address: %v", i, l.Name, err))
+		}
+		if l.Direction != Inbound && l.Direction != Outbound {
+			errs = append(errs, fmt.Errorf("listeners[%d] %q: direction must be inbound or outbound, got %q", i, l.Name, l.Direction))
+		}
+		if l.ForwardedFor != ForwardedAppend && l.ForwardedFor != ForwardedNone {
+			errs = append(errs, fmt.Errorf("listeners[%d] %q: forwardedFor must be append or none, got %q", i, l.Name, l.ForwardedFor))
+		}
+		for j, vh := range l.VirtualHosts {
+			for k, r := range vh.Routes {
+				if !clusters[r.Cluster] {
+					errs = append(errs, fmt.Errorf("listeners[%d].virtualHosts[%d].routes[%d]: unknown cluster %q", i, j, k, r.Cluster))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// LoadConfig reads a JSON configuration file strictly: unknown fields are
+// errors that name the field.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConfig(data)
+}
+
+// ParseConfig decodes, normalizes and validates a JSON configuration.
+func ParseConfig(data []byte) (*Config, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("decode proxy config: %w", err)
+	}
+	c.Normalize()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid proxy config: %w", err)
+	}
+	return &c, nil
+}
+
+// Duration is a time.Duration that reads and writes as "1.5s" in JSON.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes the duration's string form.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string such as "250ms".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"2s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}

@@ -1,0 +1,279 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+type listener struct {
+	cfg     Listener
+	exact   map[string]*VirtualHost
+	any     *VirtualHost
+	routes  map[*Route]*cluster
+	stats   listenerStats
+	proto   string // X-Forwarded-Proto value for requests on this listener
+	timeout time.Duration
+}
+
+type listenerStats struct {
+	requests, r2xx, r3xx, r4xx, r5xx, noRoute, upstreamErrors, timeouts atomic.Uint64
+	inFlight                                                            atomic.Int64
+}
+
+func (s *listenerStats) snapshot() ListenerStats {
+	return ListenerStats{
+		Requests: s.requests.Load(), Responses2xx: s.r2xx.Load(), Responses3xx: s.r3xx.Load(),
+		Responses4xx: s.r4xx.Load(), Responses5xx: s.r5xx.Load(), NoRoute: s.noRoute.Load(),
+		UpstreamErrors: s.upstreamErrors.Load(), Timeouts: s.timeouts.Load(), InFlight: s.inFlight.Load(),
+	}
+}
+
+func (s *listenerStats) count(code int) {
+	switch {
+	case code >= 500:
+		s.r5xx.Add(1)
+	case code >= 400:
+		s.r4xx.Add(1)
+	case code >= 300:
+		s.r3xx.Add(1)
+	default:
+		s.r2xx.Add(1)
+	}
+}
+
+func newListener(cfg Listener, clusters map[string]*cluster) *listener {
+	l := &listener{cfg: cfg, exact: map[string]*VirtualHost{}, routes: map[*Route]*cluster{},
+		proto: "http", timeout: cfg.RequestTimeout.D()}
+	for i := range l.cfg.VirtualHosts {
+		vh := &l.cfg.VirtualHosts[i]
+		for _, d := range vh.Domains {
+			if d == "*" {
+				if l.any == nil {
+					l.any = vh
+				}
+				continue
+			}
+			d = strings.ToLower(d)
+			if _, dup := l.exact[d]; !dup {
+				l.exact[d] = vh
+			}
+		}
+		for j := range vh.Routes {
+			l.routes[&vh.Routes[j]] = clusters[vh.Routes[j].Cluster]
+		}
+	}
+	return l
+}
+
+func (l *listener) server() *http.Server {
+	return &http.Server{
+		Handler:           l,
+		ReadHeaderTimeout: l.cfg.HeaderTimeout.D(),
+		IdleTimeout:       l.cfg.IdleTimeout.D(),
+		MaxHeaderBytes:    l.cfg.MaxHeaderBytes,
+		ErrorLog:          nil,
+	}
+}
+
+// match finds the route for a request: the virtual host by exact authority
+// (with and without port), then "*"; then the first route whose prefix
+// matches the path.
+func (l *listener) match(host, path string) *Route {
+	vh := l.exact[host]
+	if vh == nil {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			vh = l.exact[h]
+		}
+	}
+	if vh == nil {
+		if lower := strings.ToLower(host); lower != host {
+			return l.match(lower, path)
+		}
+		vh = l.any
+	}
+	if vh == nil {
+		return nil
+	}
+	for i := range vh.Routes {
+		if strings.HasPrefix(path, vh.Routes[i].PathPrefix) {
+			return &vh.Routes[i]
+		}
+	}
+	return nil
+}
+
+func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	l.stats.requests.Add(1)
+	l.stats.inFlight.Add(1)
+	defer l.stats.inFlight.Add(-1)
+
+	route := l.match(r.Host, r.URL.Path)
+	if route == nil {
+		l.stats.noRoute.Add(1)
+		l.fail(w, http.StatusNotFound, "no route for "+r.Host+r.URL.Path)
+		return
+	}
+	c := l.routes[route]
+	timeout := l.timeout
+	if route.Timeout > 0 {
+		timeout = route.Timeout.D()
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+
+	out := l.outgoing(ctx, r, c.pick())
+	resp, err := c.transport.RoundTrip(out)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			l.stats.timeouts.Add(1)
+			l.fail(w, http.StatusGatewayTimeout, "upstream request timeout")
+			return
+		}
+		if r.Context().Err() != nil {
+			return // the downstream went away; nobody to answer
+		}
+		l.stats.upstreamErrors.Add(1)
+		l.fail(w, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers")
+		return
+	}
+	defer resp.Body.Close()
+	removeHopHeaders(resp.Header)
+	dst := w.Header()
+	for k, vv := range resp.Header {
+		dst[k] = vv
+	}
+	announceTrailers(dst, resp.Trailer)
+	w.WriteHeader(resp.StatusCode)
+	l.stats.count(resp.StatusCode)
+	if err := copyBody(w, resp.Body); err != nil {
+		// Headers are out: the only honest signal left is to abort the
+		// downstream response so the client sees a truncated body.
+		panic(http.ErrAbortHandler)
+	}
+	for k, vv := range resp.Trailer {
+		dst[http.TrailerPrefix+k] = vv
+	}
+}
+
+func (l *listener) fail(w http.ResponseWriter, code int, msg string) {
+	l.stats.count(code)
+	w.Header().Set("X-Meshbench-Proxy-Error", msg)
+	http.Error(w, msg, code)
+}
+
+// outgoing turns the downstream request into the upstream one. It reuses the
+// downstream header map (the handler owns it) instead of cloning it: the
+// proxy's hot path is per request, and headers are most of its allocations.
+func (l *listener) outgoing(ctx context.Context, r *http.Request, endpoint string) *http.Request {
+	h := r.Header
+	removeHopHeaders(h)
+	if l.cfg.ForwardedFor == ForwardedAppend {
+		if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			if prior := h["X-Forwarded-For"]; len(prior) > 0 {
+				ip = strings.Join(prior, ", ") + ", " + ip
+			}
+			h["X-Forwarded-For"] = []string{ip}
+		}
+	}
+	if _, ok := h["X-Forwarded-Proto"]; !ok {
+		h["X-Forwarded-Proto"] = []string{l.proto}
+	}
+	if _, ok := h["X-Forwarded-Host"]; !ok && r.Host != "" {
+		h["X-Forwarded-Host"] = []string{r.Host}
+	}
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = []string{""} // keep Go from adding its own
+	}
+	out := &http.Request{
+		Method:        r.Method,
+		URL:           &url.URL{Scheme: "http", Host: endpoint, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Body:          r.Body,
+		ContentLength: r.ContentLength,
+		Host:          r.Host,
+		Trailer:       r.Trailer,
+	}
+	if r.ContentLength == 0 {
+		out.Body = nil
+	}
+	return out.WithContext(ctx)
+}
+
+// hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1 (and the
+// non-standard ones proxies traditionally drop too).
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopHeaders deletes hop-by-hop headers, including those the
+// Connection header names, but keeps "TE: trailers", which gRPC needs end to
+// end.
+func removeHopHeaders(h http.Header) {
+	for _, v := range h["Connection"] {
+		for _, name := range strings.Split(v, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				delete(h, http.CanonicalHeaderKey(name))
+			}
+		}
+	}
+	teTrailers := false
+	for _, v := range h["Te"] {
+		for _, part := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(part), "trailers") {
+				teTrailers = true
+			}
+		}
+	}
+	for _, name := range hopHeaders {
+		delete(h, name)
+	}
+	if teTrailers {
+		h["Te"] = []string{"trailers"}
+	}
+}
+
+func announceTrailers(h http.Header, trailer http.Header) {
+	if len(trailer) == 0 {
+		return
+	}
+	names := make([]string, 0, len(trailer))
+	for k := range trailer {
+		names = append(names, k)
+	}
+	h["Trailer"] = []string{strings.Join(names, ", ")}
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyBody streams the upstream body through a pooled buffer.
+func copyBody(w http.ResponseWriter, body io.Reader) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,185 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Logger receives the proxy's few operational messages (not access logs).
+type Logger interface {
+	Logf(format string, args ...any)
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Logf(string, ...any) {}
+
+// DefaultDrainTimeout is how long Run waits for in-flight requests when its
+// context ends.
+const DefaultDrainTimeout = 5 * time.Second
+
+// Option configures a Proxy.
+type Option func(*Proxy)
+
+// WithLogger sends the proxy's messages to l.
+func WithLogger(l Logger) Option { return func(p *Proxy) { p.log = l } }
+
+// WithDrainTimeout sets how long a shutdown waits for in-flight requests.
+func WithDrainTimeout(d time.Duration) Option { return func(p *Proxy) { p.drain = d } }
+
+// Proxy serves a Config: one HTTP server per listener plus the admin server.
+type Proxy struct {
+	cfg       Config
+	log       Logger
+	drain     time.Duration
+	listeners []*listener
+	clusters  map[string]*cluster
+	ready     atomic.Bool
+}
+
+// New compiles cfg (which must be normalized and valid, as ParseConfig
+// returns it) into a Proxy. Nothing listens until Run.
+func New(cfg Config, opts ...Option) (*Proxy, error) {
+	cfg.Normalize()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Proxy{cfg: cfg, log: nopLogger{}, drain: DefaultDrainTimeout, clusters: map[string]*cluster{}}
+	for _, o := range opts {
+		o(p)
+	}
+	for _, c := range cfg.Clusters {
+		p.clusters[c.Name] = newCluster(c)
+	}
+	for _, l := range cfg.Listeners {
+		p.listeners = append(p.listeners, newListener(l, p.clusters))
+	}
+	return p, nil
+}
+
+// Ready reports whether every listener is accepting connections.
+func (p *Proxy) Ready() bool { return p.ready.Load() }
+
+// Run binds every listener (failing fast if one cannot bind), serves until
+// ctx ends, then drains in-flight requests for up to the drain timeout.
+func (p *Proxy) Run(ctx context.Context) error {
+	type bound struct {
+		srv *http.Server
+		ln  net.Listener
+	}
+	var all []bound
+	closeAll := func() {
+		for _, b := range all {
+			b.ln.Close()
+		}
+	}
+	for _, l := range p.listeners {
+		ln, err := net.Listen("tcp", l.cfg.Address)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("listener %q: %w", l.cfg.Name, err)
+		}
+		all = append(all, bound{srv: l.server(), ln: ln})
+	}
+	if p.cfg.Admin != "" {
+		ln, err := net.Listen("tcp", p.cfg.Admin)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		all = append(all, bound{srv: &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}, ln: ln})
+	}
+	errc := make(chan error, len(all))
+	for _, b := range all {
+		go func() {
+			if err := b.srv.Serve(b.ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	p.ready.Store(true)
+	p.log.Logf("proxy %s ready: %d listeners", p.cfg.Node, len(p.listeners))
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	p.ready.Store(false)
+	dctx, cancel := context.WithTimeout(context.Background(), p.drain)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, b := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.srv.Shutdown(dctx); err != nil {
+				b.srv.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, c := range p.clusters {
+		c.transport.CloseIdleConnections()
+	}
+	p.log.Logf("proxy %s stopped", p.cfg.Node)
+	return runErr
+}
+
+// Stats is a snapshot of the proxy's counters.
+type Stats struct {
+	Listeners map[string]ListenerStats `json:"listeners"`
+}
+
+// ListenerStats counts one listener's requests by outcome.
+type ListenerStats struct {
+	Requests       uint64 `json:"requests"`
+	Responses2xx   uint64 `json:"responses2xx"`
+	Responses3xx   uint64 `json:"responses3xx"`
+	Responses4xx   uint64 `json:"responses4xx"`
+	Responses5xx   uint64 `json:"responses5xx"`
+	NoRoute        uint64 `json:"noRoute"`
+	UpstreamErrors uint64 `json:"upstreamErrors"`
+	Timeouts       uint64 `json:"timeouts"`
+	InFlight       int64  `json:"inFlight"`
+}
+
+// Stats returns the current counters.
+func (p *Proxy) Stats() Stats {
+	s := Stats{Listeners: map[string]ListenerStats{}}
+	for _, l := range p.listeners {
+		s.Listeners[l.cfg.Name] = l.stats.snapshot()
+	}
+	return s
+}
+
+func (p *Proxy) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !p.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, p.Stats())
+	})
+	mux.HandleFunc("GET /config_dump", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, p.cfg)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,136 @@
+// Package reports turns a run's results into summaries people read: the
+// comparison table of (mesh, mode) rows, with added latency versus the
+// baseline and the proxies' resource cost.
+//
+// It reads results (package runner/results) and never reaches into the
+// runner's internals or re-measures anything.
+package reports
+
+import (
+	"sort"
+
+	"github.com/meshbench/meshbench/runner/results"
+)
+
+// Row summarizes one (mesh, mode) across its trials. Figures are medians
+// over trials; Errors and Requests are totals.
+type Row struct {
+	Mesh     string  `json:"mesh"`
+	Mode     string  `json:"mode"`
+	Trials   int     `json:"trials"`
+	QPS      float64 `json:"achievedQPS"`
+	Requests int64   `json:"requests"`
+	Errors   int64   `json:"errors"`
+
+	LatencyMs results.Latency `json:"latencyMs"`
+
+	// AddedP50Ms and AddedP99Ms are the medians of the per-trial differences
+	// to the baseline of the same trial; HasBaseline is false when the run
+	// had no baseline.
+	HasBaseline bool    `json:"hasBaseline"`
+	AddedP50Ms  float64 `json:"addedP50Ms"`
+	AddedP99Ms  float64 `json:"addedP99Ms"`
+
+	// Proxies is the number of proxy processes; ProxyCPU and ProxyRSSMB
+	// are their summed CPU (millicores) and peak RSS.
+	Proxies    int     `json:"proxies"`
+	ProxyCPU   float64 `json:"proxyCPUMillicores"`
+	ProxyRSSMB float64 `json:"proxyRSSMB"`
+}
+
+// Key identifies the row's (mesh, mode).
+func (r *Row) Key() string { return r.Mesh + "/" + r.Mode }
+
+// BaselineMode is the mode whose rows the others are compared with.
+const BaselineMode = "baseline"
+
+// Summarize groups trials by (mesh, mode), in order of first appearance in
+// trial 1, with the baseline first.
+func Summarize(trials []*results.Trial) []*Row {
+	groups := map[string][]*results.Trial{}
+	var keys []string
+	baseline := map[int]*results.Trial{}
+	for _, t := range trials {
+		if _, ok := groups[t.Key()]; !ok {
+			keys = append(keys, t.Key())
+		}
+		groups[t.Key()] = append(groups[t.Key()], t)
+		if t.Mode == BaselineMode {
+			baseline[t.Trial] = t
+		}
+	}
+	var rows []*Row
+	for _, k := range keys {
+		rows = append(rows, summarize(groups[k], baseline))
+	}
+	sort.SliceStable(rows, func(i, j int) bool {
+		return rows[i].Mode == BaselineMode && rows[j].Mode != BaselineMode
+	})
+	return rows
+}
+
+func summarize(ts []*results.Trial, baseline map[int]*results.Trial) *Row {
+	r := &Row{Mesh: ts[0].Mesh, Mode: ts[0].Mode, Trials: len(ts)}
+	col := func(f func(*results.Trial) float64) float64 {
+		v := make([]float64, len(ts))
+		for i, t := range ts {
+			v[i] = f(t)
+		}
+		return Median(v)
+	}
+	r.QPS = col(func(t *results.Trial) float64 { return t.Achieved })
+	r.LatencyMs = results.Latency{
+		Min:  col(func(t *results.Trial) float64 { return t.LatencyMs.Min }),
+		Mean: col(func(t *results.Trial) float64 { return t.LatencyMs.Mean }),
+		P50:  col(func(t *results.Trial) float64 { return t.LatencyMs.P50 }),
+		P90:  col(func(t *results.Trial) float64 { return t.LatencyMs.P90 }),
+		P99:  col(func(t *results.Trial) float64 { return t.LatencyMs.P99 }),
+		P999: col(func(t *results.Trial) float64 { return t.LatencyMs.P999 }),
+		Max:  col(func(t *results.Trial) float64 { return t.LatencyMs.Max }),
+	}
+	for _, t := range ts {
+		r.Requests += t.Requests
+		r.Errors += t.Errors
+	}
+	var d50, d99 []float64
+	for _, t := range ts {
+		if b := baseline[t.Trial]; b != nil {
+			d50 = append(d50, t.LatencyMs.P50-b.LatencyMs.P50)
+			d99 = append(d99, t.LatencyMs.P99-b.LatencyMs.P99)
+		}
+	}
+	if len(d50) > 0 {
+		r.HasBaseline = true
+		r.AddedP50Ms, r.AddedP99Ms = Median(d50), Median(d99)
+	}
+	r.ProxyCPU = col(func(t *results.Trial) float64 { cpu, _, _ := classUsage(t, results.ClassProxy); return cpu })
+	r.ProxyRSSMB = col(func(t *results.Trial) float64 { _, rss, _ := classUsage(t, results.ClassProxy); return rss })
+	_, _, r.Proxies = classUsage(ts[0], results.ClassProxy)
+	return r
+}
+
+// classUsage sums the CPU and peak RSS of a trial's components of a class.
+func classUsage(t *results.Trial, class string) (cpu, rssMB float64, n int) {
+	for _, u := range t.Components {
+		if u.Class == class {
+			cpu += u.CPUMillicores
+			rssMB += u.RSSMaxMB
+			n++
+		}
+	}
+	return cpu, rssMB, n
+}
+
+// Median returns the median of v (0 for an empty slice). v is not modified.
+func Median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[m]
+	}
+	return (s[m-1] + s[m]) / 2
+}

@@ -1,0 +1,58 @@
+package reports
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+
+	"github.com/meshbench/meshbench/runner/results"
+)
+
+// WriteTable writes the comparison table: one row per (mesh, mode).
+func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "MESH\tMODE\tTRIALS\tQPS\tP50\tP90\tP99\tP99.9\tMAX\tERRORS\t+P50\t+P99\tPROXIES\tPROXY CPU\tPROXY RSS\t")
+	for _, r := range rows {
+		l := r.LatencyMs
+		added50, added99 := "-", "-"
+		if r.HasBaseline && r.Mode != BaselineMode {
+			added50, added99 = signedMs(r.AddedP50Ms), signedMs(r.AddedP99Ms)
+		}
+		cpu, rss := "-", "-"
+		if r.Proxies > 0 {
+			cpu = fmt.Sprintf("%.0fm", r.ProxyCPU)
+			rss = fmt.Sprintf("%.1fMB", r.ProxyRSSMB)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\t\n",
+			r.Mesh, r.Mode, r.Trials, r.QPS, ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Max),
+			r.Errors, added50, added99, r.Proxies, cpu, rss)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if m != nil {
+		fmt.Fprintf(w, "\nLatencies are medians over trials (fortio histogram, %s buckets); +P50/+P99 are the median per-trial\n"+
+			"differences to the baseline. PROXY CPU is the proxies' summed mean CPU in millicores and PROXY RSS their\n"+
+			"summed peak RSS during the measured window (from /proc). Network: %s.\n",
+			m.HistogramResolution, m.Platform.Network)
+	}
+	return nil
+}
+
+func ms(v float64) string {
+	switch {
+	case v < 1:
+		return strconv.FormatFloat(v*1000, 'f', 0, 64) + "us"
+	case v < 100:
+		return strconv.FormatFloat(v, 'f', 2, 64) + "ms"
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64) + "ms"
+}
+
+func signedMs(v float64) string {
+	if v < 0 {
+		return "-" + ms(-v)
+	}
+	return "+" + ms(v)
+}

@@ -1,0 +1,96 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+
+	"github.com/meshbench/meshbench/runner"
+)
+
+// Environment variables every child carries, so that leftovers can be found
+// by run id after a crash.
+const (
+	EnvRunID     = "MESHBENCH_RUN_ID"
+	EnvComponent = "MESHBENCH_COMPONENT"
+)
+
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+var _ runner.Process = (*process)(nil)
+
+// Start runs the process on its node: inside the node's namespace through
+// `ip netns exec` (which execs in place, so the PID is the process's own),
+// pinned with taskset when asked. Children die with the platform's process
+// (PDEATHSIG) and sit in their own process group so that a terminal's
+// Ctrl-C reaches only meshbench, which then stops them in order.
+func (p *platform) Start(ctx context.Context, spec runner.ProcessSpec) (runner.Process, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.down {
+		return nil, fmt.Errorf("platform is down")
+	}
+	argv := []string{}
+	if spec.CPUs != "" {
+		if path, err := exec.LookPath("taskset"); err == nil {
+			argv = append(argv, path, "-c", spec.CPUs)
+		}
+	}
+	if p.mode == NetNS {
+		argv = append(argv, "ip", "netns", "exec", nsName(p.opts.RunID, spec.Node))
+	}
+	command := spec.Command
+	if command == "" {
+		command = p.opts.Self
+	}
+	argv = append(argv, command)
+	argv = append(argv, spec.Args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), EnvRunID+"="+p.opts.RunID, EnvComponent+"="+spec.Name)
+	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
+	}
+	pr := &process{name: spec.Name, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		pr.err = cmd.Wait()
+		close(pr.done)
+	}()
+	p.procs = append(p.procs, pr)
+	return pr, nil
+}
+
+func (pr *process) Pid() int { return pr.cmd.Process.Pid }
+
+func (pr *process) Done() <-chan struct{} { return pr.done }
+
+func (pr *process) Err() error {
+	<-pr.done
+	return pr.err
+}
+
+func (pr *process) Stop(ctx context.Context) error {
+	select {
+	case <-pr.done:
+		return nil
+	default:
+	}
+	_ = pr.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-pr.done:
+		return nil
+	case <-ctx.Done():
+	}
+	// Kill the whole group: a process may have children of its own.
+	_ = syscall.Kill(-pr.cmd.Process.Pid, syscall.SIGKILL)
+	<-pr.done
+	return nil
+}

@@ -1,0 +1,220 @@
+// Package results holds the data a run leaves behind, as pure data: the run
+// manifest and one Trial per (mesh, mode, trial), plus the directory layout
+// and the atomic writes that keep a crashed run's finished trials intact.
+//
+// The runner writes these types; smps and reports read them. This package
+// has no behaviour beyond reading and writing files.
+package results
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/meshbench/meshbench/scenarios"
+)
+
+// File names inside a results directory.
+const (
+	ManifestFile    = "manifest.json"
+	SummaryJSONFile = "summary.json"
+	SummaryTextFile = "summary.txt"
+	TrialFile       = "trial.json"
+	FortioFile      = "fortio.json"
+	SMPConfigFile   = "smp-config.json"
+	SMPResultFile   = "smp-result.json"
+	LogsDir         = "logs"
+)
+
+// Manifest describes a run: what was asked, on what, by which meshbench.
+type Manifest struct {
+	RunID     string              `json:"runID"`
+	Scenario  *scenarios.Scenario `json:"scenario"`
+	Source    string              `json:"source"`
+	StartTime time.Time           `json:"startTime"`
+	Meshbench Build               `json:"meshbench"`
+	Host      Host                `json:"host"`
+	Platform  Platform            `json:"platform"`
+	// HistogramResolution is the bucket resolution of the latency histograms.
+	HistogramResolution string `json:"histogramResolution"`
+	// Order lists the (mesh/mode) order of each trial.
+	Order [][]string `json:"order"`
+}
+
+// Build identifies the meshbench binary.
+type Build struct {
+	Version   string `json:"version"`
+	Commit    string `json:"commit"`
+	GoVersion string `json:"goVersion"`
+}
+
+// Host describes the machine.
+type Host struct {
+	Hostname string `json:"hostname"`
+	Kernel   string `json:"kernel"`
+	OS       string `json:"os"`
+	Arch     string `json:"arch"`
+	CPUs     int    `json:"cpus"`
+	CPUModel string `json:"cpuModel,omitempty"`
+	MemoryMB int64  `json:"memoryMB"`
+}
+
+// Platform describes where the workloads ran.
+type Platform struct {
+	Name string `json:"name"`
+	// Network is "netns" or "loopback"; NetworkReason says why it was chosen.
+	Network       string            `json:"network"`
+	NetworkReason string            `json:"networkReason"`
+	Nodes         map[string]string `json:"nodes"`
+	// Placement maps component classes to the CPUs they were pinned to.
+	Placement map[string]string `json:"placement,omitempty"`
+}
+
+// Trial is the outcome of one (mesh, mode) under load, once.
+type Trial struct {
+	Mesh        string        `json:"mesh"`
+	Mode        string        `json:"mode"`
+	Trial       int           `json:"trial"`
+	Position    int           `json:"position"`
+	Start       time.Time     `json:"start"`
+	End         time.Time     `json:"end"`
+	Protocol    string        `json:"protocol"`
+	Target      string        `json:"target"`
+	Connections int           `json:"connections"`
+	Duration    string        `json:"duration"`
+	Requested   float64       `json:"requestedQPS"`
+	Achieved    float64       `json:"achievedQPS"`
+	Requests    int64         `json:"requests"`
+	Errors      int64         `json:"errors"`
+	Codes       map[int]int64 `json:"codes"`
+	LatencyMs   Latency       `json:"latencyMs"`
+	Components  []Usage       `json:"components"`
+	DataPlane   string        `json:"dataPlane,omitempty"`
+}
+
+// Key identifies a (mesh, mode) pair.
+func (t *Trial) Key() string { return t.Mesh + "/" + t.Mode }
+
+// Dir is the trial's directory relative to the results directory.
+func (t *Trial) Dir() string { return TrialDir(t.Mesh, t.Mode, t.Trial) }
+
+// TrialDir is where a trial's files go inside a results directory.
+func TrialDir(mesh, mode string, trial int) string {
+	return filepath.Join("trials", fmt.Sprintf("%s-%s", mesh, mode), fmt.Sprintf("trial-%02d", trial))
+}
+
+// Latency holds a trial's latency distribution in milliseconds.
+type Latency struct {
+	Min  float64 `json:"min"`
+	Mean float64 `json:"mean"`
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+	Max  float64 `json:"max"`
+}
+
+// Usage is one component's resource use during the measured window.
+type Usage struct {
+	Name  string `json:"name"`
+	Class string `json:"class"`
+	Node  string `json:"node"`
+	// CPUMillicores is the mean CPU use over the window.
+	CPUMillicores float64 `json:"cpuMillicores"`
+	RSSMeanMB     float64 `json:"rssMeanMB"`
+	RSSMaxMB      float64 `json:"rssMaxMB"`
+	// Source says where the figures came from ("/proc").
+	Source string `json:"source"`
+}
+
+// Component classes.
+const (
+	ClassLoadGen = "loadgen"
+	ClassApp     = "app"
+	ClassProxy   = "proxy"
+)
+
+// WriteJSON writes v as indented JSON to path atomically.
+func WriteJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	return WriteFile(path, append(data, '\n'))
+}
+
+// WriteFile writes data to path atomically: a reader sees the old file or
+// the whole new one, never a part, and a crash leaves no partial file.
+func WriteFile(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("rename %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadManifest reads a results directory's manifest.
+func ReadManifest(dir string) (*Manifest, error) {
+	var m Manifest
+	return &m, readJSON(filepath.Join(dir, ManifestFile), &m)
+}
+
+// ReadTrials reads every finished trial in a results directory, ordered by
+// trial number and position. Trials that were in progress when a run died
+// have no trial.json and are not returned.
+func ReadTrials(dir string) ([]*Trial, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, "trials", "*", "*", TrialFile))
+	if err != nil {
+		return nil, err
+	}
+	var out []*Trial
+	for _, p := range paths {
+		var t Trial
+		if err := readJSON(p, &t); err != nil {
+			return nil, err
+		}
+		out = append(out, &t)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Trial != out[j].Trial {
+			return out[i].Trial < out[j].Trial
+		}
+		return out[i].Position < out[j].Position
+	})
+	return out, nil
+}
+
+func readJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}

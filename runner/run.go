@@ -1,0 +1,299 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/runner/results"
+	"github.com/meshbench/meshbench/runner/workload"
+	"github.com/meshbench/meshbench/scenarios"
+)
+
+// ServerPort is the port the server workload listens on.
+const ServerPort = 8080
+
+// Defaults for readiness and teardown.
+const (
+	DefaultReadyTimeout = 15 * time.Second
+	DefaultStopTimeout  = 5 * time.Second
+)
+
+// Options configure a run.
+type Options struct {
+	Scenario *scenarios.Scenario
+	// Meshes is the registry of meshes the scenario may name.
+	Meshes map[string]meshes.Mesh
+	// Platform runs the nodes; the caller chooses and constructs it.
+	Platform Platform
+	// OutDir is the results directory to create and fill.
+	OutDir string
+	// RunID tags everything the run creates.
+	RunID string
+	Build results.Build
+	Log   Logger
+	// ReadyTimeout bounds waiting for a component to become ready.
+	ReadyTimeout time.Duration
+}
+
+// slot is one (mesh, mode) of the plan.
+type slot struct {
+	mesh meshes.Mesh
+	mode scenarios.Mode
+}
+
+func (s slot) key() string { return s.mesh.Name() + "/" + string(s.mode) }
+
+// Plan resolves the scenario's meshes against the registry. Its errors point
+// at the scenario's lines and nothing has been started when it fails.
+func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, error) {
+	var errs scenarios.ErrorList
+	var out []slot
+	for i, ref := range s.Meshes {
+		m, ok := registry[ref.Name]
+		if !ok {
+			errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d].name", i), "unknown mesh %q (known: %s)", ref.Name, names(registry)))
+			continue
+		}
+		if err := meshes.Supports(m, ref.Mode); err != nil {
+			errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d].mode", i), "%v", err))
+			continue
+		}
+		out = append(out, slot{mesh: m, mode: ref.Mode})
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return out, nil
+}
+
+// order is the slot order of trial t (1-based): rotated by one per trial so
+// that each (mesh, mode) takes every position and machine drift spreads
+// across all of them.
+func order(slots []slot, t int) []slot {
+	n := len(slots)
+	out := make([]slot, n)
+	for i := range slots {
+		out[i] = slots[(i+t-1)%n]
+	}
+	return out
+}
+
+// Run executes the scenario and returns the manifest and every trial. Each
+// trial's files are on disk before the next one starts; on error or when ctx
+// is cancelled, the trials finished so far are returned with the error.
+func Run(ctx context.Context, o Options) (*results.Manifest, []*results.Trial, error) {
+	if o.Log == nil {
+		o.Log = nopLogger{}
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = DefaultReadyTimeout
+	}
+	s := o.Scenario
+	slots, err := Plan(s, o.Meshes)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(o.OutDir, results.LogsDir), 0o755); err != nil {
+		return nil, nil, fmt.Errorf("create results directory: %w", err)
+	}
+	r := &run{Options: o, slots: slots}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := o.Platform.Down(dctx); err != nil {
+			o.Log.Logf("teardown: %v", err)
+		}
+		for _, f := range r.logs {
+			f.Close()
+		}
+	}()
+	err = r.execute(ctx)
+	return r.manifest, r.trials, err
+}
+
+type run struct {
+	Options
+	slots    []slot
+	nodes    map[string]meshes.Node
+	manifest *results.Manifest
+	trials   []*results.Trial
+	server   Process
+	logs     []*os.File
+}
+
+func (r *run) execute(ctx context.Context) error {
+	s := r.Scenario
+	var err error
+	r.nodes, err = r.Platform.Up(ctx, []string{s.Topology.Client.Name, s.Topology.Server.Name})
+	if err != nil {
+		return fmt.Errorf("platform up: %w", err)
+	}
+	if err := r.writeManifest(); err != nil {
+		return err
+	}
+	if err := r.startServer(ctx); err != nil {
+		return err
+	}
+	for t := 1; t <= s.Trials; t++ {
+		for pos, sl := range order(r.slots, t) {
+			r.Log.Logf("trial %d/%d: %s", t, s.Trials, sl.key())
+			tr, err := r.runSlot(ctx, sl, t, pos)
+			if err != nil {
+				return fmt.Errorf("trial %d %s: %w", t, sl.key(), err)
+			}
+			r.trials = append(r.trials, tr)
+		}
+	}
+	return nil
+}
+
+func (r *run) writeManifest() error {
+	s := r.Scenario
+	pd := r.Platform.Describe()
+	pd.Nodes = map[string]string{}
+	for name, n := range r.nodes {
+		pd.Nodes[name] = n.Addr.String()
+	}
+	pd.Placement = map[string]string{}
+	for _, class := range []string{results.ClassLoadGen, results.ClassApp, results.ClassProxy} {
+		if cpus := cpusFor(class); cpus != "" {
+			pd.Placement[class] = "cpu " + cpus
+		}
+	}
+	r.manifest = &results.Manifest{
+		RunID:               r.RunID,
+		Scenario:            s,
+		Source:              s.Pos("").File,
+		StartTime:           time.Now().UTC(),
+		Meshbench:           r.Build,
+		Host:                describeHost(),
+		Platform:            pd,
+		HistogramResolution: fmt.Sprintf("%gus", workload.Resolution*1e6),
+	}
+	for t := 1; t <= s.Trials; t++ {
+		var keys []string
+		for _, sl := range order(r.slots, t) {
+			keys = append(keys, sl.key())
+		}
+		r.manifest.Order = append(r.manifest.Order, keys)
+	}
+	return results.WriteJSON(filepath.Join(r.OutDir, results.ManifestFile), r.manifest)
+}
+
+// cpusFor pins the load generator to CPU 0 and everything else to CPU 1 on
+// hosts with two or more CPUs, so that the load generator does not steal
+// cycles from the system under test (and the other way round).
+func cpusFor(class string) string {
+	if runtime.NumCPU() < 2 {
+		return ""
+	}
+	if class == results.ClassLoadGen {
+		return "0"
+	}
+	return "1"
+}
+
+func listenHost(n meshes.Node) string {
+	if n.Local != n.Addr {
+		return "0.0.0.0" // the node is a namespace of its own
+	}
+	return n.Addr.String()
+}
+
+func (r *run) startServer(ctx context.Context) error {
+	srv := r.Scenario.Topology.Server
+	node := r.nodes[srv.Name]
+	args := []string{"workload", "server",
+		"--listen", listenHost(node) + ":" + strconv.Itoa(ServerPort),
+		"--payload-size", strconv.FormatInt(int64(srv.PayloadSize), 10),
+		"--delay", srv.ServiceTime.String(),
+	}
+	p, err := r.start(ctx, filepath.Join(r.OutDir, results.LogsDir), ProcessSpec{
+		Name: srv.Name, Node: srv.Name, Args: args, CPUs: cpusFor(results.ClassApp),
+	})
+	if err != nil {
+		return err
+	}
+	r.server = p
+	url := "http://" + meshes.HostPort(node.Addr, ServerPort) + workload.HealthPath
+	return r.waitReady(ctx, srv.Name, p, meshes.Probe{HTTPGet: url})
+}
+
+// start starts a process with its stdout and stderr in logDir.
+func (r *run) start(ctx context.Context, logDir string, spec ProcessSpec) (Process, error) {
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, err
+	}
+	stderr, err := os.Create(filepath.Join(logDir, spec.Name+".stderr.log"))
+	if err != nil {
+		return nil, err
+	}
+	r.logs = append(r.logs, stderr)
+	spec.Stderr = stderr
+	if spec.Stdout == nil {
+		stdout, err := os.Create(filepath.Join(logDir, spec.Name+".stdout.log"))
+		if err != nil {
+			return nil, err
+		}
+		r.logs = append(r.logs, stdout)
+		spec.Stdout = stdout
+	}
+	p, err := r.Platform.Start(ctx, spec)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
+	}
+	return p, nil
+}
+
+// waitReady polls probe until it succeeds, the process exits, or the ready
+// timeout passes.
+func (r *run) waitReady(ctx context.Context, name string, p Process, probe meshes.Probe) error {
+	ctx, cancel := context.WithTimeout(ctx, r.ReadyTimeout)
+	defer cancel()
+	client := &http.Client{Timeout: time.Second}
+	var last error
+	for {
+		if last = check(ctx, client, probe); last == nil {
+			return nil
+		}
+		select {
+		case <-p.Done():
+			return fmt.Errorf("%s exited before it was ready: %v (see its log in the results directory)", name, p.Err())
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("%s not ready after %s: %v", name, r.ReadyTimeout, last)
+			}
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func check(ctx context.Context, client *http.Client, probe meshes.Probe) error {
+	if probe.HTTPGet == "" {
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, probe.HTTPGet, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", probe.HTTPGet, resp.StatusCode)
+	}
+	return nil
+}

@@ -1,0 +1,257 @@
+package runner
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"fortio.org/fortio/fhttp"
+
+	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/runner/results"
+	"github.com/meshbench/meshbench/runner/workload"
+	"github.com/meshbench/meshbench/smps"
+)
+
+type started struct {
+	comp meshes.Component
+	proc Process
+}
+
+// runSlot deploys one (mesh, mode), drives the load through it, samples
+// resources during the measured window, tears the mesh down and writes the
+// trial's files.
+func (r *run) runSlot(ctx context.Context, sl slot, trial, pos int) (*results.Trial, error) {
+	s := r.Scenario
+	rel := results.TrialDir(sl.mesh.Name(), string(sl.mode), trial)
+	dir := filepath.Join(r.OutDir, rel)
+	logDir := filepath.Join(dir, results.LogsDir)
+	confDir := filepath.Join(dir, "config")
+	if err := errors.Join(os.MkdirAll(confDir, 0o755), os.MkdirAll(logDir, 0o755)); err != nil {
+		return nil, err
+	}
+	env := meshes.Env{
+		Client: meshes.Workload{Name: s.Topology.Client.Name, Node: r.nodes[s.Topology.Client.Name]},
+		Server: meshes.Workload{Name: s.Topology.Server.Name, Node: r.nodes[s.Topology.Server.Name], Port: ServerPort},
+		Dir:    confDir,
+	}
+	dep, err := sl.mesh.Deploy(env, sl.mode)
+	if err != nil {
+		return nil, fmt.Errorf("deploy: %w", err)
+	}
+	var comps []started
+	defer func() {
+		// Reverse order: the client side stops before what it calls.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultStopTimeout)
+		defer cancel()
+		for i := len(comps) - 1; i >= 0; i-- {
+			_ = comps[i].proc.Stop(sctx)
+		}
+	}()
+	for _, c := range dep.Components {
+		p, err := r.start(ctx, logDir, ProcessSpec{
+			Name: c.Name, Node: c.Node, Command: c.Command, Args: c.Args, CPUs: cpusFor(c.Class),
+		})
+		if err != nil {
+			return nil, err
+		}
+		comps = append(comps, started{comp: c, proc: p})
+	}
+	for _, c := range comps {
+		if err := r.waitReady(ctx, c.comp.Name, c.proc, c.comp.Ready); err != nil {
+			return nil, err
+		}
+	}
+
+	tr := &results.Trial{
+		Mesh: sl.mesh.Name(), Mode: string(sl.mode), Trial: trial, Position: pos,
+		Protocol: s.Load.Protocol, Target: dep.Target.URL, Connections: s.Load.Connections,
+		Duration: s.Load.Duration.String(), Requested: s.Load.QPS,
+	}
+	if v, ok := sl.mesh.(meshes.Versioned); ok {
+		tr.DataPlane = v.Version()
+	}
+	fortioPath := filepath.Join(dir, results.FortioFile)
+	res, usage, err := r.drive(ctx, dep, comps, logDir, fortioPath)
+	if err != nil {
+		return nil, err
+	}
+	fillTrial(tr, res, usage)
+	if err := r.writeTrial(dir, tr); err != nil {
+		return nil, err
+	}
+	return tr, nil
+}
+
+// drive runs the load client on the client's node and samples every
+// process of the trial while the client measures.
+func (r *run) drive(ctx context.Context, dep *meshes.Deployment, comps []started, logDir, fortioPath string) (*fhttp.HTTPRunnerResults, []results.Usage, error) {
+	s := r.Scenario
+	client := s.Topology.Client.Name
+	args := []string{"workload", "client",
+		"--url", dep.Target.URL,
+		"--qps", strconv.FormatFloat(s.Load.QPS, 'f', -1, 64),
+		"--connections", strconv.Itoa(s.Load.Connections),
+		"--duration", s.Load.Duration.String(),
+		"--warmup", s.Load.Warmup.String(),
+		"--request-size", strconv.FormatInt(int64(s.Load.RequestSize), 10),
+		"--out", fortioPath,
+	}
+	if dep.Target.Host != "" {
+		args = append(args, "--host", dep.Target.Host)
+	}
+	pr, pw := io.Pipe()
+	defer pr.Close()
+	stdout, err := os.Create(filepath.Join(logDir, client+".stdout.log"))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer stdout.Close()
+	events := make(chan workload.Event, 8)
+	go readEvents(pr, stdout, events)
+
+	p, err := r.start(ctx, logDir, ProcessSpec{
+		Name: client, Node: client, Args: args, Stdout: pw, CPUs: cpusFor(results.ClassLoadGen),
+	})
+	if err != nil {
+		pw.Close()
+		return nil, nil, err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultStopTimeout)
+		defer cancel()
+		_ = p.Stop(sctx)
+		pw.Close()
+	}()
+
+	watch := []watched{
+		{name: client, class: results.ClassLoadGen, node: client, pid: p.Pid()},
+		{name: s.Topology.Server.Name, class: results.ClassApp, node: s.Topology.Server.Name, pid: r.server.Pid()},
+	}
+	for _, c := range comps {
+		watch = append(watch, watched{name: c.comp.Name, class: c.comp.Class, node: c.comp.Node, pid: c.proc.Pid()})
+	}
+	var smp *sampler
+	var usage []results.Usage
+wait:
+	for {
+		select {
+		case ev := <-events:
+			switch ev.Event {
+			case workload.EventMeasureStart:
+				smp = startSampler(watch)
+			case workload.EventMeasureEnd:
+				if smp != nil {
+					usage = smp.finish()
+					smp = nil
+				}
+			}
+		case <-p.Done():
+			break wait
+		case <-ctx.Done():
+			if smp != nil {
+				smp.finish()
+			}
+			return nil, nil, ctx.Err()
+		}
+	}
+	if smp != nil {
+		usage = smp.finish()
+	}
+	if err := p.Err(); err != nil {
+		return nil, nil, fmt.Errorf("load client failed: %v (see %s)", err, filepath.Join(logDir, client+".stderr.log"))
+	}
+	res, err := readFortio(fortioPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	return res, usage, nil
+}
+
+// readEvents copies the client's stdout to its log and forwards the events
+// it announces.
+func readEvents(r io.Reader, log io.Writer, events chan<- workload.Event) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Bytes()
+		_, _ = log.Write(append(line, '\n'))
+		var ev workload.Event
+		if json.Unmarshal(line, &ev) == nil && ev.Event != "" {
+			select {
+			case events <- ev:
+			default: // nobody listens any more: the trial is over
+			}
+		}
+	}
+	_, _ = io.Copy(io.Discard, r)
+}
+
+func readFortio(path string) (*fhttp.HTTPRunnerResults, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read load result: %w", err)
+	}
+	var res fhttp.HTTPRunnerResults
+	if err := json.Unmarshal(data, &res); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if res.DurationHistogram == nil {
+		return nil, fmt.Errorf("%s: no latency histogram", path)
+	}
+	return &res, nil
+}
+
+// fillTrial copies the measured figures into the trial record.
+func fillTrial(tr *results.Trial, res *fhttp.HTTPRunnerResults, usage []results.Usage) {
+	h := res.DurationHistogram
+	tr.Start = res.StartTime.UTC()
+	tr.End = res.StartTime.Add(res.ActualDuration).UTC()
+	tr.Achieved = res.ActualQPS
+	tr.Requests = h.Count
+	tr.Codes = map[int]int64{}
+	for code, n := range res.RetCodes {
+		tr.Codes[code] = n
+		if code < 200 || code > 299 {
+			tr.Errors += n
+		}
+	}
+	ms := func(sec float64) float64 { return sec * 1000 }
+	tr.LatencyMs = results.Latency{Min: ms(h.Min), Mean: ms(h.Avg), Max: ms(h.Max)}
+	for _, p := range h.Percentiles {
+		switch p.Percentile {
+		case 50:
+			tr.LatencyMs.P50 = ms(p.Value)
+		case 90:
+			tr.LatencyMs.P90 = ms(p.Value)
+		case 99:
+			tr.LatencyMs.P99 = ms(p.Value)
+		case 99.9:
+			tr.LatencyMs.P999 = ms(p.Value)
+		}
+	}
+	tr.Components = usage
+}
+
+// writeTrial writes the SMPS documents and then trial.json, the marker that
+// the trial finished; each file atomically.
+func (r *run) writeTrial(dir string, tr *results.Trial) error {
+	cfg, res := smps.FromTrial(r.manifest, tr)
+	for name, msg := range map[string]smps.Message{results.SMPConfigFile: cfg, results.SMPResultFile: res} {
+		data, err := smps.Marshal(msg)
+		if err != nil {
+			return err
+		}
+		if err := results.WriteFile(filepath.Join(dir, name), data); err != nil {
+			return err
+		}
+	}
+	tr.End = tr.End.Round(time.Microsecond)
+	return results.WriteJSON(filepath.Join(dir, results.TrialFile), tr)
+}

@@ -1,0 +1,103 @@
+package workload
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"fortio.org/fortio/fhttp"
+	"fortio.org/fortio/periodic"
+)
+
+// Resolution is the latency histogram's bucket resolution in seconds:
+// 10 µs. fortio's default of 1 ms cannot resolve a sub-millisecond proxy hop.
+const Resolution = 10e-6
+
+// Percentiles are computed for every run.
+var Percentiles = []float64{50, 90, 99, 99.9}
+
+// LoadOptions describe one load run of the client.
+type LoadOptions struct {
+	URL         string
+	Host        string
+	QPS         float64
+	Connections int
+	Duration    time.Duration
+	Warmup      time.Duration
+	// RequestSize, when > 0, sends POST requests with a body of that size.
+	RequestSize int
+	// Log receives fortio's own text output.
+	Log io.Writer
+}
+
+// Event is one line of the client's event stream, which tells the runner
+// when the measured window starts and ends.
+type Event struct {
+	Event string    `json:"event"`
+	Time  time.Time `json:"time"`
+	Error string    `json:"error,omitempty"`
+}
+
+// Event names, in the order they are emitted.
+const (
+	EventWarmup       = "warmup"
+	EventMeasureStart = "measure-start"
+	EventMeasureEnd   = "measure-end"
+)
+
+// RunLoad drives a warm-up (whose results are discarded) and then the
+// measured run, emitting events to events, and returns the measured run's
+// fortio result. Cancelling ctx stops the run early; the partial result is
+// returned with ctx's error.
+func RunLoad(ctx context.Context, o LoadOptions, events io.Writer) (*fhttp.HTTPRunnerResults, error) {
+	emit := func(name string) {
+		b, _ := json.Marshal(Event{Event: name, Time: time.Now().UTC()})
+		_, _ = events.Write(append(b, '\n'))
+	}
+	if o.Warmup > 0 {
+		emit(EventWarmup)
+		if _, err := runOnce(ctx, o, o.Warmup); err != nil {
+			return nil, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	emit(EventMeasureStart)
+	res, err := runOnce(ctx, o, o.Duration)
+	emit(EventMeasureEnd)
+	if err != nil {
+		return res, err
+	}
+	return res, ctx.Err()
+}
+
+func runOnce(ctx context.Context, o LoadOptions, d time.Duration) (*fhttp.HTTPRunnerResults, error) {
+	ro := fhttp.HTTPRunnerOptions{}
+	ro.RunnerOptions = periodic.RunnerOptions{
+		QPS:         o.QPS,
+		Duration:    d,
+		NumThreads:  o.Connections,
+		Percentiles: Percentiles,
+		Resolution:  Resolution,
+		Out:         o.Log,
+		Stop:        periodic.NewAborter(),
+		// Spread the connections' requests instead of firing them together.
+		Uniform: true,
+	}
+	ro.HTTPOptions.URL = o.URL
+	ro.HTTPOptions.HTTPReqTimeOut = 5 * time.Second
+	ro.HTTPOptions.InitHeaders()
+	if o.Host != "" {
+		if err := ro.HTTPOptions.AddAndValidateExtraHeader("Host: " + o.Host); err != nil {
+			return nil, err
+		}
+	}
+	if o.RequestSize > 0 {
+		ro.HTTPOptions.Payload = []byte(strings.Repeat("m", o.RequestSize))
+		ro.HTTPOptions.ContentType = "application/octet-stream"
+	}
+	stop := context.AfterFunc(ctx, func() { ro.Stop.Abort(false) })
+	defer stop()
+	return fhttp.RunHTTPTest(&ro)
+}

@@ -1,0 +1,251 @@
+package scenarios
+
+import (
+	"fmt"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// The decoder below is strict where yaml.v3's KnownFields is not enough: it
+// reports every unknown field, wrong type and missing required field in one
+// pass, each with its line, column and field path, and it records where each
+// field was so that later (semantic) validation can point at the same place.
+
+// scalarDecoder is implemented by field types that parse themselves from a
+// YAML scalar (durations, byte sizes).
+type scalarDecoder interface {
+	decodeScalar(value, tag string) error
+}
+
+type decoder struct {
+	file string
+	errs ErrorList
+	pos  map[string]Position
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// decodeStrict parses data into out (a pointer to a struct) and returns the
+// positions of every field it saw, keyed by field path.
+func decodeStrict(file string, data []byte, out any) (map[string]Position, error) {
+	d := &decoder{file: file, pos: map[string]Position{}}
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if err.Error() == "EOF" {
+			d.errs.add(Position{File: file, Line: 1}, "", "empty scenario")
+			return nil, d.errs.err()
+		}
+		return nil, d.syntaxError(err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		d.errs.add(d.at(&extra), "", "a scenario file holds one YAML document; found a second one")
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	d.pos[""] = d.at(root)
+	d.value(root, reflect.ValueOf(out).Elem(), "")
+	return d.pos, d.errs.err()
+}
+
+func (d *decoder) syntaxError(err error) error {
+	msg := err.Error()
+	line := 0
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = "invalid YAML: " + m[2]
+	} else {
+		msg = "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")
+	}
+	d.errs.add(Position{File: d.file, Line: line}, "", "%s", msg)
+	return d.errs.err()
+}
+
+func (d *decoder) at(n *yaml.Node) Position {
+	return Position{File: d.file, Line: n.Line, Column: n.Column}
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			return "null"
+		case "!!str":
+			return fmt.Sprintf("the string %q", n.Value)
+		case "!!int", "!!float":
+			return "the number " + n.Value
+		case "!!bool":
+			return "the boolean " + n.Value
+		}
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "an unsupported YAML node"
+}
+
+func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	d.pos[path] = d.at(n)
+	if sd, ok := v.Addr().Interface().(scalarDecoder); ok {
+		if n.Kind != yaml.ScalarNode {
+			d.errs.add(d.at(n), path, "expected a scalar, got %s", kindName(n))
+			return
+		}
+		if err := sd.decodeScalar(n.Value, n.ShortTag()); err != nil {
+			d.errs.add(d.at(n), path, "%v", err)
+		}
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		d.structValue(n, v, path)
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			d.errs.add(d.at(n), path, "expected a list, got %s", kindName(n))
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, item := range n.Content {
+			d.value(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+		v.Set(s)
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
+			d.errs.add(d.at(n), path, "expected a string, got %s", kindName(n))
+			return
+		}
+		v.SetString(n.Value)
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		i, err := strconv.ParseInt(n.Value, 0, 64)
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || err != nil {
+			d.errs.add(d.at(n), path, "expected an integer, got %s", kindName(n))
+			return
+		}
+		v.SetInt(i)
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(n.Value, 64)
+		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") || err != nil {
+			d.errs.add(d.at(n), path, "expected a number, got %s", kindName(n))
+			return
+		}
+		v.SetFloat(f)
+	case reflect.Bool:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+			d.errs.add(d.at(n), path, "expected true or false, got %s", kindName(n))
+			return
+		}
+		v.SetBool(n.Value == "true")
+	default:
+		panic(fmt.Sprintf("scenarios: decoder does not handle %s at %s", v.Type(), path))
+	}
+}
+
+type fieldInfo struct {
+	index    int
+	name     string
+	required bool
+}
+
+func structFields(t reflect.Type) []fieldInfo {
+	var out []fieldInfo
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if tag == "" || tag == "-" || !f.IsExported() {
+			continue
+		}
+		out = append(out, fieldInfo{index: i, name: tag, required: f.Tag.Get("mb") == "required"})
+	}
+	return out
+}
+
+func (d *decoder) structValue(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.errs.add(d.at(n), path, "expected a mapping, got %s", kindName(n))
+		return
+	}
+	fields := structFields(v.Type())
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, val := n.Content[i], n.Content[i+1]
+		fp := join(path, key.Value)
+		var f *fieldInfo
+		for j := range fields {
+			if fields[j].name == key.Value {
+				f = &fields[j]
+			}
+		}
+		switch {
+		case f == nil:
+			d.errs.add(d.at(key), fp, "unknown field%s", suggest(key.Value, fields))
+		case seen[key.Value]:
+			d.errs.add(d.at(key), fp, "duplicate field (first set at line %d)", d.pos[fp].Line)
+		default:
+			seen[key.Value] = true
+			d.value(val, v.Field(f.index), fp)
+		}
+	}
+	for _, f := range fields {
+		if f.required && !seen[f.name] {
+			d.errs.add(d.at(n), join(path, f.name), "missing required field")
+		}
+	}
+}
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+// suggest names the known field closest to a misspelled one, if any is close.
+func suggest(name string, fields []fieldInfo) string {
+	best, bestDist := "", 3
+	for _, f := range fields {
+		if dist := editDistance(strings.ToLower(name), strings.ToLower(f.name)); dist < bestDist {
+			best, bestDist = f.name, dist
+		}
+	}
+	names := make([]string, len(fields))
+	for i, f := range fields {
+		names[i] = f.name
+	}
+	if best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
+	return fmt.Sprintf(" (known fields: %s)", strings.Join(names, ", "))
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

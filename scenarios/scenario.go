@@ -1,0 +1,183 @@
+// Package scenarios defines meshbench's scenario schema (v1), loads scenario
+// files strictly (every error reported with file:line:column and the field
+// path), fills defaults, validates, and embeds the built-in scenario library.
+//
+// It describes what to run; it does not run anything (that is package
+// runner) and knows nothing about platforms or processes.
+package scenarios
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+// APIVersion is the schema version this package reads and writes.
+const APIVersion = "meshbench/v1"
+
+// Mode is how a mesh's data plane sits relative to the workloads.
+type Mode string
+
+// The data-plane modes meshbench compares.
+const (
+	// Baseline is no mesh at all: the client talks to the server directly.
+	Baseline Mode = "baseline"
+	// Sidecar is one proxy next to each workload.
+	Sidecar Mode = "sidecar"
+	// PerNode is one shared proxy per node (ztunnel-style).
+	PerNode Mode = "per-node"
+	// Proxyless is a library in the workload instead of a proxy.
+	Proxyless Mode = "proxyless"
+)
+
+// Modes lists every mode the schema knows, in comparison order.
+var Modes = []Mode{Baseline, Sidecar, PerNode, Proxyless}
+
+// Scenario is one experiment: a topology, the meshes and modes to compare on
+// it, and the load to drive through each. Zero values mean "default"; call
+// Normalize to fill them.
+type Scenario struct {
+	APIVersion  string    `yaml:"apiVersion" json:"apiVersion" mb:"required"`
+	Name        string    `yaml:"name" json:"name" mb:"required"`
+	Description string    `yaml:"description" json:"description,omitempty"`
+	Platform    string    `yaml:"platform" json:"platform"`
+	Topology    Topology  `yaml:"topology" json:"topology"`
+	Meshes      []MeshRef `yaml:"meshes" json:"meshes" mb:"required"`
+	Load        Load      `yaml:"load" json:"load" mb:"required"`
+	Trials      int       `yaml:"trials" json:"trials"`
+
+	// pos holds where each field path was set: a file position, or the
+	// flag that overrode it.
+	pos map[string]Position
+}
+
+// Topology is the application under test: a client calling a server.
+type Topology struct {
+	Client Client `yaml:"client" json:"client"`
+	Server Server `yaml:"server" json:"server"`
+}
+
+// Client is the calling workload; it runs the load generator.
+type Client struct {
+	Name string `yaml:"name" json:"name"`
+}
+
+// Server is the called workload: fortio's echo server.
+type Server struct {
+	Name string `yaml:"name" json:"name"`
+	// PayloadSize is the response body size.
+	PayloadSize ByteSize `yaml:"payloadSize" json:"payloadSize"`
+	// ServiceTime is how long the server waits before answering.
+	ServiceTime Duration `yaml:"serviceTime" json:"serviceTime"`
+}
+
+// MeshRef names one mesh and the mode to run it in.
+type MeshRef struct {
+	Name string `yaml:"name" json:"name" mb:"required"`
+	Mode Mode   `yaml:"mode" json:"mode" mb:"required"`
+}
+
+func (m MeshRef) String() string { return m.Name + "/" + string(m.Mode) }
+
+// Load is the traffic driven through each (mesh, mode).
+type Load struct {
+	Protocol    string   `yaml:"protocol" json:"protocol"`
+	QPS         float64  `yaml:"qps" json:"qps" mb:"required"`
+	Connections int      `yaml:"connections" json:"connections"`
+	Duration    Duration `yaml:"duration" json:"duration" mb:"required"`
+	Warmup      Duration `yaml:"warmup" json:"warmup"`
+	// RequestSize is the request body size; 0 sends GET requests.
+	RequestSize ByteSize `yaml:"requestSize" json:"requestSize"`
+}
+
+// Defaults used by Normalize.
+const (
+	DefaultPlatform    = "local"
+	DefaultProtocol    = "http"
+	DefaultConnections = 8
+	DefaultWarmup      = Duration(2 * time.Second)
+	DefaultTrials      = 1
+	DefaultClientName  = "client"
+	DefaultServerName  = "server"
+)
+
+// Parse reads a scenario from YAML. file names the source in errors. The
+// result is normalized but not validated.
+func Parse(file string, data []byte) (*Scenario, error) {
+	s := &Scenario{}
+	pos, err := decodeStrict(file, data, s)
+	if err != nil {
+		return nil, err
+	}
+	s.pos = pos
+	s.Normalize()
+	return s, nil
+}
+
+// LoadFile reads, normalizes and validates a scenario file.
+func LoadFile(path string) (*Scenario, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return s, s.Validate()
+}
+
+// Normalize fills every zero value with its default.
+func (s *Scenario) Normalize() {
+	if s.Platform == "" {
+		s.Platform = DefaultPlatform
+	}
+	if s.Topology.Client.Name == "" {
+		s.Topology.Client.Name = DefaultClientName
+	}
+	if s.Topology.Server.Name == "" {
+		s.Topology.Server.Name = DefaultServerName
+	}
+	if s.Load.Protocol == "" {
+		s.Load.Protocol = DefaultProtocol
+	}
+	// Numbers are defaulted only when absent: an explicit 0 is a mistake
+	// that Validate reports, not a request for the default.
+	if s.unset("load.connections") && s.Load.Connections == 0 {
+		s.Load.Connections = DefaultConnections
+	}
+	if s.unset("load.warmup") && s.Load.Warmup == 0 {
+		s.Load.Warmup = DefaultWarmup
+	}
+	if s.unset("trials") && s.Trials == 0 {
+		s.Trials = DefaultTrials
+	}
+}
+
+func (s *Scenario) unset(path string) bool {
+	_, set := s.pos[path]
+	return !set
+}
+
+// Pos returns where the field at path was set, or the scenario's own
+// position when the field was not set.
+func (s *Scenario) Pos(path string) Position {
+	if p, ok := s.pos[path]; ok {
+		return p
+	}
+	return s.pos[""]
+}
+
+// Override records that a flag, not the file, set the field at path, so that
+// errors about it name the flag.
+func (s *Scenario) Override(path, flag string) {
+	if s.pos == nil {
+		s.pos = map[string]Position{}
+	}
+	s.pos[path] = Position{File: "flag --" + flag}
+}
+
+// FieldError returns an error about the field at path, at its position.
+func (s *Scenario) FieldError(path, format string, args ...any) *FieldError {
+	return &FieldError{Pos: s.Pos(path), Path: path, Msg: fmt.Sprintf(format, args...)}
+}

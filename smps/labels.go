@@ -1,0 +1,28 @@
+package smps
+
+// Labels carry what SMP has no field for. Every label meshbench writes is
+// named here, and only here, so that readers have one list to consult.
+const (
+	LabelRunID       = "meshbench.dev/run-id"
+	LabelScenario    = "meshbench.dev/scenario"
+	LabelMesh        = "meshbench.dev/mesh"
+	LabelMode        = "meshbench.dev/mode"
+	LabelTrial       = "meshbench.dev/trial"
+	LabelPosition    = "meshbench.dev/position"
+	LabelNetwork     = "meshbench.dev/network"
+	LabelResolution  = "meshbench.dev/histogram-resolution"
+	LabelWarmup      = "meshbench.dev/warmup"
+	LabelServiceTime = "meshbench.dev/server-service-time"
+	LabelPayloadSize = "meshbench.dev/server-payload-bytes"
+	LabelDataPlane   = "meshbench.dev/data-plane"
+	// Latency percentiles beyond SMP's p50/p90/p99, in milliseconds.
+	LabelP999Ms = "meshbench.dev/latency-p999-ms"
+	// Request counts of the measured window.
+	LabelRequests = "meshbench.dev/requests"
+	LabelErrors   = "meshbench.dev/errors"
+	// Resource use during the measured window, per component class: the
+	// class name is appended, e.g. "meshbench.dev/cpu-mcores.proxy".
+	LabelCPUPrefix = "meshbench.dev/cpu-mcores."
+	LabelRSSPrefix = "meshbench.dev/rss-max-mb."
+	LabelUsageSrc  = "meshbench.dev/resource-source"
+)

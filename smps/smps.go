@@ -1,0 +1,136 @@
+// Package smps maps meshbench results to Service Mesh Performance (SMP)
+// documents, using the upstream types of
+// github.com/layer5io/service-mesh-performance/spec, and reads them back
+// strictly. Figures SMP has no field for go in the labels named in
+// labels.go, never in invented fields.
+package smps
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+
+	smp "github.com/layer5io/service-mesh-performance/spec"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/meshbench/meshbench/runner/results"
+)
+
+// Version is the SMP spec version meshbench writes.
+const Version = "v0.6.1"
+
+// LoadGenerator names the load generator in PerformanceTestConfig.
+const LoadGenerator = "fortio"
+
+// Message is an SMP document.
+type Message = proto.Message
+
+// ConfigID is the id of the PerformanceTestConfig of a trial.
+func ConfigID(runID string, t *results.Trial) string {
+	return fmt.Sprintf("%s-%s-%s-%d", runID, t.Mesh, t.Mode, t.Trial)
+}
+
+// FromTrial builds the PerformanceTestConfig and PerformanceTestResult of
+// one trial.
+func FromTrial(m *results.Manifest, t *results.Trial) (*smp.PerformanceTestConfig, *smp.PerformanceTestResult) {
+	id := ConfigID(m.RunID, t)
+	labels := map[string]string{
+		LabelRunID:      m.RunID,
+		LabelMesh:       t.Mesh,
+		LabelMode:       t.Mode,
+		LabelTrial:      strconv.Itoa(t.Trial),
+		LabelPosition:   strconv.Itoa(t.Position),
+		LabelNetwork:    m.Platform.Network,
+		LabelResolution: m.HistogramResolution,
+	}
+	name := ""
+	if s := m.Scenario; s != nil {
+		name = s.Name
+		labels[LabelScenario] = s.Name
+		labels[LabelWarmup] = s.Load.Warmup.String()
+		labels[LabelServiceTime] = s.Topology.Server.ServiceTime.String()
+		labels[LabelPayloadSize] = strconv.FormatInt(int64(s.Topology.Server.PayloadSize), 10)
+	}
+	if t.DataPlane != "" {
+		labels[LabelDataPlane] = t.DataPlane
+	}
+	cfg := &smp.PerformanceTestConfig{
+		SmpVersion: Version,
+		Id:         id,
+		Name:       fmt.Sprintf("%s %s/%s trial %d", name, t.Mesh, t.Mode, t.Trial),
+		Labels:     labels,
+		Duration:   t.Duration,
+		Clients: []*smp.PerformanceTestConfig_Client{{
+			Internal:      true,
+			LoadGenerator: LoadGenerator,
+			Protocol:      smp.PerformanceTestConfig_Client_PROTOCOL_HTTP,
+			Connections:   int32(t.Connections),
+			Rps:           int64(t.Requested),
+			EndpointUrls:  []string{t.Target},
+		}},
+	}
+	resLabels := map[string]string{
+		LabelMesh:     t.Mesh,
+		LabelMode:     t.Mode,
+		LabelTrial:    strconv.Itoa(t.Trial),
+		LabelP999Ms:   fmtFloat(t.LatencyMs.P999),
+		LabelRequests: strconv.FormatInt(t.Requests, 10),
+		LabelErrors:   strconv.FormatInt(t.Errors, 10),
+	}
+	for _, u := range t.Components {
+		resLabels[LabelCPUPrefix+u.Name] = fmtFloat(u.CPUMillicores)
+		resLabels[LabelRSSPrefix+u.Name] = fmtFloat(u.RSSMaxMB)
+		resLabels[LabelUsageSrc] = u.Source
+	}
+	res := &smp.PerformanceTestResult{
+		SmpVersion: Version,
+		Id:         id + "-result",
+		Labels:     resLabels,
+		StartTime:  timestamppb.New(t.Start),
+		EndTime:    timestamppb.New(t.End),
+		LatenciesMs: &smp.PerformanceTestResult_Latency{
+			Min: t.LatencyMs.Min, Average: t.LatencyMs.Mean, P50: t.LatencyMs.P50,
+			P90: t.LatencyMs.P90, P99: t.LatencyMs.P99, Max: t.LatencyMs.Max,
+		},
+		ActualQps:  t.Achieved,
+		DetailsUri: results.FortioFile,
+		TestId:     id,
+	}
+	return cfg, res
+}
+
+func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'f', 3, 64) }
+
+// Marshal renders an SMP document as indented protobuf JSON.
+func Marshal(m Message) ([]byte, error) {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// ReadConfig reads a PerformanceTestConfig strictly: unknown fields fail.
+func ReadConfig(path string) (*smp.PerformanceTestConfig, error) {
+	var m smp.PerformanceTestConfig
+	return &m, read(path, &m)
+}
+
+// ReadResult reads a PerformanceTestResult strictly: unknown fields fail.
+func ReadResult(path string) (*smp.PerformanceTestResult, error) {
+	var m smp.PerformanceTestResult
+	return &m, read(path, &m)
+}
+
+func read(path string, m Message) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(data, m); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
