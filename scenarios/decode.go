@@ -29,6 +29,16 @@ type decoder struct {
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+// parserProblems are yaml.v3's parser errors, reported at a context line.
+var parserProblems = []string{
+	"did not find expected key",
+	"did not find expected ',' or ']'",
+	"did not find expected ',' or '}'",
+	"did not find expected '-' indicator",
+	"did not find expected node content",
+	"did not find expected <document start>",
+}
+
 // decodeStrict parses data into out (a pointer to a struct) and returns the
 // positions of every field it saw, keyed by field path.
 func decodeStrict(file string, data []byte, out any) (map[string]Position, error) {
@@ -61,6 +71,13 @@ func (d *decoder) syntaxError(err error) error {
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
 		msg = "invalid YAML: " + m[2]
+		// yaml.v3 reports parser (not scanner) errors with a 0-based line
+		// number; make it 1-based like every other position.
+		for _, p := range parserProblems {
+			if m[2] == p {
+				line++
+			}
+		}
 	} else {
 		msg = "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")
 	}

@@ -26,6 +26,11 @@ var (
 // namespaces, links and state files. Resources of live runs are untouched.
 func Cleanup(ctx context.Context, stateDir string, log runner.Logger) error {
 	ex := execRunner{}
+	// Scan resources before reading the state files: a run writes its state
+	// file before it creates anything, so a resource seen here belongs to a
+	// run whose file the read below sees, and a run starting concurrently
+	// is never mistaken for a dead one.
+	orphans := orphanIDs(ctx, ex)
 	live := map[string]bool{}
 	dead := map[string]record{}
 	for _, r := range readRecords(stateDir) {
@@ -35,13 +40,9 @@ func Cleanup(ctx context.Context, stateDir string, log runner.Logger) error {
 			dead[r.RunID] = r
 		}
 	}
-	// Resources whose state file is gone (or never written) are found by
-	// their names.
-	for _, id := range orphanIDs(ctx, ex) {
-		if !live[id] {
-			if _, ok := dead[id]; !ok {
-				dead[id] = record{RunID: id}
-			}
+	for _, id := range orphans {
+		if _, ok := dead[id]; !live[id] && !ok {
+			dead[id] = record{RunID: id}
 		}
 	}
 	var errs []error

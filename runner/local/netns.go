@@ -19,7 +19,7 @@ func vethHost(runID string, i int) string {
 	return fmt.Sprintf("mb%sh%d", runID, i)
 }
 func vethNode(runID string, i int) string { return fmt.Sprintf("mb%sn%d", runID, i) }
-func ruleComment(runID string) string      { return "meshbench:" + runID }
+func ruleComment(runID string) string     { return "meshbench:" + runID }
 
 // claimSubnet reserves a /24 of the platform's range that no live run uses
 // and that no host interface already has, and records it.

@@ -49,7 +49,6 @@ type runOptions struct {
 	out         string
 	network     string
 	subnet      string
-	stateDir    string
 }
 
 func newRunCommand(s Streams) *cobra.Command {
@@ -88,8 +87,6 @@ Exit codes: 0 success, 1 the run failed, 2 bad input (flags, scenario).`,
 	f.StringVar(&o.out, "out", "", "results directory (default meshbench-results/<scenario>-<UTC time>)")
 	f.StringVar(&o.network, "network", local.Auto, "local platform network: auto, netns (root) or loopback")
 	f.StringVar(&o.subnet, "subnet", local.DefaultSubnet.String(), "private IPv4 range to take node addresses from (netns network)")
-	f.StringVar(&o.stateDir, "state-dir", "", "where runs record what they created (default "+local.DefaultStateDir()+")")
-	_ = f.MarkHidden("state-dir")
 	return cmd
 }
 
@@ -126,7 +123,7 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 	runID := newRunID()
 	log := &progress{w: s.ErrOut}
 	plat, err := local.New(ctx, local.Options{
-		RunID: runID, Network: o.network, Subnet: subnet, StateDir: o.stateDir, Self: self, Log: log,
+		RunID: runID, Network: o.network, Subnet: subnet, Self: self, Log: log,
 	})
 	if err != nil {
 		if errors.Is(err, local.ErrInvalidOptions) {

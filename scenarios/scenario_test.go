@@ -1,0 +1,168 @@
+package scenarios
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the expected-error golden files")
+
+func TestLoadValid(t *testing.T) {
+	files, _ := filepath.Glob("testdata/valid-*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no testdata/valid-*.yaml")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			t.Parallel()
+			s, err := LoadFile(f)
+			if err != nil {
+				t.Fatalf("LoadFile: %v", err)
+			}
+			if s.Trials < 1 || s.Load.Connections < 1 || s.Platform != "local" {
+				t.Errorf("defaults not filled: %+v", s)
+			}
+		})
+	}
+}
+
+func TestLoadFullValues(t *testing.T) {
+	s, err := LoadFile("testdata/valid-full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"client", s.Topology.Client.Name, "web"},
+		{"server", s.Topology.Server.Name, "api"},
+		{"payload", s.Topology.Server.PayloadSize, ByteSize(4096)},
+		{"serviceTime", s.Topology.Server.ServiceTime, Duration(time.Millisecond)},
+		{"qps", s.Load.QPS, 250.5},
+		{"connections", s.Load.Connections, 4},
+		{"warmup explicitly 0", s.Load.Warmup, Duration(0)},
+		{"requestSize", s.Load.RequestSize, ByteSize(512)},
+		{"trials", s.Trials, 2},
+		{"modes", s.Meshes[1], MeshRef{Name: "meshbench", Mode: Sidecar}},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	if p := s.Pos("load.qps"); p.Line != 19 || p.Column != 8 {
+		t.Errorf("Pos(load.qps) = %v, want line 19 column 8", p)
+	}
+}
+
+func TestLoadMinimalDefaults(t *testing.T) {
+	s, err := LoadFile("testdata/valid-minimal.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Load.Warmup != DefaultWarmup || s.Trials != DefaultTrials || s.Load.Protocol != "http" ||
+		s.Topology.Client.Name != DefaultClientName || s.Topology.Server.Name != DefaultServerName {
+		t.Errorf("defaults not applied: %+v", s)
+	}
+}
+
+// TestLoadInvalid checks each invalid file's full error text against its
+// golden file testdata/invalid-*.err (refresh with -update).
+func TestLoadInvalid(t *testing.T) {
+	files, _ := filepath.Glob("testdata/invalid-*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no testdata/invalid-*.yaml")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, err := LoadFile(f)
+			if err == nil {
+				t.Fatal("LoadFile succeeded, want an error")
+			}
+			if _, ok := err.(ErrorList); !ok {
+				t.Errorf("error is %T, want ErrorList", err)
+			}
+			golden := strings.TrimSuffix(f, ".yaml") + ".err"
+			got := err.Error() + "\n"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, rerr := os.ReadFile(golden)
+			if rerr != nil {
+				t.Fatalf("read golden file (run with -update to create it): %v", rerr)
+			}
+			if got != string(want) {
+				t.Errorf("error text mismatch\n got:\n%s\nwant:\n%s", got, want)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(got), "\n") {
+				if !strings.HasPrefix(line, f+":") {
+					t.Errorf("error line does not start with the file name: %q", line)
+				}
+			}
+		})
+	}
+}
+
+func TestBuiltinsValid(t *testing.T) {
+	bs := Builtins()
+	if len(bs) < 2 {
+		t.Fatalf("want at least default and smoke, got %d", len(bs))
+	}
+	for _, b := range bs {
+		s, err := LoadBuiltin(b.Name)
+		if err != nil {
+			t.Errorf("builtin %s: %v", b.Name, err)
+			continue
+		}
+		if s.Name != b.Name || b.Description == "" {
+			t.Errorf("builtin %s: name %q, description %q", b.Name, s.Name, b.Description)
+		}
+	}
+	if !IsBuiltin(DefaultName) {
+		t.Error("no default scenario")
+	}
+}
+
+func TestOverrideNamesFlag(t *testing.T) {
+	s, err := LoadBuiltin(DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Load.QPS = -1
+	s.Override("load.qps", "qps")
+	err = s.Validate()
+	if err == nil || !strings.Contains(err.Error(), "flag --qps: load.qps: must be greater than 0") {
+		t.Errorf("error = %v, want it to name flag --qps", err)
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	cases := []struct {
+		in, tag string
+		want    ByteSize
+		bad     bool
+	}{
+		{"1024", "!!int", 1024, false},
+		{"1KiB", "!!str", 1024, false},
+		{"2MiB", "!!str", 2 << 20, false},
+		{"4KB", "!!str", 4000, false},
+		{"10B", "!!str", 10, false},
+		{"-1", "!!int", 0, true},
+		{"big", "!!str", 0, true},
+		{"1.5", "!!float", 0, true},
+	}
+	for _, c := range cases {
+		var b ByteSize
+		err := b.decodeScalar(c.in, c.tag)
+		if (err != nil) != c.bad || (!c.bad && b != c.want) {
+			t.Errorf("ByteSize(%q) = %d, %v; want %d, bad=%v", c.in, b, err, c.want, c.bad)
+		}
+	}
+}
