@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// meshbenchBin is the binary built once for the tests in this package.
+var meshbenchBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "meshbench-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	meshbenchBin = filepath.Join(dir, "meshbench")
+	out, err := exec.Command("go", "build", "-o", meshbenchBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build meshbench: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// meshbench runs the binary to completion (bounded by timeout).
+func meshbench(t *testing.T, timeout time.Duration, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, meshbenchBin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	default:
+		t.Fatalf("meshbench %v: %v", args, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("meshbench %v did not finish within %s\nstderr:\n%s", args, timeout, r.stderr)
+	}
+	return r
+}
+
+var runIDRE = regexp.MustCompile(`run ([0-9a-f]{6}): scenario`)
+
+func runID(t *testing.T, stderr string) string {
+	t.Helper()
+	m := runIDRE.FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("no run id in stderr:\n%s", stderr)
+	}
+	return m[1]
+}
+
+func integration(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test (real processes and namespaces): skipped with -short")
+	}
+}
+
+func TestIntegrationBadInput(t *testing.T) {
+	integration(t)
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing file", []string{"run", "no-such.yaml"}, "no-such.yaml: no such file"},
+		{"unknown name", []string{"run", "nosuchscenario"}, `"nosuchscenario" is neither a file nor a built-in scenario`},
+		{"malformed yaml", []string{"run", "testdata/malformed.yaml"}, "testdata/malformed.yaml:7: invalid YAML"},
+		{"unknown field", []string{"run", "testdata/unknown-field.yaml"}, "testdata/unknown-field.yaml:7:3: load.qsp: unknown field"},
+		{"unknown mesh", []string{"run", "testdata/unknown-mesh.yaml"}, `testdata/unknown-mesh.yaml:6:11: meshes[1].name: unknown mesh "linkerd"`},
+		{"bad flag value", []string{"run", "--qps", "-1"}, "flag --qps: load.qps: must be greater than 0"},
+		{"unparsable flag", []string{"run", "--duration", "soon"}, `invalid argument "soon" for "--duration"`},
+		{"unknown flag", []string{"run", "--bogus"}, "unknown flag: --bogus"},
+		{"bad modes", []string{"run", "--modes", "per-node"}, `invalid --modes: "per-node" matches no mesh`},
+		{"bad network", []string{"run", "--network", "wifi"}, `--network "wifi"`},
+		{"too many args", []string{"run", "a", "b"}, "accepts at most 1 arg(s)"},
+		{"validate", []string{"scenarios", "validate", "testdata/unknown-field.yaml"}, "testdata/unknown-field.yaml:7:3"},
+		{"show unknown", []string{"scenarios", "show", "nope"}, `no built-in scenario "nope"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			out := filepath.Join(t.TempDir(), "results")
+			args := c.args
+			if args[0] == "run" {
+				args = append(args, "--out", out)
+			}
+			r := meshbench(t, 30*time.Second, args...)
+			if r.code != 2 {
+				t.Errorf("exit code %d, want 2\nstderr:\n%s", r.code, r.stderr)
+			}
+			if !strings.Contains(r.stderr, c.want) {
+				t.Errorf("stderr does not contain %q:\n%s", c.want, r.stderr)
+			}
+			if _, err := os.Stat(out); err == nil {
+				t.Errorf("bad input created the results directory %s", out)
+			}
+		})
+	}
+}
+
+func TestCLIBasics(t *testing.T) {
+	if r := meshbench(t, 10*time.Second, "version"); r.code != 0 || !strings.HasPrefix(r.stdout, "meshbench ") {
+		t.Errorf("version: %+v", r)
+	}
+	r := meshbench(t, 10*time.Second, "scenarios", "list")
+	if r.code != 0 || !strings.Contains(r.stdout, "default (default)") || !strings.Contains(r.stdout, "smoke") {
+		t.Errorf("scenarios list: %+v", r)
+	}
+	r = meshbench(t, 10*time.Second, "scenarios", "show", "default")
+	if r.code != 0 || !strings.Contains(r.stdout, "apiVersion: meshbench/v1") {
+		t.Errorf("scenarios show: %+v", r)
+	}
+	r = meshbench(t, 10*time.Second, "scenarios", "validate", "../../scenarios/testdata/valid-full.yaml")
+	if r.code != 0 || !strings.Contains(r.stdout, "valid") {
+		t.Errorf("scenarios validate: %+v", r)
+	}
+	r = meshbench(t, 10*time.Second, "completion", "bash")
+	if r.code != 0 || !strings.Contains(r.stdout, "__start_meshbench") {
+		t.Errorf("completion bash: code %d", r.code)
+	}
+	r = meshbench(t, 10*time.Second, "--help")
+	if r.code != 0 || strings.Contains(r.stdout, "workload") || strings.Contains(r.stdout, "proxy ") {
+		t.Errorf("--help shows process roles or fails:\n%s", r.stdout)
+	}
+}
+
+func readJSONFile(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, v)
+}

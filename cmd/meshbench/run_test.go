@@ -1,0 +1,278 @@
+package main
+
+import (
+	"bufio"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshbench/meshbench/reports"
+	"github.com/meshbench/meshbench/runner/results"
+	"github.com/meshbench/meshbench/smps"
+)
+
+func TestIntegrationRunDefaultShortened(t *testing.T) {
+	integration(t)
+	out := filepath.Join(t.TempDir(), "results")
+	r := meshbench(t, 3*time.Minute, "run", "--duration", "2s", "--trials", "1", "--out", out)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("table:\n%s", r.stdout)
+	for _, row := range []string{"none  baseline", "meshbench   sidecar"} {
+		if !strings.Contains(r.stdout, row) {
+			t.Errorf("table has no %q row", row)
+		}
+	}
+	m, err := results.ReadManifest(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Host.Kernel == "" || m.Host.CPUs == 0 || m.Host.MemoryMB == 0 || m.Meshbench.GoVersion == "" ||
+		m.Platform.Network == "" || m.HistogramResolution != "10us" || m.Scenario == nil || m.Scenario.Load.Duration.D() != 2*time.Second {
+		t.Errorf("manifest incomplete: %+v", m)
+	}
+	trials, err := results.ReadTrials(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, tr := range trials {
+		seen[tr.Key()] = true
+		checkTrial(t, out, m, tr, 1000)
+	}
+	if !seen["none/baseline"] || !seen["meshbench/sidecar"] {
+		t.Errorf("trials: want none/baseline and meshbench/sidecar, got %v", seen)
+	}
+	var rows []*reports.Row
+	if err := readJSONFile(filepath.Join(out, results.SummaryJSONFile), &rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].Mode != "baseline" || rows[1].Proxies != 2 || rows[1].ProxyCPU <= 0 || rows[1].ProxyRSSMB <= 0 {
+		t.Errorf("summary rows wrong: %+v %+v", rows[0], rows[len(rows)-1])
+	}
+}
+
+// checkTrial asserts what every finished trial must satisfy.
+func checkTrial(t *testing.T, dir string, m *results.Manifest, tr *results.Trial, qps float64) {
+	t.Helper()
+	name := tr.Key()
+	if math.Abs(tr.Achieved-qps)/qps > 0.05 {
+		t.Errorf("%s: achieved %.1f qps, want within 5%% of %.0f", name, tr.Achieved, qps)
+	}
+	if tr.Errors != 0 || tr.Requests == 0 {
+		t.Errorf("%s: %d errors of %d requests (codes %v)", name, tr.Errors, tr.Requests, tr.Codes)
+	}
+	l := tr.LatencyMs
+	if !(l.Min > 0 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.Max) {
+		t.Errorf("%s: latencies out of order: %+v", name, l)
+	}
+	tdir := filepath.Join(dir, tr.Dir())
+	cfg, err := smps.ReadConfig(filepath.Join(tdir, results.SMPConfigFile))
+	if err != nil {
+		t.Fatalf("%s: SMP config does not parse strictly: %v", name, err)
+	}
+	res, err := smps.ReadResult(filepath.Join(tdir, results.SMPResultFile))
+	if err != nil {
+		t.Fatalf("%s: SMP result does not parse strictly: %v", name, err)
+	}
+	if cfg.GetId() != res.GetTestId() || cfg.GetSmpVersion() != smps.Version || len(cfg.GetClients()) != 1 ||
+		cfg.GetClients()[0].GetRps() != int64(qps) || cfg.GetLabels()[smps.LabelRunID] != m.RunID {
+		t.Errorf("%s: SMP config inconsistent: %v", name, cfg)
+	}
+	lat := res.GetLatenciesMs()
+	if lat.GetP50() != l.P50 || lat.GetP99() != l.P99 || res.GetActualQps() != tr.Achieved ||
+		res.GetStartTime().AsTime().IsZero() || !res.GetEndTime().AsTime().After(res.GetStartTime().AsTime()) {
+		t.Errorf("%s: SMP result does not match the trial: %v", name, res)
+	}
+	if _, err := os.Stat(filepath.Join(tdir, results.FortioFile)); err != nil {
+		t.Errorf("%s: no raw fortio result: %v", name, err)
+	}
+	logs, _ := filepath.Glob(filepath.Join(tdir, results.LogsDir, "*.log"))
+	if len(logs) == 0 {
+		t.Errorf("%s: no process logs", name)
+	}
+	for _, u := range tr.Components {
+		if u.CPUMillicores <= 0 || u.RSSMaxMB <= 0 {
+			t.Errorf("%s: component %s has no resource figures: %+v", name, u.Name, u)
+		}
+	}
+}
+
+// startRun starts `meshbench run` in the background, with its stderr in a
+// file so the test can follow it.
+func startRun(t *testing.T, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	stderr := filepath.Join(t.TempDir(), "stderr")
+	f, err := os.Create(stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	cmd := exec.Command(meshbenchBin, append([]string{"run"}, args...)...)
+	cmd.Stderr = f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd, stderr
+}
+
+// waitFor polls until cond is true or fails the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func fileContains(path, s string) bool {
+	data, err := os.ReadFile(path)
+	return err == nil && strings.Contains(string(data), s)
+}
+
+// measuring reports whether the sidecar trial's load client has started
+// its measured window.
+func measuring(out string) func() bool {
+	return func() bool {
+		return fileContains(filepath.Join(out, results.TrialDir("meshbench", "sidecar", 1), results.LogsDir, "client.stdout.log"), "measure-start")
+	}
+}
+
+func TestIntegrationKillRecovers(t *testing.T) {
+	integration(t)
+	out := filepath.Join(t.TempDir(), "killed")
+	cmd, stderr := startRun(t, "default", "--duration", "3s", "--trials", "1", "--out", out)
+	waitFor(t, 90*time.Second, "the sidecar trial to be measuring", measuring(out))
+	data, _ := os.ReadFile(stderr)
+	killed := runID(t, string(data))
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if os.Geteuid() == 0 && len(leftovers(t, killed)) == 0 {
+		t.Errorf("SIGKILL left nothing behind: the test did not kill a run mid-trial")
+	}
+	// The finished baseline trial survived the crash; the trial in progress
+	// left no trial.json.
+	trials, err := results.ReadTrials(out)
+	if err != nil || len(trials) != 1 || trials[0].Key() != "none/baseline" {
+		t.Errorf("after SIGKILL want the finished baseline trial only, got %v (err %v)", trials, err)
+	}
+
+	next := meshbench(t, 2*time.Minute, "run", "smoke", "--duration", "1s", "--out", filepath.Join(t.TempDir(), "next"))
+	if next.code != 0 {
+		t.Fatalf("next run failed: exit %d\n%s", next.code, next.stderr)
+	}
+	if !strings.Contains(next.stderr, "removing leftovers of dead run "+killed) {
+		t.Errorf("next run did not report removing run %s's leftovers:\n%s", killed, next.stderr)
+	}
+	for _, id := range []string{killed, runID(t, next.stderr)} {
+		if l := leftovers(t, id); len(l) > 0 {
+			t.Errorf("run %s left behind: %v", id, l)
+		}
+	}
+}
+
+func TestIntegrationInterruptTearsDown(t *testing.T) {
+	integration(t)
+	out := filepath.Join(t.TempDir(), "interrupted")
+	cmd, stderr := startRun(t, "default", "--modes", "sidecar", "--duration", "30s", "--trials", "1", "--out", out)
+	waitFor(t, 60*time.Second, "the sidecar trial to be measuring", measuring(out))
+	data, _ := os.ReadFile(stderr)
+	id := runID(t, string(data))
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit after SIGINT: %v, want exit code 1", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("teardown after SIGINT took %s", d)
+	}
+	if !fileContains(stderr, "interrupted") {
+		data, _ := os.ReadFile(stderr)
+		t.Errorf("stderr does not say the run was interrupted:\n%s", data)
+	}
+	if l := leftovers(t, id); len(l) > 0 {
+		t.Errorf("SIGINT left behind: %v", l)
+	}
+}
+
+// leftovers lists what exists of a run: namespaces, links, iptables rules,
+// processes and its state file.
+func leftovers(t *testing.T, id string) []string {
+	t.Helper()
+	var found []string
+	if os.Geteuid() == 0 {
+		if out, err := exec.Command("ip", "netns", "list").Output(); err == nil {
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(line, "mb-"+id+"-") {
+					found = append(found, "netns "+strings.Fields(line)[0])
+				}
+			}
+		}
+		if out, err := exec.Command("ip", "-o", "link", "show").Output(); err == nil {
+			for _, line := range strings.Split(string(out), "\n") {
+				if f := strings.Fields(line); len(f) > 1 && (strings.HasPrefix(f[1], "mb-"+id) || strings.HasPrefix(f[1], "mb"+id)) {
+					found = append(found, "link "+f[1])
+				}
+			}
+		}
+		if out, err := exec.Command("iptables", "-w", "5", "-S").Output(); err == nil {
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.Contains(line, "meshbench:"+id) {
+					found = append(found, "iptables "+line)
+				}
+			}
+		}
+		if _, err := os.Stat(filepath.Join("/run/meshbench", id+".json")); err == nil {
+			found = append(found, "state file")
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/environ")
+	for _, p := range procs {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, kv := range strings.Split(string(data), "\x00") {
+			if kv == "MESHBENCH_RUN_ID="+id && !zombie(filepath.Dir(p)) {
+				found = append(found, "process "+filepath.Base(filepath.Dir(p))+" "+cmdline(filepath.Dir(p)))
+			}
+		}
+	}
+	return found
+}
+
+func zombie(procDir string) bool {
+	f, err := os.Open(filepath.Join(procDir, "status"))
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "State:"); ok {
+			return strings.HasPrefix(strings.TrimSpace(rest), "Z")
+		}
+	}
+	return false
+}
+
+func cmdline(procDir string) string {
+	data, _ := os.ReadFile(filepath.Join(procDir, "cmdline"))
+	return strconv.Quote(strings.ReplaceAll(string(data), "\x00", " "))
+}
