@@ -33,9 +33,11 @@ vet:
 	$(GO) vet ./...
 
 # Every test, integration tests included (real processes, sockets and, as
-# root, network namespaces).
+# root, network namespaces). -p 1 runs packages one at a time: a run cleans
+# up what dead runs left behind, and the crash-recovery test needs to be the
+# one that finds its own dead run's leftovers.
 test: setup fmt-check vet
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...

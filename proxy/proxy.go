@@ -42,6 +42,9 @@ type Proxy struct {
 	listeners []*listener
 	clusters  map[string]*cluster
 	ready     atomic.Bool
+
+	mu    sync.Mutex
+	addrs map[string]string
 }
 
 // New compiles cfg (which must be normalized and valid, as ParseConfig
@@ -96,6 +99,15 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}
 		all = append(all, bound{srv: &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}, ln: ln})
 	}
+	p.mu.Lock()
+	p.addrs = map[string]string{}
+	for i, l := range p.listeners {
+		p.addrs[l.cfg.Name] = all[i].ln.Addr().String()
+	}
+	if p.cfg.Admin != "" {
+		p.addrs[AdminListener] = all[len(all)-1].ln.Addr().String()
+	}
+	p.mu.Unlock()
 	errc := make(chan error, len(all))
 	for _, b := range all {
 		go func() {
@@ -130,6 +142,17 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	p.log.Logf("proxy %s stopped", p.cfg.Node)
 	return runErr
+}
+
+// AdminListener is the name Addr knows the admin listener by.
+const AdminListener = "admin"
+
+// Addr returns the address a listener is bound to ("" before Run binds it),
+// which tells the port when the configuration asked for port 0.
+func (p *Proxy) Addr(listener string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.addrs[listener]
 }
 
 // Stats is a snapshot of the proxy's counters.

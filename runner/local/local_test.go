@@ -1,0 +1,228 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshbench/meshbench/runner"
+)
+
+// The test binary doubles as the helper process started on nodes: with
+// MESHBENCH_TEST_HELPER set it serves or fetches HTTP instead of testing.
+func TestMain(m *testing.M) {
+	switch os.Getenv("MESHBENCH_TEST_HELPER") {
+	case "serve":
+		http.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "hello from node") })
+		fmt.Println(http.ListenAndServe(os.Args[len(os.Args)-1], nil))
+		os.Exit(1)
+	case "fetch":
+		resp, err := http.Get(os.Args[len(os.Args)-1])
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		fmt.Print(string(b))
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func helperSpec(node, mode, arg string, out io.Writer) runner.ProcessSpec {
+	return runner.ProcessSpec{Name: mode + "-" + node, Node: node, Command: "env",
+		Args: []string{"MESHBENCH_TEST_HELPER=" + mode, os.Args[0], "-test.run=^$", arg}, Stdout: out, Stderr: out}
+}
+
+func testPlatform(t *testing.T, network string) {
+	ctx := context.Background()
+	id := newTestRunID(t)
+	p, err := New(ctx, Options{RunID: id, Network: network, Self: os.Args[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := p.Describe(); d.Network != network || d.NetworkReason == "" {
+		t.Errorf("Describe() = %+v", d)
+	}
+	nodes, err := p.Up(ctx, []string{"alpha", "beta"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Down(ctx)
+	a, b := nodes["alpha"], nodes["beta"]
+	if a.Addr == b.Addr || !a.Addr.IsValid() {
+		t.Fatalf("node addresses %v and %v", a.Addr, b.Addr)
+	}
+	listen := b.Addr.String() + ":18080"
+	if network == NetNS {
+		listen = "0.0.0.0:18080"
+	}
+	var serverOut strings.Builder
+	srv, err := p.Start(ctx, helperSpec("beta", "serve", listen, &serverOut))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + b.Addr.String() + ":18080/"
+	// The runner's side reaches the node...
+	waitHTTP(t, url, srv)
+	// ...and so does the other node.
+	var out strings.Builder
+	cl, err := p.Start(ctx, helperSpec("alpha", "fetch", url, &out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Err(); err != nil || out.String() != "hello from node" {
+		t.Errorf("node alpha fetching from beta: %v, output %q", err, out.String())
+	}
+	if network == NetNS {
+		checkExists(t, id, true)
+	}
+	if err := p.Down(ctx); err != nil {
+		t.Errorf("Down: %v", err)
+	}
+	select {
+	case <-srv.Done():
+	default:
+		t.Error("Down left the server process running")
+	}
+	checkExists(t, id, false)
+	if err := p.Down(ctx); err != nil {
+		t.Errorf("second Down: %v", err)
+	}
+	if _, err := p.Start(ctx, helperSpec("alpha", "fetch", url, io.Discard)); err == nil {
+		t.Error("Start after Down succeeded")
+	}
+}
+
+func TestIntegrationNetNS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: skipped with -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root; the loopback test covers this host")
+	}
+	testPlatform(t, NetNS)
+}
+
+func TestIntegrationLoopback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: skipped with -short")
+	}
+	testPlatform(t, Loopback)
+}
+
+func TestCleanupRemovesDeadRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: skipped with -short")
+	}
+	ctx := context.Background()
+	id := newTestRunID(t)
+	dir := DefaultStateDir()
+	// A dead owner: a process that has exited.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	rec := record{RunID: id, PID: dead.Process.Pid, StartTicks: 1, Octet: -1}
+	st := &state{dir: dir, rec: rec}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.save(); err != nil {
+		t.Fatal(err)
+	}
+	orphan := exec.Command("sleep", "60")
+	orphan.Env = append(os.Environ(), EnvRunID+"="+id)
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go orphan.Wait()
+	if os.Geteuid() == 0 {
+		if out, err := exec.Command("ip", "netns", "add", nsName(id, "x")).CombinedOutput(); err != nil {
+			t.Fatalf("ip netns add: %v %s", err, out)
+		}
+	}
+	var logs strings.Builder
+	if err := Cleanup(ctx, dir, logger{&logs}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "dead run "+id) {
+		t.Errorf("cleanup did not report run %s: %q", id, logs.String())
+	}
+	checkExists(t, id, false)
+	if len(processesByRun()[id]) > 0 {
+		t.Error("orphan process survived cleanup")
+	}
+}
+
+type logger struct{ w io.Writer }
+
+func (l logger) Logf(f string, a ...any) { fmt.Fprintf(l.w, f+"\n", a...) }
+
+func newTestRunID(t *testing.T) string {
+	b := make([]byte, 3)
+	f, _ := os.Open("/dev/urandom")
+	defer f.Close()
+	_, _ = io.ReadFull(f, b)
+	return fmt.Sprintf("%x", b)
+}
+
+func waitHTTP(t *testing.T, url string, p runner.Process) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		select {
+		case <-p.Done():
+			t.Fatalf("server exited: %v", p.Err())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkExists asserts whether the run's namespaces, links, rules and state
+// file exist.
+func checkExists(t *testing.T, id string, want bool) {
+	t.Helper()
+	var found []string
+	if os.Geteuid() == 0 {
+		ns, _ := exec.Command("ip", "netns", "list").Output()
+		if strings.Contains(string(ns), "mb-"+id+"-") {
+			found = append(found, "netns")
+		}
+		links, _ := exec.Command("ip", "-o", "link", "show").Output()
+		if strings.Contains(string(links), "mb-"+id) || strings.Contains(string(links), "mb"+id) {
+			found = append(found, "links")
+		}
+		if _, err := exec.LookPath("iptables"); err == nil {
+			rules, _ := exec.Command("iptables", "-w", "5", "-S").Output()
+			if strings.Contains(string(rules), ruleComment(id)) {
+				found = append(found, "iptables rule")
+			}
+		}
+	}
+	if _, err := os.Stat(statePath(DefaultStateDir(), id)); err == nil {
+		found = append(found, "state file")
+	}
+	if want && len(found) < 3 && os.Geteuid() == 0 {
+		t.Errorf("run %s: expected namespaces, links and state, found only %v", id, found)
+	}
+	if !want && len(found) > 0 {
+		t.Errorf("run %s left behind: %v", id, found)
+	}
+}
+
