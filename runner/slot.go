@@ -154,6 +154,15 @@ wait:
 				}
 			}
 		case <-p.Done():
+			// exec's Wait returns only after the process's stdout has been
+			// copied, so its last events are queued: take them before
+			// deciding the window's end.
+			for len(events) > 0 {
+				if ev := <-events; ev.Event == workload.EventMeasureEnd && smp != nil {
+					usage = smp.finish()
+					smp = nil
+				}
+			}
 			break wait
 		case <-ctx.Done():
 			if smp != nil {
