@@ -114,7 +114,9 @@ func (r *run) drive(ctx context.Context, dep *meshes.Deployment, comps []started
 		return nil, nil, err
 	}
 	defer stdout.Close()
-	events := make(chan workload.Event, 8)
+	// readEvents never blocks on this channel (it drops what does not fit),
+	// so its size only has to exceed the few events a client emits.
+	events := make(chan workload.Event, 16)
 	go readEvents(pr, stdout, events)
 
 	p, err := r.start(ctx, logDir, ProcessSpec{
@@ -140,28 +142,30 @@ func (r *run) drive(ctx context.Context, dep *meshes.Deployment, comps []started
 	}
 	var smp *sampler
 	var usage []results.Usage
+	handle := func(ev workload.Event) {
+		switch {
+		case ev.Event == workload.EventMeasureStart && smp == nil:
+			smp = startSampler(watch)
+		case ev.Event == workload.EventMeasureEnd && smp != nil:
+			usage = smp.finish()
+			smp = nil
+		}
+	}
 wait:
 	for {
 		select {
-		case ev := <-events:
-			switch ev.Event {
-			case workload.EventMeasureStart:
-				smp = startSampler(watch)
-			case workload.EventMeasureEnd:
-				if smp != nil {
-					usage = smp.finish()
-					smp = nil
-				}
+		case ev, ok := <-events:
+			if !ok {
+				events = nil // stdout closed; wait for the exit
+				continue
 			}
+			handle(ev)
 		case <-p.Done():
-			// exec's Wait returns only after the process's stdout has been
-			// copied, so its last events are queued: take them before
-			// deciding the window's end.
-			for len(events) > 0 {
-				if ev := <-events; ev.Event == workload.EventMeasureEnd && smp != nil {
-					usage = smp.finish()
-					smp = nil
-				}
+			// Nothing more can be written: close the pipe and take the
+			// events still on their way before ending the window.
+			pw.Close()
+			for ev := range events {
+				handle(ev)
 			}
 			break wait
 		case <-ctx.Done():
@@ -187,6 +191,7 @@ wait:
 // readEvents copies the client's stdout to its log and forwards the events
 // it announces.
 func readEvents(r io.Reader, log io.Writer, events chan<- workload.Event) {
+	defer close(events)
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Bytes()
