@@ -225,4 +225,3 @@ func checkExists(t *testing.T, id string, want bool) {
 		t.Errorf("run %s left behind: %v", id, found)
 	}
 }
-
