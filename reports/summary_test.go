@@ -1,0 +1,88 @@
+package reports
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/meshbench/meshbench/runner/results"
+)
+
+func trial(mesh, mode string, n int, p50, p99, proxyCPU float64) *results.Trial {
+	t := &results.Trial{Mesh: mesh, Mode: mode, Trial: n, Achieved: 1000, Requests: 10000,
+		LatencyMs: results.Latency{P50: p50, P90: p50 * 1.2, P99: p99, Max: p99 * 2}}
+	if proxyCPU > 0 {
+		t.Components = []results.Usage{
+			{Name: "a", Class: results.ClassProxy, CPUMillicores: proxyCPU / 2, RSSMaxMB: 10},
+			{Name: "b", Class: results.ClassProxy, CPUMillicores: proxyCPU / 2, RSSMaxMB: 12},
+			{Name: "client", Class: results.ClassLoadGen, CPUMillicores: 500, RSSMaxMB: 30},
+		}
+	}
+	return t
+}
+
+func TestSummarizePairsTrialsWithTheirBaseline(t *testing.T) {
+	trials := []*results.Trial{
+		// The sidecar comes first in trial 1: rows must still put the baseline first.
+		trial("meshbench", "sidecar", 1, 0.5, 2.0, 200),
+		trial("none", "baseline", 1, 0.2, 1.0, 0),
+		trial("none", "baseline", 2, 0.3, 5.0, 0), // a noisy trial for both
+		trial("meshbench", "sidecar", 2, 0.7, 6.0, 220),
+		trial("none", "baseline", 3, 0.2, 1.0, 0),
+		trial("meshbench", "sidecar", 3, 0.4, 1.5, 180),
+	}
+	rows := Summarize(trials)
+	if len(rows) != 2 || rows[0].Key() != "none/baseline" || rows[1].Key() != "meshbench/sidecar" {
+		t.Fatalf("rows = %v, %v", rows[0].Key(), rows[1].Key())
+	}
+	sc := rows[1]
+	// Per-trial differences: p50 0.3, 0.4, 0.2 -> median 0.3; p99 1.0, 1.0, 0.5 -> 1.0.
+	if !near(sc.AddedP50Ms, 0.3) || !near(sc.AddedP99Ms, 1.0) || !sc.HasBaseline {
+		t.Errorf("added p50 %.3f p99 %.3f, want 0.3 and 1.0", sc.AddedP50Ms, sc.AddedP99Ms)
+	}
+	if sc.LatencyMs.P50 != 0.5 || sc.Trials != 3 || sc.Requests != 30000 {
+		t.Errorf("sidecar row = %+v", sc)
+	}
+	if sc.Proxies != 2 || sc.ProxyCPU != 200 || sc.ProxyRSSMB != 22 {
+		t.Errorf("proxy usage = %d proxies, %.0fm, %.0fMB; want 2, 200m, 22MB", sc.Proxies, sc.ProxyCPU, sc.ProxyRSSMB)
+	}
+	var sb strings.Builder
+	if err := WriteTable(&sb, &results.Manifest{HistogramResolution: "10us"}, rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"+300us", "+1.00ms", "200m", "22.0MB", "10us buckets"} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, sb.String())
+		}
+	}
+}
+
+func TestSummarizeWithoutBaseline(t *testing.T) {
+	rows := Summarize([]*results.Trial{trial("meshbench", "sidecar", 1, 0.5, 2, 100)})
+	if rows[0].HasBaseline {
+		t.Error("HasBaseline without a baseline trial")
+	}
+	var sb strings.Builder
+	_ = WriteTable(&sb, nil, rows)
+	if !strings.Contains(sb.String(), "       -        -") && !strings.Contains(sb.String(), " - ") {
+		t.Errorf("added latency should print as '-':\n%s", sb.String())
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{3, 1, 2}, 2}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		in := append([]float64(nil), c.in...)
+		if got := Median(c.in); got != c.want {
+			t.Errorf("Median(%v) = %v, want %v", c.in, got, c.want)
+		}
+		for i := range in {
+			if in[i] != c.in[i] {
+				t.Errorf("Median modified its input")
+			}
+		}
+	}
+}
+
+func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }

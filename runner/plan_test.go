@@ -1,0 +1,67 @@
+package runner
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/meshes/meshbench"
+	"github.com/meshbench/meshbench/meshes/none"
+	"github.com/meshbench/meshbench/scenarios"
+)
+
+func registry() map[string]meshes.Mesh {
+	return map[string]meshes.Mesh{"none": none.New(), "meshbench": meshbench.New("test")}
+}
+
+func TestPlanReportsEveryProblemWithItsLine(t *testing.T) {
+	src := `apiVersion: meshbench/v1
+name: plan
+meshes:
+  - {name: none, mode: baseline}
+  - {name: istio, mode: sidecar}
+  - {name: none, mode: sidecar}
+load: {qps: 10, duration: 1s}
+`
+	s, err := scenarios.Parse("plan.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Plan(s, registry())
+	if err == nil {
+		t.Fatal("Plan accepted an unknown mesh and an unsupported mode")
+	}
+	for _, want := range []string{
+		`plan.yaml:5:12: meshes[1].name: unknown mesh "istio" (known: meshbench, none)`,
+		`plan.yaml:6:24: meshes[2].mode: mesh "none" does not support mode "sidecar"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestOrderRotatesEverySlotThroughEveryPosition(t *testing.T) {
+	s, err := scenarios.LoadBuiltin(scenarios.DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots, err := Plan(s, registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]map[int]bool{}
+	for trial := 1; trial <= len(slots); trial++ {
+		for pos, sl := range order(slots, trial) {
+			if seen[sl.key()] == nil {
+				seen[sl.key()] = map[int]bool{}
+			}
+			seen[sl.key()][pos] = true
+		}
+	}
+	for k, positions := range seen {
+		if len(positions) != len(slots) {
+			t.Errorf("%s took positions %v over %d trials, want all %d", k, positions, len(slots), len(slots))
+		}
+	}
+}

@@ -1,0 +1,58 @@
+package smps
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshbench/meshbench/runner/results"
+	"github.com/meshbench/meshbench/scenarios"
+)
+
+func TestTrialRoundTripsStrictly(t *testing.T) {
+	s, err := scenarios.LoadBuiltin(scenarios.DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &results.Manifest{RunID: "abc123", Scenario: s, HistogramResolution: "10us",
+		Platform: results.Platform{Network: "netns"}}
+	start := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
+	tr := &results.Trial{Mesh: "meshbench", Mode: "sidecar", Trial: 2, Start: start, End: start.Add(10 * time.Second),
+		Requested: 1000, Achieved: 999.5, Connections: 8, Duration: "10s", Target: "http://127.0.0.1:15001/",
+		Requests: 9995, LatencyMs: results.Latency{Min: 0.1, Mean: 0.5, P50: 0.4, P90: 0.6, P99: 1.2, P999: 3, Max: 4},
+		Components: []results.Usage{{Name: "client-sidecar", Class: "proxy", CPUMillicores: 140, RSSMaxMB: 18, Source: "/proc"}}}
+	cfg, res := FromTrial(m, tr)
+	dir := t.TempDir()
+	for name, msg := range map[string]Message{"c.json": cfg, "r.json": res} {
+		b, err := Marshal(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c2, err := ReadConfig(filepath.Join(dir, "c.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := ReadResult(filepath.Join(dir, "r.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.GetId() != "abc123-meshbench-sidecar-2" || c2.GetClients()[0].GetRps() != 1000 || c2.GetLabels()[LabelScenario] != "default" {
+		t.Errorf("config = %v", c2)
+	}
+	if r2.GetTestId() != c2.GetId() || r2.GetLatenciesMs().GetP99() != 1.2 || r2.GetLabels()[LabelP999Ms] != "3.000" ||
+		r2.GetLabels()[LabelCPUPrefix+"client-sidecar"] != "140.000" || !r2.GetStartTime().AsTime().Equal(start) {
+		t.Errorf("result = %v", r2)
+	}
+	// Strictness: a field SMP does not define is an error.
+	bad := filepath.Join(dir, "bad.json")
+	_ = os.WriteFile(bad, []byte(`{"smpVersion": "v0.6.1", "p999": 3}`), 0o644)
+	if _, err := ReadResult(bad); err == nil || !strings.Contains(err.Error(), "p999") {
+		t.Errorf("ReadResult accepted an unknown field: %v", err)
+	}
+}
