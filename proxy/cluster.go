@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"sync/atomic"
+
+	"github.com/meshbench/meshbench/proxy/identity"
 )
 
 // cluster is a compiled Cluster: its endpoints and one keep-alive pool
@@ -13,10 +16,11 @@ type cluster struct {
 	endpoints []string
 	next      atomic.Uint64
 	transport *http.Transport
+	scheme    string
 }
 
-func newCluster(cfg Cluster) *cluster {
-	c := &cluster{cfg: cfg}
+func newCluster(cfg Cluster) (*cluster, error) {
+	c := &cluster{cfg: cfg, scheme: "http"}
 	for _, ep := range cfg.Endpoints {
 		c.endpoints = append(c.endpoints, ep.Address)
 	}
@@ -32,7 +36,19 @@ func newCluster(cfg Cluster) *cluster {
 		WriteBufferSize:     16 << 10,
 		ReadBufferSize:      16 << 10,
 	}
-	return c
+	if cfg.TLS != nil {
+		src, err := cfg.TLS.source()
+		if err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", cfg.Name, err)
+		}
+		c.transport.TLSClientConfig = src.ClientConfig(identity.AllowIDs(cfg.TLS.AllowedIDs...), "http/1.1")
+		c.scheme = "https"
+	}
+	return c, nil
+}
+
+func (t *TLS) source() (*identity.Source, error) {
+	return identity.NewSource(identity.Files{Cert: t.CertFile, Key: t.KeyFile, CA: t.CAFile})
 }
 
 // pick chooses the endpoint for the next request, round robin.

@@ -1,19 +1,19 @@
 // Package proxy is meshbench's own mesh data plane: an L7 proxy whose whole
-// configuration is data (listeners, routes, clusters, endpoints, in the
-// shape of the xDS resource model), so that the runner can render it for any
-// topology and later serve it from a control plane.
+// configuration is data. Config is the compiled form (listeners, routes,
+// clusters, endpoints, in the shape of the xDS resource model); package
+// proxy/xds reads it from xDS resources, as a file now and from a control
+// plane later.
 //
 // It is the system under test, not the harness: it never imports runner,
 // scenarios or meshes, and it has no knowledge of benchmarks.
 package proxy
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"os"
+	"regexp"
 	"time"
 )
 
@@ -70,6 +70,18 @@ type Listener struct {
 	HeaderTimeout  Duration     `json:"headerTimeout,omitempty"`
 	MaxHeaderBytes int          `json:"maxHeaderBytes,omitempty"`
 	ForwardedFor   ForwardedFor `json:"forwardedFor,omitempty"`
+	// TLS, when set, makes the listener accept only mutual TLS.
+	TLS *TLS `json:"tls,omitempty"`
+}
+
+// TLS is a mutual-TLS identity: the proxy's certificate and key, the trust
+// bundle, and the peer SPIFFE IDs it accepts (any from the bundle when
+// empty). Files are reloaded when they change (certificate rotation).
+type TLS struct {
+	CertFile   string   `json:"certFile"`
+	KeyFile    string   `json:"keyFile"`
+	CAFile     string   `json:"caFile"`
+	AllowedIDs []string `json:"allowedIDs,omitempty"`
 }
 
 // VirtualHost is a set of routes for some authorities.
@@ -80,11 +92,16 @@ type VirtualHost struct {
 	Routes  []Route  `json:"routes"`
 }
 
-// Route sends matching requests to a cluster. The first match wins.
+// Route sends matching requests to a cluster. The first match wins. At most
+// one of Path, PathPrefix and Regex is set; none matches every path.
 type Route struct {
 	Name string `json:"name,omitempty"`
-	// PathPrefix matches when the request path starts with it; "" matches all.
+	// Path matches the request path exactly (query excluded).
+	Path string `json:"path,omitempty"`
+	// PathPrefix matches when the request path starts with it.
 	PathPrefix string `json:"pathPrefix,omitempty"`
+	// Regex (RE2 syntax) must match the whole request path.
+	Regex string `json:"regex,omitempty"`
 	Cluster    string `json:"cluster"`
 	// Timeout bounds the request; 0 uses the listener's RequestTimeout.
 	Timeout Duration `json:"timeout,omitempty"`
@@ -101,6 +118,8 @@ type Cluster struct {
 	MaxIdleConns int `json:"maxIdleConns,omitempty"`
 	// IdleTimeout closes pooled upstream connections idle this long.
 	IdleTimeout Duration `json:"idleTimeout,omitempty"`
+	// TLS, when set, makes connections to the endpoints mutual TLS.
+	TLS *TLS `json:"tls,omitempty"`
 }
 
 // Endpoint is one upstream address.
@@ -182,8 +201,17 @@ func (c *Config) Validate() error {
 		}
 		for j, vh := range l.VirtualHosts {
 			for k, r := range vh.Routes {
+				where := fmt.Sprintf("listeners[%d].virtualHosts[%d].routes[%d]", i, j, k)
 				if !clusters[r.Cluster] {
-					errs = append(errs, fmt.Errorf("listeners[%d].virtualHosts[%d].routes[%d]: unknown cluster %q", i, j, k, r.Cluster))
+					errs = append(errs, fmt.Errorf("%s: unknown cluster %q", where, r.Cluster))
+				}
+				if n := btoi(r.Path != "") + btoi(r.PathPrefix != "") + btoi(r.Regex != ""); n > 1 {
+					errs = append(errs, fmt.Errorf("%s: set at most one of path, pathPrefix and regex", where))
+				}
+				if r.Regex != "" {
+					if _, err := regexp.Compile("^(?:" + r.Regex + ")$"); err != nil {
+						errs = append(errs, fmt.Errorf("%s: regex: %v", where, err))
+					}
 				}
 			}
 		}
@@ -191,29 +219,11 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// LoadConfig reads a JSON configuration file strictly: unknown fields are
-// errors that name the field.
-func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
+func btoi(b bool) int {
+	if b {
+		return 1
 	}
-	return ParseConfig(data)
-}
-
-// ParseConfig decodes, normalizes and validates a JSON configuration.
-func ParseConfig(data []byte) (*Config, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	var c Config
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("decode proxy config: %w", err)
-	}
-	c.Normalize()
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid proxy config: %w", err)
-	}
-	return &c, nil
+	return 0
 }
 
 // Duration is a time.Duration that reads and writes as "1.5s" in JSON.

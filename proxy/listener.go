@@ -2,15 +2,20 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshbench/meshbench/proxy/identity"
 )
 
 type listener struct {
@@ -18,9 +23,11 @@ type listener struct {
 	exact   map[string]*VirtualHost
 	any     *VirtualHost
 	routes  map[*Route]*cluster
+	regexes map[*Route]*regexp.Regexp
 	stats   listenerStats
 	proto   string // X-Forwarded-Proto value for requests on this listener
 	timeout time.Duration
+	tls     *tls.Config
 }
 
 type listenerStats struct {
@@ -49,9 +56,17 @@ func (s *listenerStats) count(code int) {
 	}
 }
 
-func newListener(cfg Listener, clusters map[string]*cluster) *listener {
-	l := &listener{cfg: cfg, exact: map[string]*VirtualHost{}, routes: map[*Route]*cluster{},
+func newListener(cfg Listener, clusters map[string]*cluster) (*listener, error) {
+	l := &listener{cfg: cfg, exact: map[string]*VirtualHost{}, routes: map[*Route]*cluster{}, regexes: map[*Route]*regexp.Regexp{},
 		proto: "http", timeout: cfg.RequestTimeout.D()}
+	if cfg.TLS != nil {
+		src, err := cfg.TLS.source()
+		if err != nil {
+			return nil, fmt.Errorf("listener %q: %w", cfg.Name, err)
+		}
+		l.tls = src.ServerConfig(identity.AllowIDs(cfg.TLS.AllowedIDs...), "http/1.1")
+		l.proto = "https"
+	}
 	for i := range l.cfg.VirtualHosts {
 		vh := &l.cfg.VirtualHosts[i]
 		for _, d := range vh.Domains {
@@ -67,10 +82,15 @@ func newListener(cfg Listener, clusters map[string]*cluster) *listener {
 			}
 		}
 		for j := range vh.Routes {
-			l.routes[&vh.Routes[j]] = clusters[vh.Routes[j].Cluster]
+			r := &vh.Routes[j]
+			l.routes[r] = clusters[r.Cluster]
+			if r.Regex != "" {
+				// Validate compiled it already; anchored as Envoy's safe_regex is.
+				l.regexes[r] = regexp.MustCompile("^(?:" + r.Regex + ")$")
+			}
 		}
 	}
-	return l
+	return l, nil
 }
 
 func (l *listener) server() *http.Server {
@@ -103,11 +123,21 @@ func (l *listener) match(host, path string) *Route {
 		return nil
 	}
 	for i := range vh.Routes {
-		if strings.HasPrefix(path, vh.Routes[i].PathPrefix) {
-			return &vh.Routes[i]
+		if r := &vh.Routes[i]; l.matchPath(r, path) {
+			return r
 		}
 	}
 	return nil
+}
+
+func (l *listener) matchPath(r *Route, path string) bool {
+	switch {
+	case r.Path != "":
+		return path == r.Path
+	case r.Regex != "":
+		return l.regexes[r].MatchString(path)
+	}
+	return strings.HasPrefix(path, r.PathPrefix)
 }
 
 func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -129,7 +159,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 
-	out := l.outgoing(ctx, r, c.pick())
+	out := l.outgoing(ctx, r, c.scheme, c.pick())
 	resp, err := c.transport.RoundTrip(out)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -172,7 +202,7 @@ func (l *listener) fail(w http.ResponseWriter, code int, msg string) {
 // outgoing turns the downstream request into the upstream one. It reuses the
 // downstream header map (the handler owns it) instead of cloning it: the
 // proxy's hot path is per request, and headers are most of its allocations.
-func (l *listener) outgoing(ctx context.Context, r *http.Request, endpoint string) *http.Request {
+func (l *listener) outgoing(ctx context.Context, r *http.Request, scheme, endpoint string) *http.Request {
 	h := r.Header
 	removeHopHeaders(h)
 	if l.cfg.ForwardedFor == ForwardedAppend {
@@ -194,7 +224,7 @@ func (l *listener) outgoing(ctx context.Context, r *http.Request, endpoint strin
 	}
 	out := &http.Request{
 		Method:        r.Method,
-		URL:           &url.URL{Scheme: "http", Host: endpoint, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
+		URL:           &url.URL{Scheme: scheme, Host: endpoint, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,10 +60,18 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 		o(p)
 	}
 	for _, c := range cfg.Clusters {
-		p.clusters[c.Name] = newCluster(c)
+		cl, err := newCluster(c)
+		if err != nil {
+			return nil, err
+		}
+		p.clusters[c.Name] = cl
 	}
 	for _, l := range cfg.Listeners {
-		p.listeners = append(p.listeners, newListener(l, p.clusters))
+		ln, err := newListener(l, p.clusters)
+		if err != nil {
+			return nil, err
+		}
+		p.listeners = append(p.listeners, ln)
 	}
 	return p, nil
 }
@@ -88,6 +97,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("listener %q: %w", l.cfg.Name, err)
+		}
+		if l.tls != nil {
+			ln = tls.NewListener(ln, l.tls)
 		}
 		all = append(all, bound{srv: l.server(), ln: ln})
 	}

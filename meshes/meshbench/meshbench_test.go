@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/meshbench/meshbench/meshes"
-	"github.com/meshbench/meshbench/proxy"
+	"github.com/meshbench/meshbench/proxy/xds"
 	"github.com/meshbench/meshbench/scenarios"
 )
 
@@ -39,12 +39,25 @@ func TestSidecarRendersLoadableConfigs(t *testing.T) {
 			if c.Class != "proxy" || !strings.HasSuffix(c.Ready.HTTPGet, "/ready") || c.Args[0] != "proxy" {
 				t.Errorf("component %+v", c)
 			}
-			cfg, err := proxy.LoadConfig(c.Args[2])
+			b, err := xds.ReadFile(c.Args[2])
+			if err != nil {
+				t.Fatalf("%s: rendered bundle does not decode: %v", c.Name, err)
+			}
+			cfg, err := xds.Translate(b, c.Name, "")
 			if err != nil {
 				t.Fatalf("%s: rendered config does not load: %v", c.Name, err)
 			}
-			if c.Name == "client-sidecar" && cfg.Clusters[0].Endpoints[0].Address != "10.0.0.3:15006" {
-				t.Errorf("client sidecar sends to %s, want the server sidecar's inbound", cfg.Clusters[0].Endpoints[0].Address)
+			if c.Name == "client-sidecar" {
+				cl := cfg.Clusters[0]
+				if cl.Endpoints[0].Address != "10.0.0.3:15006" || cl.TLS == nil || cl.TLS.AllowedIDs[0] != "spiffe://meshbench.local/ns/default/sa/server" {
+					t.Errorf("client sidecar cluster %+v: want mTLS to the server sidecar's inbound", cl)
+				}
+			}
+			if c.Name == "server-sidecar" {
+				l := cfg.Listeners[0]
+				if l.TLS == nil || l.TLS.AllowedIDs[0] != "spiffe://meshbench.local/ns/default/sa/client" {
+					t.Errorf("server sidecar listener %+v: want mTLS accepting only the client", l)
+				}
 			}
 		}
 	}

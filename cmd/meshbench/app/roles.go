@@ -2,6 +2,7 @@ package app
 
 import (
 	"errors"
+	"fmt"
 	"log"
 	"os"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshbench/meshbench/proxy"
+	"github.com/meshbench/meshbench/proxy/xds"
 	"github.com/meshbench/meshbench/runner/results"
 	"github.com/meshbench/meshbench/runner/workload"
 )
@@ -85,16 +87,20 @@ func newClientRole(s Streams) *cobra.Command {
 }
 
 func newProxyCommand(s Streams) *cobra.Command {
-	var configPath string
+	var bundlePath, node, admin string
 	cmd := &cobra.Command{
 		Use:    "proxy",
-		Short:  "Run meshbench's proxy with a configuration file (started by the platform)",
+		Short:  "Run meshbench's proxy with an xDS bundle (started by the platform)",
 		Hidden: true,
 		Args:   argsCheck(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := proxy.LoadConfig(configPath)
+			b, err := xds.ReadFile(bundlePath)
 			if err != nil {
 				return badInput(err)
+			}
+			cfg, err := xds.Translate(b, node, admin)
+			if err != nil {
+				return badInput(fmt.Errorf("%s: %w", bundlePath, err))
 			}
 			p, err := proxy.New(*cfg, proxy.WithLogger(stdLogger{log.New(s.ErrOut, "proxy: ", log.LstdFlags|log.Lmicroseconds)}))
 			if err != nil {
@@ -103,8 +109,11 @@ func newProxyCommand(s Streams) *cobra.Command {
 			return p.Run(cmd.Context())
 		},
 	}
-	cmd.Flags().StringVar(&configPath, "config", "", "proxy configuration file (JSON)")
-	_ = cmd.MarkFlagRequired("config")
+	f := cmd.Flags()
+	f.StringVar(&bundlePath, "xds", "", "xDS bundle (a DiscoveryResponse in JSON or YAML) with the proxy's resources")
+	f.StringVar(&node, "node", "proxy", "the proxy's node name")
+	f.StringVar(&admin, "admin", "", "admin listener address (/ready, /stats, /config_dump); empty disables it")
+	_ = cmd.MarkFlagRequired("xds")
 	return cmd
 }
 

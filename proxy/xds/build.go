@@ -1,0 +1,124 @@
+package xds
+
+import (
+	"net"
+	"strconv"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// The builders below render the resources meshes hand to the proxy. They
+// use only what the supported subset understands.
+
+// TLSFiles is a mutual-TLS identity on disk plus the peer IDs to accept.
+type TLSFiles struct {
+	Cert, Key, CA string
+	PeerIDs       []string
+}
+
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		panic(err) // only registered, well-formed messages reach here
+	}
+	return a
+}
+
+func address(hostport string) *corev3.Address {
+	host, port, _ := net.SplitHostPort(hostport)
+	p, _ := strconv.Atoi(port)
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(p)},
+	}}}
+}
+
+func commonTLSContext(t *TLSFiles) *tlsv3.CommonTlsContext {
+	file := func(f string) *corev3.DataSource {
+		return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: f}}
+	}
+	vc := &tlsv3.CertificateValidationContext{TrustedCa: file(t.CA)}
+	for _, id := range t.PeerIDs {
+		vc.MatchTypedSubjectAltNames = append(vc.MatchTypedSubjectAltNames, &tlsv3.SubjectAltNameMatcher{
+			SanType: tlsv3.SubjectAltNameMatcher_URI,
+			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: id}},
+		})
+	}
+	return &tlsv3.CommonTlsContext{
+		TlsCertificates:       []*tlsv3.TlsCertificate{{CertificateChain: file(t.Cert), PrivateKey: file(t.Key)}},
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc},
+	}
+}
+
+// HTTPListener is a listener with one HTTP connection manager whose routes
+// are inline. tls (optional) makes it accept only mutual TLS.
+func HTTPListener(name, addr string, dir corev3.TrafficDirection, appendXFF bool, rc *routev3.RouteConfiguration, tls *TLSFiles) *listenerv3.Listener {
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix:       name,
+		RouteSpecifier:   &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
+		HttpFilters:      []*hcmv3.HttpFilter{{Name: RouterFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}},
+		UseRemoteAddress: wrapperspb.Bool(appendXFF),
+	}
+	fc := &listenerv3.FilterChain{Filters: []*listenerv3.Filter{{
+		Name: HTTPConnectionManager, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
+	}}}
+	if tls != nil {
+		fc.TransportSocket = &corev3.TransportSocket{Name: TLSTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{
+			TypedConfig: mustAny(&tlsv3.DownstreamTlsContext{CommonTlsContext: commonTLSContext(tls), RequireClientCertificate: wrapperspb.Bool(true)}),
+		}}
+	}
+	return &listenerv3.Listener{Name: name, Address: address(addr), TrafficDirection: dir, FilterChains: []*listenerv3.FilterChain{fc}}
+}
+
+// Routes is a route configuration with one virtual host sending every path
+// to cluster.
+func Routes(name string, domains []string, cluster string) *routev3.RouteConfiguration {
+	return &routev3.RouteConfiguration{Name: name, VirtualHosts: []*routev3.VirtualHost{{
+		Name: name, Domains: domains,
+		Routes: []*routev3.Route{{
+			Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+			Action: &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}},
+		}},
+	}}}
+}
+
+// EDSCluster is a round-robin cluster whose endpoints come from a
+// ClusterLoadAssignment of the same name; tls (optional) makes its
+// connections mutual TLS.
+func EDSCluster(name string, connectTimeout time.Duration, tls *TLSFiles) *clusterv3.Cluster {
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		ConnectTimeout:       durationpb.New(connectTimeout),
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{ServiceName: name},
+	}
+	if tls != nil {
+		c.TransportSocket = &corev3.TransportSocket{Name: TLSTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{
+			TypedConfig: mustAny(&tlsv3.UpstreamTlsContext{CommonTlsContext: commonTLSContext(tls)}),
+		}}
+	}
+	return c
+}
+
+// LoadAssignment lists a cluster's endpoints.
+func LoadAssignment(cluster string, endpoints ...string) *endpointv3.ClusterLoadAssignment {
+	var lbs []*endpointv3.LbEndpoint
+	for _, e := range endpoints {
+		lbs = append(lbs, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
+			Endpoint: &endpointv3.Endpoint{Address: address(e)},
+		}})
+	}
+	return &endpointv3.ClusterLoadAssignment{ClusterName: cluster, Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}}}
+}

@@ -1,0 +1,173 @@
+// Package xds reads the proxy's configuration as xDS resources, the Envoy v3
+// types of go-control-plane (Listener, RouteConfiguration, Cluster,
+// ClusterLoadAssignment), from a bundle file shaped like a
+// DiscoveryResponse, reports every field outside the supported subset by
+// name, and translates the resources into the proxy's compiled Config.
+//
+// It is the configuration front end of package proxy; a control plane
+// serving the same resources over ADS builds on it.
+package xds
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Type URLs of the resources a bundle may hold.
+const (
+	ListenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
+	RouteType    = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+	ClusterType  = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+	EndpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+)
+
+// Extension types referenced so that their protobuf types are registered
+// for Any resolution; the subset check then names what is unsupported.
+var (
+	_ = &faultv3.HTTPFault{}
+	_ = &hcmv3.HttpConnectionManager{}
+	_ = &routerv3.Router{}
+	_ = &tlsv3.UpstreamTlsContext{}
+)
+
+// Bundle is a set of xDS resources by type.
+type Bundle struct {
+	VersionInfo string
+	Listeners   []*listenerv3.Listener
+	Routes      []*routev3.RouteConfiguration
+	Clusters    []*clusterv3.Cluster
+	Endpoints   []*endpointv3.ClusterLoadAssignment
+}
+
+var unresolvedRE = regexp.MustCompile(`unable to resolve "([^"]+)"`)
+
+// ReadFile decodes a bundle file (YAML or JSON).
+func ReadFile(path string) (*Bundle, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	b, err := Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
+}
+
+// Decode reads a bundle: a DiscoveryResponse in protobuf JSON, or the same
+// written as YAML, whose resources may be of any of the four types. Every
+// field outside the supported subset is an error naming it.
+func Decode(data []byte) (*Bundle, error) {
+	js, err := toJSON(data)
+	if err != nil {
+		return nil, err
+	}
+	var dr discoveryv3.DiscoveryResponse
+	if err := (protojson.UnmarshalOptions{}).Unmarshal(js, &dr); err != nil {
+		if m := unresolvedRE.FindStringSubmatch(err.Error()); m != nil {
+			return nil, fmt.Errorf("decode xDS bundle: unsupported type %s (not an Envoy v3 type meshbench knows)", m[1])
+		}
+		return nil, fmt.Errorf("decode xDS bundle: %w", err)
+	}
+	b := &Bundle{VersionInfo: dr.GetVersionInfo()}
+	var problems []string
+	for i, a := range dr.GetResources() {
+		msg, err := a.UnmarshalNew()
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("resources[%d]: %v", i, err))
+			continue
+		}
+		where := fmt.Sprintf("resources[%d]", i)
+		switch r := msg.(type) {
+		case *listenerv3.Listener:
+			b.Listeners = append(b.Listeners, r)
+			where += fmt.Sprintf(" (Listener %q)", r.GetName())
+		case *routev3.RouteConfiguration:
+			b.Routes = append(b.Routes, r)
+			where += fmt.Sprintf(" (RouteConfiguration %q)", r.GetName())
+		case *clusterv3.Cluster:
+			b.Clusters = append(b.Clusters, r)
+			where += fmt.Sprintf(" (Cluster %q)", r.GetName())
+		case *endpointv3.ClusterLoadAssignment:
+			b.Endpoints = append(b.Endpoints, r)
+			where += fmt.Sprintf(" (ClusterLoadAssignment %q)", r.GetClusterName())
+		default:
+			problems = append(problems, fmt.Sprintf("%s: unsupported resource type %s", where, a.GetTypeUrl()))
+			continue
+		}
+		problems = append(problems, unsupported(msg, where)...)
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("xDS bundle uses what meshbench's proxy does not support:\n  %s", strings.Join(problems, "\n  "))
+	}
+	return b, nil
+}
+
+// toJSON accepts JSON as is and converts YAML to JSON.
+func toJSON(data []byte) ([]byte, error) {
+	trimmed := strings.TrimSpace(string(data))
+	if strings.HasPrefix(trimmed, "{") {
+		return data, nil
+	}
+	var v any
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		return nil, fmt.Errorf("decode xDS bundle YAML: %w", err)
+	}
+	return json.Marshal(v)
+}
+
+// Marshal writes the bundle as a DiscoveryResponse in indented protobuf
+// JSON, the form Decode reads.
+func (b *Bundle) Marshal() ([]byte, error) {
+	dr := &discoveryv3.DiscoveryResponse{VersionInfo: b.VersionInfo}
+	add := func(m proto.Message) error {
+		a, err := anypb.New(m)
+		if err != nil {
+			return err
+		}
+		dr.Resources = append(dr.Resources, a)
+		return nil
+	}
+	for _, l := range b.Listeners {
+		if err := add(l); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range b.Routes {
+		if err := add(r); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range b.Clusters {
+		if err := add(c); err != nil {
+			return nil, err
+		}
+	}
+	for _, e := range b.Endpoints {
+		if err := add(e); err != nil {
+			return nil, err
+		}
+	}
+	out, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(dr)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '\n'), nil
+}

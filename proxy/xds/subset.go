@@ -1,0 +1,123 @@
+package xds
+
+import (
+	"fmt"
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// all marks a message whose every field is understood (well-known types).
+const all = "*"
+
+// supported is the xDS subset the proxy implements: for each message, the
+// fields it reads. A field set in a bundle but missing here is reported
+// rather than silently ignored, so a configuration never means less than it
+// says. Extend this table together with translate.go.
+var supported = map[protoreflect.FullName][]string{
+	"envoy.config.listener.v3.Listener":        {"name", "address", "filter_chains", "traffic_direction"},
+	"envoy.config.listener.v3.FilterChain":     {"name", "filters", "transport_socket"},
+	"envoy.config.listener.v3.Filter":          {"name", "typed_config"},
+	"envoy.config.core.v3.Address":             {"socket_address"},
+	"envoy.config.core.v3.SocketAddress":       {"address", "port_value", "protocol"},
+	"envoy.config.core.v3.TransportSocket":     {"name", "typed_config"},
+	"envoy.config.core.v3.HttpProtocolOptions": {"idle_timeout"},
+	"envoy.config.core.v3.ConfigSource":        {all},
+	"envoy.config.core.v3.Locality":            {all},
+
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager": {
+		"stat_prefix", "codec_type", "route_config", "rds", "http_filters", "use_remote_address",
+		"request_timeout", "request_headers_timeout", "common_http_protocol_options", "max_request_headers_kb",
+	},
+	"envoy.extensions.filters.network.http_connection_manager.v3.Rds":        {"route_config_name", "config_source"},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter": {"name", "typed_config"},
+	"envoy.extensions.filters.http.router.v3.Router":                         {},
+
+	"envoy.config.route.v3.RouteConfiguration":     {"name", "virtual_hosts"},
+	"envoy.config.route.v3.VirtualHost":            {"name", "domains", "routes"},
+	"envoy.config.route.v3.Route":                  {"name", "match", "route"},
+	"envoy.config.route.v3.RouteMatch":             {"prefix", "path", "safe_regex"},
+	"envoy.type.matcher.v3.RegexMatcher":           {"regex", "google_re2"},
+	"envoy.type.matcher.v3.RegexMatcher.GoogleRE2": {},
+	"envoy.config.route.v3.RouteAction":            {"cluster", "timeout"},
+
+	"envoy.config.cluster.v3.Cluster": {
+		"name", "type", "connect_timeout", "lb_policy", "load_assignment", "eds_cluster_config",
+		"transport_socket", "common_http_protocol_options",
+	},
+	"envoy.config.cluster.v3.Cluster.EdsClusterConfig": {"service_name", "eds_config"},
+
+	"envoy.config.endpoint.v3.ClusterLoadAssignment": {"cluster_name", "endpoints"},
+	"envoy.config.endpoint.v3.LocalityLbEndpoints":   {"locality", "lb_endpoints"},
+	"envoy.config.endpoint.v3.LbEndpoint":            {"endpoint"},
+	"envoy.config.endpoint.v3.Endpoint":              {"address"},
+
+	"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext":           {"common_tls_context", "sni"},
+	"envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext":         {"common_tls_context", "require_client_certificate"},
+	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext":             {"tls_certificates", "validation_context", "alpn_protocols"},
+	"envoy.extensions.transport_sockets.tls.v3.TlsCertificate":               {"certificate_chain", "private_key"},
+	"envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext": {"trusted_ca", "match_typed_subject_alt_names"},
+	"envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher":        {"san_type", "matcher"},
+	"envoy.type.matcher.v3.StringMatcher":                                    {"exact"},
+	"envoy.config.core.v3.DataSource":                                        {"filename"},
+
+	"google.protobuf.Duration":    {all},
+	"google.protobuf.UInt32Value": {all},
+	"google.protobuf.BoolValue":   {all},
+}
+
+// unsupported lists every set field of m (recursively, through Any) that
+// the subset does not implement, each with its path under where.
+func unsupported(m proto.Message, where string) []string {
+	var out []string
+	walk(m.ProtoReflect(), where, &out)
+	sort.Strings(out)
+	return out
+}
+
+func walk(m protoreflect.Message, path string, out *[]string) {
+	name := m.Descriptor().FullName()
+	if name == "google.protobuf.Any" {
+		a := m.Interface().(*anypb.Any)
+		inner, err := a.UnmarshalNew()
+		if err != nil {
+			*out = append(*out, fmt.Sprintf("%s: unsupported type %s", path, a.GetTypeUrl()))
+			return
+		}
+		walk(inner.ProtoReflect(), path+"<"+string(inner.ProtoReflect().Descriptor().Name())+">", out)
+		return
+	}
+	fields, known := supported[name]
+	if !known {
+		*out = append(*out, fmt.Sprintf("%s: unsupported message %s", path, name))
+		return
+	}
+	if len(fields) == 1 && fields[0] == all {
+		return
+	}
+	ok := map[string]bool{}
+	for _, f := range fields {
+		ok[f] = true
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		fp := path + "." + string(fd.Name())
+		if !ok[string(fd.Name())] {
+			*out = append(*out, fmt.Sprintf("%s: unsupported field %s.%s", fp, name, fd.Name()))
+			return true
+		}
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				walk(l.Get(i).Message(), fmt.Sprintf("%s[%d]", fp, i), out)
+			}
+		case fd.IsMap():
+			// No supported message has a map field.
+		case fd.Message() != nil:
+			walk(v.Message(), fp, out)
+		}
+		return true
+	})
+}

@@ -1,0 +1,268 @@
+package xds
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/meshbench/meshbench/proxy"
+)
+
+// Well-known extension names.
+const (
+	HTTPConnectionManager = "envoy.filters.network.http_connection_manager"
+	RouterFilter          = "envoy.filters.http.router"
+	TLSTransportSocket    = "envoy.transport_sockets.tls"
+)
+
+// Translate compiles a bundle into the proxy's Config. node names the
+// proxy; admin is its admin address.
+func Translate(b *Bundle, node, admin string) (*proxy.Config, error) {
+	t := translator{b: b, routes: map[string]*routev3.RouteConfiguration{}, cla: map[string]*endpointv3.ClusterLoadAssignment{}}
+	for _, r := range b.Routes {
+		t.routes[r.GetName()] = r
+	}
+	for _, e := range b.Endpoints {
+		t.cla[e.GetClusterName()] = e
+	}
+	cfg := &proxy.Config{Node: node, Admin: admin}
+	for _, l := range b.Listeners {
+		pl, err := t.listener(l)
+		if err != nil {
+			t.errs = append(t.errs, fmt.Errorf("listener %q: %w", l.GetName(), err))
+			continue
+		}
+		cfg.Listeners = append(cfg.Listeners, *pl)
+	}
+	for _, c := range b.Clusters {
+		pc, err := t.cluster(c)
+		if err != nil {
+			t.errs = append(t.errs, fmt.Errorf("cluster %q: %w", c.GetName(), err))
+			continue
+		}
+		cfg.Clusters = append(cfg.Clusters, *pc)
+	}
+	if err := errors.Join(t.errs...); err != nil {
+		return nil, err
+	}
+	cfg.Normalize()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+type translator struct {
+	b      *Bundle
+	routes map[string]*routev3.RouteConfiguration
+	cla    map[string]*endpointv3.ClusterLoadAssignment
+	errs   []error
+}
+
+func socketAddress(a *corev3.Address) (string, error) {
+	sa := a.GetSocketAddress()
+	if sa == nil {
+		return "", errors.New("address: want a socket_address")
+	}
+	if sa.GetProtocol() != corev3.SocketAddress_TCP {
+		return "", fmt.Errorf("address: protocol %s is not supported (TCP only)", sa.GetProtocol())
+	}
+	return net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))), nil
+}
+
+func dur(d *durationpb.Duration) proxy.Duration {
+	if d == nil {
+		return 0
+	}
+	return proxy.Duration(d.AsDuration())
+}
+
+func (t *translator) listener(l *listenerv3.Listener) (*proxy.Listener, error) {
+	addr, err := socketAddress(l.GetAddress())
+	if err != nil {
+		return nil, err
+	}
+	pl := &proxy.Listener{Name: l.GetName(), Address: addr}
+	switch l.GetTrafficDirection() {
+	case corev3.TrafficDirection_INBOUND:
+		pl.Direction = proxy.Inbound
+	case corev3.TrafficDirection_OUTBOUND:
+		pl.Direction = proxy.Outbound
+	default:
+		return nil, errors.New("traffic_direction: set INBOUND or OUTBOUND")
+	}
+	if len(l.GetFilterChains()) != 1 {
+		return nil, fmt.Errorf("filter_chains: want exactly one, got %d", len(l.GetFilterChains()))
+	}
+	fc := l.GetFilterChains()[0]
+	if ts := fc.GetTransportSocket(); ts != nil {
+		if pl.TLS, err = downstreamTLS(ts); err != nil {
+			return nil, err
+		}
+	}
+	if len(fc.GetFilters()) != 1 || fc.GetFilters()[0].GetName() != HTTPConnectionManager {
+		return nil, fmt.Errorf("filter chain: want one %s filter", HTTPConnectionManager)
+	}
+	var hcm hcmv3.HttpConnectionManager
+	if err := fc.GetFilters()[0].GetTypedConfig().UnmarshalTo(&hcm); err != nil {
+		return nil, fmt.Errorf("%s: %w", HTTPConnectionManager, err)
+	}
+	return pl, t.hcm(&hcm, pl)
+}
+
+func (t *translator) hcm(h *hcmv3.HttpConnectionManager, pl *proxy.Listener) error {
+	switch h.GetCodecType() {
+	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1:
+	default:
+		return fmt.Errorf("codec_type %s is not supported yet (HTTP1, AUTO)", h.GetCodecType())
+	}
+	for i, f := range h.GetHttpFilters() {
+		if f.GetName() != RouterFilter {
+			return fmt.Errorf("http_filters[%d]: %q is not supported (only %s)", i, f.GetName(), RouterFilter)
+		}
+	}
+	if h.GetUseRemoteAddress().GetValue() {
+		pl.ForwardedFor = proxy.ForwardedAppend
+	} else {
+		pl.ForwardedFor = proxy.ForwardedNone
+	}
+	pl.RequestTimeout = dur(h.GetRequestTimeout())
+	pl.HeaderTimeout = dur(h.GetRequestHeadersTimeout())
+	pl.IdleTimeout = dur(h.GetCommonHttpProtocolOptions().GetIdleTimeout())
+	if kb := h.GetMaxRequestHeadersKb(); kb != nil {
+		pl.MaxHeaderBytes = int(kb.GetValue()) << 10
+	}
+	rc := h.GetRouteConfig()
+	if rds := h.GetRds(); rds != nil {
+		rc = t.routes[rds.GetRouteConfigName()]
+		if rc == nil {
+			return fmt.Errorf("rds: no RouteConfiguration %q in the bundle", rds.GetRouteConfigName())
+		}
+	}
+	if rc == nil {
+		return errors.New("http_connection_manager: set route_config or rds")
+	}
+	for _, vh := range rc.GetVirtualHosts() {
+		pv := proxy.VirtualHost{Name: vh.GetName(), Domains: vh.GetDomains()}
+		for j, r := range vh.GetRoutes() {
+			pr, err := route(r)
+			if err != nil {
+				return fmt.Errorf("virtual host %q routes[%d]: %w", vh.GetName(), j, err)
+			}
+			pv.Routes = append(pv.Routes, pr)
+		}
+		pl.VirtualHosts = append(pl.VirtualHosts, pv)
+	}
+	return nil
+}
+
+func route(r *routev3.Route) (proxy.Route, error) {
+	pr := proxy.Route{Name: r.GetName()}
+	m := r.GetMatch()
+	switch {
+	case m.GetPath() != "":
+		pr.Path = m.GetPath()
+	case m.GetSafeRegex() != nil:
+		pr.Regex = m.GetSafeRegex().GetRegex()
+	default:
+		pr.PathPrefix = m.GetPrefix()
+	}
+	a := r.GetRoute()
+	if a == nil || a.GetCluster() == "" {
+		return pr, errors.New("route: want a route action with a cluster")
+	}
+	pr.Cluster = a.GetCluster()
+	pr.Timeout = dur(a.GetTimeout())
+	return pr, nil
+}
+
+func (t *translator) cluster(c *clusterv3.Cluster) (*proxy.Cluster, error) {
+	pc := &proxy.Cluster{Name: c.GetName(), ConnectTimeout: dur(c.GetConnectTimeout()),
+		IdleTimeout: dur(c.GetCommonHttpProtocolOptions().GetIdleTimeout())}
+	if c.GetLbPolicy() != clusterv3.Cluster_ROUND_ROBIN {
+		return nil, fmt.Errorf("lb_policy %s is not supported yet (ROUND_ROBIN)", c.GetLbPolicy())
+	}
+	var cla *endpointv3.ClusterLoadAssignment
+	switch c.GetType() {
+	case clusterv3.Cluster_STATIC:
+		cla = c.GetLoadAssignment()
+	case clusterv3.Cluster_EDS:
+		name := c.GetEdsClusterConfig().GetServiceName()
+		if name == "" {
+			name = c.GetName()
+		}
+		if cla = t.cla[name]; cla == nil {
+			return nil, fmt.Errorf("eds: no ClusterLoadAssignment %q in the bundle", name)
+		}
+	default:
+		return nil, fmt.Errorf("type %s is not supported (STATIC, EDS)", c.GetType())
+	}
+	for _, lle := range cla.GetEndpoints() {
+		for _, lbe := range lle.GetLbEndpoints() {
+			addr, err := socketAddress(lbe.GetEndpoint().GetAddress())
+			if err != nil {
+				return nil, err
+			}
+			pc.Endpoints = append(pc.Endpoints, proxy.Endpoint{Address: addr})
+		}
+	}
+	if ts := c.GetTransportSocket(); ts != nil {
+		var err error
+		if pc.TLS, err = upstreamTLS(ts); err != nil {
+			return nil, err
+		}
+	}
+	return pc, nil
+}
+
+func downstreamTLS(ts *corev3.TransportSocket) (*proxy.TLS, error) {
+	var d tlsv3.DownstreamTlsContext
+	if ts.GetName() != TLSTransportSocket || ts.GetTypedConfig().UnmarshalTo(&d) != nil {
+		return nil, fmt.Errorf("transport_socket: want %s with a DownstreamTlsContext", TLSTransportSocket)
+	}
+	if !d.GetRequireClientCertificate().GetValue() {
+		return nil, errors.New("transport_socket: require_client_certificate must be true (the mesh is mutual TLS only)")
+	}
+	return commonTLS(d.GetCommonTlsContext())
+}
+
+func upstreamTLS(ts *corev3.TransportSocket) (*proxy.TLS, error) {
+	var u tlsv3.UpstreamTlsContext
+	if ts.GetName() != TLSTransportSocket || ts.GetTypedConfig().UnmarshalTo(&u) != nil {
+		return nil, fmt.Errorf("transport_socket: want %s with an UpstreamTlsContext", TLSTransportSocket)
+	}
+	return commonTLS(u.GetCommonTlsContext())
+}
+
+func commonTLS(c *tlsv3.CommonTlsContext) (*proxy.TLS, error) {
+	if len(c.GetTlsCertificates()) != 1 {
+		return nil, errors.New("tls_certificates: want exactly one (the workload's identity)")
+	}
+	cert := c.GetTlsCertificates()[0]
+	vc := c.GetValidationContext()
+	t := &proxy.TLS{
+		CertFile: cert.GetCertificateChain().GetFilename(),
+		KeyFile:  cert.GetPrivateKey().GetFilename(),
+		CAFile:   vc.GetTrustedCa().GetFilename(),
+	}
+	if t.CertFile == "" || t.KeyFile == "" || t.CAFile == "" {
+		return nil, errors.New("tls: certificate_chain, private_key and validation_context.trusted_ca must be files")
+	}
+	for _, m := range vc.GetMatchTypedSubjectAltNames() {
+		if m.GetSanType() != tlsv3.SubjectAltNameMatcher_URI || m.GetMatcher().GetExact() == "" {
+			return nil, errors.New("match_typed_subject_alt_names: only exact URI (SPIFFE ID) matchers are supported")
+		}
+		t.AllowedIDs = append(t.AllowedIDs, m.GetMatcher().GetExact())
+	}
+	return t, nil
+}

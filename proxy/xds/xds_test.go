@@ -1,0 +1,188 @@
+package xds
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+
+	"github.com/meshbench/meshbench/proxy"
+)
+
+func sampleBundle() *Bundle {
+	tls := &TLSFiles{Cert: "/c.crt", Key: "/c.key", CA: "/ca.crt", PeerIDs: []string{"spiffe://td/ns/default/sa/server"}}
+	return &Bundle{
+		VersionInfo: "1",
+		Listeners: []*listenerv3.Listener{
+			HTTPListener("outbound", "127.0.0.1:15001", corev3.TrafficDirection_OUTBOUND, false,
+				Routes("outbound", []string{"server", "server:8080"}, "outbound|server"), nil),
+		},
+		Clusters:  []*clusterv3.Cluster{EDSCluster("outbound|server", 2*time.Second, tls)},
+		Endpoints: []*endpointv3.ClusterLoadAssignment{LoadAssignment("outbound|server", "10.0.0.3:15006", "10.0.0.4:15006")},
+	}
+}
+
+func TestRoundTripAndTranslate(t *testing.T) {
+	data, err := sampleBundle().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Decode(data)
+	if err != nil {
+		t.Fatalf("Decode of a rendered bundle: %v\n%s", err, data)
+	}
+	cfg, err := Translate(b, "client", "10.0.0.2:15000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Listeners[0]
+	if l.Address != "127.0.0.1:15001" || l.Direction != proxy.Outbound || l.ForwardedFor != proxy.ForwardedNone ||
+		l.VirtualHosts[0].Routes[0].PathPrefix != "/" || l.VirtualHosts[0].Routes[0].Cluster != "outbound|server" {
+		t.Errorf("listener = %+v", l)
+	}
+	c := cfg.Clusters[0]
+	if len(c.Endpoints) != 2 || c.Endpoints[1].Address != "10.0.0.4:15006" || c.ConnectTimeout.D() != 2*time.Second ||
+		c.TLS == nil || c.TLS.AllowedIDs[0] != "spiffe://td/ns/default/sa/server" || c.TLS.CAFile != "/ca.crt" {
+		t.Errorf("cluster = %+v tls %+v", c, c.TLS)
+	}
+}
+
+func TestDecodeYAMLWithRDS(t *testing.T) {
+	src := `
+version_info: "7"
+resources:
+- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: inbound
+  traffic_direction: INBOUND
+  address: {socket_address: {address: 0.0.0.0, port_value: 15006}}
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.http_connection_manager
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        stat_prefix: inbound
+        use_remote_address: true
+        request_timeout: 3s
+        rds: {route_config_name: local}
+        http_filters:
+        - name: envoy.filters.http.router
+          typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+- "@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration
+  name: local
+  virtual_hosts:
+  - name: all
+    domains: ["*"]
+    routes:
+    - match: {path: /exact}
+      route: {cluster: app, timeout: 1s}
+    - match: {safe_regex: {regex: "/api/v[0-9]+/.*"}}
+      route: {cluster: app}
+    - match: {prefix: /}
+      route: {cluster: app}
+- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+  name: app
+  type: STATIC
+  connect_timeout: 1s
+  load_assignment:
+    cluster_name: app
+    endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}}]}]
+`
+	b, err := Decode([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Translate(b, "server", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := cfg.Listeners[0].VirtualHosts[0].Routes
+	if b.VersionInfo != "7" || len(rs) != 3 || rs[0].Path != "/exact" || rs[0].Timeout.D() != time.Second ||
+		rs[1].Regex != "/api/v[0-9]+/.*" || cfg.Listeners[0].RequestTimeout.D() != 3*time.Second ||
+		cfg.Listeners[0].ForwardedFor != proxy.ForwardedAppend || cfg.Clusters[0].Endpoints[0].Address != "127.0.0.1:8080" {
+		t.Errorf("translated = %+v", cfg)
+	}
+}
+
+func TestUnsupportedFieldsAreNamed(t *testing.T) {
+	src := `
+resources:
+- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+  name: app
+  connect_timeout: 1s
+  circuit_breakers: {thresholds: [{max_connections: 10}]}
+  outlier_detection: {consecutive_5xx: 3}
+  load_assignment: {cluster_name: app}
+- "@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration
+  name: r
+  virtual_hosts:
+  - name: v
+    domains: ["*"]
+    routes:
+    - match: {prefix: /, headers: [{name: x-canary, string_match: {exact: "1"}}]}
+      route: {cluster: app, retry_policy: {num_retries: 2}}
+- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: l
+  address: {socket_address: {address: 0.0.0.0, port_value: 1}}
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.http_connection_manager
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        stat_prefix: l
+        rds: {route_config_name: r}
+        http_filters:
+        - name: envoy.filters.http.fault
+          typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}
+- "@type": type.googleapis.com/envoy.config.core.v3.Node
+  id: x
+`
+	_, err := Decode([]byte(src))
+	if err == nil {
+		t.Fatal("Decode accepted unsupported fields")
+	}
+	for _, want := range []string{
+		`resources[0] (Cluster "app").circuit_breakers: unsupported field envoy.config.cluster.v3.Cluster.circuit_breakers`,
+		`resources[0] (Cluster "app").outlier_detection: unsupported field`,
+		`routes[0].match.headers: unsupported field envoy.config.route.v3.RouteMatch.headers`,
+		`routes[0].route.retry_policy: unsupported field envoy.config.route.v3.RouteAction.retry_policy`,
+		`http_filters[0].typed_config<HTTPFault>: unsupported message envoy.extensions.filters.http.fault.v3.HTTPFault`,
+		`resources[3]: `,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestTranslateErrors(t *testing.T) {
+	b := sampleBundle()
+	b.Endpoints = nil
+	if _, err := Translate(b, "n", ""); err == nil || !strings.Contains(err.Error(), `no ClusterLoadAssignment "outbound|server"`) {
+		t.Errorf("missing EDS resource: %v", err)
+	}
+	b = sampleBundle()
+	b.Listeners[0].TrafficDirection = corev3.TrafficDirection_UNSPECIFIED
+	if _, err := Translate(b, "n", ""); err == nil || !strings.Contains(err.Error(), "traffic_direction") {
+		t.Errorf("missing direction: %v", err)
+	}
+}
+
+// FuzzDecode feeds arbitrary bytes to the bundle decoder and translator:
+// they may reject input, never panic.
+func FuzzDecode(f *testing.F) {
+	data, _ := sampleBundle().Marshal()
+	f.Add(data)
+	f.Add([]byte(`resources: [{"@type": type.googleapis.com/envoy.config.cluster.v3.Cluster, name: x, type: EDS}]`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		b, err := Decode(in)
+		if err != nil {
+			return
+		}
+		_, _ = Translate(b, "fuzz", "")
+	})
+}
