@@ -72,6 +72,29 @@ type Listener struct {
 	ForwardedFor   ForwardedFor `json:"forwardedFor,omitempty"`
 	// TLS, when set, makes the listener accept only mutual TLS.
 	TLS *TLS `json:"tls,omitempty"`
+	// Codec is the downstream protocol: CodecAuto (HTTP/1.1, and HTTP/2 by
+	// ALPN over TLS or by prior knowledge in cleartext), CodecHTTP1 or
+	// CodecHTTP2.
+	Codec Codec `json:"codec,omitempty"`
+	// MaxConcurrentStreams bounds the streams of one HTTP/2 connection
+	// (rapid-reset and resource exhaustion).
+	MaxConcurrentStreams int `json:"maxConcurrentStreams,omitempty"`
+}
+
+// Codec is an HTTP protocol choice.
+type Codec string
+
+// Codecs.
+const (
+	CodecAuto  Codec = "auto"
+	CodecHTTP1 Codec = "http1"
+	CodecHTTP2 Codec = "http2"
+)
+
+// Header is a header to add to requests.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 // TLS is a mutual-TLS identity: the proxy's certificate and key, the trust
@@ -90,6 +113,10 @@ type VirtualHost struct {
 	// Domains are exact authorities ("server", "server:8080") or "*".
 	Domains []string `json:"domains"`
 	Routes  []Route  `json:"routes"`
+	// RequestHeadersToRemove are deleted from every request, then
+	// RequestHeadersToAdd are set (replacing any value).
+	RequestHeadersToRemove []string `json:"requestHeadersToRemove,omitempty"`
+	RequestHeadersToAdd    []Header `json:"requestHeadersToAdd,omitempty"`
 }
 
 // Route sends matching requests to a cluster. The first match wins. At most
@@ -101,8 +128,8 @@ type Route struct {
 	// PathPrefix matches when the request path starts with it.
 	PathPrefix string `json:"pathPrefix,omitempty"`
 	// Regex (RE2 syntax) must match the whole request path.
-	Regex string `json:"regex,omitempty"`
-	Cluster    string `json:"cluster"`
+	Regex   string `json:"regex,omitempty"`
+	Cluster string `json:"cluster"`
 	// Timeout bounds the request; 0 uses the listener's RequestTimeout.
 	Timeout Duration `json:"timeout,omitempty"`
 }
@@ -120,6 +147,9 @@ type Cluster struct {
 	IdleTimeout Duration `json:"idleTimeout,omitempty"`
 	// TLS, when set, makes connections to the endpoints mutual TLS.
 	TLS *TLS `json:"tls,omitempty"`
+	// HTTP2 sends requests as HTTP/2 streams multiplexed over one
+	// connection per endpoint (h2 over TLS, or h2c in cleartext).
+	HTTP2 bool `json:"http2,omitempty"`
 }
 
 // Endpoint is one upstream address.
@@ -135,6 +165,8 @@ const (
 	DefaultMaxHeaderBytes = 64 << 10
 	DefaultConnectTimeout = Duration(2 * time.Second)
 	DefaultMaxIdleConns   = 128
+	// DefaultMaxConcurrentStreams matches Envoy's hardened recommendation.
+	DefaultMaxConcurrentStreams = 100
 )
 
 // Normalize fills zero values with defaults.
@@ -155,6 +187,12 @@ func (c *Config) Normalize() {
 		}
 		if l.ForwardedFor == "" {
 			l.ForwardedFor = ForwardedAppend
+		}
+		if l.Codec == "" {
+			l.Codec = CodecAuto
+		}
+		if l.MaxConcurrentStreams == 0 {
+			l.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 		}
 	}
 	for i := range c.Clusters {
@@ -195,6 +233,9 @@ func (c *Config) Validate() error {
 		}
 		if l.Direction != Inbound && l.Direction != Outbound {
 			errs = append(errs, fmt.Errorf("listeners[%d] %q: direction must be inbound or outbound, got %q", i, l.Name, l.Direction))
+		}
+		if l.Codec != CodecAuto && l.Codec != CodecHTTP1 && l.Codec != CodecHTTP2 {
+			errs = append(errs, fmt.Errorf("listeners[%d] %q: codec must be auto, http1 or http2, got %q", i, l.Name, l.Codec))
 		}
 		if l.ForwardedFor != ForwardedAppend && l.ForwardedFor != ForwardedNone {
 			errs = append(errs, fmt.Errorf("listeners[%d] %q: forwardedFor must be append or none, got %q", i, l.Name, l.ForwardedFor))

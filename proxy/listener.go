@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/url"
@@ -32,6 +33,7 @@ type listener struct {
 
 type listenerStats struct {
 	requests, r2xx, r3xx, r4xx, r5xx, noRoute, upstreamErrors, timeouts atomic.Uint64
+	connections                                                         atomic.Uint64
 	inFlight                                                            atomic.Int64
 }
 
@@ -40,6 +42,7 @@ func (s *listenerStats) snapshot() ListenerStats {
 		Requests: s.requests.Load(), Responses2xx: s.r2xx.Load(), Responses3xx: s.r3xx.Load(),
 		Responses4xx: s.r4xx.Load(), Responses5xx: s.r5xx.Load(), NoRoute: s.noRoute.Load(),
 		UpstreamErrors: s.upstreamErrors.Load(), Timeouts: s.timeouts.Load(), InFlight: s.inFlight.Load(),
+		Connections: s.connections.Load(),
 	}
 }
 
@@ -64,7 +67,7 @@ func newListener(cfg Listener, clusters map[string]*cluster) (*listener, error) 
 		if err != nil {
 			return nil, fmt.Errorf("listener %q: %w", cfg.Name, err)
 		}
-		l.tls = src.ServerConfig(identity.AllowIDs(cfg.TLS.AllowedIDs...), "http/1.1")
+		l.tls = src.ServerConfig(identity.AllowIDs(cfg.TLS.AllowedIDs...), alpn(cfg.Codec)...)
 		l.proto = "https"
 	}
 	for i := range l.cfg.VirtualHosts {
@@ -94,19 +97,47 @@ func newListener(cfg Listener, clusters map[string]*cluster) (*listener, error) 
 }
 
 func (l *listener) server() *http.Server {
-	return &http.Server{
+	srv := &http.Server{
 		Handler:           l,
 		ReadHeaderTimeout: l.cfg.HeaderTimeout.D(),
 		IdleTimeout:       l.cfg.IdleTimeout.D(),
 		MaxHeaderBytes:    l.cfg.MaxHeaderBytes,
-		ErrorLog:          nil,
+		Protocols:         new(http.Protocols),
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: l.cfg.MaxConcurrentStreams},
+		TLSConfig:         l.tls,
+		ErrorLog:          log.New(io.Discard, "", 0),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				l.stats.connections.Add(1)
+			}
+		},
 	}
+	http1 := l.cfg.Codec != CodecHTTP2
+	http2 := l.cfg.Codec != CodecHTTP1
+	srv.Protocols.SetHTTP1(http1)
+	if l.tls != nil {
+		srv.Protocols.SetHTTP2(http2)
+	} else {
+		srv.Protocols.SetUnencryptedHTTP2(http2)
+	}
+	return srv
+}
+
+// alpn lists the protocols a TLS listener offers.
+func alpn(c Codec) []string {
+	switch c {
+	case CodecHTTP1:
+		return []string{"http/1.1"}
+	case CodecHTTP2:
+		return []string{"h2"}
+	}
+	return []string{"h2", "http/1.1"}
 }
 
 // match finds the route for a request: the virtual host by exact authority
 // (with and without port), then "*"; then the first route whose prefix
 // matches the path.
-func (l *listener) match(host, path string) *Route {
+func (l *listener) match(host, path string) (*VirtualHost, *Route) {
 	vh := l.exact[host]
 	if vh == nil {
 		if h, _, err := net.SplitHostPort(host); err == nil {
@@ -120,14 +151,14 @@ func (l *listener) match(host, path string) *Route {
 		vh = l.any
 	}
 	if vh == nil {
-		return nil
+		return nil, nil
 	}
 	for i := range vh.Routes {
 		if r := &vh.Routes[i]; l.matchPath(r, path) {
-			return r
+			return vh, r
 		}
 	}
-	return nil
+	return vh, nil
 }
 
 func (l *listener) matchPath(r *Route, path string) bool {
@@ -145,7 +176,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l.stats.inFlight.Add(1)
 	defer l.stats.inFlight.Add(-1)
 
-	route := l.match(r.Host, r.URL.Path)
+	vh, route := l.match(r.Host, r.URL.Path)
 	if route == nil {
 		l.stats.noRoute.Add(1)
 		l.fail(w, http.StatusNotFound, "no route for "+r.Host+r.URL.Path)
@@ -159,6 +190,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 
+	rewriteHeaders(r.Header, vh)
 	out := l.outgoing(ctx, r, c.scheme, c.pick())
 	resp, err := c.transport.RoundTrip(out)
 	if err != nil {
@@ -234,10 +266,37 @@ func (l *listener) outgoing(ctx context.Context, r *http.Request, scheme, endpoi
 		Host:          r.Host,
 		Trailer:       r.Trailer,
 	}
-	if r.ContentLength == 0 {
+	switch {
+	case r.ContentLength == 0:
 		out.Body = nil
+	case r.ContentLength > 0:
+		out.Body = &exactBody{r: io.LimitReader(r.Body, r.ContentLength), c: r.Body}
 	}
 	return out.WithContext(ctx)
+}
+
+// exactBody ends at the declared Content-Length. net/http's transport reads
+// a request body once more after Content-Length bytes to check for excess;
+// on the downstream body that read can come after the upstream answered and
+// the proxy started its response, when the server has already closed the
+// body, and the transport then tears down the upstream connection with the
+// response in flight. Ending the body at its length avoids that read.
+type exactBody struct {
+	r io.Reader
+	c io.Closer
+}
+
+func (b *exactBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *exactBody) Close() error               { return b.c.Close() }
+
+// rewriteHeaders applies a virtual host's header removals and additions.
+func rewriteHeaders(h http.Header, vh *VirtualHost) {
+	for _, name := range vh.RequestHeadersToRemove {
+		h.Del(name)
+	}
+	for _, add := range vh.RequestHeadersToAdd {
+		h.Set(add.Name, add.Value)
+	}
 }
 
 // hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1 (and the

@@ -183,6 +183,8 @@ type ListenerStats struct {
 	UpstreamErrors uint64 `json:"upstreamErrors"`
 	Timeouts       uint64 `json:"timeouts"`
 	InFlight       int64  `json:"inFlight"`
+	// Connections counts accepted downstream connections.
+	Connections uint64 `json:"connections"`
 }
 
 // Stats returns the current counters.

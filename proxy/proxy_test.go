@@ -242,8 +242,11 @@ func TestBodiesStatusAndPooling(t *testing.T) {
 			t.Fatalf("request %d: status %d, %d body bytes", i, resp.StatusCode, len(body))
 		}
 	}
-	if n := conns.Load(); n != 1 {
-		t.Errorf("upstream saw %d connections for 50 sequential requests, want 1 (keep-alive pool)", n)
+	// net/http returns a connection to the pool just after its response
+	// body is read, so a request right behind may dial once more; without
+	// pooling there would be 50.
+	if n := conns.Load(); n > 3 {
+		t.Errorf("upstream saw %d connections for 50 sequential requests, want at most 3 (keep-alive pool)", n)
 	}
 }
 

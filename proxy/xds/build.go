@@ -13,6 +13,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -65,7 +66,17 @@ func commonTLSContext(t *TLSFiles) *tlsv3.CommonTlsContext {
 // HTTPListener is a listener with one HTTP connection manager whose routes
 // are inline. tls (optional) makes it accept only mutual TLS.
 func HTTPListener(name, addr string, dir corev3.TrafficDirection, appendXFF bool, rc *routev3.RouteConfiguration, tls *TLSFiles) *listenerv3.Listener {
+	return listener(name, addr, dir, appendXFF, hcmv3.HttpConnectionManager_AUTO, rc, tls)
+}
+
+// HTTP2Listener is HTTPListener accepting HTTP/2 only (a tunnel endpoint).
+func HTTP2Listener(name, addr string, dir corev3.TrafficDirection, rc *routev3.RouteConfiguration, tls *TLSFiles) *listenerv3.Listener {
+	return listener(name, addr, dir, false, hcmv3.HttpConnectionManager_HTTP2, rc, tls)
+}
+
+func listener(name, addr string, dir corev3.TrafficDirection, appendXFF bool, codec hcmv3.HttpConnectionManager_CodecType, rc *routev3.RouteConfiguration, tls *TLSFiles) *listenerv3.Listener {
 	hcm := &hcmv3.HttpConnectionManager{
+		CodecType:        codec,
 		StatPrefix:       name,
 		RouteSpecifier:   &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
 		HttpFilters:      []*hcmv3.HttpFilter{{Name: RouterFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}},
@@ -110,6 +121,31 @@ func EDSCluster(name string, connectTimeout time.Duration, tls *TLSFiles) *clust
 		}}
 	}
 	return c
+}
+
+// WithHTTP2 makes a cluster's connections HTTP/2, multiplexing requests.
+func WithHTTP2(c *clusterv3.Cluster) *clusterv3.Cluster {
+	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{UpstreamHTTPOptions: mustAny(&upstreamhttpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+		}},
+	})}
+	return c
+}
+
+// WithHeaders makes a route configuration's virtual hosts remove the named
+// request headers and then set the given ones.
+func WithHeaders(rc *routev3.RouteConfiguration, remove []string, set map[string]string) *routev3.RouteConfiguration {
+	for _, vh := range rc.GetVirtualHosts() {
+		vh.RequestHeadersToRemove = append(vh.RequestHeadersToRemove, remove...)
+		for k, v := range set {
+			vh.RequestHeadersToAdd = append(vh.RequestHeadersToAdd, &corev3.HeaderValueOption{
+				Header:       &corev3.HeaderValue{Key: k, Value: v},
+				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			})
+		}
+	}
+	return rc
 }
 
 // LoadAssignment lists a cluster's endpoints.

@@ -23,6 +23,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -45,6 +46,7 @@ var (
 	_ = &hcmv3.HttpConnectionManager{}
 	_ = &routerv3.Router{}
 	_ = &tlsv3.UpstreamTlsContext{}
+	_ = &upstreamhttpv3.HttpProtocolOptions{}
 )
 
 // Bundle is a set of xDS resources by type.

@@ -30,10 +30,17 @@ var supported = map[protoreflect.FullName][]string{
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager": {
 		"stat_prefix", "codec_type", "route_config", "rds", "http_filters", "use_remote_address",
 		"request_timeout", "request_headers_timeout", "common_http_protocol_options", "max_request_headers_kb",
+		"http2_protocol_options",
 	},
-	"envoy.extensions.filters.network.http_connection_manager.v3.Rds":        {"route_config_name", "config_source"},
-	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter": {"name", "typed_config"},
-	"envoy.extensions.filters.http.router.v3.Router":                         {},
+	"envoy.config.core.v3.Http2ProtocolOptions":                                 {"max_concurrent_streams"},
+	"envoy.config.core.v3.HeaderValueOption":                                    {"header", "append_action"},
+	"envoy.config.core.v3.HeaderValue":                                          {"key", "value"},
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions":                    {"explicit_http_config", "common_http_protocol_options"},
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig": {"http_protocol_options", "http2_protocol_options"},
+	"envoy.config.core.v3.Http1ProtocolOptions":                                 {},
+	"envoy.extensions.filters.network.http_connection_manager.v3.Rds":           {"route_config_name", "config_source"},
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter":    {"name", "typed_config"},
+	"envoy.extensions.filters.http.router.v3.Router":                            {},
 
 	"envoy.config.route.v3.RouteConfiguration":     {"name", "virtual_hosts"},
 	"envoy.config.route.v3.VirtualHost":            {"name", "domains", "routes"},
@@ -45,7 +52,7 @@ var supported = map[protoreflect.FullName][]string{
 
 	"envoy.config.cluster.v3.Cluster": {
 		"name", "type", "connect_timeout", "lb_policy", "load_assignment", "eds_cluster_config",
-		"transport_socket", "common_http_protocol_options",
+		"transport_socket", "common_http_protocol_options", "typed_extension_protocol_options",
 	},
 	"envoy.config.cluster.v3.Cluster.EdsClusterConfig": {"service_name", "eds_config"},
 
@@ -113,8 +120,11 @@ func walk(m protoreflect.Message, path string, out *[]string) {
 			for i := 0; i < l.Len(); i++ {
 				walk(l.Get(i).Message(), fmt.Sprintf("%s[%d]", fp, i), out)
 			}
-		case fd.IsMap():
-			// No supported message has a map field.
+		case fd.IsMap() && fd.MapValue().Message() != nil:
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				walk(mv.Message(), fmt.Sprintf("%s[%q]", fp, k.String()), out)
+				return true
+			})
 		case fd.Message() != nil:
 			walk(v.Message(), fp, out)
 		}

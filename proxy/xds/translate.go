@@ -13,6 +13,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/meshbench/meshbench/proxy"
@@ -23,6 +24,7 @@ const (
 	HTTPConnectionManager = "envoy.filters.network.http_connection_manager"
 	RouterFilter          = "envoy.filters.http.router"
 	TLSTransportSocket    = "envoy.transport_sockets.tls"
+	UpstreamHTTPOptions   = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 )
 
 // Translate compiles a bundle into the proxy's Config. node names the
@@ -122,9 +124,17 @@ func (t *translator) listener(l *listenerv3.Listener) (*proxy.Listener, error) {
 
 func (t *translator) hcm(h *hcmv3.HttpConnectionManager, pl *proxy.Listener) error {
 	switch h.GetCodecType() {
-	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1:
+	case hcmv3.HttpConnectionManager_AUTO:
+		pl.Codec = proxy.CodecAuto
+	case hcmv3.HttpConnectionManager_HTTP1:
+		pl.Codec = proxy.CodecHTTP1
+	case hcmv3.HttpConnectionManager_HTTP2:
+		pl.Codec = proxy.CodecHTTP2
 	default:
-		return fmt.Errorf("codec_type %s is not supported yet (HTTP1, AUTO)", h.GetCodecType())
+		return fmt.Errorf("codec_type %s is not supported (AUTO, HTTP1, HTTP2)", h.GetCodecType())
+	}
+	if n := h.GetHttp2ProtocolOptions().GetMaxConcurrentStreams(); n != nil {
+		pl.MaxConcurrentStreams = int(n.GetValue())
 	}
 	for i, f := range h.GetHttpFilters() {
 		if f.GetName() != RouterFilter {
@@ -153,7 +163,13 @@ func (t *translator) hcm(h *hcmv3.HttpConnectionManager, pl *proxy.Listener) err
 		return errors.New("http_connection_manager: set route_config or rds")
 	}
 	for _, vh := range rc.GetVirtualHosts() {
-		pv := proxy.VirtualHost{Name: vh.GetName(), Domains: vh.GetDomains()}
+		pv := proxy.VirtualHost{Name: vh.GetName(), Domains: vh.GetDomains(), RequestHeadersToRemove: vh.GetRequestHeadersToRemove()}
+		for _, hv := range vh.GetRequestHeadersToAdd() {
+			if hv.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+				return fmt.Errorf("virtual host %q: request_headers_to_add supports append_action OVERWRITE_IF_EXISTS_OR_ADD only", vh.GetName())
+			}
+			pv.RequestHeadersToAdd = append(pv.RequestHeadersToAdd, proxy.Header{Name: hv.GetHeader().GetKey(), Value: hv.GetHeader().GetValue()})
+		}
 		for j, r := range vh.GetRoutes() {
 			pr, err := route(r)
 			if err != nil {
@@ -220,6 +236,16 @@ func (t *translator) cluster(c *clusterv3.Cluster) (*proxy.Cluster, error) {
 		var err error
 		if pc.TLS, err = upstreamTLS(ts); err != nil {
 			return nil, err
+		}
+	}
+	for name, a := range c.GetTypedExtensionProtocolOptions() {
+		var po upstreamhttpv3.HttpProtocolOptions
+		if name != UpstreamHTTPOptions || a.UnmarshalTo(&po) != nil {
+			return nil, fmt.Errorf("typed_extension_protocol_options: only %s is supported", UpstreamHTTPOptions)
+		}
+		pc.HTTP2 = po.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
+		if idle := po.GetCommonHttpProtocolOptions().GetIdleTimeout(); idle != nil {
+			pc.IdleTimeout = dur(idle)
 		}
 	}
 	return pc, nil
