@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/meshbench/meshbench/scenarios"
 )
@@ -57,6 +58,10 @@ type Workload struct {
 	Node Node
 	// Port is the port the workload serves on (0 for a pure client).
 	Port int
+	// PayloadSize and ServiceTime are a server's echo knobs, for meshes
+	// that start their own build of the workload (proxyless).
+	PayloadSize int
+	ServiceTime time.Duration
 }
 
 // Env is what a mesh needs to render a deployment.
@@ -73,6 +78,10 @@ type Deployment struct {
 	Components []Component
 	// Target is what the client calls.
 	Target Target
+	// OwnServer says a component of the deployment is the server workload
+	// (a build that links the mesh, as in proxyless mode): the shared
+	// server sits idle and is left out of the resource figures.
+	OwnServer bool
 }
 
 // Target is where, and as whom, the client sends requests.
@@ -81,6 +90,9 @@ type Target struct {
 	URL string
 	// Host, when set, is the Host (authority) header to send.
 	Host string
+	// ClientArgs are extra arguments for the client workload, such as the
+	// proxyless mode's xDS bundle.
+	ClientArgs []string
 }
 
 // Component is one process a mesh needs, such as a proxy.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -279,6 +280,14 @@ func (r *run) waitReady(ctx context.Context, name string, p Process, probe meshe
 }
 
 func check(ctx context.Context, client *http.Client, probe meshes.Probe) error {
+	if probe.TCP != "" {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", probe.TCP)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	}
 	if probe.HTTPGet == "" {
 		return nil
 	}

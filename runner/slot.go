@@ -39,8 +39,9 @@ func (r *run) runSlot(ctx context.Context, sl slot, trial, pos int) (*results.Tr
 	}
 	env := meshes.Env{
 		Client: meshes.Workload{Name: s.Topology.Client.Name, Node: r.nodes[s.Topology.Client.Name]},
-		Server: meshes.Workload{Name: s.Topology.Server.Name, Node: r.nodes[s.Topology.Server.Name], Port: ServerPort},
-		Dir:    confDir,
+		Server: meshes.Workload{Name: s.Topology.Server.Name, Node: r.nodes[s.Topology.Server.Name], Port: ServerPort,
+			PayloadSize: int(s.Topology.Server.PayloadSize), ServiceTime: s.Topology.Server.ServiceTime.D()},
+		Dir: confDir,
 	}
 	dep, err := sl.mesh.Deploy(env, sl.mode)
 	if err != nil {
@@ -107,6 +108,7 @@ func (r *run) drive(ctx context.Context, dep *meshes.Deployment, comps []started
 	if dep.Target.Host != "" {
 		args = append(args, "--host", dep.Target.Host)
 	}
+	args = append(args, dep.Target.ClientArgs...)
 	pr, pw := io.Pipe()
 	defer pr.Close()
 	stdout, err := os.Create(filepath.Join(logDir, client+".stdout.log"))
@@ -133,9 +135,9 @@ func (r *run) drive(ctx context.Context, dep *meshes.Deployment, comps []started
 		pw.Close()
 	}()
 
-	watch := []watched{
-		{name: client, class: results.ClassLoadGen, node: client, pid: p.Pid()},
-		{name: s.Topology.Server.Name, class: results.ClassApp, node: s.Topology.Server.Name, pid: r.server.Pid()},
+	watch := []watched{{name: client, class: results.ClassLoadGen, node: client, pid: p.Pid()}}
+	if !dep.OwnServer {
+		watch = append(watch, watched{name: s.Topology.Server.Name, class: results.ClassApp, node: s.Topology.Server.Name, pid: r.server.Pid()})
 	}
 	for _, c := range comps {
 		watch = append(watch, watched{name: c.comp.Name, class: c.comp.Class, node: c.comp.Node, pid: c.proc.Pid()})

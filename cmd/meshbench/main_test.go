@@ -97,7 +97,7 @@ func TestIntegrationBadInput(t *testing.T) {
 		{"bad flag value", []string{"run", "--qps", "-1"}, "flag --qps: load.qps: must be greater than 0"},
 		{"unparsable flag", []string{"run", "--duration", "soon"}, `invalid argument "soon" for "--duration"`},
 		{"unknown flag", []string{"run", "--bogus"}, "unknown flag: --bogus"},
-		{"bad modes", []string{"run", "--modes", "per-node"}, `invalid --modes: "per-node" matches no mesh`},
+		{"bad modes", []string{"run", "--modes", "ambient"}, `invalid --modes: "ambient" matches no mesh`},
 		{"bad network", []string{"run", "--network", "wifi"}, `--network "wifi"`},
 		{"too many args", []string{"run", "a", "b"}, "accepts at most 1 arg(s)"},
 		{"validate", []string{"scenarios", "validate", "testdata/unknown-field.yaml"}, "testdata/unknown-field.yaml:7:3"},

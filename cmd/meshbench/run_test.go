@@ -25,7 +25,7 @@ func TestIntegrationRunDefaultShortened(t *testing.T) {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("table:\n%s", r.stdout)
-	for _, row := range []string{"none  baseline", "meshbench   sidecar"} {
+	for _, row := range []string{"none   baseline", "meshbench    sidecar", "meshbench   per-node", "meshbench  proxyless"} {
 		if !strings.Contains(r.stdout, row) {
 			t.Errorf("table has no %q row", row)
 		}
@@ -47,15 +47,23 @@ func TestIntegrationRunDefaultShortened(t *testing.T) {
 		seen[tr.Key()] = true
 		checkTrial(t, out, m, tr, 1000)
 	}
-	if !seen["none/baseline"] || !seen["meshbench/sidecar"] {
-		t.Errorf("trials: want none/baseline and meshbench/sidecar, got %v", seen)
+	for _, k := range []string{"none/baseline", "meshbench/sidecar", "meshbench/per-node", "meshbench/proxyless"} {
+		if !seen[k] {
+			t.Errorf("no %s trial; got %v", k, seen)
+		}
 	}
 	var rows []*reports.Row
 	if err := readJSONFile(filepath.Join(out, results.SummaryJSONFile), &rows); err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 2 || rows[0].Mode != "baseline" || rows[1].Proxies != 2 || rows[1].ProxyCPU <= 0 || rows[1].ProxyRSSMB <= 0 {
-		t.Errorf("summary rows wrong: %+v %+v", rows[0], rows[len(rows)-1])
+	if len(rows) != 4 || rows[0].Mode != "baseline" {
+		t.Fatalf("summary rows: want 4 with the baseline first, got %d", len(rows))
+	}
+	for _, r := range rows {
+		wantProxies := map[string]int{"baseline": 0, "sidecar": 2, "per-node": 2, "proxyless": 0}[r.Mode]
+		if r.Proxies != wantProxies || (wantProxies > 0 && (r.ProxyCPU <= 0 || r.ProxyRSSMB <= 0)) || (r.Mode != "baseline" && !r.HasBaseline) {
+			t.Errorf("summary row %s: %+v", r.Key(), r)
+		}
 	}
 }
 

@@ -61,7 +61,33 @@ func TestSidecarRendersLoadableConfigs(t *testing.T) {
 			}
 		}
 	}
-	if _, err := New("v").Deploy(meshes.Env{}, scenarios.PerNode); err == nil {
+	if _, err := New("v").Deploy(meshes.Env{}, scenarios.Baseline); err == nil {
 		t.Error("Deploy accepted an unsupported mode")
+	}
+}
+
+func TestEveryModeRenders(t *testing.T) {
+	env := meshes.Env{
+		Client: meshes.Workload{Name: "client", Node: meshes.Node{Name: "client", Addr: netip.MustParseAddr("10.0.0.2"), Local: netip.MustParseAddr("127.0.0.1")}},
+		Server: meshes.Workload{Name: "server", Node: meshes.Node{Name: "server", Addr: netip.MustParseAddr("10.0.0.3"), Local: netip.MustParseAddr("127.0.0.1")}, Port: 8080, PayloadSize: 1024},
+	}
+	for _, mode := range New("v").Modes() {
+		env.Dir = t.TempDir()
+		dep, err := New("v").Deploy(env, mode)
+		if err != nil {
+			t.Errorf("%s: %v", mode, err)
+			continue
+		}
+		switch mode {
+		case scenarios.PerNode:
+			if len(dep.Components) != 2 || !strings.HasPrefix(dep.Components[0].Name, "node-proxy-") {
+				t.Errorf("per-node components: %+v", dep.Components)
+			}
+		case scenarios.Proxyless:
+			if len(dep.Components) != 1 || dep.Components[0].Class != "app" || dep.Target.URL != "http://server:8080/" ||
+				len(dep.Target.ClientArgs) != 2 || dep.Components[0].Ready.TCP != "10.0.0.3:8443" {
+				t.Errorf("proxyless deployment: %+v", dep)
+			}
+		}
 	}
 }

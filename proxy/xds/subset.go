@@ -43,7 +43,7 @@ var supported = map[protoreflect.FullName][]string{
 	"envoy.extensions.filters.http.router.v3.Router":                            {},
 
 	"envoy.config.route.v3.RouteConfiguration":     {"name", "virtual_hosts"},
-	"envoy.config.route.v3.VirtualHost":            {"name", "domains", "routes"},
+	"envoy.config.route.v3.VirtualHost":            {"name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove"},
 	"envoy.config.route.v3.Route":                  {"name", "match", "route"},
 	"envoy.config.route.v3.RouteMatch":             {"prefix", "path", "safe_regex"},
 	"envoy.type.matcher.v3.RegexMatcher":           {"regex", "google_re2"},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -31,6 +32,10 @@ type LoadOptions struct {
 	RequestSize int
 	// Log receives fortio's own text output.
 	Log io.Writer
+	// Transport, when set, makes each connection's requests go through the
+	// RoundTripper it returns (the proxyless mode's in-process data plane),
+	// with fortio's standard client instead of its fast one.
+	Transport func() (http.RoundTripper, error)
 }
 
 // Event is one line of the client's event stream, which tells the runner
@@ -93,6 +98,28 @@ func runOnce(ctx context.Context, o LoadOptions, d time.Duration) (*fhttp.HTTPRu
 			return nil, err
 		}
 	}
+	if o.Transport != nil {
+		// fortio calls this once per connection ("thread"): each gets its own
+		// data plane and pool, as each gets its own socket in other modes.
+		var terr error
+		ro.HTTPOptions.DisableFastClient = true
+		// The URL names a service, not a host: the data plane resolves it.
+		// fortio must not look it up in DNS for its own bookkeeping.
+		ro.HTTPOptions.Resolve = "127.0.0.1"
+		ro.HTTPOptions.Transport = func(http.RoundTripper) http.RoundTripper {
+			rt, err := o.Transport()
+			if err != nil {
+				terr = err
+				return errTransport{err}
+			}
+			return rt
+		}
+		defer func() {
+			if terr != nil {
+				fmt.Fprintf(o.Log, "proxyless transport: %v\n", terr)
+			}
+		}()
+	}
 	if o.RequestSize > 0 {
 		ro.HTTPOptions.Payload = []byte(strings.Repeat("m", o.RequestSize))
 		ro.HTTPOptions.ContentType = "application/octet-stream"
@@ -101,3 +128,9 @@ func runOnce(ctx context.Context, o LoadOptions, d time.Duration) (*fhttp.HTTPRu
 	defer stop()
 	return fhttp.RunHTTPTest(&ro)
 }
+
+// errTransport fails every request with the error that prevented building
+// the real transport, so the run reports errors instead of hanging.
+type errTransport struct{ err error }
+
+func (e errTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, e.err }

@@ -31,6 +31,9 @@ type ServerOptions struct {
 	Delay time.Duration
 	// Status is the response status code (200 when zero).
 	Status int
+	// Listener, when set, is served instead of listening on Listen (the
+	// proxyless mode's mutual-TLS listener).
+	Listener net.Listener
 }
 
 // HealthPath answers 200 without the echo knobs, for readiness probes.
@@ -64,9 +67,12 @@ func Serve(ctx context.Context, o ServerOptions) error {
 		w.WriteHeader(http.StatusOK)
 	})
 	mux.HandleFunc("/", fhttp.EchoHandler)
-	ln, err := net.Listen("tcp", o.Listen)
-	if err != nil {
-		return err
+	ln := o.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", o.Listen); err != nil {
+			return err
+		}
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	errc := make(chan error, 1)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net/http"
 	"os"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshbench/meshbench/proxy"
+	"github.com/meshbench/meshbench/proxy/proxyless"
 	"github.com/meshbench/meshbench/proxy/xds"
 	"github.com/meshbench/meshbench/runner/results"
 	"github.com/meshbench/meshbench/runner/workload"
@@ -37,16 +39,27 @@ func quietFortio() {
 
 func newServerRole() *cobra.Command {
 	o := workload.ServerOptions{}
+	var bundlePath string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Serve fortio's echo handler",
 		Args:  argsCheck(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			quietFortio()
+			if bundlePath != "" {
+				b, err := xds.ReadFile(bundlePath)
+				if err != nil {
+					return badInput(err)
+				}
+				if o.Listener, err = proxyless.Listen(cmd.Context(), b); err != nil {
+					return err
+				}
+			}
 			return workload.Serve(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&bundlePath, "xds", "", "serve the bundle's inbound listener (proxyless mTLS) instead of --listen")
 	f.StringVar(&o.Listen, "listen", ":8080", "address to serve on")
 	f.IntVar(&o.PayloadSize, "payload-size", 1024, "response body size in bytes")
 	f.DurationVar(&o.Delay, "delay", 0, "service time added to every request")
@@ -56,7 +69,7 @@ func newServerRole() *cobra.Command {
 
 func newClientRole(s Streams) *cobra.Command {
 	o := workload.LoadOptions{}
-	var out string
+	var out, bundlePath string
 	cmd := &cobra.Command{
 		Use:   "client",
 		Short: "Drive load with fortio and write its result",
@@ -67,6 +80,16 @@ func newClientRole(s Streams) *cobra.Command {
 				return badInput(errors.New("--url and --out are required"))
 			}
 			o.Log = s.ErrOut
+			if bundlePath != "" {
+				b, err := xds.ReadFile(bundlePath)
+				if err != nil {
+					return badInput(err)
+				}
+				if _, err := proxyless.NewTransport(b); err != nil {
+					return badInput(fmt.Errorf("%s: %w", bundlePath, err))
+				}
+				o.Transport = func() (http.RoundTripper, error) { return proxyless.NewTransport(b) }
+			}
 			res, err := workload.RunLoad(cmd.Context(), o, s.Out)
 			if err != nil {
 				return err
@@ -83,6 +106,7 @@ func newClientRole(s Streams) *cobra.Command {
 	f.DurationVar(&o.Warmup, "warmup", 2*time.Second, "warm-up duration, excluded from the result")
 	f.IntVar(&o.RequestSize, "request-size", 0, "request body size in bytes (0 sends GET)")
 	f.StringVar(&out, "out", "", "file to write fortio's JSON result to")
+	f.StringVar(&bundlePath, "xds", "", "route requests in-process with this xDS bundle (proxyless mode)")
 	return cmd
 }
 
