@@ -70,6 +70,9 @@ type Env struct {
 	Server Workload
 	// Dir is a scratch directory for this deployment's files.
 	Dir string
+	// Transparent says the platform can redirect a node's traffic to a
+	// proxy (Deployment.Redirects); otherwise apps dial proxies explicitly.
+	Transparent bool
 }
 
 // Deployment is a rendered mesh: processes to start and where the client
@@ -78,6 +81,9 @@ type Deployment struct {
 	Components []Component
 	// Target is what the client calls.
 	Target Target
+	// Redirects are the transparent-interception rules to install on nodes
+	// before the components start (only when Env.Transparent).
+	Redirects []Redirect
 	// OwnServer says a component of the deployment is the server workload
 	// (a build that links the mesh, as in proxyless mode): the shared
 	// server sits idle and is left out of the resource figures.
@@ -93,6 +99,19 @@ type Target struct {
 	// ClientArgs are extra arguments for the client workload, such as the
 	// proxyless mode's xDS bundle.
 	ClientArgs []string
+}
+
+// Redirect sends a node's TCP traffic to a local proxy port, as a sidecar
+// mesh's init container does with iptables.
+type Redirect struct {
+	Node string
+	// Outbound captures connections the node's processes open to other
+	// nodes, except those carrying ExcludeMark (the proxy's own).
+	// Otherwise inbound connections to Port are captured.
+	Outbound    bool
+	Port        int
+	ToPort      int
+	ExcludeMark int
 }
 
 // Component is one process a mesh needs, such as a proxy.

@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/sys/unix"
 
 	"github.com/meshbench/meshbench/proxy/identity"
 )
@@ -47,6 +49,9 @@ func newCluster(cfg Cluster) (*cluster, error) {
 		c.scheme = "https"
 	}
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: -1}
+	if cfg.Mark != 0 {
+		dialer.Control = markControl(cfg.Mark)
+	}
 	if cfg.HTTP2 {
 		c.transport = h2Transport(dialer, tlsConf, cfg)
 		return c, nil
@@ -112,4 +117,20 @@ func (c *cluster) pick() string {
 		return c.endpoints[0]
 	}
 	return c.endpoints[(c.next.Add(1)-1)%uint64(len(c.endpoints))]
+}
+
+// markControl sets SO_MARK on a socket before it connects.
+func markControl(mark int) func(network, address string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, mark)
+		}); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("set SO_MARK %#x: %w", mark, serr)
+		}
+		return nil
+	}
 }

@@ -150,6 +150,9 @@ type Cluster struct {
 	// HTTP2 sends requests as HTTP/2 streams multiplexed over one
 	// connection per endpoint (h2 over TLS, or h2c in cleartext).
 	HTTP2 bool `json:"http2,omitempty"`
+	// Mark, when not zero, sets SO_MARK on upstream sockets, so that
+	// transparent interception rules let the proxy's own traffic pass.
+	Mark int `json:"mark,omitempty"`
 }
 
 // Endpoint is one upstream address.

@@ -152,6 +152,11 @@ func (p *Proxy) Run(ctx context.Context) error {
 	for _, c := range p.clusters {
 		c.transport.CloseIdleConnections()
 	}
+	for _, l := range p.listeners {
+		st := l.stats.snapshot()
+		p.log.Logf("listener %s: %d requests (2xx %d, 4xx %d, 5xx %d), %d connections",
+			l.cfg.Name, st.Requests, st.Responses2xx, st.Responses4xx, st.Responses5xx, st.Connections)
+	}
 	p.log.Logf("proxy %s stopped", p.cfg.Node)
 	return runErr
 }

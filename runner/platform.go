@@ -29,6 +29,14 @@ type Platform interface {
 	Describe() results.Platform
 }
 
+// Interceptor is implemented by platforms that can redirect a node's
+// traffic to a proxy (Describe().Transparent says whether it can now).
+type Interceptor interface {
+	// Intercept installs the rules and returns a function that removes
+	// them. Down removes rules still installed.
+	Intercept(ctx context.Context, rules []meshes.Redirect) (undo func(context.Context) error, err error)
+}
+
 // ProcessSpec is a process to start on a node.
 type ProcessSpec struct {
 	// Name identifies the process in logs and errors.

@@ -43,9 +43,28 @@ func (r *run) runSlot(ctx context.Context, sl slot, trial, pos int) (*results.Tr
 			PayloadSize: int(s.Topology.Server.PayloadSize), ServiceTime: s.Topology.Server.ServiceTime.D()},
 		Dir: confDir,
 	}
+	_, canIntercept := r.Platform.(Interceptor)
+	env.Transparent = canIntercept && r.manifest.Platform.Transparent
 	dep, err := sl.mesh.Deploy(env, sl.mode)
 	if err != nil {
 		return nil, fmt.Errorf("deploy: %w", err)
+	}
+	if len(dep.Redirects) > 0 {
+		ic, ok := r.Platform.(Interceptor)
+		if !ok || !env.Transparent {
+			return nil, fmt.Errorf("deploy: %s/%s asked for transparent interception, which this platform cannot do", sl.mesh.Name(), sl.mode)
+		}
+		undo, err := ic.Intercept(ctx, dep.Redirects)
+		if err != nil {
+			return nil, fmt.Errorf("install interception: %w", err)
+		}
+		defer func() {
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultStopTimeout)
+			defer cancel()
+			if err := undo(uctx); err != nil {
+				r.Log.Logf("remove interception: %v", err)
+			}
+		}()
 	}
 	var comps []started
 	defer func() {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +47,9 @@ func TestIntegrationRunDefaultShortened(t *testing.T) {
 	for _, tr := range trials {
 		seen[tr.Key()] = true
 		checkTrial(t, out, m, tr, 1000)
+		if tr.Mode == "sidecar" {
+			checkIntercepted(t, out, m, tr)
+		}
 	}
 	for _, k := range []string{"none/baseline", "meshbench/sidecar", "meshbench/per-node", "meshbench/proxyless"} {
 		if !seen[k] {
@@ -283,4 +287,29 @@ func zombie(procDir string) bool {
 func cmdline(procDir string) string {
 	data, _ := os.ReadFile(filepath.Join(procDir, "cmdline"))
 	return strconv.Quote(strings.ReplaceAll(string(data), "\x00", " "))
+}
+
+// checkIntercepted asserts that the sidecar trial's traffic went through
+// both sidecars: on the namespace platform the client called the server's
+// own address and iptables sent it to the sidecars (transparent mode).
+func checkIntercepted(t *testing.T, dir string, m *results.Manifest, tr *results.Trial) {
+	t.Helper()
+	if m.Platform.Transparent && !strings.Contains(tr.Target, m.Platform.Nodes["server"]+":8080") {
+		t.Errorf("transparent platform, but the client called %s rather than the server's address", tr.Target)
+	}
+	for _, side := range []string{"client-sidecar", "server-sidecar"} {
+		data, err := os.ReadFile(filepath.Join(dir, tr.Dir(), results.LogsDir, side+".stderr.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		re := regexp.MustCompile(`listener \w+: (\d+) requests \(2xx (\d+)`)
+		mm := re.FindStringSubmatch(string(data))
+		if mm == nil {
+			t.Errorf("%s logged no request counts:\n%s", side, data)
+			continue
+		}
+		if n, _ := strconv.ParseInt(mm[2], 10, 64); n < tr.Requests {
+			t.Errorf("%s answered %d requests with 2xx, fewer than the %d the client measured: traffic bypassed it", side, n, tr.Requests)
+		}
+	}
 }

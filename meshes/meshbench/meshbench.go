@@ -29,6 +29,10 @@ const (
 	ProxylessPort = 8443  // proxyless: the server workload's own mTLS port
 )
 
+// ProxyMark is the SO_MARK of the sidecar's own upstream traffic, which
+// transparent interception lets pass (Istio's 1337).
+const ProxyMark = 1337
+
 // Identity settings.
 const (
 	TrustDomain     = "meshbench.local"

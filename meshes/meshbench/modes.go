@@ -33,13 +33,30 @@ func (r *renderer) sidecar() (*meshes.Deployment, error) {
 		return nil, err
 	}
 	out, in := r.outboundCluster(), "inbound|"+strconv.Itoa(server.Port)
+	// Explicit: the client dials its sidecar, which dials the server's
+	// sidecar port. Transparent: the client dials the server; iptables in
+	// the client's namespace sends that to its sidecar, which dials the
+	// server's address too (its own traffic marked so it is not captured
+	// again), and iptables in the server's namespace sends that to the
+	// server's sidecar.
+	upstream := meshes.HostPort(server.Node.Addr, InboundPort)
+	target := r.target()
+	var redirects []meshes.Redirect
+	if r.env.Transparent {
+		upstream = meshes.HostPort(server.Node.Addr, server.Port)
+		target.URL = "http://" + upstream + "/"
+		redirects = []meshes.Redirect{
+			{Node: client.Node.Name, Outbound: true, ToPort: OutboundPort, ExcludeMark: ProxyMark},
+			{Node: server.Node.Name, Port: server.Port, ToPort: InboundPort},
+		}
+	}
 	// The outbound listener's downstream is the local app: its loopback
 	// address says nothing useful to the server, so no X-Forwarded-For.
 	clientSide := bundle(
 		xds.HTTPListener("outbound", meshes.HostPort(client.Node.Local, OutboundPort), corev3.TrafficDirection_OUTBOUND, false,
 			xds.Routes("outbound", []string{server.Name, r.authority()}, out), nil),
-		xds.EDSCluster(out, connectTimeout, clientTLS),
-		xds.LoadAssignment(out, meshes.HostPort(server.Node.Addr, InboundPort)))
+		xds.WithMark(xds.EDSCluster(out, connectTimeout, clientTLS), ProxyMark),
+		xds.LoadAssignment(out, upstream))
 	serverSide := bundle(
 		xds.HTTPListener("inbound", meshes.HostPort(server.Node.Addr, InboundPort), corev3.TrafficDirection_INBOUND, true,
 			xds.Routes("inbound", []string{"*"}, in), serverTLS),
@@ -53,7 +70,7 @@ func (r *renderer) sidecar() (*meshes.Deployment, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &meshes.Deployment{Components: []meshes.Component{cc, sc}, Target: r.target()}, nil
+	return &meshes.Deployment{Components: []meshes.Component{cc, sc}, Target: target, Redirects: redirects}, nil
 }
 
 // perNode renders one shared proxy per node. The client node's proxy takes

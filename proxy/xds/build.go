@@ -148,6 +148,20 @@ func WithHeaders(rc *routev3.RouteConfiguration, remove []string, set map[string
 	return rc
 }
 
+// WithMark makes a cluster mark its upstream sockets (SO_MARK), so that
+// interception rules can exclude the proxy's own traffic.
+func WithMark(c *clusterv3.Cluster, mark int) *clusterv3.Cluster {
+	c.UpstreamBindConfig = &corev3.BindConfig{
+		SourceAddress: &corev3.SocketAddress{Address: "0.0.0.0", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 0}},
+		SocketOptions: []*corev3.SocketOption{{
+			Description: "mark the proxy's own traffic",
+			Level:       SolSocket, Name: SoMark,
+			Value: &corev3.SocketOption_IntValue{IntValue: int64(mark)},
+		}},
+	}
+	return c
+}
+
 // LoadAssignment lists a cluster's endpoints.
 func LoadAssignment(cluster string, endpoints ...string) *endpointv3.ClusterLoadAssignment {
 	var lbs []*endpointv3.LbEndpoint

@@ -53,7 +53,10 @@ var supported = map[protoreflect.FullName][]string{
 	"envoy.config.cluster.v3.Cluster": {
 		"name", "type", "connect_timeout", "lb_policy", "load_assignment", "eds_cluster_config",
 		"transport_socket", "common_http_protocol_options", "typed_extension_protocol_options",
+		"upstream_bind_config",
 	},
+	"envoy.config.core.v3.BindConfig":                  {"source_address", "socket_options"},
+	"envoy.config.core.v3.SocketOption":                {"description", "level", "name", "int_value", "state"},
 	"envoy.config.cluster.v3.Cluster.EdsClusterConfig": {"service_name", "eds_config"},
 
 	"envoy.config.endpoint.v3.ClusterLoadAssignment": {"cluster_name", "endpoints"},

@@ -27,6 +27,13 @@ const (
 	UpstreamHTTPOptions   = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 )
 
+// Socket option numbers (Linux) for SO_MARK, as Envoy configurations write
+// them.
+const (
+	SolSocket = 1
+	SoMark    = 36
+)
+
 // Translate compiles a bundle into the proxy's Config. node names the
 // proxy; admin is its admin address.
 func Translate(b *Bundle, node, admin string) (*proxy.Config, error) {
@@ -236,6 +243,17 @@ func (t *translator) cluster(c *clusterv3.Cluster) (*proxy.Cluster, error) {
 		var err error
 		if pc.TLS, err = upstreamTLS(ts); err != nil {
 			return nil, err
+		}
+	}
+	if bc := c.GetUpstreamBindConfig(); bc != nil {
+		if sa := bc.GetSourceAddress(); sa != nil && (sa.GetPortValue() != 0 || (sa.GetAddress() != "0.0.0.0" && sa.GetAddress() != "")) {
+			return nil, errors.New("upstream_bind_config.source_address: only 0.0.0.0:0 (any) is supported")
+		}
+		for _, o := range bc.GetSocketOptions() {
+			if o.GetLevel() != SolSocket || o.GetName() != SoMark || o.GetState() != corev3.SocketOption_STATE_PREBIND {
+				return nil, fmt.Errorf("upstream_bind_config.socket_options: only SO_MARK (level %d, name %d) before bind is supported", SolSocket, SoMark)
+			}
+			pc.Mark = int(o.GetIntValue())
 		}
 	}
 	for name, a := range c.GetTypedExtensionProtocolOptions() {

@@ -134,7 +134,7 @@ func chooseNetwork(want string) (mode, reason string, err error) {
 }
 
 func (p *platform) Describe() results.Platform {
-	return results.Platform{Name: "local", Network: p.mode, NetworkReason: p.reason}
+	return results.Platform{Name: "local", Network: p.mode, NetworkReason: p.reason, Transparent: p.transparent()}
 }
 
 // Up creates the nodes. On failure it removes what it created.

@@ -69,6 +69,9 @@ type Platform struct {
 	Network       string            `json:"network"`
 	NetworkReason string            `json:"networkReason"`
 	Nodes         map[string]string `json:"nodes"`
+	// Transparent says sidecars intercept traffic transparently (iptables)
+	// rather than being dialed explicitly.
+	Transparent bool `json:"transparent"`
 	// Placement maps component classes to the CPUs they were pinned to.
 	Placement map[string]string `json:"placement,omitempty"`
 }
