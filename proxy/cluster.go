@@ -21,19 +21,41 @@ type roundTripper interface {
 	CloseIdleConnections()
 }
 
-// cluster is a compiled Cluster: its endpoints and one connection pool.
+// cluster is a compiled Cluster: its endpoints, one connection pool, and
+// the state its circuit breakers, retry budget and outlier detection keep.
 type cluster struct {
 	cfg       Cluster
-	endpoints []string
+	eps       []*endpoint
 	next      atomic.Uint64
 	transport roundTripper
 	scheme    string
+	active    atomic.Int64 // requests in flight
+	retries   atomic.Int64 // retries in flight
+	stats     clusterStats
+}
+
+type clusterStats struct {
+	overflow, retryOverflow, retries, ejections atomic.Uint64
+}
+
+// ClusterStats counts a cluster's resilience events.
+type ClusterStats struct {
+	Overflow      uint64 `json:"overflow"`
+	RetryOverflow uint64 `json:"retryOverflow"`
+	Retries       uint64 `json:"retries"`
+	Ejections     uint64 `json:"ejections"`
+	Active        int64  `json:"active"`
+}
+
+func (c *cluster) snapshot() ClusterStats {
+	return ClusterStats{Overflow: c.stats.overflow.Load(), RetryOverflow: c.stats.retryOverflow.Load(),
+		Retries: c.stats.retries.Load(), Ejections: c.stats.ejections.Load(), Active: c.active.Load()}
 }
 
 func newCluster(cfg Cluster) (*cluster, error) {
 	c := &cluster{cfg: cfg, scheme: "http"}
 	for _, ep := range cfg.Endpoints {
-		c.endpoints = append(c.endpoints, ep.Address)
+		c.eps = append(c.eps, &endpoint{addr: ep.Address})
 	}
 	var tlsConf *tls.Config
 	if cfg.TLS != nil {
@@ -60,8 +82,9 @@ func newCluster(cfg Cluster) (*cluster, error) {
 		Proxy:               nil,
 		DialContext:         dialer.DialContext,
 		TLSClientConfig:     tlsConf,
-		MaxIdleConns:        cfg.MaxIdleConns * len(c.endpoints),
+		MaxIdleConns:        cfg.MaxIdleConns * len(c.eps),
 		MaxIdleConnsPerHost: cfg.MaxIdleConns,
+		MaxConnsPerHost:     cfg.CircuitBreakers.MaxConnections,
 		IdleConnTimeout:     cfg.IdleTimeout.D(),
 		DisableCompression:  true,
 		WriteBufferSize:     16 << 10,
@@ -109,14 +132,6 @@ func h2Transport(dialer *net.Dialer, tlsConf *tls.Config, cfg Cluster) *http2.Tr
 
 func (t *TLS) source() (*identity.Source, error) {
 	return identity.NewSource(identity.Files{Cert: t.CertFile, Key: t.KeyFile, CA: t.CAFile})
-}
-
-// pick chooses the endpoint for the next request, round robin.
-func (c *cluster) pick() string {
-	if len(c.endpoints) == 1 {
-		return c.endpoints[0]
-	}
-	return c.endpoints[(c.next.Add(1)-1)%uint64(len(c.endpoints))]
 }
 
 // markControl sets SO_MARK on a socket before it connects.

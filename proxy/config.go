@@ -25,8 +25,10 @@ type Config struct {
 	// logs and the admin endpoints.
 	Node string `json:"node"`
 	// Admin is the address of the admin listener (/ready, /stats,
-	// /config_dump); empty disables it.
-	Admin     string     `json:"admin,omitempty"`
+	// /metrics, /config_dump); empty disables it.
+	Admin string `json:"admin,omitempty"`
+	// Mode labels metrics with the data-plane mode ("sidecar", ...).
+	Mode      string     `json:"mode,omitempty"`
 	Listeners []Listener `json:"listeners"`
 	Clusters  []Cluster  `json:"clusters"`
 }
@@ -79,6 +81,31 @@ type Listener struct {
 	// MaxConcurrentStreams bounds the streams of one HTTP/2 connection
 	// (rapid-reset and resource exhaustion).
 	MaxConcurrentStreams int `json:"maxConcurrentStreams,omitempty"`
+	// RBAC, when set, denies every request that no policy allows (403).
+	RBAC *RBAC `json:"rbac,omitempty"`
+	// AccessLog writes one JSON line per request to the proxy's log.
+	AccessLog bool `json:"accessLog,omitempty"`
+	// MaxRequestBytes bounds a request body (413 beyond); 0 is unlimited.
+	MaxRequestBytes int64 `json:"maxRequestBytes,omitempty"`
+}
+
+// RBAC allows requests that match any of its policies; others get 403.
+type RBAC struct {
+	Policies []Policy `json:"policies"`
+}
+
+// Policy allows principals to use permissions.
+type Policy struct {
+	Name string `json:"name"`
+	// Principals are source SPIFFE IDs; "*" is any authenticated source.
+	Principals []string `json:"principals"`
+	// SourceHeader, when set, names the header that carries the source
+	// identity (set by a trusted node proxy) instead of the peer
+	// certificate.
+	SourceHeader string `json:"sourceHeader,omitempty"`
+	// PathPrefixes and Methods restrict what is allowed; empty allows all.
+	PathPrefixes []string `json:"pathPrefixes,omitempty"`
+	Methods      []string `json:"methods,omitempty"`
 }
 
 // Codec is an HTTP protocol choice.
@@ -132,6 +159,37 @@ type Route struct {
 	Cluster string `json:"cluster"`
 	// Timeout bounds the request; 0 uses the listener's RequestTimeout.
 	Timeout Duration `json:"timeout,omitempty"`
+	// Methods, when set, restricts the route to these methods.
+	Methods []string     `json:"methods,omitempty"`
+	Retry   *RetryPolicy `json:"retry,omitempty"`
+	Fault   *Fault       `json:"fault,omitempty"`
+}
+
+// RetryPolicy retries failed attempts, within the cluster's retry budget.
+type RetryPolicy struct {
+	// RetryOn lists the conditions: "connect-failure", "reset", "5xx",
+	// "gateway-error" (502, 503, 504), "retriable-status-codes".
+	RetryOn              []string `json:"retryOn"`
+	NumRetries           int      `json:"numRetries"`
+	RetriableStatusCodes []int    `json:"retriableStatusCodes,omitempty"`
+	PerTryTimeout        Duration `json:"perTryTimeout,omitempty"`
+	// Methods are the methods that may be retried; empty means the
+	// idempotent ones (GET, HEAD, OPTIONS, PUT, DELETE, TRACE).
+	Methods []string `json:"methods,omitempty"`
+}
+
+// Fault injects delays and aborts into a share of a route's requests, as
+// Envoy's HTTPFault filter does.
+type Fault struct {
+	DelayPercent float64  `json:"delayPercent,omitempty"`
+	Delay        Duration `json:"delay,omitempty"`
+	AbortPercent float64  `json:"abortPercent,omitempty"`
+	// AbortStatus is the HTTP status of an abort; AbortGRPCStatus, when not
+	// zero, aborts with that gRPC status instead (HTTP 200, grpc-status).
+	AbortStatus     int `json:"abortStatus,omitempty"`
+	AbortGRPCStatus int `json:"abortGrpcStatus,omitempty"`
+	// Header, when set, limits the fault to requests that carry it.
+	Header string `json:"header,omitempty"`
 }
 
 // Cluster is a named group of upstream endpoints with one connection pool
@@ -153,6 +211,41 @@ type Cluster struct {
 	// Mark, when not zero, sets SO_MARK on upstream sockets, so that
 	// transparent interception rules let the proxy's own traffic pass.
 	Mark int `json:"mark,omitempty"`
+	// LBPolicy is LBRoundRobin (default) or LBLeastRequest.
+	LBPolicy        LBPolicy         `json:"lbPolicy,omitempty"`
+	CircuitBreakers *CircuitBreakers `json:"circuitBreakers,omitempty"`
+	Outlier         *Outlier         `json:"outlier,omitempty"`
+}
+
+// LBPolicy chooses an endpoint for each request.
+type LBPolicy string
+
+// Load-balancing policies.
+const (
+	LBRoundRobin LBPolicy = "round_robin"
+	// LBLeastRequest picks the better of two random endpoints by active
+	// requests weighted with their latency EWMA (power of two choices).
+	LBLeastRequest LBPolicy = "least_request"
+)
+
+// CircuitBreakers bound what a cluster takes on; requests beyond are
+// answered 503 at once. Zero fields take Envoy's defaults.
+type CircuitBreakers struct {
+	MaxConnections     int `json:"maxConnections,omitempty"`
+	MaxPendingRequests int `json:"maxPendingRequests,omitempty"`
+	MaxRequests        int `json:"maxRequests,omitempty"`
+	// RetryBudgetPercent of active requests may be retries, but at least
+	// MinRetryConcurrency.
+	RetryBudgetPercent  float64 `json:"retryBudgetPercent,omitempty"`
+	MinRetryConcurrency int     `json:"minRetryConcurrency,omitempty"`
+}
+
+// Outlier ejects endpoints that fail in a row.
+type Outlier struct {
+	Consecutive5xx            int      `json:"consecutive5xx,omitempty"`
+	ConsecutiveGatewayFailure int      `json:"consecutiveGatewayFailure,omitempty"`
+	BaseEjectionTime          Duration `json:"baseEjectionTime,omitempty"`
+	MaxEjectionPercent        int      `json:"maxEjectionPercent,omitempty"`
 }
 
 // Endpoint is one upstream address.
@@ -170,6 +263,10 @@ const (
 	DefaultMaxIdleConns   = 128
 	// DefaultMaxConcurrentStreams matches Envoy's hardened recommendation.
 	DefaultMaxConcurrentStreams = 100
+	// Envoy's circuit-breaker and retry-budget defaults.
+	DefaultCircuitLimit        = 1024
+	DefaultRetryBudgetPercent  = 20
+	DefaultMinRetryConcurrency = 3
 )
 
 // Normalize fills zero values with defaults.
@@ -209,6 +306,32 @@ func (c *Config) Normalize() {
 		if cl.IdleTimeout == 0 {
 			cl.IdleTimeout = DefaultIdleTimeout
 		}
+		if cl.LBPolicy == "" {
+			cl.LBPolicy = LBRoundRobin
+		}
+		if cl.CircuitBreakers == nil {
+			cl.CircuitBreakers = &CircuitBreakers{}
+		}
+		cb := cl.CircuitBreakers
+		for _, f := range []*int{&cb.MaxConnections, &cb.MaxPendingRequests, &cb.MaxRequests} {
+			if *f == 0 {
+				*f = DefaultCircuitLimit
+			}
+		}
+		if cb.RetryBudgetPercent == 0 {
+			cb.RetryBudgetPercent = DefaultRetryBudgetPercent
+		}
+		if cb.MinRetryConcurrency == 0 {
+			cb.MinRetryConcurrency = DefaultMinRetryConcurrency
+		}
+		if o := cl.Outlier; o != nil {
+			if o.BaseEjectionTime == 0 {
+				o.BaseEjectionTime = Duration(30 * time.Second)
+			}
+			if o.MaxEjectionPercent == 0 {
+				o.MaxEjectionPercent = 10
+			}
+		}
 	}
 }
 
@@ -221,6 +344,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("clusters[%d]: name %q is empty or not unique", i, cl.Name))
 		}
 		clusters[cl.Name] = true
+		if cl.LBPolicy != "" && cl.LBPolicy != LBRoundRobin && cl.LBPolicy != LBLeastRequest {
+			errs = append(errs, fmt.Errorf("clusters[%d] %q: lbPolicy must be round_robin or least_request, got %q", i, cl.Name, cl.LBPolicy))
+		}
 		if len(cl.Endpoints) == 0 {
 			errs = append(errs, fmt.Errorf("clusters[%d] %q: no endpoints", i, cl.Name))
 		}

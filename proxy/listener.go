@@ -1,16 +1,14 @@
 package proxy
 
 import (
-	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
-	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,10 +27,16 @@ type listener struct {
 	proto   string // X-Forwarded-Proto value for requests on this listener
 	timeout time.Duration
 	tls     *tls.Config
+	rbac    *rbac
+	// sourceHeader is the header trusted to carry the source identity.
+	sourceHeader string
+	metrics      *metrics
+	accessLog    func(*exchange)
 }
 
 type listenerStats struct {
 	requests, r2xx, r3xx, r4xx, r5xx, noRoute, upstreamErrors, timeouts atomic.Uint64
+	denied, faultDelays, faultAborts                                    atomic.Uint64
 	connections                                                         atomic.Uint64
 	inFlight                                                            atomic.Int64
 }
@@ -42,7 +46,8 @@ func (s *listenerStats) snapshot() ListenerStats {
 		Requests: s.requests.Load(), Responses2xx: s.r2xx.Load(), Responses3xx: s.r3xx.Load(),
 		Responses4xx: s.r4xx.Load(), Responses5xx: s.r5xx.Load(), NoRoute: s.noRoute.Load(),
 		UpstreamErrors: s.upstreamErrors.Load(), Timeouts: s.timeouts.Load(), InFlight: s.inFlight.Load(),
-		Connections: s.connections.Load(),
+		Connections: s.connections.Load(), Denied: s.denied.Load(),
+		FaultDelays: s.faultDelays.Load(), FaultAborts: s.faultAborts.Load(),
 	}
 }
 
@@ -69,6 +74,14 @@ func newListener(cfg Listener, clusters map[string]*cluster) (*listener, error) 
 		}
 		l.tls = src.ServerConfig(identity.AllowIDs(cfg.TLS.AllowedIDs...), alpn(cfg.Codec)...)
 		l.proto = "https"
+	}
+	if cfg.RBAC != nil {
+		l.rbac = &rbac{policies: cfg.RBAC.Policies}
+		for _, p := range cfg.RBAC.Policies {
+			if p.SourceHeader != "" {
+				l.sourceHeader = p.SourceHeader
+			}
+		}
 	}
 	for i := range l.cfg.VirtualHosts {
 		vh := &l.cfg.VirtualHosts[i]
@@ -137,7 +150,7 @@ func alpn(c Codec) []string {
 // match finds the route for a request: the virtual host by exact authority
 // (with and without port), then "*"; then the first route whose prefix
 // matches the path.
-func (l *listener) match(host, path string) (*VirtualHost, *Route) {
+func (l *listener) match(host, path, method string) (*VirtualHost, *Route) {
 	vh := l.exact[host]
 	if vh == nil {
 		if h, _, err := net.SplitHostPort(host); err == nil {
@@ -146,7 +159,7 @@ func (l *listener) match(host, path string) (*VirtualHost, *Route) {
 	}
 	if vh == nil {
 		if lower := strings.ToLower(host); lower != host {
-			return l.match(lower, path)
+			return l.match(lower, path, method)
 		}
 		vh = l.any
 	}
@@ -154,7 +167,7 @@ func (l *listener) match(host, path string) (*VirtualHost, *Route) {
 		return nil, nil
 	}
 	for i := range vh.Routes {
-		if r := &vh.Routes[i]; l.matchPath(r, path) {
+		if r := &vh.Routes[i]; l.matchPath(r, path) && (len(r.Methods) == 0 || slices.Contains(r.Methods, method)) {
 			return vh, r
 		}
 	}
@@ -170,124 +183,6 @@ func (l *listener) matchPath(r *Route, path string) bool {
 	}
 	return strings.HasPrefix(path, r.PathPrefix)
 }
-
-func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	l.stats.requests.Add(1)
-	l.stats.inFlight.Add(1)
-	defer l.stats.inFlight.Add(-1)
-
-	vh, route := l.match(r.Host, r.URL.Path)
-	if route == nil {
-		l.stats.noRoute.Add(1)
-		l.fail(w, http.StatusNotFound, "no route for "+r.Host+r.URL.Path)
-		return
-	}
-	c := l.routes[route]
-	timeout := l.timeout
-	if route.Timeout > 0 {
-		timeout = route.Timeout.D()
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
-	defer cancel()
-
-	rewriteHeaders(r.Header, vh)
-	out := l.outgoing(ctx, r, c.scheme, c.pick())
-	resp, err := c.transport.RoundTrip(out)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			l.stats.timeouts.Add(1)
-			l.fail(w, http.StatusGatewayTimeout, "upstream request timeout")
-			return
-		}
-		if r.Context().Err() != nil {
-			return // the downstream went away; nobody to answer
-		}
-		l.stats.upstreamErrors.Add(1)
-		l.fail(w, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers")
-		return
-	}
-	defer resp.Body.Close()
-	removeHopHeaders(resp.Header)
-	dst := w.Header()
-	for k, vv := range resp.Header {
-		dst[k] = vv
-	}
-	announceTrailers(dst, resp.Trailer)
-	w.WriteHeader(resp.StatusCode)
-	l.stats.count(resp.StatusCode)
-	if err := copyBody(w, resp.Body); err != nil {
-		// Headers are out: the only honest signal left is to abort the
-		// downstream response so the client sees a truncated body.
-		panic(http.ErrAbortHandler)
-	}
-	for k, vv := range resp.Trailer {
-		dst[http.TrailerPrefix+k] = vv
-	}
-}
-
-func (l *listener) fail(w http.ResponseWriter, code int, msg string) {
-	l.stats.count(code)
-	w.Header().Set("X-Meshbench-Proxy-Error", msg)
-	http.Error(w, msg, code)
-}
-
-// outgoing turns the downstream request into the upstream one. It reuses the
-// downstream header map (the handler owns it) instead of cloning it: the
-// proxy's hot path is per request, and headers are most of its allocations.
-func (l *listener) outgoing(ctx context.Context, r *http.Request, scheme, endpoint string) *http.Request {
-	h := r.Header
-	removeHopHeaders(h)
-	if l.cfg.ForwardedFor == ForwardedAppend {
-		if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-			if prior := h["X-Forwarded-For"]; len(prior) > 0 {
-				ip = strings.Join(prior, ", ") + ", " + ip
-			}
-			h["X-Forwarded-For"] = []string{ip}
-		}
-	}
-	if _, ok := h["X-Forwarded-Proto"]; !ok {
-		h["X-Forwarded-Proto"] = []string{l.proto}
-	}
-	if _, ok := h["X-Forwarded-Host"]; !ok && r.Host != "" {
-		h["X-Forwarded-Host"] = []string{r.Host}
-	}
-	if _, ok := h["User-Agent"]; !ok {
-		h["User-Agent"] = []string{""} // keep Go from adding its own
-	}
-	out := &http.Request{
-		Method:        r.Method,
-		URL:           &url.URL{Scheme: scheme, Host: endpoint, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        h,
-		Body:          r.Body,
-		ContentLength: r.ContentLength,
-		Host:          r.Host,
-		Trailer:       r.Trailer,
-	}
-	switch {
-	case r.ContentLength == 0:
-		out.Body = nil
-	case r.ContentLength > 0:
-		out.Body = &exactBody{r: io.LimitReader(r.Body, r.ContentLength), c: r.Body}
-	}
-	return out.WithContext(ctx)
-}
-
-// exactBody ends at the declared Content-Length. net/http's transport reads
-// a request body once more after Content-Length bytes to check for excess;
-// on the downstream body that read can come after the upstream answered and
-// the proxy started its response, when the server has already closed the
-// body, and the transport then tears down the upstream connection with the
-// response in flight. Ending the body at its length avoids that read.
-type exactBody struct {
-	r io.Reader
-	c io.Closer
-}
-
-func (b *exactBody) Read(p []byte) (int, error) { return b.r.Read(p) }
-func (b *exactBody) Close() error               { return b.c.Close() }
 
 // rewriteHeaders applies a virtual host's header removals and additions.
 func rewriteHeaders(h http.Header, vh *VirtualHost) {

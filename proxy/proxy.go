@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -32,6 +33,10 @@ type Option func(*Proxy)
 // WithLogger sends the proxy's messages to l.
 func WithLogger(l Logger) Option { return func(p *Proxy) { p.log = l } }
 
+// WithAccessLog sends access-log lines (for listeners that enable them)
+// to w.
+func WithAccessLog(w io.Writer) Option { return func(p *Proxy) { p.accessLog = w } }
+
 // WithDrainTimeout sets how long a shutdown waits for in-flight requests.
 func WithDrainTimeout(d time.Duration) Option { return func(p *Proxy) { p.drain = d } }
 
@@ -46,6 +51,9 @@ type Proxy struct {
 
 	mu    sync.Mutex
 	addrs map[string]string
+
+	metrics   *metrics
+	accessLog io.Writer
 }
 
 // New compiles cfg (which must be normalized and valid, as ParseConfig
@@ -55,7 +63,7 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, log: nopLogger{}, drain: DefaultDrainTimeout, clusters: map[string]*cluster{}}
+	p := &Proxy{cfg: cfg, log: nopLogger{}, drain: DefaultDrainTimeout, clusters: map[string]*cluster{}, accessLog: io.Discard}
 	for _, o := range opts {
 		o(p)
 	}
@@ -66,10 +74,15 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 		}
 		p.clusters[c.Name] = cl
 	}
+	p.metrics = newMetrics(cfg.Mode)
 	for _, l := range cfg.Listeners {
 		ln, err := newListener(l, p.clusters)
 		if err != nil {
 			return nil, err
+		}
+		ln.metrics = p.metrics
+		if l.AccessLog {
+			ln.accessLog = accessLogger(p.accessLog, l.Name)
 		}
 		p.listeners = append(p.listeners, ln)
 	}
@@ -175,6 +188,7 @@ func (p *Proxy) Addr(listener string) string {
 // Stats is a snapshot of the proxy's counters.
 type Stats struct {
 	Listeners map[string]ListenerStats `json:"listeners"`
+	Clusters  map[string]ClusterStats  `json:"clusters"`
 }
 
 // ListenerStats counts one listener's requests by outcome.
@@ -190,13 +204,19 @@ type ListenerStats struct {
 	InFlight       int64  `json:"inFlight"`
 	// Connections counts accepted downstream connections.
 	Connections uint64 `json:"connections"`
+	Denied      uint64 `json:"denied"`
+	FaultDelays uint64 `json:"faultDelays"`
+	FaultAborts uint64 `json:"faultAborts"`
 }
 
 // Stats returns the current counters.
 func (p *Proxy) Stats() Stats {
-	s := Stats{Listeners: map[string]ListenerStats{}}
+	s := Stats{Listeners: map[string]ListenerStats{}, Clusters: map[string]ClusterStats{}}
 	for _, l := range p.listeners {
 		s.Listeners[l.cfg.Name] = l.stats.snapshot()
+	}
+	for name, c := range p.clusters {
+		s.Clusters[name] = c.snapshot()
 	}
 	return s
 }
@@ -212,6 +232,10 @@ func (p *Proxy) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, p.Stats())
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		p.metrics.write(w)
 	})
 	mux.HandleFunc("GET /config_dump", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, p.cfg)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -57,7 +58,7 @@ func (r *Router) RoundTrip(req *http.Request) (*http.Response, error) {
 	if host == "" {
 		host = req.URL.Host
 	}
-	vh, route := r.l.match(host, req.URL.Path)
+	vh, route := r.l.match(host, req.URL.Path, req.Method)
 	if route == nil {
 		return nil, fmt.Errorf("no route for %s%s", host, req.URL.Path)
 	}
@@ -66,18 +67,25 @@ func (r *Router) RoundTrip(req *http.Request) (*http.Response, error) {
 	if route.Timeout > 0 {
 		timeout = route.Timeout.D()
 	}
+	if !c.admit() {
+		return nil, errOverflow
+	}
 	ctx, cancel := context.WithTimeout(req.Context(), timeout)
-	out := req.Clone(ctx)
-	out.URL.Scheme, out.URL.Host, out.Host = c.scheme, c.pick(), host
-	rewriteHeaders(out.Header, vh)
-	resp, err := c.transport.RoundTrip(out)
+	in := req.Clone(ctx)
+	in.Host = host
+	rewriteHeaders(in.Header, vh)
+	ensureTraceparent(in.Header)
+	resp, done, err := c.forward(ctx, in, route.Retry, 0)
 	if err != nil {
+		c.release()
 		cancel()
 		return nil, err
 	}
-	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { done(); c.release(); cancel() }}
 	return resp, nil
 }
+
+var errOverflow = errors.New("upstream overflow (circuit breaker)")
 
 // CloseIdleConnections closes every cluster's idle connections.
 func (r *Router) CloseIdleConnections() {

@@ -75,7 +75,7 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 	if err != nil {
 		return nil, err
 	}
-	r := &renderer{env: env, ca: ca}
+	r := &renderer{env: env, ca: ca, mode: string(mode)}
 	switch mode {
 	case scenarios.PerNode:
 		return r.perNode()
@@ -86,8 +86,9 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 }
 
 type renderer struct {
-	env meshes.Env
-	ca  *identity.CA
+	env  meshes.Env
+	ca   *identity.CA
+	mode string
 }
 
 // workloadID is a workload's SPIFFE ID: its service account is its name.
@@ -155,7 +156,7 @@ func (r *renderer) proxyComponent(name string, node meshes.Node, b *xds.Bundle) 
 		Name:  name,
 		Class: "proxy",
 		Node:  node.Name,
-		Args:  []string{"proxy", "--xds", path, "--node", name, "--admin", admin},
+		Args:  []string{"proxy", "--xds", path, "--node", name, "--admin", admin, "--mode", r.mode},
 		Ready: meshes.Probe{HTTPGet: "http://" + admin + "/ready"},
 	}, nil
 }

@@ -19,7 +19,9 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -43,6 +45,8 @@ const (
 // for Any resolution; the subset check then names what is unsupported.
 var (
 	_ = &faultv3.HTTPFault{}
+	_ = &rbacfilterv3.RBAC{}
+	_ = &streamv3.StderrAccessLog{}
 	_ = &hcmv3.HttpConnectionManager{}
 	_ = &routerv3.Router{}
 	_ = &tlsv3.UpstreamTlsContext{}

@@ -143,10 +143,15 @@ func (t *translator) hcm(h *hcmv3.HttpConnectionManager, pl *proxy.Listener) err
 	if n := h.GetHttp2ProtocolOptions().GetMaxConcurrentStreams(); n != nil {
 		pl.MaxConcurrentStreams = int(n.GetValue())
 	}
-	for i, f := range h.GetHttpFilters() {
-		if f.GetName() != RouterFilter {
-			return fmt.Errorf("http_filters[%d]: %q is not supported (only %s)", i, f.GetName(), RouterFilter)
+	faultEnabled, err := httpFilters(h, pl)
+	if err != nil {
+		return err
+	}
+	for i, al := range h.GetAccessLog() {
+		if al.GetName() != "envoy.access_loggers.stderr" && al.GetName() != "envoy.access_loggers.stdout" {
+			return fmt.Errorf("access_log[%d]: %q is not supported (envoy.access_loggers.stderr)", i, al.GetName())
 		}
+		pl.AccessLog = true
 	}
 	if h.GetUseRemoteAddress().GetValue() {
 		pl.ForwardedFor = proxy.ForwardedAppend
@@ -179,6 +184,9 @@ func (t *translator) hcm(h *hcmv3.HttpConnectionManager, pl *proxy.Listener) err
 		}
 		for j, r := range vh.GetRoutes() {
 			pr, err := route(r)
+			if err == nil {
+				err = routeFeatures(r, &pr, faultEnabled)
+			}
 			if err != nil {
 				return fmt.Errorf("virtual host %q routes[%d]: %w", vh.GetName(), j, err)
 			}
@@ -212,8 +220,8 @@ func route(r *routev3.Route) (proxy.Route, error) {
 func (t *translator) cluster(c *clusterv3.Cluster) (*proxy.Cluster, error) {
 	pc := &proxy.Cluster{Name: c.GetName(), ConnectTimeout: dur(c.GetConnectTimeout()),
 		IdleTimeout: dur(c.GetCommonHttpProtocolOptions().GetIdleTimeout())}
-	if c.GetLbPolicy() != clusterv3.Cluster_ROUND_ROBIN {
-		return nil, fmt.Errorf("lb_policy %s is not supported yet (ROUND_ROBIN)", c.GetLbPolicy())
+	if err := clusterFeatures(c, pc); err != nil {
+		return nil, err
 	}
 	var cla *endpointv3.ClusterLoadAssignment
 	switch c.GetType() {

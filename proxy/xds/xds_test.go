@@ -113,8 +113,8 @@ resources:
 - "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
   name: app
   connect_timeout: 1s
-  circuit_breakers: {thresholds: [{max_connections: 10}]}
-  outlier_detection: {consecutive_5xx: 3}
+  health_checks: [{timeout: 1s, interval: 1s}]
+  lb_subset_config: {fallback_policy: ANY_ENDPOINT}
   load_assignment: {cluster_name: app}
 - "@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration
   name: r
@@ -122,8 +122,8 @@ resources:
   - name: v
     domains: ["*"]
     routes:
-    - match: {prefix: /, headers: [{name: x-canary, string_match: {exact: "1"}}]}
-      route: {cluster: app, retry_policy: {num_retries: 2}}
+    - match: {prefix: /, query_parameters: [{name: canary}]}
+      route: {cluster: app, request_mirror_policies: [{cluster: shadow}]}
 - "@type": type.googleapis.com/envoy.config.listener.v3.Listener
   name: l
   address: {socket_address: {address: 0.0.0.0, port_value: 1}}
@@ -134,9 +134,10 @@ resources:
         "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
         stat_prefix: l
         rds: {route_config_name: r}
+        tracing: {random_sampling: {value: 1}}
         http_filters:
-        - name: envoy.filters.http.fault
-          typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}
+        - name: envoy.filters.http.router
+          typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router, suppress_envoy_headers: true}
 - "@type": type.googleapis.com/envoy.config.core.v3.Node
   id: x
 `
@@ -145,11 +146,12 @@ resources:
 		t.Fatal("Decode accepted unsupported fields")
 	}
 	for _, want := range []string{
-		`resources[0] (Cluster "app").circuit_breakers: unsupported field envoy.config.cluster.v3.Cluster.circuit_breakers`,
-		`resources[0] (Cluster "app").outlier_detection: unsupported field`,
-		`routes[0].match.headers: unsupported field envoy.config.route.v3.RouteMatch.headers`,
-		`routes[0].route.retry_policy: unsupported field envoy.config.route.v3.RouteAction.retry_policy`,
-		`http_filters[0].typed_config<HTTPFault>: unsupported message envoy.extensions.filters.http.fault.v3.HTTPFault`,
+		`resources[0] (Cluster "app").health_checks: unsupported field envoy.config.cluster.v3.Cluster.health_checks`,
+		`resources[0] (Cluster "app").lb_subset_config: unsupported field`,
+		`routes[0].match.query_parameters: unsupported field envoy.config.route.v3.RouteMatch.query_parameters`,
+		`routes[0].route.request_mirror_policies: unsupported field envoy.config.route.v3.RouteAction.request_mirror_policies`,
+		`typed_config<HttpConnectionManager>.tracing: unsupported field`,
+		`http_filters[0].typed_config<Router>.suppress_envoy_headers: unsupported field envoy.extensions.filters.http.router.v3.Router.suppress_envoy_headers`,
 		`resources[3]: `,
 	} {
 		if !strings.Contains(err.Error(), want) {

@@ -111,7 +111,7 @@ func newClientRole(s Streams) *cobra.Command {
 }
 
 func newProxyCommand(s Streams) *cobra.Command {
-	var bundlePath, node, admin string
+	var bundlePath, node, admin, mode string
 	cmd := &cobra.Command{
 		Use:    "proxy",
 		Short:  "Run meshbench's proxy with an xDS bundle (started by the platform)",
@@ -126,7 +126,9 @@ func newProxyCommand(s Streams) *cobra.Command {
 			if err != nil {
 				return badInput(fmt.Errorf("%s: %w", bundlePath, err))
 			}
-			p, err := proxy.New(*cfg, proxy.WithLogger(stdLogger{log.New(s.ErrOut, "proxy: ", log.LstdFlags|log.Lmicroseconds)}))
+			cfg.Mode = mode
+			p, err := proxy.New(*cfg, proxy.WithLogger(stdLogger{log.New(s.ErrOut, "proxy: ", log.LstdFlags|log.Lmicroseconds)}),
+				proxy.WithAccessLog(s.Out))
 			if err != nil {
 				return badInput(err)
 			}
@@ -136,7 +138,8 @@ func newProxyCommand(s Streams) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&bundlePath, "xds", "", "xDS bundle (a DiscoveryResponse in JSON or YAML) with the proxy's resources")
 	f.StringVar(&node, "node", "proxy", "the proxy's node name")
-	f.StringVar(&admin, "admin", "", "admin listener address (/ready, /stats, /config_dump); empty disables it")
+	f.StringVar(&admin, "admin", "", "admin listener address (/ready, /stats, /metrics, /config_dump); empty disables it")
+	f.StringVar(&mode, "mode", "", "data-plane mode, a label of every metric (sidecar, per-node)")
 	_ = cmd.MarkFlagRequired("xds")
 	return cmd
 }

@@ -1,0 +1,300 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxRetryBody is the largest request body kept in memory so that a
+// failed attempt can be retried; larger bodies are sent once.
+const maxRetryBody = 64 << 10
+
+func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	l.stats.requests.Add(1)
+	l.stats.inFlight.Add(1)
+	defer l.stats.inFlight.Add(-1)
+	ex := exchange{start: start, method: r.Method, path: r.URL.Path, authority: r.Host}
+	defer func() { l.observe(&ex) }()
+
+	vh, route := l.match(r.Host, r.URL.Path, r.Method)
+	if route == nil {
+		l.stats.noRoute.Add(1)
+		ex.code = l.fail(w, http.StatusNotFound, "no route for "+r.Host+r.URL.Path)
+		return
+	}
+	ex.source = l.source(r)
+	ex.trace = ensureTraceparent(r.Header)
+	if l.rbac != nil && !l.rbac.allows(ex.source, r) {
+		l.stats.denied.Add(1)
+		ex.code = l.fail(w, http.StatusForbidden, "RBAC: access denied")
+		return
+	}
+	if f := route.Fault; f != nil && faultApplies(f, r) {
+		if code, aborted := l.injectFault(w, r, f); aborted {
+			ex.code = code
+			return
+		}
+	}
+	if l.cfg.MaxRequestBytes > 0 && r.ContentLength > l.cfg.MaxRequestBytes {
+		ex.code = l.fail(w, http.StatusRequestEntityTooLarge, "request body too large")
+		return
+	}
+	c := l.routes[route]
+	ex.cluster = c.cfg.Name
+	if !c.admit() {
+		ex.code = l.fail(w, http.StatusServiceUnavailable, "upstream overflow (circuit breaker)")
+		return
+	}
+	defer c.release()
+	rewriteHeaders(r.Header, vh)
+	l.prepareHeaders(r)
+
+	timeout := l.timeout
+	if route.Timeout > 0 {
+		timeout = route.Timeout.D()
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	resp, done, err := c.forward(ctx, r, route.Retry, l.cfg.MaxRequestBytes)
+	if err != nil {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			l.stats.timeouts.Add(1)
+			ex.code = l.fail(w, http.StatusGatewayTimeout, "upstream request timeout")
+		case errors.Is(err, errBodyTooLarge):
+			ex.code = l.fail(w, http.StatusRequestEntityTooLarge, "request body too large")
+		case r.Context().Err() != nil:
+			ex.code = 499 // the downstream went away; nobody to answer
+		default:
+			l.stats.upstreamErrors.Add(1)
+			ex.code = l.fail(w, http.StatusServiceUnavailable, "upstream connect error or disconnect/reset before headers")
+		}
+		return
+	}
+	defer done()
+	defer resp.Body.Close()
+	removeHopHeaders(resp.Header)
+	dst := w.Header()
+	for k, vv := range resp.Header {
+		dst[k] = vv
+	}
+	announceTrailers(dst, resp.Trailer)
+	w.WriteHeader(resp.StatusCode)
+	l.stats.count(resp.StatusCode)
+	ex.code = resp.StatusCode
+	if err := copyBody(w, resp.Body); err != nil {
+		// Headers are out: the only honest signal left is to abort the
+		// downstream response so the client sees a truncated body.
+		panic(http.ErrAbortHandler)
+	}
+	for k, vv := range resp.Trailer {
+		dst[http.TrailerPrefix+k] = vv
+	}
+}
+
+func (l *listener) fail(w http.ResponseWriter, code int, msg string) int {
+	l.stats.count(code)
+	w.Header().Set("X-Meshbench-Proxy-Error", msg)
+	http.Error(w, msg, code)
+	return code
+}
+
+// prepareHeaders turns the downstream request's headers into the upstream
+// one's, in place: the handler owns them, and cloning the map is most of a
+// proxy's per-request allocations.
+func (l *listener) prepareHeaders(r *http.Request) {
+	h := r.Header
+	removeHopHeaders(h)
+	if l.cfg.ForwardedFor == ForwardedAppend {
+		if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			if prior := h["X-Forwarded-For"]; len(prior) > 0 {
+				ip = strings.Join(prior, ", ") + ", " + ip
+			}
+			h["X-Forwarded-For"] = []string{ip}
+		}
+	}
+	if _, ok := h["X-Forwarded-Proto"]; !ok {
+		h["X-Forwarded-Proto"] = []string{l.proto}
+	}
+	if _, ok := h["X-Forwarded-Host"]; !ok && r.Host != "" {
+		h["X-Forwarded-Host"] = []string{r.Host}
+	}
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = []string{""} // keep Go from adding its own
+	}
+}
+
+var errBodyTooLarge = errors.New("request body too large")
+
+// forward sends r to the cluster, retrying as policy allows within the
+// retry budget, and returns the response with a function to call once its
+// body is consumed.
+func (c *cluster) forward(ctx context.Context, r *http.Request, policy *RetryPolicy, maxBody int64) (*http.Response, func(), error) {
+	var body []byte
+	retryable := policy != nil && policy.NumRetries > 0 && retryMethod(policy, r.Method)
+	if retryable && r.ContentLength != 0 {
+		if r.ContentLength < 0 || r.ContentLength > maxRetryBody {
+			retryable = false // too large (or unknown) to keep for a retry
+		} else {
+			var err error
+			if body, err = io.ReadAll(io.LimitReader(r.Body, r.ContentLength)); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	var prev *endpoint
+	for attempt := 0; ; attempt++ {
+		ep := c.pick(prev)
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if policy != nil && policy.PerTryTimeout > 0 {
+			actx, cancel = context.WithTimeout(ctx, policy.PerTryTimeout.D())
+		}
+		out := c.outgoing(actx, r, ep.addr, body, maxBody)
+		t0 := time.Now()
+		ep.active.Add(1)
+		resp, err := c.transport.RoundTrip(out)
+		ep.active.Add(-1)
+		ep.observe(time.Since(t0))
+		o := classify(resp, err)
+		c.record(ep, o, time.Now())
+		last := !retryable || attempt >= policy.NumRetries || ctx.Err() != nil
+		if last || !shouldRetry(policy, resp, err) || !c.allowRetry() {
+			if err != nil {
+				cancel()
+				return nil, nil, err
+			}
+			return resp, cancel, nil
+		}
+		if resp != nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		cancel()
+		c.stats.retries.Add(1)
+		c.retryDone()
+		prev = ep
+	}
+}
+
+// outgoing builds one attempt's upstream request.
+func (c *cluster) outgoing(ctx context.Context, r *http.Request, endpoint string, body []byte, maxBody int64) *http.Request {
+	out := &http.Request{
+		Method:        r.Method,
+		URL:           &url.URL{Scheme: c.scheme, Host: endpoint, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        r.Header,
+		ContentLength: r.ContentLength,
+		Host:          r.Host,
+		Trailer:       r.Trailer,
+	}
+	switch {
+	case body != nil:
+		out.Body = io.NopCloser(bytes.NewReader(body))
+	case r.ContentLength == 0:
+	case r.ContentLength > 0:
+		out.Body = &exactBody{r: io.LimitReader(r.Body, r.ContentLength), c: r.Body}
+	default:
+		out.Body = r.Body
+		if maxBody > 0 {
+			out.Body = &cappedBody{r: r.Body, left: maxBody}
+		}
+	}
+	return out.WithContext(ctx)
+}
+
+// exactBody ends at the declared Content-Length. net/http's transport reads
+// a request body once more after Content-Length bytes to check for excess;
+// on the downstream body that read can come after the upstream answered and
+// the proxy started its response, when the server has already closed the
+// body, and the transport then tears down the upstream connection with the
+// response in flight. Ending the body at its length avoids that read.
+type exactBody struct {
+	r io.Reader
+	c io.Closer
+}
+
+func (b *exactBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *exactBody) Close() error               { return b.c.Close() }
+
+// cappedBody fails a streamed (chunked) body that grows past the limit.
+type cappedBody struct {
+	r    io.ReadCloser
+	left int64
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return n, errBodyTooLarge
+	}
+	return n, err
+}
+
+func (b *cappedBody) Close() error { return b.r.Close() }
+
+func classify(resp *http.Response, err error) outcome {
+	switch {
+	case err != nil:
+		return outcomeGatewayFailure
+	case resp.StatusCode == 502 || resp.StatusCode == 503 || resp.StatusCode == 504:
+		return outcomeGatewayFailure
+	case resp.StatusCode >= 500:
+		return outcome5xx
+	}
+	return outcomeOK
+}
+
+var idempotent = []string{"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"}
+
+func retryMethod(p *RetryPolicy, method string) bool {
+	if len(p.Methods) > 0 {
+		return slices.Contains(p.Methods, method)
+	}
+	return slices.Contains(idempotent, method)
+}
+
+// shouldRetry applies the policy's retry_on conditions to an attempt.
+func shouldRetry(p *RetryPolicy, resp *http.Response, err error) bool {
+	for _, on := range p.RetryOn {
+		switch on {
+		case "connect-failure", "reset":
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				return true
+			}
+		case "5xx":
+			if err != nil || resp.StatusCode >= 500 {
+				return true
+			}
+		case "gateway-error":
+			if err == nil && (resp.StatusCode == 502 || resp.StatusCode == 503 || resp.StatusCode == 504) {
+				return true
+			}
+		case "retriable-status-codes":
+			if err == nil && slices.Contains(p.RetriableStatusCodes, resp.StatusCode) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// statusText is used by fault aborts and denials.
+func statusText(code int) string {
+	if t := http.StatusText(code); t != "" {
+		return t
+	}
+	return "status " + strconv.Itoa(code)
+}

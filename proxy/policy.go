@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meshbench/meshbench/proxy/identity"
+)
+
+// rbac is a compiled RBAC: allow if any policy matches, deny otherwise.
+type rbac struct {
+	policies []Policy
+}
+
+// source is the identity a request comes from: the verified peer
+// certificate's SPIFFE ID, "" for a plaintext peer. On listeners whose
+// policies name a SourceHeader, that header is used instead when present:
+// only node proxies, which the listener's mTLS admits, can set it, since
+// the sending node proxy removes it from what its apps send.
+func (l *listener) source(r *http.Request) string {
+	if l.sourceHeader != "" {
+		if v := r.Header.Get(l.sourceHeader); v != "" {
+			return v
+		}
+	}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		return identity.PeerID(r.TLS.PeerCertificates[0])
+	}
+	return ""
+}
+
+func (a *rbac) allows(source string, r *http.Request) bool {
+	for _, p := range a.policies {
+		if p.matches(source, r) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Policy) matches(source string, r *http.Request) bool {
+	principal := false
+	for _, want := range p.Principals {
+		if (want == "*" && source != "") || want == source {
+			principal = true
+			break
+		}
+	}
+	if !principal {
+		return false
+	}
+	if len(p.Methods) > 0 && !slices.Contains(p.Methods, r.Method) {
+		return false
+	}
+	if len(p.PathPrefixes) == 0 {
+		return true
+	}
+	for _, prefix := range p.PathPrefixes {
+		if strings.HasPrefix(r.URL.Path, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func faultApplies(f *Fault, r *http.Request) bool {
+	return f.Header == "" || r.Header.Get(f.Header) != ""
+}
+
+// injectFault delays and/or aborts the request as the fault says; it
+// reports whether the request was answered (aborted) and with what code.
+func (l *listener) injectFault(w http.ResponseWriter, r *http.Request, f *Fault) (int, bool) {
+	if f.Delay > 0 && rand.Float64()*100 < f.DelayPercent {
+		l.stats.faultDelays.Add(1)
+		t := time.NewTimer(f.Delay.D())
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return 499, true
+		}
+	}
+	if f.AbortPercent <= 0 || rand.Float64()*100 >= f.AbortPercent {
+		return 0, false
+	}
+	l.stats.faultAborts.Add(1)
+	if f.AbortGRPCStatus != 0 {
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Grpc-Status", strconv.Itoa(f.AbortGRPCStatus))
+		w.Header().Set("Grpc-Message", "fault filter abort")
+		w.WriteHeader(http.StatusOK)
+		l.stats.count(http.StatusOK)
+		return http.StatusOK, true
+	}
+	return l.fail(w, f.AbortStatus, "fault filter abort: "+statusText(f.AbortStatus)), true
+}

@@ -1,0 +1,177 @@
+package proxy
+
+import (
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// endpoint is one upstream address and what the cluster knows of it.
+type endpoint struct {
+	addr   string
+	active atomic.Int64
+	// ewma is the latency EWMA in nanoseconds (float64 bits).
+	ewma atomic.Uint64
+
+	mu           sync.Mutex
+	consec5xx    int
+	consecGW     int
+	ejections    int
+	ejectedUntil time.Time
+}
+
+// ewmaAlpha weighs the newest latency sample.
+const ewmaAlpha = 0.3
+
+func (e *endpoint) observe(d time.Duration) {
+	for {
+		old := e.ewma.Load()
+		prev := math.Float64frombits(old)
+		next := float64(d)
+		if prev != 0 {
+			next = ewmaAlpha*float64(d) + (1-ewmaAlpha)*prev
+		}
+		if e.ewma.CompareAndSwap(old, math.Float64bits(next)) {
+			return
+		}
+	}
+}
+
+// score is what least-request minimizes: queue length weighted by latency.
+func (e *endpoint) score() float64 {
+	lat := math.Float64frombits(e.ewma.Load())
+	if lat == 0 {
+		lat = 1 // unmeasured endpoints compete on active requests alone
+	}
+	return float64(e.active.Load()+1) * lat
+}
+
+func (e *endpoint) ejected(now time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return now.Before(e.ejectedUntil)
+}
+
+// outcome of one attempt, for outlier detection.
+type outcome int
+
+const (
+	outcomeOK outcome = iota
+	outcome5xx
+	outcomeGatewayFailure // connect failure, reset, 502, 503, 504
+)
+
+// record counts an attempt's outcome and ejects the endpoint when it has
+// failed too often in a row, unless that would eject more than the allowed
+// share of the cluster.
+func (c *cluster) record(e *endpoint, o outcome, now time.Time) {
+	od := c.cfg.Outlier
+	if od == nil {
+		return
+	}
+	e.mu.Lock()
+	switch o {
+	case outcomeOK:
+		e.consec5xx, e.consecGW = 0, 0
+		e.mu.Unlock()
+		return
+	case outcomeGatewayFailure:
+		e.consecGW++
+		e.consec5xx++
+	case outcome5xx:
+		e.consec5xx++
+		e.consecGW = 0
+	}
+	trip := (od.Consecutive5xx > 0 && e.consec5xx >= od.Consecutive5xx) ||
+		(od.ConsecutiveGatewayFailure > 0 && e.consecGW >= od.ConsecutiveGatewayFailure)
+	e.mu.Unlock()
+	if !trip {
+		return
+	}
+	// Envoy's max_ejection_percent, which ejects at least one host
+	// whatever the percentage.
+	ejected := 0
+	for _, other := range c.eps {
+		if other != e && other.ejected(now) {
+			ejected++
+		}
+	}
+	if ejected > 0 && (ejected+1)*100 > od.MaxEjectionPercent*len(c.eps) {
+		return
+	}
+	e.mu.Lock()
+	e.ejections++
+	e.ejectedUntil = now.Add(time.Duration(e.ejections) * od.BaseEjectionTime.D())
+	e.consec5xx, e.consecGW = 0, 0
+	e.mu.Unlock()
+	c.stats.ejections.Add(1)
+}
+
+// pick chooses the endpoint for the next attempt among those not ejected
+// (all of them when every one is ejected: Envoy's panic mode), skipping
+// avoid when there is another choice (retries go elsewhere).
+func (c *cluster) pick(avoid *endpoint) *endpoint {
+	if len(c.eps) == 1 {
+		return c.eps[0]
+	}
+	now := time.Now()
+	healthy := make([]*endpoint, 0, len(c.eps))
+	for _, e := range c.eps {
+		if e != avoid && !e.ejected(now) {
+			healthy = append(healthy, e)
+		}
+	}
+	if len(healthy) == 0 {
+		healthy = c.eps
+	}
+	if c.cfg.LBPolicy == LBLeastRequest && len(healthy) > 1 {
+		a := healthy[rand.IntN(len(healthy))]
+		b := healthy[rand.IntN(len(healthy)-1)]
+		if b == a {
+			b = healthy[len(healthy)-1]
+		}
+		if b.score() < a.score() {
+			return b
+		}
+		return a
+	}
+	return healthy[(c.next.Add(1)-1)%uint64(len(healthy))]
+}
+
+// admit applies the circuit breakers to a new request: false means the
+// cluster is at its limit and the request must fail fast (503).
+func (c *cluster) admit() bool {
+	cb := c.cfg.CircuitBreakers
+	n := c.active.Add(1)
+	// HTTP/1.1 holds one connection per active request: requests beyond
+	// max_connections wait for one (pending).
+	limit := min(int64(cb.MaxRequests), int64(cb.MaxConnections)+int64(cb.MaxPendingRequests))
+	if c.cfg.HTTP2 {
+		limit = int64(cb.MaxRequests)
+	}
+	if n > limit {
+		c.active.Add(-1)
+		c.stats.overflow.Add(1)
+		return false
+	}
+	return true
+}
+
+func (c *cluster) release() { c.active.Add(-1) }
+
+// allowRetry applies the retry budget: retries in flight may be at most
+// RetryBudgetPercent of active requests, but at least MinRetryConcurrency.
+func (c *cluster) allowRetry() bool {
+	cb := c.cfg.CircuitBreakers
+	limit := max(int64(cb.MinRetryConcurrency), int64(cb.RetryBudgetPercent/100*float64(c.active.Load())))
+	if c.retries.Add(1) > limit {
+		c.retries.Add(-1)
+		c.stats.retryOverflow.Add(1)
+		return false
+	}
+	return true
+}
+
+func (c *cluster) retryDone() { c.retries.Add(-1) }
