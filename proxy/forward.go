@@ -58,6 +58,11 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer c.release()
 	rewriteHeaders(r.Header, vh)
 	l.prepareHeaders(r)
+	var body *trackingBody
+	if r.ContentLength != 0 {
+		body = &trackingBody{ReadCloser: r.Body}
+		r.Body = body
+	}
 
 	timeout := l.timeout
 	if route.Timeout > 0 {
@@ -73,6 +78,8 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			ex.code = l.fail(w, http.StatusGatewayTimeout, "upstream request timeout")
 		case errors.Is(err, errBodyTooLarge):
 			ex.code = l.fail(w, http.StatusRequestEntityTooLarge, "request body too large")
+		case body != nil && body.err != nil:
+			ex.code = l.fail(w, http.StatusBadRequest, "malformed request body")
 		case r.Context().Err() != nil:
 			ex.code = 499 // the downstream went away; nobody to answer
 		default:
@@ -153,6 +160,12 @@ func (c *cluster) forward(ctx context.Context, r *http.Request, policy *RetryPol
 		}
 	}
 	var prev *endpoint
+	holdsRetry := false // a retry-budget slot, held while its attempt runs
+	defer func() {
+		if holdsRetry {
+			c.retryDone()
+		}
+	}()
 	for attempt := 0; ; attempt++ {
 		ep := c.pick(prev)
 		actx, cancel := ctx, context.CancelFunc(func() {})
@@ -165,6 +178,10 @@ func (c *cluster) forward(ctx context.Context, r *http.Request, policy *RetryPol
 		resp, err := c.transport.RoundTrip(out)
 		ep.active.Add(-1)
 		ep.observe(time.Since(t0))
+		if holdsRetry {
+			c.retryDone()
+			holdsRetry = false
+		}
 		o := classify(resp, err)
 		c.record(ep, o, time.Now())
 		last := !retryable || attempt >= policy.NumRetries || ctx.Err() != nil
@@ -181,7 +198,7 @@ func (c *cluster) forward(ctx context.Context, r *http.Request, policy *RetryPol
 		}
 		cancel()
 		c.stats.retries.Add(1)
-		c.retryDone()
+		holdsRetry = true
 		prev = ep
 	}
 }
@@ -227,6 +244,21 @@ type exactBody struct {
 
 func (b *exactBody) Read(p []byte) (int, error) { return b.r.Read(p) }
 func (b *exactBody) Close() error               { return b.c.Close() }
+
+// trackingBody remembers a downstream body's read error, so that a failed
+// upstream exchange caused by a malformed request is answered 400, not 503.
+type trackingBody struct {
+	io.ReadCloser
+	err error
+}
+
+func (b *trackingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
 
 // cappedBody fails a streamed (chunked) body that grows past the limit.
 type cappedBody struct {
