@@ -11,8 +11,12 @@ SCENARIO ?=
 ARGS     ?=
 # Go test timeout for `make test`; CI allows 90 minutes in all.
 TEST_TIMEOUT ?= 30m
+# Fuzzing time per target: short in `make test`, longer in `make fuzz`.
+FUZZ_SHORT ?= 5s
+FUZZTIME   ?= 2m
+FUZZ_TARGETS := ./proxy:FuzzRouteMatch ./proxy:FuzzHeaderRewriting ./proxy/xds:FuzzDecode
 
-.PHONY: all setup build run test vet fmt-check bench fuzz clean
+.PHONY: all setup build run test vet fmt-check bench fuzz fuzz-short clean
 
 all: build
 
@@ -38,9 +42,25 @@ vet:
 # one that finds its own dead run's leftovers.
 test: setup fmt-check vet
 	$(GO) test -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) --no-print-directory fuzz-short
 
+# Each fuzz target for a bounded time (go test -fuzz takes one target at a
+# time). Findings land in testdata/fuzz and become regression tests.
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "fuzz $$fn ($$pkg) for $(FUZZ_SHORT)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZ_SHORT) $$pkg || exit 1; done
+
+fuzz:
+	$(MAKE) --no-print-directory fuzz-short FUZZ_SHORT=$(FUZZTIME)
+
+# Go benchmarks of the hot paths, then the data-plane benchmark scenario:
+# per mode, added p50/p99 against the baseline and each proxy's CPU and RSS,
+# medians with [min, max] over 5 interleaved trials, load generator and
+# system under test pinned to different CPUs.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./proxy/...
+	./$(BIN) run bench $(ARGS)
 
 clean:
 	rm -rf bin

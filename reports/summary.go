@@ -36,6 +36,18 @@ type Row struct {
 	Proxies    int     `json:"proxies"`
 	ProxyCPU   float64 `json:"proxyCPUMillicores"`
 	ProxyRSSMB float64 `json:"proxyRSSMB"`
+
+	// Spread gives each figure's [min, max] over trials: with n trials, the
+	// probability that the median lies outside is 2/2^n (about 6% for 5).
+	Spread Spread `json:"spread"`
+}
+
+// Spread holds per-figure [min, max] ranges over trials.
+type Spread struct {
+	AddedP50Ms [2]float64 `json:"addedP50Ms"`
+	AddedP99Ms [2]float64 `json:"addedP99Ms"`
+	ProxyCPU   [2]float64 `json:"proxyCPUMillicores"`
+	ProxyRSSMB [2]float64 `json:"proxyRSSMB"`
 }
 
 // Key identifies the row's (mesh, mode).
@@ -102,9 +114,15 @@ func summarize(ts []*results.Trial, baseline map[int]*results.Trial) *Row {
 	if len(d50) > 0 {
 		r.HasBaseline = true
 		r.AddedP50Ms, r.AddedP99Ms = Median(d50), Median(d99)
+		r.Spread.AddedP50Ms, r.Spread.AddedP99Ms = span(d50), span(d99)
 	}
-	r.ProxyCPU = col(func(t *results.Trial) float64 { cpu, _, _ := classUsage(t, results.ClassProxy); return cpu })
-	r.ProxyRSSMB = col(func(t *results.Trial) float64 { _, rss, _ := classUsage(t, results.ClassProxy); return rss })
+	var cpus, rsss []float64
+	for _, t := range ts {
+		cpu, rss, _ := classUsage(t, results.ClassProxy)
+		cpus, rsss = append(cpus, cpu), append(rsss, rss)
+	}
+	r.ProxyCPU, r.ProxyRSSMB = Median(cpus), Median(rsss)
+	r.Spread.ProxyCPU, r.Spread.ProxyRSSMB = span(cpus), span(rsss)
 	_, _, r.Proxies = classUsage(ts[0], results.ClassProxy)
 	return r
 }
@@ -133,4 +151,16 @@ func Median(v []float64) float64 {
 		return s[m]
 	}
 	return (s[m-1] + s[m]) / 2
+}
+
+// span returns [min, max] of v.
+func span(v []float64) [2]float64 {
+	if len(v) == 0 {
+		return [2]float64{}
+	}
+	lo, hi := v[0], v[0]
+	for _, x := range v[1:] {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return [2]float64{lo, hi}
 }

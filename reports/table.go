@@ -31,6 +31,9 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := writeSpread(w, rows); err != nil {
+		return err
+	}
 	if m != nil {
 		fmt.Fprintf(w, "\nLatencies are medians over trials (fortio histogram, %s buckets); +P50/+P99 are the median per-trial\n"+
 			"differences to the baseline. PROXY CPU is the proxies' summed mean CPU in millicores and PROXY RSS their\n"+
@@ -55,4 +58,35 @@ func signedMs(v float64) string {
 		return "-" + ms(-v)
 	}
 	return "+" + ms(v)
+}
+
+// writeSpread writes, for runs of 3 or more trials, each mode's medians
+// with their [min, max] over trials and the proxies' cost per 1000 rps.
+func writeSpread(w io.Writer, rows []*Row) error {
+	if len(rows) == 0 || rows[0].Trials < 3 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nMedian [min, max] over %d trials (the median lies outside [min, max] with probability 2/2^n):\n", rows[0].Trials)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "MESH\tMODE\t+P50\t+P99\tPROXY CPU\tCPU/PROXY/1000RPS\tRSS/PROXY\t")
+	for _, r := range rows {
+		if r.Mode == BaselineMode {
+			continue
+		}
+		added50, added99 := "-", "-"
+		if r.HasBaseline {
+			added50 = fmt.Sprintf("%s [%s, %s]", signedMs(r.AddedP50Ms), signedMs(r.Spread.AddedP50Ms[0]), signedMs(r.Spread.AddedP50Ms[1]))
+			added99 = fmt.Sprintf("%s [%s, %s]", signedMs(r.AddedP99Ms), signedMs(r.Spread.AddedP99Ms[0]), signedMs(r.Spread.AddedP99Ms[1]))
+		}
+		cpu, per, rss := "-", "-", "-"
+		if r.Proxies > 0 {
+			cpu = fmt.Sprintf("%.0fm [%.0f, %.0f]", r.ProxyCPU, r.Spread.ProxyCPU[0], r.Spread.ProxyCPU[1])
+			if r.QPS > 0 {
+				per = fmt.Sprintf("%.0fm", r.ProxyCPU/float64(r.Proxies)/r.QPS*1000)
+			}
+			rss = fmt.Sprintf("%.1fMB", r.ProxyRSSMB/float64(r.Proxies))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Mesh, r.Mode, added50, added99, cpu, per, rss)
+	}
+	return tw.Flush()
 }
