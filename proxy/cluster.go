@@ -29,6 +29,7 @@ type cluster struct {
 	next      atomic.Uint64
 	transport roundTripper
 	scheme    string
+	tlsConf   *tls.Config  // for TCP proxying; the transports hold their own
 	active    atomic.Int64 // requests in flight
 	retries   atomic.Int64 // retries in flight
 	stats     clusterStats
@@ -69,6 +70,7 @@ func newCluster(cfg Cluster) (*cluster, error) {
 		}
 		tlsConf = src.ClientConfig(identity.AllowIDs(cfg.TLS.AllowedIDs...), proto)
 		c.scheme = "https"
+		c.tlsConf = src.ClientConfig(identity.AllowIDs(cfg.TLS.AllowedIDs...))
 	}
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: -1}
 	if cfg.Mark != 0 {

@@ -87,6 +87,9 @@ type Listener struct {
 	AccessLog bool `json:"accessLog,omitempty"`
 	// MaxRequestBytes bounds a request body (413 beyond); 0 is unlimited.
 	MaxRequestBytes int64 `json:"maxRequestBytes,omitempty"`
+	// TCPCluster, when set, makes this an opaque TCP listener forwarding
+	// every connection to the cluster (no HTTP, no virtual hosts).
+	TCPCluster string `json:"tcpCluster,omitempty"`
 }
 
 // RBAC allows requests that match any of its policies; others get 403.
@@ -362,6 +365,9 @@ func (c *Config) Validate() error {
 		}
 		if l.Direction != Inbound && l.Direction != Outbound {
 			errs = append(errs, fmt.Errorf("listeners[%d] %q: direction must be inbound or outbound, got %q", i, l.Name, l.Direction))
+		}
+		if l.TCPCluster != "" && (!clusters[l.TCPCluster] || len(l.VirtualHosts) > 0) {
+			errs = append(errs, fmt.Errorf("listeners[%d] %q: a TCP listener needs a known cluster and no virtual hosts", i, l.Name))
 		}
 		if l.Codec != CodecAuto && l.Codec != CodecHTTP1 && l.Codec != CodecHTTP2 {
 			errs = append(errs, fmt.Errorf("listeners[%d] %q: codec must be auto, http1 or http2, got %q", i, l.Name, l.Codec))

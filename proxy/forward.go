@@ -99,7 +99,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(resp.StatusCode)
 	l.stats.count(resp.StatusCode)
 	ex.code = resp.StatusCode
-	if err := copyBody(w, resp.Body); err != nil {
+	if err := copyBody(w, resp.Body, resp.ContentLength < 0); err != nil {
 		// Headers are out: the only honest signal left is to abort the
 		// downstream response so the client sees a truncated body.
 		panic(http.ErrAbortHandler)

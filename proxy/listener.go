@@ -241,16 +241,25 @@ func announceTrailers(h http.Header, trailer http.Header) {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// copyBody streams the upstream body through a pooled buffer.
-func copyBody(w http.ResponseWriter, body io.Reader) error {
+// copyBody streams the upstream body through a pooled buffer. Bodies of
+// unknown length (streams: gRPC, server-sent events, chunked responses) are
+// flushed as they arrive, so a proxy never holds back a stream's messages.
+func copyBody(w http.ResponseWriter, body io.Reader, streaming bool) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
+	var rc *http.ResponseController
+	if streaming {
+		rc = http.NewResponseController(w)
+	}
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return werr
+			}
+			if streaming {
+				_ = rc.Flush()
 			}
 		}
 		if err == io.EOF {

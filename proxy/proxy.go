@@ -95,9 +95,19 @@ func (p *Proxy) Ready() bool { return p.ready.Load() }
 // Run binds every listener (failing fast if one cannot bind), serves until
 // ctx ends, then drains in-flight requests for up to the drain timeout.
 func (p *Proxy) Run(ctx context.Context) error {
+	// Each bound listener has a way to serve and a way to drain: an HTTP
+	// server, or a TCP proxy's accept loop.
 	type bound struct {
-		srv *http.Server
-		ln  net.Listener
+		ln       net.Listener
+		serve    func(net.Listener) error
+		shutdown func(context.Context)
+	}
+	httpBound := func(srv *http.Server, ln net.Listener) bound {
+		return bound{ln: ln, serve: srv.Serve, shutdown: func(ctx context.Context) {
+			if srv.Shutdown(ctx) != nil {
+				srv.Close()
+			}
+		}}
 	}
 	var all []bound
 	closeAll := func() {
@@ -114,7 +124,15 @@ func (p *Proxy) Run(ctx context.Context) error {
 		if l.tls != nil {
 			ln = tls.NewListener(ln, l.tls)
 		}
-		all = append(all, bound{srv: l.server(), ln: ln})
+		if l.cfg.TCPCluster != "" {
+			tp := newTCPProxy(l, p.clusters[l.cfg.TCPCluster])
+			all = append(all, bound{ln: ln, serve: tp.serve, shutdown: func(ctx context.Context) {
+				ln.Close()
+				tp.shutdown(ctx)
+			}})
+			continue
+		}
+		all = append(all, httpBound(l.server(), ln))
 	}
 	if p.cfg.Admin != "" {
 		ln, err := net.Listen("tcp", p.cfg.Admin)
@@ -122,7 +140,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 			closeAll()
 			return fmt.Errorf("admin listener: %w", err)
 		}
-		all = append(all, bound{srv: &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}, ln: ln})
+		all = append(all, httpBound(&http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}, ln))
 	}
 	p.mu.Lock()
 	p.addrs = map[string]string{}
@@ -136,7 +154,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	errc := make(chan error, len(all))
 	for _, b := range all {
 		go func() {
-			if err := b.srv.Serve(b.ln); !errors.Is(err, http.ErrServerClosed) {
+			if err := b.serve(b.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		}()
@@ -156,9 +174,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := b.srv.Shutdown(dctx); err != nil {
-				b.srv.Close()
-			}
+			b.shutdown(dctx)
 		}()
 	}
 	wg.Wait()

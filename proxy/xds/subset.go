@@ -32,6 +32,7 @@ var supported = map[protoreflect.FullName][]string{
 		"request_timeout", "request_headers_timeout", "common_http_protocol_options", "max_request_headers_kb",
 		"http2_protocol_options", "access_log",
 	},
+	"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy":         {"stat_prefix", "cluster", "idle_timeout"},
 	"envoy.config.accesslog.v3.AccessLog":                            {"name", "typed_config"},
 	"envoy.extensions.access_loggers.stream.v3.StderrAccessLog":      {},
 	"envoy.extensions.access_loggers.stream.v3.StdoutAccessLog":      {},

@@ -12,6 +12,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -22,6 +23,7 @@ import (
 // Well-known extension names.
 const (
 	HTTPConnectionManager = "envoy.filters.network.http_connection_manager"
+	TCPProxyFilter        = "envoy.filters.network.tcp_proxy"
 	RouterFilter          = "envoy.filters.http.router"
 	TLSTransportSocket    = "envoy.transport_sockets.tls"
 	UpstreamHTTPOptions   = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -119,8 +121,20 @@ func (t *translator) listener(l *listenerv3.Listener) (*proxy.Listener, error) {
 			return nil, err
 		}
 	}
+	if len(fc.GetFilters()) == 1 && fc.GetFilters()[0].GetName() == TCPProxyFilter {
+		var tp tcpproxyv3.TcpProxy
+		if err := fc.GetFilters()[0].GetTypedConfig().UnmarshalTo(&tp); err != nil {
+			return nil, fmt.Errorf("%s: %w", TCPProxyFilter, err)
+		}
+		if tp.GetCluster() == "" {
+			return nil, fmt.Errorf("%s: set cluster", TCPProxyFilter)
+		}
+		pl.TCPCluster = tp.GetCluster()
+		pl.IdleTimeout = dur(tp.GetIdleTimeout())
+		return pl, nil
+	}
 	if len(fc.GetFilters()) != 1 || fc.GetFilters()[0].GetName() != HTTPConnectionManager {
-		return nil, fmt.Errorf("filter chain: want one %s filter", HTTPConnectionManager)
+		return nil, fmt.Errorf("filter chain: want one %s or %s filter", HTTPConnectionManager, TCPProxyFilter)
 	}
 	var hcm hcmv3.HttpConnectionManager
 	if err := fc.GetFilters()[0].GetTypedConfig().UnmarshalTo(&hcm); err != nil {

@@ -1,0 +1,149 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
+)
+
+type testService struct {
+	testpb.UnimplementedTestServiceServer
+}
+
+func (testService) UnaryCall(_ context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	return &testpb.SimpleResponse{Payload: &testpb.Payload{Body: make([]byte, req.GetResponseSize())}}, nil
+}
+
+// FullDuplexCall answers each message as it arrives: a proxy that buffered
+// the stream would deadlock the test.
+func (testService) FullDuplexCall(stream grpc.BidiStreamingServer[testpb.StreamingOutputCallRequest, testpb.StreamingOutputCallResponse]) error {
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		size := int32(1)
+		if ps := req.GetResponseParameters(); len(ps) > 0 {
+			size = ps[0].GetSize()
+		}
+		if err := stream.Send(&testpb.StreamingOutputCallResponse{Payload: &testpb.Payload{Body: make([]byte, size)}}); err != nil {
+			return err
+		}
+	}
+}
+
+func grpcUpstream(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	testpb.RegisterTestServiceServer(s, testService{})
+	go s.Serve(ln)
+	t.Cleanup(s.Stop)
+	return ln.Addr().String()
+}
+
+// TestGRPCThroughProxy sends unary and bidirectional streaming gRPC calls
+// through the proxy (h2c downstream, HTTP/2 upstream), and a gRPC fault.
+func TestGRPCThroughProxy(t *testing.T) {
+	up := grpcUpstream(t)
+	_, addr := startProxy(t, Config{
+		Listeners: []Listener{{Name: "l", Direction: Outbound, VirtualHosts: []VirtualHost{{Name: "vh", Domains: []string{"*"}, Routes: []Route{
+			{PathPrefix: "/grpc.testing.TestService/EmptyCall", Cluster: "c", Fault: &Fault{AbortPercent: 100, AbortGRPCStatus: int(codes.Unavailable)}},
+			{PathPrefix: "/", Cluster: "c"},
+		}}}}},
+		Clusters: []Cluster{{Name: "c", HTTP2: true, Endpoints: []Endpoint{{Address: up}}}},
+	})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := testpb.NewTestServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	resp, err := client.UnaryCall(ctx, &testpb.SimpleRequest{ResponseSize: 2048})
+	if err != nil || len(resp.GetPayload().GetBody()) != 2048 {
+		t.Fatalf("unary call: %v (%d bytes)", err, len(resp.GetPayload().GetBody()))
+	}
+	stream, err := client.FullDuplexCall(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 10; i++ {
+		if err := stream.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: int32(i * 10)}}}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := stream.Recv()
+		if err != nil || len(got.GetPayload().GetBody()) != i*10 {
+			t.Fatalf("stream message %d: %v", i, err)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != io.EOF {
+		t.Errorf("end of stream: %v, want EOF (trailers with status OK)", err)
+	}
+	_, err = client.EmptyCall(ctx, &testpb.Empty{})
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("gRPC fault: %v, want Unavailable", err)
+	}
+}
+
+// TestTCPProxy forwards an opaque protocol both ways, with half-close.
+func TestTCPProxy(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b, _ := io.ReadAll(c) // until the client half-closes
+				io.WriteString(c, strings.ToUpper(string(b)))
+			}()
+		}
+	}()
+	p, addr := startProxy(t, Config{
+		Listeners: []Listener{{Name: "tcp", Direction: Outbound, TCPCluster: "c"}},
+		Clusters:  []Cluster{{Name: "c", Endpoints: []Endpoint{{Address: ln.Addr().String()}}}},
+	})
+	for i := 0; i < 3; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "opaque bytes\x00\x01")
+		c.(*net.TCPConn).CloseWrite()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || string(got) != "OPAQUE BYTES\x00\x01" {
+			t.Fatalf("TCP round trip %d: %q %v", i, got, err)
+		}
+	}
+	if st := p.Stats().Listeners["tcp"]; st.Connections != 3 || st.Responses2xx != 3 {
+		t.Errorf("stats %+v", st)
+	}
+}

@@ -1,0 +1,170 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// tcpProxy forwards opaque TCP connections to a cluster, as Envoy's
+// tcp_proxy filter does: one upstream connection per downstream one, bytes
+// copied both ways, half-closes passed on, idle connections closed.
+type tcpProxy struct {
+	l       *listener
+	c       *cluster
+	dialer  *net.Dialer
+	tlsConf *tls.Config
+	idle    time.Duration
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func newTCPProxy(l *listener, c *cluster) *tcpProxy {
+	t := &tcpProxy{l: l, c: c, idle: l.cfg.IdleTimeout.D(), conns: map[net.Conn]struct{}{},
+		dialer: &net.Dialer{Timeout: c.cfg.ConnectTimeout.D(), KeepAlive: -1}}
+	if c.cfg.Mark != 0 {
+		t.dialer.Control = markControl(c.cfg.Mark)
+	}
+	t.tlsConf = c.tlsConf
+	return t
+}
+
+// serve accepts until ln is closed.
+func (t *tcpProxy) serve(ln net.Listener) error {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		t.l.stats.connections.Add(1)
+		t.track(conn, true)
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			defer t.track(conn, false)
+			t.handle(conn)
+		}()
+	}
+}
+
+func (t *tcpProxy) track(c net.Conn, add bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if add {
+		t.conns[c] = struct{}{}
+	} else {
+		delete(t.conns, c)
+	}
+}
+
+// shutdown waits for connections to finish until ctx ends, then closes them.
+func (t *tcpProxy) shutdown(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { t.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	t.mu.Lock()
+	for c := range t.conns {
+		c.Close()
+	}
+	t.mu.Unlock()
+	<-done
+}
+
+func (t *tcpProxy) handle(down net.Conn) {
+	defer down.Close()
+	t.l.stats.requests.Add(1)
+	if tc, ok := down.(*tls.Conn); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), t.l.cfg.HeaderTimeout.D())
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			t.l.stats.r4xx.Add(1)
+			return
+		}
+	}
+	if !t.c.admit() {
+		t.l.stats.r5xx.Add(1)
+		return
+	}
+	defer t.c.release()
+	ep := t.c.pick(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), t.c.cfg.ConnectTimeout.D())
+	up, err := t.dialer.DialContext(ctx, "tcp", ep.addr)
+	if err == nil && t.tlsConf != nil {
+		tc := tls.Client(up, t.tlsConf)
+		if err = tc.HandshakeContext(ctx); err != nil {
+			up.Close()
+		}
+		up = tc
+	}
+	cancel()
+	if err != nil {
+		t.c.record(ep, outcomeGatewayFailure, time.Now())
+		t.l.stats.upstreamErrors.Add(1)
+		return
+	}
+	t.c.record(ep, outcomeOK, time.Now())
+	defer up.Close()
+	t.l.stats.r2xx.Add(1)
+	errc := make(chan error, 2)
+	go func() { errc <- t.pipe(up, down) }()
+	go func() { errc <- t.pipe(down, up) }()
+	<-errc
+	<-errc
+}
+
+// pipe copies src to dst, extending both deadlines while bytes flow, and
+// passes the end of src on as a half-close of dst.
+func (t *tcpProxy) pipe(dst, src net.Conn) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		if t.idle > 0 {
+			_ = src.SetReadDeadline(time.Now().Add(t.idle))
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			closeWrite(dst)
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			// An idle timeout or reset ends both directions.
+			src.Close()
+			dst.Close()
+			return err
+		}
+	}
+}
+
+func closeWrite(c net.Conn) {
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := c.(closeWriter); ok {
+		_ = cw.CloseWrite()
+		return
+	}
+	c.Close()
+}
