@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -253,6 +254,10 @@ func (p *Proxy) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		p.metrics.write(w)
 	})
+	// Go's profiler, to profile before optimizing (Envoy's /cpuprofiler).
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /config_dump", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, p.cfg)
 	})
