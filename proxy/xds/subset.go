@@ -69,11 +69,11 @@ var supported = map[protoreflect.FullName][]string{
 
 	"envoy.config.route.v3.RouteConfiguration":     {"name", "virtual_hosts"},
 	"envoy.config.route.v3.VirtualHost":            {"name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove"},
-	"envoy.config.route.v3.Route":                  {"name", "match", "route"},
-	"envoy.config.route.v3.RouteMatch":             {"prefix", "path", "safe_regex"},
+	"envoy.config.route.v3.Route":                  {"name", "match", "route", "typed_per_filter_config"},
+	"envoy.config.route.v3.RouteMatch":             {"prefix", "path", "safe_regex", "headers"},
 	"envoy.type.matcher.v3.RegexMatcher":           {"regex", "google_re2"},
 	"envoy.type.matcher.v3.RegexMatcher.GoogleRE2": {},
-	"envoy.config.route.v3.RouteAction":            {"cluster", "timeout"},
+	"envoy.config.route.v3.RouteAction":            {"cluster", "timeout", "retry_policy"},
 
 	"envoy.config.cluster.v3.Cluster": {
 		"name", "type", "connect_timeout", "lb_policy", "load_assignment", "eds_cluster_config",

@@ -188,3 +188,113 @@ func FuzzDecode(f *testing.F) {
 		_, _ = Translate(b, "fuzz", "")
 	})
 }
+
+func TestDecodeFeatures(t *testing.T) {
+	src := `
+resources:
+- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: in
+  traffic_direction: INBOUND
+  address: {socket_address: {address: 0.0.0.0, port_value: 15006}}
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.http_connection_manager
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+        stat_prefix: in
+        codec_type: HTTP2
+        http2_protocol_options: {max_concurrent_streams: 10}
+        access_log: [{name: envoy.access_loggers.stderr, typed_config: {"@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog}}]
+        http_filters:
+        - name: envoy.filters.http.rbac
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+            rules:
+              action: ALLOW
+              policies:
+                reads:
+                  principals: [{authenticated: {principal_name: {exact: "spiffe://td/ns/default/sa/client"}}}]
+                  permissions: [{or_rules: {rules: [{url_path: {path: {prefix: /api}}}]}}, {header: {name: ":method", string_match: {exact: GET}}}]
+        - name: envoy.filters.http.fault
+          typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}
+        - name: envoy.filters.http.router
+          typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+        route_config:
+          virtual_hosts:
+          - name: all
+            domains: ["*"]
+            routes:
+            - match: {prefix: /, headers: [{name: ":method", string_match: {exact: GET}}]}
+              route:
+                cluster: app
+                retry_policy: {retry_on: "5xx,connect-failure", num_retries: 3, per_try_timeout: 0.2s, retriable_request_headers: [{name: ":method", string_match: {exact: POST}}]}
+              typed_per_filter_config:
+                envoy.filters.http.fault:
+                  "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+                  delay: {fixed_delay: 0.05s, percentage: {numerator: 25}}
+                  abort: {grpc_status: 14, percentage: {numerator: 5000, denominator: TEN_THOUSAND}}
+                  headers: [{name: x-chaos, present_match: true}]
+- "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: raw
+  traffic_direction: OUTBOUND
+  address: {socket_address: {address: 127.0.0.1, port_value: 15009}}
+  filter_chains: [{filters: [{name: envoy.filters.network.tcp_proxy, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: raw, cluster: app, idle_timeout: 30s}}]}]
+- "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+  name: app
+  type: STATIC
+  connect_timeout: 1s
+  lb_policy: LEAST_REQUEST
+  circuit_breakers: {thresholds: [{max_connections: 10, max_pending_requests: 5, max_requests: 20, retry_budget: {budget_percent: {value: 25}, min_retry_concurrency: 2}}]}
+  outlier_detection: {consecutive_5xx: 4, base_ejection_time: 5s, max_ejection_percent: 50}
+  load_assignment:
+    cluster_name: app
+    endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}}]}]
+`
+	b, err := Decode([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Translate(b, "n", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Listeners[0]
+	r := l.VirtualHosts[0].Routes[0]
+	c := cfg.Clusters[0]
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"codec", l.Codec, proxy.CodecHTTP2},
+		{"streams", l.MaxConcurrentStreams, 10},
+		{"access log", l.AccessLog, true},
+		{"rbac principal", l.RBAC.Policies[0].Principals[0], "spiffe://td/ns/default/sa/client"},
+		{"rbac path", l.RBAC.Policies[0].PathPrefixes[0], "/api"},
+		{"rbac method", l.RBAC.Policies[0].Methods[0], "GET"},
+		{"route methods", r.Methods[0], "GET"},
+		{"retry on", strings.Join(r.Retry.RetryOn, ","), "5xx,connect-failure"},
+		{"retries", r.Retry.NumRetries, 3},
+		{"per try", r.Retry.PerTryTimeout.D(), 200 * time.Millisecond},
+		{"retry methods", r.Retry.Methods[0], "POST"},
+		{"delay", r.Fault.Delay.D(), 50 * time.Millisecond},
+		{"delay percent", r.Fault.DelayPercent, 25.0},
+		{"abort grpc", r.Fault.AbortGRPCStatus, 14},
+		{"abort percent", r.Fault.AbortPercent, 50.0},
+		{"fault header", r.Fault.Header, "x-chaos"},
+		{"tcp cluster", cfg.Listeners[1].TCPCluster, "app"},
+		{"lb", c.LBPolicy, proxy.LBLeastRequest},
+		{"max conns", c.CircuitBreakers.MaxConnections, 10},
+		{"max pending", c.CircuitBreakers.MaxPendingRequests, 5},
+		{"max requests", c.CircuitBreakers.MaxRequests, 20},
+		{"budget", c.CircuitBreakers.RetryBudgetPercent, 25.0},
+		{"min retry", c.CircuitBreakers.MinRetryConcurrency, 2},
+		{"5xx", c.Outlier.Consecutive5xx, 4},
+		{"ejection", c.Outlier.BaseEjectionTime.D(), 5 * time.Second},
+		{"max ejection", c.Outlier.MaxEjectionPercent, 50},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
