@@ -38,6 +38,10 @@ func WithLogger(l Logger) Option { return func(p *Proxy) { p.log = l } }
 // to w.
 func WithAccessLog(w io.Writer) Option { return func(p *Proxy) { p.accessLog = w } }
 
+// WithConfigSource adds the configuration as it was given (an xDS bundle in
+// JSON) to /config_dump, beside the compiled form.
+func WithConfigSource(raw json.RawMessage) Option { return func(p *Proxy) { p.source = raw } }
+
 // WithDrainTimeout sets how long a shutdown waits for in-flight requests.
 func WithDrainTimeout(d time.Duration) Option { return func(p *Proxy) { p.drain = d } }
 
@@ -55,6 +59,7 @@ type Proxy struct {
 
 	metrics   *metrics
 	accessLog io.Writer
+	source    json.RawMessage
 }
 
 // New compiles cfg (which must be normalized and valid, as ParseConfig
@@ -259,7 +264,10 @@ func (p *Proxy) adminHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /config_dump", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, p.cfg)
+		writeJSON(w, struct {
+			Source   json.RawMessage `json:"source,omitempty"`
+			Compiled Config          `json:"compiled"`
+		}{p.source, p.cfg})
 	})
 	return mux
 }

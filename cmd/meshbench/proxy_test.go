@@ -137,6 +137,15 @@ resources:
 	if !strings.Contains(string(metrics), `response_code="418",mode="sidecar"} 1`) {
 		t.Errorf("/metrics does not count the fault:\n%s", metrics)
 	}
+	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/config_dump", admin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dump, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(dump), "type.googleapis.com/envoy.config.cluster.v3.Cluster") || !strings.Contains(string(dump), `"compiled"`) {
+		t.Errorf("/config_dump lacks the xDS resources or the compiled config:\n%.500s", dump)
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

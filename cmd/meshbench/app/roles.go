@@ -127,8 +127,12 @@ func newProxyCommand(s Streams) *cobra.Command {
 				return badInput(fmt.Errorf("%s: %w", bundlePath, err))
 			}
 			cfg.Mode = mode
+			source, err := b.Marshal()
+			if err != nil {
+				return err
+			}
 			p, err := proxy.New(*cfg, proxy.WithLogger(stdLogger{log.New(s.ErrOut, "proxy: ", log.LstdFlags|log.Lmicroseconds)}),
-				proxy.WithAccessLog(s.Out))
+				proxy.WithAccessLog(s.Out), proxy.WithConfigSource(source))
 			if err != nil {
 				return badInput(err)
 			}
