@@ -165,6 +165,38 @@ func TestCircuitBreakerFailsFast(t *testing.T) {
 	}
 }
 
+// TestConnectionAndPendingLimits: with one connection and one pending
+// request allowed, a third concurrent request is refused at once.
+func TestConnectionAndPendingLimits(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }))
+	defer up.Close()
+	p, addr := startProxy(t, clusterOf(func(c *Config) {
+		c.Clusters[0].CircuitBreakers = &CircuitBreakers{MaxConnections: 1, MaxPendingRequests: 1}
+	}, &counting{Server: up}))
+	codes := make(chan int, 3)
+	for i := 0; i < 3; i++ {
+		go func() { code, _ := do(t, "GET", "http://"+addr+"/", nil); codes <- code }()
+	}
+	select {
+	case code := <-codes:
+		if code != 503 {
+			t.Errorf("first answer %d, want the overflow 503", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request beyond connections + pending was not refused at once")
+	}
+	close(release)
+	for i := 0; i < 2; i++ {
+		if code := <-codes; code != 200 {
+			t.Errorf("admitted request: %d", code)
+		}
+	}
+	if o := p.Stats().Clusters["c"].Overflow; o != 1 {
+		t.Errorf("overflow %d, want 1", o)
+	}
+}
+
 func TestOutlierEjection(t *testing.T) {
 	bad, good := upstream(t, 500, 0), upstream(t, 200, 0)
 	p, addr := startProxy(t, clusterOf(func(c *Config) {

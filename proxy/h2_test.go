@@ -116,3 +116,50 @@ func TestH2CDownstream(t *testing.T) {
 		t.Errorf("h2c request: %d %s", resp.StatusCode, proto)
 	}
 }
+
+// TestPerNodePolicyBySourceIdentity: the destination node proxy admits only
+// node proxies (mTLS), and applies RBAC to the source workload's identity
+// that the sending node proxy stamps, so that policy stays per workload.
+func TestPerNodePolicyBySourceIdentity(t *testing.T) {
+	up := upstream(t, 200, 0)
+	dir := t.TempDir()
+	ca, _ := identity.NewCA("td", time.Hour)
+	a, b := identity.FilesIn(dir, "node-a"), identity.FilesIn(dir, "node-b")
+	idA, idB := identity.SPIFFEID("td", "meshbench-system", "node-a"), identity.SPIFFEID("td", "meshbench-system", "node-b")
+	_ = ca.IssueFiles(a, idA, time.Hour)
+	_ = ca.IssueFiles(b, idB, time.Hour)
+	allowed, denied := "spiffe://td/ns/default/sa/frontend", "spiffe://td/ns/default/sa/batch"
+	server, tunnelAddr := startProxy(t, Config{
+		Listeners: []Listener{{Name: "tunnel", Direction: Inbound, Codec: CodecHTTP2,
+			TLS:          &TLS{CertFile: b.Cert, KeyFile: b.Key, CAFile: b.CA, AllowedIDs: []string{idA}},
+			RBAC:         &RBAC{Policies: []Policy{{Name: "frontend", Principals: []string{allowed}, SourceHeader: "X-Meshbench-Source"}}},
+			VirtualHosts: []VirtualHost{{Name: "in", Domains: []string{"*"}, Routes: []Route{{Cluster: "app"}}}},
+		}},
+		Clusters: []Cluster{{Name: "app", Endpoints: []Endpoint{{Address: hostOf(up.Server)}}}},
+	})
+	// One node proxy, two workloads on it (one outbound listener each, as
+	// the node proxy tells its workloads apart).
+	vh := func(id string) []VirtualHost {
+		return []VirtualHost{{Name: "server", Domains: []string{"*"}, Routes: []Route{{Cluster: "tunnel"}},
+			RequestHeadersToRemove: []string{"X-Meshbench-Source"},
+			RequestHeadersToAdd:    []Header{{Name: "X-Meshbench-Source", Value: id}}}}
+	}
+	node, _ := startProxy(t, Config{
+		Listeners: []Listener{
+			{Name: "frontend", Direction: Outbound, VirtualHosts: vh(allowed)},
+			{Name: "batch", Direction: Outbound, Address: "127.0.0.1:0", VirtualHosts: vh(denied)},
+		},
+		Clusters: []Cluster{{Name: "tunnel", HTTP2: true, Endpoints: []Endpoint{{Address: tunnelAddr}},
+			TLS: &TLS{CertFile: a.Cert, KeyFile: a.Key, CAFile: a.CA, AllowedIDs: []string{idB}}}},
+	})
+	// The batch workload also tries to claim the frontend's identity.
+	if code, _ := do(t, "GET", "http://"+node.Addr("frontend")+"/", nil); code != 200 {
+		t.Errorf("frontend through the node proxies: %d, want 200", code)
+	}
+	if code, _ := do(t, "GET", "http://"+node.Addr("batch")+"/", map[string]string{"X-Meshbench-Source": allowed}); code != 403 {
+		t.Errorf("batch (spoofing the frontend's identity): %d, want 403", code)
+	}
+	if d := server.Stats().Listeners["tunnel"].Denied; d != 1 || up.n.Load() != 1 {
+		t.Errorf("denied %d, upstream saw %d; want 1 and 1", d, up.n.Load())
+	}
+}
