@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -28,12 +29,7 @@ func TestHTTP2TunnelBetweenProxies(t *testing.T) {
 	}))
 	defer up.Close()
 
-	dir := t.TempDir()
-	ca, _ := identity.NewCA("td", time.Hour)
-	a, b := identity.FilesIn(dir, "node-a"), identity.FilesIn(dir, "node-b")
-	idA, idB := identity.SPIFFEID("td", "meshbench-system", "node-a"), identity.SPIFFEID("td", "meshbench-system", "node-b")
-	_ = ca.IssueFiles(a, idA, time.Hour)
-	_ = ca.IssueFiles(b, idB, time.Hour)
+	a, b, idA, idB := nodeIdentities(t)
 
 	server, tunnelAddr := startProxy(t, Config{
 		Listeners: []Listener{{Name: "tunnel", Direction: Inbound, Codec: CodecHTTP2,
@@ -122,12 +118,7 @@ func TestH2CDownstream(t *testing.T) {
 // that the sending node proxy stamps, so that policy stays per workload.
 func TestPerNodePolicyBySourceIdentity(t *testing.T) {
 	up := upstream(t, 200, 0)
-	dir := t.TempDir()
-	ca, _ := identity.NewCA("td", time.Hour)
-	a, b := identity.FilesIn(dir, "node-a"), identity.FilesIn(dir, "node-b")
-	idA, idB := identity.SPIFFEID("td", "meshbench-system", "node-a"), identity.SPIFFEID("td", "meshbench-system", "node-b")
-	_ = ca.IssueFiles(a, idA, time.Hour)
-	_ = ca.IssueFiles(b, idB, time.Hour)
+	a, b, idA, idB := nodeIdentities(t)
 	allowed, denied := "spiffe://td/ns/default/sa/frontend", "spiffe://td/ns/default/sa/batch"
 	server, tunnelAddr := startProxy(t, Config{
 		Listeners: []Listener{{Name: "tunnel", Direction: Inbound, Codec: CodecHTTP2,
@@ -162,4 +153,19 @@ func TestPerNodePolicyBySourceIdentity(t *testing.T) {
 	if d := server.Stats().Listeners["tunnel"].Denied; d != 1 || up.n.Load() != 1 {
 		t.Errorf("denied %d, upstream saw %d; want 1 and 1", d, up.n.Load())
 	}
+}
+
+// nodeIdentities issues two node proxies' identities from one CA.
+func nodeIdentities(t *testing.T) (a, b identity.Files, idA, idB string) {
+	dir := t.TempDir()
+	ca, err := identity.NewCA("td", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b = identity.FilesIn(dir, "node-a"), identity.FilesIn(dir, "node-b")
+	idA, idB = identity.SPIFFEID("td", "meshbench-system", "node-a"), identity.SPIFFEID("td", "meshbench-system", "node-b")
+	if err := errors.Join(ca.IssueFiles(a, idA, time.Hour), ca.IssueFiles(b, idB, time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, idA, idB
 }

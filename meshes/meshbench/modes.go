@@ -18,17 +18,24 @@ func bundle(l *listenerv3.Listener, c *clusterv3.Cluster, e *endpointv3.ClusterL
 	return &xds.Bundle{Listeners: []*listenerv3.Listener{l}, Clusters: []*clusterv3.Cluster{c}, Endpoints: []*endpointv3.ClusterLoadAssignment{e}}
 }
 
+// workloadIdentities issues the client and the server their SPIFFE
+// identities, each accepting only the other.
+func (r *renderer) workloadIdentities() (clientTLS, serverTLS *xds.TLSFiles, err error) {
+	client, server := r.env.Client, r.env.Server
+	if clientTLS, err = r.issue(client.Name, workloadID(client), workloadID(server)); err != nil {
+		return nil, nil, err
+	}
+	serverTLS, err = r.issue(server.Name, workloadID(server), workloadID(client))
+	return clientTLS, serverTLS, err
+}
+
 // sidecar renders one proxy per workload: the client's sidecar takes the
 // client's requests on its outbound listener and sends them over mutual TLS
 // to the server's sidecar, whose inbound listener accepts only the client's
 // identity and hands requests to the server on its node.
 func (r *renderer) sidecar() (*meshes.Deployment, error) {
 	client, server := r.env.Client, r.env.Server
-	clientTLS, err := r.issue(client.Name, workloadID(client), workloadID(server))
-	if err != nil {
-		return nil, err
-	}
-	serverTLS, err := r.issue(server.Name, workloadID(server), workloadID(client))
+	clientTLS, serverTLS, err := r.workloadIdentities()
 	if err != nil {
 		return nil, err
 	}
@@ -117,11 +124,7 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 // server workload linking the library serves that port.
 func (r *renderer) proxyless() (*meshes.Deployment, error) {
 	client, server := r.env.Client, r.env.Server
-	clientTLS, err := r.issue(client.Name, workloadID(client), workloadID(server))
-	if err != nil {
-		return nil, err
-	}
-	serverTLS, err := r.issue(server.Name, workloadID(server), workloadID(client))
+	clientTLS, serverTLS, err := r.workloadIdentities()
 	if err != nil {
 		return nil, err
 	}

@@ -143,33 +143,25 @@ func toJSON(data []byte) ([]byte, error) {
 // JSON, the form Decode reads.
 func (b *Bundle) Marshal() ([]byte, error) {
 	dr := &discoveryv3.DiscoveryResponse{VersionInfo: b.VersionInfo}
-	add := func(m proto.Message) error {
-		a, err := anypb.New(m)
-		if err != nil {
-			return err
-		}
-		dr.Resources = append(dr.Resources, a)
-		return nil
-	}
+	var all []proto.Message
 	for _, l := range b.Listeners {
-		if err := add(l); err != nil {
-			return nil, err
-		}
+		all = append(all, l)
 	}
 	for _, r := range b.Routes {
-		if err := add(r); err != nil {
-			return nil, err
-		}
+		all = append(all, r)
 	}
 	for _, c := range b.Clusters {
-		if err := add(c); err != nil {
-			return nil, err
-		}
+		all = append(all, c)
 	}
 	for _, e := range b.Endpoints {
-		if err := add(e); err != nil {
+		all = append(all, e)
+	}
+	for _, m := range all {
+		a, err := anypb.New(m)
+		if err != nil {
 			return nil, err
 		}
+		dr.Resources = append(dr.Resources, a)
 	}
 	out, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(dr)
 	if err != nil {
