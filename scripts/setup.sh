@@ -4,9 +4,10 @@
 set -euo pipefail
 
 # Debian packages: iproute2 (ip netns, veth, bridge), iptables (the platform's
-# FORWARD rule and later transparent interception), util-linux (taskset for
-# CPU placement), procps (ps, for the leftover checks in tests).
-packages=(iproute2 iptables util-linux procps)
+# FORWARD rule and transparent interception), util-linux (taskset for CPU
+# placement), procps (ps, for the leftover checks in tests), haproxy and
+# nginx (the reference data planes meshbench compares its own with).
+packages=(iproute2 iptables util-linux procps haproxy nginx-light)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -22,6 +23,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   else
     echo "setup: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Packages such as nginx start a system service when installed; meshbench
+    # runs its own instances, so keep the package scripts from starting any
+    # (policy-rc.d exit 101: "action forbidden"), and put back what was there.
+    policy=/usr/sbin/policy-rc.d
+    saved=""
+    if [ -e "$policy" ]; then saved=$(mktemp); cp -p "$policy" "$saved"; fi
+    printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"
+    trap 'if [ -n "$saved" ]; then mv "$saved" "$policy"; else rm -f "$policy"; fi' EXIT
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
