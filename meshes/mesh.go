@@ -30,6 +30,13 @@ type Mesh interface {
 	Deploy(env Env, mode scenarios.Mode) (*Deployment, error)
 }
 
+// Availability is implemented by meshes that need something the host may
+// lack (a binary): the runner reports them unavailable, with the reason.
+type Availability interface {
+	// Available returns nil, or why the mesh cannot run here.
+	Available() error
+}
+
 // Versioned is implemented by meshes that can name the build of their data
 // plane for the results.
 type Versioned interface {
@@ -106,12 +113,14 @@ type Target struct {
 type Redirect struct {
 	Node string
 	// Outbound captures connections the node's processes open to other
-	// nodes, except those carrying ExcludeMark (the proxy's own).
-	// Otherwise inbound connections to Port are captured.
+	// nodes, except the proxy's own: those carrying ExcludeMark (SO_MARK)
+	// or opened by ExcludeUID. Otherwise inbound connections to Port are
+	// captured.
 	Outbound    bool
 	Port        int
 	ToPort      int
 	ExcludeMark int
+	ExcludeUID  int
 }
 
 // Component is one process a mesh needs, such as a proxy.

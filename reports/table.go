@@ -31,6 +31,11 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if m != nil {
+		for _, u := range m.Unavailable {
+			fmt.Fprintf(w, "%s/%s: unavailable: %s\n", u.Mesh, u.Mode, u.Reason)
+		}
+	}
 	if err := writeSpread(w, rows); err != nil {
 		return err
 	}

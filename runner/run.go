@@ -138,8 +138,18 @@ func (r *run) execute(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("platform up: %w", err)
 	}
+	unavailable := r.dropUnavailable()
 	if err := r.writeManifest(); err != nil {
 		return err
+	}
+	r.manifest.Unavailable = unavailable
+	if len(unavailable) > 0 {
+		if err := results.WriteJSON(filepath.Join(r.OutDir, results.ManifestFile), r.manifest); err != nil {
+			return err
+		}
+	}
+	if len(r.slots) == 0 {
+		return fmt.Errorf("no (mesh, mode) of the scenario can run on this host")
 	}
 	if err := r.startServer(ctx); err != nil {
 		return err
@@ -155,6 +165,25 @@ func (r *run) execute(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// dropUnavailable removes the slots whose mesh cannot run here (a missing
+// binary), saying so, and returns them for the manifest and the table.
+func (r *run) dropUnavailable() []results.Unavailable {
+	var kept []slot
+	var out []results.Unavailable
+	for _, sl := range r.slots {
+		if a, ok := sl.mesh.(meshes.Availability); ok {
+			if err := a.Available(); err != nil {
+				r.Log.Logf("%s unavailable: %v", sl.key(), err)
+				out = append(out, results.Unavailable{Mesh: sl.mesh.Name(), Mode: string(sl.mode), Reason: err.Error()})
+				continue
+			}
+		}
+		kept = append(kept, sl)
+	}
+	r.slots = kept
+	return out
 }
 
 func (r *run) writeManifest() error {

@@ -39,8 +39,9 @@ type sampler struct {
 func startSampler(procs []watched) *sampler {
 	s := &sampler{procs: procs, start: time.Now(), stop: make(chan struct{}),
 		cpu0: make([]float64, len(procs)), rss: make([][]float64, len(procs))}
+	tree := processTree()
 	for i, p := range procs {
-		s.cpu0[i], _ = cpuSeconds(p.pid)
+		s.cpu0[i], _ = cpuSeconds(p.pid, tree)
 	}
 	s.wg.Add(1)
 	go func() {
@@ -60,8 +61,9 @@ func startSampler(procs []watched) *sampler {
 }
 
 func (s *sampler) sampleRSS() {
+	tree := processTree()
 	for i, p := range s.procs {
-		if mb, err := rssMB(p.pid); err == nil {
+		if mb, err := rssMB(p.pid, tree); err == nil {
 			s.rss[i] = append(s.rss[i], mb)
 		}
 	}
@@ -69,15 +71,24 @@ func (s *sampler) sampleRSS() {
 
 // finish ends the window and returns each process's usage.
 func (s *sampler) finish() []results.Usage {
+	// CPU first: the window ends now, and a process may exit right after.
+	wall := time.Since(s.start).Seconds()
+	tree := processTree()
+	cpu1 := make([]float64, len(s.procs))
+	ok := make([]bool, len(s.procs))
+	for i, p := range s.procs {
+		var err error
+		cpu1[i], err = cpuSeconds(p.pid, tree)
+		ok[i] = err == nil
+	}
 	close(s.stop)
 	s.wg.Wait()
 	s.sampleRSS()
-	wall := time.Since(s.start).Seconds()
 	out := make([]results.Usage, len(s.procs))
 	for i, p := range s.procs {
 		u := results.Usage{Name: p.name, Class: p.class, Node: p.node, Source: "/proc"}
-		if cpu1, err := cpuSeconds(p.pid); err == nil && wall > 0 {
-			u.CPUMillicores = (cpu1 - s.cpu0[i]) / wall * 1000
+		if ok[i] && wall > 0 {
+			u.CPUMillicores = (cpu1[i] - s.cpu0[i]) / wall * 1000
 		}
 		for _, v := range s.rss[i] {
 			u.RSSMeanMB += v
@@ -91,21 +102,82 @@ func (s *sampler) finish() []results.Usage {
 	return out
 }
 
-// cpuSeconds returns the process's user+system CPU time in seconds.
-func cpuSeconds(pid int) (float64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// cpuSeconds returns the user+system CPU time, in seconds, of the process
+// and its descendants (nginx's workers, for one), whose sum is what the
+// component costs.
+func cpuSeconds(pid int, tree map[int][]int) (float64, error) {
+	total, err := procCPU(pid)
 	if err != nil {
 		return 0, err
 	}
-	// The command name (field 2) may hold spaces and parentheses: fields
-	// are counted after its closing parenthesis.
+	for _, c := range descendants(pid, tree) {
+		if v, err := procCPU(c); err == nil {
+			total += v
+		}
+	}
+	return total, nil
+}
+
+// processTree maps each PID to its children, from one scan of /proc.
+func processTree() map[int][]int {
+	children := map[int][]int{}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		p, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if pp, err := parentPID(p); err == nil {
+			children[pp] = append(children[pp], p)
+		}
+	}
+	return children
+}
+
+// descendants lists the PIDs below pid in the process tree.
+func descendants(pid int, children map[int][]int) []int {
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		for _, c := range children[queue[0]] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+		queue = queue[1:]
+	}
+	return out
+}
+
+func parentPID(pid int) (int, error) {
+	f, err := statFields(pid)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(f[1])
+}
+
+// statFields returns /proc/<pid>/stat's fields after the command name:
+// f[0] is field 3 (state), f[1] field 4 (ppid), f[11] utime, f[12] stime.
+func statFields(pid int) ([]string, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("malformed /proc/%d/stat", pid)
+		return nil, fmt.Errorf("malformed /proc/%d/stat", pid)
 	}
 	f := strings.Fields(string(data[i+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("malformed /proc/%d/stat", pid)
+		return nil, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	return f, nil
+}
+
+func procCPU(pid int) (float64, error) {
+	f, err := statFields(pid)
+	if err != nil {
+		return 0, err
 	}
 	utime, err1 := strconv.ParseFloat(f[11], 64)
 	stime, err2 := strconv.ParseFloat(f[12], 64)
@@ -115,8 +187,23 @@ func cpuSeconds(pid int) (float64, error) {
 	return (utime + stime) / clockTicks, nil
 }
 
-// rssMB returns the process's resident set size in MiB.
-func rssMB(pid int) (float64, error) {
+// rssMB returns the resident set size in MiB of the process and its
+// descendants. Shared pages (the binary's text) count once per process, as
+// they do in every per-process RSS figure.
+func rssMB(pid int, tree map[int][]int) (float64, error) {
+	total, err := procRSS(pid)
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range descendants(pid, tree) {
+		if v, err := procRSS(c); err == nil {
+			total += v
+		}
+	}
+	return total, nil
+}
+
+func procRSS(pid int) (float64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err

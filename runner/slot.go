@@ -163,13 +163,21 @@ func (r *run) drive(ctx context.Context, dep *meshes.Deployment, comps []started
 	}
 	var smp *sampler
 	var usage []results.Usage
+	var start workload.Event
 	handle := func(ev workload.Event) {
 		switch {
 		case ev.Event == workload.EventMeasureStart && smp == nil:
 			smp = startSampler(watch)
+			start = ev
 		case ev.Event == workload.EventMeasureEnd && smp != nil:
 			usage = smp.finish()
 			smp = nil
+			// The client measured its own CPU over exactly its window
+			// (it may exit before /proc can be read again).
+			if d := ev.Time.Sub(start.Time).Seconds(); d > 0 && ev.CPUSeconds > 0 {
+				usage[0].CPUMillicores = (ev.CPUSeconds - start.CPUSeconds) / d * 1000
+				usage[0].Source = "getrusage"
+			}
 		}
 	}
 wait:

@@ -20,6 +20,7 @@ import (
 	"math/big"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -88,6 +89,9 @@ func (ca *CA) Issue(spiffeID string, ttl time.Duration) (certPEM, keyPEM []byte,
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		URIs:         []*url.URL{u},
+		// The service account as a DNS name too, for proxies that verify
+		// peers by host name rather than by SPIFFE ID (nginx).
+		DNSNames: []string{path.Base(u.Path)},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {

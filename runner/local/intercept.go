@@ -20,7 +20,7 @@ func (p *platform) transparent() bool {
 	return p.mode == NetNS && err == nil
 }
 
-// iptablesRules renders redirects as iptables nat rules, in the order they
+// redirectRules renders redirects as iptables nat rules, in the order they
 // are appended, the way Istio's init container writes them: outbound TCP
 // to the proxy except the proxy's own (marked) and loopback traffic;
 // inbound TCP to a port on eth0 to the proxy's inbound port.
@@ -28,11 +28,17 @@ func redirectRules(r meshes.Redirect, comment string) [][]string {
 	c := []string{"-m", "comment", "--comment", comment}
 	to := strconv.Itoa(r.ToPort)
 	if r.Outbound {
-		return [][]string{
-			append([]string{"OUTPUT", "-p", "tcp", "-m", "mark", "--mark", strconv.Itoa(r.ExcludeMark), "-j", "RETURN"}, c...),
+		var rules [][]string
+		if r.ExcludeMark != 0 {
+			rules = append(rules, append([]string{"OUTPUT", "-p", "tcp", "-m", "mark", "--mark", strconv.Itoa(r.ExcludeMark), "-j", "RETURN"}, c...))
+		}
+		if r.ExcludeUID != 0 {
+			rules = append(rules, append([]string{"OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", strconv.Itoa(r.ExcludeUID), "-j", "RETURN"}, c...))
+		}
+		return append(rules,
 			append([]string{"OUTPUT", "-p", "tcp", "-o", "lo", "-j", "RETURN"}, c...),
 			append([]string{"OUTPUT", "-p", "tcp", "-j", "REDIRECT", "--to-ports", to}, c...),
-		}
+		)
 	}
 	return [][]string{
 		append([]string{"PREROUTING", "-p", "tcp", "-i", "eth0", "--dport", strconv.Itoa(r.Port), "-j", "REDIRECT", "--to-ports", to}, c...),

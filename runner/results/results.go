@@ -42,6 +42,16 @@ type Manifest struct {
 	HistogramResolution string `json:"histogramResolution"`
 	// Order lists the (mesh/mode) order of each trial.
 	Order [][]string `json:"order"`
+	// Unavailable lists the (mesh, mode) pairs of the scenario that could
+	// not run on this host, and why.
+	Unavailable []Unavailable `json:"unavailable,omitempty"`
+}
+
+// Unavailable is a (mesh, mode) that was not run, with the reason.
+type Unavailable struct {
+	Mesh   string `json:"mesh"`
+	Mode   string `json:"mode"`
+	Reason string `json:"reason"`
 }
 
 // Build identifies the meshbench binary.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"time"
 
 	"fortio.org/fortio/fhttp"
@@ -43,7 +44,10 @@ type LoadOptions struct {
 type Event struct {
 	Event string    `json:"event"`
 	Time  time.Time `json:"time"`
-	Error string    `json:"error,omitempty"`
+	// CPUSeconds is the client's own user+system CPU time so far, so the
+	// runner can charge the load generator exactly its measured window.
+	CPUSeconds float64 `json:"cpuSeconds,omitempty"`
+	Error      string  `json:"error,omitempty"`
 }
 
 // Event names, in the order they are emitted.
@@ -59,7 +63,7 @@ const (
 // returned with ctx's error.
 func RunLoad(ctx context.Context, o LoadOptions, events io.Writer) (*fhttp.HTTPRunnerResults, error) {
 	emit := func(name string) {
-		b, _ := json.Marshal(Event{Event: name, Time: time.Now().UTC()})
+		b, _ := json.Marshal(Event{Event: name, Time: time.Now().UTC(), CPUSeconds: selfCPU()})
 		_, _ = events.Write(append(b, '\n'))
 	}
 	if o.Warmup > 0 {
@@ -134,3 +138,12 @@ func runOnce(ctx context.Context, o LoadOptions, d time.Duration) (*fhttp.HTTPRu
 type errTransport struct{ err error }
 
 func (e errTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, e.err }
+
+// selfCPU is this process's user+system CPU time in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}

@@ -17,7 +17,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/meshes/haproxy"
 	"github.com/meshbench/meshbench/meshes/meshbench"
+	"github.com/meshbench/meshbench/meshes/nginx"
 	"github.com/meshbench/meshbench/meshes/none"
 	"github.com/meshbench/meshbench/reports"
 	"github.com/meshbench/meshbench/runner"
@@ -32,6 +34,8 @@ func registry() map[string]meshes.Mesh {
 	all := []meshes.Mesh{
 		none.New(),
 		meshbench.New(version),
+		haproxy.New(),
+		nginx.New(),
 	}
 	m := map[string]meshes.Mesh{}
 	for _, x := range all {

@@ -1,0 +1,148 @@
+// Package haproxy deploys HAProxy (Debian's haproxy package) as a reference
+// data plane: as sidecars, and per node (the SmartStack pattern, one HAProxy
+// per node that local apps call), with mutual TLS between the proxies. It
+// renders HAProxy's configuration from the same topology, ports, timeouts
+// and identities the own mesh uses, so the two are compared like for like.
+package haproxy
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/scenarios"
+)
+
+type mesh struct{}
+
+var (
+	_ meshes.Mesh         = (*mesh)(nil)
+	_ meshes.Availability = (*mesh)(nil)
+	_ meshes.Versioned    = (*mesh)(nil)
+)
+
+// New returns the HAProxy mesh.
+func New() meshes.Mesh { return &mesh{} }
+
+func (*mesh) Name() string { return "haproxy" }
+
+func (*mesh) Modes() []scenarios.Mode { return []scenarios.Mode{scenarios.Sidecar, scenarios.PerNode} }
+
+func (*mesh) Available() error {
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		return fmt.Errorf("haproxy not found in PATH (Debian: apt-get install haproxy; scripts/setup.sh installs it)")
+	}
+	return nil
+}
+
+func (*mesh) Version() string {
+	path, err := exec.LookPath("haproxy")
+	if err != nil {
+		return ""
+	}
+	return meshes.BinaryVersion(path, "-v")
+}
+
+// Deploy renders two HAProxy processes, one beside each workload (sidecar)
+// or one on each node (per-node): the client side's outbound frontend sends
+// to the server side's inbound frontend over mutual TLS, which hands
+// requests to the server. Both modes are the same processes on this
+// platform's one-workload-per-node topology; they differ in what a mode
+// means when nodes hold several workloads, and in interception: sidecars
+// intercept transparently where the platform can, node proxies are dialed.
+func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, error) {
+	if err := meshes.Supports(m, mode); err != nil {
+		return nil, err
+	}
+	cid, sid, err := meshes.IssuePair(env)
+	if err != nil {
+		return nil, err
+	}
+	client, server := env.Client, env.Server
+	dep := &meshes.Deployment{Target: meshes.Target{
+		URL:  "http://" + meshes.HostPort(client.Node.Local, meshes.OutboundPort) + "/",
+		Host: server.Name + ":" + strconv.Itoa(server.Port),
+	}}
+	upstream := meshes.HostPort(server.Node.Addr, meshes.InboundPort)
+	uid := meshes.UserID("haproxy")
+	transparent := mode == scenarios.Sidecar && env.Transparent && uid != 0
+	if transparent {
+		upstream = meshes.HostPort(server.Node.Addr, server.Port)
+		dep.Target.URL = "http://" + upstream + "/"
+		dep.Redirects = meshes.SidecarRedirects(env, uid)
+	}
+	suffix := "-haproxy"
+	if mode == scenarios.PerNode {
+		suffix = "-node-haproxy"
+	}
+	sides := []struct {
+		w   meshes.Workload
+		cfg string
+	}{
+		{client, config(client.Node, transparent, fmt.Sprintf(`frontend outbound
+    bind %s
+    default_backend peer
+
+backend peer
+    server peer %s ssl crt %s ca-file %s verify required alpn http/1.1
+`, meshes.HostPort(client.Node.Local, meshes.OutboundPort), upstream, cid.PEM, cid.Files.CA))},
+		{server, config(server.Node, transparent, fmt.Sprintf(`frontend inbound
+    bind %s ssl crt %s ca-file %s verify required alpn http/1.1
+    option forwardfor
+    default_backend app
+
+backend app
+    server app %s
+`, meshes.HostPort(server.Node.Addr, meshes.InboundPort), sid.PEM, sid.Files.CA, meshes.HostPort(server.Node.Local, server.Port)))},
+	}
+	for _, side := range sides {
+		name := side.w.Name + suffix
+		path := filepath.Join(env.Dir, name+".cfg")
+		if err := os.WriteFile(path, []byte(side.cfg), 0o644); err != nil {
+			return nil, err
+		}
+		admin := meshes.HostPort(side.w.Node.Addr, meshes.AdminPort)
+		dep.Components = append(dep.Components, meshes.Component{
+			Name: name, Class: "proxy", Node: side.w.Node.Name,
+			Command: "haproxy", Args: []string{"-db", "-f", path},
+			Ready: meshes.Probe{HTTPGet: "http://" + admin + "/ready"},
+		})
+	}
+	return dep, nil
+}
+
+// config is the global and default part every HAProxy shares: one thread
+// (the own proxy is pinned to one CPU too), keep-alive on both sides with
+// connection reuse, the own proxy's timeouts, and an admin frontend.
+func config(node meshes.Node, dropPrivileges bool, body string) string {
+	var b strings.Builder
+	b.WriteString("global\n    nbthread 1\n    maxconn 4096\n    log stderr format raw local0 warning\n")
+	if dropPrivileges {
+		// Its own connections then carry the haproxy uid, which the
+		// interception rules let pass.
+		b.WriteString("    user haproxy\n    group haproxy\n")
+	}
+	fmt.Fprintf(&b, `
+defaults
+    mode http
+    log global
+    option http-keep-alive
+    http-reuse always
+    timeout connect 2s
+    timeout client 60s
+    timeout server 15s
+    timeout http-request 10s
+    timeout http-keep-alive 60s
+
+frontend admin
+    bind %s
+    monitor-uri /ready
+
+`, meshes.HostPort(node.Addr, meshes.AdminPort))
+	b.WriteString(body)
+	return b.String()
+}
