@@ -106,7 +106,9 @@ type Policy struct {
 	// identity (set by a trusted node proxy) instead of the peer
 	// certificate.
 	SourceHeader string `json:"sourceHeader,omitempty"`
-	// PathPrefixes and Methods restrict what is allowed; empty allows all.
+	// Paths (exact), PathPrefixes and Methods restrict what is allowed;
+	// empty allows all.
+	Paths        []string `json:"paths,omitempty"`
 	PathPrefixes []string `json:"pathPrefixes,omitempty"`
 	Methods      []string `json:"methods,omitempty"`
 }
@@ -368,6 +370,13 @@ func (c *Config) Validate() error {
 		}
 		if l.TCPCluster != "" && (!clusters[l.TCPCluster] || len(l.VirtualHosts) > 0) {
 			errs = append(errs, fmt.Errorf("listeners[%d] %q: a TCP listener needs a known cluster and no virtual hosts", i, l.Name))
+		}
+		if l.RBAC != nil {
+			for _, p := range l.RBAC.Policies {
+				if p.SourceHeader != "" && (l.TLS == nil || len(l.TLS.AllowedIDs) == 0) {
+					errs = append(errs, fmt.Errorf("listeners[%d] %q: policy %q trusts header %s, which needs mutual TLS pinned to the peers allowed to set it (tls.allowedIDs)", i, l.Name, p.Name, p.SourceHeader))
+				}
+			}
 		}
 		if l.Codec != CodecAuto && l.Codec != CodecHTTP1 && l.Codec != CodecHTTP2 {
 			errs = append(errs, fmt.Errorf("listeners[%d] %q: codec must be auto, http1 or http2, got %q", i, l.Name, l.Codec))

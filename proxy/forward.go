@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +28,13 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex := exchange{start: start, method: r.Method, path: r.URL.Path, authority: r.Host}
 	defer func() { l.observe(&ex) }()
 
+	if !normalPath(r.URL) {
+		// Matching, RBAC and the upstream must all see the same path; a path
+		// with dot segments, doubled or encoded slashes could mean one thing
+		// here and another to the backend (Envoy's CVE-2019-9901 class).
+		ex.code = l.fail(w, http.StatusBadRequest, "path is not in normal form")
+		return
+	}
 	vh, route := l.match(r.Host, r.URL.Path, r.Method)
 	if route == nil {
 		l.stats.noRoute.Add(1)
@@ -57,8 +65,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.release()
-	rewriteHeaders(r.Header, vh)
-	l.prepareHeaders(r)
+	l.requestHeaders(r, vh)
 	var body *trackingBody
 	if r.ContentLength != 0 {
 		body = &trackingBody{ReadCloser: r.Body}
@@ -115,6 +122,15 @@ func (l *listener) fail(w http.ResponseWriter, code int, msg string) int {
 	w.Header().Set("X-Meshbench-Proxy-Error", msg)
 	http.Error(w, msg, code)
 	return code
+}
+
+// requestHeaders prepares the upstream request's headers. Hop-by-hop
+// headers go first: a header the route configuration adds (a node proxy's
+// source identity) must not be removable by naming it in the request's
+// Connection header.
+func (l *listener) requestHeaders(r *http.Request, vh *VirtualHost) {
+	l.prepareHeaders(r)
+	rewriteHeaders(r.Header, vh)
 }
 
 // prepareHeaders turns the downstream request's headers into the upstream
@@ -180,13 +196,17 @@ func (c *cluster) forward(ctx context.Context, r *http.Request, policy *RetryPol
 		ep.active.Add(1)
 		resp, err := c.transport.RoundTrip(out)
 		ep.active.Add(-1)
-		ep.observe(time.Since(t0))
 		if holdsRetry {
 			c.retryDone()
 			holdsRetry = false
 		}
 		o := classify(resp, err)
-		c.record(ep, o, time.Now())
+		// Failures the downstream caused (it went away, or sent a bad or
+		// oversized body) say nothing about the endpoint.
+		if !downstreamFault(r, err) {
+			c.record(ep, o, time.Now())
+			ep.observeOutcome(time.Since(t0), o)
+		}
 		last := !retryable || attempt >= policy.NumRetries || ctx.Err() != nil
 		if last || !shouldRetry(policy, resp, err) || !c.allowRetry() {
 			if err != nil {
@@ -279,6 +299,36 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 }
 
 func (b *cappedBody) Close() error { return b.r.Close() }
+
+// normalPath reports whether the request path is absolute, has no empty,
+// "." or ".." segments, and no encoded "/" or "\\".
+func normalPath(u *url.URL) bool {
+	p := u.Path
+	if p == "" || p[0] != '/' || strings.Contains(p, "//") || strings.ContainsRune(p, '\\') {
+		return false
+	}
+	if raw := strings.ToLower(u.RawPath); strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") {
+		return false
+	}
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean == p
+}
+
+// downstreamFault reports whether a failed attempt was the downstream's
+// doing rather than the endpoint's.
+func downstreamFault(r *http.Request, err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, errBodyTooLarge) || errors.Is(r.Context().Err(), context.Canceled) {
+		return true
+	}
+	tb, ok := r.Body.(*trackingBody)
+	return ok && tb.err != nil
+}
 
 func classify(resp *http.Response, err error) outcome {
 	switch {

@@ -22,15 +22,17 @@ type rbac struct {
 // only node proxies, which the listener's mTLS admits, can set it, since
 // the sending node proxy removes it from what its apps send.
 func (l *listener) source(r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return ""
+	}
 	if l.sourceHeader != "" {
-		if v := r.Header.Get(l.sourceHeader); v != "" {
-			return v
-		}
+		// Validate requires such listeners to pin their peers' identities
+		// (AllowedIDs), so only those (node proxies) reach here; what they
+		// assert is the source, and a missing assertion is no identity,
+		// not the node proxy's own.
+		return r.Header.Get(l.sourceHeader)
 	}
-	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		return identity.PeerID(r.TLS.PeerCertificates[0])
-	}
-	return ""
+	return identity.PeerID(r.TLS.PeerCertificates[0])
 }
 
 func (a *rbac) allows(source string, r *http.Request) bool {
@@ -56,7 +58,10 @@ func (p *Policy) matches(source string, r *http.Request) bool {
 	if len(p.Methods) > 0 && !slices.Contains(p.Methods, r.Method) {
 		return false
 	}
-	if len(p.PathPrefixes) == 0 {
+	if len(p.PathPrefixes) == 0 && len(p.Paths) == 0 {
+		return true
+	}
+	if slices.Contains(p.Paths, r.URL.Path) {
 		return true
 	}
 	for _, prefix := range p.PathPrefixes {

@@ -147,3 +147,58 @@ func TestTCPProxy(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestTCPIdleTimeoutCountsBothDirections: a one-way stream longer than the
+// idle timeout survives; a silent connection is closed.
+func TestTCPIdleTimeoutCountsBothDirections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b := make([]byte, 1)
+				if _, err := c.Read(b); err != nil || b[0] != 's' {
+					return // silent client: wait for the proxy to close
+				}
+				for i := 0; i < 10; i++ { // stream for 1s, one way
+					io.WriteString(c, "x")
+					time.Sleep(100 * time.Millisecond)
+				}
+			}()
+		}
+	}()
+	_, addr := startProxy(t, Config{
+		Listeners: []Listener{{Name: "tcp", Direction: Outbound, TCPCluster: "c", IdleTimeout: Duration(300 * time.Millisecond)}},
+		Clusters:  []Cluster{{Name: "c", Endpoints: []Endpoint{{Address: ln.Addr().String()}}}},
+	})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "s")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, _ := io.ReadAll(c)
+	c.Close()
+	if string(got) != "xxxxxxxxxx" {
+		t.Errorf("one-way stream through the TCP proxy got %q, want all 10 bytes", got)
+	}
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	start := time.Now()
+	silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = silent.Read(make([]byte, 1))
+	if err == nil || time.Since(start) > 2*time.Second {
+		t.Errorf("silent connection: %v after %s, want it closed after the 300ms idle timeout", err, time.Since(start))
+	}
+}

@@ -39,6 +39,18 @@ func (e *endpoint) observe(d time.Duration) {
 	}
 }
 
+// observeOutcome feeds the latency EWMA: a failure counts as slow (twice the
+// current average, at least a second's worth of a fast answer), so that an
+// endpoint failing fast does not look like the best one to least-request.
+func (e *endpoint) observeOutcome(d time.Duration, o outcome) {
+	if o == outcomeOK {
+		e.observe(d)
+		return
+	}
+	penalty := 2 * time.Duration(math.Float64frombits(e.ewma.Load()))
+	e.observe(max(penalty, 10*time.Millisecond, d))
+}
+
 // score is what least-request minimizes: queue length weighted by latency.
 func (e *endpoint) score() float64 {
 	lat := math.Float64frombits(e.ewma.Load())

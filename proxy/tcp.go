@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -124,28 +125,36 @@ func (t *tcpProxy) handle(down net.Conn) {
 	t.c.record(ep, outcomeOK, time.Now())
 	defer up.Close()
 	t.l.stats.r2xx.Add(1)
+	var last atomic.Int64 // last time bytes moved either way, unix ns
+	last.Store(time.Now().UnixNano())
 	errc := make(chan error, 2)
-	go func() { errc <- t.pipe(up, down) }()
-	go func() { errc <- t.pipe(down, up) }()
+	go func() { errc <- t.pipe(up, down, &last) }()
+	go func() { errc <- t.pipe(down, up, &last) }()
 	<-errc
 	<-errc
 }
 
-// pipe copies src to dst, extending both deadlines while bytes flow, and
-// passes the end of src on as a half-close of dst.
-func (t *tcpProxy) pipe(dst, src net.Conn) error {
+// pipe copies src to dst and passes the end of src on as a half-close of
+// dst. The idle timeout counts silence in both directions (last), as
+// Envoy's does: a quiet direction beside a busy one is not idle.
+func (t *tcpProxy) pipe(dst, src net.Conn, last *atomic.Int64) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
 	for {
 		if t.idle > 0 {
-			_ = src.SetReadDeadline(time.Now().Add(t.idle))
+			_ = src.SetReadDeadline(time.Unix(0, last.Load()).Add(t.idle))
 		}
 		n, err := src.Read(buf)
 		if n > 0 {
+			last.Store(time.Now().UnixNano())
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return werr
 			}
+		}
+		var ne net.Error
+		if err != nil && errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, last.Load())) < t.idle {
+			continue // the other direction moved meanwhile
 		}
 		if err != nil {
 			closeWrite(dst)

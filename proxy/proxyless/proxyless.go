@@ -72,6 +72,9 @@ func Listen(ctx context.Context, b *xds.Bundle) (net.Listener, error) {
 		if l.Direction != proxy.Inbound {
 			continue
 		}
+		if l.RBAC != nil {
+			return nil, fmt.Errorf("proxyless listener %q: RBAC is not enforced by the proxyless server yet; remove it or use a proxy mode", l.Name)
+		}
 		tc, err := proxy.ServerTLS(l)
 		if err != nil {
 			return nil, err

@@ -99,7 +99,7 @@ func rbacPolicies(rules *rbacv3.RBAC) (*proxy.RBAC, error) {
 				case sm.GetPrefix() != "":
 					p.PathPrefixes = append(p.PathPrefixes, sm.GetPrefix())
 				case sm.GetExact() != "":
-					p.PathPrefixes = append(p.PathPrefixes, sm.GetExact())
+					p.Paths = append(p.Paths, sm.GetExact())
 				}
 			case pm.GetHeader() != nil && pm.GetHeader().GetName() == ":method":
 				p.Methods = append(p.Methods, pm.GetHeader().GetStringMatch().GetExact())

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/runner"
@@ -188,16 +189,31 @@ func (p *platform) Down(ctx context.Context) error {
 		wg.Add(1)
 		go func(pr *process) {
 			defer wg.Done()
-			_ = pr.Stop(ctx)
+			// Each process gets its own grace period: one that ignores
+			// SIGTERM must not use up the time the network removal needs.
+			sctx, cancel := context.WithTimeout(ctx, stopGrace)
+			defer cancel()
+			_ = pr.Stop(sctx)
 		}(procs[i])
 	}
 	wg.Wait()
 	if p.st != nil {
-		errs = append(errs, removeRun(ctx, p.ex, p.st.record()))
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+		defer cancel()
+		if err := removeRun(rctx, p.ex, p.st.record()); err != nil {
+			// Keep the state file: the next run finds and removes the rest.
+			return fmt.Errorf("remove the run's network (kept %s for the next run): %w", statePath(p.opts.StateDir, p.opts.RunID), err)
+		}
 		errs = append(errs, p.st.remove())
 	}
 	return errors.Join(errs...)
 }
+
+// Teardown bounds.
+const (
+	stopGrace     = 5 * time.Second
+	removeTimeout = 30 * time.Second
+)
 
 type nopLogger struct{}
 

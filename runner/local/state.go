@@ -75,6 +75,11 @@ func (s *state) update(f func(*record)) error {
 // claimOctets reserves n consecutive third octets not used by a live run
 // and records them. Loopback nodes use 127.0.<octet>.1.
 func (s *state) claimOctets(n int) (int, error) {
+	unlock, err := lockDir(s.dir)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	used := map[int]bool{}
 	for _, r := range liveRecords(s.dir) {
 		if r.RunID == s.rec.RunID || r.Octet < 0 {
@@ -151,4 +156,21 @@ func startTicks(pid int) (uint64, error) {
 		return 0, fmt.Errorf("malformed /proc/%d/stat", pid)
 	}
 	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// lockDir takes an exclusive lock on the state directory, so that runs
+// starting together do not claim the same addresses.
+func lockDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
 }
