@@ -36,6 +36,11 @@ type Row struct {
 	Proxies    int     `json:"proxies"`
 	ProxyCPU   float64 `json:"proxyCPUMillicores"`
 	ProxyRSSMB float64 `json:"proxyRSSMB"`
+	// AddedCPU is the median per-trial difference to the baseline of all
+	// components' CPU together (load generator, apps, proxies): what the
+	// mode costs wherever it runs, in the proxies or, proxyless, in the
+	// workloads' own processes.
+	AddedCPU float64 `json:"addedCPUMillicores"`
 
 	// Spread gives each figure's [min, max] over trials: with n trials, the
 	// probability that the median lies outside is 2/2^n (about 6% for 5).
@@ -104,16 +109,18 @@ func summarize(ts []*results.Trial, baseline map[int]*results.Trial) *Row {
 		r.Requests += t.Requests
 		r.Errors += t.Errors
 	}
-	var d50, d99 []float64
+	var d50, d99, dcpu []float64
 	for _, t := range ts {
 		if b := baseline[t.Trial]; b != nil {
 			d50 = append(d50, t.LatencyMs.P50-b.LatencyMs.P50)
 			d99 = append(d99, t.LatencyMs.P99-b.LatencyMs.P99)
+			dcpu = append(dcpu, totalCPU(t)-totalCPU(b))
 		}
 	}
 	if len(d50) > 0 {
 		r.HasBaseline = true
 		r.AddedP50Ms, r.AddedP99Ms = Median(d50), Median(d99)
+		r.AddedCPU = Median(dcpu)
 		r.Spread.AddedP50Ms, r.Spread.AddedP99Ms = span(d50), span(d99)
 	}
 	var cpus, rsss []float64
@@ -125,6 +132,15 @@ func summarize(ts []*results.Trial, baseline map[int]*results.Trial) *Row {
 	r.Spread.ProxyCPU, r.Spread.ProxyRSSMB = span(cpus), span(rsss)
 	_, _, r.Proxies = classUsage(ts[0], results.ClassProxy)
 	return r
+}
+
+// totalCPU is the CPU of every component of a trial.
+func totalCPU(t *results.Trial) float64 {
+	sum := 0.0
+	for _, u := range t.Components {
+		sum += u.CPUMillicores
+	}
+	return sum
 }
 
 // classUsage sums the CPU and peak RSS of a trial's components of a class.

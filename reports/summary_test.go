@@ -42,6 +42,11 @@ func TestSummarizePairsTrialsWithTheirBaseline(t *testing.T) {
 	if sc.LatencyMs.P50 != 0.5 || sc.Trials != 3 || sc.Requests != 30000 {
 		t.Errorf("sidecar row = %+v", sc)
 	}
+	// The baseline trials here carry no components: +CPU is all of the
+	// sidecar trials' processes (2 proxies, 200m in all, plus the client's 500m).
+	if sc.AddedCPU != 700 {
+		t.Errorf("added CPU %.0f, want 700", sc.AddedCPU)
+	}
 	if sc.Proxies != 2 || sc.ProxyCPU != 200 || sc.ProxyRSSMB != 22 {
 		t.Errorf("proxy usage = %d proxies, %.0fm, %.0fMB; want 2, 200m, 22MB", sc.Proxies, sc.ProxyCPU, sc.ProxyRSSMB)
 	}

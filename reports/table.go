@@ -12,21 +12,22 @@ import (
 // WriteTable writes the comparison table: one row per (mesh, mode).
 func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "MESH\tMODE\tTRIALS\tQPS\tP50\tP90\tP99\tP99.9\tMAX\tERRORS\t+P50\t+P99\tPROXIES\tPROXY CPU\tPROXY RSS\t")
+	fmt.Fprintln(tw, "MESH\tMODE\tTRIALS\tQPS\tP50\tP90\tP99\tP99.9\tMAX\tERRORS\t+P50\t+P99\t+CPU\tPROXIES\tPROXY CPU\tPROXY RSS\t")
 	for _, r := range rows {
 		l := r.LatencyMs
-		added50, added99 := "-", "-"
+		added50, added99, addedCPU := "-", "-", "-"
 		if r.HasBaseline && r.Mode != BaselineMode {
 			added50, added99 = signedMs(r.AddedP50Ms), signedMs(r.AddedP99Ms)
+			addedCPU = fmt.Sprintf("%+.0fm", r.AddedCPU)
 		}
 		cpu, rss := "-", "-"
 		if r.Proxies > 0 {
 			cpu = fmt.Sprintf("%.0fm", r.ProxyCPU)
 			rss = fmt.Sprintf("%.1fMB", r.ProxyRSSMB)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t\n",
 			r.Mesh, r.Mode, r.Trials, r.QPS, ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Max),
-			r.Errors, added50, added99, r.Proxies, cpu, rss)
+			r.Errors, added50, added99, addedCPU, r.Proxies, cpu, rss)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -41,8 +42,10 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 	}
 	if m != nil {
 		fmt.Fprintf(w, "\nLatencies are medians over trials (fortio histogram, %s buckets); +P50/+P99 are the median per-trial\n"+
-			"differences to the baseline. PROXY CPU is the proxies' summed mean CPU in millicores and PROXY RSS their\n"+
-			"summed peak RSS during the measured window (from /proc). Network: %s.\n",
+			"differences to the baseline. +CPU is the median per-trial difference to the baseline of all processes'\n"+
+			"CPU (load generator, apps, proxies): what a mode costs wherever it runs, proxyless in the workloads.\n"+
+			"PROXY CPU is the proxies' summed mean CPU in millicores and PROXY RSS their summed peak RSS during the\n"+
+			"measured window (from /proc). Network: %s.\n",
 			m.HistogramResolution, m.Platform.Network)
 	}
 	return nil
