@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/sys/unix"
@@ -109,6 +110,11 @@ func h2Transport(dialer *net.Dialer, tlsConf *tls.Config, cfg Cluster) *http2.Tr
 		DisableCompression:         true,
 		StrictMaxConcurrentStreams: true,
 		IdleConnTimeout:            cfg.IdleTimeout.D(),
+		// One connection carries every request to the peer: ping it when
+		// quiet, so a silently dead peer is noticed in seconds, not at the
+		// next request's timeout.
+		ReadIdleTimeout: 15 * time.Second,
+		PingTimeout:     5 * time.Second,
 	}
 	if tlsConf == nil {
 		t.AllowHTTP = true

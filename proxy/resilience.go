@@ -22,6 +22,9 @@ type endpoint struct {
 	ejectedUntil time.Time
 }
 
+// maxEjectionTime caps an endpoint's ejection, as Envoy's default does.
+const maxEjectionTime = 300 * time.Second
+
 // ewmaAlpha weighs the newest latency sample.
 const ewmaAlpha = 0.3
 
@@ -87,6 +90,11 @@ func (c *cluster) record(e *endpoint, o outcome, now time.Time) {
 	switch o {
 	case outcomeOK:
 		e.consec5xx, e.consecGW = 0, 0
+		// A healthy answer after the ejection ended earns back one step
+		// of the ejection multiplier (Envoy decrements it over intervals).
+		if e.ejections > 0 && now.After(e.ejectedUntil.Add(od.BaseEjectionTime.D())) {
+			e.ejections--
+		}
 		e.mu.Unlock()
 		return
 	case outcomeGatewayFailure:
@@ -114,8 +122,11 @@ func (c *cluster) record(e *endpoint, o outcome, now time.Time) {
 		return
 	}
 	e.mu.Lock()
+	// The ejection time grows with each ejection, up to Envoy's default
+	// max_ejection_time of 300s, and the count decays while the endpoint
+	// stays healthy (see the reset on success below).
 	e.ejections++
-	e.ejectedUntil = now.Add(time.Duration(e.ejections) * od.BaseEjectionTime.D())
+	e.ejectedUntil = now.Add(min(time.Duration(e.ejections)*od.BaseEjectionTime.D(), maxEjectionTime))
 	e.consec5xx, e.consecGW = 0, 0
 	e.mu.Unlock()
 	c.stats.ejections.Add(1)

@@ -103,6 +103,11 @@ func Run(ctx context.Context, o Options) (*results.Manifest, []*results.Trial, e
 	if err != nil {
 		return nil, nil, err
 	}
+	// Processes get file paths under the results directory, and some
+	// (nginx) resolve relative paths against their own prefix, not ours.
+	if o.OutDir, err = filepath.Abs(o.OutDir); err != nil {
+		return nil, nil, err
+	}
 	if err := os.MkdirAll(filepath.Join(o.OutDir, results.LogsDir), 0o755); err != nil {
 		return nil, nil, fmt.Errorf("create results directory: %w", err)
 	}

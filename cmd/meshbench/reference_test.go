@@ -24,7 +24,12 @@ func TestIntegrationReferenceDataPlanes(t *testing.T) {
 		}
 	}
 	out := filepath.Join(t.TempDir(), "results")
-	r := meshbench(t, 3*time.Minute, "run", "reference", "--duration", "2s", "--trials", "1", "--out", out)
+	// A relative --out, as users type it: every process must still find its files.
+	rel, err := filepath.Rel(mustGetwd(t), out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := meshbench(t, 3*time.Minute, "run", "reference", "--duration", "2s", "--trials", "1", "--out", rel)
 	if r.code != 0 {
 		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
 	}
@@ -67,4 +72,12 @@ func TestIntegrationReferenceDataPlanes(t *testing.T) {
 			t.Errorf("%s: transparent platform, but the client called %s", key, tr.Target)
 		}
 	}
+}
+
+func mustGetwd(t *testing.T) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wd
 }
