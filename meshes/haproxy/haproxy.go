@@ -8,16 +8,16 @@ package haproxy
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/scenarios"
 )
 
-type mesh struct{}
+type mesh struct {
+	meshes.Binary
+}
 
 var (
 	_ meshes.Mesh         = (*mesh)(nil)
@@ -26,26 +26,13 @@ var (
 )
 
 // New returns the HAProxy mesh.
-func New() meshes.Mesh { return &mesh{} }
+func New() meshes.Mesh {
+	return &mesh{meshes.Binary{Name: "haproxy", Package: "haproxy", VersionArgs: []string{"-v"}}}
+}
 
 func (*mesh) Name() string { return "haproxy" }
 
 func (*mesh) Modes() []scenarios.Mode { return []scenarios.Mode{scenarios.Sidecar, scenarios.PerNode} }
-
-func (*mesh) Available() error {
-	if _, err := exec.LookPath("haproxy"); err != nil {
-		return fmt.Errorf("haproxy not found in PATH (Debian: apt-get install haproxy; scripts/setup.sh installs it)")
-	}
-	return nil
-}
-
-func (*mesh) Version() string {
-	path, err := exec.LookPath("haproxy")
-	if err != nil {
-		return ""
-	}
-	return meshes.BinaryVersion(path, "-v")
-}
 
 // Deploy renders two HAProxy processes, one beside each workload (sidecar)
 // or one on each node (per-node): the client side's outbound frontend sends
@@ -63,18 +50,9 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 		return nil, err
 	}
 	client, server := env.Client, env.Server
-	dep := &meshes.Deployment{Target: meshes.Target{
-		URL:  "http://" + meshes.HostPort(client.Node.Local, meshes.OutboundPort) + "/",
-		Host: server.Name + ":" + strconv.Itoa(server.Port),
-	}}
-	upstream := meshes.HostPort(server.Node.Addr, meshes.InboundPort)
-	uid := meshes.UserID("haproxy")
-	transparent := mode == scenarios.Sidecar && env.Transparent && uid != 0
-	if transparent {
-		upstream = meshes.HostPort(server.Node.Addr, server.Port)
-		dep.Target.URL = "http://" + upstream + "/"
-		dep.Redirects = meshes.SidecarRedirects(env, uid)
-	}
+	plan := meshes.PlanProxies(env, mode == scenarios.Sidecar, meshes.UserID("haproxy"))
+	dep := &meshes.Deployment{Target: plan.Target, Redirects: plan.Redirects}
+	upstream, transparent := plan.Upstream, plan.Transparent
 	suffix := "-haproxy"
 	if mode == scenarios.PerNode {
 		suffix = "-node-haproxy"

@@ -7,15 +7,15 @@ package nginx
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/scenarios"
 )
 
-type mesh struct{}
+type mesh struct {
+	meshes.Binary
+}
 
 var (
 	_ meshes.Mesh         = (*mesh)(nil)
@@ -24,26 +24,13 @@ var (
 )
 
 // New returns the nginx mesh.
-func New() meshes.Mesh { return &mesh{} }
+func New() meshes.Mesh {
+	return &mesh{meshes.Binary{Name: "nginx", Package: "nginx-light", VersionArgs: []string{"-v"}}}
+}
 
 func (*mesh) Name() string { return "nginx" }
 
 func (*mesh) Modes() []scenarios.Mode { return []scenarios.Mode{scenarios.Sidecar} }
-
-func (*mesh) Available() error {
-	if _, err := exec.LookPath("nginx"); err != nil {
-		return fmt.Errorf("nginx not found in PATH (Debian: apt-get install nginx-light; scripts/setup.sh installs it)")
-	}
-	return nil
-}
-
-func (*mesh) Version() string {
-	path, err := exec.LookPath("nginx")
-	if err != nil {
-		return ""
-	}
-	return meshes.BinaryVersion(path, "-v")
-}
 
 // Deploy renders an nginx beside the client (outbound: plaintext from the
 // app, mTLS to the peer, verified by name and CA) and one beside the server
@@ -58,20 +45,12 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 		return nil, err
 	}
 	client, server := env.Client, env.Server
-	dep := &meshes.Deployment{Target: meshes.Target{
-		URL:  "http://" + meshes.HostPort(client.Node.Local, meshes.OutboundPort) + "/",
-		Host: server.Name + ":" + strconv.Itoa(server.Port),
-	}}
-	upstream := meshes.HostPort(server.Node.Addr, meshes.InboundPort)
 	// Workers run as the user nginx switches to; their connections carry
 	// its uid, which interception lets pass.
 	user := "www-data"
-	uid := meshes.UserID(user)
-	if env.Transparent && uid != 0 {
-		upstream = meshes.HostPort(server.Node.Addr, server.Port)
-		dep.Target.URL = "http://" + upstream + "/"
-		dep.Redirects = meshes.SidecarRedirects(env, uid)
-	}
+	plan := meshes.PlanProxies(env, true, meshes.UserID(user))
+	dep := &meshes.Deployment{Target: plan.Target, Redirects: plan.Redirects}
+	upstream := plan.Upstream
 	sides := []struct {
 		w    meshes.Workload
 		body string

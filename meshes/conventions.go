@@ -86,3 +86,63 @@ func SidecarRedirects(env Env, uid int) []Redirect {
 		{Node: env.Server.Node.Name, Port: env.Server.Port, ToPort: InboundPort},
 	}
 }
+
+// Binary is an external data plane's executable, for meshes that run one:
+// embed it to get Available and Version.
+type Binary struct {
+	// Name is the executable; Package the Debian package that has it.
+	Name, Package string
+	// VersionArgs make it print its version.
+	VersionArgs []string
+}
+
+// Available reports whether the executable is in PATH.
+func (b Binary) Available() error {
+	if _, err := exec.LookPath(b.Name); err != nil {
+		return fmt.Errorf("%s not found in PATH (Debian: apt-get install %s; scripts/setup.sh installs it)", b.Name, b.Package)
+	}
+	return nil
+}
+
+// Version is the first line the executable prints with VersionArgs.
+func (b Binary) Version() string {
+	path, err := exec.LookPath(b.Name)
+	if err != nil {
+		return ""
+	}
+	return BinaryVersion(path, b.VersionArgs...)
+}
+
+// ProxyPlan is where a two-proxy deployment's traffic goes: the client
+// calls Target; the client-side proxy sends to Upstream.
+type ProxyPlan struct {
+	Target    Target
+	Upstream  string
+	Redirects []Redirect
+	// Transparent says interception is installed (Redirects).
+	Transparent bool
+}
+
+// PlanProxies decides, for meshes that put one proxy on the client's side
+// and one on the server's, between explicit dialing (the client calls its
+// proxy's outbound port, which calls the server side's inbound port) and
+// transparent interception (the client calls the server; Redirects send
+// that to the proxies), which needs the platform's support and the uid the
+// proxies run as (their own traffic is left alone).
+func PlanProxies(env Env, transparent bool, uid int) ProxyPlan {
+	client, server := env.Client, env.Server
+	p := ProxyPlan{
+		Target: Target{
+			URL:  "http://" + HostPort(client.Node.Local, OutboundPort) + "/",
+			Host: server.Name + ":" + strconv.Itoa(server.Port),
+		},
+		Upstream: HostPort(server.Node.Addr, InboundPort),
+	}
+	if transparent && env.Transparent && uid != 0 {
+		p.Transparent = true
+		p.Upstream = HostPort(server.Node.Addr, server.Port)
+		p.Target.URL = "http://" + p.Upstream + "/"
+		p.Redirects = SidecarRedirects(env, uid)
+	}
+	return p
+}
