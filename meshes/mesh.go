@@ -91,6 +91,9 @@ type Deployment struct {
 	// Redirects are the transparent-interception rules to install on nodes
 	// before the components start (only when Env.Transparent).
 	Redirects []Redirect
+	// MTLS says the hops between the deployment's proxies (or libraries)
+	// are mutual TLS.
+	MTLS bool
 	// OwnServer says a component of the deployment is the server workload
 	// (a build that links the mesh, as in proxyless mode): the shared
 	// server sits idle and is left out of the resource figures.

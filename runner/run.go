@@ -17,6 +17,7 @@ import (
 	"github.com/meshbench/meshbench/runner/results"
 	"github.com/meshbench/meshbench/runner/workload"
 	"github.com/meshbench/meshbench/scenarios"
+	"github.com/meshbench/meshbench/smps"
 )
 
 // ServerPort is the port the server workload listens on.
@@ -221,7 +222,14 @@ func (r *run) writeManifest() error {
 		}
 		r.manifest.Order = append(r.manifest.Order, keys)
 	}
-	return results.WriteJSON(filepath.Join(r.OutDir, results.ManifestFile), r.manifest)
+	if err := results.WriteJSON(filepath.Join(r.OutDir, results.ManifestFile), r.manifest); err != nil {
+		return err
+	}
+	data, err := smps.Marshal(smps.Environment(r.manifest))
+	if err != nil {
+		return err
+	}
+	return results.WriteFile(filepath.Join(r.OutDir, results.SMPEnvFile), data)
 }
 
 // cpusFor pins the load generator to CPU 0 and everything else to CPU 1 on

@@ -98,6 +98,7 @@ func (r *run) runSlot(ctx context.Context, sl slot, trial, pos int) (*results.Tr
 	if v, ok := sl.mesh.(meshes.Versioned); ok {
 		tr.DataPlane = v.Version()
 	}
+	tr.MTLS = dep.MTLS
 	fortioPath := filepath.Join(dir, results.FortioFile)
 	res, usage, err := r.drive(ctx, dep, comps, logDir, fortioPath)
 	if err != nil {
@@ -286,7 +287,8 @@ func fillTrial(tr *results.Trial, res *fhttp.HTTPRunnerResults, usage []results.
 // the trial finished; each file atomically.
 func (r *run) writeTrial(dir string, tr *results.Trial) error {
 	cfg, res := smps.FromTrial(r.manifest, tr)
-	for name, msg := range map[string]smps.Message{results.SMPConfigFile: cfg, results.SMPResultFile: res} {
+	msgs := map[string]smps.Message{results.SMPConfigFile: cfg, results.SMPResultFile: res, results.SMPMeshFile: smps.MeshConfig(r.manifest, tr)}
+	for name, msg := range msgs {
 		data, err := smps.Marshal(msg)
 		if err != nil {
 			return err

@@ -25,4 +25,8 @@ const (
 	LabelCPUPrefix = "meshbench.dev/cpu-mcores."
 	LabelRSSPrefix = "meshbench.dev/rss-max-mb."
 	LabelUsageSrc  = "meshbench.dev/resource-source"
+	// The environment's platform, kernel and CPU.
+	LabelPlatform = "meshbench.dev/platform"
+	LabelKernel   = "meshbench.dev/kernel"
+	LabelCPUModel = "meshbench.dev/cpu-model"
 )

@@ -94,9 +94,11 @@ func FromTrial(m *results.Manifest, t *results.Trial) (*smp.PerformanceTestConfi
 			Min: t.LatencyMs.Min, Average: t.LatencyMs.Mean, P50: t.LatencyMs.P50,
 			P90: t.LatencyMs.P90, P99: t.LatencyMs.P99, Max: t.LatencyMs.Max,
 		},
-		ActualQps:  t.Achieved,
-		DetailsUri: results.FortioFile,
-		TestId:     id,
+		ActualQps:    t.Achieved,
+		DetailsUri:   results.FortioFile,
+		TestId:       id,
+		MeshConfigId: MeshConfigID(m.RunID, t),
+		EnvId:        EnvironmentID(m.RunID),
 	}
 	return cfg, res
 }
@@ -133,4 +135,16 @@ func read(path string, m Message) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
+}
+
+// ReadMeshConfig reads a ServiceMeshConfig strictly.
+func ReadMeshConfig(path string) (*smp.ServiceMeshConfig, error) {
+	var m smp.ServiceMeshConfig
+	return &m, read(path, &m)
+}
+
+// ReadEnvironment reads an EnvironmentConfig strictly.
+func ReadEnvironment(path string) (*smp.EnvironmentConfig, error) {
+	var m smp.EnvironmentConfig
+	return &m, read(path, &m)
 }

@@ -103,6 +103,26 @@ func checkTrial(t *testing.T, dir string, m *results.Manifest, tr *results.Trial
 		res.GetStartTime().AsTime().IsZero() || !res.GetEndTime().AsTime().After(res.GetStartTime().AsTime()) {
 		t.Errorf("%s: SMP result does not match the trial: %v", name, res)
 	}
+	mc, err := smps.ReadMeshConfig(filepath.Join(tdir, results.SMPMeshFile))
+	if err != nil {
+		t.Fatalf("%s: SMP mesh config does not parse strictly: %v", name, err)
+	}
+	env, err := smps.ReadEnvironment(filepath.Join(dir, results.SMPEnvFile))
+	if err != nil {
+		t.Fatalf("SMP environment does not parse strictly: %v", err)
+	}
+	if res.GetMeshConfigId() != mc.GetId() || res.GetEnvId() != env.GetId() || len(env.GetNodes()) != 2 || env.GetNodes()[0].GetCores() == 0 {
+		t.Errorf("%s: SMP result not linked to its mesh config and environment: %v / %v / %v", name, res, mc, env)
+	}
+	proxies := 0
+	for _, u := range tr.Components {
+		if u.Class == results.ClassProxy {
+			proxies++
+		}
+	}
+	if int(mc.GetSidecar().GetCount()) != proxies || (proxies > 0 && mc.GetSidecar().GetCpuMcores() <= 0) || mc.GetMtlsEnabled() != (tr.Mesh != "none") {
+		t.Errorf("%s: SMP mesh config %v does not match the trial (%d proxies)", name, mc, proxies)
+	}
 	if _, err := os.Stat(filepath.Join(tdir, results.FortioFile)); err != nil {
 		t.Errorf("%s: no raw fortio result: %v", name, err)
 	}

@@ -51,7 +51,7 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 	}
 	client, server := env.Client, env.Server
 	plan := meshes.PlanProxies(env, mode == scenarios.Sidecar, meshes.UserID("haproxy"))
-	dep := &meshes.Deployment{Target: plan.Target, Redirects: plan.Redirects}
+	dep := &meshes.Deployment{Target: plan.Target, Redirects: plan.Redirects, MTLS: true}
 	upstream, transparent := plan.Upstream, plan.Transparent
 	suffix := "-haproxy"
 	if mode == scenarios.PerNode {

@@ -77,7 +77,7 @@ func (r *renderer) sidecar() (*meshes.Deployment, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &meshes.Deployment{Components: []meshes.Component{cc, sc}, Target: target, Redirects: redirects}, nil
+	return &meshes.Deployment{Components: []meshes.Component{cc, sc}, Target: target, Redirects: redirects, MTLS: true}, nil
 }
 
 // perNode renders one shared proxy per node. The client node's proxy takes
@@ -116,7 +116,7 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &meshes.Deployment{Components: []meshes.Component{cc, sc}, Target: r.target()}, nil
+	return &meshes.Deployment{Components: []meshes.Component{cc, sc}, Target: r.target(), MTLS: true}, nil
 }
 
 // proxyless renders no proxy: the client's load generator routes in-process
@@ -158,6 +158,7 @@ func (r *renderer) proxyless() (*meshes.Deployment, error) {
 	return &meshes.Deployment{
 		Components: []meshes.Component{srv},
 		OwnServer:  true,
+		MTLS:       true,
 		Target: meshes.Target{
 			URL:        "http://" + r.authority() + "/",
 			ClientArgs: []string{"--xds", clientPath},

@@ -49,7 +49,7 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 	// its uid, which interception lets pass.
 	user := "www-data"
 	plan := meshes.PlanProxies(env, true, meshes.UserID(user))
-	dep := &meshes.Deployment{Target: plan.Target, Redirects: plan.Redirects}
+	dep := &meshes.Deployment{Target: plan.Target, Redirects: plan.Redirects, MTLS: true}
 	upstream := plan.Upstream
 	sides := []struct {
 		w    meshes.Workload

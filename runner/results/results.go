@@ -26,6 +26,8 @@ const (
 	FortioFile      = "fortio.json"
 	SMPConfigFile   = "smp-config.json"
 	SMPResultFile   = "smp-result.json"
+	SMPMeshFile     = "smp-mesh-config.json"
+	SMPEnvFile      = "smp-environment.json"
 	LogsDir         = "logs"
 )
 
@@ -106,6 +108,8 @@ type Trial struct {
 	LatencyMs   Latency       `json:"latencyMs"`
 	Components  []Usage       `json:"components"`
 	DataPlane   string        `json:"dataPlane,omitempty"`
+	// MTLS says the mesh's hops were mutual TLS.
+	MTLS bool `json:"mtls"`
 }
 
 // Key identifies a (mesh, mode) pair.

@@ -1,0 +1,83 @@
+package smps
+
+import (
+	"fmt"
+	"sort"
+
+	smp "github.com/layer5io/service-mesh-performance/spec"
+
+	"github.com/meshbench/meshbench/runner/results"
+)
+
+// EnvironmentID is the id of a run's EnvironmentConfig.
+func EnvironmentID(runID string) string { return runID + "-env" }
+
+// MeshConfigID is the id of a trial's ServiceMeshConfig.
+func MeshConfigID(runID string, t *results.Trial) string { return ConfigID(runID, t) + "-mesh" }
+
+// Environment describes where a run happened: one node per platform node
+// (a network namespace or a loopback address on one host, so every node
+// reports the host's cores and memory, which they share).
+func Environment(m *results.Manifest) *smp.EnvironmentConfig {
+	env := &smp.EnvironmentConfig{
+		SmpVersion: Version,
+		Id:         EnvironmentID(m.RunID),
+		Labels: map[string]string{
+			LabelRunID:    m.RunID,
+			LabelPlatform: m.Platform.Name,
+			LabelNetwork:  m.Platform.Network,
+			LabelKernel:   m.Host.Kernel,
+			LabelCPUModel: m.Host.CPUModel,
+		},
+	}
+	var names []string
+	for n := range m.Platform.Nodes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		env.Nodes = append(env.Nodes, &smp.EnvironmentConfig_Node{
+			Type:  fmt.Sprintf("%s-%s (%s, %s)", m.Platform.Name, m.Platform.Network, n, m.Platform.Nodes[n]),
+			Cores: int32(m.Host.CPUs),
+			MemMb: m.Host.MemoryMB,
+		})
+		env.IndividualWorkloads = append(env.IndividualWorkloads, &smp.EnvironmentConfig_IndividualWorkload{Name: n, Count: 1})
+	}
+	return env
+}
+
+// meshTypes maps mesh names to SMP's enumeration; meshes it lacks are
+// INVALID_MESH there and named in a label.
+var meshTypes = map[string]smp.ServiceMesh_Type{
+	"nginx": smp.ServiceMesh_NGINX_SERVICE_MESH,
+}
+
+// MeshConfig describes the data plane of one trial: its proxies' count and
+// cost (per proxy: mean CPU, peak RSS), mTLS, and the proxy build.
+func MeshConfig(m *results.Manifest, t *results.Trial) *smp.ServiceMeshConfig {
+	mc := &smp.ServiceMeshConfig{
+		SmpVersion:  Version,
+		Id:          MeshConfigID(m.RunID, t),
+		Labels:      map[string]string{LabelMesh: t.Mesh, LabelMode: t.Mode, LabelTrial: fmt.Sprint(t.Trial)},
+		MtlsEnabled: t.MTLS,
+		ProxyBuild:  t.DataPlane,
+		MeshType:    &smp.ServiceMesh{Type: meshTypes[t.Mesh], Version: t.DataPlane},
+		// Every proxy is pinned to one CPU (the load generator has the other).
+		ProxyConcurrency: 1,
+	}
+	var n int32
+	var cpu, mem float64
+	for _, u := range t.Components {
+		if u.Class == results.ClassProxy {
+			n++
+			cpu += u.CPUMillicores
+			mem += u.RSSMaxMB
+		}
+	}
+	if n > 0 {
+		mc.Sidecar = &smp.ServiceMeshConfig_Sidecar{
+			Count: n, CpuMcores: int32(cpu / float64(n)), MemMb: int32(mem / float64(n)), Rps: int32(t.Achieved),
+		}
+	}
+	return mc
+}
