@@ -23,6 +23,8 @@ type Row struct {
 	Errors   int64   `json:"errors"`
 
 	LatencyMs results.Latency `json:"latencyMs"`
+	// COP99Ms is the median p99 corrected for coordinated omission.
+	COP99Ms float64 `json:"coP99Ms"`
 
 	// AddedP50Ms and AddedP99Ms are the medians of the per-trial differences
 	// to the baseline of the same trial; HasBaseline is false when the run
@@ -105,6 +107,7 @@ func summarize(ts []*results.Trial, baseline map[int]*results.Trial) *Row {
 		P999: col(func(t *results.Trial) float64 { return t.LatencyMs.P999 }),
 		Max:  col(func(t *results.Trial) float64 { return t.LatencyMs.Max }),
 	}
+	r.COP99Ms = col(func(t *results.Trial) float64 { return t.COLatencyMs.P99 })
 	for _, t := range ts {
 		r.Requests += t.Requests
 		r.Errors += t.Errors

@@ -12,7 +12,7 @@ import (
 // WriteTable writes the comparison table: one row per (mesh, mode).
 func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "MESH\tMODE\tTRIALS\tQPS\tP50\tP90\tP99\tP99.9\tMAX\tERRORS\t+P50\t+P99\t+CPU\tPROXIES\tPROXY CPU\tPROXY RSS\t")
+	fmt.Fprintln(tw, "MESH\tMODE\tTRIALS\tQPS\tP50\tP90\tP99\tP99 CO\tP99.9\tMAX\tERRORS\t+P50\t+P99\t+CPU\tPROXIES\tPROXY CPU\tPROXY RSS\t")
 	for _, r := range rows {
 		l := r.LatencyMs
 		added50, added99, addedCPU := "-", "-", "-"
@@ -25,8 +25,8 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 			cpu = fmt.Sprintf("%.0fm", r.ProxyCPU)
 			rss = fmt.Sprintf("%.1fMB", r.ProxyRSSMB)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t\n",
-			r.Mesh, r.Mode, r.Trials, r.QPS, ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Max),
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t\n",
+			r.Mesh, r.Mode, r.Trials, r.QPS, ms(l.P50), ms(l.P90), ms(l.P99), ms(r.COP99Ms), ms(l.P999), ms(l.Max),
 			r.Errors, added50, added99, addedCPU, r.Proxies, cpu, rss)
 	}
 	if err := tw.Flush(); err != nil {
@@ -41,7 +41,8 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 		return err
 	}
 	if m != nil {
-		fmt.Fprintf(w, "\nLatencies are medians over trials (fortio histogram, %s buckets); +P50/+P99 are the median per-trial\n"+
+		fmt.Fprintf(w, "\nLatencies are medians over trials (fortio histogram, %s buckets); P99 CO is p99 from each request's\n"+
+			"intended send time at the fixed rate (corrected for coordinated omission, as wrk2). +P50/+P99 are the median per-trial\n"+
 			"differences to the baseline. +CPU is the median per-trial difference to the baseline of all processes'\n"+
 			"CPU (load generator, apps, proxies): what a mode costs wherever it runs, proxyless in the workloads.\n"+
 			"PROXY CPU is the proxies' summed mean CPU in millicores and PROXY RSS their summed peak RSS during the\n"+

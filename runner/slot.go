@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"fortio.org/fortio/fhttp"
+	"fortio.org/fortio/stats"
 
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/runner/results"
@@ -104,7 +105,11 @@ func (r *run) runSlot(ctx context.Context, sl slot, trial, pos int) (*results.Tr
 	if err != nil {
 		return nil, err
 	}
-	fillTrial(tr, res, usage)
+	var co stats.HistogramData
+	if err := readJSON(results.COPath(fortioPath), &co); err != nil {
+		return nil, err
+	}
+	fillTrial(tr, res, &co, usage)
 	if err := r.writeTrial(dir, tr); err != nil {
 		return nil, err
 	}
@@ -237,6 +242,17 @@ func readEvents(r io.Reader, log io.Writer, events chan<- workload.Event) {
 	_, _ = io.Copy(io.Discard, r)
 }
 
+func readJSON(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read load result: %w", err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
 func readFortio(path string) (*fhttp.HTTPRunnerResults, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -253,7 +269,7 @@ func readFortio(path string) (*fhttp.HTTPRunnerResults, error) {
 }
 
 // fillTrial copies the measured figures into the trial record.
-func fillTrial(tr *results.Trial, res *fhttp.HTTPRunnerResults, usage []results.Usage) {
+func fillTrial(tr *results.Trial, res *fhttp.HTTPRunnerResults, co *stats.HistogramData, usage []results.Usage) {
 	h := res.DurationHistogram
 	tr.Start = res.StartTime.UTC()
 	tr.End = res.StartTime.Add(res.ActualDuration).UTC()
@@ -266,21 +282,30 @@ func fillTrial(tr *results.Trial, res *fhttp.HTTPRunnerResults, usage []results.
 			tr.Errors += n
 		}
 	}
+	tr.LatencyMs = latencyMs(h)
+	if co != nil {
+		tr.COLatencyMs = latencyMs(co)
+	}
+	tr.Components = usage
+}
+
+// latencyMs converts a fortio histogram (seconds) into milliseconds.
+func latencyMs(h *stats.HistogramData) results.Latency {
 	ms := func(sec float64) float64 { return sec * 1000 }
-	tr.LatencyMs = results.Latency{Min: ms(h.Min), Mean: ms(h.Avg), Max: ms(h.Max)}
+	l := results.Latency{Min: ms(h.Min), Mean: ms(h.Avg), Max: ms(h.Max)}
 	for _, p := range h.Percentiles {
 		switch p.Percentile {
 		case 50:
-			tr.LatencyMs.P50 = ms(p.Value)
+			l.P50 = ms(p.Value)
 		case 90:
-			tr.LatencyMs.P90 = ms(p.Value)
+			l.P90 = ms(p.Value)
 		case 99:
-			tr.LatencyMs.P99 = ms(p.Value)
+			l.P99 = ms(p.Value)
 		case 99.9:
-			tr.LatencyMs.P999 = ms(p.Value)
+			l.P999 = ms(p.Value)
 		}
 	}
-	tr.Components = usage
+	return l
 }
 
 // writeTrial writes the SMPS documents and then trial.json, the marker that

@@ -17,6 +17,10 @@ const (
 	LabelDataPlane   = "meshbench.dev/data-plane"
 	// Latency percentiles beyond SMP's p50/p90/p99, in milliseconds.
 	LabelP999Ms = "meshbench.dev/latency-p999-ms"
+	// Latency from each request's intended send time (coordinated omission
+	// corrected), p50 and p99, in milliseconds.
+	LabelCOP50Ms = "meshbench.dev/co-latency-p50-ms"
+	LabelCOP99Ms = "meshbench.dev/co-latency-p99-ms"
 	// Request counts of the measured window.
 	LabelRequests = "meshbench.dev/requests"
 	LabelErrors   = "meshbench.dev/errors"

@@ -76,6 +76,8 @@ func FromTrial(m *results.Manifest, t *results.Trial) (*smp.PerformanceTestConfi
 		LabelMode:     t.Mode,
 		LabelTrial:    strconv.Itoa(t.Trial),
 		LabelP999Ms:   fmtFloat(t.LatencyMs.P999),
+		LabelCOP50Ms:  fmtFloat(t.COLatencyMs.P50),
+		LabelCOP99Ms:  fmtFloat(t.COLatencyMs.P99),
 		LabelRequests: strconv.FormatInt(t.Requests, 10),
 		LabelErrors:   strconv.FormatInt(t.Errors, 10),
 	}

@@ -85,6 +85,10 @@ func checkTrial(t *testing.T, dir string, m *results.Manifest, tr *results.Trial
 	if !(l.Min > 0 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.Max) {
 		t.Errorf("%s: latencies out of order: %+v", name, l)
 	}
+	// Each request's corrected latency is at least its own, so its p99 is.
+	if co := tr.COLatencyMs; co.P99 <= 0 || co.P99 < l.P99-1e-9 || co.Max < l.Max-1e-9 {
+		t.Errorf("%s: corrected latency %+v below fortio's %+v", name, co, l)
+	}
 	tdir := filepath.Join(dir, tr.Dir())
 	cfg, err := smps.ReadConfig(filepath.Join(tdir, results.SMPConfigFile))
 	if err != nil {

@@ -27,6 +27,7 @@ const (
 	SMPConfigFile   = "smp-config.json"
 	SMPResultFile   = "smp-result.json"
 	SMPMeshFile     = "smp-mesh-config.json"
+	COFile          = "co-latency.json"
 	SMPEnvFile      = "smp-environment.json"
 	LogsDir         = "logs"
 )
@@ -106,8 +107,11 @@ type Trial struct {
 	Errors      int64         `json:"errors"`
 	Codes       map[int]int64 `json:"codes"`
 	LatencyMs   Latency       `json:"latencyMs"`
-	Components  []Usage       `json:"components"`
-	DataPlane   string        `json:"dataPlane,omitempty"`
+	// COLatencyMs is the latency from each request's intended send time
+	// (corrected for coordinated omission, as wrk2 measures).
+	COLatencyMs Latency `json:"coLatencyMs"`
+	Components  []Usage `json:"components"`
+	DataPlane   string  `json:"dataPlane,omitempty"`
 	// MTLS says the mesh's hops were mutual TLS.
 	MTLS bool `json:"mtls"`
 }
@@ -153,6 +157,11 @@ const (
 	ClassApp     = "app"
 	ClassProxy   = "proxy"
 )
+
+// COPath is where the corrected latency goes beside a fortio result file.
+func COPath(fortioPath string) string {
+	return filepath.Join(filepath.Dir(fortioPath), COFile)
+}
 
 // WriteJSON writes v as indented JSON to path atomically.
 func WriteJSON(path string, v any) error {

@@ -12,6 +12,7 @@ import (
 
 	"fortio.org/fortio/fhttp"
 	"fortio.org/fortio/periodic"
+	"fortio.org/fortio/stats"
 )
 
 // Resolution is the latency histogram's bucket resolution in seconds:
@@ -59,29 +60,38 @@ const (
 
 // RunLoad drives a warm-up (whose results are discarded) and then the
 // measured run, emitting events to events, and returns the measured run's
-// fortio result. Cancelling ctx stops the run early; the partial result is
+// fortio result with its coordinated-omission-corrected latency. Cancelling ctx stops the run early; the partial result is
 // returned with ctx's error.
-func RunLoad(ctx context.Context, o LoadOptions, events io.Writer) (*fhttp.HTTPRunnerResults, error) {
+func RunLoad(ctx context.Context, o LoadOptions, events io.Writer) (*Result, error) {
 	emit := func(name string) {
 		b, _ := json.Marshal(Event{Event: name, Time: time.Now().UTC(), CPUSeconds: selfCPU()})
 		_, _ = events.Write(append(b, '\n'))
 	}
 	if o.Warmup > 0 {
 		emit(EventWarmup)
-		if _, err := runOnce(ctx, o, o.Warmup); err != nil {
+		if _, err := runOnce(ctx, o, o.Warmup, nil); err != nil {
 			return nil, fmt.Errorf("warm-up: %w", err)
 		}
 	}
 	emit(EventMeasureStart)
-	res, err := runOnce(ctx, o, o.Duration)
+	co := newCOLatency(o.QPS, o.Duration, o.Connections)
+	res, err := runOnce(ctx, o, o.Duration, co)
 	emit(EventMeasureEnd)
+	out := &Result{Fortio: res, CO: co.result()}
 	if err != nil {
-		return res, err
+		return out, err
 	}
-	return res, ctx.Err()
+	return out, ctx.Err()
 }
 
-func runOnce(ctx context.Context, o LoadOptions, d time.Duration) (*fhttp.HTTPRunnerResults, error) {
+// Result is a measured run: fortio's own result and the latency corrected
+// for coordinated omission.
+type Result struct {
+	Fortio *fhttp.HTTPRunnerResults
+	CO     *stats.HistogramData
+}
+
+func runOnce(ctx context.Context, o LoadOptions, d time.Duration, logger periodic.AccessLogger) (*fhttp.HTTPRunnerResults, error) {
 	ro := fhttp.HTTPRunnerOptions{}
 	ro.RunnerOptions = periodic.RunnerOptions{
 		QPS:         o.QPS,
@@ -92,7 +102,8 @@ func runOnce(ctx context.Context, o LoadOptions, d time.Duration) (*fhttp.HTTPRu
 		Out:         o.Log,
 		Stop:        periodic.NewAborter(),
 		// Spread the connections' requests instead of firing them together.
-		Uniform: true,
+		Uniform:      true,
+		AccessLogger: logger,
 	}
 	ro.HTTPOptions.URL = o.URL
 	ro.HTTPOptions.HTTPReqTimeOut = 5 * time.Second

@@ -94,7 +94,10 @@ func newClientRole(s Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return results.WriteJSON(out, res)
+			if err := results.WriteJSON(results.COPath(out), res.CO); err != nil {
+				return err
+			}
+			return results.WriteJSON(out, res.Fortio)
 		},
 	}
 	f := cmd.Flags()
