@@ -32,6 +32,17 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if m != nil && m.Calibration != nil {
+		c := m.Calibration
+		loadCPU := 0.0
+		for _, u := range c.Components {
+			if u.Class == results.ClassLoadGen {
+				loadCPU = u.CPUMillicores
+			}
+		}
+		fmt.Fprintf(w, "Harness floor (fortio straight to the echo server, before the trials): %.1f qps, p50 %s, p99 %s, P99 CO %s, load generator %.0fm.\n",
+			c.Achieved, ms(c.LatencyMs.P50), ms(c.LatencyMs.P99), ms(c.COLatencyMs.P99), loadCPU)
+	}
 	if m != nil {
 		for _, u := range m.Unavailable {
 			fmt.Fprintf(w, "%s/%s: unavailable: %s\n", u.Mesh, u.Mode, u.Reason)

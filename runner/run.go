@@ -160,10 +160,14 @@ func (r *run) execute(ctx context.Context) error {
 	if err := r.startServer(ctx); err != nil {
 		return err
 	}
+	if err := r.calibrate(ctx); err != nil {
+		return err
+	}
 	for t := 1; t <= s.Trials; t++ {
 		for pos, sl := range order(r.slots, t) {
 			r.Log.Logf("trial %d/%d: %s", t, s.Trials, sl.key())
-			tr, err := r.runSlot(ctx, sl, t, pos)
+			dir := filepath.Join(r.OutDir, results.TrialDir(sl.mesh.Name(), string(sl.mode), t))
+			tr, err := r.runSlot(ctx, sl, t, pos, dir)
 			if err != nil {
 				return fmt.Errorf("trial %d %s: %w", t, sl.key(), err)
 			}
@@ -171,6 +175,27 @@ func (r *run) execute(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// calibrate measures the harness floor before any trial: fortio straight
+// to the echo server, no mesh, under the scenario's load. Every report
+// states it, so that a mesh's numbers are read against what the harness
+// itself costs on this machine at this time.
+func (r *run) calibrate(ctx context.Context) error {
+	base, ok := r.Meshes["none"]
+	if !ok {
+		r.Log.Logf("no baseline mesh registered: skipping the harness-floor calibration")
+		return nil
+	}
+	r.Log.Logf("calibration: harness floor (no mesh)")
+	tr, err := r.runSlot(ctx, slot{mesh: base, mode: scenarios.Baseline}, 0, 0, filepath.Join(r.OutDir, results.CalibrationDir))
+	if err != nil {
+		return fmt.Errorf("calibration: %w", err)
+	}
+	r.manifest.Calibration = &results.Calibration{
+		Achieved: tr.Achieved, LatencyMs: tr.LatencyMs, COLatencyMs: tr.COLatencyMs, Errors: tr.Errors, Components: tr.Components,
+	}
+	return results.WriteJSON(filepath.Join(r.OutDir, results.ManifestFile), r.manifest)
 }
 
 // dropUnavailable removes the slots whose mesh cannot run here (a missing

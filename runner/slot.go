@@ -29,10 +29,8 @@ type started struct {
 // runSlot deploys one (mesh, mode), drives the load through it, samples
 // resources during the measured window, tears the mesh down and writes the
 // trial's files.
-func (r *run) runSlot(ctx context.Context, sl slot, trial, pos int) (*results.Trial, error) {
+func (r *run) runSlot(ctx context.Context, sl slot, trial, pos int, dir string) (*results.Trial, error) {
 	s := r.Scenario
-	rel := results.TrialDir(sl.mesh.Name(), string(sl.mode), trial)
-	dir := filepath.Join(r.OutDir, rel)
 	logDir := filepath.Join(dir, results.LogsDir)
 	confDir := filepath.Join(dir, "config")
 	if err := errors.Join(os.MkdirAll(confDir, 0o755), os.MkdirAll(logDir, 0o755)); err != nil {

@@ -39,6 +39,12 @@ func TestIntegrationRunDefaultShortened(t *testing.T) {
 		m.Platform.Network == "" || m.HistogramResolution != "10us" || m.Scenario == nil || m.Scenario.Load.Duration.D() != 2*time.Second {
 		t.Errorf("manifest incomplete: %+v", m)
 	}
+	if c := m.Calibration; c == nil || math.Abs(c.Achieved-1000)/1000 > 0.05 || c.Errors != 0 || c.LatencyMs.P50 <= 0 {
+		t.Errorf("no valid harness-floor calibration in the manifest: %+v", c)
+	}
+	if !strings.Contains(r.stdout, "Harness floor") {
+		t.Error("the table does not state the harness floor")
+	}
 	trials, err := results.ReadTrials(out)
 	if err != nil {
 		t.Fatal(err)

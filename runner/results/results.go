@@ -28,6 +28,7 @@ const (
 	SMPResultFile   = "smp-result.json"
 	SMPMeshFile     = "smp-mesh-config.json"
 	COFile          = "co-latency.json"
+	CalibrationDir  = "calibration"
 	SMPEnvFile      = "smp-environment.json"
 	LogsDir         = "logs"
 )
@@ -45,9 +46,21 @@ type Manifest struct {
 	HistogramResolution string `json:"histogramResolution"`
 	// Order lists the (mesh/mode) order of each trial.
 	Order [][]string `json:"order"`
+	// Calibration is the harness floor measured before the trials.
+	Calibration *Calibration `json:"calibration,omitempty"`
 	// Unavailable lists the (mesh, mode) pairs of the scenario that could
 	// not run on this host, and why.
 	Unavailable []Unavailable `json:"unavailable,omitempty"`
+}
+
+// Calibration is the harness floor: fortio straight to the echo server, no
+// mesh, measured once before the trials.
+type Calibration struct {
+	Achieved    float64 `json:"achievedQPS"`
+	LatencyMs   Latency `json:"latencyMs"`
+	COLatencyMs Latency `json:"coLatencyMs"`
+	Errors      int64   `json:"errors"`
+	Components  []Usage `json:"components"`
 }
 
 // Unavailable is a (mesh, mode) that was not run, with the reason.
