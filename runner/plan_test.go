@@ -52,7 +52,7 @@ func TestOrderRotatesEverySlotThroughEveryPosition(t *testing.T) {
 	}
 	seen := map[string]map[int]bool{}
 	for trial := 1; trial <= len(slots); trial++ {
-		for pos, sl := range order(slots, trial) {
+		for pos, sl := range order(slots, trial, scenarios.OrderRotate, 0) {
 			if seen[sl.key()] == nil {
 				seen[sl.key()] = map[int]bool{}
 			}
@@ -63,5 +63,30 @@ func TestOrderRotatesEverySlotThroughEveryPosition(t *testing.T) {
 		if len(positions) != len(slots) {
 			t.Errorf("%s took positions %v over %d trials, want all %d", k, positions, len(slots), len(slots))
 		}
+	}
+}
+
+func TestRandomOrderIsSeeded(t *testing.T) {
+	s, err := scenarios.LoadBuiltin(scenarios.DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots, _ := Plan(s, registry())
+	keys := func(seed uint64, trial int) string {
+		var k []string
+		for _, sl := range order(slots, trial, scenarios.OrderRandom, seed) {
+			k = append(k, sl.key())
+		}
+		return strings.Join(k, ",")
+	}
+	if keys(42, 1) != keys(42, 1) {
+		t.Error("the same seed and trial gave different orders")
+	}
+	differs := false
+	for trial := 2; trial <= 10; trial++ {
+		differs = differs || keys(42, trial) != keys(42, 1)
+	}
+	if !differs {
+		t.Error("random order is the same in every trial")
 	}
 }

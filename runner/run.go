@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -77,12 +78,19 @@ func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, error
 	return out, nil
 }
 
-// order is the slot order of trial t (1-based): rotated by one per trial so
-// that each (mesh, mode) takes every position and machine drift spreads
-// across all of them.
-func order(slots []slot, t int) []slot {
+// order is the slot order of trial t (1-based). "rotate" shifts it by one
+// per trial, so that each (mesh, mode) takes every position and machine
+// drift spreads across all of them; "random" shuffles it per trial from the
+// run's seed, reproducibly.
+func order(slots []slot, t int, how string, seed uint64) []slot {
 	n := len(slots)
 	out := make([]slot, n)
+	if how == scenarios.OrderRandom {
+		copy(out, slots)
+		rng := rand.New(rand.NewPCG(seed, uint64(t)))
+		rng.Shuffle(n, func(i, j int) { out[i], out[j] = out[j], out[i] })
+		return out
+	}
 	for i := range slots {
 		out[i] = slots[(i+t-1)%n]
 	}
@@ -144,6 +152,9 @@ func (r *run) execute(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("platform up: %w", err)
 	}
+	if s.Order == scenarios.OrderRandom && s.Seed == 0 {
+		s.Seed = rand.Uint64() // recorded in the manifest's scenario
+	}
 	unavailable := r.dropUnavailable()
 	if err := r.writeManifest(); err != nil {
 		return err
@@ -164,7 +175,7 @@ func (r *run) execute(ctx context.Context) error {
 		return err
 	}
 	for t := 1; t <= s.Trials; t++ {
-		for pos, sl := range order(r.slots, t) {
+		for pos, sl := range order(r.slots, t, s.Order, s.Seed) {
 			r.Log.Logf("trial %d/%d: %s", t, s.Trials, sl.key())
 			dir := filepath.Join(r.OutDir, results.TrialDir(sl.mesh.Name(), string(sl.mode), t))
 			tr, err := r.runSlot(ctx, sl, t, pos, dir)
@@ -242,7 +253,7 @@ func (r *run) writeManifest() error {
 	}
 	for t := 1; t <= s.Trials; t++ {
 		var keys []string
-		for _, sl := range order(r.slots, t) {
+		for _, sl := range order(r.slots, t, s.Order, s.Seed) {
 			keys = append(keys, sl.key())
 		}
 		r.manifest.Order = append(r.manifest.Order, keys)

@@ -45,6 +45,11 @@ type Scenario struct {
 	Meshes      []MeshRef `yaml:"meshes" json:"meshes" mb:"required"`
 	Load        Load      `yaml:"load" json:"load" mb:"required"`
 	Trials      int       `yaml:"trials" json:"trials"`
+	// Order is how each trial orders the (mesh, mode) pairs: "rotate"
+	// (each takes every position in turn) or "random" (shuffled per trial
+	// with Seed; 0 picks a seed, which the manifest records).
+	Order string `yaml:"order" json:"order"`
+	Seed  uint64 `yaml:"seed" json:"seed,omitempty"`
 
 	// pos holds where each field path was set: a file position, or the
 	// flag that overrode it.
@@ -89,6 +94,12 @@ type Load struct {
 	// RequestSize is the request body size; 0 sends GET requests.
 	RequestSize ByteSize `yaml:"requestSize" json:"requestSize"`
 }
+
+// Trial orders.
+const (
+	OrderRotate = "rotate"
+	OrderRandom = "random"
+)
 
 // Defaults used by Normalize.
 const (
@@ -137,6 +148,9 @@ func (s *Scenario) Normalize() {
 	}
 	if s.Topology.Server.Name == "" {
 		s.Topology.Server.Name = DefaultServerName
+	}
+	if s.Order == "" {
+		s.Order = OrderRotate
 	}
 	if s.Load.Protocol == "" {
 		s.Load.Protocol = DefaultProtocol

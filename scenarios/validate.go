@@ -41,6 +41,9 @@ func (s *Scenario) Validate() error {
 	s.validateTopology(add)
 	s.validateMeshes(add)
 	s.validateLoad(add)
+	if s.Order != OrderRotate && s.Order != OrderRandom {
+		add("order", "unknown order %q (rotate, random)", s.Order)
+	}
 	if s.Trials < 1 || s.Trials > MaxTrials {
 		add("trials", "must be between 1 and %d, got %d", MaxTrials, s.Trials)
 	}
