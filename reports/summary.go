@@ -17,6 +17,7 @@ import (
 type Row struct {
 	Mesh     string  `json:"mesh"`
 	Mode     string  `json:"mode"`
+	Rate     float64 `json:"requestedQPS"`
 	Trials   int     `json:"trials"`
 	QPS      float64 `json:"achievedQPS"`
 	Requests int64   `json:"requests"`
@@ -60,36 +61,61 @@ type Spread struct {
 // Key identifies the row's (mesh, mode).
 func (r *Row) Key() string { return r.Mesh + "/" + r.Mode }
 
+// sweep reports whether rows cover more than one rate.
+func sweep(rows []*Row) bool {
+	for _, r := range rows {
+		if r.Rate != rows[0].Rate {
+			return true
+		}
+	}
+	return false
+}
+
 // BaselineMode is the mode whose rows the others are compared with.
 const BaselineMode = "baseline"
 
-// Summarize groups trials by (mesh, mode), in order of first appearance in
-// trial 1, with the baseline first.
+// Summarize groups trials by (mesh, mode, rate), by rate, then in order of
+// first appearance, with the baseline first at each rate. Each trial is
+// compared with the baseline of the same trial and rate.
 func Summarize(trials []*results.Trial) []*Row {
 	groups := map[string][]*results.Trial{}
 	var keys []string
-	baseline := map[int]*results.Trial{}
+	type trialRate struct {
+		trial int
+		rate  float64
+	}
+	baseline := map[trialRate]*results.Trial{}
 	for _, t := range trials {
-		if _, ok := groups[t.Key()]; !ok {
-			keys = append(keys, t.Key())
+		if _, ok := groups[t.RateKey()]; !ok {
+			keys = append(keys, t.RateKey())
 		}
-		groups[t.Key()] = append(groups[t.Key()], t)
+		groups[t.RateKey()] = append(groups[t.RateKey()], t)
 		if t.Mode == BaselineMode {
-			baseline[t.Trial] = t
+			baseline[trialRate{t.Trial, t.Requested}] = t
 		}
 	}
 	var rows []*Row
 	for _, k := range keys {
-		rows = append(rows, summarize(groups[k], baseline))
+		ts := groups[k]
+		base := map[int]*results.Trial{}
+		for _, t := range ts {
+			if b := baseline[trialRate{t.Trial, t.Requested}]; b != nil {
+				base[t.Trial] = b
+			}
+		}
+		rows = append(rows, summarize(ts, base))
 	}
 	sort.SliceStable(rows, func(i, j int) bool {
+		if rows[i].Rate != rows[j].Rate {
+			return rows[i].Rate < rows[j].Rate
+		}
 		return rows[i].Mode == BaselineMode && rows[j].Mode != BaselineMode
 	})
 	return rows
 }
 
 func summarize(ts []*results.Trial, baseline map[int]*results.Trial) *Row {
-	r := &Row{Mesh: ts[0].Mesh, Mode: ts[0].Mode, Trials: len(ts)}
+	r := &Row{Mesh: ts[0].Mesh, Mode: ts[0].Mode, Rate: ts[0].Requested, Trials: len(ts)}
 	col := func(f func(*results.Trial) float64) float64 {
 		v := make([]float64, len(ts))
 		for i, t := range ts {

@@ -12,6 +12,10 @@ import (
 // WriteTable writes the comparison table: one row per (mesh, mode).
 func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	rateCol := len(rows) > 0 && sweep(rows)
+	if rateCol {
+		fmt.Fprint(tw, "RATE\t")
+	}
 	fmt.Fprintln(tw, "MESH\tMODE\tTRIALS\tQPS\tP50\tP90\tP99\tP99 CO\tP99.9\tMAX\tERRORS\t+P50\t+P99\t+CPU\tPROXIES\tPROXY CPU\tPROXY RSS\t")
 	for _, r := range rows {
 		l := r.LatencyMs
@@ -25,6 +29,9 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 			cpu = fmt.Sprintf("%.0fm", r.ProxyCPU)
 			rss = fmt.Sprintf("%.1fMB", r.ProxyRSSMB)
 		}
+		if rateCol {
+			fmt.Fprintf(tw, "%g\t", r.Rate)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t\n",
 			r.Mesh, r.Mode, r.Trials, r.QPS, ms(l.P50), ms(l.P90), ms(l.P99), ms(r.COP99Ms), ms(l.P999), ms(l.Max),
 			r.Errors, added50, added99, addedCPU, r.Proxies, cpu, rss)
@@ -32,16 +39,17 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if m != nil && m.Calibration != nil {
-		c := m.Calibration
-		loadCPU := 0.0
-		for _, u := range c.Components {
-			if u.Class == results.ClassLoadGen {
-				loadCPU = u.CPUMillicores
+	if m != nil {
+		for _, c := range m.Calibrations {
+			loadCPU := 0.0
+			for _, u := range c.Components {
+				if u.Class == results.ClassLoadGen {
+					loadCPU = u.CPUMillicores
+				}
 			}
+			fmt.Fprintf(w, "Harness floor at %g rps (fortio straight to the echo server, before the trials): %.1f qps, p50 %s, p99 %s, P99 CO %s, load generator %.0fm.\n",
+				c.Requested, c.Achieved, ms(c.LatencyMs.P50), ms(c.LatencyMs.P99), ms(c.COLatencyMs.P99), loadCPU)
 		}
-		fmt.Fprintf(w, "Harness floor (fortio straight to the echo server, before the trials): %.1f qps, p50 %s, p99 %s, P99 CO %s, load generator %.0fm.\n",
-			c.Achieved, ms(c.LatencyMs.P50), ms(c.LatencyMs.P99), ms(c.COLatencyMs.P99), loadCPU)
 	}
 	if m != nil {
 		for _, u := range m.Unavailable {

@@ -171,18 +171,26 @@ func (r *run) execute(ctx context.Context) error {
 	if err := r.startServer(ctx); err != nil {
 		return err
 	}
-	if err := r.calibrate(ctx); err != nil {
-		return err
-	}
-	for t := 1; t <= s.Trials; t++ {
-		for pos, sl := range order(r.slots, t, s.Order, s.Seed) {
-			r.Log.Logf("trial %d/%d: %s", t, s.Trials, sl.key())
-			dir := filepath.Join(r.OutDir, results.TrialDir(sl.mesh.Name(), string(sl.mode), t))
-			tr, err := r.runSlot(ctx, sl, t, pos, dir)
-			if err != nil {
-				return fmt.Errorf("trial %d %s: %w", t, sl.key(), err)
+	rates := s.RateList()
+	for _, rate := range rates {
+		if err := r.calibrate(ctx, rate); err != nil {
+			return err
+		}
+		for t := 1; t <= s.Trials; t++ {
+			for pos, sl := range order(r.slots, t, s.Order, s.Seed) {
+				rel := results.TrialDir(sl.mesh.Name(), string(sl.mode), t)
+				label := fmt.Sprintf("trial %d/%d: %s", t, s.Trials, sl.key())
+				if len(rates) > 1 {
+					rel = results.SweepTrialDir(sl.mesh.Name(), string(sl.mode), rate, t)
+					label += fmt.Sprintf(" at %g rps", rate)
+				}
+				r.Log.Logf("%s", label)
+				tr, err := r.runSlot(ctx, sl, t, pos, filepath.Join(r.OutDir, rel), rate)
+				if err != nil {
+					return fmt.Errorf("%s: %w", label, err)
+				}
+				r.trials = append(r.trials, tr)
 			}
-			r.trials = append(r.trials, tr)
 		}
 	}
 	return nil
@@ -192,20 +200,22 @@ func (r *run) execute(ctx context.Context) error {
 // to the echo server, no mesh, under the scenario's load. Every report
 // states it, so that a mesh's numbers are read against what the harness
 // itself costs on this machine at this time.
-func (r *run) calibrate(ctx context.Context) error {
+func (r *run) calibrate(ctx context.Context, rate float64) error {
 	base, ok := r.Meshes["none"]
 	if !ok {
 		r.Log.Logf("no baseline mesh registered: skipping the harness-floor calibration")
 		return nil
 	}
-	r.Log.Logf("calibration: harness floor (no mesh)")
-	tr, err := r.runSlot(ctx, slot{mesh: base, mode: scenarios.Baseline}, 0, 0, filepath.Join(r.OutDir, results.CalibrationDir))
+	r.Log.Logf("calibration: harness floor (no mesh) at %g rps", rate)
+	dir := filepath.Join(r.OutDir, results.CalibrationDir, fmt.Sprintf("%grps", rate))
+	tr, err := r.runSlot(ctx, slot{mesh: base, mode: scenarios.Baseline}, 0, 0, dir, rate)
 	if err != nil {
 		return fmt.Errorf("calibration: %w", err)
 	}
-	r.manifest.Calibration = &results.Calibration{
-		Achieved: tr.Achieved, LatencyMs: tr.LatencyMs, COLatencyMs: tr.COLatencyMs, Errors: tr.Errors, Components: tr.Components,
-	}
+	r.manifest.Calibrations = append(r.manifest.Calibrations, results.Calibration{
+		Requested: rate, Achieved: tr.Achieved, LatencyMs: tr.LatencyMs, COLatencyMs: tr.COLatencyMs,
+		Errors: tr.Errors, Components: tr.Components,
+	})
 	return results.WriteJSON(filepath.Join(r.OutDir, results.ManifestFile), r.manifest)
 }
 

@@ -29,7 +29,7 @@ type started struct {
 // runSlot deploys one (mesh, mode), drives the load through it, samples
 // resources during the measured window, tears the mesh down and writes the
 // trial's files.
-func (r *run) runSlot(ctx context.Context, sl slot, trial, pos int, dir string) (*results.Trial, error) {
+func (r *run) runSlot(ctx context.Context, sl slot, trial, pos int, dir string, rate float64) (*results.Trial, error) {
 	s := r.Scenario
 	logDir := filepath.Join(dir, results.LogsDir)
 	confDir := filepath.Join(dir, "config")
@@ -92,14 +92,17 @@ func (r *run) runSlot(ctx context.Context, sl slot, trial, pos int, dir string) 
 	tr := &results.Trial{
 		Mesh: sl.mesh.Name(), Mode: string(sl.mode), Trial: trial, Position: pos,
 		Protocol: s.Load.Protocol, Target: dep.Target.URL, Connections: s.Load.Connections,
-		Duration: s.Load.Duration.String(), Requested: s.Load.QPS,
+		Duration: s.Load.Duration.String(), Requested: rate,
 	}
 	if v, ok := sl.mesh.(meshes.Versioned); ok {
 		tr.DataPlane = v.Version()
 	}
 	tr.MTLS = dep.MTLS
+	if rel, err := filepath.Rel(r.OutDir, dir); err == nil {
+		tr.Path = rel
+	}
 	fortioPath := filepath.Join(dir, results.FortioFile)
-	res, usage, err := r.drive(ctx, dep, comps, logDir, fortioPath)
+	res, usage, err := r.drive(ctx, dep, comps, logDir, fortioPath, rate)
 	if err != nil {
 		return nil, err
 	}
@@ -116,12 +119,12 @@ func (r *run) runSlot(ctx context.Context, sl slot, trial, pos int, dir string) 
 
 // drive runs the load client on the client's node and samples every
 // process of the trial while the client measures.
-func (r *run) drive(ctx context.Context, dep *meshes.Deployment, comps []started, logDir, fortioPath string) (*fhttp.HTTPRunnerResults, []results.Usage, error) {
+func (r *run) drive(ctx context.Context, dep *meshes.Deployment, comps []started, logDir, fortioPath string, rate float64) (*fhttp.HTTPRunnerResults, []results.Usage, error) {
 	s := r.Scenario
 	client := s.Topology.Client.Name
 	args := []string{"workload", "client",
 		"--url", dep.Target.URL,
-		"--qps", strconv.FormatFloat(s.Load.QPS, 'f', -1, 64),
+		"--qps", strconv.FormatFloat(rate, 'f', -1, 64),
 		"--connections", strconv.Itoa(s.Load.Connections),
 		"--duration", s.Load.Duration.String(),
 		"--warmup", s.Load.Warmup.String(),

@@ -86,11 +86,14 @@ func (m MeshRef) String() string { return m.Name + "/" + string(m.Mode) }
 
 // Load is the traffic driven through each (mesh, mode).
 type Load struct {
-	Protocol    string   `yaml:"protocol" json:"protocol"`
-	QPS         float64  `yaml:"qps" json:"qps" mb:"required"`
-	Connections int      `yaml:"connections" json:"connections"`
-	Duration    Duration `yaml:"duration" json:"duration" mb:"required"`
-	Warmup      Duration `yaml:"warmup" json:"warmup"`
+	Protocol string `yaml:"protocol" json:"protocol"`
+	// QPS is the fixed request rate; Rates, instead, sweeps several (each
+	// (mesh, mode) runs its trials at every rate).
+	QPS         float64   `yaml:"qps" json:"qps,omitempty"`
+	Rates       []float64 `yaml:"rates" json:"rates,omitempty"`
+	Connections int       `yaml:"connections" json:"connections"`
+	Duration    Duration  `yaml:"duration" json:"duration" mb:"required"`
+	Warmup      Duration  `yaml:"warmup" json:"warmup"`
 	// RequestSize is the request body size; 0 sends GET requests.
 	RequestSize ByteSize `yaml:"requestSize" json:"requestSize"`
 }
@@ -117,6 +120,20 @@ const (
 func Parse(file string, data []byte) (*Scenario, error) {
 	s := &Scenario{}
 	pos, err := decodeStrict(file, data, s)
+	// load needs one of qps and rates: reported with the structural errors,
+	// so that a file's problems all come at once.
+	if lp, ok := pos["load"]; ok {
+		_, q := pos["load.qps"]
+		_, r := pos["load.rates"]
+		if !q && !r {
+			var el ErrorList
+			if err != nil {
+				el, _ = err.(ErrorList)
+			}
+			el = append(el, &FieldError{Pos: lp, Path: "load.qps", Msg: "missing required field (or load.rates, for a sweep)"})
+			err = el.err()
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +188,14 @@ func (s *Scenario) Normalize() {
 func (s *Scenario) unset(path string) bool {
 	_, set := s.pos[path]
 	return !set
+}
+
+// RateList is the rates the scenario runs at: Rates, or QPS alone.
+func (s *Scenario) RateList() []float64 {
+	if len(s.Load.Rates) > 0 {
+		return s.Load.Rates
+	}
+	return []float64{s.Load.QPS}
 }
 
 // Pos returns where the field at path was set, or the scenario's own

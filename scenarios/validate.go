@@ -92,8 +92,26 @@ func (s *Scenario) validateLoad(add addFunc) {
 	if l.Protocol != "http" {
 		add("load.protocol", "unsupported protocol %q (supported: http)", l.Protocol)
 	}
-	if l.QPS <= 0 || l.QPS > MaxQPS {
-		add("load.qps", "must be greater than 0 and at most %d, got %g", MaxQPS, l.QPS)
+	switch {
+	case len(l.Rates) > 0 && l.QPS != 0:
+		add("load.rates", "set either load.qps (one rate) or load.rates (a sweep), not both")
+	case len(l.Rates) > 0:
+		seen := map[float64]bool{}
+		for i, r := range l.Rates {
+			if r <= 0 || r > MaxQPS {
+				add(fmt.Sprintf("load.rates[%d]", i), "must be greater than 0 and at most %d, got %g", MaxQPS, r)
+			}
+			if seen[r] {
+				add(fmt.Sprintf("load.rates[%d]", i), "rate %g is listed twice", r)
+			}
+			seen[r] = true
+		}
+	case l.QPS <= 0 || l.QPS > MaxQPS:
+		if _, set := s.pos["load.qps"]; !set && l.QPS == 0 {
+			add("load", "set load.qps (requests per second) or load.rates (a sweep)")
+		} else {
+			add("load.qps", "must be greater than 0 and at most %d, got %g", MaxQPS, l.QPS)
+		}
 	}
 	if l.Connections < 1 || l.Connections > MaxConnections {
 		add("load.connections", "must be between 1 and %d, got %d", MaxConnections, l.Connections)

@@ -39,8 +39,11 @@ func TestIntegrationRunDefaultShortened(t *testing.T) {
 		m.Platform.Network == "" || m.HistogramResolution != "10us" || m.Scenario == nil || m.Scenario.Load.Duration.D() != 2*time.Second {
 		t.Errorf("manifest incomplete: %+v", m)
 	}
-	if c := m.Calibration; c == nil || math.Abs(c.Achieved-1000)/1000 > 0.05 || c.Errors != 0 || c.LatencyMs.P50 <= 0 {
-		t.Errorf("no valid harness-floor calibration in the manifest: %+v", c)
+	if len(m.Calibrations) != 1 {
+		t.Fatalf("want one harness-floor calibration in the manifest, got %+v", m.Calibrations)
+	}
+	if c := m.Calibrations[0]; math.Abs(c.Achieved-1000)/1000 > 0.05 || c.Errors != 0 || c.LatencyMs.P50 <= 0 || c.Requested != 1000 {
+		t.Errorf("harness-floor calibration: %+v", c)
 	}
 	if !strings.Contains(r.stdout, "Harness floor") {
 		t.Error("the table does not state the harness floor")
@@ -341,5 +344,38 @@ func checkIntercepted(t *testing.T, dir string, m *results.Manifest, tr *results
 		if n, _ := strconv.ParseInt(mm[2], 10, 64); n < tr.Requests {
 			t.Errorf("%s answered %d requests with 2xx, fewer than the %d the client measured: traffic bypassed it", side, n, tr.Requests)
 		}
+	}
+}
+
+func TestIntegrationSweep(t *testing.T) {
+	integration(t)
+	out := filepath.Join(t.TempDir(), "sweep")
+	r := meshbench(t, 3*time.Minute, "run", "sweep", "--modes", "baseline,meshbench/sidecar", "--trials", "1",
+		"--duration", "2s", "--connections", "4", "--out", out)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	m, err := results.ReadManifest(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trials, err := results.ReadTrials(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, tr := range trials {
+		seen[tr.RateKey()] = true
+		checkTrial(t, out, m, tr, tr.Requested)
+	}
+	for _, rate := range []string{"100", "500", "1000", "2000"} {
+		for _, k := range []string{"none/baseline@", "meshbench/sidecar@"} {
+			if !seen[k+rate] {
+				t.Errorf("no %s%s trial", k, rate)
+			}
+		}
+	}
+	if len(m.Calibrations) != 4 || !strings.Contains(r.stdout, "RATE") {
+		t.Errorf("want a calibration per rate and a RATE column; got %d calibrations\n%s", len(m.Calibrations), r.stdout)
 	}
 }

@@ -46,8 +46,9 @@ type Manifest struct {
 	HistogramResolution string `json:"histogramResolution"`
 	// Order lists the (mesh/mode) order of each trial.
 	Order [][]string `json:"order"`
-	// Calibration is the harness floor measured before the trials.
-	Calibration *Calibration `json:"calibration,omitempty"`
+	// Calibrations are the harness floor measured before the trials, one
+	// per rate.
+	Calibrations []Calibration `json:"calibrations,omitempty"`
 	// Unavailable lists the (mesh, mode) pairs of the scenario that could
 	// not run on this host, and why.
 	Unavailable []Unavailable `json:"unavailable,omitempty"`
@@ -56,6 +57,7 @@ type Manifest struct {
 // Calibration is the harness floor: fortio straight to the echo server, no
 // mesh, measured once before the trials.
 type Calibration struct {
+	Requested   float64 `json:"requestedQPS"`
 	Achieved    float64 `json:"achievedQPS"`
 	LatencyMs   Latency `json:"latencyMs"`
 	COLatencyMs Latency `json:"coLatencyMs"`
@@ -127,17 +129,32 @@ type Trial struct {
 	DataPlane   string  `json:"dataPlane,omitempty"`
 	// MTLS says the mesh's hops were mutual TLS.
 	MTLS bool `json:"mtls"`
+	// Path is the trial's directory relative to the results directory.
+	Path string `json:"path,omitempty"`
 }
 
 // Key identifies a (mesh, mode) pair.
 func (t *Trial) Key() string { return t.Mesh + "/" + t.Mode }
 
+// RateKey identifies a (mesh, mode, rate).
+func (t *Trial) RateKey() string { return fmt.Sprintf("%s/%s@%g", t.Mesh, t.Mode, t.Requested) }
+
 // Dir is the trial's directory relative to the results directory.
-func (t *Trial) Dir() string { return TrialDir(t.Mesh, t.Mode, t.Trial) }
+func (t *Trial) Dir() string {
+	if t.Path != "" {
+		return t.Path
+	}
+	return TrialDir(t.Mesh, t.Mode, t.Trial)
+}
 
 // TrialDir is where a trial's files go inside a results directory.
 func TrialDir(mesh, mode string, trial int) string {
 	return filepath.Join("trials", fmt.Sprintf("%s-%s", mesh, mode), fmt.Sprintf("trial-%02d", trial))
+}
+
+// SweepTrialDir is TrialDir for a run that sweeps several rates.
+func SweepTrialDir(mesh, mode string, rate float64, trial int) string {
+	return filepath.Join("trials", fmt.Sprintf("%s-%s-%grps", mesh, mode, rate), fmt.Sprintf("trial-%02d", trial))
 }
 
 // Latency holds a trial's latency distribution in milliseconds.
