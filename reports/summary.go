@@ -39,6 +39,9 @@ type Row struct {
 	Proxies    int     `json:"proxies"`
 	ProxyCPU   float64 `json:"proxyCPUMillicores"`
 	ProxyRSSMB float64 `json:"proxyRSSMB"`
+	// ProxyWorkingSetMB is the proxies' summed peak working set (cgroup
+	// memory usage less inactive file cache), when measured.
+	ProxyWorkingSetMB float64 `json:"proxyWorkingSetMB,omitempty"`
 	// AddedCPU is the median per-trial difference to the baseline of all
 	// components' CPU together (load generator, apps, proxies): what the
 	// mode costs wherever it runs, in the proxies or, proxyless, in the
@@ -152,11 +155,19 @@ func summarize(ts []*results.Trial, baseline map[int]*results.Trial) *Row {
 		r.AddedCPU = Median(dcpu)
 		r.Spread.AddedP50Ms, r.Spread.AddedP99Ms = span(d50), span(d99)
 	}
-	var cpus, rsss []float64
+	var cpus, rsss, wss []float64
 	for _, t := range ts {
 		cpu, rss, _ := classUsage(t, results.ClassProxy)
 		cpus, rsss = append(cpus, cpu), append(rsss, rss)
+		ws := 0.0
+		for _, u := range t.Components {
+			if u.Class == results.ClassProxy {
+				ws += u.WorkingSetMaxMB
+			}
+		}
+		wss = append(wss, ws)
 	}
+	r.ProxyWorkingSetMB = Median(wss)
 	r.ProxyCPU, r.ProxyRSSMB = Median(cpus), Median(rsss)
 	r.Spread.ProxyCPU, r.Spread.ProxyRSSMB = span(cpus), span(rsss)
 	_, _, r.Proxies = classUsage(ts[0], results.ClassProxy)

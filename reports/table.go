@@ -65,8 +65,9 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 			"differences to the baseline. +CPU is the median per-trial difference to the baseline of all processes'\n"+
 			"CPU (load generator, apps, proxies): what a mode costs wherever it runs, proxyless in the workloads.\n"+
 			"PROXY CPU is the proxies' summed mean CPU in millicores and PROXY RSS their summed peak RSS during the\n"+
-			"measured window (from /proc). Network: %s.\n",
-			m.HistogramResolution, m.Platform.Network)
+			"measured window (from /proc); WSS is the working set (cgroup memory less inactive file cache). CPU: %s.\n"+
+			"Network: %s.\n",
+			m.HistogramResolution, m.Platform.ResourceSource, m.Platform.Network)
 	}
 	return nil
 }
@@ -96,7 +97,7 @@ func writeSpread(w io.Writer, rows []*Row) error {
 	}
 	fmt.Fprintf(w, "\nMedian [min, max] over %d trials (the median lies outside [min, max] with probability 2/2^n):\n", rows[0].Trials)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "MESH\tMODE\t+P50\t+P99\tPROXY CPU\tCPU/PROXY/1000RPS\tRSS/PROXY\t")
+	fmt.Fprintln(tw, "MESH\tMODE\t+P50\t+P99\tPROXY CPU\tCPU/PROXY/1000RPS\tRSS/PROXY\tWSS/PROXY\t")
 	for _, r := range rows {
 		if r.Mode == BaselineMode {
 			continue
@@ -106,15 +107,18 @@ func writeSpread(w io.Writer, rows []*Row) error {
 			added50 = fmt.Sprintf("%s [%s, %s]", signedMs(r.AddedP50Ms), signedMs(r.Spread.AddedP50Ms[0]), signedMs(r.Spread.AddedP50Ms[1]))
 			added99 = fmt.Sprintf("%s [%s, %s]", signedMs(r.AddedP99Ms), signedMs(r.Spread.AddedP99Ms[0]), signedMs(r.Spread.AddedP99Ms[1]))
 		}
-		cpu, per, rss := "-", "-", "-"
+		cpu, per, rss, wss := "-", "-", "-", "-"
 		if r.Proxies > 0 {
+			if r.ProxyWorkingSetMB > 0 {
+				wss = fmt.Sprintf("%.1fMB", r.ProxyWorkingSetMB/float64(r.Proxies))
+			}
 			cpu = fmt.Sprintf("%.0fm [%.0f, %.0f]", r.ProxyCPU, r.Spread.ProxyCPU[0], r.Spread.ProxyCPU[1])
 			if r.QPS > 0 {
 				per = fmt.Sprintf("%.0fm", r.ProxyCPU/float64(r.Proxies)/r.QPS*1000)
 			}
 			rss = fmt.Sprintf("%.1fMB", r.ProxyRSSMB/float64(r.Proxies))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Mesh, r.Mode, added50, added99, cpu, per, rss)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Mesh, r.Mode, added50, added99, cpu, per, rss, wss)
 	}
 	return tw.Flush()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,58 @@ const sampleInterval = 200 * time.Millisecond
 type watched struct {
 	name, class, node string
 	pid               int
+	// cgroups are the component's cgroup v1 directories by controller,
+	// when the platform made them; figures then come from there.
+	cgroups map[string]string
+}
+
+// cgrouped is implemented by processes the platform put in cgroups.
+type cgrouped interface {
+	Cgroups() map[string]string
+}
+
+// cpuOf reads a component's CPU seconds: from cpuacct.usage when it has a
+// cgroup (nanoseconds, every process it ever had), else from /proc.
+func (w watched) cpuOf(tree map[int][]int) (float64, string, error) {
+	if dir := w.cgroups["cpuacct"]; dir != "" {
+		data, err := os.ReadFile(filepath.Join(dir, "cpuacct.usage"))
+		if err == nil {
+			ns, err := strconv.ParseFloat(strings.TrimSpace(string(data)), 64)
+			if err == nil {
+				return ns / 1e9, "cgroup v1", nil
+			}
+		}
+	}
+	v, err := cpuSeconds(w.pid, tree)
+	return v, "/proc", err
+}
+
+// workingSetMB is the memory cgroup's usage less inactive file pages.
+func (w watched) workingSetMB() (float64, bool) {
+	dir := w.cgroups["memory"]
+	if dir == "" {
+		return 0, false
+	}
+	usage, err := os.ReadFile(filepath.Join(dir, "memory.usage_in_bytes"))
+	if err != nil {
+		return 0, false
+	}
+	u, err := strconv.ParseFloat(strings.TrimSpace(string(usage)), 64)
+	if err != nil {
+		return 0, false
+	}
+	stat, err := os.ReadFile(filepath.Join(dir, "memory.stat"))
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(stat), "\n") {
+		if v, ok := strings.CutPrefix(line, "total_inactive_file "); ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				u = max(u-f, 0)
+			}
+		}
+	}
+	return u / (1 << 20), true
 }
 
 // sampler measures CPU (from the change in utime+stime over the window) and
@@ -32,16 +85,17 @@ type sampler struct {
 	start time.Time
 	cpu0  []float64
 	rss   [][]float64
+	ws    [][]float64
 	stop  chan struct{}
 	wg    sync.WaitGroup
 }
 
 func startSampler(procs []watched) *sampler {
 	s := &sampler{procs: procs, start: time.Now(), stop: make(chan struct{}),
-		cpu0: make([]float64, len(procs)), rss: make([][]float64, len(procs))}
+		cpu0: make([]float64, len(procs)), rss: make([][]float64, len(procs)), ws: make([][]float64, len(procs))}
 	tree := processTree()
 	for i, p := range procs {
-		s.cpu0[i], _ = cpuSeconds(p.pid, tree)
+		s.cpu0[i], _, _ = p.cpuOf(tree)
 	}
 	s.wg.Add(1)
 	go func() {
@@ -66,6 +120,9 @@ func (s *sampler) sampleRSS() {
 		if mb, err := rssMB(p.pid, tree); err == nil {
 			s.rss[i] = append(s.rss[i], mb)
 		}
+		if mb, ok := p.workingSetMB(); ok {
+			s.ws[i] = append(s.ws[i], mb)
+		}
 	}
 }
 
@@ -75,10 +132,11 @@ func (s *sampler) finish() []results.Usage {
 	wall := time.Since(s.start).Seconds()
 	tree := processTree()
 	cpu1 := make([]float64, len(s.procs))
+	src := make([]string, len(s.procs))
 	ok := make([]bool, len(s.procs))
 	for i, p := range s.procs {
 		var err error
-		cpu1[i], err = cpuSeconds(p.pid, tree)
+		cpu1[i], src[i], err = p.cpuOf(tree)
 		ok[i] = err == nil
 	}
 	close(s.stop)
@@ -86,9 +144,16 @@ func (s *sampler) finish() []results.Usage {
 	s.sampleRSS()
 	out := make([]results.Usage, len(s.procs))
 	for i, p := range s.procs {
-		u := results.Usage{Name: p.name, Class: p.class, Node: p.node, Source: "/proc"}
+		u := results.Usage{Name: p.name, Class: p.class, Node: p.node, Source: src[i]}
 		if ok[i] && wall > 0 {
 			u.CPUMillicores = (cpu1[i] - s.cpu0[i]) / wall * 1000
+		}
+		for _, v := range s.ws[i] {
+			u.WorkingSetMeanMB += v
+			u.WorkingSetMaxMB = max(u.WorkingSetMaxMB, v)
+		}
+		if n := len(s.ws[i]); n > 0 {
+			u.WorkingSetMeanMB /= float64(n)
 		}
 		for _, v := range s.rss[i] {
 			u.RSSMeanMB += v

@@ -161,12 +161,12 @@ func (r *run) drive(ctx context.Context, dep *meshes.Deployment, comps []started
 		pw.Close()
 	}()
 
-	watch := []watched{{name: client, class: results.ClassLoadGen, node: client, pid: p.Pid()}}
+	watch := []watched{watchOf(p, client, results.ClassLoadGen, client)}
 	if !dep.OwnServer {
-		watch = append(watch, watched{name: s.Topology.Server.Name, class: results.ClassApp, node: s.Topology.Server.Name, pid: r.server.Pid()})
+		watch = append(watch, watchOf(r.server, s.Topology.Server.Name, results.ClassApp, s.Topology.Server.Name))
 	}
 	for _, c := range comps {
-		watch = append(watch, watched{name: c.comp.Name, class: c.comp.Class, node: c.comp.Node, pid: c.proc.Pid()})
+		watch = append(watch, watchOf(c.proc, c.comp.Name, c.comp.Class, c.comp.Node))
 	}
 	var smp *sampler
 	var usage []results.Usage
@@ -222,6 +222,14 @@ wait:
 		return nil, nil, err
 	}
 	return res, usage, nil
+}
+
+func watchOf(p Process, name, class, node string) watched {
+	w := watched{name: name, class: class, node: node, pid: p.Pid()}
+	if cg, ok := p.(cgrouped); ok {
+		w.cgroups = cg.Cgroups()
+	}
+	return w
 }
 
 // readEvents copies the client's stdout to its log and forwards the events

@@ -147,6 +147,11 @@ func checkTrial(t *testing.T, dir string, m *results.Manifest, tr *results.Trial
 		if u.CPUMillicores <= 0 || u.RSSMaxMB <= 0 {
 			t.Errorf("%s: component %s has no resource figures: %+v", name, u.Name, u)
 		}
+		// As root on cgroup v1 hosts, components are accounted by cgroup
+		// (the load generator reports its own CPU).
+		if strings.HasPrefix(m.Platform.ResourceSource, "cgroup") && u.Class != results.ClassLoadGen && (u.Source != "cgroup v1" || u.WorkingSetMaxMB <= 0) {
+			t.Errorf("%s: component %s not accounted by its cgroup: %+v", name, u.Name, u)
+		}
 	}
 }
 
@@ -285,6 +290,11 @@ func leftovers(t *testing.T, id string) []string {
 		}
 		if _, err := os.Stat(filepath.Join("/run/meshbench", id+".json")); err == nil {
 			found = append(found, "state file")
+		}
+		for _, c := range []string{"cpuacct", "memory"} {
+			if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", c, "meshbench-"+id)); err == nil {
+				found = append(found, "cgroup "+c)
+			}
 		}
 	}
 	procs, _ := filepath.Glob("/proc/[0-9]*/environ")

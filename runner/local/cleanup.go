@@ -63,6 +63,9 @@ func orphanIDs(ctx context.Context, ex executor) []string {
 	for id := range processesByRun() {
 		ids[id] = true
 	}
+	for _, id := range cgroupRunIDs() {
+		ids[id] = true
+	}
 	if _, err := exec.LookPath("ip"); err == nil && os.Geteuid() == 0 {
 		if out, err := ex.Run(ctx, "ip", "netns", "list"); err == nil {
 			for _, line := range strings.Split(out, "\n") {
@@ -100,6 +103,9 @@ func orphanIDs(ctx context.Context, ex executor) []string {
 func removeRun(ctx context.Context, ex executor, r record) error {
 	killRun(r.RunID)
 	var errs []error
+	if err := removeCgroups(r.RunID); err != nil {
+		errs = append(errs, err)
+	}
 	if os.Geteuid() != 0 {
 		return nil
 	}

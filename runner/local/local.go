@@ -64,6 +64,10 @@ type platform struct {
 	mu    sync.Mutex
 	procs []*process
 	down  bool
+
+	// cgroups says components get cgroup v1 groups for accounting.
+	cgroups bool
+	seq     int
 }
 
 var _ runner.Platform = (*platform)(nil)
@@ -100,6 +104,7 @@ func New(ctx context.Context, o Options) (runner.Platform, error) {
 		return nil, err
 	}
 	p.mode, p.reason = mode, reason
+	p.cgroups = cgroupsV1()
 	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
@@ -135,7 +140,11 @@ func chooseNetwork(want string) (mode, reason string, err error) {
 }
 
 func (p *platform) Describe() results.Platform {
-	return results.Platform{Name: "local", Network: p.mode, NetworkReason: p.reason, Transparent: p.transparent()}
+	src := "/proc"
+	if p.cgroups {
+		src = "cgroup v1 (cpuacct, memory)"
+	}
+	return results.Platform{Name: "local", Network: p.mode, NetworkReason: p.reason, Transparent: p.transparent(), ResourceSource: src}
 }
 
 // Up creates the nodes. On failure it removes what it created.
@@ -197,6 +206,9 @@ func (p *platform) Down(ctx context.Context) error {
 		}(procs[i])
 	}
 	wg.Wait()
+	if p.cgroups {
+		errs = append(errs, removeCgroups(p.opts.RunID))
+	}
 	if p.st != nil {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
 		defer cancel()

@@ -218,6 +218,11 @@ func checkExists(t *testing.T, id string, want bool) {
 	if _, err := os.Stat(statePath(DefaultStateDir(), id)); err == nil {
 		found = append(found, "state file")
 	}
+	for _, c := range cgroupControllers {
+		if _, err := os.Stat(runCgroup(c, id)); err == nil {
+			found = append(found, "cgroup "+c)
+		}
+	}
 	if want && len(found) < 3 && os.Geteuid() == 0 {
 		t.Errorf("run %s: expected namespaces, links and state, found only %v", id, found)
 	}

@@ -18,10 +18,11 @@ const (
 )
 
 type process struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	name    string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	err     error
+	cgroups map[string]string
 }
 
 var _ runner.Process = (*process)(nil)
@@ -60,6 +61,16 @@ func (p *platform) Start(ctx context.Context, spec runner.ProcessSpec) (runner.P
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
 	pr := &process{name: spec.Name, cmd: cmd, done: make(chan struct{})}
+	if p.cgroups {
+		p.seq++
+		// Right after fork and exec, before the process starts children of
+		// its own, which then inherit the groups.
+		cg, err := joinCgroups(p.opts.RunID, fmt.Sprintf("%s-%d", spec.Name, p.seq), cmd.Process.Pid)
+		if err != nil {
+			p.opts.Log.Logf("cgroup accounting for %s: %v (falling back to /proc)", spec.Name, err)
+		}
+		pr.cgroups = cg
+	}
 	go func() {
 		pr.err = cmd.Wait()
 		close(pr.done)
@@ -69,6 +80,10 @@ func (p *platform) Start(ctx context.Context, spec runner.ProcessSpec) (runner.P
 }
 
 func (pr *process) Pid() int { return pr.cmd.Process.Pid }
+
+// Cgroups returns the process's cgroup v1 directories by controller
+// ("cpuacct", "memory"), or nil when it has none.
+func (pr *process) Cgroups() map[string]string { return pr.cgroups }
 
 func (pr *process) Done() <-chan struct{} { return pr.done }
 

@@ -97,6 +97,8 @@ type Platform struct {
 	Network       string            `json:"network"`
 	NetworkReason string            `json:"networkReason"`
 	Nodes         map[string]string `json:"nodes"`
+	// ResourceSource says where CPU and memory figures come from.
+	ResourceSource string `json:"resourceSource"`
 	// Transparent says sidecars intercept traffic transparently (iptables)
 	// rather than being dialed explicitly.
 	Transparent bool `json:"transparent"`
@@ -177,6 +179,11 @@ type Usage struct {
 	CPUMillicores float64 `json:"cpuMillicores"`
 	RSSMeanMB     float64 `json:"rssMeanMB"`
 	RSSMaxMB      float64 `json:"rssMaxMB"`
+	// WorkingSetMeanMB and WorkingSetMaxMB are the memory cgroup's usage
+	// less its inactive file cache (what kubelet calls the working set),
+	// when the component had a cgroup.
+	WorkingSetMeanMB float64 `json:"workingSetMeanMB,omitempty"`
+	WorkingSetMaxMB  float64 `json:"workingSetMaxMB,omitempty"`
 	// Source says where the figures came from ("/proc").
 	Source string `json:"source"`
 }
