@@ -2,10 +2,8 @@ package local
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 )
 
@@ -36,17 +34,14 @@ func runCgroup(controller, runID string) string {
 	return filepath.Join(cgroupRoot, controller, "meshbench-"+runID)
 }
 
-// joinCgroups creates the component's groups under the run's and moves pid
-// into them; its children (nginx's workers) inherit them.
-func joinCgroups(runID, name string, pid int) (map[string]string, error) {
+// makeCgroups creates a component's groups under the run's, one per
+// controller, and returns their directories.
+func makeCgroups(runID, name string) (map[string]string, error) {
 	paths := map[string]string{}
 	for _, c := range cgroupControllers {
 		dir := filepath.Join(runCgroup(c, runID), name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
-			return nil, fmt.Errorf("join %s: %w", dir, err)
 		}
 		paths[c] = dir
 	}

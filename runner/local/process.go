@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/meshbench/meshbench/runner"
@@ -53,6 +55,24 @@ func (p *platform) Start(ctx context.Context, spec runner.ProcessSpec) (runner.P
 	}
 	argv = append(argv, command)
 	argv = append(argv, spec.Args...)
+	var cgroups map[string]string
+	if p.cgroups {
+		// The process joins its groups itself, before it execs anything
+		// (a shell writes its own pid, then execs): every child it will
+		// ever have, and every page it charges, is then accounted. Moving
+		// it from outside after the start would race with its first fork.
+		p.seq++
+		var err error
+		if cgroups, err = makeCgroups(p.opts.RunID, fmt.Sprintf("%s-%d", spec.Name, p.seq)); err != nil {
+			p.opts.Log.Logf("cgroup accounting for %s: %v (falling back to /proc)", spec.Name, err)
+		} else {
+			script := ""
+			for _, dir := range cgroups {
+				script += "echo $$ > " + shellQuote(filepath.Join(dir, "cgroup.procs")) + " && "
+			}
+			argv = append([]string{"/bin/sh", "-c", script + `exec "$@"`, "meshbench-cgroup"}, argv...)
+		}
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), EnvRunID+"="+p.opts.RunID, EnvComponent+"="+spec.Name)
 	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
@@ -60,17 +80,7 @@ func (p *platform) Start(ctx context.Context, spec runner.ProcessSpec) (runner.P
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
-	pr := &process{name: spec.Name, cmd: cmd, done: make(chan struct{})}
-	if p.cgroups {
-		p.seq++
-		// Right after fork and exec, before the process starts children of
-		// its own, which then inherit the groups.
-		cg, err := joinCgroups(p.opts.RunID, fmt.Sprintf("%s-%d", spec.Name, p.seq), cmd.Process.Pid)
-		if err != nil {
-			p.opts.Log.Logf("cgroup accounting for %s: %v (falling back to /proc)", spec.Name, err)
-		}
-		pr.cgroups = cg
-	}
+	pr := &process{name: spec.Name, cmd: cmd, done: make(chan struct{}), cgroups: cgroups}
 	go func() {
 		pr.err = cmd.Wait()
 		close(pr.done)
@@ -108,4 +118,9 @@ func (pr *process) Stop(ctx context.Context) error {
 	_ = syscall.Kill(-pr.cmd.Process.Pid, syscall.SIGKILL)
 	<-pr.done
 	return nil
+}
+
+// shellQuote quotes s for /bin/sh.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
