@@ -5,13 +5,15 @@ import (
 	"testing"
 
 	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/meshes/haproxy"
 	"github.com/meshbench/meshbench/meshes/meshbench"
+	"github.com/meshbench/meshbench/meshes/nginx"
 	"github.com/meshbench/meshbench/meshes/none"
 	"github.com/meshbench/meshbench/scenarios"
 )
 
 func registry() map[string]meshes.Mesh {
-	return map[string]meshes.Mesh{"none": none.New(), "meshbench": meshbench.New("test")}
+	return map[string]meshes.Mesh{"none": none.New(), "meshbench": meshbench.New("test"), "haproxy": haproxy.New(), "nginx": nginx.New()}
 }
 
 func TestPlanReportsEveryProblemWithItsLine(t *testing.T) {
@@ -32,7 +34,7 @@ load: {qps: 10, duration: 1s}
 		t.Fatal("Plan accepted an unknown mesh and an unsupported mode")
 	}
 	for _, want := range []string{
-		`plan.yaml:5:12: meshes[1].name: unknown mesh "istio" (known: meshbench, none)`,
+		`plan.yaml:5:12: meshes[1].name: unknown mesh "istio" (known: haproxy, meshbench, nginx, none)`,
 		`plan.yaml:6:24: meshes[2].mode: mesh "none" does not support mode "sidecar"`,
 	} {
 		if !strings.Contains(err.Error(), want) {
