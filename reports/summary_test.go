@@ -67,9 +67,14 @@ func TestSummarizeWithoutBaseline(t *testing.T) {
 		t.Error("HasBaseline without a baseline trial")
 	}
 	var sb strings.Builder
-	_ = WriteTable(&sb, nil, rows)
-	if !strings.Contains(sb.String(), "       -        -") && !strings.Contains(sb.String(), " - ") {
-		t.Errorf("added latency should print as '-':\n%s", sb.String())
+	if err := WriteTable(&sb, nil, rows); err != nil {
+		t.Fatal(err)
+	}
+	// +P50, +P99 and +CPU are the 12th to 14th columns of the row.
+	lines := strings.Split(strings.TrimSpace(sb.String()), "\n")
+	f := strings.Fields(lines[1])
+	if len(f) < 14 || f[11] != "-" || f[12] != "-" || f[13] != "-" {
+		t.Errorf("without a baseline, +P50/+P99/+CPU should print as '-':\n%s", sb.String())
 	}
 }
 

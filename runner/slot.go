@@ -263,13 +263,9 @@ func readJSON(path string, v any) error {
 }
 
 func readFortio(path string) (*fhttp.HTTPRunnerResults, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read load result: %w", err)
-	}
 	var res fhttp.HTTPRunnerResults
-	if err := json.Unmarshal(data, &res); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := readJSON(path, &res); err != nil {
+		return nil, err
 	}
 	if res.DurationHistogram == nil {
 		return nil, fmt.Errorf("%s: no latency histogram", path)

@@ -20,11 +20,12 @@ import (
 	"github.com/meshbench/meshbench/scenarios"
 )
 
-// Ports the proxies use, as Istio's sidecars and ztunnel do.
+// Ports and identity settings shared with the reference data planes (so
+// every mesh is measured on the same ones), and the own mesh's extra ports.
 const (
-	AdminPort     = 15000
-	OutboundPort  = 15001
-	InboundPort   = 15006
+	AdminPort     = meshes.AdminPort
+	OutboundPort  = meshes.OutboundPort
+	InboundPort   = meshes.InboundPort
 	TunnelPort    = 15008 // per-node: HTTP/2 between node proxies (HBONE's port)
 	ProxylessPort = 8443  // proxyless: the server workload's own mTLS port
 )
@@ -35,10 +36,10 @@ const ProxyMark = 1337
 
 // Identity settings.
 const (
-	TrustDomain     = "meshbench.local"
-	Namespace       = "default"
+	TrustDomain     = meshes.TrustDomain
+	Namespace       = meshes.Namespace
 	SystemNamespace = "meshbench-system"
-	CertTTL         = time.Hour
+	CertTTL         = meshes.CertTTL
 	// SourceHeader carries the source workload's identity between node
 	// proxies, which authenticate each other with their own identities.
 	SourceHeader = "X-Meshbench-Source"
