@@ -31,31 +31,32 @@ type Identity struct {
 	PEM string
 }
 
-// IssuePair creates a CA and issues the client and the server their SPIFFE
-// identities (spiffe://meshbench.local/ns/default/sa/<name>) under env.Dir.
-func IssuePair(env Env) (client, server Identity, err error) {
+// IssueAll creates a CA and issues every workload of env its SPIFFE
+// identity (spiffe://meshbench.local/ns/default/sa/<name>) under env.Dir,
+// by workload name.
+func IssueAll(env Env) (map[string]Identity, error) {
 	ca, err := identity.NewCA(TrustDomain, 24*time.Hour)
 	if err != nil {
-		return client, server, err
+		return nil, err
 	}
-	issue := func(w Workload) (Identity, error) {
+	out := map[string]Identity{}
+	for _, w := range env.Workloads() {
 		id := Identity{ID: identity.SPIFFEID(TrustDomain, Namespace, w.Name), Files: identity.FilesIn(env.Dir, w.Name)}
 		if err := ca.IssueFiles(id.Files, id.ID, CertTTL); err != nil {
-			return id, fmt.Errorf("identity for %s: %w", w.Name, err)
+			return nil, fmt.Errorf("identity for %s: %w", w.Name, err)
 		}
 		cert, err1 := os.ReadFile(id.Files.Cert)
 		key, err2 := os.ReadFile(id.Files.Key)
 		if err1 != nil || err2 != nil {
-			return id, fmt.Errorf("identity for %s: read back its files", w.Name)
+			return nil, fmt.Errorf("identity for %s: read back its files", w.Name)
 		}
 		id.PEM = id.Files.Cert + ".pem"
-		return id, os.WriteFile(id.PEM, append(cert, key...), 0o600)
+		if err := os.WriteFile(id.PEM, append(cert, key...), 0o600); err != nil {
+			return nil, err
+		}
+		out[w.Name] = id
 	}
-	if client, err = issue(env.Client); err != nil {
-		return client, server, err
-	}
-	server, err = issue(env.Server)
-	return client, server, err
+	return out, nil
 }
 
 // BinaryVersion runs `path args...` and returns the first line it prints.
@@ -78,13 +79,27 @@ func UserID(name string) int {
 	return uid
 }
 
+// Exclusion is how interception tells a proxy's own connections from the
+// application's: by socket mark (SO_MARK) or by the uid the proxy runs as.
+type Exclusion struct {
+	Mark, UID int
+}
+
 // SidecarRedirects are the transparent-interception rules of a sidecar
-// mesh whose proxies run as uid (their own traffic is left alone).
-func SidecarRedirects(env Env, uid int) []Redirect {
-	return []Redirect{
-		{Node: env.Client.Node.Name, Outbound: true, ToPort: OutboundPort, ExcludeUID: uid},
-		{Node: env.Server.Node.Name, Port: env.Server.Port, ToPort: InboundPort},
+// mesh: every calling workload's outbound connections go to its proxy's
+// outbound port (the proxy's own, as ex says, are left alone), and every
+// service's inbound connections to its proxy's inbound port.
+func SidecarRedirects(env Env, ex Exclusion) []Redirect {
+	var out []Redirect
+	for _, w := range env.Workloads() {
+		if len(env.Callees(w)) > 0 {
+			out = append(out, Redirect{Node: w.Node.Name, Outbound: true, ToPort: OutboundPort, ExcludeMark: ex.Mark, ExcludeUID: ex.UID})
+		}
 	}
+	for _, s := range env.Services {
+		out = append(out, Redirect{Node: s.Node.Name, Port: s.Port, ToPort: InboundPort})
+	}
+	return out
 }
 
 // Binary is an external data plane's executable, for meshes that run one:
@@ -113,36 +128,44 @@ func (b Binary) Version() string {
 	return BinaryVersion(path, b.VersionArgs...)
 }
 
-// ProxyPlan is where a two-proxy deployment's traffic goes: the client
-// calls Target; the client-side proxy sends to Upstream.
+// ProxyPlan is where a proxy-per-workload deployment's traffic goes: the
+// client calls Target and the services make Apps' calls; a caller's proxy
+// sends to Upstream(callee).
 type ProxyPlan struct {
 	Target    Target
-	Upstream  string
+	Apps      map[string]App
 	Redirects []Redirect
 	// Transparent says interception is installed (Redirects).
 	Transparent bool
 }
 
-// PlanProxies decides, for meshes that put one proxy on the client's side
-// and one on the server's, between explicit dialing (the client calls its
-// proxy's outbound port, which calls the server side's inbound port) and
-// transparent interception (the client calls the server; Redirects send
-// that to the proxies), which needs the platform's support and the uid the
-// proxies run as (their own traffic is left alone).
-func PlanProxies(env Env, transparent bool, uid int) ProxyPlan {
-	client, server := env.Client, env.Server
-	p := ProxyPlan{
-		Target: Target{
-			URL:  "http://" + HostPort(client.Node.Local, OutboundPort) + "/",
-			Host: server.Name + ":" + strconv.Itoa(server.Port),
-		},
-		Upstream: HostPort(server.Node.Addr, InboundPort),
+// Upstream is where a caller's proxy sends requests for callee: the
+// callee's own address when interception takes them to its proxy, the
+// callee's proxy's inbound port otherwise.
+func (p ProxyPlan) Upstream(callee Service) string {
+	if p.Transparent {
+		return HostPort(callee.Node.Addr, callee.Port)
 	}
-	if transparent && env.Transparent && uid != 0 {
+	return HostPort(callee.Node.Addr, InboundPort)
+}
+
+// PlanProxies decides, for meshes that put a proxy beside each workload (or
+// on each node), between explicit dialing (apps call their node's outbound
+// port, which calls the callee side's inbound port) and transparent
+// interception (apps call their callees; Redirects send that through the
+// proxies), which needs the platform's support and a way to tell the
+// proxies' own connections apart (ex).
+func PlanProxies(env Env, transparent bool, ex Exclusion) ProxyPlan {
+	entry := env.Entry()
+	p := ProxyPlan{
+		Target: Target{URL: "http://" + HostPort(env.Client.Node.Local, OutboundPort) + "/", Host: entry.Authority()},
+		Apps:   CallsVia(env, ViaOutbound),
+	}
+	if transparent && env.Transparent && (ex.UID != 0 || ex.Mark != 0) {
 		p.Transparent = true
-		p.Upstream = HostPort(server.Node.Addr, server.Port)
-		p.Target.URL = "http://" + p.Upstream + "/"
-		p.Redirects = SidecarRedirects(env, uid)
+		p.Target.URL = "http://" + HostPort(entry.Node.Addr, entry.Port) + "/"
+		p.Apps = CallsVia(env, Direct)
+		p.Redirects = SidecarRedirects(env, ex)
 	}
 	return p
 }

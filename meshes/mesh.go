@@ -71,10 +71,21 @@ type Workload struct {
 	ServiceTime time.Duration
 }
 
+// Authority is the workload's name and port, the Host its callers send.
+func (w Workload) Authority() string { return w.Name + ":" + strconv.Itoa(w.Port) }
+
+// Service is a server workload and the services it calls for every request.
+type Service struct {
+	Workload
+	Calls []string
+}
+
 // Env is what a mesh needs to render a deployment.
 type Env struct {
 	Client Workload
-	Server Workload
+	// Services are the topology's services, entry first: the client calls
+	// Services[0], and each service calls the ones it lists.
+	Services []Service
 	// Dir is a scratch directory for this deployment's files.
 	Dir string
 	// Transparent says the platform can redirect a node's traffic to a
@@ -82,23 +93,129 @@ type Env struct {
 	Transparent bool
 }
 
+// Entry is the service the client calls.
+func (e Env) Entry() Service { return e.Services[0] }
+
+// Callees are the services w calls: the entry for the client, the listed
+// ones for a service.
+func (e Env) Callees(w Workload) []Service {
+	if w.Name == e.Client.Name {
+		return e.Services[:1]
+	}
+	var out []Service
+	for _, s := range e.Services {
+		if s.Name == w.Name {
+			for _, c := range s.Calls {
+				out = append(out, e.service(c))
+			}
+		}
+	}
+	return out
+}
+
+// Callers are the workloads that call the service named name.
+func (e Env) Callers(name string) []Workload {
+	var out []Workload
+	if e.Entry().Name == name {
+		out = append(out, e.Client)
+	}
+	for _, s := range e.Services {
+		for _, c := range s.Calls {
+			if c == name {
+				out = append(out, s.Workload)
+			}
+		}
+	}
+	return out
+}
+
+// Workloads are the client and every service, client first.
+func (e Env) Workloads() []Workload {
+	out := []Workload{e.Client}
+	for _, s := range e.Services {
+		out = append(out, s.Workload)
+	}
+	return out
+}
+
+func (e Env) service(name string) Service {
+	for _, s := range e.Services {
+		if s.Name == name {
+			return s
+		}
+	}
+	panic(fmt.Sprintf("meshes: topology has no service %q", name))
+}
+
 // Deployment is a rendered mesh: processes to start and where the client
-// should send its requests.
+// and the services send their requests.
 type Deployment struct {
 	Components []Component
 	// Target is what the client calls.
 	Target Target
+	// Apps say how each service (by name) is enrolled: extra arguments and
+	// how it reaches the services it calls. A service missing here runs
+	// plain and dials its callees directly.
+	Apps map[string]App
 	// Redirects are the transparent-interception rules to install on nodes
 	// before the components start (only when Env.Transparent).
 	Redirects []Redirect
 	// MTLS says the hops between the deployment's proxies (or libraries)
 	// are mutual TLS.
 	MTLS bool
-	// OwnServer says a component of the deployment is the server workload
-	// (a build that links the mesh, as in proxyless mode): the shared
-	// server sits idle and is left out of the resource figures.
-	OwnServer bool
 }
+
+// App is how a mesh enrolls one service workload.
+type App struct {
+	// Args are extra arguments for the workload, such as the proxyless
+	// mode's xDS bundle.
+	Args []string
+	// Calls say how the service reaches each service it calls, in the
+	// order of its calls.
+	Calls []Call
+	// Ready, when set, replaces the runner's readiness probe (a plaintext
+	// GET of the workload's health path on its port).
+	Ready *Probe
+}
+
+// Call is how a workload reaches one service it calls.
+type Call struct {
+	// Authority is the callee's name:port, sent as the Host.
+	Authority string
+	// Dial is the address to connect to: the callee itself, or a local
+	// proxy. Empty means the workload's linked mesh library routes it
+	// (proxyless).
+	Dial string
+}
+
+// Arg renders the call as the workload's --call flag value.
+func (c Call) Arg() string {
+	if c.Dial == "" {
+		return c.Authority
+	}
+	return c.Authority + "=" + c.Dial
+}
+
+// CallsVia are the calls of every service, each dialing dial(caller,
+// callee) (an empty result lets a linked library route the call).
+func CallsVia(env Env, dial func(caller Workload, callee Service) string) map[string]App {
+	apps := map[string]App{}
+	for _, s := range env.Services {
+		var app App
+		for _, c := range env.Callees(s.Workload) {
+			app.Calls = append(app.Calls, Call{Authority: c.Authority(), Dial: dial(s.Workload, c)})
+		}
+		apps[s.Name] = app
+	}
+	return apps
+}
+
+// Direct dials the callee's own address (no proxy, or one that intercepts
+// transparently).
+func Direct(_ Workload, callee Service) string { return HostPort(callee.Node.Addr, callee.Port) }
+
+// ViaOutbound dials the caller node's outbound proxy port.
+func ViaOutbound(caller Workload, _ Service) string { return HostPort(caller.Node.Local, OutboundPort) }
 
 // Target is where, and as whom, the client sends requests.
 type Target struct {

@@ -89,6 +89,9 @@ func Summarize(trials []*results.Trial) []*Row {
 	}
 	baseline := map[trialRate]*results.Trial{}
 	for _, t := range trials {
+		if t.Probe != nil {
+			continue // a max search's step: summarized by SummarizeMax
+		}
 		if _, ok := groups[t.RateKey()]; !ok {
 			keys = append(keys, t.RateKey())
 		}

@@ -9,35 +9,18 @@ import (
 	"github.com/meshbench/meshbench/runner/results"
 )
 
-// WriteTable writes the comparison table: one row per (mesh, mode).
+// WriteTable writes the comparison table: one row per (mesh, mode, rate),
+// preceded by the max-search table when the run searched.
 func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	rateCol := len(rows) > 0 && sweep(rows)
-	if rateCol {
-		fmt.Fprint(tw, "RATE\t")
+	if m != nil && len(m.Max) > 0 {
+		if err := writeMax(w, m); err != nil {
+			return err
+		}
 	}
-	fmt.Fprintln(tw, "MESH\tMODE\tTRIALS\tQPS\tP50\tP90\tP99\tP99 CO\tP99.9\tMAX\tERRORS\t+P50\t+P99\t+CPU\tPROXIES\tPROXY CPU\tPROXY RSS\t")
-	for _, r := range rows {
-		l := r.LatencyMs
-		added50, added99, addedCPU := "-", "-", "-"
-		if r.HasBaseline && r.Mode != BaselineMode {
-			added50, added99 = signedMs(r.AddedP50Ms), signedMs(r.AddedP99Ms)
-			addedCPU = fmt.Sprintf("%+.0fm", r.AddedCPU)
+	if len(rows) > 0 {
+		if err := writeRows(w, rows); err != nil {
+			return err
 		}
-		cpu, rss := "-", "-"
-		if r.Proxies > 0 {
-			cpu = fmt.Sprintf("%.0fm", r.ProxyCPU)
-			rss = fmt.Sprintf("%.1fMB", r.ProxyRSSMB)
-		}
-		if rateCol {
-			fmt.Fprintf(tw, "%g\t", r.Rate)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t\n",
-			r.Mesh, r.Mode, r.Trials, r.QPS, ms(l.P50), ms(l.P90), ms(l.P99), ms(r.COP99Ms), ms(l.P999), ms(l.Max),
-			r.Errors, added50, added99, addedCPU, r.Proxies, cpu, rss)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
 	}
 	if m != nil {
 		for _, c := range m.Calibrations {
@@ -70,6 +53,35 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 			m.HistogramResolution, m.Platform.ResourceSource, m.Platform.Network)
 	}
 	return nil
+}
+
+func writeRows(w io.Writer, rows []*Row) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	rateCol := sweep(rows)
+	if rateCol {
+		fmt.Fprint(tw, "RATE\t")
+	}
+	fmt.Fprintln(tw, "MESH\tMODE\tTRIALS\tQPS\tP50\tP90\tP99\tP99 CO\tP99.9\tMAX\tERRORS\t+P50\t+P99\t+CPU\tPROXIES\tPROXY CPU\tPROXY RSS\t")
+	for _, r := range rows {
+		l := r.LatencyMs
+		added50, added99, addedCPU := "-", "-", "-"
+		if r.HasBaseline && r.Mode != BaselineMode {
+			added50, added99 = signedMs(r.AddedP50Ms), signedMs(r.AddedP99Ms)
+			addedCPU = fmt.Sprintf("%+.0fm", r.AddedCPU)
+		}
+		cpu, rss := "-", "-"
+		if r.Proxies > 0 {
+			cpu = fmt.Sprintf("%.0fm", r.ProxyCPU)
+			rss = fmt.Sprintf("%.1fMB", r.ProxyRSSMB)
+		}
+		if rateCol {
+			fmt.Fprintf(tw, "%g\t", r.Rate)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t\n",
+			r.Mesh, r.Mode, r.Trials, r.QPS, ms(l.P50), ms(l.P90), ms(l.P99), ms(r.COP99Ms), ms(l.P999), ms(l.Max),
+			r.Errors, added50, added99, addedCPU, r.Proxies, cpu, rss)
+	}
+	return tw.Flush()
 }
 
 func ms(v float64) string {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"time"
 
 	"github.com/meshbench/meshbench/meshes"
@@ -141,14 +140,13 @@ type run struct {
 	nodes    map[string]meshes.Node
 	manifest *results.Manifest
 	trials   []*results.Trial
-	server   Process
 	logs     []*os.File
 }
 
 func (r *run) execute(ctx context.Context) error {
 	s := r.Scenario
 	var err error
-	r.nodes, err = r.Platform.Up(ctx, []string{s.Topology.Client.Name, s.Topology.Server.Name})
+	r.nodes, err = r.Platform.Up(ctx, s.Topology.Workloads())
 	if err != nil {
 		return fmt.Errorf("platform up: %w", err)
 	}
@@ -168,8 +166,11 @@ func (r *run) execute(ctx context.Context) error {
 	if len(r.slots) == 0 {
 		return fmt.Errorf("no (mesh, mode) of the scenario can run on this host")
 	}
-	if err := r.startServer(ctx); err != nil {
-		return err
+	if s.Load.Max != nil {
+		if err := r.calibrate(ctx, s.Load.Max.Start); err != nil {
+			return err
+		}
+		return r.searchAll(ctx)
 	}
 	rates := s.RateList()
 	for _, rate := range rates {
@@ -185,7 +186,7 @@ func (r *run) execute(ctx context.Context) error {
 					label += fmt.Sprintf(" at %g rps", rate)
 				}
 				r.Log.Logf("%s", label)
-				tr, err := r.runSlot(ctx, sl, t, pos, filepath.Join(r.OutDir, rel), rate)
+				tr, err := r.runSlot(ctx, sl, slotRun{trial: t, pos: pos, dir: filepath.Join(r.OutDir, rel), rate: rate})
 				if err != nil {
 					return fmt.Errorf("%s: %w", label, err)
 				}
@@ -208,7 +209,7 @@ func (r *run) calibrate(ctx context.Context, rate float64) error {
 	}
 	r.Log.Logf("calibration: harness floor (no mesh) at %g rps", rate)
 	dir := filepath.Join(r.OutDir, results.CalibrationDir, fmt.Sprintf("%grps", rate))
-	tr, err := r.runSlot(ctx, slot{mesh: base, mode: scenarios.Baseline}, 0, 0, dir, rate)
+	tr, err := r.runSlot(ctx, slot{mesh: base, mode: scenarios.Baseline}, slotRun{dir: dir, rate: rate})
 	if err != nil {
 		return fmt.Errorf("calibration: %w", err)
 	}
@@ -296,25 +297,6 @@ func listenHost(n meshes.Node) string {
 		return "0.0.0.0" // the node is a namespace of its own
 	}
 	return n.Addr.String()
-}
-
-func (r *run) startServer(ctx context.Context) error {
-	srv := r.Scenario.Topology.Server
-	node := r.nodes[srv.Name]
-	args := []string{"workload", "server",
-		"--listen", listenHost(node) + ":" + strconv.Itoa(ServerPort),
-		"--payload-size", strconv.FormatInt(int64(srv.PayloadSize), 10),
-		"--delay", srv.ServiceTime.String(),
-	}
-	p, err := r.start(ctx, filepath.Join(r.OutDir, results.LogsDir), ProcessSpec{
-		Name: srv.Name, Node: srv.Name, Args: args, CPUs: cpusFor(results.ClassApp),
-	})
-	if err != nil {
-		return err
-	}
-	r.server = p
-	url := "http://" + meshes.HostPort(node.Addr, ServerPort) + workload.HealthPath
-	return r.waitReady(ctx, srv.Name, p, meshes.Probe{HTTPGet: url})
 }
 
 // start starts a process with its stdout and stderr in logDir.

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,27 +27,65 @@ type started struct {
 	proc Process
 }
 
-// runSlot deploys one (mesh, mode), drives the load through it, samples
-// resources during the measured window, tears the mesh down and writes the
-// trial's files.
-func (r *run) runSlot(ctx context.Context, sl slot, trial, pos int, dir string, rate float64) (*results.Trial, error) {
+// slotRun is one trial of a (mesh, mode) at a rate, written to dir.
+type slotRun struct {
+	trial, pos int
+	dir        string
+	rate       float64
+	// annotate, when set, completes the trial record before it is written
+	// (a max search's verdict).
+	annotate func(*results.Trial)
+}
+
+// env is the topology on the run's nodes, for a mesh to render.
+func (r *run) env(dir string) meshes.Env {
+	t := r.Scenario.Topology
+	env := meshes.Env{Client: meshes.Workload{Name: t.Client.Name, Node: r.nodes[t.Client.Name]}, Dir: dir}
+	for _, svc := range t.ServiceList() {
+		env.Services = append(env.Services, meshes.Service{
+			Workload: meshes.Workload{Name: svc.Name, Node: r.nodes[svc.Name], Port: ServerPort,
+				PayloadSize: int(svc.PayloadSize), ServiceTime: svc.ServiceTime.D()},
+			Calls: svc.Calls,
+		})
+	}
+	_, canIntercept := r.Platform.(Interceptor)
+	env.Transparent = canIntercept && r.manifest.Platform.Transparent
+	return env
+}
+
+// runSlot deploys one (mesh, mode): starts the services enrolled as the
+// mesh says, installs its interception and starts its components, drives
+// the load through it while sampling resources, tears everything down and
+// writes the trial's files.
+func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial, error) {
 	s := r.Scenario
+	dir := sr.dir
 	logDir := filepath.Join(dir, results.LogsDir)
 	confDir := filepath.Join(dir, "config")
 	if err := errors.Join(os.MkdirAll(confDir, 0o755), os.MkdirAll(logDir, 0o755)); err != nil {
 		return nil, err
 	}
-	env := meshes.Env{
-		Client: meshes.Workload{Name: s.Topology.Client.Name, Node: r.nodes[s.Topology.Client.Name]},
-		Server: meshes.Workload{Name: s.Topology.Server.Name, Node: r.nodes[s.Topology.Server.Name], Port: ServerPort,
-			PayloadSize: int(s.Topology.Server.PayloadSize), ServiceTime: s.Topology.Server.ServiceTime.D()},
-		Dir: confDir,
-	}
-	_, canIntercept := r.Platform.(Interceptor)
-	env.Transparent = canIntercept && r.manifest.Platform.Transparent
+	env := r.env(confDir)
 	dep, err := sl.mesh.Deploy(env, sl.mode)
 	if err != nil {
 		return nil, fmt.Errorf("deploy: %w", err)
+	}
+	var procs []started
+	stopAll := func() {
+		// Reverse order: callers stop before what they call.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultStopTimeout)
+		defer cancel()
+		for i := len(procs) - 1; i >= 0; i-- {
+			_ = procs[i].proc.Stop(sctx)
+		}
+	}
+	// The services start, and answer their plaintext readiness probe,
+	// before interception would send that probe to a proxy.
+	apps, err := r.startApps(ctx, env, dep, logDir)
+	procs = append(procs, apps...)
+	defer stopAll()
+	if err != nil {
+		return nil, err
 	}
 	if len(dep.Redirects) > 0 {
 		ic, ok := r.Platform.(Interceptor)
@@ -64,16 +103,10 @@ func (r *run) runSlot(ctx context.Context, sl slot, trial, pos int, dir string, 
 				r.Log.Logf("remove interception: %v", err)
 			}
 		}()
+		// Deferred calls run last-in first-out: stop the processes before
+		// the rules go.
+		defer stopAll()
 	}
-	var comps []started
-	defer func() {
-		// Reverse order: the client side stops before what it calls.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultStopTimeout)
-		defer cancel()
-		for i := len(comps) - 1; i >= 0; i-- {
-			_ = comps[i].proc.Stop(sctx)
-		}
-	}()
 	for _, c := range dep.Components {
 		p, err := r.start(ctx, logDir, ProcessSpec{
 			Name: c.Name, Node: c.Node, Command: c.Command, Args: c.Args, CPUs: cpusFor(c.Class),
@@ -81,18 +114,16 @@ func (r *run) runSlot(ctx context.Context, sl slot, trial, pos int, dir string, 
 		if err != nil {
 			return nil, err
 		}
-		comps = append(comps, started{comp: c, proc: p})
-	}
-	for _, c := range comps {
-		if err := r.waitReady(ctx, c.comp.Name, c.proc, c.comp.Ready); err != nil {
+		procs = append(procs, started{comp: c, proc: p})
+		if err := r.waitReady(ctx, c.Name, p, c.Ready); err != nil {
 			return nil, err
 		}
 	}
 
 	tr := &results.Trial{
-		Mesh: sl.mesh.Name(), Mode: string(sl.mode), Trial: trial, Position: pos,
+		Mesh: sl.mesh.Name(), Mode: string(sl.mode), Trial: sr.trial, Position: sr.pos,
 		Protocol: s.Load.Protocol, Target: dep.Target.URL, Connections: s.Load.Connections,
-		Duration: s.Load.Duration.String(), Requested: rate,
+		Duration: s.Load.Duration.String(), Requested: sr.rate,
 	}
 	if v, ok := sl.mesh.(meshes.Versioned); ok {
 		tr.DataPlane = v.Version()
@@ -102,24 +133,87 @@ func (r *run) runSlot(ctx context.Context, sl slot, trial, pos int, dir string, 
 		tr.Path = rel
 	}
 	fortioPath := filepath.Join(dir, results.FortioFile)
-	res, usage, err := r.drive(ctx, dep, comps, logDir, fortioPath, rate)
+	res, usage, err := r.drive(ctx, dep, procs, logDir, fortioPath, sr.rate)
 	if err != nil {
 		return nil, err
 	}
+	stopAll()
 	var co stats.HistogramData
 	if err := readJSON(results.COPath(fortioPath), &co); err != nil {
 		return nil, err
 	}
 	fillTrial(tr, res, &co, usage)
+	for _, a := range apps {
+		tr.Services = append(tr.Services, servedCount(a.comp.Name, filepath.Join(logDir, a.comp.Name+".stdout.log")))
+	}
+	if sr.annotate != nil {
+		sr.annotate(tr)
+	}
 	if err := r.writeTrial(dir, tr); err != nil {
 		return nil, err
 	}
 	return tr, nil
 }
 
+// startApps starts every service of the topology on its node, enrolled as
+// dep says (extra arguments, how it calls its callees), and waits until
+// each is ready. It returns what it started, also on error.
+func (r *run) startApps(ctx context.Context, env meshes.Env, dep *meshes.Deployment, logDir string) ([]started, error) {
+	var out []started
+	direct := meshes.CallsVia(env, meshes.Direct)
+	for _, svc := range env.Services {
+		app, ok := dep.Apps[svc.Name]
+		if !ok {
+			app = direct[svc.Name]
+		}
+		args := []string{"workload", "server",
+			"--listen", listenHost(svc.Node) + ":" + strconv.Itoa(svc.Port),
+			"--payload-size", strconv.Itoa(svc.PayloadSize),
+			"--delay", svc.ServiceTime.String(),
+		}
+		for _, c := range app.Calls {
+			args = append(args, "--call", c.Arg())
+		}
+		args = append(args, app.Args...)
+		c := meshes.Component{Name: svc.Name, Class: results.ClassApp, Node: svc.Node.Name, Args: args,
+			Ready: meshes.Probe{HTTPGet: "http://" + meshes.HostPort(svc.Node.Addr, svc.Port) + workload.HealthPath}}
+		if app.Ready != nil {
+			c.Ready = *app.Ready
+		}
+		p, err := r.start(ctx, logDir, ProcessSpec{Name: c.Name, Node: c.Node, Args: c.Args, CPUs: cpusFor(c.Class)})
+		if err != nil {
+			return out, err
+		}
+		out = append(out, started{comp: c, proc: p})
+	}
+	for _, a := range out {
+		if err := r.waitReady(ctx, a.comp.Name, a.proc, a.comp.Ready); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// servedCount reads a stopped service's last counts from its stdout log.
+func servedCount(name, logPath string) results.ServiceCount {
+	out := results.ServiceCount{Name: name}
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		return out
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		var ev workload.ServedEvent
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Event == workload.EventServed {
+			out.Requests, out.Calls, out.CallErrors, out.FirstError = ev.Requests, ev.Calls, ev.CallErrors, ev.FirstError
+		}
+	}
+	return out
+}
+
 // drive runs the load client on the client's node and samples every
 // process of the trial while the client measures.
-func (r *run) drive(ctx context.Context, dep *meshes.Deployment, comps []started, logDir, fortioPath string, rate float64) (*fhttp.HTTPRunnerResults, []results.Usage, error) {
+func (r *run) drive(ctx context.Context, dep *meshes.Deployment, procs []started, logDir, fortioPath string, rate float64) (*fhttp.HTTPRunnerResults, []results.Usage, error) {
 	s := r.Scenario
 	client := s.Topology.Client.Name
 	args := []string{"workload", "client",
@@ -162,10 +256,7 @@ func (r *run) drive(ctx context.Context, dep *meshes.Deployment, comps []started
 	}()
 
 	watch := []watched{watchOf(p, client, results.ClassLoadGen, client)}
-	if !dep.OwnServer {
-		watch = append(watch, watchOf(r.server, s.Topology.Server.Name, results.ClassApp, s.Topology.Server.Name))
-	}
-	for _, c := range comps {
+	for _, c := range procs {
 		watch = append(watch, watchOf(c.proc, c.comp.Name, c.comp.Class, c.comp.Node))
 	}
 	var smp *sampler

@@ -127,6 +127,10 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	switch v.Kind() {
+	case reflect.Pointer: // an optional section
+		e := reflect.New(v.Type().Elem())
+		d.value(n, e.Elem(), path)
+		v.Set(e)
 	case reflect.Struct:
 		d.structValue(n, v, path)
 	case reflect.Slice:

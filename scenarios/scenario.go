@@ -9,6 +9,7 @@ package scenarios
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -56,10 +57,66 @@ type Scenario struct {
 	pos map[string]Position
 }
 
-// Topology is the application under test: a client calling a server.
+// Topology is the application under test: a client calling a server, or
+// calling the first of several services that call each other (a chain, a
+// fan-out, any acyclic graph). Each workload runs on a node of its own.
 type Topology struct {
 	Client Client `yaml:"client" json:"client"`
+	// Server is the one service of a client -> server topology. Set it or
+	// Services, not both.
 	Server Server `yaml:"server" json:"server"`
+	// Services are the services of a larger topology: the client calls
+	// Services[0], and each service calls the ones it lists in Calls (all
+	// of them, in parallel, for every request it serves).
+	Services []Service `yaml:"services" json:"services,omitempty"`
+}
+
+// Service is one service of a multi-service topology.
+type Service struct {
+	Name        string   `yaml:"name" json:"name" mb:"required"`
+	PayloadSize ByteSize `yaml:"payloadSize" json:"payloadSize"`
+	ServiceTime Duration `yaml:"serviceTime" json:"serviceTime"`
+	// Calls names the services this one calls for every request.
+	Calls []string `yaml:"calls" json:"calls,omitempty"`
+}
+
+// ServiceList is the topology's services, entry first: Services, or the
+// one Server.
+func (t Topology) ServiceList() []Service {
+	if len(t.Services) > 0 {
+		return t.Services
+	}
+	return []Service{{Name: t.Server.Name, PayloadSize: t.Server.PayloadSize, ServiceTime: t.Server.ServiceTime}}
+}
+
+// servicePath is the field path of service i in error messages.
+func (t Topology) servicePath(i int) string {
+	if len(t.Services) > 0 {
+		return fmt.Sprintf("topology.services[%d]", i)
+	}
+	return "topology.server"
+}
+
+// Workloads names every workload of the topology, client first.
+func (t Topology) Workloads() []string {
+	names := []string{t.Client.Name}
+	for _, svc := range t.ServiceList() {
+		names = append(names, svc.Name)
+	}
+	return names
+}
+
+// Shape describes the call graph in one line, e.g. "client>api" or
+// "client>front, front>a, front>b".
+func (t Topology) Shape() string {
+	svcs := t.ServiceList()
+	edges := []string{t.Client.Name + ">" + svcs[0].Name}
+	for _, svc := range svcs {
+		for _, c := range svc.Calls {
+			edges = append(edges, svc.Name+">"+c)
+		}
+	}
+	return strings.Join(edges, ", ")
 }
 
 // Client is the calling workload; it runs the load generator.
@@ -96,6 +153,56 @@ type Load struct {
 	Warmup      Duration  `yaml:"warmup" json:"warmup"`
 	// RequestSize is the request body size; 0 sends GET requests.
 	RequestSize ByteSize `yaml:"requestSize" json:"requestSize"`
+	// Max, instead of fixed rates, searches each (mesh, mode) for the
+	// highest rate that meets a latency SLO.
+	Max *MaxSearch `yaml:"max" json:"max,omitempty"`
+}
+
+// MaxSearch is a search for the highest rate at which a (mesh, mode) meets
+// an SLO: probes of load.duration each, doubling from Start until a probe
+// misses the SLO (or reaches Limit), then bisecting between the last rate
+// that met it and the first that did not, until the two are within
+// Precision of each other or MaxProbes probes have run.
+type MaxSearch struct {
+	// SLO is what every probe must meet.
+	SLO SLO `yaml:"slo" json:"slo" mb:"required"`
+	// Start is the first rate probed; Limit the highest ever probed.
+	Start float64 `yaml:"start" json:"start"`
+	Limit float64 `yaml:"limit" json:"limit"`
+	// Precision is the relative width (e.g. 0.05 for 5%) at which the
+	// bisection stops.
+	Precision float64 `yaml:"precision" json:"precision"`
+	// MaxProbes bounds the number of probes per (mesh, mode, trial).
+	MaxProbes int `yaml:"maxProbes" json:"maxProbes"`
+}
+
+// SLO is a latency objective: fortio-measured percentiles at most these
+// values, an error ratio at most ErrorRate, and an achieved rate within
+// MinAchieved (a ratio) of the requested one.
+type SLO struct {
+	P50  Duration `yaml:"p50" json:"p50,omitempty"`
+	P90  Duration `yaml:"p90" json:"p90,omitempty"`
+	P99  Duration `yaml:"p99" json:"p99,omitempty"`
+	P999 Duration `yaml:"p99.9" json:"p99.9,omitempty"`
+	// ErrorRate is the highest fraction of failed requests (0 to 1).
+	ErrorRate float64 `yaml:"errorRate" json:"errorRate"`
+	// MinAchieved is the lowest achieved/requested rate ratio.
+	MinAchieved float64 `yaml:"minAchieved" json:"minAchieved"`
+}
+
+// String renders the SLO, e.g. "p99 <= 5ms, errors <= 0.1%, achieved >= 95%".
+func (s SLO) String() string {
+	var parts []string
+	for _, b := range []struct {
+		name string
+		d    Duration
+	}{{"p50", s.P50}, {"p90", s.P90}, {"p99", s.P99}, {"p99.9", s.P999}} {
+		if b.d > 0 {
+			parts = append(parts, b.name+" <= "+b.d.String())
+		}
+	}
+	parts = append(parts, fmt.Sprintf("errors <= %g%%", s.ErrorRate*100), fmt.Sprintf("achieved >= %g%%", s.MinAchieved*100))
+	return strings.Join(parts, ", ")
 }
 
 // Trial orders.
@@ -113,6 +220,12 @@ const (
 	DefaultTrials      = 1
 	DefaultClientName  = "client"
 	DefaultServerName  = "server"
+	// Max-search defaults.
+	DefaultMaxStart       = 500
+	DefaultMaxLimit       = 50000
+	DefaultMaxPrecision   = 0.1
+	DefaultMaxProbes      = 12
+	DefaultSLOMinAchieved = 0.95
 )
 
 // Parse reads a scenario from YAML. file names the source in errors. The
@@ -125,12 +238,13 @@ func Parse(file string, data []byte) (*Scenario, error) {
 	if lp, ok := pos["load"]; ok {
 		_, q := pos["load.qps"]
 		_, r := pos["load.rates"]
-		if !q && !r {
+		_, m := pos["load.max"]
+		if !q && !r && !m {
 			var el ErrorList
 			if err != nil {
 				el, _ = err.(ErrorList)
 			}
-			el = append(el, &FieldError{Pos: lp, Path: "load.qps", Msg: "missing required field (or load.rates, for a sweep)"})
+			el = append(el, &FieldError{Pos: lp, Path: "load.qps", Msg: "missing required field (or load.rates, for a sweep, or load.max, for a search)"})
 			err = el.err()
 		}
 	}
@@ -163,8 +277,25 @@ func (s *Scenario) Normalize() {
 	if s.Topology.Client.Name == "" {
 		s.Topology.Client.Name = DefaultClientName
 	}
-	if s.Topology.Server.Name == "" {
+	if s.Topology.Server.Name == "" && len(s.Topology.Services) == 0 {
 		s.Topology.Server.Name = DefaultServerName
+	}
+	if m := s.Load.Max; m != nil {
+		if s.unset("load.max.start") && m.Start == 0 {
+			m.Start = DefaultMaxStart
+		}
+		if s.unset("load.max.limit") && m.Limit == 0 {
+			m.Limit = DefaultMaxLimit
+		}
+		if s.unset("load.max.precision") && m.Precision == 0 {
+			m.Precision = DefaultMaxPrecision
+		}
+		if s.unset("load.max.maxProbes") && m.MaxProbes == 0 {
+			m.MaxProbes = DefaultMaxProbes
+		}
+		if s.unset("load.max.slo.minAchieved") && m.SLO.MinAchieved == 0 {
+			m.SLO.MinAchieved = DefaultSLOMinAchieved
+		}
 	}
 	if s.Order == "" {
 		s.Order = OrderRotate
@@ -190,8 +321,12 @@ func (s *Scenario) unset(path string) bool {
 	return !set
 }
 
-// RateList is the rates the scenario runs at: Rates, or QPS alone.
+// RateList is the rates the scenario runs at: Rates, or QPS alone. A max
+// search has none fixed: it is calibrated at its start rate.
 func (s *Scenario) RateList() []float64 {
+	if s.Load.Max != nil {
+		return []float64{s.Load.Max.Start}
+	}
 	if len(s.Load.Rates) > 0 {
 		return s.Load.Rates
 	}

@@ -166,3 +166,31 @@ func TestByteSize(t *testing.T) {
 		}
 	}
 }
+
+func TestChainAndMaxSearch(t *testing.T) {
+	s, err := LoadFile("testdata/valid-chain.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs := s.Topology.ServiceList()
+	if len(svcs) != 4 || svcs[1].ServiceTime != Duration(time.Millisecond) || svcs[3].PayloadSize != 2048 {
+		t.Errorf("services %+v", svcs)
+	}
+	if got, want := s.Topology.Shape(), "client>front, front>middle, middle>back-a, middle>back-b"; got != want {
+		t.Errorf("shape %q, want %q", got, want)
+	}
+	if got := s.Topology.Workloads(); len(got) != 5 || got[0] != "client" {
+		t.Errorf("workloads %v", got)
+	}
+	m := s.Load.Max
+	if m == nil || m.Start != 200 || m.Limit != 4000 || m.Precision != 0.05 || m.MaxProbes != DefaultMaxProbes ||
+		m.SLO.P99 != Duration(5*time.Millisecond) || m.SLO.ErrorRate != 0.001 || m.SLO.MinAchieved != DefaultSLOMinAchieved {
+		t.Errorf("max search %+v", m)
+	}
+	if got := s.RateList(); len(got) != 1 || got[0] != 200 {
+		t.Errorf("a search calibrates at its start rate, got %v", got)
+	}
+	if got, want := m.SLO.String(), "p99 <= 5ms, errors <= 0.1%, achieved >= 95%"; got != want {
+		t.Errorf("SLO %q, want %q", got, want)
+	}
+}

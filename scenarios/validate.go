@@ -52,22 +52,100 @@ func (s *Scenario) Validate() error {
 
 type addFunc func(path, format string, args ...any)
 
+// MaxServices bounds a topology's size (each service is a node).
+const MaxServices = 16
+
 func (s *Scenario) validateTopology(add addFunc) {
 	t := s.Topology
-	for path, name := range map[string]string{"topology.client.name": t.Client.Name, "topology.server.name": t.Server.Name} {
-		if !nameRE.MatchString(name) {
-			add(path, "%q is not a valid workload name: use 1-32 lowercase letters, digits and '-'", name)
+	if !nameRE.MatchString(t.Client.Name) {
+		add("topology.client.name", "%q is not a valid workload name: use 1-32 lowercase letters, digits and '-'", t.Client.Name)
+	}
+	if len(t.Services) > 0 {
+		if _, set := s.pos["topology.server"]; set {
+			add("topology.services", "set either topology.server (client -> server) or topology.services, not both")
+		}
+		if len(t.Services) > MaxServices {
+			add("topology.services", "at most %d services, got %d", MaxServices, len(t.Services))
 		}
 	}
-	if t.Client.Name == t.Server.Name {
-		add("topology.server.name", "client and server must have different names, both are %q", t.Server.Name)
+	svcs := t.ServiceList()
+	index := map[string]int{}
+	for i, svc := range svcs {
+		path := t.servicePath(i)
+		switch {
+		case !nameRE.MatchString(svc.Name):
+			add(path+".name", "%q is not a valid workload name: use 1-32 lowercase letters, digits and '-'", svc.Name)
+		case svc.Name == t.Client.Name:
+			add(path+".name", "the client and a service must have different names, both are %q", svc.Name)
+		default:
+			if j, dup := index[svc.Name]; dup {
+				add(path+".name", "service %q is listed twice (also %s)", svc.Name, t.servicePath(j))
+			}
+			index[svc.Name] = i
+		}
+		if svc.PayloadSize > MaxPayload {
+			add(path+".payloadSize", "must be at most %s, got %s", MaxPayload, svc.PayloadSize)
+		}
+		if svc.ServiceTime < 0 || svc.ServiceTime > Duration(10*time.Second) {
+			add(path+".serviceTime", "must be between 0 and 10s, got %s", svc.ServiceTime)
+		}
 	}
-	if t.Server.PayloadSize > MaxPayload {
-		add("topology.server.payloadSize", "must be at most %s, got %s", MaxPayload, t.Server.PayloadSize)
+	graphOK := true
+	for i, svc := range svcs {
+		called := map[string]bool{}
+		for k, c := range svc.Calls {
+			cp := fmt.Sprintf("%s.calls[%d]", t.servicePath(i), k)
+			_, known := index[c]
+			switch {
+			case !known:
+				add(cp, "unknown service %q (services: %s)", c, serviceNames(svcs))
+				graphOK = false
+			case c == svc.Name:
+				add(cp, "service %q calls itself", c)
+				graphOK = false
+			case called[c]:
+				add(cp, "service %q is listed twice", c)
+			}
+			called[c] = true
+		}
 	}
-	if t.Server.ServiceTime < 0 || t.Server.ServiceTime > Duration(10*time.Second) {
-		add("topology.server.serviceTime", "must be between 0 and 10s, got %s", t.Server.ServiceTime)
+	if !graphOK || len(index) != len(svcs) {
+		return
 	}
+	// Every service is reached from the entry, and no call loops back.
+	const (
+		unseen = iota
+		active
+		done
+	)
+	state := make([]int, len(svcs))
+	var visit func(i int)
+	visit = func(i int) {
+		state[i] = active
+		for k, c := range svcs[i].Calls {
+			switch j := index[c]; state[j] {
+			case active:
+				add(fmt.Sprintf("%s.calls[%d]", t.servicePath(i), k), "calling %q closes a loop: calls must not cycle", c)
+			case unseen:
+				visit(j)
+			}
+		}
+		state[i] = done
+	}
+	visit(0)
+	for i, st := range state {
+		if st == unseen {
+			add(t.servicePath(i)+".name", "service %q is not called by %s or by any service it calls", svcs[i].Name, svcs[0].Name)
+		}
+	}
+}
+
+func serviceNames(svcs []Service) string {
+	names := make([]string, len(svcs))
+	for i, svc := range svcs {
+		names[i] = svc.Name
+	}
+	return strings.Join(names, ", ")
 }
 
 func (s *Scenario) validateMeshes(add addFunc) {
@@ -92,7 +170,14 @@ func (s *Scenario) validateLoad(add addFunc) {
 	if l.Protocol != "http" {
 		add("load.protocol", "unsupported protocol %q (supported: http)", l.Protocol)
 	}
+	if l.Max != nil {
+		if len(l.Rates) > 0 || l.QPS != 0 {
+			add("load.max", "set one of load.qps (one rate), load.rates (a sweep) or load.max (a search)")
+		}
+		s.validateMax(add)
+	}
 	switch {
+	case l.Max != nil:
 	case len(l.Rates) > 0 && l.QPS != 0:
 		add("load.rates", "set either load.qps (one rate) or load.rates (a sweep), not both")
 	case len(l.Rates) > 0:
@@ -142,4 +227,35 @@ func modeList() string {
 		names[i] = string(m)
 	}
 	return strings.Join(names, ", ")
+}
+
+func (s *Scenario) validateMax(add addFunc) {
+	m := s.Load.Max
+	if m.Start <= 0 || m.Start > MaxQPS {
+		add("load.max.start", "must be greater than 0 and at most %d, got %g", MaxQPS, m.Start)
+	}
+	if m.Limit < m.Start || m.Limit > MaxQPS {
+		add("load.max.limit", "must be at least load.max.start (%g) and at most %d, got %g", m.Start, MaxQPS, m.Limit)
+	}
+	if m.Precision <= 0 || m.Precision >= 1 {
+		add("load.max.precision", "must be between 0 and 1 (e.g. 0.05 for 5%%), got %g", m.Precision)
+	}
+	if m.MaxProbes < 2 || m.MaxProbes > 50 {
+		add("load.max.maxProbes", "must be between 2 and 50, got %d", m.MaxProbes)
+	}
+	slo := m.SLO
+	if slo.P50 == 0 && slo.P90 == 0 && slo.P99 == 0 && slo.P999 == 0 {
+		add("load.max.slo", "set at least one latency bound (p50, p90, p99, p99.9)")
+	}
+	for key, d := range map[string]Duration{"p50": slo.P50, "p90": slo.P90, "p99": slo.P99, "p99.9": slo.P999} {
+		if d < 0 {
+			add("load.max.slo."+key, "must not be negative, got %s", d)
+		}
+	}
+	if slo.ErrorRate < 0 || slo.ErrorRate > 1 {
+		add("load.max.slo.errorRate", "must be between 0 and 1, got %g", slo.ErrorRate)
+	}
+	if slo.MinAchieved <= 0 || slo.MinAchieved > 1 {
+		add("load.max.slo.minAchieved", "must be greater than 0 and at most 1, got %g", slo.MinAchieved)
+	}
 }

@@ -12,8 +12,14 @@ const (
 	LabelNetwork     = "meshbench.dev/network"
 	LabelResolution  = "meshbench.dev/histogram-resolution"
 	LabelWarmup      = "meshbench.dev/warmup"
+	// The entry service's (the one the client calls) service time and
+	// response size, and the topology's call graph ("client>api").
 	LabelServiceTime = "meshbench.dev/server-service-time"
 	LabelPayloadSize = "meshbench.dev/server-payload-bytes"
+	LabelTopology    = "meshbench.dev/topology"
+	// A max search's probe number and whether it met the SLO.
+	LabelProbe  = "meshbench.dev/max-probe"
+	LabelSLOMet = "meshbench.dev/slo-met"
 	LabelDataPlane   = "meshbench.dev/data-plane"
 	// Latency percentiles beyond SMP's p50/p90/p99, in milliseconds.
 	LabelP999Ms = "meshbench.dev/latency-p999-ms"

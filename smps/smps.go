@@ -50,11 +50,17 @@ func FromTrial(m *results.Manifest, t *results.Trial) (*smp.PerformanceTestConfi
 		name = s.Name
 		labels[LabelScenario] = s.Name
 		labels[LabelWarmup] = s.Load.Warmup.String()
-		labels[LabelServiceTime] = s.Topology.Server.ServiceTime.String()
-		labels[LabelPayloadSize] = strconv.FormatInt(int64(s.Topology.Server.PayloadSize), 10)
+		entry := s.Topology.ServiceList()[0]
+		labels[LabelServiceTime] = entry.ServiceTime.String()
+		labels[LabelPayloadSize] = strconv.FormatInt(int64(entry.PayloadSize), 10)
+		labels[LabelTopology] = s.Topology.Shape()
 	}
 	if t.DataPlane != "" {
 		labels[LabelDataPlane] = t.DataPlane
+	}
+	if t.Probe != nil {
+		labels[LabelProbe] = strconv.Itoa(t.Probe.Index)
+		labels[LabelSLOMet] = strconv.FormatBool(t.Probe.Pass)
 	}
 	cfg := &smp.PerformanceTestConfig{
 		SmpVersion: Version,

@@ -134,7 +134,7 @@ func checkTrial(t *testing.T, dir string, m *results.Manifest, tr *results.Trial
 	if err != nil {
 		t.Fatalf("SMP environment does not parse strictly: %v", err)
 	}
-	if res.GetMeshConfigId() != mc.GetId() || res.GetEnvId() != env.GetId() || len(env.GetNodes()) != 2 || env.GetNodes()[0].GetCores() == 0 {
+	if res.GetMeshConfigId() != mc.GetId() || res.GetEnvId() != env.GetId() || len(env.GetNodes()) != len(m.Scenario.Topology.Workloads()) || env.GetNodes()[0].GetCores() == 0 {
 		t.Errorf("%s: SMP result not linked to its mesh config and environment: %v / %v / %v", name, res, mc, env)
 	}
 	proxies := 0
@@ -153,6 +153,7 @@ func checkTrial(t *testing.T, dir string, m *results.Manifest, tr *results.Trial
 	if len(logs) == 0 {
 		t.Errorf("%s: no process logs", name)
 	}
+	checkServices(t, m, tr)
 	for _, u := range tr.Components {
 		if u.CPUMillicores <= 0 || u.RSSMaxMB <= 0 {
 			t.Errorf("%s: component %s has no resource figures: %+v", name, u.Name, u)
@@ -161,6 +162,24 @@ func checkTrial(t *testing.T, dir string, m *results.Manifest, tr *results.Trial
 		// (the load generator reports its own CPU).
 		if strings.HasPrefix(m.Platform.ResourceSource, "cgroup") && u.Class != results.ClassLoadGen && (u.Source != "cgroup v1" || u.WorkingSetMaxMB <= 0) {
 			t.Errorf("%s: component %s not accounted by its cgroup: %+v", name, u.Name, u)
+		}
+	}
+}
+
+// checkServices asserts that every service of the topology served at least
+// the requests the client measured, and made each of its calls for every
+// request it served, without a failure: the traffic crossed every hop.
+func checkServices(t *testing.T, m *results.Manifest, tr *results.Trial) {
+	t.Helper()
+	svcs := m.Scenario.Topology.ServiceList()
+	if len(tr.Services) != len(svcs) {
+		t.Errorf("%s: counts of %d services, want %d: %+v", tr.Key(), len(tr.Services), len(svcs), tr.Services)
+		return
+	}
+	for i, svc := range svcs {
+		c := tr.Services[i]
+		if c.Name != svc.Name || c.Requests < tr.Requests || c.Calls != c.Requests*int64(len(svc.Calls)) || c.CallErrors != 0 {
+			t.Errorf("%s: service %s: %+v, want >= %d requests, %d calls each, no call errors", tr.Key(), svc.Name, c, tr.Requests, len(svc.Calls))
 		}
 	}
 }

@@ -34,58 +34,61 @@ func (*mesh) Name() string { return "haproxy" }
 
 func (*mesh) Modes() []scenarios.Mode { return []scenarios.Mode{scenarios.Sidecar, scenarios.PerNode} }
 
-// Deploy renders two HAProxy processes, one beside each workload (sidecar)
-// or one on each node (per-node): the client side's outbound frontend sends
-// to the server side's inbound frontend over mutual TLS, which hands
-// requests to the server. Both modes are the same processes on this
-// platform's one-workload-per-node topology; they differ in what a mode
-// means when nodes hold several workloads, and in interception: sidecars
-// intercept transparently where the platform can, node proxies are dialed.
+// Deploy renders one HAProxy per workload, beside it (sidecar) or on its
+// node (per-node): a caller's outbound frontend picks a backend by the Host
+// its app sent and sends over mutual TLS to the callee side's inbound
+// frontend, which hands requests to the app. Both modes are the same
+// processes on this platform's one-workload-per-node topologies; they
+// differ in what a mode means when nodes hold several workloads, and in
+// interception: sidecars intercept transparently where the platform can,
+// node proxies are dialed.
 func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, error) {
 	if err := meshes.Supports(m, mode); err != nil {
 		return nil, err
 	}
-	cid, sid, err := meshes.IssuePair(env)
+	ids, err := meshes.IssueAll(env)
 	if err != nil {
 		return nil, err
 	}
-	client, server := env.Client, env.Server
-	plan := meshes.PlanProxies(env, mode == scenarios.Sidecar, meshes.UserID("haproxy"))
-	dep := &meshes.Deployment{Target: plan.Target, Redirects: plan.Redirects, MTLS: true}
-	upstream, transparent := plan.Upstream, plan.Transparent
+	plan := meshes.PlanProxies(env, mode == scenarios.Sidecar, meshes.Exclusion{UID: meshes.UserID("haproxy")})
+	dep := &meshes.Deployment{Target: plan.Target, Apps: plan.Apps, Redirects: plan.Redirects, MTLS: true}
 	suffix := "-haproxy"
 	if mode == scenarios.PerNode {
 		suffix = "-node-haproxy"
 	}
-	sides := []struct {
-		w   meshes.Workload
-		cfg string
-	}{
-		{client, config(client.Node, transparent, fmt.Sprintf(`frontend outbound
-    bind %s
-    default_backend peer
-
-backend peer
-    server peer %s ssl crt %s ca-file %s verify required alpn http/1.1
-`, meshes.HostPort(client.Node.Local, meshes.OutboundPort), upstream, cid.PEM, cid.Files.CA))},
-		{server, config(server.Node, transparent, fmt.Sprintf(`frontend inbound
+	for _, w := range env.Workloads() {
+		id := ids[w.Name]
+		var body strings.Builder
+		if callees := env.Callees(w); len(callees) > 0 {
+			fmt.Fprintf(&body, "frontend outbound\n    bind %s\n", meshes.HostPort(w.Node.Local, meshes.OutboundPort))
+			for _, c := range callees {
+				fmt.Fprintf(&body, "    use_backend to-%s if { req.hdr(host) -m str %s %s }\n", c.Name, c.Name, c.Authority())
+			}
+			fmt.Fprintf(&body, "    default_backend to-%s\n", callees[0].Name)
+			for _, c := range callees {
+				fmt.Fprintf(&body, "\nbackend to-%s\n    server %s %s ssl crt %s ca-file %s verify required alpn http/1.1\n",
+					c.Name, c.Name, plan.Upstream(c), id.PEM, id.Files.CA)
+			}
+		}
+		if w.Port != 0 {
+			fmt.Fprintf(&body, `
+frontend inbound
     bind %s ssl crt %s ca-file %s verify required alpn http/1.1
     option forwardfor
     default_backend app
 
 backend app
     server app %s
-`, meshes.HostPort(server.Node.Addr, meshes.InboundPort), sid.PEM, sid.Files.CA, meshes.HostPort(server.Node.Local, server.Port)))},
-	}
-	for _, side := range sides {
-		name := side.w.Name + suffix
+`, meshes.HostPort(w.Node.Addr, meshes.InboundPort), id.PEM, id.Files.CA, meshes.HostPort(w.Node.Local, w.Port))
+		}
+		name := w.Name + suffix
 		path := filepath.Join(env.Dir, name+".cfg")
-		if err := os.WriteFile(path, []byte(side.cfg), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(config(w.Node, plan.Transparent, body.String())), 0o644); err != nil {
 			return nil, err
 		}
-		admin := meshes.HostPort(side.w.Node.Addr, meshes.AdminPort)
+		admin := meshes.HostPort(w.Node.Addr, meshes.AdminPort)
 		dep.Components = append(dep.Components, meshes.Component{
-			Name: name, Class: "proxy", Node: side.w.Node.Name,
+			Name: name, Class: "proxy", Node: w.Node.Name,
 			Command: "haproxy", Args: []string{"-db", "-f", path},
 			Ready: meshes.Probe{HTTPGet: "http://" + admin + "/ready"},
 		})

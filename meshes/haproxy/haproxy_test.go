@@ -1,11 +1,10 @@
 package haproxy
 
 import (
-	"net/netip"
 	"os/exec"
 	"testing"
 
-	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/meshes/internal/meshtest"
 	"github.com/meshbench/meshbench/scenarios"
 )
 
@@ -18,24 +17,25 @@ func TestConfigsPassHAProxysCheck(t *testing.T) {
 	}
 	for _, mode := range New().Modes() {
 		for _, transparent := range []bool{false, true} {
-			env := meshes.Env{
-				Client:      meshes.Workload{Name: "client", Node: meshes.Node{Name: "client", Addr: netip.MustParseAddr("127.0.0.1"), Local: netip.MustParseAddr("127.0.0.1")}},
-				Server:      meshes.Workload{Name: "server", Node: meshes.Node{Name: "server", Addr: netip.MustParseAddr("127.0.0.1"), Local: netip.MustParseAddr("127.0.0.1")}, Port: 8080},
-				Dir:         t.TempDir(),
-				Transparent: transparent,
-			}
-			dep, err := New().Deploy(env, mode)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, c := range dep.Components {
-				out, err := exec.Command(bin, "-c", "-f", c.Args[len(c.Args)-1]).CombinedOutput()
+			for shape := range meshtest.Shapes {
+				env := meshtest.Env(t.TempDir(), shape, transparent)
+				env.Transparent = transparent
+				dep, err := New().Deploy(env, mode)
 				if err != nil {
-					t.Errorf("%s %s (transparent %v): haproxy -c: %v\n%s", mode, c.Name, transparent, err, out)
+					t.Fatal(err)
 				}
-			}
-			if mode == scenarios.PerNode && len(dep.Redirects) > 0 {
-				t.Errorf("per-node HAProxy asked for interception")
+				if len(dep.Components) != len(env.Workloads()) {
+					t.Errorf("%s %s: %d proxies for %d workloads", mode, shape, len(dep.Components), len(env.Workloads()))
+				}
+				for _, c := range dep.Components {
+					out, err := exec.Command(bin, "-c", "-f", c.Args[len(c.Args)-1]).CombinedOutput()
+					if err != nil {
+						t.Errorf("%s %s %s (transparent %v): haproxy -c: %v\n%s", mode, shape, c.Name, transparent, err, out)
+					}
+				}
+				if mode == scenarios.PerNode && len(dep.Redirects) > 0 {
+					t.Errorf("per-node HAProxy asked for interception")
+				}
 			}
 		}
 	}

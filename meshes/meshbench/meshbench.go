@@ -102,28 +102,44 @@ func nodeID(n meshes.Node) string {
 	return identity.SPIFFEID(TrustDomain, SystemNamespace, "node-"+n.Name)
 }
 
-func (r *renderer) issue(name, id string, peers ...string) (*xds.TLSFiles, error) {
+// issue issues name the identity id; the returned files accept no peer
+// until a copy names them (withPeers).
+func (r *renderer) issue(name, id string) (xds.TLSFiles, error) {
 	f := identity.FilesIn(r.env.Dir, name)
 	if err := r.ca.IssueFiles(f, id, CertTTL); err != nil {
-		return nil, fmt.Errorf("identity for %s: %w", name, err)
+		return xds.TLSFiles{}, fmt.Errorf("identity for %s: %w", name, err)
 	}
-	return &xds.TLSFiles{Cert: f.Cert, Key: f.Key, CA: f.CA, PeerIDs: peers}, nil
+	return xds.TLSFiles{Cert: f.Cert, Key: f.Key, CA: f.CA}, nil
 }
 
-func (r *renderer) authority() string {
-	return r.env.Server.Name + ":" + strconv.Itoa(r.env.Server.Port)
+// withPeers is t accepting exactly peers.
+func withPeers(t xds.TLSFiles, peers ...string) *xds.TLSFiles {
+	t.PeerIDs = peers
+	return &t
 }
 
-func (r *renderer) outboundCluster() string {
-	return "outbound|" + strconv.Itoa(r.env.Server.Port) + "||" + r.env.Server.Name
+// callerIDs are the SPIFFE IDs of the workloads that call svc.
+func (r *renderer) callerIDs(svc meshes.Service) []string {
+	var ids []string
+	for _, w := range r.env.Callers(svc.Name) {
+		ids = append(ids, workloadID(w))
+	}
+	return ids
 }
+
+func outboundCluster(callee meshes.Service) string {
+	return "outbound|" + strconv.Itoa(callee.Port) + "||" + callee.Name
+}
+
+// domains are the Host values that name a service.
+func domains(svc meshes.Service) []string { return []string{svc.Name, svc.Authority()} }
 
 // target is where the client sends requests in the proxy modes: its node's
-// outbound listener, naming the server by its authority.
+// outbound listener, naming the entry service by its authority.
 func (r *renderer) target() meshes.Target {
 	return meshes.Target{
 		URL:  "http://" + meshes.HostPort(r.env.Client.Node.Local, OutboundPort) + "/",
-		Host: r.authority(),
+		Host: r.env.Entry().Authority(),
 	}
 }
 

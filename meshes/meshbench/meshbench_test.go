@@ -1,62 +1,91 @@
 package meshbench
 
 import (
-	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/meshes/internal/meshtest"
+	"github.com/meshbench/meshbench/proxy"
 	"github.com/meshbench/meshbench/proxy/xds"
 	"github.com/meshbench/meshbench/scenarios"
 )
 
-func TestSidecarRendersLoadableConfigs(t *testing.T) {
-	node := func(name, addr string, netns bool) meshes.Node {
-		a := netip.MustParseAddr(addr)
-		local := a
-		if netns {
-			local = netip.MustParseAddr("127.0.0.1")
-		}
-		return meshes.Node{Name: name, Addr: a, Local: local}
+// loadBundle reads a rendered bundle back as the proxy would.
+func loadBundle(t *testing.T, name, path string) *proxy.Config {
+	t.Helper()
+	b, err := xds.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%s: rendered bundle does not decode: %v", name, err)
 	}
-	for _, netns := range []bool{true, false} {
-		env := meshes.Env{
-			Client: meshes.Workload{Name: "client", Node: node("client", "10.0.0.2", netns)},
-			Server: meshes.Workload{Name: "server", Node: node("server", "10.0.0.3", netns), Port: 8080},
-			Dir:    t.TempDir(),
-		}
-		dep, err := New("v").Deploy(env, scenarios.Sidecar)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(dep.Components) != 2 || dep.Target.Host != "server:8080" {
-			t.Fatalf("deployment = %+v", dep)
-		}
-		if want := "http://" + meshes.HostPort(env.Client.Node.Local, OutboundPort) + "/"; dep.Target.URL != want {
-			t.Errorf("target %s, want %s", dep.Target.URL, want)
-		}
-		for _, c := range dep.Components {
-			if c.Class != "proxy" || !strings.HasSuffix(c.Ready.HTTPGet, "/ready") || c.Args[0] != "proxy" {
-				t.Errorf("component %+v", c)
-			}
-			b, err := xds.ReadFile(c.Args[2])
+	cfg, err := xds.Translate(b, name, "")
+	if err != nil {
+		t.Fatalf("%s: rendered config does not load: %v", name, err)
+	}
+	return cfg
+}
+
+func id(name string) string { return "spiffe://meshbench.local/ns/default/sa/" + name }
+
+// TestSidecarRendersEveryEdge checks, for every topology shape, that each
+// workload's sidecar has an outbound cluster per callee (mutual TLS
+// accepting only that callee) and each service's sidecar an inbound
+// listener accepting only its callers.
+func TestSidecarRendersEveryEdge(t *testing.T) {
+	for shape := range meshtest.Shapes {
+		for _, netns := range []bool{true, false} {
+			env := meshtest.Env(t.TempDir(), shape, netns)
+			dep, err := New("v").Deploy(env, scenarios.Sidecar)
 			if err != nil {
-				t.Fatalf("%s: rendered bundle does not decode: %v", c.Name, err)
+				t.Fatal(err)
 			}
-			cfg, err := xds.Translate(b, c.Name, "")
-			if err != nil {
-				t.Fatalf("%s: rendered config does not load: %v", c.Name, err)
+			if len(dep.Components) != len(env.Workloads()) || dep.Target.Host != "svc-0:8080" {
+				t.Fatalf("%s: deployment = %+v", shape, dep)
 			}
-			if c.Name == "client-sidecar" {
-				cl := cfg.Clusters[0]
-				if cl.Endpoints[0].Address != "10.0.0.3:15006" || cl.TLS == nil || cl.TLS.AllowedIDs[0] != "spiffe://meshbench.local/ns/default/sa/server" {
-					t.Errorf("client sidecar cluster %+v: want mTLS to the server sidecar's inbound", cl)
+			if want := "http://" + meshes.HostPort(env.Client.Node.Local, OutboundPort) + "/"; dep.Target.URL != want {
+				t.Errorf("target %s, want %s", dep.Target.URL, want)
+			}
+			for i, w := range env.Workloads() {
+				c := dep.Components[i]
+				if c.Name != w.Name+"-sidecar" || c.Class != "proxy" || !strings.HasSuffix(c.Ready.HTTPGet, "/ready") || c.Args[0] != "proxy" {
+					t.Errorf("component %+v", c)
+				}
+				cfg := loadBundle(t, c.Name, c.Args[2])
+				callees := env.Callees(w)
+				for _, callee := range callees {
+					i := slices.IndexFunc(cfg.Clusters, func(cl proxy.Cluster) bool { return cl.Name == outboundCluster(callee) })
+					if i < 0 {
+						t.Errorf("%s %s: no cluster for %s", shape, c.Name, callee.Name)
+						continue
+					}
+					cl := cfg.Clusters[i]
+					if cl.Endpoints[0].Address != meshes.HostPort(callee.Node.Addr, InboundPort) || cl.TLS == nil || !slices.Equal(cl.TLS.AllowedIDs, []string{id(callee.Name)}) {
+						t.Errorf("%s %s: cluster %+v: want mTLS to %s's sidecar only", shape, c.Name, cl, callee.Name)
+					}
+				}
+				var callers []string
+				for _, caller := range env.Callers(w.Name) {
+					callers = append(callers, id(caller.Name))
+				}
+				for _, l := range cfg.Listeners {
+					if l.Direction == proxy.Inbound && (l.TLS == nil || !slices.Equal(l.TLS.AllowedIDs, callers)) {
+						t.Errorf("%s %s: inbound listener accepts %v, want exactly the callers %v", shape, c.Name, l.TLS, callers)
+					}
+				}
+				if want := min(len(callees), 1) + min(len(callers), 1); len(cfg.Listeners) != want {
+					t.Errorf("%s %s: %d listeners, want %d", shape, c.Name, len(cfg.Listeners), want)
 				}
 			}
-			if c.Name == "server-sidecar" {
-				l := cfg.Listeners[0]
-				if l.TLS == nil || l.TLS.AllowedIDs[0] != "spiffe://meshbench.local/ns/default/sa/client" {
-					t.Errorf("server sidecar listener %+v: want mTLS accepting only the client", l)
+			for _, s := range env.Services {
+				app := dep.Apps[s.Name]
+				if len(app.Calls) != len(s.Calls) {
+					t.Errorf("%s %s: calls %+v for %v", shape, s.Name, app.Calls, s.Calls)
+				}
+				for _, call := range app.Calls {
+					if call.Dial != meshes.HostPort(s.Node.Local, OutboundPort) {
+						t.Errorf("%s %s: call %+v does not dial the sidecar", shape, s.Name, call)
+					}
 				}
 			}
 		}
@@ -66,27 +95,67 @@ func TestSidecarRendersLoadableConfigs(t *testing.T) {
 	}
 }
 
-func TestEveryModeRenders(t *testing.T) {
-	env := meshes.Env{
-		Client: meshes.Workload{Name: "client", Node: meshes.Node{Name: "client", Addr: netip.MustParseAddr("10.0.0.2"), Local: netip.MustParseAddr("127.0.0.1")}},
-		Server: meshes.Workload{Name: "server", Node: meshes.Node{Name: "server", Addr: netip.MustParseAddr("10.0.0.3"), Local: netip.MustParseAddr("127.0.0.1")}, Port: 8080, PayloadSize: 1024},
+// TestTransparentSidecarsRedirectEveryCaller checks that interception
+// covers every calling node's outbound and every service's inbound port.
+func TestTransparentSidecarsRedirectEveryCaller(t *testing.T) {
+	env := meshtest.Env(t.TempDir(), "chain", true)
+	env.Transparent = true
+	dep, err := New("v").Deploy(env, scenarios.Sidecar)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, mode := range New("v").Modes() {
-		env.Dir = t.TempDir()
-		dep, err := New("v").Deploy(env, mode)
-		if err != nil {
-			t.Errorf("%s: %v", mode, err)
-			continue
-		}
-		switch mode {
-		case scenarios.PerNode:
-			if len(dep.Components) != 2 || !strings.HasPrefix(dep.Components[0].Name, "node-proxy-") {
-				t.Errorf("per-node components: %+v", dep.Components)
+	var outbound, inbound []string
+	for _, r := range dep.Redirects {
+		if r.Outbound {
+			outbound = append(outbound, r.Node)
+			if r.ExcludeMark != ProxyMark {
+				t.Errorf("redirect %+v does not exclude the proxy's mark", r)
 			}
-		case scenarios.Proxyless:
-			if len(dep.Components) != 1 || dep.Components[0].Class != "app" || dep.Target.URL != "http://server:8080/" ||
-				len(dep.Target.ClientArgs) != 2 || dep.Components[0].Ready.TCP != "10.0.0.3:8443" {
-				t.Errorf("proxyless deployment: %+v", dep)
+		} else {
+			inbound = append(inbound, r.Node)
+		}
+	}
+	if !slices.Equal(outbound, []string{"client", "svc-0", "svc-1"}) || !slices.Equal(inbound, []string{"svc-0", "svc-1", "svc-2"}) {
+		t.Errorf("outbound redirects on %v, inbound on %v", outbound, inbound)
+	}
+	if dep.Target.URL != "http://10.0.0.3:8080/" || dep.Apps["svc-0"].Calls[0].Dial != "10.0.0.4:8080" {
+		t.Errorf("transparent target %s, svc-0 calls %+v: want the callees' own addresses", dep.Target.URL, dep.Apps["svc-0"].Calls)
+	}
+}
+
+func TestEveryModeRendersEveryShape(t *testing.T) {
+	for shape := range meshtest.Shapes {
+		for _, mode := range New("v").Modes() {
+			env := meshtest.Env(t.TempDir(), shape, true)
+			dep, err := New("v").Deploy(env, mode)
+			if err != nil {
+				t.Errorf("%s %s: %v", shape, mode, err)
+				continue
+			}
+			switch mode {
+			case scenarios.PerNode:
+				if len(dep.Components) != len(env.Workloads()) || !strings.HasPrefix(dep.Components[0].Name, "node-proxy-") {
+					t.Errorf("per-node components: %+v", dep.Components)
+				}
+				for _, c := range dep.Components {
+					loadBundle(t, c.Name, c.Args[2])
+				}
+			case scenarios.Proxyless:
+				if len(dep.Components) != 0 || dep.Target.URL != "http://svc-0:8080/" || len(dep.Target.ClientArgs) != 2 {
+					t.Errorf("%s proxyless deployment: %+v", shape, dep)
+				}
+				loadBundle(t, "client", dep.Target.ClientArgs[1])
+				for _, s := range env.Services {
+					app := dep.Apps[s.Name]
+					if len(app.Args) != 2 || app.Ready == nil || app.Ready.TCP != meshes.HostPort(s.Node.Addr, ProxylessPort) || len(app.Calls) != len(s.Calls) {
+						t.Errorf("%s proxyless %s: %+v", shape, s.Name, app)
+						continue
+					}
+					cfg := loadBundle(t, s.Name, app.Args[1])
+					if want := 1 + min(len(s.Calls), 1); len(cfg.Listeners) != want {
+						t.Errorf("%s proxyless %s: %d listeners, want %d", shape, s.Name, len(cfg.Listeners), want)
+					}
+				}
 			}
 		}
 	}

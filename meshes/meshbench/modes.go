@@ -3,165 +3,182 @@ package meshbench
 import (
 	"strconv"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/proxy/xds"
 )
 
-// bundle is shorthand for a bundle of one listener, one cluster and its
-// endpoints.
-func bundle(l *listenerv3.Listener, c *clusterv3.Cluster, e *endpointv3.ClusterLoadAssignment) *xds.Bundle {
-	return &xds.Bundle{Listeners: []*listenerv3.Listener{l}, Clusters: []*clusterv3.Cluster{c}, Endpoints: []*endpointv3.ClusterLoadAssignment{e}}
+// outboundRoutes is a route configuration with one virtual host per callee,
+// each sending to cluster(callee).
+func outboundRoutes(callees []meshes.Service, cluster func(meshes.Service) string) *routev3.RouteConfiguration {
+	rc := &routev3.RouteConfiguration{Name: "outbound"}
+	for _, c := range callees {
+		rc.VirtualHosts = append(rc.VirtualHosts, xds.Routes(c.Name, domains(c), cluster(c)).VirtualHosts...)
+	}
+	return rc
 }
 
-// workloadIdentities issues the client and the server their SPIFFE
-// identities, each accepting only the other.
-func (r *renderer) workloadIdentities() (clientTLS, serverTLS *xds.TLSFiles, err error) {
-	client, server := r.env.Client, r.env.Server
-	if clientTLS, err = r.issue(client.Name, workloadID(client), workloadID(server)); err != nil {
-		return nil, nil, err
+// addOutbound adds to b, for caller's proxy (or library), a cluster and its
+// endpoint per callee, mutual TLS with caller's identity accepting only the
+// callee, and (when listen is set) the outbound listener routing to them.
+func addOutbound(b *xds.Bundle, listen string, callees []meshes.Service, id xds.TLSFiles, upstream func(meshes.Service) string, mark bool) {
+	if len(callees) == 0 {
+		return
 	}
-	serverTLS, err = r.issue(server.Name, workloadID(server), workloadID(client))
-	return clientTLS, serverTLS, err
+	b.Listeners = append(b.Listeners, xds.HTTPListener("outbound", listen, corev3.TrafficDirection_OUTBOUND, false,
+		outboundRoutes(callees, outboundCluster), nil))
+	for _, c := range callees {
+		name := outboundCluster(c)
+		cl := xds.EDSCluster(name, connectTimeout, withPeers(id, workloadID(c.Workload)))
+		if mark {
+			cl = xds.WithMark(cl, ProxyMark)
+		}
+		b.Clusters = append(b.Clusters, cl)
+		b.Endpoints = append(b.Endpoints, xds.LoadAssignment(name, upstream(c)))
+	}
 }
 
-// sidecar renders one proxy per workload: the client's sidecar takes the
-// client's requests on its outbound listener and sends them over mutual TLS
-// to the server's sidecar, whose inbound listener accepts only the client's
-// identity and hands requests to the server on its node.
-func (r *renderer) sidecar() (*meshes.Deployment, error) {
-	client, server := r.env.Client, r.env.Server
-	clientTLS, serverTLS, err := r.workloadIdentities()
-	if err != nil {
-		return nil, err
-	}
-	out, in := r.outboundCluster(), "inbound|"+strconv.Itoa(server.Port)
-	// Explicit: the client dials its sidecar, which dials the server's
-	// sidecar port. Transparent: the client dials the server; iptables in
-	// the client's namespace sends that to its sidecar, which dials the
-	// server's address too (its own traffic marked so it is not captured
-	// again), and iptables in the server's namespace sends that to the
-	// server's sidecar.
-	upstream := meshes.HostPort(server.Node.Addr, InboundPort)
-	target := r.target()
-	var redirects []meshes.Redirect
-	if r.env.Transparent {
-		upstream = meshes.HostPort(server.Node.Addr, server.Port)
-		target.URL = "http://" + upstream + "/"
-		redirects = []meshes.Redirect{
-			{Node: client.Node.Name, Outbound: true, ToPort: OutboundPort, ExcludeMark: ProxyMark},
-			{Node: server.Node.Name, Port: server.Port, ToPort: InboundPort},
+// addInbound adds to b the service's inbound listener at addr (mutual TLS
+// with its identity, accepting only its callers) and the cluster of its
+// local application.
+func (r *renderer) addInbound(b *xds.Bundle, addr string, svc meshes.Service, id xds.TLSFiles) {
+	in := "inbound|" + strconv.Itoa(svc.Port)
+	b.Listeners = append(b.Listeners, xds.HTTPListener("inbound", addr, corev3.TrafficDirection_INBOUND, true,
+		xds.Routes("inbound", []string{"*"}, in), withPeers(id, r.callerIDs(svc)...)))
+	b.Clusters = append(b.Clusters, xds.EDSCluster(in, connectTimeout, nil))
+	b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(svc.Node.Local, svc.Port)))
+}
+
+// services indexes env's services by name.
+func (r *renderer) serviceOf(w meshes.Workload) (meshes.Service, bool) {
+	for _, s := range r.env.Services {
+		if s.Name == w.Name {
+			return s, true
 		}
 	}
-	// The outbound listener's downstream is the local app: its loopback
-	// address says nothing useful to the server, so no X-Forwarded-For.
-	clientSide := bundle(
-		xds.HTTPListener("outbound", meshes.HostPort(client.Node.Local, OutboundPort), corev3.TrafficDirection_OUTBOUND, false,
-			xds.Routes("outbound", []string{server.Name, r.authority()}, out), nil),
-		xds.WithMark(xds.EDSCluster(out, connectTimeout, clientTLS), ProxyMark),
-		xds.LoadAssignment(out, upstream))
-	serverSide := bundle(
-		xds.HTTPListener("inbound", meshes.HostPort(server.Node.Addr, InboundPort), corev3.TrafficDirection_INBOUND, true,
-			xds.Routes("inbound", []string{"*"}, in), serverTLS),
-		xds.EDSCluster(in, connectTimeout, nil),
-		xds.LoadAssignment(in, meshes.HostPort(server.Node.Local, server.Port)))
-	cc, err := r.proxyComponent(client.Name+"-sidecar", client.Node, clientSide)
-	if err != nil {
-		return nil, err
-	}
-	sc, err := r.proxyComponent(server.Name+"-sidecar", server.Node, serverSide)
-	if err != nil {
-		return nil, err
-	}
-	return &meshes.Deployment{Components: []meshes.Component{cc, sc}, Target: target, Redirects: redirects, MTLS: true}, nil
+	return meshes.Service{}, false
 }
 
-// perNode renders one shared proxy per node. The client node's proxy takes
+// sidecar renders one proxy per workload. A caller's sidecar takes the
+// app's requests on its outbound listener and sends them over mutual TLS to
+// the callee's sidecar, whose inbound listener accepts only the callee's
+// callers and hands requests to the app on its node. Explicit: apps dial
+// their sidecar's outbound port, which dials the callee sidecar's inbound
+// port. Transparent: apps dial their callees; iptables sends that to the
+// caller's sidecar, which dials the callee's address too (its own traffic
+// marked so it is not captured again), and iptables on the callee's node
+// sends that to the callee's sidecar.
+func (r *renderer) sidecar() (*meshes.Deployment, error) {
+	plan := meshes.PlanProxies(r.env, true, meshes.Exclusion{Mark: ProxyMark})
+	dep := &meshes.Deployment{Target: plan.Target, Apps: plan.Apps, Redirects: plan.Redirects, MTLS: true}
+	for _, w := range r.env.Workloads() {
+		id, err := r.issue(w.Name, workloadID(w))
+		if err != nil {
+			return nil, err
+		}
+		b := &xds.Bundle{}
+		// The outbound listener's downstream is the local app: its
+		// loopback address says nothing useful upstream, so no XFF.
+		addOutbound(b, meshes.HostPort(w.Node.Local, OutboundPort), r.env.Callees(w), id, plan.Upstream, true)
+		if svc, ok := r.serviceOf(w); ok {
+			r.addInbound(b, meshes.HostPort(w.Node.Addr, InboundPort), svc, id)
+		}
+		c, err := r.proxyComponent(w.Name+"-sidecar", w.Node, b)
+		if err != nil {
+			return nil, err
+		}
+		dep.Components = append(dep.Components, c)
+	}
+	return dep, nil
+}
+
+// perNode renders one shared proxy per node. A calling node's proxy takes
 // its workloads' requests, stamps the source workload's identity (removing
 // any the app sent), and multiplexes them as HTTP/2 streams over one
-// long-lived mutual-TLS connection to the server node's proxy, which
-// accepts only node-proxy identities and hands requests to the workload.
+// long-lived mutual-TLS connection per peer node to that node's proxy,
+// which accepts only the node proxies that call it and hands requests to
+// the workload. Apps dial their node's proxy explicitly.
 func (r *renderer) perNode() (*meshes.Deployment, error) {
-	client, server := r.env.Client, r.env.Server
-	clientTLS, err := r.issue("node-"+client.Node.Name, nodeID(client.Node), nodeID(server.Node))
-	if err != nil {
-		return nil, err
+	dep := &meshes.Deployment{Target: r.target(), Apps: meshes.CallsVia(r.env, meshes.ViaOutbound), MTLS: true}
+	for _, w := range r.env.Workloads() {
+		id, err := r.issue("node-"+w.Node.Name, nodeID(w.Node))
+		if err != nil {
+			return nil, err
+		}
+		b := &xds.Bundle{}
+		if callees := r.env.Callees(w); len(callees) > 0 {
+			tunnel := func(c meshes.Service) string { return "tunnel|" + c.Node.Name }
+			b.Listeners = append(b.Listeners, xds.HTTPListener("outbound", meshes.HostPort(w.Node.Local, OutboundPort), corev3.TrafficDirection_OUTBOUND, false,
+				xds.WithHeaders(outboundRoutes(callees, tunnel), []string{SourceHeader}, map[string]string{SourceHeader: workloadID(w)}), nil))
+			seen := map[string]bool{}
+			for _, c := range callees {
+				if seen[tunnel(c)] {
+					continue
+				}
+				seen[tunnel(c)] = true
+				b.Clusters = append(b.Clusters, xds.WithHTTP2(xds.EDSCluster(tunnel(c), connectTimeout, withPeers(id, nodeID(c.Node)))))
+				b.Endpoints = append(b.Endpoints, xds.LoadAssignment(tunnel(c), meshes.HostPort(c.Node.Addr, TunnelPort)))
+			}
+		}
+		if svc, ok := r.serviceOf(w); ok {
+			var peers []string
+			for _, caller := range r.env.Callers(svc.Name) {
+				peers = append(peers, nodeID(caller.Node))
+			}
+			in := "inbound|" + strconv.Itoa(svc.Port) + "||" + svc.Name
+			b.Listeners = append(b.Listeners, xds.HTTP2Listener("tunnel", meshes.HostPort(w.Node.Addr, TunnelPort), corev3.TrafficDirection_INBOUND,
+				xds.Routes("tunnel", domains(svc), in), withPeers(id, peers...)))
+			b.Clusters = append(b.Clusters, xds.EDSCluster(in, connectTimeout, nil))
+			b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(svc.Node.Local, svc.Port)))
+		}
+		c, err := r.proxyComponent("node-proxy-"+w.Node.Name, w.Node, b)
+		if err != nil {
+			return nil, err
+		}
+		dep.Components = append(dep.Components, c)
 	}
-	serverTLS, err := r.issue("node-"+server.Node.Name, nodeID(server.Node), nodeID(client.Node))
-	if err != nil {
-		return nil, err
-	}
-	tunnel := "tunnel|" + server.Node.Name
-	in := "inbound|" + strconv.Itoa(server.Port) + "||" + server.Name
-	clientSide := bundle(
-		xds.HTTPListener("outbound", meshes.HostPort(client.Node.Local, OutboundPort), corev3.TrafficDirection_OUTBOUND, false,
-			xds.WithHeaders(xds.Routes("outbound", []string{server.Name, r.authority()}, tunnel),
-				[]string{SourceHeader}, map[string]string{SourceHeader: workloadID(client)}), nil),
-		xds.WithHTTP2(xds.EDSCluster(tunnel, connectTimeout, clientTLS)),
-		xds.LoadAssignment(tunnel, meshes.HostPort(server.Node.Addr, TunnelPort)))
-	serverSide := bundle(
-		xds.HTTP2Listener("tunnel", meshes.HostPort(server.Node.Addr, TunnelPort), corev3.TrafficDirection_INBOUND,
-			xds.Routes("tunnel", []string{server.Name, r.authority()}, in), serverTLS),
-		xds.EDSCluster(in, connectTimeout, nil),
-		xds.LoadAssignment(in, meshes.HostPort(server.Node.Local, server.Port)))
-	cc, err := r.proxyComponent("node-proxy-"+client.Node.Name, client.Node, clientSide)
-	if err != nil {
-		return nil, err
-	}
-	sc, err := r.proxyComponent("node-proxy-"+server.Node.Name, server.Node, serverSide)
-	if err != nil {
-		return nil, err
-	}
-	return &meshes.Deployment{Components: []meshes.Component{cc, sc}, Target: r.target(), MTLS: true}, nil
+	return dep, nil
 }
 
-// proxyless renders no proxy: the client's load generator routes in-process
-// with the client bundle and dials the server's mutual-TLS port directly; a
-// server workload linking the library serves that port.
+// proxyless renders no proxy: every workload links the library. The
+// client's load generator and each calling service route in-process with
+// their bundle's outbound listener and dial their callees' mutual-TLS ports
+// directly; each service serves its bundle's inbound listener, accepting
+// only its callers.
 func (r *renderer) proxyless() (*meshes.Deployment, error) {
-	client, server := r.env.Client, r.env.Server
-	clientTLS, serverTLS, err := r.workloadIdentities()
-	if err != nil {
-		return nil, err
+	dep := &meshes.Deployment{
+		Target: meshes.Target{URL: "http://" + r.env.Entry().Authority() + "/"},
+		Apps:   meshes.CallsVia(r.env, func(meshes.Workload, meshes.Service) string { return "" }),
+		MTLS:   true,
 	}
-	out := r.outboundCluster()
-	addr := meshes.HostPort(server.Node.Addr, ProxylessPort)
-	clientPath, err := r.writeBundle(client.Name+"-proxyless", bundle(
-		xds.HTTPListener("outbound", "0.0.0.0:0", corev3.TrafficDirection_OUTBOUND, false,
-			xds.Routes("outbound", []string{server.Name, r.authority()}, out), nil),
-		xds.EDSCluster(out, connectTimeout, clientTLS),
-		xds.LoadAssignment(out, addr)))
-	if err != nil {
-		return nil, err
+	port := func(c meshes.Service) string { return meshes.HostPort(c.Node.Addr, ProxylessPort) }
+	for _, w := range r.env.Workloads() {
+		id, err := r.issue(w.Name, workloadID(w))
+		if err != nil {
+			return nil, err
+		}
+		b := &xds.Bundle{}
+		addOutbound(b, "0.0.0.0:0", r.env.Callees(w), id, port, false)
+		svc, isService := r.serviceOf(w)
+		if isService {
+			// The library serves the inbound listener itself and never
+			// uses its route, which the subset requires.
+			r.addInbound(b, port(svc), svc, id)
+		}
+		path, err := r.writeBundle(w.Name+"-proxyless", b)
+		if err != nil {
+			return nil, err
+		}
+		if !isService {
+			dep.Target.ClientArgs = []string{"--xds", path}
+			continue
+		}
+		app := dep.Apps[w.Name]
+		app.Args = []string{"--xds", path}
+		app.Ready = &meshes.Probe{TCP: port(svc)}
+		dep.Apps[w.Name] = app
 	}
-	// The server's bundle needs a cluster only because the subset wants a
-	// route; the library serves the listener and never uses the route.
-	serverPath, err := r.writeBundle(server.Name+"-proxyless", bundle(
-		xds.HTTPListener("inbound", addr, corev3.TrafficDirection_INBOUND, true,
-			xds.Routes("inbound", []string{"*"}, "inbound|local"), serverTLS),
-		xds.EDSCluster("inbound|local", connectTimeout, nil),
-		xds.LoadAssignment("inbound|local", meshes.HostPort(server.Node.Local, server.Port))))
-	if err != nil {
-		return nil, err
-	}
-	srv := meshes.Component{
-		Name:  server.Name + "-proxyless",
-		Class: "app",
-		Node:  server.Node.Name,
-		Args:  []string{"workload", "server", "--xds", serverPath, "--payload-size", strconv.Itoa(r.env.Server.PayloadSize), "--delay", r.env.Server.ServiceTime.String()},
-		Ready: meshes.Probe{TCP: addr},
-	}
-	return &meshes.Deployment{
-		Components: []meshes.Component{srv},
-		OwnServer:  true,
-		MTLS:       true,
-		Target: meshes.Target{
-			URL:        "http://" + r.authority() + "/",
-			ClientArgs: []string{"--xds", clientPath},
-		},
-	}, nil
+	return dep, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/scenarios"
@@ -32,38 +33,38 @@ func (*mesh) Name() string { return "nginx" }
 
 func (*mesh) Modes() []scenarios.Mode { return []scenarios.Mode{scenarios.Sidecar} }
 
-// Deploy renders an nginx beside the client (outbound: plaintext from the
-// app, mTLS to the peer, verified by name and CA) and one beside the server
-// (inbound: mTLS required, then plaintext to the app), each with one worker
-// and upstream keep-alive pools.
+// Deploy renders an nginx beside every workload, each with one worker and
+// upstream keep-alive pools: a caller's nginx has one outbound server per
+// callee (chosen by the Host its app sent: plaintext from the app, mutual
+// TLS to the callee's nginx, verified by name and CA); a service's nginx has
+// an inbound server (mutual TLS required, then plaintext to the app).
 func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, error) {
 	if err := meshes.Supports(m, mode); err != nil {
 		return nil, err
 	}
-	cid, sid, err := meshes.IssuePair(env)
+	ids, err := meshes.IssueAll(env)
 	if err != nil {
 		return nil, err
 	}
-	client, server := env.Client, env.Server
 	// Workers run as the user nginx switches to; their connections carry
 	// its uid, which interception lets pass.
 	user := "www-data"
-	plan := meshes.PlanProxies(env, true, meshes.UserID(user))
-	dep := &meshes.Deployment{Target: plan.Target, Redirects: plan.Redirects, MTLS: true}
-	upstream := plan.Upstream
-	sides := []struct {
-		w    meshes.Workload
-		body string
-	}{
-		{client, fmt.Sprintf(`
-    upstream peer {
+	plan := meshes.PlanProxies(env, true, meshes.Exclusion{UID: meshes.UserID(user)})
+	dep := &meshes.Deployment{Target: plan.Target, Apps: plan.Apps, Redirects: plan.Redirects, MTLS: true}
+	for _, w := range env.Workloads() {
+		id := ids[w.Name]
+		var body strings.Builder
+		for _, c := range env.Callees(w) {
+			fmt.Fprintf(&body, `
+    upstream to-%s {
         server %s;
         keepalive 128;
     }
     server {
         listen %s;
+        server_name %s;
         location / {
-            proxy_pass https://peer;
+            proxy_pass https://to-%s;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $http_host;
@@ -75,8 +76,10 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
             proxy_ssl_session_reuse on;
         }
     }
-`, upstream, meshes.HostPort(client.Node.Local, meshes.OutboundPort), cid.Files.Cert, cid.Files.Key, cid.Files.CA, server.Name)},
-		{server, fmt.Sprintf(`
+`, c.Name, plan.Upstream(c), meshes.HostPort(w.Node.Local, meshes.OutboundPort), c.Name, c.Name, id.Files.Cert, id.Files.Key, id.Files.CA, c.Name)
+		}
+		if w.Port != 0 {
+			fmt.Fprintf(&body, `
     upstream app {
         server %s;
         keepalive 128;
@@ -95,15 +98,14 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }
     }
-`, meshes.HostPort(server.Node.Local, server.Port), meshes.HostPort(server.Node.Addr, meshes.InboundPort), sid.Files.Cert, sid.Files.Key, sid.Files.CA)},
-	}
-	for _, side := range sides {
-		name := side.w.Name + "-nginx"
+`, meshes.HostPort(w.Node.Local, w.Port), meshes.HostPort(w.Node.Addr, meshes.InboundPort), id.Files.Cert, id.Files.Key, id.Files.CA)
+		}
+		name := w.Name + "-nginx"
 		dir := filepath.Join(env.Dir, name)
 		if err := os.MkdirAll(dir, 0o777); err != nil {
 			return nil, err
 		}
-		admin := meshes.HostPort(side.w.Node.Addr, meshes.AdminPort)
+		admin := meshes.HostPort(w.Node.Addr, meshes.AdminPort)
 		cfg := fmt.Sprintf(`# rendered by meshbench
 user %s;
 worker_processes 1;
@@ -126,13 +128,13 @@ http {
         location = /ready { return 200 "ready\n"; }
     }
 %s}
-`, user, filepath.Join(dir, "nginx.pid"), dir, dir, admin, side.body)
+`, user, filepath.Join(dir, "nginx.pid"), dir, dir, admin, body.String())
 		path := filepath.Join(env.Dir, name+".conf")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			return nil, err
 		}
 		dep.Components = append(dep.Components, meshes.Component{
-			Name: name, Class: "proxy", Node: side.w.Node.Name,
+			Name: name, Class: "proxy", Node: w.Node.Name,
 			Command: "nginx", Args: []string{"-c", path, "-e", "stderr"},
 			Ready: meshes.Probe{HTTPGet: "http://" + admin + "/ready"},
 		})

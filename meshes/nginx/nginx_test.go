@@ -1,11 +1,10 @@
 package nginx
 
 import (
-	"net/netip"
 	"os/exec"
 	"testing"
 
-	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/meshes/internal/meshtest"
 	"github.com/meshbench/meshbench/scenarios"
 )
 
@@ -16,19 +15,20 @@ func TestConfigsPassNginxsCheck(t *testing.T) {
 	if err != nil {
 		t.Skip("nginx is not installed (scripts/setup.sh installs it as root): cannot check its configuration")
 	}
-	env := meshes.Env{
-		Client: meshes.Workload{Name: "client", Node: meshes.Node{Name: "client", Addr: netip.MustParseAddr("127.0.0.1"), Local: netip.MustParseAddr("127.0.0.1")}},
-		Server: meshes.Workload{Name: "server", Node: meshes.Node{Name: "server", Addr: netip.MustParseAddr("127.0.0.1"), Local: netip.MustParseAddr("127.0.0.1")}, Port: 8080},
-		Dir:    t.TempDir(),
-	}
-	dep, err := New().Deploy(env, scenarios.Sidecar)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range dep.Components {
-		out, err := exec.Command(bin, "-t", "-c", c.Args[1], "-e", "stderr").CombinedOutput()
+	for shape := range meshtest.Shapes {
+		env := meshtest.Env(t.TempDir(), shape, false)
+		dep, err := New().Deploy(env, scenarios.Sidecar)
 		if err != nil {
-			t.Errorf("%s: nginx -t: %v\n%s", c.Name, err, out)
+			t.Fatal(err)
+		}
+		if len(dep.Components) != len(env.Workloads()) {
+			t.Errorf("%s: %d proxies for %d workloads", shape, len(dep.Components), len(env.Workloads()))
+		}
+		for _, c := range dep.Components {
+			out, err := exec.Command(bin, "-t", "-c", c.Args[1], "-e", "stderr").CombinedOutput()
+			if err != nil {
+				t.Errorf("%s %s: nginx -t: %v\n%s", shape, c.Name, err, out)
+			}
 		}
 	}
 }

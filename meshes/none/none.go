@@ -18,12 +18,15 @@ func (*mesh) Name() string { return "none" }
 
 func (*mesh) Modes() []scenarios.Mode { return []scenarios.Mode{scenarios.Baseline} }
 
-// Deploy starts nothing: the client calls the server's address directly.
+// Deploy starts nothing: every workload calls its callees' addresses
+// directly.
 func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, error) {
 	if err := meshes.Supports(m, mode); err != nil {
 		return nil, err
 	}
-	return &meshes.Deployment{Target: meshes.Target{
-		URL: "http://" + meshes.HostPort(env.Server.Node.Addr, env.Server.Port) + "/",
-	}}, nil
+	entry := env.Entry()
+	return &meshes.Deployment{
+		Target: meshes.Target{URL: "http://" + meshes.HostPort(entry.Node.Addr, entry.Port) + "/"},
+		Apps:   meshes.CallsVia(env, meshes.Direct),
+	}, nil
 }

@@ -52,6 +52,8 @@ type Manifest struct {
 	// Unavailable lists the (mesh, mode) pairs of the scenario that could
 	// not run on this host, and why.
 	Unavailable []Unavailable `json:"unavailable,omitempty"`
+	// Max holds every max search's outcome, per (mesh, mode, trial).
+	Max []MaxResult `json:"max,omitempty"`
 }
 
 // Calibration is the harness floor: fortio straight to the echo server, no
@@ -133,7 +135,59 @@ type Trial struct {
 	MTLS bool `json:"mtls"`
 	// Path is the trial's directory relative to the results directory.
 	Path string `json:"path,omitempty"`
+	// Services are the topology's services' own counts: what each served
+	// and how its calls to other services went.
+	Services []ServiceCount `json:"services,omitempty"`
+	// Probe is set on the trials of a max search.
+	Probe *Probe `json:"probe,omitempty"`
 }
+
+// ServiceCount is what one service workload served during a trial
+// (warm-up included) and the calls it made.
+type ServiceCount struct {
+	Name       string `json:"name"`
+	Requests   int64  `json:"requests"`
+	Calls      int64  `json:"calls"`
+	CallErrors int64  `json:"callErrors"`
+	FirstError string `json:"firstError,omitempty"`
+}
+
+// Probe is one step of a max search: whether the trial met the SLO, and
+// why not.
+type Probe struct {
+	Index  int    `json:"index"`
+	Pass   bool   `json:"pass"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// GetIndex is the probe's index, 0 for a trial that is not a probe.
+func (p *Probe) GetIndex() int {
+	if p == nil {
+		return 0
+	}
+	return p.Index
+}
+
+// MaxResult is the outcome of one max search: the highest probed rate that
+// met the SLO, and the lowest that did not.
+type MaxResult struct {
+	Mesh  string `json:"mesh"`
+	Mode  string `json:"mode"`
+	Trial int    `json:"trial"`
+	// Rate is the highest rate that met the SLO (0: none did); Failed the
+	// lowest that did not (0: none failed, up to the search's limit).
+	Rate   float64 `json:"maxQPS"`
+	Failed float64 `json:"failedQPS,omitempty"`
+	// Achieved and LatencyMs are the passing probe's.
+	Achieved  float64 `json:"achievedQPS,omitempty"`
+	LatencyMs Latency `json:"latencyMs"`
+	Probes    int     `json:"probes"`
+	// Why the search stopped: "converged", "limit", "probes", "none".
+	Stop string `json:"stop"`
+}
+
+// Key identifies the result's (mesh, mode).
+func (m *MaxResult) Key() string { return m.Mesh + "/" + m.Mode }
 
 // Key identifies a (mesh, mode) pair.
 func (t *Trial) Key() string { return t.Mesh + "/" + t.Mode }
@@ -152,6 +206,11 @@ func (t *Trial) Dir() string {
 // TrialDir is where a trial's files go inside a results directory.
 func TrialDir(mesh, mode string, trial int) string {
 	return filepath.Join("trials", fmt.Sprintf("%s-%s", mesh, mode), fmt.Sprintf("trial-%02d", trial))
+}
+
+// ProbeDir is where a max search's probe goes.
+func ProbeDir(mesh, mode string, trial, probe int) string {
+	return filepath.Join("trials", fmt.Sprintf("%s-%s-max", mesh, mode), fmt.Sprintf("trial-%02d", trial), fmt.Sprintf("probe-%02d", probe))
 }
 
 // SweepTrialDir is TrialDir for a run that sweeps several rates.
@@ -254,6 +313,11 @@ func ReadTrials(dir string) ([]*Trial, error) {
 	if err != nil {
 		return nil, err
 	}
+	probes, err := filepath.Glob(filepath.Join(dir, "trials", "*", "*", "*", TrialFile))
+	if err != nil {
+		return nil, err
+	}
+	paths = append(paths, probes...)
 	var out []*Trial
 	for _, p := range paths {
 		var t Trial
@@ -266,7 +330,10 @@ func ReadTrials(dir string) ([]*Trial, error) {
 		if out[i].Trial != out[j].Trial {
 			return out[i].Trial < out[j].Trial
 		}
-		return out[i].Position < out[j].Position
+		if out[i].Position != out[j].Position {
+			return out[i].Position < out[j].Position
+		}
+		return out[i].Probe.GetIndex() < out[j].Probe.GetIndex()
 	})
 	return out, nil
 }

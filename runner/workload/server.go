@@ -9,12 +9,17 @@ package workload
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"fortio.org/fortio/fhttp"
@@ -34,6 +39,146 @@ type ServerOptions struct {
 	// Listener, when set, is served instead of listening on Listen (the
 	// proxyless mode's mutual-TLS listener).
 	Listener net.Listener
+	// Calls are the services called, all in parallel, for every request
+	// before it is answered; a failed call fails the request (502).
+	Calls []Call
+	// Transport, when set, carries the calls (the proxyless mode's
+	// in-process data plane); otherwise each call has a keep-alive pool
+	// dialing its Dial address.
+	Transport http.RoundTripper
+	// Stats, when set, receives one JSON line with the server's counts
+	// (ServedEvent) when it stops.
+	Stats io.Writer
+}
+
+// Call is a service the server calls for every request: its authority
+// (the Host sent) and the address to dial, which may be a local proxy.
+type Call struct {
+	Authority string
+	Dial      string
+}
+
+// ParseCall reads a --call value: AUTHORITY or AUTHORITY=DIAL_ADDRESS.
+func ParseCall(v string) (Call, error) {
+	auth, dial, _ := strings.Cut(v, "=")
+	if _, _, err := net.SplitHostPort(auth); err != nil {
+		return Call{}, fmt.Errorf("call %q: authority: %v (want host:port[=dial-host:port])", v, err)
+	}
+	if dial != "" {
+		if _, _, err := net.SplitHostPort(dial); err != nil {
+			return Call{}, fmt.Errorf("call %q: dial address: %v (want host:port[=dial-host:port])", v, err)
+		}
+	}
+	return Call{Authority: auth, Dial: dial}, nil
+}
+
+// ServedEvent is the server's last line on Stats: what it served and how
+// its calls went, so that a run can show each hop of a topology carried
+// the traffic.
+type ServedEvent struct {
+	Event      string `json:"event"`
+	Requests   int64  `json:"requests"`
+	Calls      int64  `json:"calls"`
+	CallErrors int64  `json:"callErrors"`
+	// FirstError is the first failed call's error, for the log.
+	FirstError string `json:"firstError,omitempty"`
+}
+
+// EventServed names ServedEvent.
+const EventServed = "served"
+
+// caller makes a server's calls and counts them.
+type caller struct {
+	calls                        []Call
+	clients                      []*http.Client
+	requests, called, callErrors atomic.Int64
+	firstErr                     atomic.Value
+}
+
+func newCaller(o ServerOptions) *caller {
+	c := &caller{calls: o.Calls}
+	for _, call := range o.Calls {
+		rt := o.Transport
+		if rt == nil {
+			dial := call.Dial
+			if dial == "" {
+				dial = call.Authority
+			}
+			d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+			rt = &http.Transport{
+				DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+					return d.DialContext(ctx, network, dial)
+				},
+				MaxIdleConns:        1024,
+				MaxIdleConnsPerHost: 1024,
+				IdleConnTimeout:     90 * time.Second,
+			}
+		}
+		c.clients = append(c.clients, &http.Client{Transport: rt, Timeout: 15 * time.Second})
+	}
+	return c
+}
+
+// callAll calls every service in parallel and returns the first failure.
+func (c *caller) callAll(ctx context.Context) error {
+	errs := make([]error, len(c.calls))
+	var wg sync.WaitGroup
+	for i := range c.calls {
+		wg.Go(func() { errs[i] = c.call(ctx, i) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *caller) call(ctx context.Context, i int) error {
+	c.called.Add(1)
+	err := func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.calls[i].Authority+"/", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.clients[i].Do(req)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode/100 != 2 {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return err
+	}()
+	if err != nil {
+		err = fmt.Errorf("call %s: %w", c.calls[i].Authority, err)
+		c.callErrors.Add(1)
+		c.firstErr.CompareAndSwap(nil, err.Error())
+	}
+	return err
+}
+
+func (c *caller) served() ServedEvent {
+	ev := ServedEvent{Event: EventServed, Requests: c.requests.Load(), Calls: c.called.Load(), CallErrors: c.callErrors.Load()}
+	if e, ok := c.firstErr.Load().(string); ok {
+		ev.FirstError = e
+	}
+	return ev
+}
+
+// handler answers with fortio's echo handler after the calls succeed.
+func (c *caller) handler(w http.ResponseWriter, r *http.Request) {
+	c.requests.Add(1)
+	if len(c.calls) > 0 {
+		if err := c.callAll(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+	}
+	fhttp.EchoHandler(w, r)
 }
 
 // HealthPath answers 200 without the echo knobs, for readiness probes.
@@ -66,7 +211,14 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	mux.HandleFunc(HealthPath, func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	})
-	mux.HandleFunc("/", fhttp.EchoHandler)
+	c := newCaller(o)
+	mux.HandleFunc("/", c.handler)
+	if o.Stats != nil {
+		defer func() {
+			b, _ := json.Marshal(c.served())
+			_, _ = o.Stats.Write(append(b, '\n'))
+		}()
+	}
 	ln := o.Listener
 	if ln == nil {
 		var err error

@@ -28,7 +28,7 @@ func newWorkloadCommand(s Streams) *cobra.Command {
 		Hidden: true,
 		Args:   argsCheck(cobra.NoArgs),
 	}
-	cmd.AddCommand(newServerRole(), newClientRole(s))
+	cmd.AddCommand(newServerRole(s), newClientRole(s))
 	return cmd
 }
 
@@ -37,28 +37,43 @@ func quietFortio() {
 	flog.SetOutput(os.Stderr)
 }
 
-func newServerRole() *cobra.Command {
+func newServerRole(s Streams) *cobra.Command {
 	o := workload.ServerOptions{}
 	var bundlePath string
+	var calls []string
 	cmd := &cobra.Command{
 		Use:   "server",
-		Short: "Serve fortio's echo handler",
+		Short: "Serve fortio's echo handler, calling other services first",
 		Args:  argsCheck(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			quietFortio()
+			for _, v := range calls {
+				c, err := workload.ParseCall(v)
+				if err != nil {
+					return badInput(fmt.Errorf("flag --call: %w", err))
+				}
+				o.Calls = append(o.Calls, c)
+			}
 			if bundlePath != "" {
 				b, err := xds.ReadFile(bundlePath)
 				if err != nil {
 					return badInput(err)
 				}
+				if len(o.Calls) > 0 {
+					if o.Transport, err = proxyless.NewTransport(b); err != nil {
+						return badInput(fmt.Errorf("%s: %w", bundlePath, err))
+					}
+				}
 				if o.Listener, err = proxyless.Listen(cmd.Context(), b); err != nil {
 					return err
 				}
 			}
+			o.Stats = s.Out
 			return workload.Serve(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
+	f.StringArrayVar(&calls, "call", nil, "service to call for every request, in parallel with the others: AUTHORITY[=DIAL_ADDRESS] (repeatable)")
 	f.StringVar(&bundlePath, "xds", "", "serve the bundle's inbound listener (proxyless mTLS) instead of --listen")
 	f.StringVar(&o.Listen, "listen", ":8080", "address to serve on")
 	f.IntVar(&o.PayloadSize, "payload-size", 1024, "response body size in bytes")

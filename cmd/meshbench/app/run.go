@@ -186,7 +186,7 @@ func (o *runOptions) apply(sc *scenarios.Scenario, cmd *cobra.Command) error {
 		sc.Override("load.duration", "duration")
 	}
 	if f.Changed("qps") {
-		sc.Load.QPS, sc.Load.Rates = o.qps, nil // one rate replaces a sweep
+		sc.Load.QPS, sc.Load.Rates, sc.Load.Max = o.qps, nil, nil // one rate replaces a sweep or a search
 		sc.Override("load.qps", "qps")
 	}
 	if f.Changed("connections") {

@@ -1,0 +1,41 @@
+// Package meshtest builds the environments the meshes' tests render:
+// client -> server, a 3-service chain and a fan-out, on namespaced or
+// loopback nodes.
+package meshtest
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/meshbench/meshbench/meshes"
+)
+
+// Shapes maps a topology's name to its services' calls, entry first.
+var Shapes = map[string][][]string{
+	"pair":   {nil},
+	"chain":  {{"svc-1"}, {"svc-2"}, nil},
+	"fanout": {{"svc-1", "svc-2", "svc-3"}, nil, nil, nil},
+}
+
+// Env is the topology shape on nodes of their own: network namespaces
+// (10.0.0.x, reached locally on 127.0.0.1) when netns, distinct loopback
+// addresses (127.0.0.x) otherwise. Services are named svc-0, svc-1, ...
+// and serve on port 8080.
+func Env(dir, shape string, netns bool) meshes.Env {
+	node := func(i int, name string) meshes.Node {
+		if netns {
+			return meshes.Node{Name: name, Addr: netip.AddrFrom4([4]byte{10, 0, 0, byte(2 + i)}), Local: netip.MustParseAddr("127.0.0.1")}
+		}
+		a := netip.AddrFrom4([4]byte{127, 0, 0, byte(10 + i)})
+		return meshes.Node{Name: name, Addr: a, Local: a}
+	}
+	env := meshes.Env{Client: meshes.Workload{Name: "client", Node: node(0, "client")}, Dir: dir}
+	for i, calls := range Shapes[shape] {
+		name := fmt.Sprintf("svc-%d", i)
+		env.Services = append(env.Services, meshes.Service{
+			Workload: meshes.Workload{Name: name, Node: node(i+1, name), Port: 8080, PayloadSize: 1024},
+			Calls:    calls,
+		})
+	}
+	return env
+}
