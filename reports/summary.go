@@ -77,46 +77,14 @@ func sweep(rows []*Row) bool {
 // BaselineMode is the mode whose rows the others are compared with.
 const BaselineMode = "baseline"
 
-// Summarize groups trials by (mesh, mode, rate), by rate, then in order of
+// Summarize summarizes each group of GroupTrials: by rate, then in order of
 // first appearance, with the baseline first at each rate. Each trial is
 // compared with the baseline of the same trial and rate.
 func Summarize(trials []*results.Trial) []*Row {
-	groups := map[string][]*results.Trial{}
-	var keys []string
-	type trialRate struct {
-		trial int
-		rate  float64
-	}
-	baseline := map[trialRate]*results.Trial{}
-	for _, t := range trials {
-		if t.Probe != nil {
-			continue // a max search's step: summarized by SummarizeMax
-		}
-		if _, ok := groups[t.RateKey()]; !ok {
-			keys = append(keys, t.RateKey())
-		}
-		groups[t.RateKey()] = append(groups[t.RateKey()], t)
-		if t.Mode == BaselineMode {
-			baseline[trialRate{t.Trial, t.Requested}] = t
-		}
-	}
 	var rows []*Row
-	for _, k := range keys {
-		ts := groups[k]
-		base := map[int]*results.Trial{}
-		for _, t := range ts {
-			if b := baseline[trialRate{t.Trial, t.Requested}]; b != nil {
-				base[t.Trial] = b
-			}
-		}
-		rows = append(rows, summarize(ts, base))
+	for _, g := range GroupTrials(trials) {
+		rows = append(rows, summarize(g.Trials, g.Baseline))
 	}
-	sort.SliceStable(rows, func(i, j int) bool {
-		if rows[i].Rate != rows[j].Rate {
-			return rows[i].Rate < rows[j].Rate
-		}
-		return rows[i].Mode == BaselineMode && rows[j].Mode != BaselineMode
-	})
 	return rows
 }
 

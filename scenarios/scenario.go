@@ -51,6 +51,9 @@ type Scenario struct {
 	// with Seed; 0 picks a seed, which the manifest records).
 	Order string `yaml:"order" json:"order"`
 	Seed  uint64 `yaml:"seed" json:"seed,omitempty"`
+	// SLOs are objectives reports check (see Objective), e.g.
+	// "p99 < 2ms at 1000 rps".
+	SLOs []string `yaml:"slos" json:"slos,omitempty"`
 
 	// pos holds where each field path was set: a file position, or the
 	// flag that overrode it.
@@ -319,6 +322,17 @@ func (s *Scenario) Normalize() {
 func (s *Scenario) unset(path string) bool {
 	_, set := s.pos[path]
 	return !set
+}
+
+// Objectives parses the scenario's SLOs (Validate has checked them).
+func (s *Scenario) Objectives() []Objective {
+	var out []Objective
+	for _, text := range s.SLOs {
+		if o, err := ParseObjective(text); err == nil {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // RateList is the rates the scenario runs at: Rates, or QPS alone. A max

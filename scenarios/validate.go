@@ -44,6 +44,11 @@ func (s *Scenario) Validate() error {
 	if s.Order != OrderRotate && s.Order != OrderRandom {
 		add("order", "unknown order %q (rotate, random)", s.Order)
 	}
+	for i, text := range s.SLOs {
+		if _, err := ParseObjective(text); err != nil {
+			add(fmt.Sprintf("slos[%d]", i), "%v", err)
+		}
+	}
 	if s.Trials < 1 || s.Trials > MaxTrials {
 		add("trials", "must be between 1 and %d, got %d", MaxTrials, s.Trials)
 	}

@@ -3,24 +3,24 @@ package smps
 // Labels carry what SMP has no field for. Every label meshbench writes is
 // named here, and only here, so that readers have one list to consult.
 const (
-	LabelRunID       = "meshbench.dev/run-id"
-	LabelScenario    = "meshbench.dev/scenario"
-	LabelMesh        = "meshbench.dev/mesh"
-	LabelMode        = "meshbench.dev/mode"
-	LabelTrial       = "meshbench.dev/trial"
-	LabelPosition    = "meshbench.dev/position"
-	LabelNetwork     = "meshbench.dev/network"
-	LabelResolution  = "meshbench.dev/histogram-resolution"
-	LabelWarmup      = "meshbench.dev/warmup"
+	LabelRunID      = "meshbench.dev/run-id"
+	LabelScenario   = "meshbench.dev/scenario"
+	LabelMesh       = "meshbench.dev/mesh"
+	LabelMode       = "meshbench.dev/mode"
+	LabelTrial      = "meshbench.dev/trial"
+	LabelPosition   = "meshbench.dev/position"
+	LabelNetwork    = "meshbench.dev/network"
+	LabelResolution = "meshbench.dev/histogram-resolution"
+	LabelWarmup     = "meshbench.dev/warmup"
 	// The entry service's (the one the client calls) service time and
 	// response size, and the topology's call graph ("client>api").
 	LabelServiceTime = "meshbench.dev/server-service-time"
 	LabelPayloadSize = "meshbench.dev/server-payload-bytes"
 	LabelTopology    = "meshbench.dev/topology"
 	// A max search's probe number and whether it met the SLO.
-	LabelProbe  = "meshbench.dev/max-probe"
-	LabelSLOMet = "meshbench.dev/slo-met"
-	LabelDataPlane   = "meshbench.dev/data-plane"
+	LabelProbe     = "meshbench.dev/max-probe"
+	LabelSLOMet    = "meshbench.dev/slo-met"
+	LabelDataPlane = "meshbench.dev/data-plane"
 	// Latency percentiles beyond SMP's p50/p90/p99, in milliseconds.
 	LabelP999Ms = "meshbench.dev/latency-p999-ms"
 	// Latency from each request's intended send time (coordinated omission
@@ -30,11 +30,15 @@ const (
 	// Request counts of the measured window.
 	LabelRequests = "meshbench.dev/requests"
 	LabelErrors   = "meshbench.dev/errors"
+	// The requested rate (SMP has it only in the config's client).
+	LabelRequested = "meshbench.dev/requested-qps"
 	// Resource use during the measured window, per component class: the
 	// class name is appended, e.g. "meshbench.dev/cpu-mcores.proxy".
 	LabelCPUPrefix = "meshbench.dev/cpu-mcores."
 	LabelRSSPrefix = "meshbench.dev/rss-max-mb."
 	LabelUsageSrc  = "meshbench.dev/resource-source"
+	// Each component's class (loadgen, app, proxy), by component name.
+	LabelClassPrefix = "meshbench.dev/component-class."
 	// The environment's platform, kernel and CPU.
 	LabelPlatform = "meshbench.dev/platform"
 	LabelKernel   = "meshbench.dev/kernel"

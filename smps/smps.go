@@ -7,8 +7,11 @@ package smps
 
 import (
 	"fmt"
+	"math"
 	"os"
+	"sort"
 	"strconv"
+	"strings"
 
 	smp "github.com/layer5io/service-mesh-performance/spec"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -29,7 +32,11 @@ type Message = proto.Message
 
 // ConfigID is the id of the PerformanceTestConfig of a trial.
 func ConfigID(runID string, t *results.Trial) string {
-	return fmt.Sprintf("%s-%s-%s-%d", runID, t.Mesh, t.Mode, t.Trial)
+	id := fmt.Sprintf("%s-%s-%s-%grps-%d", runID, t.Mesh, t.Mode, t.Requested, t.Trial)
+	if t.Probe != nil {
+		id += fmt.Sprintf("-probe-%d", t.Probe.Index)
+	}
+	return id
 }
 
 // FromTrial builds the PerformanceTestConfig and PerformanceTestResult of
@@ -78,19 +85,25 @@ func FromTrial(m *results.Manifest, t *results.Trial) (*smp.PerformanceTestConfi
 		}},
 	}
 	resLabels := map[string]string{
-		LabelMesh:     t.Mesh,
-		LabelMode:     t.Mode,
-		LabelTrial:    strconv.Itoa(t.Trial),
-		LabelP999Ms:   fmtFloat(t.LatencyMs.P999),
-		LabelCOP50Ms:  fmtFloat(t.COLatencyMs.P50),
-		LabelCOP99Ms:  fmtFloat(t.COLatencyMs.P99),
-		LabelRequests: strconv.FormatInt(t.Requests, 10),
-		LabelErrors:   strconv.FormatInt(t.Errors, 10),
+		LabelMesh:      t.Mesh,
+		LabelMode:      t.Mode,
+		LabelTrial:     strconv.Itoa(t.Trial),
+		LabelP999Ms:    fmtFloat(t.LatencyMs.P999),
+		LabelCOP50Ms:   fmtFloat(t.COLatencyMs.P50),
+		LabelCOP99Ms:   fmtFloat(t.COLatencyMs.P99),
+		LabelRequests:  strconv.FormatInt(t.Requests, 10),
+		LabelErrors:    strconv.FormatInt(t.Errors, 10),
+		LabelRequested: strconv.FormatFloat(t.Requested, 'f', -1, 64),
 	}
 	for _, u := range t.Components {
 		resLabels[LabelCPUPrefix+u.Name] = fmtFloat(u.CPUMillicores)
 		resLabels[LabelRSSPrefix+u.Name] = fmtFloat(u.RSSMaxMB)
+		resLabels[LabelClassPrefix+u.Name] = u.Class
 		resLabels[LabelUsageSrc] = u.Source
+	}
+	if t.Probe != nil {
+		resLabels[LabelProbe] = strconv.Itoa(t.Probe.Index)
+		resLabels[LabelSLOMet] = strconv.FormatBool(t.Probe.Pass)
 	}
 	res := &smp.PerformanceTestResult{
 		SmpVersion: Version,
@@ -155,4 +168,43 @@ func ReadMeshConfig(path string) (*smp.ServiceMeshConfig, error) {
 func ReadEnvironment(path string) (*smp.EnvironmentConfig, error) {
 	var m smp.EnvironmentConfig
 	return &m, read(path, &m)
+}
+
+// TrialFromResult rebuilds the figures of a trial from its
+// PerformanceTestResult and the labels meshbench wrote, so that SMPS
+// documents (published, or from another tool that sets the same labels)
+// can be compared like results directories.
+func TrialFromResult(res *smp.PerformanceTestResult) (*results.Trial, error) {
+	l := res.GetLabels()
+	num := func(key string) float64 {
+		v, _ := strconv.ParseFloat(l[key], 64)
+		return v
+	}
+	t := &results.Trial{Mesh: l[LabelMesh], Mode: l[LabelMode], Achieved: res.GetActualQps(), Requested: num(LabelRequested),
+		Requests: int64(num(LabelRequests)), Errors: int64(num(LabelErrors))}
+	if t.Mesh == "" || t.Mode == "" {
+		return nil, fmt.Errorf("result %q has no %s and %s labels: not a meshbench result", res.GetId(), LabelMesh, LabelMode)
+	}
+	t.Trial, _ = strconv.Atoi(l[LabelTrial])
+	if t.Requested == 0 {
+		t.Requested = math.Round(t.Achieved)
+	}
+	lat := res.GetLatenciesMs()
+	t.LatencyMs = results.Latency{Min: lat.GetMin(), Mean: lat.GetAverage(), P50: lat.GetP50(), P90: lat.GetP90(), P99: lat.GetP99(), P999: num(LabelP999Ms), Max: lat.GetMax()}
+	t.COLatencyMs = results.Latency{P50: num(LabelCOP50Ms), P99: num(LabelCOP99Ms)}
+	t.Start, t.End = res.GetStartTime().AsTime(), res.GetEndTime().AsTime()
+	for key := range l {
+		name, ok := strings.CutPrefix(key, LabelCPUPrefix)
+		if !ok {
+			continue
+		}
+		t.Components = append(t.Components, results.Usage{Name: name, Class: l[LabelClassPrefix+name],
+			CPUMillicores: num(key), RSSMaxMB: num(LabelRSSPrefix + name), Source: l[LabelUsageSrc]})
+	}
+	sort.Slice(t.Components, func(i, j int) bool { return t.Components[i].Name < t.Components[j].Name })
+	if p, ok := l[LabelProbe]; ok {
+		idx, _ := strconv.Atoi(p)
+		t.Probe = &results.Probe{Index: idx, Pass: l[LabelSLOMet] == "true"}
+	}
+	return t, nil
 }

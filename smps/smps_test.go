@@ -42,12 +42,21 @@ func TestTrialRoundTripsStrictly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c2.GetId() != "abc123-meshbench-sidecar-2" || c2.GetClients()[0].GetRps() != 1000 || c2.GetLabels()[LabelScenario] != "default" {
+	if c2.GetId() != "abc123-meshbench-sidecar-1000rps-2" || c2.GetClients()[0].GetRps() != 1000 || c2.GetLabels()[LabelScenario] != "default" {
 		t.Errorf("config = %v", c2)
 	}
 	if r2.GetTestId() != c2.GetId() || r2.GetLatenciesMs().GetP99() != 1.2 || r2.GetLabels()[LabelP999Ms] != "3.000" ||
 		r2.GetLabels()[LabelCPUPrefix+"client-sidecar"] != "140.000" || !r2.GetStartTime().AsTime().Equal(start) {
 		t.Errorf("result = %v", r2)
+	}
+	// The figures come back from the result alone.
+	back, err := TrialFromResult(r2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Key() != tr.Key() || back.Trial != 2 || back.Requested != 1000 || back.Achieved != 999.5 || back.Requests != 9995 ||
+		back.LatencyMs != tr.LatencyMs || len(back.Components) != 1 || back.Components[0].Class != "proxy" || back.Components[0].CPUMillicores != 140 {
+		t.Errorf("trial from result = %+v", back)
 	}
 	// Strictness: a field SMP does not define is an error.
 	bad := filepath.Join(dir, "bad.json")

@@ -19,6 +19,8 @@ const (
 	ExitOK       = 0
 	ExitFailed   = 1 // the run (or command) failed
 	ExitBadInput = 2 // bad flags, arguments or scenario
+	// ExitInconclusive: a regression gate could not decide (compare).
+	ExitInconclusive = 3
 )
 
 // Version information, set at build time with -ldflags -X.
@@ -53,10 +55,22 @@ type reported struct{ err error }
 func (e *reported) Error() string { return e.err.Error() }
 func (e *reported) Unwrap() error { return e.err }
 
+// gateError is a gate's verdict other than pass, already printed.
+type gateError struct {
+	code int
+	msg  string
+}
+
+func (e *gateError) Error() string { return e.msg }
+
 // ExitCode maps an error from Run to the process exit code.
 func ExitCode(err error) int {
 	if err == nil {
 		return ExitOK
+	}
+	var ge *gateError
+	if errors.As(err, &ge) {
+		return ge.code
 	}
 	var ue *usageError
 	var el scenarios.ErrorList
@@ -76,7 +90,8 @@ func Run(ctx context.Context, s Streams, args []string) error {
 	root.SetErr(s.ErrOut)
 	err := root.ExecuteContext(ctx)
 	var rep *reported
-	if err != nil && !errors.As(err, &rep) {
+	var ge *gateError
+	if err != nil && !errors.As(err, &rep) && !errors.As(err, &ge) {
 		fmt.Fprintf(s.ErrOut, "meshbench: %v\n", err)
 		if ExitCode(err) == ExitBadInput && isCommandLineError(err) {
 			fmt.Fprintln(s.ErrOut, "Run 'meshbench --help' for usage.")
@@ -111,7 +126,7 @@ results and a table that compares the meshes and their data-plane modes.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return badInput(err) })
-	root.AddCommand(newRunCommand(s), newScenariosCommand(s), newVersionCommand(s),
+	root.AddCommand(newRunCommand(s), newCompareCommand(s), newReportCommand(s), newScenariosCommand(s), newVersionCommand(s),
 		newWorkloadCommand(s), newProxyCommand(s))
 	return root
 }

@@ -1,0 +1,327 @@
+package reports
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/meshbench/meshbench/runner/results"
+)
+
+// Outcome is a gate rule's (or a whole gate's) verdict.
+type Outcome string
+
+// Outcomes, from best to worst for exit codes: a failure outranks an
+// inconclusive rule, which outranks a pass.
+const (
+	Pass         Outcome = "pass"
+	Inconclusive Outcome = "inconclusive"
+	Fail         Outcome = "fail"
+	// NotApplicable is a rule whose metric a row does not have (proxy CPU
+	// of the baseline): it does not count.
+	NotApplicable Outcome = "n/a"
+)
+
+func (o Outcome) rank() int {
+	switch o {
+	case Fail:
+		return 2
+	case Inconclusive:
+		return 1
+	}
+	return 0
+}
+
+// Rule is one gate rule: a relative limit on a metric's change
+// ("p99:+5%": fail when the candidate's p99 is more than 5% above the
+// base's; "qps:-5%": fail when it is more than 5% below), or a cap on the
+// candidate's failed requests ("errors:0" in total, "errors:0.1%" as a
+// share).
+type Rule struct {
+	Text   string `json:"rule"`
+	Metric string `json:"metric"`
+	// Relative rules bound the ratio candidate/base by Limit (1.05 for +5%,
+	// 0.95 for -5%); Increase says which side is the regression.
+	Relative bool    `json:"relative"`
+	Increase bool    `json:"increase,omitempty"`
+	Limit    float64 `json:"limit"`
+	// ErrorCount caps the candidate's total errors at Limit; otherwise an
+	// errors rule caps its error rate.
+	ErrorCount bool `json:"errorCount,omitempty"`
+}
+
+// DefaultGate is the gate `meshbench compare --gate` applies by default.
+const DefaultGate = "p99:+5%,p50:+5%,cpu:+10%,errors:0"
+
+// ParseGate reads a comma-separated list of rules: METRIC:+N% or
+// METRIC:-N% (relative), errors:N (total count) or errors:N% (share).
+func ParseGate(spec string) ([]Rule, error) {
+	var rules []Rule
+	for _, text := range strings.Split(spec, ",") {
+		text = strings.TrimSpace(text)
+		if text == "" {
+			continue
+		}
+		r, err := parseRule(text)
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, r)
+	}
+	if len(rules) == 0 {
+		return nil, fmt.Errorf("empty gate: give rules such as %q", DefaultGate)
+	}
+	return rules, nil
+}
+
+func parseRule(text string) (Rule, error) {
+	name, limit, ok := strings.Cut(text, ":")
+	if !ok {
+		return Rule{}, fmt.Errorf("rule %q: want METRIC:+N%%, METRIC:-N%% or errors:N", text)
+	}
+	name, limit = strings.ToLower(strings.TrimSpace(name)), strings.TrimSpace(limit)
+	r := Rule{Text: text}
+	if name == "errors" {
+		r.Metric = "error-rate"
+		pct := strings.HasSuffix(limit, "%")
+		v, err := strconv.ParseFloat(strings.TrimSuffix(limit, "%"), 64)
+		if err != nil || v < 0 || math.IsInf(v, 0) {
+			return Rule{}, fmt.Errorf("rule %q: errors takes a count (errors:0) or a share (errors:0.1%%)", text)
+		}
+		r.ErrorCount, r.Limit = !pct, v
+		if pct {
+			r.Limit = v / 100
+		}
+		return r, nil
+	}
+	m, ok := MetricByName(name)
+	if !ok {
+		return Rule{}, fmt.Errorf("rule %q: unknown metric %q (known: errors, %s)", text, name, MetricNames())
+	}
+	r.Metric, r.Relative = m.Name, true
+	if !strings.HasSuffix(limit, "%") || (limit[0] != '+' && limit[0] != '-') {
+		return Rule{}, fmt.Errorf("rule %q: want a signed percentage such as +5%% (fail above) or -5%% (fail below)", text)
+	}
+	v, err := strconv.ParseFloat(strings.TrimSuffix(limit[1:], "%"), 64)
+	if err != nil || v < 0 || v >= 100 && limit[0] == '-' || math.IsInf(v, 0) {
+		return Rule{}, fmt.Errorf("rule %q: bad percentage %q", text, limit)
+	}
+	r.Increase = limit[0] == '+'
+	if r.Increase {
+		r.Limit = 1 + v/100
+	} else {
+		r.Limit = 1 - v/100
+	}
+	return r, nil
+}
+
+// Change is one metric's change from base to candidate.
+type Change struct {
+	Metric string `json:"metric"`
+	Unit   string `json:"unit"`
+	// Base and Candidate are the medians over trials with their bootstrap
+	// intervals.
+	Base      Interval `json:"base"`
+	Candidate Interval `json:"candidate"`
+	// Ratio is candidate/base: the Hodges-Lehmann estimate with the
+	// Mann-Whitney interval (NaN when a value is not positive).
+	Ratio Interval `json:"ratio"`
+	// P is the Mann-Whitney two-sided p-value: how surprising a difference
+	// this large would be if nothing had changed.
+	P float64 `json:"p"`
+}
+
+// Verdict is one rule applied to one row.
+type Verdict struct {
+	Rule    string  `json:"rule"`
+	Outcome Outcome `json:"outcome"`
+	Detail  string  `json:"detail"`
+}
+
+// RowChange compares one (mesh, mode, rate) present in base or candidate.
+type RowChange struct {
+	Key             string    `json:"key"`
+	Mesh            string    `json:"mesh"`
+	Mode            string    `json:"mode"`
+	Rate            float64   `json:"requestedQPS"`
+	BaseTrials      int       `json:"baseTrials"`
+	CandidateTrials int       `json:"candidateTrials"`
+	Changes         []Change  `json:"changes,omitempty"`
+	Verdicts        []Verdict `json:"verdicts,omitempty"`
+	Outcome         Outcome   `json:"outcome"`
+	Note            string    `json:"note,omitempty"`
+	base, cand      *Group
+}
+
+// Comparison is the whole of `meshbench compare`.
+type Comparison struct {
+	Base      string       `json:"base"`
+	Candidate string       `json:"candidate"`
+	Gate      []Rule       `json:"gate,omitempty"`
+	Level     float64      `json:"level"`
+	Seed      uint64       `json:"seed"`
+	Rows      []*RowChange `json:"rows"`
+	Outcome   Outcome      `json:"outcome"`
+	// Counts of rule verdicts.
+	Passed       int `json:"passed"`
+	Failed       int `json:"failed"`
+	Inconclusive int `json:"inconclusive"`
+}
+
+// ShownMetrics are the metrics every comparison shows, gated or not.
+var ShownMetrics = []string{"p50", "p99", "co-p99", "qps", "cpu", "mem"}
+
+// Compare matches base's and candidate's groups by (mesh, mode, rate),
+// estimates each metric's change with its interval, and applies the rules
+// to every matched row. A row missing on either side is inconclusive when
+// there are rules: the gate could not check it.
+func Compare(baseName string, base []*results.Trial, candName string, cand []*results.Trial, rules []Rule, seed uint64) *Comparison {
+	c := &Comparison{Base: baseName, Candidate: candName, Gate: rules, Level: DefaultLevel, Seed: seed, Outcome: Pass}
+	shown := slices.Clone(ShownMetrics)
+	for _, r := range rules {
+		if !slices.Contains(shown, r.Metric) {
+			shown = append(shown, r.Metric)
+		}
+	}
+	bg, cg := GroupTrials(base), GroupTrials(cand)
+	byKey := map[string]*Group{}
+	for _, g := range cg {
+		byKey[g.Key()] = g
+	}
+	seen := map[string]bool{}
+	for _, b := range bg {
+		seen[b.Key()] = true
+		row := &RowChange{Key: b.Key(), Mesh: b.Mesh, Mode: b.Mode, Rate: b.Rate, BaseTrials: len(b.Trials), base: b}
+		c.Rows = append(c.Rows, row)
+		cg := byKey[b.Key()]
+		if cg == nil {
+			row.Note = "not in the candidate"
+			row.Outcome = missingOutcome(rules)
+			continue
+		}
+		row.cand, row.CandidateTrials = cg, len(cg.Trials)
+		rng := seeded(seed, b.Key())
+		for _, name := range shown {
+			m, _ := MetricByName(name)
+			bv, cv := b.Values(m), cg.Values(m)
+			if len(bv) == 0 || len(cv) == 0 {
+				continue
+			}
+			_, p := MannWhitney(bv, cv)
+			row.Changes = append(row.Changes, Change{
+				Metric: m.Name, Unit: m.Unit,
+				Base:      BootstrapMedian(bv, DefaultLevel, DefaultResamples, rng),
+				Candidate: BootstrapMedian(cv, DefaultLevel, DefaultResamples, rng),
+				Ratio:     RatioInterval(bv, cv, DefaultLevel), P: p,
+			})
+		}
+		row.Outcome = Pass
+		for _, r := range rules {
+			v := judge(r, row)
+			row.Verdicts = append(row.Verdicts, v)
+			if v.Outcome.rank() > row.Outcome.rank() {
+				row.Outcome = v.Outcome
+			}
+		}
+	}
+	for _, g := range cg {
+		if !seen[g.Key()] {
+			c.Rows = append(c.Rows, &RowChange{Key: g.Key(), Mesh: g.Mesh, Mode: g.Mode, Rate: g.Rate,
+				CandidateTrials: len(g.Trials), Note: "new in the candidate", Outcome: NotApplicable, cand: g})
+		}
+	}
+	for _, row := range c.Rows {
+		if row.Outcome.rank() > c.Outcome.rank() {
+			c.Outcome = row.Outcome
+		}
+		for _, v := range row.Verdicts {
+			switch v.Outcome {
+			case Pass:
+				c.Passed++
+			case Fail:
+				c.Failed++
+			case Inconclusive:
+				c.Inconclusive++
+			}
+		}
+		if row.Note == "not in the candidate" && len(rules) > 0 {
+			c.Inconclusive++
+		}
+	}
+	return c
+}
+
+func missingOutcome(rules []Rule) Outcome {
+	if len(rules) == 0 {
+		return NotApplicable
+	}
+	return Inconclusive
+}
+
+func (r *RowChange) change(metric string) (Change, bool) {
+	for _, ch := range r.Changes {
+		if ch.Metric == metric {
+			return ch, true
+		}
+	}
+	return Change{}, false
+}
+
+// MinGateLevel is the lowest interval confidence a relative rule may pass
+// or fail on: fewer trials leave it inconclusive.
+const MinGateLevel = 0.94
+
+// judge applies a rule to a row. A relative rule fails when the whole
+// interval of the ratio lies beyond the limit, passes when it lies within,
+// and is inconclusive when it straddles the limit.
+func judge(r Rule, row *RowChange) Verdict {
+	v := Verdict{Rule: r.Text}
+	if !r.Relative {
+		var errs, reqs int64
+		for _, t := range row.cand.Trials {
+			errs += t.Errors
+			reqs += t.Requests
+		}
+		if r.ErrorCount {
+			v.Outcome, v.Detail = Pass, fmt.Sprintf("%d errors in %d requests (at most %g)", errs, reqs, r.Limit)
+			if float64(errs) > r.Limit {
+				v.Outcome = Fail
+			}
+			return v
+		}
+		rate := 0.0
+		if reqs > 0 {
+			rate = float64(errs) / float64(reqs)
+		}
+		v.Outcome, v.Detail = Pass, fmt.Sprintf("error rate %.3g%% (at most %g%%)", rate*100, r.Limit*100)
+		if rate > r.Limit {
+			v.Outcome = Fail
+		}
+		return v
+	}
+	ch, ok := row.change(r.Metric)
+	if !ok || math.IsNaN(ch.Ratio.Low) {
+		v.Outcome, v.Detail = NotApplicable, fmt.Sprintf("%s does not apply to this row", r.Metric)
+		return v
+	}
+	iv := ch.Ratio
+	if iv.Level < MinGateLevel {
+		v.Outcome = Inconclusive
+		v.Detail = fmt.Sprintf("%s x%.3f: %d against %d trials allow only a %.0f%% interval; a verdict needs %.0f%% (4 trials a side, or 3 against 5)",
+			r.Metric, iv.Value, row.BaseTrials, row.CandidateTrials, iv.Level*100, MinGateLevel*100)
+		return v
+	}
+	v.Detail = fmt.Sprintf("%s x%.3f [%.3f, %.3f] (%.0f%% interval, %d vs %d trials), limit x%.3f",
+		r.Metric, iv.Value, iv.Low, iv.High, iv.Level*100, row.BaseTrials, row.CandidateTrials, r.Limit)
+	switch {
+	case r.Increase && iv.Low > r.Limit, !r.Increase && iv.High < r.Limit:
+		v.Outcome = Fail
+	case r.Increase && iv.High <= r.Limit, !r.Increase && iv.Low >= r.Limit:
+		v.Outcome = Pass
+	default:
+		v.Outcome = Inconclusive
+	}
+	return v
+}

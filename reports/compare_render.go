@@ -1,0 +1,245 @@
+package reports
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+)
+
+// Policy says how an inconclusive gate ends: as itself (exit 3), as a
+// pass, or as a failure.
+type Policy string
+
+// Policies for inconclusive verdicts.
+const (
+	InconclusiveStays Policy = "inconclusive"
+	InconclusivePass  Policy = "pass"
+	InconclusiveFail  Policy = "fail"
+)
+
+// Final is the gate's outcome under the policy.
+func (c *Comparison) Final(p Policy) Outcome {
+	if c.Outcome == Inconclusive {
+		switch p {
+		case InconclusivePass:
+			return Pass
+		case InconclusiveFail:
+			return Fail
+		}
+	}
+	if c.Outcome == NotApplicable {
+		return Pass
+	}
+	return c.Outcome
+}
+
+func ratioText(iv Interval) string {
+	if math.IsNaN(iv.Value) {
+		return "-"
+	}
+	return fmt.Sprintf("x%.3f [%.3f, %.3f]", iv.Value, iv.Low, iv.High)
+}
+
+func (ch Change) format(iv Interval) string {
+	m, _ := MetricByName(ch.Metric)
+	return m.Format(iv.Value)
+}
+
+func (c *Comparison) summaryLine(p Policy) string {
+	return fmt.Sprintf("Gate: %s (%d failed, %d inconclusive, %d passed; policy for inconclusive: %s)",
+		strings.ToUpper(string(c.Final(p))), c.Failed, c.Inconclusive, c.Passed, p)
+}
+
+// WriteText writes the comparison as terminal tables: every metric's change
+// and then every rule's verdict.
+func (c *Comparison) WriteText(w io.Writer, p Policy) error {
+	fmt.Fprintf(w, "base:      %s\ncandidate: %s\n\n", c.Base, c.Candidate)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MESH/MODE@RATE\tTRIALS\tMETRIC\tBASE\tCANDIDATE\tRATIO [95% CI]\tP")
+	for _, r := range c.Rows {
+		if len(r.Changes) == 0 {
+			fmt.Fprintf(tw, "%s\t%d/%d\t-\t-\t-\t%s\t\n", r.Key, r.BaseTrials, r.CandidateTrials, r.Note)
+			continue
+		}
+		for i, ch := range r.Changes {
+			key, trials := "", ""
+			if i == 0 {
+				key, trials = r.Key, fmt.Sprintf("%d/%d", r.BaseTrials, r.CandidateTrials)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.3f\n", key, trials, ch.Metric, ch.format(ch.Base), ch.format(ch.Candidate), ratioText(ch.Ratio), ch.P)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(c.Gate) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "MESH/MODE@RATE\tRULE\tVERDICT\tDETAIL")
+		for _, r := range c.Rows {
+			for _, v := range r.Verdicts {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Key, v.Rule, strings.ToUpper(string(v.Outcome)), v.Detail)
+			}
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(w, "\n%s\n", c.notes())
+	if len(c.Gate) > 0 {
+		fmt.Fprintln(w, c.summaryLine(p))
+	}
+	return nil
+}
+
+func (c *Comparison) notes() string {
+	return "BASE and CANDIDATE are medians over trials. RATIO is candidate/base: the Hodges-Lehmann estimate with\n" +
+		"the distribution-free interval of the Mann-Whitney test (its level can only be 90% for 3 trials a side,\n" +
+		"96.8% for 5); P is that test's two-sided p-value. A rule fails when the whole interval is beyond its limit,\n" +
+		"passes when it is within, and is inconclusive when the interval straddles the limit."
+}
+
+// WriteMarkdown writes the comparison for a CI step summary.
+func (c *Comparison) WriteMarkdown(w io.Writer, p Policy) error {
+	fmt.Fprintf(w, "## meshbench compare: %s\n\n", strings.ToUpper(string(c.Final(p))))
+	fmt.Fprintf(w, "Base `%s`, candidate `%s`.\n\n", c.Base, c.Candidate)
+	if len(c.Gate) > 0 {
+		fmt.Fprintf(w, "| Row | Rule | Verdict | Detail |\n|---|---|---|---|\n")
+		for _, r := range c.Rows {
+			for _, v := range r.Verdicts {
+				fmt.Fprintf(w, "| %s | `%s` | %s | %s |\n", r.Key, v.Rule, mdVerdict(v.Outcome), v.Detail)
+			}
+			if r.Note != "" {
+				fmt.Fprintf(w, "| %s | | %s | %s |\n", r.Key, mdVerdict(r.Outcome), r.Note)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "| Row | Trials | Metric | Base | Candidate | Ratio [95%% CI] | p |\n|---|---:|---|---:|---:|---:|---:|\n")
+	for _, r := range c.Rows {
+		for i, ch := range r.Changes {
+			key, trials := "", ""
+			if i == 0 {
+				key, trials = r.Key, fmt.Sprintf("%d/%d", r.BaseTrials, r.CandidateTrials)
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %.3f |\n", key, trials, ch.Metric, ch.format(ch.Base), ch.format(ch.Candidate), ratioText(ch.Ratio), ch.P)
+		}
+	}
+	fmt.Fprintf(w, "\n%s\n", strings.ReplaceAll(c.notes(), "\n", " "))
+	if len(c.Gate) > 0 {
+		fmt.Fprintf(w, "\n%s\n", c.summaryLine(p))
+	}
+	return nil
+}
+
+func mdVerdict(o Outcome) string {
+	switch o {
+	case Pass:
+		return "✅ pass"
+	case Fail:
+		return "❌ fail"
+	case Inconclusive:
+		return "⚠️ inconclusive"
+	}
+	return string(o)
+}
+
+// JUnit XML, as Jenkins, GitLab and GitHub test reporters read it.
+type junitSuites struct {
+	XMLName  xml.Name     `xml:"testsuites"`
+	Name     string       `xml:"name,attr"`
+	Tests    int          `xml:"tests,attr"`
+	Failures int          `xml:"failures,attr"`
+	Skipped  int          `xml:"skipped,attr"`
+	Suites   []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name     string      `xml:"name,attr"`
+	Tests    int         `xml:"tests,attr"`
+	Failures int         `xml:"failures,attr"`
+	Skipped  int         `xml:"skipped,attr"`
+	Cases    []junitCase `xml:"testcase"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	ClassName string        `xml:"classname,attr"`
+	Failure   *junitMessage `xml:"failure,omitempty"`
+	Skipped   *junitMessage `xml:"skipped,omitempty"`
+	SystemOut string        `xml:"system-out,omitempty"`
+}
+
+type junitMessage struct {
+	Message string `xml:"message,attr"`
+	Type    string `xml:"type,attr,omitempty"`
+	Text    string `xml:",chardata"`
+}
+
+// add appends a case with its outcome under the policy.
+func (s *junitSuite) add(name, class string, o Outcome, detail string, p Policy) {
+	c := junitCase{Name: name, ClassName: class, SystemOut: detail}
+	switch {
+	case o == Fail, o == Inconclusive && p == InconclusiveFail:
+		c.Failure = &junitMessage{Message: string(o) + ": " + detail, Type: string(o), Text: detail}
+		s.Failures++
+	case o == Inconclusive && p != InconclusivePass, o == NotApplicable:
+		c.Skipped = &junitMessage{Message: string(o) + ": " + detail}
+		s.Skipped++
+	}
+	s.Cases = append(s.Cases, c)
+	s.Tests++
+}
+
+func writeJUnit(w io.Writer, name string, suites []junitSuite) error {
+	all := junitSuites{Name: name, Suites: suites}
+	for _, s := range suites {
+		all.Tests += s.Tests
+		all.Failures += s.Failures
+		all.Skipped += s.Skipped
+	}
+	if _, err := io.WriteString(w, xml.Header); err != nil {
+		return err
+	}
+	enc := xml.NewEncoder(w)
+	enc.Indent("", "  ")
+	if err := enc.Encode(all); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\n")
+	return err
+}
+
+// WriteJUnit writes one test case per (row, rule).
+func (c *Comparison) WriteJUnit(w io.Writer, p Policy) error {
+	var suites []junitSuite
+	for _, r := range c.Rows {
+		s := junitSuite{Name: "meshbench compare " + r.Key}
+		for _, v := range r.Verdicts {
+			s.add(v.Rule, r.Key, v.Outcome, v.Detail, p)
+		}
+		if r.Note != "" && len(c.Gate) > 0 {
+			s.add("present in both runs", r.Key, r.Outcome, r.Note, p)
+		}
+		if s.Tests > 0 {
+			suites = append(suites, s)
+		}
+	}
+	return writeJUnit(w, "meshbench compare", suites)
+}
+
+// WriteJSON writes the comparison as JSON.
+func (c *Comparison) WriteJSON(w io.Writer, p Policy) error {
+	out := struct {
+		*Comparison
+		Final  Outcome `json:"final"`
+		Policy Policy  `json:"inconclusivePolicy"`
+	}{c, c.Final(p), p}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
