@@ -8,6 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"fortio.org/fortio/stats"
+
 	"github.com/meshbench/meshbench/runner/results"
 	"github.com/meshbench/meshbench/scenarios"
 )
@@ -21,6 +23,8 @@ type Report struct {
 	SLOs     []ObjectiveResult `json:"slos,omitempty"`
 	Seed     uint64            `json:"seed"`
 	groups   []*Group
+	trials   []*results.Trial
+	hist     map[string]*stats.HistogramData
 }
 
 // NewReport summarizes a run: the table's rows, every metric's median with
@@ -28,7 +32,7 @@ type Report struct {
 // scenario's, then extra) checked against every row they apply to.
 func NewReport(m *results.Manifest, trials []*results.Trial, extra []scenarios.Objective, seed uint64) *Report {
 	groups := GroupTrials(trials)
-	r := &Report{Manifest: m, Rows: Summarize(trials), Stats: Statistics(groups, seed), Seed: seed, groups: groups}
+	r := &Report{Manifest: m, Rows: Summarize(trials), Stats: Statistics(groups, seed), Seed: seed, groups: groups, trials: trials}
 	var objs []scenarios.Objective
 	if m != nil {
 		if len(m.Max) > 0 {

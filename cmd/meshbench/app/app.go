@@ -126,7 +126,7 @@ results and a table that compares the meshes and their data-plane modes.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return badInput(err) })
-	root.AddCommand(newRunCommand(s), newCompareCommand(s), newReportCommand(s), newScenariosCommand(s), newVersionCommand(s),
+	root.AddCommand(newRunCommand(s), newCompareCommand(s), newReportCommand(s), newPublishCommand(s), newScenariosCommand(s), newVersionCommand(s),
 		newWorkloadCommand(s), newProxyCommand(s))
 	return root
 }

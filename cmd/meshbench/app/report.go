@@ -76,6 +76,9 @@ func (o *reportOptions) run(s Streams, dir string) error {
 		return notFound(err)
 	}
 	r := reports.NewReport(m, trials, extra, o.seed)
+	if m != nil {
+		r.LoadHistograms(dir)
+	}
 	if err := writeOutput(s.Out, o.out, func(w io.Writer) error { return render(r, w) }); err != nil {
 		return err
 	}
