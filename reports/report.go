@@ -42,7 +42,15 @@ func NewReport(m *results.Manifest, trials []*results.Trial, extra []scenarios.O
 			objs = m.Scenario.Objectives()
 		}
 	}
-	r.SLOs = CheckObjectives(append(objs, extra...), groups)
+	seen := map[string]bool{}
+	var all []scenarios.Objective
+	for _, o := range append(objs, extra...) {
+		if !seen[o.Text] {
+			seen[o.Text] = true
+			all = append(all, o)
+		}
+	}
+	r.SLOs = CheckObjectives(all, groups)
 	return r
 }
 
