@@ -133,6 +133,13 @@ func (r *Report) percentileCharts() []string {
 		c := newChart(fmt.Sprintf("percentiles-%g", rate), fmt.Sprintf("Latency by percentile at %g rps (trials merged)", rate),
 			"percentile (log scale of 1/(1-p))", "latency", 860, 380)
 		var names []string
+		for _, g := range r.groups {
+			if g.Rate == rate {
+				names = append(names, g.Mesh+"/"+g.Mode)
+			}
+		}
+		c.withLegend(names)
+		names = names[:0]
 		var all [][2][]float64
 		ymax, xmax := 0.0, 0.0
 		for _, g := range r.groups {
@@ -340,6 +347,7 @@ func (r *Report) sweepCharts() []string {
 			series[k] = append(series[k], [2]float64{row.Rate, pc.get(row)})
 			top = math.Max(top, pc.get(row))
 		}
+		c.withLegend(names)
 		x0, x1 := c.plotX()
 		y0, y1 := c.plotY()
 		xs := scale{min: rates[0], max: rates[len(rates)-1], px0: x0, px1: x1, log: rates[0] > 0}
@@ -381,6 +389,7 @@ func (r *Report) maxChart(trials []*results.Trial) string {
 			names = append(names, t.Key())
 		}
 	}
+	c.withLegend(names)
 	x0, x1 := c.plotX()
 	y0, y1 := c.plotY()
 	xs := scale{min: lo, max: math.Max(hi, lo*2), px0: x0, px1: x1, log: true}
@@ -408,10 +417,10 @@ func (r *Report) maxChart(trials []*results.Trial) string {
 	return c.svg()
 }
 
-const htmlStyle = `body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1000px;color:#222;line-height:1.4}
+const htmlStyle = `body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}
 h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 .meta{color:#555}table{border-collapse:collapse;margin:.6em 0;font-size:.88em}th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}
-th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.ok{color:#0a7a32}.fail{color:#b00020;font-weight:bold}
+th{background:#f4f4f4}td{white-space:nowrap}.scroll{overflow-x:auto}td:first-child,th:first-child{text-align:left}.ok{color:#0a7a32}.fail{color:#b00020;font-weight:bold}
 figure.chart{margin:1.2em 0}figcaption{font-weight:600;margin-bottom:.3em}svg{max-width:100%;height:auto;font-size:12px}
 .frame{fill:none;stroke:#999}.grid{stroke:#eee}.tick{fill:#444}.label{fill:#222;font-weight:600}.legend text{fill:#222}
 .whisker{stroke-width:2}.zero{stroke:#999;stroke-dasharray:4 3}pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.85em}
@@ -454,7 +463,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		}
 	}
 	if len(r.Stats) > 0 {
-		b.WriteString("<h2>Results</h2>\n<table><tr><th>Mesh/mode@rate</th><th>N</th>")
+		b.WriteString("<h2>Results</h2>\n<div class=\"scroll\"><table><tr><th>Mesh/mode@rate</th><th>N</th>")
 		for _, c := range statColumns {
 			fmt.Fprintf(&b, "<th>%s</th>", html.EscapeString(c))
 		}
@@ -474,7 +483,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 			}
 			fmt.Fprintf(&b, "<td>%s</td></tr>\n", spread)
 		}
-		fmt.Fprintf(&b, "</table>\n<p class=\"note\">Medians over N trials, each with a 95%% percentile-bootstrap interval (%d resamples, seed %d; with 3 or fewer trials the interval is no narrower than the data). The last column is the trial-to-trial spread of p99: the noise. Added latency is per trial against the baseline of the same trial.", DefaultResamples, r.Seed)
+		fmt.Fprintf(&b, "</table></div>\n<p class=\"note\">Medians over N trials, each with a 95%% percentile-bootstrap interval (%d resamples, seed %d; with 3 or fewer trials the interval is no narrower than the data). The last column is the trial-to-trial spread of p99: the noise. Added latency is per trial against the baseline of the same trial.", DefaultResamples, r.Seed)
 		if m != nil {
 			for _, c := range m.Calibrations {
 				fmt.Fprintf(&b, " Harness floor (fortio straight to the echo server, before the trials) at %g rps: p50 %s, p99 %s, load generator %.1f qps.",

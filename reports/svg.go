@@ -11,7 +11,7 @@ import (
 // data here, in Go, so the report needs no script or network to show it.
 
 // palette is colour-blind-safe (Okabe-Ito) plus two greys.
-var palette = []string{"#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000", "#777777", "#BBBBBB"}
+var palette = []string{"#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#777777", "#C9B400", "#BBBBBB"}
 
 func colour(i int) string { return palette[i%len(palette)] }
 
@@ -93,13 +93,40 @@ func (c *chart) axes(x, y scale, xTicks, yTicks []float64, xFmt, yFmt func(float
 	c.printf(`<text class="label" transform="translate(16 %.1f) rotate(-90)" text-anchor="middle">%s</text>`, (y0+y1)/2, html.EscapeString(c.yLabel))
 }
 
-// legend writes series names along the top right.
+// legendRows is how many lines a legend of names takes in a chart of
+// width w.
+func legendRows(names []string, w, left float64) int {
+	rows, x := 1, left
+	for _, n := range names {
+		step := 24 + 7*float64(len(n))
+		if x+step > w-10 && x > left {
+			rows, x = rows+1, left
+		}
+		x += step
+	}
+	return rows
+}
+
+// withLegend makes room above the plot for a legend of names.
+func (c *chart) withLegend(names []string) *chart {
+	rows := legendRows(names, c.w, c.left)
+	c.top += 16 * float64(rows-1)
+	c.h += 16 * float64(rows-1)
+	return c
+}
+
+// legend writes series names above the plot, wrapping into rows.
 func (c *chart) legend(names []string) {
-	x := c.left + 4
+	rows := legendRows(names, c.w, c.left)
+	x, y := c.left, c.top-10-16*float64(rows)
 	for i, n := range names {
+		step := 24 + 7*float64(len(n))
+		if x+step > c.w-10 && x > c.left {
+			x, y = c.left, y+16
+		}
 		c.printf(`<g class="legend"><rect x="%.1f" y="%.1f" width="10" height="10" fill="%s"/><text x="%.1f" y="%.1f">%s</text></g>`,
-			x, c.top-26+5, colour(i), x+14, c.top-26+14, html.EscapeString(n))
-		x += 24 + 7*float64(len(n))
+			x, y, colour(i), x+14, y+9, html.EscapeString(n))
+		x += step
 	}
 }
 
@@ -144,6 +171,8 @@ func msTick(v float64) string {
 	switch {
 	case v == 0:
 		return "0"
+	case v < 0:
+		return "-" + msTick(-v)
 	case v < 1:
 		return fmt.Sprintf("%.0fµs", v*1000)
 	}

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshbench/meshbench/smps"
+)
+
+// gateRuns makes the two real runs the report, compare and publish tests
+// share: A, the gate scenario as is, and B, the same with 3 ms of service
+// time in the server (a regression no interval can miss), 4 trials each.
+func gateRuns(t *testing.T) (a, b string) {
+	t.Helper()
+	dir := t.TempDir()
+	show := meshbench(t, time.Minute, "scenarios", "show", "gate")
+	if show.code != 0 {
+		t.Fatalf("scenarios show gate: %s", show.stderr)
+	}
+	slow := strings.Replace(show.stdout, "serviceTime: 0s", "serviceTime: 3ms", 1)
+	if slow == show.stdout {
+		t.Fatal("the gate scenario has no serviceTime to change")
+	}
+	files := map[string]string{"a.yaml": show.stdout, "b.yaml": slow}
+	for name, doc := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, side := range []string{"a", "b"} {
+		out := filepath.Join(dir, side)
+		r := meshbench(t, 3*time.Minute, "run", filepath.Join(dir, side+".yaml"), "--trials", "4", "--duration", "1s", "--qps", "300", "--out", out)
+		if r.code != 0 {
+			t.Fatalf("run %s: exit %d\n%s", side, r.code, r.stderr)
+		}
+	}
+	return filepath.Join(dir, "a"), filepath.Join(dir, "b")
+}
+
+// TestIntegrationReportCompareAndPublish drives report, compare and
+// publish on real runs: exit codes, every format, the HTML report in a
+// real headless Chromium, and publishing to a directory and over HTTP.
+func TestIntegrationReportCompareAndPublish(t *testing.T) {
+	integration(t)
+	a, b := gateRuns(t)
+	tmp := t.TempDir()
+
+	t.Run("compare", func(t *testing.T) {
+		r := meshbench(t, time.Minute, "compare", a, b, "--gate", "p99:+5%,errors:0")
+		if r.code != 1 || !strings.Contains(r.stdout, "FAIL") || !strings.Contains(r.stdout, "meshbench/sidecar@300") {
+			t.Errorf("3 ms more service time: exit %d, want 1 (fail)\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		if r := meshbench(t, time.Minute, "compare", a, a, "--gate", "errors:0"); r.code != 0 {
+			t.Errorf("A against itself with errors:0: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		// SMPS input: one trial a side cannot support an interval, so the
+		// gate is inconclusive (3), unless told how to end.
+		one := func(dir string) string {
+			m, _ := filepath.Glob(filepath.Join(dir, "trials", "meshbench-sidecar", "trial-01", "smp-result.json"))
+			if len(m) != 1 {
+				t.Fatalf("no SMPS result in %s", dir)
+			}
+			return m[0]
+		}
+		for policy, want := range map[string]int{"inconclusive": 3, "fail": 1, "pass": 0} {
+			r := meshbench(t, time.Minute, "compare", one(a), one(b), "--gate", "p99:+5%", "--inconclusive", policy)
+			if r.code != want {
+				t.Errorf("one trial a side, --inconclusive=%s: exit %d, want %d\n%s%s", policy, r.code, want, r.stdout, r.stderr)
+			}
+		}
+		r = meshbench(t, time.Minute, "compare", a, b, "--gate", "default", "--format", "junit")
+		var suites struct {
+			Failures int `xml:"failures,attr"`
+			Tests    int `xml:"tests,attr"`
+		}
+		if err := xml.Unmarshal([]byte(r.stdout), &suites); err != nil || suites.Failures == 0 || suites.Tests != 8 {
+			t.Errorf("junit: %+v, %v\n%s", suites, err, r.stdout)
+		}
+		r = meshbench(t, time.Minute, "compare", a, b, "--gate", "default", "--format", "json")
+		var js struct{ Final string }
+		if err := json.Unmarshal([]byte(r.stdout), &js); err != nil || js.Final != "fail" {
+			t.Errorf("json: %+v, %v", js, err)
+		}
+		md := filepath.Join(tmp, "gate.md")
+		if r := meshbench(t, time.Minute, "compare", a, b, "--gate", "default", "--format", "md", "--out", md); r.code != 1 {
+			t.Errorf("md: exit %d", r.code)
+		}
+		if data, _ := os.ReadFile(md); !strings.HasPrefix(string(data), "## meshbench compare: FAIL") {
+			t.Errorf("md output:\n%s", data)
+		}
+		if r := meshbench(t, time.Minute, "compare", a, b, "--gate", "p99:5%"); r.code != 2 || !strings.Contains(r.stderr, "flag --gate") {
+			t.Errorf("unsigned limit: exit %d, %s", r.code, r.stderr)
+		}
+	})
+
+	t.Run("report", func(t *testing.T) {
+		r := meshbench(t, time.Minute, "report", a, "--slo", "errors == 0", "--slo", "p99 < 10s")
+		if r.code != 0 || !strings.Contains(r.stdout, "95% bootstrap intervals") || !strings.Contains(r.stdout, "Harness floor") {
+			t.Errorf("text report: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		r = meshbench(t, time.Minute, "report", a, "--format", "junit", "--slo", "p99 < 1us for sidecar")
+		if r.code != 1 || !strings.Contains(r.stdout, `<failure`) {
+			t.Errorf("an objective that cannot hold: exit %d\n%s", r.code, r.stdout)
+		}
+		page := filepath.Join(tmp, "report.html")
+		if r := meshbench(t, time.Minute, "report", a, "--format", "html", "--out", page); r.code != 0 {
+			t.Fatalf("html report: exit %d\n%s", r.code, r.stderr)
+		}
+		checkInChromium(t, page)
+	})
+
+	t.Run("publish", func(t *testing.T) {
+		index := filepath.Join(tmp, "index")
+		for _, run := range []string{a, b, a} {
+			if r := meshbench(t, time.Minute, "publish", run, "--to", index); r.code != 0 {
+				t.Fatalf("publish %s: exit %d\n%s", run, r.code, r.stderr)
+			}
+		}
+		idx, err := smps.ReadIndex(index)
+		if err != nil || len(idx.Runs) != 2 {
+			t.Fatalf("index after publishing a, b, a: %+v, %v", idx, err)
+		}
+		for _, e := range idx.Runs {
+			if _, err := os.Stat(filepath.Join(index, e.Report)); err != nil || len(e.Documents) != 1+2*4*3 {
+				t.Errorf("entry %+v: report %v, %d documents", e, err, len(e.Documents))
+			}
+		}
+		var got smps.Upload
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			if err := json.Unmarshal(body, &got); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+			}
+		}))
+		defer srv.Close()
+		if r := meshbench(t, time.Minute, "publish", a, "--to", srv.URL+"/results", "--header", "Authorization: Bearer t"); r.code != 0 || len(got.Documents) != 1+2*4*3 {
+			t.Errorf("publish over HTTP: exit %d, %d documents\n%s", r.code, len(got.Documents), r.stderr)
+		}
+		srv.Close()
+		if r := meshbench(t, time.Minute, "publish", a, "--to", srv.URL, "--attempts", "2"); r.code != 1 || !strings.Contains(r.stderr, "gave up after 2 attempts") {
+			t.Errorf("publish to a closed server: exit %d\n%s", r.code, r.stderr)
+		}
+	})
+}
+
+var chartsDrawn = regexp.MustCompile(`data-charts-drawn="(\d+)/(\d+)"`)
+
+// checkInChromium loads the page in headless Chromium with every host name
+// unresolvable (a self-contained page needs none), asserts that every
+// chart drew and that nothing failed in the console, and keeps a
+// screenshot as an artifact ($ARTIFACTS_DIR, or the system temp dir).
+func checkInChromium(t *testing.T, page string) {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Geteuid() == 0 {
+			t.Fatalf("chromium is missing although scripts/setup.sh installs it as root: %v", err)
+		}
+		t.Skipf("chromium is not installed and this is not root (scripts/setup.sh installs it as root): cannot render the HTML report")
+	}
+	chromium := func(args ...string) (string, string) {
+		base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+			"--host-resolver-rules=MAP * ~NOTFOUND", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
+			"--user-data-dir=" + t.TempDir()}
+		cmd := exec.Command(bin, append(base, args...)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("chromium %v: %v\n%s", args, err, stderr.String())
+		}
+		return stdout.String(), stderr.String()
+	}
+	consoleErrors := func(log string) []string {
+		var out []string
+		for _, line := range strings.Split(log, "\n") {
+			if strings.Contains(line, ":CONSOLE") || strings.Contains(line, "Uncaught") {
+				out = append(out, line)
+			}
+		}
+		return out
+	}
+	// A control page with a script error: the check must see it.
+	bad := filepath.Join(t.TempDir(), "bad.html")
+	_ = os.WriteFile(bad, []byte(`<html><body><script>console.error("control"); undefinedFunction();</script></body></html>`), 0o644)
+	if _, log := chromium("--dump-dom", "file://"+bad); len(consoleErrors(log)) == 0 {
+		t.Fatalf("the console check does not see a control page's errors; chromium logged:\n%s", log)
+	}
+
+	dom, log := chromium("--dump-dom", "file://"+page)
+	m := chartsDrawn.FindStringSubmatch(dom)
+	if m == nil {
+		t.Fatalf("the page's script did not run (no data-charts-drawn):\n%.2000s", dom)
+	}
+	drawn, _ := strconv.Atoi(m[1])
+	all, _ := strconv.Atoi(m[2])
+	if drawn != all || all < 4 {
+		t.Errorf("%d of %d charts drawn, want all of at least 4 (the page's script checks each chart's rendered box)", drawn, all)
+	}
+	for _, id := range []string{"percentiles-300", "added-latency", "cpu", "memory"} {
+		if !strings.Contains(dom, `id="`+id+`"`) {
+			t.Errorf("rendered page lacks the %s chart", id)
+		}
+	}
+	if errs := consoleErrors(log); len(errs) > 0 {
+		t.Errorf("console errors:\n%s", strings.Join(errs, "\n"))
+	}
+	dir := os.Getenv("ARTIFACTS_DIR")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "meshbench-artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shot := filepath.Join(dir, "report.png")
+	chromium("--window-size=1200,4000", "--screenshot="+shot, "file://"+page)
+	data, err := os.ReadFile(shot)
+	if err != nil || !bytes.HasPrefix(data, []byte("\x89PNG")) || len(data) < 20000 {
+		t.Errorf("screenshot %s: %d bytes, %v", shot, len(data), err)
+	}
+	t.Logf("screenshot of the HTML report: %s", shot)
+}
