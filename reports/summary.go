@@ -47,6 +47,10 @@ type Row struct {
 	// mode costs wherever it runs, in the proxies or, proxyless, in the
 	// workloads' own processes.
 	AddedCPU float64 `json:"addedCPUMillicores"`
+	// SUTCPU is the median CPU of the system under test (apps and
+	// proxies, not the load generator), to tell when it saturated the CPUs
+	// it was pinned to.
+	SUTCPU float64 `json:"sutCPUMillicores"`
 
 	// Spread gives each figure's [min, max] over trials: with n trials, the
 	// probability that the median lies outside is 2/2^n (about 6% for 5).
@@ -139,6 +143,14 @@ func summarize(ts []*results.Trial, baseline map[int]*results.Trial) *Row {
 		wss = append(wss, ws)
 	}
 	r.ProxyWorkingSetMB = Median(wss)
+	sut, _ := MetricByName("cpu")
+	var sutCPU []float64
+	for _, t := range ts {
+		if v, ok := sut.Value(t, nil); ok {
+			sutCPU = append(sutCPU, v)
+		}
+	}
+	r.SUTCPU = Median(sutCPU)
 	r.ProxyCPU, r.ProxyRSSMB = Median(cpus), Median(rsss)
 	r.Spread.ProxyCPU, r.Spread.ProxyRSSMB = span(cpus), span(rsss)
 	_, _, r.Proxies = classUsage(ts[0], results.ClassProxy)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/meshbench/meshbench/runner/results"
@@ -35,6 +36,7 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 		}
 	}
 	if m != nil {
+		writeSaturation(w, m, rows)
 		for _, u := range m.Unavailable {
 			fmt.Fprintf(w, "%s/%s: unavailable: %s\n", u.Mesh, u.Mode, u.Reason)
 		}
@@ -133,4 +135,31 @@ func writeSpread(w io.Writer, rows []*Row) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Mesh, r.Mode, added50, added99, cpu, per, rss, wss)
 	}
 	return tw.Flush()
+}
+
+// SaturationShare is the share of its CPUs above which the system under
+// test counts as CPU-bound.
+const SaturationShare = 0.9
+
+// writeSaturation names the rows whose system under test used nearly all
+// the CPUs it was pinned to: their latency includes waiting for a CPU.
+func writeSaturation(w io.Writer, m *results.Manifest, rows []*Row) {
+	cpus := strings.Split(strings.TrimPrefix(m.Platform.Placement[results.ClassProxy], "cpu "), ",")
+	if m.Platform.Placement[results.ClassProxy] == "" {
+		cpus = nil
+	}
+	if len(cpus) == 0 {
+		return
+	}
+	limit := float64(len(cpus)) * 1000
+	var hot []string
+	for _, r := range rows {
+		if r.SUTCPU >= SaturationShare*limit {
+			hot = append(hot, fmt.Sprintf("%s/%s@%g (%.0fm)", r.Mesh, r.Mode, r.Rate, r.SUTCPU))
+		}
+	}
+	if len(hot) > 0 {
+		fmt.Fprintf(w, "CPU-bound: the apps and proxies of %s used %.0f%% or more of the %.0fm of CPU %s they are pinned to; their latency includes waiting for it.\n",
+			strings.Join(hot, ", "), SaturationShare*100, limit, strings.Join(cpus, ","))
+	}
 }

@@ -29,22 +29,7 @@ func TestIntegrationReferenceDataPlanes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := meshbench(t, 3*time.Minute, "run", "reference", "--duration", "2s", "--trials", "1", "--out", rel)
-	if r.code != 0 {
-		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
-	}
-	t.Logf("table:\n%s", r.stdout)
-	m, err := results.ReadManifest(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(m.Unavailable) > 0 {
-		t.Errorf("unavailable: %+v", m.Unavailable)
-	}
-	trials, err := results.ReadTrials(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, trials := runAll(t, 3*time.Minute, out, "run", "reference", "--duration", "2s", "--trials", "1", "--out", rel)
 	seen := map[string]*results.Trial{}
 	for _, tr := range trials {
 		seen[tr.Key()] = tr
@@ -80,4 +65,27 @@ func mustGetwd(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return wd
+}
+
+// runAll runs meshbench to success and reads the results it wrote to out,
+// in which every (mesh, mode) of the scenario must have run.
+func runAll(t *testing.T, timeout time.Duration, out string, args ...string) (*results.Manifest, []*results.Trial) {
+	t.Helper()
+	r := meshbench(t, timeout, args...)
+	if r.code != 0 {
+		t.Fatalf("meshbench %v: exit %d\nstderr:\n%s", args, r.code, r.stderr)
+	}
+	t.Logf("table:\n%s", r.stdout)
+	m, err := results.ReadManifest(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Unavailable) > 0 {
+		t.Errorf("unavailable: %+v", m.Unavailable)
+	}
+	trials, err := results.ReadTrials(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, trials
 }

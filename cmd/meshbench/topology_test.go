@@ -30,21 +30,7 @@ func TestIntegrationTopologies(t *testing.T) {
 			if tc.modes != "" {
 				args = append(args, "--modes", tc.modes)
 			}
-			r := meshbench(t, 4*time.Minute, args...)
-			if r.code != 0 {
-				t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
-			}
-			m, err := results.ReadManifest(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(m.Unavailable) > 0 {
-				t.Errorf("unavailable: %+v", m.Unavailable)
-			}
-			trials, err := results.ReadTrials(out)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m, trials := runAll(t, 4*time.Minute, out, args...)
 			want := 7
 			if tc.modes != "" {
 				want = len(strings.Split(tc.modes, ","))
