@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // serve starts a server on a loopback port and returns its address and a
@@ -89,5 +90,30 @@ func TestParseCall(t *testing.T) {
 		if _, err := ParseCall(bad); err == nil {
 			t.Errorf("ParseCall(%q) accepted", bad)
 		}
+	}
+}
+
+// TestServiceTimeIsPrecise checks that a sub-millisecond service time is
+// honoured to within the kernel's timer slack, not rounded up to the
+// millisecond (as time.Sleep does in an otherwise idle Go process).
+func TestServiceTimeIsPrecise(t *testing.T) {
+	addr, _ := serve(t, ServerOptions{PayloadSize: 10, Delay: 200 * time.Microsecond})
+	client := &http.Client{}
+	var best time.Duration
+	for i := range 20 {
+		start := time.Now()
+		resp, err := client.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if d := time.Since(start); i == 0 || d < best {
+			best = d
+		}
+	}
+	// The fastest of 20 round trips: at least the service time, and far
+	// from the millisecond a coarse timer would take.
+	if best < 200*time.Microsecond || best > 900*time.Microsecond {
+		t.Errorf("fastest round trip with a 200us service time took %v", best)
 	}
 }
