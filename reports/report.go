@@ -113,7 +113,7 @@ func estimateText(e Estimate) string {
 }
 
 // statColumns are the metrics of the statistics table.
-var statColumns = []string{"p50", "p99", "added-p50", "added-p99", "qps", "error-rate", "cpu", "mem"}
+var statColumns = []string{"p50", "p90", "p99", "p99.9", "added-p50", "added-p99", "qps", "error-rate", "cpu", "mem"}
 
 // WriteText writes the run's description, the table, the statistics with
 // their intervals, and the objectives.

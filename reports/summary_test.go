@@ -9,7 +9,7 @@ import (
 
 func trial(mesh, mode string, n int, p50, p99, proxyCPU float64) *results.Trial {
 	t := &results.Trial{Mesh: mesh, Mode: mode, Trial: n, Achieved: 1000, Requests: 10000,
-		LatencyMs: results.Latency{P50: p50, P90: p50 * 1.2, P99: p99, Max: p99 * 2}}
+		LatencyMs: results.Latency{P50: p50, P90: p50 * 1.2, P99: p99, P999: p99 * 1.5, Max: p99 * 2}}
 	if proxyCPU > 0 {
 		t.Components = []results.Usage{
 			{Name: "a", Class: results.ClassProxy, CPUMillicores: proxyCPU / 2, RSSMaxMB: 10},
