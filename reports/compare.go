@@ -87,7 +87,7 @@ func parseRule(text string) (Rule, error) {
 		r.Metric = "error-rate"
 		pct := strings.HasSuffix(limit, "%")
 		v, err := strconv.ParseFloat(strings.TrimSuffix(limit, "%"), 64)
-		if err != nil || v < 0 || math.IsInf(v, 0) {
+		if err != nil || !(v >= 0) || math.IsInf(v, 0) {
 			return Rule{}, fmt.Errorf("rule %q: errors takes a count (errors:0) or a share (errors:0.1%%)", text)
 		}
 		r.ErrorCount, r.Limit = !pct, v
@@ -101,11 +101,14 @@ func parseRule(text string) (Rule, error) {
 		return Rule{}, fmt.Errorf("rule %q: unknown metric %q (known: errors, %s)", text, name, MetricNames())
 	}
 	r.Metric, r.Relative = m.Name, true
-	if !strings.HasSuffix(limit, "%") || (limit[0] != '+' && limit[0] != '-') {
+	if strings.HasPrefix(m.Name, "added-") {
+		return Rule{}, fmt.Errorf("rule %q: added latency can be zero or negative, so it has no ratio: gate %s instead", text, strings.TrimPrefix(m.Name, "added-"))
+	}
+	if limit == "" || !strings.HasSuffix(limit, "%") || (limit[0] != '+' && limit[0] != '-') {
 		return Rule{}, fmt.Errorf("rule %q: want a signed percentage such as +5%% (fail above) or -5%% (fail below)", text)
 	}
 	v, err := strconv.ParseFloat(strings.TrimSuffix(limit[1:], "%"), 64)
-	if err != nil || v < 0 || v >= 100 && limit[0] == '-' || math.IsInf(v, 0) {
+	if err != nil || !(v >= 0) || v >= 100 && limit[0] == '-' || math.IsInf(v, 0) {
 		return Rule{}, fmt.Errorf("rule %q: bad percentage %q", text, limit)
 	}
 	r.Increase = limit[0] == '+'
@@ -153,6 +156,8 @@ type RowChange struct {
 	Outcome         Outcome   `json:"outcome"`
 	Note            string    `json:"note,omitempty"`
 	base, cand      *Group
+	// oneSided are metrics only one of the runs has.
+	oneSided []string
 }
 
 // Comparison is the whole of `meshbench compare`.
@@ -168,6 +173,8 @@ type Comparison struct {
 	Passed       int `json:"passed"`
 	Failed       int `json:"failed"`
 	Inconclusive int `json:"inconclusive"`
+	// Note says why a gate with rules decided nothing.
+	Note string `json:"note,omitempty"`
 }
 
 // ShownMetrics are the metrics every comparison shows, gated or not.
@@ -207,6 +214,9 @@ func Compare(baseName string, base []*results.Trial, candName string, cand []*re
 			m, _ := MetricByName(name)
 			bv, cv := b.Values(m), cg.Values(m)
 			if len(bv) == 0 || len(cv) == 0 {
+				if len(bv)+len(cv) > 0 {
+					row.oneSided = append(row.oneSided, m.Name)
+				}
 				continue
 			}
 			_, p := MannWhitney(bv, cv)
@@ -227,10 +237,22 @@ func Compare(baseName string, base []*results.Trial, candName string, cand []*re
 		}
 	}
 	for _, g := range cg {
-		if !seen[g.Key()] {
-			c.Rows = append(c.Rows, &RowChange{Key: g.Key(), Mesh: g.Mesh, Mode: g.Mode, Rate: g.Rate,
-				CandidateTrials: len(g.Trials), Note: "new in the candidate", Outcome: NotApplicable, cand: g})
+		if seen[g.Key()] {
+			continue
 		}
+		row := &RowChange{Key: g.Key(), Mesh: g.Mesh, Mode: g.Mode, Rate: g.Rate,
+			CandidateTrials: len(g.Trials), Note: "new in the candidate", Outcome: NotApplicable, cand: g}
+		// Error rules need no base: they apply to new rows too.
+		for _, r := range rules {
+			if !r.Relative {
+				v := judge(r, row)
+				row.Verdicts = append(row.Verdicts, v)
+				if row.Outcome == NotApplicable || v.Outcome.rank() > row.Outcome.rank() {
+					row.Outcome = v.Outcome
+				}
+			}
+		}
+		c.Rows = append(c.Rows, row)
 	}
 	for _, row := range c.Rows {
 		if row.Outcome.rank() > c.Outcome.rank() {
@@ -248,6 +270,14 @@ func Compare(baseName string, base []*results.Trial, candName string, cand []*re
 		}
 		if row.Note == "not in the candidate" && len(rules) > 0 {
 			c.Inconclusive++
+		}
+	}
+	// A gate that decided nothing has not passed.
+	if len(rules) > 0 && c.Passed+c.Failed+c.Inconclusive == 0 {
+		c.Outcome = Inconclusive
+		c.Note = "no rule applied to any row of both runs: nothing was gated"
+		if len(bg) == 0 && len(cg) == 0 {
+			c.Note = "the runs have no fixed-rate rows (max searches are not compared): nothing was gated"
 		}
 	}
 	return c
@@ -302,14 +332,21 @@ func judge(r Rule, row *RowChange) Verdict {
 		return v
 	}
 	ch, ok := row.change(r.Metric)
-	if !ok || math.IsNaN(ch.Ratio.Low) {
+	switch {
+	case !ok && slices.Contains(row.oneSided, r.Metric):
+		v.Outcome, v.Detail = Inconclusive, fmt.Sprintf("%s was measured in only one of the runs", r.Metric)
+		return v
+	case !ok:
 		v.Outcome, v.Detail = NotApplicable, fmt.Sprintf("%s does not apply to this row", r.Metric)
+		return v
+	case math.IsNaN(ch.Ratio.Low):
+		v.Outcome, v.Detail = Inconclusive, fmt.Sprintf("%s has values at or below zero: no ratio", r.Metric)
 		return v
 	}
 	iv := ch.Ratio
 	if iv.Level < MinGateLevel {
 		v.Outcome = Inconclusive
-		v.Detail = fmt.Sprintf("%s x%.3f: %d against %d trials allow only a %.0f%% interval; a verdict needs %.0f%% (4 trials a side, or 3 against 5)",
+		v.Detail = fmt.Sprintf("%s x%.3f: %d against %d trials allow only a %.0f%% interval; a verdict needs %.0f%% (4 trials a side suffice)",
 			r.Metric, iv.Value, row.BaseTrials, row.CandidateTrials, iv.Level*100, MinGateLevel*100)
 		return v
 	}

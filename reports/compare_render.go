@@ -90,6 +90,9 @@ func (c *Comparison) WriteText(w io.Writer, p Policy) error {
 		}
 	}
 	fmt.Fprintf(w, "\n%s\n", c.notes())
+	if c.Note != "" {
+		fmt.Fprintln(w, c.Note)
+	}
 	if len(c.Gate) > 0 {
 		fmt.Fprintln(w, c.summaryLine(p))
 	}
@@ -130,6 +133,9 @@ func (c *Comparison) WriteMarkdown(w io.Writer, p Policy) error {
 		}
 	}
 	fmt.Fprintf(w, "\n%s\n", strings.ReplaceAll(c.notes(), "\n", " "))
+	if c.Note != "" {
+		fmt.Fprintf(w, "\n**%s**\n", c.Note)
+	}
 	if len(c.Gate) > 0 {
 		fmt.Fprintf(w, "\n%s\n", c.summaryLine(p))
 	}
@@ -222,7 +228,7 @@ func (c *Comparison) WriteJUnit(w io.Writer, p Policy) error {
 		for _, v := range r.Verdicts {
 			s.add(v.Rule, r.Key, v.Outcome, v.Detail, p)
 		}
-		if r.Note != "" && len(c.Gate) > 0 {
+		if r.Note == "not in the candidate" && len(c.Gate) > 0 {
 			s.add("present in both runs", r.Key, r.Outcome, r.Note, p)
 		}
 		if s.Tests > 0 {

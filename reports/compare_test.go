@@ -92,6 +92,20 @@ func TestGateVerdicts(t *testing.T) {
 	if o := verdict(t, Compare("a", synthetic(1, 3, 2.0, 0.01), "b", synthetic(3, 3, 3.0, 0.01), rules, 1), row, "p99:+5%"); o != Inconclusive {
 		t.Errorf("3 against 3 trials: %s, want inconclusive", o)
 	}
+	// A metric one run lacks cannot pass: here the candidate has no CPU
+	// figures.
+	noCPU := synthetic(7, 8, 2.0, 0.01)
+	for _, tr := range noCPU {
+		tr.Components = nil
+	}
+	cpuRules, _ := ParseGate("cpu:+10%")
+	if o := verdict(t, Compare("a", base, "b", noCPU, cpuRules, 1), row, "cpu:+10%"); o != Inconclusive {
+		t.Errorf("cpu missing in the candidate: %s, want inconclusive", o)
+	}
+	// Nothing to gate (no fixed-rate rows, e.g. two max searches) is not a pass.
+	if c := Compare("a", nil, "b", nil, rules, 1); c.Outcome != Inconclusive || c.Note == "" {
+		t.Errorf("empty runs: gate %s (%q)", c.Outcome, c.Note)
+	}
 	// A row the candidate lacks cannot pass the gate.
 	var onlyBaseline []*results.Trial
 	for _, tr := range base {
@@ -112,7 +126,7 @@ func TestParseGate(t *testing.T) {
 	if r, err := ParseGate("qps:-10%, errors:0.5%"); err != nil || r[0].Limit != 0.9 || r[0].Increase || r[1].ErrorCount || r[1].Limit != 0.005 {
 		t.Errorf("qps/error share: %+v, %v", r, err)
 	}
-	for _, bad := range []string{"", "p99", "p99:5%", "latency:+5%", "p99:+x%", "errors:many", "qps:-150%"} {
+	for _, bad := range []string{"", "p99", "p99:5%", "latency:+5%", "p99:+x%", "errors:many", "qps:-150%", "errors:nan", "p99:+NaN%", "added-p99:+5%", "p99:"} {
 		if _, err := ParseGate(bad); err == nil {
 			t.Errorf("ParseGate(%q) accepted", bad)
 		}

@@ -486,7 +486,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		fmt.Fprintf(&b, "</table></div>\n<p class=\"note\">Medians over N trials, each with a 95%% percentile-bootstrap interval (%d resamples, seed %d; with 3 or fewer trials the interval is no narrower than the data). The last column is the trial-to-trial spread of p99: the noise. Added latency is per trial against the baseline of the same trial.", DefaultResamples, r.Seed)
 		if m != nil {
 			for _, c := range m.Calibrations {
-				fmt.Fprintf(&b, " Harness floor (fortio straight to the echo server, before the trials) at %g rps: p50 %s, p99 %s, load generator %.1f qps.",
+				fmt.Fprintf(&b, " Harness floor (fortio to the application with no mesh, before the trials) at %g rps: p50 %s, p99 %s, load generator %.1f qps.",
 					c.Requested, ms(c.LatencyMs.P50), ms(c.LatencyMs.P99), c.Achieved)
 			}
 		}

@@ -57,8 +57,8 @@ func SummarizeMax(m *results.Manifest) []*MaxRow {
 }
 
 func writeMax(w io.Writer, m *results.Manifest) error {
-	max := m.Scenario.Load.Max
-	if max != nil {
+	if m.Scenario != nil && m.Scenario.Load.Max != nil {
+		max := m.Scenario.Load.Max
 		fmt.Fprintf(w, "Highest rate meeting the SLO (%s), searched from %g up to %g rps to within %g%%:\n",
 			max.SLO, max.Start, max.Limit, max.Precision*100)
 	}

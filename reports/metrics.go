@@ -111,7 +111,9 @@ func usage(proxiesOnly bool, f func(results.Usage) float64) func(t, _ *results.T
 	return func(t, _ *results.Trial) (float64, bool) {
 		sum, n := 0.0, 0
 		for _, u := range t.Components {
-			if u.Class == results.ClassLoadGen || (proxiesOnly && u.Class != results.ClassProxy) {
+			// An unknown class (SMPS documents from before classes were
+			// recorded) might be the load generator: left out.
+			if u.Class == "" || u.Class == results.ClassLoadGen || (proxiesOnly && u.Class != results.ClassProxy) {
 				continue
 			}
 			sum += f(u)

@@ -31,7 +31,7 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 					loadCPU = u.CPUMillicores
 				}
 			}
-			fmt.Fprintf(w, "Harness floor at %g rps (fortio straight to the echo server, before the trials): %.1f qps, p50 %s, p99 %s, P99 CO %s, load generator %.0fm.\n",
+			fmt.Fprintf(w, "Harness floor at %g rps (fortio to the application with no mesh, before the trials): %.1f qps, p50 %s, p99 %s, P99 CO %s, load generator %.0fm.\n",
 				c.Requested, c.Achieved, ms(c.LatencyMs.P50), ms(c.LatencyMs.P99), ms(c.COLatencyMs.P99), loadCPU)
 		}
 	}

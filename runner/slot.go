@@ -72,11 +72,14 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 	}
 	var procs []started
 	stopAll := func() {
-		// Reverse order: callers stop before what they call.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultStopTimeout)
-		defer cancel()
+		// Reverse order of start: the mesh's components, then the
+		// services (the client has stopped: no request is in flight).
+		// Each gets its own grace period, so that one slow process does
+		// not cost the others theirs (and their final counts).
 		for i := len(procs) - 1; i >= 0; i-- {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultStopTimeout)
 			_ = procs[i].proc.Stop(sctx)
+			cancel()
 		}
 	}
 	// The services start, and answer their plaintext readiness probe,
@@ -194,9 +197,11 @@ func (r *run) startApps(ctx context.Context, env meshes.Env, dep *meshes.Deploym
 	return out, nil
 }
 
-// servedCount reads a stopped service's last counts from its stdout log.
+// servedCount reads a stopped service's last counts from its stdout log;
+// a service that did not report them (killed) is marked so, not counted
+// as idle.
 func servedCount(name, logPath string) results.ServiceCount {
-	out := results.ServiceCount{Name: name}
+	out := results.ServiceCount{Name: name, Requests: -1, FirstError: "no counts: the service did not report them at exit"}
 	data, err := os.ReadFile(logPath)
 	if err != nil {
 		return out

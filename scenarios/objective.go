@@ -22,7 +22,7 @@ type Objective struct {
 	Op     string
 	// Value is in the metric's unit: milliseconds for latencies, a ratio
 	// for error-rate, requests for errors, requests per second for qps,
-	// millicores for cpu, MB for mem.
+	// millicores for cpu, MiB (printed "MB") for mem.
 	Value float64
 	// Rate, when set, limits the objective to that requested rate.
 	Rate float64
@@ -116,15 +116,24 @@ func objectiveValue(unit, s string) (float64, error) {
 		}
 		return v, nil
 	case "megabytes":
-		b := ByteSize(0)
-		if err := b.decodeScalar(s, "!!str"); err == nil {
-			return float64(b) / 1e6, nil
+		// Reports print memory in MiB (as "MB"): a plain number, MB and MiB
+		// all mean that unit; GB and GiB are 1024 of it.
+		mult := 1.0
+		num := s
+		for _, suf := range []struct {
+			s string
+			m float64
+		}{{"MiB", 1}, {"MB", 1}, {"GiB", 1024}, {"GB", 1024}} {
+			if strings.HasSuffix(s, suf.s) {
+				num, mult = strings.TrimSuffix(s, suf.s), suf.m
+				break
+			}
 		}
-		v, err := strconv.ParseFloat(strings.TrimSuffix(s, "MB"), 64)
-		if err != nil {
+		v, err := strconv.ParseFloat(num, 64)
+		if err != nil || !(v >= 0) {
 			return 0, fmt.Errorf("%q is not memory such as 50MB", s)
 		}
-		return v, nil
+		return v * mult, nil
 	}
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil {

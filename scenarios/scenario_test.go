@@ -194,3 +194,24 @@ func TestChainAndMaxSearch(t *testing.T) {
 		t.Errorf("SLO %q, want %q", got, want)
 	}
 }
+
+func TestObjectives(t *testing.T) {
+	for text, want := range map[string]Objective{
+		"p99 < 2ms at 1000 rps":                     {Metric: "p99", Op: "<", Value: 2, Rate: 1000},
+		"mem <= 200":                                {Metric: "mem", Op: "<=", Value: 200},
+		"mem < 1GiB for haproxy/per-node":           {Metric: "mem", Op: "<", Value: 1024, Mesh: "haproxy", Mode: "per-node"},
+		"error-rate < 0.1%":                         {Metric: "error-rate", Op: "<", Value: 0.001},
+		"cpu <= 250m for sidecar":                   {Metric: "cpu", Op: "<=", Value: 250, Mode: "sidecar"},
+		"added-p99 <= 500us at 500 rps for sidecar": {Metric: "added-p99", Op: "<=", Value: 0.5, Rate: 500, Mode: "sidecar"},
+	} {
+		got, err := ParseObjective(text)
+		want.Text = text
+		if err != nil || got != want {
+			t.Errorf("ParseObjective(%q) = %+v, %v; want %+v", text, got, err, want)
+		}
+	}
+	o, _ := ParseObjective("errors == 0")
+	if !o.Holds(0) || o.Holds(1) || !o.Applies("any", "mode", 5) {
+		t.Errorf("errors == 0: %+v", o)
+	}
+}

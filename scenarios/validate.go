@@ -83,6 +83,9 @@ func (s *Scenario) validateTopology(add addFunc) {
 		case svc.Name == t.Client.Name:
 			add(path+".name", "the client and a service must have different names, both are %q", svc.Name)
 		default:
+			if r := reservedName(svc.Name); r != "" {
+				add(path+".name", "%q ends or starts with %q, which meshbench gives the components of meshes (their logs would collide)", svc.Name, r)
+			}
 			if j, dup := index[svc.Name]; dup {
 				add(path+".name", "service %q is listed twice (also %s)", svc.Name, t.servicePath(j))
 			}
@@ -138,11 +141,53 @@ func (s *Scenario) validateTopology(add addFunc) {
 		state[i] = done
 	}
 	visit(0)
+	if longest := criticalPath(svcs, index); longest > MaxPathServiceTime {
+		add(t.servicePath(0), "the service times along the longest call path add up to %s, more than %s: the proxies' and services' request timeouts would cut it", longest, MaxPathServiceTime)
+	}
 	for i, st := range state {
 		if st == unseen {
 			add(t.servicePath(i)+".name", "service %q is not called by %s or by any service it calls", svcs[i].Name, svcs[0].Name)
 		}
 	}
+}
+
+// MaxPathServiceTime bounds the service time a request accumulates along
+// its longest call path (the meshes' request timeouts are 15 s).
+const MaxPathServiceTime = Duration(10 * time.Second)
+
+// criticalPath is the largest sum of service times along a call path from
+// the entry (calls run in parallel, so a request waits for the slowest).
+// The graph has been checked to be acyclic.
+func criticalPath(svcs []Service, index map[string]int) Duration {
+	memo := map[int]Duration{}
+	var longest func(i int) Duration
+	longest = func(i int) Duration {
+		if d, ok := memo[i]; ok {
+			return d
+		}
+		memo[i] = svcs[i].ServiceTime // guards against a loop the caller missed
+		var worst Duration
+		for _, c := range svcs[i].Calls {
+			worst = max(worst, longest(index[c]))
+		}
+		memo[i] = svcs[i].ServiceTime + worst
+		return memo[i]
+	}
+	return longest(0)
+}
+
+// reservedName returns the affix of name that meshbench uses for mesh
+// components ("-sidecar", "node-", ...), or "".
+func reservedName(name string) string {
+	for _, suffix := range []string{"-sidecar", "-haproxy", "-nginx", "-proxyless"} {
+		if strings.HasSuffix(name, suffix) {
+			return suffix
+		}
+	}
+	if strings.HasPrefix(name, "node-") {
+		return "node-"
+	}
+	return ""
 }
 
 func serviceNames(svcs []Service) string {

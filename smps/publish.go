@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,6 +75,9 @@ func RunDocuments(dir string) ([]Document, error) {
 	sort.Slice(docs, func(i, j int) bool { return docs[i].Path < docs[j].Path })
 	return docs, nil
 }
+
+// runIDRE is what a run id may look like in a results index path.
+var runIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 
 // IndexEntry is one published run in a results index.
 type IndexEntry struct {
@@ -141,6 +145,9 @@ func entryFor(m *results.Manifest, trials []*results.Trial, docs []Document, rep
 // dest/.lock, and every file is replaced atomically, so readers never see
 // a half-written index.
 func PublishDir(ctx context.Context, runDir string, m *results.Manifest, trials []*results.Trial, reportHTML []byte, dest string) (IndexEntry, error) {
+	if !runIDRE.MatchString(m.RunID) {
+		return IndexEntry{}, fmt.Errorf("%s: run id %q is not a run id meshbench writes: refusing to use it as a directory name", runDir, m.RunID)
+	}
 	docs, err := RunDocuments(runDir)
 	if err != nil {
 		return IndexEntry{}, err
@@ -184,6 +191,7 @@ func PublishDir(ctx context.Context, runDir string, m *results.Manifest, trials 
 		}
 	}
 	if err := os.Rename(stage, final); err != nil {
+		_ = os.Rename(old, final) // put the previous copy back
 		return entry, err
 	}
 	_ = os.RemoveAll(old)
@@ -316,7 +324,9 @@ func PublishHTTP(ctx context.Context, runDir string, m *results.Manifest, url st
 		return err
 	}
 	if o.Client == nil {
-		o.Client = &http.Client{Timeout: 30 * time.Second}
+		// A redirect would turn the POST into a bodiless GET whose 200
+		// would look like success: answer it as an error instead.
+		o.Client = &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	if o.Attempts <= 0 {
 		o.Attempts = 4
@@ -384,6 +394,8 @@ func post(ctx context.Context, o HTTPOptions, url, runID string, body []byte) (t
 	switch {
 	case resp.StatusCode/100 == 2:
 		return 0, nil
+	case resp.StatusCode/100 == 3:
+		return 0, &permanentError{fmt.Errorf("publish to %s: server answered %s to %s: use that URL (redirects are not followed: they would drop the upload)", url, resp.Status, resp.Header.Get("Location"))}
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode/100 == 5:
 		var after time.Duration
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {

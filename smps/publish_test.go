@@ -134,6 +134,37 @@ func TestPublishDirIsIdempotentAndConcurrencySafe(t *testing.T) {
 	}
 }
 
+func TestPublishDirRejectsUnsafeRunIDs(t *testing.T) {
+	dest := t.TempDir()
+	for _, id := range []string{"", "..", "a/b", ".hidden"} {
+		dir, m, trials := fakeRun(t, "safe01", time.Now())
+		m.RunID = id
+		if _, err := PublishDir(context.Background(), dir, m, trials, nil, dest); err == nil {
+			t.Errorf("published run id %q", id)
+		}
+	}
+	if entries, _ := os.ReadDir(dest); len(entries) != 0 {
+		t.Errorf("refused publishes left %v", entries)
+	}
+}
+
+func TestPublishHTTPRefusesRedirects(t *testing.T) {
+	dir, m, _ := fakeRun(t, "web003", time.Now())
+	var gets atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			gets.Add(1)
+			return
+		}
+		http.Redirect(w, r, "/elsewhere", http.StatusFound)
+	}))
+	defer srv.Close()
+	err := PublishHTTP(context.Background(), dir, m, srv.URL, HTTPOptions{Attempts: 3, Backoff: time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "302") || gets.Load() != 0 {
+		t.Errorf("redirect: %v (%d GETs followed)", err, gets.Load())
+	}
+}
+
 func TestPublishDirRejectsInvalidDocuments(t *testing.T) {
 	dir, m, trials := fakeRun(t, "bad001", time.Now())
 	path := filepath.Join(dir, trials[0].Dir(), results.SMPResultFile)

@@ -56,7 +56,7 @@ type Manifest struct {
 	Max []MaxResult `json:"max,omitempty"`
 }
 
-// Calibration is the harness floor: fortio straight to the echo server, no
+// Calibration is the harness floor: fortio to the application, no
 // mesh, measured once before the trials.
 type Calibration struct {
 	Requested   float64 `json:"requestedQPS"`
@@ -143,7 +143,8 @@ type Trial struct {
 }
 
 // ServiceCount is what one service workload served during a trial
-// (warm-up included) and the calls it made.
+// (warm-up included) and the calls it made. Requests is -1 when the
+// service did not report its counts.
 type ServiceCount struct {
 	Name       string `json:"name"`
 	Requests   int64  `json:"requests"`
