@@ -64,6 +64,9 @@ func load(dir, pattern string) [][]*results.Trial {
 	sort.Strings(paths)
 	var out [][]*results.Trial
 	for _, p := range paths {
+		if st, err := os.Stat(p); err != nil || !st.IsDir() {
+			continue // the runs' logs
+		}
 		trials, err := results.ReadTrials(p)
 		if err != nil || len(trials) == 0 {
 			fmt.Fprintf(os.Stderr, "skipping %s: %v (%d trials)\n", p, err, len(trials))
@@ -110,10 +113,10 @@ func (t *tally) add(c *reports.Comparison, row, metric string) {
 func (t *tally) print(title string) {
 	pct := func(k int) string { return fmt.Sprintf("%5.1f%%", 100*float64(k)/float64(t.n)) }
 	fmt.Printf("%s: %d comparisons\n", title, t.n)
-	fmt.Printf("  whole gate:      fail %s  inconclusive %s  pass %s\n", pct(t.gate[reports.Fail]), pct(t.gate[reports.Inconclusive]), pct(t.gate[reports.Pass]))
+	fmt.Printf("  whole gate:       fail %s  inconclusive %s  pass %s\n", pct(t.gate[reports.Fail]), pct(t.gate[reports.Inconclusive]), pct(t.gate[reports.Pass]))
 	for _, rule := range t.ruleOrder {
 		o := t.rules[rule]
-		fmt.Printf("  row rule %-8s fail %s  inconclusive %s  pass %s\n", rule, pct(o[reports.Fail]), pct(o[reports.Inconclusive]), pct(o[reports.Pass]))
+		fmt.Printf("  row rule %-9s fail %s  inconclusive %s  pass %s\n", rule, pct(o[reports.Fail]), pct(o[reports.Inconclusive]), pct(o[reports.Pass]))
 	}
 	if len(t.ratios) > 0 {
 		fmt.Printf("  row's estimated ratio (candidate/base): median x%.3f, range [x%.3f, x%.3f]\n",
