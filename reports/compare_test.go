@@ -3,12 +3,15 @@ package reports
 import (
 	"bytes"
 	"flag"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"fortio.org/fortio/stats"
 
 	"github.com/meshbench/meshbench/runner/results"
 	"github.com/meshbench/meshbench/scenarios"
@@ -217,5 +220,27 @@ func TestHTMLIsSelfContained(t *testing.T) {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page lacks %s", want)
 		}
+	}
+}
+
+// TestPercentileCurveOfPooledTrials checks the curve drawn from pooled
+// histograms whose edge buckets differ by trial: monotonic, and at the
+// exact values where the data is exact.
+func TestPercentileCurveOfPooledTrials(t *testing.T) {
+	h1 := &stats.HistogramData{Count: 100, Min: 0.001, Max: 0.004, Data: []stats.Bucket{
+		{Interval: stats.Interval{Start: 0.001, End: 0.002}, Count: 50}, {Interval: stats.Interval{Start: 0.002, End: 0.004}, Count: 50}}}
+	h2 := &stats.HistogramData{Count: 100, Min: 0.0015, Max: 0.003, Data: []stats.Bucket{
+		{Interval: stats.Interval{Start: 0.0015, End: 0.002}, Count: 50}, {Interval: stats.Interval{Start: 0.002, End: 0.003}, Count: 50}}}
+	h := mergeHistograms(mergeHistograms(nil, h1), h2)
+	if got := valueAt(h, 50); math.Abs(got-0.002) > 1e-9 {
+		t.Errorf("p50 of pooled trials = %g, want 0.002 (half of each trial is below it)", got)
+	}
+	prev := 0.0
+	for p := 0.0; p <= 100; p += 0.5 {
+		v := valueAt(h, p)
+		if v < prev || v < h.Min-1e-12 || v > h.Max+1e-12 {
+			t.Fatalf("curve not monotonic within [min, max] at p%g: %g after %g", p, v, prev)
+		}
+		prev = v
 	}
 }

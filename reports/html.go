@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -41,46 +42,49 @@ func (r *Report) LoadHistograms(dir string) {
 	}
 }
 
-// mergeHistograms adds b's bucket counts to a's (same bucket layout: every
-// trial uses the same resolution).
+// mergeHistograms pools b's buckets with a's. Buckets are kept as they
+// are, not matched by interval: each trial's first and last buckets are
+// clipped to its own min and max, so intervals of different trials overlap
+// there; valueAt handles overlapping buckets.
 func mergeHistograms(a, b *stats.HistogramData) *stats.HistogramData {
 	if a == nil {
 		c := *b
 		c.Data = append([]stats.Bucket(nil), b.Data...)
 		return &c
 	}
-	idx := map[stats.Interval]int{}
-	for i, bk := range a.Data {
-		idx[bk.Interval] = i
-	}
-	for _, bk := range b.Data {
-		if i, ok := idx[bk.Interval]; ok {
-			a.Data[i].Count += bk.Count
-		} else {
-			a.Data = append(a.Data, bk)
-		}
-	}
-	sort.Slice(a.Data, func(i, j int) bool { return a.Data[i].Start < a.Data[j].Start })
+	a.Data = append(a.Data, b.Data...)
 	a.Count += b.Count
 	a.Min, a.Max = math.Min(a.Min, b.Min), math.Max(a.Max, b.Max)
 	return a
 }
 
-// valueAt is the latency (seconds) at percentile p of a histogram,
-// interpolated within its bucket.
+// valueAt is the latency (seconds) at percentile p of pooled buckets, each
+// taken as uniform over its interval: the value whose pooled cumulative
+// count reaches p, found by bisection (monotonic in p by construction).
 func valueAt(h *stats.HistogramData, p float64) float64 {
 	target := p / 100 * float64(h.Count)
-	cum := 0.0
-	for _, bk := range h.Data {
-		next := cum + float64(bk.Count)
-		if next >= target && bk.Count > 0 {
-			frac := (target - cum) / float64(bk.Count)
-			start, end := math.Max(bk.Start, h.Min), math.Min(bk.End, h.Max)
-			return start + frac*(end-start)
+	below := func(v float64) float64 {
+		n := 0.0
+		for _, bk := range h.Data {
+			switch {
+			case v >= bk.End:
+				n += float64(bk.Count)
+			case v > bk.Start && bk.End > bk.Start:
+				n += float64(bk.Count) * (v - bk.Start) / (bk.End - bk.Start)
+			}
 		}
-		cum = next
+		return n
 	}
-	return h.Max
+	lo, hi := h.Min, h.Max
+	for range 60 {
+		mid := (lo + hi) / 2
+		if below(mid) < target {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return hi
 }
 
 // curve is a latency-by-percentile curve: x in percentileAxis units, y in
@@ -448,7 +452,18 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		if m.Scenario != nil {
 			desc = m.Scenario.Description
 		}
-		fmt.Fprintf(&b, "<p class=\"meta\">%s<br>Run %s, %s UTC, meshbench %s (%s)</p>\n", html.EscapeString(desc), html.EscapeString(m.RunID),
+		asRun := ""
+		if sc := m.Scenario; sc != nil {
+			load := fmt.Sprintf("%g rps", sc.Load.QPS)
+			switch {
+			case sc.Load.Max != nil:
+				load = "a max search from " + fmt.Sprintf("%g rps", sc.Load.Max.Start)
+			case len(sc.Load.Rates) > 0:
+				load = fmt.Sprintf("rates %v rps", sc.Load.Rates)
+			}
+			asRun = fmt.Sprintf("As run: %s, %d connections, %d trials of %s after %s of warm-up, topology %s", load, sc.Load.Connections, sc.Trials, sc.Load.Duration, sc.Load.Warmup, sc.Topology.Shape())
+		}
+		fmt.Fprintf(&b, "<p class=\"meta\">%s<br>%s<br>Run %s, %s UTC, meshbench %s (%s)</p>\n", html.EscapeString(desc), html.EscapeString(asRun), html.EscapeString(m.RunID),
 			m.StartTime.UTC().Format("2006-01-02 15:04:05"), html.EscapeString(m.Meshbench.Version), html.EscapeString(m.Meshbench.Commit))
 	}
 	if len(r.Max) > 0 {
@@ -463,27 +478,38 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		}
 	}
 	if len(r.Stats) > 0 {
-		b.WriteString("<h2>Results</h2>\n<div class=\"scroll\"><table><tr><th>Mesh/mode@rate</th><th>N</th>")
-		for _, c := range statColumns {
-			fmt.Fprintf(&b, "<th>%s</th>", html.EscapeString(c))
-		}
-		b.WriteString("<th>p99 min–max</th></tr>\n")
-		for _, g := range r.Stats {
-			fmt.Fprintf(&b, "<tr><td>%s</td><td>%d</td>", html.EscapeString(g.Key), g.Trials)
-			for _, c := range statColumns {
-				cell := "–"
-				if e, ok := g.Get(c); ok {
-					cell = estimateText(e)
+		b.WriteString("<h2>Results</h2>\n")
+		for _, cols := range [][]string{{"p50", "p90", "p99"}, {"p99.9", "added-p50", "added-p99"}, {"qps", "error-rate", "cpu", "mem"}} {
+			b.WriteString("<div class=\"scroll\"><table><tr><th>Mesh/mode@rate</th><th>N</th>")
+			for _, c := range cols {
+				fmt.Fprintf(&b, "<th>%s</th>", html.EscapeString(c))
+			}
+			spreadCol := slices.Contains(cols, "p99")
+			if spreadCol {
+				b.WriteString("<th>p99 min–max</th>")
+			}
+			b.WriteString("</tr>\n")
+			for _, g := range r.Stats {
+				fmt.Fprintf(&b, "<tr><td>%s</td><td>%d</td>", html.EscapeString(g.Key), g.Trials)
+				for _, c := range cols {
+					cell := "–"
+					if e, ok := g.Get(c); ok {
+						cell = estimateText(e)
+					}
+					fmt.Fprintf(&b, "<td>%s</td>", html.EscapeString(cell))
 				}
-				fmt.Fprintf(&b, "<td>%s</td>", html.EscapeString(cell))
+				if spreadCol {
+					spread := "–"
+					if e, ok := g.Get("p99"); ok {
+						spread = ms(e.Min) + "–" + ms(e.Max)
+					}
+					fmt.Fprintf(&b, "<td>%s</td>", spread)
+				}
+				b.WriteString("</tr>\n")
 			}
-			spread := "–"
-			if e, ok := g.Get("p99"); ok {
-				spread = ms(e.Min) + "–" + ms(e.Max)
-			}
-			fmt.Fprintf(&b, "<td>%s</td></tr>\n", spread)
+			b.WriteString("</table></div>\n")
 		}
-		fmt.Fprintf(&b, "</table></div>\n<p class=\"note\">Medians over N trials, each with a 95%% percentile-bootstrap interval (%d resamples, seed %d; with 3 or fewer trials the interval is no narrower than the data). The last column is the trial-to-trial spread of p99: the noise. Added latency is per trial against the baseline of the same trial.", DefaultResamples, r.Seed)
+		fmt.Fprintf(&b, "<p class=\"note\">Medians over N trials, each with a 95%% percentile-bootstrap interval (%d resamples, seed %d; with 3 or fewer trials the interval is no narrower than the data). The p99 min–max column is the trial-to-trial spread of p99: the noise. Added latency is per trial against the baseline of the same trial.", DefaultResamples, r.Seed)
 		if m != nil {
 			for _, c := range m.Calibrations {
 				fmt.Fprintf(&b, " Harness floor (fortio to the application with no mesh, before the trials) at %g rps: p50 %s, p99 %s, load generator %.1f qps.",

@@ -121,6 +121,9 @@ func TestIntegrationReportCompareAndPublish(t *testing.T) {
 		checkInChromium(t, page)
 	})
 
+	// The environment, the calibration's three documents, and three per
+	// trial: 2 modes of 4 trials.
+	const smpsDocs = 1 + 3 + 2*4*3
 	t.Run("publish", func(t *testing.T) {
 		index := filepath.Join(tmp, "index")
 		for _, run := range []string{a, b, a} {
@@ -133,7 +136,7 @@ func TestIntegrationReportCompareAndPublish(t *testing.T) {
 			t.Fatalf("index after publishing a, b, a: %+v, %v", idx, err)
 		}
 		for _, e := range idx.Runs {
-			if _, err := os.Stat(filepath.Join(index, e.Report)); err != nil || len(e.Documents) != 1+2*4*3 {
+			if _, err := os.Stat(filepath.Join(index, e.Report)); err != nil || len(e.Documents) != smpsDocs {
 				t.Errorf("entry %+v: report %v, %d documents", e, err, len(e.Documents))
 			}
 		}
@@ -145,7 +148,7 @@ func TestIntegrationReportCompareAndPublish(t *testing.T) {
 			}
 		}))
 		defer srv.Close()
-		if r := meshbench(t, time.Minute, "publish", a, "--to", srv.URL+"/results", "--header", "Authorization: Bearer t"); r.code != 0 || len(got.Documents) != 1+2*4*3 {
+		if r := meshbench(t, time.Minute, "publish", a, "--to", srv.URL+"/results", "--header", "Authorization: Bearer t"); r.code != 0 || len(got.Documents) != smpsDocs {
 			t.Errorf("publish over HTTP: exit %d, %d documents\n%s", r.code, len(got.Documents), r.stderr)
 		}
 		srv.Close()
