@@ -17,29 +17,43 @@ import (
 	"github.com/meshbench/meshbench/runner/results"
 )
 
-// LoadHistograms reads the latency histogram (fortio.json) of every trial
-// from the results directory, so that the HTML report can draw full
-// percentile curves; without them it draws the recorded percentiles only.
-// Trials whose file is missing are skipped.
+// LoadHistograms reads the latency histogram of every trial from the
+// results directory (meshbench's own, latency.json; fortio's coarser one in
+// fortio.json for results written before it existed), so that the HTML
+// report can draw full percentile curves; without them it draws the
+// recorded percentiles only. Trials whose files are missing are skipped.
 func (r *Report) LoadHistograms(dir string) {
 	r.hist = map[string]*stats.HistogramData{}
 	for _, g := range r.groups {
 		var merged *stats.HistogramData
 		for _, t := range g.Trials {
-			data, err := os.ReadFile(filepath.Join(dir, t.Dir(), results.FortioFile))
-			if err != nil {
-				continue
+			if h := trialHistogram(filepath.Join(dir, t.Dir())); h != nil {
+				merged = mergeHistograms(merged, h)
 			}
-			var res struct{ DurationHistogram *stats.HistogramData }
-			if json.Unmarshal(data, &res) != nil || res.DurationHistogram == nil {
-				continue
-			}
-			merged = mergeHistograms(merged, res.DurationHistogram)
 		}
 		if merged != nil {
 			r.hist[g.Key()] = merged
 		}
 	}
+}
+
+// trialHistogram reads a trial directory's latency histogram, or nil.
+func trialHistogram(dir string) *stats.HistogramData {
+	if data, err := os.ReadFile(filepath.Join(dir, results.LatencyFile)); err == nil {
+		var h stats.HistogramData
+		if json.Unmarshal(data, &h) == nil && h.Count > 0 {
+			return &h
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(dir, results.FortioFile))
+	if err != nil {
+		return nil
+	}
+	var res struct{ DurationHistogram *stats.HistogramData }
+	if json.Unmarshal(data, &res) != nil {
+		return nil
+	}
+	return res.DurationHistogram
 }
 
 // mergeHistograms pools b's buckets with a's. Buckets are kept as they

@@ -51,10 +51,10 @@ func TestSummarizePairsTrialsWithTheirBaseline(t *testing.T) {
 		t.Errorf("proxy usage = %d proxies, %.0fm, %.0fMB; want 2, 200m, 22MB", sc.Proxies, sc.ProxyCPU, sc.ProxyRSSMB)
 	}
 	var sb strings.Builder
-	if err := WriteTable(&sb, &results.Manifest{HistogramResolution: "10us"}, rows); err != nil {
+	if err := WriteTable(&sb, &results.Manifest{HistogramResolution: "0.5% log-spaced buckets"}, rows); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"+300us", "+1.00ms", "200m", "22.0MB", "10us buckets"} {
+	for _, want := range []string{"+300us", "+1.00ms", "200m", "22.0MB", "every request, 0.5% log-spaced buckets"} {
 		if !strings.Contains(sb.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, sb.String())
 		}

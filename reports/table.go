@@ -45,7 +45,7 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 		return err
 	}
 	if m != nil {
-		fmt.Fprintf(w, "\nLatencies are medians over trials (fortio histogram, %s buckets); P99 CO is p99 from each request's\n"+
+		fmt.Fprintf(w, "\nLatencies are medians over trials (every request, %s); P99 CO is p99 from each request's\n"+
 			"intended send time at the fixed rate (corrected for coordinated omission, as wrk2). +P50/+P99 are the median per-trial\n"+
 			"differences to the baseline. +CPU is the median per-trial difference to the baseline of all processes'\n"+
 			"CPU (load generator, apps, proxies): what a mode costs wherever it runs, proxyless in the workloads.\n"+

@@ -260,7 +260,7 @@ func (r *run) writeManifest() error {
 		Meshbench:           r.Build,
 		Host:                describeHost(),
 		Platform:            pd,
-		HistogramResolution: fmt.Sprintf("%gus", workload.Resolution*1e6),
+		HistogramResolution: fmt.Sprintf("%.1f%% log-spaced buckets", (workload.HistGrowth-1)*100),
 	}
 	for t := 1; t <= s.Trials; t++ {
 		var keys []string

@@ -141,11 +141,14 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 		return nil, err
 	}
 	stopAll()
-	var co stats.HistogramData
+	var lat, co stats.HistogramData
+	if err := readJSON(results.LatencyPath(fortioPath), &lat); err != nil {
+		return nil, err
+	}
 	if err := readJSON(results.COPath(fortioPath), &co); err != nil {
 		return nil, err
 	}
-	fillTrial(tr, res, &co, usage)
+	fillTrial(tr, res, &lat, &co, usage)
 	for _, a := range apps {
 		tr.Services = append(tr.Services, servedCount(a.comp.Name, filepath.Join(logDir, a.comp.Name+".stdout.log")))
 	}
@@ -369,8 +372,10 @@ func readFortio(path string) (*fhttp.HTTPRunnerResults, error) {
 	return &res, nil
 }
 
-// fillTrial copies the measured figures into the trial record.
-func fillTrial(tr *results.Trial, res *fhttp.HTTPRunnerResults, co *stats.HistogramData, usage []results.Usage) {
+// fillTrial copies the measured figures into the trial record: counts
+// from fortio's result, latencies from meshbench's own finer histograms of
+// the same requests.
+func fillTrial(tr *results.Trial, res *fhttp.HTTPRunnerResults, lat, co *stats.HistogramData, usage []results.Usage) {
 	h := res.DurationHistogram
 	tr.Start = res.StartTime.UTC()
 	tr.End = res.StartTime.Add(res.ActualDuration).UTC()
@@ -383,10 +388,8 @@ func fillTrial(tr *results.Trial, res *fhttp.HTTPRunnerResults, co *stats.Histog
 			tr.Errors += n
 		}
 	}
-	tr.LatencyMs = latencyMs(h)
-	if co != nil {
-		tr.COLatencyMs = latencyMs(co)
-	}
+	tr.LatencyMs = latencyMs(lat)
+	tr.COLatencyMs = latencyMs(co)
 	tr.Components = usage
 }
 

@@ -16,7 +16,7 @@ func TestTrialRoundTripsStrictly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &results.Manifest{RunID: "abc123", Scenario: s, HistogramResolution: "10us",
+	m := &results.Manifest{RunID: "abc123", Scenario: s, HistogramResolution: "0.5% log-spaced buckets",
 		Platform: results.Platform{Network: "netns"}}
 	start := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
 	tr := &results.Trial{Mesh: "meshbench", Mode: "sidecar", Trial: 2, Start: start, End: start.Add(10 * time.Second),

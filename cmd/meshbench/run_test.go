@@ -36,7 +36,7 @@ func TestIntegrationRunDefaultShortened(t *testing.T) {
 		t.Fatal(err)
 	}
 	if m.Host.Kernel == "" || m.Host.CPUs == 0 || m.Host.MemoryMB == 0 || m.Meshbench.GoVersion == "" ||
-		m.Platform.Network == "" || m.HistogramResolution != "10us" || m.Scenario == nil || m.Scenario.Load.Duration.D() != 2*time.Second {
+		m.Platform.Network == "" || m.HistogramResolution != "0.5% log-spaced buckets" || m.Scenario == nil || m.Scenario.Load.Duration.D() != 2*time.Second {
 		t.Errorf("manifest incomplete: %+v", m)
 	}
 	if len(m.Calibrations) != 1 {

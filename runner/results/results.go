@@ -28,6 +28,7 @@ const (
 	SMPResultFile   = "smp-result.json"
 	SMPMeshFile     = "smp-mesh-config.json"
 	COFile          = "co-latency.json"
+	LatencyFile     = "latency.json"
 	CalibrationDir  = "calibration"
 	SMPEnvFile      = "smp-environment.json"
 	LogsDir         = "logs"
@@ -42,7 +43,8 @@ type Manifest struct {
 	Meshbench Build               `json:"meshbench"`
 	Host      Host                `json:"host"`
 	Platform  Platform            `json:"platform"`
-	// HistogramResolution is the bucket resolution of the latency histograms.
+	// HistogramResolution is the bucket resolution of the latency histograms
+	// that the recorded percentiles come from.
 	HistogramResolution string `json:"histogramResolution"`
 	// Order lists the (mesh/mode) order of each trial.
 	Order [][]string `json:"order"`
@@ -254,6 +256,12 @@ const (
 	ClassApp     = "app"
 	ClassProxy   = "proxy"
 )
+
+// LatencyPath is where meshbench's own histogram of the latency as sent
+// (finer than fortio's) goes beside a fortio result file.
+func LatencyPath(fortioPath string) string {
+	return filepath.Join(filepath.Dir(fortioPath), LatencyFile)
+}
 
 // COPath is where the corrected latency goes beside a fortio result file.
 func COPath(fortioPath string) string {

@@ -77,18 +77,21 @@ func RunLoad(ctx context.Context, o LoadOptions, events io.Writer) (*Result, err
 	co := newCOLatency(o.QPS, o.Duration, o.Connections)
 	res, err := runOnce(ctx, o, o.Duration, co)
 	emit(EventMeasureEnd)
-	out := &Result{Fortio: res, CO: co.result()}
+	out := &Result{Fortio: res}
+	out.Latency, out.CO = co.result()
 	if err != nil {
 		return out, err
 	}
 	return out, ctx.Err()
 }
 
-// Result is a measured run: fortio's own result and the latency corrected
-// for coordinated omission.
+// Result is a measured run: fortio's own result, and every request's
+// latency in meshbench's fine histograms, as sent and corrected for
+// coordinated omission.
 type Result struct {
-	Fortio *fhttp.HTTPRunnerResults
-	CO     *stats.HistogramData
+	Fortio  *fhttp.HTTPRunnerResults
+	Latency *stats.HistogramData
+	CO      *stats.HistogramData
 }
 
 func runOnce(ctx context.Context, o LoadOptions, d time.Duration, logger periodic.AccessLogger) (*fhttp.HTTPRunnerResults, error) {
