@@ -10,6 +10,16 @@
 // every (a, b) pair an A/B comparison. It prints, for each, how often the
 // whole gate and the rules on -row failed, passed or were inconclusive,
 // and the regression's realized size on -row (median B/A ratio of p99).
+//
+// With -scale 1.1,1.2,... it also estimates the p99 rule's power from the
+// A runs alone: for every ordered pair of A runs, the second run's p99 on
+// -row is multiplied by the factor (a regression of exactly that size on
+// top of real run-to-run noise) and the gate's p99 rule applied; the share
+// of failures is the power at that size.
+//
+// gatestats -delay-for RUN prints the service time to add to the server
+// so that -row's p99 rises by 10% (a tenth of the row's median p99 in
+// RUN): a constant added to every request adds itself to every percentile.
 package main
 
 import (
@@ -18,6 +28,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/meshbench/meshbench/reports"
 	"github.com/meshbench/meshbench/runner/results"
@@ -27,7 +40,18 @@ func main() {
 	gate := flag.String("gate", reports.DefaultGate, "gate rules")
 	row := flag.String("row", "meshbench/sidecar@1000", "row whose rule verdicts are counted for power")
 	metric := flag.String("metric", "p99", "metric whose realized regression is reported")
+	scales := flag.String("scale", "", "comma-separated p99 factors (e.g. 1.1,1.2) to estimate the p99 rule's power at, from the A runs")
+	delayFor := flag.String("delay-for", "", "print the service time that raises -row's p99 in this results directory by 10%, and exit")
 	flag.Parse()
+	if *delayFor != "" {
+		d, err := tenPercentDelay(*delayFor, *row)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println(d)
+		return
+	}
 	if flag.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: gatestats [-gate RULES] [-row KEY] DIR")
 		os.Exit(2)
@@ -57,6 +81,85 @@ func main() {
 	if len(b) > 0 {
 		ab.print("A/B (regression injected)")
 	}
+	if *scales != "" {
+		if err := scaledPower(a, rules, *row, *scales); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+	}
+}
+
+// rowKey is a trial's row in the comparison, as reports.Group.Key.
+func rowKey(t *results.Trial) string {
+	return fmt.Sprintf("%s/%s@%g", t.Mesh, t.Mode, t.Requested)
+}
+
+// tenPercentDelay is a tenth of row's median p99 in the run at dir,
+// rounded to the microsecond.
+func tenPercentDelay(dir, row string) (time.Duration, error) {
+	trials, err := results.ReadTrials(dir)
+	if err != nil {
+		return 0, err
+	}
+	var p99 []float64
+	for _, t := range trials {
+		if rowKey(t) == row {
+			p99 = append(p99, t.LatencyMs.P99)
+		}
+	}
+	if len(p99) == 0 {
+		return 0, fmt.Errorf("%s: no trial of row %s", dir, row)
+	}
+	return (time.Duration(reports.Median(p99) * 0.1 * float64(time.Millisecond))).Round(time.Microsecond), nil
+}
+
+// scaledPower prints, for each factor, how often the gate's p99 rules on
+// row fail when one A run's p99 on row is multiplied by it and compared
+// with another A run (every ordered pair).
+func scaledPower(a [][]*results.Trial, rules []reports.Rule, row, spec string) error {
+	var p99 []reports.Rule
+	for _, r := range rules {
+		if r.Metric == "p99" {
+			p99 = append(p99, r)
+		}
+	}
+	if len(p99) == 0 {
+		return fmt.Errorf("-scale: the gate has no p99 rule")
+	}
+	fmt.Printf("Synthetic A/B from the A runs (p99 on %s multiplied, real noise): %d ordered pairs\n", row, len(a)*(len(a)-1))
+	for _, f := range strings.Split(spec, ",") {
+		factor, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || factor <= 0 {
+			return fmt.Errorf("-scale: %q is not a positive factor", f)
+		}
+		var t tally
+		for i := range a {
+			for j := range a {
+				if i == j {
+					continue
+				}
+				t.add(reports.Compare("a", a[i], "a*", scaled(a[j], row, factor), p99, reports.DefaultSeed), row, "p99")
+			}
+		}
+		o := t.rules[p99[0].Text]
+		fmt.Printf("  p99 x%.2f: %s fails %5.1f%%  inconclusive %5.1f%%  passes %5.1f%%\n", factor, p99[0].Text,
+			100*float64(o[reports.Fail])/float64(t.n), 100*float64(o[reports.Inconclusive])/float64(t.n), 100*float64(o[reports.Pass])/float64(t.n))
+	}
+	return nil
+}
+
+// scaled copies trials, with row's p99 multiplied by factor.
+func scaled(trials []*results.Trial, row string, factor float64) []*results.Trial {
+	out := make([]*results.Trial, len(trials))
+	for i, t := range trials {
+		if rowKey(t) == row {
+			c := *t
+			c.LatencyMs.P99 *= factor
+			t = &c
+		}
+		out[i] = t
+	}
+	return out
 }
 
 func load(dir, pattern string) [][]*results.Trial {

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/meshbench/meshbench/reports"
+	"github.com/meshbench/meshbench/runner/results"
+)
+
+func trialsOf(p99s ...float64) []*results.Trial {
+	var out []*results.Trial
+	for i, p := range p99s {
+		for _, mm := range [][2]string{{"none", "baseline"}, {"meshbench", "sidecar"}} {
+			t := &results.Trial{Mesh: mm[0], Mode: mm[1], Trial: i + 1, Requested: 1000, Achieved: 1000, Requests: 3000}
+			t.LatencyMs.P50, t.LatencyMs.P99 = 0.1, 0.3
+			if mm[1] == "sidecar" {
+				t.LatencyMs.P50, t.LatencyMs.P99 = 0.25, p
+			}
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// TestScaledTouchesOnlyTheRow: the synthetic regression multiplies the
+// row's p99 and nothing else, and leaves the A run itself unchanged.
+func TestScaledTouchesOnlyTheRow(t *testing.T) {
+	a := trialsOf(1, 2)
+	s := scaled(a, "meshbench/sidecar@1000", 1.5)
+	for i := range a {
+		want := a[i].LatencyMs.P99
+		if a[i].Mode == "sidecar" {
+			want *= 1.5
+		}
+		if s[i].LatencyMs.P99 != want || s[i].LatencyMs.P50 != a[i].LatencyMs.P50 {
+			t.Errorf("trial %d %s: p99 %v p50 %v, want %v %v", i, a[i].Mode, s[i].LatencyMs.P99, s[i].LatencyMs.P50, want, a[i].LatencyMs.P50)
+		}
+	}
+	if a[1].LatencyMs.P99 != 1 {
+		t.Errorf("the A run was modified: %v", a[1].LatencyMs.P99)
+	}
+}
+
+// TestScaledRegressionFailsTheGate: 8 trials a side with ±10% noise, the
+// candidate's p99 doubled: the p99 rule fails; unscaled it is inconclusive
+// (the interval around 1 reaches past +5%); scaled down by half it passes.
+func TestScaledRegressionFailsTheGate(t *testing.T) {
+	base := trialsOf(1.0, 1.1, 0.9, 1.05, 0.95, 1.02, 0.98, 1.01)
+	rules, err := reports.ParseGate("p99:+5%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		factor float64
+		want   reports.Outcome
+	}{{2, reports.Fail}, {1, reports.Inconclusive}, {0.5, reports.Pass}} {
+		c := reports.Compare("a", base, "b", scaled(base, "meshbench/sidecar@1000", tc.factor), rules, reports.DefaultSeed)
+		var got reports.Outcome
+		for _, r := range c.Rows {
+			if r.Key == "meshbench/sidecar@1000" && len(r.Verdicts) > 0 {
+				got = r.Verdicts[0].Outcome
+			}
+		}
+		if got != tc.want {
+			t.Errorf("p99 x%v: %q, want %q", tc.factor, got, tc.want)
+		}
+	}
+}
+
+func TestTenPercentDelay(t *testing.T) {
+	dir := t.TempDir()
+	for _, tr := range trialsOf(1.2, 1.6, 1.4) {
+		if err := results.WriteJSON(dir+"/"+tr.Dir()+"/"+results.TrialFile, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := tenPercentDelay(dir, "meshbench/sidecar@1000")
+	if err != nil || d != 140*time.Microsecond {
+		t.Fatalf("delay %v, %v; want 140µs (a tenth of the median p99 1.4 ms)", d, err)
+	}
+	if _, err := tenPercentDelay(dir, "haproxy/sidecar@1000"); err == nil {
+		t.Error("no error for a row with no trials")
+	}
+}
