@@ -125,7 +125,7 @@ func usage(proxiesOnly bool, f func(results.Usage) float64) func(t, _ *results.T
 
 // Metrics are the metrics meshbench knows, in report order.
 var Metrics = []Metric{
-	{Name: "p50", Unit: "ms", HigherIsWorse: true, Doc: "median latency (fortio)", Value: latency(func(l results.Latency) float64 { return l.P50 })},
+	{Name: "p50", Unit: "ms", HigherIsWorse: true, Doc: "median latency", Value: latency(func(l results.Latency) float64 { return l.P50 })},
 	{Name: "p90", Unit: "ms", HigherIsWorse: true, Doc: "90th percentile latency", Value: latency(func(l results.Latency) float64 { return l.P90 })},
 	{Name: "p99", Unit: "ms", HigherIsWorse: true, Doc: "99th percentile latency", Value: latency(func(l results.Latency) float64 { return l.P99 })},
 	{Name: "p99.9", Unit: "ms", HigherIsWorse: true, Doc: "99.9th percentile latency", Value: latency(func(l results.Latency) float64 { return l.P999 })},

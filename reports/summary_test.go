@@ -59,6 +59,14 @@ func TestSummarizePairsTrialsWithTheirBaseline(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, sb.String())
 		}
 	}
+	// Results written before meshbench kept its own histogram say fortio's.
+	sb.Reset()
+	if err := WriteTable(&sb, &results.Manifest{HistogramResolution: "10us"}, rows); err != nil {
+		t.Fatal(err)
+	}
+	if want := "fortio histogram, 10us buckets"; !strings.Contains(sb.String(), want) {
+		t.Errorf("table of older results lacks %q:\n%s", want, sb.String())
+	}
 }
 
 func TestSummarizeWithoutBaseline(t *testing.T) {

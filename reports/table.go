@@ -45,14 +45,14 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 		return err
 	}
 	if m != nil {
-		fmt.Fprintf(w, "\nLatencies are medians over trials (every request, %s); P99 CO is p99 from each request's\n"+
+		fmt.Fprintf(w, "\nLatencies are medians over trials (%s); P99 CO is p99 from each request's\n"+
 			"intended send time at the fixed rate (corrected for coordinated omission, as wrk2). +P50/+P99 are the median per-trial\n"+
 			"differences to the baseline. +CPU is the median per-trial difference to the baseline of all processes'\n"+
 			"CPU (load generator, apps, proxies): what a mode costs wherever it runs, proxyless in the workloads.\n"+
 			"PROXY CPU is the proxies' summed mean CPU in millicores and PROXY RSS their summed peak RSS during the\n"+
 			"measured window (from /proc); WSS is the working set (cgroup memory less inactive file cache). CPU: %s.\n"+
 			"Network: %s.\n",
-			m.HistogramResolution, m.Platform.ResourceSource, m.Platform.Network)
+			latencySource(m), m.Platform.ResourceSource, m.Platform.Network)
 	}
 	return nil
 }
@@ -162,4 +162,14 @@ func writeSaturation(w io.Writer, m *results.Manifest, rows []*Row) {
 		fmt.Fprintf(w, "CPU-bound: the apps and proxies of %s used %.0f%% or more of the %.0fm of CPU %s they are pinned to; their latency includes waiting for it.\n",
 			strings.Join(hot, ", "), SaturationShare*100, limit, strings.Join(cpus, ","))
 	}
+}
+
+// latencySource says where a run's percentiles come from: meshbench's own
+// histogram of every request, or, in results written before it existed
+// (their resolution is a bucket width such as "10us"), fortio's.
+func latencySource(m *results.Manifest) string {
+	if strings.HasSuffix(m.HistogramResolution, "us") {
+		return "fortio histogram, " + m.HistogramResolution + " buckets"
+	}
+	return "every request, " + m.HistogramResolution
 }

@@ -31,13 +31,21 @@ run() { # side i
   "$BIN" run "$OUT/$1.yaml" --out "$OUT/$1-$2" > "$OUT/$1-$2.log" 2>&1 || { echo "run $1-$2 failed: see $OUT/$1-$2.log" >&2; exit 1; }
 }
 run a 1
-if [ -z "$DELAY" ]; then
-  DELAY=$(cat "$OUT/delay" 2>/dev/null || "$OUT/gatestats" -row "$ROW" -delay-for "$OUT/a-1")
+# The delay is fixed once per OUT: resumed runs must not mix two of them.
+saved=$(cat "$OUT/delay" 2>/dev/null || true)
+if [ -n "$saved" ] && [ -n "$DELAY" ] && [ "$saved" != "$DELAY" ]; then
+  echo "DELAY=$DELAY, but $OUT was started with $saved: use another OUT" >&2; exit 1
 fi
-echo "$DELAY" > "$OUT/delay"
+DELAY=${DELAY:-$saved}
+if [ -z "$DELAY" ]; then
+  DELAY=$("$OUT/gatestats" -row "$ROW" -delay-for "$OUT/a-1")
+fi
+[ -n "$DELAY" ] || { echo "no delay to inject" >&2; exit 1; }
+echo "$DELAY" > "$OUT/delay.tmp" && mv "$OUT/delay.tmp" "$OUT/delay"
 echo "B adds $DELAY of service time per request" >&2
-sed -e "s/serviceTime: 0s/serviceTime: $DELAY/" -e 's/^name: gate$/name: gate-regressed/' "$OUT/a.yaml" > "$OUT/b.yaml"
-grep -q "serviceTime: $DELAY" "$OUT/b.yaml" || { echo "could not inject the service time into $OUT/b.yaml" >&2; exit 1; }
+sed -e "s/serviceTime: 0s\$/serviceTime: $DELAY/" -e 's/^name: gate$/name: gate-regressed/' "$OUT/a.yaml" > "$OUT/b.yaml"
+grep -q "serviceTime: $DELAY\$" "$OUT/b.yaml" && ! cmp -s "$OUT/a.yaml" "$OUT/b.yaml" ||
+  { echo "could not inject the service time into $OUT/b.yaml" >&2; exit 1; }
 for i in $(seq 1 "$RUNS"); do
   run a "$i"
   run b "$i"

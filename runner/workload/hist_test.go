@@ -89,15 +89,15 @@ func TestHistogramEdges(t *testing.T) {
 	if d := h.Export(); d.Count != 0 || len(d.Data) != 0 {
 		t.Fatalf("empty histogram exported %+v", d)
 	}
-	for _, v := range []float64{0, 5e-7, math.NaN(), -1, 2000, 1e-6} {
+	for _, v := range []float64{0, 5e-7, math.NaN(), -1, 2000, 1e-6, math.Inf(1)} {
 		h.Record(v)
 	}
 	d := h.Export()
-	// NaN is dropped; -1 counts as 0.
-	if d.Count != 5 || d.Min != 0 || d.Max != 2000 {
-		t.Fatalf("count %d min %v max %v, want 5, 0, 2000", d.Count, d.Min, d.Max)
+	// NaN is dropped; -1 counts as 0; +Inf lands in the last bucket.
+	if d.Count != 6 || d.Min != 0 || !math.IsInf(d.Max, 1) {
+		t.Fatalf("count %d min %v max %v, want 6, 0, +Inf", d.Count, d.Min, d.Max)
 	}
-	if last := d.Data[len(d.Data)-1]; last.Start > last.End || last.End != 2000 {
+	if last := d.Data[len(d.Data)-1]; last.Start > last.End || last.Count != 2 {
 		t.Errorf("overflow bucket %+v", last)
 	}
 	if got := d.Percentiles[0].Value; got > 1e-6 {

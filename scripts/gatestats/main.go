@@ -13,9 +13,10 @@
 //
 // With -scale 1.1,1.2,... it also estimates the p99 rule's power from the
 // A runs alone: for every ordered pair of A runs, the second run's p99 on
-// -row is multiplied by the factor (a regression of exactly that size on
-// top of real run-to-run noise) and the gate's p99 rule applied; the share
-// of failures is the power at that size.
+// -row is raised by factor-1 times its median (a constant added to every
+// trial, as an added delay does: a regression of exactly that size on top
+// of real run-to-run noise, which it leaves as it was) and the gate's p99
+// rule applied; the share of failures is the power at that size.
 //
 // gatestats -delay-for RUN prints the service time to add to the server
 // so that -row's p99 rises by 10% (a tenth of the row's median p99 in
@@ -103,7 +104,7 @@ func tenPercentDelay(dir, row string) (time.Duration, error) {
 	}
 	var p99 []float64
 	for _, t := range trials {
-		if rowKey(t) == row {
+		if rowKey(t) == row && t.Probe == nil {
 			p99 = append(p99, t.LatencyMs.P99)
 		}
 	}
@@ -126,7 +127,10 @@ func scaledPower(a [][]*results.Trial, rules []reports.Rule, row, spec string) e
 	if len(p99) == 0 {
 		return fmt.Errorf("-scale: the gate has no p99 rule")
 	}
-	fmt.Printf("Synthetic A/B from the A runs (p99 on %s multiplied, real noise): %d ordered pairs\n", row, len(a)*(len(a)-1))
+	if len(a) < 2 {
+		return fmt.Errorf("-scale: needs two A runs or more")
+	}
+	fmt.Printf("Synthetic A/B from the A runs (p99 on %s raised by a known constant, real noise): %d ordered pairs\n", row, len(a)*(len(a)-1))
 	for _, f := range strings.Split(spec, ",") {
 		factor, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
 		if err != nil || factor <= 0 {
@@ -142,19 +146,31 @@ func scaledPower(a [][]*results.Trial, rules []reports.Rule, row, spec string) e
 			}
 		}
 		o := t.rules[p99[0].Text]
+		if o == nil {
+			return fmt.Errorf("-scale: no verdict of %s on row %s: is the row in the runs?", p99[0].Text, row)
+		}
 		fmt.Printf("  p99 x%.2f: %s fails %5.1f%%  inconclusive %5.1f%%  passes %5.1f%%\n", factor, p99[0].Text,
 			100*float64(o[reports.Fail])/float64(t.n), 100*float64(o[reports.Inconclusive])/float64(t.n), 100*float64(o[reports.Pass])/float64(t.n))
 	}
 	return nil
 }
 
-// scaled copies trials, with row's p99 multiplied by factor.
+// scaled copies trials, with (factor-1) times the median of row's p99
+// added to each of row's p99s: the median rises by that factor, the spread
+// stays.
 func scaled(trials []*results.Trial, row string, factor float64) []*results.Trial {
+	var p99 []float64
+	for _, t := range trials {
+		if rowKey(t) == row {
+			p99 = append(p99, t.LatencyMs.P99)
+		}
+	}
+	shift := (factor - 1) * reports.Median(p99)
 	out := make([]*results.Trial, len(trials))
 	for i, t := range trials {
 		if rowKey(t) == row {
 			c := *t
-			c.LatencyMs.P99 *= factor
+			c.LatencyMs.P99 += shift
 			t = &c
 		}
 		out[i] = t

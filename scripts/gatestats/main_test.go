@@ -23,15 +23,16 @@ func trialsOf(p99s ...float64) []*results.Trial {
 	return out
 }
 
-// TestScaledTouchesOnlyTheRow: the synthetic regression multiplies the
-// row's p99 and nothing else, and leaves the A run itself unchanged.
+// TestScaledTouchesOnlyTheRow: the synthetic regression adds half the
+// row's median p99 (1.5 ms of 1, 1.5 and 2) to the row's p99s and nothing
+// else, and leaves the A run itself unchanged.
 func TestScaledTouchesOnlyTheRow(t *testing.T) {
-	a := trialsOf(1, 2)
+	a := trialsOf(1, 1.5, 2)
 	s := scaled(a, "meshbench/sidecar@1000", 1.5)
 	for i := range a {
 		want := a[i].LatencyMs.P99
 		if a[i].Mode == "sidecar" {
-			want *= 1.5
+			want += 0.75
 		}
 		if s[i].LatencyMs.P99 != want || s[i].LatencyMs.P50 != a[i].LatencyMs.P50 {
 			t.Errorf("trial %d %s: p99 %v p50 %v, want %v %v", i, a[i].Mode, s[i].LatencyMs.P99, s[i].LatencyMs.P50, want, a[i].LatencyMs.P50)
