@@ -103,7 +103,8 @@ func (c *Comparison) notes() string {
 	return "BASE and CANDIDATE are medians over trials. RATIO is candidate/base: the Hodges-Lehmann estimate with\n" +
 		"the distribution-free interval of the Mann-Whitney test (its level can only be 90% for 3 trials a side,\n" +
 		"96.8% for 5); P is that test's two-sided p-value. A rule fails when the whole interval is beyond its limit,\n" +
-		"passes when it is within, and is inconclusive when the interval straddles the limit."
+		"passes when it is within, and is inconclusive when the interval straddles the limit (or when it would fail\n" +
+		"on the no-mesh baseline, where only the machine or the harness can have moved)."
 }
 
 // WriteMarkdown writes the comparison for a CI step summary.

@@ -244,3 +244,44 @@ func TestPercentileCurveOfPooledTrials(t *testing.T) {
 		prev = v
 	}
 }
+
+// TestBaselineMoveIsInconclusive: a slower no-mesh baseline (the machine
+// or the harness changed, no proxy did) makes its latency rules
+// inconclusive with the reason, never a failure of the gate; its error
+// rules still fail.
+func TestBaselineMoveIsInconclusive(t *testing.T) {
+	rules, err := ParseGate("p99:+5%,errors:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := synthetic(1, 8, 2.0, 0.01)
+	cand := synthetic(2, 8, 2.0, 0.01)
+	for _, tr := range cand {
+		if tr.Mode == BaselineMode {
+			tr.LatencyMs.P99 *= 1.5
+		}
+	}
+	c := Compare("a", base, "b", cand, rules, 1)
+	if o := verdict(t, c, "none/baseline@1000", "p99:+5%"); o != Inconclusive {
+		t.Errorf("baseline p99 x1.5: %s, want inconclusive", o)
+	}
+	for _, r := range c.Rows {
+		if r.Mode == BaselineMode && !strings.Contains(r.Verdicts[0].Detail, "no-mesh baseline moved") {
+			t.Errorf("detail %q does not say why", r.Verdicts[0].Detail)
+		}
+	}
+	if o := verdict(t, c, "meshbench/sidecar@1000", "p99:+5%"); o != Pass {
+		t.Errorf("unchanged sidecar: %s, want pass", o)
+	}
+	if c.Outcome != Inconclusive {
+		t.Errorf("gate %s, want inconclusive", c.Outcome)
+	}
+	for _, tr := range cand {
+		if tr.Mode == BaselineMode {
+			tr.Errors = 3
+		}
+	}
+	if o := verdict(t, Compare("a", base, "b", cand, rules, 1), "none/baseline@1000", "errors:0"); o != Fail {
+		t.Errorf("errors in the baseline: %s, want fail", o)
+	}
+}

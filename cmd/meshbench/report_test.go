@@ -62,6 +62,11 @@ func TestIntegrationReportCompareAndPublish(t *testing.T) {
 		if r.code != 1 || !strings.Contains(r.stdout, "FAIL") || !strings.Contains(r.stdout, "meshbench/sidecar@300") {
 			t.Errorf("3 ms more service time: exit %d, want 1 (fail)\n%s%s", r.code, r.stdout, r.stderr)
 		}
+		// The baseline got the 3 ms too, but no proxy runs there: its rule
+		// is inconclusive, with the reason.
+		if !strings.Contains(r.stdout, "no-mesh baseline moved") {
+			t.Errorf("the baseline row's verdict does not say that the baseline moved:\n%s", r.stdout)
+		}
 		if r := meshbench(t, time.Minute, "compare", a, a, "--gate", "errors:0"); r.code != 0 {
 			t.Errorf("A against itself with errors:0: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}

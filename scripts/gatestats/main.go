@@ -6,8 +6,10 @@
 // Usage: gatestats -gate RULES -row KEY DIR
 //
 // DIR holds results directories named a-N (the configuration as is) and
-// b-N (with the regression). Every pair of a-runs is an A/A comparison;
-// every (a, b) pair an A/B comparison. It prints, for each, how often the
+// b-N (with the regression). Every ordered pair of a-runs is an A/A
+// comparison (both ways round: a rule fails on one direction only, so each
+// run must be the base once and the candidate once); every (a, b) pair an
+// A/B comparison. It prints, for each, how often the
 // whole gate and the rules on -row failed, passed or were inconclusive,
 // and the regression's realized size on -row (median B/A ratio of p99).
 //
@@ -71,8 +73,10 @@ func main() {
 	fmt.Printf("gate %q, %d A runs, %d B runs\n\n", *gate, len(a), len(b))
 	var aa, ab tally
 	for i := range a {
-		for j := i + 1; j < len(a); j++ {
-			aa.add(reports.Compare("a", a[i], "a'", a[j], rules, reports.DefaultSeed), *row, *metric)
+		for j := range a {
+			if j != i {
+				aa.add(reports.Compare("a", a[i], "a'", a[j], rules, reports.DefaultSeed), *row, *metric)
+			}
 		}
 		for j := range b {
 			ab.add(reports.Compare("a", a[i], "b", b[j], rules, reports.DefaultSeed), *row, *metric)
@@ -180,7 +184,13 @@ func scaled(trials []*results.Trial, row string, factor float64) []*results.Tria
 
 func load(dir, pattern string) [][]*results.Trial {
 	paths, _ := filepath.Glob(filepath.Join(dir, pattern))
-	sort.Strings(paths)
+	// In run order: a-2 before a-10.
+	sort.Slice(paths, func(i, j int) bool {
+		if len(paths[i]) != len(paths[j]) {
+			return len(paths[i]) < len(paths[j])
+		}
+		return paths[i] < paths[j]
+	})
 	var out [][]*results.Trial
 	for _, p := range paths {
 		if st, err := os.Stat(p); err != nil || !st.IsDir() {
