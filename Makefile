@@ -54,12 +54,13 @@ fuzz-short:
 fuzz:
 	$(MAKE) --no-print-directory fuzz-short FUZZ_SHORT=$(FUZZTIME)
 
-# Go benchmarks of the hot paths, then the data-plane benchmark scenario:
+# Go benchmarks of the hot paths (proxy; the load client's per-request
+# latency recording), then the data-plane benchmark scenario:
 # per mode, added p50/p99 against the baseline and each proxy's CPU and RSS,
 # medians with [min, max] over 5 interleaved trials, load generator and
 # system under test pinned to different CPUs.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./proxy/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./proxy/... ./runner/workload/
 	./$(BIN) run bench $(ARGS)
 
 # The regression gate's false-alarm rate (A/A) and power against a ~10%

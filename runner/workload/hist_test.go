@@ -1,10 +1,12 @@
 package workload
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 )
 
 // exact is the nearest-rank percentile of sorted values.
@@ -102,5 +104,19 @@ func TestHistogramEdges(t *testing.T) {
 	}
 	if got := d.Percentiles[0].Value; got > 1e-6 {
 		t.Errorf("p50 %v, want below 1 µs", got)
+	}
+}
+
+// BenchmarkLatencyReport is the load client's cost per request for
+// recording its latency twice (as sent and corrected), under the lock that
+// fortio's connections share.
+func BenchmarkLatencyReport(b *testing.B) {
+	co := newCOLatency(50000, time.Minute, 16)
+	ctx := context.Background()
+	t0 := time.Now()
+	co.Start(ctx, 0, 0, t0)
+	b.ResetTimer()
+	for i := range b.N {
+		co.Report(ctx, 0, int64(i), t0, 250e-6+float64(i%1000)*1e-6, true, "")
 	}
 }
