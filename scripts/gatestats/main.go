@@ -94,11 +94,6 @@ func main() {
 	}
 }
 
-// rowKey is a trial's row in the comparison, as reports.Group.Key.
-func rowKey(t *results.Trial) string {
-	return fmt.Sprintf("%s/%s@%g", t.Mesh, t.Mode, t.Requested)
-}
-
 // tenPercentDelay is a tenth of row's median p99 in the run at dir,
 // rounded to the microsecond.
 func tenPercentDelay(dir, row string) (time.Duration, error) {
@@ -108,7 +103,7 @@ func tenPercentDelay(dir, row string) (time.Duration, error) {
 	}
 	var p99 []float64
 	for _, t := range trials {
-		if rowKey(t) == row && t.Probe == nil {
+		if t.RateKey() == row && t.Probe == nil {
 			p99 = append(p99, t.LatencyMs.P99)
 		}
 	}
@@ -118,9 +113,10 @@ func tenPercentDelay(dir, row string) (time.Duration, error) {
 	return (time.Duration(reports.Median(p99) * 0.1 * float64(time.Millisecond))).Round(time.Microsecond), nil
 }
 
-// scaledPower prints, for each factor, how often the gate's p99 rules on
-// row fail when one A run's p99 on row is multiplied by it and compared
-// with another A run (every ordered pair).
+// scaledPower prints, for each factor, how often the gate's p99 rule on
+// row fails when one A run's p99s on row are raised so that their median
+// grows by that factor (scaled) and compared with another A run (every
+// ordered pair).
 func scaledPower(a [][]*results.Trial, rules []reports.Rule, row, spec string) error {
 	var p99 []reports.Rule
 	for _, r := range rules {
@@ -165,14 +161,14 @@ func scaledPower(a [][]*results.Trial, rules []reports.Rule, row, spec string) e
 func scaled(trials []*results.Trial, row string, factor float64) []*results.Trial {
 	var p99 []float64
 	for _, t := range trials {
-		if rowKey(t) == row {
+		if t.RateKey() == row {
 			p99 = append(p99, t.LatencyMs.P99)
 		}
 	}
 	shift := (factor - 1) * reports.Median(p99)
 	out := make([]*results.Trial, len(trials))
 	for i, t := range trials {
-		if rowKey(t) == row {
+		if t.RateKey() == row {
 			c := *t
 			c.LatencyMs.P99 += shift
 			t = &c
