@@ -16,7 +16,7 @@ FUZZ_SHORT ?= 5s
 FUZZTIME   ?= 2m
 FUZZ_TARGETS := ./proxy:FuzzRouteMatch ./proxy:FuzzHeaderRewriting ./proxy/xds:FuzzDecode
 
-.PHONY: all setup build run test vet fmt-check bench fuzz fuzz-short gate-validity clean
+.PHONY: all setup build run test vet fmt-check tidy-check bench fuzz fuzz-short gate-validity clean
 
 all: build
 
@@ -36,11 +36,16 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# go.mod and go.sum must be what `go mod tidy` makes of them: a direct
+# dependency marked indirect (or a stale line) fails here, not in review.
+tidy-check:
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; $(GO) mod tidy -diff; exit 1; }
+
 # Every test, integration tests included (real processes, sockets and, as
 # root, network namespaces). -p 1 runs packages one at a time: a run cleans
 # up what dead runs left behind, and the crash-recovery test needs to be the
 # one that finds its own dead run's leftovers.
-test: setup fmt-check vet
+test: setup fmt-check tidy-check vet
 	$(GO) test -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory fuzz-short
 
