@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,23 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex := exchange{start: start, method: r.Method, path: r.URL.Path, authority: r.Host}
 	defer func() { l.observe(&ex) }()
 
+	if r.ProtoMajor == 1 {
+		f, end := checkFraming(r)
+		defer end()
+		if f.close {
+			closeAfter(w)
+		}
+		if f.reject != "" {
+			ex.code = l.fail(w, http.StatusBadRequest, f.reject)
+			return
+		}
+	}
+	if s := r.URL.Scheme; s != "" && s != "http" && s != "https" {
+		// An absolute-form target names its scheme; only HTTP's are
+		// proxied (RFC 9112 section 3.2.2).
+		ex.code = l.fail(w, http.StatusBadRequest, "unsupported scheme in request target")
+		return
+	}
 	if !normalPath(r.URL) {
 		// Matching, RBAC and the upstream must all see the same path; a path
 		// with dot segments, doubled or encoded slashes could mean one thing
@@ -66,10 +84,13 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer c.release()
 	l.requestHeaders(r, vh)
-	var body *trackingBody
+	// r.Body stays net/http's own: it decides from the body's type and
+	// state whether the connection may carry another request (a body not
+	// read to its end, or that failed, closes it). The upstream request
+	// reads it through body.
+	var body *downstreamBody
 	if r.ContentLength != 0 {
-		body = &trackingBody{ReadCloser: r.Body}
-		r.Body = body
+		body = &downstreamBody{rc: r.Body}
 	}
 
 	timeout := l.timeout
@@ -78,7 +99,14 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	resp, done, err := c.forward(ctx, r, route.Retry, l.cfg.MaxRequestBytes)
+	resp, done, err := c.forward(ctx, r, body, route.Retry, l.cfg.MaxRequestBytes)
+	if body != nil && r.ProtoMajor == 1 && !body.eof.Load() {
+		// The exchange ended (an early upstream response, an error, a
+		// malformed or oversized body) before the body was read to its
+		// end: what is left of it on the connection must never be parsed
+		// as requests.
+		closeAfter(w)
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
@@ -86,7 +114,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			ex.code = l.fail(w, http.StatusGatewayTimeout, "upstream request timeout")
 		case errors.Is(err, errBodyTooLarge):
 			ex.code = l.fail(w, http.StatusRequestEntityTooLarge, "request body too large")
-		case body != nil && body.err != nil:
+		case body != nil && body.failed.Load():
 			ex.code = l.fail(w, http.StatusBadRequest, "malformed request body")
 		case r.Context().Err() != nil:
 			ex.code = 499 // the downstream went away; nobody to answer
@@ -115,6 +143,12 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for k, vv := range resp.Trailer {
 		dst[http.TrailerPrefix+k] = vv
 	}
+}
+
+// closeAfter makes net/http close an HTTP/1.x connection after the
+// response. (On HTTP/2 the same header would end the whole connection.)
+func closeAfter(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
 }
 
 func (l *listener) fail(w http.ResponseWriter, code int, msg string) int {
@@ -163,7 +197,7 @@ var errBodyTooLarge = errors.New("request body too large")
 // forward sends r to the cluster, retrying as policy allows within the
 // retry budget, and returns the response with a function to call once its
 // body is consumed.
-func (c *cluster) forward(ctx context.Context, r *http.Request, policy *RetryPolicy, maxBody int64) (*http.Response, func(), error) {
+func (c *cluster) forward(ctx context.Context, r *http.Request, src *downstreamBody, policy *RetryPolicy, maxBody int64) (*http.Response, func(), error) {
 	// Small bodies of known length are read first: the upstream request
 	// then goes out in one write (headers and body, one syscall, one TLS
 	// record) instead of two, and the body can be sent again on a retry.
@@ -172,7 +206,7 @@ func (c *cluster) forward(ctx context.Context, r *http.Request, policy *RetryPol
 	retryable := policy != nil && policy.NumRetries > 0 && retryMethod(policy, r.Method)
 	if r.ContentLength > 0 && r.ContentLength <= maxRetryBody {
 		body = make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, body); err != nil {
+		if _, err := io.ReadFull(src, body); err != nil {
 			return nil, nil, err
 		}
 	} else if r.ContentLength != 0 {
@@ -191,7 +225,7 @@ func (c *cluster) forward(ctx context.Context, r *http.Request, policy *RetryPol
 		if policy != nil && policy.PerTryTimeout > 0 {
 			actx, cancel = context.WithTimeout(ctx, policy.PerTryTimeout.D())
 		}
-		out := c.outgoing(actx, r, ep.addr, body, maxBody)
+		out := c.outgoing(actx, r, ep.addr, src, body, maxBody)
 		t0 := time.Now()
 		ep.active.Add(1)
 		resp, err := c.transport.RoundTrip(out)
@@ -203,7 +237,7 @@ func (c *cluster) forward(ctx context.Context, r *http.Request, policy *RetryPol
 		o := classify(resp, err)
 		// Failures the downstream caused (it went away, or sent a bad or
 		// oversized body) say nothing about the endpoint.
-		if !downstreamFault(r, err) {
+		if !downstreamFault(r, src, err) {
 			c.record(ep, o, time.Now())
 			ep.observeOutcome(time.Since(t0), o)
 		}
@@ -227,7 +261,7 @@ func (c *cluster) forward(ctx context.Context, r *http.Request, policy *RetryPol
 }
 
 // outgoing builds one attempt's upstream request.
-func (c *cluster) outgoing(ctx context.Context, r *http.Request, endpoint string, body []byte, maxBody int64) *http.Request {
+func (c *cluster) outgoing(ctx context.Context, r *http.Request, endpoint string, src *downstreamBody, body []byte, maxBody int64) *http.Request {
 	out := &http.Request{
 		Method:        r.Method,
 		URL:           &url.URL{Scheme: c.scheme, Host: endpoint, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
@@ -244,11 +278,11 @@ func (c *cluster) outgoing(ctx context.Context, r *http.Request, endpoint string
 		out.Body = io.NopCloser(bytes.NewReader(body))
 	case r.ContentLength == 0:
 	case r.ContentLength > 0:
-		out.Body = &exactBody{r: io.LimitReader(r.Body, r.ContentLength), c: r.Body}
+		out.Body = &exactBody{r: io.LimitReader(src, r.ContentLength), c: src}
 	default:
-		out.Body = r.Body
+		out.Body = src
 		if maxBody > 0 {
-			out.Body = &cappedBody{r: r.Body, left: maxBody}
+			out.Body = &cappedBody{r: src, left: maxBody}
 		}
 	}
 	return out.WithContext(ctx)
@@ -268,20 +302,30 @@ type exactBody struct {
 func (b *exactBody) Read(p []byte) (int, error) { return b.r.Read(p) }
 func (b *exactBody) Close() error               { return b.c.Close() }
 
-// trackingBody remembers a downstream body's read error, so that a failed
-// upstream exchange caused by a malformed request is answered 400, not 503.
-type trackingBody struct {
-	io.ReadCloser
-	err error
+// downstreamBody is the downstream request's body as the upstream
+// request reads it. It records how reading ended: at the end (eof), or
+// with an error (failed: the body was malformed, or the downstream went
+// away), which makes the answer a 400, not a 503, and keeps the endpoint's
+// health out of it. The transport may still read it after RoundTrip
+// returned, hence the atomics.
+type downstreamBody struct {
+	rc     io.ReadCloser
+	eof    atomic.Bool
+	failed atomic.Bool
 }
 
-func (b *trackingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF {
-		b.err = err
+func (b *downstreamBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	switch {
+	case err == io.EOF:
+		b.eof.Store(true)
+	case err != nil:
+		b.failed.Store(true)
 	}
 	return n, err
 }
+
+func (b *downstreamBody) Close() error { return b.rc.Close() }
 
 // cappedBody fails a streamed (chunked) body that grows past the limit.
 type cappedBody struct {
@@ -319,15 +363,14 @@ func normalPath(u *url.URL) bool {
 
 // downstreamFault reports whether a failed attempt was the downstream's
 // doing rather than the endpoint's.
-func downstreamFault(r *http.Request, err error) bool {
+func downstreamFault(r *http.Request, body *downstreamBody, err error) bool {
 	if err == nil {
 		return false
 	}
 	if errors.Is(err, errBodyTooLarge) || errors.Is(r.Context().Err(), context.Canceled) {
 		return true
 	}
-	tb, ok := r.Body.(*trackingBody)
-	return ok && tb.err != nil
+	return body != nil && body.failed.Load()
 }
 
 func classify(resp *http.Response, err error) outcome {

@@ -119,6 +119,7 @@ func (l *listener) server() *http.Server {
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: l.cfg.MaxConcurrentStreams},
 		TLSConfig:         l.tls,
 		ErrorLog:          log.New(io.Discard, "", 0),
+		ConnContext:       connContext,
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			if st == http.StateNew {
 				l.stats.connections.Add(1)

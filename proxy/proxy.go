@@ -127,10 +127,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 			closeAll()
 			return fmt.Errorf("listener %q: %w", l.cfg.Name, err)
 		}
-		if l.tls != nil {
-			ln = tls.NewListener(ln, l.tls)
-		}
 		if l.cfg.TCPCluster != "" {
+			if l.tls != nil {
+				ln = tls.NewListener(ln, l.tls)
+			}
 			tp := newTCPProxy(l, p.clusters[l.cfg.TCPCluster])
 			all = append(all, bound{ln: ln, serve: tp.serve, shutdown: func(ctx context.Context) {
 				ln.Close()
@@ -138,7 +138,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 			}})
 			continue
 		}
-		all = append(all, httpBound(l.server(), ln))
+		srv := l.server()
+		all = append(all, httpBound(srv, newFramingListener(ln, l.tls, l.cfg.MaxHeaderBytes, srv.ReadHeaderTimeout)))
 	}
 	if p.cfg.Admin != "" {
 		ln, err := net.Listen("tcp", p.cfg.Admin)

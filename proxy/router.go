@@ -75,7 +75,14 @@ func (r *Router) RoundTrip(req *http.Request) (*http.Response, error) {
 	in.Host = host
 	rewriteHeaders(in.Header, vh)
 	ensureTraceparent(in.Header)
-	resp, done, err := c.forward(ctx, in, route.Retry, 0)
+	var body *downstreamBody
+	if in.Body != nil && in.Body != http.NoBody {
+		body = &downstreamBody{rc: in.Body}
+		if in.ContentLength == 0 {
+			in.ContentLength = -1 // a client request's "unknown"
+		}
+	}
+	resp, done, err := c.forward(ctx, in, body, route.Retry, 0)
 	if err != nil {
 		c.release()
 		cancel()
