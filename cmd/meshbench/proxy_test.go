@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -29,10 +31,9 @@ func freePort(t *testing.T) int {
 // a fault, retries, RBAC-free access, metrics, and a graceful stop.
 func TestIntegrationProxyProcess(t *testing.T) {
 	integration(t)
-	var calls int
+	var calls atomic.Int64
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls++
-		if r.URL.Path == "/flaky" && calls%2 == 1 {
+		if n := calls.Add(1); r.URL.Path == "/flaky" && n%2 == 1 {
 			w.WriteHeader(503)
 			return
 		}
@@ -89,7 +90,7 @@ resources:
 	if err := os.WriteFile(path, []byte(bundle), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
+	var stderr syncBuilder
 	cmd := exec.Command(meshbenchBin, "proxy", "--xds", path, "--node", "test", "--mode", "sidecar", "--admin", fmt.Sprintf("127.0.0.1:%d", admin))
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -171,4 +172,23 @@ func TestIntegrationProxyBadBundle(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "health_checks: unsupported field envoy.config.cluster.v3.Cluster.health_checks") {
 		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
 	}
+}
+
+// syncBuilder is a strings.Builder a process writes to while the test
+// reads it.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -94,8 +94,22 @@ func TestIntegrationRunDefaultShortened(t *testing.T) {
 func checkTrial(t *testing.T, dir string, m *results.Manifest, tr *results.Trial, qps float64) {
 	t.Helper()
 	name := tr.Key()
-	if math.Abs(tr.Achieved-qps)/qps > 0.05 {
-		t.Errorf("%s: achieved %.1f qps, want within 5%% of %.0f", name, tr.Achieved, qps)
+	// fortio makes floor(qps*d/c) calls on each of its c connections.
+	// Whether they were made says the load was driven as asked; the
+	// achieved rate also counts the last calls' latency and the
+	// connections' staggered starts, which a busy machine stretches, so it
+	// only has to be in the right range.
+	d, err := time.ParseDuration(tr.Duration)
+	if err != nil || tr.Connections <= 0 {
+		t.Fatalf("%s: duration %q, %d connections", name, tr.Duration, tr.Connections)
+	}
+	conns := int64(tr.Connections)
+	scheduled := int64(qps*d.Seconds()/float64(conns)) * conns
+	if tr.Requests < scheduled*9/10 || tr.Requests > scheduled {
+		t.Errorf("%s: %d requests, want the %d fortio schedules at %.0f qps for %s on %d connections (at least 90%% of them)", name, tr.Requests, scheduled, qps, d, conns)
+	}
+	if tr.Achieved < 0.8*qps || tr.Achieved > 1.01*qps {
+		t.Errorf("%s: achieved %.1f qps, want between 80%% and 101%% of %.0f", name, tr.Achieved, qps)
 	}
 	if tr.Errors != 0 || tr.Requests == 0 {
 		t.Errorf("%s: %d errors of %d requests (codes %v)", name, tr.Errors, tr.Requests, tr.Codes)
@@ -231,8 +245,10 @@ func measuring(out string) func() bool {
 func TestIntegrationKillRecovers(t *testing.T) {
 	integration(t)
 	out := filepath.Join(t.TempDir(), "killed")
-	cmd, stderr := startRun(t, "default", "--duration", "3s", "--trials", "1", "--out", out)
-	waitFor(t, 90*time.Second, "the sidecar trial to be measuring", measuring(out))
+	// 10 s trials: the kill must land inside the sidecar trial's measured
+	// window however slowly this test notices that it began.
+	cmd, stderr := startRun(t, "default", "--duration", "10s", "--trials", "1", "--out", out)
+	waitFor(t, 120*time.Second, "the sidecar trial to be measuring", measuring(out))
 	data, _ := os.ReadFile(stderr)
 	killed := runID(t, string(data))
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -389,8 +405,10 @@ func checkIntercepted(t *testing.T, dir string, m *results.Manifest, tr *results
 func TestIntegrationSweep(t *testing.T) {
 	integration(t)
 	out := filepath.Join(t.TempDir(), "sweep")
+	// The scenario's 16 connections: with 4, 2000 rps leaves each 2 ms per
+	// request through two mTLS sidecars, which a busy core does not keep.
 	r := meshbench(t, 3*time.Minute, "run", "sweep", "--modes", "baseline,meshbench/sidecar", "--trials", "1",
-		"--duration", "2s", "--connections", "4", "--out", out)
+		"--duration", "2s", "--out", out)
 	if r.code != 0 {
 		t.Fatalf("exit %d\nstderr:\n%s", r.code, r.stderr)
 	}

@@ -77,7 +77,7 @@ load:
     start: 400
     limit: 1600
     maxProbes: 3
-  connections: 4
+  connections: 16
   duration: 1s
   warmup: 0s
 `
@@ -92,7 +92,10 @@ load:
 		stop       string
 		probeRates []float64
 	}{
-		{"easy", "{p99: 1s}", 1600, "limit", []float64{400, 800, 1600}},
+		// The test is of the search (doubling to the limit, bisecting
+		// down), not of capacity: "easy" passes any probe that drove half
+		// its rate, which a busy machine does.
+		{"easy", "{p99: 1s, minAchieved: 0.5}", 1600, "limit", []float64{400, 800, 1600}},
 		{"impossible", "{p50: 1us}", 0, "probes", []float64{400, 200, 100}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

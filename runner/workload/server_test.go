@@ -95,25 +95,34 @@ func TestParseCall(t *testing.T) {
 
 // TestServiceTimeIsPrecise checks that a sub-millisecond service time is
 // honoured to within the kernel's timer slack, not rounded up to the
-// millisecond (as time.Sleep does in an otherwise idle Go process).
+// millisecond (as time.Sleep does in an otherwise idle Go process): the
+// fastest of 200 waits, so that a busy machine, which can delay any one
+// wake-up by a scheduler slice, cannot fail it. Through the server, each
+// request takes at least the service time.
 func TestServiceTimeIsPrecise(t *testing.T) {
+	var best time.Duration
+	for i := range 200 {
+		start := time.Now()
+		serviceTime(200 * time.Microsecond)
+		if d := time.Since(start); i == 0 || d < best {
+			best = d
+		}
+	}
+	if best < 200*time.Microsecond || best > 900*time.Microsecond {
+		t.Errorf("fastest of 200 service times of 200us took %v", best)
+	}
+
 	addr, _ := serve(t, ServerOptions{PayloadSize: 10, Delay: 200 * time.Microsecond})
 	client := &http.Client{}
-	var best time.Duration
-	for i := range 20 {
+	for range 5 {
 		start := time.Now()
 		resp, err := client.Get("http://" + addr + "/")
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if d := time.Since(start); i == 0 || d < best {
-			best = d
+		if d := time.Since(start); d < 200*time.Microsecond {
+			t.Errorf("a round trip with a 200us service time took %v", d)
 		}
-	}
-	// The fastest of 20 round trips: at least the service time, and far
-	// from the millisecond a coarse timer would take.
-	if best < 200*time.Microsecond || best > 900*time.Microsecond {
-		t.Errorf("fastest round trip with a 200us service time took %v", best)
 	}
 }
