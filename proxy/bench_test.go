@@ -18,7 +18,7 @@ func benchListener(b *testing.B) *listener {
 	}
 	cfg.Normalize()
 	cl, _ := newCluster(cfg.Clusters[0])
-	l, err := newListener(cfg.Listeners[0], map[string]*cluster{"c": cl})
+	l, err := newListener(cfg.Listeners[0], map[string]*cluster{"c": cl}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

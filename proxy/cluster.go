@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"reflect"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -26,7 +27,7 @@ type roundTripper interface {
 // the state its circuit breakers, retry budget and outlier detection keep.
 type cluster struct {
 	cfg       Cluster
-	eps       []*endpoint
+	eps       atomic.Pointer[[]*endpoint]
 	next      atomic.Uint64
 	transport roundTripper
 	scheme    string
@@ -56,9 +57,7 @@ func (c *cluster) snapshot() ClusterStats {
 
 func newCluster(cfg Cluster) (*cluster, error) {
 	c := &cluster{cfg: cfg, scheme: "http"}
-	for _, ep := range cfg.Endpoints {
-		c.eps = append(c.eps, &endpoint{addr: ep.Address})
-	}
+	c.setEndpoints(cfg.Endpoints)
 	var tlsConf *tls.Config
 	if cfg.TLS != nil {
 		src, err := cfg.TLS.source()
@@ -85,7 +84,6 @@ func newCluster(cfg Cluster) (*cluster, error) {
 		Proxy:               nil,
 		DialContext:         dialer.DialContext,
 		TLSClientConfig:     tlsConf,
-		MaxIdleConns:        cfg.MaxIdleConns * len(c.eps),
 		MaxIdleConnsPerHost: cfg.MaxIdleConns,
 		MaxConnsPerHost:     cfg.CircuitBreakers.MaxConnections,
 		IdleConnTimeout:     cfg.IdleTimeout.D(),
@@ -136,6 +134,38 @@ func h2Transport(dialer *net.Dialer, tlsConf *tls.Config, cfg Cluster) *http2.Tr
 		return conn, nil
 	}
 	return t
+}
+
+// endpoints returns the cluster's endpoints in force.
+func (c *cluster) endpoints() []*endpoint { return *c.eps.Load() }
+
+// setEndpoints replaces the cluster's endpoints, keeping what it knows of
+// the addresses that stay (latency, active requests, ejection).
+func (c *cluster) setEndpoints(eps []Endpoint) {
+	known := map[string]*endpoint{}
+	if old := c.eps.Load(); old != nil {
+		for _, e := range *old {
+			known[e.addr] = e
+		}
+	}
+	next := make([]*endpoint, 0, len(eps))
+	for _, ep := range eps {
+		e := known[ep.Address]
+		if e == nil {
+			e = &endpoint{addr: ep.Address}
+		}
+		next = append(next, e)
+	}
+	c.eps.Store(&next)
+}
+
+// sameSettings reports whether cfg differs from the cluster's own
+// configuration in its endpoints at most, so the cluster (its connection
+// pool and its breakers' and outlier detection's state) can serve it.
+func (c *cluster) sameSettings(cfg Cluster) bool {
+	a, b := c.cfg, cfg
+	a.Endpoints, b.Endpoints = nil, nil
+	return reflect.DeepEqual(a, b)
 }
 
 func (t *TLS) source() (*identity.Source, error) {

@@ -352,9 +352,6 @@ func (c *Config) Validate() error {
 		if cl.LBPolicy != "" && cl.LBPolicy != LBRoundRobin && cl.LBPolicy != LBLeastRequest {
 			errs = append(errs, fmt.Errorf("clusters[%d] %q: lbPolicy must be round_robin or least_request, got %q", i, cl.Name, cl.LBPolicy))
 		}
-		if len(cl.Endpoints) == 0 {
-			errs = append(errs, fmt.Errorf("clusters[%d] %q: no endpoints", i, cl.Name))
-		}
 		for j, ep := range cl.Endpoints {
 			if _, _, err := net.SplitHostPort(ep.Address); err != nil {
 				errs = append(errs, fmt.Errorf("clusters[%d].endpoints[%d]: %v", i, j, err))

@@ -551,7 +551,7 @@ func FuzzRouteMatch(f *testing.F) {
 	}
 	cfg.Normalize()
 	cl, _ := newCluster(cfg.Clusters[0])
-	l, err := newListener(cfg.Listeners[0], map[string]*cluster{"c": cl})
+	l, err := newListener(cfg.Listeners[0], map[string]*cluster{"c": cl}, nil)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -114,6 +114,9 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			ex.code = l.fail(w, http.StatusGatewayTimeout, "upstream request timeout")
 		case errors.Is(err, errBodyTooLarge):
 			ex.code = l.fail(w, http.StatusRequestEntityTooLarge, "request body too large")
+		case errors.Is(err, errNoEndpoints):
+			l.stats.upstreamErrors.Add(1)
+			ex.code = l.fail(w, http.StatusServiceUnavailable, "no healthy upstream")
 		case body != nil && body.failed.Load():
 			ex.code = l.fail(w, http.StatusBadRequest, "malformed request body")
 		case r.Context().Err() != nil:
@@ -192,7 +195,13 @@ func (l *listener) prepareHeaders(r *http.Request) {
 	}
 }
 
-var errBodyTooLarge = errors.New("request body too large")
+var (
+	errBodyTooLarge = errors.New("request body too large")
+	// errNoEndpoints: the cluster has none (a control plane scaled it to
+	// zero, or its endpoints have not arrived), as Envoy's "no healthy
+	// upstream".
+	errNoEndpoints = errors.New("no healthy upstream")
+)
 
 // forward sends r to the cluster, retrying as policy allows within the
 // retry budget, and returns the response with a function to call once its
@@ -221,6 +230,9 @@ func (c *cluster) forward(ctx context.Context, r *http.Request, src *downstreamB
 	}()
 	for attempt := 0; ; attempt++ {
 		ep := c.pick(prev)
+		if ep == nil {
+			return nil, nil, errNoEndpoints
+		}
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if policy != nil && policy.PerTryTimeout > 0 {
 			actx, cancel = context.WithTimeout(ctx, policy.PerTryTimeout.D())

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"regexp"
@@ -23,8 +22,8 @@ type listener struct {
 	any     *VirtualHost
 	routes  map[*Route]*cluster
 	regexes map[*Route]*regexp.Regexp
-	stats   listenerStats
-	proto   string // X-Forwarded-Proto value for requests on this listener
+	stats   *listenerStats // the listener's, across configurations
+	proto   string         // X-Forwarded-Proto value for requests on this listener
 	timeout time.Duration
 	tls     *tls.Config
 	rbac    *rbac
@@ -64,9 +63,12 @@ func (s *listenerStats) count(code int) {
 	}
 }
 
-func newListener(cfg Listener, clusters map[string]*cluster) (*listener, error) {
+func newListener(cfg Listener, clusters map[string]*cluster, stats *listenerStats) (*listener, error) {
+	if stats == nil {
+		stats = &listenerStats{}
+	}
 	l := &listener{cfg: cfg, exact: map[string]*VirtualHost{}, routes: map[*Route]*cluster{}, regexes: map[*Route]*regexp.Regexp{},
-		proto: "http", timeout: cfg.RequestTimeout.D()}
+		proto: "http", timeout: cfg.RequestTimeout.D(), stats: stats}
 	if cfg.TLS != nil {
 		src, err := cfg.TLS.source()
 		if err != nil {
@@ -107,34 +109,6 @@ func newListener(cfg Listener, clusters map[string]*cluster) (*listener, error) 
 		}
 	}
 	return l, nil
-}
-
-func (l *listener) server() *http.Server {
-	srv := &http.Server{
-		Handler:           l,
-		ReadHeaderTimeout: l.cfg.HeaderTimeout.D(),
-		IdleTimeout:       l.cfg.IdleTimeout.D(),
-		MaxHeaderBytes:    l.cfg.MaxHeaderBytes,
-		Protocols:         new(http.Protocols),
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: l.cfg.MaxConcurrentStreams},
-		TLSConfig:         l.tls,
-		ErrorLog:          log.New(io.Discard, "", 0),
-		ConnContext:       connContext,
-		ConnState: func(_ net.Conn, st http.ConnState) {
-			if st == http.StateNew {
-				l.stats.connections.Add(1)
-			}
-		},
-	}
-	http1 := l.cfg.Codec != CodecHTTP2
-	http2 := l.cfg.Codec != CodecHTTP1
-	srv.Protocols.SetHTTP1(http1)
-	if l.tls != nil {
-		srv.Protocols.SetHTTP2(http2)
-	} else {
-		srv.Protocols.SetUnencryptedHTTP2(http2)
-	}
-	return srv
 }
 
 // alpn lists the protocols a TLS listener offers.

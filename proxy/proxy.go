@@ -2,14 +2,14 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"maps"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,22 +45,54 @@ func WithConfigSource(raw json.RawMessage) Option { return func(p *Proxy) { p.so
 // WithDrainTimeout sets how long a shutdown waits for in-flight requests.
 func WithDrainTimeout(d time.Duration) Option { return func(p *Proxy) { p.drain = d } }
 
-// Proxy serves a Config: one HTTP server per listener plus the admin server.
+// Proxy serves a Config: one server per listener plus the admin server.
+// Update replaces the Config while it runs: routes, clusters and endpoints
+// swap atomically (a request sees one configuration from start to end),
+// listeners are added, removed and rebound without refusing a connection,
+// and in-flight requests finish on what they started with.
 type Proxy struct {
-	cfg       Config
-	log       Logger
-	drain     time.Duration
-	listeners []*listener
-	clusters  map[string]*cluster
-	ready     atomic.Bool
+	node, admin, mode string
+	log               Logger
+	drain             time.Duration
+	metrics           *metrics
+	accessLog         io.Writer
+	source            json.RawMessage
+	version           string
+	// awaiting is set for a proxy that starts without a configuration (one
+	// that a control plane sends): it is not ready before the first.
+	awaiting bool
 
-	mu    sync.Mutex
-	addrs map[string]string
+	state atomic.Pointer[state]
+	ready atomic.Bool
 
-	metrics   *metrics
-	accessLog io.Writer
-	source    json.RawMessage
+	mu      sync.Mutex // serializes Update with Run's start and end
+	running bool
+	bound   map[string]*boundListener
+	adminLn *socket
+
+	statsMu sync.Mutex
+	stats   map[string]*listenerStats // by listener name, kept across updates
+
+	errc    chan error
+	updates uint64
 }
+
+// state is one compiled configuration.
+type state struct {
+	version   string
+	source    json.RawMessage
+	cfg       Config
+	listeners map[string]*listener
+	clusters  map[string]*cluster
+}
+
+// WithVersion names the initial configuration's version (shown by
+// /config_dump; a control plane's updates bring their own).
+func WithVersion(v string) Option { return func(p *Proxy) { p.version = v } }
+
+// AwaitConfig makes a proxy created with no listeners or clusters wait for
+// its first Update before it reports ready.
+func AwaitConfig() Option { return func(p *Proxy) { p.awaiting = true } }
 
 // New compiles cfg (which must be normalized and valid, as ParseConfig
 // returns it) into a Proxy. Nothing listens until Run.
@@ -69,132 +101,222 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, log: nopLogger{}, drain: DefaultDrainTimeout, clusters: map[string]*cluster{}, accessLog: io.Discard}
+	p := &Proxy{node: cfg.Node, admin: cfg.Admin, mode: cfg.Mode, log: nopLogger{}, drain: DefaultDrainTimeout,
+		accessLog: io.Discard, stats: map[string]*listenerStats{}, bound: map[string]*boundListener{}}
 	for _, o := range opts {
 		o(p)
 	}
+	p.metrics = newMetrics(cfg.Mode)
+	st, _, err := p.compile(cfg, nil, p.version, p.source)
+	if err != nil {
+		return nil, err
+	}
+	p.state.Store(st)
+	return p, nil
+}
+
+// compile builds a state from cfg, reusing prev's clusters whose
+// configuration is the same but for their endpoints (their connection
+// pools, circuit breakers and outlier state carry over); it returns the
+// endpoint changes to make when the state takes effect. It has no other
+// side effect, so a configuration that fails leaves the proxy as it was.
+func (p *Proxy) compile(cfg Config, prev *state, version string, source json.RawMessage) (*state, func(), error) {
+	st := &state{version: version, source: source, cfg: cfg, listeners: map[string]*listener{}, clusters: map[string]*cluster{}}
+	var reuse []func()
 	for _, c := range cfg.Clusters {
+		if prev != nil {
+			if old := prev.clusters[c.Name]; old != nil && old.sameSettings(c) {
+				st.clusters[c.Name] = old
+				reuse = append(reuse, func() { old.setEndpoints(c.Endpoints) })
+				continue
+			}
+		}
 		cl, err := newCluster(c)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		p.clusters[c.Name] = cl
+		st.clusters[c.Name] = cl
 	}
-	p.metrics = newMetrics(cfg.Mode)
 	for _, l := range cfg.Listeners {
-		ln, err := newListener(l, p.clusters)
+		ln, err := newListener(l, st.clusters, p.listenerStats(l.Name))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ln.metrics = p.metrics
 		if l.AccessLog {
 			ln.accessLog = accessLogger(p.accessLog, l.Name)
 		}
-		p.listeners = append(p.listeners, ln)
+		st.listeners[l.Name] = ln
 	}
-	return p, nil
+	return st, func() {
+		for _, f := range reuse {
+			f()
+		}
+	}, nil
+}
+
+// listenerStats returns the counters of the listener called name, which
+// outlive the listener's configurations.
+func (p *Proxy) listenerStats(name string) *listenerStats {
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	if s := p.stats[name]; s != nil {
+		return s
+	}
+	s := &listenerStats{}
+	p.stats[name] = s
+	return s
 }
 
 // Ready reports whether every listener is accepting connections.
 func (p *Proxy) Ready() bool { return p.ready.Load() }
 
+// Version returns the version of the configuration in force.
+func (p *Proxy) Version() string { return p.state.Load().version }
+
+// Update replaces the configuration with cfg, named version; source is
+// what it was compiled from, for /config_dump. A configuration that does
+// not compile, or a listener that cannot bind, is an error and changes
+// nothing. cfg's Node, Admin and Mode are the proxy's own and are ignored.
+func (p *Proxy) Update(cfg Config, version string, source json.RawMessage) error {
+	cfg.Node, cfg.Admin, cfg.Mode = p.node, p.admin, p.mode
+	cfg.Normalize()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	prev := p.state.Load()
+	st, endpoints, err := p.compile(cfg, prev, version, source)
+	if err != nil {
+		return err
+	}
+	if !p.running {
+		endpoints()
+		p.state.Store(st)
+		p.awaiting = false
+		p.retire(prev, st)
+		return nil
+	}
+	commit, err := p.bindLocked(st)
+	if err != nil {
+		return err
+	}
+	endpoints()
+	p.state.Store(st)
+	commit()
+	p.updates++
+	p.awaiting = false
+	p.ready.Store(true)
+	p.retire(prev, st)
+	return nil
+}
+
+// retire closes the idle connections of prev's clusters that st no longer
+// has, once their requests in flight are done.
+func (p *Proxy) retire(prev, st *state) {
+	if prev == nil {
+		return
+	}
+	for name, c := range prev.clusters {
+		if st.clusters[name] == c {
+			continue
+		}
+		go func() {
+			deadline := time.Now().Add(p.drain)
+			for c.active.Load() > 0 && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			c.transport.CloseIdleConnections()
+		}()
+	}
+}
+
 // Run binds every listener (failing fast if one cannot bind), serves until
 // ctx ends, then drains in-flight requests for up to the drain timeout.
 func (p *Proxy) Run(ctx context.Context) error {
-	// Each bound listener has a way to serve and a way to drain: an HTTP
-	// server, or a TCP proxy's accept loop.
-	type bound struct {
-		ln       net.Listener
-		serve    func(net.Listener) error
-		shutdown func(context.Context)
-	}
-	httpBound := func(srv *http.Server, ln net.Listener) bound {
-		return bound{ln: ln, serve: srv.Serve, shutdown: func(ctx context.Context) {
-			if srv.Shutdown(ctx) != nil {
-				srv.Close()
-			}
-		}}
-	}
-	var all []bound
-	closeAll := func() {
-		for _, b := range all {
-			b.ln.Close()
-		}
-	}
-	for _, l := range p.listeners {
-		ln, err := net.Listen("tcp", l.cfg.Address)
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("listener %q: %w", l.cfg.Name, err)
-		}
-		if l.cfg.TCPCluster != "" {
-			if l.tls != nil {
-				ln = tls.NewListener(ln, l.tls)
-			}
-			tp := newTCPProxy(l, p.clusters[l.cfg.TCPCluster])
-			all = append(all, bound{ln: ln, serve: tp.serve, shutdown: func(ctx context.Context) {
-				ln.Close()
-				tp.shutdown(ctx)
-			}})
-			continue
-		}
-		srv := l.server()
-		all = append(all, httpBound(srv, newFramingListener(ln, l.tls, l.cfg.MaxHeaderBytes, srv.ReadHeaderTimeout)))
-	}
-	if p.cfg.Admin != "" {
-		ln, err := net.Listen("tcp", p.cfg.Admin)
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("admin listener: %w", err)
-		}
-		all = append(all, httpBound(&http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}, ln))
-	}
 	p.mu.Lock()
-	p.addrs = map[string]string{}
-	for i, l := range p.listeners {
-		p.addrs[l.cfg.Name] = all[i].ln.Addr().String()
+	if p.running {
+		p.mu.Unlock()
+		return errors.New("proxy is already running")
 	}
-	if p.cfg.Admin != "" {
-		p.addrs[AdminListener] = all[len(all)-1].ln.Addr().String()
+	p.errc = make(chan error, 1)
+	p.running = true
+	commit, err := p.bindLocked(p.state.Load())
+	if err == nil && p.admin != "" {
+		p.adminLn, err = listenSocket(p.admin, p.fail)
+		if err != nil {
+			err = fmt.Errorf("admin listener: %w", err)
+		}
 	}
+	if err != nil {
+		p.running = false
+		p.mu.Unlock()
+		return err
+	}
+	commit()
+	var admin *http.Server
+	if p.adminLn != nil {
+		admin = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = admin.Serve(p.adminLn.serveWith()) }()
+	}
+	p.ready.Store(!p.awaiting)
+	n := len(p.bound)
 	p.mu.Unlock()
-	errc := make(chan error, len(all))
-	for _, b := range all {
-		go func() {
-			if err := b.serve(b.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- err
-			}
-		}()
-	}
-	p.ready.Store(true)
-	p.log.Logf("proxy %s ready: %d listeners", p.cfg.Node, len(p.listeners))
+	p.log.Logf("proxy %s ready: %d listeners", p.node, n)
+
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-errc:
+	case runErr = <-p.errc:
 	}
 	p.ready.Store(false)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.running = false
 	dctx, cancel := context.WithTimeout(context.Background(), p.drain)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, b := range all {
+	for name, b := range p.bound {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b.shutdown(dctx)
+			b.stopAndClose(dctx)
+		}()
+		delete(p.bound, name)
+	}
+	if admin != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if admin.Shutdown(dctx) != nil {
+				admin.Close()
+			}
+			p.adminLn.close()
 		}()
 	}
 	wg.Wait()
-	for _, c := range p.clusters {
+	st := p.state.Load()
+	for _, c := range st.clusters {
 		c.transport.CloseIdleConnections()
 	}
-	for _, l := range p.listeners {
-		st := l.stats.snapshot()
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	for _, name := range slices.Sorted(maps.Keys(p.stats)) {
+		s := p.stats[name].snapshot()
 		p.log.Logf("listener %s: %d requests (2xx %d, 4xx %d, 5xx %d), %d connections",
-			l.cfg.Name, st.Requests, st.Responses2xx, st.Responses4xx, st.Responses5xx, st.Connections)
+			name, s.Requests, s.Responses2xx, s.Responses4xx, s.Responses5xx, s.Connections)
 	}
-	p.log.Logf("proxy %s stopped", p.cfg.Node)
+	p.log.Logf("proxy %s stopped after %d configuration updates", p.node, p.updates)
 	return runErr
+}
+
+// fail ends Run with a listener's error.
+func (p *Proxy) fail(err error) {
+	select {
+	case p.errc <- err:
+	default:
+	}
 }
 
 // AdminListener is the name Addr knows the admin listener by.
@@ -205,7 +327,16 @@ const AdminListener = "admin"
 func (p *Proxy) Addr(listener string) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.addrs[listener]
+	if listener == AdminListener {
+		if p.adminLn == nil {
+			return ""
+		}
+		return p.adminLn.addr()
+	}
+	if b := p.bound[listener]; b != nil {
+		return b.sock.addr()
+	}
+	return ""
 }
 
 // Stats is a snapshot of the proxy's counters.
@@ -235,10 +366,12 @@ type ListenerStats struct {
 // Stats returns the current counters.
 func (p *Proxy) Stats() Stats {
 	s := Stats{Listeners: map[string]ListenerStats{}, Clusters: map[string]ClusterStats{}}
-	for _, l := range p.listeners {
-		s.Listeners[l.cfg.Name] = l.stats.snapshot()
+	p.statsMu.Lock()
+	for name, l := range p.stats {
+		s.Listeners[name] = l.snapshot()
 	}
-	for name, c := range p.clusters {
+	p.statsMu.Unlock()
+	for name, c := range p.state.Load().clusters {
 		s.Clusters[name] = c.snapshot()
 	}
 	return s
@@ -265,10 +398,12 @@ func (p *Proxy) adminHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /config_dump", func(w http.ResponseWriter, _ *http.Request) {
+		st := p.state.Load()
 		writeJSON(w, struct {
+			Version  string          `json:"version"`
 			Source   json.RawMessage `json:"source,omitempty"`
 			Compiled Config          `json:"compiled"`
-		}{p.source, p.cfg})
+		}{st.version, st.source, st.cfg})
 	})
 	return mux
 }

@@ -113,12 +113,13 @@ func (c *cluster) record(e *endpoint, o outcome, now time.Time) {
 	// Envoy's max_ejection_percent, which ejects at least one host
 	// whatever the percentage.
 	ejected := 0
-	for _, other := range c.eps {
+	eps := c.endpoints()
+	for _, other := range eps {
 		if other != e && other.ejected(now) {
 			ejected++
 		}
 	}
-	if ejected > 0 && (ejected+1)*100 > od.MaxEjectionPercent*len(c.eps) {
+	if ejected > 0 && (ejected+1)*100 > od.MaxEjectionPercent*len(eps) {
 		return
 	}
 	e.mu.Lock()
@@ -136,18 +137,22 @@ func (c *cluster) record(e *endpoint, o outcome, now time.Time) {
 // (all of them when every one is ejected: Envoy's panic mode), skipping
 // avoid when there is another choice (retries go elsewhere).
 func (c *cluster) pick(avoid *endpoint) *endpoint {
-	if len(c.eps) == 1 {
-		return c.eps[0]
+	eps := c.endpoints()
+	switch len(eps) {
+	case 0:
+		return nil
+	case 1:
+		return eps[0]
 	}
 	now := time.Now()
-	healthy := make([]*endpoint, 0, len(c.eps))
-	for _, e := range c.eps {
+	healthy := make([]*endpoint, 0, len(eps))
+	for _, e := range eps {
 		if e != avoid && !e.ejected(now) {
 			healthy = append(healthy, e)
 		}
 	}
 	if len(healthy) == 0 {
-		healthy = c.eps
+		healthy = eps
 	}
 	if c.cfg.LBPolicy == LBLeastRequest && len(healthy) > 1 {
 		a := healthy[rand.IntN(len(healthy))]

@@ -39,7 +39,7 @@ func NewRouter(cfg Config, listenerName string) (*Router, error) {
 		if lc.Name != listenerName {
 			continue
 		}
-		l, err := newListener(lc, r.clusters)
+		l, err := newListener(lc, r.clusters, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -107,6 +107,10 @@ func (t *tcpProxy) handle(down net.Conn) {
 	}
 	defer t.c.release()
 	ep := t.c.pick(nil)
+	if ep == nil {
+		t.l.stats.upstreamErrors.Add(1)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), t.c.cfg.ConnectTimeout.D())
 	up, err := t.dialer.DialContext(ctx, "tcp", ep.addr)
 	if err == nil && t.tlsConf != nil {

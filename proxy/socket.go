@@ -1,0 +1,120 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// socket is one bound listening address, served by one server at a time.
+// A configuration update that changes how a listener serves (TLS, codec,
+// timeouts) starts a new server on the same socket: connections accepted
+// from then on go to the new server while the old one drains its own, and
+// no connection is refused in between, as Envoy's listener drain does.
+type socket struct {
+	ln      net.Listener
+	current atomic.Pointer[view]
+	// failed receives an accept error that is neither a close nor
+	// temporary: the listener is broken, and the proxy stops.
+	failed func(error)
+	closed atomic.Bool
+}
+
+// listenSocket binds addr and starts handing its connections to the
+// socket's current view.
+func listenSocket(addr string, failed func(error)) (*socket, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &socket{ln: ln, failed: failed}
+	go s.dispatch()
+	return s, nil
+}
+
+func (s *socket) dispatch() {
+	var delay time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if isTemporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			s.failed(err)
+			return
+		}
+		delay = 0
+		s.hand(c)
+	}
+}
+
+// hand gives c to the current view, or to the one that replaces it while
+// it closes; with no view left (the listener is being removed), c is
+// closed.
+func (s *socket) hand(c net.Conn) {
+	for {
+		v := s.current.Load()
+		if v == nil {
+			c.Close()
+			return
+		}
+		select {
+		case v.conns <- c:
+			return
+		case <-v.closed:
+			if s.current.Load() == v {
+				c.Close()
+				return
+			}
+		}
+	}
+}
+
+// serveWith makes a new view current and returns it; the previous view
+// gets no more connections.
+func (s *socket) serveWith() *view {
+	v := &view{s: s, conns: make(chan net.Conn), closed: make(chan struct{})}
+	s.current.Store(v)
+	return v
+}
+
+// close stops accepting; connections already handed on are the servers'.
+func (s *socket) close() {
+	s.closed.Store(true)
+	s.current.Store(nil)
+	s.ln.Close()
+}
+
+func (s *socket) addr() string { return s.ln.Addr().String() }
+
+// view is one server's net.Listener on a socket. Closing it ends that
+// server's Accept, not the socket.
+type view struct {
+	s      *socket
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (v *view) Accept() (net.Conn, error) {
+	select {
+	case c := <-v.conns:
+		return c, nil
+	case <-v.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (v *view) Close() error {
+	v.once.Do(func() { close(v.closed) })
+	return nil
+}
+
+func (v *view) Addr() net.Addr { return v.s.ln.Addr() }
