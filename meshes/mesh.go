@@ -150,7 +150,10 @@ func (e Env) service(name string) Service {
 // Deployment is a rendered mesh: processes to start and where the client
 // and the services send their requests.
 type Deployment struct {
-	Components []Component
+	// ControlPlane, when set, starts first (before the services, which a
+	// proxyless mode configures from it) and stops last.
+	ControlPlane *Component
+	Components   []Component
 	// Target is what the client calls.
 	Target Target
 	// Apps say how each service (by name) is enrolled: extra arguments and
@@ -257,6 +260,10 @@ type Component struct {
 	Args    []string
 	// Ready is polled until it succeeds before load starts.
 	Ready Probe
+	// Status, when set, is a URL whose JSON the runner keeps in the
+	// trial's logs when the load ends (a control plane's view of what its
+	// clients acknowledged and rejected).
+	Status string
 }
 
 // Probe is a readiness check run from the runner's side.

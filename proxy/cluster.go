@@ -172,6 +172,17 @@ func (t *TLS) source() (*identity.Source, error) {
 	return identity.NewSource(identity.Files{Cert: t.CertFile, Key: t.KeyFile, CA: t.CAFile})
 }
 
+// MarkedDialer returns a dialer whose connections carry SO_MARK mark (0:
+// none), so that transparent interception lets the proxy's own traffic
+// pass, as it does its upstream connections.
+func MarkedDialer(mark int, timeout time.Duration) *net.Dialer {
+	d := &net.Dialer{Timeout: timeout}
+	if mark != 0 {
+		d.Control = markControl(mark)
+	}
+	return d
+}
+
 // markControl sets SO_MARK on a socket before it connects.
 func markControl(mark int) func(network, address string, c syscall.RawConn) error {
 	return func(_, _ string, c syscall.RawConn) error {

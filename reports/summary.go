@@ -43,9 +43,9 @@ type Row struct {
 	// memory usage less inactive file cache), when measured.
 	ProxyWorkingSetMB float64 `json:"proxyWorkingSetMB,omitempty"`
 	// AddedCPU is the median per-trial difference to the baseline of all
-	// components' CPU together (load generator, apps, proxies): what the
-	// mode costs wherever it runs, in the proxies or, proxyless, in the
-	// workloads' own processes.
+	// components' CPU together (load generator, apps, proxies, control
+	// plane): what the mode costs wherever it runs, in the proxies or,
+	// proxyless, in the workloads' own processes.
 	AddedCPU float64 `json:"addedCPUMillicores"`
 	// SUTCPU is the median CPU of the system under test (apps and
 	// proxies, not the load generator), to tell when it saturated the CPUs

@@ -48,7 +48,7 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 		fmt.Fprintf(w, "\nLatencies are medians over trials (%s); P99 CO is p99 from each request's\n"+
 			"intended send time at the fixed rate (corrected for coordinated omission, as wrk2). +P50/+P99 are the median per-trial\n"+
 			"differences to the baseline. +CPU is the median per-trial difference to the baseline of all processes'\n"+
-			"CPU (load generator, apps, proxies): what a mode costs wherever it runs, proxyless in the workloads.\n"+
+			"CPU (load generator, apps, proxies, control plane): what a mode costs wherever it runs, proxyless in the workloads.\n"+
 			"PROXY CPU is the proxies' summed mean CPU in millicores and PROXY RSS their summed peak RSS during the\n"+
 			"measured window (from /proc); WSS is the working set (cgroup memory less inactive file cache). CPU: %s.\n"+
 			"Network: %s.\n",

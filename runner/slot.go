@@ -82,11 +82,23 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 			cancel()
 		}
 	}
+	defer stopAll()
+	// A control plane first: everything else may take its configuration
+	// from it.
+	if c := dep.ControlPlane; c != nil {
+		p, err := r.start(ctx, logDir, ProcessSpec{Name: c.Name, Node: c.Node, Command: c.Command, Args: c.Args, CPUs: cpusFor(c.Class)})
+		if err != nil {
+			return nil, err
+		}
+		procs = append(procs, started{comp: *c, proc: p})
+		if err := r.waitReady(ctx, c.Name, p, c.Ready); err != nil {
+			return nil, err
+		}
+	}
 	// The services start, and answer their plaintext readiness probe,
 	// before interception would send that probe to a proxy.
 	apps, err := r.startApps(ctx, env, dep, logDir)
 	procs = append(procs, apps...)
-	defer stopAll()
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +151,12 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 	res, usage, err := r.drive(ctx, dep, procs, logDir, fortioPath, sr.rate)
 	if err != nil {
 		return nil, err
+	}
+	if c := dep.ControlPlane; c != nil && c.Status != "" {
+		tr.ControlPlane, err = controlPlaneReport(ctx, c, logDir)
+		if err != nil {
+			return nil, err
+		}
 	}
 	stopAll()
 	var lat, co stats.HistogramData

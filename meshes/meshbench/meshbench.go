@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/proxy/controlplane"
 	"github.com/meshbench/meshbench/proxy/identity"
 	"github.com/meshbench/meshbench/proxy/xds"
 	"github.com/meshbench/meshbench/scenarios"
@@ -28,6 +29,10 @@ const (
 	InboundPort   = meshes.InboundPort
 	TunnelPort    = 15008 // per-node: HTTP/2 between node proxies (HBONE's port)
 	ProxylessPort = 8443  // proxyless: the server workload's own mTLS port
+	// XDSPort and ControlPlaneAdminPort are the control plane's (Istio's
+	// istiod serves mTLS xDS on 15012 and monitoring on 15014).
+	XDSPort               = 15012
+	ControlPlaneAdminPort = 15014
 )
 
 // ProxyMark is the SO_MARK of the sidecar's own upstream traffic, which
@@ -76,20 +81,64 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 	if err != nil {
 		return nil, err
 	}
-	r := &renderer{env: env, ca: ca, mode: string(mode)}
+	r := &renderer{env: env, ca: ca, mode: string(mode), model: &controlplane.Model{Nodes: map[string]string{}}}
+	var dep *meshes.Deployment
 	switch mode {
 	case scenarios.PerNode:
-		return r.perNode()
+		dep, err = r.perNode()
 	case scenarios.Proxyless:
-		return r.proxyless()
+		dep, err = r.proxyless()
+	default:
+		dep, err = r.sidecar()
 	}
-	return r.sidecar()
+	if err != nil {
+		return nil, err
+	}
+	if len(r.model.Nodes) > 0 {
+		if dep.ControlPlane, err = r.controlPlane(); err != nil {
+			return nil, err
+		}
+	}
+	return dep, nil
 }
 
 type renderer struct {
 	env  meshes.Env
 	ca   *identity.CA
 	mode string
+	// model is what the control plane serves: each proxy's bundle.
+	model *controlplane.Model
+}
+
+// controlPlaneID is the control plane's SPIFFE ID.
+var controlPlaneID = identity.SPIFFEID(TrustDomain, SystemNamespace, "control-plane")
+
+// xdsAddr is where the control plane serves xDS: the client's node, which
+// every topology has (it is idle while the load runs).
+func (r *renderer) xdsAddr() string { return meshes.HostPort(r.env.Client.Node.Addr, XDSPort) }
+
+// controlPlane writes the model and renders the control plane that serves
+// it, over mutual TLS with its own identity from the mesh's CA.
+func (r *renderer) controlPlane() (*meshes.Component, error) {
+	id, err := r.issue("control-plane", controlPlaneID)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(r.env.Dir, "control-plane.model.json")
+	if err := controlplane.WriteModel(path, r.model); err != nil {
+		return nil, err
+	}
+	node := r.env.Client.Node
+	admin := meshes.HostPort(node.Addr, ControlPlaneAdminPort)
+	return &meshes.Component{
+		Name:  "control-plane",
+		Class: "control-plane", // results.ClassControlPlane
+		Node:  node.Name,
+		Args: []string{"control-plane", "--model", path, "--listen", r.xdsAddr(), "--admin", admin,
+			"--cert", id.Cert, "--key", id.Key, "--ca", id.CA},
+		Ready:  meshes.Probe{HTTPGet: "http://" + admin + "/ready"},
+		Status: "http://" + admin + "/status",
+	}, nil
 }
 
 // workloadID is a workload's SPIFFE ID: its service account is its name.
@@ -162,18 +211,24 @@ func (r *renderer) writeBundle(name string, b *xds.Bundle) (string, error) {
 	return path, os.WriteFile(path, data, 0o644)
 }
 
-// proxyComponent writes a proxy's bundle and returns its component.
-func (r *renderer) proxyComponent(name string, node meshes.Node, b *xds.Bundle) (meshes.Component, error) {
+// proxyComponent writes a proxy's bundle as its node's base configuration
+// at the control plane, and returns the proxy, which takes its
+// configuration from the control plane over mutual TLS with its own
+// identity (id).
+func (r *renderer) proxyComponent(name string, node meshes.Node, b *xds.Bundle, id xds.TLSFiles, mark int) (meshes.Component, error) {
 	path, err := r.writeBundle(name, b)
 	if err != nil {
 		return meshes.Component{}, err
 	}
+	r.model.Nodes[name] = filepath.Base(path)
 	admin := meshes.HostPort(node.Addr, AdminPort)
 	return meshes.Component{
 		Name:  name,
 		Class: "proxy",
 		Node:  node.Name,
-		Args:  []string{"proxy", "--xds", path, "--node", name, "--admin", admin, "--mode", r.mode},
+		Args: []string{"proxy", "--ads", r.xdsAddr(), "--node", name, "--admin", admin, "--mode", r.mode,
+			"--ads-cert", id.Cert, "--ads-key", id.Key, "--ads-ca", id.CA, "--ads-peer-id", controlPlaneID,
+			"--ads-mark", strconv.Itoa(mark)},
 		Ready: meshes.Probe{HTTPGet: "http://" + admin + "/ready"},
 	}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/meshes/internal/meshtest"
 	"github.com/meshbench/meshbench/proxy"
+	"github.com/meshbench/meshbench/proxy/controlplane"
 	"github.com/meshbench/meshbench/proxy/xds"
 	"github.com/meshbench/meshbench/scenarios"
 )
@@ -22,6 +23,33 @@ func loadBundle(t *testing.T, name, path string) *proxy.Config {
 	cfg, err := xds.Translate(b, name, "")
 	if err != nil {
 		t.Fatalf("%s: rendered config does not load: %v", name, err)
+	}
+	return cfg
+}
+
+// served is the configuration the deployment's control plane serves the
+// proxy component c, which must take it from that control plane.
+func served(t *testing.T, dep *meshes.Deployment, c meshes.Component) *proxy.Config {
+	t.Helper()
+	cp := dep.ControlPlane
+	if cp == nil || cp.Class != "control-plane" || cp.Args[0] != "control-plane" || cp.Args[1] != "--model" || cp.Status == "" {
+		t.Fatalf("control plane %+v", cp)
+	}
+	xdsAddr := cp.Args[slices.Index(cp.Args, "--listen")+1]
+	if i := slices.Index(c.Args, "--ads"); i < 0 || c.Args[i+1] != xdsAddr || c.Args[slices.Index(c.Args, "--node")+1] != c.Name {
+		t.Fatalf("%s does not take its configuration from the control plane at %s as node %s: %v", c.Name, xdsAddr, c.Name, c.Args)
+	}
+	_, bundles, err := controlplane.ReadModel(cp.Args[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bundles[c.Name]
+	if b == nil {
+		t.Fatalf("the control plane has no configuration for node %s", c.Name)
+	}
+	cfg, err := xds.Translate(b, c.Name, "")
+	if err != nil {
+		t.Fatalf("%s: served config does not load: %v", c.Name, err)
 	}
 	return cfg
 }
@@ -51,7 +79,7 @@ func TestSidecarRendersEveryEdge(t *testing.T) {
 				if c.Name != w.Name+"-sidecar" || c.Class != "proxy" || !strings.HasSuffix(c.Ready.HTTPGet, "/ready") || c.Args[0] != "proxy" {
 					t.Errorf("component %+v", c)
 				}
-				cfg := loadBundle(t, c.Name, c.Args[2])
+				cfg := served(t, dep, c)
 				callees := env.Callees(w)
 				for _, callee := range callees {
 					i := slices.IndexFunc(cfg.Clusters, func(cl proxy.Cluster) bool { return cl.Name == outboundCluster(callee) })
@@ -138,7 +166,7 @@ func TestEveryModeRendersEveryShape(t *testing.T) {
 					t.Errorf("per-node components: %+v", dep.Components)
 				}
 				for _, c := range dep.Components {
-					loadBundle(t, c.Name, c.Args[2])
+					served(t, dep, c)
 				}
 			case scenarios.Proxyless:
 				if len(dep.Components) != 0 || dep.Target.URL != "http://svc-0:8080/" || len(dep.Target.ClientArgs) != 2 {

@@ -85,7 +85,7 @@ func (r *renderer) sidecar() (*meshes.Deployment, error) {
 		if svc, ok := r.serviceOf(w); ok {
 			r.addInbound(b, meshes.HostPort(w.Node.Addr, InboundPort), svc, id)
 		}
-		c, err := r.proxyComponent(w.Name+"-sidecar", w.Node, b)
+		c, err := r.proxyComponent(w.Name+"-sidecar", w.Node, b, id, ProxyMark)
 		if err != nil {
 			return nil, err
 		}
@@ -133,7 +133,7 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 			b.Clusters = append(b.Clusters, xds.EDSCluster(in, connectTimeout, nil))
 			b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(svc.Node.Local, svc.Port)))
 		}
-		c, err := r.proxyComponent("node-proxy-"+w.Node.Name, w.Node, b)
+		c, err := r.proxyComponent("node-proxy-"+w.Node.Name, w.Node, b, id, 0)
 		if err != nil {
 			return nil, err
 		}

@@ -95,35 +95,56 @@ func Decode(data []byte) (*Bundle, error) {
 	b := &Bundle{VersionInfo: dr.GetVersionInfo()}
 	var problems []string
 	for i, a := range dr.GetResources() {
-		msg, err := a.UnmarshalNew()
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("resources[%d]: %v", i, err))
-			continue
-		}
-		where := fmt.Sprintf("resources[%d]", i)
-		switch r := msg.(type) {
-		case *listenerv3.Listener:
-			b.Listeners = append(b.Listeners, r)
-			where += fmt.Sprintf(" (Listener %q)", r.GetName())
-		case *routev3.RouteConfiguration:
-			b.Routes = append(b.Routes, r)
-			where += fmt.Sprintf(" (RouteConfiguration %q)", r.GetName())
-		case *clusterv3.Cluster:
-			b.Clusters = append(b.Clusters, r)
-			where += fmt.Sprintf(" (Cluster %q)", r.GetName())
-		case *endpointv3.ClusterLoadAssignment:
-			b.Endpoints = append(b.Endpoints, r)
-			where += fmt.Sprintf(" (ClusterLoadAssignment %q)", r.GetClusterName())
-		default:
-			problems = append(problems, fmt.Sprintf("%s: unsupported resource type %s", where, a.GetTypeUrl()))
-			continue
-		}
-		problems = append(problems, unsupported(msg, where)...)
+		problems = append(problems, b.add(a, fmt.Sprintf("resources[%d]", i))...)
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("xDS bundle uses what meshbench's proxy does not support:\n  %s", strings.Join(problems, "\n  "))
 	}
 	return b, nil
+}
+
+// add decodes one resource into the bundle and returns what in it is
+// outside the supported subset (or why it could not be decoded).
+func (b *Bundle) add(a *anypb.Any, where string) []string {
+	msg, err := a.UnmarshalNew()
+	if err != nil {
+		return []string{fmt.Sprintf("%s: %v", where, err)}
+	}
+	switch r := msg.(type) {
+	case *listenerv3.Listener:
+		b.Listeners = append(b.Listeners, r)
+		where += fmt.Sprintf(" (Listener %q)", r.GetName())
+	case *routev3.RouteConfiguration:
+		b.Routes = append(b.Routes, r)
+		where += fmt.Sprintf(" (RouteConfiguration %q)", r.GetName())
+	case *clusterv3.Cluster:
+		b.Clusters = append(b.Clusters, r)
+		where += fmt.Sprintf(" (Cluster %q)", r.GetName())
+	case *endpointv3.ClusterLoadAssignment:
+		b.Endpoints = append(b.Endpoints, r)
+		where += fmt.Sprintf(" (ClusterLoadAssignment %q)", r.GetClusterName())
+	default:
+		return []string{fmt.Sprintf("%s: unsupported resource type %s", where, a.GetTypeUrl())}
+	}
+	return unsupported(msg, where)
+}
+
+// Resources returns the bundle's resources by type URL.
+func (b *Bundle) Resources() map[string][]proto.Message {
+	out := map[string][]proto.Message{}
+	for _, l := range b.Listeners {
+		out[ListenerType] = append(out[ListenerType], l)
+	}
+	for _, r := range b.Routes {
+		out[RouteType] = append(out[RouteType], r)
+	}
+	for _, c := range b.Clusters {
+		out[ClusterType] = append(out[ClusterType], c)
+	}
+	for _, e := range b.Endpoints {
+		out[EndpointType] = append(out[EndpointType], e)
+	}
+	return out
 }
 
 // toJSON accepts JSON as is and converts YAML to JSON.
@@ -143,18 +164,10 @@ func toJSON(data []byte) ([]byte, error) {
 // JSON, the form Decode reads.
 func (b *Bundle) Marshal() ([]byte, error) {
 	dr := &discoveryv3.DiscoveryResponse{VersionInfo: b.VersionInfo}
+	res := b.Resources()
 	var all []proto.Message
-	for _, l := range b.Listeners {
-		all = append(all, l)
-	}
-	for _, r := range b.Routes {
-		all = append(all, r)
-	}
-	for _, c := range b.Clusters {
-		all = append(all, c)
-	}
-	for _, e := range b.Endpoints {
-		all = append(all, e)
+	for _, typ := range []string{ListenerType, RouteType, ClusterType, EndpointType} {
+		all = append(all, res[typ]...)
 	}
 	for _, m := range all {
 		a, err := anypb.New(m)

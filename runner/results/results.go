@@ -142,6 +142,32 @@ type Trial struct {
 	Services []ServiceCount `json:"services,omitempty"`
 	// Probe is set on the trials of a max search.
 	Probe *Probe `json:"probe,omitempty"`
+	// ControlPlane is what the mesh's control plane reported when the
+	// load ended, for meshes that have one.
+	ControlPlane *ControlPlane `json:"controlPlane,omitempty"`
+}
+
+// ControlPlane is a control plane's account of a trial: the configuration
+// versions it served and what its clients acknowledged and rejected.
+type ControlPlane struct {
+	// Version is the version in force when the load ended.
+	Version string `json:"version"`
+	// Changes is how many configurations it put in force.
+	Changes int `json:"changes"`
+	// Nodes is how many clients it knew, and Current how many of them had
+	// acknowledged the version in force.
+	Nodes   int `json:"nodes"`
+	Current int `json:"current"`
+	// NACKs are the configurations clients rejected, with their reasons.
+	NACKs []NACK `json:"nacks,omitempty"`
+}
+
+// NACK is one configuration a client rejected.
+type NACK struct {
+	Node    string `json:"node"`
+	Type    string `json:"type"`
+	Version string `json:"version"`
+	Message string `json:"message"`
 }
 
 // ServiceCount is what one service workload served during a trial
@@ -255,6 +281,8 @@ const (
 	ClassLoadGen = "loadgen"
 	ClassApp     = "app"
 	ClassProxy   = "proxy"
+	// ClassControlPlane is a mesh's control plane.
+	ClassControlPlane = "control-plane"
 )
 
 // LatencyPath is where meshbench's own histogram of the latency as sent

@@ -10,6 +10,7 @@ import (
 
 	flog "fortio.org/log"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/meshbench/meshbench/proxy"
 	"github.com/meshbench/meshbench/proxy/proxyless"
@@ -132,40 +133,66 @@ func newClientRole(s Streams) *cobra.Command {
 }
 
 func newProxyCommand(s Streams) *cobra.Command {
-	var bundlePath, node, admin, mode string
+	var bundlePath, ads, node, admin, mode string
+	var adsMark int
+	var tf tlsFlags
 	cmd := &cobra.Command{
 		Use:    "proxy",
-		Short:  "Run meshbench's proxy with an xDS bundle (started by the platform)",
+		Short:  "Run meshbench's proxy with an xDS bundle or a control plane (started by the platform)",
 		Hidden: true,
 		Args:   argsCheck(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			b, err := xds.ReadFile(bundlePath)
-			if err != nil {
-				return badInput(err)
+			logger := stdLogger{log.New(s.ErrOut, "proxy: ", log.LstdFlags|log.Lmicroseconds)}
+			opts := []proxy.Option{proxy.WithLogger(logger), proxy.WithAccessLog(s.Out)}
+			switch {
+			case bundlePath != "" && ads != "":
+				return badInput(errors.New("flags --xds and --ads: give one configuration source"))
+			case bundlePath != "":
+				// A bad bundle stops the proxy at start, with the field named.
+				b, err := xds.ReadFile(bundlePath)
+				if err != nil {
+					return badInput(err)
+				}
+				cfg, err := xds.Translate(b, node, admin)
+				if err != nil {
+					return badInput(fmt.Errorf("%s: %w", bundlePath, err))
+				}
+				cfg.Mode = mode
+				source, err := b.Marshal()
+				if err != nil {
+					return err
+				}
+				p, err := proxy.New(*cfg, append(opts, proxy.WithConfigSource(source), proxy.WithVersion(b.VersionInfo))...)
+				if err != nil {
+					return badInput(err)
+				}
+				return p.Run(cmd.Context())
+			case ads != "":
+				tlsConf, err := tf.client("ads-")
+				if err != nil {
+					return err
+				}
+				p, err := proxy.New(proxy.Config{Node: node, Admin: admin, Mode: mode}, append(opts, proxy.AwaitConfig())...)
+				if err != nil {
+					return badInput(err)
+				}
+				src := &xds.ADS{Addr: ads, Node: node, TLS: tlsConf, Mark: adsMark, Log: logger}
+				group, ctx := errgroup.WithContext(cmd.Context())
+				group.Go(func() error { return p.Run(ctx) })
+				group.Go(func() error { return src.Run(ctx, xds.Apply(p, node)) })
+				return group.Wait()
 			}
-			cfg, err := xds.Translate(b, node, admin)
-			if err != nil {
-				return badInput(fmt.Errorf("%s: %w", bundlePath, err))
-			}
-			cfg.Mode = mode
-			source, err := b.Marshal()
-			if err != nil {
-				return err
-			}
-			p, err := proxy.New(*cfg, proxy.WithLogger(stdLogger{log.New(s.ErrOut, "proxy: ", log.LstdFlags|log.Lmicroseconds)}),
-				proxy.WithAccessLog(s.Out), proxy.WithConfigSource(source))
-			if err != nil {
-				return badInput(err)
-			}
-			return p.Run(cmd.Context())
+			return badInput(xds.ErrNoSource)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&bundlePath, "xds", "", "xDS bundle (a DiscoveryResponse in JSON or YAML) with the proxy's resources")
-	f.StringVar(&node, "node", "proxy", "the proxy's node name")
+	f.StringVar(&ads, "ads", "", "control plane address: take the configuration over ADS, and every change to it")
+	f.StringVar(&node, "node", "proxy", "the proxy's node name (its node ID at the control plane)")
 	f.StringVar(&admin, "admin", "", "admin listener address (/ready, /stats, /metrics, /config_dump); empty disables it")
 	f.StringVar(&mode, "mode", "", "data-plane mode, a label of every metric (sidecar, per-node)")
-	_ = cmd.MarkFlagRequired("xds")
+	tf.bind(f, "ads-", "control plane connection")
+	f.IntVar(&adsMark, "ads-mark", 0, "SO_MARK of the control plane connection (a sidecar's own traffic, which interception lets pass)")
 	return cmd
 }
 

@@ -1,0 +1,100 @@
+package controlplane
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/meshbench/meshbench/proxy/xds"
+)
+
+// Model is what the control plane serves before any policy: each node
+// ID's base configuration (what a mesh renders for its topology), and the
+// index of the mesh's services that policy refers to.
+type Model struct {
+	// Nodes maps each node ID (a proxy, or a proxyless workload) to its
+	// base xDS bundle file; relative paths are relative to the model file.
+	Nodes map[string]string `json:"nodes"`
+	// Services are the mesh's services, as policy names them.
+	Services []Service `json:"services,omitempty"`
+}
+
+// Service is one of the mesh's services and where its configuration is:
+// what policy needs to route to it, split it and authorize calls to it.
+type Service struct {
+	Name string `json:"name"`
+	// Identity is the SPIFFE ID of the service's workload.
+	Identity string `json:"identity"`
+	// ServiceAccount is the workload's service account, as SMI's
+	// TrafficTarget sources name it.
+	ServiceAccount string `json:"serviceAccount"`
+	// Routes are, per calling node, the route configuration and virtual
+	// host that send requests to the service.
+	Routes []RouteRef `json:"routes,omitempty"`
+	// Clusters are, per calling node, the cluster whose endpoints are the
+	// service's.
+	Clusters map[string]string `json:"clusters,omitempty"`
+	// Inbound are the listeners that take the service's requests, where
+	// its access policy applies.
+	Inbound []ListenerRef `json:"inbound,omitempty"`
+}
+
+// RouteRef is a virtual host in a node's route configuration.
+type RouteRef struct {
+	Node        string `json:"node"`
+	RouteConfig string `json:"routeConfig"`
+	VirtualHost string `json:"virtualHost"`
+}
+
+// ListenerRef is a listener of a node.
+type ListenerRef struct {
+	Node     string `json:"node"`
+	Listener string `json:"listener"`
+	// SourceHeader, when set, is where the listener finds the calling
+	// workload's identity (node proxies' tunnels); otherwise the peer
+	// certificate says it.
+	SourceHeader string `json:"sourceHeader,omitempty"`
+}
+
+// ReadModel reads a model file and the bundles it names.
+func ReadModel(path string) (*Model, map[string]*xds.Bundle, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	var m Model
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(m.Nodes) == 0 {
+		return nil, nil, fmt.Errorf("%s: no nodes", path)
+	}
+	bundles := map[string]*xds.Bundle{}
+	for _, node := range slices.Sorted(maps.Keys(m.Nodes)) {
+		file := m.Nodes[node]
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(filepath.Dir(path), file)
+		}
+		b, err := xds.ReadFile(file)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: node %s: %w", path, node, err)
+		}
+		bundles[node] = b
+	}
+	return &m, bundles, nil
+}
+
+// WriteModel writes m to path.
+func WriteModel(path string, m *Model) error {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}

@@ -1,0 +1,121 @@
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshbench/meshbench/proxy/xds"
+)
+
+// Plane is a running control plane: a model, the policy in force, and
+// the server that serves what they compile to.
+type Plane struct {
+	srv   *Server
+	model *Model
+	base  map[string]*xds.Bundle
+	ready atomic.Bool
+
+	mu       sync.Mutex // serializes compiles
+	policies []json.RawMessage
+	history  []Change
+}
+
+// Change is one configuration the plane put in force.
+type Change struct {
+	Version string    `json:"version"`
+	At      time.Time `json:"at"`
+	// Policies is how many policy objects were in force.
+	Policies int `json:"policies"`
+}
+
+// NewPlane compiles the model with no policy and puts it in force.
+func NewPlane(ctx context.Context, srv *Server, model *Model, base map[string]*xds.Bundle) (*Plane, error) {
+	p := &Plane{srv: srv, model: model, base: base}
+	if err := p.apply(ctx, nil); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// apply compiles the model with policies and serves the result.
+func (p *Plane) apply(ctx context.Context, policies []json.RawMessage) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	bundles, err := compile(p.model, p.base, policies)
+	if err != nil {
+		return err
+	}
+	v, err := p.srv.Set(ctx, bundles)
+	if err != nil {
+		return err
+	}
+	p.policies = policies
+	p.history = append(p.history, Change{Version: v, At: time.Now(), Policies: len(policies)})
+	return nil
+}
+
+// SetReady says the plane's xDS listener is serving.
+func (p *Plane) SetReady() { p.ready.Store(true) }
+
+// Status is what /status reports.
+type Status struct {
+	Version string                `json:"version"`
+	Changes []Change              `json:"changes"`
+	Nodes   map[string]NodeStatus `json:"nodes"`
+}
+
+// Status returns the configurations put in force and every node's view.
+func (p *Plane) Status() Status {
+	p.mu.Lock()
+	changes := append([]Change(nil), p.history...)
+	p.mu.Unlock()
+	return Status{Version: p.srv.Version(), Changes: changes, Nodes: p.srv.Status()}
+}
+
+// Handler serves the plane's admin API: GET /ready, GET /status (every
+// node's ACKed versions and NACKs), PUT /policies (a JSON array of
+// policy objects: the whole policy in force from now on).
+func (p *Plane) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !p.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(p.Status())
+	})
+	mux.HandleFunc("PUT /policies", func(w http.ResponseWriter, r *http.Request) {
+		var objs []json.RawMessage
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<20)).Decode(&objs); err != nil {
+			http.Error(w, "policies: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := p.apply(r.Context(), objs); err != nil {
+			http.Error(w, fmt.Sprintf("policies: %v", err), http.StatusUnprocessableEntity)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"version": p.srv.Version()})
+	})
+	return mux
+}
+
+// compile is the model's base bundles with policies applied.
+func compile(_ *Model, base map[string]*xds.Bundle, policies []json.RawMessage) (map[string]*xds.Bundle, error) {
+	if len(policies) > 0 {
+		return nil, fmt.Errorf("policy objects are not supported yet")
+	}
+	return base, nil
+}
