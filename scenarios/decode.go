@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -21,10 +22,21 @@ type scalarDecoder interface {
 	decodeScalar(value, tag string) error
 }
 
+// nodeDecoder is implemented by field types that decode a YAML node
+// themselves, with the decoder at hand for positions, errors and the
+// fields inside (policy objects, whose Go type their kind decides).
+type nodeDecoder interface {
+	decodeNode(d *decoder, n *yaml.Node, path string)
+}
+
 type decoder struct {
 	file string
 	errs ErrorList
 	pos  map[string]Position
+	// tag is the struct tag field names come from: "yaml" for meshbench's
+	// own types, "json" inside Kubernetes objects (whose Go types have
+	// only JSON tags, and inline embedded structs).
+	tag string
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -42,7 +54,7 @@ var parserProblems = []string{
 // decodeStrict parses data into out (a pointer to a struct) and returns the
 // positions of every field it saw, keyed by field path.
 func decodeStrict(file string, data []byte, out any) (map[string]Position, error) {
-	d := &decoder{file: file, pos: map[string]Position{}}
+	d := &decoder{file: file, pos: map[string]Position{}, tag: "yaml"}
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -116,6 +128,14 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		n = n.Alias
 	}
 	d.pos[path] = d.at(n)
+	if nd, ok := v.Addr().Interface().(nodeDecoder); ok {
+		nd.decodeNode(d, n, path)
+		return
+	}
+	if u, ok := v.Addr().Interface().(json.Unmarshaler); ok && d.tag == "json" && (v.Kind() != reflect.Struct || isOpaque(v.Type())) {
+		d.unmarshalJSON(n, u, path)
+		return
+	}
 	if sd, ok := v.Addr().Interface().(scalarDecoder); ok {
 		if n.Kind != yaml.ScalarNode {
 			d.errs.add(d.at(n), path, "expected a scalar, got %s", kindName(n))
@@ -149,8 +169,21 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetString(n.Value)
-	case reflect.Int, reflect.Int64, reflect.Int32:
-		i, err := strconv.ParseInt(n.Value, 0, 64)
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode || v.Type().Key().Kind() != reflect.String {
+			d.errs.add(d.at(n), path, "expected a mapping, got %s", kindName(n))
+			return
+		}
+		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i], n.Content[i+1]
+			e := reflect.New(v.Type().Elem()).Elem()
+			d.value(val, e, join(path, key.Value))
+			m.SetMapIndex(reflect.ValueOf(key.Value).Convert(v.Type().Key()), e)
+		}
+		v.Set(m)
+	case reflect.Int, reflect.Int64, reflect.Int32, reflect.Int16, reflect.Int8:
+		i, err := strconv.ParseInt(n.Value, 0, v.Type().Bits())
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || err != nil {
 			d.errs.add(d.at(n), path, "expected an integer, got %s", kindName(n))
 			return
@@ -182,20 +215,31 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 }
 
 type fieldInfo struct {
-	index    int
+	index    []int
 	name     string
 	required bool
 }
 
-func structFields(t reflect.Type) []fieldInfo {
+// structFields lists t's fields by the names tag gives them. With JSON
+// tags, embedded structs that are inline (",inline", or anonymous with no
+// name) contribute their own fields, as encoding/json decodes them.
+func structFields(t reflect.Type, tag string) []fieldInfo {
 	var out []fieldInfo
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
-		if tag == "" || tag == "-" || !f.IsExported() {
+		parts := strings.Split(f.Tag.Get(tag), ",")
+		name := parts[0]
+		if tag == "json" && f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+			for _, inner := range structFields(f.Type, tag) {
+				inner.index = append([]int{i}, inner.index...)
+				out = append(out, inner)
+			}
 			continue
 		}
-		out = append(out, fieldInfo{index: i, name: tag, required: f.Tag.Get("mb") == "required"})
+		if name == "" || name == "-" || !f.IsExported() {
+			continue
+		}
+		out = append(out, fieldInfo{index: []int{i}, name: name, required: f.Tag.Get("mb") == "required"})
 	}
 	return out
 }
@@ -205,7 +249,7 @@ func (d *decoder) structValue(n *yaml.Node, v reflect.Value, path string) {
 		d.errs.add(d.at(n), path, "expected a mapping, got %s", kindName(n))
 		return
 	}
-	fields := structFields(v.Type())
+	fields := structFields(v.Type(), d.tag)
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i], n.Content[i+1]
@@ -223,7 +267,7 @@ func (d *decoder) structValue(n *yaml.Node, v reflect.Value, path string) {
 			d.errs.add(d.at(key), fp, "duplicate field (first set at line %d)", d.pos[fp].Line)
 		default:
 			seen[key.Value] = true
-			d.value(val, v.Field(f.index), fp)
+			d.value(val, v.FieldByIndex(f.index), fp)
 		}
 	}
 	for _, f := range fields {
@@ -276,4 +320,33 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// isOpaque says a struct type decodes itself from JSON in a way its fields
+// do not show (metav1.Time, resource.Quantity): such values are decoded
+// by their UnmarshalJSON, not walked.
+func isOpaque(t reflect.Type) bool {
+	for i := 0; i < t.NumField(); i++ {
+		if t.Field(i).IsExported() && t.Field(i).Tag.Get("json") != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// unmarshalJSON decodes n through the type's own UnmarshalJSON, reporting
+// its error at n.
+func (d *decoder) unmarshalJSON(n *yaml.Node, u json.Unmarshaler, path string) {
+	var v any
+	if err := n.Decode(&v); err != nil {
+		d.errs.add(d.at(n), path, "%v", err)
+		return
+	}
+	data, err := json.Marshal(v)
+	if err == nil {
+		err = u.UnmarshalJSON(data)
+	}
+	if err != nil {
+		d.errs.add(d.at(n), path, "%v", err)
+	}
 }

@@ -54,6 +54,13 @@ type Scenario struct {
 	// SLOs are objectives reports check (see Objective), e.g.
 	// "p99 < 2ms at 1000 rps".
 	SLOs []string `yaml:"slos" json:"slos,omitempty"`
+	// Policies are traffic-policy objects (SMI, Gateway API for mesh),
+	// each in force from its at offset.
+	Policies []Policy `yaml:"policies" json:"policies,omitempty"`
+	// OnUnsupportedPolicy is what a (mesh, mode) that cannot express the
+	// policies does: "refuse" (the run does not start) or "skip" (the
+	// pair is left out, and the run says so).
+	OnUnsupportedPolicy string `yaml:"onUnsupportedPolicy" json:"onUnsupportedPolicy,omitempty"`
 
 	// pos holds where each field path was set: a file position, or the
 	// flag that overrode it.
@@ -303,6 +310,9 @@ func (s *Scenario) Normalize() {
 	if s.Order == "" {
 		s.Order = OrderRotate
 	}
+	if s.OnUnsupportedPolicy == "" && len(s.Policies) > 0 {
+		s.OnUnsupportedPolicy = PolicyRefuse
+	}
 	if s.Load.Protocol == "" {
 		s.Load.Protocol = DefaultProtocol
 	}
@@ -347,13 +357,21 @@ func (s *Scenario) RateList() []float64 {
 	return []float64{s.Load.QPS}
 }
 
-// Pos returns where the field at path was set, or the scenario's own
-// position when the field was not set.
+// Pos returns where the field at path was set, or, when it was not, where
+// the closest field around it was.
 func (s *Scenario) Pos(path string) Position {
-	if p, ok := s.pos[path]; ok {
-		return p
+	// A field that was not set is reported where its closest enclosing
+	// field was (a list item, a mapping), or else at the top.
+	for {
+		if p, ok := s.pos[path]; ok {
+			return p
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			return s.pos[""]
+		}
+		path = path[:i]
 	}
-	return s.pos[""]
 }
 
 // Override records that a flag, not the file, set the field at path, so that

@@ -44,6 +44,7 @@ func (s *Scenario) Validate() error {
 	if s.Order != OrderRotate && s.Order != OrderRandom {
 		add("order", "unknown order %q (rotate, random)", s.Order)
 	}
+	s.validatePolicies(add)
 	for i, text := range s.SLOs {
 		if _, err := ParseObjective(text); err != nil {
 			add(fmt.Sprintf("slos[%d]", i), "%v", err)
@@ -127,6 +128,9 @@ func (s *Scenario) validateTopology(add addFunc) {
 		done
 	)
 	state := make([]int, len(svcs))
+	// A service that a policy (a TrafficSplit, a mesh route) sends to
+	// instead of another is reached when that one is.
+	alternatives := s.Alternatives()
 	var visit func(i int)
 	visit = func(i int) {
 		state[i] = active
@@ -138,6 +142,11 @@ func (s *Scenario) validateTopology(add addFunc) {
 				visit(j)
 			}
 		}
+		for _, alt := range alternatives[svcs[i].Name] {
+			if j, ok := index[alt]; ok && state[j] == unseen {
+				visit(j)
+			}
+		}
 		state[i] = done
 	}
 	visit(0)
@@ -146,7 +155,11 @@ func (s *Scenario) validateTopology(add addFunc) {
 	}
 	for i, st := range state {
 		if st == unseen {
-			add(t.servicePath(i)+".name", "service %q is not called by %s or by any service it calls", svcs[i].Name, svcs[0].Name)
+			why := ""
+			if len(s.Policies) > 0 {
+				why = ", nor a backend of a policy of theirs"
+			}
+			add(t.servicePath(i)+".name", "service %q is not called by %s or by any service it calls%s", svcs[i].Name, svcs[0].Name, why)
 		}
 	}
 }
