@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,8 +35,13 @@ type desyncCase struct {
 }
 
 // desyncOutcome is what the client saw (responses, in order; "/sentinel" last
-// means the connection was still in step) and what the upstream handled.
+// means the connection was still in step) and what the upstream handled
+// to its end. A request the upstream saw cut short (its body failed at
+// the proxy) is left out: whether the head got out before the body failed
+// is a matter of timing, for the proxy's transport (smuggling_test.go
+// bounds what it sends).
 func desyncOutcome(resps []wireResponse, handled []string) string {
+	handled = slices.DeleteFunc(slices.Clone(handled), func(h string) bool { return strings.Contains(h, "(body error:") })
 	var rs []string
 	for _, r := range resps {
 		rs = append(rs, r.String())
@@ -59,7 +65,6 @@ func chunk(s string) string { return fmt.Sprintf("%x\r\n%s\r\n", len(s), s) }
 // Reasons for the differences from HAProxy.
 const (
 	whyUnknownCoding = "Both refuse and close. Go's net/http answers a transfer coding it does not implement with 501, as RFC 9112 section 6.1 recommends; HAProxy answers 4xx."
-	whyBodyError     = "Both answer 400 and close. meshbench streams chunked bodies: the upstream has had the head and the valid chunks when the error comes, then its request is cut short; HAProxy had this small request whole in its buffer and refused it before connecting."
 )
 
 const (
@@ -115,20 +120,15 @@ var desyncCases = []desyncCase{
 	{class: "CL", name: "GET with a Content-Length body",
 		payload: "GET /a" + h11 + "Content-Length: 5\r\n\r\nhello"},
 	{class: "body", name: "chunk size overflow",
-		payload: "POST /a" + h11 + "Transfer-Encoding: chunked\r\n\r\nfffffffffffffffff1\r\n" + smuggled,
-		why:     whyBodyError},
+		payload: "POST /a" + h11 + "Transfer-Encoding: chunked\r\n\r\nfffffffffffffffff1\r\n" + smuggled},
 	{class: "body", name: "bare LF after a chunk size",
-		payload: "POST /a" + h11 + "Transfer-Encoding: chunked\r\n\r\n5\n" + smuggled,
-		why:     whyBodyError},
+		payload: "POST /a" + h11 + "Transfer-Encoding: chunked\r\n\r\n5\n" + smuggled},
 	{class: "body", name: "0x chunk size",
-		payload: "POST /a" + h11 + "Transfer-Encoding: chunked\r\n\r\n0x5\r\n" + smuggled,
-		why:     whyBodyError},
+		payload: "POST /a" + h11 + "Transfer-Encoding: chunked\r\n\r\n0x5\r\n" + smuggled},
 	{class: "body", name: "chunk size larger than its data",
-		payload: "POST /a" + h11 + "Transfer-Encoding: chunked\r\n\r\n3\r\nabcXX" + smuggled,
-		why:     whyBodyError},
+		payload: "POST /a" + h11 + "Transfer-Encoding: chunked\r\n\r\n3\r\nabcXX" + smuggled},
 	{class: "body", name: "no CRLF after chunk data",
-		payload: "POST /a" + h11 + "Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX" + smuggled,
-		why:     whyBodyError},
+		payload: "POST /a" + h11 + "Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX" + smuggled},
 	{class: "body", name: "chunk extension",
 		payload: "POST /a" + h11 + "Transfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\n\r\n"},
 	{class: "body", name: "trailer field after the last chunk",

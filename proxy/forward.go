@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -91,6 +92,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var body *downstreamBody
 	if r.ContentLength != 0 {
 		body = &downstreamBody{rc: r.Body}
+		defer body.detach()
 	}
 
 	timeout := l.timeout
@@ -318,15 +320,30 @@ func (b *exactBody) Close() error               { return b.c.Close() }
 // request reads it. It records how reading ended: at the end (eof), or
 // with an error (failed: the body was malformed, or the downstream went
 // away), which makes the answer a 400, not a 503, and keeps the endpoint's
-// health out of it. The transport may still read it after RoundTrip
-// returned, hence the atomics.
+// health out of it.
+//
+// The transport goes on reading a body after RoundTrip returned when the
+// upstream answered before the end of the upload. detach ends that before
+// the handler returns: net/http must be the only one reading a request's
+// body once the handler is done (it finishes the request, and starts its
+// background read when the body ends; a read by the transport ending the
+// body then raced with it and could hang the connection for good).
 type downstreamBody struct {
-	rc     io.ReadCloser
-	eof    atomic.Bool
-	failed atomic.Bool
+	rc       io.ReadCloser
+	eof      atomic.Bool
+	failed   atomic.Bool
+	mu       sync.Mutex // held while the body is read
+	detached bool
 }
 
+var errDetached = errors.New("request handled: the downstream body is no longer forwarded")
+
 func (b *downstreamBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.detached {
+		return 0, errDetached
+	}
 	n, err := b.rc.Read(p)
 	switch {
 	case err == io.EOF:
@@ -337,7 +354,22 @@ func (b *downstreamBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *downstreamBody) Close() error { return b.rc.Close() }
+func (b *downstreamBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.detached {
+		return nil
+	}
+	return b.rc.Close()
+}
+
+// detach waits for a read in progress and makes the upstream side's
+// further reads fail; what is left of the body is net/http's.
+func (b *downstreamBody) detach() {
+	b.mu.Lock()
+	b.detached = true
+	b.mu.Unlock()
+}
 
 // cappedBody fails a streamed (chunked) body that grows past the limit.
 type cappedBody struct {

@@ -60,14 +60,18 @@ func TestMalformedChunkedBodyClosesTheConnection(t *testing.T) {
 					t.Errorf("client saw %s, want %v and the connection closed", brief(resps), want)
 				}
 				up.waitClosed(t)
+				// How much of the request got out before its body failed
+				// depends on timing (the transport probes a body of unknown
+				// length before it sends the head), but never more than
+				// this, byte for byte: the head and the valid chunks.
 				want := upstreamHead(kind, "POST", "/a", "Transfer-Encoding: chunked") + c.forwarded
-				if got := up.received(); got != want {
-					t.Errorf("upstream received %q, want %q", got, want)
+				if got := up.received(); !strings.HasPrefix(want, got) {
+					t.Errorf("upstream received %q, want a prefix of %q", got, want)
 				}
-				// The upstream saw one request, cut short; never the
-				// hidden one.
-				if got, want := up.requests(), []string{"POST /a (body error: unexpected EOF)"}; !slices.Equal(got, want) {
-					t.Errorf("upstream handled %q, want %q", got, want)
+				// The upstream saw at most the one request, cut short;
+				// never the hidden one.
+				if got := up.requests(); len(got) > 1 || len(got) == 1 && got[0] != "POST /a (body error: unexpected EOF)" {
+					t.Errorf("upstream handled %q, want nothing or the request cut short", got)
 				}
 			})
 		}
