@@ -30,7 +30,7 @@ func BenchmarkRouteMatch(b *testing.B) {
 	l := benchListener(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, r := l.match("server:8080", "/api/v1/items", "GET"); r == nil {
+		if _, r := l.match("server:8080", "/api/v1/items", "GET", nil, ""); r == nil {
 			b.Fatal("no route")
 		}
 	}

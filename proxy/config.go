@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"time"
 )
 
@@ -110,7 +111,9 @@ type Policy struct {
 	// empty allows all.
 	Paths        []string `json:"paths,omitempty"`
 	PathPrefixes []string `json:"pathPrefixes,omitempty"`
-	Methods      []string `json:"methods,omitempty"`
+	// PathRegexes (RE2) must match the whole path.
+	PathRegexes []string `json:"pathRegexes,omitempty"`
+	Methods     []string `json:"methods,omitempty"`
 }
 
 // Codec is an HTTP protocol choice.
@@ -160,14 +163,77 @@ type Route struct {
 	// PathPrefix matches when the request path starts with it.
 	PathPrefix string `json:"pathPrefix,omitempty"`
 	// Regex (RE2 syntax) must match the whole request path.
-	Regex   string `json:"regex,omitempty"`
-	Cluster string `json:"cluster"`
-	// Timeout bounds the request; 0 uses the listener's RequestTimeout.
-	Timeout Duration `json:"timeout,omitempty"`
+	Regex string `json:"regex,omitempty"`
 	// Methods, when set, restricts the route to these methods.
-	Methods []string     `json:"methods,omitempty"`
+	Methods []string `json:"methods,omitempty"`
+	// Headers and QueryParams must all match too.
+	Headers     []HeaderMatch `json:"headers,omitempty"`
+	QueryParams []QueryMatch  `json:"queryParams,omitempty"`
+
+	// What the route does: one of Cluster, WeightedClusters (requests
+	// shared by weight, as a canary's split), Redirect.
+	Cluster          string            `json:"cluster,omitempty"`
+	WeightedClusters []WeightedCluster `json:"weightedClusters,omitempty"`
+	Redirect         *Redirect         `json:"redirect,omitempty"`
+
+	// PrefixRewrite replaces the part of the path PathPrefix matched;
+	// PathRewrite replaces the whole path; HostRewrite sets the authority.
+	PrefixRewrite string `json:"prefixRewrite,omitempty"`
+	PathRewrite   string `json:"pathRewrite,omitempty"`
+	HostRewrite   string `json:"hostRewrite,omitempty"`
+	// RequestHeadersToRemove are deleted from the request, then
+	// RequestHeadersToAdd are set (replacing any value); likewise for the
+	// response.
+	RequestHeadersToRemove  []string `json:"requestHeadersToRemove,omitempty"`
+	RequestHeadersToAdd     []Header `json:"requestHeadersToAdd,omitempty"`
+	ResponseHeadersToRemove []string `json:"responseHeadersToRemove,omitempty"`
+	ResponseHeadersToAdd    []Header `json:"responseHeadersToAdd,omitempty"`
+
+	// Timeout bounds the request; 0 uses the listener's RequestTimeout.
+	Timeout Duration     `json:"timeout,omitempty"`
 	Retry   *RetryPolicy `json:"retry,omitempty"`
 	Fault   *Fault       `json:"fault,omitempty"`
+}
+
+// HeaderMatch matches a request header by exactly one of Exact, Prefix,
+// Regex (RE2, the whole value) or Present; Invert negates it.
+type HeaderMatch struct {
+	Name    string `json:"name"`
+	Exact   string `json:"exact,omitempty"`
+	Prefix  string `json:"prefix,omitempty"`
+	Regex   string `json:"regex,omitempty"`
+	Present bool   `json:"present,omitempty"`
+	Invert  bool   `json:"invert,omitempty"`
+}
+
+// QueryMatch matches a query parameter by Exact, Regex or Present.
+type QueryMatch struct {
+	Name    string `json:"name"`
+	Exact   string `json:"exact,omitempty"`
+	Regex   string `json:"regex,omitempty"`
+	Present bool   `json:"present,omitempty"`
+}
+
+// WeightedCluster is one cluster of a split and its share (Weight of the
+// route's weights together). HostRewrite, when set, is the authority
+// requests sent to it carry.
+type WeightedCluster struct {
+	Name        string `json:"name"`
+	Weight      int    `json:"weight"`
+	HostRewrite string `json:"hostRewrite,omitempty"`
+}
+
+// Redirect answers a request with a redirect to the same URL with the
+// parts it sets replaced.
+type Redirect struct {
+	Scheme string `json:"scheme,omitempty"`
+	Host   string `json:"host,omitempty"`
+	Port   int    `json:"port,omitempty"`
+	// Path replaces the path; PrefixRewrite replaces the matched prefix.
+	Path          string `json:"path,omitempty"`
+	PrefixRewrite string `json:"prefixRewrite,omitempty"`
+	// Code is 301 (the default), 302, 303, 307 or 308.
+	Code int `json:"code,omitempty"`
 }
 
 // RetryPolicy retries failed attempts, within the cluster's retry budget.
@@ -370,6 +436,11 @@ func (c *Config) Validate() error {
 		}
 		if l.RBAC != nil {
 			for _, p := range l.RBAC.Policies {
+				for _, re := range p.PathRegexes {
+					if _, err := regexp.Compile(re); err != nil {
+						errs = append(errs, fmt.Errorf("listeners[%d] %q: policy %q: path regex: %v", i, l.Name, p.Name, err))
+					}
+				}
 				if p.SourceHeader != "" && (l.TLS == nil || len(l.TLS.AllowedIDs) == 0) {
 					errs = append(errs, fmt.Errorf("listeners[%d] %q: policy %q trusts header %s, which needs mutual TLS pinned to the peers allowed to set it (tls.allowedIDs)", i, l.Name, p.Name, p.SourceHeader))
 				}
@@ -384,9 +455,7 @@ func (c *Config) Validate() error {
 		for j, vh := range l.VirtualHosts {
 			for k, r := range vh.Routes {
 				where := fmt.Sprintf("listeners[%d].virtualHosts[%d].routes[%d]", i, j, k)
-				if !clusters[r.Cluster] {
-					errs = append(errs, fmt.Errorf("%s: unknown cluster %q", where, r.Cluster))
-				}
+				errs = append(errs, r.validate(where, clusters)...)
 				if n := btoi(r.Path != "") + btoi(r.PathPrefix != "") + btoi(r.Regex != ""); n > 1 {
 					errs = append(errs, fmt.Errorf("%s: set at most one of path, pathPrefix and regex", where))
 				}
@@ -399,6 +468,61 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validate checks what a route does and matches beyond its path.
+func (r *Route) validate(where string, clusters map[string]bool) []error {
+	var errs []error
+	switch btoi(r.Cluster != "") + btoi(len(r.WeightedClusters) > 0) + btoi(r.Redirect != nil) {
+	case 0:
+		errs = append(errs, fmt.Errorf("%s: no cluster, weighted clusters or redirect", where))
+	case 1:
+	default:
+		errs = append(errs, fmt.Errorf("%s: set one of cluster, weightedClusters and redirect", where))
+	}
+	if r.Cluster != "" && !clusters[r.Cluster] {
+		errs = append(errs, fmt.Errorf("%s: unknown cluster %q", where, r.Cluster))
+	}
+	total := 0
+	for _, wc := range r.WeightedClusters {
+		if !clusters[wc.Name] {
+			errs = append(errs, fmt.Errorf("%s: unknown cluster %q", where, wc.Name))
+		}
+		if wc.Weight < 0 {
+			errs = append(errs, fmt.Errorf("%s: cluster %q has a negative weight", where, wc.Name))
+		}
+		total += wc.Weight
+	}
+	if len(r.WeightedClusters) > 0 && total <= 0 {
+		errs = append(errs, fmt.Errorf("%s: the weighted clusters' weights add up to %d", where, total))
+	}
+	if rd := r.Redirect; rd != nil && rd.Code != 0 && !slices.Contains([]int{301, 302, 303, 307, 308}, rd.Code) {
+		errs = append(errs, fmt.Errorf("%s: redirect code %d is not a redirect", where, rd.Code))
+	}
+	if r.PrefixRewrite != "" && r.PathPrefix == "" {
+		errs = append(errs, fmt.Errorf("%s: prefixRewrite needs a pathPrefix match", where))
+	}
+	for _, h := range r.Headers {
+		if n := btoi(h.Exact != "") + btoi(h.Prefix != "") + btoi(h.Regex != "") + btoi(h.Present); n > 1 || h.Name == "" {
+			errs = append(errs, fmt.Errorf("%s: header match %q needs a name and at most one of exact, prefix, regex, present", where, h.Name))
+		}
+		if h.Regex != "" {
+			if _, err := regexp.Compile(h.Regex); err != nil {
+				errs = append(errs, fmt.Errorf("%s: header %q regex: %v", where, h.Name, err))
+			}
+		}
+	}
+	for _, q := range r.QueryParams {
+		if q.Name == "" || btoi(q.Exact != "")+btoi(q.Regex != "")+btoi(q.Present) > 1 {
+			errs = append(errs, fmt.Errorf("%s: query match %q needs a name and at most one of exact, regex, present", where, q.Name))
+		}
+		if q.Regex != "" {
+			if _, err := regexp.Compile(q.Regex); err != nil {
+				errs = append(errs, fmt.Errorf("%s: query %q regex: %v", where, q.Name, err))
+			}
+		}
+	}
+	return errs
 }
 
 func btoi(b bool) int {

@@ -559,7 +559,7 @@ func FuzzRouteMatch(f *testing.F) {
 		f.Add(s, "/api/v1/x", "GET")
 	}
 	f.Fuzz(func(t *testing.T, host, path, method string) {
-		vh, r := l.match(host, path, method)
+		vh, r := l.match(host, path, method, nil, "")
 		if r != nil && vh == nil {
 			t.Fatal("route without a virtual host")
 		}

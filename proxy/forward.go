@@ -54,7 +54,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ex.code = l.fail(w, http.StatusBadRequest, "path is not in normal form")
 		return
 	}
-	vh, route := l.match(r.Host, r.URL.Path, r.Method)
+	vh, route := l.match(r.Host, r.URL.Path, r.Method, r.Header, r.URL.RawQuery)
 	if route == nil {
 		l.stats.noRoute.Add(1)
 		ex.code = l.fail(w, http.StatusNotFound, "no route for "+r.Host+r.URL.Path)
@@ -77,7 +77,12 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ex.code = l.fail(w, http.StatusRequestEntityTooLarge, "request body too large")
 		return
 	}
-	c := l.routes[route]
+	if route.Redirect != nil {
+		ex.code = redirect(w, r, route, l.proto)
+		l.stats.count(ex.code)
+		return
+	}
+	c, hostRewrite := l.routes[route].pick()
 	ex.cluster = c.cfg.Name
 	if !c.admit() {
 		ex.code = l.fail(w, http.StatusServiceUnavailable, "upstream overflow (circuit breaker)")
@@ -85,6 +90,8 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer c.release()
 	l.requestHeaders(r, vh)
+	routeHeaders(r.Header, route)
+	rewrite(r, route, hostRewrite)
 	// r.Body stays net/http's own: it decides from the body's type and
 	// state whether the connection may carry another request (a body not
 	// read to its end, or that failed, closes it). The upstream request
@@ -137,6 +144,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		dst[k] = vv
 	}
 	announceTrailers(dst, resp.Trailer)
+	responseHeaders(dst, route)
 	w.WriteHeader(resp.StatusCode)
 	l.stats.count(resp.StatusCode)
 	ex.code = resp.StatusCode

@@ -6,7 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"regexp"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -20,8 +20,7 @@ type listener struct {
 	cfg     Listener
 	exact   map[string]*VirtualHost
 	any     *VirtualHost
-	routes  map[*Route]*cluster
-	regexes map[*Route]*regexp.Regexp
+	routes  map[*Route]*compiledRoute
 	stats   *listenerStats // the listener's, across configurations
 	proto   string         // X-Forwarded-Proto value for requests on this listener
 	timeout time.Duration
@@ -67,7 +66,7 @@ func newListener(cfg Listener, clusters map[string]*cluster, stats *listenerStat
 	if stats == nil {
 		stats = &listenerStats{}
 	}
-	l := &listener{cfg: cfg, exact: map[string]*VirtualHost{}, routes: map[*Route]*cluster{}, regexes: map[*Route]*regexp.Regexp{},
+	l := &listener{cfg: cfg, exact: map[string]*VirtualHost{}, routes: map[*Route]*compiledRoute{},
 		proto: "http", timeout: cfg.RequestTimeout.D(), stats: stats}
 	if cfg.TLS != nil {
 		src, err := cfg.TLS.source()
@@ -78,7 +77,7 @@ func newListener(cfg Listener, clusters map[string]*cluster, stats *listenerStat
 		l.proto = "https"
 	}
 	if cfg.RBAC != nil {
-		l.rbac = &rbac{policies: cfg.RBAC.Policies}
+		l.rbac = newRBAC(cfg.RBAC)
 		for _, p := range cfg.RBAC.Policies {
 			if p.SourceHeader != "" {
 				l.sourceHeader = p.SourceHeader
@@ -101,11 +100,7 @@ func newListener(cfg Listener, clusters map[string]*cluster, stats *listenerStat
 		}
 		for j := range vh.Routes {
 			r := &vh.Routes[j]
-			l.routes[r] = clusters[r.Cluster]
-			if r.Regex != "" {
-				// Validate compiled it already; anchored as Envoy's safe_regex is.
-				l.regexes[r] = regexp.MustCompile("^(?:" + r.Regex + ")$")
-			}
+			l.routes[r] = compileRoute(r, clusters)
 		}
 	}
 	return l, nil
@@ -123,40 +118,43 @@ func alpn(c Codec) []string {
 }
 
 // match finds the route for a request: the virtual host by exact authority
-// (with and without port), then "*"; then the first route whose prefix
-// matches the path.
-func (l *listener) match(host, path, method string) (*VirtualHost, *Route) {
+// (with and without port), then "*"; then the first route whose path,
+// method, header and query matchers all match (query is the raw query,
+// parsed only for routes that match on it).
+func (l *listener) match(host, path, method string, h http.Header, query string) (*VirtualHost, *Route) {
 	vh := l.exact[host]
 	if vh == nil {
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			vh = l.exact[h]
+		if hp, _, err := net.SplitHostPort(host); err == nil {
+			vh = l.exact[hp]
 		}
 	}
 	if vh == nil {
 		if lower := strings.ToLower(host); lower != host {
-			return l.match(lower, path, method)
+			return l.match(lower, path, method, h, query)
 		}
 		vh = l.any
 	}
 	if vh == nil {
 		return nil, nil
 	}
+	var q url.Values
 	for i := range vh.Routes {
-		if r := &vh.Routes[i]; l.matchPath(r, path) && (len(r.Methods) == 0 || slices.Contains(r.Methods, method)) {
-			return vh, r
+		r := &vh.Routes[i]
+		cr := l.routes[r]
+		if !cr.matchPath(r, path) || (len(r.Methods) > 0 && !slices.Contains(r.Methods, method)) || !cr.matchHeaders(h) {
+			continue
 		}
+		if len(cr.query) > 0 {
+			if q == nil {
+				q, _ = url.ParseQuery(query)
+			}
+			if !cr.matchQuery(q) {
+				continue
+			}
+		}
+		return vh, r
 	}
 	return vh, nil
-}
-
-func (l *listener) matchPath(r *Route, path string) bool {
-	switch {
-	case r.Path != "":
-		return path == r.Path
-	case r.Regex != "":
-		return l.regexes[r].MatchString(path)
-	}
-	return strings.HasPrefix(path, r.PathPrefix)
 }
 
 // rewriteHeaders applies a virtual host's header removals and additions.

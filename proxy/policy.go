@@ -3,6 +3,7 @@ package proxy
 import (
 	"math/rand/v2"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,17 @@ import (
 // rbac is a compiled RBAC: allow if any policy matches, deny otherwise.
 type rbac struct {
 	policies []Policy
+	regexes  map[string]*regexp.Regexp
+}
+
+func newRBAC(cfg *RBAC) *rbac {
+	a := &rbac{policies: cfg.Policies, regexes: map[string]*regexp.Regexp{}}
+	for _, p := range cfg.Policies {
+		for _, re := range p.PathRegexes {
+			a.regexes[re] = anchored(re)
+		}
+	}
+	return a
 }
 
 // source is the identity a request comes from: the verified peer
@@ -36,15 +48,15 @@ func (l *listener) source(r *http.Request) string {
 }
 
 func (a *rbac) allows(source string, r *http.Request) bool {
-	for _, p := range a.policies {
-		if p.matches(source, r) {
+	for i := range a.policies {
+		if a.matches(&a.policies[i], source, r) {
 			return true
 		}
 	}
 	return false
 }
 
-func (p *Policy) matches(source string, r *http.Request) bool {
+func (a *rbac) matches(p *Policy, source string, r *http.Request) bool {
 	principal := false
 	for _, want := range p.Principals {
 		if (want == "*" && source != "") || want == source {
@@ -58,11 +70,16 @@ func (p *Policy) matches(source string, r *http.Request) bool {
 	if len(p.Methods) > 0 && !slices.Contains(p.Methods, r.Method) {
 		return false
 	}
-	if len(p.PathPrefixes) == 0 && len(p.Paths) == 0 {
+	if len(p.PathPrefixes) == 0 && len(p.Paths) == 0 && len(p.PathRegexes) == 0 {
 		return true
 	}
 	if slices.Contains(p.Paths, r.URL.Path) {
 		return true
+	}
+	for _, re := range p.PathRegexes {
+		if a.regexes[re].MatchString(r.URL.Path) {
+			return true
+		}
 	}
 	for _, prefix := range p.PathPrefixes {
 		if strings.HasPrefix(r.URL.Path, prefix) {

@@ -58,11 +58,14 @@ func (r *Router) RoundTrip(req *http.Request) (*http.Response, error) {
 	if host == "" {
 		host = req.URL.Host
 	}
-	vh, route := r.l.match(host, req.URL.Path, req.Method)
+	vh, route := r.l.match(host, req.URL.Path, req.Method, req.Header, req.URL.RawQuery)
 	if route == nil {
 		return nil, fmt.Errorf("no route for %s%s", host, req.URL.Path)
 	}
-	c := r.l.routes[route]
+	if route.Redirect != nil {
+		return nil, fmt.Errorf("route %q of %s%s redirects, which the proxyless library does not follow", route.Name, host, req.URL.Path)
+	}
+	c, hostRewrite := r.l.routes[route].pick()
 	timeout := r.l.timeout
 	if route.Timeout > 0 {
 		timeout = route.Timeout.D()
@@ -74,6 +77,8 @@ func (r *Router) RoundTrip(req *http.Request) (*http.Response, error) {
 	in := req.Clone(ctx)
 	in.Host = host
 	rewriteHeaders(in.Header, vh)
+	routeHeaders(in.Header, route)
+	rewrite(in, route, hostRewrite)
 	ensureTraceparent(in.Header)
 	var body *downstreamBody
 	if in.Body != nil && in.Body != http.NoBody {
@@ -88,6 +93,7 @@ func (r *Router) RoundTrip(req *http.Request) (*http.Response, error) {
 		cancel()
 		return nil, err
 	}
+	responseHeaders(resp.Header, route)
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: func() { done(); c.release(); cancel() }}
 	return resp, nil
 }

@@ -100,6 +100,8 @@ func rbacPolicies(rules *rbacv3.RBAC) (*proxy.RBAC, error) {
 					p.PathPrefixes = append(p.PathPrefixes, sm.GetPrefix())
 				case sm.GetExact() != "":
 					p.Paths = append(p.Paths, sm.GetExact())
+				case sm.GetSafeRegex() != nil:
+					p.PathRegexes = append(p.PathRegexes, sm.GetSafeRegex().GetRegex())
 				}
 			case pm.GetHeader() != nil && pm.GetHeader().GetName() == ":method":
 				p.Methods = append(p.Methods, pm.GetHeader().GetStringMatch().GetExact())
@@ -148,11 +150,11 @@ func percent(f *typev3.FractionalPercent) float64 {
 
 // routeFeatures reads a route's retry policy, :method match and fault.
 func routeFeatures(r *routev3.Route, pr *proxy.Route, faultEnabled bool) error {
-	for _, h := range r.GetMatch().GetHeaders() {
-		if h.GetName() != ":method" || h.GetStringMatch().GetExact() == "" {
-			return errors.New("match.headers: only an exact :method matcher is supported")
-		}
-		pr.Methods = append(pr.Methods, h.GetStringMatch().GetExact())
+	if err := routeMatches(r.GetMatch(), pr); err != nil {
+		return err
+	}
+	if err := routeHeaderChanges(r, pr); err != nil {
+		return err
 	}
 	if rp := r.GetRoute().GetRetryPolicy(); rp != nil {
 		p := &proxy.RetryPolicy{NumRetries: 1, PerTryTimeout: dur(rp.GetPerTryTimeout())}

@@ -222,12 +222,34 @@ func route(r *routev3.Route) (proxy.Route, error) {
 	default:
 		pr.PathPrefix = m.GetPrefix()
 	}
-	a := r.GetRoute()
-	if a == nil || a.GetCluster() == "" {
-		return pr, errors.New("route: want a route action with a cluster")
+	if rd := r.GetRedirect(); rd != nil {
+		return pr, redirectAction(rd, &pr)
 	}
-	pr.Cluster = a.GetCluster()
+	a := r.GetRoute()
+	switch {
+	case a == nil:
+		return pr, errors.New("route: want a route action (cluster or weighted_clusters) or a redirect")
+	case a.GetCluster() != "":
+		pr.Cluster = a.GetCluster()
+	case a.GetWeightedClusters() != nil:
+		for _, cw := range a.GetWeightedClusters().GetClusters() {
+			pr.WeightedClusters = append(pr.WeightedClusters, proxy.WeightedCluster{
+				Name: cw.GetName(), Weight: int(cw.GetWeight().GetValue()), HostRewrite: cw.GetHostRewriteLiteral()})
+		}
+	default:
+		return pr, errors.New("route: want a route action with a cluster or weighted_clusters")
+	}
 	pr.Timeout = dur(a.GetTimeout())
+	pr.PrefixRewrite = a.GetPrefixRewrite()
+	pr.HostRewrite = a.GetHostRewriteLiteral()
+	if rr := a.GetRegexRewrite(); rr != nil {
+		// The one regex rewrite the proxy does: the whole path replaced
+		// (a Gateway API ReplaceFullPath).
+		if p := rr.GetPattern().GetRegex(); p != "^.*$" && p != ".*" {
+			return pr, fmt.Errorf("regex_rewrite: only a pattern matching the whole path (^.*$) is supported, got %q", p)
+		}
+		pr.PathRewrite = rr.GetSubstitution()
+	}
 	return pr, nil
 }
 

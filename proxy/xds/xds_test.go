@@ -122,7 +122,7 @@ resources:
   - name: v
     domains: ["*"]
     routes:
-    - match: {prefix: /, query_parameters: [{name: canary}]}
+    - match: {prefix: /, grpc: {}}
       route: {cluster: app, request_mirror_policies: [{cluster: shadow}]}
 - "@type": type.googleapis.com/envoy.config.listener.v3.Listener
   name: l
@@ -148,7 +148,7 @@ resources:
 	for _, want := range []string{
 		`resources[0] (Cluster "app").health_checks: unsupported field envoy.config.cluster.v3.Cluster.health_checks`,
 		`resources[0] (Cluster "app").lb_subset_config: unsupported field`,
-		`routes[0].match.query_parameters: unsupported field envoy.config.route.v3.RouteMatch.query_parameters`,
+		`routes[0].match.grpc: unsupported field envoy.config.route.v3.RouteMatch.grpc`,
 		`routes[0].route.request_mirror_policies: unsupported field envoy.config.route.v3.RouteAction.request_mirror_policies`,
 		`typed_config<HttpConnectionManager>.tracing: unsupported field`,
 		`http_filters[0].typed_config<Router>.suppress_envoy_headers: unsupported field envoy.extensions.filters.http.router.v3.Router.suppress_envoy_headers`,
