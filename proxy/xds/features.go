@@ -90,28 +90,104 @@ func rbacPolicies(rules *rbacv3.RBAC) (*proxy.RBAC, error) {
 				return nil, fmt.Errorf("policy %q: unsupported principal", n)
 			}
 		}
-		for _, pm := range flattenPermissions(pol.GetPermissions()) {
-			switch {
-			case pm.GetAny():
-			case pm.GetUrlPath() != nil:
-				sm := pm.GetUrlPath().GetPath()
-				switch {
-				case sm.GetPrefix() != "":
-					p.PathPrefixes = append(p.PathPrefixes, sm.GetPrefix())
-				case sm.GetExact() != "":
-					p.Paths = append(p.Paths, sm.GetExact())
-				case sm.GetSafeRegex() != nil:
-					p.PathRegexes = append(p.PathRegexes, sm.GetSafeRegex().GetRegex())
-				}
-			case pm.GetHeader() != nil && pm.GetHeader().GetName() == ":method":
-				p.Methods = append(p.Methods, pm.GetHeader().GetStringMatch().GetExact())
-			default:
-				return nil, fmt.Errorf("policy %q: unsupported permission", n)
+		// A policy's permissions are alternatives (Envoy ORs them): each
+		// becomes a proxy policy of its own, with the same principals.
+		var clauses []permission
+		for _, pm := range pol.GetPermissions() {
+			c, err := permissionClauses(pm)
+			if err != nil {
+				return nil, fmt.Errorf("policy %q: %w", n, err)
 			}
+			clauses = append(clauses, c...)
 		}
-		out.Policies = append(out.Policies, p)
+		for i, c := range clauses {
+			q := p
+			if len(clauses) > 1 {
+				q.Name = fmt.Sprintf("%s[%d]", n, i)
+			}
+			q.Paths, q.PathPrefixes, q.PathRegexes, q.Methods = c.paths, c.prefixes, c.regexes, c.methods
+			out.Policies = append(out.Policies, q)
+		}
 	}
 	return out, nil
+}
+
+// permission is one alternative of an RBAC policy's permissions, as the
+// proxy checks it: any of its paths (none: any path) and any of its
+// methods (none: any method).
+type permission struct {
+	paths, prefixes, regexes, methods []string
+}
+
+func (p permission) hasPath() bool { return len(p.paths)+len(p.prefixes)+len(p.regexes) > 0 }
+
+// permissionClauses turns an Envoy permission into the alternatives it
+// allows: any, a URL path, a :method, or_rules of those, and and_rules
+// joining at most one set of paths with at most one set of methods.
+func permissionClauses(pm *rbacv3.Permission) ([]permission, error) {
+	switch {
+	case pm.GetAny():
+		return []permission{{}}, nil
+	case pm.GetUrlPath() != nil:
+		var c permission
+		sm := pm.GetUrlPath().GetPath()
+		switch {
+		case sm.GetPrefix() != "":
+			c.prefixes = []string{sm.GetPrefix()}
+		case sm.GetExact() != "":
+			c.paths = []string{sm.GetExact()}
+		case sm.GetSafeRegex() != nil:
+			c.regexes = []string{sm.GetSafeRegex().GetRegex()}
+		default:
+			return nil, errors.New("url_path: want exact, prefix or safe_regex")
+		}
+		return []permission{c}, nil
+	case pm.GetHeader() != nil && pm.GetHeader().GetName() == ":method" && pm.GetHeader().GetStringMatch().GetExact() != "":
+		return []permission{{methods: []string{pm.GetHeader().GetStringMatch().GetExact()}}}, nil
+	case pm.GetOrRules() != nil:
+		var out []permission
+		for _, r := range pm.GetOrRules().GetRules() {
+			c, err := permissionClauses(r)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, c...)
+		}
+		return out, nil
+	case pm.GetAndRules() != nil:
+		var joined permission
+		for _, r := range pm.GetAndRules().GetRules() {
+			alts, err := permissionClauses(r)
+			if err != nil {
+				return nil, err
+			}
+			// The alternatives of one rule must all be paths, or all
+			// methods, to fold into one permission.
+			var part permission
+			for _, a := range alts {
+				part.paths = append(part.paths, a.paths...)
+				part.prefixes = append(part.prefixes, a.prefixes...)
+				part.regexes = append(part.regexes, a.regexes...)
+				part.methods = append(part.methods, a.methods...)
+				if !a.hasPath() && len(a.methods) == 0 {
+					part = permission{} // any: no constraint
+					break
+				}
+			}
+			switch {
+			case part.hasPath() && len(part.methods) > 0:
+				return nil, errors.New("and_rules: a rule mixes paths and methods")
+			case part.hasPath() && joined.hasPath(), len(part.methods) > 0 && len(joined.methods) > 0:
+				return nil, errors.New("and_rules: at most one rule of paths and one of methods")
+			}
+			joined.paths = append(joined.paths, part.paths...)
+			joined.prefixes = append(joined.prefixes, part.prefixes...)
+			joined.regexes = append(joined.regexes, part.regexes...)
+			joined.methods = append(joined.methods, part.methods...)
+		}
+		return []permission{joined}, nil
+	}
+	return nil, errors.New("unsupported permission (any, url_path, :method header, or_rules, and_rules)")
 }
 
 func flattenPrincipals(ps []*rbacv3.Principal) []*rbacv3.Principal {
@@ -119,18 +195,6 @@ func flattenPrincipals(ps []*rbacv3.Principal) []*rbacv3.Principal {
 	for _, p := range ps {
 		if set := p.GetOrIds(); set != nil {
 			out = append(out, flattenPrincipals(set.GetIds())...)
-			continue
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
-func flattenPermissions(ps []*rbacv3.Permission) []*rbacv3.Permission {
-	var out []*rbacv3.Permission
-	for _, p := range ps {
-		if set := p.GetOrRules(); set != nil {
-			out = append(out, flattenPermissions(set.GetRules())...)
 			continue
 		}
 		out = append(out, p)

@@ -4,6 +4,9 @@ import (
 	"reflect"
 	"testing"
 
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/meshbench/meshbench/proxy"
 )
 
@@ -88,5 +91,34 @@ resources:
 	}
 	if p := l.RBAC.Policies[0]; !reflect.DeepEqual(p.PathRegexes, []string{"/echo.*"}) || p.Principals[0] != "spiffe://td/ns/default/sa/client" {
 		t.Errorf("RBAC policy %+v", p)
+	}
+}
+
+// TestRBACPermissionsAreAlternatives: Envoy ORs a policy's permissions and
+// ANDs and_rules; the proxy's policies say the same.
+func TestRBACPermissionsAreAlternatives(t *testing.T) {
+	var rules rbacv3.RBAC
+	err := protojson.Unmarshal([]byte(`{"action": "ALLOW", "policies": {"p": {
+		"principals": [{"any": true}],
+		"permissions": [
+			{"url_path": {"path": {"prefix": "/public"}}},
+			{"and_rules": {"rules": [
+				{"url_path": {"path": {"safe_regex": {"regex": "/echo.*"}}}},
+				{"or_rules": {"rules": [{"header": {"name": ":method", "string_match": {"exact": "GET"}}}, {"header": {"name": ":method", "string_match": {"exact": "HEAD"}}}]}}
+			]}}
+		]}}}`), &rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := rbacPolicies(&rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []proxy.Policy{
+		{Name: "p[0]", Principals: []string{"*"}, PathPrefixes: []string{"/public"}},
+		{Name: "p[1]", Principals: []string{"*"}, PathRegexes: []string{"/echo.*"}, Methods: []string{"GET", "HEAD"}},
+	}
+	if !reflect.DeepEqual(got.Policies, want) {
+		t.Errorf("policies\n got %+v\nwant %+v", got.Policies, want)
 	}
 }

@@ -52,7 +52,7 @@ var supported = map[protoreflect.FullName][]string{
 	"envoy.extensions.filters.http.rbac.v3.RBAC":                     {"rules"},
 	"envoy.config.rbac.v3.RBAC":                                      {"action", "policies"},
 	"envoy.config.rbac.v3.Policy":                                    {"permissions", "principals"},
-	"envoy.config.rbac.v3.Permission":                                {"any", "url_path", "header", "or_rules"},
+	"envoy.config.rbac.v3.Permission":                                {"any", "url_path", "header", "or_rules", "and_rules"},
 	"envoy.config.rbac.v3.Permission.Set":                            {"rules"},
 	"envoy.config.rbac.v3.Principal":                                 {"any", "authenticated", "header", "or_ids"},
 	"envoy.config.rbac.v3.Principal.Set":                             {"ids"},

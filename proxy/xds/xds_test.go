@@ -214,7 +214,7 @@ resources:
               policies:
                 reads:
                   principals: [{authenticated: {principal_name: {exact: "spiffe://td/ns/default/sa/client"}}}]
-                  permissions: [{or_rules: {rules: [{url_path: {path: {prefix: /api}}}]}}, {header: {name: ":method", string_match: {exact: GET}}}]
+                  permissions: [{and_rules: {rules: [{or_rules: {rules: [{url_path: {path: {prefix: /api}}}]}}, {header: {name: ":method", string_match: {exact: GET}}}]}}]
         - name: envoy.filters.http.fault
           typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault}
         - name: envoy.filters.http.router
