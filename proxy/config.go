@@ -126,10 +126,12 @@ const (
 	CodecHTTP2 Codec = "http2"
 )
 
-// Header is a header to add to requests.
+// Header is a header to add to requests: set (replacing any value), or,
+// with Append, added beside the values the request has.
 type Header struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Append bool   `json:"append,omitempty"`
 }
 
 // TLS is a mutual-TLS identity: the proxy's certificate and key, the trust

@@ -199,8 +199,16 @@ func routeHeaders(h http.Header, route *Route) {
 	for _, name := range route.RequestHeadersToRemove {
 		h.Del(name)
 	}
-	for _, add := range route.RequestHeadersToAdd {
-		h.Set(add.Name, add.Value)
+	setHeaders(h, route.RequestHeadersToAdd)
+}
+
+func setHeaders(h http.Header, hs []Header) {
+	for _, add := range hs {
+		if add.Append {
+			h.Add(add.Name, add.Value)
+		} else {
+			h.Set(add.Name, add.Value)
+		}
 	}
 }
 
@@ -212,7 +220,5 @@ func responseHeaders(h http.Header, route *Route) {
 		// (and Date) back by itself.
 		h[http.CanonicalHeaderKey(name)] = nil
 	}
-	for _, add := range route.ResponseHeadersToAdd {
-		h.Set(add.Name, add.Value)
-	}
+	setHeaders(h, route.ResponseHeadersToAdd)
 }

@@ -21,6 +21,10 @@ type Model struct {
 	Nodes map[string]string `json:"nodes"`
 	// Services are the mesh's services, as policy names them.
 	Services []Service `json:"services,omitempty"`
+	// Accounts are the SPIFFE IDs of the mesh's service accounts (every
+	// workload's, callers that are no service included), as TrafficTarget
+	// sources name them.
+	Accounts map[string]string `json:"accounts,omitempty"`
 }
 
 // Service is one of the mesh's services and where its configuration is:
@@ -30,10 +34,12 @@ type Service struct {
 	// Identity is the SPIFFE ID of the service's workload.
 	Identity string `json:"identity"`
 	// ServiceAccount is the workload's service account, as SMI's
-	// TrafficTarget sources name it.
+	// TrafficTarget destinations name it.
 	ServiceAccount string `json:"serviceAccount"`
-	// Routes are, per calling node, the route configuration and virtual
-	// host that send requests to the service.
+	// Authority is the service's name:port, the Host its callers send.
+	Authority string `json:"authority"`
+	// Routes are, per calling node, the virtual host that sends requests
+	// to the service.
 	Routes []RouteRef `json:"routes,omitempty"`
 	// Clusters are, per calling node, the cluster whose endpoints are the
 	// service's.
@@ -43,11 +49,16 @@ type Service struct {
 	Inbound []ListenerRef `json:"inbound,omitempty"`
 }
 
-// RouteRef is a virtual host in a node's route configuration.
+// RouteRef is a virtual host of a node's listener (its route
+// configuration inline, or by RDS).
 type RouteRef struct {
 	Node        string `json:"node"`
-	RouteConfig string `json:"routeConfig"`
+	Listener    string `json:"listener"`
 	VirtualHost string `json:"virtualHost"`
+	// RewriteAuthority says requests sent on to another service (a split's
+	// backend) must carry that service's authority: the node proxy at the
+	// other end routes by it.
+	RewriteAuthority bool `json:"rewriteAuthority,omitempty"`
 }
 
 // ListenerRef is a listener of a node.

@@ -111,11 +111,3 @@ func (p *Plane) Handler() http.Handler {
 	})
 	return mux
 }
-
-// compile is the model's base bundles with policies applied.
-func compile(_ *Model, base map[string]*xds.Bundle, policies []json.RawMessage) (map[string]*xds.Bundle, error) {
-	if len(policies) > 0 {
-		return nil, fmt.Errorf("policy objects are not supported yet")
-	}
-	return base, nil
-}

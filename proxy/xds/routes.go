@@ -74,10 +74,15 @@ func routeHeaderChanges(r *routev3.Route, pr *proxy.Route) error {
 	add := func(opts []*corev3.HeaderValueOption, what string) ([]proxy.Header, error) {
 		var out []proxy.Header
 		for _, hv := range opts {
-			if hv.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
-				return nil, fmt.Errorf("%s: append_action OVERWRITE_IF_EXISTS_OR_ADD only", what)
+			h := proxy.Header{Name: hv.GetHeader().GetKey(), Value: hv.GetHeader().GetValue()}
+			switch hv.GetAppendAction() {
+			case corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD:
+			case corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD:
+				h.Append = true
+			default:
+				return nil, fmt.Errorf("%s: append_action OVERWRITE_IF_EXISTS_OR_ADD or APPEND_IF_EXISTS_OR_ADD only", what)
 			}
-			out = append(out, proxy.Header{Name: hv.GetHeader().GetKey(), Value: hv.GetHeader().GetValue()})
+			out = append(out, h)
 		}
 		return out, nil
 	}
