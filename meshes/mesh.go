@@ -9,10 +9,13 @@
 package meshes
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meshbench/meshbench/scenarios"
@@ -91,6 +94,13 @@ type Env struct {
 	// Transparent says the platform can redirect a node's traffic to a
 	// proxy (Deployment.Redirects); otherwise apps dial proxies explicitly.
 	Transparent bool
+	// Policies are the scenario's traffic-policy objects, every one of
+	// the run (a mesh applies them over time with Deployment.ApplyPolicies).
+	Policies []scenarios.Policy
+	// Alternatives are, per service, the services policy may send its
+	// requests to instead (a TrafficSplit's backends): its callers must be
+	// able to reach them.
+	Alternatives map[string][]string
 }
 
 // Entry is the service the client calls.
@@ -110,6 +120,40 @@ func (e Env) Callees(w Workload) []Service {
 			}
 		}
 	}
+	return out
+}
+
+// Reachable are the services w's requests may go to: its callees, and
+// the services policy may send their requests to instead.
+func (e Env) Reachable(w Workload) []Service {
+	// A copy: Callees may return a slice of e.Services.
+	out := slices.Clone(e.Callees(w))
+	for _, c := range out {
+		for _, alt := range e.Alternatives[c.Name] {
+			if !slices.ContainsFunc(out, func(s Service) bool { return s.Name == alt }) {
+				out = append(out, e.service(alt))
+			}
+		}
+	}
+	return out
+}
+
+// Reachers are the workloads whose requests may reach the service named
+// name: its callers, and the callers of the services policy may send to it
+// instead.
+func (e Env) Reachers(name string) []Workload {
+	out := e.Callers(name)
+	for root, alts := range e.Alternatives {
+		if !slices.Contains(alts, name) {
+			continue
+		}
+		for _, w := range e.Callers(root) {
+			if !slices.ContainsFunc(out, func(o Workload) bool { return o.Name == w.Name }) {
+				out = append(out, w)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Workload) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -166,6 +210,17 @@ type Deployment struct {
 	// MTLS says the hops between the deployment's proxies (or libraries)
 	// are mutual TLS.
 	MTLS bool
+	// ApplyPolicies, when set, puts policy objects in force (all of the
+	// policy: what it is not given is no longer in force). The runner calls
+	// it before the load and at each change the scenario schedules.
+	ApplyPolicies func(ctx context.Context, objs []scenarios.Policy) error
+}
+
+// PolicyCapable is implemented by meshes that can express traffic policy.
+type PolicyCapable interface {
+	// SupportsPolicies returns nil, or why the mesh cannot express these
+	// policy objects in mode.
+	SupportsPolicies(objs []scenarios.Policy, mode scenarios.Mode) error
 }
 
 // App is how a mesh enrolls one service workload.

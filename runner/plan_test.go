@@ -29,7 +29,7 @@ load: {qps: 10, duration: 1s}
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Plan(s, registry())
+	_, _, err = Plan(s, registry())
 	if err == nil {
 		t.Fatal("Plan accepted an unknown mesh and an unsupported mode")
 	}
@@ -48,7 +48,7 @@ func TestOrderRotatesEverySlotThroughEveryPosition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slots, err := Plan(s, registry())
+	slots, _, err := Plan(s, registry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestRandomOrderIsSeeded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slots, _ := Plan(s, registry())
+	slots, _, _ := Plan(s, registry())
 	keys := func(seed uint64, trial int) string {
 		var k []string
 		for _, sl := range order(slots, trial, scenarios.OrderRandom, seed) {

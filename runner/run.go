@@ -55,10 +55,13 @@ type slot struct {
 func (s slot) key() string { return s.mesh.Name() + "/" + string(s.mode) }
 
 // Plan resolves the scenario's meshes against the registry. Its errors point
-// at the scenario's lines and nothing has been started when it fails.
-func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, error) {
+// at the scenario's lines and nothing has been started when it fails. A
+// (mesh, mode) that cannot express the scenario's policies is an error, or,
+// with onUnsupportedPolicy: skip, left out and returned with the reason.
+func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, []results.Unavailable, error) {
 	var errs scenarios.ErrorList
 	var out []slot
+	var skipped []results.Unavailable
 	for i, ref := range s.Meshes {
 		m, ok := registry[ref.Name]
 		if !ok {
@@ -69,12 +72,33 @@ func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, error
 			errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d].mode", i), "%v", err))
 			continue
 		}
+		if err := supportsPolicies(m, ref.Mode, s.Policies); err != nil {
+			if s.OnUnsupportedPolicy == scenarios.PolicySkip {
+				skipped = append(skipped, results.Unavailable{Mesh: ref.Name, Mode: string(ref.Mode), Reason: "policies: " + err.Error()})
+				continue
+			}
+			errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d]", i), "%s cannot express the scenario's policies: %v (onUnsupportedPolicy: skip leaves it out)", ref, err))
+			continue
+		}
 		out = append(out, slot{mesh: m, mode: ref.Mode})
 	}
 	if len(errs) > 0 {
-		return nil, errs
+		return nil, nil, errs
 	}
-	return out, nil
+	return out, skipped, nil
+}
+
+// supportsPolicies says why m cannot express policies in mode, if it
+// cannot.
+func supportsPolicies(m meshes.Mesh, mode scenarios.Mode, policies []scenarios.Policy) error {
+	if len(policies) == 0 {
+		return nil
+	}
+	pc, ok := m.(meshes.PolicyCapable)
+	if !ok {
+		return fmt.Errorf("mesh %s has no traffic policy", m.Name())
+	}
+	return pc.SupportsPolicies(policies, mode)
 }
 
 // order is the slot order of trial t (1-based). "rotate" shifts it by one
@@ -107,9 +131,12 @@ func Run(ctx context.Context, o Options) (*results.Manifest, []*results.Trial, e
 		o.ReadyTimeout = DefaultReadyTimeout
 	}
 	s := o.Scenario
-	slots, err := Plan(s, o.Meshes)
+	slots, skipped, err := Plan(s, o.Meshes)
 	if err != nil {
 		return nil, nil, err
+	}
+	for _, sk := range skipped {
+		o.Log.Logf("%s/%s left out: %s", sk.Mesh, sk.Mode, sk.Reason)
 	}
 	// Processes get file paths under the results directory, and some
 	// (nginx) resolve relative paths against their own prefix, not ours.
@@ -119,7 +146,7 @@ func Run(ctx context.Context, o Options) (*results.Manifest, []*results.Trial, e
 	if err := os.MkdirAll(filepath.Join(o.OutDir, results.LogsDir), 0o755); err != nil {
 		return nil, nil, fmt.Errorf("create results directory: %w", err)
 	}
-	r := &run{Options: o, slots: slots}
+	r := &run{Options: o, slots: slots, skipped: skipped}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
@@ -137,6 +164,7 @@ func Run(ctx context.Context, o Options) (*results.Manifest, []*results.Trial, e
 type run struct {
 	Options
 	slots    []slot
+	skipped  []results.Unavailable // left out for their policies
 	nodes    map[string]meshes.Node
 	manifest *results.Manifest
 	trials   []*results.Trial
@@ -153,7 +181,7 @@ func (r *run) execute(ctx context.Context) error {
 	if s.Order == scenarios.OrderRandom && s.Seed == 0 {
 		s.Seed = rand.Uint64() // recorded in the manifest's scenario
 	}
-	unavailable := r.dropUnavailable()
+	unavailable := append(r.skipped, r.dropUnavailable()...)
 	if err := r.writeManifest(); err != nil {
 		return err
 	}

@@ -50,6 +50,8 @@ func (r *run) env(dir string) meshes.Env {
 	}
 	_, canIntercept := r.Platform.(Interceptor)
 	env.Transparent = canIntercept && r.manifest.Platform.Transparent
+	env.Policies = r.Scenario.Policies
+	env.Alternatives = r.Scenario.Alternatives()
 	return env
 }
 
@@ -93,6 +95,18 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 		procs = append(procs, started{comp: *c, proc: p})
 		if err := r.waitReady(ctx, c.Name, p, c.Ready); err != nil {
 			return nil, err
+		}
+	}
+	// The policy in force before the load, so that the proxies' first
+	// configuration has it. (Plan has left out the pairs that cannot
+	// express it; the harness floor's calibration runs without.)
+	withPolicy := len(r.Scenario.Policies) > 0 && supportsPolicies(sl.mesh, sl.mode, r.Scenario.Policies) == nil
+	if withPolicy {
+		if dep.ApplyPolicies == nil {
+			return nil, fmt.Errorf("deploy: %s/%s has policies to apply and no way to apply them", sl.mesh.Name(), sl.mode)
+		}
+		if err := dep.ApplyPolicies(ctx, r.Scenario.PoliciesAt(0)); err != nil {
+			return nil, fmt.Errorf("apply policies: %w", err)
 		}
 	}
 	// The services start, and answer their plaintext readiness probe,
@@ -148,7 +162,11 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 		tr.Path = rel
 	}
 	fortioPath := filepath.Join(dir, results.FortioFile)
-	res, usage, err := r.drive(ctx, dep, procs, logDir, fortioPath, sr.rate)
+	acts := []activity{func(_ context.Context, start time.Time) error { tr.MeasureStart = start; return nil }}
+	if withPolicy && len(r.Scenario.PolicyChanges()) > 0 {
+		acts = append(acts, r.policyTimeline(dep, tr))
+	}
+	res, usage, err := r.drive(ctx, dep, procs, logDir, fortioPath, sr.rate, acts)
 	if err != nil {
 		return nil, err
 	}
@@ -229,9 +247,18 @@ func servedCount(name, logPath string) results.ServiceCount {
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
-		var ev workload.ServedEvent
-		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Event == workload.EventServed {
+		var ev struct {
+			workload.ServedEvent
+			Time time.Time `json:"time"`
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			continue
+		}
+		switch ev.Event {
+		case workload.EventServed:
 			out.Requests, out.Calls, out.CallErrors, out.FirstError = ev.Requests, ev.Calls, ev.CallErrors, ev.FirstError
+		case workload.EventTick:
+			out.Ticks = append(out.Ticks, results.Tick{Time: ev.Time, Requests: ev.Requests})
 		}
 	}
 	return out
@@ -239,7 +266,7 @@ func servedCount(name, logPath string) results.ServiceCount {
 
 // drive runs the load client on the client's node and samples every
 // process of the trial while the client measures.
-func (r *run) drive(ctx context.Context, dep *meshes.Deployment, procs []started, logDir, fortioPath string, rate float64) (*fhttp.HTTPRunnerResults, []results.Usage, error) {
+func (r *run) drive(ctx context.Context, dep *meshes.Deployment, procs []started, logDir, fortioPath string, rate float64, acts []activity) (*fhttp.HTTPRunnerResults, []results.Usage, error) {
 	s := r.Scenario
 	client := s.Topology.Client.Name
 	args := []string{"workload", "client",
@@ -288,11 +315,16 @@ func (r *run) drive(ctx context.Context, dep *meshes.Deployment, procs []started
 	var smp *sampler
 	var usage []results.Usage
 	var start workload.Event
+	stopActivities := func() error { return nil }
+	defer func() { _ = stopActivities() }()
 	handle := func(ev workload.Event) {
 		switch {
 		case ev.Event == workload.EventMeasureStart && smp == nil:
 			smp = startSampler(watch)
 			start = ev
+			if len(acts) > 0 {
+				stopActivities = runActivities(ctx, acts, ev.Time)
+			}
 		case ev.Event == workload.EventMeasureEnd && smp != nil:
 			usage = smp.finish()
 			smp = nil
@@ -331,8 +363,13 @@ wait:
 	if smp != nil {
 		usage = smp.finish()
 	}
+	actErr := stopActivities()
+	stopActivities = func() error { return nil }
 	if err := p.Err(); err != nil {
 		return nil, nil, fmt.Errorf("load client failed: %v (see %s)", err, filepath.Join(logDir, client+".stderr.log"))
+	}
+	if actErr != nil {
+		return nil, nil, actErr
 	}
 	res, err := readFortio(fortioPath)
 	if err != nil {

@@ -102,6 +102,9 @@ func TestIntegrationBadInput(t *testing.T) {
 		{"too many args", []string{"run", "a", "b"}, "accepts at most 1 arg(s)"},
 		{"validate", []string{"scenarios", "validate", "testdata/unknown-field.yaml"}, "testdata/unknown-field.yaml:7:3"},
 		{"show unknown", []string{"scenarios", "show", "nope"}, `no built-in scenario "nope"`},
+		{"bad policy", []string{"run", "testdata/bad-policy.yaml"}, `testdata/bad-policy.yaml:19:21: policies[0].spec.backends[0].service: unknown service "app-v9"`},
+		{"policy weights", []string{"run", "testdata/bad-policy.yaml"}, `testdata/bad-policy.yaml:19:9: policies[0].spec.backends: the weights add up to 0`},
+		{"unsupported policy", []string{"run", "testdata/unsupported-policy.yaml"}, `testdata/unsupported-policy.yaml:9:5: meshes[1]: haproxy/sidecar cannot express the scenario's policies: mesh haproxy has no traffic policy`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

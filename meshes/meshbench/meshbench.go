@@ -8,10 +8,17 @@
 package meshbench
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meshbench/meshbench/meshes"
@@ -57,8 +64,9 @@ type mesh struct {
 }
 
 var (
-	_ meshes.Mesh      = (*mesh)(nil)
-	_ meshes.Versioned = (*mesh)(nil)
+	_ meshes.Mesh          = (*mesh)(nil)
+	_ meshes.Versioned     = (*mesh)(nil)
+	_ meshes.PolicyCapable = (*mesh)(nil)
 )
 
 // New returns the own mesh; version names the proxy build in results.
@@ -95,11 +103,68 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 		return nil, err
 	}
 	if len(r.model.Nodes) > 0 {
+		for _, w := range env.Workloads() {
+			if r.model.Accounts == nil {
+				r.model.Accounts = map[string]string{}
+			}
+			r.model.Accounts[w.Name] = workloadID(w)
+		}
 		if dep.ControlPlane, err = r.controlPlane(); err != nil {
 			return nil, err
 		}
+		admin := strings.TrimSuffix(dep.ControlPlane.Status, "/status")
+		dep.ApplyPolicies = func(ctx context.Context, objs []scenarios.Policy) error { return putPolicies(ctx, admin, objs) }
 	}
 	return dep, nil
+}
+
+// SupportsPolicies: the control plane serves the sidecars and node
+// proxies what it can compile; the proxyless library reads files.
+func (m *mesh) SupportsPolicies(objs []scenarios.Policy, mode scenarios.Mode) error {
+	if mode == scenarios.Proxyless {
+		return errors.New("the proxyless library takes its configuration from files, not from the control plane that applies policy")
+	}
+	raw, err := policyJSON(objs)
+	if err != nil {
+		return err
+	}
+	return controlplane.Check(raw)
+}
+
+func policyJSON(objs []scenarios.Policy) ([]json.RawMessage, error) {
+	raw := []json.RawMessage{}
+	for _, p := range objs {
+		b, err := json.Marshal(p.Object)
+		if err != nil {
+			return nil, err
+		}
+		raw = append(raw, b)
+	}
+	return raw, nil
+}
+
+// putPolicies makes objs the policy the control plane at admin serves.
+func putPolicies(ctx context.Context, admin string, objs []scenarios.Policy) error {
+	raw, err := policyJSON(objs)
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(raw)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, admin+"/policies", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("control plane: %w", err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("control plane refused the policies: %s", strings.TrimSpace(string(msg)))
+	}
+	return nil
 }
 
 type renderer struct {
@@ -108,6 +173,26 @@ type renderer struct {
 	mode string
 	// model is what the control plane serves: each proxy's bundle.
 	model *controlplane.Model
+}
+
+// service returns the model's entry for svc, creating it.
+func (r *renderer) service(svc meshes.Service) *controlplane.Service {
+	for i := range r.model.Services {
+		if r.model.Services[i].Name == svc.Name {
+			return &r.model.Services[i]
+		}
+	}
+	r.model.Services = append(r.model.Services, controlplane.Service{Name: svc.Name, Identity: workloadID(svc.Workload),
+		ServiceAccount: svc.Name, Authority: svc.Authority(), Clusters: map[string]string{}})
+	return &r.model.Services[len(r.model.Services)-1]
+}
+
+// reaches records that node's outbound listener routes to svc with
+// cluster: where policy changes how it does.
+func (r *renderer) reaches(svc meshes.Service, node, cluster string, byAuthority bool) {
+	s := r.service(svc)
+	s.Clusters[node] = cluster
+	s.Routes = append(s.Routes, controlplane.RouteRef{Node: node, Listener: "outbound", VirtualHost: svc.Name, RewriteAuthority: byAuthority})
 }
 
 // controlPlaneID is the control plane's SPIFFE ID.
@@ -167,10 +252,11 @@ func withPeers(t xds.TLSFiles, peers ...string) *xds.TLSFiles {
 	return &t
 }
 
-// callerIDs are the SPIFFE IDs of the workloads that call svc.
+// callerIDs are the SPIFFE IDs of the workloads whose requests may reach
+// svc (its callers, and, through policy, its roots' callers).
 func (r *renderer) callerIDs(svc meshes.Service) []string {
 	var ids []string
-	for _, w := range r.env.Callers(svc.Name) {
+	for _, w := range r.env.Reachers(svc.Name) {
 		ids = append(ids, workloadID(w))
 	}
 	return ids

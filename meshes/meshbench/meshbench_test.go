@@ -188,3 +188,60 @@ func TestEveryModeRendersEveryShape(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyReach: services a policy may send a caller's requests to get
+// a cluster at the caller and accept it at their inbound, in sidecar and
+// per-node modes, and the control plane's model indexes where policy
+// applies.
+func TestPolicyReach(t *testing.T) {
+	for _, mode := range []scenarios.Mode{scenarios.Sidecar, scenarios.PerNode} {
+		env := meshtest.Env(t.TempDir(), "fanout", true)
+		// svc-0 calls svc-1..3; a split of svc-1 may send to svc-2, which
+		// the client does not call.
+		env.Services[0].Calls = []string{"svc-1"}
+		env.Alternatives = map[string][]string{"svc-0": {"svc-2"}}
+		dep, err := New("v").Deploy(env, mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := dep.Components[0]
+		cfg := served(t, dep, client)
+		var clusters []string
+		for _, c := range cfg.Clusters {
+			clusters = append(clusters, c.Name)
+		}
+		want := map[scenarios.Mode][]string{
+			scenarios.Sidecar: {"outbound|8080||svc-0", "outbound|8080||svc-2"},
+			scenarios.PerNode: {"tunnel|svc-0", "tunnel|svc-2"},
+		}[mode]
+		if !slices.Equal(clusters, want) {
+			t.Errorf("%s: client clusters %v, want %v", mode, clusters, want)
+		}
+		m, _, err := controlplane.ReadModel(dep.ControlPlane.Args[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(m.Services, func(s controlplane.Service) bool { return s.Name == "svc-2" })
+		if i < 0 {
+			t.Fatalf("%s: model has no svc-2: %+v", mode, m.Services)
+		}
+		s := m.Services[i]
+		if s.Clusters[client.Name] != want[1] || len(s.Inbound) != 1 || m.Accounts["client"] != id("client") ||
+			!slices.ContainsFunc(s.Routes, func(r controlplane.RouteRef) bool {
+				return r.Node == client.Name && r.VirtualHost == "svc-2" && r.RewriteAuthority == (mode == scenarios.PerNode)
+			}) {
+			t.Errorf("%s: model of svc-2 %+v", mode, s)
+		}
+		// svc-2 accepts the client, which may now reach it.
+		for _, c := range dep.Components {
+			if !strings.Contains(c.Name, "svc-2") {
+				continue
+			}
+			for _, l := range served(t, dep, c).Listeners {
+				if l.Direction == proxy.Inbound && mode == scenarios.Sidecar && !slices.Contains(l.TLS.AllowedIDs, id("client")) {
+					t.Errorf("svc-2's inbound accepts %v, not the client", l.TLS.AllowedIDs)
+				}
+			}
+		}
+	}
+}

@@ -1,12 +1,14 @@
 package meshbench
 
 import (
+	"slices"
 	"strconv"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
 	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/proxy/controlplane"
 	"github.com/meshbench/meshbench/proxy/xds"
 )
 
@@ -23,7 +25,7 @@ func outboundRoutes(callees []meshes.Service, cluster func(meshes.Service) strin
 // addOutbound adds to b, for caller's proxy (or library), a cluster and its
 // endpoint per callee, mutual TLS with caller's identity accepting only the
 // callee, and (when listen is set) the outbound listener routing to them.
-func addOutbound(b *xds.Bundle, listen string, callees []meshes.Service, id xds.TLSFiles, upstream func(meshes.Service) string, mark bool) {
+func (r *renderer) addOutbound(b *xds.Bundle, node, listen string, callees []meshes.Service, id xds.TLSFiles, upstream func(meshes.Service) string, mark bool) {
 	if len(callees) == 0 {
 		return
 	}
@@ -37,18 +39,20 @@ func addOutbound(b *xds.Bundle, listen string, callees []meshes.Service, id xds.
 		}
 		b.Clusters = append(b.Clusters, cl)
 		b.Endpoints = append(b.Endpoints, xds.LoadAssignment(name, upstream(c)))
+		r.reaches(c, node, name, false)
 	}
 }
 
 // addInbound adds to b the service's inbound listener at addr (mutual TLS
 // with its identity, accepting only its callers) and the cluster of its
 // local application.
-func (r *renderer) addInbound(b *xds.Bundle, addr string, svc meshes.Service, id xds.TLSFiles) {
+func (r *renderer) addInbound(b *xds.Bundle, node, addr string, svc meshes.Service, id xds.TLSFiles) {
 	in := "inbound|" + strconv.Itoa(svc.Port)
 	b.Listeners = append(b.Listeners, xds.HTTPListener("inbound", addr, corev3.TrafficDirection_INBOUND, true,
 		xds.Routes("inbound", []string{"*"}, in), withPeers(id, r.callerIDs(svc)...)))
 	b.Clusters = append(b.Clusters, xds.EDSCluster(in, connectTimeout, nil))
 	b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(svc.Node.Local, svc.Port)))
+	r.service(svc).Inbound = append(r.service(svc).Inbound, controlplane.ListenerRef{Node: node, Listener: "inbound"})
 }
 
 // services indexes env's services by name.
@@ -81,11 +85,12 @@ func (r *renderer) sidecar() (*meshes.Deployment, error) {
 		b := &xds.Bundle{}
 		// The outbound listener's downstream is the local app: its
 		// loopback address says nothing useful upstream, so no XFF.
-		addOutbound(b, meshes.HostPort(w.Node.Local, OutboundPort), r.env.Callees(w), id, plan.Upstream, true)
+		node := w.Name + "-sidecar"
+		r.addOutbound(b, node, meshes.HostPort(w.Node.Local, OutboundPort), r.env.Reachable(w), id, plan.Upstream, true)
 		if svc, ok := r.serviceOf(w); ok {
-			r.addInbound(b, meshes.HostPort(w.Node.Addr, InboundPort), svc, id)
+			r.addInbound(b, node, meshes.HostPort(w.Node.Addr, InboundPort), svc, id)
 		}
-		c, err := r.proxyComponent(w.Name+"-sidecar", w.Node, b, id, ProxyMark)
+		c, err := r.proxyComponent(node, w.Node, b, id, ProxyMark)
 		if err != nil {
 			return nil, err
 		}
@@ -108,12 +113,14 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 			return nil, err
 		}
 		b := &xds.Bundle{}
-		if callees := r.env.Callees(w); len(callees) > 0 {
+		node := "node-proxy-" + w.Node.Name
+		if callees := r.env.Reachable(w); len(callees) > 0 {
 			tunnel := func(c meshes.Service) string { return "tunnel|" + c.Node.Name }
 			b.Listeners = append(b.Listeners, xds.HTTPListener("outbound", meshes.HostPort(w.Node.Local, OutboundPort), corev3.TrafficDirection_OUTBOUND, false,
 				xds.WithHeaders(outboundRoutes(callees, tunnel), []string{SourceHeader}, map[string]string{SourceHeader: workloadID(w)}), nil))
 			seen := map[string]bool{}
 			for _, c := range callees {
+				r.reaches(c, node, tunnel(c), true)
 				if seen[tunnel(c)] {
 					continue
 				}
@@ -124,16 +131,19 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 		}
 		if svc, ok := r.serviceOf(w); ok {
 			var peers []string
-			for _, caller := range r.env.Callers(svc.Name) {
-				peers = append(peers, nodeID(caller.Node))
+			for _, caller := range r.env.Reachers(svc.Name) {
+				if id := nodeID(caller.Node); !slices.Contains(peers, id) {
+					peers = append(peers, id)
+				}
 			}
+			r.service(svc).Inbound = append(r.service(svc).Inbound, controlplane.ListenerRef{Node: node, Listener: "tunnel", SourceHeader: SourceHeader})
 			in := "inbound|" + strconv.Itoa(svc.Port) + "||" + svc.Name
 			b.Listeners = append(b.Listeners, xds.HTTP2Listener("tunnel", meshes.HostPort(w.Node.Addr, TunnelPort), corev3.TrafficDirection_INBOUND,
 				xds.Routes("tunnel", domains(svc), in), withPeers(id, peers...)))
 			b.Clusters = append(b.Clusters, xds.EDSCluster(in, connectTimeout, nil))
 			b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(svc.Node.Local, svc.Port)))
 		}
-		c, err := r.proxyComponent("node-proxy-"+w.Node.Name, w.Node, b, id, 0)
+		c, err := r.proxyComponent(node, w.Node, b, id, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -160,12 +170,12 @@ func (r *renderer) proxyless() (*meshes.Deployment, error) {
 			return nil, err
 		}
 		b := &xds.Bundle{}
-		addOutbound(b, "0.0.0.0:0", r.env.Callees(w), id, port, false)
+		r.addOutbound(b, w.Name, "0.0.0.0:0", r.env.Callees(w), id, port, false)
 		svc, isService := r.serviceOf(w)
 		if isService {
 			// The library serves the inbound listener itself and never
 			// uses its route, which the subset requires.
-			r.addInbound(b, port(svc), svc, id)
+			r.addInbound(b, w.Name, port(svc), svc, id)
 		}
 		path, err := r.writeBundle(w.Name+"-proxyless", b)
 		if err != nil {

@@ -780,3 +780,73 @@ func setRBAC(h *hcmv3.HttpConnectionManager, rules *rbacconfigv3.RBAC) error {
 	h.HttpFilters = append([]*hcmv3.HttpFilter{f}, filters...)
 	return nil
 }
+
+// Check reports what in policy objects meshbench's control plane does not
+// implement, whatever the mesh they are for: a mesh says so before anything
+// starts rather than fail when the objects arrive.
+func Check(raw []json.RawMessage) error {
+	objs, err := decodePolicies(raw)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	no := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *splitv1alpha4.TrafficSplit:
+			if len(o.Spec.Matches) > 0 {
+				no("TrafficSplit %s: spec.matches is not implemented", o.Name)
+			}
+		case *specsv1alpha4.HTTPRouteGroup:
+			for _, m := range o.Spec.Matches {
+				if len(m.Headers) > 0 {
+					no("HTTPRouteGroup %s match %s: header matches are not implemented", o.Name, m.Name)
+				}
+			}
+		case *gatewayv1.HTTPRoute:
+			for i, r := range o.Spec.Rules {
+				where := fmt.Sprintf("HTTPRoute %s rules[%d]", o.Name, i)
+				redirect := false
+				for _, f := range r.Filters {
+					switch f.Type {
+					case gatewayv1.HTTPRouteFilterRequestRedirect:
+						redirect = true
+					case gatewayv1.HTTPRouteFilterRequestHeaderModifier, gatewayv1.HTTPRouteFilterResponseHeaderModifier, gatewayv1.HTTPRouteFilterURLRewrite:
+					default:
+						no("%s: filter %s is not implemented", where, f.Type)
+					}
+				}
+				if len(r.BackendRefs) == 0 && !redirect {
+					no("%s: needs backendRefs or a RequestRedirect", where)
+				}
+				for _, b := range r.BackendRefs {
+					if len(b.Filters) > 0 {
+						no("%s: filters on backendRefs are not implemented", where)
+					}
+				}
+				if r.Timeouts != nil && r.Timeouts.BackendRequest != nil {
+					no("%s: timeouts.backendRequest is not implemented (timeouts.request is)", where)
+				}
+				if r.Retry != nil && r.Retry.Backoff != nil {
+					no("%s: retry.backoff is not implemented", where)
+				}
+				if r.SessionPersistence != nil {
+					no("%s: sessionPersistence is not implemented", where)
+				}
+			}
+		case *gatewayv1.GRPCRoute:
+			for i, r := range o.Spec.Rules {
+				if len(r.Filters) > 0 {
+					no("GRPCRoute %s rules[%d]: filters are not implemented", o.Name, i)
+				}
+				if len(r.BackendRefs) == 0 {
+					no("GRPCRoute %s rules[%d]: needs backendRefs", o.Name, i)
+				}
+				if r.SessionPersistence != nil {
+					no("GRPCRoute %s rules[%d]: sessionPersistence is not implemented", o.Name, i)
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

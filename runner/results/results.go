@@ -145,6 +145,18 @@ type Trial struct {
 	// ControlPlane is what the mesh's control plane reported when the
 	// load ended, for meshes that have one.
 	ControlPlane *ControlPlane `json:"controlPlane,omitempty"`
+	// MeasureStart is when the measured window began (the load client's
+	// clock); Events, what happened in it besides the load.
+	MeasureStart time.Time     `json:"measureStart,omitzero"`
+	Events       []WindowEvent `json:"events,omitempty"`
+}
+
+// WindowEvent is something that happened during the measured window,
+// such as a policy change: At is seconds from the window's start.
+type WindowEvent struct {
+	At     float64 `json:"at"`
+	Kind   string  `json:"kind"`
+	Detail string  `json:"detail"`
 }
 
 // ControlPlane is a control plane's account of a trial: the configuration
@@ -179,6 +191,15 @@ type ServiceCount struct {
 	Calls      int64  `json:"calls"`
 	CallErrors int64  `json:"callErrors"`
 	FirstError string `json:"firstError,omitempty"`
+	// Ticks are the service's count so far, once a second: per-second
+	// rates by difference.
+	Ticks []Tick `json:"ticks,omitempty"`
+}
+
+// Tick is a service's request count at a moment.
+type Tick struct {
+	Time     time.Time `json:"time"`
+	Requests int64     `json:"requests"`
 }
 
 // Probe is one step of a max search: whether the trial met the SLO, and

@@ -89,6 +89,18 @@ type ServedEvent struct {
 // EventServed names ServedEvent.
 const EventServed = "served"
 
+// TickEvent is the server's count so far, once a second on Stats: the
+// per-second series of what each service served (a canary's shift shows
+// in it).
+type TickEvent struct {
+	Event    string    `json:"event"`
+	Time     time.Time `json:"time"`
+	Requests int64     `json:"requests"`
+}
+
+// EventTick names TickEvent.
+const EventTick = "tick"
+
 // caller makes a server's calls and counts them.
 type caller struct {
 	delay                        time.Duration
@@ -218,9 +230,37 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	c := newCaller(o)
 	mux.HandleFunc("/", c.handler)
 	if o.Stats != nil {
-		defer func() {
-			b, _ := json.Marshal(c.served())
+		var mu sync.Mutex
+		write := func(v any) {
+			b, _ := json.Marshal(v)
+			mu.Lock()
+			defer mu.Unlock()
 			_, _ = o.Stats.Write(append(b, '\n'))
+		}
+		// Ticks fall on whole seconds of the clock, so that every
+		// service's seconds are the same ones.
+		done := make(chan struct{})
+		stopped := make(chan struct{})
+		go func() {
+			defer close(stopped)
+			next := time.Now().Truncate(time.Second).Add(time.Second)
+			t := time.NewTimer(time.Until(next))
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					write(TickEvent{Event: EventTick, Time: next, Requests: c.requests.Load()})
+					next = next.Add(time.Second)
+					t.Reset(time.Until(next))
+				case <-done:
+					return
+				}
+			}
+		}()
+		defer func() {
+			close(done)
+			<-stopped
+			write(c.served())
 		}()
 	}
 	ln := o.Listener

@@ -106,7 +106,7 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 		return err
 	}
 	reg := registry()
-	if _, err := runner.Plan(sc, reg); err != nil {
+	if _, _, err := runner.Plan(sc, reg); err != nil {
 		return err
 	}
 	subnet, err := netip.ParsePrefix(o.subnet)

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gonum.org/v1/gonum/stat/distuv"
+
+	"github.com/meshbench/meshbench/runner/results"
+)
+
+// canaryScenario shifts app's traffic from app-v1 to app-v2 at 3 s and
+// 6 s of a 9 s window: 90/10, 50/50, 0/100. HAProxy cannot express it and
+// is left out.
+const canaryScenario = `apiVersion: meshbench/v1
+name: canary-test
+topology:
+  services:
+    - name: app
+    - name: app-v1
+    - name: app-v2
+meshes:
+  - {name: meshbench, mode: sidecar}
+  - {name: meshbench, mode: per-node}
+  - {name: haproxy, mode: sidecar}
+load:
+  qps: 500
+  duration: 9s
+  warmup: 500ms
+trials: 1
+onUnsupportedPolicy: skip
+policies:
+  - apiVersion: split.smi-spec.io/v1alpha4
+    kind: TrafficSplit
+    metadata: {name: canary}
+    spec: {service: app, backends: [{service: app-v1, weight: 90}, {service: app-v2, weight: 10}]}
+  - at: 3s
+    apiVersion: split.smi-spec.io/v1alpha4
+    kind: TrafficSplit
+    metadata: {name: canary}
+    spec: {service: app, backends: [{service: app-v1, weight: 50}, {service: app-v2, weight: 50}]}
+  - at: 6s
+    apiVersion: split.smi-spec.io/v1alpha4
+    kind: TrafficSplit
+    metadata: {name: canary}
+    spec: {service: app, backends: [{service: app-v2, weight: 100}]}
+`
+
+// TestIntegrationPolicyShift runs a canary under load: no request fails,
+// and each second's traffic follows the split in force, measured from the
+// services' own per-second counts. A second counts when it began at least
+// a second after the change was put in force (propagation is bounded here
+// only loosely; the README gives the measured figure), and the share is
+// judged with an exact binomial test at a one-in-a-million false-failure
+// rate, so noise cannot fail it.
+func TestIntegrationPolicyShift(t *testing.T) {
+	integration(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "canary.yaml")
+	if err := os.WriteFile(path, []byte(canaryScenario), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "results")
+	r := meshbench(t, 4*time.Minute, "run", path, "--out", out)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "haproxy/sidecar left out: policies: mesh haproxy has no traffic policy") {
+		t.Errorf("the run does not say that HAProxy was left out:\n%s", r.stderr)
+	}
+	m, err := results.ReadManifest(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Unavailable) != 1 || m.Unavailable[0].Mesh != "haproxy" {
+		t.Errorf("manifest's left-out pairs: %+v", m.Unavailable)
+	}
+	trials, err := results.ReadTrials(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(trials) != 2 {
+		t.Fatalf("%d trials, want the own sidecar and per-node", len(trials))
+	}
+	for _, tr := range trials {
+		name := tr.Key()
+		if tr.Errors != 0 || tr.Requests == 0 {
+			t.Errorf("%s: %d errors of %d requests", name, tr.Errors, tr.Requests)
+		}
+		if len(tr.Events) != 2 || tr.Events[0].Kind != "policy" {
+			t.Fatalf("%s: events %+v, want the two policy changes", name, tr.Events)
+		}
+		if cp := tr.ControlPlane; cp == nil || cp.Changes < 3 || cp.Current != cp.Nodes || len(cp.NACKs) > 0 {
+			t.Errorf("%s: control plane %+v, want every proxy at the last of at least 3 versions, no NACK", name, cp)
+		}
+		v1, v2 := perSecond(t, tr, "app-v1"), perSecond(t, tr, "app-v2")
+		checked := 0
+		for sec, a := range v1 {
+			b, ok := v2[sec]
+			if !ok {
+				continue
+			}
+			from := a.from
+			weight := 0.1 // app-v2's share in force
+			switch {
+			case from >= tr.Events[1].At+1:
+				weight = 1
+			case from >= tr.Events[0].At+1 && a.to <= tr.Events[1].At:
+				weight = 0.5
+			case a.to <= tr.Events[0].At && from >= 0:
+			default:
+				continue // a second around a change
+			}
+			n, k := a.n+b.n, b.n
+			if n < 100 {
+				continue // the window's edges
+			}
+			checked++
+			if weight == 1 {
+				if a.n != 0 {
+					t.Errorf("%s: %d requests reached app-v1 in the second from %.1fs, after the split sent everything to app-v2", name, a.n, from)
+				}
+				continue
+			}
+			dist := distuv.Binomial{N: float64(n), P: weight}
+			if p := 2 * math.Min(dist.CDF(float64(k)), 1-dist.CDF(float64(k-1))); p < 1e-6 {
+				t.Errorf("%s: second from %.1fs: %d of %d requests to app-v2 (p = %.2g under a %.0f%% share)", name, from, k, n, p, weight*100)
+			}
+		}
+		if checked < 4 {
+			t.Errorf("%s: only %d seconds to judge", name, checked)
+		}
+	}
+}
+
+// second is what a service served in one second of the window.
+type second struct {
+	from, to float64 // seconds from the window's start
+	n        int64
+}
+
+// perSecond is service's per-second counts, from its ticks, by the clock
+// second they end at (every service ticks on whole seconds).
+func perSecond(t *testing.T, tr *results.Trial, service string) map[int64]second {
+	t.Helper()
+	for _, s := range tr.Services {
+		if s.Name != service {
+			continue
+		}
+		out := map[int64]second{}
+		for i := 1; i < len(s.Ticks); i++ {
+			out[s.Ticks[i].Time.Round(time.Second).Unix()] = second{
+				from: s.Ticks[i-1].Time.Sub(tr.MeasureStart).Seconds(),
+				to:   s.Ticks[i].Time.Sub(tr.MeasureStart).Seconds(),
+				n:    s.Ticks[i].Requests - s.Ticks[i-1].Requests,
+			}
+		}
+		return out
+	}
+	t.Fatalf("%s: no counts of %s", tr.Key(), service)
+	return nil
+}
