@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,62 +12,98 @@ import (
 	"github.com/meshbench/meshbench/proxy/identity"
 )
 
-// Router applies one listener's routing in-process, as an
-// http.RoundTripper: the proxyless mode's data plane. It shares matching,
-// header rewriting, load balancing, timeouts and connection pools with the
-// proxy; it has no downstream server.
+// Library is the proxy's configuration applied in-process, with no
+// server: the proxyless mode's data plane. Its outbound listener routes
+// requests as an http.RoundTripper (Router) and its inbound listener's
+// RBAC judges the requests the workload serves (Allow); Update replaces
+// the configuration as a running proxy's does, so a control plane steers
+// proxyless workloads too. It shares matching, header rewriting, load
+// balancing, timeouts, connection pools and policy with the proxy.
+type Library struct {
+	p *Proxy
+}
+
+// NewLibrary compiles cfg.
+func NewLibrary(cfg Config, opts ...Option) (*Library, error) {
+	p, err := New(cfg, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Library{p: p}, nil
+}
+
+// Update replaces the configuration (see Proxy.Update; nothing binds).
+func (lib *Library) Update(cfg Config, version string, source json.RawMessage) error {
+	return lib.p.Update(cfg, version, source)
+}
+
+// Version returns the version of the configuration in force.
+func (lib *Library) Version() string { return lib.p.Version() }
+
+// Config returns the configuration in force.
+func (lib *Library) Config() Config { return lib.p.state.Load().cfg }
+
+// Router returns a RoundTripper for the listener called name, which
+// follows the library's updates.
+func (lib *Library) Router(name string) *Router { return &Router{lib: lib, name: name} }
+
+// Allow applies the RBAC of the inbound listener called name to a request
+// the workload received (on that listener's mutual TLS): false is a 403.
+func (lib *Library) Allow(name string, r *http.Request) bool {
+	l := lib.p.state.Load().listeners[name]
+	if l == nil || l.rbac == nil {
+		return l != nil
+	}
+	return l.rbac.allows(l.source(r), r)
+}
+
+// CloseIdleConnections closes every cluster's idle connections.
+func (lib *Library) CloseIdleConnections() {
+	for _, c := range lib.p.state.Load().clusters {
+		c.transport.CloseIdleConnections()
+	}
+}
+
+// Router routes requests as one listener of a Library says, as an
+// http.RoundTripper.
 type Router struct {
-	l        *listener
-	clusters map[string]*cluster
+	lib  *Library
+	name string
 }
 
 // NewRouter compiles cfg and returns a Router for its listener named
 // listenerName.
 func NewRouter(cfg Config, listenerName string) (*Router, error) {
-	cfg.Normalize()
-	if err := cfg.Validate(); err != nil {
+	lib, err := NewLibrary(cfg)
+	if err != nil {
 		return nil, err
 	}
-	r := &Router{clusters: map[string]*cluster{}}
-	for _, c := range cfg.Clusters {
-		cl, err := newCluster(c)
-		if err != nil {
-			return nil, err
-		}
-		r.clusters[c.Name] = cl
-	}
-	for _, lc := range cfg.Listeners {
-		if lc.Name != listenerName {
-			continue
-		}
-		l, err := newListener(lc, r.clusters, nil)
-		if err != nil {
-			return nil, err
-		}
-		r.l = l
-	}
-	if r.l == nil {
+	if lib.p.state.Load().listeners[listenerName] == nil {
 		return nil, fmt.Errorf("no listener %q", listenerName)
 	}
-	return r, nil
+	return lib.Router(listenerName), nil
 }
 
 // RoundTrip routes req by its authority and path and sends it to an
 // endpoint of the route's cluster. It does not modify req.
 func (r *Router) RoundTrip(req *http.Request) (*http.Response, error) {
+	l := r.lib.p.state.Load().listeners[r.name]
+	if l == nil {
+		return nil, fmt.Errorf("no listener %q in the configuration in force", r.name)
+	}
 	host := req.Host
 	if host == "" {
 		host = req.URL.Host
 	}
-	vh, route := r.l.match(host, req.URL.Path, req.Method, req.Header, req.URL.RawQuery)
+	vh, route := l.match(host, req.URL.Path, req.Method, req.Header, req.URL.RawQuery)
 	if route == nil {
 		return nil, fmt.Errorf("no route for %s%s", host, req.URL.Path)
 	}
 	if route.Redirect != nil {
 		return nil, fmt.Errorf("route %q of %s%s redirects, which the proxyless library does not follow", route.Name, host, req.URL.Path)
 	}
-	c, hostRewrite := r.l.routes[route].pick()
-	timeout := r.l.timeout
+	c, hostRewrite := l.routes[route].pick()
+	timeout := l.timeout
 	if route.Timeout > 0 {
 		timeout = route.Timeout.D()
 	}
@@ -101,11 +138,7 @@ func (r *Router) RoundTrip(req *http.Request) (*http.Response, error) {
 var errOverflow = errors.New("upstream overflow (circuit breaker)")
 
 // CloseIdleConnections closes every cluster's idle connections.
-func (r *Router) CloseIdleConnections() {
-	for _, c := range r.clusters {
-		c.transport.CloseIdleConnections()
-	}
-}
+func (r *Router) CloseIdleConnections() { r.lib.CloseIdleConnections() }
 
 // cancelOnClose ends the request's timeout context with its body.
 type cancelOnClose struct {

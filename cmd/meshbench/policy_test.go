@@ -26,6 +26,7 @@ topology:
 meshes:
   - {name: meshbench, mode: sidecar}
   - {name: meshbench, mode: per-node}
+  - {name: meshbench, mode: proxyless}
   - {name: haproxy, mode: sidecar}
 load:
   qps: 500
@@ -83,8 +84,8 @@ func TestIntegrationPolicyShift(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(trials) != 2 {
-		t.Fatalf("%d trials, want the own sidecar and per-node", len(trials))
+	if len(trials) != 3 {
+		t.Fatalf("%d trials, want the own sidecar, per-node and proxyless", len(trials))
 	}
 	for _, tr := range trials {
 		name := tr.Key()

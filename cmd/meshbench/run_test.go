@@ -111,9 +111,9 @@ func checkTrial(t *testing.T, dir string, m *results.Manifest, tr *results.Trial
 	if tr.Achieved < 0.8*qps || tr.Achieved > 1.01*qps {
 		t.Errorf("%s: achieved %.1f qps, want between 80%% and 101%% of %.0f", name, tr.Achieved, qps)
 	}
-	// The own mesh's proxies take their configuration from its control
-	// plane: every one of them acknowledged the version in force.
-	if tr.Mesh == "meshbench" && (tr.Mode == "sidecar" || tr.Mode == "per-node") {
+	// The own mesh's proxies and libraries take their configuration from
+	// its control plane: every one acknowledged the version in force.
+	if tr.Mesh == "meshbench" {
 		if cp := tr.ControlPlane; cp == nil || cp.Nodes == 0 || cp.Current != cp.Nodes || len(cp.NACKs) > 0 {
 			t.Errorf("%s: control plane %+v, want every proxy current and no NACK", name, cp)
 		}

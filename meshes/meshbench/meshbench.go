@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -118,12 +117,9 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 	return dep, nil
 }
 
-// SupportsPolicies: the control plane serves the sidecars and node
-// proxies what it can compile; the proxyless library reads files.
-func (m *mesh) SupportsPolicies(objs []scenarios.Policy, mode scenarios.Mode) error {
-	if mode == scenarios.Proxyless {
-		return errors.New("the proxyless library takes its configuration from files, not from the control plane that applies policy")
-	}
+// SupportsPolicies: the control plane serves the sidecars, node proxies
+// and proxyless libraries what it can compile, in every mode.
+func (m *mesh) SupportsPolicies(objs []scenarios.Policy, _ scenarios.Mode) error {
 	raw, err := policyJSON(objs)
 	if err != nil {
 		return err
@@ -295,6 +291,19 @@ func (r *renderer) writeBundle(name string, b *xds.Bundle) (string, error) {
 	}
 	path := filepath.Join(r.env.Dir, name+".xds.json")
 	return path, os.WriteFile(path, data, 0o644)
+}
+
+// libraryArgs writes a proxyless workload's bundle as its node's base
+// configuration at the control plane and returns the workload's flags to
+// take it from there, over mutual TLS with its own identity (id).
+func (r *renderer) libraryArgs(node string, b *xds.Bundle, id xds.TLSFiles) ([]string, error) {
+	path, err := r.writeBundle(node, b)
+	if err != nil {
+		return nil, err
+	}
+	r.model.Nodes[node] = filepath.Base(path)
+	return []string{"--ads", r.xdsAddr(), "--node", node,
+		"--ads-cert", id.Cert, "--ads-key", id.Key, "--ads-ca", id.CA, "--ads-peer-id", controlPlaneID}, nil
 }
 
 // proxyComponent writes a proxy's bundle as its node's base configuration

@@ -13,20 +13,6 @@ import (
 	"github.com/meshbench/meshbench/scenarios"
 )
 
-// loadBundle reads a rendered bundle back as the proxy would.
-func loadBundle(t *testing.T, name, path string) *proxy.Config {
-	t.Helper()
-	b, err := xds.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%s: rendered bundle does not decode: %v", name, err)
-	}
-	cfg, err := xds.Translate(b, name, "")
-	if err != nil {
-		t.Fatalf("%s: rendered config does not load: %v", name, err)
-	}
-	return cfg
-}
-
 // served is the configuration the deployment's control plane serves the
 // proxy component c, which must take it from that control plane.
 func served(t *testing.T, dep *meshes.Deployment, c meshes.Component) *proxy.Config {
@@ -169,17 +155,17 @@ func TestEveryModeRendersEveryShape(t *testing.T) {
 					served(t, dep, c)
 				}
 			case scenarios.Proxyless:
-				if len(dep.Components) != 0 || dep.Target.URL != "http://svc-0:8080/" || len(dep.Target.ClientArgs) != 2 {
+				if len(dep.Components) != 0 || dep.Target.URL != "http://svc-0:8080/" || dep.ControlPlane == nil {
 					t.Errorf("%s proxyless deployment: %+v", shape, dep)
 				}
-				loadBundle(t, "client", dep.Target.ClientArgs[1])
+				served(t, dep, meshes.Component{Name: "client-proxyless", Args: dep.Target.ClientArgs})
 				for _, s := range env.Services {
 					app := dep.Apps[s.Name]
-					if len(app.Args) != 2 || app.Ready == nil || app.Ready.TCP != meshes.HostPort(s.Node.Addr, ProxylessPort) || len(app.Calls) != len(s.Calls) {
+					if app.Ready == nil || app.Ready.TCP != meshes.HostPort(s.Node.Addr, ProxylessPort) || len(app.Calls) != len(s.Calls) {
 						t.Errorf("%s proxyless %s: %+v", shape, s.Name, app)
 						continue
 					}
-					cfg := loadBundle(t, s.Name, app.Args[1])
+					cfg := served(t, dep, meshes.Component{Name: s.Name + "-proxyless", Args: app.Args})
 					if want := 1 + min(len(s.Calls), 1); len(cfg.Listeners) != want {
 						t.Errorf("%s proxyless %s: %d listeners, want %d", shape, s.Name, len(cfg.Listeners), want)
 					}

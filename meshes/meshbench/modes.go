@@ -152,11 +152,11 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 	return dep, nil
 }
 
-// proxyless renders no proxy: every workload links the library. The
-// client's load generator and each calling service route in-process with
-// their bundle's outbound listener and dial their callees' mutual-TLS ports
-// directly; each service serves its bundle's inbound listener, accepting
-// only its callers.
+// proxyless renders no proxy: every workload links the library, which
+// takes its configuration from the control plane. The client's load
+// generator and each calling service route in-process with their outbound
+// listener and dial their callees' mutual-TLS ports directly; each service
+// serves its inbound listener, accepting only its callers, under its RBAC.
 func (r *renderer) proxyless() (*meshes.Deployment, error) {
 	dep := &meshes.Deployment{
 		Target: meshes.Target{URL: "http://" + r.env.Entry().Authority() + "/"},
@@ -170,23 +170,24 @@ func (r *renderer) proxyless() (*meshes.Deployment, error) {
 			return nil, err
 		}
 		b := &xds.Bundle{}
-		r.addOutbound(b, w.Name, "0.0.0.0:0", r.env.Callees(w), id, port, false)
+		node := w.Name + "-proxyless"
+		r.addOutbound(b, node, "0.0.0.0:0", r.env.Reachable(w), id, port, false)
 		svc, isService := r.serviceOf(w)
 		if isService {
 			// The library serves the inbound listener itself and never
 			// uses its route, which the subset requires.
-			r.addInbound(b, w.Name, port(svc), svc, id)
+			r.addInbound(b, node, port(svc), svc, id)
 		}
-		path, err := r.writeBundle(w.Name+"-proxyless", b)
+		args, err := r.libraryArgs(node, b, id)
 		if err != nil {
 			return nil, err
 		}
 		if !isService {
-			dep.Target.ClientArgs = []string{"--xds", path}
+			dep.Target.ClientArgs = args
 			continue
 		}
 		app := dep.Apps[w.Name]
-		app.Args = []string{"--xds", path}
+		app.Args = args
 		app.Ready = &meshes.Probe{TCP: port(svc)}
 		dep.Apps[w.Name] = app
 	}

@@ -38,13 +38,17 @@ func TestClientAndServerTalkMutualTLS(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ln, err := Listen(ctx, server)
+	sm, err := Start(ctx, xds.Static{Bundle: server}, "server", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ln, err := sm.Listen(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: sm.Guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, identity.PeerID(r.TLS.PeerCertificates[0])+" "+r.Host)
-	})}
+	}))}
 	go srv.Serve(ln)
 	defer srv.Close()
 
@@ -54,7 +58,11 @@ func TestClientAndServerTalkMutualTLS(t *testing.T) {
 			Clusters:  []*clusterv3.Cluster{xds.EDSCluster("server", time.Second, issue(name, id, sid))},
 			Endpoints: []*endpointv3.ClusterLoadAssignment{xds.LoadAssignment("server", ln.Addr().String())},
 		}
-		tr, err := NewTransport(b)
+		cm, err := Start(ctx, xds.Static{Bundle: b}, name, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := cm.Transport()
 		if err != nil {
 			t.Fatal(err)
 		}

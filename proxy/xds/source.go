@@ -46,6 +46,19 @@ func (f File) Run(ctx context.Context, apply func(*Bundle) error) error {
 	return nil
 }
 
+// Static is a Source that delivers one bundle it holds (tests, and
+// configuration built in-process).
+type Static struct{ Bundle *Bundle }
+
+// Run delivers the bundle and waits for ctx to end.
+func (s Static) Run(ctx context.Context, apply func(*Bundle) error) error {
+	if err := apply(s.Bundle); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
+
 // Logger receives a source's operational messages.
 type Logger interface {
 	Logf(format string, args ...any)

@@ -51,6 +51,8 @@ type ServerOptions struct {
 	// Stats, when set, receives one JSON line with the server's counts
 	// (ServedEvent) when it stops.
 	Stats io.Writer
+	// Guard, when set, wraps the handler (the proxyless mode's RBAC).
+	Guard func(http.Handler) http.Handler
 }
 
 // Call is a service the server calls for every request: its authority
@@ -270,7 +272,11 @@ func Serve(ctx context.Context, o ServerOptions) error {
 			return err
 		}
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	var handler http.Handler = mux
+	if o.Guard != nil {
+		handler = o.Guard(mux)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

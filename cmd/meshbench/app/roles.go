@@ -1,15 +1,16 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log"
-	"net/http"
 	"os"
 	"time"
 
 	flog "fortio.org/log"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/meshbench/meshbench/proxy"
@@ -38,9 +39,56 @@ func quietFortio() {
 	flog.SetOutput(os.Stderr)
 }
 
+// meshFlags are a proxyless workload's configuration source: a bundle
+// file, or the control plane.
+type meshFlags struct {
+	bundle, ads, node string
+	adsMark           int
+	tls               tlsFlags
+}
+
+func (f *meshFlags) bind(fs *pflag.FlagSet, what string) {
+	fs.StringVar(&f.bundle, "xds", "", what+" with this xDS bundle (proxyless mode)")
+	fs.StringVar(&f.ads, "ads", "", what+" with the configuration of this control plane (proxyless mode), following its changes")
+	fs.StringVar(&f.node, "node", "", "the workload's node ID at the control plane (default: the bundle's or control plane's name for it)")
+	f.tls.bind(fs, "ads-", "control plane connection")
+}
+
+// start returns the proxyless library of the workload, or nil when no
+// source is named.
+func (f *meshFlags) start(ctx context.Context, logger xds.Logger) (*proxyless.Mesh, error) {
+	var src xds.Source
+	switch {
+	case f.bundle != "" && f.ads != "":
+		return nil, badInput(errors.New("flags --xds and --ads: give one configuration source"))
+	case f.bundle != "":
+		b, err := xds.ReadFile(f.bundle)
+		if err != nil {
+			return nil, badInput(err)
+		}
+		src = xds.Static{Bundle: b}
+	case f.ads != "":
+		if f.node == "" {
+			return nil, badInput(errors.New("flag --node: the control plane needs the workload's node ID"))
+		}
+		tlsConf, err := f.tls.client("ads-")
+		if err != nil {
+			return nil, err
+		}
+		src = &xds.ADS{Addr: f.ads, Node: f.node, TLS: tlsConf, Log: logger}
+	default:
+		return nil, nil
+	}
+	m, err := proxyless.Start(ctx, src, f.node, proxyless.DefaultStartTimeout)
+	if err != nil && f.bundle != "" {
+		return nil, badInput(fmt.Errorf("%s: %w", f.bundle, err))
+	}
+	return m, err
+}
+
 func newServerRole(s Streams) *cobra.Command {
 	o := workload.ServerOptions{}
-	var bundlePath string
+	var mf meshFlags
 	var calls []string
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -55,19 +103,20 @@ func newServerRole(s Streams) *cobra.Command {
 				}
 				o.Calls = append(o.Calls, c)
 			}
-			if bundlePath != "" {
-				b, err := xds.ReadFile(bundlePath)
-				if err != nil {
-					return badInput(err)
-				}
+			m, err := mf.start(cmd.Context(), stdLogger{log.New(s.ErrOut, "proxyless: ", log.LstdFlags|log.Lmicroseconds)})
+			if err != nil {
+				return err
+			}
+			if m != nil {
 				if len(o.Calls) > 0 {
-					if o.Transport, err = proxyless.NewTransport(b); err != nil {
-						return badInput(fmt.Errorf("%s: %w", bundlePath, err))
+					if o.Transport, err = m.Transport(); err != nil {
+						return badInput(err)
 					}
 				}
-				if o.Listener, err = proxyless.Listen(cmd.Context(), b); err != nil {
+				if o.Listener, err = m.Listen(cmd.Context()); err != nil {
 					return err
 				}
+				o.Guard = m.Guard
 			}
 			o.Stats = s.Out
 			return workload.Serve(cmd.Context(), o)
@@ -75,7 +124,7 @@ func newServerRole(s Streams) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&calls, "call", nil, "service to call for every request, in parallel with the others: AUTHORITY[=DIAL_ADDRESS] (repeatable)")
-	f.StringVar(&bundlePath, "xds", "", "serve the bundle's inbound listener (proxyless mTLS) instead of --listen")
+	mf.bind(f, "serve the inbound listener (mTLS, RBAC) instead of --listen, and make the calls,")
 	f.StringVar(&o.Listen, "listen", ":8080", "address to serve on")
 	f.IntVar(&o.PayloadSize, "payload-size", 1024, "response body size in bytes")
 	f.DurationVar(&o.Delay, "delay", 0, "service time added to every request")
@@ -85,7 +134,8 @@ func newServerRole(s Streams) *cobra.Command {
 
 func newClientRole(s Streams) *cobra.Command {
 	o := workload.LoadOptions{}
-	var out, bundlePath string
+	var mf meshFlags
+	var out string
 	cmd := &cobra.Command{
 		Use:   "client",
 		Short: "Drive load with fortio and write its result",
@@ -96,15 +146,15 @@ func newClientRole(s Streams) *cobra.Command {
 				return badInput(errors.New("--url and --out are required"))
 			}
 			o.Log = s.ErrOut
-			if bundlePath != "" {
-				b, err := xds.ReadFile(bundlePath)
-				if err != nil {
+			m, err := mf.start(cmd.Context(), stdLogger{log.New(s.ErrOut, "proxyless: ", log.LstdFlags|log.Lmicroseconds)})
+			if err != nil {
+				return err
+			}
+			if m != nil {
+				if _, err := m.Transport(); err != nil {
 					return badInput(err)
 				}
-				if _, err := proxyless.NewTransport(b); err != nil {
-					return badInput(fmt.Errorf("%s: %w", bundlePath, err))
-				}
-				o.Transport = func() (http.RoundTripper, error) { return proxyless.NewTransport(b) }
+				o.Transport = m.Transport
 			}
 			res, err := workload.RunLoad(cmd.Context(), o, s.Out)
 			if err != nil {
@@ -128,7 +178,7 @@ func newClientRole(s Streams) *cobra.Command {
 	f.DurationVar(&o.Warmup, "warmup", 2*time.Second, "warm-up duration, excluded from the result")
 	f.IntVar(&o.RequestSize, "request-size", 0, "request body size in bytes (0 sends GET)")
 	f.StringVar(&out, "out", "", "file to write fortio's JSON result to")
-	f.StringVar(&bundlePath, "xds", "", "route requests in-process with this xDS bundle (proxyless mode)")
+	mf.bind(f, "route requests in-process")
 	return cmd
 }
 
