@@ -55,36 +55,62 @@ func (r *run) env(dir string) meshes.Env {
 	return env
 }
 
-// runSlot deploys one (mesh, mode): starts the services enrolled as the
-// mesh says, installs its interception and starts its components, drives
-// the load through it while sampling resources, tears everything down and
-// writes the trial's files.
-func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial, error) {
-	s := r.Scenario
-	dir := sr.dir
+// deployment is a (mesh, mode) deployed and running: what the mesh
+// rendered, the processes started (in order), and how to tear it all down.
+type deployment struct {
+	dep        *meshes.Deployment
+	env        meshes.Env
+	procs      []started
+	apps       []started
+	logDir     string
+	withPolicy bool
+	undo       []func() // teardown steps, run last first
+}
+
+// stopProcs stops the processes in the reverse order of their start: the
+// mesh's components, then the services (the client has stopped: no
+// request is in flight), then the control plane. Each gets its own grace
+// period, so that one slow process does not cost the others theirs (and
+// their final counts). Stopping twice is harmless.
+func (d *deployment) stopProcs(ctx context.Context) {
+	for i := len(d.procs) - 1; i >= 0; i-- {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultStopTimeout)
+		_ = d.procs[i].proc.Stop(sctx)
+		cancel()
+	}
+}
+
+// teardown stops everything the deployment started and removes what it
+// installed, in reverse order.
+func (d *deployment) teardown(ctx context.Context) {
+	d.stopProcs(ctx)
+	for i := len(d.undo) - 1; i >= 0; i-- {
+		d.undo[i]()
+	}
+}
+
+// deploy renders one (mesh, mode) into dir and starts it: the control
+// plane first (with the policy in force before any load), the services
+// (enrolled as the mesh says), interception, then the mesh's components,
+// each ready before the next starts. On error what was started is torn
+// down.
+func (r *run) deploy(ctx context.Context, sl slot, dir string) (d *deployment, err error) {
 	logDir := filepath.Join(dir, results.LogsDir)
 	confDir := filepath.Join(dir, "config")
 	if err := errors.Join(os.MkdirAll(confDir, 0o755), os.MkdirAll(logDir, 0o755)); err != nil {
 		return nil, err
 	}
-	env := r.env(confDir)
-	dep, err := sl.mesh.Deploy(env, sl.mode)
+	d = &deployment{env: r.env(confDir), logDir: logDir}
+	d.dep, err = sl.mesh.Deploy(d.env, sl.mode)
 	if err != nil {
 		return nil, fmt.Errorf("deploy: %w", err)
 	}
-	var procs []started
-	stopAll := func() {
-		// Reverse order of start: the mesh's components, then the
-		// services (the client has stopped: no request is in flight).
-		// Each gets its own grace period, so that one slow process does
-		// not cost the others theirs (and their final counts).
-		for i := len(procs) - 1; i >= 0; i-- {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultStopTimeout)
-			_ = procs[i].proc.Stop(sctx)
-			cancel()
+	defer func() {
+		if err != nil {
+			d.teardown(ctx)
 		}
-	}
-	defer stopAll()
+	}()
+	dep := d.dep
 	// A control plane first: everything else may take its configuration
 	// from it.
 	if c := dep.ControlPlane; c != nil {
@@ -92,7 +118,7 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 		if err != nil {
 			return nil, err
 		}
-		procs = append(procs, started{comp: *c, proc: p})
+		d.procs = append(d.procs, started{comp: *c, proc: p})
 		if err := r.waitReady(ctx, c.Name, p, c.Ready); err != nil {
 			return nil, err
 		}
@@ -100,8 +126,8 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 	// The policy in force before the load, so that the proxies' first
 	// configuration has it. (Plan has left out the pairs that cannot
 	// express it; the harness floor's calibration runs without.)
-	withPolicy := len(r.Scenario.Policies) > 0 && supportsPolicies(sl.mesh, sl.mode, r.Scenario.Policies) == nil
-	if withPolicy {
+	d.withPolicy = len(r.Scenario.Policies) > 0 && supportsPolicies(sl.mesh, sl.mode, r.Scenario.Policies) == nil
+	if d.withPolicy {
 		if dep.ApplyPolicies == nil {
 			return nil, fmt.Errorf("deploy: %s/%s has policies to apply and no way to apply them", sl.mesh.Name(), sl.mode)
 		}
@@ -111,30 +137,31 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 	}
 	// The services start, and answer their plaintext readiness probe,
 	// before interception would send that probe to a proxy.
-	apps, err := r.startApps(ctx, env, dep, logDir)
-	procs = append(procs, apps...)
+	apps, err := r.startApps(ctx, d.env, dep, logDir)
+	d.procs = append(d.procs, apps...)
+	d.apps = apps
 	if err != nil {
 		return nil, err
 	}
 	if len(dep.Redirects) > 0 {
 		ic, ok := r.Platform.(Interceptor)
-		if !ok || !env.Transparent {
+		if !ok || !d.env.Transparent {
 			return nil, fmt.Errorf("deploy: %s/%s asked for transparent interception, which this platform cannot do", sl.mesh.Name(), sl.mode)
 		}
 		undo, err := ic.Intercept(ctx, dep.Redirects)
 		if err != nil {
 			return nil, fmt.Errorf("install interception: %w", err)
 		}
-		defer func() {
+		// The processes stop before the rules go (teardown stops them
+		// first; stopping again is harmless).
+		d.undo = append(d.undo, func() {
+			d.stopProcs(ctx)
 			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultStopTimeout)
 			defer cancel()
 			if err := undo(uctx); err != nil {
 				r.Log.Logf("remove interception: %v", err)
 			}
-		}()
-		// Deferred calls run last-in first-out: stop the processes before
-		// the rules go.
-		defer stopAll()
+		})
 	}
 	for _, c := range dep.Components {
 		p, err := r.start(ctx, logDir, ProcessSpec{
@@ -143,12 +170,25 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 		if err != nil {
 			return nil, err
 		}
-		procs = append(procs, started{comp: c, proc: p})
+		d.procs = append(d.procs, started{comp: c, proc: p})
 		if err := r.waitReady(ctx, c.Name, p, c.Ready); err != nil {
 			return nil, err
 		}
 	}
+	return d, nil
+}
 
+// runSlot deploys one (mesh, mode), drives the load through it while
+// sampling resources, tears everything down and writes the trial's files.
+func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial, error) {
+	s := r.Scenario
+	dir := sr.dir
+	d, err := r.deploy(ctx, sl, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.teardown(ctx)
+	dep, logDir := d.dep, d.logDir
 	tr := &results.Trial{
 		Mesh: sl.mesh.Name(), Mode: string(sl.mode), Trial: sr.trial, Position: sr.pos,
 		Protocol: s.Load.Protocol, Target: dep.Target.URL, Connections: s.Load.Connections,
@@ -163,10 +203,10 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 	}
 	fortioPath := filepath.Join(dir, results.FortioFile)
 	acts := []activity{func(_ context.Context, start time.Time) error { tr.MeasureStart = start; return nil }}
-	if withPolicy && len(r.Scenario.PolicyChanges()) > 0 {
+	if d.withPolicy && len(r.Scenario.PolicyChanges()) > 0 {
 		acts = append(acts, r.policyTimeline(dep, tr))
 	}
-	res, usage, err := r.drive(ctx, dep, procs, logDir, fortioPath, sr.rate, acts)
+	res, usage, err := r.drive(ctx, dep, d.procs, logDir, fortioPath, sr.rate, acts)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +216,9 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 			return nil, err
 		}
 	}
-	stopAll()
+	// Stopped before the counts are read: each service reports them at
+	// exit.
+	d.stopProcs(ctx)
 	var lat, co stats.HistogramData
 	if err := readJSON(results.LatencyPath(fortioPath), &lat); err != nil {
 		return nil, err
@@ -185,7 +227,7 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 		return nil, err
 	}
 	fillTrial(tr, res, &lat, &co, usage)
-	for _, a := range apps {
+	for _, a := range d.apps {
 		tr.Services = append(tr.Services, servedCount(a.comp.Name, filepath.Join(logDir, a.comp.Name+".stdout.log")))
 	}
 	if sr.annotate != nil {
