@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/http/pprof"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +27,7 @@ type Plane struct {
 
 	mu       sync.Mutex // serializes compiles
 	policies []json.RawMessage
+	marks    marks // the benchmark's synthetic changes so far
 	history  []Change
 }
 
@@ -32,6 +37,8 @@ type Change struct {
 	At      time.Time `json:"at"`
 	// Policies is how many policy objects were in force.
 	Policies int `json:"policies"`
+	// What changed: "policies", or a benchmark change's kind.
+	What string `json:"what,omitempty"`
 }
 
 // NewPlane compiles the model with no policy and puts it in force.
@@ -47,17 +54,45 @@ func NewPlane(ctx context.Context, srv *Server, model *Model, base map[string]*x
 func (p *Plane) apply(ctx context.Context, policies []json.RawMessage) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.serve(ctx, policies, p.marks, "policies")
+}
+
+// serve compiles the model with policies, makes the synthetic changes,
+// and puts the result in force. The caller holds p.mu.
+func (p *Plane) serve(ctx context.Context, policies []json.RawMessage, m marks, what string) error {
 	bundles, err := compile(p.model, p.base, policies)
 	if err != nil {
+		return err
+	}
+	if bundles, err = m.apply(bundles); err != nil {
 		return err
 	}
 	v, err := p.srv.Set(ctx, bundles)
 	if err != nil {
 		return err
 	}
-	p.policies = policies
-	p.history = append(p.history, Change{Version: v, At: time.Now(), Policies: len(policies)})
+	p.policies, p.marks = policies, m
+	p.history = append(p.history, Change{Version: v, At: time.Now(), Policies: len(policies), What: what})
 	return nil
+}
+
+// Bench makes one synthetic change of kind (one of ChangeKinds) to every
+// node's configuration and returns the version it is in.
+func (p *Plane) Bench(ctx context.Context, kind string) (string, error) {
+	if !slices.Contains(ChangeKinds, kind) {
+		return "", fmt.Errorf("unknown change %q (%s)", kind, strings.Join(ChangeKinds, ", "))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := maps.Clone(p.marks)
+	if m == nil {
+		m = marks{}
+	}
+	m[kind]++
+	if err := p.serve(ctx, p.policies, m, kind); err != nil {
+		return "", err
+	}
+	return p.srv.Version(), nil
 }
 
 // SetReady says the plane's xDS listener is serving.
@@ -80,7 +115,10 @@ func (p *Plane) Status() Status {
 
 // Handler serves the plane's admin API: GET /ready, GET /status (every
 // node's ACKed versions and NACKs), PUT /policies (a JSON array of
-// policy objects: the whole policy in force from now on).
+// policy objects: the whole policy in force from now on), POST
+// /bench/change?kind=K (a synthetic change, see ChangeKinds), GET
+// /propagation (how far the version in force has reached) and Go's
+// profiles under /debug/pprof/.
 func (p *Plane) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
@@ -91,10 +129,20 @@ func (p *Plane) Handler() http.Handler {
 		io.WriteString(w, "ready\n")
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(p.Status())
+		writeJSON(w, p.Status())
+	})
+	mux.HandleFunc("POST /bench/change", func(w http.ResponseWriter, r *http.Request) {
+		v, err := p.Bench(r.Context(), r.URL.Query().Get("kind"))
+		if err != nil {
+			http.Error(w, "bench change: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, map[string]string{"version": v})
+	})
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /propagation", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, p.srv.Propagation())
 	})
 	mux.HandleFunc("PUT /policies", func(w http.ResponseWriter, r *http.Request) {
 		var objs []json.RawMessage
@@ -106,8 +154,14 @@ func (p *Plane) Handler() http.Handler {
 			http.Error(w, fmt.Sprintf("policies: %v", err), http.StatusUnprocessableEntity)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]string{"version": p.srv.Version()})
+		writeJSON(w, map[string]string{"version": p.srv.Version()})
 	})
 	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/meshbench/meshbench/proxy/xds"
 )
@@ -47,10 +48,15 @@ type Server struct {
 
 	mu      sync.Mutex
 	version int
-	// changed is when the configuration of version was set.
-	changed time.Time
+	// setAt[v-1] is when version v was set.
+	setAt []time.Time
 	nodes   map[string]*nodeState
 	streams map[int64]string // stream ID -> node ID
+	open    map[string]int   // node ID -> streams open
+	// snaps is the snapshot in force for each node of the configuration;
+	// replicas, the clients serving as replicas of each (see request).
+	snaps    map[string]*cachev3.Snapshot
+	replicas map[string][]string
 }
 
 // nodeState is what the server knows of one node ID.
@@ -67,6 +73,9 @@ type NodeStatus struct {
 	Connected bool   `json:"connected"`
 	// Client is the client's user agent (meshbench-proxy, grpc-go...).
 	Client string `json:"client,omitempty"`
+	// ReplicaOf is the node whose configuration this one is served, for
+	// a client the configuration does not name.
+	ReplicaOf string `json:"replicaOf,omitempty"`
 	// Acked is the version each type was last acknowledged at.
 	Acked map[string]string `json:"acked"`
 	// AckedAfter is how long after the version was set each type's
@@ -74,6 +83,9 @@ type NodeStatus struct {
 	AckedAfter map[string]time.Duration `json:"ackedAfterNs"`
 	// NACKs are the configurations this node rejected, with the reason.
 	NACKs []NACK `json:"nacks,omitempty"`
+	// Current says the node acknowledged, for every type it was sent, the
+	// version in force for it.
+	Current bool `json:"current"`
 }
 
 // NACK is one rejected response.
@@ -92,13 +104,26 @@ func WithLogger(l Logger) Option { return func(s *Server) { s.log = l } }
 
 // New returns a server with no configuration yet.
 func New(ctx context.Context, opts ...Option) *Server {
-	s := &Server{log: nopLogger{}, nodes: map[string]*nodeState{}, streams: map[int64]string{}}
+	s := &Server{log: nopLogger{}, nodes: map[string]*nodeState{}, streams: map[int64]string{}, open: map[string]int{},
+		snaps: map[string]*cachev3.Snapshot{}, replicas: map[string][]string{}}
 	for _, o := range opts {
 		o(s)
 	}
 	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
 	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
 	return s
+}
+
+// GRPCOptions are the gRPC server options a control plane is best served
+// with. It holds a connection per client and xDS messages are small: the
+// per-connection buffers are small (the write buffer released between
+// flushes), and the flow-control windows fixed, which turns off gRPC's
+// bandwidth-estimation pings (a round trip per client and response).
+func GRPCOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ReadBufferSize(8 << 10), grpc.WriteBufferSize(8 << 10), grpc.SharedWriteBuffer(true),
+		grpc.InitialWindowSize(1 << 20), grpc.InitialConnWindowSize(1 << 20),
+	}
 }
 
 // Register adds the xDS services (ADS, state of the world and delta, and
@@ -108,41 +133,68 @@ func (s *Server) Register(g *grpc.Server) {
 }
 
 // Set makes bundles (by node ID) the configuration in force, as one new
-// version, and returns it.
+// version, and returns it. The version's propagation is timed from the
+// call: what the snapshots cost to build and hand out is part of it.
 func (s *Server) Set(ctx context.Context, bundles map[string]*xds.Bundle) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.setAt = append(s.setAt, time.Now())
 	s.version++
 	version := strconv.Itoa(s.version)
 	for _, node := range slices.Sorted(maps.Keys(bundles)) {
-		snap, err := snapshot(version, bundles[node])
+		snap, err := snapshot(version, bundles[node], s.snaps[node])
 		if err != nil {
 			return "", fmt.Errorf("node %s: %w", node, err)
 		}
-		if err := s.cache.SetSnapshot(ctx, node, snap); err != nil {
-			return "", fmt.Errorf("node %s: %w", node, err)
+		s.snaps[node] = snap
+		for _, id := range append([]string{node}, s.replicas[node]...) {
+			if err := s.cache.SetSnapshot(ctx, id, snap); err != nil {
+				return "", fmt.Errorf("node %s: %w", id, err)
+			}
 		}
 		s.node(node)
 	}
-	s.changed = time.Now()
 	return version, nil
 }
 
-func snapshot(version string, b *xds.Bundle) (*cachev3.Snapshot, error) {
-	res := map[resource.Type][]types.Resource{}
-	for typ, msgs := range b.Resources() {
-		for _, m := range msgs {
-			res[typ] = append(res[typ], m.(types.Resource))
+// snapshotTypes are the types every snapshot holds, empty or not, so that
+// a client subscribed to all four hears of each.
+var snapshotTypes = []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType}
+
+// snapshot builds a node's snapshot of b. Each type is versioned on its
+// own, as Envoy's control planes do: a type whose resources are those of
+// prev keeps prev's version (and is not sent again); a changed one takes
+// version.
+func snapshot(version string, b *xds.Bundle, prev *cachev3.Snapshot) (*cachev3.Snapshot, error) {
+	byType := b.Resources()
+	snap := &cachev3.Snapshot{}
+	for _, typ := range snapshotTypes {
+		i := cachev3.GetResponseType(typ)
+		items := make([]types.Resource, 0, len(byType[typ]))
+		for _, m := range byType[typ] {
+			items = append(items, m.(types.Resource))
+		}
+		snap.Resources[i] = cachev3.NewResources(version, items)
+		if prev != nil && sameResources(prev.Resources[i], snap.Resources[i]) {
+			snap.Resources[i] = prev.Resources[i]
 		}
 	}
-	// Every type is present, empty or not, so that a client subscribed to
-	// all four hears of each version.
-	for _, typ := range []string{resource.ListenerType, resource.RouteType, resource.ClusterType, resource.EndpointType} {
-		if res[typ] == nil {
-			res[typ] = []types.Resource{}
+	// Built now, the delta protocol's version map is only read after: the
+	// snapshot is shared with the node's replicas.
+	return snap, snap.ConstructVersionMap()
+}
+
+func sameResources(a, b cachev3.Resources) bool {
+	if len(a.Items) != len(b.Items) {
+		return false
+	}
+	for name, r := range a.Items {
+		o, ok := b.Items[name]
+		if !ok || !proto.Equal(r.Resource, o.Resource) {
+			return false
 		}
 	}
-	return cachev3.NewSnapshot(version, res)
+	return true
 }
 
 // Version returns the version in force ("0" before the first Set).
@@ -159,6 +211,7 @@ func (s *Server) Status() map[string]NodeStatus {
 	out := map[string]NodeStatus{}
 	for id, n := range s.nodes {
 		st := n.status
+		st.Current = s.current(id, n)
 		st.Acked = maps.Clone(st.Acked)
 		st.AckedAfter = maps.Clone(st.AckedAfter)
 		st.NACKs = slices.Clone(st.NACKs)
@@ -214,12 +267,16 @@ func (s *Server) request(stream int64, node *corev3.Node, typeURL, nonce, versio
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := s.streams[stream]
-	if node.GetId() != "" {
+	if node.GetId() != "" && id != node.GetId() {
 		id = node.GetId()
 		s.streams[stream] = id
+		s.open[id]++
 	}
 	if id == "" {
 		return ""
+	}
+	if _, known := s.nodes[id]; !known {
+		s.replicate(id, node.GetCluster())
 	}
 	n := s.node(id)
 	n.status.Connected = true
@@ -242,11 +299,32 @@ func (s *Server) request(stream int64, node *corev3.Node, typeURL, nonce, versio
 	}
 	if version != "" && version != n.status.Acked[short] {
 		n.status.Acked[short] = version
-		if version == strconv.Itoa(s.version) {
-			n.status.AckedAfter[short] = time.Since(s.changed)
+		if at, ok := s.versionSet(version); ok {
+			n.status.AckedAfter[short] = time.Since(at)
+		} else {
+			delete(n.status.AckedAfter, short)
 		}
 	}
 	return ""
+}
+
+// replicate serves a client the server has no configuration for, whose
+// node names a node of the configuration as its cluster, that node's
+// configuration: many clients of one kind (the control-plane benchmark's
+// simulated proxies) share one. The caller holds s.mu; the client's first
+// request is not yet answered (the request callback runs first), so the
+// snapshot set here answers it.
+func (s *Server) replicate(id, of string) {
+	snap := s.snaps[of]
+	if snap == nil || of == id {
+		return
+	}
+	if err := s.cache.SetSnapshot(context.Background(), id, snap); err != nil {
+		s.log.Logf("node %s (replica of %s): %v", id, of, err)
+		return
+	}
+	s.replicas[of] = append(s.replicas[of], id)
+	s.node(id).status.ReplicaOf = of
 }
 
 func (s *Server) response(stream int64, nonce, version string) {
@@ -260,17 +338,119 @@ func (s *Server) response(stream int64, nonce, version string) {
 func (s *Server) closed(stream int64, node *corev3.Node) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	id := s.streams[stream]
+	id, ok := s.streams[stream]
 	delete(s.streams, stream)
-	if id == "" {
+	if !ok {
 		id = node.GetId()
+	} else {
+		s.open[id]--
 	}
-	for _, other := range s.streams {
-		if other == id {
-			return // another stream of the node is open
+	if s.open[id] > 0 {
+		return // another stream of the node is open
+	}
+	delete(s.open, id)
+	n := s.nodes[id]
+	if n == nil {
+		return
+	}
+	n.status.Connected = false
+	if of := n.status.ReplicaOf; of != "" {
+		// A replica that left is forgotten: its configuration was
+		// another node's, and thousands come and go in a benchmark.
+		s.replicas[of] = slices.DeleteFunc(s.replicas[of], func(r string) bool { return r == id })
+		delete(s.nodes, id)
+		s.cache.ClearSnapshot(id)
+	}
+}
+
+// versionSet returns when version was set. The caller holds s.mu.
+func (s *Server) versionSet(version string) (time.Time, bool) {
+	v, err := strconv.Atoi(version)
+	if err != nil || v < 1 || v > len(s.setAt) {
+		return time.Time{}, false
+	}
+	return s.setAt[v-1], true
+}
+
+// snapshotOf returns the snapshot in force for node id (its own, or the
+// one it replicates). The caller holds s.mu.
+func (s *Server) snapshotOf(id string, n *nodeState) *cachev3.Snapshot {
+	if n.status.ReplicaOf != "" {
+		return s.snaps[n.status.ReplicaOf]
+	}
+	return s.snaps[id]
+}
+
+// current reports whether node id acknowledged, for every type it
+// acknowledged at all, the version in force for it. The caller holds s.mu.
+func (s *Server) current(id string, n *nodeState) bool {
+	snap := s.snapshotOf(id, n)
+	if snap == nil || len(n.status.Acked) == 0 {
+		return false
+	}
+	for short, v := range n.status.Acked {
+		if v != snap.GetVersion(resource.APITypePrefix+short) {
+			return false
 		}
 	}
-	if n := s.nodes[id]; n != nil {
-		n.status.Connected = false
+	return true
+}
+
+// Propagation is how far the latest version has reached.
+type Propagation struct {
+	Version string    `json:"version"`
+	Since   time.Time `json:"since"`
+	// Connected counts the clients with a stream open; Current, those of
+	// them that run the configuration in force for them.
+	Connected int `json:"connected"`
+	Current   int `json:"current"`
+	// Changed counts the connected clients whose configuration the version
+	// changed (for some type).
+	Changed int `json:"changed"`
+	// AckedAfterMs are, for each Changed client that acknowledged every
+	// type the version changed, the time from the change to its last
+	// acknowledgement, in milliseconds, in ascending order.
+	AckedAfterMs []float64 `json:"ackedAfterMs,omitempty"`
+}
+
+// Propagation reports the latest version's reach.
+func (s *Server) Propagation() Propagation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	version := strconv.Itoa(s.version)
+	p := Propagation{Version: version}
+	p.Since, _ = s.versionSet(version)
+	for id, n := range s.nodes {
+		if !n.status.Connected {
+			continue
+		}
+		p.Connected++
+		if s.current(id, n) {
+			p.Current++
+		}
+		snap := s.snapshotOf(id, n)
+		if snap == nil {
+			continue
+		}
+		changed, acked := false, true
+		var last time.Duration
+		for _, typ := range snapshotTypes {
+			if snap.GetVersion(typ) != version {
+				continue
+			}
+			changed = true
+			short := typ[len(resource.APITypePrefix):]
+			after, timed := n.status.AckedAfter[short]
+			acked = acked && timed && n.status.Acked[short] == version
+			last = max(last, after)
+		}
+		if changed {
+			p.Changed++
+			if acked {
+				p.AckedAfterMs = append(p.AckedAfterMs, float64(last)/float64(time.Millisecond))
+			}
+		}
 	}
+	slices.Sort(p.AckedAfterMs)
+	return p
 }

@@ -122,8 +122,9 @@ func TestProxyOverADS(t *testing.T) {
 		t.Errorf("version 2 answered %q, want b", got)
 	}
 
-	// Version 3 has a health check, which the proxy does not do.
-	bad := bundleTo(a)
+	// Version 3 adds a health check, which the proxy does not do, and
+	// changes nothing else.
+	bad := bundleTo(b)
 	bad.Clusters[0].HealthChecks = []*corev3.HealthCheck{{Timeout: durationpb.New(time.Second)}}
 	if _, err := cp.Set(context.Background(), map[string]*xds.Bundle{"node-1": bad}); err != nil {
 		t.Fatal(err)
@@ -143,7 +144,10 @@ func TestProxyOverADS(t *testing.T) {
 	if p.Version() != "2" || get(t, p.Addr("out")) != "b" {
 		t.Errorf("after the NACK the proxy is at version %q", p.Version())
 	}
-	if !st.Connected || st.Client != "meshbench-proxy" || st.Acked["envoy.config.listener.v3.Listener"] != "2" {
-		t.Errorf("status %+v: want connected, meshbench-proxy, listeners acked at version 2", st)
+	// Each type is versioned on its own: the listener never changed after
+	// version 1, the endpoints did in version 2.
+	if !st.Connected || st.Client != "meshbench-proxy" || st.Acked["envoy.config.listener.v3.Listener"] != "1" ||
+		st.Acked["envoy.config.endpoint.v3.ClusterLoadAssignment"] != "2" || st.Acked["envoy.config.cluster.v3.Cluster"] != "1" || st.Current {
+		t.Errorf("status %+v: want connected, meshbench-proxy, listeners and clusters acked at version 1, endpoints at 2, not current", st)
 	}
 }

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -73,18 +74,32 @@ func (nopLogger) Logf(string, ...any) {}
 // configuration, cluster and load assignment for its node: requests with
 // no resource names, which go-control-plane answers with all of a type's
 // resources (its snapshot cache does not honour the explicit "*" wildcard
-// in ADS mode). A configuration is complete when all four types are at the
-// same version: the control plane's snapshots version them together, and
-// applying a listener before the cluster it routes to would fail requests.
-// The four responses of a version are ACKed once the whole applies, or
-// NACKed with the reason: a response outside the supported subset, or a
-// whole that does not compile or bind. A broken stream is redialled with
-// back-off.
+// in ADS mode). The first configuration is applied once every type has
+// arrived; after it, each response replaces its type's resources in the
+// configuration in force (a control plane sends only the types a change
+// touched, clusters before listeners), and the whole is applied again. A
+// response is ACKed once the whole applies, or NACKed with the reason: a
+// response outside the supported subset, or a whole that does not compile
+// or bind (the configuration in force stays). A broken stream is
+// redialled with back-off.
 type ADS struct {
 	// Addr is the control plane's gRPC address.
 	Addr string
 	// Node is the node ID the control plane knows this proxy by.
 	Node string
+	// Cluster is the node's cluster (optional). meshbench's control plane
+	// serves a node it has no configuration for its cluster's node's (the
+	// propagation benchmark's simulated clients).
+	Cluster string
+	// UserAgent names the client to the control plane (default
+	// "meshbench-proxy").
+	UserAgent string
+	// Opaque clients acknowledge each response as it arrives, without
+	// decoding it, and call apply with its version alone: the control-plane
+	// benchmark's simulated clients, thousands to a core, stand in for
+	// proxies that each have their own, and must not add their own cost
+	// to what is measured.
+	Opaque bool
 	// TLS authenticates the control plane (and this proxy to it); nil is
 	// plaintext.
 	TLS *tls.Config
@@ -147,8 +162,7 @@ func (a *ADS) stream(ctx context.Context, client discoveryv3.AggregatedDiscovery
 	if err != nil {
 		return err
 	}
-	node := &corev3.Node{Id: a.Node, UserAgentName: "meshbench-proxy"}
-	acked := map[string]string{} // type -> version last ACKed
+	node := &corev3.Node{Id: a.Node, Cluster: a.Cluster, UserAgentName: cmp.Or(a.UserAgent, "meshbench-proxy")}
 	for i, typ := range adsTypes {
 		req := &discoveryv3.DiscoveryRequest{TypeUrl: typ}
 		if i == 0 {
@@ -158,6 +172,9 @@ func (a *ADS) stream(ctx context.Context, client discoveryv3.AggregatedDiscovery
 			return err
 		}
 	}
+	// applied is the response of each type in force; pending, those
+	// received since the last configuration applied.
+	applied := map[string]*typeState{}
 	pending := map[string]*typeState{}
 	for {
 		resp, err := s.Recv()
@@ -167,78 +184,86 @@ func (a *ADS) stream(ctx context.Context, client discoveryv3.AggregatedDiscovery
 		typ := resp.GetTypeUrl()
 		if !slices.Contains(adsTypes, typ) {
 			// Not subscribed to: reject so the control plane sees it.
-			if err := s.Send(&discoveryv3.DiscoveryRequest{TypeUrl: typ, ResponseNonce: resp.GetNonce(), VersionInfo: acked[typ],
+			if err := s.Send(&discoveryv3.DiscoveryRequest{TypeUrl: typ, ResponseNonce: resp.GetNonce(),
 				ErrorDetail: &statuspb.Status{Message: "meshbench's proxy does not subscribe to " + typ}}); err != nil {
 				return err
 			}
 			continue
 		}
 		st := &typeState{version: resp.GetVersionInfo(), nonce: resp.GetNonce(), resources: &Bundle{}}
+		if a.Opaque {
+			if err := apply(&Bundle{VersionInfo: st.version}); err != nil {
+				return err
+			}
+			if err := a.reply(s, typ, st, nil, ""); err != nil {
+				return err
+			}
+			continue
+		}
 		for i, r := range resp.GetResources() {
 			st.problems = append(st.problems, st.resources.add(r, fmt.Sprintf("%s resources[%d]", shortType(typ), i))...)
 		}
-		pending[typ] = st
 		if len(st.problems) > 0 {
 			// This response alone is bad: reject it at once.
 			msg := "outside meshbench's supported xDS subset:\n  " + strings.Join(st.problems, "\n  ")
 			a.Log.Logf("NACK %s version %s: %s", shortType(typ), st.version, msg)
-			if err := a.reply(s, typ, st, acked[typ], msg); err != nil {
+			if err := a.reply(s, typ, st, applied[typ], msg); err != nil {
 				return err
 			}
-			delete(pending, typ)
 			continue
 		}
-		version, complete := sameVersion(pending)
+		pending[typ] = st
+		// The first configuration waits for every type; after it, each
+		// response replaces its type's resources in the one in force.
+		whole := &Bundle{VersionInfo: st.version}
+		complete := true
+		for _, t := range adsTypes {
+			r := cmp.Or(pending[t], applied[t])
+			if r == nil {
+				complete = false
+				break
+			}
+			whole.Listeners = append(whole.Listeners, r.resources.Listeners...)
+			whole.Routes = append(whole.Routes, r.resources.Routes...)
+			whole.Clusters = append(whole.Clusters, r.resources.Clusters...)
+			whole.Endpoints = append(whole.Endpoints, r.resources.Endpoints...)
+		}
 		if !complete {
 			continue
-		}
-		whole := &Bundle{VersionInfo: version}
-		for _, t := range adsTypes {
-			r := pending[t].resources
-			whole.Listeners = append(whole.Listeners, r.Listeners...)
-			whole.Routes = append(whole.Routes, r.Routes...)
-			whole.Clusters = append(whole.Clusters, r.Clusters...)
-			whole.Endpoints = append(whole.Endpoints, r.Endpoints...)
 		}
 		msg := ""
 		if err := apply(whole); err != nil {
 			msg = err.Error()
-			a.Log.Logf("NACK version %s: %s", version, msg)
+			a.Log.Logf("NACK version %s: %s", whole.VersionInfo, msg)
 		}
 		for _, t := range adsTypes {
-			if err := a.reply(s, t, pending[t], acked[t], msg); err != nil {
+			p := pending[t]
+			if p == nil {
+				continue
+			}
+			if err := a.reply(s, t, p, applied[t], msg); err != nil {
 				return err
 			}
 			if msg == "" {
-				acked[t] = version
+				applied[t] = p
 			}
 		}
 		pending = map[string]*typeState{}
 	}
 }
 
-// reply ACKs (msg "") or NACKs a response.
-func (a *ADS) reply(s discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient, typ string, st *typeState, ackedVersion, msg string) error {
+// reply ACKs (msg "") or NACKs a response; a NACK names the version in
+// force (inForce's, if any).
+func (a *ADS) reply(s discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient, typ string, st, inForce *typeState, msg string) error {
 	req := &discoveryv3.DiscoveryRequest{TypeUrl: typ, ResponseNonce: st.nonce, VersionInfo: st.version}
 	if msg != "" {
-		req.VersionInfo = ackedVersion
+		req.VersionInfo = ""
+		if inForce != nil {
+			req.VersionInfo = inForce.version
+		}
 		req.ErrorDetail = &statuspb.Status{Message: msg}
 	}
 	return s.Send(req)
-}
-
-// sameVersion reports whether every subscribed type has a pending
-// response, all of one version.
-func sameVersion(pending map[string]*typeState) (string, bool) {
-	version := ""
-	for i, t := range adsTypes {
-		st := pending[t]
-		if st == nil || (i > 0 && st.version != version) {
-			return "", false
-		}
-		version = st.version
-	}
-	return version, true
 }
 
 func shortType(typeURL string) string {

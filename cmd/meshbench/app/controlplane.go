@@ -90,7 +90,7 @@ func newControlPlaneCommand(s Streams) *cobra.Command {
 			if err != nil {
 				return badInput(fmt.Errorf("flag --model: %w", err))
 			}
-			var opts []grpc.ServerOption
+			opts := controlplane.GRPCOptions()
 			if tlsConf != nil {
 				opts = append(opts, grpc.Creds(credentials.NewTLS(tlsConf)))
 			}
