@@ -49,7 +49,7 @@ type Server struct {
 	mu      sync.Mutex
 	version int
 	// setAt[v-1] is when version v was set.
-	setAt []time.Time
+	setAt   []time.Time
 	nodes   map[string]*nodeState
 	streams map[int64]string // stream ID -> node ID
 	open    map[string]int   // node ID -> streams open
