@@ -214,6 +214,38 @@ type Deployment struct {
 	// policy: what it is not given is no longer in force). The runner calls
 	// it before the load and at each change the scenario schedules.
 	ApplyPolicies func(ctx context.Context, objs []scenarios.Policy) error
+	// SimulatedClients, for a mesh with a control plane, is the process
+	// that connects simulated xDS clients to it for the control-plane
+	// benchmark: the meshbench binary's xds-clients role, to which the
+	// runner adds --count and --prefix. Their configuration is that of
+	// one of the deployment's own clients.
+	SimulatedClients *Component
+	// Changes, for a mesh with a control plane, makes one synthetic change
+	// of a kind (scenarios.ControlPlaneChanges) to every client's
+	// configuration; Propagation reports how far the latest reached.
+	Change      func(ctx context.Context, kind string) error
+	Propagation func(ctx context.Context) (Propagation, error)
+}
+
+// Propagation is how far a control plane's latest change has reached.
+type Propagation struct {
+	// Version is the configuration version of the latest change.
+	Version string
+	// Connected counts the control plane's connected clients; Current,
+	// those running the configuration in force for them; Changed, those
+	// whose configuration the latest change touched.
+	Connected, Current, Changed int
+	// AckedAfter are the Changed clients' times from the change to their
+	// acknowledgement of it, ascending (only those that acknowledged).
+	AckedAfter []time.Duration
+}
+
+// ControlPlaneMesh is implemented by meshes whose deployments can run the
+// control-plane benchmark (they set SimulatedClients, Change and
+// Propagation).
+type ControlPlaneMesh interface {
+	// BenchControlPlane returns nil, or why mode's deployments cannot.
+	BenchControlPlane(mode scenarios.Mode) error
 }
 
 // PolicyCapable is implemented by meshes that can express traffic policy.

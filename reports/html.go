@@ -476,9 +476,15 @@ func (r *Report) WriteHTML(w io.Writer) error {
 				load = fmt.Sprintf("rates %v rps", sc.Load.Rates)
 			}
 			asRun = fmt.Sprintf("As run: %s, %d connections, %d trials of %s after %s of warm-up, topology %s", load, sc.Load.Connections, sc.Trials, sc.Load.Duration, sc.Load.Warmup, sc.Topology.Shape())
+			if c := sc.ControlPlane; c != nil {
+				asRun = fmt.Sprintf("As run: control-plane benchmark, clients %v, changes %v, %d repeats each", c.Clients, c.Changes, c.Repeats)
+			}
 		}
 		fmt.Fprintf(&b, "<p class=\"meta\">%s<br>%s<br>Run %s, %s UTC, meshbench %s (%s)</p>\n", html.EscapeString(desc), html.EscapeString(asRun), html.EscapeString(m.RunID),
 			m.StartTime.UTC().Format("2006-01-02 15:04:05"), html.EscapeString(m.Meshbench.Version), html.EscapeString(m.Meshbench.Commit))
+	}
+	if t := r.controlPlaneText(); t != "" {
+		fmt.Fprintf(&b, "<h2>Control-plane propagation</h2>\n<pre>%s</pre>\n", html.EscapeString(t))
 	}
 	if len(r.Max) > 0 {
 		b.WriteString("<h2>Highest rate meeting the SLO</h2>\n<table><tr><th>Mesh/mode</th><th>Trials</th><th>Max QPS</th><th>[min, max]</th><th>P99 at max</th><th>Probes</th></tr>\n")

@@ -187,6 +187,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		fmt.Fprintf(w, "## meshbench report\n\n")
 	}
 	r.writeHeader(w, "")
+	if t := r.controlPlaneText(); t != "" {
+		fmt.Fprintf(w, "```\n%s```\n\n", t)
+	}
 	for _, mr := range r.Max {
 		if mr == r.Max[0] {
 			fmt.Fprintf(w, "| Mesh | Mode | Trials | Max QPS | [min, max] | P99 at max | Probes |\n|---|---|---:|---:|---:|---:|---:|\n")

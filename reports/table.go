@@ -13,6 +13,9 @@ import (
 // WriteTable writes the comparison table: one row per (mesh, mode, rate),
 // preceded by the max-search table when the run searched.
 func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
+	if m != nil && len(m.ControlPlane) > 0 && len(rows) == 0 {
+		return writeControlPlane(w, m)
+	}
 	if m != nil && len(m.Max) > 0 {
 		if err := writeMax(w, m); err != nil {
 			return err

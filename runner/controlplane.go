@@ -46,11 +46,7 @@ func controlPlaneReport(ctx context.Context, c *meshes.Component, logDir string)
 	out := &results.ControlPlane{Version: st.Version, Changes: len(st.Changes), Nodes: len(st.Nodes)}
 	for _, id := range slices.Sorted(maps.Keys(st.Nodes)) {
 		n := st.Nodes[id]
-		current := len(n.Acked) > 0
-		for _, v := range n.Acked {
-			current = current && v == st.Version
-		}
-		if current {
+		if n.Current {
 			out.Current++
 		}
 		for _, nk := range n.NACKs {

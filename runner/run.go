@@ -80,6 +80,12 @@ func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, []res
 			errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d]", i), "%s cannot express the scenario's policies: %v (onUnsupportedPolicy: skip leaves it out)", ref, err))
 			continue
 		}
+		if s.ControlPlane != nil {
+			if err := benchesControlPlane(m, ref.Mode); err != nil {
+				errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d]", i), "%s: %v", ref, err))
+				continue
+			}
+		}
 		out = append(out, slot{mesh: m, mode: ref.Mode})
 	}
 	if len(errs) > 0 {
@@ -99,6 +105,16 @@ func supportsPolicies(m meshes.Mesh, mode scenarios.Mode, policies []scenarios.P
 		return fmt.Errorf("mesh %s has no traffic policy", m.Name())
 	}
 	return pc.SupportsPolicies(policies, mode)
+}
+
+// benchesControlPlane says why m cannot run the control-plane benchmark in
+// mode, if it cannot.
+func benchesControlPlane(m meshes.Mesh, mode scenarios.Mode) error {
+	cp, ok := m.(meshes.ControlPlaneMesh)
+	if !ok {
+		return fmt.Errorf("mesh %s has no control plane to benchmark", m.Name())
+	}
+	return cp.BenchControlPlane(mode)
 }
 
 // order is the slot order of trial t (1-based). "rotate" shifts it by one
@@ -193,6 +209,9 @@ func (r *run) execute(ctx context.Context) error {
 	}
 	if len(r.slots) == 0 {
 		return fmt.Errorf("no (mesh, mode) of the scenario can run on this host")
+	}
+	if s.ControlPlane != nil {
+		return r.benchControlPlanes(ctx)
 	}
 	if s.Load.Max != nil {
 		if err := r.calibrate(ctx, s.Load.Max.Start); err != nil {

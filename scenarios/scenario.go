@@ -9,6 +9,7 @@ package scenarios
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -44,8 +45,12 @@ type Scenario struct {
 	Platform    string    `yaml:"platform" json:"platform"`
 	Topology    Topology  `yaml:"topology" json:"topology"`
 	Meshes      []MeshRef `yaml:"meshes" json:"meshes" mb:"required"`
-	Load        Load      `yaml:"load" json:"load" mb:"required"`
-	Trials      int       `yaml:"trials" json:"trials"`
+	// Load is the traffic to measure; a scenario sets it, or ControlPlane.
+	Load Load `yaml:"load" json:"load"`
+	// ControlPlane, instead of load, benchmarks the meshes' control
+	// planes: how fast a configuration change reaches their clients.
+	ControlPlane *ControlPlaneBench `yaml:"controlPlane" json:"controlPlane,omitempty"`
+	Trials       int                `yaml:"trials" json:"trials"`
 	// Order is how each trial orders the (mesh, mode) pairs: "rotate"
 	// (each takes every position in turn) or "random" (shuffled per trial
 	// with Seed; 0 picks a seed, which the manifest records).
@@ -66,6 +71,27 @@ type Scenario struct {
 	// flag that overrode it.
 	pos map[string]Position
 }
+
+// ControlPlaneBench measures a control plane's propagation: for each
+// count in Clients, the deployment's own xDS clients (its proxies, or
+// proxyless workloads) and simulated ones up to that count are connected;
+// then each kind of change in Changes is made Repeats times, and the time
+// until each client acknowledged it is recorded, with the control plane's
+// CPU and memory.
+type ControlPlaneBench struct {
+	Clients []int `yaml:"clients" json:"clients" mb:"required"`
+	// Changes are the kinds of change made: listener, route, cluster,
+	// endpoint (the default is all four).
+	Changes []string `yaml:"changes" json:"changes"`
+	Repeats int      `yaml:"repeats" json:"repeats"`
+	// Timeout bounds the wait for every client, to connect and to
+	// acknowledge each change.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+}
+
+// ControlPlaneChanges are the kinds of change a control-plane benchmark
+// makes (what meshbench's control plane's /bench/change accepts).
+var ControlPlaneChanges = []string{"listener", "route", "cluster", "endpoint"}
 
 // Topology is the application under test: a client calling a server, or
 // calling the first of several services that call each other (a chain, a
@@ -228,8 +254,12 @@ const (
 	DefaultConnections = 8
 	DefaultWarmup      = Duration(2 * time.Second)
 	DefaultTrials      = 1
-	DefaultClientName  = "client"
-	DefaultServerName  = "server"
+	// DefaultRepeats and DefaultChangeTimeout are a control-plane
+	// benchmark's.
+	DefaultRepeats       = 5
+	DefaultChangeTimeout = Duration(30 * time.Second)
+	DefaultClientName    = "client"
+	DefaultServerName    = "server"
 	// Max-search defaults.
 	DefaultMaxStart       = 500
 	DefaultMaxLimit       = 50000
@@ -309,6 +339,17 @@ func (s *Scenario) Normalize() {
 	}
 	if s.Order == "" {
 		s.Order = OrderRotate
+	}
+	if c := s.ControlPlane; c != nil {
+		if s.unset("controlPlane.changes") && len(c.Changes) == 0 {
+			c.Changes = slices.Clone(ControlPlaneChanges)
+		}
+		if s.unset("controlPlane.repeats") && c.Repeats == 0 {
+			c.Repeats = DefaultRepeats
+		}
+		if s.unset("controlPlane.timeout") && c.Timeout == 0 {
+			c.Timeout = DefaultChangeTimeout
+		}
 	}
 	if s.OnUnsupportedPolicy == "" && len(s.Policies) > 0 {
 		s.OnUnsupportedPolicy = PolicyRefuse

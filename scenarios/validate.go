@@ -3,6 +3,7 @@ package scenarios
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -40,7 +41,13 @@ func (s *Scenario) Validate() error {
 	}
 	s.validateTopology(add)
 	s.validateMeshes(add)
-	s.validateLoad(add)
+	if s.ControlPlane != nil {
+		s.validateControlPlane(add)
+	} else if !s.setUnder("load") {
+		add("load", "missing: set load (the traffic to measure), or controlPlane (a control-plane benchmark)")
+	} else {
+		s.validateLoad(add)
+	}
 	if s.Order != OrderRotate && s.Order != OrderRandom {
 		add("order", "unknown order %q (rotate, random)", s.Order)
 	}
@@ -57,6 +64,56 @@ func (s *Scenario) Validate() error {
 }
 
 type addFunc func(path, format string, args ...any)
+
+// setUnder reports whether path, or a field under it, was set.
+func (s *Scenario) setUnder(path string) bool {
+	for p := range s.pos {
+		if p == path || strings.HasPrefix(p, path+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// MaxBenchClients bounds a control-plane benchmark's client count.
+const MaxBenchClients = 20000
+
+// validateControlPlane checks a control-plane benchmark, and that the
+// scenario sets nothing it would not use.
+func (s *Scenario) validateControlPlane(add addFunc) {
+	c := s.ControlPlane
+	for _, field := range []string{"load", "slos", "trials"} {
+		if s.setUnder(field) {
+			add(field, "a control-plane benchmark measures configuration changes, not load: remove %s (controlPlane.repeats repeats each change)", field)
+		}
+	}
+	if len(s.PolicyChanges()) > 0 {
+		add("policies", "a control-plane benchmark makes its own changes: policies with at: are for load runs")
+	}
+	if len(c.Clients) == 0 {
+		add("controlPlane.clients", "list at least one client count")
+	}
+	for i, n := range c.Clients {
+		if n < 1 || n > MaxBenchClients {
+			add(fmt.Sprintf("controlPlane.clients[%d]", i), "must be between 1 and %d, got %d", MaxBenchClients, n)
+		} else if i > 0 && n <= c.Clients[i-1] {
+			add(fmt.Sprintf("controlPlane.clients[%d]", i), "client counts must increase, got %d after %d", n, c.Clients[i-1])
+		}
+	}
+	for i, k := range c.Changes {
+		if !slices.Contains(ControlPlaneChanges, k) {
+			add(fmt.Sprintf("controlPlane.changes[%d]", i), "unknown change %q (%s)", k, strings.Join(ControlPlaneChanges, ", "))
+		} else if slices.Index(c.Changes, k) < i {
+			add(fmt.Sprintf("controlPlane.changes[%d]", i), "change %q is listed twice", k)
+		}
+	}
+	if c.Repeats < 1 || c.Repeats > MaxTrials {
+		add("controlPlane.repeats", "must be between 1 and %d, got %d", MaxTrials, c.Repeats)
+	}
+	if c.Timeout < Duration(time.Second) || c.Timeout > Duration(10*time.Minute) {
+		add("controlPlane.timeout", "must be between 1s and 10m, got %s", c.Timeout)
+	}
+}
 
 // MaxServices bounds a topology's size (each service is a node).
 const MaxServices = 16

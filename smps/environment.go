@@ -2,7 +2,9 @@ package smps
 
 import (
 	"fmt"
+	"math"
 	"sort"
+	"strconv"
 
 	smp "github.com/layer5io/service-mesh-performance/spec"
 
@@ -80,4 +82,42 @@ func MeshConfig(m *results.Manifest, t *results.Trial) *smp.ServiceMeshConfig {
 		}
 	}
 	return mc
+}
+
+// ControlPlaneConfig describes a control-plane benchmark step: SMP's
+// MeshControlPlane with the control plane's CPU and peak RSS, the clients
+// as sidecars, and the time until 90% of them had acknowledged a listener
+// (lds_latency_ms) and a cluster (cds_latency_ms) change (medians over the
+// repeats). Every change's percentiles are in labels, to the microsecond.
+func ControlPlaneConfig(m *results.Manifest, st *results.ControlPlaneStep) *smp.ServiceMeshConfig {
+	cp := &smp.ServiceMeshConfig_MeshControlPlane{
+		Count:     1,
+		CpuMcores: int32(math.Round(st.ControlPlane.CPUMillicores)),
+		MemMb:     int32(math.Ceil(st.ControlPlane.RSSMaxMB)),
+		Sidecars:  int32(st.Clients),
+	}
+	labels := map[string]string{
+		LabelMesh: st.Mesh, LabelMode: st.Mode,
+		LabelClients: strconv.Itoa(st.Clients), LabelSimulated: strconv.Itoa(st.Simulated), LabelReplicaOf: st.ReplicaOf,
+	}
+	for _, ch := range st.Changes {
+		l := ch.LatencyMs
+		for name, v := range map[string]float64{"p50": l.P50, "p90": l.P90, "p99": l.P99, "max": l.Max} {
+			labels[LabelPropagationPrefix+ch.Change+"-"+name+"-ms"] = fmtFloat(v)
+		}
+		labels[LabelPropagationPrefix+ch.Change+"-missed"] = strconv.Itoa(ch.Missed)
+		switch ch.Change {
+		case "listener":
+			cp.LdsLatencyMs = int32(math.Ceil(l.P90))
+		case "cluster":
+			cp.CdsLatencyMs = int32(math.Ceil(l.P90))
+		}
+	}
+	return &smp.ServiceMeshConfig{
+		SmpVersion:       Version,
+		Id:               fmt.Sprintf("%s-%s-%s-control-plane-%d", m.RunID, st.Mesh, st.Mode, st.Clients),
+		Labels:           labels,
+		MeshType:         &smp.ServiceMesh{Type: meshTypes[st.Mesh]},
+		MeshControlPlane: cp,
+	}
 }

@@ -40,6 +40,14 @@ const (
 	// Each component's class (loadgen, app, proxy), by component name.
 	LabelClassPrefix = "meshbench.dev/component-class."
 	// The environment's platform, kernel and CPU.
+	// A control-plane benchmark step's ServiceMeshConfig: its client
+	// counts, and each change's percentiles (LabelPropagationPrefix +
+	// "<change>-p50-ms"...).
+	LabelClients           = "meshbench.dev/xds-clients"
+	LabelSimulated         = "meshbench.dev/xds-clients-simulated"
+	LabelReplicaOf         = "meshbench.dev/xds-clients-replica-of"
+	LabelPropagationPrefix = "meshbench.dev/propagation-"
+
 	LabelPlatform = "meshbench.dev/platform"
 	LabelKernel   = "meshbench.dev/kernel"
 	LabelCPUModel = "meshbench.dev/cpu-model"

@@ -104,6 +104,10 @@ func TestIntegrationBadInput(t *testing.T) {
 		{"show unknown", []string{"scenarios", "show", "nope"}, `no built-in scenario "nope"`},
 		{"bad policy", []string{"run", "testdata/bad-policy.yaml"}, `testdata/bad-policy.yaml:19:21: policies[0].spec.backends[0].service: unknown service "app-v9"`},
 		{"policy weights", []string{"run", "testdata/bad-policy.yaml"}, `testdata/bad-policy.yaml:19:9: policies[0].spec.backends: the weights add up to 0`},
+		{"control plane and load", []string{"run", "testdata/bad-control-plane.yaml"}, `testdata/bad-control-plane.yaml:9:3: load: a control-plane benchmark measures configuration changes, not load`},
+		{"control plane clients", []string{"run", "testdata/bad-control-plane.yaml"}, `testdata/bad-control-plane.yaml:6:18: controlPlane.clients[1]: client counts must increase`},
+		{"control plane change", []string{"run", "testdata/bad-control-plane.yaml"}, `testdata/bad-control-plane.yaml:7:23: controlPlane.changes[1]: unknown change "secrets"`},
+		{"no control plane", []string{"run", "testdata/no-control-plane.yaml"}, `testdata/no-control-plane.yaml:5:5: meshes[1]: nginx/sidecar: mesh nginx has no control plane to benchmark`},
 		{"unsupported policy", []string{"run", "testdata/unsupported-policy.yaml"}, `testdata/unsupported-policy.yaml:9:5: meshes[1]: haproxy/sidecar cannot express the scenario's policies: mesh haproxy has no traffic policy`},
 	}
 	for _, c := range cases {

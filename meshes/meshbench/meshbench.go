@@ -13,9 +13,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -113,9 +116,18 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 		}
 		admin := strings.TrimSuffix(dep.ControlPlane.Status, "/status")
 		dep.ApplyPolicies = func(ctx context.Context, objs []scenarios.Policy) error { return putPolicies(ctx, admin, objs) }
+		if dep.SimulatedClients, err = r.simulatedClients(); err != nil {
+			return nil, err
+		}
+		dep.Change = func(ctx context.Context, kind string) error { return benchChange(ctx, admin, kind) }
+		dep.Propagation = func(ctx context.Context) (meshes.Propagation, error) { return propagation(ctx, admin) }
 	}
 	return dep, nil
 }
+
+// BenchControlPlane: every mode takes its configuration from the control
+// plane.
+func (m *mesh) BenchControlPlane(scenarios.Mode) error { return nil }
 
 // SupportsPolicies: the control plane serves the sidecars, node proxies
 // and proxyless libraries what it can compile, in every mode.
@@ -146,19 +158,8 @@ func putPolicies(ctx context.Context, admin string, objs []scenarios.Policy) err
 		return err
 	}
 	body, _ := json.Marshal(raw)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, admin+"/policies", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("control plane: %w", err)
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("control plane refused the policies: %s", strings.TrimSpace(string(msg)))
+	if _, err := adminCall(ctx, http.MethodPut, admin+"/policies", body); err != nil {
+		return fmt.Errorf("control plane refused the policies: %w", err)
 	}
 	return nil
 }
@@ -220,6 +221,73 @@ func (r *renderer) controlPlane() (*meshes.Component, error) {
 		Ready:  meshes.Probe{HTTPGet: "http://" + admin + "/ready"},
 		Status: "http://" + admin + "/status",
 	}, nil
+}
+
+// simulatedClients renders the control-plane benchmark's simulated
+// clients: replicas of the first node of the model (by name), on the
+// client's node, over mutual TLS with an identity of their own.
+func (r *renderer) simulatedClients() (*meshes.Component, error) {
+	id, err := r.issue("xds-clients", identity.SPIFFEID(TrustDomain, SystemNamespace, "xds-clients"))
+	if err != nil {
+		return nil, err
+	}
+	return &meshes.Component{
+		Name:  "xds-clients",
+		Class: "loadgen", // results.ClassLoadGen: they drive the control plane
+		Node:  r.env.Client.Node.Name,
+		Args: []string{"xds-clients", "--ads", r.xdsAddr(), "--replica-of", slices.Sorted(maps.Keys(r.model.Nodes))[0],
+			"--ads-cert", id.Cert, "--ads-key", id.Key, "--ads-ca", id.CA, "--ads-peer-id", controlPlaneID},
+	}, nil
+}
+
+// benchChange asks the control plane at admin for a synthetic change.
+func benchChange(ctx context.Context, admin, kind string) error {
+	_, err := adminCall(ctx, http.MethodPost, admin+"/bench/change?kind="+url.QueryEscape(kind), nil)
+	return err
+}
+
+// propagation asks the control plane at admin how far its latest change
+// reached.
+func propagation(ctx context.Context, admin string) (meshes.Propagation, error) {
+	body, err := adminCall(ctx, http.MethodGet, admin+"/propagation", nil)
+	if err != nil {
+		return meshes.Propagation{}, err
+	}
+	var p controlplane.Propagation
+	if err := json.Unmarshal(body, &p); err != nil {
+		return meshes.Propagation{}, fmt.Errorf("control plane propagation: %w", err)
+	}
+	out := meshes.Propagation{Version: p.Version, Connected: p.Connected, Current: p.Current, Changed: p.Changed}
+	for _, ms := range p.AckedAfterMs {
+		out.AckedAfter = append(out.AckedAfter, time.Duration(ms*float64(time.Millisecond)))
+	}
+	return out, nil
+}
+
+// adminCall calls the control plane's admin API (with a JSON body, when
+// one is given) and returns the answer, or an error with the control
+// plane's reason.
+func adminCall(ctx context.Context, method, u string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("control plane: %s %s: %s", method, u, strings.TrimSpace(string(answer)))
+	}
+	return answer, nil
 }
 
 // workloadID is a workload's SPIFFE ID: its service account is its name.

@@ -27,11 +27,13 @@ const (
 	SMPConfigFile   = "smp-config.json"
 	SMPResultFile   = "smp-result.json"
 	SMPMeshFile     = "smp-mesh-config.json"
-	COFile          = "co-latency.json"
-	LatencyFile     = "latency.json"
-	CalibrationDir  = "calibration"
-	SMPEnvFile      = "smp-environment.json"
-	LogsDir         = "logs"
+	// ControlPlaneFile is a control-plane benchmark step's record.
+	ControlPlaneFile = "control-plane.json"
+	COFile           = "co-latency.json"
+	LatencyFile      = "latency.json"
+	CalibrationDir   = "calibration"
+	SMPEnvFile       = "smp-environment.json"
+	LogsDir          = "logs"
 )
 
 // Manifest describes a run: what was asked, on what, by which meshbench.
@@ -56,6 +58,65 @@ type Manifest struct {
 	Unavailable []Unavailable `json:"unavailable,omitempty"`
 	// Max holds every max search's outcome, per (mesh, mode, trial).
 	Max []MaxResult `json:"max,omitempty"`
+	// ControlPlane holds a control-plane benchmark's steps, one per
+	// (mesh, mode, client count), each added as it finishes.
+	ControlPlane []ControlPlaneStep `json:"controlPlane,omitempty"`
+}
+
+// ControlPlaneStep is one client count of a control-plane benchmark: the
+// clients connected, and how each kind of change propagated to them.
+type ControlPlaneStep struct {
+	Mesh string `json:"mesh"`
+	Mode string `json:"mode"`
+	// Clients are the xDS clients connected; Simulated, how many of them
+	// were simulated (the rest are the deployment's own), each a replica
+	// of ReplicaOf's configuration.
+	Clients   int    `json:"clients"`
+	Simulated int    `json:"simulated"`
+	ReplicaOf string `json:"replicaOf,omitempty"`
+	// ConnectSeconds is how long the simulated clients took to connect
+	// and acknowledge their first configuration.
+	ConnectSeconds float64 `json:"connectSeconds"`
+	// Changes is each kind of change's propagation.
+	Changes []ChangePropagation `json:"changes"`
+	// ControlPlane is the control plane's usage while the changes were
+	// made (CPU over the whole window, idle time between changes
+	// included; memory sampled through it).
+	ControlPlane Usage  `json:"controlPlane"`
+	Path         string `json:"path"`
+}
+
+// ChangePropagation is one kind of change, made Repeats times: for each,
+// the times at which the clients it changed had acknowledged it.
+type ChangePropagation struct {
+	Change  string         `json:"change"`
+	Repeats []ChangeRepeat `json:"repeats"`
+	// LatencyMs is the median over the repeats of each percentile (P100
+	// in Max): the time until that share of the clients had acknowledged.
+	LatencyMs PropagationLatency `json:"latencyMs"`
+	// WorstMs is the longest any client took, over every repeat.
+	WorstMs float64 `json:"worstMs"`
+	// Missed counts acknowledgements that did not come within the
+	// timeout, over every repeat.
+	Missed int `json:"missed"`
+}
+
+// ChangeRepeat is one change: its version, how many clients it changed,
+// how many acknowledged it in time, and the percentiles of their times.
+type ChangeRepeat struct {
+	Version   string             `json:"version"`
+	Changed   int                `json:"changed"`
+	Acked     int                `json:"acked"`
+	LatencyMs PropagationLatency `json:"latencyMs"`
+}
+
+// PropagationLatency are percentiles of the clients' acknowledgement
+// times, in milliseconds.
+type PropagationLatency struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
 }
 
 // Calibration is the harness floor: fortio to the application, no
@@ -167,7 +228,7 @@ type ControlPlane struct {
 	// Changes is how many configurations it put in force.
 	Changes int `json:"changes"`
 	// Nodes is how many clients it knew, and Current how many of them had
-	// acknowledged the version in force.
+	// acknowledged, for every type, the version in force for it.
 	Nodes   int `json:"nodes"`
 	Current int `json:"current"`
 	// NACKs are the configurations clients rejected, with their reasons.
@@ -261,6 +322,18 @@ func TrialDir(mesh, mode string, trial int) string {
 // ProbeDir is where a max search's probe goes.
 func ProbeDir(mesh, mode string, trial, probe int) string {
 	return filepath.Join("trials", fmt.Sprintf("%s-%s-max", mesh, mode), fmt.Sprintf("trial-%02d", trial), fmt.Sprintf("probe-%02d", probe))
+}
+
+// ControlPlaneDir is where a control-plane benchmark's deployment of a
+// (mesh, mode) keeps its configuration and logs; ControlPlaneStepDir,
+// where each client count's files go.
+func ControlPlaneDir(mesh, mode string) string {
+	return filepath.Join("control-plane", fmt.Sprintf("%s-%s", mesh, mode))
+}
+
+// ControlPlaneStepDir: see ControlPlaneDir.
+func ControlPlaneStepDir(mesh, mode string, clients int) string {
+	return filepath.Join(ControlPlaneDir(mesh, mode), fmt.Sprintf("clients-%d", clients))
 }
 
 // SweepTrialDir is TrialDir for a run that sweeps several rates.

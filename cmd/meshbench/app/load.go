@@ -26,7 +26,7 @@ func loadResults(paths ...string) (*results.Manifest, []*results.Trial, error) {
 			if err != nil {
 				return nil, nil, err
 			}
-			if len(trials) == 0 && len(m.Max) == 0 {
+			if len(trials) == 0 && len(m.Max) == 0 && len(m.ControlPlane) == 0 {
 				return nil, nil, fmt.Errorf("%s: no finished trials", paths[0])
 			}
 			return m, trials, nil

@@ -143,7 +143,7 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 		Scenario: sc, Meshes: reg, Platform: plat, OutDir: outDir, RunID: runID, Log: log,
 		Build: results.Build{Version: version, Commit: commit, GoVersion: runtime.Version()},
 	})
-	if len(trials) > 0 {
+	if len(trials) > 0 || (manifest != nil && len(manifest.ControlPlane) > 0) {
 		if err := writeSummary(s.Out, outDir, manifest, trials); err != nil && runErr == nil {
 			runErr = err
 		}
