@@ -250,7 +250,7 @@ func (r *run) startApps(ctx context.Context, env meshes.Env, dep *meshes.Deploym
 		if !ok {
 			app = direct[svc.Name]
 		}
-		args := []string{"workload", "server",
+		args := []string{"workload", "server", "--name", svc.Name,
 			"--listen", listenHost(svc.Node) + ":" + strconv.Itoa(svc.Port),
 			"--payload-size", strconv.Itoa(svc.PayloadSize),
 			"--delay", svc.ServiceTime.String(),

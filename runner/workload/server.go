@@ -30,6 +30,9 @@ import (
 // ServerOptions are the echo server's knobs. Requests that carry their own
 // query string (fortio's size=, delay=, status=) override them.
 type ServerOptions struct {
+	// Name, when set, is the service's name, sent in every answer's
+	// ServedByHeader (how a probe knows which backend of a split served).
+	Name string
 	// Listen is the address to serve on.
 	Listen string
 	// PayloadSize is the response body size in bytes.
@@ -105,6 +108,7 @@ const EventTick = "tick"
 
 // caller makes a server's calls and counts them.
 type caller struct {
+	name                         string
 	delay                        time.Duration
 	calls                        []Call
 	clients                      []*http.Client
@@ -113,7 +117,7 @@ type caller struct {
 }
 
 func newCaller(o ServerOptions) *caller {
-	c := &caller{calls: o.Calls, delay: o.Delay}
+	c := &caller{name: o.Name, calls: o.Calls, delay: o.Delay}
 	for _, call := range o.Calls {
 		rt := o.Transport
 		if rt == nil {
@@ -190,6 +194,9 @@ func (c *caller) served() ServedEvent {
 // the calls.
 func (c *caller) handler(w http.ResponseWriter, r *http.Request) {
 	c.requests.Add(1)
+	if c.name != "" {
+		w.Header().Set(ServedByHeader, c.name)
+	}
 	if c.delay > 0 {
 		serviceTime(c.delay)
 	}
@@ -201,6 +208,9 @@ func (c *caller) handler(w http.ResponseWriter, r *http.Request) {
 	}
 	fhttp.EchoHandler(w, r)
 }
+
+// ServedByHeader names the service that answered.
+const ServedByHeader = "X-Meshbench-Served-By"
 
 // HealthPath answers 200 without the echo knobs, for readiness probes.
 const HealthPath = "/healthz"

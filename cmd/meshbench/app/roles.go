@@ -2,9 +2,11 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
+	"net/http"
 	"os"
 	"time"
 
@@ -30,7 +32,7 @@ func newWorkloadCommand(s Streams) *cobra.Command {
 		Hidden: true,
 		Args:   argsCheck(cobra.NoArgs),
 	}
-	cmd.AddCommand(newServerRole(s), newClientRole(s))
+	cmd.AddCommand(newServerRole(s), newClientRole(s), newProbeRole(s))
 	return cmd
 }
 
@@ -126,6 +128,7 @@ func newServerRole(s Streams) *cobra.Command {
 	f.StringArrayVar(&calls, "call", nil, "service to call for every request, in parallel with the others: AUTHORITY[=DIAL_ADDRESS] (repeatable)")
 	mf.bind(f, "serve the inbound listener (mTLS, RBAC) instead of --listen, and make the calls,")
 	f.StringVar(&o.Listen, "listen", ":8080", "address to serve on")
+	f.StringVar(&o.Name, "name", "", "the service's name, sent in every answer's "+workload.ServedByHeader+" header")
 	f.IntVar(&o.PayloadSize, "payload-size", 1024, "response body size in bytes")
 	f.DurationVar(&o.Delay, "delay", 0, "service time added to every request")
 	f.IntVar(&o.Status, "status", 0, "response status code (default 200)")
@@ -178,6 +181,47 @@ func newClientRole(s Streams) *cobra.Command {
 	f.DurationVar(&o.Warmup, "warmup", 2*time.Second, "warm-up duration, excluded from the result")
 	f.IntVar(&o.RequestSize, "request-size", 0, "request body size in bytes (0 sends GET)")
 	f.StringVar(&out, "out", "", "file to write fortio's JSON result to")
+	mf.bind(f, "route requests in-process")
+	return cmd
+}
+
+func newProbeRole(s Streams) *cobra.Command {
+	o := workload.ProbeOptions{}
+	var mf meshFlags
+	cmd := &cobra.Command{
+		Use:   "probe",
+		Short: "Send --count requests one after another and print what came back (JSON)",
+		Args:  argsCheck(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.URL == "" {
+				return badInput(errors.New("flag --url: required"))
+			}
+			if o.Count < 1 || o.Count > workload.MaxProbeRequests {
+				return badInput(fmt.Errorf("flag --count: must be between 1 and %d, got %d", workload.MaxProbeRequests, o.Count))
+			}
+			m, err := mf.start(cmd.Context(), stdLogger{log.New(s.ErrOut, "proxyless: ", log.LstdFlags|log.Lmicroseconds)})
+			if err != nil {
+				return err
+			}
+			if m != nil {
+				if o.Transport, err = m.Transport(); err != nil {
+					return badInput(err)
+				}
+			}
+			res, err := workload.Probe(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			return json.NewEncoder(s.Out).Encode(res)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.URL, "url", "", "URL to send requests to")
+	f.StringVar(&o.Host, "host", "", "Host header (authority) to send")
+	f.StringVar(&o.Path, "path", "/", "request path")
+	f.StringVar(&o.Method, "method", http.MethodGet, "request method")
+	f.IntVar(&o.Count, "count", 100, "number of requests")
+	f.DurationVar(&o.Timeout, "timeout", 5*time.Second, "timeout of each request")
 	mf.bind(f, "route requests in-process")
 	return cmd
 }
