@@ -81,6 +81,11 @@ func (w Workload) Authority() string { return w.Name + ":" + strconv.Itoa(w.Port
 type Service struct {
 	Workload
 	Calls []string
+	// Selects are the services whose workloads this service's selector
+	// also covers (a Kubernetes Service over their pods): its callers
+	// spread its requests over them. Set by the conformance suite; only a
+	// mesh with a control plane renders it (see Env.Alternatives).
+	Selects []string
 }
 
 // Env is what a mesh needs to render a deployment.
@@ -98,9 +103,16 @@ type Env struct {
 	// the run (a mesh applies them over time with Deployment.ApplyPolicies).
 	Policies []scenarios.Policy
 	// Alternatives are, per service, the services policy may send its
-	// requests to instead (a TrafficSplit's backends): its callers must be
-	// able to reach them.
+	// requests to instead (a TrafficSplit's backends, the services it
+	// selects): its callers must be able to reach them.
 	Alternatives map[string][]string
+	// DenyByDefault turns access control on everywhere: no call is
+	// allowed that no TrafficTarget allows (the conformance suite's
+	// traffic-access needs it).
+	DenyByDefault bool
+	// Mutate, test-only, makes the mesh's control plane break one
+	// translation on purpose (the conformance suite's check of itself).
+	Mutate string
 }
 
 // Entry is the service the client calls.

@@ -185,6 +185,12 @@ type run struct {
 	manifest *results.Manifest
 	trials   []*results.Trial
 	logs     []*os.File
+	// denyByDefault and mutate are the conformance suite's: access
+	// control on everywhere, and (test-only) a translation broken on
+	// purpose.
+	denyByDefault bool
+	mutate        string
+	conformN      int // requests per conformance check
 }
 
 func (r *run) execute(ctx context.Context) error {

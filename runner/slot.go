@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -41,17 +42,23 @@ type slotRun struct {
 func (r *run) env(dir string) meshes.Env {
 	t := r.Scenario.Topology
 	env := meshes.Env{Client: meshes.Workload{Name: t.Client.Name, Node: r.nodes[t.Client.Name]}, Dir: dir}
+	env.Alternatives = r.Scenario.Alternatives()
 	for _, svc := range t.ServiceList() {
 		env.Services = append(env.Services, meshes.Service{
 			Workload: meshes.Workload{Name: svc.Name, Node: r.nodes[svc.Name], Port: ServerPort,
 				PayloadSize: int(svc.PayloadSize), ServiceTime: svc.ServiceTime.D()},
-			Calls: svc.Calls,
+			Calls: svc.Calls, Selects: svc.Selects,
 		})
+		for _, b := range svc.Selects {
+			if !slices.Contains(env.Alternatives[svc.Name], b) {
+				env.Alternatives[svc.Name] = append(env.Alternatives[svc.Name], b)
+			}
+		}
 	}
 	_, canIntercept := r.Platform.(Interceptor)
 	env.Transparent = canIntercept && r.manifest.Platform.Transparent
 	env.Policies = r.Scenario.Policies
-	env.Alternatives = r.Scenario.Alternatives()
+	env.DenyByDefault, env.Mutate = r.denyByDefault, r.mutate
 	return env
 }
 

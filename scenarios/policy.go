@@ -250,3 +250,15 @@ func serviceParents(refs []gatewayv1.ParentReference) []string {
 func isServiceRef(group *gatewayv1.Group, kind *gatewayv1.Kind) bool {
 	return (group == nil || *group == "" || *group == "core") && kind != nil && *kind == "Service"
 }
+
+// ParsePolicies reads a YAML document whose policies: list holds policy
+// objects, decoded as a scenario's are (strictly, positions in errors).
+func ParsePolicies(file string, data []byte) ([]Policy, error) {
+	var doc struct {
+		Policies []Policy `yaml:"policies"`
+	}
+	if _, err := decodeStrict(file, data, &doc); err != nil {
+		return nil, err
+	}
+	return doc.Policies, nil
+}

@@ -114,6 +114,10 @@ type Service struct {
 	ServiceTime Duration `yaml:"serviceTime" json:"serviceTime"`
 	// Calls names the services this one calls for every request.
 	Calls []string `yaml:"calls" json:"calls,omitempty"`
+	// Selects are services whose workloads this one's selector covers too
+	// (a Kubernetes Service over their pods). Not in scenario files: the
+	// conformance suite's traffic-split sets it.
+	Selects []string `yaml:"-" json:"selects,omitempty"`
 }
 
 // ServiceList is the topology's services, entry first: Services, or the

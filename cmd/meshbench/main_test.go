@@ -108,6 +108,9 @@ func TestIntegrationBadInput(t *testing.T) {
 		{"control plane clients", []string{"run", "testdata/bad-control-plane.yaml"}, `testdata/bad-control-plane.yaml:6:18: controlPlane.clients[1]: client counts must increase`},
 		{"control plane change", []string{"run", "testdata/bad-control-plane.yaml"}, `testdata/bad-control-plane.yaml:7:23: controlPlane.changes[1]: unknown change "secrets"`},
 		{"no control plane", []string{"run", "testdata/no-control-plane.yaml"}, `testdata/no-control-plane.yaml:5:5: meshes[1]: nginx/sidecar: mesh nginx has no control plane to benchmark`},
+		{"conformance suite", []string{"conformance", "--suite", "istio"}, `flag --suite: unknown suite "istio"`},
+		{"conformance mesh", []string{"conformance", "--suite", "smi", "--mesh", "linkerd"}, `flag --mesh: unknown mesh "linkerd"`},
+		{"conformance modes", []string{"conformance", "--suite", "smi", "--modes", "ambient"}, `flag --modes: no mesh of --mesh meshbench has mode "ambient"`},
 		{"unsupported policy", []string{"run", "testdata/unsupported-policy.yaml"}, `testdata/unsupported-policy.yaml:9:5: meshes[1]: haproxy/sidecar cannot express the scenario's policies: mesh haproxy has no traffic policy`},
 	}
 	for _, c := range cases {
@@ -115,7 +118,7 @@ func TestIntegrationBadInput(t *testing.T) {
 			t.Parallel()
 			out := filepath.Join(t.TempDir(), "results")
 			args := c.args
-			if args[0] == "run" {
+			if args[0] == "run" || args[0] == "conformance" {
 				args = append(args, "--out", out)
 			}
 			r := meshbench(t, 30*time.Second, args...)

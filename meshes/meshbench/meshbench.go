@@ -91,7 +91,7 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 	if err != nil {
 		return nil, err
 	}
-	r := &renderer{env: env, ca: ca, mode: string(mode), model: &controlplane.Model{Nodes: map[string]string{}}}
+	r := &renderer{env: env, ca: ca, mode: string(mode), model: &controlplane.Model{Nodes: map[string]string{}, DenyByDefault: env.DenyByDefault}}
 	var dep *meshes.Deployment
 	switch mode {
 	case scenarios.PerNode:
@@ -180,7 +180,7 @@ func (r *renderer) service(svc meshes.Service) *controlplane.Service {
 		}
 	}
 	r.model.Services = append(r.model.Services, controlplane.Service{Name: svc.Name, Identity: workloadID(svc.Workload),
-		ServiceAccount: svc.Name, Authority: svc.Authority(), Clusters: map[string]string{}})
+		ServiceAccount: svc.Name, Authority: svc.Authority(), Clusters: map[string]string{}, Selects: svc.Selects})
 	return &r.model.Services[len(r.model.Services)-1]
 }
 
@@ -216,8 +216,8 @@ func (r *renderer) controlPlane() (*meshes.Component, error) {
 		Name:  "control-plane",
 		Class: "control-plane", // results.ClassControlPlane
 		Node:  node.Name,
-		Args: []string{"control-plane", "--model", path, "--listen", r.xdsAddr(), "--admin", admin,
-			"--cert", id.Cert, "--key", id.Key, "--ca", id.CA},
+		Args: append([]string{"control-plane", "--model", path, "--listen", r.xdsAddr(), "--admin", admin,
+			"--cert", id.Cert, "--key", id.Key, "--ca", id.CA}, mutateArgs(r.env.Mutate)...),
 		Ready:  meshes.Probe{HTTPGet: "http://" + admin + "/ready"},
 		Status: "http://" + admin + "/status",
 	}, nil
@@ -288,6 +288,13 @@ func adminCall(ctx context.Context, method, u string, body []byte) ([]byte, erro
 		return nil, fmt.Errorf("control plane: %s %s: %s", method, u, strings.TrimSpace(string(answer)))
 	}
 	return answer, nil
+}
+
+func mutateArgs(m string) []string {
+	if m == "" {
+		return nil
+	}
+	return []string{"--mutate", m}
 }
 
 // workloadID is a workload's SPIFFE ID: its service account is its name.

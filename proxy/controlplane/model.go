@@ -25,6 +25,11 @@ type Model struct {
 	// workload's, callers that are no service included), as TrafficTarget
 	// sources name them.
 	Accounts map[string]string `json:"accounts,omitempty"`
+	// DenyByDefault turns access control on for every service: a call no
+	// TrafficTarget allows is denied (SMI's access control with nothing
+	// permissive, as OSM's permissive mode off), not only at destinations
+	// some TrafficTarget selects.
+	DenyByDefault bool `json:"denyByDefault,omitempty"`
 }
 
 // Service is one of the mesh's services and where its configuration is:
@@ -47,6 +52,11 @@ type Service struct {
 	// Inbound are the listeners that take the service's requests, where
 	// its access policy applies.
 	Inbound []ListenerRef `json:"inbound,omitempty"`
+	// Selects are the services whose workloads this one's selector covers
+	// (a Kubernetes Service over their pods): unless a TrafficSplit or a
+	// route says otherwise, its callers spread its requests over them
+	// evenly.
+	Selects []string `json:"selects,omitempty"`
 }
 
 // RouteRef is a virtual host of a node's listener (its route

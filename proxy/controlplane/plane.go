@@ -25,6 +25,8 @@ type Plane struct {
 	base  map[string]*xds.Bundle
 	ready atomic.Bool
 
+	mutation string
+
 	mu       sync.Mutex // serializes compiles
 	policies []json.RawMessage
 	marks    marks // the benchmark's synthetic changes so far
@@ -41,9 +43,30 @@ type Change struct {
 	What string `json:"what,omitempty"`
 }
 
+// PlaneOption configures a Plane.
+type PlaneOption func(*Plane) error
+
+// WithMutation makes the plane break one translation on purpose (one of
+// Mutations): a test-only switch, for the conformance suite's check of
+// itself.
+func WithMutation(m string) PlaneOption {
+	return func(p *Plane) error {
+		if !slices.Contains(Mutations, m) {
+			return fmt.Errorf("unknown mutation %q (%s)", m, strings.Join(Mutations, ", "))
+		}
+		p.mutation = m
+		return nil
+	}
+}
+
 // NewPlane compiles the model with no policy and puts it in force.
-func NewPlane(ctx context.Context, srv *Server, model *Model, base map[string]*xds.Bundle) (*Plane, error) {
+func NewPlane(ctx context.Context, srv *Server, model *Model, base map[string]*xds.Bundle, opts ...PlaneOption) (*Plane, error) {
 	p := &Plane{srv: srv, model: model, base: base}
+	for _, o := range opts {
+		if err := o(p); err != nil {
+			return nil, err
+		}
+	}
 	if err := p.apply(ctx, nil); err != nil {
 		return nil, err
 	}
@@ -60,7 +83,7 @@ func (p *Plane) apply(ctx context.Context, policies []json.RawMessage) error {
 // serve compiles the model with policies, makes the synthetic changes,
 // and puts the result in force. The caller holds p.mu.
 func (p *Plane) serve(ctx context.Context, policies []json.RawMessage, m marks, what string) error {
-	bundles, err := compile(p.model, p.base, policies)
+	bundles, err := compileWith(p.model, p.base, policies, p.mutation)
 	if err != nil {
 		return err
 	}

@@ -74,14 +74,33 @@ func decodePolicies(raw []json.RawMessage) ([]any, error) {
 // by default once any TrafficTarget selects a destination, as SMI says).
 // The base bundles are not changed.
 func compile(m *Model, base map[string]*xds.Bundle, raw []json.RawMessage) (map[string]*xds.Bundle, error) {
-	if len(raw) == 0 {
+	return compileWith(m, base, raw, "")
+}
+
+// Mutations break one translation on purpose: the conformance suite's
+// check of itself (a suite that a broken mesh passes checks nothing).
+const (
+	// MutateRBACAllowAll makes every RBAC allow every request.
+	MutateRBACAllowAll = "rbac-allow-all"
+	// MutateSplitFirstBackend sends a split's traffic to its first
+	// backend alone.
+	MutateSplitFirstBackend = "split-first-backend"
+)
+
+// Mutations lists the mutations compileWith knows.
+var Mutations = []string{MutateRBACAllowAll, MutateSplitFirstBackend}
+
+// compileWith is compile with a mutation ("" for none).
+func compileWith(m *Model, base map[string]*xds.Bundle, raw []json.RawMessage, mutation string) (map[string]*xds.Bundle, error) {
+	implicit := m.DenyByDefault || slices.ContainsFunc(m.Services, func(s Service) bool { return len(s.Selects) > 0 })
+	if len(raw) == 0 && !implicit {
 		return base, nil
 	}
 	objs, err := decodePolicies(raw)
 	if err != nil {
 		return nil, err
 	}
-	c := &compiler{m: m, bundles: map[string]*xds.Bundle{}, services: map[string]*Service{}, groups: map[string]*specsv1alpha4.HTTPRouteGroup{}}
+	c := &compiler{m: m, mutation: mutation, bundles: map[string]*xds.Bundle{}, services: map[string]*Service{}, groups: map[string]*specsv1alpha4.HTTPRouteGroup{}}
 	for node, b := range base {
 		c.bundles[node] = cloneBundle(b)
 	}
@@ -106,6 +125,22 @@ func compile(m *Model, base map[string]*xds.Bundle, raw []json.RawMessage) (map[
 			}
 		}
 	}
+	// A service that selects others' workloads is split evenly over them
+	// unless policy says otherwise.
+	for _, svc := range m.Services {
+		if len(svc.Selects) == 0 || routed[svc.Name] != "" || slices.ContainsFunc(objs, func(o any) bool {
+			ts, ok := o.(*splitv1alpha4.TrafficSplit)
+			return ok && ts.Spec.Service == svc.Name
+		}) {
+			continue
+		}
+		ts := &splitv1alpha4.TrafficSplit{}
+		ts.Name, ts.Spec.Service = svc.Name+" (its selector)", svc.Name
+		for _, b := range svc.Selects {
+			ts.Spec.Backends = append(ts.Spec.Backends, splitv1alpha4.TrafficSplitBackend{Service: b, Weight: 1})
+		}
+		c.split(ts)
+	}
 	for _, o := range objs {
 		switch o := o.(type) {
 		case *splitv1alpha4.TrafficSplit:
@@ -129,6 +164,7 @@ func compile(m *Model, base map[string]*xds.Bundle, raw []json.RawMessage) (map[
 
 type compiler struct {
 	m        *Model
+	mutation string
 	bundles  map[string]*xds.Bundle
 	services map[string]*Service
 	groups   map[string]*specsv1alpha4.HTTPRouteGroup
@@ -275,6 +311,9 @@ func (c *compiler) split(ts *splitv1alpha4.TrafficSplit) {
 			names = append(names, b.Service)
 			weights = append(weights, uint32(b.Weight))
 		}
+	}
+	if c.mutation == MutateSplitFirstBackend && len(ts.Spec.Backends) > 0 {
+		names, weights = []string{ts.Spec.Backends[0].Service}, []uint32{1}
 	}
 	for _, ref := range root.Routes {
 		a, err := c.backends(ref, names, weights)
@@ -661,6 +700,14 @@ func (c *compiler) access(targets []*accessv1alpha3.TrafficTarget) {
 	for _, tt := range targets {
 		byDest[tt.Spec.Destination.Name] = append(byDest[tt.Spec.Destination.Name], tt)
 	}
+	if c.m.DenyByDefault {
+		// Every destination is selected, by no target if none names it.
+		for _, svc := range c.m.Services {
+			if _, ok := byDest[svc.ServiceAccount]; !ok && len(svc.Inbound) > 0 {
+				byDest[svc.ServiceAccount] = nil
+			}
+		}
+	}
 	for _, dest := range slices.Sorted(maps.Keys(byDest)) {
 		var svcs []*Service
 		for i := range c.m.Services {
@@ -698,6 +745,13 @@ func (c *compiler) withListener(in ListenerRef, f func(*hcmv3.HttpConnectionMana
 // set.
 func (c *compiler) rbac(tts []*accessv1alpha3.TrafficTarget, in ListenerRef) (*rbacconfigv3.RBAC, error) {
 	out := &rbacconfigv3.RBAC{Action: rbacconfigv3.RBAC_ALLOW, Policies: map[string]*rbacconfigv3.Policy{}}
+	if c.mutation == MutateRBACAllowAll {
+		out.Policies[MutateRBACAllowAll] = &rbacconfigv3.Policy{
+			Principals:  []*rbacconfigv3.Principal{{Identifier: &rbacconfigv3.Principal_Any{Any: true}}},
+			Permissions: []*rbacconfigv3.Permission{{Rule: &rbacconfigv3.Permission_Any{Any: true}}},
+		}
+		return out, nil
+	}
 	for _, tt := range tts {
 		p := &rbacconfigv3.Policy{}
 		for _, src := range tt.Spec.Sources {

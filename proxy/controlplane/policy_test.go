@@ -3,6 +3,7 @@ package controlplane
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/meshbench/meshbench/proxy"
 	"github.com/meshbench/meshbench/proxy/xds"
 )
 
@@ -285,5 +287,92 @@ func TestCompileRefuses(t *testing.T) {
 		} else {
 			t.Logf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestImplicitPolicy: with access control on everywhere, a service no
+// TrafficTarget names denies every call (and one it names allows its
+// sources); a service that selects others' workloads is split evenly over
+// them until a TrafficSplit says otherwise; the mutations break exactly
+// what they say.
+func TestImplicitPolicy(t *testing.T) {
+	m, base := canaryModel(false)
+	m.DenyByDefault = true
+	m.Services[0].Selects = []string{"app-v1", "app-v2"}
+	rbacOf := func(b map[string]*xds.Bundle, node string) *proxy.RBAC {
+		t.Helper()
+		cfg, err := xds.Translate(b[node], node, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Listeners[0].RBAC
+	}
+	weightsOf := func(b map[string]*xds.Bundle) []string {
+		t.Helper()
+		cfg, err := xds.Translate(b["client-proxy"], "client-proxy", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, vh := range cfg.Listeners[0].VirtualHosts {
+			if vh.Name == "app" {
+				for _, wc := range vh.Routes[0].WeightedClusters {
+					out = append(out, fmt.Sprintf("%s=%d", wc.Name, wc.Weight))
+				}
+			}
+		}
+		return out
+	}
+	got, err := compile(m, base, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, node := range []string{"app-sidecar", "app-v1-sidecar", "app-v2-sidecar"} {
+		if r := rbacOf(got, node); r == nil || len(r.Policies) != 0 {
+			t.Errorf("%s: RBAC %+v, want one that allows nothing", node, r)
+		}
+	}
+	if w := weightsOf(got); !slices.Equal(w, []string{"outbound|8080||app-v1=1", "outbound|8080||app-v2=1"}) {
+		t.Errorf("app's selector split: %v", w)
+	}
+	policy := policiesFrom(t, `
+- apiVersion: access.smi-spec.io/v1alpha3
+  kind: TrafficTarget
+  metadata: {name: t}
+  spec:
+    destination: {kind: ServiceAccount, name: app-v1}
+    sources: [{kind: ServiceAccount, name: client}]
+- apiVersion: split.smi-spec.io/v1alpha4
+  kind: TrafficSplit
+  metadata: {name: s}
+  spec: {service: app, backends: [{service: app-v1, weight: 3}, {service: app-v2, weight: 1}]}
+`)
+	got, err = compile(m, base, policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rbacOf(got, "app-v1-sidecar"); r == nil || len(r.Policies) != 1 || r.Policies[0].Principals[0] != "spiffe://meshbench.local/ns/default/sa/client" {
+		t.Errorf("app-v1: RBAC %+v, want the client allowed", r)
+	}
+	if r := rbacOf(got, "app-v2-sidecar"); r == nil || len(r.Policies) != 0 {
+		t.Errorf("app-v2: RBAC %+v, want one that allows nothing", r)
+	}
+	if w := weightsOf(got); !slices.Equal(w, []string{"outbound|8080||app-v1=3", "outbound|8080||app-v2=1"}) {
+		t.Errorf("the TrafficSplit's weights: %v", w)
+	}
+
+	got, err = compileWith(m, base, policy, MutateRBACAllowAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rbacOf(got, "app-v2-sidecar"); r == nil || len(r.Policies) != 1 || r.Policies[0].Principals[0] != "*" {
+		t.Errorf("rbac-allow-all: app-v2 RBAC %+v, want everything allowed", r)
+	}
+	got, err = compileWith(m, base, policy, MutateSplitFirstBackend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := weightsOf(got); len(w) != 0 {
+		t.Errorf("split-first-backend: weights %v, want one cluster", w)
 	}
 }

@@ -27,6 +27,8 @@ const (
 	SMPConfigFile   = "smp-config.json"
 	SMPResultFile   = "smp-result.json"
 	SMPMeshFile     = "smp-mesh-config.json"
+	// ConformanceFile holds a conformance run's outcomes.
+	ConformanceFile = "conformance.json"
 	// ControlPlaneFile is a control-plane benchmark step's record.
 	ControlPlaneFile = "control-plane.json"
 	COFile           = "co-latency.json"
@@ -478,4 +480,57 @@ func readJSON(path string, v any) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
+}
+
+// Conformance is a conformance suite's outcome for one (mesh, mode).
+type Conformance struct {
+	Suite string `json:"suite"`
+	Mesh  string `json:"mesh"`
+	Mode  string `json:"mode"`
+	// Reason, when set, is why the mesh cannot be tested at all (every
+	// spec then has capability NONE and no case ran).
+	Reason string        `json:"reason,omitempty"`
+	Specs  []SpecOutcome `json:"specs"`
+	Start  time.Time     `json:"start"`
+	Mutate string        `json:"mutate,omitempty"`
+}
+
+// Capabilities, as Meshery names them (PARTIAL is its HALF).
+const (
+	CapabilityFull    = "FULL"
+	CapabilityPartial = "PARTIAL"
+	CapabilityNone    = "NONE"
+)
+
+// SpecOutcome is one SMI spec's cases, and the capability they show:
+// FULL when all pass, PARTIAL when at least half do, NONE otherwise.
+type SpecOutcome struct {
+	Spec       string        `json:"spec"`
+	Version    string        `json:"version"`
+	Capability string        `json:"capability"`
+	Cases      []CaseOutcome `json:"cases"`
+	Seconds    float64       `json:"seconds"`
+}
+
+// CaseOutcome is one step of a spec: what it asserts, and what was seen.
+type CaseOutcome struct {
+	Step      int     `json:"step"`
+	Name      string  `json:"name"`
+	Assertion string  `json:"assertion"`
+	Passed    bool    `json:"passed"`
+	Message   string  `json:"message"`
+	Seconds   float64 `json:"seconds"`
+}
+
+// Passed counts the outcome's passing cases, and all of them.
+func (c *Conformance) Passed() (passed, total int) {
+	for _, s := range c.Specs {
+		for _, cs := range s.Cases {
+			total++
+			if cs.Passed {
+				passed++
+			}
+		}
+	}
+	return passed, total
 }

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -67,7 +68,7 @@ func (f *tlsFlags) client(prefix string) (*tls.Config, error) {
 }
 
 func newControlPlaneCommand(s Streams) *cobra.Command {
-	var model, listen, admin string
+	var model, listen, admin, mutate string
 	var tf tlsFlags
 	cmd := &cobra.Command{
 		Use:    "control-plane",
@@ -86,9 +87,14 @@ func newControlPlaneCommand(s Streams) *cobra.Command {
 			}
 			ctx := cmd.Context()
 			srv := controlplane.New(ctx, controlplane.WithLogger(logger))
-			plane, err := controlplane.NewPlane(ctx, srv, m, bundles)
+			var popts []controlplane.PlaneOption
+			if mutate != "" {
+				popts = append(popts, controlplane.WithMutation(mutate))
+				logger.Logf("MUTATED (test-only): %s", mutate)
+			}
+			plane, err := controlplane.NewPlane(ctx, srv, m, bundles, popts...)
 			if err != nil {
-				return badInput(fmt.Errorf("flag --model: %w", err))
+				return badInput(fmt.Errorf("flags --model/--mutate: %w", err))
 			}
 			opts := controlplane.GRPCOptions()
 			if tlsConf != nil {
@@ -138,6 +144,8 @@ func newControlPlaneCommand(s Streams) *cobra.Command {
 	f.StringVar(&listen, "listen", "127.0.0.1:15010", "xDS (gRPC) listen address")
 	f.StringVar(&admin, "admin", "127.0.0.1:15014", "admin listen address (/ready, /status, PUT /policies)")
 	tf.bind(f, "", "xDS listener")
+	f.StringVar(&mutate, "mutate", "", "test only: break one translation on purpose ("+strings.Join(controlplane.Mutations, ", ")+")")
+	_ = f.MarkHidden("mutate")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }

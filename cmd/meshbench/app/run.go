@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/meshes/haproxy"
@@ -51,8 +52,7 @@ type runOptions struct {
 	trials      int
 	modes       []string
 	out         string
-	network     string
-	subnet      string
+	platform    platformFlags
 }
 
 func newRunCommand(s Streams) *cobra.Command {
@@ -89,9 +89,47 @@ Exit codes: 0 success, 1 the run failed, 2 bad input (flags, scenario).`,
 	f.IntVar(&o.trials, "trials", 0, "override trials: repetitions of every (mesh, mode)")
 	f.StringSliceVar(&o.modes, "modes", nil, "run only these modes (e.g. baseline,sidecar) or mesh/mode pairs (e.g. meshbench/sidecar)")
 	f.StringVar(&o.out, "out", "", "results directory (default meshbench-results/<scenario>-<UTC time>)")
-	f.StringVar(&o.network, "network", local.Auto, "local platform network: auto, netns (root) or loopback")
-	f.StringVar(&o.subnet, "subnet", local.DefaultSubnet.String(), "private IPv4 range to take node addresses from (netns network)")
+	o.platform.bind(f)
 	return cmd
+}
+
+// platformFlags choose and configure the local platform.
+type platformFlags struct {
+	network, subnet string
+}
+
+func (p *platformFlags) bind(f *pflag.FlagSet) {
+	f.StringVar(&p.network, "network", local.Auto, "local platform network: auto, netns (root) or loopback")
+	f.StringVar(&p.subnet, "subnet", local.DefaultSubnet.String(), "private IPv4 range to take node addresses from (netns network)")
+}
+
+// local creates the local platform (nothing is started yet).
+func (p *platformFlags) local(ctx context.Context, runID string, log *progress) (runner.Platform, error) {
+	subnet, err := netip.ParsePrefix(p.subnet)
+	if err != nil {
+		return nil, badInput(fmt.Errorf("invalid --subnet %q: %v", p.subnet, err))
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the meshbench binary: %w", err)
+	}
+	plat, err := local.New(ctx, local.Options{RunID: runID, Network: p.network, Subnet: subnet, Self: self, Log: log})
+	if err != nil && errors.Is(err, local.ErrInvalidOptions) {
+		return nil, badInput(err)
+	}
+	return plat, err
+}
+
+// resultsDir is --out, or meshbench-results/<name>-<UTC time>; it must be
+// empty or absent.
+func resultsDir(out, name string) (string, error) {
+	if out == "" {
+		out = filepath.Join("meshbench-results", name+"-"+time.Now().UTC().Format("20060102T150405Z"))
+	}
+	if err := checkOutDir(out); err != nil {
+		return "", badInput(err)
+	}
+	return out, nil
 }
 
 func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, args []string) error {
@@ -109,30 +147,14 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 	if _, _, err := runner.Plan(sc, reg); err != nil {
 		return err
 	}
-	subnet, err := netip.ParsePrefix(o.subnet)
+	outDir, err := resultsDir(o.out, sc.Name)
 	if err != nil {
-		return badInput(fmt.Errorf("invalid --subnet %q: %v", o.subnet, err))
-	}
-	outDir := o.out
-	if outDir == "" {
-		outDir = filepath.Join("meshbench-results", sc.Name+"-"+time.Now().UTC().Format("20060102T150405Z"))
-	}
-	if err := checkOutDir(outDir); err != nil {
-		return badInput(err)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find the meshbench binary: %w", err)
+		return err
 	}
 	runID := newRunID()
 	log := &progress{w: s.ErrOut}
-	plat, err := local.New(ctx, local.Options{
-		RunID: runID, Network: o.network, Subnet: subnet, Self: self, Log: log,
-	})
+	plat, err := o.platform.local(ctx, runID, log)
 	if err != nil {
-		if errors.Is(err, local.ErrInvalidOptions) {
-			return badInput(err)
-		}
 		return err
 	}
 	d := plat.Describe()
