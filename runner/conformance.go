@@ -78,16 +78,7 @@ func Conformance(ctx context.Context, o ConformanceOptions) ([]*results.Conforma
 	for _, t := range o.Targets {
 		r.slots = append(r.slots, slot{mesh: o.Meshes[t.Name], mode: t.Mode})
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := o.Platform.Down(dctx); err != nil {
-			o.Log.Logf("teardown: %v", err)
-		}
-		for _, f := range r.logs {
-			f.Close()
-		}
-	}()
+	defer r.down(ctx)
 	if r.nodes, err = o.Platform.Up(ctx, s.Topology.Workloads()); err != nil {
 		return nil, fmt.Errorf("platform up: %w", err)
 	}

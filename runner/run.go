@@ -163,18 +163,22 @@ func Run(ctx context.Context, o Options) (*results.Manifest, []*results.Trial, e
 		return nil, nil, fmt.Errorf("create results directory: %w", err)
 	}
 	r := &run{Options: o, slots: slots, skipped: skipped}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if err := o.Platform.Down(dctx); err != nil {
-			o.Log.Logf("teardown: %v", err)
-		}
-		for _, f := range r.logs {
-			f.Close()
-		}
-	}()
+	defer r.down(ctx)
 	err = r.execute(ctx)
 	return r.manifest, r.trials, err
+}
+
+// down takes the platform down (after ctx ended too) and closes the
+// process logs.
+func (r *run) down(ctx context.Context) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := r.Platform.Down(dctx); err != nil {
+		r.Log.Logf("teardown: %v", err)
+	}
+	for _, f := range r.logs {
+		f.Close()
+	}
 }
 
 type run struct {
