@@ -146,6 +146,9 @@ func (s *Server) Set(ctx context.Context, bundles map[string]*xds.Bundle) (strin
 		if err != nil {
 			return "", fmt.Errorf("node %s: %w", node, err)
 		}
+		if snap == s.snaps[node] {
+			continue // nothing of the node's changed: nothing to send it or its replicas
+		}
 		s.snaps[node] = snap
 		for _, id := range append([]string{node}, s.replicas[node]...) {
 			if err := s.cache.SetSnapshot(ctx, id, snap); err != nil {
@@ -164,10 +167,11 @@ var snapshotTypes = []string{resource.ClusterType, resource.EndpointType, resour
 // snapshot builds a node's snapshot of b. Each type is versioned on its
 // own, as Envoy's control planes do: a type whose resources are those of
 // prev keeps prev's version (and is not sent again); a changed one takes
-// version.
+// version. When no type changed, prev itself is returned.
 func snapshot(version string, b *xds.Bundle, prev *cachev3.Snapshot) (*cachev3.Snapshot, error) {
 	byType := b.Resources()
 	snap := &cachev3.Snapshot{}
+	changed := prev == nil
 	for _, typ := range snapshotTypes {
 		i := cachev3.GetResponseType(typ)
 		items := make([]types.Resource, 0, len(byType[typ]))
@@ -177,11 +181,16 @@ func snapshot(version string, b *xds.Bundle, prev *cachev3.Snapshot) (*cachev3.S
 		snap.Resources[i] = cachev3.NewResources(version, items)
 		if prev != nil && sameResources(prev.Resources[i], snap.Resources[i]) {
 			snap.Resources[i] = prev.Resources[i]
+		} else {
+			changed = true
 		}
 	}
-	// Built now, the delta protocol's version map is only read after: the
-	// snapshot is shared with the node's replicas.
-	return snap, snap.ConstructVersionMap()
+	if !changed {
+		return prev, nil
+	}
+	// The snapshot is shared with the node's replicas; the cache builds its
+	// delta version map under its own lock, once.
+	return snap, nil
 }
 
 func sameResources(a, b cachev3.Resources) bool {

@@ -151,3 +151,30 @@ func TestProxyOverADS(t *testing.T) {
 		t.Errorf("status %+v: want connected, meshbench-proxy, listeners and clusters acked at version 1, endpoints at 2, not current", st)
 	}
 }
+
+// TestUnchangedNodeHearsNothing: a version that changes nothing of a node
+// sends it nothing (its snapshot stays the one it acknowledged).
+func TestUnchangedNodeHearsNothing(t *testing.T) {
+	cp, addr := startServer(t)
+	a := upstreamNamed(t, "a")
+	p := adsProxy(t, addr, "node-1")
+	set := func(b *xds.Bundle) string {
+		t.Helper()
+		v, err := cp.Set(context.Background(), map[string]*xds.Bundle{"node-1": b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	waitVersion(t, p, set(bundleTo(a)))
+	if v := set(bundleTo(a)); v != "2" {
+		t.Fatalf("second version %q", v)
+	}
+	prop := cp.Propagation()
+	if prop.Changed != 0 || prop.Connected != 1 || prop.Current != 1 {
+		t.Errorf("propagation of an unchanged version: %+v, want 1 client, current, none changed", prop)
+	}
+	if st := cp.Status()["node-1"]; !st.Current || st.Acked["envoy.config.listener.v3.Listener"] != "1" {
+		t.Errorf("status %+v: want current at version 1", st)
+	}
+}
