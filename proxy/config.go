@@ -15,6 +15,7 @@ import (
 	"net"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -162,8 +163,11 @@ type Route struct {
 	Name string `json:"name,omitempty"`
 	// Path matches the request path exactly (query excluded).
 	Path string `json:"path,omitempty"`
-	// PathPrefix matches when the request path starts with it.
+	// PathPrefix matches when the request path starts with it; with
+	// Segments, only at a segment's end (Envoy's path_separated_prefix:
+	// "/api" matches "/api" and "/api/x", not "/apix").
 	PathPrefix string `json:"pathPrefix,omitempty"`
+	Segments   bool   `json:"segments,omitempty"`
 	// Regex (RE2 syntax) must match the whole request path.
 	Regex string `json:"regex,omitempty"`
 	// Methods, when set, restricts the route to these methods.
@@ -460,6 +464,9 @@ func (c *Config) Validate() error {
 				errs = append(errs, r.validate(where, clusters)...)
 				if n := btoi(r.Path != "") + btoi(r.PathPrefix != "") + btoi(r.Regex != ""); n > 1 {
 					errs = append(errs, fmt.Errorf("%s: set at most one of path, pathPrefix and regex", where))
+				}
+				if r.Segments && (r.PathPrefix == "" || strings.HasSuffix(r.PathPrefix, "/")) {
+					errs = append(errs, fmt.Errorf("%s: segments needs a pathPrefix that does not end in /, got %q", where, r.PathPrefix))
 				}
 				if r.Regex != "" {
 					if _, err := regexp.Compile("^(?:" + r.Regex + ")$"); err != nil {

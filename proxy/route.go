@@ -79,6 +79,10 @@ func (cr *compiledRoute) matchPath(r *Route, path string) bool {
 	case cr.regex != nil:
 		return cr.regex.MatchString(path)
 	}
+	if r.Segments {
+		rest, ok := strings.CutPrefix(path, r.PathPrefix)
+		return ok && (rest == "" || rest[0] == '/')
+	}
 	return strings.HasPrefix(path, r.PathPrefix)
 }
 

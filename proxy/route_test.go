@@ -50,6 +50,7 @@ func TestRouteMatchesAndActions(t *testing.T) {
 			{PathPrefix: "/", QueryParams: []QueryMatch{{Name: "v", Exact: "2"}}, Cluster: "b"},
 			{PathPrefix: "/old/", Redirect: &Redirect{PrefixRewrite: "/new/", Code: 308}},
 			{PathPrefix: "/api/", PrefixRewrite: "/v1/", HostRewrite: "api.internal", Cluster: "a"},
+			{PathPrefix: "/seg", Segments: true, PrefixRewrite: "/v2", Cluster: "b"},
 			{Path: "/exact", PathRewrite: "/rewritten", Cluster: "a"},
 			{PathPrefix: "/", Methods: []string{"POST"}, Cluster: "b"},
 			{PathPrefix: "/", Headers: []HeaderMatch{{Name: "x-debug", Present: true, Invert: true}}, Cluster: "a",
@@ -73,6 +74,9 @@ func TestRouteMatchesAndActions(t *testing.T) {
 		{"GET", "/x?v=3", nil, 200, "a /x?v=3 svc "},
 		{"GET", "/api/items?q=1", nil, 200, "a /v1/items?q=1 api.internal "},
 		{"GET", "/exact", nil, 200, "a /rewritten svc "},
+		{"GET", "/seg", nil, 200, "b /v2 svc "},
+		{"GET", "/seg/x?y=1", nil, 200, "b /v2/x?y=1 svc "},
+		{"GET", "/segx", nil, 200, "a /segx svc "}, // not a whole segment
 		{"POST", "/x", nil, 200, "b /x svc "},
 		{"GET", "/x", map[string]string{"X-Debug": "1"}, 200, "b /x svc "},
 	}

@@ -142,13 +142,7 @@ func (p *Policy) UnmarshalJSON(data []byte) error {
 		return fmt.Errorf("unknown policy %s %s", head.APIVersion, head.Kind)
 	}
 	v := reflect.New(k.typ)
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(data, &m); err != nil {
-		return err
-	}
-	delete(m, "at")
-	rest, _ := json.Marshal(m)
-	if err := json.Unmarshal(rest, v.Interface()); err != nil {
+	if err := json.Unmarshal(data, v.Interface()); err != nil { // "at" is not a field: ignored
 		return err
 	}
 	p.At, p.Object = head.At, v.Interface()

@@ -240,15 +240,6 @@ func (v *policyCheck) httpRoute(o *gatewayv1.HTTPRoute) {
 				}
 			}
 		}
-		for j, f := range r.Filters {
-			fp := fmt.Sprintf("%s.filters[%d].type", rp, j)
-			switch f.Type {
-			case gatewayv1.HTTPRouteFilterRequestHeaderModifier, gatewayv1.HTTPRouteFilterResponseHeaderModifier,
-				gatewayv1.HTTPRouteFilterRequestRedirect, gatewayv1.HTTPRouteFilterURLRewrite:
-			default:
-				v.add(fp, "filter %q is not one meshbench's mesh implements (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite)", f.Type)
-			}
-		}
 	}
 }
 

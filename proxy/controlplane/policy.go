@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -280,6 +281,9 @@ func (c *compiler) backends(ref RouteRef, names []string, weights []uint32) (*ro
 		}
 		cws = append(cws, cw)
 	}
+	if len(cws) == 0 {
+		return nil, errors.New("no backend has a weight above 0")
+	}
 	a := &routev3.RouteAction{}
 	if len(cws) == 1 {
 		a.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: cws[0].GetName()}
@@ -399,30 +403,20 @@ func sortRoutes(rs []ranked) []*routev3.Route {
 	return out
 }
 
-// httpRoute replaces the routes to each parent Service with the route's
-// rules, on every node that calls it.
-func (c *compiler) httpRoute(hr *gatewayv1.HTTPRoute) {
-	what := "HTTPRoute " + hr.Name
-	for _, parent := range serviceParents(hr.Spec.ParentRefs) {
+// replaceRoutes replaces the routes to each of parents (Services), on
+// every node that calls it, with the ranked routes build makes for that
+// node's virtual host.
+func (c *compiler) replaceRoutes(what string, parents []gatewayv1.ParentReference, build func(RouteRef) ([]ranked, error)) {
+	for _, parent := range serviceParents(parents) {
 		svc := c.service(what, parent)
 		if svc == nil {
 			continue
 		}
 		for _, ref := range svc.Routes {
-			var rs []ranked
-			for i, rule := range hr.Spec.Rules {
-				matches := rule.Matches
-				if len(matches) == 0 {
-					matches = []gatewayv1.HTTPRouteMatch{{}}
-				}
-				for _, m := range matches {
-					r, err := c.httpRule(what, ref, rule, m)
-					if err != nil {
-						c.fail("%s rules[%d]: %v", what, i, err)
-						return
-					}
-					rs = append(rs, rankHTTP(r, m, len(rs)))
-				}
+			rs, err := build(ref)
+			if err != nil {
+				c.fail("%s %v", what, err)
+				return
 			}
 			routes := sortRoutes(rs)
 			if err := c.editVirtualHost(ref, func(vh *routev3.VirtualHost) error { vh.Routes = routes; return nil }); err != nil {
@@ -430,6 +424,29 @@ func (c *compiler) httpRoute(hr *gatewayv1.HTTPRoute) {
 			}
 		}
 	}
+}
+
+// httpRoute replaces the routes to each parent Service with the route's
+// rules, on every node that calls it.
+func (c *compiler) httpRoute(hr *gatewayv1.HTTPRoute) {
+	what := "HTTPRoute " + hr.Name
+	c.replaceRoutes(what, hr.Spec.ParentRefs, func(ref RouteRef) ([]ranked, error) {
+		var rs []ranked
+		for i, rule := range hr.Spec.Rules {
+			matches := rule.Matches
+			if len(matches) == 0 {
+				matches = []gatewayv1.HTTPRouteMatch{{}}
+			}
+			for _, m := range matches {
+				r, err := c.httpRule(ref, rule, m)
+				if err != nil {
+					return nil, fmt.Errorf("rules[%d]: %w", i, err)
+				}
+				rs = append(rs, rankHTTP(r, m, len(rs)))
+			}
+		}
+		return rs, nil
+	})
 }
 
 func rankHTTP(r *routev3.Route, m gatewayv1.HTTPRouteMatch, order int) ranked {
@@ -441,7 +458,7 @@ func rankHTTP(r *routev3.Route, m gatewayv1.HTTPRouteMatch, order int) ranked {
 		case gatewayv1.PathMatchRegularExpression:
 			rk.regex = true
 		default:
-			rk.prefix = len(*p.Value)
+			rk.prefix = len(strings.TrimSuffix(*p.Value, "/")) + 1
 		}
 	} else {
 		rk.prefix = 1 // "/"
@@ -451,9 +468,8 @@ func rankHTTP(r *routev3.Route, m gatewayv1.HTTPRouteMatch, order int) ranked {
 
 // httpRule is the Envoy route of one HTTPRoute rule and one of its
 // matches.
-func (c *compiler) httpRule(what string, ref RouteRef, rule gatewayv1.HTTPRouteRule, m gatewayv1.HTTPRouteMatch) (*routev3.Route, error) {
+func (c *compiler) httpRule(ref RouteRef, rule gatewayv1.HTTPRouteRule, m gatewayv1.HTTPRouteMatch) (*routev3.Route, error) {
 	r := &routev3.Route{Match: &routev3.RouteMatch{}}
-	prefix := "/"
 	switch p := m.Path; {
 	case p == nil || p.Value == nil:
 		r.Match.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/"}
@@ -462,8 +478,12 @@ func (c *compiler) httpRule(what string, ref RouteRef, rule gatewayv1.HTTPRouteR
 	case p.Type != nil && *p.Type == gatewayv1.PathMatchRegularExpression:
 		r.Match.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: *p.Value}}
 	default:
-		prefix = *p.Value
-		r.Match.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: prefix}
+		// A PathPrefix matches whole segments; a trailing / is ignored.
+		if prefix := strings.TrimSuffix(*p.Value, "/"); prefix == "" {
+			r.Match.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/"}
+		} else {
+			r.Match.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: prefix}
+		}
 	}
 	for _, h := range m.Headers {
 		r.Match.Headers = append(r.Match.Headers, headerMatcher(string(h.Name), h.Value, h.Type != nil && *h.Type == gatewayv1.HeaderMatchRegularExpression))
@@ -496,7 +516,10 @@ func (c *compiler) httpRule(what string, ref RouteRef, rule gatewayv1.HTTPRouteR
 		case gatewayv1.HTTPRouteFilterResponseHeaderModifier:
 			r.ResponseHeadersToAdd, r.ResponseHeadersToRemove = headerChanges(f.ResponseHeaderModifier)
 		case gatewayv1.HTTPRouteFilterRequestRedirect:
-			redirect = redirectOf(f.RequestRedirect, prefix)
+			var err error
+			if redirect, err = redirectOf(f.RequestRedirect, m.Path); err != nil {
+				return nil, err
+			}
 		case gatewayv1.HTTPRouteFilterURLRewrite:
 			if action == nil {
 				return nil, errors.New("URLRewrite needs backendRefs")
@@ -573,7 +596,7 @@ func headerChanges(f *gatewayv1.HTTPHeaderFilter) ([]*corev3.HeaderValueOption, 
 	return add, f.Remove
 }
 
-func redirectOf(f *gatewayv1.HTTPRequestRedirectFilter, prefix string) *routev3.RedirectAction {
+func redirectOf(f *gatewayv1.HTTPRequestRedirectFilter, path *gatewayv1.HTTPPathMatch) (*routev3.RedirectAction, error) {
 	rd := &routev3.RedirectAction{}
 	if f.Scheme != nil {
 		rd.SchemeRewriteSpecifier = &routev3.RedirectAction_SchemeRedirect{SchemeRedirect: *f.Scheme}
@@ -589,6 +612,9 @@ func redirectOf(f *gatewayv1.HTTPRequestRedirectFilter, prefix string) *routev3.
 		case p.Type == gatewayv1.FullPathHTTPPathModifier && p.ReplaceFullPath != nil:
 			rd.PathRewriteSpecifier = &routev3.RedirectAction_PathRedirect{PathRedirect: *p.ReplaceFullPath}
 		case p.Type == gatewayv1.PrefixMatchHTTPPathModifier && p.ReplacePrefixMatch != nil:
+			if !isPathPrefix(path) {
+				return nil, errors.New("RequestRedirect ReplacePrefixMatch needs a PathPrefix match")
+			}
 			rd.PathRewriteSpecifier = &routev3.RedirectAction_PrefixRewrite{PrefixRewrite: *p.ReplacePrefixMatch}
 		}
 	}
@@ -600,8 +626,11 @@ func redirectOf(f *gatewayv1.HTTPRequestRedirectFilter, prefix string) *routev3.
 	} else {
 		rd.ResponseCode = routev3.RedirectAction_FOUND // Gateway API's default
 	}
-	_ = prefix
-	return rd
+	return rd, nil
+}
+
+func isPathPrefix(path *gatewayv1.HTTPPathMatch) bool {
+	return path != nil && path.Type != nil && *path.Type == gatewayv1.PathMatchPathPrefix
 }
 
 func rewriteOf(f *gatewayv1.HTTPURLRewriteFilter, a *routev3.RouteAction, path *gatewayv1.HTTPPathMatch) error {
@@ -613,7 +642,7 @@ func rewriteOf(f *gatewayv1.HTTPURLRewriteFilter, a *routev3.RouteAction, path *
 		case p.Type == gatewayv1.FullPathHTTPPathModifier && p.ReplaceFullPath != nil:
 			a.RegexRewrite = &matcherv3.RegexMatchAndSubstitute{Pattern: &matcherv3.RegexMatcher{Regex: "^.*$"}, Substitution: *p.ReplaceFullPath}
 		case p.Type == gatewayv1.PrefixMatchHTTPPathModifier && p.ReplacePrefixMatch != nil:
-			if path == nil || path.Type == nil || *path.Type != gatewayv1.PathMatchPathPrefix {
+			if !isPathPrefix(path) {
 				return errors.New("URLRewrite ReplacePrefixMatch needs a PathPrefix match")
 			}
 			a.PrefixRewrite = *p.ReplacePrefixMatch
@@ -625,58 +654,59 @@ func rewriteOf(f *gatewayv1.HTTPURLRewriteFilter, a *routev3.RouteAction, path *
 // grpcRoute replaces the routes to each parent Service with the route's
 // rules: a method is a path (/package.Service/Method).
 func (c *compiler) grpcRoute(gr *gatewayv1.GRPCRoute) {
-	what := "GRPCRoute " + gr.Name
-	for _, parent := range serviceParents(gr.Spec.ParentRefs) {
-		svc := c.service(what, parent)
-		if svc == nil {
-			continue
+	c.replaceRoutes("GRPCRoute "+gr.Name, gr.Spec.ParentRefs, func(ref RouteRef) ([]ranked, error) {
+		var rs []ranked
+		for i, rule := range gr.Spec.Rules {
+			if len(rule.Filters) > 0 {
+				return nil, fmt.Errorf("rules[%d]: filters on gRPC routes are not supported", i)
+			}
+			var refs []gatewayv1.BackendRef
+			for _, b := range rule.BackendRefs {
+				refs = append(refs, b.BackendRef)
+			}
+			names, weights := backendRefs(refs)
+			a, err := c.backends(ref, names, weights)
+			if err != nil {
+				return nil, fmt.Errorf("rules[%d]: %w", i, err)
+			}
+			matches := rule.Matches
+			if len(matches) == 0 {
+				matches = []gatewayv1.GRPCRouteMatch{{}}
+			}
+			for _, m := range matches {
+				rs = append(rs, grpcRule(a, m, len(rs)))
+			}
 		}
-		for _, ref := range svc.Routes {
-			var rs []ranked
-			for i, rule := range gr.Spec.Rules {
-				matches := rule.Matches
-				if len(matches) == 0 {
-					matches = []gatewayv1.GRPCRouteMatch{{}}
-				}
-				var refs []gatewayv1.BackendRef
-				for _, b := range rule.BackendRefs {
-					refs = append(refs, b.BackendRef)
-				}
-				names, weights := backendRefs(refs)
-				a, err := c.backends(ref, names, weights)
-				if err != nil || len(rule.Filters) > 0 {
-					c.fail("%s rules[%d]: %v (filters on gRPC routes are not supported)", what, i, err)
-					return
-				}
-				for _, m := range matches {
-					r := &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}, Action: &routev3.Route_Route{Route: proto.Clone(a).(*routev3.RouteAction)}}
-					rk := ranked{r: r, headers: len(m.Headers), order: len(rs), prefix: 1}
-					if mm := m.Method; mm != nil {
-						svcName, method := deref(mm.Service), deref(mm.Method)
-						switch {
-						case mm.Type != nil && *mm.Type == gatewayv1.GRPCMethodMatchRegularExpression:
-							r.Match.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/" + orAny(svcName) + "/" + orAny(method)}}
-							rk.regex, rk.prefix = true, 0
-						case method != "":
-							r.Match.PathSpecifier = &routev3.RouteMatch_Path{Path: "/" + svcName + "/" + method}
-							rk.exact, rk.prefix = true, 0
-						case svcName != "":
-							r.Match.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/" + svcName + "/"}
-							rk.prefix = len(svcName) + 2
-						}
-					}
-					for _, h := range m.Headers {
-						r.Match.Headers = append(r.Match.Headers, headerMatcher(string(h.Name), h.Value, h.Type != nil && *h.Type == gatewayv1.GRPCHeaderMatchRegularExpression))
-					}
-					rs = append(rs, rk)
-				}
-			}
-			routes := sortRoutes(rs)
-			if err := c.editVirtualHost(ref, func(vh *routev3.VirtualHost) error { vh.Routes = routes; return nil }); err != nil {
-				c.fail("%s: %v", what, err)
-			}
+		return rs, nil
+	})
+}
+
+// grpcRule is the ranked Envoy route of one GRPCRoute match, whose
+// backends are a. GRPCRoute ranks by the characters of the matched
+// service, then of the method, then by header matches (rank.prefix
+// carries the first two).
+func grpcRule(a *routev3.RouteAction, m gatewayv1.GRPCRouteMatch, order int) ranked {
+	r := &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: proto.Clone(a).(*routev3.RouteAction)}}
+	rk := ranked{r: r, headers: len(m.Headers), order: order}
+	if mm := m.Method; mm != nil {
+		svcName, method := deref(mm.Service), deref(mm.Method)
+		rk.prefix = 1000*len(svcName) + len(method)
+		switch {
+		case mm.Type != nil && *mm.Type == gatewayv1.GRPCMethodMatchRegularExpression:
+			r.Match.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/" + orAny(svcName) + "/" + orAny(method)}}
+		case svcName != "" && method != "":
+			r.Match.PathSpecifier = &routev3.RouteMatch_Path{Path: "/" + svcName + "/" + method}
+		case method != "": // that method of any service
+			r.Match.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/[^/]+/" + regexp.QuoteMeta(method)}}
+		case svcName != "":
+			r.Match.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/" + svcName + "/"}
 		}
 	}
+	for _, h := range m.Headers {
+		r.Match.Headers = append(r.Match.Headers, headerMatcher(string(h.Name), h.Value, h.Type != nil && *h.Type == gatewayv1.GRPCHeaderMatchRegularExpression))
+	}
+	return rk
 }
 
 func deref(s *string) string {

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -243,8 +244,8 @@ func bundleJSON(t *testing.T, bundles map[string]*xds.Bundle, nodes []string) (s
 // TestCompileRefuses: what the control plane cannot do is an error that
 // says so, and nothing is served.
 func TestCompileRefuses(t *testing.T) {
-	cases := map[string]string{
-		"split of a routed service": `
+	cases := []struct{ name, doc, want string }{
+		{"split of a routed service", `
 - apiVersion: gateway.networking.k8s.io/v1
   kind: HTTPRoute
   metadata: {name: r}
@@ -253,23 +254,29 @@ func TestCompileRefuses(t *testing.T) {
   kind: TrafficSplit
   metadata: {name: s}
   spec: {service: app, backends: [{service: app-v2, weight: 1}]}
-`,
-		"unknown backend": `
+`, "service app is routed by HTTPRoute r"},
+		{"unknown backend", `
 - apiVersion: split.smi-spec.io/v1alpha4
   kind: TrafficSplit
   metadata: {name: s}
   spec: {service: app, backends: [{service: nowhere, weight: 1}]}
-`,
-		"unknown kind": `
+`, `the mesh has no service "nowhere"`},
+		{"weights all 0", `
+- apiVersion: split.smi-spec.io/v1alpha4
+  kind: TrafficSplit
+  metadata: {name: s}
+  spec: {service: app, backends: [{service: app-v1, weight: 0}]}
+`, "no backend has a weight above 0"},
+		{"unknown kind", `
 - {apiVersion: v1, kind: Service, metadata: {name: x}}
-`,
-		"unknown field": `
+`, "Service"},
+		{"unknown field", `
 - apiVersion: split.smi-spec.io/v1alpha4
   kind: TrafficSplit
   metadata: {name: s}
   spec: {service: app, backend: []}
-`,
-		"header matches in a route group": `
+`, "backend"},
+		{"header matches in a route group", `
 - apiVersion: specs.smi-spec.io/v1alpha4
   kind: HTTPRouteGroup
   metadata: {name: g}
@@ -278,14 +285,73 @@ func TestCompileRefuses(t *testing.T) {
   kind: TrafficTarget
   metadata: {name: t}
   spec: {destination: {kind: ServiceAccount, name: app}, sources: [{kind: ServiceAccount, name: client}], rules: [{kind: HTTPRouteGroup, name: g}]}
-`,
+`, "header matches are not supported"},
+		{"filters on a gRPC route", `
+- apiVersion: gateway.networking.k8s.io/v1
+  kind: GRPCRoute
+  metadata: {name: g}
+  spec:
+    parentRefs: [{kind: Service, name: app}]
+    rules: [{filters: [{type: RequestHeaderModifier, requestHeaderModifier: {remove: [x]}}], backendRefs: [{name: app-v1}]}]
+`, "GRPCRoute g rules[0]: filters on gRPC routes are not supported"},
+		{"redirect prefix without a prefix match", `
+- apiVersion: gateway.networking.k8s.io/v1
+  kind: HTTPRoute
+  metadata: {name: r}
+  spec:
+    parentRefs: [{kind: Service, name: app}]
+    rules:
+      - matches: [{path: {type: Exact, value: /old}}]
+        filters: [{type: RequestRedirect, requestRedirect: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}}}]
+`, "RequestRedirect ReplacePrefixMatch needs a PathPrefix match"},
 	}
-	for name, doc := range cases {
-		m, base := canaryModel(false)
-		if _, err := compile(m, base, policiesFrom(t, doc)); err == nil {
-			t.Errorf("%s: compiled", name)
-		} else {
-			t.Logf("%s: %v", name, err)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m, base := canaryModel(false)
+			_, err := compile(m, base, policiesFrom(t, c.doc))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v, want one saying %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestGRPCMethodOfAnyService: a GRPCRoute method match without a service
+// matches that method of every service, and no other method.
+func TestGRPCMethodOfAnyService(t *testing.T) {
+	m, base := canaryModel(false)
+	got, err := compile(m, base, policiesFrom(t, `
+- apiVersion: gateway.networking.k8s.io/v1
+  kind: GRPCRoute
+  metadata: {name: g}
+  spec:
+    parentRefs: [{kind: Service, name: app}]
+    rules:
+      - matches: [{method: {method: UnaryCall}}]
+        backendRefs: [{name: app-v2}]
+      - backendRefs: [{name: app-v1}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := xds.Translate(got["client-proxy"], "client-proxy", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var routes []proxy.Route
+	for _, vh := range cfg.Listeners[0].VirtualHosts {
+		if vh.Name == "app" {
+			routes = vh.Routes
+		}
+	}
+	if len(routes) != 2 || routes[0].Regex == "" {
+		t.Fatalf("routes %+v, want a regex route first", routes)
+	}
+	re := regexp.MustCompile("^(?:" + routes[0].Regex + ")$")
+	for path, want := range map[string]bool{"/grpc.testing.TestService/UnaryCall": true, "/a.B/UnaryCall": true,
+		"//UnaryCall": false, "/a.B/UnaryCallX": false, "/a.B/EmptyCall": false} {
+		if re.MatchString(path) != want {
+			t.Errorf("%s: matched %v, want %v", path, !want, want)
 		}
 	}
 }

@@ -77,7 +77,7 @@ var supported = map[protoreflect.FullName][]string{
 	"envoy.config.route.v3.VirtualHost":        {"name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove"},
 	"envoy.config.route.v3.Route": {"name", "match", "route", "redirect", "typed_per_filter_config",
 		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"},
-	"envoy.config.route.v3.RouteMatch":             {"prefix", "path", "safe_regex", "headers", "query_parameters"},
+	"envoy.config.route.v3.RouteMatch":             {"prefix", "path", "safe_regex", "path_separated_prefix", "headers", "query_parameters"},
 	"envoy.type.matcher.v3.RegexMatcher":           {"regex", "google_re2"},
 	"envoy.type.matcher.v3.RegexMatcher.GoogleRE2": {},
 	"envoy.config.route.v3.RouteAction": {"cluster", "weighted_clusters", "timeout", "retry_policy",

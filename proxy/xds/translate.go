@@ -219,6 +219,8 @@ func route(r *routev3.Route) (proxy.Route, error) {
 		pr.Path = m.GetPath()
 	case m.GetSafeRegex() != nil:
 		pr.Regex = m.GetSafeRegex().GetRegex()
+	case m.GetPathSeparatedPrefix() != "":
+		pr.PathPrefix, pr.Segments = m.GetPathSeparatedPrefix(), true
 	default:
 		pr.PathPrefix = m.GetPrefix()
 	}
