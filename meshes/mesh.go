@@ -99,9 +99,6 @@ type Env struct {
 	// Transparent says the platform can redirect a node's traffic to a
 	// proxy (Deployment.Redirects); otherwise apps dial proxies explicitly.
 	Transparent bool
-	// Policies are the scenario's traffic-policy objects, every one of
-	// the run (a mesh applies them over time with Deployment.ApplyPolicies).
-	Policies []scenarios.Policy
 	// Alternatives are, per service, the services policy may send its
 	// requests to instead (a TrafficSplit's backends, the services it
 	// selects): its callers must be able to reach them.

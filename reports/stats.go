@@ -259,3 +259,17 @@ func RatioInterval(a, b []float64, level float64) Interval {
 	s := ShiftInterval(la, lb, level)
 	return Interval{Value: math.Exp(s.Value), Low: math.Exp(s.Low), High: math.Exp(s.High), Level: s.Level, N: s.N}
 }
+
+// BinomialP is the exact two-sided p-value of k successes in n draws at
+// probability p: the probability of an outcome no more likely than k.
+func BinomialP(k, n int, p float64) float64 {
+	d := distuv.Binomial{N: float64(n), P: p}
+	pk := d.Prob(float64(k))
+	total := 0.0
+	for i := 0; i <= n; i++ {
+		if q := d.Prob(float64(i)); q <= pk*(1+1e-7) {
+			total += q
+		}
+	}
+	return math.Min(1, total)
+}

@@ -103,3 +103,28 @@ func equal(a, b []float64) bool {
 	}
 	return true
 }
+
+// TestBinomialP checks the exact two-sided test against values computed
+// by hand and its symmetry.
+func TestBinomialP(t *testing.T) {
+	cases := []struct {
+		k, n int
+		p    float64
+		want float64
+	}{
+		{5, 10, 0.5, 1},           // the mode: every outcome is as or less likely
+		{0, 10, 0.5, 2 / 1024.0},  // 0 or 10 of 10
+		{10, 10, 0.5, 2 / 1024.0}, // symmetric
+		{1, 10, 0.5, 22 / 1024.0}, // 0, 1, 9, 10
+		{150, 200, 0.75, 1},       // the mode of B(200, 0.75)
+	}
+	for _, c := range cases {
+		if got := BinomialP(c.k, c.n, c.p); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("BinomialP(%d, %d, %g) = %g, want %g", c.k, c.n, c.p, got, c.want)
+		}
+	}
+	// A 50/50 split observed under a 75% claim is rejected at 1e-6.
+	if p := BinomialP(100, 200, 0.75); p >= 1e-6 {
+		t.Errorf("100 of 200 under 0.75: p = %g, want < 1e-6", p)
+	}
+}

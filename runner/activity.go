@@ -50,6 +50,9 @@ func (r *run) policyTimeline(dep *meshes.Deployment, tr *results.Trial) activity
 			}
 			objs := s.PoliciesAt(at)
 			if err := dep.ApplyPolicies(ctx, objs); err != nil {
+				if ctx.Err() != nil {
+					return nil // the window ended while the change was on its way
+				}
 				return fmt.Errorf("policy change at %s: %w", at, err)
 			}
 			var kinds []string

@@ -6,15 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"gonum.org/v1/gonum/stat/distuv"
-
 	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/reports"
 	"github.com/meshbench/meshbench/runner/results"
 	"github.com/meshbench/meshbench/runner/workload"
 	"github.com/meshbench/meshbench/scenarios"
@@ -74,10 +72,11 @@ func Conformance(ctx context.Context, o ConformanceOptions) ([]*results.Conforma
 	if o.OutDir, err = filepath.Abs(o.OutDir); err != nil {
 		return nil, err
 	}
-	r := &run{Options: o.Options, mutate: o.Mutate, conformN: o.Requests}
-	for _, t := range o.Targets {
-		r.slots = append(r.slots, slot{mesh: o.Meshes[t.Name], mode: t.Mode})
+	slots, _, err := Plan(s, o.Meshes)
+	if err != nil {
+		return nil, err
 	}
+	r := &run{Options: o.Options, slots: slots, mutate: o.Mutate, conformN: o.Requests}
 	defer r.down(ctx)
 	if r.nodes, err = o.Platform.Up(ctx, s.Topology.Workloads()); err != nil {
 		return nil, fmt.Errorf("platform up: %w", err)
@@ -90,12 +89,12 @@ func Conformance(ctx context.Context, o ConformanceOptions) ([]*results.Conforma
 		c := &results.Conformance{Suite: "smi", Mesh: sl.mesh.Name(), Mode: string(sl.mode), Start: time.Now().UTC(), Mutate: o.Mutate}
 		for _, spec := range smiSpecs {
 			r.Log.Logf("conformance: %s %s", sl.key(), spec.name)
-			outcome, err := r.conformSpec(ctx, o, sl, spec)
+			outcome, unsupported, err := r.conformSpec(ctx, o, sl, spec)
 			if err != nil {
 				return out, fmt.Errorf("%s %s: %w", sl.key(), spec.name, err)
 			}
-			if cs := outcome.Cases; c.Reason == "" && len(cs) > 1 && !cs[0].Passed && strings.HasPrefix(cs[1].Message, "not run: ") {
-				c.Reason = cs[0].Message // the mesh cannot express the spec's kinds
+			if c.Reason == "" {
+				c.Reason = unsupported
 			}
 			c.Specs = append(c.Specs, *outcome)
 		}
@@ -168,10 +167,10 @@ var smiSpecs = []smiSpec{
 
 // conformSpec deploys the application for one spec and runs its steps.
 // A (mesh, mode) that cannot express the spec's kinds fails its first step
-// and runs no other.
-func (r *run) conformSpec(ctx context.Context, o ConformanceOptions, sl slot, spec smiSpec) (*results.SpecOutcome, error) {
+// and runs no other; unsupported then says why.
+func (r *run) conformSpec(ctx context.Context, o ConformanceOptions, sl slot, spec smiSpec) (out *results.SpecOutcome, unsupported string, err error) {
 	started := time.Now()
-	out := &results.SpecOutcome{Spec: spec.name, Version: spec.version}
+	out = &results.SpecOutcome{Spec: spec.name, Version: spec.version}
 	c := &conformer{r: r, o: o, sl: sl}
 	notRun := ""
 	defer func() {
@@ -196,9 +195,12 @@ func (r *run) conformSpec(ctx context.Context, o ConformanceOptions, sl slot, sp
 		var fatal *fatalError
 		switch {
 		case errors.As(err, &fatal):
-			return nil, fatal.err
+			return nil, "", fatal.err
 		case err != nil:
 			cs.Message = err.Error()
+			if i == 0 {
+				unsupported = err.Error()
+			}
 			if notRun == "" && (i == 0 || st.run == nil) {
 				// Nothing after an unknown kind, or an application that
 				// is not up, can pass.
@@ -208,7 +210,7 @@ func (r *run) conformSpec(ctx context.Context, o ConformanceOptions, sl slot, sp
 			cs.Passed, cs.Message = true, msg
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, "", ctx.Err()
 		}
 		out.Cases = append(out.Cases, cs)
 	}
@@ -227,7 +229,7 @@ func (r *run) conformSpec(ctx context.Context, o ConformanceOptions, sl slot, sp
 	default:
 		out.Capability = results.CapabilityNone
 	}
-	return out, nil
+	return out, unsupported, nil
 }
 
 // fatalError is a failure of the harness, not of the mesh: the run stops.
@@ -382,7 +384,7 @@ func split(want float64) func(context.Context, *conformer) (string, error) {
 			}
 			return got, nil
 		}
-		p := binomialP(b, n, want)
+		p := reports.BinomialP(b, n, want)
 		switch {
 		case b == 0 || cc == 0:
 			return "", fmt.Errorf("app-b served %d and app-c %d of %d: both should serve", b, cc, n)
@@ -393,20 +395,6 @@ func split(want float64) func(context.Context, *conformer) (string, error) {
 		}
 		return fmt.Sprintf("%s (p = %.2g under app-b's %.0f%% share)", got, p, want*100), nil
 	}
-}
-
-// binomialP is the exact two-sided p-value of k successes in n draws at
-// probability p: the probability of an outcome no more likely than k.
-func binomialP(k, n int, p float64) float64 {
-	d := distuv.Binomial{N: float64(n), P: p}
-	pk := d.Prob(float64(k))
-	total := 0.0
-	for i := 0; i <= n; i++ {
-		if q := d.Prob(float64(i)); q <= pk*(1+1e-7) {
-			total += q
-		}
-	}
-	return math.Min(1, total)
 }
 
 func describe(res workload.ProbeResult) string {

@@ -4,13 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
 
+	"gonum.org/v1/gonum/stat"
+
 	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/reports"
 	"github.com/meshbench/meshbench/runner/results"
 	"github.com/meshbench/meshbench/smps"
 )
@@ -201,14 +203,13 @@ func propagationLatency(sorted []time.Duration) results.PropagationLatency {
 	if len(sorted) == 0 {
 		return results.PropagationLatency{}
 	}
-	at := func(q float64) float64 {
-		i := int(math.Ceil(q*float64(len(sorted)))) - 1
-		return ms(sorted[min(max(i, 0), len(sorted)-1)])
+	msecs := make([]float64, len(sorted))
+	for i, d := range sorted {
+		msecs[i] = float64(d) / float64(time.Millisecond)
 	}
-	return results.PropagationLatency{P50: at(0.5), P90: at(0.9), P99: at(0.99), Max: ms(sorted[len(sorted)-1])}
+	at := func(q float64) float64 { return stat.Quantile(q, stat.Empirical, msecs, nil) }
+	return results.PropagationLatency{P50: at(0.5), P90: at(0.9), P99: at(0.99), Max: msecs[len(msecs)-1]}
 }
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // summarizeChange sets a change's medians over its repeats, its worst
 // time and its missed acknowledgements.
@@ -223,16 +224,5 @@ func summarizeChange(ch *results.ChangePropagation) {
 		ch.WorstMs = max(ch.WorstMs, r.LatencyMs.Max)
 		ch.Missed += r.Changed - r.Acked
 	}
-	ch.LatencyMs = results.PropagationLatency{P50: median(p50), P90: median(p90), P99: median(p99), Max: median(all)}
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Sorted(slices.Values(v))
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	ch.LatencyMs = results.PropagationLatency{P50: reports.Median(p50), P90: reports.Median(p90), P99: reports.Median(p99), Max: reports.Median(all)}
 }

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"time"
 
@@ -49,15 +48,9 @@ func (r *run) env(dir string) meshes.Env {
 				PayloadSize: int(svc.PayloadSize), ServiceTime: svc.ServiceTime.D()},
 			Calls: svc.Calls, Selects: svc.Selects,
 		})
-		for _, b := range svc.Selects {
-			if !slices.Contains(env.Alternatives[svc.Name], b) {
-				env.Alternatives[svc.Name] = append(env.Alternatives[svc.Name], b)
-			}
-		}
 	}
 	_, canIntercept := r.Platform.(Interceptor)
 	env.Transparent = canIntercept && r.manifest.Platform.Transparent
-	env.Policies = r.Scenario.Policies
 	env.DenyByDefault, env.Mutate = r.denyByDefault, r.mutate
 	return env
 }

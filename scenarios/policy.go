@@ -191,7 +191,8 @@ func (s *Scenario) PolicyKindsUsed() []string {
 	return out
 }
 
-// Alternatives returns, for each service that a TrafficSplit or an
+// Alternatives returns, for each service that selects others' workloads
+// (Selects), or that a TrafficSplit or an
 // HTTPRoute/GRPCRoute sends elsewhere at any point of the run, the
 // services it may send to: its callers may reach them.
 func (s *Scenario) Alternatives() map[string][]string {
@@ -199,6 +200,11 @@ func (s *Scenario) Alternatives() map[string][]string {
 	add := func(root, backend string) {
 		if root != "" && backend != "" && backend != root && !slices.Contains(out[root], backend) {
 			out[root] = append(out[root], backend)
+		}
+	}
+	for _, svc := range s.Topology.Services {
+		for _, b := range svc.Selects {
+			add(svc.Name, b)
 		}
 	}
 	for _, p := range s.Policies {

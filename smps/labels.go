@@ -39,7 +39,6 @@ const (
 	LabelUsageSrc  = "meshbench.dev/resource-source"
 	// Each component's class (loadgen, app, proxy), by component name.
 	LabelClassPrefix = "meshbench.dev/component-class."
-	// The environment's platform, kernel and CPU.
 	// A control-plane benchmark step's ServiceMeshConfig: its client
 	// counts, and each change's percentiles (LabelPropagationPrefix +
 	// "<change>-p50-ms"...).
@@ -48,6 +47,7 @@ const (
 	LabelReplicaOf         = "meshbench.dev/xds-clients-replica-of"
 	LabelPropagationPrefix = "meshbench.dev/propagation-"
 
+	// The environment's platform, kernel and CPU.
 	LabelPlatform = "meshbench.dev/platform"
 	LabelKernel   = "meshbench.dev/kernel"
 	LabelCPUModel = "meshbench.dev/cpu-model"

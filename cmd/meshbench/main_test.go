@@ -97,7 +97,7 @@ func TestIntegrationBadInput(t *testing.T) {
 		{"bad flag value", []string{"run", "--qps", "-1"}, "flag --qps: load.qps: must be greater than 0"},
 		{"unparsable flag", []string{"run", "--duration", "soon"}, `invalid argument "soon" for "--duration"`},
 		{"unknown flag", []string{"run", "--bogus"}, "unknown flag: --bogus"},
-		{"bad modes", []string{"run", "--modes", "ambient"}, `invalid --modes: "ambient" matches no mesh`},
+		{"bad modes", []string{"run", "--modes", "ambient"}, `invalid --modes: "ambient" matches none of`},
 		{"bad network", []string{"run", "--network", "wifi"}, `--network "wifi"`},
 		{"too many args", []string{"run", "a", "b"}, "accepts at most 1 arg(s)"},
 		{"validate", []string{"scenarios", "validate", "testdata/unknown-field.yaml"}, "testdata/unknown-field.yaml:7:3"},
@@ -110,7 +110,7 @@ func TestIntegrationBadInput(t *testing.T) {
 		{"no control plane", []string{"run", "testdata/no-control-plane.yaml"}, `testdata/no-control-plane.yaml:5:5: meshes[1]: nginx/sidecar: mesh nginx has no control plane to benchmark`},
 		{"conformance suite", []string{"conformance", "--suite", "istio"}, `flag --suite: unknown suite "istio"`},
 		{"conformance mesh", []string{"conformance", "--suite", "smi", "--mesh", "linkerd"}, `flag --mesh: unknown mesh "linkerd"`},
-		{"conformance modes", []string{"conformance", "--suite", "smi", "--modes", "ambient"}, `flag --modes: no mesh of --mesh meshbench has mode "ambient"`},
+		{"conformance modes", []string{"conformance", "--suite", "smi", "--modes", "ambient"}, `invalid --modes: "ambient" matches none of meshbench/sidecar, meshbench/per-node, meshbench/proxyless`},
 		{"unsupported policy", []string{"run", "testdata/unsupported-policy.yaml"}, `testdata/unsupported-policy.yaml:9:5: meshes[1]: haproxy/sidecar cannot express the scenario's policies: mesh haproxy has no traffic policy`},
 	}
 	for _, c := range cases {

@@ -1,20 +1,18 @@
 package main
 
 import (
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"gonum.org/v1/gonum/stat/distuv"
-
+	"github.com/meshbench/meshbench/reports"
 	"github.com/meshbench/meshbench/runner/results"
 )
 
-// canaryScenario shifts app's traffic from app-v1 to app-v2 at 3 s and
-// 6 s of a 9 s window: 90/10, 50/50, 0/100. HAProxy cannot express it and
+// canaryScenario shifts app's traffic from app-v1 to app-v2 at 4 s and
+// 8 s of a 12 s window: 90/10, 50/50, 0/100. HAProxy cannot express it and
 // is left out.
 const canaryScenario = `apiVersion: meshbench/v1
 name: canary-test
@@ -30,7 +28,7 @@ meshes:
   - {name: haproxy, mode: sidecar}
 load:
   qps: 500
-  duration: 9s
+  duration: 12s
   warmup: 500ms
 trials: 1
 onUnsupportedPolicy: skip
@@ -39,12 +37,12 @@ policies:
     kind: TrafficSplit
     metadata: {name: canary}
     spec: {service: app, backends: [{service: app-v1, weight: 90}, {service: app-v2, weight: 10}]}
-  - at: 3s
+  - at: 4s
     apiVersion: split.smi-spec.io/v1alpha4
     kind: TrafficSplit
     metadata: {name: canary}
     spec: {service: app, backends: [{service: app-v1, weight: 50}, {service: app-v2, weight: 50}]}
-  - at: 6s
+  - at: 8s
     apiVersion: split.smi-spec.io/v1alpha4
     kind: TrafficSplit
     metadata: {name: canary}
@@ -127,8 +125,7 @@ func TestIntegrationPolicyShift(t *testing.T) {
 				}
 				continue
 			}
-			dist := distuv.Binomial{N: float64(n), P: weight}
-			if p := 2 * math.Min(dist.CDF(float64(k)), 1-dist.CDF(float64(k-1))); p < 1e-6 {
+			if p := reports.BinomialP(int(k), int(n), weight); p < 1e-6 {
 				t.Errorf("%s: second from %.1fs: %d of %d requests to app-v2 (p = %.2g under a %.0f%% share)", name, from, k, n, p, weight*100)
 			}
 		}

@@ -264,10 +264,16 @@ func propagation(ctx context.Context, admin string) (meshes.Propagation, error) 
 	return out, nil
 }
 
+// adminTimeout bounds one call of the control plane's admin API.
+const adminTimeout = 10 * time.Second
+
 // adminCall calls the control plane's admin API (with a JSON body, when
 // one is given) and returns the answer, or an error with the control
 // plane's reason.
 func adminCall(ctx context.Context, method, u string, body []byte) ([]byte, error) {
+	// A control plane that stops answering must not hang the run.
+	ctx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, err

@@ -52,7 +52,8 @@ func (r *renderer) addInbound(b *xds.Bundle, node, addr string, svc meshes.Servi
 		xds.Routes("inbound", []string{"*"}, in), withPeers(id, r.callerIDs(svc)...)))
 	b.Clusters = append(b.Clusters, xds.EDSCluster(in, connectTimeout, nil))
 	b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(svc.Node.Local, svc.Port)))
-	r.service(svc).Inbound = append(r.service(svc).Inbound, controlplane.ListenerRef{Node: node, Listener: "inbound"})
+	ms := r.service(svc)
+	ms.Inbound = append(ms.Inbound, controlplane.ListenerRef{Node: node, Listener: "inbound"})
 }
 
 // services indexes env's services by name.
@@ -136,7 +137,8 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 					peers = append(peers, id)
 				}
 			}
-			r.service(svc).Inbound = append(r.service(svc).Inbound, controlplane.ListenerRef{Node: node, Listener: "tunnel", SourceHeader: SourceHeader})
+			ms := r.service(svc)
+			ms.Inbound = append(ms.Inbound, controlplane.ListenerRef{Node: node, Listener: "tunnel", SourceHeader: SourceHeader})
 			in := "inbound|" + strconv.Itoa(svc.Port) + "||" + svc.Name
 			b.Listeners = append(b.Listeners, xds.HTTP2Listener("tunnel", meshes.HostPort(w.Node.Addr, TunnelPort), corev3.TrafficDirection_INBOUND,
 				xds.Routes("tunnel", domains(svc), in), withPeers(id, peers...)))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -12,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/proxy/controlplane"
 	"github.com/meshbench/meshbench/reports"
 	"github.com/meshbench/meshbench/runner"
@@ -66,7 +66,7 @@ the reason. Exit codes: 0 every case passed, 1 a case failed, 2 bad input.`,
 	f := cmd.Flags()
 	f.StringVar(&o.suite, "suite", "", "the suite to run: smi")
 	f.StringSliceVar(&o.meshes, "mesh", []string{"meshbench"}, "meshes to test")
-	f.StringSliceVar(&o.modes, "modes", nil, "modes to test (default: every mode of each mesh)")
+	f.StringSliceVar(&o.modes, "modes", nil, "modes (e.g. sidecar,proxyless) or mesh/mode pairs to test (default: every mode of each mesh)")
 	f.StringVar(&o.out, "out", "", "results directory (default meshbench-results/conformance-smi-<UTC time>)")
 	f.IntVar(&o.requests, "requests", 200, "requests each check sends")
 	f.Float64Var(&o.alpha, "alpha", 1e-6, "false-failure rate of each split check's binomial test")
@@ -91,37 +91,25 @@ func (o *conformanceOptions) targets() ([]scenarios.MeshRef, error) {
 		return nil, badInput(fmt.Errorf("flag --mutate: unknown mutation %q (%s)", o.mutate, strings.Join(controlplane.Mutations, ", ")))
 	}
 	reg := registry()
-	var out []scenarios.MeshRef
-	used := map[string]bool{}
+	var all []scenarios.MeshRef
 	for _, name := range o.meshes {
 		m, ok := reg[name]
 		if !ok || name == "none" {
-			return nil, badInput(fmt.Errorf("flag --mesh: unknown mesh %q (known: %s)", name, strings.Join(meshNames(reg), ", ")))
+			known := slices.DeleteFunc(slices.Sorted(maps.Keys(reg)), func(n string) bool { return n == "none" })
+			return nil, badInput(fmt.Errorf("flag --mesh: unknown mesh %q (known: %s)", name, strings.Join(known, ", ")))
 		}
 		for _, mode := range m.Modes() {
-			if len(o.modes) == 0 || slices.Contains(o.modes, string(mode)) {
-				out = append(out, scenarios.MeshRef{Name: name, Mode: mode})
-				used[string(mode)] = true
-			}
+			all = append(all, scenarios.MeshRef{Name: name, Mode: mode})
 		}
 	}
-	for _, mode := range o.modes {
-		if !used[mode] {
-			return nil, badInput(fmt.Errorf("flag --modes: no mesh of --mesh %s has mode %q", strings.Join(o.meshes, ","), mode))
-		}
+	if len(o.modes) == 0 {
+		return all, nil
 	}
-	return out, nil
-}
-
-func meshNames(reg map[string]meshes.Mesh) []string {
-	var out []string
-	for name := range reg {
-		if name != "none" {
-			out = append(out, name)
-		}
+	kept, err := filterMeshes(all, o.modes)
+	if err != nil {
+		return nil, badInput(err)
 	}
-	slices.Sort(out)
-	return out
+	return kept, nil
 }
 
 func (o *conformanceOptions) run(ctx context.Context, s Streams) error {

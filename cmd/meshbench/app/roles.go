@@ -41,7 +41,7 @@ func quietFortio() {
 	flog.SetOutput(os.Stderr)
 }
 
-// meshFlags are a proxyless workload's configuration source: a bundle
+// meshFlags are a workload's or proxy's configuration source: a bundle
 // file, or the control plane.
 type meshFlags struct {
 	bundle, ads, node string
@@ -49,37 +49,47 @@ type meshFlags struct {
 	tls               tlsFlags
 }
 
-func (f *meshFlags) bind(fs *pflag.FlagSet, what string) {
-	fs.StringVar(&f.bundle, "xds", "", what+" with this xDS bundle (proxyless mode)")
-	fs.StringVar(&f.ads, "ads", "", what+" with the configuration of this control plane (proxyless mode), following its changes")
-	fs.StringVar(&f.node, "node", "", "the workload's node ID at the control plane (default: the bundle's or control plane's name for it)")
+// bind binds the flags; node is --node's default.
+func (f *meshFlags) bind(fs *pflag.FlagSet, what, node string) {
+	fs.StringVar(&f.bundle, "xds", "", what+" with this xDS bundle (a DiscoveryResponse in JSON or YAML)")
+	fs.StringVar(&f.ads, "ads", "", what+" with the configuration of this control plane, following its changes")
+	fs.StringVar(&f.node, "node", node, "the node ID at the control plane (and in the bundle)")
 	f.tls.bind(fs, "ads-", "control plane connection")
+	fs.IntVar(&f.adsMark, "ads-mark", 0, "SO_MARK of the control plane connection (a sidecar's own traffic, which interception lets pass)")
+}
+
+// source returns the configuration source, and the bundle when it is a
+// file (read and checked now: a bad one is bad input); nil when neither
+// is named.
+func (f *meshFlags) source(logger xds.Logger) (xds.Source, *xds.Bundle, error) {
+	switch {
+	case f.bundle != "" && f.ads != "":
+		return nil, nil, badInput(errors.New("flags --xds and --ads: give one configuration source"))
+	case f.bundle != "":
+		b, err := xds.ReadFile(f.bundle)
+		if err != nil {
+			return nil, nil, badInput(err)
+		}
+		return xds.Static{Bundle: b}, b, nil
+	case f.ads != "":
+		if f.node == "" {
+			return nil, nil, badInput(errors.New("flag --node: the control plane needs the node ID"))
+		}
+		tlsConf, err := f.tls.client("ads-")
+		if err != nil {
+			return nil, nil, err
+		}
+		return &xds.ADS{Addr: f.ads, Node: f.node, TLS: tlsConf, Mark: f.adsMark, Log: logger}, nil, nil
+	}
+	return nil, nil, nil
 }
 
 // start returns the proxyless library of the workload, or nil when no
 // source is named.
 func (f *meshFlags) start(ctx context.Context, logger xds.Logger) (*proxyless.Mesh, error) {
-	var src xds.Source
-	switch {
-	case f.bundle != "" && f.ads != "":
-		return nil, badInput(errors.New("flags --xds and --ads: give one configuration source"))
-	case f.bundle != "":
-		b, err := xds.ReadFile(f.bundle)
-		if err != nil {
-			return nil, badInput(err)
-		}
-		src = xds.Static{Bundle: b}
-	case f.ads != "":
-		if f.node == "" {
-			return nil, badInput(errors.New("flag --node: the control plane needs the workload's node ID"))
-		}
-		tlsConf, err := f.tls.client("ads-")
-		if err != nil {
-			return nil, err
-		}
-		src = &xds.ADS{Addr: f.ads, Node: f.node, TLS: tlsConf, Log: logger}
-	default:
-		return nil, nil
+	src, _, err := f.source(logger)
+	if src == nil || err != nil {
+		return nil, err
 	}
 	m, err := proxyless.Start(ctx, src, f.node, proxyless.DefaultStartTimeout)
 	if err != nil && f.bundle != "" {
@@ -126,7 +136,7 @@ func newServerRole(s Streams) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&calls, "call", nil, "service to call for every request, in parallel with the others: AUTHORITY[=DIAL_ADDRESS] (repeatable)")
-	mf.bind(f, "serve the inbound listener (mTLS, RBAC) instead of --listen, and make the calls,")
+	mf.bind(f, "proxyless: serve the inbound listener (mTLS, RBAC) instead of --listen, and make the calls,", "")
 	f.StringVar(&o.Listen, "listen", ":8080", "address to serve on")
 	f.StringVar(&o.Name, "name", "", "the service's name, sent in every answer's "+workload.ServedByHeader+" header")
 	f.IntVar(&o.PayloadSize, "payload-size", 1024, "response body size in bytes")
@@ -181,7 +191,7 @@ func newClientRole(s Streams) *cobra.Command {
 	f.DurationVar(&o.Warmup, "warmup", 2*time.Second, "warm-up duration, excluded from the result")
 	f.IntVar(&o.RequestSize, "request-size", 0, "request body size in bytes (0 sends GET)")
 	f.StringVar(&out, "out", "", "file to write fortio's JSON result to")
-	mf.bind(f, "route requests in-process")
+	mf.bind(f, "proxyless: route requests in-process", "")
 	return cmd
 }
 
@@ -222,14 +232,13 @@ func newProbeRole(s Streams) *cobra.Command {
 	f.StringVar(&o.Method, "method", http.MethodGet, "request method")
 	f.IntVar(&o.Count, "count", 100, "number of requests")
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Second, "timeout of each request")
-	mf.bind(f, "route requests in-process")
+	mf.bind(f, "proxyless: route requests in-process", "")
 	return cmd
 }
 
 func newProxyCommand(s Streams) *cobra.Command {
-	var bundlePath, ads, node, admin, mode string
-	var adsMark int
-	var tf tlsFlags
+	var admin, mode string
+	var mf meshFlags
 	cmd := &cobra.Command{
 		Use:    "proxy",
 		Short:  "Run meshbench's proxy with an xDS bundle or a control plane (started by the platform)",
@@ -238,18 +247,17 @@ func newProxyCommand(s Streams) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger := stdLogger{log.New(s.ErrOut, "proxy: ", log.LstdFlags|log.Lmicroseconds)}
 			opts := []proxy.Option{proxy.WithLogger(logger), proxy.WithAccessLog(s.Out)}
+			src, b, err := mf.source(logger)
 			switch {
-			case bundlePath != "" && ads != "":
-				return badInput(errors.New("flags --xds and --ads: give one configuration source"))
-			case bundlePath != "":
+			case err != nil:
+				return err
+			case src == nil:
+				return badInput(xds.ErrNoSource)
+			case b != nil:
 				// A bad bundle stops the proxy at start, with the field named.
-				b, err := xds.ReadFile(bundlePath)
+				cfg, err := xds.Translate(b, mf.node, admin)
 				if err != nil {
-					return badInput(err)
-				}
-				cfg, err := xds.Translate(b, node, admin)
-				if err != nil {
-					return badInput(fmt.Errorf("%s: %w", bundlePath, err))
+					return badInput(fmt.Errorf("%s: %w", mf.bundle, err))
 				}
 				cfg.Mode = mode
 				source, err := b.Marshal()
@@ -261,32 +269,21 @@ func newProxyCommand(s Streams) *cobra.Command {
 					return badInput(err)
 				}
 				return p.Run(cmd.Context())
-			case ads != "":
-				tlsConf, err := tf.client("ads-")
-				if err != nil {
-					return err
-				}
-				p, err := proxy.New(proxy.Config{Node: node, Admin: admin, Mode: mode}, append(opts, proxy.AwaitConfig())...)
-				if err != nil {
-					return badInput(err)
-				}
-				src := &xds.ADS{Addr: ads, Node: node, TLS: tlsConf, Mark: adsMark, Log: logger}
-				group, ctx := errgroup.WithContext(cmd.Context())
-				group.Go(func() error { return p.Run(ctx) })
-				group.Go(func() error { return src.Run(ctx, xds.Apply(p, node)) })
-				return group.Wait()
 			}
-			return badInput(xds.ErrNoSource)
+			p, err := proxy.New(proxy.Config{Node: mf.node, Admin: admin, Mode: mode}, append(opts, proxy.AwaitConfig())...)
+			if err != nil {
+				return badInput(err)
+			}
+			group, ctx := errgroup.WithContext(cmd.Context())
+			group.Go(func() error { return p.Run(ctx) })
+			group.Go(func() error { return src.Run(ctx, xds.Apply(p, mf.node)) })
+			return group.Wait()
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&bundlePath, "xds", "", "xDS bundle (a DiscoveryResponse in JSON or YAML) with the proxy's resources")
-	f.StringVar(&ads, "ads", "", "control plane address: take the configuration over ADS, and every change to it")
-	f.StringVar(&node, "node", "proxy", "the proxy's node name (its node ID at the control plane)")
+	mf.bind(f, "configure the proxy", "proxy")
 	f.StringVar(&admin, "admin", "", "admin listener address (/ready, /stats, /metrics, /config_dump); empty disables it")
 	f.StringVar(&mode, "mode", "", "data-plane mode, a label of every metric (sidecar, per-node)")
-	tf.bind(f, "ads-", "control plane connection")
-	f.IntVar(&adsMark, "ads-mark", 0, "SO_MARK of the control plane connection (a sidecar's own traffic, which interception lets pass)")
 	return cmd
 }
 

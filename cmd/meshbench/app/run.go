@@ -247,7 +247,7 @@ func filterMeshes(refs []scenarios.MeshRef, want []string) ([]scenarios.MeshRef,
 			for _, r := range refs {
 				have = append(have, r.String())
 			}
-			return nil, fmt.Errorf("invalid --modes: %q matches no mesh of the scenario (it has %s)", w, strings.Join(have, ", "))
+			return nil, fmt.Errorf("invalid --modes: %q matches none of %s", w, strings.Join(have, ", "))
 		}
 	}
 	return kept, nil

@@ -64,13 +64,16 @@ proxy does); it routes nothing.`,
 				}
 				a := &xds.ADS{Addr: ads, Node: fmt.Sprintf("%s%d", prefix, i), Cluster: replicaOf,
 					UserAgent: "meshbench-xds-clients", TLS: tlsConf, Log: logger, Opaque: !decode}
-				var first sync.Once
+				// The slot is free once the client is configured, or gone.
+				var release, first sync.Once
+				free := func() { release.Do(func() { <-slots }) }
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
+					defer free()
 					errs[i] = a.Run(ctx, func(*xds.Bundle) error {
 						first.Do(func() {
-							<-slots
+							free()
 							if n := configured.Add(1); n == int64(count) {
 								logger.Logf("%d clients configured", n)
 							}
