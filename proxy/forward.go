@@ -98,8 +98,10 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// reads it through body.
 	var body *downstreamBody
 	if r.ContentLength != 0 {
-		body = &downstreamBody{rc: r.Body}
-		defer body.detach()
+		body = &downstreamBody{rc: r.Body, http1: r.ProtoMajor == 1}
+		if body.http1 {
+			defer body.detach(w)
+		}
 	}
 
 	timeout := l.timeout
@@ -331,17 +333,19 @@ func (b *exactBody) Close() error               { return b.c.Close() }
 // health out of it.
 //
 // The transport goes on reading a body after RoundTrip returned when the
-// upstream answered before the end of the upload. detach ends that before
-// the handler returns: net/http must be the only one reading a request's
-// body once the handler is done (it finishes the request, and starts its
-// background read when the body ends; a read by the transport ending the
-// body then raced with it and could hang the connection for good).
+// upstream answered before the end of the upload. On HTTP/1.1, detach ends
+// that before the handler returns: net/http must be the only one reading a
+// request's body once the handler is done (it finishes the request, and
+// starts its background read when the body ends; a read by the transport
+// ending the body then raced with it and could hang the connection for
+// good). HTTP/2 streams need no such care: closing the body ends a read.
 type downstreamBody struct {
 	rc       io.ReadCloser
 	eof      atomic.Bool
 	failed   atomic.Bool
 	mu       sync.Mutex // held while the body is read
-	detached bool
+	detached atomic.Bool
+	http1    bool
 }
 
 var errDetached = errors.New("request handled: the downstream body is no longer forwarded")
@@ -349,7 +353,7 @@ var errDetached = errors.New("request handled: the downstream body is no longer 
 func (b *downstreamBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.detached {
+	if b.detached.Load() {
 		return 0, errDetached
 	}
 	n, err := b.rc.Read(p)
@@ -362,21 +366,33 @@ func (b *downstreamBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close waits for a read in progress on HTTP/1.1 (net/http's body must not
+// be closed while it is read: that hung connections), not on HTTP/2, where
+// closing is how the transport ends a read (a stream whose answer came
+// first, its client still sending).
 func (b *downstreamBody) Close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.detached {
+	if b.http1 {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+	}
+	if b.detached.Load() {
 		return nil
 	}
 	return b.rc.Close()
 }
 
-// detach waits for a read in progress and makes the upstream side's
-// further reads fail; what is left of the body is net/http's.
-func (b *downstreamBody) detach() {
+// detach makes the upstream side's further reads fail and waits for a
+// read in progress; what is left of the body is net/http's. A body not
+// read to its end leaves the connection closing (the handler said so), so
+// a read still waiting on a client that paused is woken by a read
+// deadline instead of being waited for.
+func (b *downstreamBody) detach(w http.ResponseWriter) {
+	b.detached.Store(true)
+	if !b.eof.Load() {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	}
 	b.mu.Lock()
-	b.detached = true
-	b.mu.Unlock()
+	b.mu.Unlock() //nolint:staticcheck // waits for the read in progress
 }
 
 // cappedBody fails a streamed (chunked) body that grows past the limit.
