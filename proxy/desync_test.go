@@ -194,7 +194,8 @@ func TestDesyncSet(t *testing.T) {
 	case os.Geteuid() == 0:
 		t.Fatalf("haproxy is missing although scripts/setup.sh installs it as root: %v", err)
 	default:
-		t.Skip("haproxy is not installed and this is not root (scripts/setup.sh installs it as root): no reference to compare with")
+		// The proxy's own checks still run; the comparison cannot.
+		t.Log("haproxy is not installed and this is not root (scripts/setup.sh installs it as root): no reference to compare with")
 	}
 	got := map[string][]string{}
 	for _, target := range targets {
@@ -217,6 +218,9 @@ func TestDesyncSet(t *testing.T) {
 				}
 			}
 		}
+	}
+	if len(targets) < 2 {
+		t.Skip("the meshbench side passed; the comparison with HAProxy is skipped: haproxy is not installed (see above)")
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "| class | request | meshbench | %s | why they differ |\n| --- | --- | --- | --- | --- |\n", targets[1].version)

@@ -44,9 +44,14 @@ type recordingConn struct {
 	limit     int
 	inHandler bool
 	// off is set once the connection speaks HTTP/2 (cleartext prior
-	// knowledge): its frames carry their own lengths.
+	// knowledge, told by its preface): its frames carry their own lengths.
 	off bool
+	// started is set once the connection's first bytes were looked at.
+	started bool
 }
+
+// h2Preface begins every HTTP/2 connection (RFC 9113 section 3.4).
+const h2Preface = "PRI * HTTP/2.0\r\n"
 
 func newRecordingConn(c net.Conn, maxHeaderBytes int) *recordingConn {
 	return &recordingConn{Conn: c, limit: maxHeaderBytes + 4<<10 + headSlop}
@@ -66,11 +71,27 @@ func (c *recordingConn) record(p []byte) {
 	if c.off {
 		return
 	}
+	if !c.started {
+		c.buf = append(c.buf, p...)
+		if len(c.buf) < len(h2Preface) && bytes.HasPrefix([]byte(h2Preface), c.buf) {
+			return // too short to tell yet
+		}
+		c.started = true
+		if bytes.HasPrefix(c.buf, []byte(h2Preface)) {
+			c.off, c.buf = true, nil
+		}
+		return
+	}
 	limit := c.limit
 	if c.inHandler {
 		// The head was read when the handler started; from here on only
 		// the next request's first bytes can matter.
 		limit = headSlop
+	}
+	if len(p) >= limit {
+		// A body's bytes: only the last ones can precede a head.
+		c.buf = append(c.buf[:0], p[len(p)-limit:]...)
+		return
 	}
 	c.buf = append(c.buf, p...)
 	if len(c.buf) > 2*limit {
@@ -129,10 +150,6 @@ func checkFraming(r *http.Request) (framing, func()) {
 	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	if r.ProtoMajor != 1 {
-		rc.off, rc.buf = true, nil
-		return framing{}, func() {}
-	}
 	rc.inHandler = true
 	var f framing
 	chunked := len(r.TransferEncoding) > 0
@@ -223,12 +240,11 @@ type framingListener struct {
 	ready     chan net.Conn
 	done      chan struct{}
 	closeOnce sync.Once
-	errMu     sync.Mutex
-	err       error
-	acceptErr chan struct{} // closed when err is set
+	err       error         // set before acceptErr closes, read after
+	acceptErr chan struct{} // closed when Accept failed for good
 }
 
-func newFramingListener(ln net.Listener, tlsConf *tls.Config, maxHeaderBytes int, handshakeTimeout time.Duration) net.Listener {
+func newFramingListener(ln *view, tlsConf *tls.Config, maxHeaderBytes int, handshakeTimeout time.Duration) net.Listener {
 	l := &framingListener{Listener: ln, tls: tlsConf, maxHeaderBytes: maxHeaderBytes, handshakeTimeout: handshakeTimeout}
 	if tlsConf != nil {
 		l.ready = make(chan net.Conn)
@@ -251,8 +267,6 @@ func (l *framingListener) Accept() (net.Conn, error) {
 	case c := <-l.ready:
 		return c, nil
 	case <-l.acceptErr:
-		l.errMu.Lock()
-		defer l.errMu.Unlock()
 		return nil, l.err
 	}
 }
@@ -264,31 +278,17 @@ func (l *framingListener) Close() error {
 	return l.Listener.Close()
 }
 
-// acceptLoop accepts TLS connections and starts their handshakes; it
-// retries temporary errors as net/http's Serve does and reports any other.
+// acceptLoop accepts TLS connections and starts their handshakes. The
+// listener below is a socket's view, which retries temporary errors
+// itself: any error ends the loop.
 func (l *framingListener) acceptLoop() {
-	var delay time.Duration
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			closed := false
-			select {
-			case <-l.done:
-				closed = true
-			default:
-			}
-			if !closed && isTemporary(err) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
-			}
-			l.errMu.Lock()
 			l.err = err
-			l.errMu.Unlock()
 			close(l.acceptErr)
 			return
 		}
-		delay = 0
 		go l.handshake(c)
 	}
 }

@@ -159,12 +159,7 @@ func (l *listener) match(host, path, method string, h http.Header, query string)
 
 // rewriteHeaders applies a virtual host's header removals and additions.
 func rewriteHeaders(h http.Header, vh *VirtualHost) {
-	for _, name := range vh.RequestHeadersToRemove {
-		h.Del(name)
-	}
-	for _, add := range vh.RequestHeadersToAdd {
-		h.Set(add.Name, add.Value)
-	}
+	changeHeaders(h, vh.RequestHeadersToRemove, vh.RequestHeadersToAdd)
 }
 
 // hopHeaders are the hop-by-hop headers of RFC 9110 section 7.6.1 (and the

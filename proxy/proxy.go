@@ -242,11 +242,19 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	p.errc = make(chan error, 1)
 	p.running = true
-	commit, err := p.bindLocked(p.state.Load())
-	if err == nil && p.admin != "" {
-		p.adminLn, err = listenSocket(p.admin, p.fail)
-		if err != nil {
+	// The admin socket first: bindLocked's sockets are closed by bindLocked
+	// itself when it fails, and are in service once it succeeds.
+	var err error
+	if p.admin != "" {
+		if p.adminLn, err = listenSocket(p.admin, p.fail); err != nil {
 			err = fmt.Errorf("admin listener: %w", err)
+		}
+	}
+	var commit func()
+	if err == nil {
+		if commit, err = p.bindLocked(p.state.Load()); err != nil && p.adminLn != nil {
+			p.adminLn.close()
+			p.adminLn = nil
 		}
 	}
 	if err != nil {

@@ -200,13 +200,14 @@ func rewrite(r *http.Request, route *Route, hostRewrite string) {
 
 // routeHeaders applies a route's request header removals and additions.
 func routeHeaders(h http.Header, route *Route) {
-	for _, name := range route.RequestHeadersToRemove {
-		h.Del(name)
-	}
-	setHeaders(h, route.RequestHeadersToAdd)
+	changeHeaders(h, route.RequestHeadersToRemove, route.RequestHeadersToAdd)
 }
 
-func setHeaders(h http.Header, hs []Header) {
+// changeHeaders removes the named headers, then sets (or appends) hs.
+func changeHeaders(h http.Header, remove []string, hs []Header) {
+	for _, name := range remove {
+		h.Del(name)
+	}
 	for _, add := range hs {
 		if add.Append {
 			h.Add(add.Name, add.Value)
@@ -224,5 +225,5 @@ func responseHeaders(h http.Header, route *Route) {
 		// (and Date) back by itself.
 		h[http.CanonicalHeaderKey(name)] = nil
 	}
-	setHeaders(h, route.ResponseHeadersToAdd)
+	changeHeaders(h, nil, route.ResponseHeadersToAdd)
 }

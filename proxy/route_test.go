@@ -28,7 +28,7 @@ func send(t *testing.T, addr, method, target string, hdr map[string]string) (int
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := (&http.Transport{}).RoundTrip(req) // no redirects followed
+	resp, err := (&http.Transport{DisableKeepAlives: true}).RoundTrip(req) // no redirects followed, no idle connection left
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,5 +129,21 @@ func TestWeightedClustersSplit(t *testing.T) {
 	}
 	if err := (&Route{WeightedClusters: []WeightedCluster{{Name: "a", Weight: 0}}}).validate("r", map[string]bool{"a": true}); len(err) == 0 {
 		t.Error("weights adding up to 0 validated")
+	}
+}
+
+// TestVirtualHostHeaderAppend: a virtual host's header additions append
+// or overwrite as each says, as a route's do.
+func TestVirtualHostHeaderAppend(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%q %q", r.Header.Values("X-Tag"), r.Header.Values("X-One"))
+	}))
+	t.Cleanup(up.Close)
+	cfg := oneRoute(hostOf(up))
+	cfg.Listeners[0].VirtualHosts[0].RequestHeadersToAdd = []Header{{Name: "X-Tag", Value: "mesh", Append: true}, {Name: "X-One", Value: "mesh"}}
+	_, addr := startProxy(t, cfg)
+	_, _, body := send(t, addr, "GET", "/", map[string]string{"X-Tag": "client", "X-One": "client"})
+	if want := `["client" "mesh"] ["mesh"]`; body != want {
+		t.Errorf("upstream saw %s, want %s", body, want)
 	}
 }

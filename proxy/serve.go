@@ -36,9 +36,10 @@ func (b *boundListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func serverKey(l *listener, clusters map[string]*cluster) string {
 	c := l.cfg
 	c.VirtualHosts, c.RBAC, c.AccessLog, c.MaxRequestBytes, c.RequestTimeout = nil, nil, false, 0, 0
+	c.TLS = nil // by value below: a pointer would differ in every update
 	key := fmt.Sprintf("%+v", c)
-	if c.TLS != nil {
-		key += fmt.Sprintf("%+v", *c.TLS)
+	if t := l.cfg.TLS; t != nil {
+		key += fmt.Sprintf("%+v", *t)
 	}
 	if c.TCPCluster != "" {
 		key += fmt.Sprintf("%p", clusters[c.TCPCluster])

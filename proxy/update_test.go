@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -265,7 +266,12 @@ func TestAwaitConfig(t *testing.T) {
 		}
 	}()
 	for p.Addr(AdminListener) == "" {
-		time.Sleep(time.Millisecond)
+		select {
+		case err := <-errc:
+			errc <- err // for the deferred check
+			t.Fatalf("Run ended before binding: %v", err)
+		case <-time.After(time.Millisecond):
+		}
 	}
 	if p.Ready() {
 		t.Fatal("ready before any configuration")
@@ -282,5 +288,69 @@ func TestAwaitConfig(t *testing.T) {
 		t.Errorf("first configuration: %v %v", err, resp)
 	} else {
 		resp.Body.Close()
+	}
+}
+
+// TestServerKeyIsByValue: an update whose listener is the same keeps its
+// server (TLS settings compared by value, not by pointer); one whose TLS
+// settings change gets a new one.
+func TestServerKeyIsByValue(t *testing.T) {
+	tlsOf := func(cert string) *TLS {
+		return &TLS{CertFile: cert, KeyFile: "k", CAFile: "ca", AllowedIDs: []string{"spiffe://td/ns/a"}}
+	}
+	l := func(t *TLS) *listener {
+		return &listener{cfg: Listener{Name: "in", Address: "127.0.0.1:1", Direction: Inbound, TLS: t}}
+	}
+	a, b, c := serverKey(l(tlsOf("c")), nil), serverKey(l(tlsOf("c")), nil), serverKey(l(tlsOf("other")), nil)
+	if a != b {
+		t.Errorf("the same listener has two server keys:\n%s\n%s", a, b)
+	}
+	if a == c {
+		t.Errorf("listeners with different certificates share a server key: %s", a)
+	}
+}
+
+// TestRunThatFailsReleasesItsSockets: a Run that cannot bind its admin
+// address leaves nothing bound: the next Run binds the same addresses.
+func TestRunThatFailsReleasesItsSockets(t *testing.T) {
+	free := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := oneRoute("127.0.0.1:9")
+	cfg.Listeners[0].Address = free()
+	cfg.Admin = taken.Addr().String()
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "admin listener") {
+		t.Fatalf("Run with its admin address taken: %v", err)
+	}
+	taken.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); p.Addr("l") == ""; time.Sleep(5 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("second Run: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("second Run did not bind")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
 	}
 }

@@ -320,3 +320,31 @@ func wireProxy(t testing.TB, kind listenerKind, up *wireUpstream) string {
 // sentinel asks for a response that proves the connection is still in
 // step, and for the connection to close after it.
 const sentinel = "GET /sentinel HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+// TestRecordingStopsForHTTP2: a cleartext connection that opens with the
+// HTTP/2 preface (even split over reads) is not recorded; an HTTP/1.x one
+// is, and a long body keeps only its last bytes.
+func TestRecordingStopsForHTTP2(t *testing.T) {
+	for _, reads := range [][]string{{h2Preface + "\r\nSM\r\n\r\n"}, {"PRI * HT", "TP/2.0\r\n", "\r\nSM\r\n\r\n"}} {
+		c := newRecordingConn(nil, 1<<20)
+		for _, r := range reads {
+			c.record([]byte(r))
+		}
+		c.record(bytes.Repeat([]byte{0}, 1<<16))
+		if !c.off || len(c.buf) != 0 {
+			t.Errorf("reads %q: off %v, %d bytes recorded", reads, c.off, len(c.buf))
+		}
+	}
+	c := newRecordingConn(nil, 1<<10)
+	head := "POST /x HTTP/1.1\r\nHost: x\r\n\r\n"
+	c.record([]byte(head[:3]))
+	c.record([]byte(head[3:]))
+	if c.off || string(c.buf) != head {
+		t.Fatalf("HTTP/1.1: off %v, recorded %q", c.off, c.buf)
+	}
+	body := bytes.Repeat([]byte("b"), 1<<20)
+	c.record(body)
+	if len(c.buf) != c.limit {
+		t.Errorf("after a 1 MiB read, %d bytes kept, want the last %d", len(c.buf), c.limit)
+	}
+}

@@ -43,6 +43,14 @@ func Start(ctx context.Context, src xds.Source, node string, timeout time.Durati
 		return nil, err
 	}
 	m := &Mesh{lib: lib, node: node}
+	// The source follows ctx once configured; it stops if Start fails.
+	ctx, cancel := context.WithCancel(ctx)
+	configured := false
+	defer func() {
+		if !configured {
+			cancel()
+		}
+	}()
 	first := make(chan struct{})
 	applied := false
 	apply := xds.Apply(lib, node)
@@ -63,6 +71,7 @@ func Start(ctx context.Context, src xds.Source, node string, timeout time.Durati
 	defer t.Stop()
 	select {
 	case <-first:
+		configured = true
 		return m, nil
 	case err := <-errc:
 		if err == nil {
