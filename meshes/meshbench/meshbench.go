@@ -105,10 +105,8 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 		return nil, err
 	}
 	if len(r.model.Nodes) > 0 {
+		r.model.Accounts = map[string]string{}
 		for _, w := range env.Workloads() {
-			if r.model.Accounts == nil {
-				r.model.Accounts = map[string]string{}
-			}
 			r.model.Accounts[w.Name] = workloadID(w)
 		}
 		if dep.ControlPlane, err = r.controlPlane(); err != nil {
