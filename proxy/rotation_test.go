@@ -40,6 +40,7 @@ func TestCertificateRotationUnderLoad(t *testing.T) {
 			TLS: &TLS{CertFile: cf.Cert, KeyFile: cf.Key, CAFile: cf.CA, AllowedIDs: []string{sid}}}},
 	})
 	var ok, failed atomic.Int64
+	var paused atomic.Bool
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
@@ -51,6 +52,10 @@ func TestCertificateRotationUnderLoad(t *testing.T) {
 				case <-stop:
 					return
 				default:
+				}
+				if paused.Load() {
+					time.Sleep(5 * time.Millisecond)
+					continue
 				}
 				resp, err := http.Get("http://" + outAddr + "/")
 				if err != nil || resp.StatusCode != 200 {
@@ -79,14 +84,21 @@ func TestCertificateRotationUnderLoad(t *testing.T) {
 		later := time.Now().Add(time.Second)
 		_ = os.Chtimes(f.files.Cert, later, later)
 	}
-	time.Sleep(2 * time.Second) // past the reload check, and idle pools recycled
+	time.Sleep(1500 * time.Millisecond) // past the reload check
+	// A pause longer than both idle timeouts empties the pools: the load
+	// that follows must open new connections, with the new certificates
+	// (a busy load alone may keep its connections for good).
+	paused.Store(true)
+	time.Sleep(time.Second)
+	paused.Store(false)
+	time.Sleep(500 * time.Millisecond)
 	close(stop)
 	wg.Wait()
 	if f := failed.Load(); f != 0 || ok.Load() < 100 {
 		t.Errorf("during rotation: %d requests failed, %d succeeded", f, ok.Load())
 	}
-	// The load's own new connections after the rotation (the client's
-	// idle pool recycles every 200ms), not counting peerSerial's dials.
+	// The load's own new connections after the pause, not counting
+	// peerSerial's dials.
 	if c := server.Stats().Listeners["in"].Connections; c <= connsBefore {
 		t.Errorf("the hop saw no new connection after the rotation (%d before, %d after): rotation was not exercised by new handshakes", connsBefore, c)
 	}
