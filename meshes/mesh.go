@@ -110,6 +110,9 @@ type Env struct {
 	// Mutate, test-only, makes the mesh's control plane break one
 	// translation on purpose (the conformance suite's check of itself).
 	Mutate string
+	// Protocol is the load's protocol (scenarios.Protocols), which the
+	// data plane must carry end to end.
+	Protocol string
 }
 
 // Entry is the service the client calls.
@@ -255,6 +258,28 @@ type Propagation struct {
 type ControlPlaneMesh interface {
 	// BenchControlPlane returns nil, or why mode's deployments cannot.
 	BenchControlPlane(mode scenarios.Mode) error
+}
+
+// ProtocolCapable is implemented by meshes whose data planes carry load
+// protocols other than HTTP/1.1.
+type ProtocolCapable interface {
+	// Carries returns nil, or why mode's data plane cannot carry protocol
+	// end to end.
+	Carries(protocol string, mode scenarios.Mode) error
+}
+
+// Carries returns nil when m's data plane in mode carries protocol, or
+// why not. Every mesh carries http; others only a ProtocolCapable mesh
+// says it carries.
+func Carries(m Mesh, protocol string, mode scenarios.Mode) error {
+	if protocol == "" || protocol == scenarios.ProtocolHTTP {
+		return nil
+	}
+	pc, ok := m.(ProtocolCapable)
+	if !ok {
+		return fmt.Errorf("mesh %s carries http only", m.Name())
+	}
+	return pc.Carries(protocol, mode)
 }
 
 // PolicyCapable is implemented by meshes that can express traffic policy.

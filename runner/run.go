@@ -72,6 +72,14 @@ func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, []res
 			errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d].mode", i), "%v", err))
 			continue
 		}
+		if s.ControlPlane == nil {
+			if err := meshes.Carries(m, s.Load.Protocol, ref.Mode); err != nil {
+				// Reported with the reason, as the comparison's other
+				// rows run.
+				skipped = append(skipped, results.Unavailable{Mesh: ref.Name, Mode: string(ref.Mode), Reason: "load.protocol " + s.Load.Protocol + ": " + err.Error()})
+				continue
+			}
+		}
 		if err := supportsPolicies(m, ref.Mode, s.Policies); err != nil {
 			if s.OnUnsupportedPolicy == scenarios.PolicySkip {
 				skipped = append(skipped, results.Unavailable{Mesh: ref.Name, Mode: string(ref.Mode), Reason: "policies: " + err.Error()})
@@ -87,6 +95,12 @@ func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, []res
 			}
 		}
 		out = append(out, slot{mesh: m, mode: ref.Mode})
+	}
+	if len(errs) == 0 && len(out) == 0 && len(skipped) > 0 {
+		for _, u := range skipped {
+			errs = append(errs, s.FieldError("meshes", "%s/%s cannot run: %s", u.Mesh, u.Mode, u.Reason))
+		}
+		errs = append(errs, s.FieldError("meshes", "no (mesh, mode) of the scenario can run it"))
 	}
 	if len(errs) > 0 {
 		return nil, nil, errs

@@ -13,12 +13,13 @@ import (
 	"strconv"
 	"time"
 
-	"fortio.org/fortio/fhttp"
+	"fortio.org/fortio/periodic"
 	"fortio.org/fortio/stats"
 
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/runner/results"
 	"github.com/meshbench/meshbench/runner/workload"
+	"github.com/meshbench/meshbench/scenarios"
 	"github.com/meshbench/meshbench/smps"
 )
 
@@ -52,6 +53,7 @@ func (r *run) env(dir string) meshes.Env {
 	_, canIntercept := r.Platform.(Interceptor)
 	env.Transparent = canIntercept && r.manifest.Platform.Transparent
 	env.DenyByDefault, env.Mutate = r.denyByDefault, r.mutate
+	env.Protocol = r.Scenario.Load.Protocol
 	return env
 }
 
@@ -226,7 +228,9 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 	if err := readJSON(results.COPath(fortioPath), &co); err != nil {
 		return nil, err
 	}
-	fillTrial(tr, res, &lat, &co, usage)
+	if err := fillTrial(tr, res, &lat, &co, usage); err != nil {
+		return nil, err
+	}
 	for _, a := range d.apps {
 		tr.Services = append(tr.Services, servedCount(a.comp.Name, filepath.Join(logDir, a.comp.Name+".stdout.log")))
 	}
@@ -254,13 +258,17 @@ func (r *run) startApps(ctx context.Context, env meshes.Env, dep *meshes.Deploym
 			"--listen", listenHost(svc.Node) + ":" + strconv.Itoa(svc.Port),
 			"--payload-size", strconv.Itoa(svc.PayloadSize),
 			"--delay", svc.ServiceTime.String(),
+			"--protocol", env.Protocol,
 		}
 		for _, c := range app.Calls {
 			args = append(args, "--call", c.Arg())
 		}
 		args = append(args, app.Args...)
-		c := meshes.Component{Name: svc.Name, Class: results.ClassApp, Node: svc.Node.Name, Args: args,
-			Ready: meshes.Probe{HTTPGet: "http://" + meshes.HostPort(svc.Node.Addr, svc.Port) + workload.HealthPath}}
+		ready := meshes.Probe{HTTPGet: "http://" + meshes.HostPort(svc.Node.Addr, svc.Port) + workload.HealthPath}
+		if env.Protocol == scenarios.ProtocolGRPC || env.Protocol == scenarios.ProtocolTCP {
+			ready = meshes.Probe{TCP: meshes.HostPort(svc.Node.Addr, svc.Port)}
+		}
+		c := meshes.Component{Name: svc.Name, Class: results.ClassApp, Node: svc.Node.Name, Args: args, Ready: ready}
 		if app.Ready != nil {
 			c.Ready = *app.Ready
 		}
@@ -308,7 +316,7 @@ func servedCount(name, logPath string) results.ServiceCount {
 
 // drive runs the load client on the client's node and samples every
 // process of the trial while the client measures.
-func (r *run) drive(ctx context.Context, dep *meshes.Deployment, procs []started, logDir, fortioPath string, rate float64, acts []activity) (*fhttp.HTTPRunnerResults, []results.Usage, error) {
+func (r *run) drive(ctx context.Context, dep *meshes.Deployment, procs []started, logDir, fortioPath string, rate float64, acts []activity) (*loadResult, []results.Usage, error) {
 	s := r.Scenario
 	client := s.Topology.Client.Name
 	args := []string{"workload", "client",
@@ -318,6 +326,7 @@ func (r *run) drive(ctx context.Context, dep *meshes.Deployment, procs []started
 		"--duration", s.Load.Duration.String(),
 		"--warmup", s.Load.Warmup.String(),
 		"--request-size", strconv.FormatInt(int64(s.Load.RequestSize), 10),
+		"--protocol", s.Load.Protocol,
 		"--out", fortioPath,
 	}
 	if dep.Target.Host != "" {
@@ -458,8 +467,17 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
-func readFortio(path string) (*fhttp.HTTPRunnerResults, error) {
-	var res fhttp.HTTPRunnerResults
+// loadResult is what the runner reads of the load client's fortio
+// result, whichever runner (HTTP, gRPC, TCP) wrote it.
+type loadResult struct {
+	periodic.RunnerResults
+	// RetCodes counts HTTP status codes (http, http2), or gRPC status
+	// names and TCP outcomes ("OK" for success).
+	RetCodes json.RawMessage
+}
+
+func readFortio(path string) (*loadResult, error) {
+	var res loadResult
 	if err := readJSON(path, &res); err != nil {
 		return nil, err
 	}
@@ -472,22 +490,38 @@ func readFortio(path string) (*fhttp.HTTPRunnerResults, error) {
 // fillTrial copies the measured figures into the trial record: counts
 // from fortio's result, latencies from meshbench's own finer histograms of
 // the same requests.
-func fillTrial(tr *results.Trial, res *fhttp.HTTPRunnerResults, lat, co *stats.HistogramData, usage []results.Usage) {
+func fillTrial(tr *results.Trial, res *loadResult, lat, co *stats.HistogramData, usage []results.Usage) error {
 	h := res.DurationHistogram
 	tr.Start = res.StartTime.UTC()
 	tr.End = res.StartTime.Add(res.ActualDuration).UTC()
 	tr.Achieved = res.ActualQPS
 	tr.Requests = h.Count
-	tr.Codes = map[int]int64{}
-	for code, n := range res.RetCodes {
-		tr.Codes[code] = n
-		if code < 200 || code > 299 {
-			tr.Errors += n
+	switch tr.Protocol {
+	case scenarios.ProtocolGRPC, scenarios.ProtocolTCP:
+		tr.Statuses = map[string]int64{}
+		if err := json.Unmarshal(res.RetCodes, &tr.Statuses); err != nil {
+			return fmt.Errorf("load result: RetCodes: %w", err)
+		}
+		for status, n := range tr.Statuses {
+			if status != results.StatusOK {
+				tr.Errors += n
+			}
+		}
+	default:
+		tr.Codes = map[int]int64{}
+		if err := json.Unmarshal(res.RetCodes, &tr.Codes); err != nil {
+			return fmt.Errorf("load result: RetCodes: %w", err)
+		}
+		for code, n := range tr.Codes {
+			if code < 200 || code > 299 {
+				tr.Errors += n
+			}
 		}
 	}
 	tr.LatencyMs = latencyMs(lat)
 	tr.COLatencyMs = latencyMs(co)
 	tr.Components = usage
+	return nil
 }
 
 // latencyMs converts a fortio histogram (seconds) into milliseconds.

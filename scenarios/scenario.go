@@ -181,8 +181,25 @@ type MeshRef struct {
 
 func (m MeshRef) String() string { return m.Name + "/" + string(m.Mode) }
 
+// Load protocols.
+const (
+	// ProtocolHTTP is HTTP/1.1 requests, fortio's HTTP client.
+	ProtocolHTTP = "http"
+	// ProtocolHTTP2 is HTTP/2 requests (cleartext, prior knowledge).
+	ProtocolHTTP2 = "http2"
+	// ProtocolGRPC is fortio's gRPC ping service over HTTP/2.
+	ProtocolGRPC = "grpc"
+	// ProtocolTCP is fortio's TCP echo: each request writes a payload on
+	// a long-lived connection and reads it back.
+	ProtocolTCP = "tcp"
+)
+
+// Protocols lists the load protocols.
+var Protocols = []string{ProtocolHTTP, ProtocolHTTP2, ProtocolGRPC, ProtocolTCP}
+
 // Load is the traffic driven through each (mesh, mode).
 type Load struct {
+	// Protocol is one of Protocols (http when unset).
 	Protocol string `yaml:"protocol" json:"protocol"`
 	// QPS is the fixed request rate; Rates, instead, sweeps several (each
 	// (mesh, mode) runs its trials at every rate).
@@ -254,7 +271,7 @@ const (
 // Defaults used by Normalize.
 const (
 	DefaultPlatform    = "local"
-	DefaultProtocol    = "http"
+	DefaultProtocol    = ProtocolHTTP
 	DefaultConnections = 8
 	DefaultWarmup      = Duration(2 * time.Second)
 	DefaultTrials      = 1

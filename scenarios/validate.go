@@ -287,8 +287,20 @@ func (s *Scenario) validateMeshes(add addFunc) {
 
 func (s *Scenario) validateLoad(add addFunc) {
 	l := s.Load
-	if l.Protocol != "http" {
-		add("load.protocol", "unsupported protocol %q (supported: http)", l.Protocol)
+	if !slices.Contains(Protocols, l.Protocol) {
+		add("load.protocol", "unknown protocol %q (known: %s)", l.Protocol, strings.Join(Protocols, ", "))
+	}
+	if l.Protocol == ProtocolTCP {
+		// A TCP echo has no requests a service could fan out, and
+		// meshbench's policies are HTTP and gRPC routes.
+		for i, svc := range s.Topology.ServiceList() {
+			if len(svc.Calls) > 0 {
+				add(s.Topology.servicePath(i)+".calls", "load.protocol tcp: a TCP echo service calls no other service (use http, http2 or grpc for call chains)")
+			}
+		}
+		if len(s.Policies) > 0 {
+			add("policies", "load.protocol tcp: traffic policies route HTTP and gRPC requests; use http, http2 or grpc load with policies")
+		}
 	}
 	if l.Max != nil {
 		if len(l.Rates) > 0 || l.QPS != 0 {

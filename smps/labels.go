@@ -12,6 +12,9 @@ const (
 	LabelNetwork    = "meshbench.dev/network"
 	LabelResolution = "meshbench.dev/histogram-resolution"
 	LabelWarmup     = "meshbench.dev/warmup"
+	// The load's protocol (http, http2, grpc, tcp): SMP's client protocol
+	// has no HTTP/2.
+	LabelProtocol = "meshbench.dev/load-protocol"
 	// The entry service's (the one the client calls) service time and
 	// response size, and the topology's call graph ("client>api").
 	LabelServiceTime = "meshbench.dev/server-service-time"

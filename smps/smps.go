@@ -52,6 +52,9 @@ func FromTrial(m *results.Manifest, t *results.Trial) (*smp.PerformanceTestConfi
 		LabelNetwork:    m.Platform.Network,
 		LabelResolution: m.HistogramResolution,
 	}
+	if t.Protocol != "" {
+		labels[LabelProtocol] = t.Protocol
+	}
 	name := ""
 	if s := m.Scenario; s != nil {
 		name = s.Name
@@ -78,7 +81,7 @@ func FromTrial(m *results.Manifest, t *results.Trial) (*smp.PerformanceTestConfi
 		Clients: []*smp.PerformanceTestConfig_Client{{
 			Internal:      true,
 			LoadGenerator: LoadGenerator,
-			Protocol:      smp.PerformanceTestConfig_Client_PROTOCOL_HTTP,
+			Protocol:      clientProtocol(t.Protocol),
 			Connections:   int32(t.Connections),
 			Rps:           int64(t.Requested),
 			EndpointUrls:  []string{t.Target},
@@ -207,4 +210,17 @@ func TrialFromResult(res *smp.PerformanceTestResult) (*results.Trial, error) {
 		t.Probe = &results.Probe{Index: idx, Pass: l[LabelSLOMet] == "true"}
 	}
 	return t, nil
+}
+
+// clientProtocol is the SMP client protocol of a load protocol: SMP has
+// HTTP, TCP, UDP and gRPC; HTTP/2 load is HTTP (the trial's protocol
+// label says which).
+func clientProtocol(p string) smp.PerformanceTestConfig_Client_Protocol {
+	switch p {
+	case "grpc":
+		return smp.PerformanceTestConfig_Client_PROTOCOL_GRPC
+	case "tcp":
+		return smp.PerformanceTestConfig_Client_PROTOCOL_TCP
+	}
+	return smp.PerformanceTestConfig_Client_PROTOCOL_HTTP
 }

@@ -20,9 +20,10 @@ type mesh struct {
 }
 
 var (
-	_ meshes.Mesh         = (*mesh)(nil)
-	_ meshes.Availability = (*mesh)(nil)
-	_ meshes.Versioned    = (*mesh)(nil)
+	_ meshes.Mesh            = (*mesh)(nil)
+	_ meshes.Availability    = (*mesh)(nil)
+	_ meshes.Versioned       = (*mesh)(nil)
+	_ meshes.ProtocolCapable = (*mesh)(nil)
 )
 
 // New returns the HAProxy mesh.
@@ -56,30 +57,36 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 	if mode == scenarios.PerNode {
 		suffix = "-node-haproxy"
 	}
+	p := protocolOf(env.Protocol)
 	for _, w := range env.Workloads() {
 		id := ids[w.Name]
 		var body strings.Builder
 		if callees := env.Callees(w); len(callees) > 0 {
-			fmt.Fprintf(&body, "frontend outbound\n    bind %s\n", meshes.HostPort(w.Node.Local, meshes.OutboundPort))
-			for _, c := range callees {
-				fmt.Fprintf(&body, "    use_backend to-%s if { req.hdr(host) -m str %s %s }\n", c.Name, c.Name, c.Authority())
+			fmt.Fprintf(&body, "frontend outbound\n%s    bind %s%s\n", p.mode, meshes.HostPort(w.Node.Local, meshes.OutboundPort), p.plain)
+			if p.mode == "" {
+				for _, c := range callees {
+					fmt.Fprintf(&body, "    use_backend to-%s if { req.hdr(host) -m str %s %s }\n", c.Name, c.Name, c.Authority())
+				}
 			}
 			fmt.Fprintf(&body, "    default_backend to-%s\n", callees[0].Name)
 			for _, c := range callees {
-				fmt.Fprintf(&body, "\nbackend to-%s\n    server %s %s ssl crt %s ca-file %s verify required alpn http/1.1\n",
-					c.Name, c.Name, plan.Upstream(c), id.PEM, id.Files.CA)
+				fmt.Fprintf(&body, "\nbackend to-%s\n%s    server %s %s ssl crt %s ca-file %s verify required%s\n",
+					c.Name, p.mode, c.Name, plan.Upstream(c), id.PEM, id.Files.CA, p.alpn)
 			}
 		}
 		if w.Port != 0 {
+			forward := "    option forwardfor\n"
+			if p.mode != "" {
+				forward = ""
+			}
 			fmt.Fprintf(&body, `
 frontend inbound
-    bind %s ssl crt %s ca-file %s verify required alpn http/1.1
-    option forwardfor
-    default_backend app
+%s    bind %s ssl crt %s ca-file %s verify required%s
+%s    default_backend app
 
 backend app
-    server app %s
-`, meshes.HostPort(w.Node.Addr, meshes.InboundPort), id.PEM, id.Files.CA, meshes.HostPort(w.Node.Local, w.Port))
+%s    server app %s%s
+`, p.mode, meshes.HostPort(w.Node.Addr, meshes.InboundPort), id.PEM, id.Files.CA, p.alpn, forward, p.mode, meshes.HostPort(w.Node.Local, w.Port), p.plain)
 		}
 		name := w.Name + suffix
 		path := filepath.Join(env.Dir, name+".cfg")
@@ -94,6 +101,26 @@ backend app
 		})
 	}
 	return dep, nil
+}
+
+// Carries HTTP/1.1, HTTP/2 (h2c from and to the apps, h2 over mutual TLS
+// between the proxies), gRPC over it, and TCP (mode tcp), in both modes.
+func (*mesh) Carries(string, scenarios.Mode) error { return nil }
+
+// protocol is how a load protocol changes the rendered sections: their
+// mode line, the cleartext binds' and servers' protocol, and the ALPN of
+// the mutual-TLS hop.
+type protocol struct{ mode, plain, alpn string }
+
+func protocolOf(p string) protocol {
+	switch p {
+	case scenarios.ProtocolTCP:
+		return protocol{mode: "    mode tcp\n"}
+	case scenarios.ProtocolHTTP2, scenarios.ProtocolGRPC:
+		// Cleartext HTTP/2 with prior knowledge, as the apps speak it.
+		return protocol{plain: " proto h2", alpn: " alpn h2"}
+	}
+	return protocol{alpn: " alpn http/1.1"}
 }
 
 // config is the global and default part every HAProxy shares: one thread

@@ -66,9 +66,10 @@ type mesh struct {
 }
 
 var (
-	_ meshes.Mesh          = (*mesh)(nil)
-	_ meshes.Versioned     = (*mesh)(nil)
-	_ meshes.PolicyCapable = (*mesh)(nil)
+	_ meshes.Mesh            = (*mesh)(nil)
+	_ meshes.Versioned       = (*mesh)(nil)
+	_ meshes.PolicyCapable   = (*mesh)(nil)
+	_ meshes.ProtocolCapable = (*mesh)(nil)
 )
 
 // New returns the own mesh; version names the proxy build in results.
@@ -121,6 +122,17 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 		dep.Propagation = func(ctx context.Context) (meshes.Propagation, error) { return propagation(ctx, admin) }
 	}
 	return dep, nil
+}
+
+// Carries: the proxies carry HTTP/1.1, HTTP/2 (h2c from the apps, h2
+// between proxies and to the apps), gRPC over it, and TCP (tcp_proxy
+// listeners, mutual TLS between the proxies); the proxyless library is
+// an HTTP/1.1 client and server (a net/http RoundTripper and Handler).
+func (m *mesh) Carries(protocol string, mode scenarios.Mode) error {
+	if mode == scenarios.Proxyless {
+		return fmt.Errorf("the proxyless library is an HTTP/1.1 client and server (net/http); it carries no %s", protocol)
+	}
+	return nil
 }
 
 // BenchControlPlane: every mode takes its configuration from the control

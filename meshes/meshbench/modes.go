@@ -4,12 +4,14 @@ import (
 	"slices"
 	"strconv"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/proxy/controlplane"
 	"github.com/meshbench/meshbench/proxy/xds"
+	"github.com/meshbench/meshbench/scenarios"
 )
 
 // outboundRoutes is a route configuration with one virtual host per callee,
@@ -22,35 +24,82 @@ func outboundRoutes(callees []meshes.Service, cluster func(meshes.Service) strin
 	return rc
 }
 
+// upstreamOf says where a caller's cluster for a callee connects and
+// whose identity it accepts there.
+type upstreamOf struct {
+	addr func(meshes.Service) string
+	id   func(meshes.Service) string
+}
+
+// toWorkload is a callee's workload identity at addr.
+func toWorkload(addr func(meshes.Service) string) upstreamOf {
+	return upstreamOf{addr: addr, id: func(c meshes.Service) string { return workloadID(c.Workload) }}
+}
+
 // addOutbound adds to b, for caller's proxy (or library), a cluster and its
 // endpoint per callee, mutual TLS with caller's identity accepting only the
-// callee, and (when listen is set) the outbound listener routing to them.
-func (r *renderer) addOutbound(b *xds.Bundle, node, listen string, callees []meshes.Service, id xds.TLSFiles, upstream func(meshes.Service) string, mark bool) {
+// callee's (up.id), and the outbound listener at listen routing to them.
+func (r *renderer) addOutbound(b *xds.Bundle, node, listen string, callees []meshes.Service, id xds.TLSFiles, up upstreamOf, mark bool) {
 	if len(callees) == 0 {
 		return
 	}
-	b.Listeners = append(b.Listeners, xds.HTTPListener("outbound", listen, corev3.TrafficDirection_OUTBOUND, false,
-		outboundRoutes(callees, outboundCluster), nil))
+	if r.tcp() {
+		// A TCP caller has one callee (the client's entry: TCP services
+		// call nothing), so the listener needs no routing.
+		b.Listeners = append(b.Listeners, xds.TCPListener("outbound", listen, corev3.TrafficDirection_OUTBOUND, outboundCluster(callees[0]), nil))
+	} else {
+		b.Listeners = append(b.Listeners, xds.HTTPListener("outbound", listen, corev3.TrafficDirection_OUTBOUND, false,
+			outboundRoutes(callees, outboundCluster), nil))
+	}
 	for _, c := range callees {
 		name := outboundCluster(c)
-		cl := xds.EDSCluster(name, connectTimeout, withPeers(id, workloadID(c.Workload)))
+		cl := r.cluster(name, withPeers(id, up.id(c)))
 		if mark {
 			cl = xds.WithMark(cl, ProxyMark)
 		}
 		b.Clusters = append(b.Clusters, cl)
-		b.Endpoints = append(b.Endpoints, xds.LoadAssignment(name, upstream(c)))
-		r.reaches(c, node, name, false)
+		b.Endpoints = append(b.Endpoints, xds.LoadAssignment(name, up.addr(c)))
+		if !r.tcp() {
+			r.reaches(c, node, name, false)
+		}
 	}
+}
+
+// tcp says the load is TCP: listeners forward connections, not requests,
+// and policy has no routes to change.
+func (r *renderer) tcp() bool { return r.env.Protocol == scenarios.ProtocolTCP }
+
+// cluster is an EDS cluster whose connections are HTTP/2 when the load is
+// (http2, grpc: the protocol stays the same end to end, as gRPC needs).
+func (r *renderer) cluster(name string, tls *xds.TLSFiles) *clusterv3.Cluster {
+	c := xds.EDSCluster(name, connectTimeout, tls)
+	if r.env.Protocol == scenarios.ProtocolHTTP2 || r.env.Protocol == scenarios.ProtocolGRPC {
+		c = xds.WithHTTP2(c)
+	}
+	return c
+}
+
+// addInboundTCP adds the listener at addr that forwards connections of
+// peers (mutual TLS) to svc's app, and the app's cluster.
+func (r *renderer) addInboundTCP(b *xds.Bundle, addr string, svc meshes.Service, tls *xds.TLSFiles) {
+	in := "inbound|" + strconv.Itoa(svc.Port)
+	b.Listeners = append(b.Listeners, xds.TCPListener("inbound", addr, corev3.TrafficDirection_INBOUND, in, tls))
+	b.Clusters = append(b.Clusters, xds.EDSCluster(in, connectTimeout, nil))
+	b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(svc.Node.Local, svc.Port)))
 }
 
 // addInbound adds to b the service's inbound listener at addr (mutual TLS
 // with its identity, accepting only its callers) and the cluster of its
 // local application.
 func (r *renderer) addInbound(b *xds.Bundle, node, addr string, svc meshes.Service, id xds.TLSFiles) {
+	if r.tcp() {
+		r.addInboundTCP(b, addr, svc, withPeers(id, r.callerIDs(svc)...))
+		return
+	}
 	in := "inbound|" + strconv.Itoa(svc.Port)
 	b.Listeners = append(b.Listeners, xds.HTTPListener("inbound", addr, corev3.TrafficDirection_INBOUND, true,
 		xds.Routes("inbound", []string{"*"}, in), withPeers(id, r.callerIDs(svc)...)))
-	b.Clusters = append(b.Clusters, xds.EDSCluster(in, connectTimeout, nil))
+	b.Clusters = append(b.Clusters, r.cluster(in, nil))
 	b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(svc.Node.Local, svc.Port)))
 	ms := r.service(svc)
 	ms.Inbound = append(ms.Inbound, controlplane.ListenerRef{Node: node, Listener: "inbound"})
@@ -87,7 +136,7 @@ func (r *renderer) sidecar() (*meshes.Deployment, error) {
 		// The outbound listener's downstream is the local app: its
 		// loopback address says nothing useful upstream, so no XFF.
 		node := w.Name + "-sidecar"
-		r.addOutbound(b, node, meshes.HostPort(w.Node.Local, OutboundPort), r.env.Reachable(w), id, plan.Upstream, true)
+		r.addOutbound(b, node, meshes.HostPort(w.Node.Local, OutboundPort), r.env.Reachable(w), id, toWorkload(plan.Upstream), true)
 		if svc, ok := r.serviceOf(w); ok {
 			r.addInbound(b, node, meshes.HostPort(w.Node.Addr, InboundPort), svc, id)
 		}
@@ -115,6 +164,29 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 		}
 		b := &xds.Bundle{}
 		node := "node-proxy-" + w.Node.Name
+		if r.tcp() {
+			// TCP has no requests to multiplex over a tunnel: each
+			// connection is carried over its own mutual-TLS connection
+			// between the node proxies, to the callee node's inbound port.
+			nodePort := func(c meshes.Service) string { return meshes.HostPort(c.Node.Addr, InboundPort) }
+			toNode := upstreamOf{addr: nodePort, id: func(c meshes.Service) string { return nodeID(c.Node) }}
+			r.addOutbound(b, node, meshes.HostPort(w.Node.Local, OutboundPort), r.env.Reachable(w), id, toNode, false)
+			if svc, ok := r.serviceOf(w); ok {
+				var peers []string
+				for _, caller := range r.env.Reachers(svc.Name) {
+					if id := nodeID(caller.Node); !slices.Contains(peers, id) {
+						peers = append(peers, id)
+					}
+				}
+				r.addInboundTCP(b, nodePort(svc), svc, withPeers(id, peers...))
+			}
+			c, err := r.proxyComponent(node, w.Node, b, id, 0)
+			if err != nil {
+				return nil, err
+			}
+			dep.Components = append(dep.Components, c)
+			continue
+		}
 		if callees := r.env.Reachable(w); len(callees) > 0 {
 			tunnel := func(c meshes.Service) string { return "tunnel|" + c.Node.Name }
 			b.Listeners = append(b.Listeners, xds.HTTPListener("outbound", meshes.HostPort(w.Node.Local, OutboundPort), corev3.TrafficDirection_OUTBOUND, false,
@@ -142,7 +214,7 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 			in := "inbound|" + strconv.Itoa(svc.Port) + "||" + svc.Name
 			b.Listeners = append(b.Listeners, xds.HTTP2Listener("tunnel", meshes.HostPort(w.Node.Addr, TunnelPort), corev3.TrafficDirection_INBOUND,
 				xds.Routes("tunnel", domains(svc), in), withPeers(id, peers...)))
-			b.Clusters = append(b.Clusters, xds.EDSCluster(in, connectTimeout, nil))
+			b.Clusters = append(b.Clusters, r.cluster(in, nil))
 			b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(svc.Node.Local, svc.Port)))
 		}
 		c, err := r.proxyComponent(node, w.Node, b, id, 0)
@@ -173,7 +245,7 @@ func (r *renderer) proxyless() (*meshes.Deployment, error) {
 		}
 		b := &xds.Bundle{}
 		node := w.Name + "-proxyless"
-		r.addOutbound(b, node, "0.0.0.0:0", r.env.Reachable(w), id, port, false)
+		r.addOutbound(b, node, "0.0.0.0:0", r.env.Reachable(w), id, toWorkload(port), false)
 		svc, isService := r.serviceOf(w)
 		if isService {
 			// The library serves the inbound listener itself and never

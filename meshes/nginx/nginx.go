@@ -5,6 +5,7 @@
 package nginx
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,9 +20,10 @@ type mesh struct {
 }
 
 var (
-	_ meshes.Mesh         = (*mesh)(nil)
-	_ meshes.Availability = (*mesh)(nil)
-	_ meshes.Versioned    = (*mesh)(nil)
+	_ meshes.Mesh            = (*mesh)(nil)
+	_ meshes.Availability    = (*mesh)(nil)
+	_ meshes.Versioned       = (*mesh)(nil)
+	_ meshes.ProtocolCapable = (*mesh)(nil)
 )
 
 // New returns the nginx mesh.
@@ -30,6 +32,21 @@ func New() meshes.Mesh {
 }
 
 func (*mesh) Name() string { return "nginx" }
+
+// Carries HTTP/1.1 only, as rendered: nginx's proxy_pass speaks HTTP/1.x
+// to upstreams (HTTP/2 upstream only as gRPC, through grpc_pass), and TCP
+// needs its stream module; neither is rendered yet.
+func (*mesh) Carries(protocol string, _ scenarios.Mode) error {
+	switch protocol {
+	case scenarios.ProtocolHTTP2:
+		return errors.New("nginx's proxy_pass speaks HTTP/1.x to upstreams, so HTTP/2 would not stay HTTP/2 end to end")
+	case scenarios.ProtocolGRPC:
+		return errors.New("nginx carries gRPC only through grpc_pass, which meshbench does not render yet")
+	case scenarios.ProtocolTCP:
+		return errors.New("nginx carries TCP only through its stream module, which meshbench does not render yet")
+	}
+	return nil
+}
 
 func (*mesh) Modes() []scenarios.Mode { return []scenarios.Mode{scenarios.Sidecar} }
 

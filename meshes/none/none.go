@@ -9,7 +9,13 @@ import (
 
 type mesh struct{}
 
-var _ meshes.Mesh = (*mesh)(nil)
+var (
+	_ meshes.Mesh            = (*mesh)(nil)
+	_ meshes.ProtocolCapable = (*mesh)(nil)
+)
+
+// Carries every protocol: there is nothing in the way.
+func (*mesh) Carries(string, scenarios.Mode) error { return nil }
 
 // New returns the baseline mesh.
 func New() meshes.Mesh { return &mesh{} }

@@ -12,6 +12,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -82,8 +83,22 @@ func listener(name, addr string, dir corev3.TrafficDirection, appendXFF bool, co
 		HttpFilters:      []*hcmv3.HttpFilter{{Name: RouterFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}},
 		UseRemoteAddress: wrapperspb.Bool(appendXFF),
 	}
+	return filterListener(name, addr, dir, HTTPConnectionManager, hcm, tls)
+}
+
+// TCPListener is a listener forwarding every connection's bytes to
+// cluster (Envoy's tcp_proxy). tls (optional) makes it accept only mutual
+// TLS.
+func TCPListener(name, addr string, dir corev3.TrafficDirection, cluster string, tls *TLSFiles) *listenerv3.Listener {
+	tp := &tcpproxyv3.TcpProxy{StatPrefix: name, ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster}}
+	return filterListener(name, addr, dir, TCPProxyFilter, tp, tls)
+}
+
+// filterListener is a listener of one filter chain with one network
+// filter.
+func filterListener(name, addr string, dir corev3.TrafficDirection, filter string, config proto.Message, tls *TLSFiles) *listenerv3.Listener {
 	fc := &listenerv3.FilterChain{Filters: []*listenerv3.Filter{{
-		Name: HTTPConnectionManager, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
+		Name: filter, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(config)},
 	}}}
 	if tls != nil {
 		fc.TransportSocket = &corev3.TransportSocket{Name: TLSTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{

@@ -175,22 +175,26 @@ type Platform struct {
 
 // Trial is the outcome of one (mesh, mode) under load, once.
 type Trial struct {
-	Mesh        string        `json:"mesh"`
-	Mode        string        `json:"mode"`
-	Trial       int           `json:"trial"`
-	Position    int           `json:"position"`
-	Start       time.Time     `json:"start"`
-	End         time.Time     `json:"end"`
-	Protocol    string        `json:"protocol"`
-	Target      string        `json:"target"`
-	Connections int           `json:"connections"`
-	Duration    string        `json:"duration"`
-	Requested   float64       `json:"requestedQPS"`
-	Achieved    float64       `json:"achievedQPS"`
-	Requests    int64         `json:"requests"`
-	Errors      int64         `json:"errors"`
-	Codes       map[int]int64 `json:"codes"`
-	LatencyMs   Latency       `json:"latencyMs"`
+	Mesh        string    `json:"mesh"`
+	Mode        string    `json:"mode"`
+	Trial       int       `json:"trial"`
+	Position    int       `json:"position"`
+	Start       time.Time `json:"start"`
+	End         time.Time `json:"end"`
+	Protocol    string    `json:"protocol"`
+	Target      string    `json:"target"`
+	Connections int       `json:"connections"`
+	Duration    string    `json:"duration"`
+	Requested   float64   `json:"requestedQPS"`
+	Achieved    float64   `json:"achievedQPS"`
+	Requests    int64     `json:"requests"`
+	Errors      int64     `json:"errors"`
+	// Codes count HTTP status codes (http, http2 load).
+	Codes map[int]int64 `json:"codes,omitempty"`
+	// Statuses count gRPC status names or TCP outcomes (grpc, tcp load);
+	// StatusOK is success.
+	Statuses  map[string]int64 `json:"statuses,omitempty"`
+	LatencyMs Latency          `json:"latencyMs"`
 	// COLatencyMs is the latency from each request's intended send time
 	// (corrected for coordinated omission, as wrk2 measures).
 	COLatencyMs Latency `json:"coLatencyMs"`
@@ -373,6 +377,9 @@ type Usage struct {
 }
 
 // Component classes.
+// StatusOK is the Statuses key of success: gRPC's OK, fortio's TCP "OK".
+const StatusOK = "OK"
+
 const (
 	ClassLoadGen = "loadgen"
 	ClassApp     = "app"

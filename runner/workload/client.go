@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"syscall"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"fortio.org/fortio/fhttp"
 	"fortio.org/fortio/periodic"
 	"fortio.org/fortio/stats"
+	"google.golang.org/grpc"
 )
 
 // Resolution is the latency histogram's bucket resolution in seconds:
@@ -38,6 +40,29 @@ type LoadOptions struct {
 	// RoundTripper it returns (the proxyless mode's in-process data plane),
 	// with fortio's standard client instead of its fast one.
 	Transport func() (http.RoundTripper, error)
+	// Protocol is the load's protocol (scenarios.Protocols; empty is
+	// http): http2 is cleartext HTTP/2 with prior knowledge, grpc pings
+	// fortio's ping service and tcp writes payloads to be echoed, each to
+	// the URL's host:port.
+	Protocol string
+	// GRPCDial, when set, opens each gRPC load connection (the
+	// proxyless-grpc mode's xDS client).
+	GRPCDial func() (*grpc.ClientConn, error)
+}
+
+// requestTimeout bounds one request of the load.
+const requestTimeout = 5 * time.Second
+
+// hostPort is the host:port of a load URL.
+func hostPort(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	if u.Port() == "" {
+		return "", fmt.Errorf("%q: %w", raw, errNoPort)
+	}
+	return u.Host, nil
 }
 
 // Event is one line of the client's event stream, which tells the runner
@@ -85,18 +110,17 @@ func RunLoad(ctx context.Context, o LoadOptions, events io.Writer) (*Result, err
 	return out, ctx.Err()
 }
 
-// Result is a measured run: fortio's own result, and every request's
-// latency in meshbench's fine histograms, as sent and corrected for
-// coordinated omission.
+// Result is a measured run: fortio's own result (its HTTP, gRPC or TCP
+// runner's), and every request's latency in meshbench's fine histograms,
+// as sent and corrected for coordinated omission.
 type Result struct {
-	Fortio  *fhttp.HTTPRunnerResults
+	Fortio  any
 	Latency *stats.HistogramData
 	CO      *stats.HistogramData
 }
 
-func runOnce(ctx context.Context, o LoadOptions, d time.Duration, logger periodic.AccessLogger) (*fhttp.HTTPRunnerResults, error) {
-	ro := fhttp.HTTPRunnerOptions{}
-	ro.RunnerOptions = periodic.RunnerOptions{
+func runOnce(ctx context.Context, o LoadOptions, d time.Duration, logger periodic.AccessLogger) (any, error) {
+	rro := periodic.RunnerOptions{
 		QPS:         o.QPS,
 		Duration:    d,
 		NumThreads:  o.Connections,
@@ -108,8 +132,26 @@ func runOnce(ctx context.Context, o LoadOptions, d time.Duration, logger periodi
 		Uniform:      true,
 		AccessLogger: logger,
 	}
+	stop := context.AfterFunc(ctx, func() { rro.Stop.Abort(false) })
+	defer stop()
+	switch o.Protocol {
+	case "grpc":
+		return runGRPC(o, rro)
+	case "tcp":
+		return runTCP(o, rro)
+	case "", "http", "http2":
+		return runHTTP(o, rro)
+	}
+	return nil, fmt.Errorf("unknown protocol %q (http, http2, grpc, tcp)", o.Protocol)
+}
+
+func runHTTP(o LoadOptions, rro periodic.RunnerOptions) (*fhttp.HTTPRunnerResults, error) {
+	ro := fhttp.HTTPRunnerOptions{RunnerOptions: rro}
 	ro.HTTPOptions.URL = o.URL
-	ro.HTTPOptions.HTTPReqTimeOut = 5 * time.Second
+	ro.HTTPOptions.HTTPReqTimeOut = requestTimeout
+	// http2: fortio's standard client over cleartext HTTP/2, a connection
+	// per fortio connection.
+	ro.HTTPOptions.H2 = o.Protocol == "http2"
 	ro.HTTPOptions.InitHeaders()
 	if o.Host != "" {
 		if err := ro.HTTPOptions.AddAndValidateExtraHeader("Host: " + o.Host); err != nil {
@@ -142,8 +184,6 @@ func runOnce(ctx context.Context, o LoadOptions, d time.Duration, logger periodi
 		ro.HTTPOptions.Payload = []byte(strings.Repeat("m", o.RequestSize))
 		ro.HTTPOptions.ContentType = "application/octet-stream"
 	}
-	stop := context.AfterFunc(ctx, func() { ro.Stop.Abort(false) })
-	defer stop()
 	return fhttp.RunHTTPTest(&ro)
 }
 

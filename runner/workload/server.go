@@ -25,6 +25,7 @@ import (
 
 	"fortio.org/fortio/fhttp"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
 )
 
 // ServerOptions are the echo server's knobs. Requests that carry their own
@@ -56,6 +57,18 @@ type ServerOptions struct {
 	Stats io.Writer
 	// Guard, when set, wraps the handler (the proxyless mode's RBAC).
 	Guard func(http.Handler) http.Handler
+	// Protocol is what the server speaks (scenarios.Protocols): http and
+	// http2 serve the echo handler over HTTP/1.1 and cleartext HTTP/2
+	// (and call over the same), grpc serves fortio's ping service, tcp
+	// echoes bytes. Empty is http.
+	Protocol string
+	// GRPCDial, when set, opens the gRPC connection of a call (the
+	// proxyless-grpc mode's xDS client); otherwise a call dials its Dial
+	// address in cleartext.
+	GRPCDial func(Call) (*grpc.ClientConn, error)
+	// GRPCServer, when set, makes the gRPC server (the proxyless-grpc
+	// mode's, with xDS credentials); otherwise a cleartext one.
+	GRPCServer func() (*grpc.Server, error)
 }
 
 // Call is a service the server calls for every request: its authority
@@ -111,33 +124,83 @@ type caller struct {
 	name                         string
 	delay                        time.Duration
 	calls                        []Call
-	clients                      []*http.Client
+	do                           []func(context.Context) error
+	closers                      []func() error
 	requests, called, callErrors atomic.Int64
 	firstErr                     atomic.Value
 }
 
-func newCaller(o ServerOptions) *caller {
+// callTimeout bounds one call, as fortio bounds one request.
+const callTimeout = 15 * time.Second
+
+func newCaller(o ServerOptions) (*caller, error) {
 	c := &caller{name: o.Name, calls: o.Calls, delay: o.Delay}
 	for _, call := range o.Calls {
-		rt := o.Transport
-		if rt == nil {
-			dial := call.Dial
-			if dial == "" {
-				dial = call.Authority
+		var do func(context.Context) error
+		switch o.Protocol {
+		case "grpc":
+			conn, err := dialGRPC(o, call)
+			if err != nil {
+				c.close()
+				return nil, fmt.Errorf("call %s: %w", call.Authority, err)
 			}
-			d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
-			rt = &http.Transport{
-				DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-					return d.DialContext(ctx, network, dial)
-				},
-				MaxIdleConns:        1024,
-				MaxIdleConnsPerHost: 1024,
-				IdleConnTimeout:     90 * time.Second,
-			}
+			c.closers = append(c.closers, conn.Close)
+			do = pingCall(conn, o.PayloadSize)
+		default:
+			do = httpCall(o, call)
 		}
-		c.clients = append(c.clients, &http.Client{Transport: rt, Timeout: 15 * time.Second})
+		c.do = append(c.do, do)
 	}
-	return c
+	return c, nil
+}
+
+func (c *caller) close() {
+	for _, f := range c.closers {
+		_ = f()
+	}
+}
+
+// httpCall is a GET of the callee's root, over HTTP/1.1 or (http2)
+// cleartext HTTP/2.
+func httpCall(o ServerOptions, call Call) func(context.Context) error {
+	rt := o.Transport
+	if rt == nil {
+		dial := call.Dial
+		if dial == "" {
+			dial = call.Authority
+		}
+		d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
+		tr := &http.Transport{
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, network, dial)
+			},
+			MaxIdleConns:        1024,
+			MaxIdleConnsPerHost: 1024,
+			IdleConnTimeout:     90 * time.Second,
+		}
+		if o.Protocol == "http2" {
+			tr.Protocols = new(http.Protocols)
+			tr.Protocols.SetUnencryptedHTTP2(true)
+		}
+		rt = tr
+	}
+	client := &http.Client{Transport: rt, Timeout: callTimeout}
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+call.Authority+"/", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode/100 != 2 {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return err
+	}
 }
 
 // callAll calls every service in parallel and returns the first failure.
@@ -158,22 +221,7 @@ func (c *caller) callAll(ctx context.Context) error {
 
 func (c *caller) call(ctx context.Context, i int) error {
 	c.called.Add(1)
-	err := func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.calls[i].Authority+"/", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := c.clients[i].Do(req)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err == nil && resp.StatusCode/100 != 2 {
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return err
-	}()
+	err := c.do[i](ctx)
 	if err != nil {
 		err = fmt.Errorf("call %s: %w", c.calls[i].Authority, err)
 		c.callErrors.Add(1)
@@ -193,20 +241,27 @@ func (c *caller) served() ServedEvent {
 // handler answers with fortio's echo handler after the service time and
 // the calls.
 func (c *caller) handler(w http.ResponseWriter, r *http.Request) {
-	c.requests.Add(1)
 	if c.name != "" {
 		w.Header().Set(ServedByHeader, c.name)
 	}
+	if err := c.serve(r.Context()); err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	fhttp.EchoHandler(w, r)
+}
+
+// serve counts a request, waits the service time and makes the calls:
+// what every protocol's server does before it answers.
+func (c *caller) serve(ctx context.Context) error {
+	c.requests.Add(1)
 	if c.delay > 0 {
 		serviceTime(c.delay)
 	}
 	if len(c.calls) > 0 {
-		if err := c.callAll(r.Context()); err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
+		return c.callAll(ctx)
 	}
-	fhttp.EchoHandler(w, r)
+	return nil
 }
 
 // ServedByHeader names the service that answered.
@@ -225,11 +280,84 @@ func (o ServerOptions) echoParams() string {
 	return q.Encode()
 }
 
-// Serve runs the echo server until ctx ends, then drains for up to 5s.
+// Serve runs the server until ctx ends, then drains for up to 5s.
 func Serve(ctx context.Context, o ServerOptions) error {
 	if o.PayloadSize < 0 {
 		return fmt.Errorf("payload size must be >= 0, got %d", o.PayloadSize)
 	}
+	switch o.Protocol {
+	case "", "http", "http2", "grpc", "tcp":
+	default:
+		return fmt.Errorf("unknown protocol %q (http, http2, grpc, tcp)", o.Protocol)
+	}
+	if o.Protocol == "tcp" && len(o.Calls) > 0 {
+		return errors.New("a TCP echo server makes no calls")
+	}
+	c, err := newCaller(o)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if o.Stats != nil {
+		defer reportCounts(o.Stats, c)()
+	}
+	ln := o.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", o.Listen); err != nil {
+			return err
+		}
+	}
+	switch o.Protocol {
+	case "grpc":
+		return serveGRPC(ctx, ln, c, o)
+	case "tcp":
+		return serveTCP(ctx, ln, c)
+	}
+	return serveHTTP(ctx, ln, c, o)
+}
+
+// reportCounts writes the server's count once a second on whole seconds
+// of the clock (so that every service's seconds are the same ones) and,
+// when the returned function is called, its final counts.
+func reportCounts(w io.Writer, c *caller) (stop func()) {
+	var mu sync.Mutex
+	write := func(v any) {
+		b, _ := json.Marshal(v)
+		mu.Lock()
+		defer mu.Unlock()
+		_, _ = w.Write(append(b, '\n'))
+	}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		next := time.Now().Truncate(time.Second).Add(time.Second)
+		t := time.NewTimer(time.Until(next))
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				write(TickEvent{Event: EventTick, Time: next, Requests: c.requests.Load()})
+				next = next.Add(time.Second)
+				t.Reset(time.Until(next))
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+		write(c.served())
+	}
+}
+
+// drainTimeout bounds a server's graceful stop.
+const drainTimeout = 5 * time.Second
+
+// serveHTTP serves fortio's echo handler over HTTP/1.1 and, for http2,
+// cleartext HTTP/2 (prior knowledge) as well.
+func serveHTTP(ctx context.Context, ln net.Listener, c *caller, o ServerOptions) error {
 	// fortio keeps the echo defaults in a process-wide flag; this process is
 	// one server, so setting it is safe.
 	if err := fhttp.DefaultEchoServerParams.Set(o.echoParams()); err != nil {
@@ -239,54 +367,18 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	mux.HandleFunc(HealthPath, func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	})
-	c := newCaller(o)
 	mux.HandleFunc("/", c.handler)
-	if o.Stats != nil {
-		var mu sync.Mutex
-		write := func(v any) {
-			b, _ := json.Marshal(v)
-			mu.Lock()
-			defer mu.Unlock()
-			_, _ = o.Stats.Write(append(b, '\n'))
-		}
-		// Ticks fall on whole seconds of the clock, so that every
-		// service's seconds are the same ones.
-		done := make(chan struct{})
-		stopped := make(chan struct{})
-		go func() {
-			defer close(stopped)
-			next := time.Now().Truncate(time.Second).Add(time.Second)
-			t := time.NewTimer(time.Until(next))
-			defer t.Stop()
-			for {
-				select {
-				case <-t.C:
-					write(TickEvent{Event: EventTick, Time: next, Requests: c.requests.Load()})
-					next = next.Add(time.Second)
-					t.Reset(time.Until(next))
-				case <-done:
-					return
-				}
-			}
-		}()
-		defer func() {
-			close(done)
-			<-stopped
-			write(c.served())
-		}()
-	}
-	ln := o.Listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", o.Listen); err != nil {
-			return err
-		}
-	}
 	var handler http.Handler = mux
 	if o.Guard != nil {
 		handler = o.Guard(mux)
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	if o.Protocol == "http2" {
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetHTTP2(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -294,7 +386,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 		return err
 	case <-ctx.Done():
 	}
-	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	if err := srv.Shutdown(dctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err

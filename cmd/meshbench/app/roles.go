@@ -119,6 +119,9 @@ func newServerRole(s Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if m != nil && o.Protocol != "http" && o.Protocol != "" {
+				return badInput(fmt.Errorf("flag --protocol: the proxyless library carries http only, not %s", o.Protocol))
+			}
 			if m != nil {
 				if len(o.Calls) > 0 {
 					if o.Transport, err = m.Transport(); err != nil {
@@ -142,6 +145,7 @@ func newServerRole(s Streams) *cobra.Command {
 	f.IntVar(&o.PayloadSize, "payload-size", 1024, "response body size in bytes")
 	f.DurationVar(&o.Delay, "delay", 0, "service time added to every request")
 	f.IntVar(&o.Status, "status", 0, "response status code (default 200)")
+	f.StringVar(&o.Protocol, "protocol", "http", "what to serve: http (HTTP/1.1 and h2c), http2 (the same, calling over h2c), grpc (fortio's ping service), tcp (echo)")
 	return cmd
 }
 
@@ -162,6 +166,9 @@ func newClientRole(s Streams) *cobra.Command {
 			m, err := mf.start(cmd.Context(), stdLogger{log.New(s.ErrOut, "proxyless: ", log.LstdFlags|log.Lmicroseconds)})
 			if err != nil {
 				return err
+			}
+			if m != nil && o.Protocol != "http" && o.Protocol != "" {
+				return badInput(fmt.Errorf("flag --protocol: the proxyless library carries http only, not %s", o.Protocol))
 			}
 			if m != nil {
 				if _, err := m.Transport(); err != nil {
@@ -189,7 +196,8 @@ func newClientRole(s Streams) *cobra.Command {
 	f.IntVar(&o.Connections, "connections", 8, "concurrent connections")
 	f.DurationVar(&o.Duration, "duration", 10*time.Second, "measured duration")
 	f.DurationVar(&o.Warmup, "warmup", 2*time.Second, "warm-up duration, excluded from the result")
-	f.IntVar(&o.RequestSize, "request-size", 0, "request body size in bytes (0 sends GET)")
+	f.IntVar(&o.RequestSize, "request-size", 0, "request body size in bytes (0 sends GET); the ping or echo payload for grpc and tcp")
+	f.StringVar(&o.Protocol, "protocol", "http", "load protocol: http, http2 (cleartext, prior knowledge), grpc (fortio's ping), tcp (echo)")
 	f.StringVar(&out, "out", "", "file to write fortio's JSON result to")
 	mf.bind(f, "proxyless: route requests in-process", "")
 	return cmd

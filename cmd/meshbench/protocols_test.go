@@ -1,0 +1,139 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	smp "github.com/layer5io/service-mesh-performance/spec"
+
+	"github.com/meshbench/meshbench/runner/results"
+	"github.com/meshbench/meshbench/smps"
+)
+
+// TestIntegrationLoadProtocols runs `meshbench run` with load.protocol
+// grpc, tcp and http2: every (mesh, mode) that carries the protocol
+// produces a row with every request answered end to end (through a call
+// chain for grpc and http2), and the others are reported unavailable with
+// the reason, not run.
+func TestIntegrationLoadProtocols(t *testing.T) {
+	integration(t)
+	for _, bin := range []string{"haproxy", "nginx"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			if os.Geteuid() == 0 {
+				t.Fatalf("%s is missing although scripts/setup.sh installs it as root: %v", bin, err)
+			}
+			t.Skipf("%s is not installed and this is not root (scripts/setup.sh installs it as root)", bin)
+		}
+	}
+	const qps = 300
+	for _, tc := range []struct {
+		protocol string
+		smp      smp.PerformanceTestConfig_Client_Protocol
+		// unavailable are the (mesh, mode)s that must be reported, with
+		// a word of their reason.
+		unavailable map[string]string
+	}{
+		{"grpc", smp.PerformanceTestConfig_Client_PROTOCOL_GRPC, map[string]string{"meshbench/proxyless": "proxyless library", "nginx/sidecar": "grpc_pass"}},
+		{"tcp", smp.PerformanceTestConfig_Client_PROTOCOL_TCP, map[string]string{"meshbench/proxyless": "proxyless library", "nginx/sidecar": "stream module"}},
+		{"http2", smp.PerformanceTestConfig_Client_PROTOCOL_HTTP, map[string]string{"meshbench/proxyless": "proxyless library", "nginx/sidecar": "HTTP/1.x"}},
+	} {
+		t.Run(tc.protocol, func(t *testing.T) {
+			services := "    - name: front\n      calls: [back]\n    - name: back\n"
+			if tc.protocol == "tcp" {
+				services = "    - name: front\n"
+			}
+			scenario := fmt.Sprintf(`apiVersion: meshbench/v1
+name: protocol-%s
+topology:
+  services:
+%smeshes:
+  - {name: none, mode: baseline}
+  - {name: meshbench, mode: sidecar}
+  - {name: meshbench, mode: per-node}
+  - {name: meshbench, mode: proxyless}
+  - {name: haproxy, mode: sidecar}
+  - {name: haproxy, mode: per-node}
+  - {name: nginx, mode: sidecar}
+load:
+  protocol: %s
+  qps: %d
+  duration: 2s
+  warmup: 1s
+  requestSize: 100
+`, tc.protocol, services, tc.protocol, qps)
+			dir := t.TempDir()
+			path := filepath.Join(dir, "scenario.yaml")
+			if err := os.WriteFile(path, []byte(scenario), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(dir, "results")
+			r := meshbench(t, 4*time.Minute, "run", path, "--out", out)
+			if r.code != 0 {
+				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+			}
+			t.Logf("table:\n%s", r.stdout)
+			m, err := results.ReadManifest(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for _, u := range m.Unavailable {
+				got[u.Mesh+"/"+u.Mode] = u.Reason
+			}
+			for key, word := range tc.unavailable {
+				if !strings.Contains(got[key], word) || !strings.Contains(r.stdout, key+": unavailable: load.protocol "+tc.protocol) {
+					t.Errorf("%s: want it reported unavailable (%q) in the manifest and the table, got %q", key, word, got[key])
+				}
+			}
+			if len(got) != len(tc.unavailable) {
+				t.Errorf("unavailable: %v, want only %v", got, tc.unavailable)
+			}
+			trials, err := results.ReadTrials(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]bool{}
+			for _, tr := range trials {
+				seen[tr.Key()] = true
+				checkTrial(t, out, m, tr, qps)
+				if tr.Protocol != tc.protocol {
+					t.Errorf("%s: protocol %q", tr.Key(), tr.Protocol)
+				}
+				if tc.protocol != "http2" && (tr.Statuses[results.StatusOK] != tr.Requests || len(tr.Codes) > 0) {
+					t.Errorf("%s: statuses %v codes %v for %d requests", tr.Key(), tr.Statuses, tr.Codes, tr.Requests)
+				}
+				// Every request reached the entry service, and (chains)
+				// every call of it the service behind.
+				by := map[string]results.ServiceCount{}
+				for _, s := range tr.Services {
+					by[s.Name] = s
+				}
+				if f := by["front"]; f.Requests < tr.Requests {
+					t.Errorf("%s: front served %d of %d requests", tr.Key(), f.Requests, tr.Requests)
+				}
+				if tc.protocol != "tcp" {
+					if f, b := by["front"], by["back"]; f.CallErrors != 0 || b.Requests != f.Calls || f.Calls != f.Requests {
+						t.Errorf("%s: front %+v, back %+v: want every front request to call back once", tr.Key(), f, b)
+					}
+				}
+				cfg, err := smps.ReadConfig(filepath.Join(out, tr.Dir(), results.SMPConfigFile))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p := cfg.GetClients()[0].GetProtocol(); p != tc.smp || cfg.GetLabels()[smps.LabelProtocol] != tc.protocol {
+					t.Errorf("%s: SMP client protocol %v, label %q", tr.Key(), p, cfg.GetLabels()[smps.LabelProtocol])
+				}
+			}
+			for _, k := range []string{"none/baseline", "meshbench/sidecar", "meshbench/per-node", "haproxy/sidecar", "haproxy/per-node"} {
+				if !seen[k] {
+					t.Errorf("no %s row; got %v", k, seen)
+				}
+			}
+		})
+	}
+}
