@@ -107,9 +107,12 @@ func (r *run) deploy(ctx context.Context, sl slot, dir string) (d *deployment, e
 	if err != nil {
 		return nil, fmt.Errorf("deploy: %w", err)
 	}
+	// The error returns below return a nil deployment: tear down the one
+	// built so far, not the result.
+	built := d
 	defer func() {
 		if err != nil {
-			d.teardown(ctx)
+			built.teardown(ctx)
 		}
 	}()
 	dep := d.dep
