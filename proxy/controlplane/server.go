@@ -109,7 +109,13 @@ func New(ctx context.Context, opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
+	// Not in the cache's "ADS mode": that mode answers a request naming
+	// resources only once it names every resource of the type in the
+	// snapshot (for Envoy's warming), and grpc-go names its listeners one
+	// watch at a time (its server's, then each channel's), so it would
+	// never be answered. Every response is still on the one ADS stream;
+	// meshbench's own clients ask for everything (wildcard) either way.
+	s.cache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
 	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
 	return s
 }

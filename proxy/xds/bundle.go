@@ -80,7 +80,26 @@ func ReadFile(path string) (*Bundle, error) {
 // Decode reads a bundle: a DiscoveryResponse in protobuf JSON, or the same
 // written as YAML, whose resources may be of any of the four types. Every
 // field outside the supported subset is an error naming it.
-func Decode(data []byte) (*Bundle, error) {
+func Decode(data []byte) (*Bundle, error) { return decode(data, true) }
+
+// DecodeAny is Decode for a bundle meant for another xDS client
+// (grpc-go's): the resources' types are checked, not the proxy's subset.
+func DecodeAny(data []byte) (*Bundle, error) { return decode(data, false) }
+
+// ReadFileAny is ReadFile with DecodeAny.
+func ReadFileAny(path string) (*Bundle, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	b, err := DecodeAny(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
+}
+
+func decode(data []byte, subset bool) (*Bundle, error) {
 	js, err := toJSON(data)
 	if err != nil {
 		return nil, err
@@ -95,7 +114,11 @@ func Decode(data []byte) (*Bundle, error) {
 	b := &Bundle{VersionInfo: dr.GetVersionInfo()}
 	var problems []string
 	for i, a := range dr.GetResources() {
-		problems = append(problems, b.add(a, fmt.Sprintf("resources[%d]", i))...)
+		if subset {
+			problems = append(problems, b.check(a, fmt.Sprintf("resources[%d]", i))...)
+		} else if _, _, err := b.add(a, fmt.Sprintf("resources[%d]", i)); err != nil {
+			problems = append(problems, err.Error())
+		}
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("xDS bundle uses what meshbench's proxy does not support:\n  %s", strings.Join(problems, "\n  "))
@@ -103,12 +126,13 @@ func Decode(data []byte) (*Bundle, error) {
 	return b, nil
 }
 
-// add decodes one resource into the bundle and returns what in it is
-// outside the supported subset (or why it could not be decoded).
-func (b *Bundle) add(a *anypb.Any, where string) []string {
+// add decodes one resource into the bundle and returns it, with where it
+// is for messages; an error when it cannot be decoded or is of another
+// type.
+func (b *Bundle) add(a *anypb.Any, where string) (proto.Message, string, error) {
 	msg, err := a.UnmarshalNew()
 	if err != nil {
-		return []string{fmt.Sprintf("%s: %v", where, err)}
+		return nil, where, fmt.Errorf("%s: %v", where, err)
 	}
 	switch r := msg.(type) {
 	case *listenerv3.Listener:
@@ -124,7 +148,17 @@ func (b *Bundle) add(a *anypb.Any, where string) []string {
 		b.Endpoints = append(b.Endpoints, r)
 		where += fmt.Sprintf(" (ClusterLoadAssignment %q)", r.GetClusterName())
 	default:
-		return []string{fmt.Sprintf("%s: unsupported resource type %s", where, a.GetTypeUrl())}
+		return nil, where, fmt.Errorf("%s: unsupported resource type %s", where, a.GetTypeUrl())
+	}
+	return msg, where, nil
+}
+
+// check adds one resource to the bundle and returns what in it is outside
+// the supported subset (or why it could not be decoded).
+func (b *Bundle) check(a *anypb.Any, where string) []string {
+	msg, where, err := b.add(a, where)
+	if err != nil {
+		return []string{err.Error()}
 	}
 	return unsupported(msg, where)
 }

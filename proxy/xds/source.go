@@ -201,7 +201,7 @@ func (a *ADS) stream(ctx context.Context, client discoveryv3.AggregatedDiscovery
 			continue
 		}
 		for i, r := range resp.GetResources() {
-			st.problems = append(st.problems, st.resources.add(r, fmt.Sprintf("%s resources[%d]", shortType(typ), i))...)
+			st.problems = append(st.problems, st.resources.check(r, fmt.Sprintf("%s resources[%d]", shortType(typ), i))...)
 		}
 		if len(st.problems) > 0 {
 			// This response alone is bad: reject it at once.
