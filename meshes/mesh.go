@@ -269,17 +269,18 @@ type ProtocolCapable interface {
 }
 
 // Carries returns nil when m's data plane in mode carries protocol, or
-// why not. Every mesh carries http; others only a ProtocolCapable mesh
-// says it carries.
+// why not: a ProtocolCapable mesh says; any other carries http only.
 func Carries(m Mesh, protocol string, mode scenarios.Mode) error {
-	if protocol == "" || protocol == scenarios.ProtocolHTTP {
-		return nil
+	if protocol == "" {
+		protocol = scenarios.ProtocolHTTP
 	}
-	pc, ok := m.(ProtocolCapable)
-	if !ok {
+	if pc, ok := m.(ProtocolCapable); ok {
+		return pc.Carries(protocol, mode)
+	}
+	if protocol != scenarios.ProtocolHTTP {
 		return fmt.Errorf("mesh %s carries http only", m.Name())
 	}
-	return pc.Carries(protocol, mode)
+	return nil
 }
 
 // PolicyCapable is implemented by meshes that can express traffic policy.

@@ -72,7 +72,7 @@ func Conformance(ctx context.Context, o ConformanceOptions) ([]*results.Conforma
 	if o.OutDir, err = filepath.Abs(o.OutDir); err != nil {
 		return nil, err
 	}
-	slots, _, err := Plan(s, o.Meshes)
+	slots, skipped, err := Plan(s, o.Meshes)
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +99,24 @@ func Conformance(ctx context.Context, o ConformanceOptions) ([]*results.Conforma
 			c.Specs = append(c.Specs, *outcome)
 		}
 		out = append(out, c)
+		if err := results.WriteJSON(filepath.Join(o.OutDir, results.ConformanceFile), out); err != nil {
+			return out, err
+		}
+	}
+	// A (mesh, mode) whose data plane cannot carry the suite's HTTP
+	// probes is reported NONE with the reason, not left out.
+	for _, u := range skipped {
+		c := &results.Conformance{Suite: "smi", Mesh: u.Mesh, Mode: u.Mode, Start: time.Now().UTC(), Mutate: o.Mutate, Reason: u.Reason}
+		for _, spec := range smiSpecs {
+			so := results.SpecOutcome{Spec: spec.name, Version: spec.version, Capability: results.CapabilityNone}
+			for i, st := range spec.steps {
+				so.Cases = append(so.Cases, results.CaseOutcome{Step: i + 1, Name: st.name, Assertion: st.assertion, Message: "not run: " + u.Reason})
+			}
+			c.Specs = append(c.Specs, so)
+		}
+		out = append(out, c)
+	}
+	if len(skipped) > 0 {
 		if err := results.WriteJSON(filepath.Join(o.OutDir, results.ConformanceFile), out); err != nil {
 			return out, err
 		}

@@ -96,16 +96,24 @@ func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, []res
 		}
 		out = append(out, slot{mesh: m, mode: ref.Mode})
 	}
-	if len(errs) == 0 && len(out) == 0 && len(skipped) > 0 {
-		for _, u := range skipped {
-			errs = append(errs, s.FieldError("meshes", "%s/%s cannot run: %s", u.Mesh, u.Mode, u.Reason))
-		}
-		errs = append(errs, s.FieldError("meshes", "no (mesh, mode) of the scenario can run it"))
-	}
 	if len(errs) > 0 {
 		return nil, nil, errs
 	}
 	return out, skipped, nil
+}
+
+// PlanRun is Plan for a run: a scenario none of whose (mesh, mode) pairs
+// can run it is an error too.
+func PlanRun(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, []results.Unavailable, error) {
+	slots, skipped, err := Plan(s, registry)
+	if err != nil || len(slots) > 0 {
+		return slots, skipped, err
+	}
+	var errs scenarios.ErrorList
+	for _, u := range skipped {
+		errs = append(errs, s.FieldError("meshes", "%s/%s cannot run: %s", u.Mesh, u.Mode, u.Reason))
+	}
+	return nil, nil, append(errs, s.FieldError("meshes", "no (mesh, mode) of the scenario can run it"))
 }
 
 // supportsPolicies says why m cannot express policies in mode, if it
@@ -161,7 +169,7 @@ func Run(ctx context.Context, o Options) (*results.Manifest, []*results.Trial, e
 		o.ReadyTimeout = DefaultReadyTimeout
 	}
 	s := o.Scenario
-	slots, skipped, err := Plan(s, o.Meshes)
+	slots, skipped, err := PlanRun(s, o.Meshes)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -30,10 +30,13 @@ const (
 	PerNode Mode = "per-node"
 	// Proxyless is a library in the workload instead of a proxy.
 	Proxyless Mode = "proxyless"
+	// ProxylessGRPC is grpc-go's own xDS client and server in the
+	// workloads (gRPC load only).
+	ProxylessGRPC Mode = "proxyless-grpc"
 )
 
 // Modes lists every mode the schema knows, in comparison order.
-var Modes = []Mode{Baseline, Sidecar, PerNode, Proxyless}
+var Modes = []Mode{Baseline, Sidecar, PerNode, Proxyless, ProxylessGRPC}
 
 // Scenario is one experiment: a topology, the meshes and modes to compare on
 // it, and the load to drive through each. Zero values mean "default"; call

@@ -96,6 +96,18 @@ func TestIntegrationConformanceSMI(t *testing.T) {
 		}
 	}
 
+	// grpc-go's proxyless mode carries no HTTP/1.1: not in the default
+	// modes, and NONE with the reason when named.
+	outcomes, _, r = conformance(t, "--modes", "proxyless-grpc")
+	if r.code != 1 || len(outcomes) != 1 || !strings.Contains(outcomes[0].Reason, "it carries grpc only") {
+		t.Fatalf("proxyless-grpc: exit %d, %+v", r.code, outcomes)
+	}
+	for _, s := range outcomes[0].Specs {
+		if s.Capability != results.CapabilityNone || len(s.Cases) == 0 || !strings.HasPrefix(s.Cases[0].Message, "not run: ") {
+			t.Errorf("proxyless-grpc %s: %+v", s.Spec, s)
+		}
+	}
+
 	outcomes, _, r = conformance(t, "--mesh", "haproxy")
 	if r.code != 1 || len(outcomes) == 0 {
 		t.Fatalf("haproxy: exit %d, %d outcomes", r.code, len(outcomes))

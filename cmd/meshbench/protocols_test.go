@@ -18,7 +18,8 @@ import (
 // TestIntegrationLoadProtocols runs `meshbench run` with load.protocol
 // grpc, tcp and http2: every (mesh, mode) that carries the protocol
 // produces a row with every request answered end to end (through a call
-// chain for grpc and http2), and the others are reported unavailable with
+// chain for grpc and http2), grpc-go's own xDS clients and servers
+// (proxyless-grpc) included, and the others are reported unavailable with
 // the reason, not run.
 func TestIntegrationLoadProtocols(t *testing.T) {
 	integration(t)
@@ -39,8 +40,8 @@ func TestIntegrationLoadProtocols(t *testing.T) {
 		unavailable map[string]string
 	}{
 		{"grpc", smp.PerformanceTestConfig_Client_PROTOCOL_GRPC, map[string]string{"meshbench/proxyless": "proxyless library", "nginx/sidecar": "grpc_pass"}},
-		{"tcp", smp.PerformanceTestConfig_Client_PROTOCOL_TCP, map[string]string{"meshbench/proxyless": "proxyless library", "nginx/sidecar": "stream module"}},
-		{"http2", smp.PerformanceTestConfig_Client_PROTOCOL_HTTP, map[string]string{"meshbench/proxyless": "proxyless library", "nginx/sidecar": "HTTP/1.x"}},
+		{"tcp", smp.PerformanceTestConfig_Client_PROTOCOL_TCP, map[string]string{"meshbench/proxyless": "proxyless library", "nginx/sidecar": "stream module", "meshbench/proxyless-grpc": "grpc only"}},
+		{"http2", smp.PerformanceTestConfig_Client_PROTOCOL_HTTP, map[string]string{"meshbench/proxyless": "proxyless library", "nginx/sidecar": "HTTP/1.x", "meshbench/proxyless-grpc": "grpc only"}},
 	} {
 		t.Run(tc.protocol, func(t *testing.T) {
 			services := "    - name: front\n      calls: [back]\n    - name: back\n"
@@ -56,6 +57,7 @@ topology:
   - {name: meshbench, mode: sidecar}
   - {name: meshbench, mode: per-node}
   - {name: meshbench, mode: proxyless}
+  - {name: meshbench, mode: proxyless-grpc}
   - {name: haproxy, mode: sidecar}
   - {name: haproxy, mode: per-node}
   - {name: nginx, mode: sidecar}
@@ -129,7 +131,13 @@ load:
 					t.Errorf("%s: SMP client protocol %v, label %q", tr.Key(), p, cfg.GetLabels()[smps.LabelProtocol])
 				}
 			}
-			for _, k := range []string{"none/baseline", "meshbench/sidecar", "meshbench/per-node", "haproxy/sidecar", "haproxy/per-node"} {
+			want := []string{"none/baseline", "meshbench/sidecar", "meshbench/per-node", "haproxy/sidecar", "haproxy/per-node"}
+			if tc.protocol == "grpc" {
+				// grpc-go's own xDS client and server, configured by the
+				// control plane alone (checkTrial: every node ACKed).
+				want = append(want, "meshbench/proxyless-grpc")
+			}
+			for _, k := range want {
 				if !seen[k] {
 					t.Errorf("no %s row; got %v", k, seen)
 				}

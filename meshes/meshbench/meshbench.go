@@ -11,9 +11,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -78,7 +80,7 @@ func New(version string) meshes.Mesh { return &mesh{version: version} }
 func (*mesh) Name() string { return "meshbench" }
 
 func (*mesh) Modes() []scenarios.Mode {
-	return []scenarios.Mode{scenarios.Sidecar, scenarios.PerNode, scenarios.Proxyless}
+	return []scenarios.Mode{scenarios.Sidecar, scenarios.PerNode, scenarios.Proxyless, scenarios.ProxylessGRPC}
 }
 
 func (m *mesh) Version() string { return "meshbench-proxy " + m.version + " (mTLS)" }
@@ -99,6 +101,8 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 		dep, err = r.perNode()
 	case scenarios.Proxyless:
 		dep, err = r.proxyless()
+	case scenarios.ProxylessGRPC:
+		dep, err = r.proxylessGRPC()
 	default:
 		dep, err = r.sidecar()
 	}
@@ -127,21 +131,36 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 // Carries: the proxies carry HTTP/1.1, HTTP/2 (h2c from the apps, h2
 // between proxies and to the apps), gRPC over it, and TCP (tcp_proxy
 // listeners, mutual TLS between the proxies); the proxyless library is
-// an HTTP/1.1 client and server (a net/http RoundTripper and Handler).
+// an HTTP/1.1 client and server (a net/http RoundTripper and Handler);
+// proxyless-grpc is grpc-go, gRPC only.
 func (m *mesh) Carries(protocol string, mode scenarios.Mode) error {
-	if mode == scenarios.Proxyless {
+	switch {
+	case mode == scenarios.Proxyless && protocol != scenarios.ProtocolHTTP:
 		return fmt.Errorf("the proxyless library is an HTTP/1.1 client and server (net/http); it carries no %s", protocol)
+	case mode == scenarios.ProxylessGRPC && protocol != scenarios.ProtocolGRPC:
+		return fmt.Errorf("proxyless-grpc is grpc-go's own xDS client and server: it carries grpc only, not %s", protocol)
 	}
 	return nil
 }
 
 // BenchControlPlane: every mode takes its configuration from the control
-// plane.
-func (m *mesh) BenchControlPlane(scenarios.Mode) error { return nil }
+// plane; the benchmark's simulated clients and changes are the own
+// proxy's resources, so proxyless-grpc is left to the other modes.
+func (m *mesh) BenchControlPlane(mode scenarios.Mode) error {
+	if mode == scenarios.ProxylessGRPC {
+		return errors.New("the control-plane benchmark changes the own proxy's resources; run it with sidecar, per-node or proxyless")
+	}
+	return nil
+}
 
 // SupportsPolicies: the control plane serves the sidecars, node proxies
-// and proxyless libraries what it can compile, in every mode.
-func (m *mesh) SupportsPolicies(objs []scenarios.Policy, _ scenarios.Mode) error {
+// and proxyless libraries what it can compile, in every mode but
+// proxyless-grpc, whose grpc-go resources it does not compile policy into
+// yet.
+func (m *mesh) SupportsPolicies(objs []scenarios.Policy, mode scenarios.Mode) error {
+	if mode == scenarios.ProxylessGRPC {
+		return errors.New("the control plane does not compile policy into grpc-go's xDS resources yet (proxyless-grpc serves every call of its callers, with RBAC from the topology)")
+	}
 	raw, err := policyJSON(objs)
 	if err != nil {
 		return err
@@ -212,7 +231,9 @@ func (r *renderer) xdsAddr() string { return meshes.HostPort(r.env.Client.Node.A
 // controlPlane writes the model and renders the control plane that serves
 // it, over mutual TLS with its own identity from the mesh's CA.
 func (r *renderer) controlPlane() (*meshes.Component, error) {
-	id, err := r.issue("control-plane", controlPlaneID)
+	// Valid for its address too: grpc-go's xDS client checks the address
+	// it dialed (proxyless-grpc).
+	id, err := r.issue("control-plane", controlPlaneID, r.env.Client.Node.Addr.AsSlice())
 	if err != nil {
 		return nil, err
 	}
@@ -325,9 +346,9 @@ func nodeID(n meshes.Node) string {
 
 // issue issues name the identity id; the returned files accept no peer
 // until a copy names them (withPeers).
-func (r *renderer) issue(name, id string) (xds.TLSFiles, error) {
+func (r *renderer) issue(name, id string, ips ...net.IP) (xds.TLSFiles, error) {
 	f := identity.FilesIn(r.env.Dir, name)
-	if err := r.ca.IssueFiles(f, id, CertTTL); err != nil {
+	if err := r.ca.IssueFiles(f, id, CertTTL, ips...); err != nil {
 		return xds.TLSFiles{}, fmt.Errorf("identity for %s: %w", name, err)
 	}
 	return xds.TLSFiles{Cert: f.Cert, Key: f.Key, CA: f.CA}, nil

@@ -19,6 +19,10 @@ type Model struct {
 	// Nodes maps each node ID (a proxy, or a proxyless workload) to its
 	// base xDS bundle file; relative paths are relative to the model file.
 	Nodes map[string]string `json:"nodes"`
+	// GRPC are the nodes that are grpc-go's own xDS clients and servers
+	// (proxyless gRPC): their bundles are read as grpc-go resources, not
+	// checked against the proxy's subset.
+	GRPC []string `json:"grpc,omitempty"`
 	// Services are the mesh's services, as policy names them.
 	Services []Service `json:"services,omitempty"`
 	// Accounts are the SPIFFE IDs of the mesh's service accounts (every
@@ -102,7 +106,11 @@ func ReadModel(path string) (*Model, map[string]*xds.Bundle, error) {
 		if !filepath.IsAbs(file) {
 			file = filepath.Join(filepath.Dir(path), file)
 		}
-		b, err := xds.ReadFile(file)
+		read := xds.ReadFile
+		if slices.Contains(m.GRPC, node) {
+			read = xds.ReadFileAny
+		}
+		b, err := read(file)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: node %s: %w", path, node, err)
 		}

@@ -18,6 +18,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
 	"net/url"
 	"os"
 	"path"
@@ -70,8 +71,11 @@ func NewCA(trustDomain string, validity time.Duration) (*CA, error) {
 func (ca *CA) RootPEM() []byte { return ca.certPEM }
 
 // Issue returns a certificate (PEM, leaf then CA) and its key (PEM) for
-// the SPIFFE ID, valid for ttl, usable as TLS client and server.
-func (ca *CA) Issue(spiffeID string, ttl time.Duration) (certPEM, keyPEM []byte, err error) {
+// the SPIFFE ID, valid for ttl, usable as TLS client and server. ips, when
+// given, are addresses the certificate is also valid for as a server, for
+// clients that check the address they dialed (grpc-go's xDS client checks
+// its control plane's).
+func (ca *CA) Issue(spiffeID string, ttl time.Duration, ips ...net.IP) (certPEM, keyPEM []byte, err error) {
 	u, err := url.Parse(spiffeID)
 	if err != nil || u.Scheme != "spiffe" || u.Host != ca.TrustDomain {
 		return nil, nil, fmt.Errorf("%q is not a SPIFFE ID in trust domain %q", spiffeID, ca.TrustDomain)
@@ -91,7 +95,8 @@ func (ca *CA) Issue(spiffeID string, ttl time.Duration) (certPEM, keyPEM []byte,
 		URIs:         []*url.URL{u},
 		// The service account as a DNS name too, for proxies that verify
 		// peers by host name rather than by SPIFFE ID (nginx).
-		DNSNames: []string{path.Base(u.Path)},
+		DNSNames:    []string{path.Base(u.Path)},
+		IPAddresses: ips,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
@@ -122,8 +127,8 @@ func FilesIn(dir, name string) Files {
 // IssueFiles issues a certificate and writes it, its key and the trust
 // bundle atomically (a reader sees the old or the new pair, never a mix of
 // files half-written).
-func (ca *CA) IssueFiles(f Files, spiffeID string, ttl time.Duration) error {
-	certPEM, keyPEM, err := ca.Issue(spiffeID, ttl)
+func (ca *CA) IssueFiles(f Files, spiffeID string, ttl time.Duration, ips ...net.IP) error {
+	certPEM, keyPEM, err := ca.Issue(spiffeID, ttl, ips...)
 	if err != nil {
 		return err
 	}

@@ -38,17 +38,48 @@ func (p *pingServer) Ping(ctx context.Context, in *fgrpc.PingMessage) (*fgrpc.Pi
 	return &fgrpc.PingMessage{Seq: in.GetSeq(), Ts: in.GetTs(), Payload: p.payload}, nil
 }
 
+// GRPCServer is a gRPC server: grpc-go's own, or its xDS server.
+type GRPCServer interface {
+	grpc.ServiceRegistrar
+	Serve(net.Listener) error
+	GracefulStop()
+	Stop()
+}
+
+// pingServiceDesc is fgrpc's PingServer service, whose own registration
+// takes a *grpc.Server only (grpc-go's xDS server is another type).
+var pingServiceDesc = grpc.ServiceDesc{
+	ServiceName: "fgrpc.PingServer",
+	HandlerType: (*fgrpc.PingServerServer)(nil),
+	Methods:     []grpc.MethodDesc{{MethodName: "Ping", Handler: pingHandler}},
+	Metadata:    "ping.proto",
+}
+
+func pingHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	in := new(fgrpc.PingMessage)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	ping := func(ctx context.Context, req any) (any, error) {
+		return srv.(fgrpc.PingServerServer).Ping(ctx, req.(*fgrpc.PingMessage))
+	}
+	if interceptor == nil {
+		return ping(ctx, in)
+	}
+	return interceptor(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/fgrpc.PingServer/Ping"}, ping)
+}
+
 // serveGRPC serves the ping service and gRPC health (SERVING) on ln until
 // ctx ends, then stops gracefully for up to drainTimeout.
 func serveGRPC(ctx context.Context, ln net.Listener, c *caller, o ServerOptions) error {
-	srv := grpc.NewServer()
+	var srv GRPCServer = grpc.NewServer()
 	if o.GRPCServer != nil {
 		var err error
 		if srv, err = o.GRPCServer(); err != nil {
 			return err
 		}
 	}
-	fgrpc.RegisterPingServerServer(srv, &pingServer{c: c, payload: strings.Repeat("m", o.PayloadSize)})
+	srv.RegisterService(&pingServiceDesc, &pingServer{c: c, payload: strings.Repeat("m", o.PayloadSize)})
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

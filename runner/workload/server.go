@@ -68,7 +68,7 @@ type ServerOptions struct {
 	GRPCDial func(Call) (*grpc.ClientConn, error)
 	// GRPCServer, when set, makes the gRPC server (the proxyless-grpc
 	// mode's, with xDS credentials); otherwise a cleartext one.
-	GRPCServer func() (*grpc.Server, error)
+	GRPCServer func() (GRPCServer, error)
 }
 
 // Call is a service the server calls for every request: its authority

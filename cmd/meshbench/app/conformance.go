@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/proxy/controlplane"
 	"github.com/meshbench/meshbench/reports"
 	"github.com/meshbench/meshbench/runner"
@@ -91,7 +92,10 @@ func (o *conformanceOptions) targets() ([]scenarios.MeshRef, error) {
 		return nil, badInput(fmt.Errorf("flag --mutate: unknown mutation %q (%s)", o.mutate, strings.Join(controlplane.Mutations, ", ")))
 	}
 	reg := registry()
-	var all []scenarios.MeshRef
+	// Every mode can be named with --modes; by default, those whose data
+	// plane carries the suite's HTTP requests (a named one that does not
+	// is reported NONE, with the reason).
+	var all, carriers []scenarios.MeshRef
 	for _, name := range o.meshes {
 		m, ok := reg[name]
 		if !ok || name == "none" {
@@ -99,11 +103,15 @@ func (o *conformanceOptions) targets() ([]scenarios.MeshRef, error) {
 			return nil, badInput(fmt.Errorf("flag --mesh: unknown mesh %q (known: %s)", name, strings.Join(known, ", ")))
 		}
 		for _, mode := range m.Modes() {
-			all = append(all, scenarios.MeshRef{Name: name, Mode: mode})
+			ref := scenarios.MeshRef{Name: name, Mode: mode}
+			all = append(all, ref)
+			if meshes.Carries(m, scenarios.ProtocolHTTP, mode) == nil {
+				carriers = append(carriers, ref)
+			}
 		}
 	}
 	if len(o.modes) == 0 {
-		return all, nil
+		return carriers, nil
 	}
 	kept, err := filterMeshes(all, o.modes)
 	if err != nil {

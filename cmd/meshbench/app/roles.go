@@ -8,12 +8,16 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	flog "fortio.org/log"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	"github.com/meshbench/meshbench/proxy"
 	"github.com/meshbench/meshbench/proxy/proxyless"
@@ -98,9 +102,69 @@ func (f *meshFlags) start(ctx context.Context, logger xds.Logger) (*proxyless.Me
 	return m, err
 }
 
+// grpcXDSEnv is the variable grpc-go reads its xDS bootstrap file's name
+// from, once, when it starts (before main).
+const grpcXDSEnv = "GRPC_XDS_BOOTSTRAP"
+
+// useGRPCBootstrap makes grpc-go in this process read its xDS bootstrap
+// from path, as any grpc-go application is bootstrapped: grpc-go reads
+// GRPC_XDS_BOOTSTRAP at start, so unless it already names path the
+// process re-executes itself (same PID, namespace and CPU pinning) with it
+// set. It returns only when the variable is in force.
+func useGRPCBootstrap(path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return badInput(fmt.Errorf("flag --grpc-xds-bootstrap: %w", err))
+	}
+	if os.Getenv(grpcXDSEnv) == abs {
+		return nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	env := append(os.Environ(), grpcXDSEnv+"="+abs)
+	return fmt.Errorf("re-execute with %s: %w", grpcXDSEnv, syscall.Exec(exe, os.Args, env))
+}
+
+// grpcXDSFlags are the proxyless-grpc mode's: grpc-go's own xDS client
+// and server instead of meshbench's library.
+type grpcXDSFlags struct {
+	bootstrap, ready string
+}
+
+func (f *grpcXDSFlags) bind(fs *pflag.FlagSet, server bool) {
+	fs.StringVar(&f.bootstrap, "grpc-xds-bootstrap", "", "proxyless-grpc: grpc-go's own xDS client"+map[bool]string{true: " and server", false: ""}[server]+", bootstrapped by this file (protocol grpc)")
+	if server {
+		fs.StringVar(&f.ready, "ready-listen", "", "proxyless-grpc: answer GET /ready here once the xDS server serves")
+	}
+}
+
+// check refuses the flags with a meshbench library source or another
+// protocol, and makes grpc-go read the bootstrap.
+func (f *grpcXDSFlags) check(mf meshFlags, protocol string) error {
+	if f.bootstrap == "" {
+		if f.ready != "" {
+			return badInput(errors.New("flag --ready-listen: only with --grpc-xds-bootstrap"))
+		}
+		return nil
+	}
+	if mf.bundle != "" || mf.ads != "" {
+		return badInput(errors.New("flag --grpc-xds-bootstrap: grpc-go takes its configuration from the bootstrap's control plane; drop --xds and --ads"))
+	}
+	if protocol != "grpc" {
+		return badInput(fmt.Errorf("flag --grpc-xds-bootstrap: grpc-go's xDS client carries --protocol grpc, not %s", protocol))
+	}
+	return useGRPCBootstrap(f.bootstrap)
+}
+
 func newServerRole(s Streams) *cobra.Command {
 	o := workload.ServerOptions{}
 	var mf meshFlags
+	var gx grpcXDSFlags
 	var calls []string
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -133,8 +197,22 @@ func newServerRole(s Streams) *cobra.Command {
 				}
 				o.Guard = m.Guard
 			}
+			if err := gx.check(mf, o.Protocol); err != nil {
+				return err
+			}
 			o.Stats = s.Out
-			return workload.Serve(cmd.Context(), o)
+			if gx.bootstrap == "" {
+				return workload.Serve(cmd.Context(), o)
+			}
+			var serving atomic.Bool
+			o.GRPCServer = workload.XDSServer(&serving)
+			o.GRPCDial = func(c workload.Call) (*grpc.ClientConn, error) { return workload.XDSDial(c.Authority) }
+			group, ctx := errgroup.WithContext(cmd.Context())
+			group.Go(func() error { return workload.Serve(ctx, o) })
+			if gx.ready != "" {
+				group.Go(func() error { return workload.ServeReady(ctx, gx.ready, &serving) })
+			}
+			return group.Wait()
 		},
 	}
 	f := cmd.Flags()
@@ -146,12 +224,14 @@ func newServerRole(s Streams) *cobra.Command {
 	f.DurationVar(&o.Delay, "delay", 0, "service time added to every request")
 	f.IntVar(&o.Status, "status", 0, "response status code (default 200)")
 	f.StringVar(&o.Protocol, "protocol", "http", "what to serve: http (HTTP/1.1 and h2c), http2 (the same, calling over h2c), grpc (fortio's ping service), tcp (echo)")
+	gx.bind(f, true)
 	return cmd
 }
 
 func newClientRole(s Streams) *cobra.Command {
 	o := workload.LoadOptions{}
 	var mf meshFlags
+	var gx grpcXDSFlags
 	var out string
 	cmd := &cobra.Command{
 		Use:   "client",
@@ -175,6 +255,15 @@ func newClientRole(s Streams) *cobra.Command {
 					return badInput(err)
 				}
 				o.Transport = m.Transport
+			}
+			if err := gx.check(mf, o.Protocol); err != nil {
+				return err
+			}
+			if gx.bootstrap != "" {
+				if o.Host == "" {
+					return badInput(errors.New("flag --host: grpc-go's xDS client needs the service's authority (xds:///HOST)"))
+				}
+				o.GRPCDial = func() (*grpc.ClientConn, error) { return workload.XDSDial(o.Host) }
 			}
 			res, err := workload.RunLoad(cmd.Context(), o, s.Out)
 			if err != nil {
@@ -200,6 +289,7 @@ func newClientRole(s Streams) *cobra.Command {
 	f.StringVar(&o.Protocol, "protocol", "http", "load protocol: http, http2 (cleartext, prior knowledge), grpc (fortio's ping), tcp (echo)")
 	f.StringVar(&out, "out", "", "file to write fortio's JSON result to")
 	mf.bind(f, "proxyless: route requests in-process", "")
+	gx.bind(f, false)
 	return cmd
 }
 

@@ -144,7 +144,7 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 		return err
 	}
 	reg := registry()
-	if _, _, err := runner.Plan(sc, reg); err != nil {
+	if _, _, err := runner.PlanRun(sc, reg); err != nil {
 		return err
 	}
 	outDir, err := resultsDir(o.out, sc.Name)
