@@ -237,6 +237,21 @@ type Deployment struct {
 	// configuration; Propagation reports how far the latest reached.
 	Change      func(ctx context.Context, kind string) error
 	Propagation func(ctx context.Context) (Propagation, error)
+	// TrafficMetrics, when set, reads what the mesh's data plane reports
+	// of a service's inbound traffic so far (SMI Traffic Metrics).
+	TrafficMetrics func(ctx context.Context, service string) (TrafficMetrics, error)
+}
+
+// TrafficMetrics is a service's inbound traffic as the mesh reports it.
+type TrafficMetrics struct {
+	// Success and Failure count requests (failure: 5xx or no response).
+	Success, Failure int64
+	// P50Ms, P90Ms and P99Ms are the response latency quantiles, in ms.
+	P50Ms, P90Ms, P99Ms float64
+	// Window is the time the counts cover.
+	Window time.Duration
+	// From counts requests (success and failure) by calling workload.
+	From map[string]int64
 }
 
 // Propagation is how far a control plane's latest change has reached.

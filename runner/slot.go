@@ -221,6 +221,13 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 			return nil, err
 		}
 	}
+	// What the mesh's telemetry saw, while its proxies still run.
+	meshCounts := map[string]*results.TrafficMetrics{}
+	if dep.TrafficMetrics != nil {
+		for _, a := range d.apps {
+			meshCounts[a.comp.Name] = r.trafficMetrics(ctx, dep, a.comp.Name)
+		}
+	}
 	// Stopped before the counts are read: each service reports them at
 	// exit.
 	d.stopProcs(ctx)
@@ -235,7 +242,9 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 		return nil, err
 	}
 	for _, a := range d.apps {
-		tr.Services = append(tr.Services, servedCount(a.comp.Name, filepath.Join(logDir, a.comp.Name+".stdout.log")))
+		sc := servedCount(a.comp.Name, filepath.Join(logDir, a.comp.Name+".stdout.log"))
+		sc.Mesh = meshCounts[a.comp.Name]
+		tr.Services = append(tr.Services, sc)
 	}
 	if sr.annotate != nil {
 		sr.annotate(tr)
@@ -244,6 +253,18 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 		return nil, err
 	}
 	return tr, nil
+}
+
+// trafficMetrics reads what the mesh reports of a service's traffic; a
+// failure is recorded with the figures, not fatal to the trial.
+func (r *run) trafficMetrics(ctx context.Context, dep *meshes.Deployment, svc string) *results.TrafficMetrics {
+	m, err := dep.TrafficMetrics(ctx, svc)
+	if err != nil {
+		r.Log.Logf("traffic metrics of %s: %v", svc, err)
+		return &results.TrafficMetrics{Error: err.Error()}
+	}
+	return &results.TrafficMetrics{Success: m.Success, Failure: m.Failure, P50Ms: m.P50Ms, P90Ms: m.P90Ms, P99Ms: m.P99Ms,
+		Window: m.Window.String(), From: m.From}
 }
 
 // startApps starts every service of the topology on its node, enrolled as

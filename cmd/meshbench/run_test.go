@@ -121,6 +121,16 @@ func checkTrial(t *testing.T, dir string, m *results.Manifest, tr *results.Trial
 	if tr.Errors != 0 || tr.Requests == 0 {
 		t.Errorf("%s: %d errors of %d requests (codes %v)", name, tr.Errors, tr.Requests, tr.Codes)
 	}
+	// The own proxies' telemetry, read back as SMI Traffic Metrics from
+	// the control plane, counts exactly the requests each application
+	// served (warm-up included, readiness probes not).
+	if tr.Mesh == "meshbench" && (tr.Mode == "sidecar" || tr.Mode == "per-node") && tr.Protocol != "tcp" {
+		for _, s := range tr.Services {
+			if m := s.Mesh; m == nil || m.Error != "" || m.Success+m.Failure != s.Requests || m.Failure != 0 || m.P99Ms <= 0 {
+				t.Errorf("%s: service %s served %d requests; the mesh's traffic metrics say %+v", name, s.Name, s.Requests, m)
+			}
+		}
+	}
 	l := tr.LatencyMs
 	if !(l.Min > 0 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.Max) {
 		t.Errorf("%s: latencies out of order: %+v", name, l)

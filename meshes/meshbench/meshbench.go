@@ -25,6 +25,8 @@ import (
 	"strings"
 	"time"
 
+	smimetrics "github.com/servicemeshinterface/smi-sdk-go/pkg/apis/metrics/v1alpha1"
+
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/proxy/controlplane"
 	"github.com/meshbench/meshbench/proxy/identity"
@@ -124,6 +126,11 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 		}
 		dep.Change = func(ctx context.Context, kind string) error { return benchChange(ctx, admin, kind) }
 		dep.Propagation = func(ctx context.Context) (meshes.Propagation, error) { return propagation(ctx, admin) }
+		if len(r.model.Metrics) > 0 && !r.tcp() {
+			dep.TrafficMetrics = func(ctx context.Context, svc string) (meshes.TrafficMetrics, error) {
+				return trafficMetrics(ctx, admin, svc)
+			}
+		}
 	}
 	return dep, nil
 }
@@ -295,6 +302,53 @@ func propagation(ctx context.Context, admin string) (meshes.Propagation, error) 
 	return out, nil
 }
 
+// trafficMetrics reads svc's SMI TrafficMetrics, and its edges, from the
+// control plane at admin.
+func trafficMetrics(ctx context.Context, admin, svc string) (meshes.TrafficMetrics, error) {
+	base := admin + "/apis/metrics.smi-spec.io/v1alpha1/namespaces/" + controlplane.MetricsNamespace + "/deployments/" + url.PathEscape(svc)
+	var tm smimetrics.TrafficMetrics
+	var edges smimetrics.TrafficMetricsList
+	for u, v := range map[string]any{base: &tm, base + "/edges": &edges} {
+		body, err := adminCall(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return meshes.TrafficMetrics{}, err
+		}
+		if err := json.Unmarshal(body, v); err != nil {
+			return meshes.TrafficMetrics{}, fmt.Errorf("traffic metrics of %s: %w", svc, err)
+		}
+	}
+	out := meshes.TrafficMetrics{From: map[string]int64{}}
+	if tm.Interval != nil {
+		out.Window = tm.Window.Duration
+	}
+	for _, m := range tm.Metrics {
+		v := m.Value.AsApproximateFloat64()
+		switch m.Name {
+		case "success_count":
+			out.Success = int64(v)
+		case "failure_count":
+			out.Failure = int64(v)
+		case "p50_response_latency":
+			out.P50Ms = v
+		case "p90_response_latency":
+			out.P90Ms = v
+		case "p99_response_latency":
+			out.P99Ms = v
+		}
+	}
+	for _, item := range edges.Items {
+		if item.Edge == nil || item.Edge.Resource == nil {
+			continue
+		}
+		for _, m := range item.Metrics {
+			if m.Name == "success_count" || m.Name == "failure_count" {
+				out.From[item.Edge.Resource.Name] += int64(m.Value.AsApproximateFloat64())
+			}
+		}
+	}
+	return out, nil
+}
+
 // adminTimeout bounds one call of the control plane's admin API.
 const adminTimeout = 10 * time.Second
 
@@ -429,6 +483,10 @@ func (r *renderer) proxyComponent(name string, node meshes.Node, b *xds.Bundle, 
 	}
 	r.model.Nodes[name] = filepath.Base(path)
 	admin := meshes.HostPort(node.Addr, AdminPort)
+	if r.model.Metrics == nil {
+		r.model.Metrics = map[string]string{}
+	}
+	r.model.Metrics[name] = "http://" + admin + "/metrics"
 	return meshes.Component{
 		Name:  name,
 		Class: "proxy",

@@ -19,6 +19,13 @@ type Model struct {
 	// Nodes maps each node ID (a proxy, or a proxyless workload) to its
 	// base xDS bundle file; relative paths are relative to the model file.
 	Nodes map[string]string `json:"nodes"`
+	// Metrics maps the nodes that export Prometheus metrics (proxies) to
+	// their URL, which the Traffic Metrics API reads.
+	Metrics map[string]string `json:"metrics,omitempty"`
+	// MetricsMark, when set, is the SO_MARK of the control plane's
+	// connections to those URLs: on a node whose outbound traffic a
+	// sidecar intercepts, the mark interception lets pass.
+	MetricsMark int `json:"metricsMark,omitempty"`
 	// GRPC are the nodes that are grpc-go's own xDS clients and servers
 	// (proxyless gRPC): their bundles are read as grpc-go resources, not
 	// checked against the proxy's subset.

@@ -27,6 +27,9 @@ type Plane struct {
 
 	mutation string
 
+	scrapeOnce sync.Once
+	scraper    *http.Client // of the Traffic Metrics API's scrapes
+
 	mu       sync.Mutex // serializes compiles
 	policies []json.RawMessage
 	marks    marks // the benchmark's synthetic changes so far
@@ -140,8 +143,9 @@ func (p *Plane) Status() Status {
 // node's ACKed versions and NACKs), PUT /policies (a JSON array of
 // policy objects: the whole policy in force from now on), POST
 // /bench/change?kind=K (a synthetic change, see ChangeKinds), GET
-// /propagation (how far the version in force has reached) and Go's
-// profiles under /debug/pprof/.
+// /propagation (how far the version in force has reached), SMI's Traffic
+// Metrics API (GET /apis/metrics.smi-spec.io/v1alpha1/namespaces/default/
+// deployments/NAME[/edges]) and Go's profiles under /debug/pprof/.
 func (p *Plane) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
@@ -167,6 +171,24 @@ func (p *Plane) Handler() http.Handler {
 	mux.HandleFunc("GET /propagation", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, p.srv.Propagation())
 	})
+	// SMI's Traffic Metrics API, as its aggregated API server serves it.
+	const metricsAPI = "/apis/metrics.smi-spec.io/v1alpha1/namespaces/{ns}/deployments/{name}"
+	metrics := func(get func(context.Context, string) (any, error)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if ns := r.PathValue("ns"); ns != MetricsNamespace {
+				http.Error(w, fmt.Sprintf("namespace %q: the mesh's workloads are in %q", ns, MetricsNamespace), http.StatusNotFound)
+				return
+			}
+			v, err := get(r.Context(), r.PathValue("name"))
+			if err != nil {
+				http.Error(w, "traffic metrics: "+err.Error(), http.StatusNotFound)
+				return
+			}
+			writeJSON(w, v)
+		}
+	}
+	mux.HandleFunc("GET "+metricsAPI, metrics(func(ctx context.Context, name string) (any, error) { return p.trafficMetrics(ctx, name) }))
+	mux.HandleFunc("GET "+metricsAPI+"/edges", metrics(func(ctx context.Context, name string) (any, error) { return p.trafficEdges(ctx, name) }))
 	mux.HandleFunc("PUT /policies", func(w http.ResponseWriter, r *http.Request) {
 		var objs []json.RawMessage
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<20)).Decode(&objs); err != nil {

@@ -261,6 +261,25 @@ type ServiceCount struct {
 	// Ticks are the service's count so far, once a second: per-second
 	// rates by difference.
 	Ticks []Tick `json:"ticks,omitempty"`
+	// Mesh is what the mesh's own telemetry reports of the service's
+	// inbound traffic (SMI Traffic Metrics from its control plane), read
+	// when the load ended: beside Requests, the application's own count.
+	Mesh *TrafficMetrics `json:"mesh,omitempty"`
+}
+
+// TrafficMetrics is a service's inbound traffic as the mesh reports it
+// (metrics.smi-spec.io: success_count, failure_count, response latency
+// quantiles, and the counts by calling workload).
+type TrafficMetrics struct {
+	Success int64            `json:"success"`
+	Failure int64            `json:"failure"`
+	P50Ms   float64          `json:"p50Ms"`
+	P90Ms   float64          `json:"p90Ms"`
+	P99Ms   float64          `json:"p99Ms"`
+	Window  string           `json:"window"`
+	From    map[string]int64 `json:"from,omitempty"`
+	// Error says why the mesh could not report them.
+	Error string `json:"error,omitempty"`
 }
 
 // Tick is a service's request count at a moment.
