@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,14 +22,7 @@ import (
 // the reason, not run.
 func TestIntegrationLoadProtocols(t *testing.T) {
 	integration(t)
-	for _, bin := range []string{"haproxy", "nginx"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			if os.Geteuid() == 0 {
-				t.Fatalf("%s is missing although scripts/setup.sh installs it as root: %v", bin, err)
-			}
-			t.Skipf("%s is not installed and this is not root (scripts/setup.sh installs it as root)", bin)
-		}
-	}
+	requireReferenceProxies(t)
 	const qps = 300
 	for _, tc := range []struct {
 		protocol string

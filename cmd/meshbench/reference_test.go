@@ -15,14 +15,7 @@ import (
 // HAProxy and nginx processes beside the own proxies.
 func TestIntegrationReferenceDataPlanes(t *testing.T) {
 	integration(t)
-	for _, bin := range []string{"haproxy", "nginx"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			if os.Geteuid() == 0 {
-				t.Fatalf("%s is missing although scripts/setup.sh installs it as root: %v", bin, err)
-			}
-			t.Skipf("%s is not installed and this is not root (scripts/setup.sh installs it as root)", bin)
-		}
-	}
+	requireReferenceProxies(t)
 	out := filepath.Join(t.TempDir(), "results")
 	// A relative --out, as users type it: every process must still find its files.
 	rel, err := filepath.Rel(mustGetwd(t), out)
@@ -88,4 +81,19 @@ func runAll(t *testing.T, timeout time.Duration, out string, args ...string) (*r
 		t.Fatal(err)
 	}
 	return m, trials
+}
+
+// requireReferenceProxies fails the test when HAProxy or nginx is missing
+// as root (scripts/setup.sh installs them), and skips it, saying why, when
+// they are missing otherwise.
+func requireReferenceProxies(t *testing.T) {
+	t.Helper()
+	for _, bin := range []string{"haproxy", "nginx"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			if os.Geteuid() == 0 {
+				t.Fatalf("%s is missing although scripts/setup.sh installs it as root: %v", bin, err)
+			}
+			t.Skipf("%s is not installed and this is not root (scripts/setup.sh installs it as root)", bin)
+		}
+	}
 }

@@ -65,12 +65,17 @@ type Bundle struct {
 var unresolvedRE = regexp.MustCompile(`unable to resolve "([^"]+)"`)
 
 // ReadFile decodes a bundle file (YAML or JSON).
-func ReadFile(path string) (*Bundle, error) {
+func ReadFile(path string) (*Bundle, error) { return readFile(path, Decode) }
+
+// ReadFileAny is ReadFile with DecodeAny.
+func ReadFileAny(path string) (*Bundle, error) { return readFile(path, DecodeAny) }
+
+func readFile(path string, decode func([]byte) (*Bundle, error)) (*Bundle, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	b, err := Decode(data)
+	b, err := decode(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -85,19 +90,6 @@ func Decode(data []byte) (*Bundle, error) { return decode(data, true) }
 // DecodeAny is Decode for a bundle meant for another xDS client
 // (grpc-go's): the resources' types are checked, not the proxy's subset.
 func DecodeAny(data []byte) (*Bundle, error) { return decode(data, false) }
-
-// ReadFileAny is ReadFile with DecodeAny.
-func ReadFileAny(path string) (*Bundle, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	b, err := DecodeAny(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return b, nil
-}
 
 func decode(data []byte, subset bool) (*Bundle, error) {
 	js, err := toJSON(data)
