@@ -127,7 +127,7 @@ func New(ctx context.Context, opts ...Option) *Server {
 // bandwidth-estimation pings (a round trip per client and response).
 func GRPCOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ReadBufferSize(8 << 10), grpc.WriteBufferSize(8 << 10), grpc.SharedWriteBuffer(true),
+		grpc.ReadBufferSize(0), grpc.WriteBufferSize(8 << 10), grpc.SharedWriteBuffer(true),
 		grpc.InitialWindowSize(1 << 20), grpc.InitialConnWindowSize(1 << 20),
 	}
 }
