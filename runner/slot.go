@@ -96,23 +96,22 @@ func (d *deployment) teardown(ctx context.Context) {
 // (enrolled as the mesh says), interception, then the mesh's components,
 // each ready before the next starts. On error what was started is torn
 // down.
-func (r *run) deploy(ctx context.Context, sl slot, dir string) (d *deployment, err error) {
+func (r *run) deploy(ctx context.Context, sl slot, dir string) (_ *deployment, err error) {
 	logDir := filepath.Join(dir, results.LogsDir)
 	confDir := filepath.Join(dir, "config")
 	if err := errors.Join(os.MkdirAll(confDir, 0o755), os.MkdirAll(logDir, 0o755)); err != nil {
 		return nil, err
 	}
-	d = &deployment{env: r.env(confDir), logDir: logDir}
+	d := &deployment{env: r.env(confDir), logDir: logDir}
 	d.dep, err = sl.mesh.Deploy(d.env, sl.mode)
 	if err != nil {
 		return nil, fmt.Errorf("deploy: %w", err)
 	}
-	// The error returns below return a nil deployment: tear down the one
-	// built so far, not the result.
-	built := d
+	// On error, what was built so far goes (d is not the result, which
+	// the error returns set to nil: the teardown steps use d too).
 	defer func() {
 		if err != nil {
-			built.teardown(ctx)
+			d.teardown(ctx)
 		}
 	}()
 	dep := d.dep
