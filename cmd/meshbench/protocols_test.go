@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -135,5 +137,24 @@ load:
 				}
 			}
 		})
+	}
+}
+
+// TestGRPCBootstrapReexec: a workload role given a grpc-go bootstrap
+// re-executes itself at most once; where the variable still names
+// another file after that, it fails, saying so, instead of looping.
+func TestGRPCBootstrapReexec(t *testing.T) {
+	boot := filepath.Join(t.TempDir(), "bootstrap.json")
+	if err := os.WriteFile(boot, []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, meshbenchBin, "workload", "client", "--protocol", "grpc", "--grpc-xds-bootstrap", boot,
+		"--url", "http://front:8080/", "--host", "front:8080", "--out", filepath.Join(t.TempDir(), "out.json"))
+	cmd.Env = append(os.Environ(), "GRPC_XDS_BOOTSTRAP=/elsewhere.json", "MESHBENCH_GRPC_REEXEC=1")
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil || err == nil || !strings.Contains(string(out), "after re-executing") {
+		t.Fatalf("err %v, context %v, output:\n%s", err, ctx.Err(), out)
 	}
 }

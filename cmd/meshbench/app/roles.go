@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -122,12 +123,27 @@ func useGRPCBootstrap(path string) error {
 	if os.Getenv(grpcXDSEnv) == abs {
 		return nil
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return err
+	if os.Getenv(reexecEnv) != "" {
+		// grpc-go would read another file than asked: never loop.
+		return fmt.Errorf("flag --grpc-xds-bootstrap: %s is %q after re-executing, want %q", grpcXDSEnv, os.Getenv(grpcXDSEnv), abs)
 	}
-	env := append(os.Environ(), grpcXDSEnv+"="+abs)
-	return fmt.Errorf("re-execute with %s: %w", grpcXDSEnv, syscall.Exec(exe, os.Args, env))
+	return fmt.Errorf("re-execute with %s: %w", grpcXDSEnv, syscall.Exec("/proc/self/exe", os.Args, bootstrapEnv(os.Environ(), abs)))
+}
+
+// reexecEnv marks a process that re-executed itself for its bootstrap.
+const reexecEnv = "MESHBENCH_GRPC_REEXEC"
+
+// bootstrapEnv is env with GRPC_XDS_BOOTSTRAP set to path: any earlier
+// setting removed (the first of a duplicated variable wins), and the
+// re-exec marker added.
+func bootstrapEnv(env []string, path string) []string {
+	out := make([]string, 0, len(env)+2)
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, grpcXDSEnv+"=") && !strings.HasPrefix(kv, reexecEnv+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, grpcXDSEnv+"="+path, reexecEnv+"=1")
 }
 
 // grpcXDSFlags are the proxyless-grpc mode's: grpc-go's own xDS client
@@ -179,6 +195,10 @@ func newServerRole(s Streams) *cobra.Command {
 				}
 				o.Calls = append(o.Calls, c)
 			}
+			// Before anything starts: it may re-execute the process.
+			if err := gx.check(mf, o.Protocol); err != nil {
+				return err
+			}
 			m, err := mf.start(cmd.Context(), stdLogger{log.New(s.ErrOut, "proxyless: ", log.LstdFlags|log.Lmicroseconds)})
 			if err != nil {
 				return err
@@ -196,9 +216,6 @@ func newServerRole(s Streams) *cobra.Command {
 					return err
 				}
 				o.Guard = m.Guard
-			}
-			if err := gx.check(mf, o.Protocol); err != nil {
-				return err
 			}
 			o.Stats = s.Out
 			if gx.bootstrap == "" {
@@ -223,7 +240,7 @@ func newServerRole(s Streams) *cobra.Command {
 	f.IntVar(&o.PayloadSize, "payload-size", 1024, "response body size in bytes")
 	f.DurationVar(&o.Delay, "delay", 0, "service time added to every request")
 	f.IntVar(&o.Status, "status", 0, "response status code (default 200)")
-	f.StringVar(&o.Protocol, "protocol", "http", "what to serve: http (HTTP/1.1 and h2c), http2 (the same, calling over h2c), grpc (fortio's ping service), tcp (echo)")
+	f.StringVar(&o.Protocol, "protocol", "http", "what to serve: http (HTTP/1.1), http2 (HTTP/1.1 and h2c, calling over h2c), grpc (fortio's ping service), tcp (echo)")
 	gx.bind(f, true)
 	return cmd
 }
@@ -243,6 +260,10 @@ func newClientRole(s Streams) *cobra.Command {
 				return badInput(errors.New("--url and --out are required"))
 			}
 			o.Log = s.ErrOut
+			// Before anything starts: it may re-execute the process.
+			if err := gx.check(mf, o.Protocol); err != nil {
+				return err
+			}
 			m, err := mf.start(cmd.Context(), stdLogger{log.New(s.ErrOut, "proxyless: ", log.LstdFlags|log.Lmicroseconds)})
 			if err != nil {
 				return err
@@ -255,9 +276,6 @@ func newClientRole(s Streams) *cobra.Command {
 					return badInput(err)
 				}
 				o.Transport = m.Transport
-			}
-			if err := gx.check(mf, o.Protocol); err != nil {
-				return err
 			}
 			if gx.bootstrap != "" {
 				if o.Host == "" {
