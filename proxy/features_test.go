@@ -616,3 +616,46 @@ func FuzzHeaderRewriting(f *testing.F) {
 func contextWithCancel() (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.Background())
 }
+
+// TestMetricsRecordGRPCStatus: a gRPC answer's outcome is its
+// grpc-status (in the trailers, or the headers of a trailers-only answer),
+// which the metrics label beside the HTTP 200, so that a failing call is
+// not counted as a success.
+func TestMetricsRecordGRPCStatus(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/trailers-only" {
+			w.Header().Set("Grpc-Status", "0")
+			return
+		}
+		w.Header().Set("Trailer", "Grpc-Status")
+		io.WriteString(w, "payload")
+		w.Header().Set("Grpc-Status", "14")
+	}))
+	defer up.Close()
+	cfg := clusterOf(nil, &counting{Server: up})
+	cfg.Admin, cfg.Mode = "127.0.0.1:0", "sidecar"
+	cfg.Listeners[0].Address = "127.0.0.1:0"
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runProxy(t, p)
+	defer stop()
+	do(t, "POST", "http://"+p.Addr("l")+"/svc/Method", nil)
+	do(t, "POST", "http://"+p.Addr("l")+"/trailers-only", nil)
+	do(t, "GET", "http://"+p.Addr("l")+"/plain", nil)
+	resp, err := http.Get("http://" + p.Addr(AdminListener) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`meshbench_requests_total{listener="l",direction="outbound",source_workload="unknown",destination="c",response_code="200",grpc_response_status="14",mode="sidecar"} 2`,
+		`meshbench_requests_total{listener="l",direction="outbound",source_workload="unknown",destination="c",response_code="200",grpc_response_status="0",mode="sidecar"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, body)
+		}
+	}
+}

@@ -158,6 +158,13 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for k, vv := range resp.Trailer {
 		dst[http.TrailerPrefix+k] = vv
 	}
+	// A gRPC call's outcome is its status, in the trailers (or, for a
+	// trailers-only answer, the headers), not the HTTP 200.
+	if st := resp.Trailer.Get("Grpc-Status"); st != "" {
+		ex.grpcStatus = st
+	} else if st := resp.Header.Get("Grpc-Status"); st != "" {
+		ex.grpcStatus = st
+	}
 }
 
 // closeAfter makes net/http close an HTTP/1.x connection after the

@@ -21,6 +21,8 @@ type exchange struct {
 	method, path, authority string
 	source, cluster, trace  string
 	code                    int
+	// grpcStatus is a gRPC answer's grpc-status ("" for other answers).
+	grpcStatus string
 }
 
 func (l *listener) observe(ex *exchange) {
@@ -40,6 +42,7 @@ var latencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.
 type seriesKey struct {
 	listener, direction, source, destination string
 	code                                     int
+	grpcStatus                               string
 }
 
 type series struct {
@@ -67,7 +70,7 @@ func (m *metrics) record(l *listener, ex *exchange, d time.Duration) {
 	if src == "" {
 		src = "unknown"
 	}
-	k := seriesKey{listener: l.cfg.Name, direction: string(l.cfg.Direction), source: src, destination: ex.cluster, code: ex.code}
+	k := seriesKey{listener: l.cfg.Name, direction: string(l.cfg.Direction), source: src, destination: ex.cluster, code: ex.code, grpcStatus: ex.grpcStatus}
 	m.mu.RLock()
 	s := m.m[k]
 	m.mu.RUnlock()
@@ -100,8 +103,13 @@ func (m *metrics) write(w io.Writer) {
 	m.mu.RUnlock()
 	sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
 	labels := func(k seriesKey) string {
-		return fmt.Sprintf(`listener=%q,direction=%q,source_workload=%q,destination=%q,response_code="%d",mode=%q`,
-			k.listener, k.direction, k.source, k.destination, k.code, m.mode)
+		grpc := ""
+		if k.grpcStatus != "" {
+			// Istio's label name; only on gRPC answers.
+			grpc = fmt.Sprintf(`,grpc_response_status=%q`, k.grpcStatus)
+		}
+		return fmt.Sprintf(`listener=%q,direction=%q,source_workload=%q,destination=%q,response_code="%d"%s,mode=%q`,
+			k.listener, k.direction, k.source, k.destination, k.code, grpc, m.mode)
 	}
 	fmt.Fprintln(w, "# HELP meshbench_requests_total Requests handled by the proxy.")
 	fmt.Fprintln(w, "# TYPE meshbench_requests_total counter")

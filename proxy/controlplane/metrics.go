@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,6 +37,13 @@ const MetricsNamespace = "default"
 // ErrNoMetrics says the mesh's deployment has no metrics source for a
 // service (proxyless workloads export none).
 var ErrNoMetrics = errors.New("no proxy reports this service's traffic")
+
+// errUnknownService says the metrics API was asked for a service the mesh
+// does not have.
+var errUnknownService = errors.New("no service")
+
+// maxExposition bounds one proxy's metrics.
+const maxExposition = 16 << 20
 
 // promSeries is one sample of the proxies' exposition.
 type promSeries struct {
@@ -96,7 +104,11 @@ func parseSample(line string) (promSeries, error) {
 		}
 		s.name, rest = line[:sp], line[sp:]
 	}
-	v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
+	fields := strings.Fields(rest)
+	if len(fields) == 0 {
+		return s, fmt.Errorf("no value in %q", line)
+	}
+	v, err := strconv.ParseFloat(fields[0], 64)
 	if err != nil {
 		return s, fmt.Errorf("bad value in %q", line)
 	}
@@ -114,7 +126,8 @@ func (t *traffic) add(s promSeries) {
 	switch s.name {
 	case "meshbench_requests_total":
 		code, _ := strconv.Atoi(s.labels["response_code"])
-		if code == 0 || code >= 500 {
+		grpc, isGRPC := s.labels["grpc_response_status"]
+		if code == 0 || code >= 500 || isGRPC && grpc != "0" {
 			t.failure += s.value
 		} else {
 			t.success += s.value
@@ -195,7 +208,7 @@ func (p *Plane) inbound(ctx context.Context, name string) (*traffic, map[string]
 		}
 	}
 	if svc == nil {
-		return nil, nil, fmt.Errorf("no service %q", name)
+		return nil, nil, fmt.Errorf("%w %q", errUnknownService, name)
 	}
 	accounts := map[string]string{}
 	for acct, id := range p.model.Accounts {
@@ -260,7 +273,14 @@ func scrape(ctx context.Context, client *http.Client, url string) ([]promSeries,
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	return parseExposition(io.LimitReader(resp.Body, 16<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxExposition+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxExposition {
+		return nil, fmt.Errorf("GET %s: more than %d bytes of metrics", url, maxExposition)
+	}
+	return parseExposition(bytes.NewReader(data))
 }
 
 func deployment(name string) *corev1.ObjectReference {

@@ -118,3 +118,22 @@ func TestTrafficMetricsAPI(t *testing.T) {
 		t.Errorf("other namespace: %d", code)
 	}
 }
+
+// TestTrafficCountsGRPCStatus: a gRPC call that failed is a failure even
+// though its HTTP status is 200; one that succeeded is a success.
+func TestTrafficCountsGRPCStatus(t *testing.T) {
+	series, err := parseExposition(strings.NewReader(`meshbench_requests_total{listener="inbound",response_code="200",grpc_response_status="14",mode="sidecar"} 7
+meshbench_requests_total{listener="inbound",response_code="200",grpc_response_status="0",mode="sidecar"} 5
+meshbench_requests_total{listener="inbound",response_code="200",mode="sidecar"} 3
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &traffic{buckets: map[float64]float64{}}
+	for _, s := range series {
+		tr.add(s)
+	}
+	if tr.success != 8 || tr.failure != 7 {
+		t.Errorf("success %v failure %v, want 8 and 7", tr.success, tr.failure)
+	}
+}

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -180,8 +181,12 @@ func (p *Plane) Handler() http.Handler {
 				return
 			}
 			v, err := get(r.Context(), r.PathValue("name"))
-			if err != nil {
+			switch {
+			case errors.Is(err, errUnknownService), errors.Is(err, ErrNoMetrics):
 				http.Error(w, "traffic metrics: "+err.Error(), http.StatusNotFound)
+				return
+			case err != nil: // a proxy's metrics could not be read
+				http.Error(w, "traffic metrics: "+err.Error(), http.StatusBadGateway)
 				return
 			}
 			writeJSON(w, v)
