@@ -283,6 +283,9 @@ func (r *run) startApps(ctx context.Context, env meshes.Env, dep *meshes.Deploym
 			"--delay", svc.ServiceTime.String(),
 			"--protocol", env.Protocol,
 		}
+		if env.Protocol == scenarios.ProtocolTCP {
+			args = append(args, "--echo-size", strconv.Itoa(workload.TCPPayloadSize(int(r.Scenario.Load.RequestSize))))
+		}
 		for _, c := range app.Calls {
 			args = append(args, "--call", c.Arg())
 		}
@@ -329,7 +332,7 @@ func servedCount(name, logPath string) results.ServiceCount {
 		}
 		switch ev.Event {
 		case workload.EventServed:
-			out.Requests, out.Calls, out.CallErrors, out.FirstError = ev.Requests, ev.Calls, ev.CallErrors, ev.FirstError
+			out.Requests, out.Calls, out.CallErrors, out.FirstError, out.HTTP1 = ev.Requests, ev.Calls, ev.CallErrors, ev.FirstError, ev.HTTP1
 		case workload.EventTick:
 			out.Ticks = append(out.Ticks, results.Tick{Time: ev.Time, Requests: ev.Requests})
 		}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/meshbench/meshbench/runner/results"
+	"github.com/meshbench/meshbench/scenarios"
 )
 
 // Version is the SMP spec version meshbench writes.
@@ -97,6 +98,9 @@ func FromTrial(m *results.Manifest, t *results.Trial) (*smp.PerformanceTestConfi
 		LabelRequests:  strconv.FormatInt(t.Requests, 10),
 		LabelErrors:    strconv.FormatInt(t.Errors, 10),
 		LabelRequested: strconv.FormatFloat(t.Requested, 'f', -1, 64),
+	}
+	if t.Protocol != "" {
+		resLabels[LabelProtocol] = t.Protocol
 	}
 	for _, u := range t.Components {
 		resLabels[LabelCPUPrefix+u.Name] = fmtFloat(u.CPUMillicores)
@@ -189,6 +193,7 @@ func TrialFromResult(res *smp.PerformanceTestResult) (*results.Trial, error) {
 		return nil, fmt.Errorf("result %q has no %s and %s labels: not a meshbench result", res.GetId(), LabelMesh, LabelMode)
 	}
 	t.Trial, _ = strconv.Atoi(l[LabelTrial])
+	t.Protocol = l[LabelProtocol]
 	if t.Requested == 0 {
 		t.Requested = math.Round(t.Achieved)
 	}
@@ -217,9 +222,9 @@ func TrialFromResult(res *smp.PerformanceTestResult) (*results.Trial, error) {
 // label says which).
 func clientProtocol(p string) smp.PerformanceTestConfig_Client_Protocol {
 	switch p {
-	case "grpc":
+	case scenarios.ProtocolGRPC:
 		return smp.PerformanceTestConfig_Client_PROTOCOL_GRPC
-	case "tcp":
+	case scenarios.ProtocolTCP:
 		return smp.PerformanceTestConfig_Client_PROTOCOL_TCP
 	}
 	return smp.PerformanceTestConfig_Client_PROTOCOL_HTTP

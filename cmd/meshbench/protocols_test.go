@@ -112,6 +112,14 @@ load:
 				if f := by["front"]; f.Requests < tr.Requests {
 					t.Errorf("%s: front served %d of %d requests", tr.Key(), f.Requests, tr.Requests)
 				}
+				// HTTP/2 end to end: no hop fell back to HTTP/1.1.
+				if tc.protocol == "http2" {
+					for _, s := range tr.Services {
+						if s.HTTP1 != 0 {
+							t.Errorf("%s: %d of %s's requests came over HTTP/1.x", tr.Key(), s.HTTP1, s.Name)
+						}
+					}
+				}
 				if tc.protocol != "tcp" {
 					if f, b := by["front"], by["back"]; f.CallErrors != 0 || b.Requests != f.Calls || f.Calls != f.Requests {
 						t.Errorf("%s: front %+v, back %+v: want every front request to call back once", tr.Key(), f, b)

@@ -112,8 +112,11 @@ func decode(data []byte, subset bool) (*Bundle, error) {
 			problems = append(problems, err.Error())
 		}
 	}
-	if len(problems) > 0 {
+	switch {
+	case len(problems) > 0 && subset:
 		return nil, fmt.Errorf("xDS bundle uses what meshbench's proxy does not support:\n  %s", strings.Join(problems, "\n  "))
+	case len(problems) > 0:
+		return nil, fmt.Errorf("xDS bundle: %s", strings.Join(problems, "; "))
 	}
 	return b, nil
 }

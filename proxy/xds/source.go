@@ -72,12 +72,15 @@ func (nopLogger) Logf(string, ...any) {}
 // ADS is a Source that subscribes to a control plane over the Aggregated
 // Discovery Service, state of the world, to every listener, route
 // configuration, cluster and load assignment for its node: requests with
-// no resource names, which go-control-plane answers with all of a type's
-// resources (its snapshot cache does not honour the explicit "*" wildcard
-// in ADS mode). The first configuration is applied once every type has
-// arrived; after it, each response replaces its type's resources in the
-// configuration in force (a control plane sends only the types a change
-// touched, clusters before listeners), and the whole is applied again. A
+// no resource names (the legacy wildcard), which go-control-plane answers
+// with all of a type's resources. The first configuration is applied once
+// every type has arrived; after it, each response replaces its type's
+// resources in the configuration in force (a control plane sends only the
+// types a change touched; meshbench's, not in go-control-plane's ADS mode,
+// in no set order, so a change adding a cluster and a route to it at once
+// could see the route NACKed; meshbench's changes never add clusters: a
+// policy's backends are rendered from the start), and the whole is
+// applied again. A
 // response is ACKed once the whole applies, or NACKed with the reason: a
 // response outside the supported subset, or a whole that does not compile
 // or bind (the configuration in force stays). A broken stream is

@@ -258,6 +258,8 @@ type ServiceCount struct {
 	Calls      int64  `json:"calls"`
 	CallErrors int64  `json:"callErrors"`
 	FirstError string `json:"firstError,omitempty"`
+	// HTTP1 counts the requests that reached the service over HTTP/1.x.
+	HTTP1 int64 `json:"http1,omitempty"`
 	// Ticks are the service's count so far, once a second: per-second
 	// rates by difference.
 	Ticks []Tick `json:"ticks,omitempty"`

@@ -136,7 +136,7 @@ func runOnce(ctx context.Context, o LoadOptions, d time.Duration, logger periodi
 	defer stop()
 	switch o.Protocol {
 	case "grpc":
-		return runGRPC(o, rro)
+		return runGRPC(ctx, o, rro)
 	case "tcp":
 		return runTCP(o, rro)
 	case "", "http", "http2":

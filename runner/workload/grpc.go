@@ -76,6 +76,7 @@ func serveGRPC(ctx context.Context, ln net.Listener, c *caller, o ServerOptions)
 	if o.GRPCServer != nil {
 		var err error
 		if srv, err = o.GRPCServer(); err != nil {
+			ln.Close()
 			return err
 		}
 	}
@@ -112,10 +113,10 @@ func dialGRPC(o ServerOptions, call Call) (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority(call.Authority))
 }
 
-// pingCall pings over conn with a payload of size bytes.
-func pingCall(conn *grpc.ClientConn, size int) func(context.Context) error {
+// pingCall sends an empty ping over conn.
+func pingCall(conn *grpc.ClientConn) func(context.Context) error {
 	client := fgrpc.NewPingServerClient(conn)
-	req := &fgrpc.PingMessage{Payload: strings.Repeat("m", size)}
+	req := &fgrpc.PingMessage{}
 	return func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, callTimeout)
 		defer cancel()
@@ -151,7 +152,7 @@ func (p *pinger) Run(ctx context.Context, _ periodic.ThreadID) (bool, string) {
 
 // runGRPC drives fortio's periodic runner with one gRPC connection per
 // fortio connection ("thread"), each pinging at its share of the rate.
-func runGRPC(o LoadOptions, ro periodic.RunnerOptions) (*GRPCResult, error) {
+func runGRPC(ctx context.Context, o LoadOptions, ro periodic.RunnerOptions) (*GRPCResult, error) {
 	ro.RunType = "GRPC Ping"
 	r := periodic.NewPeriodicRunner(&ro)
 	defer r.Options().Abort()
@@ -177,11 +178,15 @@ func runGRPC(o LoadOptions, ro periodic.RunnerOptions) (*GRPCResult, error) {
 	// Connect every connection before the clock starts, as fortio's HTTP
 	// and TCP runners do with their first request; a failure there is
 	// logged, and the run counts the failures that follow.
+	out := r.Options().Out // set by the runner when ro.Out is nil
 	for i := range pingers {
-		if ok, code := pingers[i].Run(context.Background(), periodic.ThreadID(i)); !ok {
-			fmt.Fprintf(ro.Out, "grpc connection %d: first ping: %s\n", i, code)
+		if ok, code := pingers[i].Run(ctx, periodic.ThreadID(i)); !ok {
+			fmt.Fprintf(out, "grpc connection %d: first ping: %s\n", i, code)
 		}
 		clear(pingers[i].codes)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	res := &GRPCResult{RunnerResults: r.Run(), RetCodes: map[string]int64{}}
 	for i := range pingers {
@@ -191,7 +196,7 @@ func runGRPC(o LoadOptions, ro periodic.RunnerOptions) (*GRPCResult, error) {
 	}
 	r.Options().ReleaseRunners()
 	for k, v := range res.RetCodes {
-		fmt.Fprintf(ro.Out, "grpc %s : %d\n", k, v)
+		fmt.Fprintf(out, "grpc %s : %d\n", k, v)
 	}
 	return res, nil
 }

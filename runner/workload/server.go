@@ -62,6 +62,9 @@ type ServerOptions struct {
 	// (and call over the same), grpc serves fortio's ping service, tcp
 	// echoes bytes. Empty is http.
 	Protocol string
+	// EchoSize, for tcp, is the size of the load's payload: each whole
+	// payload echoed is one request (0: each read is).
+	EchoSize int
 	// GRPCDial, when set, opens the gRPC connection of a call (the
 	// proxyless-grpc mode's xDS client); otherwise a call dials its Dial
 	// address in cleartext.
@@ -102,6 +105,9 @@ type ServedEvent struct {
 	CallErrors int64  `json:"callErrors"`
 	// FirstError is the first failed call's error, for the log.
 	FirstError string `json:"firstError,omitempty"`
+	// HTTP1 counts the requests that came over HTTP/1.x (an http2
+	// load's must all be HTTP/2: a hop that fell back shows here).
+	HTTP1 int64 `json:"http1,omitempty"`
 }
 
 // EventServed names ServedEvent.
@@ -127,6 +133,7 @@ type caller struct {
 	do                           []func(context.Context) error
 	closers                      []func() error
 	requests, called, callErrors atomic.Int64
+	http1                        atomic.Int64
 	firstErr                     atomic.Value
 }
 
@@ -145,7 +152,7 @@ func newCaller(o ServerOptions) (*caller, error) {
 				return nil, fmt.Errorf("call %s: %w", call.Authority, err)
 			}
 			c.closers = append(c.closers, conn.Close)
-			do = pingCall(conn, o.PayloadSize)
+			do = pingCall(conn) // an empty ping, as HTTP calls are GETs
 		default:
 			do = httpCall(o, call)
 		}
@@ -231,7 +238,7 @@ func (c *caller) call(ctx context.Context, i int) error {
 }
 
 func (c *caller) served() ServedEvent {
-	ev := ServedEvent{Event: EventServed, Requests: c.requests.Load(), Calls: c.called.Load(), CallErrors: c.callErrors.Load()}
+	ev := ServedEvent{Event: EventServed, Requests: c.requests.Load(), Calls: c.called.Load(), CallErrors: c.callErrors.Load(), HTTP1: c.http1.Load()}
 	if e, ok := c.firstErr.Load().(string); ok {
 		ev.FirstError = e
 	}
@@ -241,6 +248,9 @@ func (c *caller) served() ServedEvent {
 // handler answers with fortio's echo handler after the service time and
 // the calls.
 func (c *caller) handler(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor < 2 {
+		c.http1.Add(1)
+	}
 	if c.name != "" {
 		w.Header().Set(ServedByHeader, c.name)
 	}
@@ -311,7 +321,7 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	case "grpc":
 		return serveGRPC(ctx, ln, c, o)
 	case "tcp":
-		return serveTCP(ctx, ln, c)
+		return serveTCP(ctx, ln, c, o.EchoSize)
 	}
 	return serveHTTP(ctx, ln, c, o)
 }

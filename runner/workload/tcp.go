@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -13,10 +14,10 @@ import (
 )
 
 // serveTCP echoes every connection's bytes back until the client closes
-// it, counting each read as a request (fortio's TCP load writes one
-// payload per request and reads it back). When ctx ends it stops
+// it (fortio's TCP load writes one payload per request and reads it
+// back), counting requests as echo says. When ctx ends it stops
 // accepting, gives open connections up to drainTimeout, then closes them.
-func serveTCP(ctx context.Context, ln net.Listener, c *caller) error {
+func serveTCP(ctx context.Context, ln net.Listener, c *caller, size int) error {
 	var mu sync.Mutex
 	conns := map[net.Conn]struct{}{}
 	var wg sync.WaitGroup
@@ -38,14 +39,18 @@ func serveTCP(ctx context.Context, ln net.Listener, c *caller) error {
 					mu.Unlock()
 					conn.Close()
 				}()
-				echo(conn, c)
+				echo(conn, c, size)
 			})
 		}
 	}()
+	var acceptErr error
 	select {
-	case err := <-errc:
-		return err
+	case acceptErr = <-errc:
 	case <-ctx.Done():
+		ln.Close()
+		// The accept loop has ended (no connection is added after this)
+		// before the wait begins.
+		acceptErr = <-errc
 	}
 	ln.Close()
 	done := make(chan struct{})
@@ -60,19 +65,27 @@ func serveTCP(ctx context.Context, ln net.Listener, c *caller) error {
 		mu.Unlock()
 		<-done
 	}
-	if err := <-errc; err != nil && !errors.Is(err, net.ErrClosed) {
-		return err
+	if acceptErr != nil && !errors.Is(acceptErr, net.ErrClosed) {
+		return acceptErr
 	}
 	return nil
 }
 
-// echo writes back what it reads, a read at a time; each read counts as
-// a request (a payload larger than one segment counts more than once).
-func echo(conn net.Conn, c *caller) {
-	buf := make([]byte, 32<<10)
+// echo writes back what it reads. With size set (the load's payload),
+// each payload read whole is one request: one count, one service time,
+// one write. Without it each read counts, and a payload split over
+// segments counts more than once.
+func echo(conn net.Conn, c *caller, size int) {
+	buf := make([]byte, max(size, 32<<10))
 	for {
-		n, err := conn.Read(buf)
-		if n > 0 {
+		var n int
+		var err error
+		if size > 0 {
+			n, err = io.ReadFull(conn, buf[:size])
+		} else {
+			n, err = conn.Read(buf)
+		}
+		if n > 0 && (size == 0 || n == size) {
 			if serr := c.serve(context.Background()); serr != nil {
 				return
 			}
@@ -84,6 +97,15 @@ func echo(conn net.Conn, c *caller) {
 			return
 		}
 	}
+}
+
+// TCPPayloadSize is the size of a TCP load request's payload: the
+// request size, or fortio's generated payload when that is 0.
+func TCPPayloadSize(requestSize int) int {
+	if requestSize > 0 {
+		return requestSize
+	}
+	return len(tcprunner.GeneratePayload(0, 0))
 }
 
 // TCPResult is a TCP load run's result: fortio's tcprunner figures, whose

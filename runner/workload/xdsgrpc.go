@@ -10,7 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	xdscreds "google.golang.org/grpc/credentials/xds"
 	grpcxds "google.golang.org/grpc/xds" // also registers the xds:/// resolver
 )
@@ -20,11 +20,13 @@ import (
 // names (the process role sets it), and everything else from the control
 // plane: listeners, routes, clusters, endpoints, mutual TLS and RBAC.
 // Fallback credentials apply only where the control plane describes no
-// security; meshbench's always describes mutual TLS.
+// security; meshbench's always describes mutual TLS, and a listener or
+// cluster that did not would fail its handshakes (refuseCreds) rather than
+// fall back to plaintext in a run that reports mutual TLS.
 
 // XDSDial opens a channel to xds:///target.
 func XDSDial(target string) (*grpc.ClientConn, error) {
-	creds, err := xdscreds.NewClientCredentials(xdscreds.ClientOptions{FallbackCreds: insecure.NewCredentials()})
+	creds, err := xdscreds.NewClientCredentials(xdscreds.ClientOptions{FallbackCreds: refuseCreds{}})
 	if err != nil {
 		return nil, err
 	}
@@ -36,7 +38,7 @@ func XDSDial(target string) (*grpc.ClientConn, error) {
 // connections before it has its configuration, and closes them).
 func XDSServer(serving *atomic.Bool) func() (GRPCServer, error) {
 	return func() (GRPCServer, error) {
-		creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
+		creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: refuseCreds{}})
 		if err != nil {
 			return nil, err
 		}
@@ -67,3 +69,26 @@ func ServeReady(ctx context.Context, addr string, serving *atomic.Bool) error {
 	}
 	return nil
 }
+
+// refuseCreds are transport credentials that fail every handshake: the
+// xDS credentials' fallback, used only where the control plane describes
+// no security.
+type refuseCreds struct{}
+
+var errNoSecurity = errors.New("the control plane describes no security for this connection; refusing plaintext")
+
+func (refuseCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errNoSecurity
+}
+
+func (refuseCreds) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errNoSecurity
+}
+
+func (refuseCreds) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "refuse"}
+}
+
+func (refuseCreds) Clone() credentials.TransportCredentials { return refuseCreds{} }
+
+func (refuseCreds) OverrideServerName(string) error { return nil }

@@ -240,6 +240,7 @@ func newServerRole(s Streams) *cobra.Command {
 	f.IntVar(&o.PayloadSize, "payload-size", 1024, "response body size in bytes")
 	f.DurationVar(&o.Delay, "delay", 0, "service time added to every request")
 	f.IntVar(&o.Status, "status", 0, "response status code (default 200)")
+	f.IntVar(&o.EchoSize, "echo-size", 0, "tcp: the load's payload size, so that each payload echoed counts as one request (0: each read does)")
 	f.StringVar(&o.Protocol, "protocol", "http", "what to serve: http (HTTP/1.1), http2 (HTTP/1.1 and h2c, calling over h2c), grpc (fortio's ping service), tcp (echo)")
 	gx.bind(f, true)
 	return cmd
