@@ -47,7 +47,7 @@ func grpcBootstrap(t *testing.T, cp, node string, f identity.Files) []byte {
 // plane describes, and the server enforces the control plane's RBAC: a
 // client with an identity the policy does not name gets PERMISSION_DENIED.
 func TestGRPCProxylessOverXDS(t *testing.T) {
-	cp, cpAddr := startServer(t)
+	cp, cpAddr := startServer(t, WithGRPCNodes("echo-grpc", "client-grpc", "intruder-grpc"))
 	dir := t.TempDir()
 	ca, err := identity.NewCA("meshbench.local", time.Hour)
 	if err != nil {
@@ -97,7 +97,8 @@ func TestGRPCProxylessOverXDS(t *testing.T) {
 	// The echo service also calls another (a middle service of a chain):
 	// its node has a client listener besides its server's, and grpc-go
 	// asks for them one watch at a time. (A cache in go-control-plane's
-	// ADS mode never answered that first request.)
+	// ADS mode never answers that first request: grpc-go's nodes are
+	// served by one that is not.)
 	echoBundle := &xds.Bundle{
 		Listeners: []*listenerv3.Listener{serverListener, xds.GRPCClientListener("other:8080", "other")},
 		Clusters:  []*clusterv3.Cluster{xds.GRPCCluster("other", ids["client"])},

@@ -42,9 +42,12 @@ func (nopLogger) Logf(string, ...any) {}
 
 // Server compiles configurations and serves them over xDS.
 type Server struct {
-	log   Logger
-	cache cachev3.SnapshotCache
-	xds   serverv3.Server
+	log Logger
+	// adsCache serves the own proxies, grpcCache grpc-go's nodes
+	// (grpcNodes, fixed at New).
+	adsCache, grpcCache cachev3.SnapshotCache
+	grpcNodes           map[string]bool
+	xds                 serverv3.Server
 
 	mu      sync.Mutex
 	version int
@@ -105,19 +108,49 @@ func WithLogger(l Logger) Option { return func(s *Server) { s.log = l } }
 // New returns a server with no configuration yet.
 func New(ctx context.Context, opts ...Option) *Server {
 	s := &Server{log: nopLogger{}, nodes: map[string]*nodeState{}, streams: map[int64]string{}, open: map[string]int{},
-		snaps: map[string]*cachev3.Snapshot{}, replicas: map[string][]string{}}
+		snaps: map[string]*cachev3.Snapshot{}, replicas: map[string][]string{}, grpcNodes: map[string]bool{}}
 	for _, o := range opts {
 		o(s)
 	}
-	// Not in the cache's "ADS mode": that mode answers a request naming
-	// resources only once it names every resource of the type in the
-	// snapshot (for Envoy's warming), and grpc-go names its listeners one
-	// watch at a time (its server's, then each channel's), so it would
-	// never be answered. Every response is still on the one ADS stream;
-	// meshbench's own clients ask for everything (wildcard) either way.
-	s.cache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
-	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
+	// Two caches. The own proxies' is in go-control-plane's "ADS mode",
+	// which sends a change's types in Envoy's order (clusters, endpoints,
+	// listeners, routes: a route never arrives before its cluster). That
+	// mode answers a request naming resources only once it names every
+	// resource of the type, and grpc-go names its listeners one watch at
+	// a time (its server's, then each channel's), so grpc-go's nodes have
+	// a cache out of that mode, which answers what is named.
+	s.adsCache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
+	s.grpcCache = cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
+	classify := func(n *corev3.Node) string {
+		if s.grpcNodes[n.GetId()] {
+			return "grpc"
+		}
+		return "ads"
+	}
+	mux := &cachev3.MuxCache{
+		Classify:      func(r *cachev3.Request) string { return classify(r.GetNode()) },
+		ClassifyDelta: func(r *cachev3.DeltaRequest) string { return classify(r.GetNode()) },
+		Caches:        map[string]cachev3.Cache{"ads": s.adsCache, "grpc": s.grpcCache},
+	}
+	s.xds = serverv3.NewServer(ctx, mux, s.callbacks())
 	return s
+}
+
+// WithGRPCNodes names the nodes that are grpc-go's own xDS clients.
+func WithGRPCNodes(ids ...string) Option {
+	return func(s *Server) {
+		for _, id := range ids {
+			s.grpcNodes[id] = true
+		}
+	}
+}
+
+// cache is the snapshot cache that serves node id.
+func (s *Server) cache(id string) cachev3.SnapshotCache {
+	if s.grpcNodes[id] {
+		return s.grpcCache
+	}
+	return s.adsCache
 }
 
 // GRPCOptions are the gRPC server options a control plane is best served
@@ -157,7 +190,7 @@ func (s *Server) Set(ctx context.Context, bundles map[string]*xds.Bundle) (strin
 		}
 		s.snaps[node] = snap
 		for _, id := range append([]string{node}, s.replicas[node]...) {
-			if err := s.cache.SetSnapshot(ctx, id, snap); err != nil {
+			if err := s.cache(id).SetSnapshot(ctx, id, snap); err != nil {
 				return "", fmt.Errorf("node %s: %w", id, err)
 			}
 		}
@@ -334,7 +367,7 @@ func (s *Server) replicate(id, of string) {
 	if snap == nil || of == id {
 		return
 	}
-	if err := s.cache.SetSnapshot(context.Background(), id, snap); err != nil {
+	if err := s.cache(id).SetSnapshot(context.Background(), id, snap); err != nil {
 		s.log.Logf("node %s (replica of %s): %v", id, of, err)
 		return
 	}
@@ -374,7 +407,7 @@ func (s *Server) closed(stream int64, node *corev3.Node) {
 		// another node's, and thousands come and go in a benchmark.
 		s.replicas[of] = slices.DeleteFunc(s.replicas[of], func(r string) bool { return r == id })
 		delete(s.nodes, id)
-		s.cache.ClearSnapshot(id)
+		s.cache(id).ClearSnapshot(id)
 	}
 }
 

@@ -22,10 +22,10 @@ import (
 )
 
 // startServer serves a control plane on loopback until the test ends.
-func startServer(t *testing.T) (*Server, string) {
+func startServer(t *testing.T, opts ...Option) (*Server, string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cp := New(ctx, WithLogger(tlog{t}))
+	cp := New(ctx, append([]Option{WithLogger(tlog{t})}, opts...)...)
 	g := grpc.NewServer()
 	cp.Register(g)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -86,7 +86,7 @@ func newControlPlaneCommand(s Streams) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			srv := controlplane.New(ctx, controlplane.WithLogger(logger))
+			srv := controlplane.New(ctx, controlplane.WithLogger(logger), controlplane.WithGRPCNodes(m.GRPC...))
 			var popts []controlplane.PlaneOption
 			if mutate != "" {
 				popts = append(popts, controlplane.WithMutation(mutate))
