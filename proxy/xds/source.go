@@ -76,11 +76,9 @@ func (nopLogger) Logf(string, ...any) {}
 // with all of a type's resources. The first configuration is applied once
 // every type has arrived; after it, each response replaces its type's
 // resources in the configuration in force (a control plane sends only the
-// types a change touched; meshbench's, not in go-control-plane's ADS mode,
-// in no set order, so a change adding a cluster and a route to it at once
-// could see the route NACKed; meshbench's changes never add clusters: a
-// policy's backends are rendered from the start), and the whole is
-// applied again. A
+// types a change touched, clusters before listeners and routes:
+// meshbench's serves its proxies from go-control-plane's ADS mode, which
+// keeps Envoy's order), and the whole is applied again. A
 // response is ACKed once the whole applies, or NACKed with the reason: a
 // response outside the supported subset, or a whole that does not compile
 // or bind (the configuration in force stays). A broken stream is
