@@ -33,7 +33,7 @@ func TestIntegrationLoadProtocols(t *testing.T) {
 		// a word of their reason.
 		unavailable map[string]string
 	}{
-		{"grpc", smp.PerformanceTestConfig_Client_PROTOCOL_GRPC, map[string]string{"meshbench/proxyless": "proxyless library", "nginx/sidecar": "grpc_pass"}},
+		{"grpc", smp.PerformanceTestConfig_Client_PROTOCOL_GRPC, map[string]string{"meshbench/proxyless": "proxyless library"}},
 		{"tcp", smp.PerformanceTestConfig_Client_PROTOCOL_TCP, map[string]string{"meshbench/proxyless": "proxyless library", "nginx/sidecar": "stream module", "meshbench/proxyless-grpc": "grpc only"}},
 		{"http2", smp.PerformanceTestConfig_Client_PROTOCOL_HTTP, map[string]string{"meshbench/proxyless": "proxyless library", "nginx/sidecar": "HTTP/1.x", "meshbench/proxyless-grpc": "grpc only"}},
 	} {
@@ -136,8 +136,9 @@ load:
 			want := []string{"none/baseline", "meshbench/sidecar", "meshbench/per-node", "haproxy/sidecar", "haproxy/per-node"}
 			if tc.protocol == "grpc" {
 				// grpc-go's own xDS client and server, configured by the
-				// control plane alone (checkTrial: every node ACKed).
-				want = append(want, "meshbench/proxyless-grpc")
+				// control plane alone (checkTrial: every node ACKed), and
+				// nginx's grpc_pass.
+				want = append(want, "meshbench/proxyless-grpc", "nginx/sidecar")
 			}
 			for _, k := range want {
 				if !seen[k] {

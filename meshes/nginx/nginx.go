@@ -33,15 +33,13 @@ func New() meshes.Mesh {
 
 func (*mesh) Name() string { return "nginx" }
 
-// Carries HTTP/1.1 only, as rendered: nginx's proxy_pass speaks HTTP/1.x
-// to upstreams (HTTP/2 upstream only as gRPC, through grpc_pass), and TCP
-// needs its stream module; neither is rendered yet.
+// Carries HTTP/1.1 (proxy_pass) and gRPC (grpc_pass: HTTP/2 on every
+// hop). Not plain HTTP/2: proxy_pass speaks HTTP/1.x to upstreams. Not
+// TCP: that needs the stream module, which is not rendered.
 func (*mesh) Carries(protocol string, _ scenarios.Mode) error {
 	switch protocol {
 	case scenarios.ProtocolHTTP2:
 		return errors.New("nginx's proxy_pass speaks HTTP/1.x to upstreams, so HTTP/2 would not stay HTTP/2 end to end")
-	case scenarios.ProtocolGRPC:
-		return errors.New("nginx carries gRPC only through grpc_pass, which meshbench does not render yet")
 	case scenarios.ProtocolTCP:
 		return errors.New("nginx carries TCP only through its stream module, which meshbench does not render yet")
 	}
@@ -68,10 +66,33 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 	user := "www-data"
 	plan := meshes.PlanProxies(env, true, meshes.Exclusion{UID: meshes.UserID(user)})
 	dep := &meshes.Deployment{Target: plan.Target, Apps: plan.Apps, Redirects: plan.Redirects, MTLS: true}
+	grpc := env.Protocol == scenarios.ProtocolGRPC
 	for _, w := range env.Workloads() {
 		id := ids[w.Name]
 		var body strings.Builder
 		for _, c := range env.Callees(w) {
+			if grpc {
+				fmt.Fprintf(&body, `
+    upstream to-%s {
+        server %s;
+        keepalive 128;
+    }
+    server {
+        listen %s http2;
+        server_name %s;
+        location / {
+            grpc_pass grpcs://to-%s;
+            grpc_ssl_certificate %s;
+            grpc_ssl_certificate_key %s;
+            grpc_ssl_trusted_certificate %s;
+            grpc_ssl_verify on;
+            grpc_ssl_name %s;
+            grpc_ssl_session_reuse on;
+        }
+    }
+`, c.Name, plan.Upstream(c), meshes.HostPort(w.Node.Local, meshes.OutboundPort), c.Name, c.Name, id.Files.Cert, id.Files.Key, id.Files.CA, c.Name)
+				continue
+			}
 			fmt.Fprintf(&body, `
     upstream to-%s {
         server %s;
@@ -95,7 +116,24 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
     }
 `, c.Name, plan.Upstream(c), meshes.HostPort(w.Node.Local, meshes.OutboundPort), c.Name, c.Name, id.Files.Cert, id.Files.Key, id.Files.CA, c.Name)
 		}
-		if w.Port != 0 {
+		if w.Port != 0 && grpc {
+			fmt.Fprintf(&body, `
+    upstream app {
+        server %s;
+        keepalive 128;
+    }
+    server {
+        listen %s ssl http2;
+        ssl_certificate %s;
+        ssl_certificate_key %s;
+        ssl_client_certificate %s;
+        ssl_verify_client on;
+        location / {
+            grpc_pass grpc://app;
+        }
+    }
+`, meshes.HostPort(w.Node.Local, w.Port), meshes.HostPort(w.Node.Addr, meshes.InboundPort), id.Files.Cert, id.Files.Key, id.Files.CA)
+		} else if w.Port != 0 {
 			fmt.Fprintf(&body, `
     upstream app {
         server %s;

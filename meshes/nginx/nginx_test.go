@@ -16,18 +16,22 @@ func TestConfigsPassNginxsCheck(t *testing.T) {
 		t.Skip("nginx is not installed (scripts/setup.sh installs it as root): cannot check its configuration")
 	}
 	for shape := range meshtest.Shapes {
-		env := meshtest.Env(t.TempDir(), shape, false)
-		dep, err := New().Deploy(env, scenarios.Sidecar)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(dep.Components) != len(env.Workloads()) {
-			t.Errorf("%s: %d proxies for %d workloads", shape, len(dep.Components), len(env.Workloads()))
-		}
-		for _, c := range dep.Components {
-			out, err := exec.Command(bin, "-t", "-c", c.Args[1], "-e", "stderr").CombinedOutput()
+		// HTTP/1.1 (proxy_pass) and gRPC (grpc_pass) render differently.
+		for _, protocol := range []string{scenarios.ProtocolHTTP, scenarios.ProtocolGRPC} {
+			env := meshtest.Env(t.TempDir(), shape, false)
+			env.Protocol = protocol
+			dep, err := New().Deploy(env, scenarios.Sidecar)
 			if err != nil {
-				t.Errorf("%s %s: nginx -t: %v\n%s", shape, c.Name, err, out)
+				t.Fatal(err)
+			}
+			if len(dep.Components) != len(env.Workloads()) {
+				t.Errorf("%s: %d proxies for %d workloads", shape, len(dep.Components), len(env.Workloads()))
+			}
+			for _, c := range dep.Components {
+				out, err := exec.Command(bin, "-t", "-c", c.Args[1], "-e", "stderr").CombinedOutput()
+				if err != nil {
+					t.Errorf("%s %s %s: nginx -t: %v\n%s", shape, protocol, c.Name, err, out)
+				}
 			}
 		}
 	}
