@@ -360,18 +360,13 @@ func TestMetricsAccessLogAndTraceparent(t *testing.T) {
 			t.Errorf("missing or malformed traceparent not replaced by a new trace: %q", tp)
 		}
 	}
-	resp, err := http.Get("http://" + p.Addr(AdminListener) + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := adminMetrics(t, p)
 	for _, want := range []string{
 		`meshbench_requests_total{listener="l",direction="outbound",source_workload="unknown",destination="c",response_code="200",mode="sidecar"} 3`,
 		`meshbench_request_duration_seconds_count{listener="l",direction="outbound",source_workload="unknown",destination="c",response_code="200",mode="sidecar"} 3`,
 		`le="+Inf"} 3`,
 	} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s:\n%s", want, body)
 		}
 	}
@@ -644,18 +639,28 @@ func TestMetricsRecordGRPCStatus(t *testing.T) {
 	do(t, "POST", "http://"+p.Addr("l")+"/svc/Method", nil)
 	do(t, "POST", "http://"+p.Addr("l")+"/trailers-only", nil)
 	do(t, "GET", "http://"+p.Addr("l")+"/plain", nil)
-	resp, err := http.Get("http://" + p.Addr(AdminListener) + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := adminMetrics(t, p)
 	for _, want := range []string{
 		`meshbench_requests_total{listener="l",direction="outbound",source_workload="unknown",destination="c",response_code="200",grpc_response_status="14",mode="sidecar"} 2`,
 		`meshbench_requests_total{listener="l",direction="outbound",source_workload="unknown",destination="c",response_code="200",grpc_response_status="0",mode="sidecar"} 1`,
 	} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s:\n%s", want, body)
 		}
 	}
+}
+
+// adminMetrics is the proxy's /metrics exposition.
+func adminMetrics(t *testing.T, p *Proxy) string {
+	t.Helper()
+	resp, err := http.Get("http://" + p.Addr(AdminListener) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }
