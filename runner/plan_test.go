@@ -1,14 +1,18 @@
 package runner
 
 import (
+	"maps"
 	"strings"
 	"testing"
+
+	"fortio.org/fortio/stats"
 
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/meshes/haproxy"
 	"github.com/meshbench/meshbench/meshes/meshbench"
 	"github.com/meshbench/meshbench/meshes/nginx"
 	"github.com/meshbench/meshbench/meshes/none"
+	"github.com/meshbench/meshbench/runner/results"
 	"github.com/meshbench/meshbench/scenarios"
 )
 
@@ -90,5 +94,20 @@ func TestRandomOrderIsSeeded(t *testing.T) {
 	}
 	if !differs {
 		t.Error("random order is the same in every trial")
+	}
+}
+
+// TestStatusesGroupErrorKinds: fortio's TCP error strings, which name the
+// connection's addresses, count as one status per kind of error.
+func TestStatusesGroupErrorKinds(t *testing.T) {
+	res := &loadResult{RetCodes: []byte(`{"OK": 10, "read tcp 10.213.1.2:43210->10.213.1.3:8080: read: connection reset by peer": 1, "read tcp 10.213.1.2:43311->10.213.1.3:8080: read: connection reset by peer": 2, "short read": 3}`)}
+	res.DurationHistogram = &stats.HistogramData{Count: 16}
+	tr := &results.Trial{Protocol: "tcp"}
+	if err := fillTrial(tr, res, &stats.HistogramData{}, &stats.HistogramData{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"OK": 10, "read tcp ADDR->ADDR: read: connection reset by peer": 3, "short read": 3}
+	if !maps.Equal(tr.Statuses, want) || tr.Errors != 6 {
+		t.Errorf("statuses %v, errors %d; want %v, 6", tr.Statuses, tr.Errors, want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -493,6 +494,9 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
+// addrRE matches an IP address and port in an error message.
+var addrRE = regexp.MustCompile(`\[?[0-9a-fA-F.:]*[0-9a-fA-F]\]?:[0-9]+`)
+
 // loadResult is what the runner reads of the load client's fortio
 // result, whichever runner (HTTP, gRPC, TCP) wrote it.
 type loadResult struct {
@@ -524,14 +528,18 @@ func fillTrial(tr *results.Trial, res *loadResult, lat, co *stats.HistogramData,
 	tr.Requests = h.Count
 	switch tr.Protocol {
 	case scenarios.ProtocolGRPC, scenarios.ProtocolTCP:
-		tr.Statuses = map[string]int64{}
-		if err := json.Unmarshal(res.RetCodes, &tr.Statuses); err != nil {
+		var raw map[string]int64
+		if err := json.Unmarshal(res.RetCodes, &raw); err != nil {
 			return fmt.Errorf("load result: RetCodes: %w", err)
 		}
-		for status, n := range tr.Statuses {
+		tr.Statuses = map[string]int64{}
+		for status, n := range raw {
 			if status != results.StatusOK {
 				tr.Errors += n
 			}
+			// fortio's TCP errors name the connection's addresses: one
+			// key per error kind, not per connection.
+			tr.Statuses[addrRE.ReplaceAllString(status, "ADDR")] += n
 		}
 	default:
 		tr.Codes = map[int]int64{}
