@@ -6,9 +6,10 @@ set -euo pipefail
 # Debian packages: iproute2 (ip netns, veth, bridge), iptables (the platform's
 # FORWARD rule and transparent interception), util-linux (taskset for CPU
 # placement), procps (ps, for the leftover checks in tests), haproxy and
-# nginx (the reference data planes meshbench compares its own with), and
-# chromium (the HTML report's test renders it headless and screenshots it).
-packages=(iproute2 iptables util-linux procps haproxy nginx-light chromium)
+# nginx with its stream module (the reference data planes meshbench compares
+# its own with; the stream module carries TCP load), and chromium (the HTML
+# report's test renders it headless and screenshots it).
+packages=(iproute2 iptables util-linux procps haproxy nginx-light libnginx-mod-stream chromium)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -34,7 +34,7 @@ func TestIntegrationLoadProtocols(t *testing.T) {
 		unavailable map[string]string
 	}{
 		{"grpc", smp.PerformanceTestConfig_Client_PROTOCOL_GRPC, map[string]string{"meshbench/proxyless": "proxyless library"}},
-		{"tcp", smp.PerformanceTestConfig_Client_PROTOCOL_TCP, map[string]string{"meshbench/proxyless": "proxyless library", "nginx/sidecar": "stream module", "meshbench/proxyless-grpc": "grpc only"}},
+		{"tcp", smp.PerformanceTestConfig_Client_PROTOCOL_TCP, map[string]string{"meshbench/proxyless": "proxyless library", "meshbench/proxyless-grpc": "grpc only"}},
 		{"http2", smp.PerformanceTestConfig_Client_PROTOCOL_HTTP, map[string]string{"meshbench/proxyless": "proxyless library", "nginx/sidecar": "HTTP/1.x", "meshbench/proxyless-grpc": "grpc only"}},
 	} {
 		t.Run(tc.protocol, func(t *testing.T) {
@@ -138,7 +138,10 @@ load:
 				// grpc-go's own xDS client and server, configured by the
 				// control plane alone (checkTrial: every node ACKed), and
 				// nginx's grpc_pass.
-				want = append(want, "meshbench/proxyless-grpc", "nginx/sidecar")
+				want = append(want, "meshbench/proxyless-grpc")
+			}
+			if tc.protocol != "http2" {
+				want = append(want, "nginx/sidecar") // grpc_pass; the stream module
 			}
 			for _, k := range want {
 				if !seen[k] {

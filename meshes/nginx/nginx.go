@@ -33,15 +33,21 @@ func New() meshes.Mesh {
 
 func (*mesh) Name() string { return "nginx" }
 
-// Carries HTTP/1.1 (proxy_pass) and gRPC (grpc_pass: HTTP/2 on every
-// hop). Not plain HTTP/2: proxy_pass speaks HTTP/1.x to upstreams. Not
-// TCP: that needs the stream module, which is not rendered.
+// StreamModule is Debian's build of nginx's stream module
+// (libnginx-mod-stream), which carries TCP.
+var StreamModule = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+// Carries HTTP/1.1 (proxy_pass), gRPC (grpc_pass: HTTP/2 on every hop) and
+// TCP (the stream module, where installed). Not plain HTTP/2: proxy_pass
+// speaks HTTP/1.x to upstreams.
 func (*mesh) Carries(protocol string, _ scenarios.Mode) error {
 	switch protocol {
 	case scenarios.ProtocolHTTP2:
 		return errors.New("nginx's proxy_pass speaks HTTP/1.x to upstreams, so HTTP/2 would not stay HTTP/2 end to end")
 	case scenarios.ProtocolTCP:
-		return errors.New("nginx carries TCP only through its stream module, which meshbench does not render yet")
+		if _, err := os.Stat(StreamModule); err != nil {
+			return fmt.Errorf("nginx carries TCP through its stream module, which is not installed (%s: Debian's libnginx-mod-stream; scripts/setup.sh installs it as root)", StreamModule)
+		}
 	}
 	return nil
 }
@@ -67,10 +73,30 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 	plan := meshes.PlanProxies(env, true, meshes.Exclusion{UID: meshes.UserID(user)})
 	dep := &meshes.Deployment{Target: plan.Target, Apps: plan.Apps, Redirects: plan.Redirects, MTLS: true}
 	grpc := env.Protocol == scenarios.ProtocolGRPC
+	tcp := env.Protocol == scenarios.ProtocolTCP
 	for _, w := range env.Workloads() {
 		id := ids[w.Name]
-		var body strings.Builder
+		var body, stream strings.Builder
 		for _, c := range env.Callees(w) {
+			if tcp {
+				fmt.Fprintf(&stream, `
+    upstream to-%s {
+        server %s;
+    }
+    server {
+        listen %s;
+        proxy_pass to-%s;
+        proxy_ssl on;
+        proxy_ssl_certificate %s;
+        proxy_ssl_certificate_key %s;
+        proxy_ssl_trusted_certificate %s;
+        proxy_ssl_verify on;
+        proxy_ssl_name %s;
+        proxy_ssl_session_reuse on;
+    }
+`, c.Name, plan.Upstream(c), meshes.HostPort(w.Node.Local, meshes.OutboundPort), c.Name, id.Files.Cert, id.Files.Key, id.Files.CA, c.Name)
+				continue
+			}
 			if grpc {
 				fmt.Fprintf(&body, `
     upstream to-%s {
@@ -116,7 +142,21 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
     }
 `, c.Name, plan.Upstream(c), meshes.HostPort(w.Node.Local, meshes.OutboundPort), c.Name, c.Name, id.Files.Cert, id.Files.Key, id.Files.CA, c.Name)
 		}
-		if w.Port != 0 && grpc {
+		if w.Port != 0 && tcp {
+			fmt.Fprintf(&stream, `
+    upstream app {
+        server %s;
+    }
+    server {
+        listen %s ssl;
+        ssl_certificate %s;
+        ssl_certificate_key %s;
+        ssl_client_certificate %s;
+        ssl_verify_client on;
+        proxy_pass app;
+    }
+`, meshes.HostPort(w.Node.Local, w.Port), meshes.HostPort(w.Node.Addr, meshes.InboundPort), id.Files.Cert, id.Files.Key, id.Files.CA)
+		} else if w.Port != 0 && grpc {
 			fmt.Fprintf(&body, `
     upstream app {
         server %s;
@@ -161,8 +201,13 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 			return nil, err
 		}
 		admin := meshes.HostPort(w.Node.Addr, meshes.AdminPort)
+		modules, streams := "", ""
+		if tcp {
+			modules = "load_module " + StreamModule + ";\n"
+			streams = "stream {\n    proxy_connect_timeout 2s;\n" + stream.String() + "}\n"
+		}
 		cfg := fmt.Sprintf(`# rendered by meshbench
-user %s;
+%suser %s;
 worker_processes 1;
 daemon off;
 master_process on;
@@ -183,7 +228,7 @@ http {
         location = /ready { return 200 "ready\n"; }
     }
 %s}
-`, user, filepath.Join(dir, "nginx.pid"), dir, dir, admin, body.String())
+%s`, modules, user, filepath.Join(dir, "nginx.pid"), dir, dir, admin, body.String(), streams)
 		path := filepath.Join(env.Dir, name+".conf")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			return nil, err
