@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -134,4 +135,27 @@ func TestHTTP2Load(t *testing.T) {
 	if h1.Load() != 0 {
 		t.Errorf("%d requests were not HTTP/2", h1.Load())
 	}
+}
+
+// TestStopWithAnUnusedConnection: a server that a client holds a
+// connection to that never carried a request (a keep-alive pool's spare)
+// still stops, and reports its counts, within the 5 s the runner gives a
+// process before it kills it: net/http's Shutdown alone waits 5 s for such
+// a connection.
+func TestStopWithAnUnusedConnection(t *testing.T) {
+	var stats bytes.Buffer
+	addr, stop := serve(t, ServerOptions{Stats: &stats})
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(4500 * time.Millisecond):
+		t.Fatal("the server was still draining after 4.5 s; the runner kills it at 5 s and its counts are lost")
+	}
+	served(t, &stats)
 }
