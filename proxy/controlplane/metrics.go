@@ -1,7 +1,6 @@
 package controlplane
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -12,9 +11,10 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	smimetrics "github.com/servicemeshinterface/smi-sdk-go/pkg/apis/metrics/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -45,75 +45,47 @@ var errUnknownService = errors.New("no service")
 // maxExposition bounds one proxy's metrics.
 const maxExposition = 16 << 20
 
-// promSeries is one sample of the proxies' exposition.
+// promSeries is one series of the proxies' exposition: a counter's value,
+// or a histogram's cumulative bucket counts by upper bound (+Inf
+// included).
 type promSeries struct {
-	name   string
-	labels map[string]string
-	value  float64
+	name    string
+	labels  map[string]string
+	value   float64
+	buckets map[float64]float64
 }
 
-// parseExposition reads the Prometheus text format the proxy writes.
+// parseExposition reads the Prometheus text format the proxy writes, with
+// Prometheus's own parser.
 func parseExposition(r io.Reader) ([]promSeries, error) {
-	var out []promSeries
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		s, err := parseSample(line)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
-		}
-		out = append(out, s)
-	}
-	return out, sc.Err()
-}
-
-func parseSample(line string) (promSeries, error) {
-	s := promSeries{labels: map[string]string{}}
-	open := strings.IndexByte(line, '{')
-	rest := line
-	if open >= 0 {
-		s.name = line[:open]
-		rest = line[open+1:]
-		for {
-			rest = strings.TrimLeft(rest, ", ")
-			if strings.HasPrefix(rest, "}") {
-				rest = rest[1:]
-				break
-			}
-			eq := strings.IndexByte(rest, '=')
-			if eq <= 0 {
-				return s, fmt.Errorf("bad labels in %q", line)
-			}
-			key := rest[:eq]
-			q, err := strconv.QuotedPrefix(rest[eq+1:])
-			if err != nil {
-				return s, fmt.Errorf("bad label %s in %q", key, line)
-			}
-			v, _ := strconv.Unquote(q)
-			s.labels[key] = v
-			rest = rest[eq+1+len(q):]
-		}
-	} else {
-		sp := strings.IndexByte(line, ' ')
-		if sp < 0 {
-			return s, fmt.Errorf("no value in %q", line)
-		}
-		s.name, rest = line[:sp], line[sp:]
-	}
-	fields := strings.Fields(rest)
-	if len(fields) == 0 {
-		return s, fmt.Errorf("no value in %q", line)
-	}
-	v, err := strconv.ParseFloat(fields[0], 64)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
 	if err != nil {
-		return s, fmt.Errorf("bad value in %q", line)
+		return nil, err
 	}
-	s.value = v
-	return s, nil
+	var out []promSeries
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			s := promSeries{name: name, labels: map[string]string{}}
+			for _, l := range m.GetLabel() {
+				s.labels[l.GetName()] = l.GetValue()
+			}
+			switch {
+			case m.GetHistogram() != nil:
+				h := m.GetHistogram()
+				s.buckets = map[float64]float64{math.Inf(1): float64(h.GetSampleCount())}
+				for _, b := range h.GetBucket() {
+					s.buckets[b.GetUpperBound()] = float64(b.GetCumulativeCount())
+				}
+			case m.GetCounter() != nil:
+				s.value = m.GetCounter().GetValue()
+			default:
+				s.value = m.GetUntyped().GetValue()
+			}
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }
 
 // traffic is what the inbound series of a service add up to.
@@ -132,10 +104,9 @@ func (t *traffic) add(s promSeries) {
 		} else {
 			t.success += s.value
 		}
-	case "meshbench_request_duration_seconds_bucket":
-		le, err := strconv.ParseFloat(s.labels["le"], 64)
-		if err == nil {
-			t.buckets[le] += s.value
+	case "meshbench_request_duration_seconds":
+		for le, n := range s.buckets {
+			t.buckets[le] += n
 		}
 	}
 }
