@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/proxy/identity"
 	"github.com/meshbench/meshbench/scenarios"
 )
 
@@ -72,128 +73,19 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 	user := "www-data"
 	plan := meshes.PlanProxies(env, true, meshes.Exclusion{UID: meshes.UserID(user)})
 	dep := &meshes.Deployment{Target: plan.Target, Apps: plan.Apps, Redirects: plan.Redirects, MTLS: true}
-	grpc := env.Protocol == scenarios.ProtocolGRPC
-	tcp := env.Protocol == scenarios.ProtocolTCP
+	d := dialectOf(env.Protocol)
 	for _, w := range env.Workloads() {
 		id := ids[w.Name]
-		var body, stream strings.Builder
+		var blocks strings.Builder
 		for _, c := range env.Callees(w) {
-			if tcp {
-				fmt.Fprintf(&stream, `
-    upstream to-%s {
-        server %s;
-    }
-    server {
-        listen %s;
-        proxy_pass to-%s;
-        proxy_ssl on;
-        proxy_ssl_certificate %s;
-        proxy_ssl_certificate_key %s;
-        proxy_ssl_trusted_certificate %s;
-        proxy_ssl_verify on;
-        proxy_ssl_name %s;
-        proxy_ssl_session_reuse on;
-    }
-`, c.Name, plan.Upstream(c), meshes.HostPort(w.Node.Local, meshes.OutboundPort), c.Name, id.Files.Cert, id.Files.Key, id.Files.CA, c.Name)
-				continue
-			}
-			if grpc {
-				fmt.Fprintf(&body, `
-    upstream to-%s {
-        server %s;
-        keepalive 128;
-    }
-    server {
-        listen %s http2;
-        server_name %s;
-        location / {
-            grpc_pass grpcs://to-%s;
-            grpc_ssl_certificate %s;
-            grpc_ssl_certificate_key %s;
-            grpc_ssl_trusted_certificate %s;
-            grpc_ssl_verify on;
-            grpc_ssl_name %s;
-            grpc_ssl_session_reuse on;
-        }
-    }
-`, c.Name, plan.Upstream(c), meshes.HostPort(w.Node.Local, meshes.OutboundPort), c.Name, c.Name, id.Files.Cert, id.Files.Key, id.Files.CA, c.Name)
-				continue
-			}
-			fmt.Fprintf(&body, `
-    upstream to-%s {
-        server %s;
-        keepalive 128;
-    }
-    server {
-        listen %s;
-        server_name %s;
-        location / {
-            proxy_pass https://to-%s;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_ssl_certificate %s;
-            proxy_ssl_certificate_key %s;
-            proxy_ssl_trusted_certificate %s;
-            proxy_ssl_verify on;
-            proxy_ssl_name %s;
-            proxy_ssl_session_reuse on;
-        }
-    }
-`, c.Name, plan.Upstream(c), meshes.HostPort(w.Node.Local, meshes.OutboundPort), c.Name, c.Name, id.Files.Cert, id.Files.Key, id.Files.CA, c.Name)
+			blocks.WriteString(d.outbound(c.Name, plan.Upstream(c), meshes.HostPort(w.Node.Local, meshes.OutboundPort), id.Files))
 		}
-		if w.Port != 0 && tcp {
-			fmt.Fprintf(&stream, `
-    upstream app {
-        server %s;
-    }
-    server {
-        listen %s ssl;
-        ssl_certificate %s;
-        ssl_certificate_key %s;
-        ssl_client_certificate %s;
-        ssl_verify_client on;
-        proxy_pass app;
-    }
-`, meshes.HostPort(w.Node.Local, w.Port), meshes.HostPort(w.Node.Addr, meshes.InboundPort), id.Files.Cert, id.Files.Key, id.Files.CA)
-		} else if w.Port != 0 && grpc {
-			fmt.Fprintf(&body, `
-    upstream app {
-        server %s;
-        keepalive 128;
-    }
-    server {
-        listen %s ssl http2;
-        ssl_certificate %s;
-        ssl_certificate_key %s;
-        ssl_client_certificate %s;
-        ssl_verify_client on;
-        location / {
-            grpc_pass grpc://app;
-        }
-    }
-`, meshes.HostPort(w.Node.Local, w.Port), meshes.HostPort(w.Node.Addr, meshes.InboundPort), id.Files.Cert, id.Files.Key, id.Files.CA)
-		} else if w.Port != 0 {
-			fmt.Fprintf(&body, `
-    upstream app {
-        server %s;
-        keepalive 128;
-    }
-    server {
-        listen %s ssl;
-        ssl_certificate %s;
-        ssl_certificate_key %s;
-        ssl_client_certificate %s;
-        ssl_verify_client on;
-        location / {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        }
-    }
-`, meshes.HostPort(w.Node.Local, w.Port), meshes.HostPort(w.Node.Addr, meshes.InboundPort), id.Files.Cert, id.Files.Key, id.Files.CA)
+		if w.Port != 0 {
+			blocks.WriteString(d.inbound(meshes.HostPort(w.Node.Local, w.Port), meshes.HostPort(w.Node.Addr, meshes.InboundPort), id.Files))
+		}
+		body, stream := blocks.String(), ""
+		if d.stream {
+			body, stream = "", blocks.String()
 		}
 		name := w.Name + "-nginx"
 		dir := filepath.Join(env.Dir, name)
@@ -202,9 +94,9 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 		}
 		admin := meshes.HostPort(w.Node.Addr, meshes.AdminPort)
 		modules, streams := "", ""
-		if tcp {
+		if d.stream {
 			modules = "load_module " + StreamModule + ";\n"
-			streams = "stream {\n    proxy_connect_timeout 2s;\n" + stream.String() + "}\n"
+			streams = "stream {\n    proxy_connect_timeout 2s;\n" + stream + "}\n"
 		}
 		cfg := fmt.Sprintf(`# rendered by meshbench
 %suser %s;
@@ -228,7 +120,7 @@ http {
         location = /ready { return 200 "ready\n"; }
     }
 %s}
-%s`, modules, user, filepath.Join(dir, "nginx.pid"), dir, dir, admin, body.String(), streams)
+%s`, modules, user, filepath.Join(dir, "nginx.pid"), dir, dir, admin, body, streams)
 		path := filepath.Join(env.Dir, name+".conf")
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			return nil, err
@@ -240,4 +132,77 @@ http {
 		})
 	}
 	return dep, nil
+}
+
+// dialect is how nginx forwards one load protocol: HTTP/1.1 with
+// proxy_pass, gRPC with grpc_pass (HTTP/2 on every hop), TCP with the
+// stream module's proxy_pass. Every hop between nginxes is mutual TLS,
+// verified by name and CA.
+type dialect struct {
+	stream bool // in the stream block, not the http one
+	// listen is the outbound listener's parameter ("http2": h2c from the
+	// app), secure the inbound one's ("ssl http2").
+	listen, secure string
+	// out and in are the directives that forward to the callee's nginx
+	// (whose TLS directives start with out's prefix) and to the app.
+	out, tlsPrefix, in string
+}
+
+func dialectOf(protocol string) dialect {
+	switch protocol {
+	case scenarios.ProtocolGRPC:
+		return dialect{listen: " http2", secure: " ssl http2",
+			out: "grpc_pass grpcs://%s;", tlsPrefix: "grpc_ssl_", in: "grpc_pass grpc://app;"}
+	case scenarios.ProtocolTCP:
+		return dialect{stream: true, secure: " ssl", out: "proxy_pass %s;\n        proxy_ssl on;", tlsPrefix: "proxy_ssl_", in: "proxy_pass app;"}
+	}
+	return dialect{secure: " ssl",
+		out:       "proxy_pass https://%s;\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_set_header Host $http_host;",
+		tlsPrefix: "proxy_ssl_",
+		in:        "proxy_pass http://app;\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_set_header Host $http_host;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"}
+}
+
+// upstream is an upstream block; http ones keep connections alive.
+func (d dialect) upstream(name, addr string) string {
+	keepalive := "\n        keepalive 128;"
+	if d.stream {
+		keepalive = ""
+	}
+	return fmt.Sprintf("\n    upstream %s {\n        server %s;%s\n    }\n", name, addr, keepalive)
+}
+
+// server is a server block listening on listen, with serverLevel
+// directives (TLS), forwarding with forward; http ones match name (when
+// set) and forward every path.
+func (d dialect) server(listen, name, serverLevel, forward string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "    server {\n        listen %s;\n%s", listen, serverLevel)
+	switch {
+	case d.stream:
+		fmt.Fprintf(&b, "        %s\n", forward)
+	default:
+		if name != "" {
+			fmt.Fprintf(&b, "        server_name %s;\n", name)
+		}
+		fmt.Fprintf(&b, "        location / {\n            %s\n        }\n", strings.ReplaceAll(forward, "\n        ", "\n            "))
+	}
+	b.WriteString("    }\n")
+	return b.String()
+}
+
+// outbound takes the app's traffic for callee on listen and sends it to
+// the callee's nginx at upstream.
+func (d dialect) outbound(callee, upstream, listen string, id identity.Files) string {
+	p := d.tlsPrefix
+	tls := fmt.Sprintf("\n        %scertificate %s;\n        %scertificate_key %s;\n        %strusted_certificate %s;\n        %sverify on;\n        %sname %s;\n        %ssession_reuse on;",
+		p, id.Cert, p, id.Key, p, id.CA, p, p, callee, p)
+	return d.upstream("to-"+callee, upstream) + d.server(listen+d.listen, callee, "", fmt.Sprintf(d.out, "to-"+callee)+tls)
+}
+
+// inbound takes its callers' mutual TLS on listen and hands the traffic to
+// the app at app.
+func (d dialect) inbound(app, listen string, id identity.Files) string {
+	tls := fmt.Sprintf("        ssl_certificate %s;\n        ssl_certificate_key %s;\n        ssl_client_certificate %s;\n        ssl_verify_client on;\n",
+		id.Cert, id.Key, id.CA)
+	return d.upstream("app", app) + d.server(listen+d.secure, "", tls, d.in)
 }
