@@ -193,7 +193,7 @@ func (r *run) conformSpec(ctx context.Context, o ConformanceOptions, sl slot, sp
 	notRun := ""
 	defer func() {
 		if c.d != nil {
-			c.d.teardown(ctx)
+			c.d.stop(ctx, c.r.Log)
 		}
 	}()
 	for i, st := range spec.steps {
@@ -298,7 +298,7 @@ func (r *run) prober(d *deployment, logDir string) func(ctx context.Context, to,
 		}
 		var res workload.ProbeResult
 		name := fmt.Sprintf("%s-probe-%02d", r.Scenario.Topology.Client.Name, n)
-		out, err := r.runToEnd(ctx, logDir, ProcessSpec{Name: name, Node: r.Scenario.Topology.Client.Name, Args: args, CPUs: cpusFor(results.ClassLoadGen)})
+		out, err := r.runToEnd(ctx, logDir, r.Scenario.Topology.Client.Name, ProcessSpec{Name: name, Class: results.ClassLoadGen, Args: args, CPUs: cpusFor(results.ClassLoadGen)})
 		if err != nil {
 			return res, &fatalError{fmt.Errorf("probe from %s: %w", r.Scenario.Topology.Client.Name, err)}
 		}
@@ -425,19 +425,17 @@ func describe(res workload.ProbeResult) string {
 
 // runToEnd runs a process until it exits and returns its standard
 // output (also kept in its log).
-func (r *run) runToEnd(ctx context.Context, logDir string, spec ProcessSpec) ([]byte, error) {
+func (r *run) runToEnd(ctx context.Context, logDir, node string, spec ProcessSpec) ([]byte, error) {
 	var stdout bytes.Buffer
 	spec.Stdout = &stdout
-	p, err := r.start(ctx, logDir, spec)
+	job, p, err := r.startJob(ctx, logDir, node, spec)
 	if err != nil {
 		return nil, err
 	}
+	defer func() { _ = job.Stop(ctx) }()
 	select {
 	case <-p.Done():
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultStopTimeout)
-		defer cancel()
-		_ = p.Stop(sctx)
 		return nil, ctx.Err()
 	}
 	_ = os.WriteFile(filepath.Join(logDir, spec.Name+".stdout.log"), stdout.Bytes(), 0o644)

@@ -1,6 +1,6 @@
 // Package runner plans and executes an experiment: it brings a platform up,
-// starts the workloads, deploys each (mesh, mode) in turn, drives the load,
-// samples resource use, and writes every finished trial to the results
+// deploys each (mesh, mode) in turn as units of pods, drives the load,
+// reads resource use, and writes every finished trial to the results
 // directory (raw fortio data, SMPS documents) as soon as it ends.
 //
 // Platforms live in sub-packages (runner/local); the caller picks one and
@@ -10,59 +10,106 @@ package runner
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/runner/results"
 )
 
-// Platform provides nodes and runs processes on them.
+// Platform provides nodes and places units of processes on them. Its
+// shape is a Kubernetes pod's: what runs on a node is declared up front
+// (ordered processes, their readiness probes, the redirects of the node's
+// traffic to its proxies) and placed as one unit, which the platform
+// reports ready or removes again. Nothing is addressed by host PID.
 type Platform interface {
 	// Up creates one node per name and returns them by name.
 	Up(ctx context.Context, names []string) (map[string]meshes.Node, error)
-	// Start starts a process on a node. The process is stopped by Down if
-	// the caller does not stop it first.
-	Start(ctx context.Context, spec ProcessSpec) (Process, error)
-	// Down stops every process and removes every resource Up and Start
+	// Deploy places a unit and returns once every process in it answers
+	// its readiness probe. On error nothing of the unit is left running
+	// or installed.
+	Deploy(ctx context.Context, u Unit) (Deployed, error)
+	// Down stops every unit and removes every resource Up and Deploy
 	// created, in reverse order. It is safe to call more than once.
 	Down(ctx context.Context) error
 	// Describe says what the platform is, for the run manifest.
 	Describe() results.Platform
 }
 
-// Interceptor is implemented by platforms that can redirect a node's
-// traffic to a proxy (Describe().Transparent says whether it can now).
-type Interceptor interface {
-	// Intercept installs the rules and returns a function that removes
-	// them. Down removes rules still installed.
-	Intercept(ctx context.Context, rules []meshes.Redirect) (undo func(context.Context) error, err error)
+// Unit is a set of pods placed together.
+type Unit struct {
+	// Name identifies the unit in logs and errors.
+	Name string
+	Pods []Pod
+	// ReadyTimeout bounds the wait for each process's probe.
+	ReadyTimeout time.Duration
+	// StopTimeout is each process's grace period between SIGTERM (or
+	// its platform's equivalent) and a kill.
+	StopTimeout time.Duration
 }
 
-// ProcessSpec is a process to start on a node.
+// Pod is what a unit runs on one node.
+//
+// Its processes start in order. Application processes (ClassApp) start
+// first and answer their probes directly; then the redirects are put in
+// force (where Kubernetes would run an init container, as istio-init
+// does); then the other processes (proxies), each ready before the next.
+type Pod struct {
+	Node      string
+	Processes []ProcessSpec
+	// Redirects send the node's traffic to its proxies. A platform that
+	// cannot redirect (Describe().Transparent false) refuses a pod with
+	// any.
+	Redirects []meshes.Redirect
+}
+
+// ProcessSpec is a process of a pod.
 type ProcessSpec struct {
-	// Name identifies the process in logs and errors.
+	// Name identifies the process in logs, errors and usage figures; it
+	// is unique in its unit.
 	Name string
-	// Node is the node to run on.
-	Node string
+	// Class is the component class (results.ClassApp, ClassProxy, ...).
+	Class string
 	// Command is an executable; empty runs the meshbench binary itself.
 	Command string
 	Args    []string
+	// Ready is the probe that says the process serves; the zero probe
+	// means it is ready once started.
+	Ready meshes.Probe
 	// Stdout and Stderr receive the process's output.
 	Stdout, Stderr io.Writer
 	// CPUs, when set, pins the process (taskset list syntax, e.g. "1").
 	CPUs string
 }
 
-// Process is a started process.
+// Deployed is a placed unit.
+type Deployed interface {
+	// Processes are the unit's processes, pod by pod in start order.
+	Processes() []Process
+	// Stop stops the processes, last started first, each with the unit's
+	// grace period, then removes the redirects. It is safe to call more
+	// than once; Down stops what the caller did not.
+	Stop(ctx context.Context) error
+}
+
+// Process is a running process of a deployed unit.
 type Process interface {
-	// Pid is the process id, in the host's PID namespace.
-	Pid() int
+	Name() string
 	// Done is closed when the process has exited.
 	Done() <-chan struct{}
 	// Err is the process's exit error once Done is closed.
 	Err() error
-	// Stop asks the process to exit (SIGTERM) and kills it (SIGKILL) when
-	// ctx ends first. It returns once the process is gone.
+	// Stop asks the process to exit and kills it when ctx ends first. It
+	// returns once the process is gone.
 	Stop(ctx context.Context) error
+}
+
+// UsageMeter is implemented by platforms that can measure what their
+// processes use.
+type UsageMeter interface {
+	// MeterUsage opens a window over procs (processes of units this
+	// platform deployed); calling end closes it and returns one Usage per
+	// process, in order: CPU over the window, memory sampled within it.
+	MeterUsage(procs []Process) (end func() []results.Usage)
 }
 
 // Logger receives the runner's progress lines.

@@ -44,7 +44,7 @@ func (r *run) benchControlPlane(ctx context.Context, sl slot) error {
 	if err != nil {
 		return err
 	}
-	defer d.teardown(ctx)
+	defer d.stop(ctx, r.Log)
 	dep := d.dep
 	if dep.ControlPlane == nil || dep.SimulatedClients == nil || dep.Change == nil || dep.Propagation == nil {
 		return errors.New("the deployment has no control plane to benchmark")
@@ -92,17 +92,13 @@ func (r *run) benchStep(ctx context.Context, sl slot, dep *meshes.Deployment, cp
 		}
 		args := append(slices.Clone(sc.Args), "--count", strconv.Itoa(sim), "--prefix", fmt.Sprintf("sim%d-", n))
 		started := time.Now()
-		p, err := r.start(ctx, filepath.Join(dir, results.LogsDir), ProcessSpec{
-			Name: sc.Name, Node: sc.Node, Command: sc.Command, Args: args, CPUs: cpusFor(sc.Class),
+		job, _, err := r.startJob(ctx, filepath.Join(dir, results.LogsDir), sc.Node, ProcessSpec{
+			Name: sc.Name, Class: sc.Class, Command: sc.Command, Args: args, CPUs: cpusFor(sc.Class),
 		})
 		if err != nil {
 			return nil, err
 		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultStopTimeout)
-			defer cancel()
-			_ = p.Stop(sctx)
-		}()
+		defer func() { _ = job.Stop(ctx) }()
 		if _, err := r.awaitClients(ctx, dep, own+sim, max(c.Timeout.D(), time.Duration(sim)*time.Millisecond)); err != nil {
 			return nil, fmt.Errorf("simulated clients: %w", err)
 		}
@@ -114,18 +110,18 @@ func (r *run) benchStep(ctx context.Context, sl slot, dep *meshes.Deployment, cp
 	for i, kind := range c.Changes {
 		step.Changes[i].Change = kind
 	}
-	sampler := startSampler([]watched{watchOf(cp, dep.ControlPlane.Name, dep.ControlPlane.Class, dep.ControlPlane.Node)})
+	endUsage := r.meterUsage([]Process{cp})
 	for range c.Repeats {
 		for i, kind := range c.Changes {
 			rep, err := r.change(ctx, dep, kind, step.Clients)
 			if err != nil {
-				sampler.finish()
+				endUsage()
 				return nil, fmt.Errorf("%s change: %w", kind, err)
 			}
 			step.Changes[i].Repeats = append(step.Changes[i].Repeats, rep)
 		}
 	}
-	step.ControlPlane = sampler.finish()[0]
+	step.ControlPlane = endUsage()[0]
 	for i := range step.Changes {
 		summarizeChange(&step.Changes[i])
 		ch := step.Changes[i]

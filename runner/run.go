@@ -2,12 +2,8 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -378,80 +374,64 @@ func listenHost(n meshes.Node) string {
 	return n.Addr.String()
 }
 
-// start starts a process with its stdout and stderr in logDir.
-func (r *run) start(ctx context.Context, logDir string, spec ProcessSpec) (Process, error) {
+// logged returns spec with its stderr, and its stdout unless it has one,
+// going to files in logDir.
+func (r *run) logged(logDir string, spec ProcessSpec) (ProcessSpec, error) {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		return nil, err
+		return spec, err
 	}
 	stderr, err := os.Create(filepath.Join(logDir, spec.Name+".stderr.log"))
 	if err != nil {
-		return nil, err
+		return spec, err
 	}
 	r.logs = append(r.logs, stderr)
 	spec.Stderr = stderr
 	if spec.Stdout == nil {
 		stdout, err := os.Create(filepath.Join(logDir, spec.Name+".stdout.log"))
 		if err != nil {
-			return nil, err
+			return spec, err
 		}
 		r.logs = append(r.logs, stdout)
 		spec.Stdout = stdout
 	}
-	p, err := r.Platform.Start(ctx, spec)
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
-	}
-	return p, nil
+	return spec, nil
 }
 
-// waitReady polls probe until it succeeds, the process exits, or the ready
-// timeout passes.
-func (r *run) waitReady(ctx context.Context, name string, p Process, probe meshes.Probe) error {
-	ctx, cancel := context.WithTimeout(ctx, r.ReadyTimeout)
-	defer cancel()
-	client := &http.Client{Timeout: time.Second}
-	var last error
-	for {
-		if last = check(ctx, client, probe); last == nil {
-			return nil
-		}
-		select {
-		case <-p.Done():
-			return fmt.Errorf("%s exited before it was ready: %v (see its log in the results directory)", name, p.Err())
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("%s not ready after %s: %v", name, r.ReadyTimeout, last)
-			}
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+// deployUnit places u with the run's readiness and stop bounds.
+func (r *run) deployUnit(ctx context.Context, u Unit) (Deployed, error) {
+	u.ReadyTimeout, u.StopTimeout = r.ReadyTimeout, DefaultStopTimeout
+	d, err := r.Platform.Deploy(ctx, u)
+	if err != nil {
+		return nil, fmt.Errorf("deploy %s: %w", u.Name, err)
 	}
+	return d, nil
 }
 
-func check(ctx context.Context, client *http.Client, probe meshes.Probe) error {
-	if probe.TCP != "" {
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", probe.TCP)
-		if err != nil {
-			return err
+// startJob places one process on a node (a load client, a probe, simulated
+// clients), with its logs in logDir, and returns its unit and the process.
+func (r *run) startJob(ctx context.Context, logDir, node string, spec ProcessSpec) (Deployed, Process, error) {
+	spec, err := r.logged(logDir, spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := r.deployUnit(ctx, Unit{Name: spec.Name, Pods: []Pod{{Node: node, Processes: []ProcessSpec{spec}}}})
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, d.Processes()[0], nil
+}
+
+// meterUsage opens a usage window over procs when the platform can
+// measure; otherwise the window's figures are the processes' names alone.
+func (r *run) meterUsage(procs []Process) func() []results.Usage {
+	if m, ok := r.Platform.(UsageMeter); ok {
+		return m.MeterUsage(procs)
+	}
+	return func() []results.Usage {
+		out := make([]results.Usage, len(procs))
+		for i, p := range procs {
+			out[i] = results.Usage{Name: p.Name(), Source: "none: the platform cannot measure"}
 		}
-		return conn.Close()
+		return out
 	}
-	if probe.HTTPGet == "" {
-		return nil
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, probe.HTTPGet, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: status %d", probe.HTTPGet, resp.StatusCode)
-	}
-	return nil
 }

@@ -51,52 +51,43 @@ func (r *run) env(dir string) meshes.Env {
 			Calls: svc.Calls, Selects: svc.Selects,
 		})
 	}
-	_, canIntercept := r.Platform.(Interceptor)
-	env.Transparent = canIntercept && r.manifest.Platform.Transparent
+	env.Transparent = r.manifest.Platform.Transparent
 	env.DenyByDefault, env.Mutate = r.denyByDefault, r.mutate
 	env.Protocol = r.Scenario.Load.Protocol
 	return env
 }
 
 // deployment is a (mesh, mode) deployed and running: what the mesh
-// rendered, the processes started (in order), and how to tear it all down.
+// rendered and the units placed for it: the control plane's, then the
+// workloads' (services, their redirects and the mesh's proxies).
 type deployment struct {
 	dep        *meshes.Deployment
 	env        meshes.Env
-	procs      []started
+	units      []Deployed // in placement order
+	procs      []started  // every process, in start order
 	apps       []started
 	logDir     string
 	withPolicy bool
-	undo       []func() // teardown steps, run last first
 }
 
-// stopProcs stops the processes in the reverse order of their start: the
+// stop stops the units in the reverse order of their placement: the
 // mesh's components, then the services (the client has stopped: no
-// request is in flight), then the control plane. Each gets its own grace
-// period, so that one slow process does not cost the others theirs (and
-// their final counts). Stopping twice is harmless.
-func (d *deployment) stopProcs(ctx context.Context) {
-	for i := len(d.procs) - 1; i >= 0; i-- {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultStopTimeout)
-		_ = d.procs[i].proc.Stop(sctx)
-		cancel()
+// request is in flight) and their redirects, then the control plane. Each
+// process gets its own grace period, so that one slow process does not
+// cost the others theirs (and their final counts). Stopping twice is
+// harmless.
+func (d *deployment) stop(ctx context.Context, log Logger) {
+	for i := len(d.units) - 1; i >= 0; i-- {
+		if err := d.units[i].Stop(ctx); err != nil {
+			log.Logf("%v", err)
+		}
 	}
 }
 
-// teardown stops everything the deployment started and removes what it
-// installed, in reverse order.
-func (d *deployment) teardown(ctx context.Context) {
-	d.stopProcs(ctx)
-	for i := len(d.undo) - 1; i >= 0; i-- {
-		d.undo[i]()
-	}
-}
-
-// deploy renders one (mesh, mode) into dir and starts it: the control
-// plane first (with the policy in force before any load), the services
-// (enrolled as the mesh says), interception, then the mesh's components,
-// each ready before the next starts. On error what was started is torn
-// down.
+// deploy renders one (mesh, mode) into dir and places it: the control
+// plane first (with the policy in force before any load), then one pod
+// per node with its services, the redirects and the mesh's components.
+// On error what was placed is removed.
 func (r *run) deploy(ctx context.Context, sl slot, dir string) (_ *deployment, err error) {
 	logDir := filepath.Join(dir, results.LogsDir)
 	confDir := filepath.Join(dir, "config")
@@ -108,23 +99,21 @@ func (r *run) deploy(ctx context.Context, sl slot, dir string) (_ *deployment, e
 	if err != nil {
 		return nil, fmt.Errorf("deploy: %w", err)
 	}
-	// On error, what was built so far goes (d is not the result, which
-	// the error returns set to nil: the teardown steps use d too).
+	// On error, what was placed so far goes (d is not the result, which
+	// the error returns set to nil).
 	defer func() {
 		if err != nil {
-			d.teardown(ctx)
+			d.stop(ctx, r.Log)
 		}
 	}()
 	dep := d.dep
+	if len(dep.Redirects) > 0 && !d.env.Transparent {
+		return nil, fmt.Errorf("deploy: %s/%s asked for transparent interception, which this platform cannot do", sl.mesh.Name(), sl.mode)
+	}
 	// A control plane first: everything else may take its configuration
 	// from it.
 	if c := dep.ControlPlane; c != nil {
-		p, err := r.start(ctx, logDir, ProcessSpec{Name: c.Name, Node: c.Node, Command: c.Command, Args: c.Args, CPUs: cpusFor(c.Class)})
-		if err != nil {
-			return nil, err
-		}
-		d.procs = append(d.procs, started{comp: *c, proc: p})
-		if err := r.waitReady(ctx, c.Name, p, c.Ready); err != nil {
+		if err := r.place(ctx, d, c.Name, []podOf{{node: c.Node, comps: []meshes.Component{*c}}}); err != nil {
 			return nil, err
 		}
 	}
@@ -140,47 +129,76 @@ func (r *run) deploy(ctx context.Context, sl slot, dir string) (_ *deployment, e
 			return nil, fmt.Errorf("apply policies: %w", err)
 		}
 	}
-	// The services start, and answer their plaintext readiness probe,
-	// before interception would send that probe to a proxy.
-	apps, err := r.startApps(ctx, d.env, dep, logDir)
-	d.procs = append(d.procs, apps...)
-	d.apps = apps
-	if err != nil {
-		return nil, err
-	}
-	if len(dep.Redirects) > 0 {
-		ic, ok := r.Platform.(Interceptor)
-		if !ok || !d.env.Transparent {
-			return nil, fmt.Errorf("deploy: %s/%s asked for transparent interception, which this platform cannot do", sl.mesh.Name(), sl.mode)
-		}
-		undo, err := ic.Intercept(ctx, dep.Redirects)
-		if err != nil {
-			return nil, fmt.Errorf("install interception: %w", err)
-		}
-		// The processes stop before the rules go (teardown stops them
-		// first; stopping again is harmless).
-		d.undo = append(d.undo, func() {
-			d.stopProcs(ctx)
-			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultStopTimeout)
-			defer cancel()
-			if err := undo(uctx); err != nil {
-				r.Log.Logf("remove interception: %v", err)
+	// One pod per node: the services (which answer their plaintext
+	// probes before the redirects would send them to a proxy), the
+	// redirects, the mesh's components.
+	var pods []podOf
+	podAt := func(node string) *podOf {
+		for i := range pods {
+			if pods[i].node == node {
+				return &pods[i]
 			}
-		})
+		}
+		pods = append(pods, podOf{node: node})
+		return &pods[len(pods)-1]
+	}
+	for _, c := range r.appComponents(d.env, dep) {
+		pa := podAt(c.Node)
+		pa.comps = append(pa.comps, c)
+	}
+	for _, rd := range dep.Redirects {
+		pa := podAt(rd.Node)
+		pa.redirects = append(pa.redirects, rd)
 	}
 	for _, c := range dep.Components {
-		p, err := r.start(ctx, logDir, ProcessSpec{
-			Name: c.Name, Node: c.Node, Command: c.Command, Args: c.Args, CPUs: cpusFor(c.Class),
-		})
-		if err != nil {
-			return nil, err
-		}
-		d.procs = append(d.procs, started{comp: c, proc: p})
-		if err := r.waitReady(ctx, c.Name, p, c.Ready); err != nil {
-			return nil, err
+		pa := podAt(c.Node)
+		pa.comps = append(pa.comps, c)
+	}
+	if err := r.place(ctx, d, sl.mesh.Name()+"/"+string(sl.mode), pods); err != nil {
+		return nil, err
+	}
+	for _, st := range d.procs {
+		if st.comp.Class == results.ClassApp {
+			d.apps = append(d.apps, st)
 		}
 	}
 	return d, nil
+}
+
+// podOf is a pod in the making: the components to run on a node.
+type podOf struct {
+	node      string
+	comps     []meshes.Component
+	redirects []meshes.Redirect
+}
+
+// place deploys pods as one unit with their logs in d's log directory and
+// records its processes with their components.
+func (r *run) place(ctx context.Context, d *deployment, name string, pods []podOf) error {
+	u := Unit{Name: name}
+	byName := map[string]meshes.Component{}
+	for _, pa := range pods {
+		pod := Pod{Node: pa.node, Redirects: pa.redirects}
+		for _, c := range pa.comps {
+			spec, err := r.logged(d.logDir, ProcessSpec{Name: c.Name, Class: c.Class, Command: c.Command, Args: c.Args,
+				Ready: c.Ready, CPUs: cpusFor(c.Class)})
+			if err != nil {
+				return err
+			}
+			pod.Processes = append(pod.Processes, spec)
+			byName[c.Name] = c
+		}
+		u.Pods = append(u.Pods, pod)
+	}
+	dd, err := r.deployUnit(ctx, u)
+	if err != nil {
+		return err
+	}
+	d.units = append(d.units, dd)
+	for _, p := range dd.Processes() {
+		d.procs = append(d.procs, started{comp: byName[p.Name()], proc: p})
+	}
+	return nil
 }
 
 // runSlot deploys one (mesh, mode), drives the load through it while
@@ -192,7 +210,7 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 	if err != nil {
 		return nil, err
 	}
-	defer d.teardown(ctx)
+	defer d.stop(ctx, r.Log)
 	dep, logDir := d.dep, d.logDir
 	tr := &results.Trial{
 		Mesh: sl.mesh.Name(), Mode: string(sl.mode), Trial: sr.trial, Position: sr.pos,
@@ -230,7 +248,7 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 	}
 	// Stopped before the counts are read: each service reports them at
 	// exit.
-	d.stopProcs(ctx)
+	d.stop(ctx, r.Log)
 	var lat, co stats.HistogramData
 	if err := readJSON(results.LatencyPath(fortioPath), &lat); err != nil {
 		return nil, err
@@ -267,11 +285,10 @@ func (r *run) trafficMetrics(ctx context.Context, dep *meshes.Deployment, svc st
 		Window: m.Window.String(), From: m.From}
 }
 
-// startApps starts every service of the topology on its node, enrolled as
-// dep says (extra arguments, how it calls its callees), and waits until
-// each is ready. It returns what it started, also on error.
-func (r *run) startApps(ctx context.Context, env meshes.Env, dep *meshes.Deployment, logDir string) ([]started, error) {
-	var out []started
+// appComponents are the topology's services as components, enrolled as
+// dep says (extra arguments, how each calls its callees).
+func (r *run) appComponents(env meshes.Env, dep *meshes.Deployment) []meshes.Component {
+	var out []meshes.Component
 	direct := meshes.CallsVia(env, meshes.Direct)
 	for _, svc := range env.Services {
 		app, ok := dep.Apps[svc.Name]
@@ -299,18 +316,9 @@ func (r *run) startApps(ctx context.Context, env meshes.Env, dep *meshes.Deploym
 		if app.Ready != nil {
 			c.Ready = *app.Ready
 		}
-		p, err := r.start(ctx, logDir, ProcessSpec{Name: c.Name, Node: c.Node, Args: c.Args, CPUs: cpusFor(c.Class)})
-		if err != nil {
-			return out, err
-		}
-		out = append(out, started{comp: c, proc: p})
+		out = append(out, c)
 	}
-	for _, a := range out {
-		if err := r.waitReady(ctx, a.comp.Name, a.proc, a.comp.Ready); err != nil {
-			return out, err
-		}
-	}
-	return out, nil
+	return out
 }
 
 // servedCount reads a stopped service's last counts from its stdout log;
@@ -372,42 +380,40 @@ func (r *run) drive(ctx context.Context, dep *meshes.Deployment, procs []started
 	events := make(chan workload.Event, 16)
 	go readEvents(pr, stdout, events)
 
-	p, err := r.start(ctx, logDir, ProcessSpec{
-		Name: client, Node: client, Args: args, Stdout: pw, CPUs: cpusFor(results.ClassLoadGen),
+	job, p, err := r.startJob(ctx, logDir, client, ProcessSpec{
+		Name: client, Class: results.ClassLoadGen, Args: args, Stdout: pw, CPUs: cpusFor(results.ClassLoadGen),
 	})
 	if err != nil {
 		pw.Close()
 		return nil, nil, err
 	}
 	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultStopTimeout)
-		defer cancel()
-		_ = p.Stop(sctx)
+		_ = job.Stop(ctx)
 		pw.Close()
 	}()
 
-	watch := []watched{watchOf(p, client, results.ClassLoadGen, client)}
+	watch := []Process{p}
 	for _, c := range procs {
-		watch = append(watch, watchOf(c.proc, c.comp.Name, c.comp.Class, c.comp.Node))
+		watch = append(watch, c.proc)
 	}
-	var smp *sampler
+	var endUsage func() []results.Usage
 	var usage []results.Usage
 	var start workload.Event
 	stopActivities := func() error { return nil }
 	defer func() { _ = stopActivities() }()
 	handle := func(ev workload.Event) {
 		switch {
-		case ev.Event == workload.EventMeasureStart && smp == nil:
-			smp = startSampler(watch)
+		case ev.Event == workload.EventMeasureStart && endUsage == nil:
+			endUsage = r.meterUsage(watch)
 			start = ev
 			if len(acts) > 0 {
 				stopActivities = runActivities(ctx, acts, ev.Time)
 			}
-		case ev.Event == workload.EventMeasureEnd && smp != nil:
-			usage = smp.finish()
-			smp = nil
+		case ev.Event == workload.EventMeasureEnd && endUsage != nil:
+			usage = endUsage()
+			endUsage = nil
 			// The client measured its own CPU over exactly its window
-			// (it may exit before /proc can be read again).
+			// (it may exit before the platform can read it again).
 			if d := ev.Time.Sub(start.Time).Seconds(); d > 0 && ev.CPUSeconds > 0 {
 				usage[0].CPUMillicores = (ev.CPUSeconds - start.CPUSeconds) / d * 1000
 				usage[0].Source = "getrusage"
@@ -432,14 +438,14 @@ wait:
 			}
 			break wait
 		case <-ctx.Done():
-			if smp != nil {
-				smp.finish()
+			if endUsage != nil {
+				endUsage()
 			}
 			return nil, nil, ctx.Err()
 		}
 	}
-	if smp != nil {
-		usage = smp.finish()
+	if endUsage != nil {
+		usage = endUsage()
 	}
 	actErr := stopActivities()
 	stopActivities = func() error { return nil }
@@ -454,14 +460,6 @@ wait:
 		return nil, nil, err
 	}
 	return res, usage, nil
-}
-
-func watchOf(p Process, name, class, node string) watched {
-	w := watched{name: name, class: class, node: node, pid: p.Pid()}
-	if cg, ok := p.(cgrouped); ok {
-		w.cgroups = cg.Cgroups()
-	}
-	return w
 }
 
 // readEvents copies the client's stdout to its log and forwards the events

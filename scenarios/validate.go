@@ -32,13 +32,6 @@ func (s *Scenario) Validate() error {
 	if !nameRE.MatchString(s.Name) {
 		add("name", "%q is not a valid name: use 1-32 lowercase letters, digits and '-'", s.Name)
 	}
-	switch s.Platform {
-	case "local":
-	case "kind":
-		add("platform", "the kind platform is not yet available; use \"local\"")
-	default:
-		add("platform", "unknown platform %q (known: local, kind)", s.Platform)
-	}
 	s.validateTopology(add)
 	s.validateMeshes(add)
 	if s.ControlPlane != nil {

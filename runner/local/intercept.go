@@ -3,17 +3,13 @@ package local
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os/exec"
 	"strconv"
 
 	"github.com/meshbench/meshbench/meshes"
-	"github.com/meshbench/meshbench/runner"
 )
 
-var _ runner.Interceptor = (*platform)(nil)
-
-// transparent reports whether Intercept can work: nodes are namespaces and
+// transparent reports whether redirects can work: nodes are namespaces and
 // iptables is installed.
 func (p *platform) transparent() bool {
 	_, err := exec.LookPath("iptables")
@@ -45,12 +41,10 @@ func redirectRules(r meshes.Redirect, comment string) [][]string {
 	}
 }
 
-// Intercept installs the redirects in their nodes' namespaces. The rules
-// live in the namespaces, so removing a namespace removes them too.
-func (p *platform) Intercept(ctx context.Context, redirects []meshes.Redirect) (func(context.Context) error, error) {
-	if !p.transparent() {
-		return nil, fmt.Errorf("transparent interception needs the netns network and iptables (network is %s)", p.mode)
-	}
+// intercept installs the redirects in their nodes' namespaces and returns
+// their removal. The rules live in the namespaces, so removing a namespace
+// removes them too.
+func (p *platform) intercept(ctx context.Context, redirects []meshes.Redirect) (func(context.Context) error, error) {
 	type applied struct {
 		ns   string
 		rule []string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/runner"
+	"github.com/meshbench/meshbench/runner/results"
 )
 
 // The test binary doubles as the helper process started on nodes: with
@@ -36,8 +39,18 @@ func TestMain(m *testing.M) {
 }
 
 func helperSpec(node, mode, arg string, out io.Writer) runner.ProcessSpec {
-	return runner.ProcessSpec{Name: mode + "-" + node, Node: node, Command: "env",
+	return runner.ProcessSpec{Name: mode + "-" + node, Class: results.ClassApp, Command: "env",
 		Args: []string{"MESHBENCH_TEST_HELPER=" + mode, os.Args[0], "-test.run=^$", arg}, Stdout: out, Stderr: out}
+}
+
+// deployOne places a one-process unit on node.
+func deployOne(ctx context.Context, p runner.Platform, node string, spec runner.ProcessSpec) (runner.Deployed, runner.Process, error) {
+	d, err := p.Deploy(ctx, runner.Unit{Name: spec.Name, ReadyTimeout: 10 * time.Second,
+		Pods: []runner.Pod{{Node: node, Processes: []runner.ProcessSpec{spec}}}})
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, d.Processes()[0], nil
 }
 
 func testPlatform(t *testing.T, network string) {
@@ -64,21 +77,28 @@ func testPlatform(t *testing.T, network string) {
 		listen = "0.0.0.0:18080"
 	}
 	var serverOut strings.Builder
-	srv, err := p.Start(ctx, helperSpec("beta", "serve", listen, &serverOut))
+	url := "http://" + b.Addr.String() + ":18080/"
+	spec := helperSpec("beta", "serve", listen, &serverOut)
+	// The runner's side reaches the node: the unit is placed once its
+	// probe answers from the host...
+	spec.Ready = meshes.Probe{HTTPGet: url}
+	_, srv, err := deployOne(ctx, p, "beta", spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := "http://" + b.Addr.String() + ":18080/"
-	// The runner's side reaches the node...
-	waitHTTP(t, url, srv)
+	end := p.(runner.UsageMeter).MeterUsage([]runner.Process{srv})
 	// ...and so does the other node.
 	var out strings.Builder
-	cl, err := p.Start(ctx, helperSpec("alpha", "fetch", url, &out))
+	_, cl, err := deployOne(ctx, p, "alpha", helperSpec("alpha", "fetch", url, &out))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cl.Err(); err != nil || out.String() != "hello from node" {
 		t.Errorf("node alpha fetching from beta: %v, output %q", err, out.String())
+	}
+	// A live server has resident memory; its usage carries its placement.
+	if u := end(); len(u) != 1 || u[0].Name != srv.Name() || u[0].Node != "beta" || u[0].Class != results.ClassApp || u[0].RSSMaxMB <= 0 {
+		t.Errorf("usage of the server = %+v", u)
 	}
 	if network == NetNS {
 		checkExists(t, id, true)
@@ -95,8 +115,41 @@ func testPlatform(t *testing.T, network string) {
 	if err := p.Down(ctx); err != nil {
 		t.Errorf("second Down: %v", err)
 	}
-	if _, err := p.Start(ctx, helperSpec("alpha", "fetch", url, io.Discard)); err == nil {
-		t.Error("Start after Down succeeded")
+	if _, _, err := deployOne(ctx, p, "alpha", helperSpec("alpha", "fetch", url, io.Discard)); err == nil {
+		t.Error("Deploy after Down succeeded")
+	}
+}
+
+// A unit whose process exits before its probe answers is not placed:
+// the error says which process, and the processes started before it are
+// stopped.
+func TestIntegrationDeployNotReady(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: skipped with -short")
+	}
+	ctx := context.Background()
+	p, err := New(ctx, Options{RunID: newTestRunID(t), Network: Loopback, Self: os.Args[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := p.Up(ctx, []string{"alpha"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Down(ctx)
+	addr := nodes["alpha"].Addr.String() + ":18081"
+	srv := helperSpec("alpha", "serve", addr, io.Discard)
+	srv.Ready = meshes.Probe{TCP: addr}
+	// Not an app: it starts after the server, and exits at once.
+	bad := runner.ProcessSpec{Name: "bad", Class: results.ClassProxy, Command: "false", Ready: meshes.Probe{TCP: nodes["alpha"].Addr.String() + ":1"}}
+	_, err = p.Deploy(ctx, runner.Unit{Name: "u", ReadyTimeout: 10 * time.Second,
+		Pods: []runner.Pod{{Node: "alpha", Processes: []runner.ProcessSpec{bad, srv}}}})
+	if err == nil || !strings.Contains(err.Error(), "bad exited before it was ready") {
+		t.Fatalf("Deploy = %v, want bad's exit named", err)
+	}
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Error("the server placed before the failure still answers")
 	}
 }
 
@@ -171,27 +224,6 @@ func newTestRunID(t *testing.T) string {
 	defer f.Close()
 	_, _ = io.ReadFull(f, b)
 	return fmt.Sprintf("%x", b)
-}
-
-func waitHTTP(t *testing.T, url string, p runner.Process) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			return
-		}
-		select {
-		case <-p.Done():
-			t.Fatalf("server exited: %v", p.Err())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: %v", url, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // checkExists asserts whether the run's namespaces, links, rules and state

@@ -21,6 +21,8 @@ const (
 
 type process struct {
 	name    string
+	class   string
+	node    string
 	cmd     *exec.Cmd
 	done    chan struct{}
 	err     error
@@ -29,12 +31,12 @@ type process struct {
 
 var _ runner.Process = (*process)(nil)
 
-// Start runs the process on its node: inside the node's namespace through
+// start runs a process on its node: inside the node's namespace through
 // `ip netns exec` (which execs in place, so the PID is the process's own),
 // pinned with taskset when asked. Children die with the platform's process
 // (PDEATHSIG) and sit in their own process group so that a terminal's
 // Ctrl-C reaches only meshbench, which then stops them in order.
-func (p *platform) Start(ctx context.Context, spec runner.ProcessSpec) (runner.Process, error) {
+func (p *platform) start(node string, spec runner.ProcessSpec) (*process, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.down {
@@ -47,7 +49,7 @@ func (p *platform) Start(ctx context.Context, spec runner.ProcessSpec) (runner.P
 		}
 	}
 	if p.mode == NetNS {
-		argv = append(argv, "ip", "netns", "exec", nsName(p.opts.RunID, spec.Node))
+		argv = append(argv, "ip", "netns", "exec", nsName(p.opts.RunID, node))
 	}
 	command := spec.Command
 	if command == "" {
@@ -80,7 +82,7 @@ func (p *platform) Start(ctx context.Context, spec runner.ProcessSpec) (runner.P
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
-	pr := &process{name: spec.Name, cmd: cmd, done: make(chan struct{}), cgroups: cgroups}
+	pr := &process{name: spec.Name, class: spec.Class, node: node, cmd: cmd, done: make(chan struct{}), cgroups: cgroups}
 	go func() {
 		pr.err = cmd.Wait()
 		close(pr.done)
@@ -89,11 +91,7 @@ func (p *platform) Start(ctx context.Context, spec runner.ProcessSpec) (runner.P
 	return pr, nil
 }
 
-func (pr *process) Pid() int { return pr.cmd.Process.Pid }
-
-// Cgroups returns the process's cgroup v1 directories by controller
-// ("cpuacct", "memory"), or nil when it has none.
-func (pr *process) Cgroups() map[string]string { return pr.cgroups }
+func (pr *process) Name() string { return pr.name }
 
 func (pr *process) Done() <-chan struct{} { return pr.done }
 

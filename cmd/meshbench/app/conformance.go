@@ -125,13 +125,16 @@ func (o *conformanceOptions) run(ctx context.Context, s Streams) error {
 	if err != nil {
 		return err
 	}
+	if err := o.platform.choose(nil); err != nil {
+		return badInput(err)
+	}
 	outDir, err := resultsDir(o.out, "conformance-smi")
 	if err != nil {
 		return err
 	}
 	runID := newRunID()
 	log := &progress{w: s.ErrOut}
-	plat, err := o.platform.local(ctx, runID, log)
+	plat, err := o.platform.create(ctx, runID, log)
 	if err != nil {
 		return err
 	}

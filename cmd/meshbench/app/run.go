@@ -93,14 +93,63 @@ Exit codes: 0 success, 1 the run failed, 2 bad input (flags, scenario).`,
 	return cmd
 }
 
-// platformFlags choose and configure the local platform.
+// platformFlags choose and configure the platform.
 type platformFlags struct {
-	network, subnet string
+	name, network, subnet string
+	flags                 *pflag.FlagSet
 }
 
+// Platforms meshbench knows, by --platform name.
+const (
+	platformLocal = "local"
+	platformKind  = "kind"
+	platformKube  = "kube"
+)
+
 func (p *platformFlags) bind(f *pflag.FlagSet) {
+	p.flags = f
+	f.StringVar(&p.name, "platform", "", "where the workloads run: local (network namespaces on this host), kind or kube (default: the scenario's platform, else local)")
 	f.StringVar(&p.network, "network", local.Auto, "local platform network: auto, netns (root) or loopback")
 	f.StringVar(&p.subnet, "subnet", local.DefaultSubnet.String(), "private IPv4 range to take node addresses from (netns network)")
+}
+
+// choose sets the scenario's platform from --platform and checks that
+// this meshbench can run it; sc is nil where no scenario names one.
+func (p *platformFlags) choose(sc *scenarios.Scenario) error {
+	name := p.name
+	if sc != nil {
+		if p.flags.Changed("platform") {
+			sc.Platform = p.name
+			sc.Override("platform", "platform")
+		}
+		name = sc.Platform
+	}
+	fail := func(format string, args ...any) error {
+		if sc != nil {
+			return sc.FieldError("platform", format, args...)
+		}
+		return fmt.Errorf("--platform: "+format, args...)
+	}
+	switch name {
+	case "", platformLocal:
+		p.name = platformLocal
+		return nil
+	case platformKind, platformKube:
+		return fail("the %s platform is not in this build yet: workloads run on the local platform only (use --platform local)", name)
+	}
+	return fail("unknown platform %q (known: %s, %s, %s)", name, platformLocal, platformKind, platformKube)
+}
+
+// create makes the chosen platform (nothing is started yet).
+func (p *platformFlags) create(ctx context.Context, runID string, log *progress) (runner.Platform, error) {
+	if p.name != platformLocal {
+		for _, f := range []string{"network", "subnet"} {
+			if p.flags.Changed(f) {
+				return nil, badInput(fmt.Errorf("--%s applies to the local platform only (the platform is %s)", f, p.name))
+			}
+		}
+	}
+	return p.local(ctx, runID, log)
 }
 
 // local creates the local platform (nothing is started yet).
@@ -140,6 +189,9 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 	if err := o.apply(sc, cmd); err != nil {
 		return badInput(err)
 	}
+	if err := o.platform.choose(sc); err != nil {
+		return badInput(err)
+	}
 	if err := sc.Validate(); err != nil {
 		return err
 	}
@@ -153,7 +205,7 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 	}
 	runID := newRunID()
 	log := &progress{w: s.ErrOut}
-	plat, err := o.platform.local(ctx, runID, log)
+	plat, err := o.platform.create(ctx, runID, log)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package runner
+package local
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshbench/meshbench/runner"
 	"github.com/meshbench/meshbench/runner/results"
 )
 
@@ -29,9 +30,21 @@ type watched struct {
 	cgroups map[string]string
 }
 
-// cgrouped is implemented by processes the platform put in cgroups.
-type cgrouped interface {
-	Cgroups() map[string]string
+var _ runner.UsageMeter = (*platform)(nil)
+
+// MeterUsage measures processes this platform started: from their cgroups
+// when they have them (every process they ever had, working sets), else
+// from /proc (the process and its descendants). A process of another
+// platform is reported by name with no figures.
+func (p *platform) MeterUsage(procs []runner.Process) func() []results.Usage {
+	w := make([]watched, len(procs))
+	for i, rp := range procs {
+		w[i].name = rp.Name()
+		if pr, ok := rp.(*process); ok {
+			w[i].class, w[i].node, w[i].pid, w[i].cgroups = pr.class, pr.node, pr.cmd.Process.Pid, pr.cgroups
+		}
+	}
+	return startSampler(w).finish
 }
 
 // cpuOf reads a component's CPU seconds: from cpuacct.usage when it has a
