@@ -20,7 +20,7 @@ FUZZ_SHORT ?= 20000x
 FUZZTIME   ?= 1000000x
 FUZZ_TARGETS := ./proxy:FuzzRouteMatch ./proxy:FuzzHeaderRewriting ./proxy/xds:FuzzDecode
 
-.PHONY: all setup build engine run test vet fmt-check tidy-check bench fuzz fuzz-short gate-validity clean
+.PHONY: all setup build engine node-image run test vet fmt-check tidy-check bench fuzz fuzz-short gate-validity clean
 
 all: build
 
@@ -34,6 +34,11 @@ build: setup
 # left alone; otherwise Debian's docker.io, started as scripts/engine.sh says.
 engine: build
 	@./scripts/engine.sh $(BIN)
+
+# The kind node image, offline: from the cache (seconds), or built from
+# Debian packages and the Go module proxy (see the README for how long).
+node-image: engine
+	./$(BIN) cluster build-node-image
 
 run: build
 	./$(BIN) run $(SCENARIO) $(ARGS)
@@ -54,7 +59,7 @@ tidy-check:
 # root, network namespaces). -p 1 runs packages one at a time: a run cleans
 # up what dead runs left behind, and the crash-recovery test needs to be the
 # one that finds its own dead run's leftovers.
-test: setup fmt-check tidy-check vet engine
+test: setup fmt-check tidy-check vet engine node-image
 	MESHBENCH_ENGINE=required $(GO) test -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory fuzz-short
 

@@ -8,8 +8,9 @@ set -euo pipefail
 # placement), procps (ps, for the leftover checks in tests), haproxy and
 # nginx with its stream module (the reference data planes meshbench compares
 # its own with; the stream module carries TCP load), and chromium (the HTML
-# report's test renders it headless and screenshots it).
-packages=(iproute2 iptables util-linux procps haproxy nginx-light libnginx-mod-stream chromium)
+# report's test renders it headless and screenshots it), and debootstrap (the
+# kind platform's offline node image starts from a Debian root filesystem).
+packages=(iproute2 iptables util-linux procps haproxy nginx-light libnginx-mod-stream chromium debootstrap)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -94,4 +95,93 @@ func archiveTags(t *testing.T, path string) []string {
 		}
 		return tags
 	}
+}
+
+// kubectlIn runs kubectl on a cluster's control-plane node with its admin
+// credentials (the host has no kubectl).
+func kubectlIn(t *testing.T, cluster string, args ...string) (string, error) {
+	t.Helper()
+	all := append([]string{"exec", cluster + "-control-plane", "kubectl", "--kubeconfig=/etc/kubernetes/admin.conf"}, args...)
+	out, err := exec.Command("docker", all...).CombinedOutput()
+	return string(out), err
+}
+
+// A real kind cluster on this machine: created from the offline node
+// image (make test builds it, or loads it from the cache, before the
+// tests), idempotent, its nodes labelled by role, meshbench's image loaded
+// with kind's image loading and run as a pod on the system-under-test
+// node, then deleted without a trace.
+func TestIntegrationKindCluster(t *testing.T) {
+	engine(t)
+	name := fmt.Sprintf("t%06x", time.Now().UnixNano()&0xffffff)
+	full := "meshbench-" + name
+	t.Cleanup(func() { _ = exec.Command(meshbenchBin, "cluster", "delete", name).Run() })
+
+	r := meshbench(t, 45*time.Minute, "cluster", "create", name, "--wait", "5m")
+	if r.code != 0 || !strings.Contains(r.stdout, "cluster "+full+" created") {
+		t.Fatalf("cluster create: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("create: %s", lastLines(r.stderr, 3))
+	// Idempotent: a second create leaves it.
+	if r := meshbench(t, 5*time.Minute, "cluster", "create", name); r.code != 0 || !strings.Contains(r.stdout, "exists") {
+		t.Errorf("second create: exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
+	}
+	if r := meshbench(t, time.Minute, "cluster", "list"); r.code != 0 || !strings.Contains(r.stdout, full+"\n") {
+		t.Errorf("list: exit %d, stdout %q", r.code, r.stdout)
+	}
+	if r := meshbench(t, time.Minute, "cluster", "kubeconfig", name); r.code != 0 || !strings.Contains(r.stdout, "server: https://127.0.0.1:") {
+		t.Errorf("kubeconfig: exit %d, stdout %q", r.code, r.stdout)
+	}
+	// Every node Ready, the workers labelled by role.
+	out, err := kubectlIn(t, full, "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name} {.metadata.labels.meshbench\.dev/role} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
+	if err != nil {
+		t.Fatalf("get nodes: %v\n%s", err, out)
+	}
+	want := []string{full + "-control-plane  True", full + "-worker loadgen True", full + "-worker2 sut True"}
+	for _, w := range want {
+		if !strings.Contains(out, w+"\n") {
+			t.Errorf("nodes:\n%s\nwant a line %q", out, w)
+		}
+	}
+
+	// meshbench's image, loaded with kind's image loading, runs as a pod
+	// on the system-under-test node.
+	if r := meshbench(t, 5*time.Minute, "cluster", "build-image", "--cluster", name); r.code != 0 {
+		t.Fatalf("build-image --cluster: exit %d\n%s", r.code, r.stderr)
+	}
+	if out, err := kubectlIn(t, full, "run", "mb-version", "--image=meshbench.local/meshbench:dev", "--image-pull-policy=Never",
+		"--restart=Never", `--overrides={"spec":{"nodeSelector":{"meshbench.dev/role":"sut"}}}`, "--", "version"); err != nil {
+		t.Fatalf("kubectl run: %v\n%s", err, out)
+	}
+	if out, err := kubectlIn(t, full, "wait", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=2m", "pod/mb-version"); err != nil {
+		desc, _ := kubectlIn(t, full, "describe", "pod", "mb-version")
+		t.Fatalf("the pod did not succeed: %v\n%s\n%s", err, out, desc)
+	}
+	if out, _ := kubectlIn(t, full, "logs", "mb-version"); !strings.HasPrefix(out, "meshbench dev") {
+		t.Errorf("pod output %q", out)
+	}
+	if out, _ := kubectlIn(t, full, "get", "pod", "mb-version", "-o", "jsonpath={.spec.nodeName}"); out != full+"-worker2" {
+		t.Errorf("the pod ran on %q, want the sut node", out)
+	}
+
+	if r := meshbench(t, 2*time.Minute, "cluster", "delete", name); r.code != 0 {
+		t.Fatalf("delete: exit %d\n%s", r.code, r.stderr)
+	}
+	if out, _ := exec.Command("docker", "ps", "-a", "--filter", "label=io.x-k8s.kind.cluster="+full, "-q").Output(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("containers left after delete: %s", out)
+	}
+	if r := meshbench(t, time.Minute, "cluster", "delete", name); r.code != 0 {
+		t.Errorf("deleting a deleted cluster: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := meshbench(t, time.Minute, "cluster", "kubeconfig", name); r.code != 2 || !strings.Contains(r.stderr, "no meshbench cluster "+full) {
+		t.Errorf("kubeconfig of a deleted cluster: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
 }

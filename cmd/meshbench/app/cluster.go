@@ -2,30 +2,280 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"sigs.k8s.io/kind/pkg/apis/config/defaults"
+
+	"github.com/meshbench/meshbench/runner/kind"
 	"github.com/meshbench/meshbench/runner/kind/images"
+	"github.com/meshbench/meshbench/runner/kind/nodeimage"
 )
 
 // newClusterCommand groups what the kind platform needs on this machine:
-// images today; the clusters themselves as they land.
+// the clusters and the images they run.
 func newClusterCommand(s Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Images (and, as the kind platform lands, clusters) for the kind platform",
+		Short: "kind clusters for meshbench, and the images they run",
 		Args:  argsCheck(cobra.NoArgs),
 	}
-	cmd.AddCommand(newBuildImageCommand(s))
+	cmd.AddCommand(newClusterCreateCommand(s), newClusterDeleteCommand(s), newClusterListCommand(s), newClusterKubeconfigCommand(s),
+		newBuildImageCommand(s), newBuildNodeImageCommand(s))
 	return cmd
 }
 
+// defaultCluster is the cluster a command means when none is named.
+const defaultCluster = "default"
+
+func clusterName(args []string) (string, error) {
+	name := defaultCluster
+	if len(args) > 0 {
+		name = strings.TrimPrefix(args[0], kind.Prefix)
+	}
+	if err := kind.ValidName(name); err != nil {
+		return "", badInput(err)
+	}
+	return name, nil
+}
+
+type clusterCreateOptions struct {
+	workers             int
+	nodeImage, cacheDir string
+	kubeconfig          string
+	retain              bool
+	wait                time.Duration
+}
+
+func newClusterCreateCommand(s Streams) *cobra.Command {
+	o := &clusterCreateOptions{}
+	cmd := &cobra.Command{
+		Use:   "create [NAME]",
+		Short: "Create a kind cluster for meshbench (named meshbench-NAME; default meshbench-default)",
+		Long: `Creates a kind cluster: one control-plane node and --workers workers, the first
+labelled ` + kind.RoleLabel + `=` + kind.RoleLoadGen + ` (the load generator runs there), the others
+` + kind.RoleLabel + `=` + kind.RoleSUT + `. A cluster that exists is left as it is.
+
+--node-image auto takes kind's upstream node image (pinned by digest) on
+cgroup v2 hosts, and on cgroup v1 hosts, where that Kubernetes version's
+kubelet refuses to run, the offline node image (see build-node-image; built
+or loaded from the cache).`,
+		Args: argsCheck(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), s, args) },
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.workers, "workers", 2, "worker nodes (at least 2: the load generator's and the system under test's)")
+	f.StringVar(&o.nodeImage, "node-image", "auto", "auto, offline (build-node-image), upstream (kind's default), or an image reference")
+	f.StringVar(&o.cacheDir, "cache-dir", nodeimage.DefaultCacheDir(), "the offline node image's cache")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "write the cluster's kubeconfig here (default: kind's, $KUBECONFIG or ~/.kube/config)")
+	f.BoolVar(&o.retain, "retain", false, "keep the nodes when creation fails, for debugging")
+	f.DurationVar(&o.wait, "wait", 3*time.Minute, "how long to wait for every node to be Ready")
+	return cmd
+}
+
+func (o *clusterCreateOptions) run(ctx context.Context, s Streams, args []string) error {
+	name, err := clusterName(args)
+	if err != nil {
+		return err
+	}
+	if o.workers < 2 {
+		return badInput(fmt.Errorf("--workers %d: want at least 2", o.workers))
+	}
+	if o.wait <= 0 {
+		return badInput(fmt.Errorf("--wait %s: want a positive duration", o.wait))
+	}
+	log := &progress{w: s.ErrOut}
+	if err := engineAnswers(ctx); err != nil {
+		return err
+	}
+	image, err := o.image(ctx, s, log)
+	if err != nil {
+		return err
+	}
+	created, err := kind.Create(ctx, kind.ClusterOptions{Name: name, Workers: o.workers, Image: image, Retain: o.retain,
+		Kubeconfig: o.kubeconfig, ReadyTimeout: o.wait, Log: log})
+	if err != nil {
+		return err
+	}
+	if created {
+		fmt.Fprintf(s.Out, "cluster %s created\n", kind.FullName(name))
+	} else {
+		fmt.Fprintf(s.Out, "cluster %s exists\n", kind.FullName(name))
+	}
+	return nil
+}
+
+// image resolves --node-image.
+func (o *clusterCreateOptions) image(ctx context.Context, s Streams, log *progress) (string, error) {
+	switch o.nodeImage {
+	case "upstream":
+		return defaults.Image, nil
+	case "auto":
+		if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+			return defaults.Image, nil
+		}
+		log.Logf("cgroup v1 host: the offline node image (Kubernetes %s; kind's default refuses cgroup v1)", nodeimage.Default.Kubernetes)
+		fallthrough
+	case "offline":
+		b := &nodeimage.Builder{Versions: nodeimage.Default, CacheDir: o.cacheDir, Log: log.Logf, Output: io.Discard}
+		return b.Build(ctx)
+	case "":
+		return "", badInput(errors.New("--node-image: empty"))
+	}
+	return o.nodeImage, nil
+}
+
+// engineAnswers checks for a Docker engine, which kind needs.
+func engineAnswers(ctx context.Context) error {
+	if _, err := exec.LookPath("docker"); err != nil {
+		return badInput(errors.New("the kind platform needs Docker: no docker command (scripts/engine.sh installs and starts one)"))
+	}
+	if out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		return badInput(fmt.Errorf("the kind platform needs a Docker engine, and none answers (scripts/engine.sh starts one): %s", strings.TrimSpace(string(out))))
+	}
+	return nil
+}
+
+func newClusterDeleteCommand(s Streams) *cobra.Command {
+	var kubeconfig string
+	cmd := &cobra.Command{
+		Use:   "delete [NAME]",
+		Short: "Delete a meshbench kind cluster (deleting one that does not exist is not an error)",
+		Args:  argsCheck(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := clusterName(args)
+			if err != nil {
+				return err
+			}
+			if err := engineAnswers(cmd.Context()); err != nil {
+				return err
+			}
+			if err := kind.Delete(name, kubeconfig, &progress{w: s.ErrOut}); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "cluster %s deleted\n", kind.FullName(name))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "the kubeconfig to remove the cluster from (default: kind's)")
+	return cmd
+}
+
+func newClusterListCommand(s Streams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List meshbench's kind clusters",
+		Args:  argsCheck(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := engineAnswers(cmd.Context()); err != nil {
+				return err
+			}
+			names, err := kind.List(&progress{w: s.ErrOut})
+			if err != nil {
+				return err
+			}
+			if len(names) == 0 {
+				fmt.Fprintln(s.ErrOut, "no meshbench clusters")
+			}
+			for _, n := range names {
+				fmt.Fprintln(s.Out, n)
+			}
+			return nil
+		},
+	}
+}
+
+func newClusterKubeconfigCommand(s Streams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "kubeconfig [NAME]",
+		Short: "Print a meshbench kind cluster's kubeconfig",
+		Args:  argsCheck(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := clusterName(args)
+			if err != nil {
+				return err
+			}
+			if err := engineAnswers(cmd.Context()); err != nil {
+				return err
+			}
+			if ok, err := kind.Exists(name, &progress{w: s.ErrOut}); err != nil || !ok {
+				return badInput(fmt.Errorf("no meshbench cluster %s (meshbench cluster list) %v", kind.FullName(name), err))
+			}
+			cfg, err := kind.Kubeconfig(name, &progress{w: s.ErrOut})
+			if err != nil {
+				return fmt.Errorf("cluster %s: %w", kind.FullName(name), err)
+			}
+			fmt.Fprint(s.Out, cfg)
+			return nil
+		},
+	}
+}
+
+type buildNodeImageOptions struct {
+	cacheDir, mirror string
+	verbose          bool
+}
+
+func newBuildNodeImageCommand(s Streams) *cobra.Command {
+	o := &buildNodeImageOptions{}
+	v := nodeimage.Default
+	cmd := &cobra.Command{
+		Use:   "build-node-image",
+		Short: "Build a kind node image offline (Debian packages, Kubernetes from the Go module proxy) into Docker",
+		Long: fmt.Sprintf(`Builds a kind node image without a registry: a Debian %s root filesystem
+(debootstrap), kind %s's node files, Kubernetes %s, etcd %s, CoreDNS %s and
+pause built from the Go module proxy, every image kubeadm needs preloaded.
+Every stage is cached under --cache-dir by version; the finished image is
+kept there as an archive a fresh Docker engine loads in seconds. Cold, the
+Go builds take tens of minutes of CPU.
+
+On machines with a registry, kind's upstream node image is the usual choice;
+this build is for air-gapped machines and CI.`, v.Debian, v.Kind, v.Kubernetes, v.Etcd, v.CoreDNS),
+		Args: argsCheck(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), s) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.cacheDir, "cache-dir", nodeimage.DefaultCacheDir(), "where the stages and finished images are kept")
+	f.StringVar(&o.mirror, "mirror", "", "Debian mirror for debootstrap (default: the host's apt sources)")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "print the build commands' output (it is always kept in the cache's build log)")
+	return cmd
+}
+
+func (o *buildNodeImageOptions) run(ctx context.Context, s Streams) error {
+	if err := os.MkdirAll(filepath.Join(o.cacheDir, "build"), 0o755); err != nil {
+		return badInput(fmt.Errorf("--cache-dir: %w", err))
+	}
+	logPath := filepath.Join(o.cacheDir, "build", "node-image.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	var out io.Writer = logFile
+	if o.verbose {
+		out = io.MultiWriter(logFile, s.ErrOut)
+	}
+	log := &progress{w: s.ErrOut}
+	b := &nodeimage.Builder{Versions: nodeimage.Default, CacheDir: o.cacheDir, Mirror: o.mirror, Log: log.Logf, Output: out}
+	log.Logf("node image %s (build log: %s)", b.Ref(), logPath)
+	ref, err := b.Build(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(s.Out, ref)
+	return nil
+}
+
 type buildImageOptions struct {
-	binary, output string
+	binary, output, cluster string
 }
 
 func newBuildImageCommand(s Streams) *cobra.Command {
@@ -44,6 +294,7 @@ it is loaded into the local Docker engine.`,
 	f := cmd.Flags()
 	f.StringVar(&o.binary, "binary", "", "the meshbench binary to put in the image (default: this one; it must be static, as make build makes it)")
 	f.StringVarP(&o.output, "output", "o", "", "write the image archive to this file instead of loading it into Docker")
+	f.StringVar(&o.cluster, "cluster", "", "load the image into this meshbench kind cluster's nodes instead of Docker")
 	return cmd
 }
 
@@ -67,6 +318,24 @@ func (o *buildImageOptions) run(ctx context.Context, s Streams) error {
 	}
 	ref := images.Ref(version)
 	write := func(w io.Writer) error { return images.WriteArchive(w, map[string]images.Image{ref: img}) }
+	if o.output != "" && o.cluster != "" {
+		return badInput(errors.New("--output and --cluster: choose one"))
+	}
+	if o.cluster != "" {
+		name, err := clusterName([]string{o.cluster})
+		if err != nil {
+			return err
+		}
+		log := &progress{w: s.ErrOut}
+		if ok, err := kind.Exists(name, log); err != nil || !ok {
+			return badInput(fmt.Errorf("--cluster: no meshbench cluster %s (meshbench cluster list) %v", kind.FullName(name), err))
+		}
+		if err := kind.LoadImages(name, write, log); err != nil {
+			return err
+		}
+		fmt.Fprintf(s.Out, "%s loaded into cluster %s\n", ref, kind.FullName(name))
+		return nil
+	}
 	if o.output != "" {
 		if err := writeFileAtomic(o.output, write); err != nil {
 			return err

@@ -15,6 +15,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -72,7 +74,24 @@ func Meshbench(binPath, version string) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
+	return FromLayers([]v1.Layer{layer}, Config{
+		Entrypoint: []string{BinaryPath},
+		Labels:     map[string]string{"org.opencontainers.image.version": version, "org.opencontainers.image.title": "meshbench"},
+	})
+}
+
+// Config is what an image says about how to run it.
+type Config struct {
+	Entrypoint []string
+	// Env defaults to a PATH of the usual binary directories.
+	Env    []string
+	Labels map[string]string
+}
+
+// FromLayers is a linux/amd64 image of layers (first at the bottom),
+// dated at the epoch so that the same layers make the same image.
+func FromLayers(layers []v1.Layer, c Config) (v1.Image, error) {
+	img, err := mutate.AppendLayers(empty.Image, layers...)
 	if err != nil {
 		return nil, err
 	}
@@ -82,11 +101,46 @@ func Meshbench(binPath, version string) (v1.Image, error) {
 	}
 	cf = cf.DeepCopy()
 	cf.Architecture, cf.OS, cf.Created = "amd64", "linux", v1.Time{Time: epoch}
-	cf.Config.Entrypoint = []string{BinaryPath}
-	cf.Config.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
-	cf.Config.Labels = map[string]string{"org.opencontainers.image.version": version, "org.opencontainers.image.title": "meshbench"}
+	cf.Config.Entrypoint = c.Entrypoint
+	cf.Config.Env = c.Env
+	if len(cf.Config.Env) == 0 {
+		cf.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	}
+	cf.Config.Labels = c.Labels
 	return mutate.ConfigFile(img, cf)
 }
+
+// Binary is a one-layer image holding a file read from the host at
+// path, as /at in the image, with /tmp.
+func Binary(path, at string, c Config) (v1.Image, error) {
+	layer, err := BinaryLayer(path, at)
+	if err != nil {
+		return nil, err
+	}
+	return FromLayers([]v1.Layer{layer}, c)
+}
+
+// BinaryLayer is a layer holding the file at path as /at, with /tmp.
+func BinaryLayer(path, at string) (v1.Layer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	files := []File{{Path: "tmp/", Mode: 0o1777}}
+	dir := ""
+	for _, part := range strings.Split(strings.Trim(filepath.Dir(at), "/"), "/") {
+		if part == "" {
+			continue
+		}
+		dir += part + "/"
+		files = append(files, File{Path: dir, Mode: 0o755})
+	}
+	files = append(files, File{Path: strings.TrimPrefix(at, "/"), Mode: 0o755, Data: data})
+	return Layer(files)
+}
+
+// TarLayer is a layer read from an (uncompressed) tar file.
+func TarLayer(path string) (v1.Layer, error) { return tarball.LayerFromFile(path) }
 
 // File is an entry of a layer: a directory when Path ends in "/".
 type File struct {

@@ -1,0 +1,450 @@
+// Package kind runs meshbench's kind clusters: their lifecycle through
+// sigs.k8s.io/kind's library (nodes as Docker containers), and what kind
+// leaves to others offline: the pod network (kind's own CNI, kindnetd, is
+// an image from a registry, so meshbench writes a static bridge
+// configuration and the routes between nodes itself).
+package kind
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
+	"sigs.k8s.io/kind/pkg/cluster"
+	"sigs.k8s.io/kind/pkg/cluster/nodes"
+	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
+	kindlog "sigs.k8s.io/kind/pkg/log"
+)
+
+// Prefix namespaces meshbench's clusters among a user's kind clusters.
+const Prefix = "meshbench-"
+
+// Node roles, as the label RoleLabel on worker nodes: the load generator
+// runs apart from the system under test.
+const (
+	RoleLabel   = "meshbench.dev/role"
+	RoleLoadGen = "loadgen"
+	RoleSUT     = "sut"
+)
+
+// Logger receives progress lines.
+type Logger interface {
+	Logf(format string, args ...any)
+}
+
+// ClusterOptions describe a cluster to create.
+type ClusterOptions struct {
+	// Name is the cluster's name without Prefix.
+	Name string
+	// Workers is the number of worker nodes: the first for the load
+	// generator, the rest for the system under test (at least 1).
+	Workers int
+	// Image is the node image.
+	Image string
+	// Retain keeps the nodes of a failed creation, for debugging.
+	Retain bool
+	// Kubeconfig is where the cluster's kubeconfig is written (kind's
+	// default, $KUBECONFIG or ~/.kube/config, when empty).
+	Kubeconfig string
+	// ReadyTimeout bounds the wait for every node to be Ready.
+	ReadyTimeout time.Duration
+	Log          Logger
+}
+
+// FullName is the kind cluster name of a meshbench cluster.
+func FullName(name string) string {
+	if strings.HasPrefix(name, Prefix) {
+		return name
+	}
+	return Prefix + name
+}
+
+// ValidName checks a cluster name (without the prefix): kind uses it in
+// container and network names.
+func ValidName(name string) error {
+	if name == "" || len(name) > 40 {
+		return fmt.Errorf("cluster name %q: want 1-40 characters", name)
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return fmt.Errorf("cluster name %q: use lowercase letters, digits and '-'", name)
+		}
+	}
+	return nil
+}
+
+func provider(log Logger) *cluster.Provider {
+	return cluster.NewProvider(cluster.ProviderWithDocker(), cluster.ProviderWithLogger(kindLogger{log}))
+}
+
+// Config is the kind configuration of a cluster: one control plane and
+// the workers labelled by role, kind's default CNI disabled (the pod
+// network is set up by Create).
+func Config(o ClusterOptions) *v1alpha4.Cluster {
+	cfg := &v1alpha4.Cluster{Name: FullName(o.Name)}
+	cfg.Kind, cfg.APIVersion = "Cluster", "kind.x-k8s.io/v1alpha4"
+	cfg.Networking.DisableDefaultCNI = true
+	cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.ControlPlaneRole})
+	for i := range max(o.Workers, 2) {
+		role := RoleSUT
+		if i == 0 {
+			role = RoleLoadGen
+		}
+		cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.WorkerRole, Labels: map[string]string{RoleLabel: role}})
+	}
+	return cfg
+}
+
+// Create creates the cluster unless it exists (then it says so and
+// leaves it), sets up its pod network and waits until every node is Ready.
+// It returns whether it created the cluster.
+func Create(ctx context.Context, o ClusterOptions) (bool, error) {
+	name := FullName(o.Name)
+	p := provider(o.Log)
+	existing, err := p.List()
+	if err != nil {
+		return false, fmt.Errorf("list kind clusters: %w", err)
+	}
+	if slices.Contains(existing, name) {
+		o.Log.Logf("cluster %s exists; leaving it as it is", name)
+		return false, nil
+	}
+	start := time.Now()
+	noteLibModules()
+	o.Log.Logf("cluster %s: creating (node image %s, %d workers)", name, o.Image, max(o.Workers, 2))
+	err = p.Create(name,
+		cluster.CreateWithV1Alpha4Config(Config(o)),
+		cluster.CreateWithNodeImage(o.Image),
+		cluster.CreateWithRetain(o.Retain),
+		cluster.CreateWithKubeconfigPath(o.Kubeconfig),
+		cluster.CreateWithDisplayUsage(false),
+		cluster.CreateWithDisplaySalutation(false),
+	)
+	if err != nil {
+		return false, fmt.Errorf("create cluster %s: %w", name, err)
+	}
+	fail := func(err error) (bool, error) {
+		if !o.Retain {
+			_ = p.Delete(name, o.Kubeconfig)
+			return false, fmt.Errorf("cluster %s (deleted): %w", name, err)
+		}
+		return false, fmt.Errorf("cluster %s (kept: --retain): %w", name, err)
+	}
+	if err := podNetwork(ctx, p, name, o.Log); err != nil {
+		return fail(fmt.Errorf("pod network: %w", err))
+	}
+	timeout := o.ReadyTimeout
+	if timeout <= 0 {
+		timeout = 3 * time.Minute
+	}
+	if err := waitReady(ctx, p, name, timeout); err != nil {
+		return fail(err)
+	}
+	o.Log.Logf("cluster %s: ready in %s", name, time.Since(start).Round(time.Second))
+	return true, nil
+}
+
+// Delete deletes the cluster; a cluster that does not exist is not an
+// error.
+func Delete(name, kubeconfig string, log Logger) error {
+	p := provider(log)
+	if err := p.Delete(FullName(name), kubeconfig); err != nil {
+		return err
+	}
+	if left, err := p.List(); err == nil && len(left) == 0 {
+		removeLibModules()
+	}
+	return nil
+}
+
+// libModulesMarker records that /lib/modules did not exist before
+// meshbench's first cluster: kind bind-mounts it into every node, and
+// Docker creates the (empty) directory on a host that has none.
+var libModulesMarker = "/run/meshbench/lib-modules-created-by-kind"
+
+func noteLibModules() {
+	if _, err := os.Stat("/lib/modules"); os.IsNotExist(err) {
+		_ = os.MkdirAll(filepath.Dir(libModulesMarker), 0o755)
+		_ = os.WriteFile(libModulesMarker, nil, 0o644)
+	}
+}
+
+// removeLibModules removes the directory Docker made for kind, once no
+// kind cluster is left, if it is still empty.
+func removeLibModules() {
+	if _, err := os.Stat(libModulesMarker); err != nil {
+		return
+	}
+	if err := os.Remove("/lib/modules"); err == nil || os.IsNotExist(err) {
+		_ = os.Remove(libModulesMarker)
+	}
+}
+
+// List lists meshbench's clusters (kind clusters with the prefix).
+func List(log Logger) ([]string, error) {
+	all, err := provider(log).List()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, c := range all {
+		if strings.HasPrefix(c, Prefix) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// Kubeconfig returns a cluster's kubeconfig (for the host: the API
+// server on its published loopback port).
+func Kubeconfig(name string, log Logger) (string, error) {
+	return provider(log).KubeConfig(FullName(name), false)
+}
+
+// LoadImages loads an image archive (docker-save format, written by
+// write) into every node's containerd, as 'kind load image-archive' does.
+func LoadImages(name string, write func(io.Writer) error, log Logger) error {
+	name = FullName(name)
+	all, err := provider(log).ListNodes(name)
+	if err != nil {
+		return err
+	}
+	if len(all) == 0 {
+		return fmt.Errorf("cluster %s does not exist", name)
+	}
+	f, err := os.CreateTemp("", "meshbench-images-*.tar")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if err := write(f); err != nil {
+		return err
+	}
+	for _, n := range all {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		if err := nodeutils.LoadImageArchive(n, f); err != nil {
+			return fmt.Errorf("load images into %s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// Exists says whether a meshbench cluster of that name exists.
+func Exists(name string, log Logger) (bool, error) {
+	all, err := provider(log).List()
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(all, FullName(name)), nil
+}
+
+// controlPlane is a cluster's control-plane node.
+func controlPlane(p *cluster.Provider, name string) (nodes.Node, []nodes.Node, error) {
+	all, err := p.ListNodes(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, n := range all {
+		if r, err := n.Role(); err == nil && r == "control-plane" {
+			return n, all, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("cluster %s has no control-plane node", name)
+}
+
+// kubectl runs kubectl on the control-plane node with the admin
+// credentials and returns its output.
+func kubectl(cp nodes.Node, args ...string) ([]byte, error) {
+	var out, errOut bytes.Buffer
+	cmd := cp.Command("kubectl", append([]string{"--kubeconfig=/etc/kubernetes/admin.conf"}, args...)...)
+	cmd.SetStdout(&out)
+	cmd.SetStderr(&errOut)
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(errOut.String()))
+	}
+	return out.Bytes(), nil
+}
+
+// apiNode is what meshbench reads of a Node object.
+type apiNode struct {
+	Metadata struct{ Name string }
+	Spec     struct {
+		PodCIDR string `json:"podCIDR"`
+	}
+	Status struct {
+		Conditions []struct{ Type, Status, Message string }
+		Addresses  []struct{ Type, Address string }
+	}
+}
+
+type nodeList struct{ Items []apiNode }
+
+func getNodes(cp nodes.Node) (*nodeList, error) {
+	out, err := kubectl(cp, "get", "nodes", "-o", "json")
+	if err != nil {
+		return nil, err
+	}
+	var l nodeList
+	if err := json.Unmarshal(out, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// cniConfig is a node's pod network: a bridge with host-local addresses
+// from the node's pod range, masquerading what leaves the pod network.
+const cniConfig = `{
+  "cniVersion": "0.4.0",
+  "name": "meshbench",
+  "plugins": [
+    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "%s"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+`
+
+// podNetwork writes each node's CNI configuration for its pod range and
+// routes every other node's range through that node, once the controller
+// manager has given every node a range.
+func podNetwork(ctx context.Context, p *cluster.Provider, name string, log Logger) error {
+	cp, all, err := controlPlane(p, name)
+	if err != nil {
+		return err
+	}
+	var l *nodeList
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		l, err = getNodes(cp)
+		if err == nil && len(l.Items) == len(all) && !slices.ContainsFunc(l.Items, func(n apiNode) bool { return n.Spec.PodCIDR == "" }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not every node has a pod range after 2m (%v)", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	cidr, addr := map[string]string{}, map[string]string{}
+	for _, n := range l.Items {
+		cidr[n.Metadata.Name] = n.Spec.PodCIDR
+		for _, a := range n.Status.Addresses {
+			if a.Type == "InternalIP" && !strings.Contains(a.Address, ":") {
+				addr[n.Metadata.Name] = a.Address
+			}
+		}
+	}
+	for _, n := range all {
+		self := n.String()
+		if cidr[self] == "" {
+			return fmt.Errorf("node %s is not in the API's node list", self)
+		}
+		cmd := n.Command("sh", "-c", "mkdir -p /etc/cni/net.d && cat > /etc/cni/net.d/10-meshbench.conflist")
+		cmd.SetStdin(strings.NewReader(fmt.Sprintf(cniConfig, cidr[self])))
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("node %s: CNI configuration: %w", self, err)
+		}
+		for other, c := range cidr {
+			if other == self {
+				continue
+			}
+			if err := n.Command("ip", "route", "replace", c, "via", addr[other]).Run(); err != nil {
+				return fmt.Errorf("node %s: route to %s's pods (%s via %s): %w", self, other, c, addr[other], err)
+			}
+		}
+		log.Logf("node %s: pods in %s", self, cidr[self])
+	}
+	return nil
+}
+
+// waitReady waits until every node reports Ready.
+func waitReady(ctx context.Context, p *cluster.Provider, name string, timeout time.Duration) error {
+	cp, _, err := controlPlane(p, name)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	var last string
+	for {
+		l, err := getNodes(cp)
+		if err == nil {
+			var notReady []string
+			for _, n := range l.Items {
+				ready := false
+				for _, c := range n.Status.Conditions {
+					if c.Type == "Ready" {
+						ready = c.Status == "True"
+						if !ready {
+							last = n.Metadata.Name + ": " + c.Message
+						}
+					}
+				}
+				if !ready {
+					notReady = append(notReady, n.Metadata.Name)
+				}
+			}
+			if len(notReady) == 0 && len(l.Items) > 0 {
+				// And cluster DNS serves (it starts before the pod
+				// network does, and backs off).
+				out, err := kubectl(cp, "-n", "kube-system", "get", "deployment", "coredns", "-o", "jsonpath={.status.readyReplicas}/{.spec.replicas}")
+				if err == nil && len(out) > 2 && string(out[:bytes.IndexByte(out, '/')]) == string(out[bytes.IndexByte(out, '/')+1:]) {
+					return nil
+				}
+				last = fmt.Sprintf("coredns ready replicas/wanted: %s %v", out, err)
+			}
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nodes not Ready after %s: %s", timeout, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// kindLogger passes kind's warnings and errors on, and its info lines at
+// verbosity 0 (its steps).
+type kindLogger struct{ l Logger }
+
+func (k kindLogger) Warn(m string)                        { k.l.Logf("kind: %s", m) }
+func (k kindLogger) Warnf(f string, a ...any)             { k.l.Logf("kind: "+f, a...) }
+func (k kindLogger) Error(m string)                       { k.l.Logf("kind: %s", m) }
+func (k kindLogger) Errorf(f string, a ...any)            { k.l.Logf("kind: "+f, a...) }
+func (k kindLogger) V(v kindlog.Level) kindlog.InfoLogger { return kindInfo{k.l, v == 0} }
+
+type kindInfo struct {
+	l  Logger
+	on bool
+}
+
+func (i kindInfo) Info(m string) {
+	if i.on {
+		i.l.Logf("kind: %s", strings.TrimSpace(m))
+	}
+}
+
+func (i kindInfo) Infof(f string, a ...any) {
+	if i.on {
+		i.l.Logf("kind: "+strings.TrimSpace(f), a...)
+	}
+}
+
+func (i kindInfo) Enabled() bool { return i.on }
