@@ -28,16 +28,7 @@ fi
 if ! command -v dockerd >/dev/null 2>&1; then
   command -v apt-get >/dev/null 2>&1 || { echo "engine: no dockerd and no apt-get: install a Docker engine" >&2; exit 1; }
   echo "engine: installing Debian's docker.io"
-  export DEBIAN_FRONTEND=noninteractive
-  # The package would start its own service: forbid that while installing
-  # (policy-rc.d exit 101), and put back what was there.
-  policy=/usr/sbin/policy-rc.d
-  saved=""
-  if [ -e "$policy" ]; then saved=$(mktemp); cp -p "$policy" "$saved"; fi
-  printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"
-  trap 'if [ -n "$saved" ]; then mv "$saved" "$policy"; else rm -f "$policy"; fi' EXIT
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+  "$(dirname "$0")/apt-install.sh" docker.io
 fi
 
 mkdir -p "$conf_dir"

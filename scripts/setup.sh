@@ -25,17 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: missing packages ${missing[*]} and no apt-get on this host; install them with your package manager" >&2
   else
     echo "setup: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    # Packages such as nginx start a system service when installed; meshbench
-    # runs its own instances, so keep the package scripts from starting any
-    # (policy-rc.d exit 101: "action forbidden"), and put back what was there.
-    policy=/usr/sbin/policy-rc.d
-    saved=""
-    if [ -e "$policy" ]; then saved=$(mktemp); cp -p "$policy" "$saved"; fi
-    printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"
-    trap 'if [ -n "$saved" ]; then mv "$saved" "$policy"; else rm -f "$policy"; fi' EXIT
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    "$(dirname "$0")/apt-install.sh" "${missing[@]}"
   fi
 fi
 

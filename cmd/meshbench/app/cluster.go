@@ -36,6 +36,15 @@ func newClusterCommand(s Streams) *cobra.Command {
 // defaultCluster is the cluster a command means when none is named.
 const defaultCluster = "default"
 
+// namedCluster is the cluster a command names, once an engine answers.
+func namedCluster(ctx context.Context, args []string) (string, error) {
+	name, err := clusterName(args)
+	if err != nil {
+		return "", err
+	}
+	return name, engineAnswers(ctx)
+}
+
 func clusterName(args []string) (string, error) {
 	name := defaultCluster
 	if len(args) > 0 {
@@ -151,11 +160,8 @@ func newClusterDeleteCommand(s Streams) *cobra.Command {
 		Short: "Delete a meshbench kind cluster (deleting one that does not exist is not an error)",
 		Args:  argsCheck(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := clusterName(args)
+			name, err := namedCluster(cmd.Context(), args)
 			if err != nil {
-				return err
-			}
-			if err := engineAnswers(cmd.Context()); err != nil {
 				return err
 			}
 			if err := kind.Delete(name, kubeconfig, &progress{w: s.ErrOut}); err != nil {
@@ -199,11 +205,8 @@ func newClusterKubeconfigCommand(s Streams) *cobra.Command {
 		Short: "Print a meshbench kind cluster's kubeconfig",
 		Args:  argsCheck(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := clusterName(args)
+			name, err := namedCluster(cmd.Context(), args)
 			if err != nil {
-				return err
-			}
-			if err := engineAnswers(cmd.Context()); err != nil {
 				return err
 			}
 			if ok, err := kind.Exists(name, &progress{w: s.ErrOut}); err != nil || !ok {

@@ -159,22 +159,18 @@ func (b *Builder) Build(ctx context.Context) (string, error) {
 // run runs a command in dir with extra environment, its output to the
 // builder's Output; the error carries the end of that output.
 func (b *Builder) run(ctx context.Context, dir string, env []string, name string, args ...string) error {
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	tail := &tailBuffer{max: 2048}
-	cmd.Stdout = io.MultiWriter(b.Output, tail)
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(tail.String()))
-	}
-	return nil
+	return b.command(ctx, dir, env, nil, name, args...)
 }
 
 // runIn is run with stdin.
 func (b *Builder) runIn(ctx context.Context, stdin io.Reader, name string, args ...string) error {
+	return b.command(ctx, "", nil, stdin, name, args...)
+}
+
+func (b *Builder) command(ctx context.Context, dir string, env []string, stdin io.Reader, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdin = stdin
+	cmd.Dir, cmd.Stdin = dir, stdin
+	cmd.Env = append(os.Environ(), env...)
 	tail := &tailBuffer{max: 2048}
 	cmd.Stdout = io.MultiWriter(b.Output, tail)
 	cmd.Stderr = cmd.Stdout
