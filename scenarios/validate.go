@@ -8,6 +8,9 @@ import (
 	"time"
 )
 
+// Platforms are the platform names a scenario may give.
+var Platforms = []string{"local", "kind", "kube"}
+
 // Limits that keep every run bounded in time and load.
 const (
 	MaxQPS         = 100000
@@ -31,6 +34,12 @@ func (s *Scenario) Validate() error {
 	}
 	if !nameRE.MatchString(s.Name) {
 		add("name", "%q is not a valid name: use 1-32 lowercase letters, digits and '-'", s.Name)
+	}
+	// Which platform runs the scenario is the command's choice (--platform
+	// overrides this field, and says what this build can run); here only
+	// the name is checked.
+	if !slices.Contains(Platforms, s.Platform) {
+		add("platform", "unknown platform %q (known: %s)", s.Platform, strings.Join(Platforms, ", "))
 	}
 	s.validateTopology(add)
 	s.validateMeshes(add)

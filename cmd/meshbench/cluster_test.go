@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -97,6 +98,9 @@ func archiveTags(t *testing.T, path string) []string {
 	}
 }
 
+// testClusterRE matches the clusters TestIntegrationKindCluster names.
+var testClusterRE = regexp.MustCompile(`^meshbench-t[0-9a-f]{6}$`)
+
 // kubectlIn runs kubectl on a cluster's control-plane node with its admin
 // credentials (the host has no kubectl).
 func kubectlIn(t *testing.T, cluster string, args ...string) (string, error) {
@@ -113,11 +117,22 @@ func kubectlIn(t *testing.T, cluster string, args ...string) (string, error) {
 // node, then deleted without a trace.
 func TestIntegrationKindCluster(t *testing.T) {
 	engine(t)
+	// A killed earlier run of this test leaves its cluster: remove it.
+	if r := meshbench(t, time.Minute, "cluster", "list"); r.code == 0 {
+		for _, c := range strings.Fields(r.stdout) {
+			if testClusterRE.MatchString(c) {
+				t.Logf("removing %s, left by an earlier run", c)
+				_ = exec.Command(meshbenchBin, "cluster", "delete", c).Run()
+			}
+		}
+	}
 	name := fmt.Sprintf("t%06x", time.Now().UnixNano()&0xffffff)
 	full := "meshbench-" + name
 	t.Cleanup(func() { _ = exec.Command(meshbenchBin, "cluster", "delete", name).Run() })
 
-	r := meshbench(t, 45*time.Minute, "cluster", "create", name, "--wait", "5m")
+	// The offline image make test built (on a cgroup v2 host, auto would
+	// take kind's upstream image, which needs a registry).
+	r := meshbench(t, 45*time.Minute, "cluster", "create", name, "--node-image", "offline", "--wait", "5m")
 	if r.code != 0 || !strings.Contains(r.stdout, "cluster "+full+" created") {
 		t.Fatalf("cluster create: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
@@ -162,6 +177,39 @@ func TestIntegrationKindCluster(t *testing.T) {
 	}
 	if out, _ := kubectlIn(t, full, "get", "pod", "mb-version", "-o", "jsonpath={.spec.nodeName}"); out != full+"-worker2" {
 		t.Errorf("the pod ran on %q, want the sut node", out)
+	}
+
+	// Across nodes, by name: a server pod on the sut node behind a
+	// Service, probed from the loadgen node through CoreDNS and kube-proxy.
+	onNode := func(role string) string {
+		return `--overrides={"spec":{"nodeSelector":{"meshbench.dev/role":"` + role + `"}}}`
+	}
+	if out, err := kubectlIn(t, full, "run", "echo", "--image=meshbench.local/meshbench:dev", "--image-pull-policy=Never",
+		"--restart=Never", "--port=8080", onNode("sut"), "--", "workload", "server", "--name", "echo", "--listen", "0.0.0.0:8080"); err != nil {
+		t.Fatalf("kubectl run echo: %v\n%s", err, out)
+	}
+	if out, err := kubectlIn(t, full, "expose", "pod", "echo", "--port=8080"); err != nil {
+		t.Fatalf("kubectl expose: %v\n%s", err, out)
+	}
+	if out, err := kubectlIn(t, full, "wait", "--for=condition=Ready", "--timeout=2m", "pod/echo"); err != nil {
+		t.Fatalf("echo not ready: %v\n%s", err, out)
+	}
+	if out, err := kubectlIn(t, full, "run", "probe", "--image=meshbench.local/meshbench:dev", "--image-pull-policy=Never",
+		"--restart=Never", onNode("loadgen"), "--", "workload", "probe", "--url", "http://echo.default.svc.cluster.local:8080/", "--count", "20"); err != nil {
+		t.Fatalf("kubectl run probe: %v\n%s", err, out)
+	}
+	if out, err := kubectlIn(t, full, "wait", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=2m", "pod/probe"); err != nil {
+		logs, _ := kubectlIn(t, full, "logs", "probe")
+		t.Fatalf("probe did not succeed: %v\n%s\n%s", err, out, logs)
+	}
+	out, _ = kubectlIn(t, full, "logs", "probe")
+	var pr struct {
+		Requests int            `json:"requests"`
+		Codes    map[int]int    `json:"codes"`
+		ServedBy map[string]int `json:"servedBy"`
+	}
+	if err := json.Unmarshal([]byte(out), &pr); err != nil || pr.Requests != 20 || pr.Codes[200] != 20 || pr.ServedBy["echo"] != 20 {
+		t.Errorf("probe across nodes: %+v (%v)\n%s", pr, err, out)
 	}
 
 	if r := meshbench(t, 2*time.Minute, "cluster", "delete", name); r.code != 0 {

@@ -114,8 +114,16 @@ func Create(ctx context.Context, o ClusterOptions) (bool, error) {
 		return false, fmt.Errorf("list kind clusters: %w", err)
 	}
 	if slices.Contains(existing, name) {
-		o.Log.Logf("cluster %s exists; leaving it as it is", name)
-		return false, nil
+		// It may be one a killed create left before its pod network:
+		// that part is idempotent, and readiness is checked again.
+		o.Log.Logf("cluster %s exists; checking its pod network and readiness", name)
+		if all, err := p.ListNodes(name); err == nil && len(all) != max(o.Workers, 2)+1 {
+			o.Log.Logf("cluster %s has %d nodes, not the %d asked for; delete it to change that", name, len(all), max(o.Workers, 2)+1)
+		}
+		if err := podNetwork(ctx, p, name, o.Log); err != nil {
+			return false, fmt.Errorf("cluster %s: pod network: %w", name, err)
+		}
+		return false, waitReady(ctx, p, name, readyTimeout(o))
 	}
 	start := time.Now()
 	noteLibModules()
@@ -141,15 +149,18 @@ func Create(ctx context.Context, o ClusterOptions) (bool, error) {
 	if err := podNetwork(ctx, p, name, o.Log); err != nil {
 		return fail(fmt.Errorf("pod network: %w", err))
 	}
-	timeout := o.ReadyTimeout
-	if timeout <= 0 {
-		timeout = 3 * time.Minute
-	}
-	if err := waitReady(ctx, p, name, timeout); err != nil {
+	if err := waitReady(ctx, p, name, readyTimeout(o)); err != nil {
 		return fail(err)
 	}
 	o.Log.Logf("cluster %s: ready in %s", name, time.Since(start).Round(time.Second))
 	return true, nil
+}
+
+func readyTimeout(o ClusterOptions) time.Duration {
+	if o.ReadyTimeout <= 0 {
+		return 3 * time.Minute
+	}
+	return o.ReadyTimeout
 }
 
 // Delete deletes the cluster; a cluster that does not exist is not an
@@ -302,13 +313,16 @@ func getNodes(cp nodes.Node) (*nodeList, error) {
 	return &l, nil
 }
 
-// cniConfig is a node's pod network: a bridge with host-local addresses
-// from the node's pod range, masquerading what leaves the pod network.
+// cniConfig is a node's pod network, as kindnetd writes it: a veth pair
+// per pod (ptp, which kind's upstream node image and Debian's plugins both
+// have) with host-local addresses from the node's pod range. Pods reach
+// other nodes' pods through the routes podNetwork adds, unmasqueraded
+// (the Kubernetes network model: no NAT between pods).
 const cniConfig = `{
   "cniVersion": "0.4.0",
   "name": "meshbench",
   "plugins": [
-    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+    {"type": "ptp", "ipMasq": false, "mtu": 1500,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": "%s"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]

@@ -142,6 +142,15 @@ func (o *clusterCreateOptions) image(ctx context.Context, s Streams, log *progre
 	return o.nodeImage, nil
 }
 
+// missingCluster is the error for a cluster that is not there (or whose
+// existence could not be learned).
+func missingCluster(name string, err error) error {
+	if err != nil {
+		return fmt.Errorf("cluster %s: %w", kind.FullName(name), err)
+	}
+	return badInput(fmt.Errorf("no meshbench cluster %s (see meshbench cluster list)", kind.FullName(name)))
+}
+
 // engineAnswers checks for a Docker engine, which kind needs.
 func engineAnswers(ctx context.Context) error {
 	if _, err := exec.LookPath("docker"); err != nil {
@@ -210,7 +219,7 @@ func newClusterKubeconfigCommand(s Streams) *cobra.Command {
 				return err
 			}
 			if ok, err := kind.Exists(name, &progress{w: s.ErrOut}); err != nil || !ok {
-				return badInput(fmt.Errorf("no meshbench cluster %s (meshbench cluster list) %v", kind.FullName(name), err))
+				return missingCluster(name, err)
 			}
 			cfg, err := kind.Kubeconfig(name, &progress{w: s.ErrOut})
 			if err != nil {
@@ -331,7 +340,7 @@ func (o *buildImageOptions) run(ctx context.Context, s Streams) error {
 		}
 		log := &progress{w: s.ErrOut}
 		if ok, err := kind.Exists(name, log); err != nil || !ok {
-			return badInput(fmt.Errorf("--cluster: no meshbench cluster %s (meshbench cluster list) %v", kind.FullName(name), err))
+			return missingCluster(name, err)
 		}
 		if err := kind.LoadImages(name, write, log); err != nil {
 			return err

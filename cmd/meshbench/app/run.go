@@ -137,7 +137,7 @@ func (p *platformFlags) choose(sc *scenarios.Scenario) error {
 	case platformKind, platformKube:
 		return fail("the %s platform is not in this build yet: workloads run on the local platform only (use --platform local)", name)
 	}
-	return fail("unknown platform %q (known: %s, %s, %s)", name, platformLocal, platformKind, platformKube)
+	return fail("unknown platform %q (known: %s)", name, strings.Join(scenarios.Platforms, ", "))
 }
 
 // create makes the chosen platform (nothing is started yet).

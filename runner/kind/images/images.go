@@ -216,21 +216,25 @@ func Ref(version string) string {
 // load`) and returns what it said.
 func LoadDocker(ctx context.Context, write func(io.Writer) error) (string, error) {
 	cmd := exec.CommandContext(ctx, "docker", "load")
-	pr, pw := io.Pipe()
-	cmd.Stdin = pr
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	// An OS pipe: if docker exits early, the write fails (EPIPE) instead
+	// of blocking.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return "", err
+	}
 	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("docker load: %w", err)
 	}
-	werr := write(pw)
-	pw.CloseWithError(werr)
-	err := cmd.Wait()
-	if werr != nil {
-		return "", werr
-	}
+	werr := write(stdin)
+	stdin.Close()
+	err = cmd.Wait()
 	if err != nil {
 		return "", fmt.Errorf("docker load: %v: %s", err, bytes.TrimSpace(out.Bytes()))
+	}
+	if werr != nil {
+		return "", werr
 	}
 	return string(bytes.TrimSpace(out.Bytes())), nil
 }

@@ -38,6 +38,13 @@ func (b *Builder) assemble(ctx context.Context, work, pristine string, bins map[
 	}
 	b.Log("node image: importing the root filesystem")
 	baseRef := ref + "-base"
+	name := fmt.Sprintf("%s%d", buildContainerPrefix, time.Now().UnixNano())
+	// Removed whatever happened, before they can exist: a command killed
+	// by a cancel may still have made them in the daemon.
+	defer func() {
+		_ = b.run(context.WithoutCancel(ctx), "", nil, "docker", "rm", "--force", "--volumes", name)
+		_ = b.run(context.WithoutCancel(ctx), "", nil, "docker", "rmi", "--force", baseRef)
+	}()
 	rootTar := filepath.Join(work, "rootfs.tar")
 	if err := b.run(ctx, "", nil, "tar", "--numeric-owner", "-C", root, "-cf", rootTar, "."); err != nil {
 		return err
@@ -45,15 +52,12 @@ func (b *Builder) assemble(ctx context.Context, work, pristine string, bins map[
 	if err := b.run(ctx, "", nil, "docker", "import", rootTar, baseRef); err != nil {
 		return err
 	}
-	defer func() { _ = b.run(context.WithoutCancel(ctx), "", nil, "docker", "rmi", "--force", baseRef) }()
 	// docker import cannot set a stop signal, and commit cannot either;
 	// a container created with one keeps it in the committed image.
-	name := fmt.Sprintf("meshbench-node-build-%d", time.Now().UnixNano())
 	if err := b.run(ctx, "", nil, "docker", "run", "-d", "--name", name, "--stop-signal", "SIGRTMIN+3",
 		"--entrypoint", "sleep", "--security-opt", "seccomp=unconfined", baseRef, "infinity"); err != nil {
 		return err
 	}
-	defer func() { _ = b.run(context.WithoutCancel(ctx), "", nil, "docker", "rm", "--force", "--volumes", name) }()
 	b.Log("node image: importing %d images into the node's containerd: %s", len(refs), strings.Join(refs, ", "))
 	if err := b.run(ctx, "", nil, "docker", "exec", name, "bash", "-c", "nohup containerd >/tmp/containerd.log 2>&1 &"); err != nil {
 		return err

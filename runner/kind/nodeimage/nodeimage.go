@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -129,6 +130,14 @@ func (b *Builder) Build(ctx context.Context) (string, error) {
 		return ref, nil
 	}
 	start := time.Now()
+	// One build at a time per cache; what a killed build left (its work
+	// directory, build container) goes first.
+	unlock, err := lockCache(filepath.Join(b.CacheDir, "build"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	b.removeLeftovers(ctx)
 	bins, err := b.binaries(ctx)
 	if err != nil {
 		return "", err
@@ -137,8 +146,8 @@ func (b *Builder) Build(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	work, err := os.MkdirTemp(filepath.Join(b.CacheDir, "build"), "node-")
-	if err != nil {
+	work := filepath.Join(b.CacheDir, "build", "node-work")
+	if err := os.MkdirAll(work, 0o755); err != nil {
 		return "", err
 	}
 	defer os.RemoveAll(work)
@@ -151,9 +160,73 @@ func (b *Builder) Build(ctx context.Context) (string, error) {
 	}
 	tmp := archive + ".partial"
 	if err := b.run(ctx, "", nil, "docker", "save", "-o", tmp, ref); err != nil {
+		os.Remove(tmp)
 		return "", err
 	}
 	return ref, os.Rename(tmp, archive)
+}
+
+// buildContainerPrefix names the containers a build runs.
+const buildContainerPrefix = "meshbench-node-build-"
+
+// lockCache takes an exclusive lock on dir's lock file.
+func lockCache(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// removeLeftovers removes what a killed build left: its work directory
+// (with any mounts a killed debootstrap left in it), stages that never
+// finished, and its build containers.
+func (b *Builder) removeLeftovers(ctx context.Context) {
+	build := filepath.Join(b.CacheDir, "build")
+	entries, _ := os.ReadDir(build)
+	for _, e := range entries {
+		dir := filepath.Join(build, e.Name())
+		if e.IsDir() && (e.Name() == "node-work" || !done(dir)) {
+			b.Log("removing %s, left by an unfinished build", dir)
+			unmountUnder(dir)
+			_ = os.RemoveAll(dir)
+		}
+	}
+	out, _ := exec.CommandContext(ctx, "docker", "ps", "-aq", "--filter", "name="+buildContainerPrefix).Output()
+	for _, id := range strings.Fields(string(out)) {
+		_ = exec.CommandContext(ctx, "docker", "rm", "--force", "--volumes", id).Run()
+	}
+	partial, _ := filepath.Glob(filepath.Join(b.CacheDir, "images", "*.partial"))
+	for _, p := range partial {
+		_ = os.Remove(p)
+	}
+}
+
+// unmountUnder lazily unmounts every mount point below dir, deepest
+// first (debootstrap mounts /proc and /sys in its target, and a killed
+// debootstrap leaves them).
+func unmountUnder(dir string) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			points = append(points, f[4])
+		}
+	}
+	for i := len(points) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
+	}
 }
 
 // run runs a command in dir with extra environment, its output to the
@@ -169,6 +242,10 @@ func (b *Builder) runIn(ctx context.Context, stdin io.Reader, name string, args 
 
 func (b *Builder) command(ctx context.Context, dir string, env []string, stdin io.Reader, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
+	// On a cancel, SIGTERM first: debootstrap unmounts what it mounted in
+	// its target when it is let to.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
 	cmd.Dir, cmd.Stdin = dir, stdin
 	cmd.Env = append(os.Environ(), env...)
 	tail := &tailBuffer{max: 2048}
@@ -234,7 +311,9 @@ func HostMirror() string {
 					url = f[2]
 				}
 			}
-			if strings.HasPrefix(url, "http") && !strings.Contains(url, "security") {
+			// Debian's own archive, not its security archive or a
+			// third party's repository.
+			if strings.HasPrefix(url, "http") && strings.HasSuffix(strings.TrimSuffix(strings.Fields(url)[0], "/"), "/debian") {
 				return strings.Fields(url)[0]
 			}
 		}

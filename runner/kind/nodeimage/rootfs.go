@@ -159,6 +159,9 @@ func (b *Builder) customize(ctx context.Context, root string, bins map[string]st
 	if err != nil {
 		return err
 	}
+	if !strings.Contains(string(cfg), "restrict_oom_score_adj = false") {
+		return fmt.Errorf("%s: no restrict_oom_score_adj setting to turn on (kind %s's file changed?)", cfgPath, b.Kind)
+	}
 	cfg = []byte(strings.Replace(string(cfg), "restrict_oom_score_adj = false", "restrict_oom_score_adj = true", 1))
 	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
 		return err

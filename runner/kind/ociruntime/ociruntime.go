@@ -11,6 +11,7 @@
 package ociruntime
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,10 +45,18 @@ func Missing() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return missingFrom(string(data))
+	last := 40
+	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			last = n
+		}
+	}
+	return missingFrom(string(data), last)
 }
 
-func missingFrom(status string) ([]string, error) {
+// missingFrom reads the bounding set from a status file; capabilities
+// past the kernel's last are not missing (the kernel has none to grant).
+func missingFrom(status string, last int) ([]string, error) {
 	for _, line := range strings.Split(status, "\n") {
 		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
 			bnd, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
@@ -55,7 +64,7 @@ func missingFrom(status string) ([]string, error) {
 				return nil, fmt.Errorf("CapBnd %q: %w", v, err)
 			}
 			var out []string
-			for n := 0; n < 41; n++ {
+			for n := 0; n <= min(last, 40); n++ {
 				if bnd&(1<<n) == 0 {
 					out = append(out, capNames[n])
 				}
@@ -148,8 +157,12 @@ func editFile(path string, drop []string, bundle bool) error {
 	if err != nil {
 		return err
 	}
+	// Numbers stay as written (an rlimit of RLIM_INFINITY does not fit a
+	// float64).
 	var spec map[string]any
-	if err := json.Unmarshal(data, &spec); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&spec); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	proc := spec

@@ -1,6 +1,7 @@
 package ociruntime
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,19 +11,23 @@ import (
 
 func TestMissingFrom(t *testing.T) {
 	// This machine's bounding set: every capability but CAP_SYS_RESOURCE.
-	got, err := missingFrom("Name:\tx\nCapBnd:\t000001fffeffffff\nCapAmb:\t0\n")
+	got, err := missingFrom("Name:\tx\nCapBnd:\t000001fffeffffff\nCapAmb:\t0\n", 40)
 	if err != nil || !slices.Equal(got, []string{"CAP_SYS_RESOURCE"}) {
 		t.Errorf("missingFrom = %v, %v", got, err)
 	}
-	if got, err := missingFrom("CapBnd:\t000001ffffffffff\n"); err != nil || len(got) != 0 {
+	if got, err := missingFrom("CapBnd:\t000001ffffffffff\n", 40); err != nil || len(got) != 0 {
 		t.Errorf("full set: missing %v, %v", got, err)
 	}
-	if _, err := missingFrom("Name:\tx\n"); err == nil {
+	// A kernel that knows capabilities up to 37 has no 38-40 to grant.
+	if got, err := missingFrom("CapBnd:\t0000003fffffffff\n", 37); err != nil || len(got) != 0 {
+		t.Errorf("older kernel: missing %v, %v", got, err)
+	}
+	if _, err := missingFrom("Name:\tx\n", 40); err == nil {
 		t.Error("no CapBnd line: no error")
 	}
 }
 
-const spec = `{"ociVersion":"1.0.2","process":{"args":["/sbin/init"],"capabilities":{` +
+const spec = `{"ociVersion":"1.0.2","process":{"args":["/sbin/init"],"rlimits":[{"type":"RLIMIT_NOFILE","hard":18446744073709551615,"soft":1048576}],"capabilities":{` +
 	`"bounding":["CAP_CHOWN","CAP_SYS_RESOURCE","CAP_NET_ADMIN"],"effective":["CAP_SYS_RESOURCE"],` +
 	`"permitted":["CAP_CHOWN","CAP_SYS_RESOURCE"]},"oomScoreAdj":0},"root":{"path":"rootfs"},"x-unknown":{"kept":true}}`
 
@@ -80,6 +85,9 @@ func TestEditCreateAndExec(t *testing.T) {
 	}
 	if all["x-unknown"] == nil || all["root"] == nil {
 		t.Errorf("fields lost: %v", all)
+	}
+	if data, _ := os.ReadFile(cfg); !bytes.Contains(data, []byte(`"hard":18446744073709551615`)) {
+		t.Errorf("RLIM_INFINITY not kept exactly: %s", data)
 	}
 	// exec: the --process file is the process itself.
 	proc := writeSpec(t, dir, "process.json", `{"args":["sh"],"capabilities":{"bounding":["CAP_SYS_RESOURCE","CAP_KILL"]}}`)
