@@ -212,6 +212,22 @@ func TestIntegrationKindCluster(t *testing.T) {
 		t.Errorf("probe across nodes: %+v (%v)\n%s", pr, err, out)
 	}
 
+	// Resources from the kubelets, as the kind platform reads them: the
+	// echo server's container has a working set.
+	r = meshbench(t, time.Minute, "cluster", "top", name, "--window", "3s")
+	if r.code != 0 {
+		t.Fatalf("top: exit %d\n%s", r.code, r.stderr)
+	}
+	var echoLine []string
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if f := strings.Fields(line); len(f) == 5 && f[0] == "echo/echo" {
+			echoLine = f
+		}
+	}
+	if echoLine == nil || echoLine[1] != full+"-worker2" || strings.HasPrefix(echoLine[3], "0.0/") {
+		t.Errorf("top has no working set for echo/echo on the sut node:\n%s", r.stdout)
+	}
+
 	if r := meshbench(t, 2*time.Minute, "cluster", "delete", name); r.code != 0 {
 		t.Fatalf("delete: exit %d\n%s", r.code, r.stderr)
 	}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,7 +29,7 @@ func newClusterCommand(s Streams) *cobra.Command {
 		Short: "kind clusters for meshbench, and the images they run",
 		Args:  argsCheck(cobra.NoArgs),
 	}
-	cmd.AddCommand(newClusterCreateCommand(s), newClusterDeleteCommand(s), newClusterListCommand(s), newClusterKubeconfigCommand(s),
+	cmd.AddCommand(newClusterCreateCommand(s), newClusterDeleteCommand(s), newClusterListCommand(s), newClusterKubeconfigCommand(s), newClusterTopCommand(s),
 		newBuildImageCommand(s), newBuildNodeImageCommand(s))
 	return cmd
 }
@@ -379,4 +380,72 @@ func writeFileAtomic(path string, write func(io.Writer) error) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+type clusterTopOptions struct {
+	namespace string
+	window    time.Duration
+}
+
+func newClusterTopCommand(s Streams) *cobra.Command {
+	o := &clusterTopOptions{}
+	cmd := &cobra.Command{
+		Use:   "top [NAME]",
+		Short: "CPU and memory of a namespace's running containers over a window, from the kubelets (no metrics-server)",
+		Long: `Reads every node's kubelet summary API through the API server's node proxy,
+as meshbench's kind platform does for its results: CPU is the change of each
+container's CPU time between the first and last samples the kubelet published
+in the window (cAdvisor refreshes them every few seconds: use a window of 10s
+or more), memory the working set and RSS sampled every second.`,
+		Args: argsCheck(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := namedCluster(cmd.Context(), args)
+			if err != nil {
+				return err
+			}
+			if o.window <= 0 {
+				return badInput(fmt.Errorf("--window %s: want a positive duration", o.window))
+			}
+			return o.run(cmd.Context(), s, name)
+		},
+	}
+	cmd.Flags().StringVarP(&o.namespace, "namespace", "n", "default", "the namespace whose pods to measure")
+	cmd.Flags().DurationVar(&o.window, "window", 10*time.Second, "how long to measure")
+	return cmd
+}
+
+func (o *clusterTopOptions) run(ctx context.Context, s Streams, name string) error {
+	log := &progress{w: s.ErrOut}
+	if ok, err := kind.Exists(name, log); err != nil || !ok {
+		return missingCluster(name, err)
+	}
+	cfg, err := kind.Kubeconfig(name, log)
+	if err != nil {
+		return err
+	}
+	c, err := kind.NewClient([]byte(cfg))
+	if err != nil {
+		return err
+	}
+	cs, err := c.RunningContainers(ctx, o.namespace)
+	if err != nil {
+		return err
+	}
+	if len(cs) == 0 {
+		fmt.Fprintf(s.ErrOut, "no running containers in namespace %s\n", o.namespace)
+		return nil
+	}
+	end := c.MeterUsage(ctx, cs, time.Second)
+	select {
+	case <-ctx.Done():
+		end()
+		return ctx.Err()
+	case <-time.After(o.window):
+	}
+	tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POD/CONTAINER\tNODE\tCPU (m)\tWORKING SET MB (mean/max)\tRSS MB (mean/max)")
+	for _, u := range end() {
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.1f/%.1f\t%.1f/%.1f\n", u.Name, u.Node, u.CPUMillicores, u.WorkingSetMeanMB, u.WorkingSetMaxMB, u.RSSMeanMB, u.RSSMaxMB)
+	}
+	return tw.Flush()
 }
