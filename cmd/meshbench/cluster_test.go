@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,14 +42,27 @@ func TestIntegrationImage(t *testing.T) {
 		t.Fatalf("build-image --output: exit %d\n%s", r.code, r.stderr)
 	}
 	ref := "meshbench.local/meshbench:dev"
-	if got := archiveTags(t, archive); len(got) != 1 || got[0] != ref {
-		t.Errorf("archive tags = %v, want [%s]", got, ref)
+	tags := archiveTags(t, archive)
+	slices.Sort(tags)
+	if len(tags) != 2 || tags[0] != ref || !referenceRE.MatchString(tags[1]) {
+		t.Errorf("archive tags = %v, want %s and the reference proxies'", tags, ref)
 	}
 	r = meshbench(t, 2*time.Minute, "cluster", "build-image")
 	if r.code != 0 || !strings.Contains(r.stdout, "Loaded image: "+ref) {
 		t.Fatalf("build-image: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "--force", ref).Run() })
+	// The reference proxies' image carries the host's HAProxy and nginx
+	// builds (the same Debian packages, updates included).
+	refProxies := referenceRE.FindString(r.stdout)
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "--force", refProxies).Run() })
+	for _, c := range [][]string{{"haproxy", "-v"}, {"nginx", "-v"}} {
+		want, _ := exec.Command(c[0], c[1]).CombinedOutput()
+		got, err := exec.Command("docker", append([]string{"run", "--rm", refProxies}, c...)...).CombinedOutput()
+		if err != nil || firstLine(got) != firstLine(want) {
+			t.Errorf("%s in the image: %q (%v), on the host: %q", c[0], firstLine(got), err, firstLine(want))
+		}
+	}
 	for _, args := range [][]string{{"run", "--rm", ref, "version"}, {"run", "--rm", "--privileged", ref, "version"}} {
 		out, err := exec.Command("docker", args...).CombinedOutput()
 		if err != nil || !strings.HasPrefix(string(out), "meshbench dev") {
@@ -57,13 +71,21 @@ func TestIntegrationImage(t *testing.T) {
 	}
 
 	// A dynamically linked binary cannot run in the image: bad input.
-	r = meshbench(t, time.Minute, "cluster", "build-image", "--binary", "/bin/sh", "--output", archive+".2")
+	r = meshbench(t, time.Minute, "cluster", "build-image", "--reference=false", "--binary", "/bin/sh", "--output", archive+".2")
 	if r.code != 2 || !strings.Contains(r.stderr, "dynamically linked") {
 		t.Errorf("--binary /bin/sh: exit %d, stderr %q", r.code, r.stderr)
 	}
 	if _, err := os.Stat(archive + ".2"); err == nil {
 		t.Error("a refused build wrote its output")
 	}
+}
+
+// referenceRE matches the reference proxies' image reference.
+var referenceRE = regexp.MustCompile(`meshbench\.local/reference-proxies:[a-z]+-[0-9a-f]{10}`)
+
+func firstLine(b []byte) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return line
 }
 
 // archiveTags reads the RepoTags of a docker-save archive's manifest.
@@ -161,8 +183,19 @@ func TestIntegrationKindCluster(t *testing.T) {
 
 	// meshbench's image, loaded with kind's image loading, runs as a pod
 	// on the system-under-test node.
-	if r := meshbench(t, 5*time.Minute, "cluster", "build-image", "--cluster", name); r.code != 0 {
+	r = meshbench(t, 5*time.Minute, "cluster", "build-image", "--cluster", name)
+	if r.code != 0 {
 		t.Fatalf("build-image --cluster: exit %d\n%s", r.code, r.stderr)
+	}
+	refProxies := referenceRE.FindString(r.stdout)
+	if out, err := kubectlIn(t, full, "run", "haproxy-version", "--image="+refProxies, "--image-pull-policy=Never",
+		"--restart=Never", "--", "haproxy", "-v"); err != nil {
+		t.Fatalf("kubectl run haproxy: %v\n%s", err, out)
+	}
+	if out, err := kubectlIn(t, full, "wait", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=2m", "pod/haproxy-version"); err != nil {
+		t.Errorf("haproxy -v in the cluster: %v\n%s", err, out)
+	} else if out, _ := kubectlIn(t, full, "logs", "haproxy-version"); !strings.HasPrefix(out, "HAProxy version") {
+		t.Errorf("haproxy -v in the cluster said %q", out)
 	}
 	if out, err := kubectlIn(t, full, "run", "mb-version", "--image=meshbench.local/meshbench:dev", "--image-pull-policy=Never",
 		"--restart=Never", `--overrides={"spec":{"nodeSelector":{"meshbench.dev/role":"sut"}}}`, "--", "version"); err != nil {

@@ -288,14 +288,15 @@ func (o *buildNodeImageOptions) run(ctx context.Context, s Streams) error {
 }
 
 type buildImageOptions struct {
-	binary, output, cluster string
+	binary, output, cluster, cacheDir string
+	reference                         bool
 }
 
 func newBuildImageCommand(s Streams) *cobra.Command {
 	o := &buildImageOptions{}
 	cmd := &cobra.Command{
 		Use:   "build-image",
-		Short: "Build meshbench's image (the static binary, every role) and load it into Docker, or write it to a file",
+		Short: "Build meshbench's image (the static binary, every role) and the reference proxies' (HAProxy, nginx), into Docker, a cluster or a file",
 		Long: `Builds the image that runs every meshbench role on Kubernetes, without a
 Dockerfile, a build daemon or a registry: one layer holding the static
 meshbench binary. With --output the image is written as a 'docker save'
@@ -308,6 +309,8 @@ it is loaded into the local Docker engine.`,
 	f.StringVar(&o.binary, "binary", "", "the meshbench binary to put in the image (default: this one; it must be static, as make build makes it)")
 	f.StringVarP(&o.output, "output", "o", "", "write the image archive to this file instead of loading it into Docker")
 	f.StringVar(&o.cluster, "cluster", "", "load the image into this meshbench kind cluster's nodes instead of Docker")
+	f.BoolVar(&o.reference, "reference", true, "also the reference data planes' image (HAProxy and nginx from Debian's packages; debootstrap, as root)")
+	f.StringVar(&o.cacheDir, "cache-dir", nodeimage.DefaultCacheDir(), "where the reference image's root filesystem is kept")
 	return cmd
 }
 
@@ -330,7 +333,17 @@ func (o *buildImageOptions) run(ctx context.Context, s Streams) error {
 		return err
 	}
 	ref := images.Ref(version)
-	write := func(w io.Writer) error { return images.WriteArchive(w, map[string]images.Image{ref: img}) }
+	imgs := map[string]images.Image{ref: img}
+	if o.reference {
+		b := &nodeimage.Builder{Versions: nodeimage.Default, CacheDir: o.cacheDir, Log: (&progress{w: s.ErrOut}).Logf, Output: io.Discard}
+		rref, rimg, err := b.ReferenceImage(ctx)
+		if err != nil {
+			return fmt.Errorf("the reference proxies' image: %w (--reference=false builds meshbench's alone)", err)
+		}
+		imgs[rref] = rimg
+		ref += " and " + rref
+	}
+	write := func(w io.Writer) error { return images.WriteArchive(w, imgs) }
 	if o.output != "" && o.cluster != "" {
 		return badInput(errors.New("--output and --cluster: choose one"))
 	}

@@ -63,7 +63,7 @@ var Default = Versions{
 
 // revision changes whenever the build itself changes what it makes, so
 // that a cached image of an older build is not reused.
-const revision = 2
+const revision = 3
 
 // Repository names the node images this package builds.
 const Repository = "meshbench.local/kind-node"

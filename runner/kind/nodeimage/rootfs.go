@@ -27,15 +27,22 @@ var packages = []string{
 // rootfs debootstraps (or finds in the cache) the node's root filesystem
 // and returns its directory; callers copy it before changing it.
 func (b *Builder) rootfs(ctx context.Context) (string, error) {
+	return b.debootstrap(ctx, "rootfs", packages)
+}
+
+// debootstrap makes (or finds in the cache) a minimal Debian root
+// filesystem with pkgs, in a stage named after name and the package list.
+func (b *Builder) debootstrap(ctx context.Context, name string, pkgs []string) (string, error) {
 	if _, err := exec.LookPath("debootstrap"); err != nil {
-		return "", fmt.Errorf("debootstrap is needed to build a node image offline (apt-get install debootstrap; make test installs it)")
+		return "", fmt.Errorf("debootstrap is needed to build images offline (apt-get install debootstrap; make test installs it)")
 	}
-	sum := sha256.Sum256([]byte(b.Debian + " " + strings.Join(packages, ",")))
-	dir := filepath.Join(b.CacheDir, "build", "rootfs-"+b.Debian+"-"+hex.EncodeToString(sum[:])[:10])
+	sum := sha256.Sum256([]byte(b.Debian + " " + strings.Join(pkgs, ",") + " upgraded"))
+	dir := filepath.Join(b.CacheDir, "build", name+"-"+b.Debian+"-"+hex.EncodeToString(sum[:])[:10])
 	if done(dir) {
-		b.Log("root filesystem: cached in %s", dir)
+		b.Log("%s: cached in %s", name, dir)
 		return filepath.Join(dir, "rootfs"), nil
 	}
+	unmountUnder(dir)
 	if err := os.RemoveAll(dir); err != nil {
 		return "", err
 	}
@@ -47,21 +54,52 @@ func (b *Builder) rootfs(ctx context.Context) (string, error) {
 	if mirror == "" {
 		mirror = HostMirror()
 	}
-	b.Log("root filesystem: debootstrap %s from %s", b.Debian, mirror)
-	if err := b.run(ctx, dir, nil, "debootstrap", "--variant=minbase", "--include="+strings.Join(packages, ","),
+	b.Log("%s: debootstrap %s from %s", name, b.Debian, mirror)
+	if err := b.run(ctx, dir, nil, "debootstrap", "--variant=minbase", "--include="+strings.Join(pkgs, ","),
 		b.Debian, "rootfs", mirror); err != nil {
 		return "", err
 	}
 	root := filepath.Join(dir, "rootfs")
-	// Package caches are not part of a node.
+	// debootstrap takes the suite alone; the host's updates and security
+	// archives too, so that the packages are the host's builds (HAProxy
+	// and nginx compare the same binaries on both platforms).
+	if err := b.upgrade(ctx, root); err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	// Package caches are not part of an image.
 	for _, glob := range []string{"var/cache/apt/archives/*.deb", "var/lib/apt/lists/*_Packages", "var/lib/apt/lists/*_Release*"} {
 		matches, _ := filepath.Glob(filepath.Join(root, glob))
 		for _, m := range matches {
 			_ = os.Remove(m)
 		}
 	}
-	b.Log("root filesystem: done in %s", time.Since(start).Round(time.Second))
+	b.Log("%s: done in %s", name, time.Since(start).Round(time.Second))
 	return root, markDone(dir)
+}
+
+// upgrade points the root filesystem's apt at the host's sources and
+// upgrades it, as one chroot'd apt run.
+func (b *Builder) upgrade(ctx context.Context, root string) error {
+	copied := false
+	for _, src := range []string{"/etc/apt/sources.list", "/etc/apt/sources.list.d/debian.sources"} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(src)), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(root, src), data, 0o644); err != nil {
+			return err
+		}
+		copied = true
+	}
+	if !copied {
+		b.Log("no Debian apt sources on the host: %s keeps the suite's packages", root)
+		return nil
+	}
+	return b.run(ctx, "", []string{"DEBIAN_FRONTEND=noninteractive"}, "chroot", root, "/bin/sh", "-c",
+		"apt-get update -qq && apt-get upgrade -y -qq --no-install-recommends && apt-get clean")
 }
 
 // customize turns a copy of the Debian root filesystem into a kind node:

@@ -1,0 +1,65 @@
+package nodeimage
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/meshbench/meshbench/runner/kind/images"
+)
+
+// referencePackages are the reference data planes, from the same Debian
+// packages the local platform runs (scripts/setup.sh), so that both
+// platforms compare the same builds.
+var referencePackages = []string{"haproxy", "nginx-light", "libnginx-mod-stream", "ca-certificates"}
+
+// ReferenceRepository names the image of the reference data planes.
+const ReferenceRepository = "meshbench.local/reference-proxies"
+
+// ReferenceRef is the reference proxies image's reference: the Debian
+// suite and a digest of the packages.
+func (v Versions) ReferenceRef() string {
+	sum := sha256.Sum256([]byte(v.Debian + " " + strings.Join(referencePackages, ",") + " upgraded"))
+	return ReferenceRepository + ":" + v.Debian + "-" + hex.EncodeToString(sum[:])[:10]
+}
+
+// ReferenceImage builds the image holding HAProxy and nginx (one image,
+// two roles, as meshbench's own is one image for every role): a minimal
+// Debian root filesystem with their packages, as one layer.
+func (b *Builder) ReferenceImage(ctx context.Context) (string, images.Image, error) {
+	if b.Log == nil {
+		b.Log = func(string, ...any) {}
+	}
+	unlock, err := lockCache(filepath.Join(b.CacheDir, "build"))
+	if err != nil {
+		return "", nil, err
+	}
+	defer unlock()
+	root, err := b.debootstrap(ctx, "reference", referencePackages)
+	if err != nil {
+		return "", nil, err
+	}
+	tarPath := filepath.Join(filepath.Dir(root), "rootfs.tar")
+	if _, err := os.Stat(tarPath); err != nil {
+		if err := b.run(ctx, "", nil, "tar", "--numeric-owner", "-C", root, "-cf", tarPath+".partial", "."); err != nil {
+			os.Remove(tarPath + ".partial")
+			return "", nil, err
+		}
+		if err := os.Rename(tarPath+".partial", tarPath); err != nil {
+			return "", nil, err
+		}
+	}
+	layer, err := images.TarLayer(tarPath)
+	if err != nil {
+		return "", nil, err
+	}
+	img, err := images.FromLayers([]v1.Layer{layer}, images.Config{
+		Labels: map[string]string{"org.opencontainers.image.title": "meshbench reference proxies (Debian " + b.Debian + ": " + strings.Join(referencePackages, ", ") + ")"},
+	})
+	return b.ReferenceRef(), img, err
+}
