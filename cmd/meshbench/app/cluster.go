@@ -72,7 +72,8 @@ func newClusterCreateCommand(s Streams) *cobra.Command {
 		Short: "Create a kind cluster for meshbench (named meshbench-NAME; default meshbench-default)",
 		Long: `Creates a kind cluster: one control-plane node and --workers workers, the first
 labelled ` + kind.RoleLabel + `=` + kind.RoleLoadGen + ` (the load generator runs there), the others
-` + kind.RoleLabel + `=` + kind.RoleSUT + `. A cluster that exists is left as it is.
+` + kind.RoleLabel + `=` + kind.RoleSUT + `. A cluster that exists is kept: its pod network is
+re-applied and its readiness checked again (a killed create leaves one half set up).
 
 --node-image auto takes kind's upstream node image (pinned by digest) on
 cgroup v2 hosts, and on cgroup v1 hosts, where that Kubernetes version's

@@ -163,7 +163,58 @@ func (b *Builder) Build(ctx context.Context) (string, error) {
 		os.Remove(tmp)
 		return "", err
 	}
-	return ref, os.Rename(tmp, archive)
+	if err := os.Rename(tmp, archive); err != nil {
+		return "", err
+	}
+	b.prune(ctx, ref, bins, rootfs)
+	return ref, nil
+}
+
+// prune removes what this build superseded (each is hundreds of MB):
+// node images of other keys (the engine's and the cached archives) and
+// stages of the same kinds with other keys.
+func (b *Builder) prune(ctx context.Context, ref string, bins map[string]string, rootfs string) {
+	out, _ := exec.CommandContext(ctx, "docker", "images", "--format", "{{.Repository}}:{{.Tag}}", Repository).Output()
+	for _, r := range strings.Fields(string(out)) {
+		if r != ref {
+			b.Log("removing the superseded node image %s", r)
+			_ = exec.CommandContext(ctx, "docker", "rmi", r).Run()
+		}
+	}
+	archives, _ := filepath.Glob(filepath.Join(b.CacheDir, "images", "*.tar"))
+	for _, a := range archives {
+		if filepath.Base(a) != b.Key()+".tar" {
+			_ = os.Remove(a)
+		}
+	}
+	// A stage directory is <kind>-<version>-<digest>: the ones in use,
+	// and others of their kinds.
+	keep := map[string]bool{filepath.Base(filepath.Dir(rootfs)): true}
+	for _, p := range bins {
+		keep[filepath.Base(filepath.Dir(filepath.Dir(p)))] = true
+	}
+	kindOf := func(name string) string {
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			name = name[:i]
+		}
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			return name[:i]
+		}
+		return name
+	}
+	kinds := map[string]bool{}
+	for k := range keep {
+		kinds[kindOf(k)] = true
+	}
+	entries, _ := os.ReadDir(filepath.Join(b.CacheDir, "build"))
+	for _, e := range entries {
+		if e.IsDir() && !keep[e.Name()] && kinds[kindOf(e.Name())] {
+			b.Log("removing the superseded stage %s", e.Name())
+			dir := filepath.Join(b.CacheDir, "build", e.Name())
+			unmountUnder(dir)
+			_ = os.RemoveAll(dir)
+		}
+	}
 }
 
 // buildContainerPrefix names the containers a build runs.

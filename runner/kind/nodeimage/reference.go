@@ -54,6 +54,14 @@ func (b *Builder) ReferenceImage(ctx context.Context) (string, images.Image, err
 			return "", nil, err
 		}
 	}
+	// Older reference root filesystems are superseded.
+	entries, _ := os.ReadDir(filepath.Join(b.CacheDir, "build"))
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "reference-") && e.Name() != filepath.Base(filepath.Dir(root)) {
+			b.Log("removing the superseded stage %s", e.Name())
+			_ = os.RemoveAll(filepath.Join(b.CacheDir, "build", e.Name()))
+		}
+	}
 	layer, err := images.TarLayer(tarPath)
 	if err != nil {
 		return "", nil, err
