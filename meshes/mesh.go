@@ -383,6 +383,32 @@ type Redirect struct {
 	ExcludeUID  int
 }
 
+// Rules renders the redirect as iptables nat rules (arguments after
+// "-A"), in the order they are appended, the way Istio's init container
+// writes them: outbound TCP to the proxy except the proxy's own (marked or
+// by its user) and loopback traffic; inbound TCP to Port on eth0 to the
+// proxy's inbound port. comment tags every rule (run ids, for cleanup).
+func (r Redirect) Rules(comment string) [][]string {
+	c := []string{"-m", "comment", "--comment", comment}
+	to := strconv.Itoa(r.ToPort)
+	if r.Outbound {
+		var rules [][]string
+		if r.ExcludeMark != 0 {
+			rules = append(rules, append([]string{"OUTPUT", "-p", "tcp", "-m", "mark", "--mark", strconv.Itoa(r.ExcludeMark), "-j", "RETURN"}, c...))
+		}
+		if r.ExcludeUID != 0 {
+			rules = append(rules, append([]string{"OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", strconv.Itoa(r.ExcludeUID), "-j", "RETURN"}, c...))
+		}
+		return append(rules,
+			append([]string{"OUTPUT", "-p", "tcp", "-o", "lo", "-j", "RETURN"}, c...),
+			append([]string{"OUTPUT", "-p", "tcp", "-j", "REDIRECT", "--to-ports", to}, c...),
+		)
+	}
+	return [][]string{
+		append([]string{"PREROUTING", "-p", "tcp", "-i", "eth0", "--dport", strconv.Itoa(r.Port), "-j", "REDIRECT", "--to-ports", to}, c...),
+	}
+}
+
 // Component is one process a mesh needs, such as a proxy.
 type Component struct {
 	// Name is unique within a deployment, e.g. "client-sidecar".

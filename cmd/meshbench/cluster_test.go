@@ -44,14 +44,14 @@ func TestIntegrationImage(t *testing.T) {
 	ref := "meshbench.local/meshbench:dev"
 	tags := archiveTags(t, archive)
 	slices.Sort(tags)
-	if len(tags) != 2 || tags[0] != ref || !referenceRE.MatchString(tags[1]) {
-		t.Errorf("archive tags = %v, want %s and the reference proxies'", tags, ref)
+	if len(tags) != 3 || tags[0] != "meshbench.local/meshbench-init:dev" || tags[1] != ref || !referenceRE.MatchString(tags[2]) {
+		t.Errorf("archive tags = %v, want %s, the init image and the reference proxies'", tags, ref)
 	}
 	r = meshbench(t, 2*time.Minute, "cluster", "build-image")
 	if r.code != 0 || !strings.Contains(r.stdout, "Loaded image: "+ref) {
 		t.Fatalf("build-image: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
-	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "--force", ref).Run() })
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "--force", ref, "meshbench.local/meshbench-init:dev").Run() })
 	// The reference proxies' image carries the host's HAProxy and nginx
 	// builds (the same Debian packages, updates included).
 	refProxies := referenceRE.FindString(r.stdout)
@@ -79,6 +79,9 @@ func TestIntegrationImage(t *testing.T) {
 		t.Error("a refused build wrote its output")
 	}
 }
+
+// initRE matches the init image's reference.
+var initRE = regexp.MustCompile(`meshbench\.local/meshbench-init:[a-zA-Z0-9._-]+`)
 
 // referenceRE matches the reference proxies' image reference.
 var referenceRE = regexp.MustCompile(`meshbench\.local/reference-proxies:[a-z]+-[0-9a-f]{10}`)
@@ -243,6 +246,59 @@ func TestIntegrationKindCluster(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(out), &pr); err != nil || pr.Requests != 20 || pr.Codes[200] != 20 || pr.ServedBy["echo"] != 20 {
 		t.Errorf("probe across nodes: %+v (%v)\n%s", pr, err, out)
+	}
+
+	// Interception as the kind platform will install it for sidecars: an
+	// init container (meshbench's init image, NET_ADMIN) redirects the
+	// pod's inbound port 8080 to 15006, where the "proxy" (here a server
+	// that names itself) listens; the Service's clients never know.
+	initRef := initRE.FindString(r.stdout)
+	manifest := `apiVersion: v1
+kind: Pod
+metadata: {name: intercepted, labels: {app: intercepted}}
+spec:
+  nodeSelector: {meshbench.dev/role: sut}
+  initContainers:
+  - name: redirect
+    image: ` + initRef + `
+    imagePullPolicy: Never
+    args: [redirect, --inbound, "8080:15006"]
+    securityContext: {capabilities: {add: [NET_ADMIN, NET_RAW]}}
+  containers:
+  - name: proxy
+    image: meshbench.local/meshbench:dev
+    imagePullPolicy: Never
+    args: [workload, server, --name, redirected, --listen, "0.0.0.0:15006"]
+    readinessProbe: {tcpSocket: {port: 15006}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: intercepted}
+spec:
+  selector: {app: intercepted}
+  ports: [{port: 8080, targetPort: 8080}]
+`
+	apply := exec.Command("docker", "exec", "-i", full+"-control-plane", "kubectl", "--kubeconfig=/etc/kubernetes/admin.conf", "apply", "-f", "-")
+	apply.Stdin = strings.NewReader(manifest)
+	if out, err := apply.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	if out, err := kubectlIn(t, full, "wait", "--for=condition=Ready", "--timeout=2m", "pod/intercepted"); err != nil {
+		desc, _ := kubectlIn(t, full, "describe", "pod", "intercepted")
+		t.Fatalf("intercepted not ready: %v\n%s\n%s", err, out, desc)
+	}
+	if out, err := kubectlIn(t, full, "run", "probe-intercepted", "--image=meshbench.local/meshbench:dev", "--image-pull-policy=Never",
+		"--restart=Never", onNode("loadgen"), "--", "workload", "probe", "--url", "http://intercepted.default.svc.cluster.local:8080/", "--count", "20"); err != nil {
+		t.Fatalf("kubectl run probe-intercepted: %v\n%s", err, out)
+	}
+	if out, err := kubectlIn(t, full, "wait", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=2m", "pod/probe-intercepted"); err != nil {
+		logs, _ := kubectlIn(t, full, "logs", "probe-intercepted")
+		t.Fatalf("probe-intercepted did not succeed: %v\n%s\n%s", err, out, logs)
+	}
+	out, _ = kubectlIn(t, full, "logs", "probe-intercepted")
+	pr.ServedBy, pr.Codes = nil, nil
+	if err := json.Unmarshal([]byte(out), &pr); err != nil || pr.Codes[200] != 20 || pr.ServedBy["redirected"] != 20 {
+		t.Errorf("port 8080 of the intercepted pod was not redirected to 15006: %+v (%v)\n%s", pr, err, out)
 	}
 
 	// Resources from the kubelets, as the kind platform reads them: the

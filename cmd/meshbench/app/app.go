@@ -127,7 +127,7 @@ results and a table that compares the meshes and their data-plane modes.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return badInput(err) })
 	root.AddCommand(newRunCommand(s), newCompareCommand(s), newReportCommand(s), newPublishCommand(s), newScenariosCommand(s), newVersionCommand(s),
-		newWorkloadCommand(s), newProxyCommand(s), newControlPlaneCommand(s), newXDSClientsCommand(s), newConformanceCommand(s), newClusterCommand(s), newOCIRuntimeCommand(s))
+		newWorkloadCommand(s), newProxyCommand(s), newControlPlaneCommand(s), newXDSClientsCommand(s), newConformanceCommand(s), newClusterCommand(s), newOCIRuntimeCommand(s), newRedirectCommand(s))
 	return root
 }
 

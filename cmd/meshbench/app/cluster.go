@@ -342,7 +342,12 @@ func (o *buildImageOptions) run(ctx context.Context, s Streams) error {
 			return fmt.Errorf("the reference proxies' image: %w (--reference=false builds meshbench's alone)", err)
 		}
 		imgs[rref] = rimg
-		ref += " and " + rref
+		iref, iimg, err := nodeimage.InitImage(rimg, bin, version)
+		if err != nil {
+			return err
+		}
+		imgs[iref] = iimg
+		ref += ", " + rref + " and " + iref
 	}
 	write := func(w io.Writer) error { return images.WriteArchive(w, imgs) }
 	if o.output != "" && o.cluster != "" {

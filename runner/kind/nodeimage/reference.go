@@ -16,7 +16,8 @@ import (
 // referencePackages are the reference data planes, from the same Debian
 // packages the local platform runs (scripts/setup.sh), so that both
 // platforms compare the same builds.
-var referencePackages = []string{"haproxy", "nginx-light", "libnginx-mod-stream", "ca-certificates"}
+// iptables is for the init role (see InitImage).
+var referencePackages = []string{"haproxy", "nginx-light", "libnginx-mod-stream", "ca-certificates", "iptables"}
 
 // ReferenceRepository names the image of the reference data planes.
 const ReferenceRepository = "meshbench.local/reference-proxies"
@@ -26,6 +27,30 @@ const ReferenceRepository = "meshbench.local/reference-proxies"
 func (v Versions) ReferenceRef() string {
 	sum := sha256.Sum256([]byte(v.Debian + " " + strings.Join(referencePackages, ",") + " upgraded"))
 	return ReferenceRepository + ":" + v.Debian + "-" + hex.EncodeToString(sum[:])[:10]
+}
+
+// InitRepository names the init image: meshbench's binary on the
+// reference image's Debian root, which has iptables, for a pod's init
+// container installing the mesh's redirects (as Istio's istio-init does).
+const InitRepository = "meshbench.local/meshbench-init"
+
+// InitImage is the init image for the meshbench binary at bin: the
+// reference image's layer (shared with it) and the binary's.
+func InitImage(reference images.Image, bin, version string) (string, images.Image, error) {
+	layers, err := reference.Layers()
+	if err != nil {
+		return "", nil, err
+	}
+	binLayer, err := images.BinaryLayer(bin, images.BinaryPath)
+	if err != nil {
+		return "", nil, err
+	}
+	img, err := images.FromLayers(append(layers, binLayer), images.Config{Entrypoint: []string{images.BinaryPath}})
+	if err != nil {
+		return "", nil, err
+	}
+	ref := images.Ref(version)
+	return InitRepository + ref[strings.LastIndexByte(ref, ':'):], img, nil
 }
 
 // ReferenceImage builds the image holding HAProxy and nginx (one image,

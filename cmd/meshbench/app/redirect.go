@@ -1,0 +1,91 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshbench/meshbench/meshes"
+)
+
+type redirectOptions struct {
+	inbound                 []string
+	outbound                int
+	excludeMark, excludeUID int
+	comment                 string
+}
+
+// newRedirectCommand is what a pod's init container runs on Kubernetes
+// (as Istio's istio-init does): it installs the mesh's redirects in the
+// pod's network namespace with the same rules the local platform writes.
+func newRedirectCommand(s Streams) *cobra.Command {
+	o := &redirectOptions{}
+	cmd := &cobra.Command{
+		Use:    "redirect",
+		Short:  "Install a mesh's traffic redirects in this network namespace (a pod's init container)",
+		Hidden: true,
+		Args:   argsCheck(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rs, err := o.redirects()
+			if err != nil {
+				return badInput(err)
+			}
+			return installRedirects(cmd.Context(), rs, o.comment, s)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&o.inbound, "inbound", nil, "PORT:TO: inbound TCP to PORT on eth0 goes to the proxy's port TO (repeatable)")
+	f.IntVar(&o.outbound, "outbound", 0, "outbound TCP goes to the proxy's port (0: none)")
+	f.IntVar(&o.excludeMark, "exclude-mark", 0, "outbound: the proxy's own traffic carries this SO_MARK")
+	f.IntVar(&o.excludeUID, "exclude-uid", 0, "outbound: the proxy's own traffic is this user's")
+	f.StringVar(&o.comment, "comment", "meshbench", "the comment every rule carries")
+	return cmd
+}
+
+func (o *redirectOptions) redirects() ([]meshes.Redirect, error) {
+	var out []meshes.Redirect
+	for _, in := range o.inbound {
+		p, to, ok := strings.Cut(in, ":")
+		port, err1 := strconv.Atoi(p)
+		toPort, err2 := strconv.Atoi(to)
+		if !ok || err1 != nil || err2 != nil || port < 1 || port > 65535 || toPort < 1 || toPort > 65535 {
+			return nil, fmt.Errorf("--inbound %q: want PORT:TO", in)
+		}
+		out = append(out, meshes.Redirect{Port: port, ToPort: toPort})
+	}
+	if o.outbound < 0 || o.outbound > 65535 {
+		return nil, fmt.Errorf("--outbound %d: want a port", o.outbound)
+	}
+	if o.outbound > 0 {
+		out = append(out, meshes.Redirect{Outbound: true, ToPort: o.outbound, ExcludeMark: o.excludeMark, ExcludeUID: o.excludeUID})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("nothing to redirect: give --inbound or --outbound")
+	}
+	return out, nil
+}
+
+// installRedirects appends the rules; on a failure it removes the ones it
+// appended.
+func installRedirects(ctx context.Context, rs []meshes.Redirect, comment string, s Streams) error {
+	var done [][]string
+	for _, r := range rs {
+		for _, rule := range r.Rules(comment) {
+			out, err := exec.CommandContext(ctx, "iptables", append([]string{"-w", "5", "-t", "nat", "-A"}, rule...)...).CombinedOutput()
+			if err != nil {
+				for i := len(done) - 1; i >= 0; i-- {
+					_ = exec.Command("iptables", append([]string{"-w", "5", "-t", "nat", "-D"}, done[i]...)...).Run()
+				}
+				return fmt.Errorf("iptables -t nat -A %s: %v: %s", strings.Join(rule, " "), err, strings.TrimSpace(string(out)))
+			}
+			done = append(done, rule)
+			fmt.Fprintf(s.Out, "-A %s\n", strings.Join(rule, " "))
+		}
+	}
+	return nil
+}
