@@ -64,7 +64,11 @@ func TestIntegrationReportCompareAndPublish(t *testing.T) {
 	tmp := t.TempDir()
 
 	t.Run("compare", func(t *testing.T) {
-		r := meshbench(t, time.Minute, "compare", a, b, "--gate", "p99:+5%,errors:0")
+		// p50, not p99: 50 ms more service time moves every request, and
+		// a busy machine's p99 (tens of ms on its own, in 4 trials) made
+		// the p99 interval straddle the limit (seen in a CI run with the
+		// other CPU burnt: p99 x3.3 [0.69, 19.3], p50 x28.6 [19.6, 45.5]).
+		r := meshbench(t, time.Minute, "compare", a, b, "--gate", "p50:+5%,errors:0")
 		if r.code != 1 || !strings.Contains(r.stdout, "FAIL") || !strings.Contains(r.stdout, "meshbench/sidecar@300") {
 			t.Errorf("50 ms more service time: exit %d, want 1 (fail)\n%s%s", r.code, r.stdout, r.stderr)
 		}
