@@ -80,6 +80,29 @@ func TestIntegrationImage(t *testing.T) {
 	}
 }
 
+// waitService waits until the loadgen node reaches a Service's port 8080:
+// kube-proxy programs a new Service's rules a moment after its pod is Ready
+// (probing at once, 6 of 20 connections were refused), and the node's own
+// traffic meets the same rules as its pods'.
+func waitService(t *testing.T, cluster, svc string) {
+	t.Helper()
+	ip, err := kubectlIn(t, cluster, "get", "service", svc, "-o", "jsonpath={.spec.clusterIP}")
+	if err != nil {
+		t.Fatalf("service %s: %v\n%s", svc, err, ip)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := exec.Command("docker", "exec", cluster+"-worker", "timeout", "2", "bash", "-c", "exec 3<>/dev/tcp/"+ip+"/8080").Run()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service %s (%s:8080) unreachable from the loadgen node after 1m: %v", svc, ip, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // initRE matches the init image's reference.
 var initRE = regexp.MustCompile(`meshbench\.local/meshbench-init:[a-zA-Z0-9._-]+`)
 
@@ -230,6 +253,7 @@ func TestIntegrationKindCluster(t *testing.T) {
 	if out, err := kubectlIn(t, full, "wait", "--for=condition=Ready", "--timeout=2m", "pod/echo"); err != nil {
 		t.Fatalf("echo not ready: %v\n%s", err, out)
 	}
+	waitService(t, full, "echo")
 	if out, err := kubectlIn(t, full, "run", "probe", "--image=meshbench.local/meshbench:dev", "--image-pull-policy=Never",
 		"--restart=Never", onNode("loadgen"), "--", "workload", "probe", "--url", "http://echo.default.svc.cluster.local:8080/", "--count", "20"); err != nil {
 		t.Fatalf("kubectl run probe: %v\n%s", err, out)
@@ -287,6 +311,7 @@ spec:
 		desc, _ := kubectlIn(t, full, "describe", "pod", "intercepted")
 		t.Fatalf("intercepted not ready: %v\n%s\n%s", err, out, desc)
 	}
+	waitService(t, full, "intercepted")
 	if out, err := kubectlIn(t, full, "run", "probe-intercepted", "--image=meshbench.local/meshbench:dev", "--image-pull-policy=Never",
 		"--restart=Never", onNode("loadgen"), "--", "workload", "probe", "--url", "http://intercepted.default.svc.cluster.local:8080/", "--count", "20"); err != nil {
 		t.Fatalf("kubectl run probe-intercepted: %v\n%s", err, out)

@@ -6,9 +6,7 @@
 package kind
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -17,9 +15,12 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	"sigs.k8s.io/kind/pkg/cluster"
-	"sigs.k8s.io/kind/pkg/cluster/nodes"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 	kindlog "sigs.k8s.io/kind/pkg/log"
 )
@@ -260,57 +261,18 @@ func Exists(name string, log Logger) (bool, error) {
 	return slices.Contains(all, FullName(name)), nil
 }
 
-// controlPlane is a cluster's control-plane node.
-func controlPlane(p *cluster.Provider, name string) (nodes.Node, []nodes.Node, error) {
-	all, err := p.ListNodes(name)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, n := range all {
-		if r, err := n.Role(); err == nil && r == "control-plane" {
-			return n, all, nil
-		}
-	}
-	return nil, nil, fmt.Errorf("cluster %s has no control-plane node", name)
-}
-
-// kubectl runs kubectl on the control-plane node with the admin
-// credentials and returns its output.
-func kubectl(cp nodes.Node, args ...string) ([]byte, error) {
-	var out, errOut bytes.Buffer
-	cmd := cp.Command("kubectl", append([]string{"--kubeconfig=/etc/kubernetes/admin.conf"}, args...)...)
-	cmd.SetStdout(&out)
-	cmd.SetStderr(&errOut)
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(errOut.String()))
-	}
-	return out.Bytes(), nil
-}
-
-// apiNode is what meshbench reads of a Node object.
-type apiNode struct {
-	Metadata struct{ Name string }
-	Spec     struct {
-		PodCIDR string `json:"podCIDR"`
-	}
-	Status struct {
-		Conditions []struct{ Type, Status, Message string }
-		Addresses  []struct{ Type, Address string }
-	}
-}
-
-type nodeList struct{ Items []apiNode }
-
-func getNodes(cp nodes.Node) (*nodeList, error) {
-	out, err := kubectl(cp, "get", "nodes", "-o", "json")
+// clientset is a client of the cluster's API server (on the host's
+// loopback port kind publishes).
+func clientset(p *cluster.Provider, name string) (kubernetes.Interface, error) {
+	cfg, err := p.KubeConfig(name, false)
 	if err != nil {
 		return nil, err
 	}
-	var l nodeList
-	if err := json.Unmarshal(out, &l); err != nil {
+	c, err := NewClient([]byte(cfg))
+	if err != nil {
 		return nil, err
 	}
-	return &l, nil
+	return c.cs, nil
 }
 
 // cniConfig is a node's pod network, as kindnetd writes it: a veth pair
@@ -333,32 +295,30 @@ const cniConfig = `{
 // routes every other node's range through that node, once the controller
 // manager has given every node a range.
 func podNetwork(ctx context.Context, p *cluster.Provider, name string, log Logger) error {
-	cp, all, err := controlPlane(p, name)
+	all, err := p.ListNodes(name)
 	if err != nil {
 		return err
 	}
-	var l *nodeList
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		l, err = getNodes(cp)
-		if err == nil && len(l.Items) == len(all) && !slices.ContainsFunc(l.Items, func(n apiNode) bool { return n.Spec.PodCIDR == "" }) {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not every node has a pod range after 2m (%v)", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
+	cs, err := clientset(p, name)
+	if err != nil {
+		return err
+	}
+	var l *corev1.NodeList
+	var last error
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		l, last = cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		return last == nil && len(l.Items) == len(all) &&
+			!slices.ContainsFunc(l.Items, func(n corev1.Node) bool { return n.Spec.PodCIDR == "" }), nil
+	})
+	if err != nil {
+		return fmt.Errorf("not every node has a pod range after 2m: %v (%v)", err, last)
 	}
 	cidr, addr := map[string]string{}, map[string]string{}
 	for _, n := range l.Items {
-		cidr[n.Metadata.Name] = n.Spec.PodCIDR
+		cidr[n.Name] = n.Spec.PodCIDR
 		for _, a := range n.Status.Addresses {
-			if a.Type == "InternalIP" && !strings.Contains(a.Address, ":") {
-				addr[n.Metadata.Name] = a.Address
+			if a.Type == corev1.NodeInternalIP && !strings.Contains(a.Address, ":") {
+				addr[n.Name] = a.Address
 			}
 		}
 	}
@@ -367,9 +327,7 @@ func podNetwork(ctx context.Context, p *cluster.Provider, name string, log Logge
 		if cidr[self] == "" {
 			return fmt.Errorf("node %s is not in the API's node list", self)
 		}
-		cmd := n.Command("sh", "-c", "mkdir -p /etc/cni/net.d && cat > /etc/cni/net.d/10-meshbench.conflist")
-		cmd.SetStdin(strings.NewReader(fmt.Sprintf(cniConfig, cidr[self])))
-		if err := cmd.Run(); err != nil {
+		if err := nodeutils.WriteFile(n, "/etc/cni/net.d/10-meshbench.conflist", fmt.Sprintf(cniConfig, cidr[self])); err != nil {
 			return fmt.Errorf("node %s: CNI configuration: %w", self, err)
 		}
 		for other, c := range cidr {
@@ -385,53 +343,43 @@ func podNetwork(ctx context.Context, p *cluster.Provider, name string, log Logge
 	return nil
 }
 
-// waitReady waits until every node reports Ready.
+// waitReady waits until every node reports Ready and cluster DNS serves
+// (CoreDNS starts before the pod network does, and backs off).
 func waitReady(ctx context.Context, p *cluster.Provider, name string, timeout time.Duration) error {
-	cp, _, err := controlPlane(p, name)
+	cs, err := clientset(p, name)
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(timeout)
-	var last string
-	for {
-		l, err := getNodes(cp)
-		if err == nil {
-			var notReady []string
-			for _, n := range l.Items {
-				ready := false
-				for _, c := range n.Status.Conditions {
-					if c.Type == "Ready" {
-						ready = c.Status == "True"
-						if !ready {
-							last = n.Metadata.Name + ": " + c.Message
-						}
-					}
-				}
-				if !ready {
-					notReady = append(notReady, n.Metadata.Name)
-				}
-			}
-			if len(notReady) == 0 && len(l.Items) > 0 {
-				// And cluster DNS serves (it starts before the pod
-				// network does, and backs off).
-				out, err := kubectl(cp, "-n", "kube-system", "get", "deployment", "coredns", "-o", "jsonpath={.status.readyReplicas}/{.spec.replicas}")
-				if err == nil && len(out) > 2 && string(out[:bytes.IndexByte(out, '/')]) == string(out[bytes.IndexByte(out, '/')+1:]) {
-					return nil
-				}
-				last = fmt.Sprintf("coredns ready replicas/wanted: %s %v", out, err)
-			}
-		} else {
+	last := "no answer yet"
+	err = wait.PollUntilContextTimeout(ctx, 2*time.Second, timeout, true, func(ctx context.Context) (bool, error) {
+		l, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
 			last = err.Error()
+			return false, nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("nodes not Ready after %s: %s", timeout, last)
+		for _, n := range l.Items {
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
+					last = n.Name + ": " + c.Message
+					return false, nil
+				}
+			}
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Second):
+		d, err := cs.AppsV1().Deployments("kube-system").Get(ctx, "coredns", metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+			return false, nil
 		}
+		if d.Spec.Replicas == nil || d.Status.ReadyReplicas < *d.Spec.Replicas {
+			last = fmt.Sprintf("coredns: %d replicas ready", d.Status.ReadyReplicas)
+			return false, nil
+		}
+		return len(l.Items) > 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("cluster not ready after %s: %s", timeout, last)
 	}
+	return nil
 }
 
 // kindLogger passes kind's warnings and errors on, and its info lines at
