@@ -223,7 +223,7 @@ func (p *platform) Down(ctx context.Context) error {
 
 // Teardown bounds.
 const (
-	stopGrace     = 5 * time.Second
+	stopGrace     = runner.DefaultStopTimeout
 	removeTimeout = 30 * time.Second
 )
 
