@@ -79,6 +79,16 @@ func UserID(name string) int {
 	return uid
 }
 
+// GroupID returns the gid of a system group, or 0 when there is none.
+func GroupID(name string) int {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0
+	}
+	gid, _ := strconv.Atoi(g.Gid)
+	return gid
+}
+
 // Exclusion is how interception tells a proxy's own connections from the
 // application's: by socket mark (SO_MARK) or by the uid the proxy runs as.
 type Exclusion struct {

@@ -131,8 +131,9 @@ func config(node meshes.Node, dropPrivileges bool, body string) string {
 	b.WriteString("global\n    nbthread 1\n    maxconn 4096\n    log stderr format raw local0 warning\n")
 	if dropPrivileges {
 		// Its own connections then carry the haproxy uid, which the
-		// interception rules let pass.
-		b.WriteString("    user haproxy\n    group haproxy\n")
+		// interception rules let pass. By number, the one the rules name:
+		// a container image's haproxy user may have another.
+		fmt.Fprintf(&b, "    uid %d\n    gid %d\n", meshes.UserID("haproxy"), meshes.GroupID("haproxy"))
 	}
 	fmt.Fprintf(&b, `
 defaults
