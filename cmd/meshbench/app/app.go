@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -89,6 +90,10 @@ func Run(ctx context.Context, s Streams, args []string) error {
 	root.SetOut(s.Out)
 	root.SetErr(s.ErrOut)
 	err := root.ExecuteContext(ctx)
+	if err != nil && strings.HasPrefix(err.Error(), "required flag(s) ") {
+		// cobra's own check, which its flag error hook does not see.
+		err = badInput(err)
+	}
 	var rep *reported
 	var ge *gateError
 	if err != nil && !errors.As(err, &rep) && !errors.As(err, &ge) {
@@ -127,7 +132,7 @@ results and a table that compares the meshes and their data-plane modes.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return badInput(err) })
 	root.AddCommand(newRunCommand(s), newCompareCommand(s), newReportCommand(s), newPublishCommand(s), newScenariosCommand(s), newVersionCommand(s),
-		newWorkloadCommand(s), newProxyCommand(s), newControlPlaneCommand(s), newXDSClientsCommand(s), newConformanceCommand(s), newClusterCommand(s), newOCIRuntimeCommand(s), newRedirectCommand(s))
+		newWorkloadCommand(s), newProxyCommand(s), newControlPlaneCommand(s), newXDSClientsCommand(s), newConformanceCommand(s), newClusterCommand(s), newOCIRuntimeCommand(s), newRedirectCommand(s), newPodProcessCommand(s))
 	return root
 }
 
