@@ -53,9 +53,9 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 			"differences to the baseline. +CPU is the median per-trial difference to the baseline of all processes'\n"+
 			"CPU (load generator, apps, proxies, control plane): what a mode costs wherever it runs, proxyless in the workloads.\n"+
 			"PROXY CPU is the proxies' summed mean CPU in millicores and PROXY RSS their summed peak RSS during the\n"+
-			"measured window (from /proc); WSS is the working set (cgroup memory less inactive file cache). CPU: %s.\n"+
+			"measured window; WSS is the working set (memory less inactive file cache). CPU and memory: %s.\n"+
 			"Network: %s.\n",
-			latencySource(m), m.Platform.ResourceSource, m.Platform.Network)
+			latencySource(m), m.Platform.ResourceSource, network(m.Platform))
 	}
 	return nil
 }
@@ -175,4 +175,12 @@ func latencySource(m *results.Manifest) string {
 		return "fortio histogram, " + m.HistogramResolution + " buckets"
 	}
 	return "every request, " + m.HistogramResolution
+}
+
+// network names the platform's network for the table's notes.
+func network(p results.Platform) string {
+	if p.Kubernetes != "" {
+		return fmt.Sprintf("%s (Kubernetes %s, %d nodes)", p.NetworkReason, p.Kubernetes, len(p.KubeNodes))
+	}
+	return p.Network
 }

@@ -17,9 +17,12 @@ func EnvironmentID(runID string) string { return runID + "-env" }
 // MeshConfigID is the id of a trial's ServiceMeshConfig.
 func MeshConfigID(runID string, t *results.Trial) string { return ConfigID(runID, t) + "-mesh" }
 
-// Environment describes where a run happened: one node per platform node
-// (a network namespace or a loopback address on one host, so every node
-// reports the host's cores and memory, which they share).
+// Environment describes where a run happened. On the local platform it
+// has one node per platform node (a network namespace or a loopback
+// address on one host, so every node reports the host's cores and memory,
+// which they share); on Kubernetes, the cluster's nodes with their
+// capacity, and the cluster and its version in labels. Either way the
+// platform nodes are the individual workloads.
 func Environment(m *results.Manifest) *smp.EnvironmentConfig {
 	env := &smp.EnvironmentConfig{
 		SmpVersion: Version,
@@ -37,12 +40,24 @@ func Environment(m *results.Manifest) *smp.EnvironmentConfig {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	if pl := m.Platform; pl.Kubernetes != "" {
+		env.Labels[LabelKubernetes], env.Labels[LabelCluster] = pl.Kubernetes, pl.Cluster
+		for _, n := range pl.KubeNodes {
+			env.Nodes = append(env.Nodes, &smp.EnvironmentConfig_Node{
+				Type:  fmt.Sprintf("%s node %s (%s, kubelet %s)", pl.Name, n.Name, n.Role, n.Kubelet),
+				Cores: int32(n.CPUs),
+				MemMb: n.MemoryMB,
+			})
+		}
+	}
 	for _, n := range names {
-		env.Nodes = append(env.Nodes, &smp.EnvironmentConfig_Node{
-			Type:  fmt.Sprintf("%s-%s (%s, %s)", m.Platform.Name, m.Platform.Network, n, m.Platform.Nodes[n]),
-			Cores: int32(m.Host.CPUs),
-			MemMb: m.Host.MemoryMB,
-		})
+		if m.Platform.Kubernetes == "" {
+			env.Nodes = append(env.Nodes, &smp.EnvironmentConfig_Node{
+				Type:  fmt.Sprintf("%s-%s (%s, %s)", m.Platform.Name, m.Platform.Network, n, m.Platform.Nodes[n]),
+				Cores: int32(m.Host.CPUs),
+				MemMb: m.Host.MemoryMB,
+			})
+		}
 		env.IndividualWorkloads = append(env.IndividualWorkloads, &smp.EnvironmentConfig_IndividualWorkload{Name: n, Count: 1})
 	}
 	return env

@@ -54,4 +54,7 @@ const (
 	LabelPlatform = "meshbench.dev/platform"
 	LabelKernel   = "meshbench.dev/kernel"
 	LabelCPUModel = "meshbench.dev/cpu-model"
+	// A Kubernetes platform's cluster and server version.
+	LabelCluster    = "meshbench.dev/cluster"
+	LabelKubernetes = "meshbench.dev/kubernetes-version"
 )

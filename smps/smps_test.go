@@ -65,3 +65,30 @@ func TestTrialRoundTripsStrictly(t *testing.T) {
 		t.Errorf("ReadResult accepted an unknown field: %v", err)
 	}
 }
+
+// On Kubernetes the environment is the cluster's nodes, with the cluster
+// and its version in labels; the platform nodes are the workloads.
+func TestEnvironmentKubernetes(t *testing.T) {
+	m := &results.Manifest{RunID: "abc123", Host: results.Host{CPUs: 2, MemoryMB: 24000}, Platform: results.Platform{
+		Name: "kind", Network: "pods", Cluster: "meshbench-dev", Kubernetes: "v1.34.4",
+		Nodes: map[string]string{"client": "10.244.1.2", "server": "10.244.2.3"},
+		KubeNodes: []results.KubeNode{
+			{Name: "meshbench-dev-control-plane", Role: "control-plane", Kubelet: "v1.34.4", CPUs: 2, MemoryMB: 24000},
+			{Name: "meshbench-dev-worker", Role: "loadgen", Kubelet: "v1.34.4", CPUs: 2, MemoryMB: 24000},
+		}}}
+	env := Environment(m)
+	if env.Labels[LabelKubernetes] != "v1.34.4" || env.Labels[LabelCluster] != "meshbench-dev" || env.Labels[LabelPlatform] != "kind" {
+		t.Errorf("labels %v", env.Labels)
+	}
+	if len(env.Nodes) != 2 || env.Nodes[1].Type != "kind node meshbench-dev-worker (loadgen, kubelet v1.34.4)" || env.Nodes[1].Cores != 2 {
+		t.Errorf("nodes %v", env.Nodes)
+	}
+	if len(env.IndividualWorkloads) != 2 || env.IndividualWorkloads[0].Name != "client" {
+		t.Errorf("workloads %v", env.IndividualWorkloads)
+	}
+	local := Environment(&results.Manifest{RunID: "abc123", Host: results.Host{CPUs: 2}, Platform: results.Platform{Name: "local", Network: "netns",
+		Nodes: map[string]string{"client": "10.213.0.2"}}})
+	if len(local.Nodes) != 1 || local.Nodes[0].Type != "local-netns (client, 10.213.0.2)" || local.Labels[LabelKubernetes] != "" {
+		t.Errorf("local environment %v", local)
+	}
+}

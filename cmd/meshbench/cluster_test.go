@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -180,7 +181,8 @@ func TestIntegrationKindCluster(t *testing.T) {
 
 	// The offline image make test built (on a cgroup v2 host, auto would
 	// take kind's upstream image, which needs a registry).
-	r := meshbench(t, 45*time.Minute, "cluster", "create", name, "--node-image", "offline", "--wait", "5m")
+	share := t.TempDir()
+	r := meshbench(t, 45*time.Minute, "cluster", "create", name, "--node-image", "offline", "--wait", "5m", "--share", share)
 	if r.code != 0 || !strings.Contains(r.stdout, "cluster "+full+" created") {
 		t.Fatalf("cluster create: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
@@ -342,6 +344,8 @@ spec:
 		t.Errorf("top has no working set for echo/echo on the sut node:\n%s", r.stdout)
 	}
 
+	kindRunKilled(t, name, share)
+
 	if r := meshbench(t, 2*time.Minute, "cluster", "delete", name); r.code != 0 {
 		t.Fatalf("delete: exit %d\n%s", r.code, r.stderr)
 	}
@@ -362,4 +366,54 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
+}
+
+// kindRunKilled runs on a named cluster (created with --share share): a
+// results directory outside the share is bad input; a run SIGKILLed
+// mid-trial leaves its namespace, routes, image and control directory,
+// and the next start removes them.
+func kindRunKilled(t *testing.T, name, share string) {
+	t.Helper()
+	full := "meshbench-" + name
+	elsewhere := filepath.Join(t.TempDir(), "elsewhere")
+	if r := meshbench(t, 5*time.Minute, "run", "smoke", "--platform", "kind", "--cluster", name, "--out", elsewhere); r.code != 2 ||
+		!strings.Contains(r.stderr, "not shared with the cluster's nodes") {
+		t.Errorf("run with --out outside the share: exit %d, want 2\n%s", r.code, r.stderr)
+	}
+	// The image is loaded by the run (and so removed with it).
+	initRef := "meshbench.local/meshbench-init:dev"
+	nodes := []string{full + "-control-plane", full + "-worker", full + "-worker2"}
+	for _, n := range nodes {
+		_ = exec.Command("docker", "exec", n, "ctr", "--namespace=k8s.io", "images", "rm", "--sync", initRef).Run()
+	}
+	killedOut := filepath.Join(share, "killed")
+	cmd, stderr := startRun(t, "smoke", "--platform", "kind", "--cluster", name, "--duration", "10s", "--out", killedOut)
+	waitFor(t, 10*time.Minute, "the sidecar trial to be measuring", measuring(killedOut))
+	data, _ := os.ReadFile(stderr)
+	killed := runID(t, string(data))
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if l := kindLeftovers(t, full, killed, killedOut); len(l) < 3 {
+		t.Errorf("SIGKILL left only %v: the test did not kill a run mid-trial", l)
+	}
+	next := meshbench(t, 10*time.Minute, "run", "smoke", "--platform", "kind", "--cluster", name, "--modes", "baseline",
+		"--duration", "1s", "--out", filepath.Join(share, "next"))
+	if next.code != 0 {
+		t.Fatalf("next run: exit %d\n%s", next.code, next.stderr)
+	}
+	if !strings.Contains(next.stderr, "removing leftovers of dead kind run "+killed) {
+		t.Errorf("the next run did not report removing run %s's leftovers:\n%s", killed, next.stderr)
+	}
+	for id, out := range map[string]string{killed: killedOut, runID(t, next.stderr): filepath.Join(share, "next")} {
+		if l := kindLeftovers(t, full, id, out); len(l) > 0 {
+			t.Errorf("run %s left behind: %v", id, l)
+		}
+	}
+	for _, n := range nodes {
+		if out, _ := exec.Command("docker", "exec", n, "ctr", "--namespace=k8s.io", "images", "ls", "-q", "name=="+initRef).Output(); len(out) > 0 {
+			t.Errorf("node %s still has %s, which the runs loaded", n, initRef)
+		}
+	}
 }

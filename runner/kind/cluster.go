@@ -6,10 +6,14 @@
 package kind
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,6 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	"sigs.k8s.io/kind/pkg/cluster"
+	"sigs.k8s.io/kind/pkg/cluster/nodes"
 	"sigs.k8s.io/kind/pkg/cluster/nodeutils"
 	kindlog "sigs.k8s.io/kind/pkg/log"
 )
@@ -57,7 +62,11 @@ type ClusterOptions struct {
 	Kubeconfig string
 	// ReadyTimeout bounds the wait for every node to be Ready.
 	ReadyTimeout time.Duration
-	Log          Logger
+	// Shares are host directories every node mounts at the same path:
+	// the kind platform's pods read their configuration from, and write
+	// their results to, the run's results directory there.
+	Shares []string
+	Log    Logger
 }
 
 // FullName is the kind cluster name of a meshbench cluster.
@@ -101,7 +110,89 @@ func Config(o ClusterOptions) *v1alpha4.Cluster {
 		}
 		cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.WorkerRole, Labels: map[string]string{RoleLabel: role}})
 	}
+	for i := range cfg.Nodes {
+		for _, dir := range o.Shares {
+			cfg.Nodes[i].ExtraMounts = append(cfg.Nodes[i].ExtraMounts, v1alpha4.Mount{HostPath: dir, ContainerPath: dir})
+		}
+	}
 	return cfg
+}
+
+// Shared returns the host directories every node of a cluster mounts at
+// the same path (ClusterOptions.Shares).
+func Shared(name string, log Logger) ([]string, error) {
+	all, err := provider(log).ListNodes(FullName(name))
+	if err != nil {
+		return nil, err
+	}
+	var shared []string
+	for i, n := range all {
+		out, err := exec.Command("docker", "inspect", "--format", "{{json .Mounts}}", n.String()).Output()
+		if err != nil {
+			return nil, fmt.Errorf("inspect node %s: %w", n, err)
+		}
+		var mounts []struct{ Source, Destination string }
+		if err := json.Unmarshal(out, &mounts); err != nil {
+			return nil, fmt.Errorf("inspect node %s: %w", n, err)
+		}
+		var here []string
+		for _, m := range mounts {
+			if m.Source == m.Destination && filepath.IsAbs(m.Source) && m.Source != "/lib/modules" {
+				here = append(here, m.Source)
+			}
+		}
+		if i == 0 {
+			shared = here
+		} else {
+			shared = slices.DeleteFunc(shared, func(d string) bool { return !slices.Contains(here, d) })
+		}
+	}
+	return shared, nil
+}
+
+// HasImage says whether every node of the cluster has the image (in
+// containerd's k8s.io namespace, where kubelet finds it).
+func HasImage(name, ref string, log Logger) (bool, error) {
+	all, err := provider(log).ListNodes(FullName(name))
+	if err != nil {
+		return false, err
+	}
+	for _, n := range all {
+		ok, err := nodeHasImage(n, ref)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return len(all) > 0, nil
+}
+
+func nodeHasImage(n nodes.Node, ref string) (bool, error) {
+	var out, errOut bytes.Buffer
+	if err := n.Command("ctr", "--namespace=k8s.io", "images", "ls", "-q", "name=="+ref).SetStdout(&out).SetStderr(&errOut).Run(); err != nil {
+		return false, fmt.Errorf("node %s: ctr images ls: %v: %s", n, err, strings.TrimSpace(errOut.String()))
+	}
+	return strings.TrimSpace(out.String()) != "", nil
+}
+
+// RemoveImage removes an image from every node of the cluster that has it.
+func RemoveImage(name, ref string, log Logger) error {
+	all, err := provider(log).ListNodes(FullName(name))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range all {
+		ok, err := nodeHasImage(n, ref)
+		if err != nil || !ok {
+			errs = append(errs, err)
+			continue
+		}
+		var out bytes.Buffer
+		if err := n.Command("ctr", "--namespace=k8s.io", "images", "rm", "--sync", ref).SetStdout(&out).SetStderr(&out).Run(); err != nil {
+			errs = append(errs, fmt.Errorf("node %s: ctr images rm %s: %v: %s", n, ref, err, strings.TrimSpace(out.String())))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Create creates the cluster unless it exists (then it says so and

@@ -43,7 +43,7 @@ type state struct {
 func statePath(dir, runID string) string { return filepath.Join(dir, runID+".json") }
 
 func newState(dir, runID, network string) (*state, error) {
-	ticks, err := startTicks(os.Getpid())
+	ticks, err := StartTicks(os.Getpid())
 	if err != nil {
 		return nil, err
 	}
@@ -129,19 +129,23 @@ func readRecords(dir string) []record {
 	return out
 }
 
-func ownerAlive(r record) bool {
-	if r.PID <= 0 {
+func ownerAlive(r record) bool { return OwnerAlive(r.PID, r.StartTicks) }
+
+// OwnerAlive says whether the process pid that started at startTicks
+// (StartTicks) still runs: a state file's owner, for every platform.
+func OwnerAlive(pid int, startTicks uint64) bool {
+	if pid <= 0 {
 		return false
 	}
-	if err := syscall.Kill(r.PID, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	ticks, err := startTicks(r.PID)
-	return err == nil && ticks == r.StartTicks
+	ticks, err := StartTicks(pid)
+	return err == nil && ticks == startTicks
 }
 
-// startTicks is field 22 of /proc/<pid>/stat: when the process started.
-func startTicks(pid int) (uint64, error) {
+// StartTicks is field 22 of /proc/<pid>/stat: when the process started.
+func StartTicks(pid int) (uint64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err

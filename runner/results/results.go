@@ -171,6 +171,21 @@ type Platform struct {
 	Transparent bool `json:"transparent"`
 	// Placement maps component classes to the CPUs they were pinned to.
 	Placement map[string]string `json:"placement,omitempty"`
+	// Cluster, Kubernetes and KubeNodes describe a Kubernetes platform:
+	// the cluster, its server version and its nodes.
+	Cluster    string     `json:"cluster,omitempty"`
+	Kubernetes string     `json:"kubernetes,omitempty"`
+	KubeNodes  []KubeNode `json:"kubeNodes,omitempty"`
+}
+
+// KubeNode is a node of a Kubernetes platform.
+type KubeNode struct {
+	Name string `json:"name"`
+	// Role is control-plane, or the meshbench role (loadgen, sut).
+	Role     string `json:"role"`
+	Kubelet  string `json:"kubelet"`
+	CPUs     int64  `json:"cpus"`
+	MemoryMB int64  `json:"memoryMB"`
 }
 
 // Trial is the outcome of one (mesh, mode) under load, once.

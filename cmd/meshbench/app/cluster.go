@@ -63,6 +63,7 @@ type clusterCreateOptions struct {
 	kubeconfig          string
 	retain              bool
 	wait                time.Duration
+	shares              []string
 }
 
 func newClusterCreateCommand(s Streams) *cobra.Command {
@@ -89,6 +90,7 @@ or loaded from the cache).`,
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "write the cluster's kubeconfig here (default: kind's, $KUBECONFIG or ~/.kube/config)")
 	f.BoolVar(&o.retain, "retain", false, "keep the nodes when creation fails, for debugging")
 	f.DurationVar(&o.wait, "wait", 3*time.Minute, "how long to wait for every node to be Ready")
+	f.StringSliceVar(&o.shares, "share", nil, "host directory every node mounts at the same path (repeatable): run --platform kind --cluster needs one holding its results directory")
 	return cmd
 }
 
@@ -107,12 +109,23 @@ func (o *clusterCreateOptions) run(ctx context.Context, s Streams, args []string
 	if err := engineAnswers(ctx); err != nil {
 		return err
 	}
+	var shares []string
+	for _, d := range o.shares {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return badInput(fmt.Errorf("--share %s: %v", d, err))
+		}
+		if fi, err := os.Stat(abs); err != nil || !fi.IsDir() {
+			return badInput(fmt.Errorf("--share %s: not a directory", d))
+		}
+		shares = append(shares, abs)
+	}
 	image, err := o.image(ctx, s, log)
 	if err != nil {
 		return err
 	}
 	created, err := kind.Create(ctx, kind.ClusterOptions{Name: name, Workers: o.workers, Image: image, Retain: o.retain,
-		Kubeconfig: o.kubeconfig, ReadyTimeout: o.wait, Log: log})
+		Kubeconfig: o.kubeconfig, ReadyTimeout: o.wait, Shares: shares, Log: log})
 	if err != nil {
 		return err
 	}
@@ -125,8 +138,14 @@ func (o *clusterCreateOptions) run(ctx context.Context, s Streams, args []string
 }
 
 // image resolves --node-image.
-func (o *clusterCreateOptions) image(ctx context.Context, s Streams, log *progress) (string, error) {
-	switch o.nodeImage {
+func (o *clusterCreateOptions) image(ctx context.Context, _ Streams, log *progress) (string, error) {
+	return nodeImage(ctx, o.nodeImage, o.cacheDir, log)
+}
+
+// nodeImage resolves a --node-image value: auto, offline, upstream or a
+// reference.
+func nodeImage(ctx context.Context, spec, cacheDir string, log *progress) (string, error) {
+	switch spec {
 	case "upstream":
 		return defaults.Image, nil
 	case "auto":
@@ -136,12 +155,12 @@ func (o *clusterCreateOptions) image(ctx context.Context, s Streams, log *progre
 		log.Logf("cgroup v1 host: the offline node image (Kubernetes %s; kind's default refuses cgroup v1)", nodeimage.Default.Kubernetes)
 		fallthrough
 	case "offline":
-		b := &nodeimage.Builder{Versions: nodeimage.Default, CacheDir: o.cacheDir, Log: log.Logf, Output: io.Discard}
+		b := &nodeimage.Builder{Versions: nodeimage.Default, CacheDir: cacheDir, Log: log.Logf, Output: io.Discard}
 		return b.Build(ctx)
 	case "":
 		return "", badInput(errors.New("--node-image: empty"))
 	}
-	return o.nodeImage, nil
+	return spec, nil
 }
 
 // missingCluster is the error for a cluster that is not there (or whose

@@ -134,7 +134,7 @@ func (o *conformanceOptions) run(ctx context.Context, s Streams) error {
 	}
 	runID := newRunID()
 	log := &progress{w: s.ErrOut}
-	plat, err := o.platform.create(ctx, runID, log)
+	plat, err := o.platform.create(ctx, platformRun{runID: runID, outDir: outDir}, log)
 	if err != nil {
 		return err
 	}

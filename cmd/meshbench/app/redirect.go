@@ -18,6 +18,7 @@ type redirectOptions struct {
 	outbound                int
 	excludeMark, excludeUID int
 	comment                 string
+	remove                  bool
 }
 
 // newRedirectCommand is what a pod's init container runs on Kubernetes
@@ -35,6 +36,9 @@ func newRedirectCommand(s Streams) *cobra.Command {
 			if err != nil {
 				return badInput(err)
 			}
+			if o.remove {
+				return removeRedirects(cmd.Context(), rs, o.comment, s)
+			}
 			return installRedirects(cmd.Context(), rs, o.comment, s)
 		},
 	}
@@ -44,6 +48,7 @@ func newRedirectCommand(s Streams) *cobra.Command {
 	f.IntVar(&o.excludeMark, "exclude-mark", 0, "outbound: the proxy's own traffic carries this SO_MARK")
 	f.IntVar(&o.excludeUID, "exclude-uid", 0, "outbound: the proxy's own traffic is this user's")
 	f.StringVar(&o.comment, "comment", "meshbench", "the comment every rule carries")
+	f.BoolVar(&o.remove, "remove", false, "remove the rules the same flags installed")
 	return cmd
 }
 
@@ -88,4 +93,24 @@ func installRedirects(ctx context.Context, rs []meshes.Redirect, comment string,
 		}
 	}
 	return nil
+}
+
+// removeRedirects deletes the rules the same redirects installed, last
+// first; a rule that is not there is no error (the removal is repeatable).
+func removeRedirects(ctx context.Context, rs []meshes.Redirect, comment string, s Streams) error {
+	var rules [][]string
+	for _, r := range rs {
+		rules = append(rules, r.Rules(comment)...)
+	}
+	var errs []error
+	for i := len(rules) - 1; i >= 0; i-- {
+		args := append([]string{"-w", "5", "-t", "nat", "-D"}, rules[i]...)
+		out, err := exec.CommandContext(ctx, "iptables", args...).CombinedOutput()
+		if err != nil && !strings.Contains(string(out), "does a matching rule exist") && !strings.Contains(string(out), "No chain/target/match") {
+			errs = append(errs, fmt.Errorf("iptables -t nat -D %s: %v: %s", strings.Join(rules[i], " "), err, strings.TrimSpace(string(out))))
+			continue
+		}
+		fmt.Fprintf(s.Out, "-D %s\n", strings.Join(rules[i], " "))
+	}
+	return errors.Join(errs...)
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/meshes/haproxy"
@@ -24,7 +22,6 @@ import (
 	"github.com/meshbench/meshbench/meshes/none"
 	"github.com/meshbench/meshbench/reports"
 	"github.com/meshbench/meshbench/runner"
-	"github.com/meshbench/meshbench/runner/local"
 	"github.com/meshbench/meshbench/runner/results"
 	"github.com/meshbench/meshbench/scenarios"
 )
@@ -89,84 +86,9 @@ Exit codes: 0 success, 1 the run failed, 2 bad input (flags, scenario).`,
 	f.IntVar(&o.trials, "trials", 0, "override trials: repetitions of every (mesh, mode)")
 	f.StringSliceVar(&o.modes, "modes", nil, "run only these modes (e.g. baseline,sidecar) or mesh/mode pairs (e.g. meshbench/sidecar)")
 	f.StringVar(&o.out, "out", "", "results directory (default meshbench-results/<scenario>-<UTC time>)")
+	o.platform.kindOK = true
 	o.platform.bind(f)
 	return cmd
-}
-
-// platformFlags choose and configure the platform.
-type platformFlags struct {
-	name, network, subnet string
-	flags                 *pflag.FlagSet
-}
-
-// Platforms meshbench knows, by --platform name.
-const (
-	platformLocal = "local"
-	platformKind  = "kind"
-	platformKube  = "kube"
-)
-
-func (p *platformFlags) bind(f *pflag.FlagSet) {
-	p.flags = f
-	f.StringVar(&p.name, "platform", "", "where the workloads run: local (network namespaces on this host), kind or kube (default: the scenario's platform, else local)")
-	f.StringVar(&p.network, "network", local.Auto, "local platform network: auto, netns (root) or loopback")
-	f.StringVar(&p.subnet, "subnet", local.DefaultSubnet.String(), "private IPv4 range to take node addresses from (netns network)")
-}
-
-// choose sets the scenario's platform from --platform and checks that
-// this meshbench can run it; sc is nil where no scenario names one.
-func (p *platformFlags) choose(sc *scenarios.Scenario) error {
-	name := p.name
-	if sc != nil {
-		if p.flags.Changed("platform") {
-			sc.Platform = p.name
-			sc.Override("platform", "platform")
-		}
-		name = sc.Platform
-	}
-	fail := func(format string, args ...any) error {
-		if sc != nil {
-			return sc.FieldError("platform", format, args...)
-		}
-		return fmt.Errorf("--platform: "+format, args...)
-	}
-	switch name {
-	case "", platformLocal:
-		p.name = platformLocal
-		return nil
-	case platformKind, platformKube:
-		return fail("the %s platform is not in this build yet: workloads run on the local platform only (use --platform local)", name)
-	}
-	return fail("unknown platform %q (known: %s)", name, strings.Join(scenarios.Platforms, ", "))
-}
-
-// create makes the chosen platform (nothing is started yet).
-func (p *platformFlags) create(ctx context.Context, runID string, log *progress) (runner.Platform, error) {
-	if p.name != platformLocal {
-		for _, f := range []string{"network", "subnet"} {
-			if p.flags.Changed(f) {
-				return nil, badInput(fmt.Errorf("--%s applies to the local platform only (the platform is %s)", f, p.name))
-			}
-		}
-	}
-	return p.local(ctx, runID, log)
-}
-
-// local creates the local platform (nothing is started yet).
-func (p *platformFlags) local(ctx context.Context, runID string, log *progress) (runner.Platform, error) {
-	subnet, err := netip.ParsePrefix(p.subnet)
-	if err != nil {
-		return nil, badInput(fmt.Errorf("invalid --subnet %q: %v", p.subnet, err))
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find the meshbench binary: %w", err)
-	}
-	plat, err := local.New(ctx, local.Options{RunID: runID, Network: p.network, Subnet: subnet, Self: self, Log: log})
-	if err != nil && errors.Is(err, local.ErrInvalidOptions) {
-		return nil, badInput(err)
-	}
-	return plat, err
 }
 
 // resultsDir is --out, or meshbench-results/<name>-<UTC time>; it must be
@@ -205,7 +127,13 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 	}
 	runID := newRunID()
 	log := &progress{w: s.ErrOut}
-	plat, err := o.platform.create(ctx, runID, log)
+	if o.platform.name == platformKind {
+		// The pods see the results directory at the same path.
+		if outDir, err = filepath.Abs(outDir); err != nil {
+			return err
+		}
+	}
+	plat, err := o.platform.create(ctx, platformRun{runID: runID, outDir: outDir, loadGen: []string{sc.Topology.Client.Name}}, log)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,192 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/meshbench/meshbench/runner"
+	"github.com/meshbench/meshbench/runner/kind"
+	"github.com/meshbench/meshbench/runner/kind/images"
+	"github.com/meshbench/meshbench/runner/kind/nodeimage"
+	"github.com/meshbench/meshbench/runner/local"
+	"github.com/meshbench/meshbench/scenarios"
+)
+
+// platformFlags choose and configure the platform.
+type platformFlags struct {
+	name, network, subnet string
+	// The kind platform's.
+	cluster, nodeImage, cacheDir string
+	keepCluster                  bool
+	// kindOK says the command can run on kind.
+	kindOK bool
+	flags  *pflag.FlagSet
+}
+
+// Platforms meshbench knows, by --platform name.
+const (
+	platformLocal = "local"
+	platformKind  = "kind"
+	platformKube  = "kube"
+)
+
+var kindFlags = []string{"cluster", "keep-cluster", "node-image", "cache-dir"}
+
+func (p *platformFlags) bind(f *pflag.FlagSet) {
+	p.flags = f
+	f.StringVar(&p.name, "platform", "", "where the workloads run: local (network namespaces on this host), kind or kube (default: the scenario's platform, else local)")
+	f.StringVar(&p.network, "network", local.Auto, "local platform network: auto, netns (root) or loopback")
+	f.StringVar(&p.subnet, "subnet", local.DefaultSubnet.String(), "private IPv4 range to take node addresses from (netns network)")
+	if !p.kindOK {
+		return
+	}
+	f.StringVar(&p.cluster, "cluster", "", "kind: run on this meshbench cluster (it must share a directory holding --out: cluster create --share); default: create one for the run")
+	f.BoolVar(&p.keepCluster, "keep-cluster", false, "kind: keep the cluster the run creates")
+	f.StringVar(&p.nodeImage, "node-image", "auto", "kind: the node image of the cluster the run creates (as cluster create's)")
+	f.StringVar(&p.cacheDir, "cache-dir", nodeimage.DefaultCacheDir(), "kind: the image cache (node and reference images)")
+}
+
+// choose sets the scenario's platform from --platform and checks that
+// this meshbench can run it; sc is nil where no scenario names one.
+func (p *platformFlags) choose(sc *scenarios.Scenario) error {
+	name := p.name
+	if sc != nil {
+		if p.flags.Changed("platform") {
+			sc.Platform = p.name
+			sc.Override("platform", "platform")
+		}
+		name = sc.Platform
+	}
+	fail := func(format string, args ...any) error {
+		if sc != nil {
+			return sc.FieldError("platform", format, args...)
+		}
+		return fmt.Errorf("--platform: "+format, args...)
+	}
+	switch name {
+	case "", platformLocal:
+		p.name = platformLocal
+	case platformKind:
+		if !p.kindOK {
+			return fail("this command runs on the local platform only in this build (use --platform local)")
+		}
+		p.name = platformKind
+	case platformKube:
+		return fail("the kube platform (any cluster by kubeconfig) is not in this build yet: use kind or local")
+	default:
+		return fail("unknown platform %q (known: %s)", name, strings.Join(scenarios.Platforms, ", "))
+	}
+	only := map[string][]string{platformLocal: {"network", "subnet"}, platformKind: kindFlags}
+	for plat, flags := range only {
+		if plat == p.name {
+			continue
+		}
+		for _, f := range flags {
+			if p.flags.Lookup(f) != nil && p.flags.Changed(f) {
+				return fmt.Errorf("--%s applies to the %s platform only (the platform is %s)", f, plat, p.name)
+			}
+		}
+	}
+	if p.name == platformKind && p.cluster != "" && p.flags.Changed("keep-cluster") {
+		return errors.New("--keep-cluster applies to the cluster a run creates, not to one named with --cluster")
+	}
+	if p.name == platformKind && p.cluster != "" {
+		if err := kind.ValidName(strings.TrimPrefix(p.cluster, kind.Prefix)); err != nil {
+			return fmt.Errorf("--cluster: %w", err)
+		}
+	}
+	return nil
+}
+
+// platformRun is what a platform needs of the run.
+type platformRun struct {
+	runID, outDir string
+	// loadGen are the nodes the load generator runs on.
+	loadGen []string
+}
+
+// create makes the chosen platform (nothing is started yet).
+func (p *platformFlags) create(ctx context.Context, r platformRun, log *progress) (runner.Platform, error) {
+	if p.name == platformKind {
+		return p.kind(ctx, r, log)
+	}
+	return p.local(ctx, r.runID, log)
+}
+
+// local creates the local platform (nothing is started yet).
+func (p *platformFlags) local(ctx context.Context, runID string, log *progress) (runner.Platform, error) {
+	subnet, err := netip.ParsePrefix(p.subnet)
+	if err != nil {
+		return nil, badInput(fmt.Errorf("invalid --subnet %q: %v", p.subnet, err))
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the meshbench binary: %w", err)
+	}
+	plat, err := local.New(ctx, local.Options{RunID: runID, Network: p.network, Subnet: subnet, Self: self, Log: log})
+	if err != nil && errors.Is(err, local.ErrInvalidOptions) {
+		return nil, badInput(err)
+	}
+	return plat, err
+}
+
+// kind creates the kind platform: it checks the engine, the cluster and
+// the binary, and builds the image the pods run. Nothing is created in
+// a cluster yet.
+func (p *platformFlags) kind(ctx context.Context, r platformRun, log *progress) (runner.Platform, error) {
+	if err := engineAnswers(ctx); err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the meshbench binary: %w", err)
+	}
+	if err := images.CheckStatic(self); err != nil {
+		return nil, badInput(fmt.Errorf("--platform kind runs this meshbench binary in pods: %w", err))
+	}
+	share, err := filepath.Abs(r.outDir)
+	if err != nil {
+		return nil, err
+	}
+	o := kind.PlatformOptions{RunID: r.runID, Share: share, LoadGen: r.loadGen, StateDir: local.DefaultStateDir(), Keep: p.keepCluster, Log: log}
+	if p.cluster != "" {
+		name := strings.TrimPrefix(p.cluster, kind.Prefix)
+		if ok, err := kind.Exists(name, log); err != nil || !ok {
+			return nil, missingCluster(name, err)
+		}
+		o.Cluster = name
+		if err := kind.CheckShared(name, share, log); err != nil {
+			if errors.Is(err, kind.ErrNotShared) {
+				return nil, badInput(fmt.Errorf("--out %w", err))
+			}
+			return nil, err
+		}
+	} else {
+		image, err := nodeImage(ctx, p.nodeImage, p.cacheDir, log)
+		if err != nil {
+			return nil, err
+		}
+		o.Cluster = "run-" + r.runID
+		o.Create = &kind.ClusterOptions{Name: o.Cluster, Workers: 2, Image: image, Log: log}
+	}
+	b := &nodeimage.Builder{Versions: nodeimage.Default, CacheDir: p.cacheDir, Log: log.Logf, Output: io.Discard}
+	_, reference, err := b.ReferenceImage(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("the reference proxies' image (the pods' base): %w", err)
+	}
+	iref, img, err := nodeimage.InitImage(reference, self, version)
+	if err != nil {
+		return nil, err
+	}
+	o.Image = iref
+	o.WriteImages = func(w io.Writer) error { return images.WriteArchive(w, map[string]images.Image{iref: img}) }
+	return kind.NewPlatform(ctx, o)
+}

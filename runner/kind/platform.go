@@ -1,0 +1,736 @@
+package kind
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/runner"
+	"github.com/meshbench/meshbench/runner/kind/images"
+	"github.com/meshbench/meshbench/runner/results"
+)
+
+// RunLabel carries the run id on every object the kind platform creates.
+const RunLabel = "meshbench.dev/run"
+
+// PlatformOptions configure the kind platform.
+type PlatformOptions struct {
+	// RunID names every object; 6 lowercase hex digits.
+	RunID string
+	// Cluster is the meshbench cluster to run on.
+	Cluster string
+	// Create, when set, creates the cluster at Up (its name is Cluster)
+	// and deletes it at Down unless Keep.
+	Create *ClusterOptions
+	Keep   bool
+	// Image is the image every container runs (meshbench's binary and
+	// the reference proxies: the meshbench-init image); WriteImages
+	// writes an archive holding it, loaded into nodes that lack it.
+	Image       string
+	WriteImages func(io.Writer) error
+	// Share is an absolute directory every node mounts at the same path:
+	// the run's results directory, where the pods read their
+	// configuration and write their results.
+	Share string
+	// LoadGen are the nodes (of Up's names) placed on the load
+	// generator's worker; the others go to the system under test's.
+	LoadGen []string
+	// StateDir holds the run state files (a kind/ directory in it).
+	StateDir string
+	Log      Logger
+}
+
+// platform is the kind platform: every meshbench node is a pod (its
+// network namespace), created at Up on the worker of its role and kept
+// for the run; each process of a unit is an ephemeral container added to
+// its node's pod (the Kubernetes API for adding a process to a running
+// pod, as kubectl debug does), started through meshbench's pod-process
+// wrapper, which the platform stops through a control file in the shared
+// directory. Pods share their process namespace, so a unit's processes
+// see each other as they do on the local platform.
+type platform struct {
+	o      PlatformOptions
+	st     *kindState
+	client *Client
+	ns     string
+	ctl    string // the control directory, in Share
+
+	ctx    context.Context // the platform's lifetime, for watches and logs
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	pods    map[string]*corev1.Pod // by meshbench node name
+	procs   map[string]*process    // by pod/container
+	seq     int
+	version string
+	nodes   []results.KubeNode
+	down    bool
+}
+
+var _ runner.Platform = (*platform)(nil)
+var _ runner.UsageMeter = (*platform)(nil)
+
+// NewPlatform checks the options and removes what dead kind runs left
+// behind. Nothing of this run exists until Up.
+func NewPlatform(ctx context.Context, o PlatformOptions) (runner.Platform, error) {
+	if o.Log == nil {
+		o.Log = nopLogger{}
+	}
+	if !filepath.IsAbs(o.Share) {
+		return nil, fmt.Errorf("kind platform: the shared directory %q is not absolute", o.Share)
+	}
+	if err := CleanupRuns(ctx, o.StateDir, o.Log); err != nil {
+		return nil, fmt.Errorf("remove leftovers of dead kind runs: %w", err)
+	}
+	p := &platform{o: o, ns: Prefix + o.RunID, ctl: filepath.Join(o.Share, ".meshbench-"+o.RunID),
+		pods: map[string]*corev1.Pod{}, procs: map[string]*process{}}
+	p.ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	return p, nil
+}
+
+func (p *platform) Describe() results.Platform {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	how := "named with --cluster"
+	if p.o.Create != nil {
+		how = "created for the run"
+		if !p.o.Keep {
+			how += ", deleted at its end"
+		}
+	}
+	return results.Platform{Name: "kind", Network: "pods", Transparent: true, ResourceSource: UsageSource,
+		NetworkReason: fmt.Sprintf("kind cluster %s (%s): one pod per node, processes as ephemeral containers", FullName(p.o.Cluster), how),
+		Cluster:       FullName(p.o.Cluster), Kubernetes: p.version, KubeNodes: p.nodes}
+}
+
+// Up creates the cluster (when asked to), loads the image, and creates
+// the run's namespace and one pod per name; the nodes' addresses are the
+// pods'. On failure it removes what it created.
+func (p *platform) Up(ctx context.Context, names []string) (_ map[string]meshes.Node, err error) {
+	st, err := newKindState(p.o.StateDir, p.o.RunID, FullName(p.o.Cluster))
+	if err != nil {
+		return nil, err
+	}
+	p.st = st
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, p.Down(context.WithoutCancel(ctx)))
+		}
+	}()
+	if err := st.update(func(r *kindRecord) { r.Control = p.ctl }); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(p.ctl, 0o755); err != nil {
+		return nil, err
+	}
+	if c := p.o.Create; c != nil {
+		if err := st.update(func(r *kindRecord) { r.CreatedCluster, r.Keep = true, p.o.Keep }); err != nil {
+			return nil, err
+		}
+		co := *c
+		co.Shares = append(co.Shares, p.o.Share)
+		if _, err := Create(ctx, co); err != nil {
+			return nil, err
+		}
+	} else if err := CheckShared(p.o.Cluster, p.o.Share, p.o.Log); err != nil {
+		return nil, err
+	}
+	cfg, err := Kubeconfig(p.o.Cluster, p.o.Log)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: kubeconfig: %w", FullName(p.o.Cluster), err)
+	}
+	if p.client, err = NewClient([]byte(cfg)); err != nil {
+		return nil, err
+	}
+	if err := p.loadImage(); err != nil {
+		return nil, err
+	}
+	if err := p.describeCluster(ctx); err != nil {
+		return nil, err
+	}
+	if err := st.update(func(r *kindRecord) { r.Namespace = p.ns }); err != nil {
+		return nil, err
+	}
+	cs := p.client.cs
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: p.ns,
+		Labels: map[string]string{RunLabel: p.o.RunID}}}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("create namespace %s: %w", p.ns, err)
+	}
+	if err := p.routes(ctx); err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		pod, err := cs.CoreV1().Pods(p.ns).Create(ctx, p.nodePod(n), metav1.CreateOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("create the pod of node %s: %w", n, err)
+		}
+		p.pods[n] = pod
+	}
+	nodes := map[string]meshes.Node{}
+	for _, n := range names {
+		pod, err := p.waitRunning(ctx, p.pods[n].Name)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: %w", n, err)
+		}
+		addr, err := netip.ParseAddr(pod.Status.PodIP)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: pod %s's address %q: %w", n, pod.Name, pod.Status.PodIP, err)
+		}
+		p.mu.Lock()
+		p.pods[n] = pod
+		p.mu.Unlock()
+		nodes[n] = meshes.Node{Name: n, Addr: addr, Local: netip.MustParseAddr("127.0.0.1")}
+		p.o.Log.Logf("node %s: pod %s on %s, %s", n, pod.Name, pod.Spec.NodeName, addr)
+	}
+	go p.watch()
+	return nodes, nil
+}
+
+// ErrNotShared is CheckShared's error for a directory the cluster's
+// nodes do not mount.
+var ErrNotShared = errors.New("not shared with the cluster's nodes")
+
+// CheckShared checks that every node of a cluster mounts dir (or a
+// directory holding it) at the same path.
+func CheckShared(cluster, dir string, log Logger) error {
+	shared, err := Shared(cluster, log)
+	if err != nil {
+		return err
+	}
+	for _, d := range shared {
+		if rel, err := filepath.Rel(d, dir); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %w: cluster %s mounts %v; the run's pods read their configuration and write their results there: create the cluster with 'meshbench cluster create --share DIR' for a DIR holding the results directory", dir, ErrNotShared, FullName(cluster), shared)
+}
+
+// loadImage loads the image into nodes that lack it, recording it for
+// removal when the cluster outlives the run.
+func (p *platform) loadImage() error {
+	ok, err := HasImage(p.o.Cluster, p.o.Image, p.o.Log)
+	if err != nil || ok {
+		return err
+	}
+	if p.o.Create == nil || p.o.Keep {
+		if err := p.st.update(func(r *kindRecord) { r.Images = append(r.Images, p.o.Image) }); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	if err := LoadImages(p.o.Cluster, p.o.WriteImages, p.o.Log); err != nil {
+		return fmt.Errorf("load %s: %w", p.o.Image, err)
+	}
+	p.o.Log.Logf("loaded %s into the nodes in %s", p.o.Image, time.Since(start).Round(100*time.Millisecond))
+	return nil
+}
+
+// describeCluster records the Kubernetes version and the nodes.
+func (p *platform) describeCluster(ctx context.Context) error {
+	v, err := p.client.cs.Discovery().ServerVersion()
+	if err != nil {
+		return fmt.Errorf("cluster %s: server version: %w", FullName(p.o.Cluster), err)
+	}
+	l, err := p.client.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.version = v.GitVersion
+	for _, n := range l.Items {
+		role := n.Labels[RoleLabel]
+		if _, ok := n.Labels["node-role.kubernetes.io/control-plane"]; ok {
+			role = "control-plane"
+		}
+		p.nodes = append(p.nodes, results.KubeNode{Name: n.Name, Role: role, Kubelet: n.Status.NodeInfo.KubeletVersion,
+			CPUs: n.Status.Capacity.Cpu().Value(), MemoryMB: n.Status.Capacity.Memory().Value() >> 20})
+	}
+	return nil
+}
+
+// routes routes every node's pod range from this host through the node,
+// so that the runner's probes (and nothing else) reach the pods, as they
+// reach the local platform's namespaces. Each route is recorded before it
+// is added.
+func (p *platform) routes(ctx context.Context) error {
+	l, err := p.client.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, n := range l.Items {
+		var addr string
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP && !strings.Contains(a.Address, ":") {
+				addr = a.Address
+			}
+		}
+		if n.Spec.PodCIDR == "" || addr == "" {
+			return fmt.Errorf("node %s has no pod range or address", n.Name)
+		}
+		route := []string{n.Spec.PodCIDR, "via", addr}
+		if err := p.st.update(func(r *kindRecord) { r.Routes = append(r.Routes, route) }); err != nil {
+			return err
+		}
+		if out, err := runIP(ctx, append([]string{"route", "replace"}, route...)...); err != nil {
+			return fmt.Errorf("ip route replace %s: %v: %s", strings.Join(route, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// nodePod is the pod of a meshbench node: a holder container that keeps
+// the network namespace, and the shared directory.
+func (p *platform) nodePod(name string) *corev1.Pod {
+	role := RoleSUT
+	for _, n := range p.o.LoadGen {
+		if n == name {
+			role = RoleLoadGen
+		}
+	}
+	yes, grace := true, int64(2)
+	dirType := corev1.HostPathDirectory
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: dnsLabel(name), Namespace: p.ns,
+			Labels: map[string]string{RunLabel: p.o.RunID, "meshbench.dev/node": dnsLabel(name)}},
+		Spec: corev1.PodSpec{
+			ShareProcessNamespace:         &yes,
+			TerminationGracePeriodSeconds: &grace,
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			EnableServiceLinks:            new(bool),
+			NodeSelector:                  map[string]string{RoleLabel: role},
+			Volumes: []corev1.Volume{{Name: "share", VolumeSource: corev1.VolumeSource{
+				HostPath: &corev1.HostPathVolumeSource{Path: p.o.Share, Type: &dirType}}}},
+			Containers: []corev1.Container{{
+				Name: "node", Image: p.o.Image, ImagePullPolicy: corev1.PullNever,
+				Command: []string{images.BinaryPath, "pod-process", "--hold"},
+			}},
+		},
+	}
+}
+
+// waitRunning waits until a pod runs and has its address.
+func (p *platform) waitRunning(ctx context.Context, name string) (*corev1.Pod, error) {
+	var pod *corev1.Pod
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pod, last = p.client.cs.CoreV1().Pods(p.ns).Get(ctx, name, metav1.GetOptions{})
+		if last != nil {
+			return false, nil
+		}
+		if pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
+			return false, fmt.Errorf("pod %s ended (%s): %s", name, pod.Status.Phase, pod.Status.Message)
+		}
+		return pod.Status.Phase == corev1.PodRunning && pod.Status.PodIP != "", nil
+	})
+	if err != nil {
+		if pod != nil {
+			return nil, fmt.Errorf("pod %s not running after 2m (phase %s, %s): %w", name, pod.Status.Phase, podWhy(pod), err)
+		}
+		return nil, fmt.Errorf("pod %s: %v (%v)", name, err, last)
+	}
+	return pod, nil
+}
+
+// podWhy is why a pod's containers wait, for errors.
+func podWhy(pod *corev1.Pod) string {
+	var why []string
+	for _, c := range pod.Status.Conditions {
+		if c.Status != corev1.ConditionTrue && c.Message != "" {
+			why = append(why, c.Message)
+		}
+	}
+	for _, s := range pod.Status.ContainerStatuses {
+		if w := s.State.Waiting; w != nil {
+			why = append(why, s.Name+": "+w.Reason+" "+w.Message)
+		}
+	}
+	return strings.Join(why, "; ")
+}
+
+// Deploy places a unit in the phases runner.PlaceUnit gives a pod:
+// applications, redirects (meshbench redirect in an ephemeral container
+// with NET_ADMIN, as Istio's init container), the other processes.
+func (p *platform) Deploy(ctx context.Context, u runner.Unit) (runner.Deployed, error) {
+	return runner.PlaceUnit(ctx, u, p)
+}
+
+// StartProcess adds the process to its node's pod as an ephemeral
+// container and returns once it runs (or has ended).
+func (p *platform) StartProcess(ctx context.Context, node string, spec runner.ProcessSpec) (runner.Process, error) {
+	p.mu.Lock()
+	pod, ok := p.pods[node]
+	if p.down {
+		p.mu.Unlock()
+		return nil, errors.New("platform is down")
+	}
+	p.seq++
+	seq := p.seq
+	p.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%s: no node %s", spec.Name, node)
+	}
+	cname := dnsLabel(fmt.Sprintf("%s-%d", trimLabel(spec.Name, 50), seq))
+	command := spec.Command
+	if command == "" {
+		command = images.BinaryPath
+	}
+	pr := &process{p: p, name: spec.Name, class: spec.Class, pod: pod.Name, node: pod.Spec.NodeName, container: cname,
+		stdout: orDiscard(spec.Stdout), stderr: orDiscard(spec.Stderr), started: make(chan struct{}), ended: make(chan struct{}),
+		done: make(chan struct{})}
+	p.mu.Lock()
+	p.procs[pod.Name+"/"+cname] = pr
+	p.mu.Unlock()
+	argv := []string{command}
+	if spec.CPUs != "" {
+		// Pinned as on the local platform: no CPU manager policy confines
+		// the pods, so the CPU list is the host's.
+		argv = []string{"taskset", "-c", spec.CPUs, command}
+	}
+	caps := &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}}
+	ec := corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+		Name: cname, Image: p.o.Image, ImagePullPolicy: corev1.PullNever,
+		Command:         append([]string{images.BinaryPath, "pod-process", "--control", p.ctl, "--name", cname, "--"}, argv...),
+		Args:            spec.Args,
+		VolumeMounts:    []corev1.VolumeMount{{Name: "share", MountPath: p.o.Share}},
+		SecurityContext: &corev1.SecurityContext{Capabilities: caps},
+	}}
+	pods := p.client.cs.CoreV1().Pods(p.ns)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Spec.EphemeralContainers = append(cur.Spec.EphemeralContainers, ec)
+		_, err = pods.UpdateEphemeralContainers(ctx, pod.Name, cur, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start %s in pod %s: %w", spec.Name, pod.Name, err)
+	}
+	select {
+	case <-pr.started:
+		select {
+		case <-pr.ended:
+			if pr.notStarted {
+				pr.doneOn.Do(func() { close(pr.done) })
+				return nil, fmt.Errorf("%s (container %s of pod %s): %w", spec.Name, cname, pod.Name, pr.err)
+			}
+		default:
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(2 * time.Minute):
+		return nil, fmt.Errorf("%s: container %s of pod %s did not start within 2m", spec.Name, cname, pod.Name)
+	}
+	go pr.follow()
+	return pr, nil
+}
+
+// Redirect installs each node's redirects with meshbench redirect in an
+// ephemeral container of its pod; the removal runs it again with
+// --remove.
+func (p *platform) Redirect(ctx context.Context, rs []meshes.Redirect) (func(context.Context) error, error) {
+	byNode := map[string][]string{}
+	var order []string
+	for _, r := range rs {
+		if _, ok := byNode[r.Node]; !ok {
+			order = append(order, r.Node)
+		}
+		byNode[r.Node] = append(byNode[r.Node], RedirectArgs(r)...)
+	}
+	comment := "meshbench:" + p.o.RunID
+	var done []string
+	undo := func(ctx context.Context) error {
+		var errs []error
+		for i := len(done) - 1; i >= 0; i-- {
+			n := done[i]
+			errs = append(errs, p.runToEnd(ctx, n, "unredirect", append([]string{"redirect", "--remove", "--comment", comment}, byNode[n]...)))
+		}
+		return errors.Join(errs...)
+	}
+	for _, n := range order {
+		if err := p.runToEnd(ctx, n, "redirect", append([]string{"redirect", "--comment", comment}, byNode[n]...)); err != nil {
+			return nil, errors.Join(err, undo(context.WithoutCancel(ctx)))
+		}
+		done = append(done, n)
+	}
+	return undo, nil
+}
+
+// RedirectArgs are meshbench redirect's flags for a redirect.
+func RedirectArgs(r meshes.Redirect) []string {
+	if !r.Outbound {
+		return []string{"--inbound", strconv.Itoa(r.Port) + ":" + strconv.Itoa(r.ToPort)}
+	}
+	args := []string{"--outbound", strconv.Itoa(r.ToPort)}
+	if r.ExcludeMark != 0 {
+		args = append(args, "--exclude-mark", strconv.Itoa(r.ExcludeMark))
+	}
+	if r.ExcludeUID != 0 {
+		args = append(args, "--exclude-uid", strconv.Itoa(r.ExcludeUID))
+	}
+	return args
+}
+
+// runToEnd runs a meshbench command in node's pod and waits for it to
+// succeed.
+func (p *platform) runToEnd(ctx context.Context, node, name string, args []string) error {
+	var out bytes.Buffer
+	pr, err := p.StartProcess(ctx, node, runner.ProcessSpec{Name: name, Args: args, Stdout: &out, Stderr: &out})
+	if err != nil {
+		return err
+	}
+	select {
+	case <-pr.Done():
+	case <-ctx.Done():
+		_ = pr.Stop(context.WithoutCancel(ctx))
+		return ctx.Err()
+	}
+	if err := pr.Err(); err != nil {
+		return fmt.Errorf("%s on node %s: %v: %s", name, node, err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// MeterUsage reads the processes' containers' figures from the kubelets.
+func (p *platform) MeterUsage(procs []runner.Process) func() []results.Usage {
+	cs := make([]Container, len(procs))
+	for i, rp := range procs {
+		pr, ok := rp.(*process)
+		if !ok {
+			cs[i] = Container{Component: rp.Name()}
+			continue
+		}
+		cs[i] = Container{Node: pr.node, Namespace: p.ns, Pod: pr.pod, Name: pr.container, Component: pr.name, Class: pr.class}
+	}
+	return p.client.MeterUsage(p.ctx, cs, 2*time.Second)
+}
+
+// Down stops every process, deletes the namespace (and with it the pods),
+// removes the routes, the images it loaded and the control directory, and
+// deletes the cluster it created unless told to keep it. Every step is
+// attempted; what fails stays in the state file for the next start.
+func (p *platform) Down(ctx context.Context) error {
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
+		return nil
+	}
+	p.down = true
+	var procs []*process
+	for _, pr := range p.procs {
+		procs = append(procs, pr)
+	}
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, pr := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), runner.DefaultStopTimeout)
+			defer cancel()
+			_ = pr.Stop(sctx)
+		}()
+	}
+	wg.Wait()
+	p.cancel()
+	if p.st == nil {
+		return nil
+	}
+	err := removeKindRun(context.WithoutCancel(ctx), p.st.rec, p.client, p.o.Log)
+	if err != nil {
+		return fmt.Errorf("remove the run's objects (kept %s for the next start): %w", p.st.path(), err)
+	}
+	return errors.Join(os.RemoveAll(p.ctl), p.st.remove())
+}
+
+// watch follows the run's pods and ends the processes whose containers
+// have terminated. It lasts as long as the platform.
+func (p *platform) watch() {
+	pods := p.client.cs.CoreV1().Pods(p.ns)
+	for p.ctx.Err() == nil {
+		l, err := pods.List(p.ctx, metav1.ListOptions{})
+		if err != nil {
+			time.Sleep(time.Second)
+			continue
+		}
+		for i := range l.Items {
+			p.apply(&l.Items[i])
+		}
+		w, err := pods.Watch(p.ctx, metav1.ListOptions{ResourceVersion: l.ResourceVersion})
+		if err != nil {
+			time.Sleep(time.Second)
+			continue
+		}
+		for ev := range w.ResultChan() {
+			if pod, ok := ev.Object.(*corev1.Pod); ok {
+				p.apply(pod)
+			}
+		}
+		w.Stop()
+	}
+}
+
+// apply takes a pod's state of its ephemeral containers.
+func (p *platform) apply(pod *corev1.Pod) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range pod.Status.EphemeralContainerStatuses {
+		pr, ok := p.procs[pod.Name+"/"+s.Name]
+		if !ok {
+			continue
+		}
+		switch {
+		case s.State.Terminated != nil:
+			pr.end(s.State.Terminated)
+		case s.State.Running != nil:
+			pr.start()
+		case s.State.Waiting != nil && s.State.Waiting.Reason != "" && s.State.Waiting.Reason != "ContainerCreating":
+			// It will not start (the image is missing, the runtime
+			// refused it): ending it now beats waiting out the timeout.
+			pr.end(&corev1.ContainerStateTerminated{ExitCode: -1, Reason: s.State.Waiting.Reason + ": " + s.State.Waiting.Message})
+		}
+	}
+}
+
+// process is a process of a unit: an ephemeral container.
+type process struct {
+	p                          *platform
+	name, class                string
+	pod, node, container       string
+	stdout, stderr             io.Writer
+	started, ended, done       chan struct{}
+	startOnce, endOnce, doneOn sync.Once
+	err                        error
+	notStarted                 bool
+}
+
+var _ runner.Process = (*process)(nil)
+
+func (pr *process) Name() string          { return pr.name }
+func (pr *process) Done() <-chan struct{} { return pr.done }
+func (pr *process) Err() error            { <-pr.done; return pr.err }
+
+func (pr *process) start() { pr.startOnce.Do(func() { close(pr.started) }) }
+
+// end records the container's exit; the caller holds the platform's lock.
+func (pr *process) end(t *corev1.ContainerStateTerminated) {
+	pr.start()
+	pr.endOnce.Do(func() {
+		switch {
+		case t.ExitCode == -1:
+			pr.notStarted = true
+			pr.err = fmt.Errorf("the container did not start: %s", t.Reason)
+		case t.ExitCode != 0 && t.Reason != "" && t.Reason != "Error":
+			pr.err = fmt.Errorf("exit status %d (%s)", t.ExitCode, t.Reason)
+		case t.ExitCode != 0:
+			pr.err = fmt.Errorf("exit status %d", t.ExitCode)
+		}
+		close(pr.ended)
+	})
+}
+
+// follow copies the container's log (its stdout: the wrapper keeps
+// stderr in the control directory) to the process's stdout until the
+// container ends, then its stderr, then marks the process done.
+func (pr *process) follow() {
+	defer pr.doneOn.Do(func() { close(pr.done) })
+	p := pr.p
+	for attempt := 0; ; attempt++ {
+		req := p.client.cs.CoreV1().Pods(p.ns).GetLogs(pr.pod, &corev1.PodLogOptions{Container: pr.container, Follow: true})
+		rc, err := req.Stream(p.ctx)
+		if err == nil {
+			_, _ = io.Copy(pr.stdout, rc)
+			rc.Close()
+			break
+		}
+		if attempt >= 20 || p.ctx.Err() != nil {
+			fmt.Fprintf(pr.stderr, "meshbench: the container's log could not be read: %v\n", err)
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	select {
+	case <-pr.ended:
+	case <-p.ctx.Done():
+		pr.err = errors.Join(pr.err, errors.New("the platform went down before the container ended"))
+	}
+	if f, err := os.Open(filepath.Join(p.ctl, pr.container+".stderr")); err == nil {
+		_, _ = io.Copy(pr.stderr, f)
+		f.Close()
+	}
+}
+
+// Stop asks the wrapper to send the process SIGTERM, then SIGKILL when
+// ctx ends first.
+func (pr *process) Stop(ctx context.Context) error {
+	select {
+	case <-pr.done:
+		return nil
+	default:
+	}
+	ctl := filepath.Join(pr.p.ctl, pr.container)
+	_ = os.WriteFile(ctl+".term", nil, 0o644)
+	select {
+	case <-pr.done:
+		return nil
+	case <-ctx.Done():
+	}
+	_ = os.WriteFile(ctl+".kill", nil, 0o644)
+	select {
+	case <-pr.done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("%s (container %s of pod %s) did not end after SIGKILL", pr.name, pr.container, pr.pod)
+	}
+}
+
+// dnsLabel makes s a DNS label (lowercase letters, digits, '-').
+func dnsLabel(s string) string {
+	b := []byte(strings.ToLower(s))
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			b[i] = '-'
+		}
+	}
+	return strings.Trim(trimLabel(string(b), 63), "-")
+}
+
+func trimLabel(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Logf(string, ...any) {}
+
+// isGone says an object is already deleted.
+func isGone(err error) bool { return err == nil || apierrors.IsNotFound(err) }

@@ -1,0 +1,179 @@
+package kind
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/meshbench/meshbench/runner/local"
+	"github.com/meshbench/meshbench/runner/results"
+)
+
+// kindRecord is what a kind run's state file says: who owns the run and
+// what it created, written before each thing is created, so that the next
+// start after a crash finds and removes it all.
+type kindRecord struct {
+	RunID      string    `json:"runID"`
+	PID        int       `json:"pid"`
+	StartTicks uint64    `json:"startTicks"`
+	Created    time.Time `json:"created"`
+	Cluster    string    `json:"cluster"`
+	// CreatedCluster says the run creates the cluster; it is deleted
+	// with the run unless Keep.
+	CreatedCluster bool       `json:"createdCluster,omitempty"`
+	Keep           bool       `json:"keep,omitempty"`
+	Namespace      string     `json:"namespace,omitempty"`
+	Routes         [][]string `json:"routes,omitempty"`
+	Images         []string   `json:"images,omitempty"`
+	Control        string     `json:"control,omitempty"`
+}
+
+type kindState struct {
+	dir string
+	rec kindRecord
+}
+
+func kindStateDir(stateDir string) string { return filepath.Join(stateDir, "kind") }
+
+func (s *kindState) path() string { return filepath.Join(s.dir, s.rec.RunID+".json") }
+
+func newKindState(stateDir, runID, cluster string) (*kindState, error) {
+	ticks, err := local.StartTicks(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	s := &kindState{dir: kindStateDir(stateDir), rec: kindRecord{RunID: runID, PID: os.Getpid(), StartTicks: ticks,
+		Created: time.Now().UTC(), Cluster: cluster}}
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return nil, err
+	}
+	return s, results.WriteJSON(s.path(), s.rec)
+}
+
+func (s *kindState) update(f func(*kindRecord)) error {
+	f(&s.rec)
+	return results.WriteJSON(s.path(), s.rec)
+}
+
+func (s *kindState) remove() error {
+	if err := os.Remove(s.path()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// CleanupRuns removes what kind runs whose owner process is dead left
+// behind: the clusters they created (unless kept), else their
+// namespaces and the images they loaded; their host routes and control
+// directories. Live runs are untouched.
+func CleanupRuns(ctx context.Context, stateDir string, log Logger) error {
+	dir := kindStateDir(stateDir)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		data, err := os.ReadFile(path)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var r kindRecord
+		if err := json.Unmarshal(data, &r); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", path, err))
+			continue
+		}
+		if local.OwnerAlive(r.PID, r.StartTicks) {
+			continue
+		}
+		log.Logf("removing leftovers of dead kind run %s (cluster %s)", r.RunID, r.Cluster)
+		var client *Client
+		if cfg, err := Kubeconfig(r.Cluster, log); err == nil {
+			client, _ = NewClient([]byte(cfg))
+		}
+		if err := removeKindRun(ctx, r, client, log); err != nil {
+			errs = append(errs, fmt.Errorf("dead run %s: %w", r.RunID, err))
+			continue
+		}
+		errs = append(errs, os.Remove(path))
+	}
+	return errors.Join(errs...)
+}
+
+// removeKindRun removes what a record lists, every step attempted. client
+// is nil when the cluster cannot be reached (then it is gone, or its
+// objects cannot be removed, which is an error unless it is gone).
+func removeKindRun(ctx context.Context, r kindRecord, client *Client, log Logger) error {
+	var errs []error
+	exists, err := Exists(r.Cluster, log)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	switch {
+	case !exists:
+	case r.CreatedCluster && !r.Keep:
+		if err := Delete(r.Cluster, "", log); err != nil {
+			errs = append(errs, fmt.Errorf("delete cluster %s: %w", r.Cluster, err))
+		}
+	default:
+		if r.Namespace != "" {
+			if client == nil {
+				errs = append(errs, fmt.Errorf("cluster %s: no client to delete namespace %s", r.Cluster, r.Namespace))
+			} else {
+				errs = append(errs, deleteNamespace(ctx, client, r.Namespace))
+			}
+		}
+		for _, img := range r.Images {
+			errs = append(errs, RemoveImage(r.Cluster, img, log))
+		}
+	}
+	if r.Control != "" && strings.HasPrefix(filepath.Base(r.Control), ".meshbench-") {
+		errs = append(errs, os.RemoveAll(r.Control))
+	}
+	for _, route := range r.Routes {
+		if out, err := runIP(ctx, append([]string{"route", "del"}, route...)...); err != nil && !strings.Contains(out, "No such process") {
+			errs = append(errs, fmt.Errorf("ip route del %s: %v: %s", strings.Join(route, " "), err, out))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// deleteNamespace deletes a namespace and waits until it is gone.
+func deleteNamespace(ctx context.Context, c *Client, ns string) error {
+	nss := c.cs.CoreV1().Namespaces()
+	zero := int64(0)
+	if err := nss.Delete(ctx, ns, metav1.DeleteOptions{GracePeriodSeconds: &zero}); !isGone(err) {
+		return fmt.Errorf("delete namespace %s: %w", ns, err)
+	}
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := nss.Get(ctx, ns, metav1.GetOptions{})
+		return err != nil && isGone(err), nil
+	})
+	if err != nil {
+		return fmt.Errorf("namespace %s still there after 2m: %w", ns, err)
+	}
+	return nil
+}
+
+// runIP runs the ip command and returns its combined output.
+func runIP(ctx context.Context, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
