@@ -380,11 +380,17 @@ func kindRunKilled(t *testing.T, name, share string) {
 		!strings.Contains(r.stderr, "not shared with the cluster's nodes") {
 		t.Errorf("run with --out outside the share: exit %d, want 2\n%s", r.code, r.stderr)
 	}
-	// The image is loaded by the run (and so removed with it).
-	initRef := "meshbench.local/meshbench-init:dev"
+	// No meshbench-init image in the nodes (build-image --cluster loaded
+	// one): the runs load theirs, and so remove it.
 	nodes := []string{full + "-control-plane", full + "-worker", full + "-worker2"}
+	initImages := func(n string) []string {
+		out, _ := exec.Command("docker", "exec", n, "ctr", "--namespace=k8s.io", "images", "ls", "-q").Output()
+		return initRE.FindAllString(string(out), -1)
+	}
 	for _, n := range nodes {
-		_ = exec.Command("docker", "exec", n, "ctr", "--namespace=k8s.io", "images", "rm", "--sync", initRef).Run()
+		for _, img := range initImages(n) {
+			_ = exec.Command("docker", "exec", n, "ctr", "--namespace=k8s.io", "images", "rm", "--sync", img).Run()
+		}
 	}
 	killedOut := filepath.Join(share, "killed")
 	cmd, stderr := startRun(t, "smoke", "--platform", "kind", "--cluster", name, "--duration", "10s", "--out", killedOut)
@@ -395,8 +401,14 @@ func kindRunKilled(t *testing.T, name, share string) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	if l := kindLeftovers(t, full, killed, killedOut); len(l) < 3 {
-		t.Errorf("SIGKILL left only %v: the test did not kill a run mid-trial", l)
+	left := kindLeftovers(t, full, killed, killedOut)
+	for _, k := range []string{"state file", "namespace", "control directory", "routes"} {
+		if left[k] == "" {
+			t.Errorf("SIGKILL left no %s (left %v): the test did not kill a run mid-trial", k, left)
+		}
+	}
+	if !strings.Contains(string(data), "loaded meshbench.local/meshbench-init:") {
+		t.Errorf("the killed run did not load its image:\n%s", data)
 	}
 	next := meshbench(t, 10*time.Minute, "run", "smoke", "--platform", "kind", "--cluster", name, "--modes", "baseline",
 		"--duration", "1s", "--out", filepath.Join(share, "next"))
@@ -412,8 +424,8 @@ func kindRunKilled(t *testing.T, name, share string) {
 		}
 	}
 	for _, n := range nodes {
-		if out, _ := exec.Command("docker", "exec", n, "ctr", "--namespace=k8s.io", "images", "ls", "-q", "name=="+initRef).Output(); len(out) > 0 {
-			t.Errorf("node %s still has %s, which the runs loaded", n, initRef)
+		if imgs := initImages(n); len(imgs) > 0 {
+			t.Errorf("node %s still has %v, which the runs loaded", n, imgs)
 		}
 	}
 }

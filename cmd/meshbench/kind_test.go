@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshbench/meshbench/runner/kind"
 	"github.com/meshbench/meshbench/runner/results"
 )
 
@@ -16,32 +17,25 @@ import (
 // (as root).
 const kindStateDir = "/run/meshbench/kind"
 
-// kindLeftovers lists what a kind run left behind: its state file, its
-// namespace (when the cluster is there), its control directory in share,
-// and host routes to pod ranges.
-func kindLeftovers(t *testing.T, cluster, id, share string) []string {
+// kindLeftovers lists what a kind run left behind, by kind: its state
+// file, its namespace (when the cluster is there), its control directory
+// in its results directory, host routes into the cluster's pod range.
+func kindLeftovers(t *testing.T, cluster, id, out string) map[string]string {
 	t.Helper()
-	var out []string
+	left := map[string]string{}
 	if _, err := os.Stat(filepath.Join(kindStateDir, id+".json")); err == nil {
-		out = append(out, "state file")
+		left["state file"] = filepath.Join(kindStateDir, id+".json")
 	}
-	if cluster != "" {
-		if ns, err := kubectlIn(t, cluster, "get", "namespaces", "-l", "meshbench.dev/run="+id, "-o", "name"); err != nil || strings.TrimSpace(ns) != "" {
-			out = append(out, "namespace: "+ns)
-		}
+	if ns, err := kubectlIn(t, cluster, "get", "namespaces", "-l", "meshbench.dev/run="+id, "-o", "name"); err == nil && strings.TrimSpace(ns) != "" {
+		left["namespace"] = strings.TrimSpace(ns)
 	}
-	if share != "" {
-		if _, err := os.Stat(filepath.Join(share, ".meshbench-"+id)); err == nil {
-			out = append(out, "control directory")
-		}
+	if _, err := os.Stat(filepath.Join(out, ".meshbench-"+id)); err == nil {
+		left["control directory"] = filepath.Join(out, ".meshbench-"+id)
 	}
-	routes, _ := exec.Command("ip", "-4", "route", "show").Output()
-	for _, l := range strings.Split(string(routes), "\n") {
-		if strings.HasPrefix(l, "10.244.") {
-			out = append(out, "route "+l)
-		}
+	if routes, _ := exec.Command("ip", "-4", "route", "show", "root", kind.PodSubnet(cluster)).Output(); len(strings.TrimSpace(string(routes))) > 0 {
+		left["routes"] = strings.TrimSpace(string(routes))
 	}
-	return out
+	return left
 }
 
 // meshbenchEnv runs meshbench with a changed environment.
@@ -68,7 +62,11 @@ func meshbenchEnv(t *testing.T, env []string, args ...string) result {
 func TestIntegrationKindRun(t *testing.T) {
 	engine(t)
 	before := meshbench(t, time.Minute, "cluster", "list").stdout
-	states, _ := os.ReadDir(kindStateDir)
+	stateFiles := func() string {
+		m, _ := filepath.Glob(filepath.Join(kindStateDir, "*.json"))
+		return strings.Join(m, " ")
+	}
+	states := stateFiles()
 	out := filepath.Join(t.TempDir(), "results")
 	for _, c := range []struct {
 		env  []string
@@ -79,6 +77,7 @@ func TestIntegrationKindRun(t *testing.T) {
 		{nil, []string{"run", "smoke", "--platform", "kind", "--cluster", "Bad_Name", "--out", out}, "--cluster: cluster name"},
 		{nil, []string{"run", "smoke", "--platform", "kind", "--network", "netns", "--out", out}, "--network applies to the local platform only"},
 		{nil, []string{"run", "smoke", "--platform", "kind", "--cluster", "x", "--keep-cluster", "--out", out}, "--keep-cluster applies to the cluster a run creates"},
+		{nil, []string{"run", "smoke", "--platform", "kind", "--cluster", "x", "--node-image", "offline", "--out", out}, "--node-image applies to the cluster a run creates"},
 		{nil, []string{"run", "smoke", "--platform", "kube", "--out", out}, "the kube platform"},
 		{nil, []string{"run", "smoke", "--platform", "mars", "--out", out}, `unknown platform "mars"`},
 		{nil, []string{"run", "smoke", "--cluster", "x", "--out", out}, "--cluster applies to the kind platform only"},
@@ -94,14 +93,16 @@ func TestIntegrationKindRun(t *testing.T) {
 	if after := meshbench(t, time.Minute, "cluster", "list").stdout; after != before {
 		t.Errorf("bad input created a cluster: before %q, after %q", before, after)
 	}
-	if now, _ := os.ReadDir(kindStateDir); len(now) != len(states) {
-		t.Errorf("bad input left state files in %s: %d before, %d after", kindStateDir, len(states), len(now))
+	if now := stateFiles(); now != states {
+		t.Errorf("bad input changed the state files in %s: before %q, after %q", kindStateDir, states, now)
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Errorf("bad input created the results directory %s", out)
 	}
 
-	r := meshbench(t, 20*time.Minute, "run", "smoke", "--platform", "kind", "--out", out)
+	// The offline node image make test built (auto would take kind's
+	// upstream image on a cgroup v2 host, which needs a registry).
+	r := meshbench(t, 20*time.Minute, "run", "smoke", "--platform", "kind", "--node-image", "offline", "--out", out)
 	if r.code != 0 {
 		t.Fatalf("run smoke --platform kind: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -150,16 +151,101 @@ func TestIntegrationKindRun(t *testing.T) {
 	if p := m.Platform; p.Name != "kind" || !strings.HasPrefix(p.Kubernetes, "v1.34.") || len(p.KubeNodes) != 3 || p.Cluster != "meshbench-run-"+id {
 		t.Errorf("manifest platform %+v: want kind, Kubernetes v1.34, 3 nodes, cluster meshbench-run-%s", p, id)
 	}
-	env, err := os.ReadFile(filepath.Join(out, "smp-environment.json"))
-	if err != nil || !strings.Contains(string(env), `"meshbench.dev/platform": "kind"`) || !strings.Contains(string(env), `"meshbench.dev/kubernetes-version": "v1.34.`) ||
-		!strings.Contains(string(env), "kind node meshbench-run-"+id+"-worker2 (sut, kubelet v1.34.") {
-		t.Errorf("SMPS environment lacks the kind environment (%v):\n%s", err, env)
+	data, err := os.ReadFile(filepath.Join(out, "smp-environment.json"))
+	var env struct {
+		Labels map[string]string
+		Nodes  []struct{ Type string }
+	}
+	if err == nil {
+		err = json.Unmarshal(data, &env)
+	}
+	if err != nil || env.Labels["meshbench.dev/platform"] != "kind" || !strings.HasPrefix(env.Labels["meshbench.dev/kubernetes-version"], "v1.34.") ||
+		len(env.Nodes) != 3 || env.Nodes[2].Type != "kind node meshbench-run-"+id+"-worker2 (sut, kubelet "+env.Labels["meshbench.dev/kubernetes-version"]+")" {
+		t.Errorf("SMPS environment lacks the kind environment (%v):\n%s", err, data)
 	}
 	// The cluster the run created is gone, with everything else.
 	if list := meshbench(t, time.Minute, "cluster", "list").stdout; strings.Contains(list, "meshbench-run-"+id) {
 		t.Errorf("the run's cluster is still there: %s", list)
 	}
-	if l := kindLeftovers(t, "", id, out); len(l) > 0 {
+	if l := kindLeftovers(t, "meshbench-run-"+id, id, out); len(l) > 0 {
 		t.Errorf("run %s left behind: %v", id, l)
+	}
+}
+
+// The wrapper every kind container runs, as real processes on this host:
+// output to the control files, the exit reported, SIGTERM and SIGKILL
+// passed on when asked for, and a process given up on never started.
+func TestIntegrationPodProcess(t *testing.T) {
+	integration(t)
+	dir := t.TempDir()
+	report := func(name string) kind.ExitReport {
+		t.Helper()
+		data, err := os.ReadFile(filepath.Join(dir, name+kind.CtlExit))
+		var r kind.ExitReport
+		if err == nil {
+			err = json.Unmarshal(data, &r)
+		}
+		if err != nil {
+			t.Fatalf("%s's exit report: %v", name, err)
+		}
+		return r
+	}
+	r := meshbench(t, time.Minute, "pod-process", "--control", dir, "--name", "ends", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+	if r.code != 3 || r.stdout != "out\n" {
+		t.Errorf("exit %d, container log %q: want 3 and the stdout", r.code, r.stdout)
+	}
+	if out, _ := os.ReadFile(filepath.Join(dir, "ends"+kind.CtlStdout)); string(out) != "out\n" {
+		t.Errorf("stdout file %q", out)
+	}
+	if errOut, _ := os.ReadFile(filepath.Join(dir, "ends"+kind.CtlStderr)); string(errOut) != "err\n" {
+		t.Errorf("stderr file %q", errOut)
+	}
+	if rep := report("ends"); rep.Code != 3 || rep.Err() == nil || rep.Err().Error() != "exit status 3" {
+		t.Errorf("report %+v", rep)
+	}
+
+	// Asked to stop: SIGTERM, then (a process that ignores it) SIGKILL.
+	for _, c := range []struct{ name, script, ask, signal string }{
+		{"termed", "exec sleep 60", kind.CtlTerm, "terminated"},
+		{"killed", "trap '' TERM; while :; do sleep 0.1; done", kind.CtlKill, "killed"},
+	} {
+		cmd := exec.Command(meshbenchBin, "pod-process", "--control", dir, "--name", c.name, "--", "sh", "-c", c.script)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, c.name+" to start", func() bool {
+			_, err := os.Stat(filepath.Join(dir, c.name+kind.CtlStdout))
+			return err == nil
+		})
+		if c.ask == kind.CtlKill {
+			// SIGTERM first, which this one ignores.
+			_ = os.WriteFile(filepath.Join(dir, c.name+kind.CtlTerm), nil, 0o644)
+			time.Sleep(300 * time.Millisecond)
+		}
+		if err := os.WriteFile(filepath.Join(dir, c.name+c.ask), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			_ = cmd.Process.Kill()
+			t.Fatalf("%s: the wrapper did not end after %s", c.name, c.ask)
+		}
+		if rep := report(c.name); rep.Signal != c.signal || rep.Err().Error() != "signal: "+c.signal {
+			t.Errorf("%s: report %+v, want signal %s", c.name, rep, c.signal)
+		}
+	}
+
+	// Given up on before it started: it never runs.
+	marker := filepath.Join(dir, "ran")
+	_ = os.WriteFile(filepath.Join(dir, "late"+kind.CtlKill), nil, 0o644)
+	r = meshbench(t, time.Minute, "pod-process", "--control", dir, "--name", "late", "--", "touch", marker)
+	if _, err := os.Stat(marker); err == nil || r.code == 0 {
+		t.Errorf("a process given up on ran (exit %d)", r.code)
+	}
+	if rep := report("late"); rep.Signal != "terminated" {
+		t.Errorf("late: report %+v", rep)
 	}
 }

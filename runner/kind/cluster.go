@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"os/exec"
@@ -102,6 +103,7 @@ func Config(o ClusterOptions) *v1alpha4.Cluster {
 	cfg := &v1alpha4.Cluster{Name: FullName(o.Name)}
 	cfg.Kind, cfg.APIVersion = "Cluster", "kind.x-k8s.io/v1alpha4"
 	cfg.Networking.DisableDefaultCNI = true
+	cfg.Networking.PodSubnet = PodSubnet(cfg.Name)
 	cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.ControlPlaneRole})
 	for i := range max(o.Workers, 2) {
 		role := RoleSUT
@@ -116,6 +118,15 @@ func Config(o ClusterOptions) *v1alpha4.Cluster {
 		}
 	}
 	return cfg
+}
+
+// PodSubnet is a cluster's pod range: one of 10.160.0.0/16 to
+// 10.191.0.0/16 by its name, so that this host can route to the pods of
+// clusters side by side (kind gives every cluster 10.244.0.0/16).
+func PodSubnet(fullName string) string {
+	h := fnv.New32a()
+	h.Write([]byte(fullName))
+	return fmt.Sprintf("10.%d.0.0/16", 160+h.Sum32()%32)
 }
 
 // Shared returns the host directories every node of a cluster mounts at

@@ -1,7 +1,6 @@
 package kind
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/util/retry"
 
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/runner"
@@ -73,6 +71,10 @@ type platform struct {
 
 	ctx    context.Context // the platform's lifetime, for watches and logs
 	cancel context.CancelFunc
+
+	// follows counts the goroutines that read processes' output and the
+	// pod watch: Down waits for them.
+	follows sync.WaitGroup
 
 	mu      sync.Mutex
 	pods    map[string]*corev1.Pod // by meshbench node name
@@ -140,6 +142,10 @@ func (p *platform) Up(ctx context.Context, names []string) (_ map[string]meshes.
 		return nil, err
 	}
 	if c := p.o.Create; c != nil {
+		// Never take over a cluster of that name: it would be deleted.
+		if ok, err := Exists(p.o.Cluster, p.o.Log); err != nil || ok {
+			return nil, errors.Join(err, fmt.Errorf("cluster %s exists already", FullName(p.o.Cluster)))
+		}
 		if err := st.update(func(r *kindRecord) { r.CreatedCluster, r.Keep = true, p.o.Keep }); err != nil {
 			return nil, err
 		}
@@ -199,6 +205,7 @@ func (p *platform) Up(ctx context.Context, names []string) (_ map[string]meshes.
 		nodes[n] = meshes.Node{Name: n, Addr: addr, Local: netip.MustParseAddr("127.0.0.1")}
 		p.o.Log.Logf("node %s: pod %s on %s, %s", n, pod.Name, pod.Spec.NodeName, addr)
 	}
+	p.follows.Add(1)
 	go p.watch()
 	return nodes, nil
 }
@@ -225,6 +232,14 @@ func CheckShared(cluster, dir string, log Logger) error {
 // loadImage loads the image into nodes that lack it, recording it for
 // removal when the cluster outlives the run.
 func (p *platform) loadImage() error {
+	unlock, err := lockRuns(p.o.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := p.st.update(func(r *kindRecord) { r.Uses = append(r.Uses, p.o.Image) }); err != nil {
+		return err
+	}
 	ok, err := HasImage(p.o.Cluster, p.o.Image, p.o.Log)
 	if err != nil || ok {
 		return err
@@ -275,6 +290,11 @@ func (p *platform) routes(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := lockRuns(p.o.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	for _, n := range l.Items {
 		var addr string
 		for _, a := range n.Status.Addresses {
@@ -286,6 +306,10 @@ func (p *platform) routes(ctx context.Context) error {
 			return fmt.Errorf("node %s has no pod range or address", n.Name)
 		}
 		route := []string{n.Spec.PodCIDR, "via", addr}
+		// Another cluster's pods in the same range cannot be told apart.
+		if cur, err := runIP(ctx, "-4", "route", "show", "exact", n.Spec.PodCIDR); err == nil && cur != "" && !strings.Contains(cur+" ", " via "+addr+" ") {
+			return fmt.Errorf("the pods of %s (%s) cannot be routed from this host: the range is routed elsewhere already (%s; another cluster?)", n.Name, n.Spec.PodCIDR, cur)
+		}
 		if err := p.st.update(func(r *kindRecord) { r.Routes = append(r.Routes, route) }); err != nil {
 			return err
 		}
@@ -372,78 +396,6 @@ func (p *platform) Deploy(ctx context.Context, u runner.Unit) (runner.Deployed, 
 	return runner.PlaceUnit(ctx, u, p)
 }
 
-// StartProcess adds the process to its node's pod as an ephemeral
-// container and returns once it runs (or has ended).
-func (p *platform) StartProcess(ctx context.Context, node string, spec runner.ProcessSpec) (runner.Process, error) {
-	p.mu.Lock()
-	pod, ok := p.pods[node]
-	if p.down {
-		p.mu.Unlock()
-		return nil, errors.New("platform is down")
-	}
-	p.seq++
-	seq := p.seq
-	p.mu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("%s: no node %s", spec.Name, node)
-	}
-	cname := dnsLabel(fmt.Sprintf("%s-%d", trimLabel(spec.Name, 50), seq))
-	command := spec.Command
-	if command == "" {
-		command = images.BinaryPath
-	}
-	pr := &process{p: p, name: spec.Name, class: spec.Class, pod: pod.Name, node: pod.Spec.NodeName, container: cname,
-		stdout: orDiscard(spec.Stdout), stderr: orDiscard(spec.Stderr), started: make(chan struct{}), ended: make(chan struct{}),
-		done: make(chan struct{})}
-	p.mu.Lock()
-	p.procs[pod.Name+"/"+cname] = pr
-	p.mu.Unlock()
-	argv := []string{command}
-	if spec.CPUs != "" {
-		// Pinned as on the local platform: no CPU manager policy confines
-		// the pods, so the CPU list is the host's.
-		argv = []string{"taskset", "-c", spec.CPUs, command}
-	}
-	caps := &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}}
-	ec := corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
-		Name: cname, Image: p.o.Image, ImagePullPolicy: corev1.PullNever,
-		Command:         append([]string{images.BinaryPath, "pod-process", "--control", p.ctl, "--name", cname, "--"}, argv...),
-		Args:            spec.Args,
-		VolumeMounts:    []corev1.VolumeMount{{Name: "share", MountPath: p.o.Share}},
-		SecurityContext: &corev1.SecurityContext{Capabilities: caps},
-	}}
-	pods := p.client.cs.CoreV1().Pods(p.ns)
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		cur.Spec.EphemeralContainers = append(cur.Spec.EphemeralContainers, ec)
-		_, err = pods.UpdateEphemeralContainers(ctx, pod.Name, cur, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start %s in pod %s: %w", spec.Name, pod.Name, err)
-	}
-	select {
-	case <-pr.started:
-		select {
-		case <-pr.ended:
-			if pr.notStarted {
-				pr.doneOn.Do(func() { close(pr.done) })
-				return nil, fmt.Errorf("%s (container %s of pod %s): %w", spec.Name, cname, pod.Name, pr.err)
-			}
-		default:
-		}
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-time.After(2 * time.Minute):
-		return nil, fmt.Errorf("%s: container %s of pod %s did not start within 2m", spec.Name, cname, pod.Name)
-	}
-	go pr.follow()
-	return pr, nil
-}
-
 // Redirect installs each node's redirects with meshbench redirect in an
 // ephemeral container of its pod; the removal runs it again with
 // --remove.
@@ -490,26 +442,6 @@ func RedirectArgs(r meshes.Redirect) []string {
 	return args
 }
 
-// runToEnd runs a meshbench command in node's pod and waits for it to
-// succeed.
-func (p *platform) runToEnd(ctx context.Context, node, name string, args []string) error {
-	var out bytes.Buffer
-	pr, err := p.StartProcess(ctx, node, runner.ProcessSpec{Name: name, Args: args, Stdout: &out, Stderr: &out})
-	if err != nil {
-		return err
-	}
-	select {
-	case <-pr.Done():
-	case <-ctx.Done():
-		_ = pr.Stop(context.WithoutCancel(ctx))
-		return ctx.Err()
-	}
-	if err := pr.Err(); err != nil {
-		return fmt.Errorf("%s on node %s: %v: %s", name, node, err, strings.TrimSpace(out.String()))
-	}
-	return nil
-}
-
 // MeterUsage reads the processes' containers' figures from the kubelets.
 func (p *platform) MeterUsage(procs []runner.Process) func() []results.Usage {
 	cs := make([]Container, len(procs))
@@ -552,155 +484,23 @@ func (p *platform) Down(ctx context.Context) error {
 	}
 	wg.Wait()
 	p.cancel()
+	p.follows.Wait()
 	if p.st == nil {
 		return nil
 	}
-	err := removeKindRun(context.WithoutCancel(ctx), p.st.rec, p.client, p.o.Log)
+	unlock, err := lockRuns(p.o.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	others, err := liveOthers(p.o.StateDir, p.o.RunID)
+	if err == nil {
+		err = removeKindRun(context.WithoutCancel(ctx), p.st.rec, p.client, others, p.o.Log)
+	}
 	if err != nil {
 		return fmt.Errorf("remove the run's objects (kept %s for the next start): %w", p.st.path(), err)
 	}
 	return errors.Join(os.RemoveAll(p.ctl), p.st.remove())
-}
-
-// watch follows the run's pods and ends the processes whose containers
-// have terminated. It lasts as long as the platform.
-func (p *platform) watch() {
-	pods := p.client.cs.CoreV1().Pods(p.ns)
-	for p.ctx.Err() == nil {
-		l, err := pods.List(p.ctx, metav1.ListOptions{})
-		if err != nil {
-			time.Sleep(time.Second)
-			continue
-		}
-		for i := range l.Items {
-			p.apply(&l.Items[i])
-		}
-		w, err := pods.Watch(p.ctx, metav1.ListOptions{ResourceVersion: l.ResourceVersion})
-		if err != nil {
-			time.Sleep(time.Second)
-			continue
-		}
-		for ev := range w.ResultChan() {
-			if pod, ok := ev.Object.(*corev1.Pod); ok {
-				p.apply(pod)
-			}
-		}
-		w.Stop()
-	}
-}
-
-// apply takes a pod's state of its ephemeral containers.
-func (p *platform) apply(pod *corev1.Pod) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, s := range pod.Status.EphemeralContainerStatuses {
-		pr, ok := p.procs[pod.Name+"/"+s.Name]
-		if !ok {
-			continue
-		}
-		switch {
-		case s.State.Terminated != nil:
-			pr.end(s.State.Terminated)
-		case s.State.Running != nil:
-			pr.start()
-		case s.State.Waiting != nil && s.State.Waiting.Reason != "" && s.State.Waiting.Reason != "ContainerCreating":
-			// It will not start (the image is missing, the runtime
-			// refused it): ending it now beats waiting out the timeout.
-			pr.end(&corev1.ContainerStateTerminated{ExitCode: -1, Reason: s.State.Waiting.Reason + ": " + s.State.Waiting.Message})
-		}
-	}
-}
-
-// process is a process of a unit: an ephemeral container.
-type process struct {
-	p                          *platform
-	name, class                string
-	pod, node, container       string
-	stdout, stderr             io.Writer
-	started, ended, done       chan struct{}
-	startOnce, endOnce, doneOn sync.Once
-	err                        error
-	notStarted                 bool
-}
-
-var _ runner.Process = (*process)(nil)
-
-func (pr *process) Name() string          { return pr.name }
-func (pr *process) Done() <-chan struct{} { return pr.done }
-func (pr *process) Err() error            { <-pr.done; return pr.err }
-
-func (pr *process) start() { pr.startOnce.Do(func() { close(pr.started) }) }
-
-// end records the container's exit; the caller holds the platform's lock.
-func (pr *process) end(t *corev1.ContainerStateTerminated) {
-	pr.start()
-	pr.endOnce.Do(func() {
-		switch {
-		case t.ExitCode == -1:
-			pr.notStarted = true
-			pr.err = fmt.Errorf("the container did not start: %s", t.Reason)
-		case t.ExitCode != 0 && t.Reason != "" && t.Reason != "Error":
-			pr.err = fmt.Errorf("exit status %d (%s)", t.ExitCode, t.Reason)
-		case t.ExitCode != 0:
-			pr.err = fmt.Errorf("exit status %d", t.ExitCode)
-		}
-		close(pr.ended)
-	})
-}
-
-// follow copies the container's log (its stdout: the wrapper keeps
-// stderr in the control directory) to the process's stdout until the
-// container ends, then its stderr, then marks the process done.
-func (pr *process) follow() {
-	defer pr.doneOn.Do(func() { close(pr.done) })
-	p := pr.p
-	for attempt := 0; ; attempt++ {
-		req := p.client.cs.CoreV1().Pods(p.ns).GetLogs(pr.pod, &corev1.PodLogOptions{Container: pr.container, Follow: true})
-		rc, err := req.Stream(p.ctx)
-		if err == nil {
-			_, _ = io.Copy(pr.stdout, rc)
-			rc.Close()
-			break
-		}
-		if attempt >= 20 || p.ctx.Err() != nil {
-			fmt.Fprintf(pr.stderr, "meshbench: the container's log could not be read: %v\n", err)
-			break
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	select {
-	case <-pr.ended:
-	case <-p.ctx.Done():
-		pr.err = errors.Join(pr.err, errors.New("the platform went down before the container ended"))
-	}
-	if f, err := os.Open(filepath.Join(p.ctl, pr.container+".stderr")); err == nil {
-		_, _ = io.Copy(pr.stderr, f)
-		f.Close()
-	}
-}
-
-// Stop asks the wrapper to send the process SIGTERM, then SIGKILL when
-// ctx ends first.
-func (pr *process) Stop(ctx context.Context) error {
-	select {
-	case <-pr.done:
-		return nil
-	default:
-	}
-	ctl := filepath.Join(pr.p.ctl, pr.container)
-	_ = os.WriteFile(ctl+".term", nil, 0o644)
-	select {
-	case <-pr.done:
-		return nil
-	case <-ctx.Done():
-	}
-	_ = os.WriteFile(ctl+".kill", nil, 0o644)
-	select {
-	case <-pr.done:
-		return nil
-	case <-time.After(10 * time.Second):
-		return fmt.Errorf("%s (container %s of pod %s) did not end after SIGKILL", pr.name, pr.container, pr.pod)
-	}
 }
 
 // dnsLabel makes s a DNS label (lowercase letters, digits, '-').

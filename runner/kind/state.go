@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,8 +35,11 @@ type kindRecord struct {
 	Keep           bool       `json:"keep,omitempty"`
 	Namespace      string     `json:"namespace,omitempty"`
 	Routes         [][]string `json:"routes,omitempty"`
-	Images         []string   `json:"images,omitempty"`
-	Control        string     `json:"control,omitempty"`
+	// Images are the images the run loaded (removed with it unless a
+	// live run uses them); Uses, the images it runs.
+	Images  []string `json:"images,omitempty"`
+	Uses    []string `json:"uses,omitempty"`
+	Control string   `json:"control,omitempty"`
 }
 
 type kindState struct {
@@ -71,35 +76,95 @@ func (s *kindState) remove() error {
 	return nil
 }
 
-// CleanupRuns removes what kind runs whose owner process is dead left
-// behind: the clusters they created (unless kept), else their
-// namespaces and the images they loaded; their host routes and control
-// directories. Live runs are untouched.
-func CleanupRuns(ctx context.Context, stateDir string, log Logger) error {
+// lockRuns takes the kind state directory's lock: runs count their use
+// of shared things (host routes to a cluster's pods, images in its nodes)
+// through each other's records, and must not read them half-changed.
+func lockRuns(stateDir string) (func(), error) {
+	dir := kindStateDir(stateDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// readKindRecords reads the state files; ones that vanish meanwhile are
+// skipped.
+func readKindRecords(stateDir string) ([]kindRecord, error) {
 	dir := kindStateDir(stateDir)
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var errs []error
+	var out []kindRecord
 	for _, e := range entries {
 		if !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
-		path := filepath.Join(dir, e.Name())
-		data, err := os.ReadFile(path)
-		if err != nil {
-			errs = append(errs, err)
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if errors.Is(err, os.ErrNotExist) {
 			continue
+		}
+		if err != nil {
+			return nil, err
 		}
 		var r kindRecord
 		if err := json.Unmarshal(data, &r); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", path, err))
-			continue
+			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, e.Name()), err)
 		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// liveOthers are the records of live runs other than id.
+func liveOthers(stateDir, id string) ([]kindRecord, error) {
+	all, err := readKindRecords(stateDir)
+	var out []kindRecord
+	for _, r := range all {
+		if r.RunID != id && local.OwnerAlive(r.PID, r.StartTicks) {
+			out = append(out, r)
+		}
+	}
+	return out, err
+}
+
+// CleanupRuns removes what kind runs whose owner process is dead left
+// behind: the clusters they created (unless kept), else their
+// namespaces and the images they loaded; their host routes and control
+// directories; what a live run also uses stays. A dead run whose
+// leftovers cannot all be removed keeps its state file and is reported,
+// not fatal: the next start tries again.
+func CleanupRuns(ctx context.Context, stateDir string, log Logger) error {
+	unlock, err := lockRuns(stateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	all, err := readKindRecords(stateDir)
+	if err != nil {
+		return err
+	}
+	var live []kindRecord
+	for _, r := range all {
+		if local.OwnerAlive(r.PID, r.StartTicks) {
+			live = append(live, r)
+		}
+	}
+	for _, r := range all {
 		if local.OwnerAlive(r.PID, r.StartTicks) {
 			continue
 		}
@@ -108,27 +173,38 @@ func CleanupRuns(ctx context.Context, stateDir string, log Logger) error {
 		if cfg, err := Kubeconfig(r.Cluster, log); err == nil {
 			client, _ = NewClient([]byte(cfg))
 		}
-		if err := removeKindRun(ctx, r, client, log); err != nil {
-			errs = append(errs, fmt.Errorf("dead run %s: %w", r.RunID, err))
+		if err := removeKindRun(ctx, r, client, live, log); err != nil {
+			log.Logf("dead kind run %s: not everything could be removed (the next start tries again): %v", r.RunID, err)
 			continue
 		}
-		errs = append(errs, os.Remove(path))
+		if err := os.Remove(filepath.Join(kindStateDir(stateDir), r.RunID+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
-// removeKindRun removes what a record lists, every step attempted. client
-// is nil when the cluster cannot be reached (then it is gone, or its
-// objects cannot be removed, which is an error unless it is gone).
-func removeKindRun(ctx context.Context, r kindRecord, client *Client, log Logger) error {
+// removeKindRun removes what a record lists, every step attempted, but
+// what a live run (of others) also uses. client is nil when the cluster
+// cannot be reached (then it is gone, or its objects cannot be removed,
+// which is an error unless it is gone).
+func removeKindRun(ctx context.Context, r kindRecord, client *Client, others []kindRecord, log Logger) error {
 	var errs []error
 	exists, err := Exists(r.Cluster, log)
 	if err != nil {
 		errs = append(errs, err)
 	}
+	used := func(match func(kindRecord) bool) bool {
+		for _, o := range others {
+			if o.Cluster == r.Cluster && match(o) {
+				return true
+			}
+		}
+		return false
+	}
 	switch {
 	case !exists:
-	case r.CreatedCluster && !r.Keep:
+	case r.CreatedCluster && !r.Keep && !used(func(kindRecord) bool { return true }):
 		if err := Delete(r.Cluster, "", log); err != nil {
 			errs = append(errs, fmt.Errorf("delete cluster %s: %w", r.Cluster, err))
 		}
@@ -141,13 +217,20 @@ func removeKindRun(ctx context.Context, r kindRecord, client *Client, log Logger
 			}
 		}
 		for _, img := range r.Images {
-			errs = append(errs, RemoveImage(r.Cluster, img, log))
+			if !used(func(o kindRecord) bool { return slices.Contains(o.Uses, img) }) {
+				errs = append(errs, RemoveImage(r.Cluster, img, log))
+			}
 		}
 	}
 	if r.Control != "" && strings.HasPrefix(filepath.Base(r.Control), ".meshbench-") {
 		errs = append(errs, os.RemoveAll(r.Control))
 	}
 	for _, route := range r.Routes {
+		if used(func(o kindRecord) bool {
+			return slices.ContainsFunc(o.Routes, func(x []string) bool { return slices.Equal(x, route) })
+		}) {
+			continue
+		}
 		if out, err := runIP(ctx, append([]string{"route", "del"}, route...)...); err != nil && !strings.Contains(out, "No such process") {
 			errs = append(errs, fmt.Errorf("ip route del %s: %v: %s", strings.Join(route, " "), err, out))
 		}

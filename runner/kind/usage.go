@@ -17,6 +17,9 @@ import (
 // Client talks to a cluster's API server.
 type Client struct {
 	cs kubernetes.Interface
+	// watchClient has no overall request timeout, for watches (which
+	// the 30 s bound of cs would cut).
+	watchClient kubernetes.Interface
 }
 
 // NewClient makes a client from a kubeconfig's contents.
@@ -25,12 +28,16 @@ func NewClient(kubeconfig []byte) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
+	wcs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
 	cfg.Timeout = 30 * time.Second
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Client{cs: cs}, nil
+	return &Client{cs: cs, watchClient: wcs}, nil
 }
 
 // Clientset is the typed client.

@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -95,8 +97,10 @@ func (p *platformFlags) choose(sc *scenarios.Scenario) error {
 			}
 		}
 	}
-	if p.name == platformKind && p.cluster != "" && p.flags.Changed("keep-cluster") {
-		return errors.New("--keep-cluster applies to the cluster a run creates, not to one named with --cluster")
+	for _, f := range []string{"keep-cluster", "node-image"} {
+		if p.name == platformKind && p.cluster != "" && p.flags.Changed(f) {
+			return fmt.Errorf("--%s applies to the cluster a run creates, not to one named with --cluster", f)
+		}
 	}
 	if p.name == platformKind && p.cluster != "" {
 		if err := kind.ValidName(strings.TrimPrefix(p.cluster, kind.Prefix)); err != nil {
@@ -142,6 +146,9 @@ func (p *platformFlags) local(ctx context.Context, runID string, log *progress) 
 // the binary, and builds the image the pods run. Nothing is created in
 // a cluster yet.
 func (p *platformFlags) kind(ctx context.Context, r platformRun, log *progress) (runner.Platform, error) {
+	if os.Geteuid() != 0 {
+		return nil, badInput(errors.New("--platform kind needs root: it routes this host to the pods (ip route) and keeps its state in " + local.DefaultStateDir()))
+	}
 	if err := engineAnswers(ctx); err != nil {
 		return nil, err
 	}
@@ -182,11 +189,31 @@ func (p *platformFlags) kind(ctx context.Context, r platformRun, log *progress) 
 	if err != nil {
 		return nil, fmt.Errorf("the reference proxies' image (the pods' base): %w", err)
 	}
-	iref, img, err := nodeimage.InitImage(reference, self, version)
+	// Tagged by the binary's digest: a cluster never runs another build
+	// of the same version, and runs of the same build share the image.
+	sum, err := fileDigest(self)
+	if err != nil {
+		return nil, err
+	}
+	iref, img, err := nodeimage.InitImage(reference, self, version+"-"+sum[:12])
 	if err != nil {
 		return nil, err
 	}
 	o.Image = iref
 	o.WriteImages = func(w io.Writer) error { return images.WriteArchive(w, map[string]images.Image{iref: img}) }
 	return kind.NewPlatform(ctx, o)
+}
+
+// fileDigest is the hex SHA-256 of a file.
+func fileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/meshbench/meshbench/runner/kind"
 )
 
 type podProcessOptions struct {
@@ -55,26 +58,42 @@ func newPodProcessCommand(s Streams) *cobra.Command {
 	return cmd
 }
 
-// run runs the process and returns the exit status to pass on.
+// run runs the process and returns the exit status to pass on. Its
+// stdout and stderr go to files in the control directory (and to the
+// container's log), and its exit to a report there once they are
+// complete: the platform reads those, not the kubelet.
 func (o *podProcessOptions) run(s Streams, args []string) int {
 	base := filepath.Join(o.control, o.name)
-	stderr, err := os.Create(base + ".stderr")
-	if err != nil {
-		fmt.Fprintf(s.ErrOut, "meshbench pod-process: %v\n", err)
-		return 127
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	report := func(r kind.ExitReport) int {
+		if err := kind.WriteExit(base, r); err != nil {
+			fmt.Fprintf(s.ErrOut, "meshbench pod-process: %v\n", err)
+		}
+		return r.Code
 	}
+	asked := func(suffix string) bool {
+		_, err := os.Stat(base + suffix)
+		return err == nil
+	}
+	// The platform may have given up on this process before it started.
+	if asked(kind.CtlKill) || asked(kind.CtlTerm) {
+		return report(kind.ExitReport{Code: 128 + int(syscall.SIGTERM), Signal: syscall.SIGTERM.String()})
+	}
+	stdout, err1 := os.Create(base + kind.CtlStdout)
+	stderr, err2 := os.Create(base + kind.CtlStderr)
+	if err := errors.Join(err1, err2); err != nil {
+		return report(kind.ExitReport{Code: 127, Error: err.Error()})
+	}
+	defer stdout.Close()
 	defer stderr.Close()
 	c := exec.Command(args[0], args[1:]...)
-	c.Stdout, c.Stderr = os.Stdout, stderr
+	c.Stdout, c.Stderr = teeWriter{stdout, s.Out}, teeWriter{stderr, s.ErrOut}
 	if err := c.Start(); err != nil {
-		fmt.Fprintf(stderr, "meshbench pod-process: %v\n", err)
-		fmt.Fprintf(s.ErrOut, "meshbench pod-process: %v\n", err)
-		return 127
+		return report(kind.ExitReport{Code: 127, Error: err.Error()})
 	}
 	exited := make(chan struct{})
 	go func() {
-		sig := make(chan os.Signal, 1)
-		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		termed := false
@@ -85,27 +104,39 @@ func (o *podProcessOptions) run(s Streams, args []string) int {
 			case sg := <-sig:
 				_ = c.Process.Signal(sg)
 			case <-t.C:
-				if _, err := os.Stat(base + ".kill"); err == nil {
+				if asked(kind.CtlKill) {
 					_ = c.Process.Kill()
-				} else if _, err := os.Stat(base + ".term"); err == nil && !termed {
+				} else if asked(kind.CtlTerm) && !termed {
 					termed = true
 					_ = c.Process.Signal(syscall.SIGTERM)
 				}
 			}
 		}
 	}()
-	err = c.Wait()
+	err := c.Wait() // returns once the output is copied
 	close(exited)
 	var ee *exec.ExitError
-	if errors.As(err, &ee) {
+	switch {
+	case errors.As(err, &ee):
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal())
+			return report(kind.ExitReport{Code: 128 + int(ws.Signal()), Signal: ws.Signal().String()})
 		}
-		return ee.ExitCode()
+		return report(kind.ExitReport{Code: ee.ExitCode()})
+	case err != nil:
+		return report(kind.ExitReport{Code: 127, Error: err.Error()})
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "meshbench pod-process: %v\n", err)
-		return 127
-	}
-	return 0
+	return report(kind.ExitReport{})
+}
+
+// teeWriter writes to a file, and to the container's log as far as that
+// takes it: the file is what counts.
+type teeWriter struct {
+	file *os.File
+	log  io.Writer
+}
+
+func (w teeWriter) Write(b []byte) (int, error) {
+	n, err := w.file.Write(b)
+	_, _ = w.log.Write(b)
+	return n, err
 }

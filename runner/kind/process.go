@@ -1,0 +1,408 @@
+package kind
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/meshbench/meshbench/runner"
+	"github.com/meshbench/meshbench/runner/kind/images"
+)
+
+// The control files of a process in the control directory, by suffix of
+// its container's name: the platform asks for signals with the first two;
+// the wrapper (meshbench pod-process) writes the others.
+const (
+	CtlTerm   = ".term"   // send SIGTERM
+	CtlKill   = ".kill"   // send SIGKILL (and do not start a process not yet started)
+	CtlStdout = ".stdout" // the process's stdout (also the container's log)
+	CtlStderr = ".stderr" // its stderr
+	CtlExit   = ".exit"   // its exit, an ExitReport, written once the output is complete
+)
+
+// ExitReport is how a process ended.
+type ExitReport struct {
+	Code int `json:"code"`
+	// Signal names the signal that killed it ("killed", "terminated").
+	Signal string `json:"signal,omitempty"`
+	// Error is the wrapper's own failure (the command could not start).
+	Error string `json:"error,omitempty"`
+}
+
+// Err is the report as an error, worded as os/exec words it locally.
+func (r ExitReport) Err() error {
+	switch {
+	case r.Error != "":
+		return errors.New(r.Error)
+	case r.Signal != "":
+		return fmt.Errorf("signal: %s", r.Signal)
+	case r.Code != 0:
+		return fmt.Errorf("exit status %d", r.Code)
+	}
+	return nil
+}
+
+// WriteExit writes the report under base+CtlExit atomically.
+func WriteExit(base string, r ExitReport) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	tmp := base + CtlExit + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, base+CtlExit)
+}
+
+// Bounds of a process's life on the platform.
+const (
+	startTimeout = 2 * time.Minute
+	// exitReportWait is how long after the kubelet reports a container
+	// ended the platform waits for the wrapper's report.
+	exitReportWait = 2 * time.Second
+	tailInterval   = 50 * time.Millisecond
+	// killWait bounds the wait for a process after SIGKILL was asked for.
+	killWait = 10 * time.Second
+	// runToEndTimeout bounds a redirect's installation or removal.
+	runToEndTimeout = 2 * time.Minute
+)
+
+// StartProcess adds the process to its node's pod as an ephemeral
+// container and returns once it runs (or has ended). A process that did
+// not start is told (through its control file) never to, should the
+// kubelet start it later.
+func (p *platform) StartProcess(ctx context.Context, node string, spec runner.ProcessSpec) (runner.Process, error) {
+	p.mu.Lock()
+	pod, ok := p.pods[node]
+	if p.down {
+		p.mu.Unlock()
+		return nil, errors.New("platform is down")
+	}
+	p.seq++
+	seq := p.seq
+	p.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%s: no node %s", spec.Name, node)
+	}
+	cname := dnsLabel(fmt.Sprintf("%s-%d", trimLabel(spec.Name, 50), seq))
+	command := spec.Command
+	if command == "" {
+		command = images.BinaryPath
+	}
+	argv := []string{command}
+	if spec.CPUs != "" {
+		// Pinned as on the local platform: no CPU manager policy confines
+		// the pods, so the CPU list is the host's.
+		argv = []string{"taskset", "-c", spec.CPUs, command}
+	}
+	pr := &process{p: p, name: spec.Name, class: spec.Class, pod: pod.Name, node: pod.Spec.NodeName, container: cname,
+		base: filepath.Join(p.ctl, cname), stdout: orDiscard(spec.Stdout), stderr: orDiscard(spec.Stderr),
+		started: make(chan struct{}), ended: make(chan struct{}), done: make(chan struct{})}
+	p.mu.Lock()
+	p.procs[pod.Name+"/"+cname] = pr
+	p.mu.Unlock()
+	caps := &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}}
+	ec := corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+		Name: cname, Image: p.o.Image, ImagePullPolicy: corev1.PullNever,
+		Command:         append([]string{images.BinaryPath, "pod-process", "--control", p.ctl, "--name", cname, "--"}, argv...),
+		Args:            spec.Args,
+		VolumeMounts:    []corev1.VolumeMount{{Name: "share", MountPath: p.o.Share}},
+		SecurityContext: &corev1.SecurityContext{Capabilities: caps},
+	}}
+	pods := p.client.cs.CoreV1().Pods(p.ns)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Spec.EphemeralContainers = append(cur.Spec.EphemeralContainers, ec)
+		_, err = pods.UpdateEphemeralContainers(ctx, pod.Name, cur, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return nil, pr.abandon(fmt.Errorf("start %s in pod %s: %w", spec.Name, pod.Name, err))
+	}
+	select {
+	case <-pr.started:
+	case <-pr.ended:
+		// Over already: fine if the wrapper ran it and reported.
+		if _, err := os.Stat(pr.base + CtlExit); err != nil {
+			return nil, pr.abandon(fmt.Errorf("%s (container %s of pod %s): %s", spec.Name, cname, pod.Name, pr.why()))
+		}
+	case <-ctx.Done():
+		return nil, pr.abandon(ctx.Err())
+	case <-time.After(startTimeout):
+		return nil, pr.abandon(fmt.Errorf("%s: container %s of pod %s did not start within %s", spec.Name, cname, pod.Name, startTimeout))
+	}
+	p.follows.Add(1)
+	go pr.follow()
+	return pr, nil
+}
+
+// runToEnd runs a meshbench command in node's pod and waits (bounded) for
+// it to succeed.
+func (p *platform) runToEnd(ctx context.Context, node, name string, args []string) error {
+	ctx, cancel := context.WithTimeout(ctx, runToEndTimeout)
+	defer cancel()
+	var out bytes.Buffer
+	pr, err := p.StartProcess(ctx, node, runner.ProcessSpec{Name: name, Args: args, Stdout: &out, Stderr: &out})
+	if err != nil {
+		return err
+	}
+	select {
+	case <-pr.Done():
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), runner.DefaultStopTimeout)
+		defer cancel()
+		_ = pr.Stop(sctx)
+		return fmt.Errorf("%s on node %s: %w", name, node, ctx.Err())
+	}
+	if err := pr.Err(); err != nil {
+		return fmt.Errorf("%s on node %s: %v: %s", name, node, err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// watch follows the run's pods: it marks containers started, and ends
+// the processes the wrapper cannot report on (a container that did not
+// start, a pod that is gone). It lasts as long as the platform.
+func (p *platform) watch() {
+	defer p.follows.Done()
+	pods := p.client.watchClient.CoreV1().Pods(p.ns)
+	for p.ctx.Err() == nil {
+		l, err := pods.List(p.ctx, metav1.ListOptions{})
+		if err != nil {
+			sleepCtx(p.ctx, time.Second)
+			continue
+		}
+		seen := map[string]bool{}
+		for i := range l.Items {
+			seen[l.Items[i].Name] = true
+			p.apply(&l.Items[i], false)
+		}
+		p.endMissing(seen)
+		w, err := pods.Watch(p.ctx, metav1.ListOptions{ResourceVersion: l.ResourceVersion})
+		if err != nil {
+			sleepCtx(p.ctx, time.Second)
+			continue
+		}
+		for ev := range w.ResultChan() {
+			if pod, ok := ev.Object.(*corev1.Pod); ok {
+				p.apply(pod, ev.Type == watch.Deleted)
+			}
+		}
+		w.Stop()
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// apply takes a pod's state of its ephemeral containers; a deleted or
+// finished pod ends all of its processes.
+func (p *platform) apply(pod *corev1.Pod, deleted bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if deleted || pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
+		why := fmt.Sprintf("pod %s ended (%s)", pod.Name, pod.Status.Phase)
+		if deleted {
+			why = fmt.Sprintf("pod %s was deleted", pod.Name)
+		}
+		for _, pr := range p.procs {
+			if pr.pod == pod.Name {
+				pr.end(why)
+			}
+		}
+		return
+	}
+	for _, s := range pod.Status.EphemeralContainerStatuses {
+		pr, ok := p.procs[pod.Name+"/"+s.Name]
+		if !ok {
+			continue
+		}
+		switch {
+		case s.State.Terminated != nil:
+			pr.start()
+			t := s.State.Terminated
+			pr.end(fmt.Sprintf("the container ended (exit code %d, %s) without the wrapper's report", t.ExitCode, t.Reason))
+		case s.State.Running != nil:
+			pr.start()
+		case s.State.Waiting != nil && s.State.Waiting.Reason != "" && s.State.Waiting.Reason != "ContainerCreating":
+			// It will not start (the image is missing, the runtime
+			// refused it): ending it now beats waiting out the timeout.
+			pr.end("the container did not start: " + s.State.Waiting.Reason + ": " + s.State.Waiting.Message)
+		}
+	}
+}
+
+// endMissing ends the processes of pods no longer listed.
+func (p *platform) endMissing(seen map[string]bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pr := range p.procs {
+		if !seen[pr.pod] {
+			pr.end(fmt.Sprintf("pod %s is gone", pr.pod))
+		}
+	}
+}
+
+// process is a process of a unit: an ephemeral container running the
+// wrapper, whose output and exit the platform reads from the control
+// directory.
+type process struct {
+	p                    *platform
+	name, class          string
+	pod, node, container string
+	base                 string // the control files' path, without suffix
+	stdout, stderr       io.Writer
+
+	// started: the container runs (or ran); ended: the kubelet or the
+	// pod says it is over (endWhy says how), whatever the wrapper wrote.
+	started, ended, done         chan struct{}
+	startOnce, endOnce, doneOnce sync.Once
+	endWhy                       string // guarded by the platform's lock until ended closes
+	err                          error  // set before done closes
+}
+
+var _ runner.Process = (*process)(nil)
+
+func (pr *process) Name() string          { return pr.name }
+func (pr *process) Done() <-chan struct{} { return pr.done }
+func (pr *process) Err() error            { <-pr.done; return pr.err }
+
+func (pr *process) start() { pr.startOnce.Do(func() { close(pr.started) }) }
+
+// end records that the container is over; the caller holds the
+// platform's lock.
+func (pr *process) end(why string) {
+	pr.endOnce.Do(func() {
+		pr.endWhy = why
+		close(pr.ended)
+	})
+}
+
+// why is what end recorded; call it once ended is closed.
+func (pr *process) why() string { return pr.endWhy }
+
+// abandon gives up a process that did not start: it may never start
+// (CtlKill makes the wrapper exit without starting it), it is no longer
+// the platform's, and it is done with err.
+func (pr *process) abandon(err error) error {
+	_ = os.WriteFile(pr.base+CtlKill, nil, 0o644)
+	pr.p.mu.Lock()
+	delete(pr.p.procs, pr.pod+"/"+pr.container)
+	pr.p.mu.Unlock()
+	pr.finish(err)
+	return err
+}
+
+func (pr *process) finish(err error) {
+	pr.doneOnce.Do(func() {
+		pr.err = err
+		close(pr.done)
+	})
+}
+
+// follow copies the wrapper's stdout file to the process's stdout as it
+// grows, until the wrapper reports the exit (or the kubelet says the
+// container ended and no report follows, or the platform goes down); then
+// the stderr file; then the process is done.
+func (pr *process) follow() {
+	defer pr.p.follows.Done()
+	var out *os.File
+	defer func() {
+		if out != nil {
+			out.Close()
+		}
+	}()
+	tail := func() {
+		if out == nil {
+			f, err := os.Open(pr.base + CtlStdout)
+			if err != nil {
+				return
+			}
+			out = f
+		}
+		_, _ = io.Copy(pr.stdout, out)
+	}
+	var err error
+	var endedAt time.Time
+	t := time.NewTicker(tailInterval)
+	defer t.Stop()
+loop:
+	for {
+		tail()
+		if data, rerr := os.ReadFile(pr.base + CtlExit); rerr == nil {
+			var r ExitReport
+			if jerr := json.Unmarshal(data, &r); jerr != nil {
+				err = fmt.Errorf("the wrapper's exit report: %w", jerr)
+			} else {
+				err = r.Err()
+			}
+			tail()
+			break
+		}
+		select {
+		case <-pr.ended:
+			if endedAt.IsZero() {
+				endedAt = time.Now()
+			} else if time.Since(endedAt) > exitReportWait {
+				err = errors.New(pr.why())
+				break loop
+			}
+		default:
+		}
+		select {
+		case <-pr.p.ctx.Done():
+			err = errors.New("the platform went down before the process ended")
+			break loop
+		case <-t.C:
+		}
+	}
+	if f, ferr := os.Open(pr.base + CtlStderr); ferr == nil {
+		_, _ = io.Copy(pr.stderr, f)
+		f.Close()
+	}
+	pr.finish(err)
+}
+
+// Stop asks the wrapper to send the process SIGTERM, then SIGKILL when
+// ctx ends first.
+func (pr *process) Stop(ctx context.Context) error {
+	select {
+	case <-pr.done:
+		return nil
+	default:
+	}
+	_ = os.WriteFile(pr.base+CtlTerm, nil, 0o644)
+	select {
+	case <-pr.done:
+		return nil
+	case <-ctx.Done():
+	}
+	_ = os.WriteFile(pr.base+CtlKill, nil, 0o644)
+	select {
+	case <-pr.done:
+		return nil
+	case <-time.After(killWait):
+		return fmt.Errorf("%s (container %s of pod %s) did not end %s after SIGKILL", pr.name, pr.container, pr.pod, killWait)
+	}
+}
