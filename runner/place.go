@@ -203,3 +203,20 @@ func Check(ctx context.Context, client *http.Client, probe meshes.Probe) error {
 	}
 	return nil
 }
+
+// StopAll stops processes together, each with its own grace period: one
+// that ignores SIGTERM must not use up the time the others, or the
+// platform's removal of its resources, need.
+func StopAll[P Process](ctx context.Context, procs []P, grace time.Duration) {
+	var wg sync.WaitGroup
+	for _, pr := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+			defer cancel()
+			_ = pr.Stop(sctx)
+		}()
+	}
+	wg.Wait()
+}

@@ -472,17 +472,7 @@ func (p *platform) Down(ctx context.Context) error {
 		procs = append(procs, pr)
 	}
 	p.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, pr := range procs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), runner.DefaultStopTimeout)
-			defer cancel()
-			_ = pr.Stop(sctx)
-		}()
-	}
-	wg.Wait()
+	runner.StopAll(ctx, procs, runner.DefaultStopTimeout)
 	p.cancel()
 	p.follows.Wait()
 	if p.st == nil {

@@ -193,19 +193,7 @@ func (p *platform) Down(ctx context.Context) error {
 	p.mu.Unlock()
 
 	var errs []error
-	var wg sync.WaitGroup
-	for i := len(procs) - 1; i >= 0; i-- {
-		wg.Add(1)
-		go func(pr *process) {
-			defer wg.Done()
-			// Each process gets its own grace period: one that ignores
-			// SIGTERM must not use up the time the network removal needs.
-			sctx, cancel := context.WithTimeout(ctx, stopGrace)
-			defer cancel()
-			_ = pr.Stop(sctx)
-		}(procs[i])
-	}
-	wg.Wait()
+	runner.StopAll(ctx, procs, stopGrace)
 	if p.cgroups {
 		errs = append(errs, removeCgroups(p.opts.RunID))
 	}

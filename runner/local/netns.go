@@ -24,7 +24,7 @@ func ruleComment(runID string) string     { return "meshbench:" + runID }
 // claimSubnet reserves a /24 of the platform's range that no live run uses
 // and that no host interface already has, and records it.
 func (p *platform) claimSubnet(ctx context.Context) (netip.Prefix, error) {
-	unlock, err := lockDir(p.opts.StateDir)
+	unlock, err := LockDir(p.opts.StateDir)
 	if err != nil {
 		return netip.Prefix{}, err
 	}

@@ -75,7 +75,7 @@ func (s *state) update(f func(*record)) error {
 // claimOctets reserves n consecutive third octets not used by a live run
 // and records them. Loopback nodes use 127.0.<octet>.1.
 func (s *state) claimOctets(n int) (int, error) {
-	unlock, err := lockDir(s.dir)
+	unlock, err := LockDir(s.dir)
 	if err != nil {
 		return 0, err
 	}
@@ -162,9 +162,10 @@ func StartTicks(pid int) (uint64, error) {
 	return strconv.ParseUint(f[19], 10, 64)
 }
 
-// lockDir takes an exclusive lock on the state directory, so that runs
-// starting together do not claim the same addresses.
-func lockDir(dir string) (func(), error) {
+// LockDir takes an exclusive lock on a state directory (its .lock file),
+// so that runs starting together do not claim the same addresses, or
+// count shared things wrong; the returned function releases it.
+func LockDir(dir string) (func(), error) {
 	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err
