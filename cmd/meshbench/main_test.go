@@ -96,7 +96,7 @@ func TestIntegrationBadInput(t *testing.T) {
 		{"unknown name", []string{"run", "nosuchscenario"}, `"nosuchscenario" is neither a file nor a built-in scenario`},
 		{"malformed yaml", []string{"run", "testdata/malformed.yaml"}, "testdata/malformed.yaml:7: invalid YAML"},
 		{"unknown field", []string{"run", "testdata/unknown-field.yaml"}, "testdata/unknown-field.yaml:7:3: load.qsp: unknown field"},
-		{"unknown mesh", []string{"run", "testdata/unknown-mesh.yaml"}, `testdata/unknown-mesh.yaml:6:11: meshes[1].name: unknown mesh "linkerd"`},
+		{"unknown mesh", []string{"run", "testdata/unknown-mesh.yaml"}, `testdata/unknown-mesh.yaml:6:11: meshes[1].name: unknown mesh "consul"`},
 		{"bad flag value", []string{"run", "--qps", "-1"}, "flag --qps: load.qps: must be greater than 0"},
 		{"unparsable flag", []string{"run", "--duration", "soon"}, `invalid argument "soon" for "--duration"`},
 		{"unknown flag", []string{"run", "--bogus"}, "unknown flag: --bogus"},
@@ -118,7 +118,7 @@ func TestIntegrationBadInput(t *testing.T) {
 		{"control plane change", []string{"run", "testdata/bad-control-plane.yaml"}, `testdata/bad-control-plane.yaml:7:23: controlPlane.changes[1]: unknown change "secrets"`},
 		{"no control plane", []string{"run", "testdata/no-control-plane.yaml"}, `testdata/no-control-plane.yaml:5:5: meshes[1]: nginx/sidecar: mesh nginx has no control plane to benchmark`},
 		{"conformance suite", []string{"conformance", "--suite", "istio"}, `flag --suite: unknown suite "istio"`},
-		{"conformance mesh", []string{"conformance", "--suite", "smi", "--mesh", "linkerd"}, `flag --mesh: unknown mesh "linkerd"`},
+		{"conformance mesh", []string{"conformance", "--suite", "smi", "--mesh", "consul"}, `flag --mesh: unknown mesh "consul"`},
 		{"conformance modes", []string{"conformance", "--suite", "smi", "--modes", "ambient"}, `invalid --modes: "ambient" matches none of meshbench/sidecar, meshbench/per-node, meshbench/proxyless`},
 		{"unsupported policy", []string{"run", "testdata/unsupported-policy.yaml"}, `testdata/unsupported-policy.yaml:9:5: meshes[1]: haproxy/sidecar cannot express the scenario's policies: mesh haproxy has no traffic policy`},
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/meshbench/meshbench/meshes/meshbench"
 	"github.com/meshbench/meshbench/meshes/nginx"
 	"github.com/meshbench/meshbench/meshes/none"
+	"github.com/meshbench/meshbench/meshes/upstream"
 	"github.com/meshbench/meshbench/reports"
 	"github.com/meshbench/meshbench/runner"
 	"github.com/meshbench/meshbench/runner/results"
@@ -34,6 +35,8 @@ func registry() map[string]meshes.Mesh {
 		meshbench.New(version),
 		haproxy.New(),
 		nginx.New(),
+		upstream.Istio(),
+		upstream.Linkerd(),
 	}
 	m := map[string]meshes.Mesh{}
 	for _, x := range all {
