@@ -344,7 +344,11 @@ spec:
 		t.Errorf("top has no working set for echo/echo on the sut node:\n%s", r.stdout)
 	}
 
-	kindRunKilled(t, name, share)
+	if os.Geteuid() == 0 {
+		kindRunKilled(t, name, share)
+	} else {
+		t.Log("not root: the run on this cluster and its SIGKILL recovery are not tried (runs on kind need root)")
+	}
 
 	if r := meshbench(t, 2*time.Minute, "cluster", "delete", name); r.code != 0 {
 		t.Fatalf("delete: exit %d\n%s", r.code, r.stderr)

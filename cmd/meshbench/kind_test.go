@@ -38,6 +38,15 @@ func kindLeftovers(t *testing.T, cluster, id, out string) map[string]string {
 	return left
 }
 
+// kindRoot skips a test of runs on kind when not root, saying why: the
+// platform routes this host to the pods.
+func kindRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("runs on the kind platform need root (host routes to the pods, /run/meshbench/kind)")
+	}
+}
+
 // meshbenchEnv runs meshbench with a changed environment.
 func meshbenchEnv(t *testing.T, env []string, args ...string) result {
 	t.Helper()
@@ -61,6 +70,7 @@ func meshbenchEnv(t *testing.T, env []string, args ...string) result {
 // and nothing left afterwards. Bad input first: exit 2, nothing created.
 func TestIntegrationKindRun(t *testing.T) {
 	engine(t)
+	kindRoot(t)
 	before := meshbench(t, time.Minute, "cluster", "list").stdout
 	stateFiles := func() string {
 		m, _ := filepath.Glob(filepath.Join(kindStateDir, "*.json"))
