@@ -89,6 +89,11 @@ func (o *podProcessOptions) run(s Streams, args []string) int {
 	defer stderr.Close()
 	c := exec.Command(args[0], args[1:]...)
 	c.Stdout, c.Stderr = teeWriter{stdout, s.Out}, teeWriter{stderr, s.ErrOut}
+	// Its own process group, signalled as one (nginx's workers, a
+	// shell's children), as the local platform does; and the report is
+	// written even if something outlives it holding the output open.
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	c.WaitDelay = 5 * time.Second
 	if err := c.Start(); err != nil {
 		return report(kind.ExitReport{Code: 127, Error: err.Error()})
 	}
@@ -102,30 +107,30 @@ func (o *podProcessOptions) run(s Streams, args []string) int {
 			case <-exited:
 				return
 			case sg := <-sig:
-				_ = c.Process.Signal(sg)
+				_ = syscall.Kill(-c.Process.Pid, sg.(syscall.Signal))
 			case <-t.C:
 				if asked(kind.CtlKill) {
-					_ = c.Process.Kill()
+					_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
 				} else if asked(kind.CtlTerm) && !termed {
 					termed = true
-					_ = c.Process.Signal(syscall.SIGTERM)
+					_ = syscall.Kill(-c.Process.Pid, syscall.SIGTERM)
 				}
 			}
 		}
 	}()
-	err := c.Wait() // returns once the output is copied
+	err := c.Wait() // returns once the output is copied (or WaitDelay after the exit)
 	close(exited)
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+	// Nothing of the group outlives it.
+	_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+	if st := c.ProcessState; st != nil {
+		// Its own status, also when something it left held the output
+		// open past WaitDelay (exec.ErrWaitDelay).
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			return report(kind.ExitReport{Code: 128 + int(ws.Signal()), Signal: ws.Signal().String()})
 		}
-		return report(kind.ExitReport{Code: ee.ExitCode()})
-	case err != nil:
-		return report(kind.ExitReport{Code: 127, Error: err.Error()})
+		return report(kind.ExitReport{Code: st.ExitCode()})
 	}
-	return report(kind.ExitReport{})
+	return report(kind.ExitReport{Code: 127, Error: err.Error()})
 }
 
 // teeWriter writes to a file, and to the container's log as far as that
