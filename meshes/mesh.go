@@ -40,6 +40,13 @@ type Availability interface {
 	Available() error
 }
 
+// ModeAvailability is implemented by meshes whose availability differs by
+// mode; the runner asks it instead of Availability.
+type ModeAvailability interface {
+	// AvailableIn returns nil, or why the mode cannot run here.
+	AvailableIn(mode scenarios.Mode) error
+}
+
 // Versioned is implemented by meshes that can name the build of their data
 // plane for the results.
 type Versioned interface {

@@ -217,6 +217,12 @@ type run struct {
 
 func (r *run) execute(ctx context.Context) error {
 	s := r.Scenario
+	// What cannot run here is known before a platform is brought up for
+	// it (a kind cluster takes a minute).
+	unavailable := append(r.skipped, r.dropUnavailable()...)
+	if len(r.slots) == 0 {
+		return fmt.Errorf("no (mesh, mode) of the scenario can run on this host (the reasons are above)")
+	}
 	var err error
 	r.nodes, err = r.Platform.Up(ctx, s.Topology.Workloads())
 	if err != nil {
@@ -225,7 +231,6 @@ func (r *run) execute(ctx context.Context) error {
 	if s.Order == scenarios.OrderRandom && s.Seed == 0 {
 		s.Seed = rand.Uint64() // recorded in the manifest's scenario
 	}
-	unavailable := append(r.skipped, r.dropUnavailable()...)
 	if err := r.writeManifest(); err != nil {
 		return err
 	}
@@ -234,9 +239,6 @@ func (r *run) execute(ctx context.Context) error {
 		if err := results.WriteJSON(filepath.Join(r.OutDir, results.ManifestFile), r.manifest); err != nil {
 			return err
 		}
-	}
-	if len(r.slots) == 0 {
-		return fmt.Errorf("no (mesh, mode) of the scenario can run on this host")
 	}
 	if s.ControlPlane != nil {
 		return r.benchControlPlanes(ctx)
@@ -301,12 +303,17 @@ func (r *run) dropUnavailable() []results.Unavailable {
 	var kept []slot
 	var out []results.Unavailable
 	for _, sl := range r.slots {
-		if a, ok := sl.mesh.(meshes.Availability); ok {
-			if err := a.Available(); err != nil {
-				r.Log.Logf("%s unavailable: %v", sl.key(), err)
-				out = append(out, results.Unavailable{Mesh: sl.mesh.Name(), Mode: string(sl.mode), Reason: err.Error()})
-				continue
-			}
+		var why error
+		switch a := sl.mesh.(type) {
+		case meshes.ModeAvailability:
+			why = a.AvailableIn(sl.mode)
+		case meshes.Availability:
+			why = a.Available()
+		}
+		if why != nil {
+			r.Log.Logf("%s unavailable: %v", sl.key(), why)
+			out = append(out, results.Unavailable{Mesh: sl.mesh.Name(), Mode: string(sl.mode), Reason: why.Error()})
+			continue
 		}
 		kept = append(kept, sl)
 	}
