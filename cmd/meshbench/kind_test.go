@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,21 +217,23 @@ func TestIntegrationPodProcess(t *testing.T) {
 
 	// Asked to stop: SIGTERM, then (a process that ignores it) SIGKILL.
 	for _, c := range []struct{ name, script, ask, signal string }{
-		{"termed", "exec sleep 60", kind.CtlTerm, "terminated"},
-		{"killed", "trap '' TERM; while :; do sleep 0.1; done", kind.CtlKill, "killed"},
+		{"termed", "echo ready; exec sleep 60", kind.CtlTerm, "terminated"},
+		{"killed", "trap '' TERM; echo ready; while :; do sleep 0.1; done", kind.CtlKill, "killed"},
 	} {
 		cmd := exec.Command(meshbenchBin, "pod-process", "--control", dir, "--name", c.name, "--", "sh", "-c", c.script)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, c.name+" to start", func() bool {
-			_, err := os.Stat(filepath.Join(dir, c.name+kind.CtlStdout))
-			return err == nil
-		})
+		waitFor(t, 30*time.Second, c.name+" to start", func() bool { return fileContains(filepath.Join(dir, c.name+kind.CtlStdout), "ready") })
 		if c.ask == kind.CtlKill {
-			// SIGTERM first, which this one ignores.
+			// SIGTERM first, which this one ignores: it is still there
+			// after the wrapper has seen the request (it looks every
+			// 100 ms) several times over.
 			_ = os.WriteFile(filepath.Join(dir, c.name+kind.CtlTerm), nil, 0o644)
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(time.Second)
+			if _, err := os.Stat(filepath.Join(dir, c.name+kind.CtlExit)); err == nil {
+				t.Fatalf("%s ended on SIGTERM, which it ignores", c.name)
+			}
 		}
 		if err := os.WriteFile(filepath.Join(dir, c.name+c.ask), nil, 0o644); err != nil {
 			t.Fatal(err)
@@ -247,6 +250,33 @@ func TestIntegrationPodProcess(t *testing.T) {
 			t.Errorf("%s: report %+v, want signal %s", c.name, rep, c.signal)
 		}
 	}
+
+	// The whole process group is signalled: a child the process left
+	// behind goes too (as nginx's workers must).
+	cmd := exec.Command(meshbenchBin, "pod-process", "--control", dir, "--name", "group", "--", "sh", "-c", "sleep 60 & echo ready $!; wait")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stdoutFile := filepath.Join(dir, "group"+kind.CtlStdout)
+	waitFor(t, 30*time.Second, "group to start", func() bool { return fileContains(stdoutFile, "ready") })
+	_ = os.WriteFile(filepath.Join(dir, "group"+kind.CtlTerm), nil, 0o644)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatal("group: the wrapper did not end after SIGTERM")
+	}
+	out, _ := os.ReadFile(stdoutFile)
+	var child int
+	if _, err := fmt.Sscanf(string(out), "ready %d", &child); err != nil {
+		t.Fatalf("group's output %q: %v", out, err)
+	}
+	waitFor(t, 10*time.Second, "the left-behind child to be gone", func() bool {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		return err != nil || strings.Contains(string(stat), ") Z ")
+	})
 
 	// Given up on before it started: it never runs.
 	marker := filepath.Join(dir, "ran")

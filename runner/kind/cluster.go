@@ -120,13 +120,15 @@ func Config(o ClusterOptions) *v1alpha4.Cluster {
 	return cfg
 }
 
-// PodSubnet is a cluster's pod range: one of 10.160.0.0/16 to
-// 10.191.0.0/16 by its name, so that this host can route to the pods of
-// clusters side by side (kind gives every cluster 10.244.0.0/16).
+// PodSubnet is a cluster's pod range: one of the 1024 /20 ranges of
+// 10.128.0.0/10 by its name (room for 16 nodes of /24), so that this host
+// can route to the pods of clusters side by side (kind gives every cluster
+// 10.244.0.0/16).
 func PodSubnet(fullName string) string {
 	h := fnv.New32a()
 	h.Write([]byte(fullName))
-	return fmt.Sprintf("10.%d.0.0/16", 160+h.Sum32()%32)
+	n := h.Sum32() % 1024
+	return fmt.Sprintf("10.%d.%d.0/20", 128+n/16, (n%16)*16)
 }
 
 // Shared returns the host directories every node of a cluster mounts at

@@ -143,8 +143,12 @@ func (p *platform) Up(ctx context.Context, names []string) (_ map[string]meshes.
 	}
 	if c := p.o.Create; c != nil {
 		// Never take over a cluster of that name: it would be deleted.
-		if ok, err := Exists(p.o.Cluster, p.o.Log); err != nil || ok {
-			return nil, errors.Join(err, fmt.Errorf("cluster %s exists already", FullName(p.o.Cluster)))
+		ok, err := Exists(p.o.Cluster, p.o.Log)
+		if err != nil {
+			return nil, fmt.Errorf("list kind clusters: %w", err)
+		}
+		if ok {
+			return nil, fmt.Errorf("cluster %s exists already", FullName(p.o.Cluster))
 		}
 		if err := st.update(func(r *kindRecord) { r.CreatedCluster, r.Keep = true, p.o.Keep }); err != nil {
 			return nil, err
@@ -236,19 +240,23 @@ func (p *platform) loadImage() error {
 	if err != nil {
 		return err
 	}
-	defer unlock()
 	if err := p.st.update(func(r *kindRecord) { r.Uses = append(r.Uses, p.o.Image) }); err != nil {
+		unlock()
 		return err
 	}
 	ok, err := HasImage(p.o.Cluster, p.o.Image, p.o.Log)
 	if err != nil || ok {
+		unlock()
 		return err
 	}
 	if p.o.Create == nil || p.o.Keep {
 		if err := p.st.update(func(r *kindRecord) { r.Images = append(r.Images, p.o.Image) }); err != nil {
+			unlock()
 			return err
 		}
 	}
+	// Recorded: the load itself (seconds) need not hold up other runs.
+	unlock()
 	start := time.Now()
 	if err := LoadImages(p.o.Cluster, p.o.WriteImages, p.o.Log); err != nil {
 		return fmt.Errorf("load %s: %w", p.o.Image, err)
@@ -419,10 +427,12 @@ func (p *platform) Redirect(ctx context.Context, rs []meshes.Redirect) (func(con
 		return errors.Join(errs...)
 	}
 	for _, n := range order {
+		// Undone too if it fails: a redirect stopped halfway leaves rules
+		// (and --remove is repeatable).
+		done = append(done, n)
 		if err := p.runToEnd(ctx, n, "redirect", append([]string{"redirect", "--comment", comment}, byNode[n]...)); err != nil {
 			return nil, errors.Join(err, undo(context.WithoutCancel(ctx)))
 		}
-		done = append(done, n)
 	}
 	return undo, nil
 }
@@ -478,17 +488,36 @@ func (p *platform) Down(ctx context.Context) error {
 	if p.st == nil {
 		return nil
 	}
+	// The run's own namespace first, outside the lock: it takes seconds,
+	// and other runs need the lock meanwhile. (A cluster the run created
+	// goes whole.)
+	r := p.st.rec
+	if r.Namespace != "" && p.client != nil && !(r.CreatedCluster && !r.Keep) {
+		if err := deleteNamespace(context.WithoutCancel(ctx), p.client, r.Namespace); err != nil {
+			return fmt.Errorf("remove the run's objects (kept %s for the next start): %w", p.st.path(), err)
+		}
+		if err := p.st.update(func(r *kindRecord) { r.Namespace = "" }); err != nil {
+			return err
+		}
+	}
 	unlock, err := lockRuns(p.o.StateDir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
 	others, err := liveOthers(p.o.StateDir, p.o.RunID)
+	var kept *kindRecord
 	if err == nil {
-		err = removeKindRun(context.WithoutCancel(ctx), p.st.rec, p.client, others, p.o.Log)
+		kept, err = removeKindRun(context.WithoutCancel(ctx), p.st.rec, p.client, others, p.o.Log)
 	}
 	if err != nil {
 		return fmt.Errorf("remove the run's objects (kept %s for the next start): %w", p.st.path(), err)
+	}
+	if kept != nil {
+		// Live runs use some of it: a start after them removes it.
+		p.o.Log.Logf("left to a later start (live runs use them): %s", p.st.path())
+		p.st.rec = *kept
+		return errors.Join(os.RemoveAll(p.ctl), results.WriteJSON(p.st.path(), kept))
 	}
 	return errors.Join(os.RemoveAll(p.ctl), p.st.remove())
 }

@@ -86,19 +86,6 @@ const (
 // not start is told (through its control file) never to, should the
 // kubelet start it later.
 func (p *platform) StartProcess(ctx context.Context, node string, spec runner.ProcessSpec) (runner.Process, error) {
-	p.mu.Lock()
-	pod, ok := p.pods[node]
-	if p.down {
-		p.mu.Unlock()
-		return nil, errors.New("platform is down")
-	}
-	p.seq++
-	seq := p.seq
-	p.mu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("%s: no node %s", spec.Name, node)
-	}
-	cname := dnsLabel(fmt.Sprintf("%s-%d", trimLabel(spec.Name, 50), seq))
 	command := spec.Command
 	if command == "" {
 		command = images.BinaryPath
@@ -109,11 +96,24 @@ func (p *platform) StartProcess(ctx context.Context, node string, spec runner.Pr
 		// the pods, so the CPU list is the host's.
 		argv = []string{"taskset", "-c", spec.CPUs, command}
 	}
+	// Registered, and counted for Down to wait for, in the same critical
+	// section as the check that the platform is not going down.
+	p.mu.Lock()
+	pod, ok := p.pods[node]
+	if p.down || !ok {
+		p.mu.Unlock()
+		if !ok {
+			return nil, fmt.Errorf("%s: no node %s", spec.Name, node)
+		}
+		return nil, errors.New("platform is down")
+	}
+	p.seq++
+	cname := dnsLabel(fmt.Sprintf("%s-%d", trimLabel(spec.Name, 50), p.seq))
 	pr := &process{p: p, name: spec.Name, class: spec.Class, pod: pod.Name, node: pod.Spec.NodeName, container: cname,
 		base: filepath.Join(p.ctl, cname), stdout: orDiscard(spec.Stdout), stderr: orDiscard(spec.Stderr),
 		started: make(chan struct{}), ended: make(chan struct{}), done: make(chan struct{})}
-	p.mu.Lock()
 	p.procs[pod.Name+"/"+cname] = pr
+	p.follows.Add(1) // the follow goroutine, or abandon
 	p.mu.Unlock()
 	caps := &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}}
 	ec := corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
@@ -136,21 +136,39 @@ func (p *platform) StartProcess(ctx context.Context, node string, spec runner.Pr
 	if err != nil {
 		return nil, pr.abandon(fmt.Errorf("start %s in pod %s: %w", spec.Name, pod.Name, err))
 	}
-	select {
-	case <-pr.started:
-	case <-pr.ended:
-		// Over already: fine if the wrapper ran it and reported.
-		if _, err := os.Stat(pr.base + CtlExit); err != nil {
-			return nil, pr.abandon(fmt.Errorf("%s (container %s of pod %s): %s", spec.Name, cname, pod.Name, pr.why()))
-		}
-	case <-ctx.Done():
-		return nil, pr.abandon(ctx.Err())
-	case <-time.After(startTimeout):
-		return nil, pr.abandon(fmt.Errorf("%s: container %s of pod %s did not start within %s", spec.Name, cname, pod.Name, startTimeout))
+	if err := pr.waitStarted(ctx); err != nil {
+		return nil, pr.abandon(fmt.Errorf("%s (container %s of pod %s): %w", spec.Name, cname, pod.Name, err))
 	}
-	p.follows.Add(1)
 	go pr.follow()
 	return pr, nil
+}
+
+// waitStarted waits until the container runs: the watch says so, or the
+// wrapper's files are there (should the watch be failing).
+func (pr *process) waitStarted(ctx context.Context) error {
+	t := time.NewTicker(tailInterval)
+	defer t.Stop()
+	deadline := time.After(startTimeout)
+	for {
+		if _, err := os.Stat(pr.base + CtlStdout); err == nil {
+			return nil
+		}
+		select {
+		case <-pr.started:
+			return nil
+		case <-pr.ended:
+			// Over already: fine if the wrapper ran it.
+			if _, err := os.Stat(pr.base + CtlExit); err == nil {
+				return nil
+			}
+			return errors.New(pr.why())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return fmt.Errorf("did not start within %s", startTimeout)
+		case <-t.C:
+		}
+	}
 }
 
 // runToEnd runs a meshbench command in node's pod and waits (bounded) for
@@ -182,7 +200,7 @@ func (p *platform) runToEnd(ctx context.Context, node, name string, args []strin
 // start, a pod that is gone). It lasts as long as the platform.
 func (p *platform) watch() {
 	defer p.follows.Done()
-	pods := p.client.watchClient.CoreV1().Pods(p.ns)
+	pods, watches := p.client.cs.CoreV1().Pods(p.ns), p.client.watchClient.CoreV1().Pods(p.ns)
 	for p.ctx.Err() == nil {
 		l, err := pods.List(p.ctx, metav1.ListOptions{})
 		if err != nil {
@@ -195,7 +213,7 @@ func (p *platform) watch() {
 			p.apply(&l.Items[i], false)
 		}
 		p.endMissing(seen)
-		w, err := pods.Watch(p.ctx, metav1.ListOptions{ResourceVersion: l.ResourceVersion})
+		w, err := watches.Watch(p.ctx, metav1.ListOptions{ResourceVersion: l.ResourceVersion})
 		if err != nil {
 			sleepCtx(p.ctx, time.Second)
 			continue
@@ -311,6 +329,7 @@ func (pr *process) abandon(err error) error {
 	delete(pr.p.procs, pr.pod+"/"+pr.container)
 	pr.p.mu.Unlock()
 	pr.finish(err)
+	pr.p.follows.Done()
 	return err
 }
 
@@ -377,11 +396,16 @@ loop:
 		case <-t.C:
 		}
 	}
+	tail() // what was written just before an end the wrapper did not report
 	if f, ferr := os.Open(pr.base + CtlStderr); ferr == nil {
 		_, _ = io.Copy(pr.stderr, f)
 		f.Close()
 	}
 	pr.finish(err)
+	// Done: no longer the platform's to watch or stop.
+	pr.p.mu.Lock()
+	delete(pr.p.procs, pr.pod+"/"+pr.container)
+	pr.p.mu.Unlock()
 }
 
 // Stop asks the wrapper to send the process SIGTERM, then SIGKILL when

@@ -161,22 +161,32 @@ func CleanupRuns(ctx context.Context, stateDir string, log Logger) error {
 		if cfg, err := Kubeconfig(r.Cluster, log); err == nil {
 			client, _ = NewClient([]byte(cfg))
 		}
-		if err := removeKindRun(ctx, r, client, live, log); err != nil {
+		kept, err := removeKindRun(ctx, r, client, live, log)
+		if err != nil {
 			log.Logf("dead kind run %s: not everything could be removed (the next start tries again): %v", r.RunID, err)
 			continue
 		}
-		if err := os.Remove(filepath.Join(kindStateDir(stateDir), r.RunID+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		path := filepath.Join(kindStateDir(stateDir), r.RunID+".json")
+		if kept != nil {
+			// What live runs use stays listed for a later start.
+			if err := results.WriteJSON(path, kept); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
 	return nil
 }
 
-// removeKindRun removes what a record lists, every step attempted, but
-// what a live run (of others) also uses. client is nil when the cluster
-// cannot be reached (then it is gone, or its objects cannot be removed,
-// which is an error unless it is gone).
-func removeKindRun(ctx context.Context, r kindRecord, client *Client, others []kindRecord, log Logger) error {
+// removeKindRun removes what a record lists, every step attempted. What
+// a live run (of others) also uses is left, and returned as the record to
+// keep for a later start (nil when nothing is left). client is nil when
+// the cluster cannot be reached (then it is gone, or its objects cannot
+// be removed, which is an error unless it is gone).
+func removeKindRun(ctx context.Context, r kindRecord, client *Client, others []kindRecord, log Logger) (*kindRecord, error) {
 	var errs []error
 	exists, err := Exists(r.Cluster, log)
 	if err != nil {
@@ -190,6 +200,7 @@ func removeKindRun(ctx context.Context, r kindRecord, client *Client, others []k
 		}
 		return false
 	}
+	kept := kindRecord{RunID: r.RunID, PID: r.PID, StartTicks: r.StartTicks, Created: r.Created, Cluster: r.Cluster, Keep: r.Keep}
 	switch {
 	case !exists:
 	case r.CreatedCluster && !r.Keep && !used(func(kindRecord) bool { return true }):
@@ -197,6 +208,9 @@ func removeKindRun(ctx context.Context, r kindRecord, client *Client, others []k
 			errs = append(errs, fmt.Errorf("delete cluster %s: %w", r.Cluster, err))
 		}
 	default:
+		// A cluster the run created that a live run also uses is deleted
+		// by a start after that run.
+		kept.CreatedCluster = r.CreatedCluster
 		if r.Namespace != "" {
 			if client == nil {
 				errs = append(errs, fmt.Errorf("cluster %s: no client to delete namespace %s", r.Cluster, r.Namespace))
@@ -205,9 +219,11 @@ func removeKindRun(ctx context.Context, r kindRecord, client *Client, others []k
 			}
 		}
 		for _, img := range r.Images {
-			if !used(func(o kindRecord) bool { return slices.Contains(o.Uses, img) }) {
-				errs = append(errs, RemoveImage(r.Cluster, img, log))
+			if used(func(o kindRecord) bool { return slices.Contains(o.Uses, img) }) {
+				kept.Images = append(kept.Images, img)
+				continue
 			}
+			errs = append(errs, RemoveImage(r.Cluster, img, log))
 		}
 	}
 	if r.Control != "" && strings.HasPrefix(filepath.Base(r.Control), ".meshbench-") {
@@ -217,13 +233,17 @@ func removeKindRun(ctx context.Context, r kindRecord, client *Client, others []k
 		if used(func(o kindRecord) bool {
 			return slices.ContainsFunc(o.Routes, func(x []string) bool { return slices.Equal(x, route) })
 		}) {
+			kept.Routes = append(kept.Routes, route)
 			continue
 		}
 		if out, err := runIP(ctx, append([]string{"route", "del"}, route...)...); err != nil && !strings.Contains(out, "No such process") {
 			errs = append(errs, fmt.Errorf("ip route del %s: %v: %s", strings.Join(route, " "), err, out))
 		}
 	}
-	return errors.Join(errs...)
+	if !kept.CreatedCluster && len(kept.Images) == 0 && len(kept.Routes) == 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &kept, errors.Join(errs...)
 }
 
 // deleteNamespace deletes a namespace and waits until it is gone.
