@@ -238,14 +238,7 @@ func TestIntegrationPodProcess(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, c.name+c.ask), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(time.Minute):
-			_ = cmd.Process.Kill()
-			t.Fatalf("%s: the wrapper did not end after %s", c.name, c.ask)
-		}
+		waitExit(t, cmd, c.name+": the wrapper to end after "+c.ask)
 		if rep := report(c.name); rep.Signal != c.signal || rep.Err().Error() != "signal: "+c.signal {
 			t.Errorf("%s: report %+v, want signal %s", c.name, rep, c.signal)
 		}
@@ -260,14 +253,7 @@ func TestIntegrationPodProcess(t *testing.T) {
 	stdoutFile := filepath.Join(dir, "group"+kind.CtlStdout)
 	waitFor(t, 30*time.Second, "group to start", func() bool { return fileContains(stdoutFile, "ready") })
 	_ = os.WriteFile(filepath.Join(dir, "group"+kind.CtlTerm), nil, 0o644)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(time.Minute):
-		_ = cmd.Process.Kill()
-		t.Fatal("group: the wrapper did not end after SIGTERM")
-	}
+	waitExit(t, cmd, "group: the wrapper to end after SIGTERM")
 	out, _ := os.ReadFile(stdoutFile)
 	var child int
 	if _, err := fmt.Sscanf(string(out), "ready %d", &child); err != nil {
@@ -287,5 +273,18 @@ func TestIntegrationPodProcess(t *testing.T) {
 	}
 	if rep := report("late"); rep.Signal != "terminated" {
 		t.Errorf("late: report %+v", rep)
+	}
+}
+
+// waitExit waits (a minute at most) for a started command to exit.
+func waitExit(t *testing.T, cmd *exec.Cmd, what string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
