@@ -210,9 +210,7 @@ func (b *Builder) prune(ctx context.Context, ref string, bins map[string]string,
 	for _, e := range entries {
 		if e.IsDir() && !keep[e.Name()] && kinds[kindOf(e.Name())] {
 			b.Log("removing the superseded stage %s", e.Name())
-			dir := filepath.Join(b.CacheDir, "build", e.Name())
-			unmountUnder(dir)
-			_ = os.RemoveAll(dir)
+			removeStage(filepath.Join(b.CacheDir, "build", e.Name()))
 		}
 	}
 }
@@ -246,8 +244,7 @@ func (b *Builder) removeLeftovers(ctx context.Context) {
 		dir := filepath.Join(build, e.Name())
 		if e.IsDir() && (e.Name() == "node-work" || !done(dir)) {
 			b.Log("removing %s, left by an unfinished build", dir)
-			unmountUnder(dir)
-			_ = os.RemoveAll(dir)
+			removeStage(dir)
 		}
 	}
 	out, _ := exec.CommandContext(ctx, "docker", "ps", "-aq", "--filter", "name="+buildContainerPrefix).Output()
@@ -258,6 +255,13 @@ func (b *Builder) removeLeftovers(ctx context.Context) {
 	for _, p := range partial {
 		_ = os.Remove(p)
 	}
+}
+
+// removeStage removes a stage directory, after what is mounted in it: a
+// root filesystem can hold a killed debootstrap's /proc and /sys.
+func removeStage(dir string) {
+	unmountUnder(dir)
+	_ = os.RemoveAll(dir)
 }
 
 // unmountUnder lazily unmounts every mount point below dir, deepest

@@ -84,7 +84,7 @@ func (b *Builder) ReferenceImage(ctx context.Context) (string, images.Image, err
 	for _, e := range entries {
 		if e.IsDir() && strings.HasPrefix(e.Name(), "reference-") && e.Name() != filepath.Base(filepath.Dir(root)) {
 			b.Log("removing the superseded stage %s", e.Name())
-			_ = os.RemoveAll(filepath.Join(b.CacheDir, "build", e.Name()))
+			removeStage(filepath.Join(b.CacheDir, "build", e.Name()))
 		}
 	}
 	layer, err := images.TarLayer(tarPath)
