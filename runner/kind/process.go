@@ -15,7 +15,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/meshbench/meshbench/runner"
@@ -195,42 +196,34 @@ func (p *platform) runToEnd(ctx context.Context, node, name string, args []strin
 	return nil
 }
 
-// watch follows the run's pods: it marks containers started, and ends
-// the processes the wrapper cannot report on (a container that did not
-// start, a pod that is gone). It lasts as long as the platform.
+// watch follows the run's pods with an informer (client-go's list and
+// watch, relisting as it must): it marks containers started, and ends the
+// processes the wrapper cannot report on (a container that did not start,
+// a pod that is gone). It lasts as long as the platform.
 func (p *platform) watch() {
 	defer p.follows.Done()
-	pods, watches := p.client.cs.CoreV1().Pods(p.ns), p.client.watchClient.CoreV1().Pods(p.ns)
-	for p.ctx.Err() == nil {
-		l, err := pods.List(p.ctx, metav1.ListOptions{})
-		if err != nil {
-			sleepCtx(p.ctx, time.Second)
-			continue
-		}
-		seen := map[string]bool{}
-		for i := range l.Items {
-			seen[l.Items[i].Name] = true
-			p.apply(&l.Items[i], false)
-		}
-		p.endMissing(seen)
-		w, err := watches.Watch(p.ctx, metav1.ListOptions{ResourceVersion: l.ResourceVersion})
-		if err != nil {
-			sleepCtx(p.ctx, time.Second)
-			continue
-		}
-		for ev := range w.ResultChan() {
-			if pod, ok := ev.Object.(*corev1.Pod); ok {
-				p.apply(pod, ev.Type == watch.Deleted)
+	lw := cache.NewListWatchFromClient(p.client.watchClient.CoreV1().RESTClient(), "pods", p.ns, fields.Everything())
+	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
+	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { p.applyObject(obj, false) },
+		UpdateFunc: func(_, obj any) { p.applyObject(obj, false) },
+		DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
 			}
-		}
-		w.Stop()
+			p.applyObject(obj, true)
+		},
+	})
+	if err != nil {
+		p.o.Log.Logf("watch the run's pods: %v", err)
+		return
 	}
+	inf.Run(p.ctx.Done())
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
+func (p *platform) applyObject(obj any, deleted bool) {
+	if pod, ok := obj.(*corev1.Pod); ok {
+		p.apply(pod, deleted)
 	}
 }
 
@@ -267,17 +260,6 @@ func (p *platform) apply(pod *corev1.Pod, deleted bool) {
 			// It will not start (the image is missing, the runtime
 			// refused it): ending it now beats waiting out the timeout.
 			pr.end("the container did not start: " + s.State.Waiting.Reason + ": " + s.State.Waiting.Message)
-		}
-	}
-}
-
-// endMissing ends the processes of pods no longer listed.
-func (p *platform) endMissing(seen map[string]bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, pr := range p.procs {
-		if !seen[pr.pod] {
-			pr.end(fmt.Sprintf("pod %s is gone", pr.pod))
 		}
 	}
 }
