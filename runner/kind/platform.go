@@ -44,7 +44,9 @@ type PlatformOptions struct {
 	WriteImages func(io.Writer) error
 	// Share is an absolute directory every node mounts at the same path:
 	// the run's results directory, where the pods read their
-	// configuration and write their results.
+	// configuration and write their results. A cluster the platform
+	// creates mounts it; for a named one, the caller checks it first
+	// (CheckShared), before anything starts.
 	Share string
 	// LoadGen are the nodes (of Up's names) placed on the load
 	// generator's worker; the others go to the system under test's.
@@ -158,8 +160,6 @@ func (p *platform) Up(ctx context.Context, names []string) (_ map[string]meshes.
 		if _, err := Create(ctx, co); err != nil {
 			return nil, err
 		}
-	} else if err := CheckShared(p.o.Cluster, p.o.Share, p.o.Log); err != nil {
-		return nil, err
 	}
 	cfg, err := Kubeconfig(p.o.Cluster, p.o.Log)
 	if err != nil {
