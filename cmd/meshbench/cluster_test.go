@@ -384,6 +384,25 @@ func kindRunKilled(t *testing.T, name, share string) {
 		!strings.Contains(r.stderr, "not shared with the cluster's nodes") {
 		t.Errorf("run with --out outside the share: exit %d, want 2\n%s", r.code, r.stderr)
 	}
+	// A cluster that does not answer (its kubeconfig cannot be read, its
+	// API server is paused): bad input, and the run starts nothing.
+	before, _ := filepath.Glob("/run/meshbench/kind/*.json")
+	if out, err := exec.Command("docker", "pause", full+"-control-plane").CombinedOutput(); err != nil {
+		t.Fatalf("docker pause: %v: %s", err, out)
+	}
+	unpause := func() { _ = exec.Command("docker", "unpause", full+"-control-plane").Run() }
+	t.Cleanup(unpause)
+	paused := meshbench(t, 2*time.Minute, "run", "smoke", "--platform", "kind", "--cluster", name, "--out", filepath.Join(share, "paused"))
+	unpause()
+	if paused.code != 2 || !strings.Contains(paused.stderr, "--cluster: cluster "+full+": the cluster does not answer") {
+		t.Errorf("run on a paused cluster: exit %d, want 2 and the cluster named\n%s", paused.code, paused.stderr)
+	}
+	if after, _ := filepath.Glob("/run/meshbench/kind/*.json"); len(after) != len(before) {
+		t.Errorf("run on a paused cluster left state files: before %v, after %v", before, after)
+	}
+	if _, err := os.Stat(filepath.Join(share, "paused")); err == nil {
+		t.Errorf("run on a paused cluster created its results directory")
+	}
 	// No meshbench-init image in the nodes (build-image --cluster loaded
 	// one): the runs load theirs, and so remove it.
 	nodes := []string{full + "-control-plane", full + "-worker", full + "-worker2"}

@@ -365,6 +365,31 @@ func Exists(name string, log Logger) (bool, error) {
 	return slices.Contains(all, FullName(name)), nil
 }
 
+// ErrNoAnswer is Answers' error for a cluster whose kubeconfig cannot
+// be read or whose API server does not answer through it.
+var ErrNoAnswer = errors.New("the cluster does not answer")
+
+// Answers checks, within timeout, that the cluster's API server answers
+// through the kubeconfig kind keeps for it: a cluster whose nodes are
+// stopped or paused has a kubeconfig that does not work.
+func Answers(ctx context.Context, name string, timeout time.Duration, log Logger) error {
+	hint := fmt.Sprintf("are its nodes running? docker ps -a --filter label=io.x-k8s.kind.cluster=%s", FullName(name))
+	cfg, err := Kubeconfig(name, log)
+	if err != nil {
+		return fmt.Errorf("cluster %s: %w: its kubeconfig cannot be read (%s): %v", FullName(name), ErrNoAnswer, hint, err)
+	}
+	c, err := NewClient([]byte(cfg))
+	if err != nil {
+		return fmt.Errorf("cluster %s: %w", FullName(name), err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, err := c.cs.CoreV1().RESTClient().Get().AbsPath("/version").DoRaw(ctx); err != nil {
+		return fmt.Errorf("cluster %s: %w within %s (%s): %v", FullName(name), ErrNoAnswer, timeout, hint, err)
+	}
+	return nil
+}
+
 // clientset is a client of the cluster's API server (on the host's
 // loopback port kind publishes).
 func clientset(p *cluster.Provider, name string) (kubernetes.Interface, error) {

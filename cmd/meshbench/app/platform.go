@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -170,6 +171,12 @@ func (p *platformFlags) kind(ctx context.Context, r platformRun, log *progress) 
 			return nil, missingCluster(name, err)
 		}
 		o.Cluster = name
+		if err := kind.Answers(ctx, name, 10*time.Second, log); err != nil {
+			if errors.Is(err, kind.ErrNoAnswer) {
+				return nil, badInput(fmt.Errorf("--cluster: %w", err))
+			}
+			return nil, err
+		}
 		if err := kind.CheckShared(name, share, log); err != nil {
 			if errors.Is(err, kind.ErrNotShared) {
 				return nil, badInput(fmt.Errorf("--out %w", err))
