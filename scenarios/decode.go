@@ -221,16 +221,20 @@ type fieldInfo struct {
 }
 
 // structFields lists t's fields by the names tag gives them. With JSON
-// tags, embedded structs that are inline (",inline", or anonymous with no
-// name) contribute their own fields, as encoding/json decodes them.
+// tags, embedded structs (or pointers to them) that are inline
+// (",inline", or anonymous with no name) contribute their own fields, as
+// encoding/json decodes them.
 func structFields(t reflect.Type, tag string) []fieldInfo {
 	var out []fieldInfo
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		parts := strings.Split(f.Tag.Get(tag), ",")
 		name := parts[0]
-		if tag == "json" && f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
-			for _, inner := range structFields(f.Type, tag) {
+		if et := f.Type; tag == "json" && f.Anonymous && name == "" && (et.Kind() == reflect.Struct || et.Kind() == reflect.Pointer && et.Elem().Kind() == reflect.Struct && f.IsExported()) {
+			if et.Kind() == reflect.Pointer {
+				et = et.Elem()
+			}
+			for _, inner := range structFields(et, tag) {
 				inner.index = append([]int{i}, inner.index...)
 				out = append(out, inner)
 			}
@@ -267,7 +271,7 @@ func (d *decoder) structValue(n *yaml.Node, v reflect.Value, path string) {
 			d.errs.add(d.at(key), fp, "duplicate field (first set at line %d)", d.pos[fp].Line)
 		default:
 			seen[key.Value] = true
-			d.value(val, v.FieldByIndex(f.index), fp)
+			d.value(val, fieldAlloc(v, f.index), fp)
 		}
 	}
 	for _, f := range fields {
@@ -275,6 +279,21 @@ func (d *decoder) structValue(n *yaml.Node, v reflect.Value, path string) {
 			d.errs.add(d.at(n), join(path, f.name), "missing required field")
 		}
 	}
+}
+
+// fieldAlloc is v.FieldByIndex(index), allocating the embedded structs
+// on the way that are nil pointers (Chaos Mesh's *EmbedChaos).
+func fieldAlloc(v reflect.Value, index []int) reflect.Value {
+	for i, x := range index {
+		if i > 0 && v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				v.Set(reflect.New(v.Type().Elem()))
+			}
+			v = v.Elem()
+		}
+		v = v.Field(x)
+	}
+	return v
 }
 
 func join(path, name string) string {

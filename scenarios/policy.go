@@ -1,12 +1,8 @@
 package scenarios
 
 import (
-	"encoding/json"
-	"fmt"
 	"reflect"
 	"slices"
-	"sort"
-	"strings"
 
 	accessv1alpha3 "github.com/servicemeshinterface/smi-sdk-go/pkg/apis/access/v1alpha3"
 	specsv1alpha4 "github.com/servicemeshinterface/smi-sdk-go/pkg/apis/specs/v1alpha4"
@@ -18,10 +14,7 @@ import (
 
 // Policy kinds a scenario may hold, by kind, with their apiVersions and
 // the upstream Go types they decode into.
-var policyKinds = map[string]struct {
-	apiVersion string
-	typ        reflect.Type
-}{
+var policyKinds = objectKinds{
 	"TrafficTarget":  {"access.smi-spec.io/v1alpha3", reflect.TypeFor[accessv1alpha3.TrafficTarget]()},
 	"HTTPRouteGroup": {"specs.smi-spec.io/v1alpha4", reflect.TypeFor[specsv1alpha4.HTTPRouteGroup]()},
 	"TCPRoute":       {"specs.smi-spec.io/v1alpha4", reflect.TypeFor[specsv1alpha4.TCPRoute]()},
@@ -31,14 +24,7 @@ var policyKinds = map[string]struct {
 }
 
 // PolicyKinds lists the policy kinds scenarios know, sorted.
-func PolicyKinds() []string {
-	var out []string
-	for k := range policyKinds {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func PolicyKinds() []string { return policyKinds.names() }
 
 // Policy is one traffic-policy object of a scenario: an SMI or Gateway API
 // (GAMMA) object, decoded into its upstream Go type, and when it takes
@@ -55,7 +41,7 @@ type Policy struct {
 }
 
 // Kind returns the object's kind.
-func (p Policy) Kind() string { return reflect.TypeOf(p.Object).Elem().Name() }
+func (p Policy) Kind() string { return objectKindName(p.Object) }
 
 // Name returns the object's name.
 func (p Policy) Name() string { return p.meta().Name }
@@ -63,90 +49,20 @@ func (p Policy) Name() string { return p.meta().Name }
 // Key is the object's identity among the scenario's policies.
 func (p Policy) Key() string { return p.Kind() + "/" + p.Name() }
 
-func (p Policy) meta() *metav1.ObjectMeta {
-	return reflect.ValueOf(p.Object).Elem().FieldByName("ObjectMeta").Addr().Interface().(*metav1.ObjectMeta)
-}
+func (p Policy) meta() *metav1.ObjectMeta { return objectMeta(p.Object) }
 
-// decodeNode decodes a policy strictly: at, then the object by its kind,
-// every field checked against the upstream type's JSON names, with
-// positions.
+// decodeNode decodes a policy strictly: at, then the object by its kind.
 func (p *Policy) decodeNode(d *decoder, n *yaml.Node, path string) {
-	if n.Kind != yaml.MappingNode {
-		d.errs.add(d.at(n), path, "expected a policy object (apiVersion, kind, metadata, spec), got %s", kindName(n))
-		return
-	}
-	obj := &yaml.Node{Kind: yaml.MappingNode, Tag: n.Tag, Line: n.Line, Column: n.Column}
-	var apiVersion, kind *yaml.Node
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		key, val := n.Content[i], n.Content[i+1]
-		switch key.Value {
-		case "at":
-			d.value(val, reflect.ValueOf(&p.At).Elem(), join(path, "at"))
-			continue
-		case "apiVersion":
-			apiVersion = val
-		case "kind":
-			kind = val
-		}
-		obj.Content = append(obj.Content, key, val)
-	}
-	if kind == nil || apiVersion == nil {
-		d.errs.add(d.at(n), path, "a policy object needs apiVersion and kind (one of %s)", strings.Join(PolicyKinds(), ", "))
-		return
-	}
-	k, ok := policyKinds[kind.Value]
-	if !ok {
-		d.errs.add(d.at(kind), join(path, "kind"), "unknown policy kind %q (known: %s)", kind.Value, strings.Join(PolicyKinds(), ", "))
-		return
-	}
-	if apiVersion.Value != k.apiVersion {
-		d.errs.add(d.at(apiVersion), join(path, "apiVersion"), "%s is %s in meshbench, not %q", kind.Value, k.apiVersion, apiVersion.Value)
-		return
-	}
-	v := reflect.New(k.typ)
-	saved := d.tag
-	d.tag = "json"
-	d.value(obj, v.Elem(), path)
-	d.tag = saved
-	p.Object = v.Interface()
+	p.Object = decodeObject(d, n, path, "policy", policyKinds, &p.At)
 }
 
 // MarshalJSON writes the object with its at offset, as a scenario holds it.
-func (p Policy) MarshalJSON() ([]byte, error) {
-	data, err := json.Marshal(p.Object)
-	if err != nil {
-		return nil, err
-	}
-	var m map[string]any
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, err
-	}
-	if p.At != 0 {
-		m["at"] = p.At.String()
-	}
-	return json.Marshal(m)
-}
+func (p Policy) MarshalJSON() ([]byte, error) { return marshalObject(p.Object, p.At) }
 
 // UnmarshalJSON reads what MarshalJSON writes.
-func (p *Policy) UnmarshalJSON(data []byte) error {
-	var head struct {
-		At         Duration `json:"at"`
-		APIVersion string   `json:"apiVersion"`
-		Kind       string   `json:"kind"`
-	}
-	if err := json.Unmarshal(data, &head); err != nil {
-		return err
-	}
-	k, ok := policyKinds[head.Kind]
-	if !ok || k.apiVersion != head.APIVersion {
-		return fmt.Errorf("unknown policy %s %s", head.APIVersion, head.Kind)
-	}
-	v := reflect.New(k.typ)
-	if err := json.Unmarshal(data, v.Interface()); err != nil { // "at" is not a field: ignored
-		return err
-	}
-	p.At, p.Object = head.At, v.Interface()
-	return nil
+func (p *Policy) UnmarshalJSON(data []byte) (err error) {
+	p.At, p.Object, err = unmarshalObject(data, "policy", policyKinds)
+	return err
 }
 
 // PoliciesAt returns the objects in force at offset at: those whose At is
@@ -180,16 +96,7 @@ func (s *Scenario) PolicyChanges() []Duration {
 }
 
 // PolicyKindsUsed returns the kinds of the scenario's policies, sorted.
-func (s *Scenario) PolicyKindsUsed() []string {
-	var out []string
-	for _, p := range s.Policies {
-		if !slices.Contains(out, p.Kind()) {
-			out = append(out, p.Kind())
-		}
-	}
-	sort.Strings(out)
-	return out
-}
+func (s *Scenario) PolicyKindsUsed() []string { return kindsUsed(s.Policies) }
 
 // Alternatives returns, for each service that selects others' workloads
 // (Selects), or that a TrafficSplit or an

@@ -58,7 +58,8 @@ type Scenario struct {
 	// (each takes every position in turn) or "random" (shuffled per trial
 	// with Seed; 0 picks a seed, which the manifest records).
 	Order string `yaml:"order" json:"order"`
-	Seed  uint64 `yaml:"seed" json:"seed,omitempty"`
+	// Seed also seeds the faults' random choices (their selectors' modes).
+	Seed uint64 `yaml:"seed" json:"seed,omitempty"`
 	// SLOs are objectives reports check (see Objective), e.g.
 	// "p99 < 2ms at 1000 rps".
 	SLOs []string `yaml:"slos" json:"slos,omitempty"`
@@ -69,6 +70,9 @@ type Scenario struct {
 	// policies does: "refuse" (the run does not start) or "skip" (the
 	// pair is left out, and the run says so).
 	OnUnsupportedPolicy string `yaml:"onUnsupportedPolicy" json:"onUnsupportedPolicy,omitempty"`
+	// Faults are Chaos Mesh objects injected during the measured window,
+	// each from its at offset for its own duration.
+	Faults []Fault `yaml:"faults" json:"faults,omitempty"`
 
 	// pos holds where each field path was set: a file position, or the
 	// flag that overrode it.

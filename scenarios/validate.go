@@ -54,6 +54,7 @@ func (s *Scenario) Validate() error {
 		add("order", "unknown order %q (rotate, random)", s.Order)
 	}
 	s.validatePolicies(add)
+	s.validateFaults(add)
 	for i, text := range s.SLOs {
 		if _, err := ParseObjective(text); err != nil {
 			add(fmt.Sprintf("slos[%d]", i), "%v", err)
