@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"sync"
 	"time"
 
 	"github.com/meshbench/meshbench/meshes"
@@ -34,10 +36,31 @@ func runActivities(ctx context.Context, acts []activity, windowStart time.Time) 
 	}
 }
 
+// windowEvents collects the events activities record side by side.
+type windowEvents struct {
+	mu     sync.Mutex
+	events []results.WindowEvent
+}
+
+// add records an event at seconds since the window's start.
+func (w *windowEvents) add(at float64, kind, detail string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.events = append(w.events, results.WindowEvent{At: at, Kind: kind, Detail: detail})
+}
+
+// list is the events in time order; call it once the activities ended.
+func (w *windowEvents) list() []results.WindowEvent {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	sort.SliceStable(w.events, func(i, j int) bool { return w.events[i].At < w.events[j].At })
+	return w.events
+}
+
 // policyTimeline applies the scenario's policy changes at their offsets
-// into the window and records in tr when each took effect at the control
+// into the window and records when each took effect at the control
 // plane.
-func (r *run) policyTimeline(dep *meshes.Deployment, tr *results.Trial) activity {
+func (r *run) policyTimeline(dep *meshes.Deployment, ev *windowEvents) activity {
 	s := r.Scenario
 	return func(ctx context.Context, windowStart time.Time) error {
 		for _, at := range s.PolicyChanges() {
@@ -59,9 +82,7 @@ func (r *run) policyTimeline(dep *meshes.Deployment, tr *results.Trial) activity
 			for _, p := range objs {
 				kinds = append(kinds, p.Key())
 			}
-			tr.Events = append(tr.Events, results.WindowEvent{
-				At: time.Since(windowStart).Seconds(), Kind: "policy",
-				Detail: fmt.Sprintf("policy at %s: %d objects in force %v", at, len(objs), kinds)})
+			ev.add(time.Since(windowStart).Seconds(), "policy", fmt.Sprintf("policy at %s: %d objects in force %v", at, len(objs), kinds))
 		}
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/runner/chaos"
 	"github.com/meshbench/meshbench/runner/results"
 	"github.com/meshbench/meshbench/runner/workload"
 	"github.com/meshbench/meshbench/scenarios"
@@ -177,11 +178,16 @@ func Run(ctx context.Context, o Options) (*results.Manifest, []*results.Trial, e
 	if o.OutDir, err = filepath.Abs(o.OutDir); err != nil {
 		return nil, nil, err
 	}
+	r := &run{Options: o, slots: slots, skipped: skipped}
+	defer r.down(ctx)
+	// Faults the platform cannot execute are refused before anything
+	// (even the results directory) exists.
+	if err := r.planFaults(); err != nil {
+		return nil, nil, err
+	}
 	if err := os.MkdirAll(filepath.Join(o.OutDir, results.LogsDir), 0o755); err != nil {
 		return nil, nil, fmt.Errorf("create results directory: %w", err)
 	}
-	r := &run{Options: o, slots: slots, skipped: skipped}
-	defer r.down(ctx)
 	err = r.execute(ctx)
 	return r.manifest, r.trials, err
 }
@@ -213,6 +219,8 @@ type run struct {
 	denyByDefault bool
 	mutate        string
 	conformN      int // requests per conformance check
+	// faults are the planned fault actions, the same in every trial.
+	faults []chaos.Action
 }
 
 func (r *run) execute(ctx context.Context) error {

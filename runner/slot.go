@@ -226,13 +226,19 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 	}
 	fortioPath := filepath.Join(dir, results.FortioFile)
 	acts := []activity{func(_ context.Context, start time.Time) error { tr.MeasureStart = start; return nil }}
+	ev := &windowEvents{}
 	if d.withPolicy && len(r.Scenario.PolicyChanges()) > 0 {
-		acts = append(acts, r.policyTimeline(dep, tr))
+		acts = append(acts, r.policyTimeline(dep, ev))
+	}
+	// Faults in trials, not in the harness floor's calibration.
+	if len(r.faults) > 0 && sr.trial > 0 {
+		acts = append(acts, r.faultTimeline(d, sl.mode, tr, ev))
 	}
 	res, usage, err := r.drive(ctx, dep, d.procs, logDir, fortioPath, sr.rate, acts)
 	if err != nil {
 		return nil, err
 	}
+	tr.Events = ev.list()
 	if c := dep.ControlPlane; c != nil && c.Status != "" {
 		tr.ControlPlane, err = controlPlaneReport(ctx, c, logDir)
 		if err != nil {

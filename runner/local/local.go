@@ -63,7 +63,10 @@ type platform struct {
 
 	mu    sync.Mutex
 	procs []*process
+	nodes map[string]meshes.Node
 	down  bool
+	// stopped counts the pod failures in force per process group.
+	stopped map[int]int
 
 	// cgroups says components get cgroup v1 groups for accounting.
 	cgroups bool
@@ -164,6 +167,9 @@ func (p *platform) Up(ctx context.Context, names []string) (map[string]meshes.No
 		dctx := context.WithoutCancel(ctx)
 		return nil, errors.Join(err, p.Down(dctx))
 	}
+	p.mu.Lock()
+	p.nodes = nodes
+	p.mu.Unlock()
 	return nodes, nil
 }
 

@@ -231,6 +231,31 @@ type Trial struct {
 	// clock); Events, what happened in it besides the load.
 	MeasureStart time.Time     `json:"measureStart,omitzero"`
 	Events       []WindowEvent `json:"events,omitempty"`
+	// Faults are the faults put in force during the window, in order.
+	Faults []Fault `json:"faults,omitempty"`
+}
+
+// Fault is one fault action of a trial: what it was, on which workloads,
+// when (seconds from the window's start) and what executed it.
+type Fault struct {
+	// Name is the scenario's fault (kind/name) and its step, if any.
+	Name string `json:"name"`
+	// Action is the kind and action ("NetworkChaos partition").
+	Action  string   `json:"action"`
+	Targets []string `json:"targets"`
+	Peers   []string `json:"peers,omitempty"`
+	// Start and End are when it was put in force and when it was
+	// recovered (End is Start for a one-shot action).
+	Start float64 `json:"start"`
+	End   float64 `json:"end"`
+	// Executor is what carried it out on the platform ("iptables",
+	// "SIGSTOP/SIGCONT").
+	Executor string `json:"executor"`
+	// Note says what was not done as asked (a mode that picked no
+	// workload, a pod with nothing to stop).
+	Note string `json:"note,omitempty"`
+	// Error is why it failed to be put in force or recovered, if it did.
+	Error string `json:"error,omitempty"`
 }
 
 // WindowEvent is something that happened during the measured window,

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshbench/meshbench/runner/results"
+)
+
+// faultScenario is a client -> server scenario under load for window
+// with the given faults (YAML list items, indented as under faults:).
+func faultScenario(t *testing.T, window string, modes []string, faults ...string) string {
+	t.Helper()
+	var meshes strings.Builder
+	for _, m := range modes {
+		name := "meshbench"
+		if m == "baseline" {
+			name = "none"
+		}
+		fmt.Fprintf(&meshes, "  - name: %s\n    mode: %s\n", name, m)
+	}
+	path := filepath.Join(t.TempDir(), "faults.yaml")
+	data := fmt.Sprintf(`apiVersion: meshbench/v1
+name: faults
+topology:
+  server:
+    name: server
+meshes:
+%sload:
+  qps: 200
+  connections: 4
+  duration: %s
+  warmup: 500ms
+trials: 1
+faults:
+%s`, meshes.String(), window, strings.Join(faults, ""))
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// fault is a fault object on the server (YAML list item).
+func fault(at, kind, name, spec string) string {
+	return fmt.Sprintf(`  - at: %s
+    apiVersion: chaos-mesh.org/v1alpha1
+    kind: %s
+    metadata:
+      name: %s
+    spec:
+      mode: all
+      selector:
+        labelSelectors:
+          app: server
+%s`, at, kind, name, spec)
+}
+
+const (
+	partitionSpec = "      action: partition\n      direction: both\n      duration: %s\n"
+	freezeSpec    = "      action: pod-failure\n      duration: %s\n"
+)
+
+// TestIntegrationFaults runs a partition of the server under load, on the
+// baseline and the own sidecar, then a pod failure of the server, and
+// checks each fault's effect on the traffic: while the server is
+// partitioned it serves nothing (its own per-second counts); a request
+// made while it is stopped waits until it resumes (the client's maximum
+// latency, in a run of its own: a partition holds requests up too).
+func TestIntegrationFaults(t *testing.T) {
+	integration(t)
+	if os.Geteuid() != 0 {
+		t.Skip("a partition needs the netns network, which needs root")
+	}
+	sc := faultScenario(t, "6s", []string{"baseline", "sidecar"}, fault("1s", "NetworkChaos", "cut", fmt.Sprintf(partitionSpec, "3s")))
+	out := filepath.Join(t.TempDir(), "cut")
+	m, trials := runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
+	if m.Scenario.Seed == 0 {
+		t.Errorf("the manifest records no seed for the faults' choices")
+	}
+	if len(trials) != 2 {
+		t.Fatalf("%d trials, want 2", len(trials))
+	}
+	for _, tr := range trials {
+		if len(tr.Faults) != 1 {
+			t.Fatalf("%s: faults %+v, want the partition", tr.Key(), tr.Faults)
+		}
+		cut := tr.Faults[0]
+		if cut.Name != "NetworkChaos/cut" || cut.Action != "NetworkChaos partition" || cut.Executor != "iptables" || cut.Error != "" ||
+			cut.End-cut.Start < 3 || len(cut.Targets) != 1 || cut.Targets[0] != "server" {
+			t.Errorf("%s: partition recorded as %+v", tr.Key(), cut)
+		}
+		// Every whole second of the server's own counts inside the
+		// partition (300 ms in from either end) is empty, and the seconds
+		// before it are not.
+		inside := 0
+		for _, s := range perSecond(t, tr, "server") {
+			switch {
+			case s.from >= cut.Start+0.3 && s.to <= cut.End-0.3:
+				inside++
+				if s.n != 0 {
+					t.Errorf("%s: the server served %d requests in %.1f-%.1fs, inside the partition (%.1f-%.1fs)", tr.Key(), s.n, s.from, s.to, cut.Start, cut.End)
+				}
+			case s.to <= cut.Start && s.from >= 0 && s.n == 0:
+				t.Errorf("%s: the server served nothing in %.1f-%.1fs, before the partition", tr.Key(), s.from, s.to)
+			}
+		}
+		if inside == 0 {
+			t.Errorf("%s: no whole second of the server's counts inside the partition (%.1f-%.1fs)", tr.Key(), cut.Start, cut.End)
+		}
+		if !hasEvent(tr, "NetworkChaos/cut: NetworkChaos partition on server (peers client) by iptables") || !hasEvent(tr, "recovered NetworkChaos/cut") {
+			t.Errorf("%s: events %+v", tr.Key(), tr.Events)
+		}
+	}
+
+	// A pod failure, then a partition that rejects (resets) instead of
+	// dropping: requests fail instead of waiting.
+	sc = faultScenario(t, "6s", []string{"sidecar"}, fault("1s", "PodChaos", "freeze", fmt.Sprintf(freezeSpec, "2s")),
+		fault("4s", "NetworkChaos", "reset", fmt.Sprintf(partitionSpec, "1s")+"      partitionBehavior: reject\n"))
+	out = filepath.Join(t.TempDir(), "freeze")
+	_, trials = runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
+	tr := trials[0]
+	if len(tr.Faults) != 2 || tr.Faults[0].Executor != "SIGSTOP/SIGCONT" || tr.Faults[0].End-tr.Faults[0].Start < 2 {
+		t.Fatalf("%s: faults %+v, want the pod failure and the partition", tr.Key(), tr.Faults)
+	}
+	if tr.LatencyMs.Max < 1500 {
+		t.Errorf("%s: max latency %.0f ms: the 2 s pod failure held up no request", tr.Key(), tr.LatencyMs.Max)
+	}
+	if tr.Errors == 0 {
+		t.Errorf("%s: no request failed: the rejecting partition reset nothing", tr.Key())
+	}
+}
+
+func hasEvent(tr *results.Trial, detail string) bool {
+	for _, e := range tr.Events {
+		if e.Kind == "fault" && e.Detail == detail {
+			return true
+		}
+	}
+	return false
+}
+
+// TestIntegrationFaultBadInput: faults the local platform cannot execute,
+// or that are wrong, are refused with their line before anything starts.
+func TestIntegrationFaultBadInput(t *testing.T) {
+	integration(t)
+	cases := []struct {
+		name, fault, want string
+	}{
+		{"not executed here", fault("1s", "NetworkChaos", "slow", "      action: delay\n      delay:\n        latency: 100ms\n      duration: 1s\n"),
+			"faults[0]: NetworkChaos delay: not executed on the local platform"},
+		{"selects nothing", strings.Replace(fault("1s", "PodChaos", "freeze", fmt.Sprintf(freezeSpec, "1s")), "app: server", "app: database", 1),
+			":24:9: faults[0].spec.selector: selects no workload (the workloads: client, server)"},
+		{"longer than the run", fault("1s", "PodChaos", "freeze", fmt.Sprintf(freezeSpec, "1m")),
+			":22:7: faults[0].spec: the fault lasts 1m0s from at 1s, past the end of the measured window (load.duration 3s)"},
+		{"unknown action", fault("1s", "PodChaos", "explode", "      action: pod-explode\n"),
+			":26:15: faults[0].spec.action: \"pod-explode\" is not one meshbench executes (pod-kill, pod-failure, container-kill)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			r := meshbench(t, time.Minute, "run", faultScenario(t, "3s", []string{"sidecar"}, c.fault), "--out", out)
+			if r.code != 2 || !strings.Contains(r.stderr, c.want) {
+				t.Errorf("exit %d, want 2 and %q\n%s", r.code, c.want, r.stderr)
+			}
+			if _, err := os.Stat(out); err == nil {
+				t.Errorf("the refused run created its results directory")
+			}
+		})
+	}
+}
+
+// TestIntegrationFaultKilled SIGKILLs a run while a partition and a pod
+// failure are in force: the partition's rules stay in the run's
+// namespaces until the next start removes them, and the stopped
+// processes die with the run.
+func TestIntegrationFaultKilled(t *testing.T) {
+	integration(t)
+	if os.Geteuid() != 0 {
+		t.Skip("a partition needs the netns network, which needs root")
+	}
+	sc := faultScenario(t, "20s", []string{"sidecar"},
+		fault("500ms", "NetworkChaos", "cut", fmt.Sprintf(partitionSpec, "15s")),
+		fault("500ms", "PodChaos", "freeze", fmt.Sprintf(freezeSpec, "15s")))
+	out := filepath.Join(t.TempDir(), "killed")
+	cmd, stderr := startRun(t, sc, "--out", out)
+	var id string
+	rules := func() string {
+		o, _ := exec.Command("ip", "netns", "exec", "mb-"+id+"-server", "iptables", "-w", "5", "-S").Output()
+		return string(o)
+	}
+	waitFor(t, 2*time.Minute, "the partition to be in force", func() bool {
+		if id == "" {
+			data, _ := os.ReadFile(stderr)
+			if !strings.Contains(string(data), "run ") {
+				return false
+			}
+			id = runID(t, string(data))
+		}
+		return strings.Contains(rules(), "meshbench-fault:"+id)
+	})
+	// The pod failure starts at the same offset: wait for the server's
+	// processes (its app and sidecar, in its namespace) to be stopped.
+	ns := "mb-" + id + "-server"
+	waitFor(t, 30*time.Second, "the server's pod to be stopped", func() bool {
+		st := states(t, ns)
+		return len(st) >= 2 && !strings.ContainsFunc(strings.Join(st, ""), func(r rune) bool { return r != 'T' })
+	})
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if !strings.Contains(rules(), "meshbench-fault:"+id) {
+		t.Errorf("after SIGKILL the partition's rules are gone already: the test did not kill a run with a fault in force")
+	}
+	waitFor(t, 10*time.Second, "the stopped processes to die with the run", func() bool { return len(states(t, ns)) == 0 })
+	next := meshbench(t, 2*time.Minute, "run", "smoke", "--modes", "baseline", "--duration", "1s", "--out", filepath.Join(t.TempDir(), "next"))
+	if next.code != 0 {
+		t.Fatalf("next run: exit %d\n%s", next.code, next.stderr)
+	}
+	if l := leftovers(t, id); len(l) > 0 {
+		t.Errorf("run %s left behind after the next start: %v", id, l)
+	}
+	if r := rules(); strings.Contains(r, "meshbench-fault") {
+		t.Errorf("the partition's rules survived the next start:\n%s", r)
+	}
+}
+
+// states are the states (R, S, T, ...) of the processes in a network
+// namespace.
+func states(t *testing.T, ns string) []string {
+	t.Helper()
+	o, _ := exec.Command("ip", "netns", "pids", ns).Output()
+	var out []string
+	for _, pid := range strings.Fields(string(o)) {
+		stat, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+		if err != nil {
+			continue // gone
+		}
+		// pid (comm) state ...: comm may hold spaces, the state follows
+		// its closing parenthesis.
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) {
+			out = append(out, string(stat[i+2]))
+		}
+	}
+	return out
+}

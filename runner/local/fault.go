@@ -1,0 +1,209 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"syscall"
+
+	chaosv1alpha1 "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
+
+	"github.com/meshbench/meshbench/runner"
+	"github.com/meshbench/meshbench/runner/chaos"
+)
+
+var _ runner.FaultInjector = (*platform)(nil)
+
+// Executors of the local platform's faults, as results name them.
+const (
+	execIPTables = "iptables"
+	execSignals  = "SIGSTOP/SIGCONT"
+)
+
+// CanInject says which actions the local platform executes: a partition
+// (iptables in the namespaces of the pods, so netns networking only) and
+// a pod failure (the pod's processes stopped and resumed).
+func (p *platform) CanInject(a chaos.Action) error {
+	switch o := a.Object.(type) {
+	case *chaosv1alpha1.NetworkChaos:
+		if o.Spec.Action == chaosv1alpha1.PartitionAction {
+			if p.mode != NetNS {
+				return fmt.Errorf("a partition needs the netns network (this run's is %s: %s)", p.mode, p.reason)
+			}
+			return nil
+		}
+	case *chaosv1alpha1.PodChaos:
+		if o.Spec.Action == chaosv1alpha1.PodFailureAction {
+			return nil
+		}
+	}
+	return fmt.Errorf("not executed on the local platform in this build yet (it executes NetworkChaos partition and PodChaos pod-failure)")
+}
+
+// Inject puts an action in force.
+func (p *platform) Inject(ctx context.Context, in runner.Injection) (runner.Injected, error) {
+	if err := p.CanInject(in.Action); err != nil {
+		return runner.Injected{}, err
+	}
+	switch o := in.Action.Object.(type) {
+	case *chaosv1alpha1.NetworkChaos:
+		return p.partition(ctx, in, o.Spec.Direction, o.Spec.PartitionBehavior)
+	default:
+		return p.podFailure(in)
+	}
+}
+
+// partitionTargets are the iptables targets of a partition's rules: drop
+// (the default) silently drops; reject answers TCP with a reset and the
+// rest with an ICMP error, as Chaos Mesh's reject does. The resets
+// themselves pass: with direction both, a reset the INPUT rule sends
+// would otherwise meet the OUTPUT rule and be dropped.
+func partitionTargets(b chaosv1alpha1.NetworkChaosPartitionBehavior) [][]string {
+	if b == chaosv1alpha1.RejectPartitionBehavior {
+		return [][]string{
+			{"-p", "tcp", "!", "--tcp-flags", "RST", "RST", "-j", "REJECT", "--reject-with", "tcp-reset"},
+			{"!", "-p", "tcp", "-j", "REJECT"},
+		}
+	}
+	return [][]string{{"-j", "DROP"}}
+}
+
+// partition drops the pods' packets to (direction to), from (from) or to
+// and from (both) their peers' addresses, with rules at the head of the
+// filter table's chains in the pods' namespaces. The rules go with the
+// namespaces, so a killed run leaves none behind.
+func (p *platform) partition(ctx context.Context, in runner.Injection, dir chaosv1alpha1.Direction, b chaosv1alpha1.NetworkChaosPartitionBehavior) (runner.Injected, error) {
+	type rule struct {
+		ns    string
+		match []string // chain, address match, comment
+	}
+	var rules []rule
+	comment := faultComment(p.opts.RunID)
+	p.mu.Lock()
+	for _, pod := range in.Pods {
+		for _, peer := range in.Peers {
+			n, ok := p.nodes[peer]
+			if !ok {
+				p.mu.Unlock()
+				return runner.Injected{Executor: execIPTables}, fmt.Errorf("no node %s", peer)
+			}
+			ns, addr := nsName(p.opts.RunID, pod.Node), n.Addr.String()
+			var matches [][]string
+			if dir == chaosv1alpha1.To || dir == chaosv1alpha1.Both || dir == "" {
+				matches = append(matches, []string{"OUTPUT", "-d", addr})
+			}
+			if dir == chaosv1alpha1.From || dir == chaosv1alpha1.Both {
+				matches = append(matches, []string{"INPUT", "-s", addr})
+			}
+			for _, m := range matches {
+				// In reverse: each is inserted at the head, and the
+				// first target must come first.
+				targets := partitionTargets(b)
+				for i := len(targets) - 1; i >= 0; i-- {
+					rules = append(rules, rule{ns, slices.Concat(m, []string{"-m", "comment", "--comment", comment}, targets[i])})
+				}
+			}
+		}
+	}
+	p.mu.Unlock()
+	iptables := func(ctx context.Context, ns, op string, r []string) error {
+		args := append([]string{"netns", "exec", ns, "iptables", "-w", "5", op, r[0]}, r[1:]...)
+		if op == "-I" {
+			args = slices.Insert(args, 8, "1")
+		}
+		_, err := p.ex.Run(ctx, "ip", args...)
+		return err
+	}
+	var done []rule
+	undo := func(ctx context.Context) error {
+		var errs []error
+		for i := len(done) - 1; i >= 0; i-- {
+			errs = append(errs, iptables(ctx, done[i].ns, "-D", done[i].match))
+		}
+		return errors.Join(errs...)
+	}
+	for _, r := range rules {
+		if err := iptables(ctx, r.ns, "-I", r.match); err != nil {
+			return runner.Injected{Executor: execIPTables}, errors.Join(err, undo(context.WithoutCancel(ctx)))
+		}
+		done = append(done, r)
+	}
+	return runner.Injected{Executor: execIPTables, Recover: undo}, nil
+}
+
+// faultComment marks the rules of a run's faults.
+func faultComment(runID string) string { return "meshbench-fault:" + runID }
+
+// podFailure stops the pods' processes (each its process group) with
+// SIGSTOP, as the executor for a pod whose containers no longer
+// run, and resumes them with SIGCONT at the end. Unlike Chaos Mesh, which
+// swaps the containers for a pause image (connections are reset, the
+// containers restart), a stopped process keeps its sockets: requests wait
+// for it. Overlapping failures of a pod are counted: it resumes when the
+// last one ends. A killed run's stopped processes die with it (their
+// parent-death signal is SIGKILL, which a stopped process takes).
+func (p *platform) podFailure(in runner.Injection) (runner.Injected, error) {
+	var groups []int
+	var empty []string
+	for _, pod := range in.Pods {
+		n := len(groups)
+		for _, rp := range pod.Processes {
+			pr, ok := rp.(*process)
+			if !ok {
+				return runner.Injected{Executor: execSignals}, fmt.Errorf("%s is not a process of this platform", rp.Name())
+			}
+			select {
+			case <-pr.done: // exited: its pid may be another's now
+			default:
+				groups = append(groups, pr.cmd.Process.Pid)
+			}
+		}
+		if len(groups) == n {
+			empty = append(empty, pod.Workload)
+		}
+	}
+	got := runner.Injected{Executor: execSignals}
+	if len(empty) > 0 {
+		got.Note = fmt.Sprintf("no running process to stop in the pod of %s", strings.Join(empty, ", "))
+	}
+	if len(groups) == 0 {
+		return got, nil
+	}
+	// count adds n to each group's count of failures in force, and sends
+	// sig to those it brings to 0 (resume) or from 0 (stop).
+	count := func(n int, sig syscall.Signal) error {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.stopped == nil {
+			p.stopped = map[int]int{}
+		}
+		var errs []error
+		for _, g := range groups {
+			before := p.stopped[g]
+			p.stopped[g] += n
+			if before == 0 || p.stopped[g] == 0 {
+				errs = append(errs, signalGroup(g, sig))
+			}
+			if p.stopped[g] == 0 {
+				delete(p.stopped, g)
+			}
+		}
+		return errors.Join(errs...)
+	}
+	resume := func(context.Context) error { return count(-1, syscall.SIGCONT) }
+	if err := count(1, syscall.SIGSTOP); err != nil {
+		return got, errors.Join(err, resume(context.Background()))
+	}
+	got.Recover = resume
+	return got, nil
+}
+
+// signalGroup signals a process group; one that is gone is no error.
+func signalGroup(g int, sig syscall.Signal) error {
+	if err := syscall.Kill(-g, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("%v to process group %d: %w", sig, g, err)
+	}
+	return nil
+}
