@@ -262,6 +262,9 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 	if err := readJSON(results.COPath(fortioPath), &co); err != nil {
 		return nil, err
 	}
+	if err := readJSON(results.SeriesPath(fortioPath), &tr.Series); err != nil {
+		return nil, err
+	}
 	if err := fillTrial(tr, res, &lat, &co, usage); err != nil {
 		return nil, err
 	}

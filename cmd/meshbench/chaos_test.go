@@ -134,6 +134,21 @@ func TestIntegrationFaults(t *testing.T) {
 	if tr.Errors == 0 {
 		t.Errorf("%s: no request failed: the rejecting partition reset nothing", tr.Key())
 	}
+	// The client's per-second series accounts for every request and
+	// error, and puts the errors in the partition's seconds.
+	var n, errs, inReset int64
+	reset := tr.Faults[1]
+	for _, sec := range tr.Series {
+		n += sec.Requests
+		errs += sec.Errors
+		if sec.Start+1 > reset.Start && sec.Start < reset.End {
+			inReset += sec.Errors
+		}
+	}
+	if n != tr.Requests || errs != tr.Errors || inReset != tr.Errors {
+		t.Errorf("%s: series of %d seconds: %d requests, %d errors (%d in the partition's seconds); the trial: %d requests, %d errors",
+			tr.Key(), len(tr.Series), n, errs, inReset, tr.Requests, tr.Errors)
+	}
 }
 
 func hasEvent(tr *results.Trial, detail string) bool {

@@ -33,6 +33,7 @@ const (
 	ControlPlaneFile = "control-plane.json"
 	COFile           = "co-latency.json"
 	LatencyFile      = "latency.json"
+	SeriesFile       = "series.json"
 	CalibrationDir   = "calibration"
 	SMPEnvFile       = "smp-environment.json"
 	LogsDir          = "logs"
@@ -233,6 +234,29 @@ type Trial struct {
 	Events       []WindowEvent `json:"events,omitempty"`
 	// Faults are the faults put in force during the window, in order.
 	Faults []Fault `json:"faults,omitempty"`
+	// Series is the window second by second, from the load client.
+	Series []Second `json:"series,omitempty"`
+}
+
+// Second is one second of a trial's measured window as the load client
+// saw it: the requests sent in it, those that failed by code (HTTP status,
+// "-1" for a connection error; the gRPC and TCP runners' own strings), and
+// percentiles of their latency as sent (within 0.5%).
+type Second struct {
+	// Start is the second's start, in seconds from the window's start.
+	Start    float64          `json:"start"`
+	Requests int64            `json:"requests"`
+	Errors   int64            `json:"errors"`
+	Codes    map[string]int64 `json:"codes,omitempty"`
+	P50Ms    float64          `json:"p50Ms"`
+	P99Ms    float64          `json:"p99Ms"`
+	MaxMs    float64          `json:"maxMs"`
+}
+
+// SeriesPath is where the load client writes its per-second series beside
+// a fortio result file.
+func SeriesPath(fortioPath string) string {
+	return filepath.Join(filepath.Dir(fortioPath), SeriesFile)
 }
 
 // Fault is one fault action of a trial: what it was, on which workloads,

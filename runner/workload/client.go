@@ -14,6 +14,8 @@ import (
 	"fortio.org/fortio/fhttp"
 	"fortio.org/fortio/periodic"
 	"fortio.org/fortio/stats"
+
+	"github.com/meshbench/meshbench/runner/results"
 	"google.golang.org/grpc"
 )
 
@@ -103,7 +105,7 @@ func RunLoad(ctx context.Context, o LoadOptions, events io.Writer) (*Result, err
 	res, err := runOnce(ctx, o, o.Duration, co)
 	emit(EventMeasureEnd)
 	out := &Result{Fortio: res}
-	out.Latency, out.CO = co.result()
+	out.Latency, out.CO, out.Series = co.result()
 	if err != nil {
 		return out, err
 	}
@@ -111,12 +113,15 @@ func RunLoad(ctx context.Context, o LoadOptions, events io.Writer) (*Result, err
 }
 
 // Result is a measured run: fortio's own result (its HTTP, gRPC or TCP
-// runner's), and every request's latency in meshbench's fine histograms,
-// as sent and corrected for coordinated omission.
+// runner's), every request's latency in meshbench's fine histograms, as
+// sent and corrected for coordinated omission, and the window second by
+// second.
 type Result struct {
 	Fortio  any
 	Latency *stats.HistogramData
 	CO      *stats.HistogramData
+	// Series is the window second by second.
+	Series []results.Second
 }
 
 func runOnce(ctx context.Context, o LoadOptions, d time.Duration, logger periodic.AccessLogger) (any, error) {

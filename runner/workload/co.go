@@ -7,6 +7,8 @@ import (
 
 	"fortio.org/fortio/periodic"
 	"fortio.org/fortio/stats"
+
+	"github.com/meshbench/meshbench/runner/results"
 )
 
 // coLatency records every measured request's latency twice, in
@@ -30,6 +32,7 @@ type coLatency struct {
 	starts map[periodic.ThreadID]time.Time
 	direct *Histogram // from the actual send time, as fortio's own
 	coHist *Histogram // from the intended send time
+	series seconds    // per second of the window, by send time
 }
 
 var _ periodic.AccessLogger = (*coLatency)(nil)
@@ -43,6 +46,7 @@ func newCOLatency(qps float64, d time.Duration, threads int) *coLatency {
 	return &coLatency{
 		perThreadQPS: qps / float64(threads), n: total / int64(threads),
 		starts: map[periodic.ThreadID]time.Time{}, direct: NewHistogram(), coHist: NewHistogram(),
+		series: seconds{origin: time.Now()},
 	}
 }
 
@@ -57,7 +61,7 @@ func (c *coLatency) Start(ctx context.Context, id periodic.ThreadID, iter int64,
 }
 
 // Report is called after each request, on the thread's own goroutine.
-func (c *coLatency) Report(_ context.Context, id periodic.ThreadID, iter int64, start time.Time, latency float64, _ bool, _ string) {
+func (c *coLatency) Report(_ context.Context, id periodic.ThreadID, iter int64, start time.Time, latency float64, ok bool, details string) {
 	target := float64(iter)
 	if c.n > 1 {
 		target += float64(iter) / float64(c.n-1)
@@ -68,14 +72,16 @@ func (c *coLatency) Report(_ context.Context, id periodic.ThreadID, iter int64, 
 	late := start.Sub(intended).Seconds()
 	c.direct.Record(latency)
 	c.coHist.Record(latency + max(late, 0))
+	c.series.record(start, latency, ok, details)
 }
 
 // Info names the logger in fortio's output.
 func (c *coLatency) Info() string { return "coordinated-omission-corrected latency" }
 
-// result exports the histograms: latency as sent, and corrected.
-func (c *coLatency) result() (direct, corrected *stats.HistogramData) {
+// result exports the histograms (latency as sent, and corrected) and
+// the per-second series.
+func (c *coLatency) result() (direct, corrected *stats.HistogramData, series []results.Second) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.direct.Export(), c.coHist.Export()
+	return c.direct.Export(), c.coHist.Export(), c.series.series()
 }

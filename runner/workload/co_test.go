@@ -31,7 +31,7 @@ func TestCOLatencyChargesStalls(t *testing.T) {
 		raw = append(raw, lat)
 		sent = sent.Add(time.Duration(lat * float64(time.Second)))
 	}
-	direct, h := co.result()
+	direct, h, _ := co.result()
 	if direct.Count != 100 || direct.Max < 0.050 || direct.Percentiles[1].Value > 0.001*HistGrowth {
 		t.Errorf("latency as sent: count %d, max %v, p90 %v: want 100, 50ms, 1ms", direct.Count, direct.Max, direct.Percentiles[1].Value)
 	}

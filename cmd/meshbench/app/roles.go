@@ -294,6 +294,9 @@ func newClientRole(s Streams) *cobra.Command {
 			if err := results.WriteJSON(results.LatencyPath(out), res.Latency); err != nil {
 				return err
 			}
+			if err := results.WriteJSON(results.SeriesPath(out), res.Series); err != nil {
+				return err
+			}
 			return results.WriteJSON(out, res.Fortio)
 		},
 	}
