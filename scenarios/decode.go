@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -154,6 +155,16 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	case reflect.Struct:
 		d.structValue(n, v, path)
 	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Uint8 && d.tag == "json" {
+			// []byte: base64 text, as encoding/json (and kubectl) has it.
+			b, err := base64.StdEncoding.DecodeString(n.Value)
+			if n.Kind != yaml.ScalarNode || err != nil {
+				d.errs.add(d.at(n), path, "expected base64 text, got %s", kindName(n))
+				return
+			}
+			v.SetBytes(b)
+			return
+		}
 		if n.Kind != yaml.SequenceNode {
 			d.errs.add(d.at(n), path, "expected a list, got %s", kindName(n))
 			return
@@ -189,15 +200,15 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetInt(i)
-	case reflect.Uint64:
-		u, err := strconv.ParseUint(n.Value, 0, 64)
+	case reflect.Uint, reflect.Uint64, reflect.Uint32, reflect.Uint16, reflect.Uint8:
+		u, err := strconv.ParseUint(n.Value, 0, v.Type().Bits())
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || err != nil {
-			d.errs.add(d.at(n), path, "expected a non-negative integer, got %s", kindName(n))
+			d.errs.add(d.at(n), path, "expected a non-negative integer (at most %d bits), got %s", v.Type().Bits(), kindName(n))
 			return
 		}
 		v.SetUint(u)
-	case reflect.Float64:
-		f, err := strconv.ParseFloat(n.Value, 64)
+	case reflect.Float64, reflect.Float32:
+		f, err := strconv.ParseFloat(n.Value, v.Type().Bits())
 		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") || err != nil {
 			d.errs.add(d.at(n), path, "expected a number, got %s", kindName(n))
 			return
@@ -210,7 +221,9 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		}
 		v.SetBool(n.Value == "true")
 	default:
-		panic(fmt.Sprintf("scenarios: decoder does not handle %s at %s", v.Type(), path))
+		// A Go type no scenario field had when this was written (an
+		// upstream type grew one): an error, never a crash.
+		d.errs.add(d.at(n), path, "meshbench cannot read a value of Go type %s here", v.Type())
 	}
 }
 
@@ -258,9 +271,11 @@ func (d *decoder) structValue(n *yaml.Node, v reflect.Value, path string) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i], n.Content[i+1]
 		fp := join(path, key.Value)
+		// Of fields with the same name (one inline in another), the
+		// shallowest is the field, as encoding/json has it.
 		var f *fieldInfo
 		for j := range fields {
-			if fields[j].name == key.Value {
+			if fields[j].name == key.Value && (f == nil || len(fields[j].index) < len(f.index)) {
 				f = &fields[j]
 			}
 		}

@@ -76,3 +76,90 @@ func TestJSONPath(t *testing.T) {
 		t.Errorf("workflow path: %q", got)
 	}
 }
+
+// TestFaultKindsDecodeEveryField fills every field of every fault kind
+// (through its JSON form) and decodes it as a scenario's: the decoder
+// knows every Go type the objects hold, and nothing crashes it.
+func TestFaultKindsDecodeEveryField(t *testing.T) {
+	for _, kind := range FaultKinds() {
+		v := reflect.New(faultKinds[kind].typ)
+		fill(v.Elem(), 0)
+		data, err := json.Marshal(v.Interface())
+		if err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatal(err)
+		}
+		m["apiVersion"], m["kind"] = FaultAPIVersion, kind
+		data, _ = json.Marshal(map[string]any{"faults": []any{m}})
+		var doc struct {
+			Faults []Fault `yaml:"faults"`
+		}
+		// JSON is YAML: decoded as a scenario's list holds it.
+		_, err = decodeStrict(kind+".json", data, &doc)
+		if err != nil || len(doc.Faults) != 1 || doc.Faults[0].Object == nil {
+			t.Errorf("%s: decoded %+v: %v", kind, doc.Faults, err)
+			continue
+		}
+		tm := v.Elem().FieldByName("TypeMeta")
+		tm.FieldByName("APIVersion").SetString(FaultAPIVersion)
+		tm.FieldByName("Kind").SetString(kind)
+		got, _ := json.Marshal(doc.Faults[0].Object)
+		want, _ := json.Marshal(v.Interface())
+		if string(got) != string(want) {
+			i := 0
+			for i < min(len(got), len(want)) && got[i] == want[i] {
+				i++
+			}
+			t.Errorf("%s: decoded differs from what was written, from byte %d:\n%.200s\n%.200s", kind, i, got[max(i-100, 0):], want[max(i-100, 0):])
+		}
+	}
+}
+
+// fill sets every settable field of v to a sample value, to a depth.
+func fill(v reflect.Value, depth int) {
+	if depth > 6 {
+		return
+	}
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.Type().Elem().Kind() == reflect.Struct && isOpaque(v.Type().Elem()) {
+			return
+		}
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(v.Elem(), depth+1)
+	case reflect.Struct:
+		if isOpaque(v.Type()) {
+			return
+		}
+		for i := 0; i < v.NumField(); i++ {
+			// The spec is the user's: metadata and status are Kubernetes'.
+			if f := v.Type().Field(i); f.IsExported() && f.Name != "ObjectMeta" && f.Name != "Status" {
+				fill(v.Field(i), depth+1)
+			}
+		}
+	case reflect.Slice:
+		s := reflect.MakeSlice(v.Type(), 1, 1)
+		fill(s.Index(0), depth+1)
+		v.Set(s)
+	case reflect.Map:
+		m := reflect.MakeMap(v.Type())
+		k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
+		fill(k, depth+1)
+		fill(e, depth+1)
+		m.SetMapIndex(k, e)
+		v.Set(m)
+	case reflect.String:
+		v.SetString("x")
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(1)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(1)
+	case reflect.Float32, reflect.Float64:
+		v.SetFloat(1.5)
+	}
+}

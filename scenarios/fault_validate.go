@@ -205,6 +205,14 @@ func (c *faultCheck) chaos(path string, obj chaosv1alpha1.GenericChaos) time.Dur
 				c.add(join(path, string(action)), "set, but the action is %s (one action per object)", sp.Action)
 			}
 		}
+		if b := sp.Bandwidth; b != nil && sp.Action == chaosv1alpha1.BandwidthAction {
+			if b.Limit == 0 {
+				c.add(join(path, "bandwidth.limit"), "missing: the bytes that may queue for tokens (at least 1)")
+			}
+			if b.Buffer == 0 {
+				c.add(join(path, "bandwidth.buffer"), "missing: the burst in bytes (at least 1)")
+			}
+		}
 		if sp.PartitionBehavior != "" {
 			c.oneOf(join(path, "partitionBehavior"), string(sp.PartitionBehavior), []string{string(chaosv1alpha1.DropPartitionBehavior), string(chaosv1alpha1.RejectPartitionBehavior)})
 		}

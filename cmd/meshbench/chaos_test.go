@@ -120,13 +120,16 @@ func TestIntegrationFaults(t *testing.T) {
 
 	// A pod failure, then a partition that rejects (resets) instead of
 	// dropping: requests fail instead of waiting.
-	sc = faultScenario(t, "6s", []string{"sidecar"}, fault("1s", "PodChaos", "freeze", fmt.Sprintf(freezeSpec, "2s")),
-		fault("4s", "NetworkChaos", "reset", fmt.Sprintf(partitionSpec, "1s")+"      partitionBehavior: reject\n"))
+	// Then the server's egress limited to 10 KB/s (its 1 KiB responses at
+	// 200 rps need 20 times that): requests take tens of milliseconds.
+	sc = faultScenario(t, "10s", []string{"sidecar"}, fault("1s", "PodChaos", "freeze", fmt.Sprintf(freezeSpec, "2s")),
+		fault("4s", "NetworkChaos", "reset", fmt.Sprintf(partitionSpec, "1s")+"      partitionBehavior: reject\n"),
+		fault("6s", "NetworkChaos", "narrow", "      action: bandwidth\n      bandwidth: {rate: 10kbps, buffer: 2000, limit: 20000}\n      duration: 3s\n"))
 	out = filepath.Join(t.TempDir(), "freeze")
 	_, trials = runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
 	tr := trials[0]
-	if len(tr.Faults) != 2 || tr.Faults[0].Executor != "SIGSTOP/SIGCONT" || tr.Faults[0].End-tr.Faults[0].Start < 2 {
-		t.Fatalf("%s: faults %+v, want the pod failure and the partition", tr.Key(), tr.Faults)
+	if len(tr.Faults) != 3 || tr.Faults[0].Executor != "SIGSTOP/SIGCONT" || tr.Faults[0].End-tr.Faults[0].Start < 2 || tr.Faults[2].Executor != "tc tbf" {
+		t.Fatalf("%s: faults %+v, want the pod failure, the partition and the bandwidth limit", tr.Key(), tr.Faults)
 	}
 	if tr.LatencyMs.Max < 1500 {
 		t.Errorf("%s: max latency %.0f ms: the 2 s pod failure held up no request", tr.Key(), tr.LatencyMs.Max)
@@ -137,13 +140,23 @@ func TestIntegrationFaults(t *testing.T) {
 	// The client's per-second series accounts for every request and
 	// error, and puts the errors in the partition's seconds.
 	var n, errs, inReset int64
-	reset := tr.Faults[1]
+	reset, narrow := tr.Faults[1], tr.Faults[2]
+	narrowed := 0
 	for _, sec := range tr.Series {
 		n += sec.Requests
 		errs += sec.Errors
 		if sec.Start+1 > reset.Start && sec.Start < reset.End {
 			inReset += sec.Errors
 		}
+		if sec.Start >= narrow.Start && sec.Start+1 <= narrow.End && sec.Requests > 0 {
+			narrowed++
+			if sec.P50Ms < 20 {
+				t.Errorf("%s: p50 %.2f ms in the second from %.0fs, inside the bandwidth limit (%.1f-%.1fs)", tr.Key(), sec.P50Ms, sec.Start, narrow.Start, narrow.End)
+			}
+		}
+	}
+	if narrowed == 0 {
+		t.Errorf("%s: no second with requests inside the bandwidth limit (%.1f-%.1fs): %+v", tr.Key(), narrow.Start, narrow.End, tr.Series)
 	}
 	if n != tr.Requests || errs != tr.Errors || inReset != tr.Errors {
 		t.Errorf("%s: series of %d seconds: %d requests, %d errors (%d in the partition's seconds); the trial: %d requests, %d errors",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -20,17 +21,23 @@ var _ runner.FaultInjector = (*platform)(nil)
 const (
 	execIPTables = "iptables"
 	execSignals  = "SIGSTOP/SIGCONT"
+	execTBF      = "tc tbf"
 )
 
 // CanInject says which actions the local platform executes: a partition
-// (iptables in the namespaces of the pods, so netns networking only) and
-// a pod failure (the pod's processes stopped and resumed).
+// (iptables in the namespaces of the pods) and a bandwidth limit (tc tbf
+// on their interface), netns networking only, and a pod failure (the
+// pod's processes stopped and resumed).
 func (p *platform) CanInject(a chaos.Action) error {
 	switch o := a.Object.(type) {
 	case *chaosv1alpha1.NetworkChaos:
-		if o.Spec.Action == chaosv1alpha1.PartitionAction {
+		switch o.Spec.Action {
+		case chaosv1alpha1.PartitionAction, chaosv1alpha1.BandwidthAction:
 			if p.mode != NetNS {
-				return fmt.Errorf("a partition needs the netns network (this run's is %s: %s)", p.mode, p.reason)
+				return fmt.Errorf("it needs the netns network (this run's is %s: %s)", p.mode, p.reason)
+			}
+			if o.Spec.Action == chaosv1alpha1.BandwidthAction && (o.Spec.Target != nil || o.Spec.Direction == chaosv1alpha1.From || o.Spec.Direction == chaosv1alpha1.Both) {
+				return fmt.Errorf("the local platform limits a pod's whole egress (direction to, no target)")
 			}
 			return nil
 		}
@@ -39,7 +46,7 @@ func (p *platform) CanInject(a chaos.Action) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("not executed on the local platform in this build yet (it executes NetworkChaos partition and PodChaos pod-failure)")
+	return fmt.Errorf("not executed on the local platform in this build yet (it executes NetworkChaos partition and bandwidth, and PodChaos pod-failure)")
 }
 
 // Inject puts an action in force.
@@ -49,6 +56,9 @@ func (p *platform) Inject(ctx context.Context, in runner.Injection) (runner.Inje
 	}
 	switch o := in.Action.Object.(type) {
 	case *chaosv1alpha1.NetworkChaos:
+		if o.Spec.Action == chaosv1alpha1.BandwidthAction {
+			return p.bandwidth(ctx, in, o.Spec.Bandwidth)
+		}
 		return p.partition(ctx, in, o.Spec.Direction, o.Spec.PartitionBehavior)
 	default:
 		return p.podFailure(in)
@@ -131,6 +141,39 @@ func (p *platform) partition(ctx context.Context, in runner.Injection, dir chaos
 		done = append(done, r)
 	}
 	return runner.Injected{Executor: execIPTables, Recover: undo}, nil
+}
+
+// bandwidth limits each pod's egress (its eth0) with a token bucket
+// filter, as Chaos Mesh's bandwidth action does: rate, burst (buffer),
+// queue limit, peak rate and its bucket as the object gives them (tc reads
+// the rate's units as Chaos Mesh documents them: bps is bytes per second).
+// The qdisc goes with the namespace after a SIGKILL.
+func (p *platform) bandwidth(ctx context.Context, in runner.Injection, b *chaosv1alpha1.BandwidthSpec) (runner.Injected, error) {
+	args := []string{"rate", b.Rate, "burst", strconv.FormatUint(uint64(b.Buffer), 10), "limit", strconv.FormatUint(uint64(b.Limit), 10)}
+	if b.Peakrate != nil && *b.Peakrate > 0 {
+		args = append(args, "peakrate", strconv.FormatUint(*b.Peakrate, 10))
+		if b.Minburst != nil {
+			args = append(args, "mtu", strconv.FormatUint(uint64(*b.Minburst), 10))
+		}
+	}
+	var done []string
+	undo := func(ctx context.Context) error {
+		var errs []error
+		for _, ns := range done {
+			if _, err := p.ex.Run(ctx, "ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", "eth0", "root"); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+	for _, pod := range in.Pods {
+		ns := nsName(p.opts.RunID, pod.Node)
+		if _, err := p.ex.Run(ctx, "ip", append([]string{"netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root", "tbf"}, args...)...); err != nil {
+			return runner.Injected{Executor: execTBF}, errors.Join(fmt.Errorf("pod %s: %w", pod.Workload, err), undo(context.WithoutCancel(ctx)))
+		}
+		done = append(done, ns)
+	}
+	return runner.Injected{Executor: execTBF, Recover: undo}, nil
 }
 
 // faultComment marks the rules of a run's faults.
