@@ -164,6 +164,37 @@ func TestIntegrationFaults(t *testing.T) {
 	}
 }
 
+// TestIntegrationFaultStress stresses the server's CPU and memory: the
+// stressor runs in the server's cgroups, so the server's own figures show
+// it (a full CPU for 4 s of a 6 s window; 64 MB held in its working set).
+func TestIntegrationFaultStress(t *testing.T) {
+	integration(t)
+	sc := faultScenario(t, "6s", []string{"sidecar"}, fault("1s", "StressChaos", "burn",
+		"      stressors:\n        cpu: {workers: 1, load: 100}\n        memory: {workers: 1, size: 64MB}\n      duration: 4s\n"))
+	out := filepath.Join(t.TempDir(), "stress")
+	_, trials := runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
+	tr := trials[0]
+	if len(tr.Faults) != 1 || tr.Faults[0].Error != "" || tr.Faults[0].End-tr.Faults[0].Start < 4 {
+		t.Fatalf("%s: faults %+v, want the stress for 4 s", tr.Key(), tr.Faults)
+	}
+	for _, u := range tr.Components {
+		if u.Name != "server" {
+			continue
+		}
+		if !strings.Contains(u.Source, "cgroup") {
+			t.Skipf("the server's figures come from %s, not its cgroups (cgroup v1 accounting is not available here), so they cannot show the stressor", u.Source)
+		}
+		// Its cgroups' figures: CPU and working set (RSS is the process
+		// tree's, which the stressor is not part of). Normally about 10
+		// millicores and a 12 MB working set.
+		if u.CPUMillicores < 150 || u.WorkingSetMaxMB < 60 {
+			t.Errorf("server: %.0f millicores, working set %.1f MB at most: the stressor's CPU and memory are not in its figures", u.CPUMillicores, u.WorkingSetMaxMB)
+		}
+		return
+	}
+	t.Errorf("%s: no figures of the server", tr.Key())
+}
+
 func hasEvent(tr *results.Trial, detail string) bool {
 	for _, e := range tr.Events {
 		if e.Kind == "fault" && e.Detail == detail {

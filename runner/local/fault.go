@@ -4,15 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	chaosv1alpha1 "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
+	"github.com/docker/go-units"
 
 	"github.com/meshbench/meshbench/runner"
 	"github.com/meshbench/meshbench/runner/chaos"
+	"github.com/meshbench/meshbench/runner/results"
+	"github.com/meshbench/meshbench/scenarios"
 )
 
 var _ runner.FaultInjector = (*platform)(nil)
@@ -22,6 +27,7 @@ const (
 	execIPTables = "iptables"
 	execSignals  = "SIGSTOP/SIGCONT"
 	execTBF      = "tc tbf"
+	execStress   = "stressor in the app's cgroups and CPUs"
 )
 
 // CanInject says which actions the local platform executes: a partition
@@ -45,8 +51,21 @@ func (p *platform) CanInject(a chaos.Action) error {
 		if o.Spec.Action == chaosv1alpha1.PodFailureAction {
 			return nil
 		}
+	case *chaosv1alpha1.StressChaos:
+		if o.Spec.Stressors == nil {
+			return fmt.Errorf("no stressors")
+		}
+		if m := o.Spec.Stressors.MemoryStressor; m != nil && strings.HasSuffix(m.Size, "%") {
+			return fmt.Errorf("a memory size in percent is of the container's memory limit, which the local platform does not set: give bytes (e.g. 256MB)")
+		}
+		for _, n := range o.Spec.ContainerNames {
+			if n != scenarios.ContainerApp {
+				return fmt.Errorf("the local platform stresses the application (containerNames [%s]), not %q", scenarios.ContainerApp, n)
+			}
+		}
+		return nil
 	}
-	return fmt.Errorf("not executed on the local platform in this build yet (it executes NetworkChaos partition and bandwidth, and PodChaos pod-failure)")
+	return fmt.Errorf("not executed on the local platform in this build yet (it executes NetworkChaos partition and bandwidth, PodChaos pod-failure and StressChaos)")
 }
 
 // Inject puts an action in force.
@@ -55,6 +74,8 @@ func (p *platform) Inject(ctx context.Context, in runner.Injection) (runner.Inje
 		return runner.Injected{}, err
 	}
 	switch o := in.Action.Object.(type) {
+	case *chaosv1alpha1.StressChaos:
+		return p.stress(ctx, in, o.Spec.Stressors)
 	case *chaosv1alpha1.NetworkChaos:
 		if o.Spec.Action == chaosv1alpha1.BandwidthAction {
 			return p.bandwidth(ctx, in, o.Spec.Bandwidth)
@@ -174,6 +195,65 @@ func (p *platform) bandwidth(ctx context.Context, in runner.Injection, b *chaosv
 		done = append(done, ns)
 	}
 	return runner.Injected{Executor: execTBF, Recover: undo}, nil
+}
+
+// stress starts, in each pod, a stressor process (meshbench workload
+// stress) in its application's cgroups and pinned to its CPUs, as Chaos
+// Mesh runs stress-ng in the container's cgroup: the application competes
+// with it, and its figures include it. Recovery stops the stressors; a
+// killed run's die with it (parent-death signal).
+func (p *platform) stress(ctx context.Context, in runner.Injection, st *chaosv1alpha1.Stressors) (runner.Injected, error) {
+	got := runner.Injected{Executor: execStress}
+	var args []string
+	if c := st.CPUStressor; c != nil {
+		load := 100
+		if c.Load != nil {
+			load = *c.Load
+		}
+		args = append(args, "--cpu-workers", strconv.Itoa(c.Workers), "--cpu-load", strconv.Itoa(load))
+	}
+	if m := st.MemoryStressor; m != nil && m.Size != "" {
+		size, err := units.FromHumanSize(m.Size)
+		if err != nil {
+			return got, fmt.Errorf("memory size %q: %w", m.Size, err)
+		}
+		args = append(args, "--memory", strconv.FormatInt(size, 10))
+	}
+	var burners []*process
+	stop := func(ctx context.Context) error {
+		for _, b := range burners {
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_ = b.Stop(sctx)
+			cancel()
+		}
+		return nil
+	}
+	var idle []string
+	for _, pod := range in.Pods {
+		var app *process
+		for _, rp := range pod.Processes {
+			if pr, ok := rp.(*process); ok && pr.class == results.ClassApp {
+				app = pr
+			}
+		}
+		if app == nil {
+			idle = append(idle, pod.Workload)
+			continue
+		}
+		b, err := p.startIn(pod.Node, runner.ProcessSpec{Name: pod.Workload + "-stressor", Class: "stressor",
+			Args: append([]string{"workload", "stress"}, args...), CPUs: app.cpus, Stdout: io.Discard, Stderr: io.Discard}, app.cgroups)
+		if err != nil {
+			return got, errors.Join(err, stop(context.WithoutCancel(ctx)))
+		}
+		burners = append(burners, b)
+	}
+	if len(idle) > 0 {
+		got.Note = fmt.Sprintf("no application process to stress in the pod of %s", strings.Join(idle, ", "))
+	}
+	if len(burners) > 0 {
+		got.Recover = stop
+	}
+	return got, nil
 }
 
 // faultComment marks the rules of a run's faults.

@@ -23,6 +23,7 @@ type process struct {
 	name    string
 	class   string
 	node    string
+	cpus    string // its taskset list, "" when not pinned
 	cmd     *exec.Cmd
 	done    chan struct{}
 	err     error
@@ -37,6 +38,12 @@ var _ runner.Process = (*process)(nil)
 // (PDEATHSIG) and sit in their own process group so that a terminal's
 // Ctrl-C reaches only meshbench, which then stops them in order.
 func (p *platform) start(node string, spec runner.ProcessSpec) (*process, error) {
+	return p.startIn(node, spec, nil)
+}
+
+// startIn starts a process in the cgroups of another (join: a stressor
+// charged to its target), or, when join is nil, in groups of its own.
+func (p *platform) startIn(node string, spec runner.ProcessSpec, join map[string]string) (*process, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.down {
@@ -57,8 +64,8 @@ func (p *platform) start(node string, spec runner.ProcessSpec) (*process, error)
 	}
 	argv = append(argv, command)
 	argv = append(argv, spec.Args...)
-	var cgroups map[string]string
-	if p.cgroups {
+	cgroups := join
+	if p.cgroups && cgroups == nil {
 		// The process joins its groups itself, before it execs anything
 		// (a shell writes its own pid, then execs): every child it will
 		// ever have, and every page it charges, is then accounted. Moving
@@ -67,13 +74,14 @@ func (p *platform) start(node string, spec runner.ProcessSpec) (*process, error)
 		var err error
 		if cgroups, err = makeCgroups(p.opts.RunID, fmt.Sprintf("%s-%d", spec.Name, p.seq)); err != nil {
 			p.opts.Log.Logf("cgroup accounting for %s: %v (falling back to /proc)", spec.Name, err)
-		} else {
-			script := ""
-			for _, dir := range cgroups {
-				script += "echo $$ > " + shellQuote(filepath.Join(dir, "cgroup.procs")) + " && "
-			}
-			argv = append([]string{"/bin/sh", "-c", script + `exec "$@"`, "meshbench-cgroup"}, argv...)
 		}
+	}
+	if len(cgroups) > 0 {
+		script := ""
+		for _, dir := range cgroups {
+			script += "echo $$ > " + shellQuote(filepath.Join(dir, "cgroup.procs")) + " && "
+		}
+		argv = append([]string{"/bin/sh", "-c", script + `exec "$@"`, "meshbench-cgroup"}, argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), EnvRunID+"="+p.opts.RunID, EnvComponent+"="+spec.Name)
@@ -82,7 +90,7 @@ func (p *platform) start(node string, spec runner.ProcessSpec) (*process, error)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
-	pr := &process{name: spec.Name, class: spec.Class, node: node, cmd: cmd, done: make(chan struct{}), cgroups: cgroups}
+	pr := &process{name: spec.Name, class: spec.Class, node: node, cpus: spec.CPUs, cmd: cmd, done: make(chan struct{}), cgroups: cgroups}
 	go func() {
 		pr.err = cmd.Wait()
 		close(pr.done)

@@ -37,7 +37,32 @@ func newWorkloadCommand(s Streams) *cobra.Command {
 		Hidden: true,
 		Args:   argsCheck(cobra.NoArgs),
 	}
-	cmd.AddCommand(newServerRole(s), newClientRole(s), newProbeRole(s))
+	cmd.AddCommand(newServerRole(s), newClientRole(s), newProbeRole(s), newStressRole())
+	return cmd
+}
+
+func newStressRole() *cobra.Command {
+	var o workload.StressOptions
+	cmd := &cobra.Command{
+		Use:   "stress",
+		Short: "Burn CPU and hold memory until stopped (a StressChaos's stressor)",
+		Args:  argsCheck(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case o.CPUWorkers < 0:
+				return badInput(fmt.Errorf("flag --cpu-workers: must not be negative, got %d", o.CPUWorkers))
+			case o.CPUWorkers > 0 && (o.CPULoad < 1 || o.CPULoad > 100):
+				return badInput(fmt.Errorf("flag --cpu-load: must be between 1 and 100, got %d", o.CPULoad))
+			case o.MemoryBytes < 0:
+				return badInput(fmt.Errorf("flag --memory: must not be negative, got %d", o.MemoryBytes))
+			}
+			return workload.Stress(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.CPUWorkers, "cpu-workers", 0, "CPU workers")
+	f.IntVar(&o.CPULoad, "cpu-load", 100, "percent of each 100 ms each CPU worker is busy")
+	f.Int64Var(&o.MemoryBytes, "memory", 0, "bytes of memory to hold (every page written)")
 	return cmd
 }
 
