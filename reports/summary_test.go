@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/meshbench/meshbench/runner/results"
+	"github.com/meshbench/meshbench/scenarios"
 )
 
 func trial(mesh, mode string, n int, p50, p99, proxyCPU float64) *results.Trial {
@@ -58,6 +59,26 @@ func TestSummarizePairsTrialsWithTheirBaseline(t *testing.T) {
 		if !strings.Contains(sb.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, sb.String())
 		}
+	}
+	// Faults are named with when they start and how long they last.
+	fsc, err := scenarios.Parse("f.yaml", []byte(`apiVersion: meshbench/v1
+name: f
+meshes: [{name: meshbench, mode: sidecar}]
+load: {qps: 10, duration: 10s}
+seed: 7
+faults:
+  - {at: 2s, apiVersion: chaos-mesh.org/v1alpha1, kind: NetworkChaos, metadata: {name: cut},
+     spec: {action: partition, mode: all, selector: {labelSelectors: {app: server}}, duration: 3s}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb.Reset()
+	if err := WriteTable(&sb, &results.Manifest{Scenario: fsc}, rows); err != nil {
+		t.Fatal(err)
+	}
+	if want := "Faults in every trial (seed 7): NetworkChaos/cut at 2s for 3s;"; !strings.Contains(sb.String(), want) {
+		t.Errorf("table lacks %q:\n%s", want, sb.String())
 	}
 	// Results written before meshbench kept its own histogram say fortio's.
 	sb.Reset()

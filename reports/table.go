@@ -43,6 +43,7 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 		for _, u := range m.Unavailable {
 			fmt.Fprintf(w, "%s/%s: unavailable: %s\n", u.Mesh, u.Mode, u.Reason)
 		}
+		writeFaults(w, m)
 	}
 	if err := writeSpread(w, rows); err != nil {
 		return err
@@ -183,4 +184,22 @@ func network(p results.Platform) string {
 		return fmt.Sprintf("%s (Kubernetes %s, %d nodes)", p.NetworkReason, p.Kubernetes, len(p.KubeNodes))
 	}
 	return p.Network
+}
+
+// writeFaults says which faults every trial met (each trial's record has
+// what executed them, on which workloads, and the window second by second).
+func writeFaults(w io.Writer, m *results.Manifest) {
+	if m.Scenario == nil || len(m.Scenario.Faults) == 0 {
+		return
+	}
+	var fs []string
+	for _, f := range m.Scenario.Faults {
+		desc := f.Key() + " at " + f.At.String()
+		if d, ok := f.Duration(); ok {
+			desc += " for " + d.String()
+		}
+		fs = append(fs, desc)
+	}
+	fmt.Fprintf(w, "Faults in every trial (seed %d): %s; each trial.json has their targets, times and executors, and the window second by second.\n",
+		m.Scenario.Seed, strings.Join(fs, ", "))
 }
