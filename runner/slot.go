@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -501,9 +500,6 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
-// addrRE matches an IP address and port in an error message.
-var addrRE = regexp.MustCompile(`\[?[0-9a-fA-F.:]*[0-9a-fA-F]\]?:[0-9]+`)
-
 // loadResult is what the runner reads of the load client's fortio
 // result, whichever runner (HTTP, gRPC, TCP) wrote it.
 type loadResult struct {
@@ -546,7 +542,7 @@ func fillTrial(tr *results.Trial, res *loadResult, lat, co *stats.HistogramData,
 			}
 			// fortio's TCP errors name the connection's addresses: one
 			// key per error kind, not per connection.
-			tr.Statuses[addrRE.ReplaceAllString(status, "ADDR")] += n
+			tr.Statuses[results.StatusKey(status)] += n
 		}
 	default:
 		tr.Codes = map[int]int64{}

@@ -157,6 +157,10 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 	case reflect.Slice:
 		if v.Type().Elem().Kind() == reflect.Uint8 && d.tag == "json" {
 			// []byte: base64 text, as encoding/json (and kubectl) has it.
+			if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+				v.SetBytes(nil)
+				return
+			}
 			b, err := base64.StdEncoding.DecodeString(n.Value)
 			if n.Kind != yaml.ScalarNode || err != nil {
 				d.errs.add(d.at(n), path, "expected base64 text, got %s", kindName(n))

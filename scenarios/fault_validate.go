@@ -212,6 +212,9 @@ func (c *faultCheck) chaos(path string, obj chaosv1alpha1.GenericChaos) time.Dur
 			if b.Buffer == 0 {
 				c.add(join(path, "bandwidth.buffer"), "missing: the burst in bytes (at least 1)")
 			}
+			if b.Peakrate != nil && *b.Peakrate > 0 && (b.Minburst == nil || *b.Minburst == 0) {
+				c.add(join(path, "bandwidth.peakrate"), "a peak rate needs minburst, the size of its bucket (the interface's MTU for exact shaping)")
+			}
 		}
 		if sp.PartitionBehavior != "" {
 			c.oneOf(join(path, "partitionBehavior"), string(sp.PartitionBehavior), []string{string(chaosv1alpha1.DropPartitionBehavior), string(chaosv1alpha1.RejectPartitionBehavior)})
@@ -232,6 +235,8 @@ func (c *faultCheck) chaos(path string, obj chaosv1alpha1.GenericChaos) time.Dur
 		c.selector(path, &sp.PodSelector)
 		if sp.Stressors == nil || sp.Stressors.CPUStressor == nil && sp.Stressors.MemoryStressor == nil {
 			c.add(join(path, "stressors"), "missing: set stressors.cpu or stressors.memory")
+		} else if cpu := sp.Stressors.CPUStressor; cpu != nil && cpu.Load != nil && (*cpu.Load < 0 || *cpu.Load > 100) {
+			c.add(join(path, "stressors.cpu.load"), "%d is not a percentage (0-100; 0 is no load)", *cpu.Load)
 		}
 		c.unsupported(path, map[string]bool{"stressngStressors": sp.StressngStressors != "", "remoteCluster": sp.RemoteCluster != ""},
 			"meshbench runs its own stressors (stressors.cpu, stressors.memory)")

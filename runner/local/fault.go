@@ -1,6 +1,7 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -170,12 +172,13 @@ func (p *platform) partition(ctx context.Context, in runner.Injection, dir chaos
 // the rate's units as Chaos Mesh documents them: bps is bytes per second).
 // The qdisc goes with the namespace after a SIGKILL.
 func (p *platform) bandwidth(ctx context.Context, in runner.Injection, b *chaosv1alpha1.BandwidthSpec) (runner.Injected, error) {
-	args := []string{"rate", b.Rate, "burst", strconv.FormatUint(uint64(b.Buffer), 10), "limit", strconv.FormatUint(uint64(b.Limit), 10)}
-	if b.Peakrate != nil && *b.Peakrate > 0 {
-		args = append(args, "peakrate", strconv.FormatUint(*b.Peakrate, 10))
-		if b.Minburst != nil {
-			args = append(args, "mtu", strconv.FormatUint(uint64(*b.Minburst), 10))
-		}
+	// The rate as one word ("10 kbps" passes Chaos Mesh's check).
+	rate := strings.Join(strings.Fields(b.Rate), "")
+	args := []string{"rate", rate, "burst", strconv.FormatUint(uint64(b.Buffer), 10), "limit", strconv.FormatUint(uint64(b.Limit), 10)}
+	// Chaos Mesh sets a peak rate (bytes per second) only with its
+	// bucket's size; tc wants both too.
+	if b.Peakrate != nil && *b.Peakrate > 0 && b.Minburst != nil && *b.Minburst > 0 {
+		args = append(args, "peakrate", strconv.FormatUint(*b.Peakrate, 10)+"bps", "mtu", strconv.FormatUint(uint64(*b.Minburst), 10))
 	}
 	var done []string
 	undo := func(ctx context.Context) error {
@@ -200,35 +203,56 @@ func (p *platform) bandwidth(ctx context.Context, in runner.Injection, b *chaosv
 // stress starts, in each pod, a stressor process (meshbench workload
 // stress) in its application's cgroups and pinned to its CPUs, as Chaos
 // Mesh runs stress-ng in the container's cgroup: the application competes
-// with it, and its figures include it. Recovery stops the stressors; a
-// killed run's die with it (parent-death signal).
+// with it, and its figures include it. Recovery stops the stressors, and
+// fails if one had ended on its own; a killed run's die with it
+// (parent-death signal).
 func (p *platform) stress(ctx context.Context, in runner.Injection, st *chaosv1alpha1.Stressors) (runner.Injected, error) {
 	got := runner.Injected{Executor: execStress}
 	var args []string
-	if c := st.CPUStressor; c != nil {
+	// Stressors with no workers do nothing, as in Chaos Mesh; a CPU load
+	// of 0 is none.
+	if c := st.CPUStressor; c != nil && c.Workers > 0 && (c.Load == nil || *c.Load > 0) {
 		load := 100
 		if c.Load != nil {
 			load = *c.Load
 		}
 		args = append(args, "--cpu-workers", strconv.Itoa(c.Workers), "--cpu-load", strconv.Itoa(load))
 	}
-	if m := st.MemoryStressor; m != nil && m.Size != "" {
+	if m := st.MemoryStressor; m != nil && m.Workers > 0 && m.Size != "" {
 		size, err := units.FromHumanSize(m.Size)
 		if err != nil {
 			return got, fmt.Errorf("memory size %q: %w", m.Size, err)
 		}
 		args = append(args, "--memory", strconv.FormatInt(size, 10))
 	}
-	var burners []*process
+	if len(args) == 0 {
+		got.Note = "no stressor has workers and load"
+		return got, nil
+	}
+	type burner struct {
+		pr     *process
+		stderr *lockedBuffer
+	}
+	var burners []burner
+	ended := func(b burner) error {
+		return fmt.Errorf("the stressor of %s ended on its own: %v: %s", strings.TrimSuffix(b.pr.name, "-stressor"), b.pr.Err(), strings.TrimSpace(b.stderr.String()))
+	}
 	stop := func(ctx context.Context) error {
+		var errs []error
 		for _, b := range burners {
+			select {
+			case <-b.pr.Done():
+				errs = append(errs, ended(b))
+				continue
+			default:
+			}
 			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_ = b.Stop(sctx)
+			_ = b.pr.Stop(sctx)
 			cancel()
 		}
-		return nil
+		return errors.Join(errs...)
 	}
-	var idle []string
+	var notes []string
 	for _, pod := range in.Pods {
 		var app *process
 		for _, rp := range pod.Processes {
@@ -237,23 +261,54 @@ func (p *platform) stress(ctx context.Context, in runner.Injection, st *chaosv1a
 			}
 		}
 		if app == nil {
-			idle = append(idle, pod.Workload)
+			notes = append(notes, "no application process to stress in the pod of "+pod.Workload)
 			continue
 		}
-		b, err := p.startIn(pod.Node, runner.ProcessSpec{Name: pod.Workload + "-stressor", Class: "stressor",
-			Args: append([]string{"workload", "stress"}, args...), CPUs: app.cpus, Stdout: io.Discard, Stderr: io.Discard}, app.cgroups)
+		if app.cgroups == nil {
+			notes = append(notes, "the application of "+pod.Workload+" has no cgroups: the stressor competes for its CPUs, its figures do not show it")
+		}
+		b := burner{stderr: &lockedBuffer{}}
+		var err error
+		b.pr, err = p.startIn(pod.Node, runner.ProcessSpec{Name: pod.Workload + "-stressor", Class: "stressor",
+			Args: append([]string{"workload", "stress"}, args...), CPUs: app.cpus, Stdout: io.Discard, Stderr: b.stderr}, app.cgroups, true)
 		if err != nil {
 			return got, errors.Join(err, stop(context.WithoutCancel(ctx)))
 		}
 		burners = append(burners, b)
 	}
-	if len(idle) > 0 {
-		got.Note = fmt.Sprintf("no application process to stress in the pod of %s", strings.Join(idle, ", "))
+	got.Note = strings.Join(notes, "; ")
+	if len(burners) == 0 {
+		return got, nil
 	}
-	if len(burners) > 0 {
-		got.Recover = stop
+	// One that cannot run (its cgroup refused it) ends at once.
+	select {
+	case <-burners[0].pr.Done():
+		return got, errors.Join(ended(burners[0]), stop(context.WithoutCancel(ctx)))
+	case <-time.After(200 * time.Millisecond):
 	}
+	got.Recover = stop
 	return got, nil
+}
+
+// lockedBuffer is a bytes.Buffer a process writes to while others read.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b.Len() > 64<<10 {
+		return len(p), nil // enough to say why
+	}
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // faultComment marks the rules of a run's faults.

@@ -38,12 +38,13 @@ var _ runner.Process = (*process)(nil)
 // (PDEATHSIG) and sit in their own process group so that a terminal's
 // Ctrl-C reaches only meshbench, which then stops them in order.
 func (p *platform) start(node string, spec runner.ProcessSpec) (*process, error) {
-	return p.startIn(node, spec, nil)
+	return p.startIn(node, spec, nil, false)
 }
 
-// startIn starts a process in the cgroups of another (join: a stressor
-// charged to its target), or, when join is nil, in groups of its own.
-func (p *platform) startIn(node string, spec runner.ProcessSpec, join map[string]string) (*process, error) {
+// startIn starts a process in groups of its own, or, with joining, in the
+// cgroups of another (join, none when nil): a stressor charged to its
+// target.
+func (p *platform) startIn(node string, spec runner.ProcessSpec, join map[string]string, joining bool) (*process, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.down {
@@ -65,7 +66,7 @@ func (p *platform) startIn(node string, spec runner.ProcessSpec, join map[string
 	argv = append(argv, command)
 	argv = append(argv, spec.Args...)
 	cgroups := join
-	if p.cgroups && cgroups == nil {
+	if p.cgroups && !joining {
 		// The process joins its groups itself, before it execs anything
 		// (a shell writes its own pid, then execs): every child it will
 		// ever have, and every page it charges, is then accounted. Moving

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"time"
 
@@ -252,6 +253,14 @@ type Second struct {
 	P99Ms    float64          `json:"p99Ms"`
 	MaxMs    float64          `json:"maxMs"`
 }
+
+// addrRE matches an IP address and port in an error message.
+var addrRE = regexp.MustCompile(`\[?[0-9a-fA-F.:]*[0-9a-fA-F]\]?:[0-9]+`)
+
+// StatusKey is a failure's key among a trial's statuses and a second's
+// codes: fortio's TCP and gRPC errors name the connection's addresses,
+// so that one key per kind of error, not per connection, is ADDR for them.
+func StatusKey(status string) string { return addrRE.ReplaceAllString(status, "ADDR") }
 
 // SeriesPath is where the load client writes its per-second series beside
 // a fortio result file.

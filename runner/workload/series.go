@@ -43,7 +43,7 @@ func (s *seconds) record(start time.Time, latency float64, ok bool, code string)
 		if st.codes == nil {
 			st.codes = map[string]int64{}
 		}
-		st.codes[code]++
+		st.codes[results.StatusKey(code)]++
 	}
 }
 
