@@ -216,7 +216,11 @@ func (r *run) injection(d *deployment, mode scenarios.Mode, a chaos.Action) (Inj
 		}
 		in.Pods = append(in.Pods, pod)
 	}
-	if _, network := a.Object.(*chaosv1alpha1.NetworkChaos); !network {
+	// Peers: a network fault's target, or, for a partition without one,
+	// every other workload (other network faults without a target act on
+	// all of the pods' traffic).
+	nc, network := a.Object.(*chaosv1alpha1.NetworkChaos)
+	if !network || nc.Spec.Target == nil && nc.Spec.Action != chaosv1alpha1.PartitionAction {
 		return in, nil
 	}
 	peers := a.Peers

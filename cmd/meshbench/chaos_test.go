@@ -167,18 +167,36 @@ func TestIntegrationFaults(t *testing.T) {
 	}
 }
 
-// TestIntegrationFaultStress stresses the server's CPU and memory: the
-// stressor runs in the server's cgroups, so the server's own figures show
-// it (a full CPU for 4 s of a 6 s window; 64 MB held in its working set).
-func TestIntegrationFaultStress(t *testing.T) {
+// TestIntegrationFaultStressLoss stresses the server's CPU and memory,
+// then drops 30% of its packets. The stressor runs in the server's
+// cgroups, so the server's own figures show it (a full CPU for 4 s of a
+// 10 s window; 64 MB held in its working set); the losses show as TCP
+// retransmissions (200 ms at least) in the p99 of every second they span.
+func TestIntegrationFaultStressLoss(t *testing.T) {
 	integration(t)
-	sc := faultScenario(t, "6s", []string{"sidecar"}, fault("1s", "StressChaos", "burn",
-		"      stressors:\n        cpu: {workers: 1, load: 100}\n        memory: {workers: 1, size: 64MB}\n      duration: 4s\n"))
+	if os.Geteuid() != 0 {
+		t.Skip("packet loss needs the netns network, which needs root")
+	}
+	sc := faultScenario(t, "10s", []string{"sidecar"},
+		fault("1s", "StressChaos", "burn", "      stressors:\n        cpu: {workers: 1, load: 100}\n        memory: {workers: 1, size: 64MB}\n      duration: 4s\n"),
+		fault("6s", "NetworkChaos", "lossy", "      action: loss\n      loss: {loss: \"30\"}\n      duration: 3s\n"))
 	out := filepath.Join(t.TempDir(), "stress")
 	_, trials := runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
 	tr := trials[0]
-	if len(tr.Faults) != 1 || tr.Faults[0].Error != "" || tr.Faults[0].End-tr.Faults[0].Start < 4 {
-		t.Fatalf("%s: faults %+v, want the stress for 4 s", tr.Key(), tr.Faults)
+	if len(tr.Faults) != 2 || tr.Faults[0].Error != "" || tr.Faults[0].End-tr.Faults[0].Start < 4 || tr.Faults[1].Executor != "iptables statistic (random drop)" {
+		t.Fatalf("%s: faults %+v, want the stress for 4 s and the loss", tr.Key(), tr.Faults)
+	}
+	lossy, inside := tr.Faults[1], 0
+	for _, sec := range tr.Series {
+		if sec.Start >= lossy.Start && sec.Start+1 <= lossy.End && sec.Requests > 0 {
+			inside++
+			if sec.P99Ms < 150 {
+				t.Errorf("%s: p99 %.1f ms in the second from %.0fs, inside 30%% loss (%.1f-%.1fs): no retransmission", tr.Key(), sec.P99Ms, sec.Start, lossy.Start, lossy.End)
+			}
+		}
+	}
+	if inside == 0 {
+		t.Errorf("%s: no second with requests inside the loss (%.1f-%.1fs): %+v", tr.Key(), lossy.Start, lossy.End, tr.Series)
 	}
 	for _, u := range tr.Components {
 		if u.Name != "server" {

@@ -29,6 +29,7 @@ const (
 	execIPTables = "iptables"
 	execSignals  = "SIGSTOP/SIGCONT"
 	execTBF      = "tc tbf"
+	execLoss     = "iptables statistic (random drop)"
 	execStress   = "stressor in the app's cgroups and CPUs"
 )
 
@@ -40,7 +41,7 @@ func (p *platform) CanInject(a chaos.Action) error {
 	switch o := a.Object.(type) {
 	case *chaosv1alpha1.NetworkChaos:
 		switch o.Spec.Action {
-		case chaosv1alpha1.PartitionAction, chaosv1alpha1.BandwidthAction:
+		case chaosv1alpha1.PartitionAction, chaosv1alpha1.BandwidthAction, chaosv1alpha1.LossAction:
 			if p.mode != NetNS {
 				return fmt.Errorf("it needs the netns network (this run's is %s: %s)", p.mode, p.reason)
 			}
@@ -67,7 +68,7 @@ func (p *platform) CanInject(a chaos.Action) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("not executed on the local platform in this build yet (it executes NetworkChaos partition and bandwidth, PodChaos pod-failure and StressChaos)")
+	return fmt.Errorf("not executed on the local platform in this build yet (it executes NetworkChaos partition, loss and bandwidth, PodChaos pod-failure and StressChaos)")
 }
 
 // Inject puts an action in force.
@@ -79,8 +80,11 @@ func (p *platform) Inject(ctx context.Context, in runner.Injection) (runner.Inje
 	case *chaosv1alpha1.StressChaos:
 		return p.stress(ctx, in, o.Spec.Stressors)
 	case *chaosv1alpha1.NetworkChaos:
-		if o.Spec.Action == chaosv1alpha1.BandwidthAction {
+		switch o.Spec.Action {
+		case chaosv1alpha1.BandwidthAction:
 			return p.bandwidth(ctx, in, o.Spec.Bandwidth)
+		case chaosv1alpha1.LossAction:
+			return p.loss(ctx, in, o.Spec.Direction, o.Spec.Loss, o.Spec.Target != nil)
 		}
 		return p.partition(ctx, in, o.Spec.Direction, o.Spec.PartitionBehavior)
 	default:
@@ -104,43 +108,83 @@ func partitionTargets(b chaosv1alpha1.NetworkChaosPartitionBehavior) [][]string 
 }
 
 // partition drops the pods' packets to (direction to), from (from) or to
-// and from (both) their peers' addresses, with rules at the head of the
-// filter table's chains in the pods' namespaces. The rules go with the
-// namespaces, so a killed run leaves none behind.
+// and from (both) their peers' addresses, or rejects them.
 func (p *platform) partition(ctx context.Context, in runner.Injection, dir chaosv1alpha1.Direction, b chaosv1alpha1.NetworkChaosPartitionBehavior) (runner.Injected, error) {
+	return p.filter(ctx, in, dir, in.Peers, partitionTargets(b), execIPTables)
+}
+
+// loss drops each packet of the pods' traffic on their interface with
+// the object's probability, to or from the target's pods (every packet
+// without a target): real losses, which TCP retransmits, as netem's
+// would be (this kernel has no netem). iptables draws each packet
+// independently: a correlation is not applied, and said so.
+func (p *platform) loss(ctx context.Context, in runner.Injection, dir chaosv1alpha1.Direction, l *chaosv1alpha1.LossSpec, hasTarget bool) (runner.Injected, error) {
+	pct, err := strconv.ParseFloat(strings.TrimSpace(l.Loss), 64)
+	if err != nil || pct < 0 || pct > 100 {
+		return runner.Injected{Executor: execLoss}, fmt.Errorf("loss %q is not a percentage", l.Loss)
+	}
+	var peers []string
+	if hasTarget {
+		peers = in.Peers
+	}
+	got, err := p.filter(ctx, in, dir, peers, [][]string{{"-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(pct/100, 'f', -1, 64), "-j", "DROP"}}, execLoss)
+	if c, _ := strconv.ParseFloat(strings.TrimSpace(l.Correlation), 64); c != 0 {
+		got.Note = "correlation " + l.Correlation + "% not applied: each packet is drawn independently"
+	}
+	return got, err
+}
+
+// filter puts rules at the head of the filter table's chains in the pods'
+// namespaces, on their interface: to (OUTPUT) and from (INPUT) each peer's
+// address, or any address when peers is nil, each rule's match followed
+// by targets in order. The rules go with the namespaces, so a killed run
+// leaves none behind.
+func (p *platform) filter(ctx context.Context, in runner.Injection, dir chaosv1alpha1.Direction, peers []string, targets [][]string, executor string) (runner.Injected, error) {
 	type rule struct {
 		ns    string
-		match []string // chain, address match, comment
+		match []string // chain, interface and address match, comment, target
 	}
 	var rules []rule
 	comment := faultComment(p.opts.RunID)
-	p.mu.Lock()
-	for _, pod := range in.Pods {
-		for _, peer := range in.Peers {
+	addrs := []string{""} // any
+	if peers != nil {
+		addrs = nil
+		p.mu.Lock()
+		for _, peer := range peers {
 			n, ok := p.nodes[peer]
 			if !ok {
 				p.mu.Unlock()
-				return runner.Injected{Executor: execIPTables}, fmt.Errorf("no node %s", peer)
+				return runner.Injected{Executor: executor}, fmt.Errorf("no node %s", peer)
 			}
-			ns, addr := nsName(p.opts.RunID, pod.Node), n.Addr.String()
+			addrs = append(addrs, n.Addr.String())
+		}
+		p.mu.Unlock()
+	}
+	for _, pod := range in.Pods {
+		ns := nsName(p.opts.RunID, pod.Node)
+		for _, addr := range addrs {
 			var matches [][]string
 			if dir == chaosv1alpha1.To || dir == chaosv1alpha1.Both || dir == "" {
-				matches = append(matches, []string{"OUTPUT", "-d", addr})
+				matches = append(matches, []string{"OUTPUT", "-o", "eth0"})
+				if addr != "" {
+					matches[len(matches)-1] = append(matches[len(matches)-1], "-d", addr)
+				}
 			}
 			if dir == chaosv1alpha1.From || dir == chaosv1alpha1.Both {
-				matches = append(matches, []string{"INPUT", "-s", addr})
+				matches = append(matches, []string{"INPUT", "-i", "eth0"})
+				if addr != "" {
+					matches[len(matches)-1] = append(matches[len(matches)-1], "-s", addr)
+				}
 			}
 			for _, m := range matches {
 				// In reverse: each is inserted at the head, and the
 				// first target must come first.
-				targets := partitionTargets(b)
 				for i := len(targets) - 1; i >= 0; i-- {
 					rules = append(rules, rule{ns, slices.Concat(m, []string{"-m", "comment", "--comment", comment}, targets[i])})
 				}
 			}
 		}
 	}
-	p.mu.Unlock()
 	iptables := func(ctx context.Context, ns, op string, r []string) error {
 		args := append([]string{"netns", "exec", ns, "iptables", "-w", "5", op, r[0]}, r[1:]...)
 		if op == "-I" {
@@ -159,11 +203,11 @@ func (p *platform) partition(ctx context.Context, in runner.Injection, dir chaos
 	}
 	for _, r := range rules {
 		if err := iptables(ctx, r.ns, "-I", r.match); err != nil {
-			return runner.Injected{Executor: execIPTables}, errors.Join(err, undo(context.WithoutCancel(ctx)))
+			return runner.Injected{Executor: executor}, errors.Join(err, undo(context.WithoutCancel(ctx)))
 		}
 		done = append(done, r)
 	}
-	return runner.Injected{Executor: execIPTables, Recover: undo}, nil
+	return runner.Injected{Executor: executor, Recover: undo}, nil
 }
 
 // bandwidth limits each pod's egress (its eth0) with a token bucket
