@@ -141,7 +141,6 @@ func TestIntegrationFaults(t *testing.T) {
 	// error, and puts the errors around the partition's seconds.
 	var n, errs, inReset int64
 	reset, narrow := tr.Faults[1], tr.Faults[2]
-	narrowed := 0
 	for _, sec := range tr.Series {
 		n += sec.Requests
 		errs += sec.Errors
@@ -151,16 +150,12 @@ func TestIntegrationFaults(t *testing.T) {
 		if sec.Start+2 > reset.Start && sec.Start < reset.End+5 {
 			inReset += sec.Errors
 		}
-		if sec.Start >= narrow.Start && sec.Start+1 <= narrow.End && sec.Requests > 0 {
-			narrowed++
-			if sec.P50Ms < 20 {
-				t.Errorf("%s: p50 %.2f ms in the second from %.0fs, inside the bandwidth limit (%.1f-%.1fs)", tr.Key(), sec.P50Ms, sec.Start, narrow.Start, narrow.End)
-			}
+	}
+	eachSecondInside(t, tr, narrow, func(sec results.Second) {
+		if sec.P50Ms < 20 {
+			t.Errorf("%s: p50 %.2f ms in the second from %.0fs, inside the bandwidth limit (%.1f-%.1fs)", tr.Key(), sec.P50Ms, sec.Start, narrow.Start, narrow.End)
 		}
-	}
-	if narrowed == 0 {
-		t.Errorf("%s: no second with requests inside the bandwidth limit (%.1f-%.1fs): %+v", tr.Key(), narrow.Start, narrow.End, tr.Series)
-	}
+	})
 	if n != tr.Requests || errs != tr.Errors || inReset != tr.Errors {
 		t.Errorf("%s: series of %d seconds: %d requests, %d errors (%d in the partition's seconds); the trial: %d requests, %d errors",
 			tr.Key(), len(tr.Series), n, errs, inReset, tr.Requests, tr.Errors)
@@ -186,18 +181,12 @@ func TestIntegrationFaultStressLoss(t *testing.T) {
 	if len(tr.Faults) != 2 || tr.Faults[0].Error != "" || tr.Faults[0].End-tr.Faults[0].Start < 4 || tr.Faults[1].Executor != "iptables statistic (random drop)" {
 		t.Fatalf("%s: faults %+v, want the stress for 4 s and the loss", tr.Key(), tr.Faults)
 	}
-	lossy, inside := tr.Faults[1], 0
-	for _, sec := range tr.Series {
-		if sec.Start >= lossy.Start && sec.Start+1 <= lossy.End && sec.Requests > 0 {
-			inside++
-			if sec.P99Ms < 150 {
-				t.Errorf("%s: p99 %.1f ms in the second from %.0fs, inside 30%% loss (%.1f-%.1fs): no retransmission", tr.Key(), sec.P99Ms, sec.Start, lossy.Start, lossy.End)
-			}
+	lossy := tr.Faults[1]
+	eachSecondInside(t, tr, lossy, func(sec results.Second) {
+		if sec.P99Ms < 150 {
+			t.Errorf("%s: p99 %.1f ms in the second from %.0fs, inside 30%% loss (%.1f-%.1fs): no retransmission", tr.Key(), sec.P99Ms, sec.Start, lossy.Start, lossy.End)
 		}
-	}
-	if inside == 0 {
-		t.Errorf("%s: no second with requests inside the loss (%.1f-%.1fs): %+v", tr.Key(), lossy.Start, lossy.End, tr.Series)
-	}
+	})
 	for _, u := range tr.Components {
 		if u.Name != "server" {
 			continue
@@ -214,6 +203,22 @@ func TestIntegrationFaultStressLoss(t *testing.T) {
 		return
 	}
 	t.Errorf("%s: no figures of the server", tr.Key())
+}
+
+// eachSecondInside calls check with each whole second of the trial's
+// series inside a fault in which requests were sent; none is an error.
+func eachSecondInside(t *testing.T, tr *results.Trial, f results.Fault, check func(results.Second)) {
+	t.Helper()
+	n := 0
+	for _, sec := range tr.Series {
+		if sec.Start >= f.Start && sec.Start+1 <= f.End && sec.Requests > 0 {
+			n++
+			check(sec)
+		}
+	}
+	if n == 0 {
+		t.Errorf("%s: no whole second with requests inside %s (%.1f-%.1fs): %+v", tr.Key(), f.Name, f.Start, f.End, tr.Series)
+	}
 }
 
 func hasEvent(tr *results.Trial, detail string) bool {
