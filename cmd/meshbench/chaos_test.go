@@ -196,8 +196,9 @@ func TestIntegrationFaultStressLoss(t *testing.T) {
 		}
 		// Its cgroups' figures: CPU and working set (RSS is the process
 		// tree's, which the stressor is not part of). Normally about 10
-		// millicores and a 12 MB working set.
-		if u.CPUMillicores < 150 || u.WorkingSetMaxMB < 60 {
+		// millicores and a 12 MB working set; the stressor adds 400 m on
+		// an idle CPU, half that when another process takes half of it.
+		if u.CPUMillicores < 100 || u.WorkingSetMaxMB < 60 {
 			t.Errorf("server: %.0f millicores, working set %.1f MB at most: the stressor's CPU and memory are not in its figures", u.CPUMillicores, u.WorkingSetMaxMB)
 		}
 		return
