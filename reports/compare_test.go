@@ -285,3 +285,39 @@ func TestBaselineMoveIsInconclusive(t *testing.T) {
 		t.Errorf("errors in the baseline: %s, want fail", o)
 	}
 }
+
+// TestTimelineCharts: a run with faults gets its window second by second,
+// one line per (mesh, mode), with each fault's window shaded.
+func TestTimelineCharts(t *testing.T) {
+	r := reportFixture(t)
+	var keys []string
+	for _, tr := range r.trials {
+		if tr.Trial != 1 {
+			continue
+		}
+		keys = append(keys, tr.Key())
+		tr.Faults = []results.Fault{{Name: "NetworkChaos/cut", Action: "NetworkChaos partition", Targets: []string{"server"}, Start: 1, End: 2, Executor: "iptables"}}
+		tr.Series = []results.Second{{Start: 0, Requests: 100, P99Ms: 1}, {Start: 1, Requests: 4, P99Ms: 900, Errors: 3}, {Start: 2, Requests: 100, P99Ms: 1}}
+	}
+	var b bytes.Buffer
+	if err := r.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	for _, id := range []string{`id="timeline-p99"`, `id="timeline-errors"`} {
+		i := strings.Index(page, id)
+		if i < 0 {
+			t.Fatalf("the page lacks %s", id)
+		}
+		chart := page[i : i+strings.Index(page[i:], "</svg>")]
+		if n := strings.Count(chart, `class="fault"`); n != 1 {
+			t.Errorf("%s: %d fault windows shaded, want 1", id, n)
+		}
+		if n := strings.Count(chart, `class="series"`); n != len(keys) {
+			t.Errorf("%s: %d lines, want one per (mesh, mode) (%d)", id, n, len(keys))
+		}
+	}
+	if !strings.Contains(page, "NetworkChaos/cut: NetworkChaos partition on [server], 1.0-2.0s by iptables") {
+		t.Errorf("the fault window's title is missing")
+	}
+}

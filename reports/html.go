@@ -561,6 +561,9 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	if charts := r.sweepCharts(); len(charts) > 0 {
 		b.WriteString("<h2>Rate sweep</h2>\n" + strings.Join(charts, "\n") + "\n")
 	}
+	if charts := r.timelineCharts(); len(charts) > 0 {
+		b.WriteString("<h2>Faults: the window second by second</h2>\n" + strings.Join(charts, "\n") + "\n")
+	}
 	r.writeEnvironment(&b)
 	fmt.Fprintf(&b, "<script>%s</script>\n</body></html>\n", htmlScript)
 	_, err := io.WriteString(w, b.String())

@@ -30,7 +30,8 @@ checked against every (mesh, mode, rate) it applies to.
 
 Formats: text (the default), md (GitHub step summaries), html (one
 self-contained file with charts: latency percentile curves, added latency with
-intervals, CPU and memory per 1000 rps, rate sweeps), json, and junit (one test
+intervals, CPU and memory per 1000 rps, rate sweeps, and for a run with faults
+the window second by second with the faults shaded), json, and junit (one test
 case per objective and row). With objectives, an objective that does not hold
 makes the command exit 1 (after writing the report).`,
 		Example: `  meshbench report meshbench-results/default-20261122T050000Z
