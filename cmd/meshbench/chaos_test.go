@@ -206,6 +206,39 @@ func TestIntegrationFaultStressLoss(t *testing.T) {
 	t.Errorf("%s: no figures of the server", tr.Key())
 }
 
+// TestIntegrationFaultKill kills the server's sidecar (container-kill:
+// the kubelet restarts it at once the first time), then the whole server
+// pod (pod-kill: started again a second later, as its replacement): each
+// fails requests, and afterwards the server serves again through its
+// sidecar, which re-enrolled with the control plane.
+func TestIntegrationFaultKill(t *testing.T) {
+	integration(t)
+	sc := faultScenario(t, "8s", []string{"sidecar"},
+		fault("1s", "PodChaos", "proxy-kill", "      action: container-kill\n      containerNames: [proxy]\n"),
+		fault("3s", "PodChaos", "pod-kill", "      action: pod-kill\n"))
+	out := filepath.Join(t.TempDir(), "kill")
+	_, trials := runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
+	tr := trials[0]
+	if len(tr.Faults) != 2 || tr.Faults[0].Note != "" || tr.Faults[1].Note != "" ||
+		!strings.Contains(tr.Faults[0].Executor, "back-off") || !strings.Contains(tr.Faults[1].Executor, "replacement") {
+		t.Fatalf("%s: faults %+v, want the container kill and the pod kill", tr.Key(), tr.Faults)
+	}
+	if tr.Errors == 0 {
+		t.Errorf("%s: no request failed: the kills did not reach the traffic", tr.Key())
+	}
+	// Recovered: the last whole second (7-8 s, 4 s after the pod kill)
+	// sends requests and none fails.
+	var last results.Second
+	for _, sec := range tr.Series {
+		if sec.Start == 7 {
+			last = sec
+		}
+	}
+	if last.Requests < 50 || last.Errors != 0 {
+		t.Errorf("%s: the last second %+v: the server did not come back (series %+v)", tr.Key(), last, tr.Series)
+	}
+}
+
 // eachSecondInside calls check with each whole second of the trial's
 // series inside a fault in which requests were sent; none is an error.
 func eachSecondInside(t *testing.T, tr *results.Trial, f results.Fault, check func(results.Second)) {

@@ -51,7 +51,15 @@ func (p *platform) CanInject(a chaos.Action) error {
 			return nil
 		}
 	case *chaosv1alpha1.PodChaos:
-		if o.Spec.Action == chaosv1alpha1.PodFailureAction {
+		switch o.Spec.Action {
+		case chaosv1alpha1.PodFailureAction, chaosv1alpha1.PodKillAction:
+			return nil
+		case chaosv1alpha1.ContainerKillAction:
+			for _, n := range o.Spec.ContainerNames {
+				if n != scenarios.ContainerApp && n != scenarios.ContainerProxy {
+					return fmt.Errorf("no container %q in the local platform's pods (%s, %s)", n, scenarios.ContainerApp, scenarios.ContainerProxy)
+				}
+			}
 			return nil
 		}
 	case *chaosv1alpha1.StressChaos:
@@ -68,7 +76,7 @@ func (p *platform) CanInject(a chaos.Action) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("not executed on the local platform in this build yet (it executes NetworkChaos partition, loss and bandwidth, PodChaos pod-failure and StressChaos)")
+	return fmt.Errorf("not executed on the local platform in this build yet (it executes NetworkChaos partition, loss and bandwidth, PodChaos pod-kill, container-kill and pod-failure, and StressChaos)")
 }
 
 // Inject puts an action in force.
@@ -79,6 +87,14 @@ func (p *platform) Inject(ctx context.Context, in runner.Injection) (runner.Inje
 	switch o := in.Action.Object.(type) {
 	case *chaosv1alpha1.StressChaos:
 		return p.stress(ctx, in, o.Spec.Stressors)
+	case *chaosv1alpha1.PodChaos:
+		switch o.Spec.Action {
+		case chaosv1alpha1.PodKillAction:
+			return p.kill(in, nil, time.Duration(o.Spec.GracePeriod)*time.Second)
+		case chaosv1alpha1.ContainerKillAction:
+			return p.kill(in, o.Spec.ContainerNames, 0)
+		}
+		return p.podFailure(in)
 	case *chaosv1alpha1.NetworkChaos:
 		switch o.Spec.Action {
 		case chaosv1alpha1.BandwidthAction:
@@ -358,6 +374,64 @@ func (l *lockedBuffer) String() string {
 // faultComment marks the rules of a run's faults.
 func faultComment(runID string) string { return "meshbench-fault:" + runID }
 
+// podRestart is how long after a pod-kill the pod's processes start
+// again: the time a Deployment's replacement pod takes to be scheduled
+// and started when its image is on the node.
+const podRestart = time.Second
+
+// kill kills pods and starts them again, as Kubernetes would: pod-kill
+// (containers nil) kills each pod's processes (after grace, with SIGTERM
+// first) and starts them podRestart later, as its replacement; a
+// container-kill kills the named containers (app: the application;
+// proxy: the sidecar) and starts each again with the kubelet's restart
+// back-off. The sidecar re-enrolls with the control plane on its own,
+// under the same identity; the namespace (the pod's address and its
+// redirects) stays. One-shot: nothing to recover.
+func (p *platform) kill(in runner.Injection, containers []string, grace time.Duration) (runner.Injected, error) {
+	got := runner.Injected{Executor: fmt.Sprintf("SIGKILL, the pod started again %s later (its replacement)", podRestart)}
+	if containers != nil {
+		got.Executor = "SIGKILL, the container started again with the kubelet's back-off (0, 10 s, 20 s ... 5 min)"
+	}
+	var victims []*process
+	var empty []string
+	for _, pod := range in.Pods {
+		n := len(victims)
+		for _, rp := range pod.Processes {
+			pr, ok := rp.(*process)
+			if !ok {
+				return got, fmt.Errorf("%s is not a process of this platform", rp.Name())
+			}
+			name := scenarios.ContainerApp
+			if pr.class != results.ClassApp {
+				name = scenarios.ContainerProxy
+			}
+			if containers == nil || slices.Contains(containers, name) {
+				victims = append(victims, pr)
+			}
+		}
+		if len(victims) == n {
+			empty = append(empty, pod.Workload)
+		}
+	}
+	if len(empty) > 0 {
+		got.Note = fmt.Sprintf("nothing to kill in the pod of %s", strings.Join(empty, ", "))
+	}
+	var wg sync.WaitGroup
+	for _, pr := range victims {
+		delay := podRestart
+		if containers != nil {
+			delay = pr.backoff()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pr.kill(grace, delay)
+		}()
+	}
+	wg.Wait()
+	return got, nil
+}
+
 // podFailure stops the pods' processes (each its process group) with
 // SIGSTOP, as the executor for a pod whose containers no longer
 // run, and resumes them with SIGCONT at the end. Unlike Chaos Mesh, which
@@ -379,7 +453,7 @@ func (p *platform) podFailure(in runner.Injection) (runner.Injected, error) {
 			select {
 			case <-pr.done: // exited: its pid may be another's now
 			default:
-				groups = append(groups, pr.cmd.Process.Pid)
+				groups = append(groups, pr.pid())
 			}
 		}
 		if len(groups) == n {

@@ -262,3 +262,65 @@ func checkExists(t *testing.T, id string, want bool) {
 		t.Errorf("run %s left behind: %v", id, found)
 	}
 }
+
+// TestIntegrationKillRestarts: a killed process starts again (a new
+// incarnation, serving again) and is not done; the kubelet's back-off
+// grows with each restart; Stop during a restart's delay ends it for good.
+func TestIntegrationKillRestarts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: skipped with -short")
+	}
+	ctx := context.Background()
+	p, err := New(ctx, Options{RunID: newTestRunID(t), Network: Loopback, Self: os.Args[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := p.Up(ctx, []string{"alpha"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Down(ctx)
+	addr := nodes["alpha"].Addr.String() + ":18082"
+	srv := helperSpec("alpha", "serve", addr, io.Discard)
+	srv.Ready = meshes.Probe{TCP: addr}
+	_, rp, err := deployOne(ctx, p, "alpha", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := rp.(*process)
+	if d := pr.backoff(); d != 0 {
+		t.Errorf("first back-off %s, want 0 (a kubelet restarts at once the first time)", d)
+	}
+	first := pr.pid()
+	pr.kill(0, 100*time.Millisecond)
+	if err := runner.WaitReady(ctx, pr, srv.Ready, 10*time.Second); err != nil {
+		t.Fatalf("after the kill: %v", err)
+	}
+	if pr.pid() == first {
+		t.Errorf("the same pid %d serves: it was not killed", first)
+	}
+	select {
+	case <-pr.Done():
+		t.Fatalf("the process is done after a restart: %v", pr.Err())
+	default:
+	}
+	if d := pr.backoff(); d != 10*time.Second {
+		t.Errorf("back-off after one restart %s, want 10s", d)
+	}
+	// Killed again with a long delay, then stopped before it restarts.
+	pr.kill(0, time.Hour)
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := pr.Stop(sctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-pr.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Stop during a restart's delay did not end the process")
+	}
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Error("something still serves after Stop")
+	}
+}

@@ -2,12 +2,16 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/meshbench/meshbench/runner"
 )
@@ -19,15 +23,30 @@ const (
 	EnvComponent = "MESHBENCH_COMPONENT"
 )
 
+// process is a process of a unit, as a container is: a fault may kill it
+// and have it started again (restart), as a kubelet restarts a container;
+// it is done only when it ends for good.
 type process struct {
 	name    string
 	class   string
 	node    string
 	cpus    string // its taskset list, "" when not pinned
-	cmd     *exec.Cmd
-	done    chan struct{}
-	err     error
 	cgroups map[string]string
+	argv    []string // to start it again
+	env     []string
+	stdout  io.Writer
+	stderr  io.Writer
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd     // the current incarnation
+	exited   chan struct{} // closed when the current incarnation exits
+	restarts int
+	// restarting: the current incarnation is killed to be started again;
+	// stopping: Stop was called, nothing starts again.
+	restarting, stopping bool
+	stopped              chan struct{} // closed by Stop
+	done                 chan struct{}
+	err                  error
 }
 
 var _ runner.Process = (*process)(nil)
@@ -84,20 +103,117 @@ func (p *platform) startIn(node string, spec runner.ProcessSpec, join map[string
 		}
 		argv = append([]string{"/bin/sh", "-c", script + `exec "$@"`, "meshbench-cgroup"}, argv...)
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), EnvRunID+"="+p.opts.RunID, EnvComponent+"="+spec.Name)
-	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	pr := &process{name: spec.Name, class: spec.Class, node: node, cpus: spec.CPUs, cgroups: cgroups,
+		argv: argv, env: append(os.Environ(), EnvRunID+"="+p.opts.RunID, EnvComponent+"="+spec.Name),
+		stdout: spec.Stdout, stderr: spec.Stderr, done: make(chan struct{}), stopped: make(chan struct{})}
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if err := pr.run(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
-	pr := &process{name: spec.Name, class: spec.Class, node: node, cpus: spec.CPUs, cmd: cmd, done: make(chan struct{}), cgroups: cgroups}
-	go func() {
-		pr.err = cmd.Wait()
-		close(pr.done)
-	}()
 	p.procs = append(p.procs, pr)
 	return pr, nil
+}
+
+// run starts an incarnation and follows it: when it exits, the process
+// is done, unless it is being restarted. The caller holds pr.mu.
+func (pr *process) run() error {
+	cmd := exec.Command(pr.argv[0], pr.argv[1:]...)
+	cmd.Env = pr.env
+	cmd.Stdout, cmd.Stderr = pr.stdout, pr.stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	pr.cmd, pr.exited = cmd, exited
+	go func() {
+		err := cmd.Wait()
+		pr.mu.Lock()
+		defer pr.mu.Unlock()
+		close(exited)
+		if !pr.restarting || pr.stopping {
+			pr.finish(err)
+		}
+	}()
+	return nil
+}
+
+// finish ends the process for good with err (once); the caller holds
+// pr.mu.
+func (pr *process) finish(err error) {
+	select {
+	case <-pr.done:
+	default:
+		pr.err = err
+		close(pr.done)
+	}
+}
+
+// backoff is how long a kubelet waits before it starts a killed
+// container again: at once the first time, then 10 s doubling up to 5
+// minutes (kubelet's container restart back-off).
+func (pr *process) backoff() time.Duration {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.restarts == 0 {
+		return 0
+	}
+	return min(10*time.Second<<min(pr.restarts-1, 5), 5*time.Minute)
+}
+
+// pid is the current incarnation's process (and group) id.
+func (pr *process) pid() int {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.cmd.Process.Pid
+}
+
+// kill ends the current incarnation (its process group: SIGTERM, then
+// SIGKILL after grace; at once when grace is 0) and starts it again after
+// delay, unless the process is stopped meanwhile; it returns once the
+// incarnation is gone. A process that has ended is left alone.
+func (pr *process) kill(grace, delay time.Duration) {
+	pr.mu.Lock()
+	select {
+	case <-pr.done:
+		pr.mu.Unlock()
+		return
+	default:
+	}
+	if pr.stopping || pr.restarting {
+		pr.mu.Unlock()
+		return
+	}
+	pr.restarting = true
+	pid, exited := pr.cmd.Process.Pid, pr.exited
+	pr.mu.Unlock()
+	if grace > 0 {
+		_ = syscall.Kill(-pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(grace):
+		}
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	<-exited
+	go func() {
+		select {
+		case <-time.After(delay):
+		case <-pr.stopped:
+		}
+		pr.mu.Lock()
+		defer pr.mu.Unlock()
+		pr.restarting = false
+		if pr.stopping {
+			pr.finish(errors.New("signal: killed (and stopped before its restart)"))
+			return
+		}
+		pr.restarts++
+		if err := pr.run(); err != nil {
+			pr.finish(fmt.Errorf("restart: %w", err))
+		}
+	}()
 }
 
 func (pr *process) Name() string { return pr.name }
@@ -110,19 +226,27 @@ func (pr *process) Err() error {
 }
 
 func (pr *process) Stop(ctx context.Context) error {
+	pr.mu.Lock()
 	select {
 	case <-pr.done:
+		pr.mu.Unlock()
 		return nil
 	default:
 	}
-	_ = pr.cmd.Process.Signal(syscall.SIGTERM)
+	if !pr.stopping {
+		pr.stopping = true
+		close(pr.stopped) // a restart waiting for its delay gives up
+	}
+	cmd := pr.cmd
+	pr.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-pr.done:
 		return nil
 	case <-ctx.Done():
 	}
 	// Kill the whole group: a process may have children of its own.
-	_ = syscall.Kill(-pr.cmd.Process.Pid, syscall.SIGKILL)
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	<-pr.done
 	return nil
 }

@@ -41,7 +41,7 @@ func (p *platform) MeterUsage(procs []runner.Process) func() []results.Usage {
 	for i, rp := range procs {
 		w[i].name = rp.Name()
 		if pr, ok := rp.(*process); ok {
-			w[i].class, w[i].node, w[i].pid, w[i].cgroups = pr.class, pr.node, pr.cmd.Process.Pid, pr.cgroups
+			w[i].class, w[i].node, w[i].pid, w[i].cgroups = pr.class, pr.node, pr.pid(), pr.cgroups
 		}
 	}
 	return startSampler(w).finish
