@@ -55,6 +55,9 @@ func (p *platform) CanInject(a chaos.Action) error {
 		case chaosv1alpha1.PodFailureAction, chaosv1alpha1.PodKillAction:
 			return nil
 		case chaosv1alpha1.ContainerKillAction:
+			if len(o.Spec.ContainerNames) == 0 {
+				return fmt.Errorf("containerNames is required (%s, %s)", scenarios.ContainerApp, scenarios.ContainerProxy)
+			}
 			for _, n := range o.Spec.ContainerNames {
 				if n != scenarios.ContainerApp && n != scenarios.ContainerProxy {
 					return fmt.Errorf("no container %q in the local platform's pods (%s, %s)", n, scenarios.ContainerApp, scenarios.ContainerProxy)
@@ -90,9 +93,9 @@ func (p *platform) Inject(ctx context.Context, in runner.Injection) (runner.Inje
 	case *chaosv1alpha1.PodChaos:
 		switch o.Spec.Action {
 		case chaosv1alpha1.PodKillAction:
-			return p.kill(in, nil, time.Duration(o.Spec.GracePeriod)*time.Second)
+			return p.kill(in, true, nil, time.Duration(o.Spec.GracePeriod)*time.Second)
 		case chaosv1alpha1.ContainerKillAction:
-			return p.kill(in, o.Spec.ContainerNames, 0)
+			return p.kill(in, false, o.Spec.ContainerNames, 0)
 		}
 		return p.podFailure(in)
 	case *chaosv1alpha1.NetworkChaos:
@@ -380,16 +383,16 @@ func faultComment(runID string) string { return "meshbench-fault:" + runID }
 const podRestart = time.Second
 
 // kill kills pods and starts them again, as Kubernetes would: pod-kill
-// (containers nil) kills each pod's processes (after grace, with SIGTERM
+// kills each pod's processes (after grace, with SIGTERM
 // first) and starts them podRestart later, as its replacement; a
 // container-kill kills the named containers (app: the application;
 // proxy: the sidecar) and starts each again with the kubelet's restart
 // back-off. The sidecar re-enrolls with the control plane on its own,
 // under the same identity; the namespace (the pod's address and its
 // redirects) stays. One-shot: nothing to recover.
-func (p *platform) kill(in runner.Injection, containers []string, grace time.Duration) (runner.Injected, error) {
+func (p *platform) kill(in runner.Injection, podKill bool, containers []string, grace time.Duration) (runner.Injected, error) {
 	got := runner.Injected{Executor: fmt.Sprintf("SIGKILL, the pod started again %s later (its replacement)", podRestart)}
-	if containers != nil {
+	if !podKill {
 		got.Executor = "SIGKILL, the container started again with the kubelet's back-off (0, 10 s, 20 s ... 5 min)"
 	}
 	var victims []*process
@@ -405,7 +408,7 @@ func (p *platform) kill(in runner.Injection, containers []string, grace time.Dur
 			if pr.class != results.ClassApp {
 				name = scenarios.ContainerProxy
 			}
-			if containers == nil || slices.Contains(containers, name) {
+			if podKill || slices.Contains(containers, name) {
 				victims = append(victims, pr)
 			}
 		}
@@ -419,13 +422,13 @@ func (p *platform) kill(in runner.Injection, containers []string, grace time.Dur
 	var wg sync.WaitGroup
 	for _, pr := range victims {
 		delay := podRestart
-		if containers != nil {
+		if !podKill {
 			delay = pr.backoff()
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pr.kill(grace, delay)
+			pr.kill(grace, delay, podKill)
 		}()
 	}
 	wg.Wait()
@@ -438,59 +441,51 @@ func (p *platform) kill(in runner.Injection, containers []string, grace time.Dur
 // swaps the containers for a pause image (connections are reset, the
 // containers restart), a stopped process keeps its sockets: requests wait
 // for it. Overlapping failures of a pod are counted: it resumes when the
-// last one ends. A killed run's stopped processes die with it (their
-// parent-death signal is SIGKILL, which a stopped process takes).
+// last one ends; a container restarted meanwhile stays stopped; a pod
+// replaced meanwhile (pod-kill) is a new pod, not failed. A killed run's
+// stopped processes die with it (their parent-death signal is SIGKILL,
+// which a stopped process takes).
 func (p *platform) podFailure(in runner.Injection) (runner.Injected, error) {
-	var groups []int
+	got := runner.Injected{Executor: execSignals}
+	var procs []*process
 	var empty []string
 	for _, pod := range in.Pods {
-		n := len(groups)
+		n := len(procs)
 		for _, rp := range pod.Processes {
 			pr, ok := rp.(*process)
 			if !ok {
-				return runner.Injected{Executor: execSignals}, fmt.Errorf("%s is not a process of this platform", rp.Name())
+				return got, fmt.Errorf("%s is not a process of this platform", rp.Name())
 			}
 			select {
-			case <-pr.done: // exited: its pid may be another's now
+			case <-pr.done: // ended for good
 			default:
-				groups = append(groups, pr.pid())
+				procs = append(procs, pr)
 			}
 		}
-		if len(groups) == n {
+		if len(procs) == n {
 			empty = append(empty, pod.Workload)
 		}
 	}
-	got := runner.Injected{Executor: execSignals}
 	if len(empty) > 0 {
 		got.Note = fmt.Sprintf("no running process to stop in the pod of %s", strings.Join(empty, ", "))
 	}
-	if len(groups) == 0 {
+	if len(procs) == 0 {
 		return got, nil
 	}
-	// count adds n to each group's count of failures in force, and sends
-	// sig to those it brings to 0 (resume) or from 0 (stop).
-	count := func(n int, sig syscall.Signal) error {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if p.stopped == nil {
-			p.stopped = map[int]int{}
-		}
+	var resumes []func() error
+	resume := func(context.Context) error {
 		var errs []error
-		for _, g := range groups {
-			before := p.stopped[g]
-			p.stopped[g] += n
-			if before == 0 || p.stopped[g] == 0 {
-				errs = append(errs, signalGroup(g, sig))
-			}
-			if p.stopped[g] == 0 {
-				delete(p.stopped, g)
-			}
+		for _, r := range resumes {
+			errs = append(errs, r())
 		}
 		return errors.Join(errs...)
 	}
-	resume := func(context.Context) error { return count(-1, syscall.SIGCONT) }
-	if err := count(1, syscall.SIGSTOP); err != nil {
-		return got, errors.Join(err, resume(context.Background()))
+	for _, pr := range procs {
+		r, err := pr.pause()
+		resumes = append(resumes, r)
+		if err != nil {
+			return got, errors.Join(err, resume(context.Background()))
+		}
 	}
 	got.Recover = resume
 	return got, nil

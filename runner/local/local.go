@@ -65,8 +65,6 @@ type platform struct {
 	procs []*process
 	nodes map[string]meshes.Node
 	down  bool
-	// stopped counts the pod failures in force per process group.
-	stopped map[int]int
 
 	// cgroups says components get cgroup v1 groups for accounting.
 	cgroups bool

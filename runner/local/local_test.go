@@ -292,7 +292,7 @@ func TestIntegrationKillRestarts(t *testing.T) {
 		t.Errorf("first back-off %s, want 0 (a kubelet restarts at once the first time)", d)
 	}
 	first := pr.pid()
-	pr.kill(0, 100*time.Millisecond)
+	pr.kill(0, 100*time.Millisecond, false)
 	if err := runner.WaitReady(ctx, pr, srv.Ready, 10*time.Second); err != nil {
 		t.Fatalf("after the kill: %v", err)
 	}
@@ -308,7 +308,7 @@ func TestIntegrationKillRestarts(t *testing.T) {
 		t.Errorf("back-off after one restart %s, want 10s", d)
 	}
 	// Killed again with a long delay, then stopped before it restarts.
-	pr.kill(0, time.Hour)
+	pr.kill(0, time.Hour, false)
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := pr.Stop(sctx); err != nil {
@@ -322,5 +322,88 @@ func TestIntegrationKillRestarts(t *testing.T) {
 	if c, err := net.Dial("tcp", addr); err == nil {
 		c.Close()
 		t.Error("something still serves after Stop")
+	}
+}
+
+// TestIntegrationPauseAcrossRestarts: a container restarted while its pod
+// is failed stays stopped until the failure ends; a replaced pod (a
+// pod-kill) is a new pod, running, and the old failure's end leaves it be.
+func TestIntegrationPauseAcrossRestarts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: skipped with -short")
+	}
+	ctx := context.Background()
+	p, err := New(ctx, Options{RunID: newTestRunID(t), Network: Loopback, Self: os.Args[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := p.Up(ctx, []string{"alpha"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Down(ctx)
+	addr := nodes["alpha"].Addr.String() + ":18083"
+	srv := helperSpec("alpha", "serve", addr, io.Discard)
+	srv.Ready = meshes.Probe{TCP: addr}
+	_, rp, err := deployOne(ctx, p, "alpha", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := rp.(*process)
+	state := func() string {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pr.pid()))
+		if err != nil {
+			return "gone"
+		}
+		i := strings.LastIndexByte(string(stat), ')')
+		return string(stat[i+2])
+	}
+	waitState := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for state() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("process %d in state %s, want %s", pr.pid(), state(), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	resume, err := pr.pause()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState("T")
+	first := pr.pid()
+	pr.kill(0, 50*time.Millisecond, false) // a container restart
+	deadline := time.Now().Add(10 * time.Second)
+	for pr.pid() == first && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitState("T") // the new incarnation, stopped too
+	if err := resume(); err != nil {
+		t.Fatal(err)
+	}
+	if err := runner.WaitReady(ctx, pr, srv.Ready, 10*time.Second); err != nil {
+		t.Fatalf("after the failure ended: %v", err)
+	}
+	// A failure, then the pod replaced: the new pod runs.
+	resume, err = pr.pause()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState("T")
+	second := pr.pid()
+	pr.kill(0, 50*time.Millisecond, true)
+	for pr.pid() == second && time.Now().Before(deadline.Add(10*time.Second)) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := runner.WaitReady(ctx, pr, srv.Ready, 10*time.Second); err != nil {
+		t.Fatalf("the replaced pod does not serve: %v", err)
+	}
+	if err := resume(); err != nil {
+		t.Errorf("the old failure's end: %v", err)
+	}
+	if s := state(); s == "T" {
+		t.Errorf("the replaced pod is stopped")
 	}
 }

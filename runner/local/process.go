@@ -41,6 +41,9 @@ type process struct {
 	cmd      *exec.Cmd     // the current incarnation
 	exited   chan struct{} // closed when the current incarnation exits
 	restarts int
+	// paused counts the pod failures in force (SIGSTOP); generation
+	// counts the pod's replacements (pod-kill), which end them.
+	paused, generation int
 	// restarting: the current incarnation is killed to be started again;
 	// stopping: Stop was called, nothing starts again.
 	restarting, stopping bool
@@ -127,6 +130,10 @@ func (pr *process) run() error {
 	}
 	exited := make(chan struct{})
 	pr.cmd, pr.exited = cmd, exited
+	if pr.paused > 0 {
+		// A container restarted while its pod is failed stays failed.
+		_ = signalGroup(cmd.Process.Pid, syscall.SIGSTOP)
+	}
 	go func() {
 		err := cmd.Wait()
 		pr.mu.Lock()
@@ -171,9 +178,12 @@ func (pr *process) pid() int {
 
 // kill ends the current incarnation (its process group: SIGTERM, then
 // SIGKILL after grace; at once when grace is 0) and starts it again after
-// delay, unless the process is stopped meanwhile; it returns once the
-// incarnation is gone. A process that has ended is left alone.
-func (pr *process) kill(grace, delay time.Duration) {
+// delay, unless the process is stopped meanwhile: a container's restart,
+// or, with replace, its pod's replacement (a new pod: no restart count,
+// no failure in force). With no grace it returns once the incarnation is
+// gone; a grace runs in the background. A process that has ended, is
+// stopping or is already being restarted is left alone.
+func (pr *process) kill(grace, delay time.Duration, replace bool) {
 	pr.mu.Lock()
 	select {
 	case <-pr.done:
@@ -188,16 +198,16 @@ func (pr *process) kill(grace, delay time.Duration) {
 	pr.restarting = true
 	pid, exited := pr.cmd.Process.Pid, pr.exited
 	pr.mu.Unlock()
-	if grace > 0 {
-		_ = syscall.Kill(-pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(grace):
+	end := func() {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-exited
+		// The leader is reaped; its group may take a moment more (a
+		// restart at once must not meet its sockets).
+		for i := 0; i < 100 && syscall.Kill(-pid, 0) == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
-	<-exited
-	go func() {
+	restart := func() {
 		select {
 		case <-time.After(delay):
 		case <-pr.stopped:
@@ -209,11 +219,57 @@ func (pr *process) kill(grace, delay time.Duration) {
 			pr.finish(errors.New("signal: killed (and stopped before its restart)"))
 			return
 		}
-		pr.restarts++
+		if replace {
+			pr.restarts, pr.paused = 0, 0
+			pr.generation++
+		} else {
+			pr.restarts++
+		}
 		if err := pr.run(); err != nil {
 			pr.finish(fmt.Errorf("restart: %w", err))
 		}
-	}()
+	}
+	if grace > 0 {
+		_ = syscall.Kill(-pid, syscall.SIGTERM)
+		go func() {
+			select {
+			case <-exited:
+			case <-time.After(grace):
+			case <-pr.stopped:
+			}
+			end()
+			restart()
+		}()
+		return
+	}
+	end()
+	go restart()
+}
+
+// pause stops the process (its current group, and every incarnation
+// started while it is paused) until the returned resume; pauses nest.
+// A resume after the pod was replaced does nothing: the failure was the
+// old pod's.
+func (pr *process) pause() (resume func() error, err error) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	gen := pr.generation
+	pr.paused++
+	if pr.paused == 1 && !pr.restarting {
+		err = signalGroup(pr.cmd.Process.Pid, syscall.SIGSTOP)
+	}
+	return func() error {
+		pr.mu.Lock()
+		defer pr.mu.Unlock()
+		if gen != pr.generation || pr.paused == 0 {
+			return nil
+		}
+		pr.paused--
+		if pr.paused == 0 && !pr.restarting {
+			return signalGroup(pr.cmd.Process.Pid, syscall.SIGCONT)
+		}
+		return nil
+	}, err
 }
 
 func (pr *process) Name() string { return pr.name }

@@ -2,6 +2,7 @@ package local
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,7 +25,9 @@ const sampleInterval = 200 * time.Millisecond
 // watched is a process whose resource use is sampled.
 type watched struct {
 	name, class, node string
-	pid               int
+	// pid is the current incarnation's (a fault may restart a process);
+	// nil for a process of another platform.
+	pid func() int
 	// cgroups are the component's cgroup v1 directories by controller,
 	// when the platform made them; figures then come from there.
 	cgroups map[string]string
@@ -41,7 +44,7 @@ func (p *platform) MeterUsage(procs []runner.Process) func() []results.Usage {
 	for i, rp := range procs {
 		w[i].name = rp.Name()
 		if pr, ok := rp.(*process); ok {
-			w[i].class, w[i].node, w[i].pid, w[i].cgroups = pr.class, pr.node, pr.pid(), pr.cgroups
+			w[i].class, w[i].node, w[i].pid, w[i].cgroups = pr.class, pr.node, pr.pid, pr.cgroups
 		}
 	}
 	return startSampler(w).finish
@@ -59,7 +62,10 @@ func (w watched) cpuOf(tree map[int][]int) (float64, string, error) {
 			}
 		}
 	}
-	v, err := cpuSeconds(w.pid, tree)
+	if w.pid == nil {
+		return 0, "/proc", errors.New("not a process of this platform")
+	}
+	v, err := cpuSeconds(w.pid(), tree)
 	return v, "/proc", err
 }
 
@@ -101,14 +107,25 @@ type sampler struct {
 	ws    [][]float64
 	stop  chan struct{}
 	wg    sync.WaitGroup
+	// From /proc, a process restarted in the window (a fault) has CPU
+	// in each incarnation: done is what the ended ones used in the
+	// window, last the latest reading of the current one (lastPID).
+	done, last []float64
+	lastPID    []int
 }
 
 func startSampler(procs []watched) *sampler {
+	n := len(procs)
 	s := &sampler{procs: procs, start: time.Now(), stop: make(chan struct{}),
-		cpu0: make([]float64, len(procs)), rss: make([][]float64, len(procs)), ws: make([][]float64, len(procs))}
+		cpu0: make([]float64, n), rss: make([][]float64, n), ws: make([][]float64, n),
+		done: make([]float64, n), last: make([]float64, n), lastPID: make([]int, n)}
 	tree := processTree()
 	for i, p := range procs {
 		s.cpu0[i], _, _ = p.cpuOf(tree)
+		s.last[i] = s.cpu0[i]
+		if p.pid != nil {
+			s.lastPID[i] = p.pid()
+		}
 	}
 	s.wg.Add(1)
 	go func() {
@@ -130,12 +147,33 @@ func startSampler(procs []watched) *sampler {
 func (s *sampler) sampleRSS() {
 	tree := processTree()
 	for i, p := range s.procs {
-		if mb, err := rssMB(p.pid, tree); err == nil {
+		if p.pid == nil {
+			continue
+		}
+		s.followCPU(i, tree)
+		if mb, err := rssMB(p.pid(), tree); err == nil {
 			s.rss[i] = append(s.rss[i], mb)
 		}
 		if mb, ok := p.workingSetMB(); ok {
 			s.ws[i] = append(s.ws[i], mb)
 		}
+	}
+}
+
+// followCPU keeps, for a process measured from /proc, the CPU of an
+// incarnation that a restart replaced: its last reading less where the
+// window started it, and the new one from 0 (it started in the window).
+func (s *sampler) followCPU(i int, tree map[int][]int) {
+	p := s.procs[i]
+	if p.cgroups["cpuacct"] != "" {
+		return // the group's figure spans incarnations
+	}
+	if pid := p.pid(); pid != s.lastPID[i] {
+		s.done[i] += s.last[i] - s.cpu0[i]
+		s.cpu0[i], s.last[i], s.lastPID[i] = 0, 0, pid
+	}
+	if v, err := cpuSeconds(s.lastPID[i], tree); err == nil {
+		s.last[i] = v
 	}
 }
 
@@ -147,19 +185,22 @@ func (s *sampler) finish() []results.Usage {
 	cpu1 := make([]float64, len(s.procs))
 	src := make([]string, len(s.procs))
 	ok := make([]bool, len(s.procs))
+	close(s.stop)
+	s.wg.Wait()
 	for i, p := range s.procs {
+		if p.pid != nil {
+			s.followCPU(i, tree)
+		}
 		var err error
 		cpu1[i], src[i], err = p.cpuOf(tree)
 		ok[i] = err == nil
 	}
-	close(s.stop)
-	s.wg.Wait()
 	s.sampleRSS()
 	out := make([]results.Usage, len(s.procs))
 	for i, p := range s.procs {
 		u := results.Usage{Name: p.name, Class: p.class, Node: p.node, Source: src[i]}
 		if ok[i] && wall > 0 {
-			u.CPUMillicores = (cpu1[i] - s.cpu0[i]) / wall * 1000
+			u.CPUMillicores = (s.done[i] + cpu1[i] - s.cpu0[i]) / wall * 1000
 		}
 		for _, v := range s.ws[i] {
 			u.WorkingSetMeanMB += v
