@@ -203,3 +203,41 @@ func writeFaults(w io.Writer, m *results.Manifest) {
 	fmt.Fprintf(w, "Faults in every trial (seed %d): %s; each trial.json has their targets, times and executors, and the window second by second.\n",
 		m.Scenario.Seed, strings.Join(fs, ", "))
 }
+
+// WriteVerdicts writes each trial's game-day verdict: pass or fail, the
+// resilience score, the probes that failed and each fault's times to
+// detect and recover.
+func WriteVerdicts(w io.Writer, trials []*results.Trial) {
+	header := false
+	for _, t := range trials {
+		v := t.Verdict
+		if v == nil {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\nGame day (probes on the load client's seconds; score: the probes' success percents, weighted):")
+			header = true
+		}
+		verdict := "PASS"
+		if !v.Pass {
+			verdict = "FAIL"
+		}
+		var notes []string
+		for _, p := range v.Probes {
+			if !p.Pass {
+				notes = append(notes, fmt.Sprintf("%s (%s) %s", p.Name, p.Mode, p.Reason))
+			}
+		}
+		for _, f := range v.Faults {
+			d, r := "not detected", "not recovered"
+			if f.DetectS >= 0 {
+				d = fmt.Sprintf("detected %.1fs", f.DetectS)
+			}
+			if f.RecoverS >= 0 {
+				r = fmt.Sprintf("recovered %.1fs after", f.RecoverS)
+			}
+			notes = append(notes, fmt.Sprintf("%s: %s, %s", f.Name, d, r))
+		}
+		fmt.Fprintf(w, "  %s trial %d: %s, resilience score %.1f%%; %s\n", t.Key(), t.Trial, verdict, v.Score, strings.Join(notes, "; "))
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"fortio.org/fortio/stats"
 
 	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/runner/chaos"
 	"github.com/meshbench/meshbench/runner/results"
 	"github.com/meshbench/meshbench/runner/workload"
 	"github.com/meshbench/meshbench/scenarios"
@@ -271,6 +272,9 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 		sc := servedCount(a.comp.Name, filepath.Join(logDir, a.comp.Name+".stdout.log"))
 		sc.Mesh = meshCounts[a.comp.Name]
 		tr.Services = append(tr.Services, sc)
+	}
+	if len(s.Probes) > 0 && sr.trial > 0 {
+		tr.Verdict = chaos.Judge(s.Probes, tr.Series, tr.Faults)
 	}
 	if sr.annotate != nil {
 		sr.annotate(tr)

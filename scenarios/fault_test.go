@@ -17,6 +17,9 @@ func TestFaults(t *testing.T) {
 	if len(s.Faults) != 8 {
 		t.Fatalf("%d faults, want 8", len(s.Faults))
 	}
+	if len(s.Probes) != 2 || s.Probes[0].Mode != ProbeContinuous || s.Probes[1].Weight != 1 || s.Probes[1].Max.D() != 50*time.Millisecond {
+		t.Errorf("probes decoded as %+v (defaults: mode continuous, weight 1)", s.Probes)
+	}
 	delay := s.Faults[0].Object.(*chaosv1alpha1.NetworkChaos)
 	if f := s.Faults[0]; f.At.D() != 5*time.Second || delay.Spec.Delay.Latency != "100ms" || delay.Spec.Delay.Correlation != "25" ||
 		delay.Spec.Selector.LabelSelectors[FaultLabel] != "back" {

@@ -73,6 +73,9 @@ type Scenario struct {
 	// Faults are Chaos Mesh objects injected during the measured window,
 	// each from its at offset for its own duration.
 	Faults []Fault `yaml:"faults" json:"faults,omitempty"`
+	// Probes are the game day's steady-state hypotheses, judged per
+	// (mesh, mode, trial) into a verdict and a resilience score.
+	Probes []Probe `yaml:"probes" json:"probes,omitempty"`
 
 	// pos holds where each field path was set: a file position, or the
 	// flag that overrode it.
@@ -342,6 +345,7 @@ func (s *Scenario) Normalize() {
 	if s.Platform == "" {
 		s.Platform = DefaultPlatform
 	}
+	s.normalizeProbes()
 	if s.Topology.Client.Name == "" {
 		s.Topology.Client.Name = DefaultClientName
 	}

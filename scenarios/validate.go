@@ -55,6 +55,7 @@ func (s *Scenario) Validate() error {
 	}
 	s.validatePolicies(add)
 	s.validateFaults(add)
+	s.validateProbes(add)
 	for i, text := range s.SLOs {
 		if _, err := ParseObjective(text); err != nil {
 			add(fmt.Sprintf("slos[%d]", i), "%v", err)

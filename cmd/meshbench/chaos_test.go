@@ -215,10 +215,27 @@ func TestIntegrationFaultKill(t *testing.T) {
 	integration(t)
 	sc := faultScenario(t, "8s", []string{"sidecar"},
 		fault("1s", "PodChaos", "proxy-kill", "      action: container-kill\n      containerNames: [proxy]\n"),
-		fault("3s", "PodChaos", "pod-kill", "      action: pod-kill\n"))
+		fault("3s", "PodChaos", "pod-kill", "      action: pod-kill\n"),
+		"probes:\n  - {name: available, type: successRate, min: 99}\n  - {name: fast, type: latency, percentile: 99, max: 100ms, mode: end-of-test}\n")
 	out := filepath.Join(t.TempDir(), "kill")
-	_, trials := runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
+	r := meshbench(t, 5*time.Minute, "run", sc, "--out", out)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	trials, err := results.ReadTrials(out)
+	if err != nil || len(trials) != 1 {
+		t.Fatalf("trials %v: %v", trials, err)
+	}
 	tr := trials[0]
+	// The game day's verdict: availability failed in the kills' seconds
+	// and held after; each kill detected and recovered from.
+	if v := tr.Verdict; v == nil || v.Pass || v.Score >= 100 || v.Score <= 0 || len(v.Faults) != 2 ||
+		v.Faults[1].DetectS < 0 || v.Faults[1].RecoverS < 0 || !v.Probes[1].Pass {
+		t.Errorf("%s: verdict %+v, want a fail with both kills detected and recovered from, fast after them", tr.Key(), v)
+	}
+	if !strings.Contains(r.stdout, "meshbench/sidecar trial 1: FAIL, resilience score") || !strings.Contains(r.stdout, "PodChaos/pod-kill: detected") {
+		t.Errorf("the summary lacks the verdict:\n%s", r.stdout)
+	}
 	if len(tr.Faults) != 2 || tr.Faults[0].Note != "" || tr.Faults[1].Note != "" ||
 		!strings.Contains(tr.Faults[0].Executor, "back-off") || !strings.Contains(tr.Faults[1].Executor, "replacement") {
 		t.Fatalf("%s: faults %+v, want the container kill and the pod kill", tr.Key(), tr.Faults)

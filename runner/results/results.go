@@ -237,6 +237,9 @@ type Trial struct {
 	Faults []Fault `json:"faults,omitempty"`
 	// Series is the window second by second, from the load client.
 	Series []Second `json:"series,omitempty"`
+	// Verdict is the game day's judgement of the trial, when the
+	// scenario has probes.
+	Verdict *Verdict `json:"verdict,omitempty"`
 }
 
 // Second is one second of a trial's measured window as the load client
@@ -266,6 +269,41 @@ func StatusKey(status string) string { return addrRE.ReplaceAllString(status, "A
 // a fortio result file.
 func SeriesPath(fortioPath string) string {
 	return filepath.Join(filepath.Dir(fortioPath), SeriesFile)
+}
+
+// Verdict judges a trial of a game day: every probe over the seconds of
+// its mode, Pass when each holds, the resilience score (Litmus's: the
+// probes' success percents weighted), and each fault's times to detect
+// and to recover.
+type Verdict struct {
+	Pass   bool          `json:"pass"`
+	Score  float64       `json:"score"`
+	Probes []ProbeResult `json:"probes"`
+	Faults []FaultImpact `json:"faults,omitempty"`
+}
+
+// ProbeResult is a probe over a trial's seconds.
+type ProbeResult struct {
+	Name string `json:"name"`
+	Mode string `json:"mode"`
+	// Judged and Failed count the seconds with requests it judged and
+	// those in which it did not hold; SuccessPct is the percent that held.
+	Judged     int     `json:"judged"`
+	Failed     int     `json:"failed"`
+	SuccessPct float64 `json:"successPct"`
+	Pass       bool    `json:"pass"`
+	Reason     string  `json:"reason,omitempty"`
+}
+
+// FaultImpact is when a fault's effect showed: DetectS is the seconds from
+// its start to the start of the first second in which a probe failed (-1:
+// none failed while it was in force or in the second after); RecoverS the
+// seconds from its end to the start of the first second after it in which
+// every probe held again (-1: none did).
+type FaultImpact struct {
+	Name     string  `json:"name"`
+	DetectS  float64 `json:"detectS"`
+	RecoverS float64 `json:"recoverS"`
 }
 
 // Fault is one fault action of a trial: what it was, on which workloads,

@@ -262,6 +262,7 @@ func writeSummary(w io.Writer, dir string, m *results.Manifest, trials []*result
 	if err := reports.WriteTable(&sb, m, rows); err != nil {
 		return err
 	}
+	reports.WriteVerdicts(&sb, trials)
 	fmt.Fprint(w, "\n"+sb.String())
 	if err := results.WriteFile(filepath.Join(dir, results.SummaryTextFile), []byte(sb.String())); err != nil {
 		return err

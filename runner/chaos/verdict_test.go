@@ -1,0 +1,66 @@
+package chaos
+
+import (
+	"testing"
+	"time"
+
+	"github.com/meshbench/meshbench/runner/results"
+	"github.com/meshbench/meshbench/scenarios"
+)
+
+func TestJudge(t *testing.T) {
+	// 8 seconds at 100 requests; a fault from 2 to 4 s fails half the
+	// requests of seconds 2 and 3 and slows second 4 (p99 300 ms).
+	var series []results.Second
+	for k := 0; k < 8; k++ {
+		s := results.Second{Start: float64(k), Requests: 100, P50Ms: 1, P99Ms: 2}
+		switch k {
+		case 2, 3:
+			s.Errors = 50
+		case 4:
+			s.P99Ms = 300
+		}
+		series = append(series, s)
+	}
+	faults := []results.Fault{{Name: "NetworkChaos/cut", Start: 2.01, End: 4.02}}
+	probes := []scenarios.Probe{
+		{Name: "available", Type: scenarios.ProbeSuccessRate, Mode: scenarios.ProbeContinuous, Min: 99, Weight: 2},
+		{Name: "fast", Type: scenarios.ProbeLatency, Mode: scenarios.ProbeOnChaos, Percentile: 99, Max: scenarios.Duration(100 * time.Millisecond), Weight: 1},
+		{Name: "before", Type: scenarios.ProbeSuccessRate, Mode: scenarios.ProbeStart, Min: 99, Weight: 1},
+		{Name: "after", Type: scenarios.ProbeLatency, Mode: scenarios.ProbeEnd, Percentile: 50, Max: scenarios.Duration(10 * time.Millisecond), Weight: 1},
+	}
+	v := Judge(probes, series, faults)
+	want := map[string][2]int{ // judged, failed
+		"available": {8, 2}, // seconds 2, 3
+		"fast":      {3, 1}, // seconds 2, 3, 4 overlap the fault; 4 is slow
+		"before":    {2, 0}, // seconds 0 and 1, which end before 2.01
+		"after":     {3, 0}, // seconds 5, 6, 7 (the fault ends at 4.02)
+	}
+	if len(v.Probes) != 4 {
+		t.Fatalf("probes %+v", v.Probes)
+	}
+	for _, r := range v.Probes {
+		w := want[r.Name]
+		if r.Judged != w[0] || r.Failed != w[1] {
+			t.Errorf("%s: judged %d failed %d, want %d and %d", r.Name, r.Judged, r.Failed, w[0], w[1])
+		}
+	}
+	if v.Pass || v.Probes[0].Pass || !v.Probes[2].Pass || !v.Probes[3].Pass {
+		t.Errorf("verdict %+v: want a fail, from available and fast", v)
+	}
+	// (2*75 + 66.67 + 100 + 100) / 5
+	if wantScore := (2*75 + 100*2.0/3 + 100 + 100) / 5; v.Score < wantScore-0.01 || v.Score > wantScore+0.01 {
+		t.Errorf("score %.2f, want %.2f", v.Score, wantScore)
+	}
+	im := v.Faults[0]
+	// Detected in second 2 (0 s after its start, rounded to the second's
+	// start); recovered in second 5 (0.98 s after its end).
+	if im.DetectS != 0 || im.RecoverS < 0.97 || im.RecoverS > 0.99 {
+		t.Errorf("impact %+v, want detect 0 and recover 0.98", im)
+	}
+	// A tolerance lets a probe fail some seconds.
+	probes[0].Tolerance = 30
+	if v := Judge(probes[:1], series, faults); !v.Pass || v.Probes[0].Reason != "" {
+		t.Errorf("with a 30%% tolerance: %+v", v)
+	}
+}
