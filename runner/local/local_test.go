@@ -120,6 +120,23 @@ func testPlatform(t *testing.T, network string) {
 	}
 }
 
+// upLoopback brings up a loopback platform with one node, alpha, taken
+// down when the test ends.
+func upLoopback(t *testing.T) (*platform, map[string]meshes.Node) {
+	t.Helper()
+	ctx := context.Background()
+	rp, err := New(ctx, Options{RunID: newTestRunID(t), Network: Loopback, Self: os.Args[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := rp.Up(ctx, []string{"alpha"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rp.Down(ctx) })
+	return rp.(*platform), nodes
+}
+
 // A unit whose process exits before its probe answers is not placed:
 // the error says which process, and the processes started before it are
 // stopped.
@@ -128,21 +145,13 @@ func TestIntegrationDeployNotReady(t *testing.T) {
 		t.Skip("integration test: skipped with -short")
 	}
 	ctx := context.Background()
-	p, err := New(ctx, Options{RunID: newTestRunID(t), Network: Loopback, Self: os.Args[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes, err := p.Up(ctx, []string{"alpha"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Down(ctx)
+	p, nodes := upLoopback(t)
 	addr := nodes["alpha"].Addr.String() + ":18081"
 	srv := helperSpec("alpha", "serve", addr, io.Discard)
 	srv.Ready = meshes.Probe{TCP: addr}
 	// Not an app: it starts after the server, and exits at once.
 	bad := runner.ProcessSpec{Name: "bad", Class: results.ClassProxy, Command: "false", Ready: meshes.Probe{TCP: nodes["alpha"].Addr.String() + ":1"}}
-	_, err = p.Deploy(ctx, runner.Unit{Name: "u", ReadyTimeout: 10 * time.Second,
+	_, err := p.Deploy(ctx, runner.Unit{Name: "u", ReadyTimeout: 10 * time.Second,
 		Pods: []runner.Pod{{Node: "alpha", Processes: []runner.ProcessSpec{bad, srv}}}})
 	if err == nil || !strings.Contains(err.Error(), "bad exited before it was ready") {
 		t.Fatalf("Deploy = %v, want bad's exit named", err)
@@ -263,31 +272,32 @@ func checkExists(t *testing.T, id string, want bool) {
 	}
 }
 
+// servedProcess deploys the serving helper on a loopback platform's node
+// at port, ready, and returns its spec and process (an integration test:
+// skipped with -short).
+func servedProcess(t *testing.T, port int) (runner.ProcessSpec, *process) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: skipped with -short")
+	}
+	p, nodes := upLoopback(t)
+	addr := fmt.Sprintf("%s:%d", nodes["alpha"].Addr, port)
+	srv := helperSpec("alpha", "serve", addr, io.Discard)
+	srv.Ready = meshes.Probe{TCP: addr}
+	_, rp, err := deployOne(context.Background(), p, "alpha", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, rp.(*process)
+}
+
 // TestIntegrationKillRestarts: a killed process starts again (a new
 // incarnation, serving again) and is not done; the kubelet's back-off
 // grows with each restart; Stop during a restart's delay ends it for good.
 func TestIntegrationKillRestarts(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: skipped with -short")
-	}
 	ctx := context.Background()
-	p, err := New(ctx, Options{RunID: newTestRunID(t), Network: Loopback, Self: os.Args[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes, err := p.Up(ctx, []string{"alpha"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Down(ctx)
-	addr := nodes["alpha"].Addr.String() + ":18082"
-	srv := helperSpec("alpha", "serve", addr, io.Discard)
-	srv.Ready = meshes.Probe{TCP: addr}
-	_, rp, err := deployOne(ctx, p, "alpha", srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pr := rp.(*process)
+	srv, pr := servedProcess(t, 18082)
+	addr := srv.Ready.TCP
 	if d := pr.backoff(); d != 0 {
 		t.Errorf("first back-off %s, want 0 (a kubelet restarts at once the first time)", d)
 	}
@@ -329,27 +339,8 @@ func TestIntegrationKillRestarts(t *testing.T) {
 // is failed stays stopped until the failure ends; a replaced pod (a
 // pod-kill) is a new pod, running, and the old failure's end leaves it be.
 func TestIntegrationPauseAcrossRestarts(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: skipped with -short")
-	}
 	ctx := context.Background()
-	p, err := New(ctx, Options{RunID: newTestRunID(t), Network: Loopback, Self: os.Args[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes, err := p.Up(ctx, []string{"alpha"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Down(ctx)
-	addr := nodes["alpha"].Addr.String() + ":18083"
-	srv := helperSpec("alpha", "serve", addr, io.Discard)
-	srv.Ready = meshes.Probe{TCP: addr}
-	_, rp, err := deployOne(ctx, p, "alpha", srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pr := rp.(*process)
+	srv, pr := servedProcess(t, 18083)
 	state := func() string {
 		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pr.pid()))
 		if err != nil {
