@@ -33,10 +33,11 @@ const (
 	execStress   = "stressor in the app's cgroups and CPUs"
 )
 
-// CanInject says which actions the local platform executes: a partition
-// (iptables in the namespaces of the pods) and a bandwidth limit (tc tbf
-// on their interface), netns networking only, and a pod failure (the
-// pod's processes stopped and resumed).
+// CanInject says which actions the local platform executes: partition,
+// loss (iptables in the pods' namespaces) and bandwidth (tc tbf on their
+// interface), with netns networking only; pod-kill, container-kill and
+// pod-failure (the pods' processes killed and started again, or stopped
+// and resumed); and StressChaos (a stressor in the application's cgroups).
 func (p *platform) CanInject(a chaos.Action) error {
 	switch o := a.Object.(type) {
 	case *chaosv1alpha1.NetworkChaos:
@@ -83,10 +84,8 @@ func (p *platform) CanInject(a chaos.Action) error {
 }
 
 // Inject puts an action in force.
+// The runner has checked it with CanInject before the run.
 func (p *platform) Inject(ctx context.Context, in runner.Injection) (runner.Injected, error) {
-	if err := p.CanInject(in.Action); err != nil {
-		return runner.Injected{}, err
-	}
 	switch o := in.Action.Object.(type) {
 	case *chaosv1alpha1.StressChaos:
 		return p.stress(ctx, in, o.Spec.Stressors)
@@ -106,9 +105,8 @@ func (p *platform) Inject(ctx context.Context, in runner.Injection) (runner.Inje
 			return p.loss(ctx, in, o.Spec.Direction, o.Spec.Loss, o.Spec.Target != nil)
 		}
 		return p.partition(ctx, in, o.Spec.Direction, o.Spec.PartitionBehavior)
-	default:
-		return p.podFailure(in)
 	}
+	return runner.Injected{}, fmt.Errorf("%s: not executed on the local platform", in.Action.Verb())
 }
 
 // partitionTargets are the iptables targets of a partition's rules: drop
@@ -159,11 +157,7 @@ func (p *platform) loss(ctx context.Context, in runner.Injection, dir chaosv1alp
 // by targets in order. The rules go with the namespaces, so a killed run
 // leaves none behind.
 func (p *platform) filter(ctx context.Context, in runner.Injection, dir chaosv1alpha1.Direction, peers []string, targets [][]string, executor string) (runner.Injected, error) {
-	type rule struct {
-		ns    string
-		match []string // chain, interface and address match, comment, target
-	}
-	var rules []rule
+	var rules []nsRule
 	comment := faultComment(p.opts.RunID)
 	addrs := []string{""} // any
 	if peers != nil {
@@ -199,32 +193,14 @@ func (p *platform) filter(ctx context.Context, in runner.Injection, dir chaosv1a
 				// In reverse: each is inserted at the head, and the
 				// first target must come first.
 				for i := len(targets) - 1; i >= 0; i-- {
-					rules = append(rules, rule{ns, slices.Concat(m, []string{"-m", "comment", "--comment", comment}, targets[i])})
+					rules = append(rules, nsRule{ns: ns, table: "filter", rule: slices.Concat(m, []string{"-m", "comment", "--comment", comment}, targets[i])})
 				}
 			}
 		}
 	}
-	iptables := func(ctx context.Context, ns, op string, r []string) error {
-		args := append([]string{"netns", "exec", ns, "iptables", "-w", "5", op, r[0]}, r[1:]...)
-		if op == "-I" {
-			args = slices.Insert(args, 8, "1")
-		}
-		_, err := p.ex.Run(ctx, "ip", args...)
-		return err
-	}
-	var done []rule
-	undo := func(ctx context.Context) error {
-		var errs []error
-		for i := len(done) - 1; i >= 0; i-- {
-			errs = append(errs, iptables(ctx, done[i].ns, "-D", done[i].match))
-		}
-		return errors.Join(errs...)
-	}
-	for _, r := range rules {
-		if err := iptables(ctx, r.ns, "-I", r.match); err != nil {
-			return runner.Injected{Executor: executor}, errors.Join(err, undo(context.WithoutCancel(ctx)))
-		}
-		done = append(done, r)
+	undo, err := p.applyRules(ctx, rules, true)
+	if err != nil {
+		return runner.Injected{Executor: executor}, err
 	}
 	return runner.Injected{Executor: executor, Recover: undo}, nil
 }
@@ -292,9 +268,11 @@ func (p *platform) stress(ctx context.Context, in runner.Injection, st *chaosv1a
 		got.Note = "no stressor has workers and load"
 		return got, nil
 	}
+	// A stressor's stderr is read once it has ended (its writes are over
+	// when Done closes).
 	type burner struct {
 		pr     *process
-		stderr *lockedBuffer
+		stderr *bytes.Buffer
 	}
 	var burners []burner
 	ended := func(b burner) error {
@@ -315,25 +293,25 @@ func (p *platform) stress(ctx context.Context, in runner.Injection, st *chaosv1a
 		}
 		return errors.Join(errs...)
 	}
+	apps, none, err := podProcesses(in, func(pr *process) bool { return pr.class == results.ClassApp })
+	if err != nil {
+		return got, err
+	}
 	var notes []string
-	for _, pod := range in.Pods {
-		var app *process
-		for _, rp := range pod.Processes {
-			if pr, ok := rp.(*process); ok && pr.class == results.ClassApp {
-				app = pr
-			}
-		}
-		if app == nil {
-			notes = append(notes, "no application process to stress in the pod of "+pod.Workload)
+	if len(none) > 0 {
+		notes = append(notes, "no application process to stress in the pod of "+strings.Join(none, ", "))
+	}
+	for i, pod := range in.Pods {
+		if len(apps[i]) == 0 {
 			continue
 		}
+		app := apps[i][0]
 		if app.cgroups == nil {
 			notes = append(notes, "the application of "+pod.Workload+" has no cgroups: the stressor competes for its CPUs, its figures do not show it")
 		}
-		b := burner{stderr: &lockedBuffer{}}
-		var err error
+		b := burner{stderr: &bytes.Buffer{}}
 		b.pr, err = p.startIn(pod.Node, runner.ProcessSpec{Name: pod.Workload + "-stressor", Class: "stressor",
-			Args: append([]string{"workload", "stress"}, args...), CPUs: app.cpus, Stdout: io.Discard, Stderr: b.stderr}, app.cgroups, true)
+			Args: append([]string{"workload", "stress"}, args...), CPUs: app.cpus, Stdout: io.Discard, Stderr: b.stderr}, app)
 		if err != nil {
 			return got, errors.Join(err, stop(context.WithoutCancel(ctx)))
 		}
@@ -353,25 +331,26 @@ func (p *platform) stress(ctx context.Context, in runner.Injection, st *chaosv1a
 	return got, nil
 }
 
-// lockedBuffer is a bytes.Buffer a process writes to while others read.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 64<<10 {
-		return len(p), nil // enough to say why
+// podProcesses are, pod by pod, the injection's processes that keep
+// selects, and the workloads whose pods have none.
+func podProcesses(in runner.Injection, keep func(*process) bool) (pods [][]*process, none []string, err error) {
+	for _, pod := range in.Pods {
+		var procs []*process
+		for _, rp := range pod.Processes {
+			pr, ok := rp.(*process)
+			if !ok {
+				return nil, nil, fmt.Errorf("%s is not a process of this platform", rp.Name())
+			}
+			if keep(pr) {
+				procs = append(procs, pr)
+			}
+		}
+		if len(procs) == 0 {
+			none = append(none, pod.Workload)
+		}
+		pods = append(pods, procs)
 	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	return pods, none, nil
 }
 
 // faultComment marks the rules of a run's faults.
@@ -395,30 +374,20 @@ func (p *platform) kill(in runner.Injection, podKill bool, containers []string, 
 	if !podKill {
 		got.Executor = "SIGKILL, the container started again with the kubelet's back-off (0, 10 s, 20 s ... 5 min)"
 	}
-	var victims []*process
-	var empty []string
-	for _, pod := range in.Pods {
-		n := len(victims)
-		for _, rp := range pod.Processes {
-			pr, ok := rp.(*process)
-			if !ok {
-				return got, fmt.Errorf("%s is not a process of this platform", rp.Name())
-			}
-			name := scenarios.ContainerApp
-			if pr.class != results.ClassApp {
-				name = scenarios.ContainerProxy
-			}
-			if podKill || slices.Contains(containers, name) {
-				victims = append(victims, pr)
-			}
+	pods, empty, err := podProcesses(in, func(pr *process) bool {
+		name := scenarios.ContainerApp
+		if pr.class != results.ClassApp {
+			name = scenarios.ContainerProxy
 		}
-		if len(victims) == n {
-			empty = append(empty, pod.Workload)
-		}
+		return podKill || slices.Contains(containers, name)
+	})
+	if err != nil {
+		return got, err
 	}
 	if len(empty) > 0 {
 		got.Note = fmt.Sprintf("nothing to kill in the pod of %s", strings.Join(empty, ", "))
 	}
+	victims := slices.Concat(pods...)
 	var wg sync.WaitGroup
 	for _, pr := range victims {
 		delay := podRestart
@@ -447,28 +416,21 @@ func (p *platform) kill(in runner.Injection, podKill bool, containers []string, 
 // which a stopped process takes).
 func (p *platform) podFailure(in runner.Injection) (runner.Injected, error) {
 	got := runner.Injected{Executor: execSignals}
-	var procs []*process
-	var empty []string
-	for _, pod := range in.Pods {
-		n := len(procs)
-		for _, rp := range pod.Processes {
-			pr, ok := rp.(*process)
-			if !ok {
-				return got, fmt.Errorf("%s is not a process of this platform", rp.Name())
-			}
-			select {
-			case <-pr.done: // ended for good
-			default:
-				procs = append(procs, pr)
-			}
+	pods, empty, err := podProcesses(in, func(pr *process) bool {
+		select {
+		case <-pr.done: // ended for good
+			return false
+		default:
+			return true
 		}
-		if len(procs) == n {
-			empty = append(empty, pod.Workload)
-		}
+	})
+	if err != nil {
+		return got, err
 	}
 	if len(empty) > 0 {
 		got.Note = fmt.Sprintf("no running process to stop in the pod of %s", strings.Join(empty, ", "))
 	}
+	procs := slices.Concat(pods...)
 	if len(procs) == 0 {
 		return got, nil
 	}

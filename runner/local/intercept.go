@@ -19,30 +19,51 @@ func (p *platform) transparent() bool {
 // their removal. The rules live in the namespaces, so removing a namespace
 // removes them too.
 func (p *platform) intercept(ctx context.Context, redirects []meshes.Redirect) (func(context.Context) error, error) {
-	type applied struct {
-		ns   string
-		rule []string
+	var rules []nsRule
+	for _, r := range redirects {
+		for _, rule := range r.Rules(ruleComment(p.opts.RunID)) {
+			rules = append(rules, nsRule{ns: nsName(p.opts.RunID, r.Node), table: "nat", rule: rule})
+		}
 	}
-	var done []applied
+	return p.applyRules(ctx, rules, false)
+}
+
+// nsRule is an iptables rule in a node's namespace: its table, then its
+// chain followed by its match and target.
+type nsRule struct {
+	ns, table string
+	rule      []string
+}
+
+// applyRules adds rules in order (appended, or each inserted at the head
+// of its chain when head) and returns their removal, last first; on error
+// it removes what it added.
+func (p *platform) applyRules(ctx context.Context, rules []nsRule, head bool) (func(context.Context) error, error) {
+	iptables := func(ctx context.Context, r nsRule, op string) error {
+		args := []string{"netns", "exec", r.ns, "iptables", "-w", "5", "-t", r.table, op, r.rule[0]}
+		if op == "-I" {
+			args = append(args, "1")
+		}
+		_, err := p.ex.Run(ctx, "ip", append(args, r.rule[1:]...)...)
+		return err
+	}
+	var done []nsRule
 	undo := func(ctx context.Context) error {
 		var errs []error
 		for i := len(done) - 1; i >= 0; i-- {
-			args := append([]string{"netns", "exec", done[i].ns, "iptables", "-w", "5", "-t", "nat", "-D"}, done[i].rule...)
-			if _, err := p.ex.Run(ctx, "ip", args...); err != nil {
-				errs = append(errs, err)
-			}
+			errs = append(errs, iptables(ctx, done[i], "-D"))
 		}
 		return errors.Join(errs...)
 	}
-	for _, r := range redirects {
-		ns := nsName(p.opts.RunID, r.Node)
-		for _, rule := range r.Rules(ruleComment(p.opts.RunID)) {
-			args := append([]string{"netns", "exec", ns, "iptables", "-w", "5", "-t", "nat", "-A"}, rule...)
-			if _, err := p.ex.Run(ctx, "ip", args...); err != nil {
-				return nil, errors.Join(err, undo(context.WithoutCancel(ctx)))
-			}
-			done = append(done, applied{ns: ns, rule: rule})
+	op := "-A"
+	if head {
+		op = "-I"
+	}
+	for _, r := range rules {
+		if err := iptables(ctx, r, op); err != nil {
+			return nil, errors.Join(err, undo(context.WithoutCancel(ctx)))
 		}
+		done = append(done, r)
 	}
 	return undo, nil
 }

@@ -60,13 +60,12 @@ var _ runner.Process = (*process)(nil)
 // (PDEATHSIG) and sit in their own process group so that a terminal's
 // Ctrl-C reaches only meshbench, which then stops them in order.
 func (p *platform) start(node string, spec runner.ProcessSpec) (*process, error) {
-	return p.startIn(node, spec, nil, false)
+	return p.startIn(node, spec, nil)
 }
 
-// startIn starts a process in groups of its own, or, with joining, in the
-// cgroups of another (join, none when nil): a stressor charged to its
-// target.
-func (p *platform) startIn(node string, spec runner.ProcessSpec, join map[string]string, joining bool) (*process, error) {
+// startIn starts a process in cgroups of its own, or, given another
+// process (a stressor's target), in that one's (none if it has none).
+func (p *platform) startIn(node string, spec runner.ProcessSpec, join *process) (*process, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.down {
@@ -87,8 +86,10 @@ func (p *platform) startIn(node string, spec runner.ProcessSpec, join map[string
 	}
 	argv = append(argv, command)
 	argv = append(argv, spec.Args...)
-	cgroups := join
-	if p.cgroups && !joining {
+	var cgroups map[string]string
+	if join != nil {
+		cgroups = join.cgroups
+	} else if p.cgroups {
 		// The process joins its groups itself, before it execs anything
 		// (a shell writes its own pid, then execs): every child it will
 		// ever have, and every page it charges, is then accounted. Moving
