@@ -98,9 +98,3 @@ func (f *Fault) UnmarshalJSON(data []byte) (err error) {
 	f.At, f.Object, err = unmarshalObject(data, "fault", faultKinds)
 	return err
 }
-
-// FaultKindsUsed returns the kinds of the scenario's faults, sorted.
-func (s *Scenario) FaultKindsUsed() []string { return kindsUsed(s.Faults) }
-
-// String names the fault for logs and events.
-func (f Fault) String() string { return fmt.Sprintf("%s at %s", f.Key(), f.At) }

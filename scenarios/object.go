@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
-	"slices"
 	"sort"
 	"strings"
 
@@ -40,18 +39,6 @@ func (ks objectKinds) names() []string {
 // with an ObjectMeta field).
 func objectMeta(obj any) *metav1.ObjectMeta {
 	return reflect.ValueOf(obj).Elem().FieldByName("ObjectMeta").Addr().Interface().(*metav1.ObjectMeta)
-}
-
-// kindsUsed are the kinds of a list's objects, sorted.
-func kindsUsed[T interface{ Kind() string }](objs []T) []string {
-	var out []string
-	for _, o := range objs {
-		if !slices.Contains(out, o.Kind()) {
-			out = append(out, o.Kind())
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // objectKindName is the kind of a decoded object: its Go type's name.

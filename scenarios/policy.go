@@ -96,7 +96,16 @@ func (s *Scenario) PolicyChanges() []Duration {
 }
 
 // PolicyKindsUsed returns the kinds of the scenario's policies, sorted.
-func (s *Scenario) PolicyKindsUsed() []string { return kindsUsed(s.Policies) }
+func (s *Scenario) PolicyKindsUsed() []string {
+	var out []string
+	for _, p := range s.Policies {
+		if !slices.Contains(out, p.Kind()) {
+			out = append(out, p.Kind())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Alternatives returns, for each service that selects others' workloads
 // (Selects), or that a TrafficSplit or an

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -40,20 +41,8 @@ type Action struct {
 	Targets, Peers []string
 }
 
-// Kind is the action's object kind.
-func (a Action) Kind() string {
-	switch a.Object.(type) {
-	case *chaosv1alpha1.PodChaos:
-		return chaosv1alpha1.KindPodChaos
-	case *chaosv1alpha1.NetworkChaos:
-		return chaosv1alpha1.KindNetworkChaos
-	case *chaosv1alpha1.HTTPChaos:
-		return chaosv1alpha1.KindHTTPChaos
-	case *chaosv1alpha1.StressChaos:
-		return chaosv1alpha1.KindStressChaos
-	}
-	return fmt.Sprintf("%T", a.Object)
-}
+// Kind is the action's object kind (its Go type's name).
+func (a Action) Kind() string { return reflect.TypeOf(a.Object).Elem().Name() }
 
 // Verb is the action's kind and action ("NetworkChaos partition").
 func (a Action) Verb() string {

@@ -14,9 +14,9 @@ import (
 	"fortio.org/fortio/fhttp"
 	"fortio.org/fortio/periodic"
 	"fortio.org/fortio/stats"
+	"google.golang.org/grpc"
 
 	"github.com/meshbench/meshbench/runner/results"
-	"google.golang.org/grpc"
 )
 
 // Resolution is the latency histogram's bucket resolution in seconds:
