@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	chaosv1alpha1 "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
@@ -53,6 +54,16 @@ type Injected struct {
 	// Note says what the executor could not do as asked (a pod with no
 	// process to stop), for the results.
 	Note string
+}
+
+// FaultPreparer is a FaultInjector some of whose actions need something
+// in the data path from before the load starts (the local platform's
+// interposer, through which a delay acts on connections already open).
+// PrepareFaults puts it in place for the trial's actions, with no effect
+// of its own until an action is injected, and returns its removal; it
+// says what it put in place, for the trial's events.
+type FaultPreparer interface {
+	PrepareFaults(ctx context.Context, ins []Injection) (undo func(context.Context) error, note string, err error)
 }
 
 // recoverTimeout bounds a fault's recovery after the window.
@@ -197,6 +208,41 @@ func (r *run) faultTimeline(d *deployment, mode scenarios.Mode, tr *results.Tria
 		}
 		return nil
 	}
+}
+
+// prepareFaults puts in place what the platform needs for the trial's
+// faults before the load (see FaultPreparer) and returns its removal,
+// which is safe to call more than once.
+func (r *run) prepareFaults(ctx context.Context, d *deployment, mode scenarios.Mode, ev *windowEvents) (func(), error) {
+	fp, ok := r.Platform.(FaultPreparer)
+	if !ok {
+		return func() {}, nil
+	}
+	var ins []Injection
+	for _, a := range r.faults {
+		in, _ := r.injection(d, mode, a)
+		ins = append(ins, in)
+	}
+	undo, note, err := fp.PrepareFaults(ctx, ins)
+	if err != nil {
+		return nil, fmt.Errorf("prepare faults: %w", err)
+	}
+	if note != "" {
+		ev.add(0, "fault", note)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			if undo == nil {
+				return
+			}
+			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recoverTimeout)
+			defer cancel()
+			if err := undo(uctx); err != nil {
+				r.Log.Logf("remove what the faults needed: %v", err)
+			}
+		})
+	}, nil
 }
 
 // injection resolves an action's workloads to the deployment's pods; for

@@ -231,7 +231,12 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 		acts = append(acts, r.policyTimeline(dep, ev))
 	}
 	// Faults in trials, not in the harness floor's calibration.
+	unprepare := func() {}
 	if len(r.faults) > 0 && sr.trial > 0 {
+		if unprepare, err = r.prepareFaults(ctx, d, sl.mode, ev); err != nil {
+			return nil, err
+		}
+		defer unprepare()
 		acts = append(acts, r.faultTimeline(d, sl.mode, tr, ev))
 	}
 	res, usage, err := r.drive(ctx, dep, d.procs, logDir, fortioPath, sr.rate, acts)
@@ -254,6 +259,7 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 	}
 	// Stopped before the counts are read: each service reports them at
 	// exit.
+	unprepare()
 	d.stop(ctx, r.Log)
 	var lat, co stats.HistogramData
 	if err := readJSON(results.LatencyPath(fortioPath), &lat); err != nil {

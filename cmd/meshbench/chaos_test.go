@@ -1,10 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -256,6 +259,73 @@ func TestIntegrationFaultKill(t *testing.T) {
 	}
 }
 
+// TestIntegrationFaultDelay delays the server's answers by 100 ms, then
+// by 200 ms with a jitter of 50 ms, on the baseline, the own sidecar and
+// per-node proxies: the per-second median latency inside each delay is
+// the one before it plus the delay, and drops back after it. The
+// interposer is spliced in before the load, so the load's open
+// connections are delayed.
+func TestIntegrationFaultDelay(t *testing.T) {
+	integration(t)
+	if os.Geteuid() != 0 {
+		t.Skip("a delay needs the netns network, which needs root")
+	}
+	delay := "      action: delay\n      delay:\n        latency: %s\n        jitter: %s\n      duration: 2s\n"
+	sc := faultScenario(t, "9s", []string{"baseline", "sidecar", "per-node"},
+		fault("1500ms", "NetworkChaos", "slow", fmt.Sprintf(delay, "100ms", "0ms")),
+		fault("5s", "NetworkChaos", "slower", fmt.Sprintf(delay, "200ms", "50ms")))
+	out := filepath.Join(t.TempDir(), "delay")
+	_, trials := runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
+	if len(trials) != 3 {
+		t.Fatalf("%d trials, want 3", len(trials))
+	}
+	for _, tr := range trials {
+		if len(tr.Faults) != 2 {
+			t.Fatalf("%s: faults %+v, want two delays", tr.Key(), tr.Faults)
+		}
+		var before []float64
+		for _, sec := range tr.Series {
+			if sec.Start+1 <= tr.Faults[0].Start && sec.Requests > 0 {
+				before = append(before, sec.P50Ms)
+			}
+		}
+		if len(before) == 0 {
+			t.Fatalf("%s: no whole second before the first delay: %+v", tr.Key(), tr.Series)
+		}
+		base := median(before)
+		for i, f := range tr.Faults {
+			if f.Executor != "toxiproxy latency toxic (an interposer spliced into the pod's inbound connections)" || f.Error != "" {
+				t.Errorf("%s: %s recorded as %+v", tr.Key(), f.Name, f)
+			}
+			want := 100.0 * float64(i+1)
+			var inside []float64
+			eachSecondInside(t, tr, f, func(sec results.Second) { inside = append(inside, sec.P50Ms) })
+			if len(inside) == 0 {
+				continue
+			}
+			// The delay can only add; noise on this machine adds
+			// milliseconds to a median, not tens of them.
+			if got := median(inside) - base; got < want-5 || got > want+50 {
+				t.Errorf("%s: %s added %.1f ms to the median latency (%.2f ms before it), want %.0f ms (per second: %v)", tr.Key(), f.Name, got, base, want, inside)
+			}
+		}
+		last := tr.Series[len(tr.Series)-2] // the last whole second
+		if last.Start < tr.Faults[1].End || last.P50Ms > base+50 {
+			t.Errorf("%s: the last whole second %+v is not back to %.2f ms after the delay ended at %.1fs", tr.Key(), last, base, tr.Faults[1].End)
+		}
+		if !hasEvent(tr, "interposer spliced into the connections into server (ports "+map[string]string{
+			"baseline": "8080", "sidecar": "8080, 15000, 15006", "per-node": "8080, 15000, 15008"}[tr.Mode]+")") {
+			t.Errorf("%s: events %+v", tr.Key(), tr.Events)
+		}
+	}
+}
+
+// median of xs, which it sorts.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	return xs[len(xs)/2]
+}
+
 // eachSecondInside calls check with each whole second of the trial's
 // series inside a fault in which requests were sent; none is an error.
 func eachSecondInside(t *testing.T, tr *results.Trial, f results.Fault, check func(results.Second)) {
@@ -288,8 +358,11 @@ func TestIntegrationFaultBadInput(t *testing.T) {
 	cases := []struct {
 		name, fault, want string
 	}{
-		{"not executed here", fault("1s", "NetworkChaos", "slow", "      action: delay\n      delay:\n        latency: 100ms\n      duration: 1s\n"),
-			"faults[0]: NetworkChaos delay: not executed on the local platform"},
+		{"not executed here", fault("1s", "NetworkChaos", "twice", "      action: duplicate\n      duplicate:\n        duplicate: \"10\"\n      duration: 1s\n"),
+			"faults[0]: NetworkChaos duplicate: duplicate needs tc netem, which the local platform does not use"},
+		{"delay toward a target", fault("1s", "NetworkChaos", "slow", "      action: delay\n      delay:\n        latency: 100ms\n      duration: 1s\n"+
+			"      target:\n        mode: all\n        selector:\n          labelSelectors:\n            app: client\n"),
+			"faults[0]: NetworkChaos delay: the local platform delays the connections into the selected pods, from any peer (no target)"},
 		{"selects nothing", strings.Replace(fault("1s", "PodChaos", "freeze", fmt.Sprintf(freezeSpec, "1s")), "app: server", "app: database", 1),
 			":24:9: faults[0].spec.selector: selects no workload (the workloads: client, server)"},
 		{"longer than the run", fault("1s", "PodChaos", "freeze", fmt.Sprintf(freezeSpec, "1m")),
@@ -322,13 +395,18 @@ func TestIntegrationFaultKilled(t *testing.T) {
 	}
 	sc := faultScenario(t, "20s", []string{"sidecar"},
 		fault("500ms", "NetworkChaos", "cut", fmt.Sprintf(partitionSpec, "15s")),
-		fault("500ms", "PodChaos", "freeze", fmt.Sprintf(freezeSpec, "15s")))
+		fault("500ms", "PodChaos", "freeze", fmt.Sprintf(freezeSpec, "15s")),
+		fault("500ms", "NetworkChaos", "slow", "      action: delay\n      delay:\n        latency: 50ms\n      duration: 15s\n"))
 	out := filepath.Join(t.TempDir(), "killed")
 	cmd, stderr := startRun(t, sc, "--out", out)
 	var id string
 	rules := func() string {
-		o, _ := exec.Command("ip", "netns", "exec", "mb-"+id+"-server", "iptables", "-w", "5", "-S").Output()
-		return string(o)
+		var all string
+		for _, table := range []string{"filter", "nat"} {
+			o, _ := exec.Command("ip", "netns", "exec", "mb-"+id+"-server", "iptables", "-w", "5", "-t", table, "-S").Output()
+			all += string(o)
+		}
+		return all
 	}
 	waitFor(t, 2*time.Minute, "the partition to be in force", func() bool {
 		if id == "" {
@@ -341,12 +419,16 @@ func TestIntegrationFaultKilled(t *testing.T) {
 		return strings.Contains(rules(), "meshbench-fault:"+id)
 	})
 	// The pod failure starts at the same offset: wait for the server's
-	// processes (its app and sidecar, in its namespace) to be stopped.
+	// processes (its app and sidecar, in its namespace) to be stopped,
+	// and the delay's interposer (in the namespace too) to have its toxic.
 	ns := "mb-" + id + "-server"
 	waitFor(t, 30*time.Second, "the server's pod to be stopped", func() bool {
-		st := states(t, ns)
-		return len(st) >= 2 && !strings.ContainsFunc(strings.Join(st, ""), func(r rune) bool { return r != 'T' })
+		return strings.Count(strings.Join(states(t, ns), ""), "T") >= 2
 	})
+	if !strings.Contains(rules(), "REDIRECT") || !slices.ContainsFunc(cmdlines(t, ns), func(c string) bool { return strings.Contains(c, "workload interpose") }) {
+		t.Fatalf("no interposer in the server's namespace: rules\n%s\nprocesses %q", rules(), cmdlines(t, ns))
+	}
+	waitFor(t, 30*time.Second, "the delay's toxic to be in force", func() bool { return interposerToxics(t, ns) > 0 })
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +436,7 @@ func TestIntegrationFaultKilled(t *testing.T) {
 	if !strings.Contains(rules(), "meshbench-fault:"+id) {
 		t.Errorf("after SIGKILL the partition's rules are gone already: the test did not kill a run with a fault in force")
 	}
-	waitFor(t, 10*time.Second, "the stopped processes to die with the run", func() bool { return len(states(t, ns)) == 0 })
+	waitFor(t, 10*time.Second, "the stopped processes and the interposer to die with the run", func() bool { return len(states(t, ns)) == 0 })
 	next := meshbench(t, 2*time.Minute, "run", "smoke", "--modes", "baseline", "--duration", "1s", "--out", filepath.Join(t.TempDir(), "next"))
 	if next.code != 0 {
 		t.Fatalf("next run: exit %d\n%s", next.code, next.stderr)
@@ -365,6 +447,49 @@ func TestIntegrationFaultKilled(t *testing.T) {
 	if r := rules(); strings.Contains(r, "meshbench-fault") {
 		t.Errorf("the partition's rules survived the next start:\n%s", r)
 	}
+}
+
+// interposerToxics counts the toxics in force in the interposer of a
+// network namespace, through toxiproxy's API (its --api).
+func interposerToxics(t *testing.T, ns string) int {
+	t.Helper()
+	for _, c := range cmdlines(t, ns) {
+		f := strings.Fields(c)
+		i := slices.Index(f, "--api")
+		if !strings.Contains(c, "workload interpose") || i < 0 || i+1 >= len(f) {
+			continue
+		}
+		resp, err := http.Get("http://" + f[i+1] + "/proxies")
+		if err != nil {
+			return 0
+		}
+		defer resp.Body.Close()
+		var proxies map[string]struct {
+			Toxics []json.RawMessage `json:"toxics"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&proxies); err != nil {
+			t.Fatalf("the interposer's proxies: %v", err)
+		}
+		n := 0
+		for _, p := range proxies {
+			n += len(p.Toxics)
+		}
+		return n
+	}
+	return 0
+}
+
+// cmdlines are the command lines of the processes in a network namespace.
+func cmdlines(t *testing.T, ns string) []string {
+	t.Helper()
+	o, _ := exec.Command("ip", "netns", "pids", ns).Output()
+	var out []string
+	for _, pid := range strings.Fields(string(o)) {
+		if c, err := os.ReadFile(filepath.Join("/proc", pid, "cmdline")); err == nil {
+			out = append(out, strings.ReplaceAll(string(c), "\x00", " "))
+		}
+	}
+	return out
 }
 
 // states are the states (R, S, T, ...) of the processes in a network

@@ -34,22 +34,33 @@ const (
 )
 
 // CanInject says which actions the local platform executes: partition,
-// loss (iptables in the pods' namespaces) and bandwidth (tc tbf on their
-// interface), with netns networking only; pod-kill, container-kill and
+// loss (iptables in the pods' namespaces), bandwidth (tc tbf on their
+// interface) and delay (an interposer, see PrepareFaults), with netns
+// networking only; pod-kill, container-kill and
 // pod-failure (the pods' processes killed and started again, or stopped
 // and resumed); and StressChaos (a stressor in the application's cgroups).
 func (p *platform) CanInject(a chaos.Action) error {
 	switch o := a.Object.(type) {
 	case *chaosv1alpha1.NetworkChaos:
 		switch o.Spec.Action {
-		case chaosv1alpha1.PartitionAction, chaosv1alpha1.BandwidthAction, chaosv1alpha1.LossAction:
+		case chaosv1alpha1.PartitionAction, chaosv1alpha1.BandwidthAction, chaosv1alpha1.LossAction, chaosv1alpha1.DelayAction:
 			if p.mode != NetNS {
 				return fmt.Errorf("it needs the netns network (this run's is %s: %s)", p.mode, p.reason)
 			}
 			if o.Spec.Action == chaosv1alpha1.BandwidthAction && (o.Spec.Target != nil || o.Spec.Direction == chaosv1alpha1.From || o.Spec.Direction == chaosv1alpha1.Both) {
 				return fmt.Errorf("the local platform limits a pod's whole egress (direction to, no target)")
 			}
+			if o.Spec.Action == chaosv1alpha1.DelayAction {
+				switch {
+				case o.Spec.Target != nil:
+					return fmt.Errorf("the local platform delays the connections into the selected pods, from any peer (no target)")
+				case o.Spec.Delay != nil && o.Spec.Delay.Reorder != nil:
+					return fmt.Errorf("reorder needs tc netem, which the local platform does not use (a stream interposer has no packets to reorder)")
+				}
+			}
 			return nil
+		case chaosv1alpha1.DuplicateAction, chaosv1alpha1.CorruptAction:
+			return fmt.Errorf("%s needs tc netem, which the local platform does not use (a stream interposer has no packets to %s)", o.Spec.Action, o.Spec.Action)
 		}
 	case *chaosv1alpha1.PodChaos:
 		switch o.Spec.Action {
@@ -80,7 +91,7 @@ func (p *platform) CanInject(a chaos.Action) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("not executed on the local platform in this build yet (it executes NetworkChaos partition, loss and bandwidth, PodChaos pod-kill, container-kill and pod-failure, and StressChaos)")
+	return fmt.Errorf("not executed on the local platform in this build yet (it executes NetworkChaos partition, loss, delay and bandwidth, PodChaos pod-kill, container-kill and pod-failure, and StressChaos)")
 }
 
 // Inject puts an action in force.
@@ -103,6 +114,8 @@ func (p *platform) Inject(ctx context.Context, in runner.Injection) (runner.Inje
 			return p.bandwidth(ctx, in, o.Spec.Bandwidth)
 		case chaosv1alpha1.LossAction:
 			return p.loss(ctx, in, o.Spec.Direction, o.Spec.Loss, o.Spec.Target != nil)
+		case chaosv1alpha1.DelayAction:
+			return p.delay(ctx, in, o.Spec.Delay)
 		}
 		return p.partition(ctx, in, o.Spec.Direction, o.Spec.PartitionBehavior)
 	}

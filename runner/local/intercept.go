@@ -25,7 +25,30 @@ func (p *platform) intercept(ctx context.Context, redirects []meshes.Redirect) (
 			rules = append(rules, nsRule{ns: nsName(p.opts.RunID, r.Node), table: "nat", rule: rule})
 		}
 	}
-	return p.applyRules(ctx, rules, false)
+	undo, err := p.applyRules(ctx, rules, false)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	for _, r := range redirects {
+		if !r.Outbound {
+			if p.inbound[r.Node] == nil {
+				p.inbound[r.Node] = map[int]int{}
+			}
+			p.inbound[r.Node][r.Port] = r.ToPort
+		}
+	}
+	p.mu.Unlock()
+	return func(ctx context.Context) error {
+		p.mu.Lock()
+		for _, r := range redirects {
+			if !r.Outbound {
+				delete(p.inbound[r.Node], r.Port)
+			}
+		}
+		p.mu.Unlock()
+		return undo(ctx)
+	}, nil
 }
 
 // nsRule is an iptables rule in a node's namespace: its table, then its

@@ -69,6 +69,11 @@ type platform struct {
 	// cgroups says components get cgroup v1 groups for accounting.
 	cgroups bool
 	seq     int
+	// inbound are, per node, the ports the installed redirects send
+	// elsewhere in the node (port -> port), for the interposers.
+	inbound map[string]map[int]int
+	// interposers are the nodes' interposers in place (see PrepareFaults).
+	interposers map[string]*interposer
 }
 
 var _ runner.Platform = (*platform)(nil)
@@ -99,7 +104,7 @@ func New(ctx context.Context, o Options) (runner.Platform, error) {
 	if o.Subnet.Bits() > 16 || !o.Subnet.Addr().Is4() || !o.Subnet.Addr().IsPrivate() {
 		return nil, fmt.Errorf("%w: --subnet %s: want a private IPv4 range of /16 or larger", ErrInvalidOptions, o.Subnet)
 	}
-	p := &platform{opts: o, ex: execRunner{}}
+	p := &platform{opts: o, ex: execRunner{}, inbound: map[string]map[int]int{}, interposers: map[string]*interposer{}}
 	mode, reason, err := chooseNetwork(o.Network)
 	if err != nil {
 		return nil, err

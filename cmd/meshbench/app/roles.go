@@ -37,7 +37,7 @@ func newWorkloadCommand(s Streams) *cobra.Command {
 		Hidden: true,
 		Args:   argsCheck(cobra.NoArgs),
 	}
-	cmd.AddCommand(newServerRole(s), newClientRole(s), newProbeRole(s), newStressRole())
+	cmd.AddCommand(newServerRole(s), newClientRole(s), newProbeRole(s), newStressRole(), newInterposeRole())
 	return cmd
 }
 
@@ -63,6 +63,33 @@ func newStressRole() *cobra.Command {
 	f.IntVar(&o.CPUWorkers, "cpu-workers", 0, "CPU workers")
 	f.IntVar(&o.CPULoad, "cpu-load", 100, "percent of each 100 ms each CPU worker is busy")
 	f.Int64Var(&o.MemoryBytes, "memory", 0, "bytes of memory to hold (every page written)")
+	return cmd
+}
+
+func newInterposeRole() *cobra.Command {
+	var o workload.InterposeOptions
+	var proxies []string
+	cmd := &cobra.Command{
+		Use:   "interpose",
+		Short: "Run toxiproxy's proxies and API (the local platform's network-fault interposer)",
+		Args:  argsCheck(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.API == "" {
+				return badInput(errors.New("flag --api: the API's address is required"))
+			}
+			for _, p := range proxies {
+				f := strings.Split(p, "=")
+				if len(f) != 3 || f[0] == "" || f[1] == "" || f[2] == "" {
+					return badInput(fmt.Errorf("flag --proxy: want name=listen=upstream, got %q", p))
+				}
+				o.Proxies = append(o.Proxies, workload.InterposeProxy{Name: f[0], Listen: f[1], Upstream: f[2]})
+			}
+			return workload.Interpose(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.API, "api", "", "address of toxiproxy's HTTP API")
+	f.StringArrayVar(&proxies, "proxy", nil, "a proxy, as name=listen=upstream (repeatable)")
 	return cmd
 }
 

@@ -1,0 +1,321 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	chaosv1alpha1 "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
+
+	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/runner"
+	"github.com/meshbench/meshbench/runner/chaos"
+)
+
+var _ runner.FaultPreparer = (*platform)(nil)
+
+// execDelay names the interposer's delay in the results.
+const execDelay = "toxiproxy latency toxic (an interposer spliced into the pod's inbound connections)"
+
+// interposerBase is where an interposer's ports are looked for: its API's
+// and one per port it splices, each not already listening on the node.
+const interposerBase = 16000
+
+// interposerReady bounds an interposer's start.
+const interposerReady = 10 * time.Second
+
+// interposer is toxiproxy in a node's namespace, spliced into every
+// connection made to the node from outside it: a REDIRECT at the head of
+// the node's PREROUTING sends each listening port's connections to a
+// proxy of it, which forwards them where they were going (through the
+// mesh's inbound redirect, if the node has one, as the proxy's own
+// connection does not pass PREROUTING). It passes everything through
+// until a fault adds a toxic, which acts on open connections too.
+type interposer struct {
+	api     string   // host:port of toxiproxy's API
+	proxies []string // its proxies' names
+}
+
+// interposed says whether the interposer executes an action.
+func interposed(a chaos.Action) bool {
+	nc, ok := a.Object.(*chaosv1alpha1.NetworkChaos)
+	return ok && nc.Spec.Action == chaosv1alpha1.DelayAction
+}
+
+// PrepareFaults splices an interposer into the nodes of the pods that
+// delays will act on, before the load starts: a toxic added to an
+// interposer delays the connections already open through it, which a
+// redirect installed mid-load would not catch (keep-alive connections
+// outlive it). Every connection into those pods passes through it for the
+// whole trial, in every (mesh, mode) alike.
+func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (func(context.Context) error, string, error) {
+	cpus := map[string]string{}
+	var nodes []string
+	for _, in := range ins {
+		if !interposed(in.Action) {
+			continue
+		}
+		for _, pod := range in.Pods {
+			if slices.Contains(nodes, pod.Node) {
+				continue
+			}
+			nodes = append(nodes, pod.Node)
+			if len(pod.Processes) > 0 {
+				if pr, ok := pod.Processes[0].(*process); ok {
+					cpus[pod.Node] = pr.cpus
+				}
+			}
+		}
+	}
+	if len(nodes) == 0 {
+		return nil, "", nil
+	}
+	var undos []func(context.Context) error
+	undo := func(ctx context.Context) error {
+		var errs []error
+		for i := len(undos) - 1; i >= 0; i-- {
+			errs = append(errs, undos[i](ctx))
+		}
+		return errors.Join(errs...)
+	}
+	var said []string
+	for _, node := range nodes {
+		u, ports, err := p.interpose(ctx, node, cpus[node])
+		if err != nil {
+			return nil, "", errors.Join(fmt.Errorf("interposer in %s: %w", node, err), undo(context.WithoutCancel(ctx)))
+		}
+		undos = append(undos, u)
+		said = append(said, fmt.Sprintf("%s (ports %s)", node, ports))
+	}
+	return undo, "interposer spliced into the connections into " + strings.Join(said, ", "), nil
+}
+
+// interpose starts a node's interposer and redirects the connections into
+// the node through it.
+func (p *platform) interpose(ctx context.Context, node, cpus string) (func(context.Context) error, string, error) {
+	if p.mode != NetNS {
+		return nil, "", fmt.Errorf("it needs the netns network")
+	}
+	p.mu.Lock()
+	n, ok := p.nodes[node]
+	inbound := p.inbound[node]
+	p.mu.Unlock()
+	if !ok {
+		return nil, "", fmt.Errorf("no node %s", node)
+	}
+	ns := nsName(p.opts.RunID, node)
+	out, err := p.ex.Run(ctx, "ip", "netns", "exec", ns, "cat", "/proc/net/tcp", "/proc/net/tcp6")
+	if err != nil {
+		return nil, "", err
+	}
+	listening := listeningPorts(out, n.Addr)
+	if len(listening) == 0 {
+		return nil, "", fmt.Errorf("nothing listens on %s", n.Addr)
+	}
+	free := interposerBase
+	next := func() int {
+		for slices.Contains(listening, free) {
+			free++
+		}
+		free++
+		return free - 1
+	}
+	it := &interposer{api: meshes.HostPort(n.Addr, next())}
+	args := []string{"workload", "interpose", "--api", it.api}
+	var rules []nsRule
+	for _, port := range listening {
+		name, listen := "port-"+strconv.Itoa(port), next()
+		up := port
+		if to, ok := inbound[port]; ok {
+			up = to // where the mesh's inbound redirect sends it
+		}
+		it.proxies = append(it.proxies, name)
+		args = append(args, "--proxy", name+"="+meshes.HostPort(n.Addr, listen)+"="+meshes.HostPort(n.Addr, up))
+		rules = append(rules, nsRule{ns: ns, table: "nat", rule: []string{"PREROUTING", "-i", "eth0", "-p", "tcp", "--dport", strconv.Itoa(port),
+			"-m", "comment", "--comment", faultComment(p.opts.RunID), "-j", "REDIRECT", "--to-ports", strconv.Itoa(listen)}})
+	}
+	stderr := &bytes.Buffer{}
+	pr, err := p.startIn(node, runner.ProcessSpec{Name: node + "-interposer", Class: "interposer", Args: args, CPUs: cpus,
+		Stdout: io.Discard, Stderr: stderr}, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	stop := func(ctx context.Context) error {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_ = pr.Stop(sctx)
+		return nil
+	}
+	if err := runner.WaitReady(ctx, pr, meshes.Probe{HTTPGet: "http://" + it.api + "/version"}, interposerReady); err != nil {
+		<-pr.Done()
+		return nil, "", fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	unredirect, err := p.applyRules(ctx, rules, true)
+	if err != nil {
+		return nil, "", errors.Join(err, stop(context.WithoutCancel(ctx)))
+	}
+	p.mu.Lock()
+	p.interposers[node] = it
+	p.mu.Unlock()
+	ports := make([]string, len(listening))
+	for i, port := range listening {
+		ports[i] = strconv.Itoa(port)
+	}
+	return func(ctx context.Context) error {
+		p.mu.Lock()
+		delete(p.interposers, node)
+		p.mu.Unlock()
+		err := unredirect(ctx)
+		_ = stop(ctx)
+		return err
+	}, strings.Join(ports, ", "), nil
+}
+
+// listeningPorts are the TCP ports listening on addr or on every address,
+// from /proc/net/tcp and tcp6 (a header line, then one socket a line:
+// "sl local_address rem_address st ...", addresses as hex words in host
+// byte order, state 0A for LISTEN), sorted.
+func listeningPorts(procNet string, addr netip.Addr) []int {
+	var ports []int
+	for _, line := range strings.Split(procNet, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] != "0A" {
+			continue
+		}
+		host, port, ok := strings.Cut(f[1], ":")
+		if !ok {
+			continue
+		}
+		raw, err := hex.DecodeString(host)
+		if err != nil || len(raw)%4 != 0 {
+			continue
+		}
+		for i := 0; i < len(raw); i += 4 { // each word to network order
+			slices.Reverse(raw[i : i+4])
+		}
+		a, ok := netip.AddrFromSlice(raw)
+		if !ok {
+			continue
+		}
+		if a = a.Unmap(); !a.IsUnspecified() && a != addr {
+			continue
+		}
+		n, err := strconv.ParseUint(port, 16, 16)
+		if err == nil && !slices.Contains(ports, int(n)) {
+			ports = append(ports, int(n))
+		}
+	}
+	slices.Sort(ports)
+	return ports
+}
+
+// toxicSeq numbers the toxics of a run's delays.
+var toxicSeq atomic.Int64
+
+// delay adds a latency toxic to the interposer of each pod, on the bytes
+// the pod sends back on the connections into it: its egress (direction
+// to; Chaos Mesh allows no other without a target, which CanInject
+// refuses). toxiproxy delays each chunk by latency plus or minus a
+// uniform jitter, in whole milliseconds.
+func (p *platform) delay(ctx context.Context, in runner.Injection, d *chaosv1alpha1.DelaySpec) (runner.Injected, error) {
+	got := runner.Injected{Executor: execDelay}
+	if d == nil {
+		return got, fmt.Errorf("no delay given")
+	}
+	latency, err := time.ParseDuration(d.Latency)
+	if err != nil {
+		return got, fmt.Errorf("latency %q: %w", d.Latency, err)
+	}
+	var jitter time.Duration
+	if d.Jitter != "" {
+		if jitter, err = time.ParseDuration(d.Jitter); err != nil {
+			return got, fmt.Errorf("jitter %q: %w", d.Jitter, err)
+		}
+	}
+	var notes []string
+	ms := func(d time.Duration) int64 {
+		r := d.Round(time.Millisecond)
+		if r != d {
+			notes = append(notes, fmt.Sprintf("%s applied as %s (whole milliseconds)", d, r))
+		}
+		return r.Milliseconds()
+	}
+	attrs := map[string]int64{"latency": ms(latency), "jitter": ms(jitter)}
+	if c, _ := strconv.ParseFloat(strings.TrimSpace(d.Correlation), 64); c != 0 {
+		notes = append(notes, "correlation "+d.Correlation+"% not applied: each delay is drawn independently")
+	}
+	notes = append(notes, "connections the pod opens itself are not delayed")
+	got.Note = strings.Join(notes, "; ")
+	type added struct {
+		it           *interposer
+		proxy, toxic string
+	}
+	var done []added
+	remove := func(ctx context.Context) error {
+		var errs []error
+		for i := len(done) - 1; i >= 0; i-- {
+			a := done[i]
+			errs = append(errs, a.it.call(ctx, http.MethodDelete, "/proxies/"+a.proxy+"/toxics/"+a.toxic, nil))
+		}
+		return errors.Join(errs...)
+	}
+	seq := toxicSeq.Add(1)
+	for _, pod := range in.Pods {
+		p.mu.Lock()
+		it := p.interposers[pod.Node]
+		p.mu.Unlock()
+		if it == nil {
+			return got, errors.Join(fmt.Errorf("pod %s: no interposer in its node", pod.Workload), remove(context.WithoutCancel(ctx)))
+		}
+		for _, px := range it.proxies {
+			name := fmt.Sprintf("fault%d-%d", in.Action.Index, seq)
+			body := map[string]any{"name": name, "type": "latency", "stream": "downstream", "toxicity": 1, "attributes": attrs}
+			if err := it.call(ctx, http.MethodPost, "/proxies/"+px+"/toxics", body); err != nil {
+				return got, errors.Join(fmt.Errorf("pod %s: %w", pod.Workload, err), remove(context.WithoutCancel(ctx)))
+			}
+			done = append(done, added{it, px, name})
+		}
+	}
+	got.Recover = remove
+	return got, nil
+}
+
+// call makes one request of the interposer's API, which answers 2xx.
+func (it *interposer) call(ctx context.Context, method, path string, body any) error {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		r = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+it.api+path, r)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("interposer: %w", err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("interposer: %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
