@@ -549,6 +549,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		}
 		b.WriteString("</table>\n")
 	}
+	r.writeGameDaysHTML(&b)
 	if charts := r.percentileCharts(); len(charts) > 0 {
 		b.WriteString("<h2>Latency percentiles</h2>\n" + strings.Join(charts, "\n") + "\n")
 	}

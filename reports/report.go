@@ -21,7 +21,9 @@ type Report struct {
 	Stats    []*GroupStats     `json:"statistics"`
 	Max      []*MaxRow         `json:"max,omitempty"`
 	SLOs     []ObjectiveResult `json:"slos,omitempty"`
-	Seed     uint64            `json:"seed"`
+	// GameDays are the rows' game-day verdicts (scenarios with probes).
+	GameDays []GameDayRow `json:"gameDays,omitempty"`
+	Seed     uint64       `json:"seed"`
 	groups   []*Group
 	trials   []*results.Trial
 	hist     map[string]*stats.HistogramData
@@ -51,6 +53,7 @@ func NewReport(m *results.Manifest, trials []*results.Trial, extra []scenarios.O
 		}
 	}
 	r.SLOs = CheckObjectives(all, groups)
+	r.GameDays = SummarizeGameDays(groups)
 	return r
 }
 
@@ -145,6 +148,9 @@ func (r *Report) WriteText(w io.Writer) error {
 			return err
 		}
 	}
+	if err := r.writeGameDaysText(w); err != nil {
+		return err
+	}
 	if len(r.SLOs) > 0 {
 		fmt.Fprintln(w, "\nObjectives:")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -237,6 +243,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 			fmt.Fprintf(w, "| `%s` | %s | %s | %s |\n", s.Objective, s.Key, s.Measured, verdict)
 		}
 	}
+	r.writeGameDaysMarkdown(w)
 	return nil
 }
 
@@ -276,6 +283,7 @@ func (r *Report) WriteJUnit(w io.Writer) error {
 		}
 		suite(key).add(s.Objective, key, o, s.Measured, InconclusiveStays)
 	}
+	r.addGameDaysJUnit(suite)
 	var out []junitSuite
 	for _, k := range order {
 		out = append(out, *suites[k])
@@ -290,10 +298,15 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// Failed reports whether an objective failed.
+// Failed reports whether an objective or a game day failed.
 func (r *Report) Failed() bool {
 	for _, s := range r.SLOs {
 		if !s.Holds {
+			return true
+		}
+	}
+	for _, g := range r.GameDays {
+		if !g.Pass() {
 			return true
 		}
 	}

@@ -50,6 +50,16 @@ const (
 	LabelReplicaOf         = "meshbench.dev/xds-clients-replica-of"
 	LabelPropagationPrefix = "meshbench.dev/propagation-"
 
+	// A game day's verdict (a scenario with probes) on a trial: pass or
+	// fail, the resilience score (percent), each probe's success percent
+	// and each fault's seconds to detect and to recover (-1: never), by
+	// name appended ("meshbench.dev/fault-detect-s.NetworkChaos.cut").
+	LabelGameDayPass        = "meshbench.dev/gameday-pass"
+	LabelResilienceScore    = "meshbench.dev/resilience-score"
+	LabelProbeSuccessPrefix = "meshbench.dev/probe-success-pct."
+	LabelFaultDetectPrefix  = "meshbench.dev/fault-detect-s."
+	LabelFaultRecoverPrefix = "meshbench.dev/fault-recover-s."
+
 	// The environment's platform, kernel and CPU.
 	LabelPlatform = "meshbench.dev/platform"
 	LabelKernel   = "meshbench.dev/kernel"

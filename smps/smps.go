@@ -112,6 +112,17 @@ func FromTrial(m *results.Manifest, t *results.Trial) (*smp.PerformanceTestConfi
 		resLabels[LabelProbe] = strconv.Itoa(t.Probe.Index)
 		resLabels[LabelSLOMet] = strconv.FormatBool(t.Probe.Pass)
 	}
+	if v := t.Verdict; v != nil {
+		resLabels[LabelGameDayPass] = strconv.FormatBool(v.Pass)
+		resLabels[LabelResilienceScore] = fmtFloat(v.Score)
+		for _, p := range v.Probes {
+			resLabels[LabelProbeSuccessPrefix+labelName(p.Name)] = fmtFloat(p.SuccessPct)
+		}
+		for _, f := range v.Faults {
+			resLabels[LabelFaultDetectPrefix+labelName(f.Name)] = fmtFloat(f.DetectS)
+			resLabels[LabelFaultRecoverPrefix+labelName(f.Name)] = fmtFloat(f.RecoverS)
+		}
+	}
 	res := &smp.PerformanceTestResult{
 		SmpVersion: Version,
 		Id:         id + "-result",
@@ -132,6 +143,21 @@ func FromTrial(m *results.Manifest, t *results.Trial) (*smp.PerformanceTestConfi
 }
 
 func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'f', 3, 64) }
+
+// labelName is a probe's or fault's name as a label key's suffix: a fault's
+// kind/name with a dot for the slash, anything but letters, digits, '.',
+// '-' and '_' as '_'.
+func labelName(name string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '/':
+			return '.'
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '_':
+			return r
+		}
+		return '_'
+	}, name)
+}
 
 // Marshal renders an SMP document as indented protobuf JSON.
 func Marshal(m Message) ([]byte, error) {

@@ -22,7 +22,9 @@ func TestTrialRoundTripsStrictly(t *testing.T) {
 	tr := &results.Trial{Mesh: "meshbench", Mode: "sidecar", Trial: 2, Start: start, End: start.Add(10 * time.Second),
 		Requested: 1000, Achieved: 999.5, Connections: 8, Duration: "10s", Target: "http://127.0.0.1:15001/",
 		Requests: 9995, LatencyMs: results.Latency{Min: 0.1, Mean: 0.5, P50: 0.4, P90: 0.6, P99: 1.2, P999: 3, Max: 4},
-		Components: []results.Usage{{Name: "client-sidecar", Class: "proxy", CPUMillicores: 140, RSSMaxMB: 18, Source: "/proc"}}}
+		Components: []results.Usage{{Name: "client-sidecar", Class: "proxy", CPUMillicores: 140, RSSMaxMB: 18, Source: "/proc"}},
+		Verdict: &results.Verdict{Pass: false, Score: 83.25, Probes: []results.ProbeResult{{Name: "p99 under 5ms", SuccessPct: 66.5}},
+			Faults: []results.FaultImpact{{Name: "NetworkChaos/cut", DetectS: 0, RecoverS: -1}}}}
 	cfg, res := FromTrial(m, tr)
 	dir := t.TempDir()
 	for name, msg := range map[string]Message{"c.json": cfg, "r.json": res} {
@@ -46,7 +48,10 @@ func TestTrialRoundTripsStrictly(t *testing.T) {
 		t.Errorf("config = %v", c2)
 	}
 	if r2.GetTestId() != c2.GetId() || r2.GetLatenciesMs().GetP99() != 1.2 || r2.GetLabels()[LabelP999Ms] != "3.000" ||
-		r2.GetLabels()[LabelCPUPrefix+"client-sidecar"] != "140.000" || !r2.GetStartTime().AsTime().Equal(start) {
+		r2.GetLabels()[LabelCPUPrefix+"client-sidecar"] != "140.000" || !r2.GetStartTime().AsTime().Equal(start) ||
+		r2.GetLabels()[LabelGameDayPass] != "false" || r2.GetLabels()[LabelResilienceScore] != "83.250" ||
+		r2.GetLabels()[LabelProbeSuccessPrefix+"p99_under_5ms"] != "66.500" ||
+		r2.GetLabels()[LabelFaultDetectPrefix+"NetworkChaos.cut"] != "0.000" || r2.GetLabels()[LabelFaultRecoverPrefix+"NetworkChaos.cut"] != "-1.000" {
 		t.Errorf("result = %v", r2)
 	}
 	// The figures come back from the result alone.

@@ -239,6 +239,14 @@ func TestIntegrationFaultKill(t *testing.T) {
 	if !strings.Contains(r.stdout, "meshbench/sidecar trial 1: FAIL, resilience score") || !strings.Contains(r.stdout, "PodChaos/pod-kill: detected") {
 		t.Errorf("the summary lacks the verdict:\n%s", r.stdout)
 	}
+	// The report gates on it: JUnit has a case per probe, the failed one
+	// failing, and the command exits 1.
+	rep := meshbench(t, time.Minute, "report", out, "--format", "junit")
+	if rep.code != 1 ||
+		!strings.Contains(rep.stdout, `<testcase name="probe available (continuous)" classname="meshbench/sidecar@200">`) ||
+		!strings.Contains(rep.stdout, `<testcase name="probe fast (end-of-test)" classname="meshbench/sidecar@200">`) {
+		t.Errorf("report --format junit: exit %d\n%s\n%s", rep.code, rep.stdout, rep.stderr)
+	}
 	if len(tr.Faults) != 2 || tr.Faults[0].Note != "" || tr.Faults[1].Note != "" ||
 		!strings.Contains(tr.Faults[0].Executor, "back-off") || !strings.Contains(tr.Faults[1].Executor, "replacement") {
 		t.Fatalf("%s: faults %+v, want the container kill and the pod kill", tr.Key(), tr.Faults)

@@ -32,8 +32,10 @@ Formats: text (the default), md (GitHub step summaries), html (one
 self-contained file with charts: latency percentile curves, added latency with
 intervals, CPU and memory per 1000 rps, rate sweeps, and for a run with faults
 the window second by second with the faults shaded), json, and junit (one test
-case per objective and row). With objectives, an objective that does not hold
-makes the command exit 1 (after writing the report).`,
+case per objective and row, and per probe and row). A scenario with probes
+(a game day) gets each row's verdict, resilience score and faults' times to
+detect and recover. An objective that does not hold, or a game day whose
+probes failed in a trial, makes the command exit 1 (after writing the report).`,
 		Example: `  meshbench report meshbench-results/default-20261122T050000Z
   meshbench report results/ --format html --out report.html
   meshbench report results/ --format junit --slo 'p99 < 2ms at 1000 rps' --slo 'errors == 0' --out slo.xml`,
@@ -84,7 +86,7 @@ func (o *reportOptions) run(s Streams, dir string) error {
 		return err
 	}
 	if r.Failed() {
-		return &gateError{code: ExitFailed, msg: "an objective does not hold"}
+		return &gateError{code: ExitFailed, msg: "an objective does not hold, or a game day failed"}
 	}
 	return nil
 }
