@@ -54,6 +54,9 @@ type Injected struct {
 	// Note says what the executor could not do as asked (a pod with no
 	// process to stop), for the results.
 	Note string
+	// Outcome, when set, says after Recover what the fault did (the
+	// requests it matched), added to the note.
+	Outcome func() string
 }
 
 // FaultPreparer is a FaultInjector some of whose actions need something
@@ -118,9 +121,10 @@ func (r *run) faultTimeline(d *deployment, mode scenarios.Mode, tr *results.Tria
 	inj := r.Platform.(FaultInjector)
 	return func(ctx context.Context, windowStart time.Time) (err error) {
 		type active struct {
-			rec int           // index in tr.Faults
-			end time.Duration // from the window's start
-			fn  func(context.Context) error
+			rec     int           // index in tr.Faults
+			end     time.Duration // from the window's start
+			fn      func(context.Context) error
+			outcome func() string
 		}
 		var on []active
 		since := func() float64 { return time.Since(windowStart).Seconds() }
@@ -132,6 +136,11 @@ func (r *run) faultTimeline(d *deployment, mode scenarios.Mode, tr *results.Tria
 			rerr := a.fn(rctx)
 			f := &tr.Faults[a.rec]
 			f.End = since()
+			if a.outcome != nil {
+				if o := a.outcome(); o != "" {
+					f.Note = strings.TrimPrefix(f.Note+"; "+o, "; ")
+				}
+			}
 			ev.add(f.End, "fault", "recovered "+f.Name)
 			if rerr != nil {
 				f.Error = "recover: " + rerr.Error()
@@ -204,7 +213,7 @@ func (r *run) faultTimeline(d *deployment, mode scenarios.Mode, tr *results.Tria
 				f.End = f.Start
 				continue
 			}
-			on = append(on, active{rec: len(tr.Faults) - 1, end: began.Sub(windowStart) + a.Duration, fn: got.Recover})
+			on = append(on, active{rec: len(tr.Faults) - 1, end: began.Sub(windowStart) + a.Duration, fn: got.Recover, outcome: got.Outcome})
 		}
 		return nil
 	}

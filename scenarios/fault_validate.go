@@ -2,8 +2,10 @@ package scenarios
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
+	pathpkg "path"
 	"reflect"
 	"regexp"
 	"slices"
@@ -57,6 +59,7 @@ type faultCheck struct {
 	add       addFunc
 	workloads []string
 	window    time.Duration
+	protocol  string // the load's
 }
 
 // validateFaults checks each fault: Chaos Mesh's own validation (its
@@ -80,7 +83,7 @@ func (s *Scenario) validateFaults(add addFunc) {
 			add(path, format, args...)
 		}
 	}
-	c := &faultCheck{add: once, window: s.Load.Duration.D(), workloads: []string{s.Topology.Client.Name}}
+	c := &faultCheck{add: once, window: s.Load.Duration.D(), workloads: []string{s.Topology.Client.Name}, protocol: s.Load.Protocol}
 	for _, svc := range s.Topology.ServiceList() {
 		c.workloads = append(c.workloads, svc.Name)
 	}
@@ -230,6 +233,21 @@ func (c *faultCheck) chaos(path string, obj chaosv1alpha1.GenericChaos) time.Dur
 			c.add(path, "no action: set abort, delay, replace or patch")
 		}
 		c.unsupported(path, map[string]bool{"tls": sp.TLS != nil, "remoteCluster": sp.RemoteCluster != ""}, "meshbench faults act on the topology's plain-text traffic")
+		if c.protocol != "" && c.protocol != ProtocolHTTP {
+			c.add(path, "HTTPChaos acts on HTTP/1.1 traffic (load.protocol %s), as Chaos Mesh's does; this load is %s", ProtocolHTTP, c.protocol)
+		}
+		if sp.Path != nil {
+			if _, err := pathpkg.Match(*sp.Path, "/"); err != nil {
+				c.add(join(path, "path"), "%q is not a path pattern: %v", *sp.Path, err)
+			}
+		}
+		if p := sp.Patch; p != nil && p.Body != nil {
+			if p.Body.Type != "JSON" {
+				c.add(join(path, "patch.body.type"), "%q: Chaos Mesh patches bodies as JSON (a merge patch): type JSON", p.Body.Type)
+			} else if !json.Valid([]byte(p.Body.Value)) {
+				c.add(join(path, "patch.body.value"), "not JSON: %q", p.Body.Value)
+			}
+		}
 	case *chaosv1alpha1.StressChaos:
 		sp := &o.Spec
 		c.selector(path, &sp.PodSelector)

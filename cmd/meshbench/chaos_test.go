@@ -328,6 +328,86 @@ func TestIntegrationFaultDelay(t *testing.T) {
 	}
 }
 
+// TestIntegrationFaultHTTP puts three HTTPChaos faults on the server, on
+// the baseline, the own sidecar and HAProxy's: its answers replaced by
+// 503s, then its requests delayed by 100 ms, then aborted. Every request
+// inside the first and last fails (a 503; an abort as the data plane
+// reports it: a reset, or its proxy's 5xx), the delay adds 100 ms to the
+// median, and each fault records the requests it matched. A proxyless
+// application terminates mTLS itself: nothing passes the interposer,
+// which the matched count says.
+func TestIntegrationFaultHTTP(t *testing.T) {
+	integration(t)
+	if os.Geteuid() != 0 {
+		t.Skip("HTTPChaos needs the netns network, which needs root")
+	}
+	httpChaos := func(target, actions string) string {
+		return "      target: " + target + "\n      port: 8080\n      duration: 2s\n" + actions
+	}
+	path := faultScenario(t, "10s", []string{"baseline", "sidecar", "proxyless"},
+		fault("1s", "HTTPChaos", "unavailable", httpChaos("Response", "      replace: {code: 503}\n")),
+		fault("3500ms", "HTTPChaos", "slow", httpChaos("Request", "      method: GET\n      delay: 100ms\n")),
+		fault("6s", "HTTPChaos", "cut", httpChaos("Request", "      path: /*\n      abort: true\n")))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := strings.Replace(string(data), "meshes:\n", "meshes:\n  - name: haproxy\n    mode: sidecar\n", 1)
+	if err := os.WriteFile(path, []byte(sc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "http")
+	_, trials := runAll(t, 5*time.Minute, out, "run", path, "--out", out)
+	if len(trials) != 4 {
+		t.Fatalf("%d trials, want 4", len(trials))
+	}
+	for _, tr := range trials {
+		if len(tr.Faults) != 3 {
+			t.Fatalf("%s: faults %+v, want three", tr.Key(), tr.Faults)
+		}
+		for _, f := range tr.Faults {
+			if f.Executor != "HTTP interposer at the application's port (behind the mesh's inbound proxy)" || f.Error != "" || !strings.HasPrefix(f.Note, "matched ") {
+				t.Errorf("%s: %s recorded as %+v", tr.Key(), f.Name, f)
+			}
+		}
+		if tr.Mode == "proxyless" {
+			if tr.Errors != 0 || tr.Faults[0].Note != "matched 0 requests" {
+				t.Errorf("%s: %d errors, %q: a proxyless application takes nothing through the interposer", tr.Key(), tr.Errors, tr.Faults[0].Note)
+			}
+			continue
+		}
+		unavailable, slow, cut := tr.Faults[0], tr.Faults[1], tr.Faults[2]
+		if unavailable.Note == "matched 0 requests" || cut.Note == "matched 0 requests" {
+			t.Errorf("%s: faults matched nothing: %+v", tr.Key(), tr.Faults)
+		}
+		eachSecondInside(t, tr, unavailable, func(sec results.Second) {
+			if sec.Codes["503"] != sec.Requests {
+				t.Errorf("%s: %+v inside %s: not every answer a 503", tr.Key(), sec, unavailable.Name)
+			}
+		})
+		eachSecondInside(t, tr, cut, func(sec results.Second) {
+			if sec.Errors != sec.Requests {
+				t.Errorf("%s: %+v inside %s: a request was answered", tr.Key(), sec, cut.Name)
+			}
+		})
+		var before, inside []float64
+		for _, sec := range tr.Series {
+			if sec.Start+1 <= unavailable.Start && sec.Requests > 0 {
+				before = append(before, sec.P50Ms)
+			}
+		}
+		eachSecondInside(t, tr, slow, func(sec results.Second) { inside = append(inside, sec.P50Ms) })
+		if len(before) > 0 && len(inside) > 0 {
+			if got := median(inside) - median(before); got < 95 || got > 150 {
+				t.Errorf("%s: the delay added %.1f ms to the median, want 100 (per second: %v)", tr.Key(), got, inside)
+			}
+		}
+		if last := tr.Series[len(tr.Series)-2]; last.Start < cut.End || last.Errors != 0 || last.Requests == 0 {
+			t.Errorf("%s: the last whole second %+v: not recovered after %.1fs", tr.Key(), last, cut.End)
+		}
+	}
+}
+
 // median of xs, which it sorts.
 func median(xs []float64) float64 {
 	slices.Sort(xs)
@@ -371,6 +451,8 @@ func TestIntegrationFaultBadInput(t *testing.T) {
 		{"delay toward a target", fault("1s", "NetworkChaos", "slow", "      action: delay\n      delay:\n        latency: 100ms\n      duration: 1s\n"+
 			"      target:\n        mode: all\n        selector:\n          labelSelectors:\n            app: client\n"),
 			"faults[0]: NetworkChaos delay: the local platform delays the connections into the selected pods, from any peer (no target)"},
+		{"HTTPChaos on another port", fault("1s", "HTTPChaos", "teapot", "      target: Response\n      port: 9090\n      replace: {code: 418}\n      duration: 1s\n"),
+			"faults[0]: HTTPChaos Response: port 9090: the workloads serve on port 8080"},
 		{"selects nothing", strings.Replace(fault("1s", "PodChaos", "freeze", fmt.Sprintf(freezeSpec, "1s")), "app: server", "app: database", 1),
 			":24:9: faults[0].spec.selector: selects no workload (the workloads: client, server)"},
 		{"longer than the run", fault("1s", "PodChaos", "freeze", fmt.Sprintf(freezeSpec, "1m")),

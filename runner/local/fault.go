@@ -35,10 +35,11 @@ const (
 
 // CanInject says which actions the local platform executes: partition,
 // loss (iptables in the pods' namespaces), bandwidth (tc tbf on their
-// interface) and delay (an interposer, see PrepareFaults), with netns
-// networking only; pod-kill, container-kill and
-// pod-failure (the pods' processes killed and started again, or stopped
-// and resumed); and StressChaos (a stressor in the application's cgroups).
+// interface), delay (toxiproxy spliced in, see PrepareFaults) and HTTPChaos
+// (an HTTP interposer in front of the application), with netns networking
+// only; pod-kill, container-kill and pod-failure (the pods' processes
+// killed and started again, or stopped and resumed); and StressChaos (a
+// stressor in the application's cgroups).
 func (p *platform) CanInject(a chaos.Action) error {
 	switch o := a.Object.(type) {
 	case *chaosv1alpha1.NetworkChaos:
@@ -77,6 +78,14 @@ func (p *platform) CanInject(a chaos.Action) error {
 			}
 			return nil
 		}
+	case *chaosv1alpha1.HTTPChaos:
+		switch {
+		case p.mode != NetNS:
+			return fmt.Errorf("it needs the netns network (this run's is %s: %s)", p.mode, p.reason)
+		case o.Spec.Port != runner.ServerPort:
+			return fmt.Errorf("port %d: the workloads serve on port %d", o.Spec.Port, runner.ServerPort)
+		}
+		return nil
 	case *chaosv1alpha1.StressChaos:
 		if o.Spec.Stressors == nil {
 			return fmt.Errorf("no stressors")
@@ -91,7 +100,7 @@ func (p *platform) CanInject(a chaos.Action) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("not executed on the local platform in this build yet (it executes NetworkChaos partition, loss, delay and bandwidth, PodChaos pod-kill, container-kill and pod-failure, and StressChaos)")
+	return fmt.Errorf("not executed on the local platform in this build yet (it executes NetworkChaos partition, loss, delay and bandwidth, PodChaos pod-kill, container-kill and pod-failure, HTTPChaos and StressChaos)")
 }
 
 // Inject puts an action in force.
@@ -100,6 +109,8 @@ func (p *platform) Inject(ctx context.Context, in runner.Injection) (runner.Inje
 	switch o := in.Action.Object.(type) {
 	case *chaosv1alpha1.StressChaos:
 		return p.stress(ctx, in, o.Spec.Stressors)
+	case *chaosv1alpha1.HTTPChaos:
+		return p.httpChaos(ctx, in, &o.Spec)
 	case *chaosv1alpha1.PodChaos:
 		switch o.Spec.Action {
 		case chaosv1alpha1.PodKillAction:

@@ -47,10 +47,18 @@ type interposer struct {
 	proxies []string // its proxies' names
 }
 
-// interposed says whether the interposer executes an action.
-func interposed(a chaos.Action) bool {
-	nc, ok := a.Object.(*chaosv1alpha1.NetworkChaos)
-	return ok && nc.Spec.Action == chaosv1alpha1.DelayAction
+// interposed says which interposer executes an action: toxiproxy
+// (execDelay), the HTTP interposer (execHTTP), or none.
+func interposed(a chaos.Action) string {
+	switch o := a.Object.(type) {
+	case *chaosv1alpha1.NetworkChaos:
+		if o.Spec.Action == chaosv1alpha1.DelayAction {
+			return execDelay
+		}
+	case *chaosv1alpha1.HTTPChaos:
+		return execHTTP
+	}
+	return ""
 }
 
 // PrepareFaults splices an interposer into the nodes of the pods that
@@ -61,16 +69,17 @@ func interposed(a chaos.Action) bool {
 // whole trial, in every (mesh, mode) alike.
 func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (func(context.Context) error, string, error) {
 	cpus := map[string]string{}
-	var nodes []string
+	nodes := map[string][]string{} // per interposer
 	for _, in := range ins {
-		if !interposed(in.Action) {
+		kind := interposed(in.Action)
+		if kind == "" {
 			continue
 		}
 		for _, pod := range in.Pods {
-			if slices.Contains(nodes, pod.Node) {
+			if slices.Contains(nodes[kind], pod.Node) {
 				continue
 			}
-			nodes = append(nodes, pod.Node)
+			nodes[kind] = append(nodes[kind], pod.Node)
 			if len(pod.Processes) > 0 {
 				if pr, ok := pod.Processes[0].(*process); ok {
 					cpus[pod.Node] = pr.cpus
@@ -89,8 +98,10 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 		}
 		return errors.Join(errs...)
 	}
-	var said []string
-	for _, node := range nodes {
+	var said, saidHTTP []string
+	// toxiproxy first: it splices what listens before the HTTP
+	// interposer does.
+	for _, node := range nodes[execDelay] {
 		u, ports, err := p.interpose(ctx, node, cpus[node])
 		if err != nil {
 			return nil, "", errors.Join(fmt.Errorf("interposer in %s: %w", node, err), undo(context.WithoutCancel(ctx)))
@@ -98,7 +109,64 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 		undos = append(undos, u)
 		said = append(said, fmt.Sprintf("%s (ports %s)", node, ports))
 	}
-	return undo, "interposer spliced into the connections into " + strings.Join(said, ", "), nil
+	for _, node := range nodes[execHTTP] {
+		u, err := p.interposeHTTP(ctx, node, cpus[node])
+		if err != nil {
+			return nil, "", errors.Join(fmt.Errorf("HTTP interposer in %s: %w", node, err), undo(context.WithoutCancel(ctx)))
+		}
+		undos = append(undos, u)
+		saidHTTP = append(saidHTTP, node)
+	}
+	var notes []string
+	if len(said) > 0 {
+		notes = append(notes, "interposer spliced into the connections into "+strings.Join(said, ", "))
+	}
+	if len(saidHTTP) > 0 {
+		notes = append(notes, fmt.Sprintf("HTTP interposer spliced in front of the application (port %d) of %s", runner.ServerPort, strings.Join(saidHTTP, ", ")))
+	}
+	return undo, strings.Join(notes, "; "), nil
+}
+
+// freePorts are n ports from interposerBase up on which nothing listens
+// in a node's namespace.
+func (p *platform) freePorts(ctx context.Context, ns string, n int) ([]int, error) {
+	out, err := p.ex.Run(ctx, "ip", "netns", "exec", ns, "cat", "/proc/net/tcp", "/proc/net/tcp6")
+	if err != nil {
+		return nil, err
+	}
+	used := listeningPorts(out, netip.Addr{})
+	var ports []int
+	for port := interposerBase; len(ports) < n; port++ {
+		if !slices.Contains(used, port) {
+			ports = append(ports, port)
+		}
+	}
+	return ports, nil
+}
+
+// startInterposer starts an interposer process in a node and waits until
+// its API answers ready.
+func (p *platform) startInterposer(ctx context.Context, node, cpus string, args []string, ready string) (*process, error) {
+	stderr := &bytes.Buffer{}
+	pr, err := p.startIn(node, runner.ProcessSpec{Name: node + "-" + args[1], Class: "interposer", Args: args, CPUs: cpus,
+		Stdout: io.Discard, Stderr: stderr}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := runner.WaitReady(ctx, pr, meshes.Probe{HTTPGet: ready}, interposerReady); err != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = pr.Stop(sctx)
+		return nil, fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return pr, nil
+}
+
+// stopProcess stops an interposer within a few seconds.
+func stopProcess(ctx context.Context, pr *process) {
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_ = pr.Stop(sctx)
 }
 
 // interpose starts a node's interposer and redirects the connections into
@@ -123,19 +191,15 @@ func (p *platform) interpose(ctx context.Context, node, cpus string) (func(conte
 	if len(listening) == 0 {
 		return nil, "", fmt.Errorf("nothing listens on %s", n.Addr)
 	}
-	free := interposerBase
-	next := func() int {
-		for slices.Contains(listening, free) {
-			free++
-		}
-		free++
-		return free - 1
+	free, err := p.freePorts(ctx, ns, len(listening)+1)
+	if err != nil {
+		return nil, "", err
 	}
-	it := &interposer{api: meshes.HostPort(n.Addr, next())}
+	it := &interposer{api: meshes.HostPort(n.Addr, free[0])}
 	args := []string{"workload", "interpose", "--api", it.api}
 	var rules []nsRule
-	for _, port := range listening {
-		name, listen := "port-"+strconv.Itoa(port), next()
+	for i, port := range listening {
+		name, listen := "port-"+strconv.Itoa(port), free[i+1]
 		up := port
 		if to, ok := inbound[port]; ok {
 			up = to // where the mesh's inbound redirect sends it
@@ -145,25 +209,14 @@ func (p *platform) interpose(ctx context.Context, node, cpus string) (func(conte
 		rules = append(rules, nsRule{ns: ns, table: "nat", rule: []string{"PREROUTING", "-i", "eth0", "-p", "tcp", "--dport", strconv.Itoa(port),
 			"-m", "comment", "--comment", faultComment(p.opts.RunID), "-j", "REDIRECT", "--to-ports", strconv.Itoa(listen)}})
 	}
-	stderr := &bytes.Buffer{}
-	pr, err := p.startIn(node, runner.ProcessSpec{Name: node + "-interposer", Class: "interposer", Args: args, CPUs: cpus,
-		Stdout: io.Discard, Stderr: stderr}, nil)
+	pr, err := p.startInterposer(ctx, node, cpus, args, "http://"+it.api+"/version")
 	if err != nil {
 		return nil, "", err
 	}
-	stop := func(ctx context.Context) error {
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		_ = pr.Stop(sctx)
-		return nil
-	}
-	if err := runner.WaitReady(ctx, pr, meshes.Probe{HTTPGet: "http://" + it.api + "/version"}, interposerReady); err != nil {
-		<-pr.Done()
-		return nil, "", fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
-	}
 	unredirect, err := p.applyRules(ctx, rules, true)
 	if err != nil {
-		return nil, "", errors.Join(err, stop(context.WithoutCancel(ctx)))
+		stopProcess(context.WithoutCancel(ctx), pr)
+		return nil, "", err
 	}
 	p.mu.Lock()
 	p.interposers[node] = it
@@ -177,12 +230,13 @@ func (p *platform) interpose(ctx context.Context, node, cpus string) (func(conte
 		delete(p.interposers, node)
 		p.mu.Unlock()
 		err := unredirect(ctx)
-		_ = stop(ctx)
+		stopProcess(ctx, pr)
 		return err
 	}, strings.Join(ports, ", "), nil
 }
 
-// listeningPorts are the TCP ports listening on addr or on every address,
+// listeningPorts are the TCP ports listening on addr or on every address
+// (on any address when addr is the zero Addr),
 // from /proc/net/tcp and tcp6 (a header line, then one socket a line:
 // "sl local_address rem_address st ...", addresses as hex words in host
 // byte order, state 0A for LISTEN), sorted.
@@ -208,7 +262,7 @@ func listeningPorts(procNet string, addr netip.Addr) []int {
 		if !ok {
 			continue
 		}
-		if a = a.Unmap(); !a.IsUnspecified() && a != addr {
+		if a = a.Unmap(); addr.IsValid() && !a.IsUnspecified() && a != addr {
 			continue
 		}
 		n, err := strconv.ParseUint(port, 16, 16)
@@ -293,29 +347,36 @@ func (p *platform) delay(ctx context.Context, in runner.Injection, d *chaosv1alp
 
 // call makes one request of the interposer's API, which answers 2xx.
 func (it *interposer) call(ctx context.Context, method, path string, body any) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := it.do(ctx, method, path, body)
+	return err
+}
+
+// do makes one request of the interposer's API and returns its answer,
+// which must be 2xx.
+func (it *interposer) do(ctx context.Context, method, path string, body any) ([]byte, error) {
 	var r io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		r = bytes.NewReader(b)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+it.api+path, r)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("interposer: %w", err)
+		return nil, fmt.Errorf("interposer: %w", err)
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("interposer: %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(msg)))
+		return nil, fmt.Errorf("interposer: %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(msg)))
 	}
-	return nil
+	return msg, nil
 }

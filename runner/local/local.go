@@ -72,8 +72,9 @@ type platform struct {
 	// inbound are, per node, the ports the installed redirects send
 	// elsewhere in the node (port -> port), for the interposers.
 	inbound map[string]map[int]int
-	// interposers are the nodes' interposers in place (see PrepareFaults).
-	interposers map[string]*interposer
+	// interposers and httpInterposers are the nodes' interposers in
+	// place (see PrepareFaults).
+	interposers, httpInterposers map[string]*interposer
 }
 
 var _ runner.Platform = (*platform)(nil)
@@ -104,7 +105,8 @@ func New(ctx context.Context, o Options) (runner.Platform, error) {
 	if o.Subnet.Bits() > 16 || !o.Subnet.Addr().Is4() || !o.Subnet.Addr().IsPrivate() {
 		return nil, fmt.Errorf("%w: --subnet %s: want a private IPv4 range of /16 or larger", ErrInvalidOptions, o.Subnet)
 	}
-	p := &platform{opts: o, ex: execRunner{}, inbound: map[string]map[int]int{}, interposers: map[string]*interposer{}}
+	p := &platform{opts: o, ex: execRunner{}, inbound: map[string]map[int]int{},
+		interposers: map[string]*interposer{}, httpInterposers: map[string]*interposer{}}
 	mode, reason, err := chooseNetwork(o.Network)
 	if err != nil {
 		return nil, err

@@ -37,7 +37,7 @@ func newWorkloadCommand(s Streams) *cobra.Command {
 		Hidden: true,
 		Args:   argsCheck(cobra.NoArgs),
 	}
-	cmd.AddCommand(newServerRole(s), newClientRole(s), newProbeRole(s), newStressRole(), newInterposeRole())
+	cmd.AddCommand(newServerRole(s), newClientRole(s), newProbeRole(s), newStressRole(), newInterposeRole(), newHTTPFaultsRole())
 	return cmd
 }
 
@@ -90,6 +90,29 @@ func newInterposeRole() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.API, "api", "", "address of toxiproxy's HTTP API")
 	f.StringArrayVar(&proxies, "proxy", nil, "a proxy, as name=listen=upstream (repeatable)")
+	return cmd
+}
+
+func newHTTPFaultsRole() *cobra.Command {
+	var o workload.HTTPFaultOptions
+	cmd := &cobra.Command{
+		Use:   "http-faults",
+		Short: "Serve an HTTP/1.1 proxy in front of an application, applying HTTPChaos rules (the local platform's HTTP interposer)",
+		Args:  argsCheck(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for flag, v := range map[string]string{"api": o.API, "listen": o.Listen, "upstream": o.Upstream} {
+				if v == "" {
+					return badInput(fmt.Errorf("flag --%s: required", flag))
+				}
+			}
+			return workload.HTTPFaults(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.API, "api", "", "address of the rules' API")
+	f.StringVar(&o.Listen, "listen", "", "address the proxy listens on")
+	f.StringVar(&o.Upstream, "upstream", "", "the application's address")
+	f.IntVar(&o.Mark, "mark", 0, "SO_MARK of the connections to the application")
 	return cmd
 }
 

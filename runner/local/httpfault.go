@@ -1,0 +1,137 @@
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	chaosv1alpha1 "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
+
+	"github.com/meshbench/meshbench/meshes"
+	"github.com/meshbench/meshbench/runner"
+)
+
+// execHTTP names the HTTP interposer in the results.
+const execHTTP = "HTTP interposer at the application's port (behind the mesh's inbound proxy)"
+
+// httpFaultMark is the socket mark of the HTTP interposer's connections
+// to the application, which its redirect lets pass.
+const httpFaultMark = 7331
+
+// interposeHTTP starts a node's HTTP interposer (meshbench workload
+// http-faults) and redirects the connections to its application's port
+// through it: those from the node itself (the mesh's inbound proxy
+// handing requests to the application, on loopback or the node's
+// address) at the head of OUTPUT, and those from other nodes after the
+// mesh's inbound redirect in PREROUTING (taken only where there is none:
+// the baseline). So it sees plain HTTP in every mode whose application
+// serves plain HTTP; a proxyless application terminates mTLS itself and
+// takes nothing through it, which the fault's matched count shows.
+func (p *platform) interposeHTTP(ctx context.Context, node, cpus string) (func(context.Context) error, error) {
+	if p.mode != NetNS {
+		return nil, fmt.Errorf("it needs the netns network")
+	}
+	p.mu.Lock()
+	n, ok := p.nodes[node]
+	p.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("no node %s", node)
+	}
+	ns := nsName(p.opts.RunID, node)
+	free, err := p.freePorts(ctx, ns, 2)
+	if err != nil {
+		return nil, err
+	}
+	api, listen, app := meshes.HostPort(n.Addr, free[0]), strconv.Itoa(free[1]), strconv.Itoa(runner.ServerPort)
+	pr, err := p.startInterposer(ctx, node, cpus, []string{"workload", "http-faults", "--api", api, "--listen", ":" + listen,
+		"--upstream", meshes.HostPort(n.Local, runner.ServerPort), "--mark", strconv.Itoa(httpFaultMark)}, "http://"+api+"/ready")
+	if err != nil {
+		return nil, err
+	}
+	comment := []string{"-m", "comment", "--comment", faultComment(p.opts.RunID)}
+	local, err := p.applyRules(ctx, []nsRule{{ns: ns, table: "nat", rule: append([]string{"OUTPUT", "-p", "tcp", "--dport", app,
+		"-m", "addrtype", "--dst-type", "LOCAL", "-m", "mark", "!", "--mark", strconv.Itoa(httpFaultMark)}, append(comment, "-j", "REDIRECT", "--to-ports", listen)...)}}, true)
+	if err != nil {
+		stopProcess(context.WithoutCancel(ctx), pr)
+		return nil, err
+	}
+	remote, err := p.applyRules(ctx, []nsRule{{ns: ns, table: "nat", rule: append([]string{"PREROUTING", "-i", "eth0", "-p", "tcp", "--dport", app},
+		append(comment, "-j", "REDIRECT", "--to-ports", listen)...)}}, false)
+	if err != nil {
+		err = errors.Join(err, local(context.WithoutCancel(ctx)))
+		stopProcess(context.WithoutCancel(ctx), pr)
+		return nil, err
+	}
+	p.mu.Lock()
+	p.httpInterposers[node] = &interposer{api: api}
+	p.mu.Unlock()
+	return func(ctx context.Context) error {
+		p.mu.Lock()
+		delete(p.httpInterposers, node)
+		p.mu.Unlock()
+		err := errors.Join(remote(ctx), local(ctx))
+		stopProcess(ctx, pr)
+		return err
+	}, nil
+}
+
+// httpChaos puts the HTTPChaos's rule (as Chaos Mesh hands it to its
+// tproxy: target, selector, actions) in each pod's HTTP interposer;
+// recovery removes it and the outcome says how many requests it matched.
+func (p *platform) httpChaos(ctx context.Context, in runner.Injection, sp *chaosv1alpha1.HTTPChaosSpec) (runner.Injected, error) {
+	got := runner.Injected{Executor: execHTTP}
+	port := sp.Port
+	rule := chaosv1alpha1.PodHttpChaosRule{Port: port, PodHttpChaosBaseRule: chaosv1alpha1.PodHttpChaosBaseRule{
+		Target: sp.Target, Actions: sp.PodHttpChaosActions,
+		Selector: chaosv1alpha1.PodHttpChaosSelector{Port: &port, Path: sp.Path, Method: sp.Method, Code: sp.Code,
+			RequestHeaders: sp.RequestHeaders, ResponseHeaders: sp.ResponseHeaders},
+	}}
+	name := fmt.Sprintf("fault%d-%d", in.Action.Index, toxicSeq.Add(1))
+	var done []*interposer
+	var matched int64
+	remove := func(ctx context.Context) error {
+		var errs []error
+		for _, it := range done {
+			var n struct{ Matched int64 }
+			if err := it.callJSON(ctx, http.MethodDelete, "/rules/"+name, nil, &n); err != nil {
+				errs = append(errs, err)
+			}
+			matched += n.Matched
+		}
+		return errors.Join(errs...)
+	}
+	for _, pod := range in.Pods {
+		p.mu.Lock()
+		it := p.httpInterposers[pod.Node]
+		p.mu.Unlock()
+		if it == nil {
+			return got, errors.Join(fmt.Errorf("pod %s: no HTTP interposer in its node", pod.Workload), remove(context.WithoutCancel(ctx)))
+		}
+		if err := it.callJSON(ctx, http.MethodPut, "/rules/"+name, rule, nil); err != nil {
+			return got, errors.Join(fmt.Errorf("pod %s: %w", pod.Workload, err), remove(context.WithoutCancel(ctx)))
+		}
+		done = append(done, it)
+	}
+	got.Recover = remove
+	got.Outcome = func() string { return fmt.Sprintf("matched %d requests", matched) }
+	return got, nil
+}
+
+// callJSON calls the interposer's API and decodes its JSON answer into
+// out, when out is not nil.
+func (it *interposer) callJSON(ctx context.Context, method, path string, body, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	answer, err := it.do(ctx, method, path, body)
+	if err != nil || out == nil {
+		return err
+	}
+	if err := json.Unmarshal(answer, out); err != nil {
+		return fmt.Errorf("interposer: %s %s: %w", method, path, err)
+	}
+	return nil
+}
