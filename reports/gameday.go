@@ -215,16 +215,16 @@ func (r *Report) writeGameDaysHTML(b *strings.Builder) {
 	if len(r.GameDays) == 0 {
 		return
 	}
-	b.WriteString("<h2>Game day</h2>\n<table><tr><th>Row</th><th>Verdict</th><th>Score</th><th>Failed probes</th><th>Faults</th></tr>\n")
+	b.WriteString("<h2>Game day</h2>\n<div class=\"scroll\"><table><tr><th>Row</th><th>Verdict</th><th>Score</th><th>Failed probes</th><th>Faults</th></tr>\n")
 	for _, g := range r.GameDays {
 		v := `<span class="ok">pass</span>`
 		if !g.Pass() {
 			v = `<span class="fail">` + html.EscapeString(strings.ToLower(g.verdictWord())) + `</span>`
 		}
-		fmt.Fprintf(b, "<tr><td>%s</td><td>%s</td><td>%.1f%%</td><td style=\"text-align:left\">%s</td><td style=\"text-align:left\">%s</td></tr>\n",
+		fmt.Fprintf(b, "<tr><td>%s</td><td>%s</td><td>%.1f%%</td><td style=\"text-align:left;white-space:normal\">%s</td><td style=\"text-align:left;white-space:normal\">%s</td></tr>\n",
 			html.EscapeString(g.Key), v, g.Score, html.EscapeString(g.failedProbes()), html.EscapeString(g.faultTimes()))
 	}
-	fmt.Fprintf(b, "</table>\n<p class=\"note\">%s</p>\n", html.EscapeString(gameDayNote))
+	fmt.Fprintf(b, "</table></div>\n<p class=\"note\">%s</p>\n", html.EscapeString(gameDayNote))
 }
 
 // addGameDaysJUnit adds one case per probe per row: it fails when the

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -61,12 +62,16 @@ func interposed(a chaos.Action) string {
 	return ""
 }
 
-// PrepareFaults splices an interposer into the nodes of the pods that
-// delays will act on, before the load starts: a toxic added to an
-// interposer delays the connections already open through it, which a
-// redirect installed mid-load would not catch (keep-alive connections
-// outlive it). Every connection into those pods passes through it for the
-// whole trial, in every (mesh, mode) alike.
+// PrepareFaults splices interposers into the nodes of the pods that
+// delays (toxiproxy) and HTTPChaos (the HTTP interposer) will act on,
+// before the load starts: a fault added to an interposer acts on the
+// connections already open through it, which a redirect installed
+// mid-load would not catch (keep-alive connections outlive it). Every
+// connection into those pods made after it passes through it for the
+// whole trial, in every (mesh, mode) alike: one more hop, and a pod that
+// is gone shows to its callers as a connection the interposer accepted
+// and closed (or, through the HTTP interposer, a 502) rather than one
+// refused. The trial's events say where interposers were spliced.
 func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (func(context.Context) error, string, error) {
 	cpus := map[string]string{}
 	nodes := map[string][]string{} // per interposer
@@ -103,6 +108,10 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 	// interposer does.
 	for _, node := range nodes[execDelay] {
 		u, ports, err := p.interpose(ctx, node, cpus[node])
+		if errors.Is(err, errNothingListens) {
+			said = append(said, node+" (nothing listens there: no connection to delay)")
+			continue
+		}
 		if err != nil {
 			return nil, "", errors.Join(fmt.Errorf("interposer in %s: %w", node, err), undo(context.WithoutCancel(ctx)))
 		}
@@ -177,7 +186,7 @@ func (p *platform) interpose(ctx context.Context, node, cpus string) (func(conte
 	}
 	p.mu.Lock()
 	n, ok := p.nodes[node]
-	inbound := p.inbound[node]
+	inbound := maps.Clone(p.inbound[node])
 	p.mu.Unlock()
 	if !ok {
 		return nil, "", fmt.Errorf("no node %s", node)
@@ -189,7 +198,7 @@ func (p *platform) interpose(ctx context.Context, node, cpus string) (func(conte
 	}
 	listening := listeningPorts(out, n.Addr)
 	if len(listening) == 0 {
-		return nil, "", fmt.Errorf("nothing listens on %s", n.Addr)
+		return nil, "", errNothingListens
 	}
 	free, err := p.freePorts(ctx, ns, len(listening)+1)
 	if err != nil {
@@ -274,6 +283,10 @@ func listeningPorts(procNet string, addr netip.Addr) []int {
 	return ports
 }
 
+// errNothingListens is an interposer's node on which no port is
+// reachable from other nodes: there is no connection into it to delay.
+var errNothingListens = errors.New("nothing listens on the node's address")
+
 // toxicSeq numbers the toxics of a run's delays.
 var toxicSeq atomic.Int64
 
@@ -329,8 +342,10 @@ func (p *platform) delay(ctx context.Context, in runner.Injection, d *chaosv1alp
 		p.mu.Lock()
 		it := p.interposers[pod.Node]
 		p.mu.Unlock()
-		if it == nil {
-			return got, errors.Join(fmt.Errorf("pod %s: no interposer in its node", pod.Workload), remove(context.WithoutCancel(ctx)))
+		if it == nil { // nothing listens there (see PrepareFaults)
+			notes = append(notes, "nothing listens in the pod of "+pod.Workload+": no connection into it to delay")
+			got.Note = strings.Join(notes, "; ")
+			continue
 		}
 		for _, px := range it.proxies {
 			name := fmt.Sprintf("fault%d-%d", in.Action.Index, seq)

@@ -47,8 +47,18 @@ func HTTPFaults(ctx context.Context, o HTTPFaultOptions) error {
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.Out.URL.Scheme, r.Out.URL.Host = "http", o.Upstream
 			r.Out.Host = r.In.Host
+			// The request as it came (ReverseProxy drops these before
+			// Rewrite): the interposer is not a hop of the mesh's.
+			for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+				if v, ok := r.In.Header[h]; ok {
+					r.Out.Header[h] = v
+				}
+			}
+			r.Out.URL.RawQuery = r.In.URL.RawQuery
 		},
-		Transport:      &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
+		// Bodies pass as they are: no compression asked for or undone.
+		Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second,
+			DisableCompression: true},
 		ModifyResponse: f.response,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, errAbort) {
@@ -206,7 +216,7 @@ func (f *httpFaults) request(next http.Handler) http.Handler {
 				panic(http.ErrAbortHandler) // the connection is closed
 			}
 			if err := sleep(r.Context(), a.Delay); err != nil {
-				return
+				panic(http.ErrAbortHandler) // the caller is gone
 			}
 			if rp := a.Replace; rp != nil {
 				if rp.Path != nil {
@@ -247,6 +257,7 @@ func (f *httpFaults) request(next http.Handler) http.Handler {
 				if p.Body != nil {
 					body, err := io.ReadAll(r.Body)
 					if err != nil {
+						http.Error(w, "read the request body: "+err.Error(), http.StatusBadRequest)
 						return
 					}
 					setBody(&r.Body, &r.ContentLength, r.Header, mergePatch(body, p.Body.Value))
@@ -323,20 +334,29 @@ func setBody(body *io.ReadCloser, length *int64, h http.Header, b []byte) {
 	h.Del("Transfer-Encoding")
 }
 
-// mergePatch applies a JSON merge patch (RFC 7396) to a JSON body; a body
-// that is not a JSON object is replaced by the patch, as the RFC says of
-// any non-object target.
+// mergePatch applies a JSON merge patch (RFC 7396) to a JSON body: a
+// body that is not a JSON object is taken as an empty one. Numbers keep
+// their text, and nothing is HTML-escaped: only what the patch names
+// changes.
 func mergePatch(body []byte, patch string) []byte {
-	var target, p any
-	if err := json.Unmarshal([]byte(patch), &p); err != nil {
+	decode := func(b []byte) (any, error) {
+		var v any
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		return v, dec.Decode(&v)
+	}
+	p, err := decode([]byte(patch))
+	if err != nil {
 		return body // checked at load: the patch is JSON
 	}
-	_ = json.Unmarshal(body, &target)
-	out, err := json.Marshal(merge(target, p))
-	if err != nil {
+	target, _ := decode(body)
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(merge(target, p)); err != nil {
 		return body
 	}
-	return out
+	return bytes.TrimSuffix(out.Bytes(), []byte("\n"))
 }
 
 func merge(target, patch any) any {

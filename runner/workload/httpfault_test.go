@@ -36,7 +36,7 @@ func TestHTTPFaults(t *testing.T) {
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "path": r.URL.Path, "query": r.URL.RawQuery,
-			"x": r.Header.Values("X-Test"), "body": string(body), "keep": 1})
+			"x": r.Header.Values("X-Test"), "xff": r.Header.Get("X-Forwarded-For"), "body": string(body), "keep": 1, "big": json.Number("12345678901234567890")})
 	}))
 	defer app.Close()
 	api, listen := freeAddr(t), freeAddr(t)
@@ -116,6 +116,7 @@ func TestHTTPFaults(t *testing.T) {
 		"actions": {"replace": {"code": 418}, "patch": {"body": {"type": "JSON", "value": "{\"keep\": null, \"chaos\": true}"}}}}`)
 	req, _ := http.NewRequest("GET", "http://"+listen+"/", nil)
 	req.Header.Set("X-Chaos", "yes")
+	req.Header.Set("X-Forwarded-For", "10.0.0.1")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +125,10 @@ func TestHTTPFaults(t *testing.T) {
 	resp.Body.Close()
 	var got map[string]any
 	_ = json.Unmarshal(b, &got)
-	if resp.StatusCode != 418 || got["chaos"] != true || got["keep"] != nil || resp.ContentLength != int64(len(b)) {
+	// The patch changes what it names; the rest (a number beyond a
+	// float64's precision, the caller's X-Forwarded-For) passes as it was.
+	if resp.StatusCode != 418 || got["chaos"] != true || got["keep"] != nil || resp.ContentLength != int64(len(b)) ||
+		got["xff"] != "10.0.0.1" || !bytes.Contains(b, []byte(`"big":12345678901234567890`)) {
 		t.Errorf("patched response: %d %s (length %d)", resp.StatusCode, b, resp.ContentLength)
 	}
 	if code, _ := echo("GET", "/", ""); code != 200 {
@@ -156,8 +160,10 @@ func TestHTTPFaults(t *testing.T) {
 	// Bad rules are refused.
 	for _, bad := range []string{`{"target": "Body"}`, `{"target": "Request", "actions": {"delay": "soon"}}`, `{"target": "Request", "bogus": 1}`} {
 		resp, b, err := call("PUT", "http://"+api+"/rules/bad", bad)
-		if err != nil || resp.StatusCode != 400 {
-			t.Errorf("rule %s: %v %d %s, want 400", bad, err, resp.StatusCode, bytes.TrimSpace(b))
+		if err != nil {
+			t.Errorf("rule %s: %v", bad, err)
+		} else if resp.StatusCode != 400 {
+			t.Errorf("rule %s: %d %s, want 400", bad, resp.StatusCode, bytes.TrimSpace(b))
 		}
 	}
 }
