@@ -41,7 +41,7 @@ func IssueAll(env Env) (map[string]Identity, error) {
 	}
 	out := map[string]Identity{}
 	for _, w := range env.Workloads() {
-		id := Identity{ID: identity.SPIFFEID(TrustDomain, Namespace, w.Name), Files: identity.FilesIn(env.Dir, w.Name)}
+		id := Identity{ID: identity.SPIFFEID(TrustDomain, Namespace, w.Account()), Files: identity.FilesIn(env.Dir, w.Name)}
 		if err := ca.IssueFiles(id.Files, id.ID, CertTTL); err != nil {
 			return nil, fmt.Errorf("identity for %s: %w", w.Name, err)
 		}
@@ -107,7 +107,9 @@ func SidecarRedirects(env Env, ex Exclusion) []Redirect {
 		}
 	}
 	for _, s := range env.Services {
-		out = append(out, Redirect{Node: s.Node.Name, Port: s.Port, ToPort: InboundPort})
+		for _, pod := range s.Pods() {
+			out = append(out, Redirect{Node: pod.Node.Name, Port: pod.Port, ToPort: InboundPort})
+		}
 	}
 	return out
 }
@@ -149,10 +151,10 @@ type ProxyPlan struct {
 	Transparent bool
 }
 
-// Upstream is where a caller's proxy sends requests for callee: the
-// callee's own address when interception takes them to its proxy, the
-// callee's proxy's inbound port otherwise.
-func (p ProxyPlan) Upstream(callee Service) string {
+// Upstream is where a caller's proxy sends requests for a callee's pod:
+// the pod's own address when interception takes them to its proxy, the
+// pod's proxy's inbound port otherwise.
+func (p ProxyPlan) Upstream(callee Workload) string {
 	if p.Transparent {
 		return HostPort(callee.Node.Addr, callee.Port)
 	}

@@ -79,10 +79,24 @@ type Workload struct {
 	// that start their own build of the workload (proxyless).
 	PayloadSize int
 	ServiceTime time.Duration
+	// App, for a service's other replicas, is the service the workload is
+	// a pod of (its Kubernetes app label and service account); empty for
+	// the client and a service's first pod, whose name it is.
+	App string
 }
 
-// Authority is the workload's name and port, the Host its callers send.
-func (w Workload) Authority() string { return w.Name + ":" + strconv.Itoa(w.Port) }
+// Account is the workload's service account, which its identity names:
+// its service's, shared by every replica.
+func (w Workload) Account() string {
+	if w.App != "" {
+		return w.App
+	}
+	return w.Name
+}
+
+// Authority is the workload's service's name and port, the Host its
+// callers send.
+func (w Workload) Authority() string { return w.Account() + ":" + strconv.Itoa(w.Port) }
 
 // Service is a server workload and the services it calls for every request.
 type Service struct {
@@ -93,6 +107,30 @@ type Service struct {
 	// spread its requests over them. Set by the conformance suite; only a
 	// mesh with a control plane renders it (see Env.Alternatives).
 	Selects []string
+	// Replicas are the service's other pods, each on a node of its own
+	// (App names the service): its callers spread its requests over Pods.
+	// Workload is its first pod, whose address its callers dial where
+	// nothing intercepts them (a Service's address, see Redirect.Service).
+	Replicas []Workload
+}
+
+// Pods are the service's pods: its first, then its replicas.
+func (s Service) Pods() []Workload { return append([]Workload{s.Workload}, s.Replicas...) }
+
+// ReplicaCapable is implemented by meshes that can spread a service's
+// requests over its replicas: SupportsReplicas says why not in mode.
+type ReplicaCapable interface {
+	SupportsReplicas(mode scenarios.Mode) error
+}
+
+// SupportsReplicas says why m cannot run a topology with replicated
+// services in mode, if it cannot.
+func SupportsReplicas(m Mesh, mode scenarios.Mode) error {
+	rc, ok := m.(ReplicaCapable)
+	if !ok {
+		return fmt.Errorf("mesh %s does not spread requests over replicas yet", m.Name())
+	}
+	return rc.SupportsReplicas(mode)
 }
 
 // Env is what a mesh needs to render a deployment.
@@ -133,7 +171,7 @@ func (e Env) Callees(w Workload) []Service {
 	}
 	var out []Service
 	for _, s := range e.Services {
-		if s.Name == w.Name {
+		if s.Name == w.Account() {
 			for _, c := range s.Calls {
 				out = append(out, e.service(c))
 			}
@@ -185,20 +223,30 @@ func (e Env) Callers(name string) []Workload {
 	for _, s := range e.Services {
 		for _, c := range s.Calls {
 			if c == name {
-				out = append(out, s.Workload)
+				out = append(out, s.Pods()...)
 			}
 		}
 	}
 	return out
 }
 
-// Workloads are the client and every service, client first.
+// Workloads are the client and every service's pods, client first.
 func (e Env) Workloads() []Workload {
 	out := []Workload{e.Client}
 	for _, s := range e.Services {
-		out = append(out, s.Workload)
+		out = append(out, s.Pods()...)
 	}
 	return out
+}
+
+// ServiceOf is the service w is a pod of, if it is one's.
+func (e Env) ServiceOf(w Workload) (Service, bool) {
+	for _, s := range e.Services {
+		if s.Name == w.Account() {
+			return s, true
+		}
+	}
+	return Service{}, false
 }
 
 func (e Env) service(name string) Service {
@@ -376,9 +424,17 @@ type Target struct {
 }
 
 // Redirect sends a node's TCP traffic to a local proxy port, as a sidecar
-// mesh's init container does with iptables.
+// mesh's init container does with iptables; or, with Service set, spreads
+// the connections the node opens to a Service's address over its pods, as
+// kube-proxy does.
 type Redirect struct {
-	Node string
+	// Service and Endpoints, when set, make the redirect a Service's load
+	// balancing: connections to Service:Port are sent to one of
+	// Endpoints (at Port) at random, per connection. Installed after the
+	// mesh's redirects, it sees only connections no proxy intercepted.
+	Service   netip.Addr
+	Endpoints []netip.Addr
+	Node      string
 	// Outbound captures connections the node's processes open to other
 	// nodes, except the proxy's own: those carrying ExcludeMark (SO_MARK)
 	// or opened by ExcludeUID. Otherwise inbound connections to Port are
@@ -397,6 +453,21 @@ type Redirect struct {
 // proxy's inbound port. comment tags every rule (run ids, for cleanup).
 func (r Redirect) Rules(comment string) [][]string {
 	c := []string{"-m", "comment", "--comment", comment}
+	if r.Service.IsValid() {
+		// kube-proxy's iptables mode: endpoint i of n is taken with
+		// probability 1/(n-i) by the connections the ones before it did
+		// not take, so each gets 1/n.
+		var rules [][]string
+		port := strconv.Itoa(r.Port)
+		for i, ep := range r.Endpoints {
+			rule := []string{"OUTPUT", "-p", "tcp", "-d", r.Service.String() + "/32", "--dport", port}
+			if rest := len(r.Endpoints) - i; rest > 1 {
+				rule = append(rule, "-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(1/float64(rest), 'f', 5, 64))
+			}
+			rules = append(rules, append(append(rule, c...), "-j", "DNAT", "--to-destination", HostPort(ep, r.Port)))
+		}
+		return rules
+	}
 	to := strconv.Itoa(r.ToPort)
 	if r.Outbound {
 		var rules [][]string

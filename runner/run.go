@@ -69,6 +69,12 @@ func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, []res
 			errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d].mode", i), "%v", err))
 			continue
 		}
+		if s.Topology.Replicated() {
+			if err := meshes.SupportsReplicas(m, ref.Mode); err != nil {
+				errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d]", i), "%s: %v (the topology has replicated services)", ref, err))
+				continue
+			}
+		}
 		if s.ControlPlane == nil {
 			if err := meshes.Carries(m, s.Load.Protocol, ref.Mode); err != nil {
 				// Reported with the reason, as the comparison's other
@@ -184,6 +190,9 @@ func Run(ctx context.Context, o Options) (*results.Manifest, []*results.Trial, e
 	// (even the results directory) exists.
 	if err := r.planFaults(); err != nil {
 		return nil, nil, err
+	}
+	if d := o.Platform.Describe(); o.Scenario.Topology.Replicated() && (d.Name != "local" || !d.Transparent) {
+		return nil, nil, o.Scenario.FieldError("topology", "replicated services need the local platform's netns network, whose iptables spread a service's connections over its pods as kube-proxy does (this platform: %s, network %s)", d.Name, d.Network)
 	}
 	if err := os.MkdirAll(filepath.Join(o.OutDir, results.LogsDir), 0o755); err != nil {
 		return nil, nil, fmt.Errorf("create results directory: %w", err)

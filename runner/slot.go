@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -45,11 +47,20 @@ func (r *run) env(dir string) meshes.Env {
 	env := meshes.Env{Client: meshes.Workload{Name: t.Client.Name, Node: r.nodes[t.Client.Name]}, Dir: dir}
 	env.Alternatives = r.Scenario.Alternatives()
 	for _, svc := range t.ServiceList() {
-		env.Services = append(env.Services, meshes.Service{
-			Workload: meshes.Workload{Name: svc.Name, Node: r.nodes[svc.Name], Port: ServerPort,
-				PayloadSize: int(svc.PayloadSize), ServiceTime: svc.ServiceTime.D()},
-			Calls: svc.Calls, Selects: svc.Selects,
-		})
+		pod := func(name string) meshes.Workload {
+			w := meshes.Workload{Name: name, Node: r.nodes[name], Port: ServerPort,
+				PayloadSize: int(svc.PayloadSize), ServiceTime: svc.ServiceTime.D()}
+			if name != svc.Name {
+				w.App = svc.Name
+			}
+			return w
+		}
+		names := svc.PodNames()
+		ms := meshes.Service{Workload: pod(names[0]), Calls: svc.Calls, Selects: svc.Selects}
+		for _, n := range names[1:] {
+			ms.Replicas = append(ms.Replicas, pod(n))
+		}
+		env.Services = append(env.Services, ms)
 	}
 	env.Transparent = r.manifest.Platform.Transparent
 	env.DenyByDefault, env.Mutate = r.denyByDefault, r.mutate
@@ -146,7 +157,10 @@ func (r *run) deploy(ctx context.Context, sl slot, dir string) (_ *deployment, e
 		pa := podAt(c.Node)
 		pa.comps = append(pa.comps, c)
 	}
-	for _, rd := range dep.Redirects {
+	// The mesh's redirects, then the replicated services' load balancing
+	// (the platform's, as kube-proxy's), which sees only the connections
+	// the mesh did not intercept.
+	for _, rd := range slices.Concat(dep.Redirects, serviceBalancing(d.env)) {
 		pa := podAt(rd.Node)
 		pa.redirects = append(pa.redirects, rd)
 	}
@@ -163,6 +177,30 @@ func (r *run) deploy(ctx context.Context, sl slot, dir string) (_ *deployment, e
 		}
 	}
 	return d, nil
+}
+
+// serviceBalancing spreads the connections each caller's node opens to a
+// replicated service's address (its first pod's) over its pods, as
+// kube-proxy spreads a ClusterIP's.
+func serviceBalancing(env meshes.Env) []meshes.Redirect {
+	var out []meshes.Redirect
+	for _, svc := range env.Services {
+		if len(svc.Replicas) == 0 {
+			continue
+		}
+		var eps []netip.Addr
+		for _, p := range svc.Pods() {
+			eps = append(eps, p.Node.Addr)
+		}
+		var nodes []string
+		for _, w := range env.Callers(svc.Name) {
+			if !slices.Contains(nodes, w.Node.Name) {
+				nodes = append(nodes, w.Node.Name)
+				out = append(out, meshes.Redirect{Node: w.Node.Name, Service: svc.Node.Addr, Port: svc.Port, Endpoints: eps})
+			}
+		}
+	}
+	return out
 }
 
 // podOf is a pod in the making: the components to run on a node.
@@ -309,34 +347,46 @@ func (r *run) appComponents(env meshes.Env, dep *meshes.Deployment) []meshes.Com
 	var out []meshes.Component
 	direct := meshes.CallsVia(env, meshes.Direct)
 	for _, svc := range env.Services {
-		app, ok := dep.Apps[svc.Name]
-		if !ok {
-			app = direct[svc.Name]
+		for _, pod := range svc.Pods() {
+			// A pod's own enrollment (a proxyless library's node), or its
+			// service's.
+			app, ok := dep.Apps[pod.Name]
+			if !ok {
+				app, ok = dep.Apps[svc.Name]
+			}
+			if !ok {
+				app = direct[svc.Name]
+			}
+			out = append(out, r.appComponent(env, pod, app))
 		}
-		args := []string{"workload", "server", "--name", svc.Name,
-			"--listen", listenHost(svc.Node) + ":" + strconv.Itoa(svc.Port),
-			"--payload-size", strconv.Itoa(svc.PayloadSize),
-			"--delay", svc.ServiceTime.String(),
-			"--protocol", env.Protocol,
-		}
-		if env.Protocol == scenarios.ProtocolTCP {
-			args = append(args, "--echo-size", strconv.Itoa(workload.TCPPayloadSize(int(r.Scenario.Load.RequestSize))))
-		}
-		for _, c := range app.Calls {
-			args = append(args, "--call", c.Arg())
-		}
-		args = append(args, app.Args...)
-		ready := meshes.Probe{HTTPGet: "http://" + meshes.HostPort(svc.Node.Addr, svc.Port) + workload.HealthPath}
-		if env.Protocol == scenarios.ProtocolGRPC || env.Protocol == scenarios.ProtocolTCP {
-			ready = meshes.Probe{TCP: meshes.HostPort(svc.Node.Addr, svc.Port)}
-		}
-		c := meshes.Component{Name: svc.Name, Class: results.ClassApp, Node: svc.Node.Name, Args: args, Ready: ready}
-		if app.Ready != nil {
-			c.Ready = *app.Ready
-		}
-		out = append(out, c)
 	}
 	return out
+}
+
+// appComponent is one pod's application, enrolled as app says.
+func (r *run) appComponent(env meshes.Env, pod meshes.Workload, app meshes.App) meshes.Component {
+	args := []string{"workload", "server", "--name", pod.Name,
+		"--listen", listenHost(pod.Node) + ":" + strconv.Itoa(pod.Port),
+		"--payload-size", strconv.Itoa(pod.PayloadSize),
+		"--delay", pod.ServiceTime.String(),
+		"--protocol", env.Protocol,
+	}
+	if env.Protocol == scenarios.ProtocolTCP {
+		args = append(args, "--echo-size", strconv.Itoa(workload.TCPPayloadSize(int(r.Scenario.Load.RequestSize))))
+	}
+	for _, c := range app.Calls {
+		args = append(args, "--call", c.Arg())
+	}
+	args = append(args, app.Args...)
+	ready := meshes.Probe{HTTPGet: "http://" + meshes.HostPort(pod.Node.Addr, pod.Port) + workload.HealthPath}
+	if env.Protocol == scenarios.ProtocolGRPC || env.Protocol == scenarios.ProtocolTCP {
+		ready = meshes.Probe{TCP: meshes.HostPort(pod.Node.Addr, pod.Port)}
+	}
+	c := meshes.Component{Name: pod.Name, Class: results.ClassApp, Node: pod.Node.Name, Args: args, Ready: ready}
+	if app.Ready != nil {
+		c.Ready = *app.Ready
+	}
+	return c
 }
 
 // servedCount reads a stopped service's last counts from its stdout log;

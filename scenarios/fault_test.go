@@ -32,7 +32,7 @@ func TestFaults(t *testing.T) {
 		t.Errorf("pod-kill has a duration; it is one-shot")
 	}
 	partition := s.Faults[1].Object.(*chaosv1alpha1.NetworkChaos)
-	if got := SelectWorkloads(partition.Spec.Target, []string{"client", "front", "back"}); !reflect.DeepEqual(got, []string{"back"}) {
+	if got := SelectWorkloads(partition.Spec.Target, []Pod{{"client", "client"}, {"front", "front"}, {"back", "back"}}); !reflect.DeepEqual(got, []string{"back"}) {
 		t.Errorf("partition target selects %v, want [back]", got)
 	}
 	// Inline pointers (a Workflow template's *EmbedChaos) decode.

@@ -56,10 +56,10 @@ var faultNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
 
 // faultCheck validates one fault against the scenario.
 type faultCheck struct {
-	add       addFunc
-	workloads []string
-	window    time.Duration
-	protocol  string // the load's
+	add      addFunc
+	pods     []Pod
+	window   time.Duration
+	protocol string // the load's
 }
 
 // validateFaults checks each fault: Chaos Mesh's own validation (its
@@ -83,10 +83,7 @@ func (s *Scenario) validateFaults(add addFunc) {
 			add(path, format, args...)
 		}
 	}
-	c := &faultCheck{add: once, window: s.Load.Duration.D(), workloads: []string{s.Topology.Client.Name}, protocol: s.Load.Protocol}
-	for _, svc := range s.Topology.ServiceList() {
-		c.workloads = append(c.workloads, svc.Name)
-	}
+	c := &faultCheck{add: once, window: s.Load.Duration.D(), pods: s.Topology.Pods(), protocol: s.Load.Protocol}
 	seen := map[string]int{}
 	for i, f := range s.Faults {
 		path := fmt.Sprintf("faults[%d]", i)
@@ -405,35 +402,41 @@ func (c *faultCheck) selector(path string, ps *chaosv1alpha1.PodSelector) {
 			c.add(fmt.Sprintf("%s.selector.expressionSelectors[%d].key", path, i), "workloads carry one label, %s=<name>", FaultLabel)
 		}
 	}
-	if len(SelectWorkloads(ps, c.workloads)) == 0 {
-		c.add(join(path, "selector"), "selects no workload (the workloads: %s)", strings.Join(c.workloads, ", "))
+	if len(SelectWorkloads(ps, c.pods)) == 0 {
+		var apps []string
+		for _, p := range c.pods {
+			if !slices.Contains(apps, p.App) {
+				apps = append(apps, p.App)
+			}
+		}
+		c.add(join(path, "selector"), "selects no workload (the workloads: %s)", strings.Join(apps, ", "))
 	}
 }
 
-// SelectWorkloads returns the workloads (by name) a selector's labels
-// match, in the given order, before its mode picks among them.
-func SelectWorkloads(ps *chaosv1alpha1.PodSelector, workloads []string) []string {
+// SelectWorkloads returns the pods (by name) a selector's labels match,
+// in the given order, before its mode picks among them.
+func SelectWorkloads(ps *chaosv1alpha1.PodSelector, pods []Pod) []string {
 	ls := &metav1.LabelSelector{MatchLabels: ps.Selector.LabelSelectors, MatchExpressions: ps.Selector.ExpressionSelectors}
 	sel, err := metav1.LabelSelectorAsSelector(ls)
 	if err != nil {
 		return nil
 	}
 	var out []string
-	for _, w := range workloads {
-		if sel.Matches(workloadLabels{w}) {
-			out = append(out, w)
+	for _, p := range pods {
+		if sel.Matches(workloadLabels{p.App}) {
+			out = append(out, p.Name)
 		}
 	}
 	return out
 }
 
-// workloadLabels are a workload's labels (labels.Labels).
-type workloadLabels struct{ name string }
+// workloadLabels are a pod's labels (labels.Labels): its app.
+type workloadLabels struct{ app string }
 
 func (l workloadLabels) Has(k string) bool { return k == FaultLabel }
 func (l workloadLabels) Get(k string) string {
 	if k == FaultLabel {
-		return l.name
+		return l.app
 	}
 	return ""
 }

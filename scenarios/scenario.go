@@ -122,6 +122,9 @@ type Service struct {
 	Name        string   `yaml:"name" json:"name" mb:"required"`
 	PayloadSize ByteSize `yaml:"payloadSize" json:"payloadSize"`
 	ServiceTime Duration `yaml:"serviceTime" json:"serviceTime"`
+	// Replicas is how many pods serve the service (1 when unset), each on
+	// a node of its own; see PodNames.
+	Replicas int `yaml:"replicas" json:"replicas,omitempty"`
 	// Calls names the services this one calls for every request.
 	Calls []string `yaml:"calls" json:"calls,omitempty"`
 	// Selects are services whose workloads this one's selector covers too
@@ -136,7 +139,44 @@ func (t Topology) ServiceList() []Service {
 	if len(t.Services) > 0 {
 		return t.Services
 	}
-	return []Service{{Name: t.Server.Name, PayloadSize: t.Server.PayloadSize, ServiceTime: t.Server.ServiceTime}}
+	return []Service{{Name: t.Server.Name, PayloadSize: t.Server.PayloadSize, ServiceTime: t.Server.ServiceTime, Replicas: t.Server.Replicas}}
+}
+
+// PodNames are the names of the service's pods: the service's own for the
+// first, then <name>-1, <name>-2 ... for its other replicas.
+func (s Service) PodNames() []string {
+	names := []string{s.Name}
+	for i := 1; i < s.Replicas; i++ {
+		names = append(names, fmt.Sprintf("%s-%d", s.Name, i))
+	}
+	return names
+}
+
+// Pod is one of the topology's pods: its name and its app label, which
+// fault selectors match (its service's name; the client's own).
+type Pod struct {
+	Name, App string
+}
+
+// Pods are the client's pod and every service's, client first.
+func (t Topology) Pods() []Pod {
+	out := []Pod{{Name: t.Client.Name, App: t.Client.Name}}
+	for _, svc := range t.ServiceList() {
+		for _, n := range svc.PodNames() {
+			out = append(out, Pod{Name: n, App: svc.Name})
+		}
+	}
+	return out
+}
+
+// Replicated says a service has more than one pod.
+func (t Topology) Replicated() bool {
+	for _, svc := range t.ServiceList() {
+		if svc.Replicas > 1 {
+			return true
+		}
+	}
+	return false
 }
 
 // servicePath is the field path of service i in error messages.
@@ -147,11 +187,12 @@ func (t Topology) servicePath(i int) string {
 	return "topology.server"
 }
 
-// Workloads names every workload of the topology, client first.
+// Workloads names every workload of the topology, client first: each pod
+// (every replica of a service is a workload of its own, on its own node).
 func (t Topology) Workloads() []string {
-	names := []string{t.Client.Name}
-	for _, svc := range t.ServiceList() {
-		names = append(names, svc.Name)
+	var names []string
+	for _, p := range t.Pods() {
+		names = append(names, p.Name)
 	}
 	return names
 }
@@ -181,6 +222,8 @@ type Server struct {
 	PayloadSize ByteSize `yaml:"payloadSize" json:"payloadSize"`
 	// ServiceTime is how long the server waits before answering.
 	ServiceTime Duration `yaml:"serviceTime" json:"serviceTime"`
+	// Replicas is how many pods serve it (1 when unset).
+	Replicas int `yaml:"replicas" json:"replicas,omitempty"`
 }
 
 // MeshRef names one mesh and the mode to run it in.

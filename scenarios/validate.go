@@ -122,6 +122,9 @@ func (s *Scenario) validateControlPlane(add addFunc) {
 // MaxServices bounds a topology's size (each service is a node).
 const MaxServices = 16
 
+// MaxReplicas bounds a service's pods.
+const MaxReplicas = 8
+
 func (s *Scenario) validateTopology(add addFunc) {
 	t := s.Topology
 	if !nameRE.MatchString(t.Client.Name) {
@@ -153,6 +156,9 @@ func (s *Scenario) validateTopology(add addFunc) {
 			}
 			index[svc.Name] = i
 		}
+		if svc.Replicas < 0 || svc.Replicas > MaxReplicas {
+			add(path+".replicas", "must be between 1 and %d, got %d", MaxReplicas, svc.Replicas)
+		}
 		if svc.PayloadSize > MaxPayload {
 			add(path+".payloadSize", "must be at most %s, got %s", MaxPayload, svc.PayloadSize)
 		}
@@ -181,6 +187,27 @@ func (s *Scenario) validateTopology(add addFunc) {
 	}
 	if !graphOK || len(index) != len(svcs) {
 		return
+	}
+	// Replicas' pod names (<service>-<i>) must not be another workload's.
+	owner := map[string]int{t.Client.Name: -1} // pod name -> service index
+	for i, svc := range svcs {
+		for _, n := range svc.PodNames() {
+			if j, taken := owner[n]; taken && j == -1 && n != svc.Name {
+				add(t.servicePath(i)+".replicas", "a replica would be named %q, as the client is", n)
+			} else if taken && j >= 0 && j != i {
+				replicated := i
+				if n == svc.Name {
+					replicated = j
+				}
+				add(t.servicePath(replicated)+".replicas", "a replica would be named %q, as service %s is (replicas are named <service>-1, <service>-2 ...)", n, n)
+			}
+			owner[n] = i
+		}
+	}
+	for i, svc := range svcs {
+		if svc.Replicas > 1 && len(s.Policies) > 0 {
+			add(t.servicePath(i)+".replicas", "replicated services with policies are not supported yet")
+		}
 	}
 	// Every service is reached from the entry, and no call loops back.
 	const (

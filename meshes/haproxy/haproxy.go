@@ -70,8 +70,11 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 			}
 			fmt.Fprintf(&body, "    default_backend to-%s\n", callees[0].Name)
 			for _, c := range callees {
-				fmt.Fprintf(&body, "\nbackend to-%s\n%s    server %s %s ssl crt %s ca-file %s verify required%s\n",
-					c.Name, p.mode, c.Name, plan.Upstream(c), id.PEM, id.Files.CA, p.alpn)
+				fmt.Fprintf(&body, "\nbackend to-%s\n%s", c.Name, p.mode)
+				for _, pod := range c.Pods() {
+					fmt.Fprintf(&body, "    server %s %s ssl crt %s ca-file %s verify required%s\n",
+						pod.Name, plan.Upstream(pod), id.PEM, id.Files.CA, p.alpn)
+				}
 			}
 		}
 		if w.Port != 0 {
@@ -102,6 +105,11 @@ backend app
 	}
 	return dep, nil
 }
+
+// SupportsReplicas: a backend has a server per pod, taken in turn
+// (HAProxy's defaults: round robin, 3 connection retries on the same
+// server, no health checks).
+func (*mesh) SupportsReplicas(scenarios.Mode) error { return nil }
 
 // Carries HTTP/1.1, HTTP/2 (h2c from and to the apps, h2 over mutual TLS
 // between the proxies), gRPC over it, and TCP (mode tcp), in both modes.

@@ -81,6 +81,17 @@ func New(version string) meshes.Mesh { return &mesh{version: version} }
 
 func (*mesh) Name() string { return "meshbench" }
 
+// SupportsReplicas: the proxies and the library spread a replicated
+// service's requests over its pods, retrying a failed connection on
+// another and ejecting pods that keep failing; grpc-go's own xDS client
+// (proxyless-grpc) is given one endpoint per service in this build.
+func (*mesh) SupportsReplicas(mode scenarios.Mode) error {
+	if mode == scenarios.ProxylessGRPC {
+		return fmt.Errorf("mode %s does not spread requests over replicas yet", mode)
+	}
+	return nil
+}
+
 func (*mesh) Modes() []scenarios.Mode {
 	return []scenarios.Mode{scenarios.Sidecar, scenarios.PerNode, scenarios.Proxyless, scenarios.ProxylessGRPC}
 }
@@ -390,7 +401,7 @@ func mutateArgs(m string) []string {
 
 // workloadID is a workload's SPIFFE ID: its service account is its name.
 func workloadID(w meshes.Workload) string {
-	return identity.SPIFFEID(TrustDomain, Namespace, w.Name)
+	return identity.SPIFFEID(TrustDomain, Namespace, w.Account())
 }
 
 // nodeID is a node proxy's SPIFFE ID.
@@ -419,7 +430,9 @@ func withPeers(t xds.TLSFiles, peers ...string) *xds.TLSFiles {
 func (r *renderer) callerIDs(svc meshes.Service) []string {
 	var ids []string
 	for _, w := range r.env.Reachers(svc.Name) {
-		ids = append(ids, workloadID(w))
+		if id := workloadID(w); !slices.Contains(ids, id) { // replicas share theirs
+			ids = append(ids, id)
+		}
 	}
 	return ids
 }

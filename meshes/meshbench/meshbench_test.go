@@ -1,6 +1,7 @@
 package meshbench
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -74,13 +75,33 @@ func TestSidecarRendersEveryEdge(t *testing.T) {
 						continue
 					}
 					cl := cfg.Clusters[i]
-					if cl.Endpoints[0].Address != meshes.HostPort(callee.Node.Addr, InboundPort) || cl.TLS == nil || !slices.Equal(cl.TLS.AllowedIDs, []string{id(callee.Name)}) {
-						t.Errorf("%s %s: cluster %+v: want mTLS to %s's sidecar only", shape, c.Name, cl, callee.Name)
+					// An endpoint per pod of the callee: mTLS to its
+					// sidecars, which share the service's identity.
+					var eps []string
+					for _, pod := range callee.Pods() {
+						eps = append(eps, meshes.HostPort(pod.Node.Addr, InboundPort))
+					}
+					var got []string
+					for _, ep := range cl.Endpoints {
+						got = append(got, ep.Address)
+					}
+					if !slices.Equal(got, eps) || cl.TLS == nil || !slices.Equal(cl.TLS.AllowedIDs, []string{id(callee.Name)}) {
+						t.Errorf("%s %s: cluster %+v: want mTLS to %s's sidecars %v only", shape, c.Name, cl, callee.Name, eps)
+					}
+					// A replicated callee's pods: retried elsewhere and
+					// ejected when they keep failing.
+					if (cl.Outlier != nil) != (len(callee.Replicas) > 0) {
+						t.Errorf("%s %s: cluster %s outlier detection %+v with %d replicas", shape, c.Name, cl.Name, cl.Outlier, len(callee.Replicas))
 					}
 				}
 				var callers []string
-				for _, caller := range env.Callers(w.Name) {
-					callers = append(callers, id(caller.Name))
+				for _, caller := range env.Callers(w.Account()) {
+					if !slices.Contains(callers, id(caller.Account())) {
+						callers = append(callers, id(caller.Account()))
+					}
+				}
+				if _, isService := env.ServiceOf(w); !isService {
+					callers = nil
 				}
 				for _, l := range cfg.Listeners {
 					if l.Direction == proxy.Inbound && (l.TLS == nil || !slices.Equal(l.TLS.AllowedIDs, callers)) {
@@ -238,5 +259,73 @@ func TestPolicyReach(t *testing.T) {
 				t.Error("svc-2 has no inbound listener")
 			}
 		}
+	}
+}
+
+// TestReplicatedServices: in every mode that spreads requests over
+// replicas, a replicated callee's cluster has an endpoint per pod (a node
+// proxy per pod's node in per-node mode), outlier detection, and a route
+// retrying connection failures, resets and 503s twice; each replica gets
+// its own proxy (or library node) under its service's identity.
+func TestReplicatedServices(t *testing.T) {
+	for _, mode := range []scenarios.Mode{scenarios.Sidecar, scenarios.PerNode, scenarios.Proxyless} {
+		env := meshtest.Env(t.TempDir(), "replicated", true)
+		m := New("v")
+		if err := meshes.SupportsReplicas(m, mode); err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		dep, err := m.Deploy(env, mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfgs := map[string]*proxy.Config{}
+		for _, c := range dep.Components {
+			cfgs[c.Name] = served(t, dep, c)
+		}
+		if mode == scenarios.Proxyless {
+			// The library's nodes: one per pod, each with its own args.
+			for _, w := range env.Workloads()[1:] {
+				app, ok := dep.Apps[w.Name]
+				if !ok || !slices.Contains(app.Args, w.Name+"-proxyless") {
+					t.Errorf("proxyless: pod %s has no library node of its own: %+v", w.Name, app)
+				}
+			}
+			continue
+		}
+		caller := map[scenarios.Mode]string{scenarios.Sidecar: "svc-0-1-sidecar", scenarios.PerNode: "node-proxy-svc-0-1"}[mode]
+		cfg := cfgs[caller]
+		if cfg == nil {
+			t.Fatalf("%s: no proxy %s among %v", mode, caller, slices.Collect(maps.Keys(cfgs)))
+		}
+		want := map[scenarios.Mode]int{scenarios.Sidecar: 3, scenarios.PerNode: 3}[mode]
+		var found bool
+		for _, cl := range cfg.Clusters {
+			if strings.Contains(cl.Name, "svc-1") && len(cl.Endpoints) == want {
+				found = true
+				if cl.Outlier == nil || cl.Outlier.ConsecutiveGatewayFailure != 3 {
+					t.Errorf("%s: cluster %s outlier %+v", mode, cl.Name, cl.Outlier)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: %s has no cluster with an endpoint per pod of svc-1: %+v", mode, caller, cfg.Clusters)
+		}
+		retried := false
+		for _, l := range cfg.Listeners {
+			for _, vh := range l.VirtualHosts {
+				for _, r := range vh.Routes {
+					if vh.Name == "svc-1" && r.Retry != nil && r.Retry.NumRetries == 2 && slices.Contains(r.Retry.RetriableStatusCodes, 503) &&
+						slices.Contains(r.Retry.RetryOn, "connect-failure") && slices.Contains(r.Retry.RetryOn, "reset") {
+						retried = true
+					}
+				}
+			}
+		}
+		if !retried {
+			t.Errorf("%s: %s's route to svc-1 does not retry on another pod", mode, caller)
+		}
+	}
+	if err := meshes.SupportsReplicas(New("v"), scenarios.ProxylessGRPC); err == nil {
+		t.Errorf("proxyless-grpc claims to spread requests over replicas")
 	}
 }

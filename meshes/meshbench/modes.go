@@ -3,10 +3,13 @@ package meshbench
 import (
 	"slices"
 	"strconv"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/proxy/controlplane"
@@ -15,24 +18,55 @@ import (
 )
 
 // outboundRoutes is a route configuration with one virtual host per callee,
-// each sending to cluster(callee).
+// each sending to cluster(callee); a replicated callee's retries a failed
+// connection on another pod (see replicatedRetry).
 func outboundRoutes(callees []meshes.Service, cluster func(meshes.Service) string) *routev3.RouteConfiguration {
 	rc := &routev3.RouteConfiguration{Name: "outbound"}
 	for _, c := range callees {
-		rc.VirtualHosts = append(rc.VirtualHosts, xds.Routes(c.Name, domains(c), cluster(c)).VirtualHosts...)
+		vhs := xds.Routes(c.Name, domains(c), cluster(c)).VirtualHosts
+		if len(c.Replicas) > 0 {
+			for _, rt := range vhs[0].Routes {
+				rt.GetRoute().RetryPolicy = replicatedRetry()
+			}
+		}
+		rc.VirtualHosts = append(rc.VirtualHosts, vhs...)
 	}
 	return rc
 }
 
-// upstreamOf says where a caller's cluster for a callee connects and
-// whose identity it accepts there.
+// replicatedRetry is the own mesh's retry policy toward a service with
+// several pods, as Istio's default: two more attempts after a connection
+// failure, a reset or a 503 (a node proxy's answer when its pod's
+// application is gone), each on another pod than the last.
+func replicatedRetry() *routev3.RetryPolicy {
+	return &routev3.RetryPolicy{RetryOn: "connect-failure,reset,retriable-status-codes", RetriableStatusCodes: []uint32{503},
+		NumRetries: wrapperspb.UInt32(2)}
+}
+
+// replicatedOutlier ejects a pod of a replicated service after 3 gateway
+// failures in a row (connect failures, resets, 502-504) or 5 5xx, for 5 s
+// at first (longer each time again), up to half of the pods: a killed pod
+// is left alone while it is replaced.
+func replicatedOutlier(c *clusterv3.Cluster) *clusterv3.Cluster {
+	c.OutlierDetection = &clusterv3.OutlierDetection{
+		Consecutive_5Xx:                    wrapperspb.UInt32(5),
+		ConsecutiveGatewayFailure:          wrapperspb.UInt32(3),
+		EnforcingConsecutiveGatewayFailure: wrapperspb.UInt32(100),
+		BaseEjectionTime:                   durationpb.New(5 * time.Second),
+		MaxEjectionPercent:                 wrapperspb.UInt32(50),
+	}
+	return c
+}
+
+// upstreamOf says where a caller's cluster for a callee connects (each of
+// its pods) and whose identity it accepts there.
 type upstreamOf struct {
-	addr func(meshes.Service) string
+	addr func(meshes.Workload) string
 	id   func(meshes.Service) string
 }
 
 // toWorkload is a callee's workload identity at addr.
-func toWorkload(addr func(meshes.Service) string) upstreamOf {
+func toWorkload(addr func(meshes.Workload) string) upstreamOf {
 	return upstreamOf{addr: addr, id: func(c meshes.Service) string { return workloadID(c.Workload) }}
 }
 
@@ -57,8 +91,17 @@ func (r *renderer) addOutbound(b *xds.Bundle, node, listen string, callees []mes
 		if mark {
 			cl = xds.WithMark(cl, ProxyMark)
 		}
+		var addrs []string
+		for _, pod := range c.Pods() {
+			if a := up.addr(pod); !slices.Contains(addrs, a) {
+				addrs = append(addrs, a)
+			}
+		}
+		if len(addrs) > 1 {
+			cl = replicatedOutlier(cl)
+		}
 		b.Clusters = append(b.Clusters, cl)
-		b.Endpoints = append(b.Endpoints, xds.LoadAssignment(name, up.addr(c)))
+		b.Endpoints = append(b.Endpoints, xds.LoadAssignment(name, addrs...))
 		if !r.tcp() {
 			r.reaches(c, node, name, false)
 		}
@@ -105,15 +148,8 @@ func (r *renderer) addInbound(b *xds.Bundle, node, addr string, svc meshes.Servi
 	ms.Inbound = append(ms.Inbound, controlplane.ListenerRef{Node: node, Listener: "inbound"})
 }
 
-// services indexes env's services by name.
-func (r *renderer) serviceOf(w meshes.Workload) (meshes.Service, bool) {
-	for _, s := range r.env.Services {
-		if s.Name == w.Name {
-			return s, true
-		}
-	}
-	return meshes.Service{}, false
-}
+// serviceOf is the service w is a pod of, if any.
+func (r *renderer) serviceOf(w meshes.Workload) (meshes.Service, bool) { return r.env.ServiceOf(w) }
 
 // sidecar renders one proxy per workload. A caller's sidecar takes the
 // app's requests on its outbound listener and sends them over mutual TLS to
@@ -172,7 +208,7 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 			// TCP has no requests to multiplex over a tunnel: each
 			// connection is carried over its own mutual-TLS connection
 			// between the node proxies, to the callee node's inbound port.
-			nodePort := func(c meshes.Service) string { return meshes.HostPort(c.Node.Addr, InboundPort) }
+			nodePort := func(pod meshes.Workload) string { return meshes.HostPort(pod.Node.Addr, InboundPort) }
 			toNode := upstreamOf{addr: nodePort, id: func(c meshes.Service) string { return nodeID(c.Node) }}
 			r.addOutbound(b, node, meshes.HostPort(w.Node.Local, OutboundPort), r.env.Reachable(w), id, toNode, false)
 			if svc, ok := r.serviceOf(w); ok {
@@ -182,7 +218,7 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 						peers = append(peers, id)
 					}
 				}
-				r.addInboundTCP(b, nodePort(svc), svc, withPeers(id, peers...))
+				r.addInboundTCP(b, nodePort(w), svc, withPeers(id, peers...))
 			}
 			c, err := r.proxyComponent(node, w.Node, b, id, 0)
 			if err != nil {
@@ -192,7 +228,14 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 			continue
 		}
 		if callees := r.env.Reachable(w); len(callees) > 0 {
-			tunnel := func(c meshes.Service) string { return "tunnel|" + c.Node.Name }
+			// One cluster per callee node, or per replicated callee
+			// (its pods' nodes).
+			tunnel := func(c meshes.Service) string {
+				if len(c.Replicas) > 0 {
+					return "tunnel|" + c.Name
+				}
+				return "tunnel|" + c.Node.Name
+			}
 			b.Listeners = append(b.Listeners, xds.HTTPListener("outbound", meshes.HostPort(w.Node.Local, OutboundPort), corev3.TrafficDirection_OUTBOUND, false,
 				xds.WithHeaders(outboundRoutes(callees, tunnel), []string{SourceHeader}, map[string]string{SourceHeader: workloadID(w)}), nil))
 			seen := map[string]bool{}
@@ -202,8 +245,16 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 					continue
 				}
 				seen[tunnel(c)] = true
-				b.Clusters = append(b.Clusters, xds.WithHTTP2(xds.EDSCluster(tunnel(c), connectTimeout, withPeers(id, nodeID(c.Node)))))
-				b.Endpoints = append(b.Endpoints, xds.LoadAssignment(tunnel(c), meshes.HostPort(c.Node.Addr, TunnelPort)))
+				var peers, addrs []string
+				for _, pod := range c.Pods() {
+					peers, addrs = append(peers, nodeID(pod.Node)), append(addrs, meshes.HostPort(pod.Node.Addr, TunnelPort))
+				}
+				cl := xds.WithHTTP2(xds.EDSCluster(tunnel(c), connectTimeout, withPeers(id, peers...)))
+				if len(addrs) > 1 {
+					cl = replicatedOutlier(cl)
+				}
+				b.Clusters = append(b.Clusters, cl)
+				b.Endpoints = append(b.Endpoints, xds.LoadAssignment(tunnel(c), addrs...))
 			}
 		}
 		if svc, ok := r.serviceOf(w); ok {
@@ -241,7 +292,7 @@ func (r *renderer) proxyless() (*meshes.Deployment, error) {
 		Apps:   meshes.CallsVia(r.env, func(meshes.Workload, meshes.Service) string { return "" }),
 		MTLS:   true,
 	}
-	port := func(c meshes.Service) string { return meshes.HostPort(c.Node.Addr, ProxylessPort) }
+	port := func(pod meshes.Workload) string { return meshes.HostPort(pod.Node.Addr, ProxylessPort) }
 	for _, w := range r.env.Workloads() {
 		id, err := r.issue(w.Name, workloadID(w))
 		if err != nil {
@@ -254,7 +305,7 @@ func (r *renderer) proxyless() (*meshes.Deployment, error) {
 		if isService {
 			// The library serves the inbound listener itself and never
 			// uses its route, which the subset requires.
-			r.addInbound(b, node, port(svc), svc, id)
+			r.addInbound(b, node, port(w), svc, id)
 		}
 		args, err := r.libraryArgs(node, b, id)
 		if err != nil {
@@ -264,9 +315,12 @@ func (r *renderer) proxyless() (*meshes.Deployment, error) {
 			dep.Target.ClientArgs = args
 			continue
 		}
-		app := dep.Apps[w.Name]
+		app, ok := dep.Apps[w.Name]
+		if !ok { // a replica: its service's calls
+			app = dep.Apps[w.Account()]
+		}
 		app.Args = args
-		app.Ready = &meshes.Probe{TCP: port(svc)}
+		app.Ready = &meshes.Probe{TCP: port(w)}
 		dep.Apps[w.Name] = app
 	}
 	return dep, nil

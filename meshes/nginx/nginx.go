@@ -78,7 +78,7 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 		id := ids[w.Name]
 		var blocks strings.Builder
 		for _, c := range env.Callees(w) {
-			blocks.WriteString(d.outbound(c.Name, plan.Upstream(c), meshes.HostPort(w.Node.Local, meshes.OutboundPort), id.Files))
+			blocks.WriteString(d.outbound(c.Name, plan.Upstream(c.Workload), meshes.HostPort(w.Node.Local, meshes.OutboundPort), id.Files))
 		}
 		if w.Port != 0 {
 			blocks.WriteString(d.inbound(meshes.HostPort(w.Node.Local, w.Port), meshes.HostPort(w.Node.Addr, meshes.InboundPort), id.Files))

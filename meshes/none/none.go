@@ -24,6 +24,10 @@ func (*mesh) Name() string { return "none" }
 
 func (*mesh) Modes() []scenarios.Mode { return []scenarios.Mode{scenarios.Baseline} }
 
+// SupportsReplicas: workloads dial a replicated service's address, which
+// the platform spreads over its pods as kube-proxy does.
+func (*mesh) SupportsReplicas(scenarios.Mode) error { return nil }
+
 // Deploy starts nothing: every workload calls its callees' addresses
 // directly.
 func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, error) {

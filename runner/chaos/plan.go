@@ -78,10 +78,7 @@ const maxActions = 10000
 // plan, so every (mesh, mode) of a run meets the same faults.
 func Plan(s *scenarios.Scenario, seed uint64) ([]Action, error) {
 	p := &planner{window: s.Load.Duration.D(), rng: newRand(seed)}
-	p.workloads = append(p.workloads, s.Topology.Client.Name)
-	for _, svc := range s.Topology.ServiceList() {
-		p.workloads = append(p.workloads, svc.Name)
-	}
+	p.pods = s.Topology.Pods()
 	for i, f := range s.Faults {
 		p.index = i
 		if err := p.fault(f); err != nil {
@@ -95,11 +92,11 @@ func Plan(s *scenarios.Scenario, seed uint64) ([]Action, error) {
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
 
 type planner struct {
-	index     int // the fault being planned
-	window    time.Duration
-	workloads []string
-	rng       *rand.Rand
-	out       []Action
+	index  int // the fault being planned
+	window time.Duration
+	pods   []scenarios.Pod
+	rng    *rand.Rand
+	out    []Action
 }
 
 func (p *planner) fault(f scenarios.Fault) error {
@@ -257,7 +254,7 @@ func (p *planner) workflow(fault string, start time.Duration, sp *chaosv1alpha1.
 // does: one, all, fixed N, fixed-percent P (floor(n*P/100)), and
 // random-max-percent P (a random count from 0 to floor(n*P/100)).
 func (p *planner) pick(ps *chaosv1alpha1.PodSelector) ([]string, error) {
-	match := scenarios.SelectWorkloads(ps, p.workloads)
+	match := scenarios.SelectWorkloads(ps, p.pods)
 	if len(match) == 0 {
 		return nil, fmt.Errorf("selects no workload")
 	}
@@ -289,7 +286,10 @@ func (p *planner) pick(ps *chaosv1alpha1.PodSelector) ([]string, error) {
 	p.rng.Shuffle(n, func(i, j int) { match[i], match[j] = match[j], match[i] })
 	out := match[:count]
 	// In the topology's order, for stable reports.
-	slices.SortFunc(out, func(a, b string) int { return slices.Index(p.workloads, a) - slices.Index(p.workloads, b) })
+	order := func(name string) int {
+		return slices.IndexFunc(p.pods, func(pd scenarios.Pod) bool { return pd.Name == name })
+	}
+	slices.SortFunc(out, func(a, b string) int { return order(a) - order(b) })
 	return out, nil
 }
 

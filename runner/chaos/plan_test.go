@@ -63,7 +63,7 @@ func TestPlan(t *testing.T) {
 }
 
 func TestPick(t *testing.T) {
-	p := &planner{workloads: []string{"client", "a", "b", "c", "d"}}
+	p := &planner{pods: []scenarios.Pod{{Name: "client", App: "client"}, {Name: "a", App: "a"}, {Name: "b", App: "b"}, {Name: "c", App: "c"}, {Name: "d", App: "d"}}}
 	all := &chaosv1alpha1.PodSelector{Selector: chaosv1alpha1.PodSelectorSpec{GenericSelectorSpec: chaosv1alpha1.GenericSelectorSpec{
 		ExpressionSelectors: chaosv1alpha1.LabelSelectorRequirements{{Key: scenarios.FaultLabel, Operator: "NotIn", Values: []string{"client"}}}}}}
 	for seed := uint64(1); seed <= 20; seed++ {
@@ -139,5 +139,30 @@ faults:
 	want := []string{"Workflow/cut-short/slow 2s+3s"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("actions %q, want %q", got, want)
+	}
+}
+
+// TestPickReplicas: a selector on a replicated service's app label matches
+// each of its pods, and mode one picks one of them, each in turn over
+// seeds.
+func TestPickReplicas(t *testing.T) {
+	s := &scenarios.Scenario{Topology: scenarios.Topology{Client: scenarios.Client{Name: "client"}, Server: scenarios.Server{Name: "server", Replicas: 3}}}
+	p := &planner{pods: s.Topology.Pods()}
+	ps := &chaosv1alpha1.PodSelector{Mode: chaosv1alpha1.OneMode, Selector: chaosv1alpha1.PodSelectorSpec{GenericSelectorSpec: chaosv1alpha1.GenericSelectorSpec{
+		LabelSelectors: map[string]string{scenarios.FaultLabel: "server"}}}}
+	if all := scenarios.SelectWorkloads(ps, p.pods); !reflect.DeepEqual(all, []string{"server", "server-1", "server-2"}) {
+		t.Fatalf("app=server selects %v", all)
+	}
+	seen := map[string]bool{}
+	for seed := uint64(1); seed <= 30; seed++ {
+		p.rng = newRand(seed)
+		got, err := p.pick(ps)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("seed %d: %v %v", seed, got, err)
+		}
+		seen[got[0]] = true
+	}
+	if len(seen) != 3 {
+		t.Errorf("mode one picked %v over 30 seeds, want each of the 3 pods", seen)
 	}
 }

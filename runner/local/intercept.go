@@ -31,7 +31,7 @@ func (p *platform) intercept(ctx context.Context, redirects []meshes.Redirect) (
 	}
 	p.mu.Lock()
 	for _, r := range redirects {
-		if !r.Outbound {
+		if inboundRedirect(r) {
 			if p.inbound[r.Node] == nil {
 				p.inbound[r.Node] = map[int]int{}
 			}
@@ -42,13 +42,19 @@ func (p *platform) intercept(ctx context.Context, redirects []meshes.Redirect) (
 	return func(ctx context.Context) error {
 		p.mu.Lock()
 		for _, r := range redirects {
-			if !r.Outbound {
+			if inboundRedirect(r) {
 				delete(p.inbound[r.Node], r.Port)
 			}
 		}
 		p.mu.Unlock()
 		return undo(ctx)
 	}, nil
+}
+
+// inboundRedirect says a redirect sends a node's inbound connections to a
+// port of its own (not a Service's load balancing, nor outbound).
+func inboundRedirect(r meshes.Redirect) bool {
+	return !r.Outbound && !r.Service.IsValid() && r.ToPort != 0
 }
 
 // nsRule is an iptables rule in a node's namespace: its table, then its

@@ -15,9 +15,14 @@ var Shapes = map[string][][]string{
 	"pair":   {nil},
 	"chain":  {{"svc-1"}, {"svc-2"}, nil},
 	"fanout": {{"svc-1", "svc-2", "svc-3"}, nil, nil, nil},
+	// replicated: svc-0 (2 pods) calls svc-1 (3 pods); see Replicas.
+	"replicated": {{"svc-1"}, nil},
 }
 
-// Env is the topology shape on nodes of their own: network namespaces
+// Replicas are, per shape, its services' pod counts (1 when not listed).
+var Replicas = map[string][]int{"replicated": {2, 3}}
+
+// Env is the topology shape, each pod on a node of its own: network namespaces
 // (10.0.0.x, reached locally on 127.0.0.1) when netns, distinct loopback
 // addresses (127.0.0.x) otherwise. Services are named svc-0, svc-1, ...
 // and serve on port 8080.
@@ -30,12 +35,19 @@ func Env(dir, shape string, netns bool) meshes.Env {
 		return meshes.Node{Name: name, Addr: a, Local: a}
 	}
 	env := meshes.Env{Client: meshes.Workload{Name: "client", Node: node(0, "client")}, Dir: dir}
+	n := 1
 	for i, calls := range Shapes[shape] {
 		name := fmt.Sprintf("svc-%d", i)
-		env.Services = append(env.Services, meshes.Service{
-			Workload: meshes.Workload{Name: name, Node: node(i+1, name), Port: 8080, PayloadSize: 1024},
-			Calls:    calls,
-		})
+		svc := meshes.Service{Workload: meshes.Workload{Name: name, Node: node(n, name), Port: 8080, PayloadSize: 1024}, Calls: calls}
+		n++
+		if r := Replicas[shape]; i < len(r) {
+			for k := 1; k < r[i]; k++ {
+				pod := fmt.Sprintf("%s-%d", name, k)
+				svc.Replicas = append(svc.Replicas, meshes.Workload{Name: pod, App: name, Node: node(n, pod), Port: 8080, PayloadSize: 1024})
+				n++
+			}
+		}
+		env.Services = append(env.Services, svc)
 	}
 	return env
 }
