@@ -291,8 +291,9 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 	// What the mesh's telemetry saw, while its proxies still run.
 	meshCounts := map[string]*results.TrafficMetrics{}
 	if dep.TrafficMetrics != nil {
-		for _, a := range d.apps {
-			meshCounts[a.comp.Name] = r.trafficMetrics(ctx, dep, a.comp.Name)
+		// Per service (a replicated one's on its first pod's record).
+		for _, svc := range d.env.Services {
+			meshCounts[svc.Name] = r.trafficMetrics(ctx, dep, svc.Name)
 		}
 	}
 	// Stopped before the counts are read: each service reports them at

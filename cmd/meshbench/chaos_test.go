@@ -291,15 +291,7 @@ func TestIntegrationFaultDelay(t *testing.T) {
 		if len(tr.Faults) != 2 {
 			t.Fatalf("%s: faults %+v, want two delays", tr.Key(), tr.Faults)
 		}
-		var before []float64
-		for _, sec := range tr.Series {
-			if sec.Start+1 <= tr.Faults[0].Start && sec.Requests > 0 {
-				before = append(before, sec.P50Ms)
-			}
-		}
-		if len(before) == 0 {
-			t.Fatalf("%s: no whole second before the first delay: %+v", tr.Key(), tr.Series)
-		}
+		before := p50sBefore(t, tr, tr.Faults[0])
 		base := median(before)
 		for i, f := range tr.Faults {
 			if f.Executor != "toxiproxy latency toxic (an interposer spliced into the pod's inbound connections)" || f.Error != "" {
@@ -393,14 +385,9 @@ func TestIntegrationFaultHTTP(t *testing.T) {
 				t.Errorf("%s: %+v inside %s: a request was answered", tr.Key(), sec, cut.Name)
 			}
 		})
-		var before, inside []float64
-		for _, sec := range tr.Series {
-			if sec.Start+1 <= unavailable.Start && sec.Requests > 0 {
-				before = append(before, sec.P50Ms)
-			}
-		}
+		before, inside := p50sBefore(t, tr, unavailable), []float64(nil)
 		eachSecondWithin(t, tr, slow, 0.3, func(sec results.Second) { inside = append(inside, sec.P50Ms) })
-		if len(before) > 0 && len(inside) > 0 {
+		if len(inside) > 0 {
 			if got := median(inside); got < 99 || got-median(before) > 150 {
 				t.Errorf("%s: median latency %.1f ms inside the delay, %.2f ms before it: want 100 ms more (per second: %v)", tr.Key(), got, median(before), inside)
 			}
@@ -409,6 +396,22 @@ func TestIntegrationFaultHTTP(t *testing.T) {
 			t.Errorf("%s: the last whole second %+v: not recovered after %.1fs", tr.Key(), last, cut.End)
 		}
 	}
+}
+
+// p50sBefore are the per-second medians of the whole seconds with
+// requests before fault f; none is fatal.
+func p50sBefore(t *testing.T, tr *results.Trial, f results.Fault) []float64 {
+	t.Helper()
+	var out []float64
+	for _, sec := range tr.Series {
+		if sec.Start+1 <= f.Start && sec.Requests > 0 {
+			out = append(out, sec.P50Ms)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s: no whole second before %s: %+v", tr.Key(), f.Name, tr.Series)
+	}
+	return out
 }
 
 // median of xs, which it sorts.
