@@ -390,15 +390,20 @@ func (r *run) appComponent(env meshes.Env, pod meshes.Workload, app meshes.App) 
 	return c
 }
 
-// servedCount reads a stopped service's last counts from its stdout log;
-// a service that did not report them (killed) is marked so, not counted
-// as idle.
+// servedCount reads a stopped service's counts from its stdout log: the
+// count it reports at exit, summed over its incarnations when it was
+// restarted (a fault's kill); an incarnation killed before it could
+// report counts up to its last once-a-second tick, and the record says
+// how many were (Unreported). A service with no count at all is marked
+// so, not counted as idle.
 func servedCount(name, logPath string) results.ServiceCount {
 	out := results.ServiceCount{Name: name, Requests: -1, FirstError: "no counts: the service did not report them at exit"}
 	data, err := os.ReadFile(logPath)
 	if err != nil {
 		return out
 	}
+	var total, last int64 = 0, -1 // last: the running incarnation's latest tick
+	counted := false
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		var ev struct {
@@ -410,9 +415,30 @@ func servedCount(name, logPath string) results.ServiceCount {
 		}
 		switch ev.Event {
 		case workload.EventServed:
-			out.Requests, out.Calls, out.CallErrors, out.FirstError, out.HTTP1 = ev.Requests, ev.Calls, ev.CallErrors, ev.FirstError, ev.HTTP1
+			total += ev.Requests
+			out.Calls += ev.Calls
+			out.CallErrors += ev.CallErrors
+			out.HTTP1 += ev.HTTP1
+			out.FirstError = ev.FirstError
+			last, counted = -1, true
 		case workload.EventTick:
+			if last >= 0 && ev.Requests < last { // restarted: the last one was killed
+				total += last
+				out.Unreported++
+			}
+			last, counted = ev.Requests, true
 			out.Ticks = append(out.Ticks, results.Tick{Time: ev.Time, Requests: ev.Requests})
+		}
+	}
+	if last >= 0 { // the final incarnation did not report
+		total += last
+		out.Unreported++
+		out.FirstError = ""
+	}
+	if counted {
+		out.Requests = total
+		if out.Unreported > 0 && out.FirstError == "" {
+			out.FirstError = fmt.Sprintf("%d incarnation(s) killed before reporting: their requests counted up to their last second", out.Unreported)
 		}
 	}
 	return out

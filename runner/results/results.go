@@ -371,6 +371,10 @@ type ServiceCount struct {
 	FirstError string `json:"firstError,omitempty"`
 	// HTTP1 counts the requests that reached the service over HTTP/1.x.
 	HTTP1 int64 `json:"http1,omitempty"`
+	// Unreported counts the service's incarnations killed before they
+	// reported their counts (a fault's kill): their requests are counted
+	// up to their last once-a-second tick, their calls not at all.
+	Unreported int `json:"unreported,omitempty"`
 	// Ticks are the service's count so far, once a second: per-second
 	// rates by difference.
 	Ticks []Tick `json:"ticks,omitempty"`
