@@ -34,9 +34,10 @@ type GameDayProbe struct {
 	Reason     string  `json:"reason,omitempty"`
 }
 
-// GameDayFault is a fault over a row's trials: in how many its effect was
-// detected and recovered from, and the median times of those that were
-// (-1: none).
+// GameDayFault is a fault over a row's trials (a Schedule's firings
+// together): in how many of its actions (Trials: one per trial, or per
+// firing) its effect was detected and recovered from, and the median
+// times of those that were (-1: none).
 type GameDayFault struct {
 	Name      string  `json:"name"`
 	Trials    int     `json:"trials"`
@@ -86,20 +87,21 @@ func SummarizeGameDays(groups []*Group) []GameDayRow {
 				}
 			}
 			for _, f := range v.Faults {
-				gf := faults[f.Name]
+				name := faultFamily(f.Name)
+				gf := faults[name]
 				if gf == nil {
-					gf = &GameDayFault{Name: f.Name}
-					faults[f.Name] = gf
-					faultOrder = append(faultOrder, f.Name)
+					gf = &GameDayFault{Name: name}
+					faults[name] = gf
+					faultOrder = append(faultOrder, name)
 				}
 				gf.Trials++
 				if f.DetectS >= 0 {
 					gf.Detected++
-					detect[f.Name] = append(detect[f.Name], f.DetectS)
+					detect[name] = append(detect[name], f.DetectS)
 				}
 				if f.RecoverS >= 0 {
 					gf.Recovered++
-					recover[f.Name] = append(recover[f.Name], f.RecoverS)
+					recover[name] = append(recover[name], f.RecoverS)
 				}
 			}
 		}
@@ -128,6 +130,15 @@ func SummarizeGameDays(groups []*Group) []GameDayRow {
 	return out
 }
 
+// faultFamily is a fault's name without a Schedule firing's suffix: the
+// firings of one Schedule are one fault of the game day.
+func faultFamily(name string) string {
+	if i := strings.LastIndex(name, "/firing-"); i > 0 {
+		return name[:i]
+	}
+	return name
+}
+
 // verdictWord is a row's verdict: PASS, or FAIL with the failed trials.
 func (g GameDayRow) verdictWord() string {
 	if g.Pass() {
@@ -154,7 +165,7 @@ func (g GameDayRow) failedProbes() string {
 func (g GameDayRow) faultTimes() string {
 	var out []string
 	for _, f := range g.Faults {
-		d, r := "not detected", "not recovered"
+		d, r := "never detected", "never recovered"
 		if f.Detected > 0 {
 			d = fmt.Sprintf("detected in %d/%d, %.1fs", f.Detected, f.Trials, f.DetectS)
 		}

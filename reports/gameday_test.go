@@ -59,7 +59,7 @@ func TestGameDays(t *testing.T) {
 	for name, want := range map[string][]string{
 		text.String(): {"Game day:", "meshbench/sidecar@0", "FAIL (2 of 3 trials)", "80.0%", "success (continuous) failed in 2 of 3: trial 2",
 			"PodChaos/kill: detected in 2/3, 0.5s, recovered in 3/3, 1.0s after"},
-		md.String(): {"| none/baseline@0 | ✅ pass | 100.0% | - | PodChaos/kill: not detected, recovered in 3/3, 1.0s after |",
+		md.String(): {"| none/baseline@0 | ✅ pass | 100.0% | - | PodChaos/kill: never detected, recovered in 3/3, 1.0s after |",
 			"| meshbench/sidecar@0 | ❌ fail (2 of 3 trials) | 80.0% |"},
 		junit.String(): {`<testcase name="probe success (continuous)" classname="none/baseline@0">`,
 			`<testcase name="probe success (continuous)" classname="meshbench/sidecar@0">`, `held in 1 of 3 trials, median success 80.0%`},
@@ -69,6 +69,18 @@ func TestGameDays(t *testing.T) {
 				t.Errorf("output lacks %q:\n%s", w, name)
 			}
 		}
+	}
+	// A Schedule's firings fold into one fault.
+	for _, tr := range trials {
+		tr.Verdict.Faults = []results.FaultImpact{{Name: "Schedule/kill/firing-1", DetectS: 0, RecoverS: 1}, {Name: "Schedule/kill/firing-2", DetectS: -1, RecoverS: 0}}
+	}
+	if f := SummarizeGameDays(GroupTrials(trials))[0].Faults; len(f) != 1 || f[0].Name != "Schedule/kill" || f[0].Trials != 6 || f[0].Detected != 3 {
+		t.Errorf("firings folded into %+v, want one fault of 6 actions, 3 detected", f)
+	}
+	var sum bytes.Buffer
+	WriteVerdicts(&sum, trials[:1])
+	if !strings.Contains(sum.String(), "Schedule/kill: 2 firings, 1 detected (at most 0.0s), 2 recovered from (at most 1.0s after)") {
+		t.Errorf("run summary: %s", sum.String())
 	}
 	// The failing case is a failure, the passing one is not.
 	if n := strings.Count(junit.String(), "<failure"); n != 1 {

@@ -228,15 +228,54 @@ func WriteVerdicts(w io.Writer, trials []*results.Trial) {
 				notes = append(notes, fmt.Sprintf("%s (%s) %s", p.Name, p.Mode, p.Reason))
 			}
 		}
+		// A Schedule's firings as one line: how many were detected and
+		// recovered from, and the longest times.
+		type family struct {
+			n, detected, recovered int
+			detectS, recoverS      float64
+		}
+		fams := map[string]*family{}
+		var order []string
 		for _, f := range v.Faults {
-			d, r := "not detected", "not recovered"
+			name := faultFamily(f.Name)
+			fm := fams[name]
+			if fm == nil {
+				fm = &family{}
+				fams[name] = fm
+				order = append(order, name)
+			}
+			fm.n++
 			if f.DetectS >= 0 {
-				d = fmt.Sprintf("detected %.1fs", f.DetectS)
+				fm.detected++
+				fm.detectS = max(fm.detectS, f.DetectS)
 			}
 			if f.RecoverS >= 0 {
-				r = fmt.Sprintf("recovered %.1fs after", f.RecoverS)
+				fm.recovered++
+				fm.recoverS = max(fm.recoverS, f.RecoverS)
 			}
-			notes = append(notes, fmt.Sprintf("%s: %s, %s", f.Name, d, r))
+		}
+		for _, name := range order {
+			fm := fams[name]
+			if fm.n == 1 {
+				d, r := "not detected", "not recovered"
+				if fm.detected > 0 {
+					d = fmt.Sprintf("detected %.1fs", fm.detectS)
+				}
+				if fm.recovered > 0 {
+					r = fmt.Sprintf("recovered %.1fs after", fm.recoverS)
+				}
+				notes = append(notes, fmt.Sprintf("%s: %s, %s", name, d, r))
+				continue
+			}
+			note := fmt.Sprintf("%s: %d firings, %d detected", name, fm.n, fm.detected)
+			if fm.detected > 0 {
+				note += fmt.Sprintf(" (at most %.1fs)", fm.detectS)
+			}
+			note += fmt.Sprintf(", %d recovered from", fm.recovered)
+			if fm.recovered > 0 {
+				note += fmt.Sprintf(" (at most %.1fs after)", fm.recoverS)
+			}
+			notes = append(notes, note)
 		}
 		fmt.Fprintf(w, "  %s trial %d: %s, resilience score %.1f%%; %s\n", t.Key(), t.Trial, verdict, v.Score, strings.Join(notes, "; "))
 	}
