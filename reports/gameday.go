@@ -131,9 +131,10 @@ func SummarizeGameDays(groups []*Group) []GameDayRow {
 }
 
 // faultFamily is a fault's name without a Schedule firing's suffix: the
-// firings of one Schedule are one fault of the game day.
+// firings of one Schedule (Schedule/<name>/firing-<n>) are one fault of
+// the game day.
 func faultFamily(name string) string {
-	if i := strings.LastIndex(name, "/firing-"); i > 0 {
+	if i := strings.LastIndex(name, "/firing-"); i > 0 && strings.HasPrefix(name, "Schedule/") && strings.Count(name, "/") == 2 {
 		return name[:i]
 	}
 	return name

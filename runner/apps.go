@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meshbench/meshbench/meshes"
@@ -94,11 +95,11 @@ func serviceBalancing(env meshes.Env) []meshes.Redirect {
 }
 
 // servedCount reads a stopped service's counts from its stdout log: the
-// count it reports at exit, summed over its incarnations when it was
-// restarted (a fault's kill); an incarnation killed before it could
-// report counts up to its last once-a-second tick, and the record says
-// how many were (Unreported). A service with no count at all is marked
-// so, not counted as idle.
+// count it reports at exit, summed over its incarnations (each begins
+// with a start event) when it was restarted by a fault's kill; an
+// incarnation killed before it could report counts up to its last
+// once-a-second tick, and the record says how many were (Unreported). A
+// service with no count at all is marked so, not counted as idle.
 func servedCount(name, logPath string) results.ServiceCount {
 	out := results.ServiceCount{Name: name, Requests: -1, FirstError: "no counts: the service did not report them at exit"}
 	data, err := os.ReadFile(logPath)
@@ -107,6 +108,7 @@ func servedCount(name, logPath string) results.ServiceCount {
 	}
 	var total, last int64 = 0, -1 // last: the running incarnation's latest tick
 	counted := false
+	var firstError string
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		var ev struct {
@@ -117,18 +119,22 @@ func servedCount(name, logPath string) results.ServiceCount {
 			continue
 		}
 		switch ev.Event {
+		case workload.EventStart:
+			if last >= 0 { // the one before was killed before it reported
+				total += last
+				out.Unreported++
+			}
+			last = 0
 		case workload.EventServed:
 			total += ev.Requests
 			out.Calls += ev.Calls
 			out.CallErrors += ev.CallErrors
 			out.HTTP1 += ev.HTTP1
-			out.FirstError = ev.FirstError
+			if firstError == "" {
+				firstError = ev.FirstError
+			}
 			last, counted = -1, true
 		case workload.EventTick:
-			if last >= 0 && ev.Requests < last { // restarted: the last one was killed
-				total += last
-				out.Unreported++
-			}
 			last, counted = ev.Requests, true
 			out.Ticks = append(out.Ticks, results.Tick{Time: ev.Time, Requests: ev.Requests})
 		}
@@ -136,12 +142,12 @@ func servedCount(name, logPath string) results.ServiceCount {
 	if last >= 0 { // the final incarnation did not report
 		total += last
 		out.Unreported++
-		out.FirstError = ""
 	}
 	if counted {
-		out.Requests = total
-		if out.Unreported > 0 && out.FirstError == "" {
-			out.FirstError = fmt.Sprintf("%d incarnation(s) killed before reporting: their requests counted up to their last second", out.Unreported)
+		out.Requests, out.FirstError = total, firstError
+		if out.Unreported > 0 {
+			note := fmt.Sprintf("%d incarnation(s) killed before reporting: their requests counted up to their last second", out.Unreported)
+			out.FirstError = strings.TrimPrefix(firstError+"; "+note, "; ")
 		}
 	}
 	return out

@@ -3,6 +3,7 @@ package runner
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -18,24 +19,31 @@ func TestServedCountAcrossRestarts(t *testing.T) {
 		}
 		return p
 	}
-	killedThenReported := write("a.log", `{"event":"tick","time":"2026-12-01T00:00:01Z","requests":10}
+	// The replacement's first tick above the killed one's last: only
+	// the start event tells them apart.
+	killedThenReported := write("a.log", `{"event":"start"}
+{"event":"tick","time":"2026-12-01T00:00:01Z","requests":10}
 {"event":"tick","time":"2026-12-01T00:00:02Z","requests":20}
-{"event":"tick","time":"2026-12-01T00:00:04Z","requests":5}
-{"event":"served","requests":7,"calls":3,"callErrors":0,"http1":7}
+{"event":"start"}
+{"event":"tick","time":"2026-12-01T00:00:04Z","requests":25}
+{"event":"served","requests":27,"calls":3,"callErrors":0,"http1":27}
 `)
-	if got := servedCount("a", killedThenReported); got.Requests != 27 || got.Unreported != 1 || got.Calls != 3 || got.HTTP1 != 7 || len(got.Ticks) != 3 {
-		t.Errorf("killed, then reported: %+v, want 27 requests, 1 unreported incarnation", got)
+	if got := servedCount("a", killedThenReported); got.Requests != 47 || got.Unreported != 1 || got.Calls != 3 || got.HTTP1 != 27 || len(got.Ticks) != 3 {
+		t.Errorf("killed, then reported: %+v, want 47 requests, 1 unreported incarnation", got)
 	}
-	reported := write("b.log", `{"event":"tick","time":"2026-12-01T00:00:01Z","requests":10}
+	reported := write("b.log", `{"event":"start"}
+{"event":"tick","time":"2026-12-01T00:00:01Z","requests":10}
 {"event":"served","requests":12,"calls":0,"callErrors":0}
 `)
 	if got := servedCount("b", reported); got.Requests != 12 || got.Unreported != 0 || got.FirstError != "" {
 		t.Errorf("reported: %+v", got)
 	}
-	killedLast := write("c.log", `{"event":"served","requests":4,"calls":0,"callErrors":0}
+	killedLast := write("c.log", `{"event":"start"}
+{"event":"served","requests":4,"calls":1,"callErrors":1,"firstError":"call x: refused"}
+{"event":"start"}
 {"event":"tick","time":"2026-12-01T00:00:04Z","requests":9}
 `)
-	if got := servedCount("c", killedLast); got.Requests != 13 || got.Unreported != 1 || got.FirstError == "" {
+	if got := servedCount("c", killedLast); got.Requests != 13 || got.Unreported != 1 || !strings.HasPrefix(got.FirstError, "call x: refused; 1 incarnation") {
 		t.Errorf("killed last: %+v", got)
 	}
 	if got := servedCount("d", write("d.log", "")); got.Requests != -1 {

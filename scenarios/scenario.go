@@ -143,10 +143,11 @@ func (t Topology) ServiceList() []Service {
 }
 
 // PodNames are the names of the service's pods: the service's own for the
-// first, then <name>-1, <name>-2 ... for its other replicas.
+// first, then <name>-1, <name>-2 ... for its other replicas (at most
+// MaxReplicas: more is an error Validate reports).
 func (s Service) PodNames() []string {
 	names := []string{s.Name}
-	for i := 1; i < s.Replicas; i++ {
+	for i := 1; i < min(s.Replicas, MaxReplicas); i++ {
 		names = append(names, fmt.Sprintf("%s-%d", s.Name, i))
 	}
 	return names
@@ -201,10 +202,18 @@ func (t Topology) Workloads() []string {
 // "client>front, front>a, front>b".
 func (t Topology) Shape() string {
 	svcs := t.ServiceList()
-	edges := []string{t.Client.Name + ">" + svcs[0].Name}
+	name := func(n string) string { // a replicated service's pod count
+		for _, s := range svcs {
+			if s.Name == n && s.Replicas > 1 {
+				return fmt.Sprintf("%s×%d", n, s.Replicas)
+			}
+		}
+		return n
+	}
+	edges := []string{t.Client.Name + ">" + name(svcs[0].Name)}
 	for _, svc := range svcs {
 		for _, c := range svc.Calls {
-			edges = append(edges, svc.Name+">"+c)
+			edges = append(edges, name(svc.Name)+">"+name(c))
 		}
 	}
 	return strings.Join(edges, ", ")

@@ -125,7 +125,7 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 	if len(r.model.Nodes) > 0 {
 		r.model.Accounts = map[string]string{}
 		for _, w := range env.Workloads() {
-			r.model.Accounts[w.Name] = workloadID(w)
+			r.model.Accounts[w.Account()] = workloadID(w) // replicas share theirs
 		}
 		if dep.ControlPlane, err = r.controlPlane(); err != nil {
 			return nil, err

@@ -325,6 +325,31 @@ func TestReplicatedServices(t *testing.T) {
 			t.Errorf("%s: %s's route to svc-1 does not retry on another pod", mode, caller)
 		}
 	}
+	// TCP through node proxies: each pod's node proxy is a peer the
+	// caller's accepts.
+	env := meshtest.Env(t.TempDir(), "replicated", true)
+	env.Protocol = scenarios.ProtocolTCP
+	dep, err := New("v").Deploy(env, scenarios.PerNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, c := range dep.Components {
+		if c.Name != "node-proxy-svc-0-1" {
+			continue
+		}
+		for _, cl := range served(t, dep, c).Clusters {
+			if strings.HasPrefix(cl.Name, "outbound") {
+				checked++
+				if len(cl.Endpoints) != 3 || cl.TLS == nil || len(cl.TLS.AllowedIDs) != 3 {
+					t.Errorf("tcp per-node: cluster %s to svc-1's 3 pods: %d endpoints, peers %+v", cl.Name, len(cl.Endpoints), cl.TLS)
+				}
+			}
+		}
+	}
+	if checked != 1 {
+		t.Errorf("tcp per-node: %d outbound clusters of node-proxy-svc-0-1 checked, want 1", checked)
+	}
 	if err := meshes.SupportsReplicas(New("v"), scenarios.ProxylessGRPC); err == nil {
 		t.Errorf("proxyless-grpc claims to spread requests over replicas")
 	}

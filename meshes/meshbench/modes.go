@@ -62,12 +62,12 @@ func replicatedOutlier(c *clusterv3.Cluster) *clusterv3.Cluster {
 // its pods) and whose identity it accepts there.
 type upstreamOf struct {
 	addr func(meshes.Workload) string
-	id   func(meshes.Service) string
+	id   func(meshes.Workload) string
 }
 
-// toWorkload is a callee's workload identity at addr.
+// toWorkload is a callee pod's workload identity at addr.
 func toWorkload(addr func(meshes.Workload) string) upstreamOf {
-	return upstreamOf{addr: addr, id: func(c meshes.Service) string { return workloadID(c.Workload) }}
+	return upstreamOf{addr: addr, id: workloadID}
 }
 
 // addOutbound adds to b, for caller's proxy (or library), a cluster and its
@@ -87,15 +87,18 @@ func (r *renderer) addOutbound(b *xds.Bundle, node, listen string, callees []mes
 	}
 	for _, c := range callees {
 		name := outboundCluster(c)
-		cl := r.cluster(name, withPeers(id, up.id(c)))
-		if mark {
-			cl = xds.WithMark(cl, ProxyMark)
-		}
-		var addrs []string
+		var addrs, peers []string
 		for _, pod := range c.Pods() {
 			if a := up.addr(pod); !slices.Contains(addrs, a) {
 				addrs = append(addrs, a)
 			}
+			if p := up.id(pod); !slices.Contains(peers, p) {
+				peers = append(peers, p)
+			}
+		}
+		cl := r.cluster(name, withPeers(id, peers...))
+		if mark {
+			cl = xds.WithMark(cl, ProxyMark)
 		}
 		if len(addrs) > 1 {
 			cl = replicatedOutlier(cl)
@@ -124,26 +127,26 @@ func (r *renderer) cluster(name string, tls *xds.TLSFiles) *clusterv3.Cluster {
 
 // addInboundTCP adds the listener at addr that forwards connections of
 // peers (mutual TLS) to svc's app, and the app's cluster.
-func (r *renderer) addInboundTCP(b *xds.Bundle, addr string, svc meshes.Service, tls *xds.TLSFiles) {
+func (r *renderer) addInboundTCP(b *xds.Bundle, addr string, svc meshes.Service, pod meshes.Workload, tls *xds.TLSFiles) {
 	in := "inbound|" + strconv.Itoa(svc.Port)
 	b.Listeners = append(b.Listeners, xds.TCPListener("inbound", addr, corev3.TrafficDirection_INBOUND, in, tls))
 	b.Clusters = append(b.Clusters, xds.EDSCluster(in, connectTimeout, nil))
-	b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(svc.Node.Local, svc.Port)))
+	b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(pod.Node.Local, pod.Port)))
 }
 
 // addInbound adds to b the service's inbound listener at addr (mutual TLS
 // with its identity, accepting only its callers) and the cluster of its
 // local application.
-func (r *renderer) addInbound(b *xds.Bundle, node, addr string, svc meshes.Service, id xds.TLSFiles) {
+func (r *renderer) addInbound(b *xds.Bundle, node, addr string, svc meshes.Service, pod meshes.Workload, id xds.TLSFiles) {
 	if r.tcp() {
-		r.addInboundTCP(b, addr, svc, withPeers(id, r.callerIDs(svc)...))
+		r.addInboundTCP(b, addr, svc, pod, withPeers(id, r.callerIDs(svc)...))
 		return
 	}
 	in := "inbound|" + strconv.Itoa(svc.Port)
 	b.Listeners = append(b.Listeners, xds.HTTPListener("inbound", addr, corev3.TrafficDirection_INBOUND, true,
 		xds.Routes("inbound", []string{"*"}, in), withPeers(id, r.callerIDs(svc)...)))
 	b.Clusters = append(b.Clusters, r.cluster(in, nil))
-	b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(svc.Node.Local, svc.Port)))
+	b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(pod.Node.Local, pod.Port)))
 	ms := r.service(svc)
 	ms.Inbound = append(ms.Inbound, controlplane.ListenerRef{Node: node, Listener: "inbound"})
 }
@@ -178,7 +181,7 @@ func (r *renderer) sidecar() (*meshes.Deployment, error) {
 		node := w.Name + "-sidecar"
 		r.addOutbound(b, node, meshes.HostPort(w.Node.Local, OutboundPort), r.env.Reachable(w), id, toWorkload(plan.Upstream), true)
 		if svc, ok := r.serviceOf(w); ok {
-			r.addInbound(b, node, meshes.HostPort(w.Node.Addr, InboundPort), svc, id)
+			r.addInbound(b, node, meshes.HostPort(w.Node.Addr, InboundPort), svc, w, id)
 		}
 		c, err := r.proxyComponent(node, w.Node, b, id, ProxyMark)
 		if err != nil {
@@ -209,7 +212,7 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 			// connection is carried over its own mutual-TLS connection
 			// between the node proxies, to the callee node's inbound port.
 			nodePort := func(pod meshes.Workload) string { return meshes.HostPort(pod.Node.Addr, InboundPort) }
-			toNode := upstreamOf{addr: nodePort, id: func(c meshes.Service) string { return nodeID(c.Node) }}
+			toNode := upstreamOf{addr: nodePort, id: func(pod meshes.Workload) string { return nodeID(pod.Node) }}
 			r.addOutbound(b, node, meshes.HostPort(w.Node.Local, OutboundPort), r.env.Reachable(w), id, toNode, false)
 			if svc, ok := r.serviceOf(w); ok {
 				var peers []string
@@ -218,7 +221,7 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 						peers = append(peers, id)
 					}
 				}
-				r.addInboundTCP(b, nodePort(w), svc, withPeers(id, peers...))
+				r.addInboundTCP(b, nodePort(w), svc, w, withPeers(id, peers...))
 			}
 			c, err := r.proxyComponent(node, w.Node, b, id, 0)
 			if err != nil {
@@ -270,7 +273,7 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 			b.Listeners = append(b.Listeners, xds.HTTP2Listener("tunnel", meshes.HostPort(w.Node.Addr, TunnelPort), corev3.TrafficDirection_INBOUND,
 				xds.Routes("tunnel", domains(svc), in), withPeers(id, peers...)))
 			b.Clusters = append(b.Clusters, r.cluster(in, nil))
-			b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(svc.Node.Local, svc.Port)))
+			b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(w.Node.Local, w.Port)))
 		}
 		c, err := r.proxyComponent(node, w.Node, b, id, 0)
 		if err != nil {
@@ -305,7 +308,7 @@ func (r *renderer) proxyless() (*meshes.Deployment, error) {
 		if isService {
 			// The library serves the inbound listener itself and never
 			// uses its route, which the subset requires.
-			r.addInbound(b, node, port(w), svc, id)
+			r.addInbound(b, node, port(w), svc, w, id)
 		}
 		args, err := r.libraryArgs(node, b, id)
 		if err != nil {

@@ -376,7 +376,8 @@ type ServiceCount struct {
 	// up to their last once-a-second tick, their calls not at all.
 	Unreported int `json:"unreported,omitempty"`
 	// Ticks are the service's count so far, once a second: per-second
-	// rates by difference.
+	// rates by difference, except where it was restarted (Unreported, or
+	// a pod-kill's replacement), whose count starts again at 0.
 	Ticks []Tick `json:"ticks,omitempty"`
 	// Mesh is what the mesh's own telemetry reports of the service's
 	// inbound traffic (SMI Traffic Metrics from its control plane), read

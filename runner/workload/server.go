@@ -125,6 +125,10 @@ type TickEvent struct {
 // EventTick names TickEvent.
 const EventTick = "tick"
 
+// EventStart marks a server's start in its log: what follows is one
+// incarnation's (a restarted server's counts start again at 0).
+const EventStart = "start"
+
 // caller makes a server's calls and counts them.
 type caller struct {
 	name                         string
@@ -339,6 +343,9 @@ func reportCounts(w io.Writer, c *caller) (stop func()) {
 	}
 	done := make(chan struct{})
 	stopped := make(chan struct{})
+	write(struct {
+		Event string `json:"event"`
+	}{EventStart})
 	go func() {
 		defer close(stopped)
 		next := time.Now().Truncate(time.Second).Add(time.Second)
