@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -17,6 +18,16 @@ import (
 
 // execHTTP names the HTTP interposer in the results.
 const execHTTP = "HTTP interposer at the application's port (behind the mesh's inbound proxy)"
+
+// interposerUpstream is the address the HTTP interposer reaches the
+// application at (which listens on every address of its namespace): not
+// 127.0.0.1, which the redirected connections use, so that its own
+// connections (not translated) and theirs (redirected) never share an
+// address pair. On loopback the kernel reuses a closed connection's ports
+// at once (tcp_tw_reuse), and a new connection that met the connection
+// tracking entry of one of the interposer's would reach the application
+// without the redirect.
+var interposerUpstream = netip.MustParseAddr("127.0.0.2")
 
 // httpFaultMark is the socket mark of the HTTP interposer's connections
 // to the application, which its redirect lets pass.
@@ -48,7 +59,7 @@ func (p *platform) interposeHTTP(ctx context.Context, node, cpus string) (func(c
 	}
 	api, listen, app := meshes.HostPort(n.Addr, free[0]), strconv.Itoa(free[1]), strconv.Itoa(runner.ServerPort)
 	pr, err := p.startInterposer(ctx, node, cpus, []string{"workload", "http-faults", "--api", api, "--listen", ":" + listen,
-		"--upstream", meshes.HostPort(n.Local, runner.ServerPort), "--mark", strconv.Itoa(httpFaultMark)}, "http://"+api+"/ready")
+		"--upstream", meshes.HostPort(interposerUpstream, runner.ServerPort), "--mark", strconv.Itoa(httpFaultMark)}, "http://"+api+"/ready")
 	if err != nil {
 		return nil, err
 	}
