@@ -2,13 +2,11 @@ package local
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"strconv"
-	"time"
 
 	chaosv1alpha1 "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
 
@@ -53,10 +51,11 @@ func (p *platform) interposeHTTP(ctx context.Context, node, cpus string) (func(c
 		return nil, fmt.Errorf("no node %s", node)
 	}
 	ns := nsName(p.opts.RunID, node)
-	free, err := p.freePorts(ctx, ns, 2)
+	out, err := p.tcpSockets(ctx, ns)
 	if err != nil {
 		return nil, err
 	}
+	free := freePorts(out, 2)
 	api, listen, app := meshes.HostPort(n.Addr, free[0]), strconv.Itoa(free[1]), strconv.Itoa(runner.ServerPort)
 	pr, err := p.startInterposer(ctx, node, cpus, []string{"workload", "http-faults", "--api", api, "--listen", ":" + listen,
 		"--upstream", meshes.HostPort(interposerUpstream, runner.ServerPort), "--mark", strconv.Itoa(httpFaultMark)}, "http://"+api+"/ready")
@@ -108,7 +107,7 @@ func (p *platform) httpChaos(ctx context.Context, in runner.Injection, sp *chaos
 		var errs []error
 		for _, it := range done {
 			var n struct{ Matched int64 }
-			if err := it.callJSON(ctx, http.MethodDelete, "/rules/"+name, nil, &n); err != nil {
+			if err := it.call(ctx, http.MethodDelete, "/rules/"+name, nil, &n); err != nil {
 				errs = append(errs, err)
 			}
 			matched += n.Matched
@@ -122,7 +121,7 @@ func (p *platform) httpChaos(ctx context.Context, in runner.Injection, sp *chaos
 		if it == nil {
 			return got, errors.Join(fmt.Errorf("pod %s: no HTTP interposer in its node", pod.Workload), remove(context.WithoutCancel(ctx)))
 		}
-		if err := it.callJSON(ctx, http.MethodPut, "/rules/"+name, rule, nil); err != nil {
+		if err := it.call(ctx, http.MethodPut, "/rules/"+name, rule, nil); err != nil {
 			return got, errors.Join(fmt.Errorf("pod %s: %w", pod.Workload, err), remove(context.WithoutCancel(ctx)))
 		}
 		done = append(done, it)
@@ -130,19 +129,4 @@ func (p *platform) httpChaos(ctx context.Context, in runner.Injection, sp *chaos
 	got.Recover = remove
 	got.Outcome = func() string { return fmt.Sprintf("matched %d requests", matched) }
 	return got, nil
-}
-
-// callJSON calls the interposer's API and decodes its JSON answer into
-// out, when out is not nil.
-func (it *interposer) callJSON(ctx context.Context, method, path string, body, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	answer, err := it.do(ctx, method, path, body)
-	if err != nil || out == nil {
-		return err
-	}
-	if err := json.Unmarshal(answer, out); err != nil {
-		return fmt.Errorf("interposer: %s %s: %w", method, path, err)
-	}
-	return nil
 }

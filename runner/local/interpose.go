@@ -136,21 +136,23 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 	return undo, strings.Join(notes, "; "), nil
 }
 
+// tcpSockets are a node's namespace's TCP sockets as /proc/net/tcp and
+// tcp6 list them (see listeningPorts).
+func (p *platform) tcpSockets(ctx context.Context, ns string) (string, error) {
+	return p.ex.Run(ctx, "ip", "netns", "exec", ns, "cat", "/proc/net/tcp", "/proc/net/tcp6")
+}
+
 // freePorts are n ports from interposerBase up on which nothing listens
-// in a node's namespace.
-func (p *platform) freePorts(ctx context.Context, ns string, n int) ([]int, error) {
-	out, err := p.ex.Run(ctx, "ip", "netns", "exec", ns, "cat", "/proc/net/tcp", "/proc/net/tcp6")
-	if err != nil {
-		return nil, err
-	}
-	used := listeningPorts(out, netip.Addr{})
+// in the namespace whose sockets procNet lists.
+func freePorts(procNet string, n int) []int {
+	used := listeningPorts(procNet, netip.Addr{})
 	var ports []int
 	for port := interposerBase; len(ports) < n; port++ {
 		if !slices.Contains(used, port) {
 			ports = append(ports, port)
 		}
 	}
-	return ports, nil
+	return ports
 }
 
 // startInterposer starts an interposer process in a node and waits until
@@ -192,7 +194,7 @@ func (p *platform) interpose(ctx context.Context, node, cpus string) (func(conte
 		return nil, "", fmt.Errorf("no node %s", node)
 	}
 	ns := nsName(p.opts.RunID, node)
-	out, err := p.ex.Run(ctx, "ip", "netns", "exec", ns, "cat", "/proc/net/tcp", "/proc/net/tcp6")
+	out, err := p.tcpSockets(ctx, ns)
 	if err != nil {
 		return nil, "", err
 	}
@@ -200,10 +202,7 @@ func (p *platform) interpose(ctx context.Context, node, cpus string) (func(conte
 	if len(listening) == 0 {
 		return nil, "", errNothingListens
 	}
-	free, err := p.freePorts(ctx, ns, len(listening)+1)
-	if err != nil {
-		return nil, "", err
-	}
+	free := freePorts(out, len(listening)+1)
 	it := &interposer{api: meshes.HostPort(n.Addr, free[0])}
 	args := []string{"workload", "interpose", "--api", it.api}
 	var rules []nsRule
@@ -333,7 +332,7 @@ func (p *platform) delay(ctx context.Context, in runner.Injection, d *chaosv1alp
 		var errs []error
 		for i := len(done) - 1; i >= 0; i-- {
 			a := done[i]
-			errs = append(errs, a.it.call(ctx, http.MethodDelete, "/proxies/"+a.proxy+"/toxics/"+a.toxic, nil))
+			errs = append(errs, a.it.call(ctx, http.MethodDelete, "/proxies/"+a.proxy+"/toxics/"+a.toxic, nil, nil))
 		}
 		return errors.Join(errs...)
 	}
@@ -350,7 +349,7 @@ func (p *platform) delay(ctx context.Context, in runner.Injection, d *chaosv1alp
 		for _, px := range it.proxies {
 			name := fmt.Sprintf("fault%d-%d", in.Action.Index, seq)
 			body := map[string]any{"name": name, "type": "latency", "stream": "downstream", "toxicity": 1, "attributes": attrs}
-			if err := it.call(ctx, http.MethodPost, "/proxies/"+px+"/toxics", body); err != nil {
+			if err := it.call(ctx, http.MethodPost, "/proxies/"+px+"/toxics", body, nil); err != nil {
 				return got, errors.Join(fmt.Errorf("pod %s: %w", pod.Workload, err), remove(context.WithoutCancel(ctx)))
 			}
 			done = append(done, added{it, px, name})
@@ -360,12 +359,19 @@ func (p *platform) delay(ctx context.Context, in runner.Injection, d *chaosv1alp
 	return got, nil
 }
 
-// call makes one request of the interposer's API, which answers 2xx.
-func (it *interposer) call(ctx context.Context, method, path string, body any) error {
+// call makes one request of the interposer's API, which must answer 2xx,
+// and decodes its JSON answer into out, when out is not nil.
+func (it *interposer) call(ctx context.Context, method, path string, body, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err := it.do(ctx, method, path, body)
-	return err
+	answer, err := it.do(ctx, method, path, body)
+	if err != nil || out == nil {
+		return err
+	}
+	if err := json.Unmarshal(answer, out); err != nil {
+		return fmt.Errorf("interposer: %s %s: %w", method, path, err)
+	}
+	return nil
 }
 
 // do makes one request of the interposer's API and returns its answer,
