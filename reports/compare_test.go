@@ -287,15 +287,24 @@ func TestBaselineMoveIsInconclusive(t *testing.T) {
 }
 
 // TestTimelineCharts: a run with faults gets its window second by second,
-// one line per (mesh, mode), with each fault's window shaded.
+// one line per (mesh, mode), with each fault's window shaded; the
+// proxies' CPU and memory too, one line per row that has proxies.
 func TestTimelineCharts(t *testing.T) {
 	r := reportFixture(t)
 	var keys []string
+	proxied := 0
 	for _, tr := range r.trials {
 		if tr.Trial != 1 {
 			continue
 		}
 		keys = append(keys, tr.Key())
+		if tr.Mode != BaselineMode {
+			proxied++
+			sec := []results.UsageSecond{{Start: 0, CPUMillicores: 100, MemoryMB: 20}, {Start: 1, CPUMillicores: 40, MemoryMB: 21}}
+			tr.Components = append(tr.Components,
+				results.Usage{Name: "a-proxy", Class: results.ClassProxy, Seconds: sec},
+				results.Usage{Name: "b-proxy", Class: results.ClassProxy, Seconds: sec})
+		}
 		tr.Faults = []results.Fault{{Name: "NetworkChaos/cut", Action: "NetworkChaos partition", Targets: []string{"server"}, Start: 1, End: 2, Executor: "iptables"}}
 		tr.Series = []results.Second{{Start: 0, Requests: 100, P99Ms: 1}, {Start: 1, Requests: 4, P99Ms: 900, Errors: 3}, {Start: 2, Requests: 100, P99Ms: 1}}
 	}
@@ -304,7 +313,11 @@ func TestTimelineCharts(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := b.String()
-	for _, id := range []string{`id="timeline-p99"`, `id="timeline-errors"`} {
+	if proxied == 0 || proxied == len(keys) {
+		t.Fatalf("the fixture needs rows with and without proxies (%d of %d have them)", proxied, len(keys))
+	}
+	for id, lines := range map[string]int{`id="timeline-p99"`: len(keys), `id="timeline-errors"`: len(keys),
+		`id="timeline-proxy-cpu"`: proxied, `id="timeline-proxy-memory"`: proxied} {
 		i := strings.Index(page, id)
 		if i < 0 {
 			t.Fatalf("the page lacks %s", id)
@@ -313,9 +326,13 @@ func TestTimelineCharts(t *testing.T) {
 		if n := strings.Count(chart, `class="fault"`); n != 1 {
 			t.Errorf("%s: %d fault windows shaded, want 1", id, n)
 		}
-		if n := strings.Count(chart, `class="series"`); n != len(keys) {
-			t.Errorf("%s: %d lines, want one per (mesh, mode) (%d)", id, n, len(keys))
+		if n := strings.Count(chart, `class="series"`); n != lines {
+			t.Errorf("%s: %d lines, want %d", id, n, lines)
 		}
+	}
+	// Two proxies' seconds are summed.
+	if !strings.Contains(page, "second 0: 200 (2 proxies)") || !strings.Contains(page, "second 1: 42 (2 proxies)") {
+		t.Errorf("the proxies' seconds are not summed per row")
 	}
 	if !strings.Contains(page, "NetworkChaos/cut: NetworkChaos partition on [server], 1.0-2.0s by iptables") {
 		t.Errorf("the fault window's title is missing")

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshbench/meshbench/runner/results"
 )
 
 // TestIntegrationGameDayPodKill runs the built-in gameday-podkill,
@@ -29,6 +31,7 @@ func TestIntegrationGameDayPodKill(t *testing.T) {
 		t.Fatalf("%d trials, want 5 (baseline, the own mesh's three modes, HAProxy)", len(trials))
 	}
 	pods := []string{"server", "server-1", "server-2"}
+	proxied := map[string]bool{}
 	for _, tr := range trials {
 		v := tr.Verdict
 		if v == nil || len(v.Probes) != 2 || len(v.Faults) != 2 || v.Score < 0 || v.Score > 100 {
@@ -61,6 +64,24 @@ func TestIntegrationGameDayPodKill(t *testing.T) {
 		if served == 0 || len(tr.Services) != 3 {
 			t.Errorf("%s: services %+v: want the three pods, serving", tr.Key(), tr.Services)
 		}
+		// The proxies' use second by second: a figure for (almost) every
+		// second, and work done while the load flowed through them.
+		for _, u := range tr.Components {
+			if u.Class != results.ClassProxy {
+				continue
+			}
+			proxied[tr.Key()] = true
+			var cpu float64
+			for _, s := range u.Seconds {
+				cpu += s.CPUMillicores
+			}
+			if len(u.Seconds) < 9 || cpu <= 0 || u.Seconds[0].MemoryMB <= 0 {
+				t.Errorf("%s: %s's seconds %+v: want one per second of the window, with CPU and memory", tr.Key(), u.Name, u.Seconds)
+			}
+		}
+	}
+	if len(proxied) != 3 {
+		t.Errorf("rows with proxies %v, want three (the own sidecar and per-node modes, HAProxy)", proxied)
 	}
 	html := meshbench(t, time.Minute, "report", out, "--format", "html")
 	if html.code != 0 && html.code != 1 {
@@ -77,6 +98,11 @@ func TestIntegrationGameDayPodKill(t *testing.T) {
 	}
 	if n := strings.Count(chart, `class="fault"`); n != 2 {
 		t.Errorf("timeline: %d kills shaded, want 2", n)
+	}
+	if i := strings.Index(page, `id="timeline-proxy-cpu"`); i < 0 {
+		t.Errorf("the report lacks the proxies' CPU second by second")
+	} else if n := strings.Count(page[i:i+strings.Index(page[i:], "</svg>")], `class="series"`); n != len(proxied) {
+		t.Errorf("the proxies' CPU timeline: %d lines, want one per row with proxies (%d)", n, len(proxied))
 	}
 	md := meshbench(t, time.Minute, "report", out, "--format", "md")
 	for _, tr := range trials {

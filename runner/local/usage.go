@@ -112,19 +112,51 @@ type sampler struct {
 	// window, last the latest reading of the current one (lastPID).
 	done, last []float64
 	lastPID    []int
+	// secs follow the proxies and control planes second by second.
+	secs []*perSecond
+}
+
+// perSecond follows a component's use second by second: each second's CPU
+// is the rate between the samples nearest its edges (sampleInterval
+// apart), its memory the largest reading in it.
+type perSecond struct {
+	k            int // the second being measured
+	t0, cpu0, mb float64
+	out          []results.UsageSecond
+}
+
+// add takes a reading at t seconds into the window: cpu is the CPU seconds
+// used since the window started, mb the memory. A reading in a later
+// second than the one measured closes it (or, with last, any reading).
+func (ps *perSecond) add(t, cpu, mb float64, last bool) {
+	ps.mb = max(ps.mb, mb)
+	if k := int(t); k > ps.k || last {
+		if d := t - ps.t0; d > 0 {
+			ps.out = append(ps.out, results.UsageSecond{Start: float64(ps.k), CPUMillicores: max(cpu-ps.cpu0, 0) / d * 1000, MemoryMB: ps.mb})
+		}
+		ps.k, ps.t0, ps.cpu0, ps.mb = k, t, cpu, mb
+	}
+}
+
+// followed says whose use is kept second by second.
+func followed(class string) bool {
+	return class == results.ClassProxy || class == results.ClassControlPlane
 }
 
 func startSampler(procs []watched) *sampler {
 	n := len(procs)
 	s := &sampler{procs: procs, start: time.Now(), stop: make(chan struct{}),
 		cpu0: make([]float64, n), rss: make([][]float64, n), ws: make([][]float64, n),
-		done: make([]float64, n), last: make([]float64, n), lastPID: make([]int, n)}
+		done: make([]float64, n), last: make([]float64, n), lastPID: make([]int, n), secs: make([]*perSecond, n)}
 	tree := processTree()
 	for i, p := range procs {
 		s.cpu0[i], _, _ = p.cpuOf(tree)
 		s.last[i] = s.cpu0[i]
 		if p.pid != nil {
 			s.lastPID[i] = p.pid()
+			if followed(p.class) {
+				s.secs[i] = &perSecond{}
+			}
 		}
 	}
 	s.wg.Add(1)
@@ -133,7 +165,7 @@ func startSampler(procs []watched) *sampler {
 		t := time.NewTicker(sampleInterval)
 		defer t.Stop()
 		for {
-			s.sampleRSS()
+			s.sampleRSS(false)
 			select {
 			case <-s.stop:
 				return
@@ -144,20 +176,39 @@ func startSampler(procs []watched) *sampler {
 	return s
 }
 
-func (s *sampler) sampleRSS() {
+// sampleRSS reads every process's memory (and a followed one's CPU); last
+// is the window's final reading.
+func (s *sampler) sampleRSS(last bool) {
 	tree := processTree()
+	t := time.Since(s.start).Seconds()
 	for i, p := range s.procs {
 		if p.pid == nil {
 			continue
 		}
 		s.followCPU(i, tree)
-		if mb, err := rssMB(p.pid(), tree); err == nil {
+		mb, err := rssMB(p.pid(), tree)
+		if err == nil {
 			s.rss[i] = append(s.rss[i], mb)
 		}
-		if mb, ok := p.workingSetMB(); ok {
-			s.ws[i] = append(s.ws[i], mb)
+		if ws, ok := p.workingSetMB(); ok {
+			s.ws[i] = append(s.ws[i], ws)
+			mb = ws
+		}
+		if ps := s.secs[i]; ps != nil {
+			ps.add(t, s.cpuSoFar(i, tree), mb, last)
 		}
 	}
+}
+
+// cpuSoFar is the CPU seconds a process used since the window started.
+func (s *sampler) cpuSoFar(i int, tree map[int][]int) float64 {
+	p := s.procs[i]
+	if p.cgroups["cpuacct"] != "" {
+		if v, _, err := p.cpuOf(tree); err == nil {
+			s.last[i] = v
+		}
+	}
+	return s.done[i] + s.last[i] - s.cpu0[i]
 }
 
 // followCPU keeps, for a process measured from /proc, the CPU of an
@@ -195,7 +246,7 @@ func (s *sampler) finish() []results.Usage {
 		cpu1[i], src[i], err = p.cpuOf(tree)
 		ok[i] = err == nil
 	}
-	s.sampleRSS()
+	s.sampleRSS(true)
 	out := make([]results.Usage, len(s.procs))
 	for i, p := range s.procs {
 		u := results.Usage{Name: p.name, Class: p.class, Node: p.node, Source: src[i]}
@@ -215,6 +266,9 @@ func (s *sampler) finish() []results.Usage {
 		}
 		if n := len(s.rss[i]); n > 0 {
 			u.RSSMeanMB /= float64(n)
+		}
+		if ps := s.secs[i]; ps != nil {
+			u.Seconds = ps.out
 		}
 		out[i] = u
 	}

@@ -511,6 +511,20 @@ type Usage struct {
 	WorkingSetMaxMB  float64 `json:"workingSetMaxMB,omitempty"`
 	// Source says where the figures came from ("/proc").
 	Source string `json:"source"`
+	// Seconds is a proxy's (or control plane's) use second by second,
+	// from the window's start: what a fault costs the data plane while it
+	// is in force, drawn beside the load's series.
+	Seconds []UsageSecond `json:"seconds,omitempty"`
+}
+
+// UsageSecond is a component's use in one second of the window.
+type UsageSecond struct {
+	// Start is the second's start, in seconds from the window's start.
+	Start         float64 `json:"start"`
+	CPUMillicores float64 `json:"cpuMillicores"`
+	// MemoryMB is the working set where the component has a cgroup, else
+	// the RSS: the second's largest reading.
+	MemoryMB float64 `json:"memoryMB"`
 }
 
 // Component classes.
