@@ -292,6 +292,9 @@ type Deployment struct {
 	// configuration; Propagation reports how far the latest reached.
 	Change      func(ctx context.Context, kind string) error
 	Propagation func(ctx context.Context) (Propagation, error)
+	// ProxyMetrics are where each of the deployment's proxies (by name)
+	// serves its Prometheus metrics, for a game day's prometheus probes.
+	ProxyMetrics map[string]string
 	// TrafficMetrics, when set, reads what the mesh's data plane reports
 	// of a service's inbound traffic so far (SMI Traffic Metrics).
 	TrafficMetrics func(ctx context.Context, service string) (TrafficMetrics, error)

@@ -32,6 +32,9 @@ type GameDayProbe struct {
 	Failed     int     `json:"failed"`
 	SuccessPct float64 `json:"successPct"`
 	Reason     string  `json:"reason,omitempty"`
+	// NotApplicable says the probe could not judge the row (Reason says
+	// why): it is not counted.
+	NotApplicable bool `json:"notApplicable,omitempty"`
 }
 
 // GameDayFault is a fault over a row's trials (a Schedule's firings
@@ -78,6 +81,10 @@ func SummarizeGameDays(groups []*Group) []GameDayRow {
 					probeOrder = append(probeOrder, k)
 				}
 				gp.Trials++
+				if p.NotApplicable {
+					gp.NotApplicable, gp.Reason = true, p.Reason
+					continue
+				}
 				pcts[k] = append(pcts[k], p.SuccessPct)
 				if !p.Pass {
 					if gp.Failed == 0 {
@@ -111,7 +118,9 @@ func SummarizeGameDays(groups []*Group) []GameDayRow {
 		row.Score = Median(scores)
 		for _, k := range probeOrder {
 			p := probes[k]
-			p.SuccessPct = Median(pcts[k])
+			if len(pcts[k]) > 0 {
+				p.SuccessPct = Median(pcts[k])
+			}
 			row.Probes = append(row.Probes, *p)
 		}
 		orNone := func(v []float64) float64 {
@@ -246,7 +255,10 @@ func (r *Report) addGameDaysJUnit(suite func(string) *junitSuite) {
 		for _, p := range g.Probes {
 			o := Pass
 			detail := fmt.Sprintf("held in %d of %d trials, median success %.1f%%; resilience score %.1f%%", p.Trials-p.Failed, p.Trials, p.SuccessPct, g.Score)
-			if p.Failed > 0 {
+			switch {
+			case p.NotApplicable:
+				o, detail = NotApplicable, p.Reason
+			case p.Failed > 0:
 				o = Fail
 				detail += "; " + p.Reason
 			}

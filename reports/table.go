@@ -215,7 +215,7 @@ func WriteVerdicts(w io.Writer, trials []*results.Trial) {
 			continue
 		}
 		if !header {
-			fmt.Fprintln(w, "\nGame day (probes on the load client's seconds; score: the probes' success percents, weighted):")
+			fmt.Fprintln(w, "\nGame day (each probe judged second by second; score: the probes' success percents, weighted):")
 			header = true
 		}
 		verdict := "PASS"
@@ -224,7 +224,10 @@ func WriteVerdicts(w io.Writer, trials []*results.Trial) {
 		}
 		var notes []string
 		for _, p := range v.Probes {
-			if !p.Pass {
+			switch {
+			case p.NotApplicable:
+				notes = append(notes, fmt.Sprintf("%s n/a: %s", p.Name, p.Reason))
+			case !p.Pass:
 				notes = append(notes, fmt.Sprintf("%s (%s) %s", p.Name, p.Mode, p.Reason))
 			}
 		}

@@ -251,6 +251,14 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 		defer unprepare()
 		acts = append(acts, r.faultTimeline(d, sl.mode, tr, ev))
 	}
+	// The game day's active probes, in trials too.
+	readings := &probeReadings{}
+	var notApplicable map[string]string
+	if len(s.Probes) > 0 && sr.trial > 0 {
+		var probes []activity
+		probes, notApplicable = r.activeProbes(d, sl, readings)
+		acts = append(acts, probes...)
+	}
 	res, usage, err := r.drive(ctx, dep, d.procs, logDir, fortioPath, sr.rate, acts)
 	if err != nil {
 		return nil, err
@@ -293,7 +301,9 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 		tr.Services = append(tr.Services, sc)
 	}
 	if len(s.Probes) > 0 && sr.trial > 0 {
-		tr.Verdict = chaos.Judge(s.Probes, tr.Series, tr.Faults)
+		tr.ProbeReadings = readings.sorted()
+		tr.Verdict = chaos.Judge(s.Probes, chaos.Observed{Series: tr.Series,
+			Rate: sr.rate, Window: s.Load.Duration.D().Seconds(), Readings: tr.ProbeReadings, NotApplicable: notApplicable}, tr.Faults)
 	}
 	if sr.annotate != nil {
 		sr.annotate(tr)

@@ -17,8 +17,18 @@ func TestFaults(t *testing.T) {
 	if len(s.Faults) != 8 {
 		t.Fatalf("%d faults, want 8", len(s.Faults))
 	}
-	if len(s.Probes) != 2 || s.Probes[0].Mode != ProbeContinuous || s.Probes[1].Weight != 1 || s.Probes[1].Max.D() != 50*time.Millisecond {
+	if len(s.Probes) != 5 || s.Probes[0].Mode != ProbeContinuous || s.Probes[1].Weight != 1 || s.Probes[1].Max.D() != 50*time.Millisecond {
 		t.Errorf("probes decoded as %+v (defaults: mode continuous, weight 1)", s.Probes)
+	}
+	// The active probes' defaults: GET, status 200, a second's timeout.
+	if h := s.Probes[2]; h.Method != "GET" || h.Status != 200 || h.Timeout.D() != time.Second || !h.Active() || s.Probes[0].Active() {
+		t.Errorf("http probe decoded as %+v", h)
+	}
+	if p := s.Probes[3]; p.Labels["response_code"] != "503" || !p.Rate || p.Comparator == nil || p.Comparator.Value != "5" {
+		t.Errorf("prometheus probe decoded as %+v", p)
+	}
+	if c := s.Probes[4]; len(c.Command) != 1 || c.Comparator == nil || c.Comparator.Criteria != "matches" {
+		t.Errorf("command probe decoded as %+v", c)
 	}
 	delay := s.Faults[0].Object.(*chaosv1alpha1.NetworkChaos)
 	if f := s.Faults[0]; f.At.D() != 5*time.Second || delay.Spec.Delay.Latency != "100ms" || delay.Spec.Delay.Correlation != "25" ||
@@ -161,5 +171,30 @@ func fill(v reflect.Value, depth int) {
 		v.SetUint(1)
 	case reflect.Float32, reflect.Float64:
 		v.SetFloat(1.5)
+	}
+}
+
+// TestComparator: numbers compare as numbers, text by contains and
+// matches, and what cannot be compared says why.
+func TestComparator(t *testing.T) {
+	for _, c := range []struct {
+		criteria, value, reading string
+		want                     bool
+		err                      bool
+	}{
+		{"<=", "5", "5", true, false},
+		{"<=", "5", " 5.5\n", false, false},
+		{">", "0.5", "1e3", true, false},
+		{"==", "200", "200", true, false},
+		{"!=", "200", "503", true, false},
+		{"contains", "ok", "all ok here", true, false},
+		{"matches", "^up [0-9]+$", "up 12", true, false},
+		{"matches", "^up$", "down", false, false},
+		{">=", "1", "many", false, true},
+	} {
+		got, err := Comparator{Criteria: c.criteria, Value: c.value}.Compare(c.reading)
+		if got != c.want || (err != nil) != c.err {
+			t.Errorf("%q %s %q: %v, %v; want %v (error: %v)", c.reading, c.criteria, c.value, got, err, c.want, c.err)
+		}
 	}
 }

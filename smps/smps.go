@@ -116,7 +116,9 @@ func FromTrial(m *results.Manifest, t *results.Trial) (*smp.PerformanceTestConfi
 		resLabels[LabelGameDayPass] = strconv.FormatBool(v.Pass)
 		resLabels[LabelResilienceScore] = fmtFloat(v.Score)
 		for _, p := range v.Probes {
-			resLabels[LabelProbeSuccessPrefix+labelName(p.Name)] = fmtFloat(p.SuccessPct)
+			if !p.NotApplicable {
+				resLabels[LabelProbeSuccessPrefix+labelName(p.Name)] = fmtFloat(p.SuccessPct)
+			}
 		}
 		for _, f := range v.Faults {
 			resLabels[LabelFaultDetectPrefix+labelName(f.Name)] = fmtFloat(f.DetectS)

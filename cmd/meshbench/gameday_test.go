@@ -112,3 +112,144 @@ func TestIntegrationGameDayPodKill(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrationGameDayProbes runs the active probes under a full
+// partition of the server (3 s of a 9 s window) on the baseline, the own
+// sidecar and HAProxy's: the http probe's request, sent through each
+// row's client path, answers 200 before the partition and fails every
+// time inside it; each mesh's metrics probe reads its own proxies'
+// Prometheus counters (a rate of answered requests, above 0 before the
+// partition, not inside it) and is not applicable to the other rows; the
+// command probe runs on the host with the row's environment.
+func TestIntegrationGameDayProbes(t *testing.T) {
+	integration(t)
+	if os.Geteuid() != 0 {
+		t.Skip("a partition needs the netns network, which needs root")
+	}
+	requireReferenceProxies(t)
+	sc := filepath.Join(t.TempDir(), "probes.yaml")
+	if err := os.WriteFile(sc, []byte(`apiVersion: meshbench/v1
+name: probes
+topology:
+  server:
+    name: server
+meshes:
+  - {name: none, mode: baseline}
+  - {name: meshbench, mode: sidecar}
+  - {name: haproxy, mode: sidecar}
+load:
+  qps: 100
+  connections: 2
+  duration: 9s
+  warmup: 500ms
+trials: 1
+faults:
+  - at: 3s
+    apiVersion: chaos-mesh.org/v1alpha1
+    kind: NetworkChaos
+    metadata:
+      name: cut
+    spec:
+      action: partition
+      mode: all
+      direction: both
+      duration: 3s
+      selector:
+        labelSelectors:
+          app: server
+probes:
+  - name: health-check
+    type: http
+    path: /
+    timeout: 500ms
+  - name: own-answers
+    type: prometheus
+    mesh: meshbench
+    metric: meshbench_requests_total
+    labels: {direction: outbound, response_code: "200"}
+    rate: true
+    comparator: {criteria: ">", value: "0"}
+  - name: haproxy-answers
+    type: prometheus
+    mesh: haproxy
+    metric: haproxy_backend_http_responses_total
+    labels: {code: 2xx}
+    rate: true
+    comparator: {criteria: ">", value: "0"}
+  - name: row
+    type: command
+    command: ["sh", "-c", "echo $MESHBENCH_MESH/$MESHBENCH_MODE"]
+    comparator: {criteria: matches, value: "^(none/baseline|meshbench/sidecar|haproxy/sidecar)$"}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "probes")
+	_, trials := runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
+	if len(trials) != 3 {
+		t.Fatalf("%d trials, want 3", len(trials))
+	}
+	metricsProbe := map[string]string{"none": "", "meshbench": "own-answers", "haproxy": "haproxy-answers"}
+	for _, tr := range trials {
+		if len(tr.Faults) != 1 || tr.Faults[0].Error != "" || tr.Verdict == nil {
+			t.Fatalf("%s: faults %+v, verdict %+v", tr.Key(), tr.Faults, tr.Verdict)
+		}
+		cut := tr.Faults[0]
+		readings := map[string][]results.ProbeReading{}
+		for _, r := range tr.ProbeReadings {
+			readings[r.Probe] = append(readings[r.Probe], r)
+		}
+		// A reading taken in the partition (from its start to 600 ms
+		// before its end, time for the 500 ms timeout) fails; one before
+		// it holds.
+		judge := func(probe string, least int, inside func(r results.ProbeReading) bool) {
+			before, in := 0, 0
+			for _, r := range readings[probe] {
+				switch {
+				case r.At < cut.Start-0.1 && r.OK:
+					before++
+				case inside(r):
+					in++
+					if r.OK {
+						t.Errorf("%s: %s held at %.2fs, inside the partition (%.2f-%.2fs): %+v", tr.Key(), probe, r.At, cut.Start, cut.End, r)
+					}
+				}
+			}
+			if before == 0 || in < least {
+				t.Errorf("%s: %s: %d readings held before the partition, %d inside; want some before and %d inside: %+v", tr.Key(), probe, before, in, least, readings[probe])
+			}
+		}
+		judge("health-check", 2, func(r results.ProbeReading) bool { return r.At > cut.Start+0.05 && r.At < cut.End-0.6 })
+		for _, r := range readings["health-check"] {
+			if r.OK && !strings.HasPrefix(r.Value, "200 in ") {
+				t.Errorf("%s: health-check reading %+v", tr.Key(), r)
+			}
+		}
+		// A rate reading covers the second before it: inside when that
+		// second is.
+		if p := metricsProbe[tr.Mesh]; p != "" {
+			judge(p, 1, func(r results.ProbeReading) bool { return r.At-1 > cut.Start+0.05 && r.At < cut.End })
+			for _, r := range readings[p] {
+				if strings.Contains(r.Error, "no proxy exposes") {
+					t.Errorf("%s: %s: %s", tr.Key(), p, r.Error)
+				}
+			}
+		}
+		for _, pr := range tr.Verdict.Probes {
+			applicable := pr.Name == "health-check" || pr.Name == "row" || pr.Name == metricsProbe[tr.Mesh]
+			if pr.NotApplicable == applicable {
+				t.Errorf("%s: probe %+v: applicable %v", tr.Key(), pr, applicable)
+			}
+		}
+		if n := len(readings["row"]); n < 7 {
+			t.Errorf("%s: %d command readings in 9 s", tr.Key(), n)
+		}
+		for _, r := range readings["row"] {
+			if !r.OK || r.Value != tr.Mesh+"/"+tr.Mode {
+				t.Errorf("%s: command reading %+v", tr.Key(), r)
+			}
+		}
+		if tr.Verdict.Pass {
+			t.Errorf("%s: the verdict passed although the health check failed in the partition", tr.Key())
+		}
+	}
+}

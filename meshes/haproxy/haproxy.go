@@ -102,6 +102,10 @@ backend app
 			Command: "haproxy", Args: []string{"-db", "-f", path},
 			Ready: meshes.Probe{HTTPGet: "http://" + admin + "/ready"},
 		})
+		if dep.ProxyMetrics == nil {
+			dep.ProxyMetrics = map[string]string{}
+		}
+		dep.ProxyMetrics[name] = "http://" + admin + "/metrics"
 	}
 	return dep, nil
 }
@@ -133,7 +137,8 @@ func protocolOf(p string) protocol {
 
 // config is the global and default part every HAProxy shares: one thread
 // (the own proxy is pinned to one CPU too), keep-alive on both sides with
-// connection reuse, the own proxy's timeouts, and an admin frontend.
+// connection reuse, the own proxy's timeouts, and an admin frontend
+// (readiness, and the Prometheus exporter built into Debian's HAProxy).
 func config(node meshes.Node, dropPrivileges bool, body string) string {
 	var b strings.Builder
 	b.WriteString("global\n    nbthread 1\n    maxconn 4096\n    log stderr format raw local0 warning\n")
@@ -158,6 +163,7 @@ defaults
 frontend admin
     bind %s
     monitor-uri /ready
+    http-request use-service prometheus-exporter if { path /metrics }
 
 `, meshes.HostPort(node.Addr, meshes.AdminPort))
 	b.WriteString(body)

@@ -137,6 +137,7 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 		}
 		dep.Change = func(ctx context.Context, kind string) error { return benchChange(ctx, admin, kind) }
 		dep.Propagation = func(ctx context.Context) (meshes.Propagation, error) { return propagation(ctx, admin) }
+		dep.ProxyMetrics = r.model.Metrics
 		if len(r.model.Metrics) > 0 && !r.tcp() {
 			dep.TrafficMetrics = func(ctx context.Context, svc string) (meshes.TrafficMetrics, error) {
 				return trafficMetrics(ctx, admin, svc)

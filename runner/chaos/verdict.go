@@ -3,16 +3,40 @@ package chaos
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/meshbench/meshbench/runner/results"
 	"github.com/meshbench/meshbench/scenarios"
 )
 
-// Judge judges a trial of a game day from the load client's seconds and
-// the faults it met: each probe over the seconds its mode names (seconds
-// in which no request was sent are not judged), the verdict, the
-// resilience score, and each fault's times to detect and to recover.
-func Judge(probes []scenarios.Probe, series []results.Second, faults []results.Fault) *results.Verdict {
+// Observed is what a trial of a game day saw: the load client's seconds,
+// the active probes' readings, and the probes that cannot judge the row
+// (by name, with the reason).
+type Observed struct {
+	Series []results.Second
+	// Rate is the load's requests due a second (0: as fast as it goes)
+	// and Window the measured window's length in seconds: a whole second
+	// of a fixed-rate load in which fewer than half the requests due were
+	// answered stalled, and holds no load probe (a stalled client sends
+	// nothing, so its errors and latencies alone would not show it).
+	Rate, Window  float64
+	Readings      []results.ProbeReading
+	NotApplicable map[string]string
+}
+
+// Stalled says a second of the load stalled (see Observed.Rate).
+func (o Observed) Stalled(s results.Second) bool {
+	return o.Rate > 0 && s.Start+1 <= o.Window && float64(s.Requests) < o.Rate/2
+}
+
+// Judge judges a trial of a game day from what it observed and the
+// faults it met: each probe over the seconds its mode names (a load
+// probe judges the seconds in which requests were answered, and those that
+// stalled, which fail; an active probe
+// those with a reading of it: a second holds when every reading in it
+// did), the verdict, the resilience score, and each fault's times to
+// detect and to recover.
+func Judge(probes []scenarios.Probe, obs Observed, faults []results.Fault) *results.Verdict {
 	v := &results.Verdict{Pass: true}
 	first, last := math.Inf(1), math.Inf(-1)
 	for _, f := range faults {
@@ -26,28 +50,35 @@ func Judge(probes []scenarios.Probe, series []results.Second, faults []results.F
 		}
 		return false
 	}
-	// holds[i][k] says whether probe i held in second k (nil: not judged).
+	inMode := func(p scenarios.Probe, start float64) bool {
+		switch p.Mode {
+		case scenarios.ProbeStart:
+			return start+1 <= first
+		case scenarios.ProbeEnd:
+			return start >= last
+		case scenarios.ProbeOnChaos:
+			return inChaos(start)
+		}
+		return true
+	}
+	// holds[i][k] says whether probe i held in second k (absent: not
+	// judged).
 	holds := make([]map[int]bool, len(probes))
 	var weights float64
 	for i, p := range probes {
 		holds[i] = map[int]bool{}
 		r := results.ProbeResult{Name: p.Name, Mode: p.Mode}
-		for k, sec := range series {
-			start := sec.Start
-			judged := sec.Requests > 0
-			switch p.Mode {
-			case scenarios.ProbeStart:
-				judged = judged && start+1 <= first
-			case scenarios.ProbeEnd:
-				judged = judged && start >= last
-			case scenarios.ProbeOnChaos:
-				judged = judged && inChaos(start)
+		if why, ok := obs.NotApplicable[p.Name]; ok {
+			r.NotApplicable, r.Reason = true, why
+			v.Probes = append(v.Probes, r)
+			continue
+		}
+		for k, ok := range probeSeconds(p, obs) {
+			if inMode(p, float64(k)) {
+				holds[i][k] = ok
 			}
-			if !judged {
-				continue
-			}
-			ok := holdsIn(p, sec)
-			holds[i][k] = ok
+		}
+		for _, ok := range holds[i] {
 			r.Judged++
 			if !ok {
 				r.Failed++
@@ -72,6 +103,15 @@ func Judge(probes []scenarios.Probe, series []results.Second, faults []results.F
 		v.Score /= weights
 	}
 	// A second fails when a probe judged in it did not hold.
+	var seconds []int
+	for i := range probes {
+		for k := range holds[i] {
+			if !slices.Contains(seconds, k) {
+				seconds = append(seconds, k)
+			}
+		}
+	}
+	slices.Sort(seconds)
 	failed := func(k int) (judged, bad bool) {
 		for i := range probes {
 			if ok, j := holds[i][k]; j {
@@ -84,21 +124,23 @@ func Judge(probes []scenarios.Probe, series []results.Second, faults []results.F
 	for _, f := range faults {
 		im := results.FaultImpact{Name: f.Name, DetectS: -1, RecoverS: -1}
 		end := faultEnd(f)
-		for k, sec := range series {
-			if sec.Start+1 <= f.Start || sec.Start >= end+1 {
+		for _, k := range seconds {
+			start := float64(k)
+			if start+1 <= f.Start || start >= end+1 {
 				continue
 			}
 			if _, bad := failed(k); bad {
-				im.DetectS = math.Max(sec.Start-f.Start, 0)
+				im.DetectS = math.Max(start-f.Start, 0)
 				break
 			}
 		}
-		for k, sec := range series {
-			if sec.Start < math.Floor(end) {
+		for _, k := range seconds {
+			start := float64(k)
+			if start < math.Floor(end) {
 				continue
 			}
 			if judged, bad := failed(k); judged && !bad {
-				im.RecoverS = math.Max(sec.Start-end, 0)
+				im.RecoverS = math.Max(start-end, 0)
 				break
 			}
 		}
@@ -107,11 +149,40 @@ func Judge(probes []scenarios.Probe, series []results.Second, faults []results.F
 	return v
 }
 
+// probeSeconds says, for each second (by its start) a probe can judge,
+// whether it held.
+func probeSeconds(p scenarios.Probe, obs Observed) map[int]bool {
+	out := map[int]bool{}
+	if p.Active() {
+		for _, r := range obs.Readings {
+			if r.Probe != p.Name {
+				continue
+			}
+			k := int(math.Floor(r.At))
+			if ok, seen := out[k]; seen {
+				out[k] = ok && r.OK
+			} else {
+				out[k] = r.OK
+			}
+		}
+		return out
+	}
+	for _, sec := range obs.Series {
+		switch k := int(math.Floor(sec.Start)); {
+		case obs.Stalled(sec):
+			out[k] = false
+		case sec.Requests > 0:
+			out[k] = holdsIn(p, sec)
+		}
+	}
+	return out
+}
+
 // faultEnd is when a fault's window ends: a one-shot action's is its
 // second.
 func faultEnd(f results.Fault) float64 { return math.Max(f.End, f.Start+1) }
 
-// holdsIn says whether a probe holds in a second.
+// holdsIn says whether a load probe holds in a second.
 func holdsIn(p scenarios.Probe, s results.Second) bool {
 	switch p.Type {
 	case scenarios.ProbeSuccessRate:

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func TestJudge(t *testing.T) {
 		{Name: "before", Type: scenarios.ProbeSuccessRate, Mode: scenarios.ProbeStart, Min: 99, Weight: 1},
 		{Name: "after", Type: scenarios.ProbeLatency, Mode: scenarios.ProbeEnd, Percentile: 50, Max: scenarios.Duration(10 * time.Millisecond), Weight: 1},
 	}
-	v := Judge(probes, series, faults)
+	v := Judge(probes, Observed{Series: series}, faults)
 	want := map[string][2]int{ // judged, failed
 		"available": {8, 2}, // seconds 2, 3
 		"fast":      {3, 1}, // seconds 2, 3, 4 overlap the fault; 4 is slow
@@ -58,9 +59,58 @@ func TestJudge(t *testing.T) {
 	if im.DetectS != 0 || im.RecoverS < 0.97 || im.RecoverS > 0.99 {
 		t.Errorf("impact %+v, want detect 0 and recover 0.98", im)
 	}
+	// A fixed-rate load's seconds that stalled fail: second 6 answered
+	// 40 of 100 requests due, 7 none; the last second, cut by the
+	// window's end, is not a stall.
+	stalled := append([]results.Second(nil), series...)
+	stalled[6].Requests, stalled[7].Requests = 40, 0
+	stalled = append(stalled, results.Second{Start: 8, Requests: 10})
+	v = Judge(probes[:1], Observed{Series: stalled, Rate: 100, Window: 8.5}, faults)
+	if r := v.Probes[0]; r.Judged != 9 || r.Failed != 4 {
+		t.Errorf("with stalls: judged %d failed %d, want 9 and 4 (seconds 2, 3, 6, 7)", r.Judged, r.Failed)
+	}
 	// A tolerance lets a probe fail some seconds.
 	probes[0].Tolerance = 30
-	if v := Judge(probes[:1], series, faults); !v.Pass || v.Probes[0].Reason != "" {
+	if v := Judge(probes[:1], Observed{Series: series}, faults); !v.Pass || v.Probes[0].Reason != "" {
 		t.Errorf("with a 30%% tolerance: %+v", v)
+	}
+}
+
+// TestJudgeActiveProbes: an active probe judges the seconds with a reading
+// of it, a second failing when any of its readings did; a probe that
+// cannot judge the row counts in neither the verdict nor the score.
+func TestJudgeActiveProbes(t *testing.T) {
+	var series []results.Second
+	var readings []results.ProbeReading
+	for k := 0; k < 6; k++ {
+		series = append(series, results.Second{Start: float64(k), Requests: 100})
+		readings = append(readings, results.ProbeReading{Probe: "healthz", At: float64(k) + 0.3, OK: k != 3})
+	}
+	// A second reading in second 4 that failed; none in second 5 for
+	// "script".
+	readings = append(readings, results.ProbeReading{Probe: "healthz", At: 4.9, OK: false},
+		results.ProbeReading{Probe: "script", At: 0.5, OK: true}, results.ProbeReading{Probe: "script", At: 4.5, OK: true})
+	probes := []scenarios.Probe{
+		{Name: "healthz", Type: scenarios.ProbeHTTP, Mode: scenarios.ProbeContinuous, Weight: 1},
+		{Name: "script", Type: scenarios.ProbeCommand, Mode: scenarios.ProbeEnd, Weight: 1},
+		{Name: "errors", Type: scenarios.ProbePrometheus, Mode: scenarios.ProbeContinuous, Weight: 5},
+	}
+	faults := []results.Fault{{Name: "PodChaos/kill", Start: 3, End: 3}}
+	v := Judge(probes, Observed{Series: series, Readings: readings, NotApplicable: map[string]string{"errors": "no proxies"}}, faults)
+	h, sc, na := v.Probes[0], v.Probes[1], v.Probes[2]
+	if h.Judged != 6 || h.Failed != 2 || h.Pass {
+		t.Errorf("healthz %+v: want 6 seconds judged, 3 and 4 failed", h)
+	}
+	if sc.Judged != 1 || sc.Failed != 0 || !sc.Pass {
+		t.Errorf("script %+v: want second 4 alone judged (after the kill), held", sc)
+	}
+	if !na.NotApplicable || na.Reason != "no proxies" || na.Pass {
+		t.Errorf("errors %+v: want not applicable", na)
+	}
+	if want := (100*4.0/6 + 100) / 2; math.Abs(v.Score-want) > 0.01 || v.Pass {
+		t.Errorf("verdict %+v: want a fail scored %.2f (the inapplicable probe left out)", v, want)
+	}
+	if im := v.Faults[0]; im.DetectS != 0 || im.RecoverS != 1 {
+		t.Errorf("impact %+v: want detected at once, recovered in second 5", im)
 	}
 }

@@ -237,6 +237,9 @@ type Trial struct {
 	Faults []Fault `json:"faults,omitempty"`
 	// Series is the window second by second, from the load client.
 	Series []Second `json:"series,omitempty"`
+	// ProbeReadings are the active probes' readings (http, prometheus,
+	// command), one a second each, in time order.
+	ProbeReadings []ProbeReading `json:"probeReadings,omitempty"`
 	// Verdict is the game day's judgement of the trial, when the
 	// scenario has probes.
 	Verdict *Verdict `json:"verdict,omitempty"`
@@ -293,6 +296,22 @@ type ProbeResult struct {
 	SuccessPct float64 `json:"successPct"`
 	Pass       bool    `json:"pass"`
 	Reason     string  `json:"reason,omitempty"`
+	// NotApplicable says the probe cannot judge this row (a query on
+	// proxies' metrics where there are no proxies): Reason says why, and
+	// it counts neither in the verdict nor in the score.
+	NotApplicable bool `json:"notApplicable,omitempty"`
+}
+
+// ProbeReading is one reading of an active probe.
+type ProbeReading struct {
+	Probe string `json:"probe"`
+	// At is when it was taken, in seconds from the window's start.
+	At float64 `json:"at"`
+	OK bool    `json:"ok"`
+	// Value is what was read (a status code, a metric's value, a
+	// command's output, shortened); Error why there was no reading.
+	Value string `json:"value,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // FaultImpact is when a fault's effect showed: DetectS is the seconds from

@@ -21,6 +21,90 @@ type ProbeOptions struct {
 	// Transport, when set, carries the requests (the proxyless mode's
 	// in-process data plane).
 	Transport http.RoundTripper
+	// Every, when set, sends one request each interval for For instead
+	// of Count back to back (a game day's http probe).
+	Every, For time.Duration
+}
+
+// Reading is one request of a probe sent every interval.
+type Reading struct {
+	Time  time.Time `json:"time"`
+	Code  int       `json:"code,omitempty"`
+	Ms    float64   `json:"ms"`
+	Error string    `json:"error,omitempty"`
+}
+
+// MaxProbeFor bounds a probe sent every interval.
+const MaxProbeFor = 24 * time.Hour
+
+// ProbeEvery sends one request each o.Every for o.For (each bounded by
+// o.Timeout, skipping a tick that finds the last still on its way) and
+// hands each reading to each.
+func ProbeEvery(ctx context.Context, o ProbeOptions, each func(Reading)) error {
+	if o.Every <= 0 || o.For <= 0 || o.For > MaxProbeFor || o.For/o.Every > MaxProbeRequests {
+		return fmt.Errorf("every %s for %s: want a positive interval, a duration up to %s and at most %d requests", o.Every, o.For, MaxProbeFor, MaxProbeRequests)
+	}
+	client, u := o.client()
+	ctx, cancel := context.WithTimeout(ctx, o.For)
+	defer cancel()
+	t := time.NewTicker(o.Every)
+	defer t.Stop()
+	for {
+		start := time.Now()
+		r := Reading{Time: start}
+		req, err := o.request(ctx, u)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			r.Code = resp.StatusCode
+		} else {
+			r.Error = err.Error()
+		}
+		r.Ms = float64(time.Since(start).Microseconds()) / 1000
+		if ctx.Err() != nil {
+			return nil // the probe's time is up: this reading was cut short
+		}
+		each(r)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// client is the probe's HTTP client and the URL it requests.
+func (o *ProbeOptions) client() (*http.Client, string) {
+	if o.Method == "" {
+		o.Method = http.MethodGet
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	rt := o.Transport
+	if rt == nil {
+		rt = &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: 30 * time.Second}
+	}
+	client := &http.Client{Transport: rt, Timeout: o.Timeout,
+		// A redirect is an answer to count, not to follow.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return client, strings.TrimSuffix(o.URL, "/") + "/" + strings.TrimPrefix(o.Path, "/")
+}
+
+// request is one of the probe's requests.
+func (o *ProbeOptions) request(ctx context.Context, u string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, o.Method, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if o.Host != "" {
+		req.Host = o.Host
+	}
+	return req, nil
 }
 
 // MaxProbeRequests bounds one probe.
@@ -42,32 +126,16 @@ func Probe(ctx context.Context, o ProbeOptions) (ProbeResult, error) {
 	if o.Count < 1 || o.Count > MaxProbeRequests {
 		return ProbeResult{}, fmt.Errorf("count must be between 1 and %d, got %d", MaxProbeRequests, o.Count)
 	}
-	if o.Method == "" {
-		o.Method = http.MethodGet
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 5 * time.Second
-	}
-	rt := o.Transport
-	if rt == nil {
-		rt = &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: 30 * time.Second}
-	}
-	client := &http.Client{Transport: rt, Timeout: o.Timeout,
-		// A redirect is an answer to count, not to follow.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	u := strings.TrimSuffix(o.URL, "/") + "/" + strings.TrimPrefix(o.Path, "/")
+	client, u := o.client()
 	res := ProbeResult{Codes: map[int]int{}, ServedBy: map[string]int{}}
 	for range o.Count {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
 		res.Requests++
-		req, err := http.NewRequestWithContext(ctx, o.Method, u, nil)
+		req, err := o.request(ctx, u)
 		if err != nil {
 			return res, err
-		}
-		if o.Host != "" {
-			req.Host = o.Host
 		}
 		resp, err := client.Do(req)
 		if err != nil {

@@ -395,7 +395,7 @@ func newProbeRole(s Streams) *cobra.Command {
 	var mf meshFlags
 	cmd := &cobra.Command{
 		Use:   "probe",
-		Short: "Send --count requests one after another and print what came back (JSON)",
+		Short: "Send --count requests one after another (or one each --every) and print what came back (JSON)",
 		Args:  argsCheck(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.URL == "" {
@@ -403,6 +403,9 @@ func newProbeRole(s Streams) *cobra.Command {
 			}
 			if o.Count < 1 || o.Count > workload.MaxProbeRequests {
 				return badInput(fmt.Errorf("flag --count: must be between 1 and %d, got %d", workload.MaxProbeRequests, o.Count))
+			}
+			if o.Every < 0 || (o.Every > 0) != (o.For > 0) || o.For > workload.MaxProbeFor {
+				return badInput(fmt.Errorf("flags --every and --for: both or neither, positive, --for at most %s (got %s, %s)", workload.MaxProbeFor, o.Every, o.For))
 			}
 			m, err := mf.start(cmd.Context(), stdLogger{log.New(s.ErrOut, "proxyless: ", log.LstdFlags|log.Lmicroseconds)})
 			if err != nil {
@@ -412,6 +415,10 @@ func newProbeRole(s Streams) *cobra.Command {
 				if o.Transport, err = m.Transport(); err != nil {
 					return badInput(err)
 				}
+			}
+			if o.Every > 0 {
+				enc := json.NewEncoder(s.Out)
+				return workload.ProbeEvery(cmd.Context(), o, func(r workload.Reading) { _ = enc.Encode(r) })
 			}
 			res, err := workload.Probe(cmd.Context(), o)
 			if err != nil {
@@ -427,6 +434,8 @@ func newProbeRole(s Streams) *cobra.Command {
 	f.StringVar(&o.Method, "method", http.MethodGet, "request method")
 	f.IntVar(&o.Count, "count", 100, "number of requests")
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Second, "timeout of each request")
+	f.DurationVar(&o.Every, "every", 0, "send one request each interval (with --for) instead of --count back to back, printing each reading (JSON lines)")
+	f.DurationVar(&o.For, "for", 0, "how long to send one request each --every")
 	mf.bind(f, "proxyless: route requests in-process", "")
 	return cmd
 }
