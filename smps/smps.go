@@ -188,7 +188,9 @@ func read(path string, m Message) error {
 		return err
 	}
 	if err := (protojson.UnmarshalOptions{DiscardUnknown: false}).Unmarshal(data, m); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		// protojson's text varies (it spaces with U+00A0 at random, so
+		// that nobody matches it): say what is wrong first.
+		return fmt.Errorf("%s: not an SMPS %s document: %w", path, m.ProtoReflect().Descriptor().Name(), err)
 	}
 	return nil
 }

@@ -249,3 +249,52 @@ func checkInChromium(t *testing.T, page string) {
 	}
 	t.Logf("screenshot of the HTML report: %s", shot)
 }
+
+// TestResultsInputErrors: results that are malformed, empty or missing are
+// bad input for compare, report and publish (exit 2, naming the file, no
+// usage hint for a file), never the gate's exit 1.
+func TestResultsInputErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, file, content string) string {
+		d := filepath.Join(dir, name)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if file != "" {
+			if err := os.WriteFile(filepath.Join(d, file), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	cases := []struct {
+		dir, says string
+		hint      bool
+	}{
+		{write("not-smps", "smp-result.json", `{"not":"smps"}`), `not-smps/smp-result.json: not an SMPS PerformanceTestResult document`, false},
+		{write("garbage", "smp-result.json", "garbage{"), "garbage/smp-result.json: not an SMPS PerformanceTestResult document", false},
+		{write("empty", "", ""), "neither a results directory (no manifest.json) nor SMPS results (no smp-result.json)", false},
+		{write("bad-manifest", "manifest.json", "{"), "bad-manifest", false},
+		{filepath.Join(dir, "missing"), "no such file or directory", true},
+	}
+	for _, c := range cases {
+		for _, args := range [][]string{
+			{"compare", c.dir, c.dir, "--gate", "default"},
+			{"report", c.dir},
+			{"publish", c.dir, "--to", filepath.Join(dir, "index")},
+		} {
+			r := meshbench(t, time.Minute, args...)
+			if args[0] == "publish" && !strings.Contains(c.dir, "manifest") && !strings.Contains(c.dir, "missing") {
+				// publish takes a results directory only: anything else
+				// is "not a results directory".
+				if r.code != 2 || !strings.Contains(r.stderr, "is not a results directory") {
+					t.Errorf("%v: exit %d, %s", args, r.code, r.stderr)
+				}
+				continue
+			}
+			if r.code != 2 || !strings.Contains(r.stderr, c.says) || strings.Contains(r.stderr, "meshbench --help") != c.hint {
+				t.Errorf("%v: exit %d, stderr %q; want exit 2 saying %q (usage hint: %v)", args, r.code, r.stderr, c.says, c.hint)
+			}
+		}
+	}
+}

@@ -36,8 +36,12 @@ type Streams struct {
 	Out, ErrOut io.Writer
 }
 
-// usageError marks bad input: exit code 2.
-type usageError struct{ err error }
+// usageError marks bad input: exit code 2. file says the input is a
+// file or directory, not the command line (no usage hint).
+type usageError struct {
+	err  error
+	file bool
+}
 
 func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
@@ -108,7 +112,8 @@ func Run(ctx context.Context, s Streams, args []string) error {
 func isCommandLineError(err error) bool {
 	var el scenarios.ErrorList
 	var fe *scenarios.FieldError
-	return !errors.As(err, &el) && !errors.As(err, &fe)
+	var ue *usageError
+	return !errors.As(err, &el) && !errors.As(err, &fe) && !(errors.As(err, &ue) && ue.file)
 }
 
 func newRoot(s Streams) *cobra.Command {

@@ -79,11 +79,11 @@ func (o *compareOptions) run(s Streams, cmd *cobra.Command, args []string) error
 	}
 	_, base, err := loadResults(args[0])
 	if err != nil {
-		return notFound(fmt.Errorf("BASE: %w", err))
+		return badResults(fmt.Errorf("BASE: %w", err))
 	}
 	_, cand, err := loadResults(args[1])
 	if err != nil {
-		return notFound(fmt.Errorf("CANDIDATE: %w", err))
+		return badResults(fmt.Errorf("CANDIDATE: %w", err))
 	}
 	c := reports.Compare(args[0], base, args[1], cand, rules, o.seed)
 	if err := writeOutput(s.Out, o.out, func(w io.Writer) error { return write(c, w, policy) }); err != nil {

@@ -70,10 +70,15 @@ func loadResults(paths ...string) (*results.Manifest, []*results.Trial, error) {
 	return nil, trials, nil
 }
 
-// notFound turns a missing path into bad input.
-func notFound(err error) error {
+// badResults marks results given to read (compare, report, publish) that
+// are missing, malformed or empty: bad input, exit 2, as for every other
+// command; exit 1 stays the verdict's.
+func badResults(err error) error {
+	if err == nil {
+		return nil
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return badInput(err)
 	}
-	return err
+	return &usageError{err: err, file: true}
 }

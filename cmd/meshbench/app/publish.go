@@ -67,11 +67,11 @@ func (o *publishOptions) run(s Streams, cmd *cobra.Command, dir string) error {
 	}
 	m, err := results.ReadManifest(dir)
 	if err != nil {
-		return notFound(fmt.Errorf("%s is not a results directory: %w", dir, err))
+		return badResults(fmt.Errorf("%s is not a results directory: %w", dir, err))
 	}
 	trials, err := results.ReadTrials(dir)
 	if err != nil {
-		return err
+		return badResults(err)
 	}
 	ctx := cmd.Context()
 	if strings.HasPrefix(o.to, "http://") || strings.HasPrefix(o.to, "https://") {

@@ -76,7 +76,7 @@ func (o *reportOptions) run(s Streams, dir string) error {
 	}
 	m, trials, err := loadResults(dir)
 	if err != nil {
-		return notFound(err)
+		return badResults(err)
 	}
 	r := reports.NewReport(m, trials, extra, o.seed)
 	if m != nil {
