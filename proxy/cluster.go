@@ -114,6 +114,9 @@ func h2Transport(dialer *net.Dialer, tlsConf *tls.Config, cfg Cluster) *http2.Tr
 		ReadIdleTimeout: 15 * time.Second,
 		PingTimeout:     5 * time.Second,
 	}
+	if k := cfg.HTTP2Keepalive; k != nil {
+		t.ReadIdleTimeout, t.PingTimeout = k.Interval.D(), k.Timeout.D()
+	}
 	if tlsConf == nil {
 		t.AllowHTTP = true
 		t.DialTLSContext = func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {

@@ -285,6 +285,13 @@ type Cluster struct {
 	// HTTP2 sends requests as HTTP/2 streams multiplexed over one
 	// connection per endpoint (h2 over TLS, or h2c in cleartext).
 	HTTP2 bool `json:"http2,omitempty"`
+	// HTTP2Keepalive, for HTTP2, is when a connection on which nothing
+	// arrived for Interval is sent a PING, and closed (failing its
+	// streams, which may then be retried elsewhere) when no answer comes
+	// within Timeout: Envoy's connection_keepalive. A silent peer (a
+	// partition) is otherwise noticed only by each request's timeout.
+	// Default: 15 s and 5 s.
+	HTTP2Keepalive *Keepalive `json:"http2Keepalive,omitempty"`
 	// Mark, when not zero, sets SO_MARK on upstream sockets, so that
 	// transparent interception rules let the proxy's own traffic pass.
 	Mark int `json:"mark,omitempty"`
@@ -292,6 +299,12 @@ type Cluster struct {
 	LBPolicy        LBPolicy         `json:"lbPolicy,omitempty"`
 	CircuitBreakers *CircuitBreakers `json:"circuitBreakers,omitempty"`
 	Outlier         *Outlier         `json:"outlier,omitempty"`
+}
+
+// Keepalive is an HTTP/2 connection's liveness check.
+type Keepalive struct {
+	Interval Duration `json:"interval"`
+	Timeout  Duration `json:"timeout"`
 }
 
 // LBPolicy chooses an endpoint for each request.
@@ -423,6 +436,9 @@ func (c *Config) Validate() error {
 		clusters[cl.Name] = true
 		if cl.LBPolicy != "" && cl.LBPolicy != LBRoundRobin && cl.LBPolicy != LBLeastRequest {
 			errs = append(errs, fmt.Errorf("clusters[%d] %q: lbPolicy must be round_robin or least_request, got %q", i, cl.Name, cl.LBPolicy))
+		}
+		if k := cl.HTTP2Keepalive; k != nil && (!cl.HTTP2 || k.Interval <= 0 || k.Timeout <= 0) {
+			errs = append(errs, fmt.Errorf("clusters[%d] %q: http2Keepalive needs http2 and a positive interval and timeout, got %s and %s", i, cl.Name, k.Interval.D(), k.Timeout.D()))
 		}
 		for j, ep := range cl.Endpoints {
 			if _, _, err := net.SplitHostPort(ep.Address); err != nil {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/meshes/internal/meshtest"
@@ -304,6 +305,10 @@ func TestReplicatedServices(t *testing.T) {
 				found = true
 				if cl.Outlier == nil || cl.Outlier.ConsecutiveGatewayFailure != 3 {
 					t.Errorf("%s: cluster %s outlier %+v", mode, cl.Name, cl.Outlier)
+				}
+				// The per-node tunnel pings a quiet peer node each second.
+				if k := cl.HTTP2Keepalive; mode == scenarios.PerNode && (k == nil || k.Interval.D() != time.Second || k.Timeout.D() != time.Second) {
+					t.Errorf("%s: cluster %s keepalive %+v", mode, cl.Name, k)
 				}
 			}
 		}

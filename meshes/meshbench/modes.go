@@ -43,6 +43,10 @@ func replicatedRetry() *routev3.RetryPolicy {
 		NumRetries: wrapperspb.UInt32(2)}
 }
 
+// tunnelKeepalive is the HTTP/2 PING interval and timeout of a node
+// proxy's tunnel to a replicated service's nodes.
+const tunnelKeepalive = time.Second
+
 // replicatedOutlier ejects a pod of a replicated service after 3 gateway
 // failures in a row (connect failures, resets, 502-504) or 5 5xx, for 5 s
 // at first (longer each time again), up to half of the pods: a killed pod
@@ -254,7 +258,10 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 				}
 				cl := xds.WithHTTP2(xds.EDSCluster(tunnel(c), connectTimeout, withPeers(id, peers...)))
 				if len(addrs) > 1 {
-					cl = replicatedOutlier(cl)
+					// A silent pod's node (a partition) holds every
+					// stream sent to it: notice it in about 2 s, fail
+					// them and retry them on the others.
+					cl = replicatedOutlier(xds.WithHTTP2Keepalive(cl, tunnelKeepalive, tunnelKeepalive))
 				}
 				b.Clusters = append(b.Clusters, cl)
 				b.Endpoints = append(b.Endpoints, xds.LoadAssignment(tunnel(c), addrs...))

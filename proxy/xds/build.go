@@ -148,6 +148,20 @@ func WithHTTP2(c *clusterv3.Cluster) *clusterv3.Cluster {
 	return c
 }
 
+// WithHTTP2Keepalive makes an HTTP/2 cluster (WithHTTP2) ping a connection
+// on which nothing arrived for interval and close it when no answer comes
+// within timeout (Envoy's connection_keepalive).
+func WithHTTP2Keepalive(c *clusterv3.Cluster, interval, timeout time.Duration) *clusterv3.Cluster {
+	var po upstreamhttpv3.HttpProtocolOptions
+	if a := c.GetTypedExtensionProtocolOptions()[UpstreamHTTPOptions]; a == nil || a.UnmarshalTo(&po) != nil || po.GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil {
+		panic("WithHTTP2Keepalive: cluster " + c.GetName() + " is not HTTP/2 (WithHTTP2 first)")
+	}
+	po.GetExplicitHttpConfig().GetHttp2ProtocolOptions().ConnectionKeepalive = &corev3.KeepaliveSettings{
+		Interval: durationpb.New(interval), Timeout: durationpb.New(timeout)}
+	c.TypedExtensionProtocolOptions[UpstreamHTTPOptions] = mustAny(&po)
+	return c
+}
+
 // WithHeaders makes a route configuration's virtual hosts remove the named
 // request headers and then set the given ones.
 func WithHeaders(rc *routev3.RouteConfiguration, remove []string, set map[string]string) *routev3.RouteConfiguration {

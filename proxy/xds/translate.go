@@ -307,7 +307,11 @@ func (t *translator) cluster(c *clusterv3.Cluster) (*proxy.Cluster, error) {
 		if name != UpstreamHTTPOptions || a.UnmarshalTo(&po) != nil {
 			return nil, fmt.Errorf("typed_extension_protocol_options: only %s is supported", UpstreamHTTPOptions)
 		}
-		pc.HTTP2 = po.GetExplicitHttpConfig().GetHttp2ProtocolOptions() != nil
+		h2 := po.GetExplicitHttpConfig().GetHttp2ProtocolOptions()
+		pc.HTTP2 = h2 != nil
+		if k := h2.GetConnectionKeepalive(); k != nil {
+			pc.HTTP2Keepalive = &proxy.Keepalive{Interval: dur(k.GetInterval()), Timeout: dur(k.GetTimeout())}
+		}
 		if idle := po.GetCommonHttpProtocolOptions().GetIdleTimeout(); idle != nil {
 			pc.IdleTimeout = dur(idle)
 		}

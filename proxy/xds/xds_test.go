@@ -298,3 +298,27 @@ resources:
 		}
 	}
 }
+
+// TestHTTP2KeepaliveTranslates: Envoy's connection_keepalive on an HTTP/2
+// cluster reaches the proxy's cluster, through the wire format (a field
+// outside the supported subset would be refused on decode).
+func TestHTTP2KeepaliveTranslates(t *testing.T) {
+	b := sampleBundle()
+	b.Clusters[0] = WithHTTP2Keepalive(WithHTTP2(b.Clusters[0]), time.Second, 2*time.Second)
+	data, err := b.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Decode(data)
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	cfg, err := Translate(d, "client", "10.0.0.2:15000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Clusters[0]
+	if !c.HTTP2 || c.HTTP2Keepalive == nil || c.HTTP2Keepalive.Interval.D() != time.Second || c.HTTP2Keepalive.Timeout.D() != 2*time.Second {
+		t.Errorf("cluster %+v, keepalive %+v", c, c.HTTP2Keepalive)
+	}
+}
