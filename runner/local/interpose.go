@@ -359,6 +359,12 @@ func (p *platform) delay(ctx context.Context, in runner.Injection, d *chaosv1alp
 	return got, nil
 }
 
+// apiClient makes the interposers' API calls, each on a connection of its
+// own: they are seconds apart, and toxiproxy's API server closes a
+// connection idle for 10 s (its read timeout), so a kept-alive one could
+// be reused as it closes (a fault of 10 s failed to recover with EOF).
+var apiClient = &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+
 // call makes one request of the interposer's API, which must answer 2xx,
 // and decodes its JSON answer into out, when out is not nil.
 func (it *interposer) call(ctx context.Context, method, path string, body, out any) error {
@@ -390,7 +396,7 @@ func (it *interposer) do(ctx context.Context, method, path string, body any) ([]
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("interposer: %w", err)
 	}
