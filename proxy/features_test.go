@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -230,6 +231,36 @@ func TestLeastRequestPrefersTheFastEndpoint(t *testing.T) {
 	wg.Wait()
 	if s, f := slow.n.Load(), fast.n.Load(); f < 3*s {
 		t.Errorf("least request sent %d to the slow and %d to the fast endpoint; want the fast one to take most", s, f)
+	}
+}
+
+// TestLeastRequestForgetsOldLatency: an endpoint's latency decays while it
+// is not picked, so one that was slow long ago is tried again (its score
+// below a fast one's), while one slow a second ago is still avoided.
+func TestLeastRequestForgetsOldLatency(t *testing.T) {
+	now := time.Now()
+	ep := func(lat time.Duration, ago time.Duration) *endpoint {
+		e := &endpoint{}
+		e.observe(lat)
+		e.last.Store(now.Add(-ago).UnixNano())
+		return e
+	}
+	fast := ep(time.Millisecond, 0)
+	if old := ep(200*time.Millisecond, 30*time.Second); old.score(now) >= fast.score(now) {
+		t.Errorf("slow 30 s ago: score %g, want below the fast endpoint's %g", old.score(now), fast.score(now))
+	}
+	// Once tried again and fast, it is fast at once: the sample blends
+	// with the decayed estimate, not the old one.
+	again := ep(200*time.Millisecond, 30*time.Second)
+	again.observe(time.Millisecond)
+	if lat := time.Duration(math.Float64frombits(again.ewma.Load())); lat > 2*time.Millisecond {
+		t.Errorf("a fast answer 30 s after slow ones leaves an estimate of %s", lat)
+	}
+	if recent := ep(200*time.Millisecond, time.Second); recent.score(now) <= 100*fast.score(now) {
+		t.Errorf("slow 1 s ago: score %g, want far above the fast endpoint's %g", recent.score(now), fast.score(now))
+	}
+	if unmeasured := (&endpoint{}); unmeasured.score(now) != 1 {
+		t.Errorf("an unmeasured endpoint scores %g, want 1 (active requests alone)", unmeasured.score(now))
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"path"
 	"slices"
@@ -256,8 +257,19 @@ func (c *cluster) forward(ctx context.Context, r *http.Request, src *downstreamB
 		if policy != nil && policy.PerTryTimeout > 0 {
 			actx, cancel = context.WithTimeout(ctx, policy.PerTryTimeout.D())
 		}
+		// Least request's latency samples come from answers on reused
+		// connections, timed from when the request had one: a new
+		// connection's dial and handshake, and the cold path it often
+		// meets behind the endpoint (milliseconds, where an answer takes a
+		// fraction of one), would make the endpoint last measured at
+		// start-up look slow and starve it.
+		var t0 time.Time
+		cold := false
+		if c.cfg.LBPolicy == LBLeastRequest {
+			actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { t0, cold = time.Now(), !i.Reused }})
+		}
 		out := c.outgoing(actx, r, ep.addr, src, body, maxBody)
-		t0 := time.Now()
+		t0 = time.Now()
 		ep.active.Add(1)
 		resp, err := c.transport.RoundTrip(out)
 		ep.active.Add(-1)
@@ -270,7 +282,9 @@ func (c *cluster) forward(ctx context.Context, r *http.Request, src *downstreamB
 		// oversized body) say nothing about the endpoint.
 		if !downstreamFault(r, src, err) {
 			c.record(ep, o, time.Now())
-			ep.observeOutcome(time.Since(t0), o)
+			if !cold || o != outcomeOK {
+				ep.observeOutcome(time.Since(t0), o)
+			}
 		}
 		last := !retryable || attempt >= policy.NumRetries || ctx.Err() != nil
 		if last || !shouldRetry(policy, resp, err) || !c.allowRetry() {

@@ -12,8 +12,10 @@ import (
 type endpoint struct {
 	addr   string
 	active atomic.Int64
-	// ewma is the latency EWMA in nanoseconds (float64 bits).
+	// ewma is the latency EWMA in nanoseconds (float64 bits), last when
+	// it was last fed (unix nanoseconds).
 	ewma atomic.Uint64
+	last atomic.Int64
 
 	mu           sync.Mutex
 	consec5xx    int
@@ -28,10 +30,30 @@ const maxEjectionTime = 300 * time.Second
 // ewmaAlpha weighs the newest latency sample.
 const ewmaAlpha = 0.3
 
+// ewmaDecay is how fast an endpoint's latency is forgotten while it is
+// not used (as Finagle's and Linkerd's peak EWMA decay theirs, over 10 s):
+// an endpoint least request stopped picking because it was slow is tried
+// again once its decayed latency is below the others', instead of never.
+// 3 s: one slow first answer (a cold pod) costs it seconds of traffic,
+// not a minute, and a pod 200 ms slow is tried again after about 20 s.
+const ewmaDecay = 3 * time.Second
+
+// decayed is a latency last measured at last (unix nanoseconds), decayed
+// to now.
+func decayed(lat float64, last int64, now time.Time) float64 {
+	if since := now.UnixNano() - last; lat > 0 && since > 0 {
+		return lat * math.Exp(-float64(since)/float64(ewmaDecay))
+	}
+	return lat
+}
+
 func (e *endpoint) observe(d time.Duration) {
+	now := time.Now()
+	defer e.last.Store(now.UnixNano())
 	for {
 		old := e.ewma.Load()
-		prev := math.Float64frombits(old)
+		// The sample blends with what is left of the last estimate.
+		prev := decayed(math.Float64frombits(old), e.last.Load(), now)
 		next := float64(d)
 		if prev != 0 {
 			next = ewmaAlpha*float64(d) + (1-ewmaAlpha)*prev
@@ -54,10 +76,11 @@ func (e *endpoint) observeOutcome(d time.Duration, o outcome) {
 	e.observe(max(penalty, 10*time.Millisecond, d))
 }
 
-// score is what least-request minimizes: queue length weighted by latency.
-func (e *endpoint) score() float64 {
-	lat := math.Float64frombits(e.ewma.Load())
-	if lat == 0 {
+// score is what least-request minimizes: queue length weighted by latency,
+// the latency decaying with the time since it was last measured.
+func (e *endpoint) score(now time.Time) float64 {
+	lat := decayed(math.Float64frombits(e.ewma.Load()), e.last.Load(), now)
+	if lat < 1 {
 		lat = 1 // unmeasured endpoints compete on active requests alone
 	}
 	return float64(e.active.Load()+1) * lat
@@ -160,7 +183,7 @@ func (c *cluster) pick(avoid *endpoint) *endpoint {
 		if b == a {
 			b = healthy[len(healthy)-1]
 		}
-		if b.score() < a.score() {
+		if b.score(now) < a.score(now) {
 			return b
 		}
 		return a

@@ -253,3 +253,77 @@ probes:
 		}
 	}
 }
+
+// TestIntegrationGameDayLatency delays one of the server's three pods by
+// 200 ms for 6 s of a 10 s window, through the own sidecar (least request
+// weighted by each pod's latency EWMA) and HAProxy's (round robin), and
+// counts what each pod served: round robin keeps sending the slow pod its
+// third; least request routes around it (a pod's share is a routing
+// decision, not a latency figure a busy machine could blur).
+func TestIntegrationGameDayLatency(t *testing.T) {
+	integration(t)
+	if os.Geteuid() != 0 {
+		t.Skip("replicated services need the netns network, which needs root")
+	}
+	requireReferenceProxies(t)
+	show := meshbench(t, time.Minute, "scenarios", "show", "gameday-latency")
+	if show.code != 0 {
+		t.Fatalf("scenarios show: %s", show.stderr)
+	}
+	doc := show.stdout
+	for old, new := range map[string]string{
+		"  - name: none\n    mode: baseline\n": "", "  - name: meshbench\n    mode: per-node\n": "", "  - name: meshbench\n    mode: proxyless\n": "",
+		"duration: 30s": "duration: 10s", "qps: 300": "qps: 200", "at: 10s": "at: 2s", "      duration: 10s": "      duration: 6s",
+	} {
+		if !strings.Contains(doc, old) {
+			t.Fatalf("gameday-latency has no %q to change:\n%s", old, doc)
+		}
+		doc = strings.Replace(doc, old, new, 1)
+	}
+	sc := filepath.Join(t.TempDir(), "latency.yaml")
+	if err := os.WriteFile(sc, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "latency")
+	_, trials := runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
+	if len(trials) != 2 {
+		t.Fatalf("%d trials, want 2", len(trials))
+	}
+	for _, tr := range trials {
+		if len(tr.Faults) != 1 || len(tr.Faults[0].Targets) != 1 || tr.Faults[0].Error != "" || !strings.Contains(tr.Faults[0].Executor, "toxiproxy") {
+			t.Fatalf("%s: faults %+v, want one pod delayed by toxiproxy", tr.Key(), tr.Faults)
+		}
+		// What each pod served in the whole seconds of its own counts
+		// inside the delay (from 500 ms after it started).
+		delay := tr.Faults[0]
+		slow := delay.Targets[0]
+		var all, slowN int64
+		for _, pod := range []string{"server", "server-1", "server-2"} {
+			for _, s := range perSecond(t, tr, pod) {
+				if s.from >= delay.Start+0.5 && s.to <= delay.End {
+					all += s.n
+					if pod == slow {
+						slowN += s.n
+					}
+				}
+			}
+		}
+		if all < 100 {
+			// Round robin's share needs some requests: HAProxy's clients
+			// wait on the slow pod's answers (about 90 a second here).
+			t.Fatalf("%s: %d requests served inside the 6 s delay, too few to count shares", tr.Key(), all)
+		}
+		share := float64(slowN) / float64(all)
+		t.Logf("%s: inside the delay, the delayed pod %s served %d of %d requests (%.1f%%)", tr.Key(), slow, slowN, all, 100*share)
+		switch tr.Mesh {
+		case "haproxy":
+			if share < 0.25 {
+				t.Errorf("%s: round robin gave the delayed pod %.1f%% of the requests inside the delay, want about a third", tr.Key(), 100*share)
+			}
+		case "meshbench":
+			if share > 0.05 {
+				t.Errorf("%s: least request gave the delayed pod %.1f%% of the requests inside the delay, want it routed around", tr.Key(), 100*share)
+			}
+		}
+	}
+}

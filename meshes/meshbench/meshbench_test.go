@@ -303,8 +303,8 @@ func TestReplicatedServices(t *testing.T) {
 		for _, cl := range cfg.Clusters {
 			if strings.Contains(cl.Name, "svc-1") && len(cl.Endpoints) == want {
 				found = true
-				if cl.Outlier == nil || cl.Outlier.ConsecutiveGatewayFailure != 3 {
-					t.Errorf("%s: cluster %s outlier %+v", mode, cl.Name, cl.Outlier)
+				if cl.Outlier == nil || cl.Outlier.ConsecutiveGatewayFailure != 3 || cl.LBPolicy != proxy.LBLeastRequest {
+					t.Errorf("%s: cluster %s outlier %+v, balancing %s", mode, cl.Name, cl.Outlier, cl.LBPolicy)
 				}
 				// The per-node tunnel pings a quiet peer node each second.
 				if k := cl.HTTP2Keepalive; mode == scenarios.PerNode && (k == nil || k.Interval.D() != time.Second || k.Timeout.D() != time.Second) {

@@ -47,11 +47,15 @@ func replicatedRetry() *routev3.RetryPolicy {
 // proxy's tunnel to a replicated service's nodes.
 const tunnelKeepalive = time.Second
 
-// replicatedOutlier ejects a pod of a replicated service after 3 gateway
-// failures in a row (connect failures, resets, 502-504) or 5 5xx, for 5 s
-// at first (longer each time again), up to half of the pods: a killed pod
-// is left alone while it is replaced.
-func replicatedOutlier(c *clusterv3.Cluster) *clusterv3.Cluster {
+// replicated is a cluster of a replicated service's pods: least request
+// (power of two choices weighted by each pod's latency EWMA, as Istio's
+// default LEAST_REQUEST and Linkerd's peak EWMA: a slow pod is routed
+// around), and a pod ejected after 3 gateway failures in a row (connect
+// failures, resets, 502-504) or 5 5xx, for 5 s at first (longer each time
+// again), up to half of the pods: a killed pod is left alone while it is
+// replaced.
+func replicated(c *clusterv3.Cluster) *clusterv3.Cluster {
+	c.LbPolicy = clusterv3.Cluster_LEAST_REQUEST
 	c.OutlierDetection = &clusterv3.OutlierDetection{
 		Consecutive_5Xx:                    wrapperspb.UInt32(5),
 		ConsecutiveGatewayFailure:          wrapperspb.UInt32(3),
@@ -105,7 +109,7 @@ func (r *renderer) addOutbound(b *xds.Bundle, node, listen string, callees []mes
 			cl = xds.WithMark(cl, ProxyMark)
 		}
 		if len(addrs) > 1 {
-			cl = replicatedOutlier(cl)
+			cl = replicated(cl)
 		}
 		b.Clusters = append(b.Clusters, cl)
 		b.Endpoints = append(b.Endpoints, xds.LoadAssignment(name, addrs...))
@@ -261,7 +265,7 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 					// A silent pod's node (a partition) holds every
 					// stream sent to it: notice it in about 2 s, fail
 					// them and retry them on the others.
-					cl = replicatedOutlier(xds.WithHTTP2Keepalive(cl, tunnelKeepalive, tunnelKeepalive))
+					cl = replicated(xds.WithHTTP2Keepalive(cl, tunnelKeepalive, tunnelKeepalive))
 				}
 				b.Clusters = append(b.Clusters, cl)
 				b.Endpoints = append(b.Endpoints, xds.LoadAssignment(tunnel(c), addrs...))
