@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -241,8 +240,7 @@ func TestLeastRequestForgetsOldLatency(t *testing.T) {
 	now := time.Now()
 	ep := func(lat time.Duration, ago time.Duration) *endpoint {
 		e := &endpoint{}
-		e.observe(lat)
-		e.last.Store(now.Add(-ago).UnixNano())
+		e.lat.observe(lat, now.Add(-ago))
 		return e
 	}
 	fast := ep(time.Millisecond, 0)
@@ -252,12 +250,25 @@ func TestLeastRequestForgetsOldLatency(t *testing.T) {
 	// Once tried again and fast, it is fast at once: the sample blends
 	// with the decayed estimate, not the old one.
 	again := ep(200*time.Millisecond, 30*time.Second)
-	again.observe(time.Millisecond)
-	if lat := time.Duration(math.Float64frombits(again.ewma.Load())); lat > 2*time.Millisecond {
-		t.Errorf("a fast answer 30 s after slow ones leaves an estimate of %s", lat)
+	again.lat.observe(time.Millisecond, now)
+	if lat := time.Duration(again.lat.read(now, false)); lat > 1100*time.Microsecond || lat < 900*time.Microsecond {
+		t.Errorf("a 1 ms answer 30 s after slow ones leaves an estimate of %s, want about 1 ms", lat)
+	}
+	// Under steady load a sample moves the estimate by ewmaAlpha.
+	steady := ep(10*time.Millisecond, 0)
+	steady.lat.observe(20*time.Millisecond, now)
+	if lat := time.Duration(steady.lat.read(now, false)); lat < 12900*time.Microsecond || lat > 13100*time.Microsecond {
+		t.Errorf("10 ms then 20 ms at once: estimate %s, want 13 ms", lat)
 	}
 	if recent := ep(200*time.Millisecond, time.Second); recent.score(now) <= 100*fast.score(now) {
 		t.Errorf("slow 1 s ago: score %g, want far above the fast endpoint's %g", recent.score(now), fast.score(now))
+	}
+	// A request in flight stops the decay: an endpoint gone silent does
+	// not come to look fast while its requests wait.
+	waiting := ep(200*time.Millisecond, 30*time.Second)
+	waiting.active.Add(1)
+	if waiting.score(now) <= 100*fast.score(now) {
+		t.Errorf("slow 30 s ago with a request in flight: score %g, want far above the fast endpoint's %g", waiting.score(now), fast.score(now))
 	}
 	if unmeasured := (&endpoint{}); unmeasured.score(now) != 1 {
 		t.Errorf("an unmeasured endpoint scores %g, want 1 (active requests alone)", unmeasured.score(now))

@@ -263,13 +263,16 @@ func (c *cluster) forward(ctx context.Context, r *http.Request, src *downstreamB
 		// meets behind the endpoint (milliseconds, where an answer takes a
 		// fraction of one), would make the endpoint last measured at
 		// start-up look slow and starve it.
-		var t0 time.Time
-		cold := false
+		var conn *connTrace
 		if c.cfg.LBPolicy == LBLeastRequest {
-			actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { t0, cold = time.Now(), !i.Reused }})
+			conn = &connTrace{}
+			actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{GotConn: conn.got})
 		}
 		out := c.outgoing(actx, r, ep.addr, src, body, maxBody)
-		t0 = time.Now()
+		t0 := time.Now()
+		if conn != nil {
+			conn.base = t0
+		}
 		ep.active.Add(1)
 		resp, err := c.transport.RoundTrip(out)
 		ep.active.Add(-1)
@@ -282,8 +285,12 @@ func (c *cluster) forward(ctx context.Context, r *http.Request, src *downstreamB
 		// oversized body) say nothing about the endpoint.
 		if !downstreamFault(r, src, err) {
 			c.record(ep, o, time.Now())
+			start, cold := t0, false
+			if conn != nil {
+				start, cold = conn.at()
+			}
 			if !cold || o != outcomeOK {
-				ep.observeOutcome(time.Since(t0), o)
+				ep.observeOutcome(time.Since(start), o)
 			}
 		}
 		last := !retryable || attempt >= policy.NumRetries || ctx.Err() != nil
@@ -514,4 +521,26 @@ func statusText(code int) string {
 		return t
 	}
 	return "status " + strconv.Itoa(code)
+}
+
+// connTrace is when an attempt got its connection, and whether it was a
+// new one, as httptrace reports it (its hooks may run on other goroutines).
+type connTrace struct {
+	base  time.Time    // the attempt's start, set before the round trip
+	after atomic.Int64 // nanoseconds from base to the connection, +1 (0: none yet)
+	cold  atomic.Bool
+}
+
+func (c *connTrace) got(i httptrace.GotConnInfo) {
+	c.cold.Store(!i.Reused)
+	c.after.Store(int64(time.Since(c.base)) + 1)
+}
+
+// at is when the attempt had its connection (its start if it never got
+// one) and whether the connection was new.
+func (c *connTrace) at() (time.Time, bool) {
+	if n := c.after.Load(); n > 0 {
+		return c.base.Add(time.Duration(n - 1)), c.cold.Load()
+	}
+	return c.base, false
 }

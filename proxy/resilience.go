@@ -12,10 +12,8 @@ import (
 type endpoint struct {
 	addr   string
 	active atomic.Int64
-	// ewma is the latency EWMA in nanoseconds (float64 bits), last when
-	// it was last fed (unix nanoseconds).
-	ewma atomic.Uint64
-	last atomic.Int64
+	// lat is the latency estimate, kept with when it was last fed.
+	lat latency
 
 	mu           sync.Mutex
 	consec5xx    int
@@ -30,39 +28,57 @@ const maxEjectionTime = 300 * time.Second
 // ewmaAlpha weighs the newest latency sample.
 const ewmaAlpha = 0.3
 
-// ewmaDecay is how fast an endpoint's latency is forgotten while it is
-// not used (as Finagle's and Linkerd's peak EWMA decay theirs, over 10 s):
-// an endpoint least request stopped picking because it was slow is tried
-// again once its decayed latency is below the others', instead of never.
-// 3 s: one slow first answer (a cold pod) costs it seconds of traffic,
-// not a minute, and a pod 200 ms slow is tried again after about 20 s.
+// ewmaDecay is how fast an endpoint's latency estimate is forgotten
+// while it is not fed: an endpoint least request stopped picking because
+// it was slow is tried again once its decayed estimate is below the
+// others', instead of never (Finagle's and Linkerd's peak EWMA decay theirs
+// likewise, over 10 s). 3 s: one slow first answer costs a pod seconds
+// of traffic, not a minute, and a pod 200 ms slow is tried again after
+// about 20 s.
 const ewmaDecay = 3 * time.Second
 
-// decayed is a latency last measured at last (unix nanoseconds), decayed
-// to now.
-func decayed(lat float64, last int64, now time.Time) float64 {
-	if since := now.UnixNano() - last; lat > 0 && since > 0 {
-		return lat * math.Exp(-float64(since)/float64(ewmaDecay))
-	}
-	return lat
+// latency is an endpoint's latency estimate (nanoseconds): an EWMA of its
+// answers that decays with the time since it was last fed. Its value and
+// time change together, under its lock.
+type latency struct {
+	mu   sync.Mutex
+	ewma float64
+	last time.Time
 }
 
-func (e *endpoint) observe(d time.Duration) {
-	now := time.Now()
-	defer e.last.Store(now.UnixNano())
-	for {
-		old := e.ewma.Load()
-		// The sample blends with what is left of the last estimate.
-		prev := decayed(math.Float64frombits(old), e.last.Load(), now)
-		next := float64(d)
-		if prev != 0 {
-			next = ewmaAlpha*float64(d) + (1-ewmaAlpha)*prev
-		}
-		if e.ewma.CompareAndSwap(old, math.Float64bits(next)) {
-			return
-		}
-	}
+// left is the weight the estimate keeps at now, from 1 (just fed) to 0.
+func (l *latency) left(now time.Time) float64 {
+	return math.Exp(-float64(now.Sub(l.last)) / float64(ewmaDecay))
 }
+
+// observe feeds a sample: blended with ewmaAlpha into what is left of the
+// estimate, and taken whole after a long silence (the estimate then has
+// little left to say).
+func (l *latency) observe(d time.Duration, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ewma == 0 {
+		l.ewma = float64(d)
+	} else {
+		w := min(l.left(now), 1)
+		alpha := max(ewmaAlpha, 1-w)
+		l.ewma = alpha*float64(d) + (1-alpha)*l.ewma*w
+	}
+	l.last = now
+}
+
+// read is the estimate at now: decayed, or as last fed when decay is
+// false.
+func (l *latency) read(now time.Time, decay bool) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if decay && l.ewma > 0 {
+		return l.ewma * min(l.left(now), 1)
+	}
+	return l.ewma
+}
+
+func (e *endpoint) observe(d time.Duration) { e.lat.observe(d, time.Now()) }
 
 // observeOutcome feeds the latency EWMA: a failure counts as slow (twice the
 // current average, at least a second's worth of a fast answer), so that an
@@ -72,18 +88,22 @@ func (e *endpoint) observeOutcome(d time.Duration, o outcome) {
 		e.observe(d)
 		return
 	}
-	penalty := 2 * time.Duration(math.Float64frombits(e.ewma.Load()))
-	e.observe(max(penalty, 10*time.Millisecond, d))
+	now := time.Now()
+	penalty := 2 * time.Duration(e.lat.read(now, true))
+	e.lat.observe(max(penalty, 10*time.Millisecond, d), now)
 }
 
 // score is what least-request minimizes: queue length weighted by latency,
-// the latency decaying with the time since it was last measured.
+// the latency decaying with the time since it was last measured while
+// nothing is in flight to it (a silent endpoint's requests never answer:
+// its estimate must not decay into looking fast while they wait).
 func (e *endpoint) score(now time.Time) float64 {
-	lat := decayed(math.Float64frombits(e.ewma.Load()), e.last.Load(), now)
+	active := e.active.Load()
+	lat := e.lat.read(now, active == 0)
 	if lat < 1 {
 		lat = 1 // unmeasured endpoints compete on active requests alone
 	}
-	return float64(e.active.Load()+1) * lat
+	return float64(active+1) * lat
 }
 
 func (e *endpoint) ejected(now time.Time) bool {

@@ -47,6 +47,38 @@ load: {qps: 10, duration: 1s}
 	}
 }
 
+// TestPlanRefusesACommandThisHostLacks: a command probe's program is
+// looked up on the host that runs it, at planning (nothing started).
+func TestPlanRefusesACommandThisHostLacks(t *testing.T) {
+	src := `apiVersion: meshbench/v1
+name: plan
+meshes:
+  - {name: none, mode: baseline}
+load: {qps: 10, duration: 5s}
+faults:
+  - apiVersion: chaos-mesh.org/v1alpha1
+    kind: PodChaos
+    metadata: {name: kill}
+    spec: {action: pod-kill, mode: one, selector: {labelSelectors: {app: server}}}
+probes:
+  - name: here
+    type: command
+    command: ["sh", "-c", "true"]
+  - name: elsewhere
+    type: command
+    command: [no-such-program-on-this-host]
+`
+	s, err := scenarios.Parse("plan.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = Plan(s, registry())
+	want := `plan.yaml:17:14: probes[1].command: "no-such-program-on-this-host" cannot be run on this host`
+	if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "probes[0]") {
+		t.Errorf("Plan: %v; want only %q", err, want)
+	}
+}
+
 func TestOrderRotatesEverySlotThroughEveryPosition(t *testing.T) {
 	s, err := scenarios.LoadBuiltin(scenarios.DefaultName)
 	if err != nil {

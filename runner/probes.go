@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
@@ -121,12 +122,12 @@ func (r *run) httpProbe(d *deployment, p scenarios.Probe, rd *probeReadings) act
 				if json.Unmarshal(sc.Bytes(), &w) != nil {
 					continue
 				}
-				pr := results.ProbeReading{Probe: p.Name, At: w.Time.Sub(windowStart).Seconds(), Error: w.Error,
+				reading := results.ProbeReading{Probe: p.Name, At: w.Time.Sub(windowStart).Seconds(), Error: w.Error,
 					OK: w.Error == "" && w.Code == p.Status}
 				if w.Error == "" {
-					pr.Value = fmt.Sprintf("%d in %.1f ms", w.Code, w.Ms)
+					reading.Value = fmt.Sprintf("%d in %.1f ms", w.Code, w.Ms)
 				}
-				rd.add(pr)
+				rd.add(reading)
 			}
 			_, _ = io.Copy(io.Discard, pr)
 		}()
@@ -156,18 +157,17 @@ func (r *run) httpProbe(d *deployment, p scenarios.Probe, rd *probeReadings) act
 
 // everySecond calls read once a second until ctx ends (a call the end
 // cut short is not recorded), recording what it returns (ok false: no
-// reading).
-func everySecond(ctx context.Context, rd *probeReadings, windowStart time.Time, read func(at time.Time) (results.ProbeReading, bool)) error {
+// reading) at the time it says the reading is of.
+func everySecond(ctx context.Context, rd *probeReadings, windowStart time.Time, read func(at time.Time) (r results.ProbeReading, of time.Time, ok bool)) error {
 	tick := time.NewTicker(scenarios.ProbeInterval)
 	defer tick.Stop()
 	for {
-		at := time.Now()
-		r, ok := read(at)
+		r, of, ok := read(time.Now())
 		if ctx.Err() != nil {
 			return nil
 		}
 		if ok {
-			r.At = at.Sub(windowStart).Seconds()
+			r.At = of.Sub(windowStart).Seconds()
 			rd.add(r)
 		}
 		select {
@@ -178,34 +178,30 @@ func everySecond(ctx context.Context, rd *probeReadings, windowStart time.Time, 
 	}
 }
 
-// metricsProbe reads the probe's metric from every proxy once a second and
-// compares their sum (or, with Rate, the sum of their increases per
-// second since the last reading: a proxy whose counter went back, being
-// restarted, counts from 0).
+// metricsProbe reads the probe's metric from every proxy once a second
+// (side by side, all within the probe's timeout) and compares their sum,
+// or with Rate the sum of their increases per second since the last
+// reading (a proxy whose counter went back, being restarted, counts from
+// 0), a reading of the interval's middle.
 func metricsProbe(urls map[string]string, p scenarios.Probe, rd *probeReadings) activity {
 	return func(ctx context.Context, windowStart time.Time) error {
-		client := &http.Client{Timeout: scenarios.ProbeInterval * 9 / 10}
+		client := &http.Client{}
 		names := slices.Sorted(maps.Keys(urls))
 		var prev map[string]float64
 		var prevAt time.Time
-		return everySecond(ctx, rd, windowStart, func(at time.Time) (results.ProbeReading, bool) {
+		return everySecond(ctx, rd, windowStart, func(at time.Time) (results.ProbeReading, time.Time, bool) {
 			r := results.ProbeReading{Probe: p.Name}
-			cur := map[string]float64{}
-			exposed := false
-			for _, n := range names {
-				v, found, err := scrapeMetric(ctx, client, urls[n], p.Metric, p.Labels)
-				if err != nil {
-					r.Error = fmt.Sprintf("%s: %v", n, err)
-					prev = nil
-					return r, true
-				}
-				cur[n], exposed = v, exposed || found
+			cur, exposed, err := scrapeAll(ctx, client, urls, names, p)
+			if err != nil {
+				r.Error = err.Error()
+				prev = nil
+				return r, at, true
 			}
 			if !exposed {
 				// A name no proxy knows (another mesh's metric) is an
 				// error, not a 0 that would always hold.
 				r.Error = fmt.Sprintf("no proxy exposes %s (%s)", p.Metric, strings.Join(names, ", "))
-				return r, true
+				return r, at, true
 			}
 			var value float64
 			for _, n := range names {
@@ -219,9 +215,13 @@ func metricsProbe(urls map[string]string, p scenarios.Probe, rd *probeReadings) 
 				value += v
 			}
 			first := p.Rate && prev == nil
+			of := at
+			if p.Rate && !first {
+				of = prevAt.Add(at.Sub(prevAt) / 2)
+			}
 			prev, prevAt = cur, at
 			if first {
-				return r, false // a rate needs two readings
+				return r, at, false // a rate needs two readings
 			}
 			r.Value = strconv.FormatFloat(value, 'g', 6, 64)
 			ok, err := p.Comparator.Compare(r.Value)
@@ -229,9 +229,40 @@ func metricsProbe(urls map[string]string, p scenarios.Probe, rd *probeReadings) 
 			if err != nil {
 				r.Error = err.Error()
 			}
-			return r, true
+			return r, of, true
 		})
 	}
+}
+
+// scrapeAll reads the metric from every proxy side by side, within
+// MaxProbeTimeout: each proxy's sum, and whether any exposes the metric.
+func scrapeAll(ctx context.Context, client *http.Client, urls map[string]string, names []string, p scenarios.Probe) (map[string]float64, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, scenarios.MaxProbeTimeout)
+	defer cancel()
+	type got struct {
+		v     float64
+		found bool
+		err   error
+	}
+	res := make([]got, len(names))
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i].v, res[i].found, res[i].err = scrapeMetric(ctx, client, urls[n], p.Metric, p.Labels)
+		}()
+	}
+	wg.Wait()
+	cur := map[string]float64{}
+	exposed := false
+	for i, n := range names {
+		if res[i].err != nil {
+			return nil, false, fmt.Errorf("%s: %v", n, res[i].err)
+		}
+		cur[n], exposed = res[i].v, exposed || res[i].found
+	}
+	return cur, exposed, nil
 }
 
 // scrapeMetric reads a Prometheus text exposition and sums the samples of
@@ -314,16 +345,22 @@ func matches(have, want map[string]string) bool {
 // output meets the comparator, if any.
 func commandProbe(p scenarios.Probe, sl slot, rd *probeReadings) activity {
 	return func(ctx context.Context, windowStart time.Time) error {
-		return everySecond(ctx, rd, windowStart, func(at time.Time) (results.ProbeReading, bool) {
+		return everySecond(ctx, rd, windowStart, func(at time.Time) (results.ProbeReading, time.Time, bool) {
 			cctx, cancel := context.WithTimeout(ctx, p.Timeout.D())
 			defer cancel()
 			cmd := exec.CommandContext(cctx, p.Command[0], p.Command[1:]...)
+			// Its own process group, killed whole at the timeout: a
+			// shell's children (sh -c "curl ...") must not outlive it.
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 			cmd.Env = append(os.Environ(), "MESHBENCH_MESH="+sl.mesh.Name(), "MESHBENCH_MODE="+string(sl.mode),
 				"MESHBENCH_SECOND="+strconv.FormatFloat(at.Sub(windowStart).Seconds(), 'f', 1, 64))
 			var out, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, &stderr
 			cmd.WaitDelay = 100 * time.Millisecond
 			err := cmd.Run()
+			// And whatever it left running in the background.
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			text := strings.TrimSpace(out.String())
 			r := results.ProbeReading{Probe: p.Name, Value: shorten(text)}
 			switch {
@@ -340,7 +377,7 @@ func commandProbe(p scenarios.Probe, sl slot, rd *probeReadings) activity {
 			default:
 				r.OK = true
 			}
-			return r, true
+			return r, at, true
 		})
 	}
 }

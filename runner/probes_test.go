@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -121,6 +123,10 @@ func TestCommandProbe(t *testing.T) {
 		{"compares", []string{"sh", "-c", "echo '  42 '"}, &scenarios.Comparator{Criteria: ">=", Value: "40"}, true, "42", ""},
 		{"env", []string{"sh", "-c", "echo $MESHBENCH_MESH/$MESHBENCH_MODE"}, &scenarios.Comparator{Criteria: "matches", Value: "^none/baseline$"}, true, "none/baseline", ""},
 		{"slow", []string{"sleep", "5"}, nil, false, "", "did not end within 200ms"},
+		// A shell's children go with it: at the timeout, and when it
+		// leaves one running in the background.
+		{"slow-child", []string{"sh", "-c", "sleep 7.31 & wait"}, nil, false, "", "did not end within 200ms"},
+		{"background", []string{"sh", "-c", "sleep 7.32 >/dev/null 2>&1 &"}, nil, true, "", ""},
 	} {
 		p := scenarios.Probe{Name: c.name, Type: scenarios.ProbeCommand, Command: c.command, Comparator: c.cmp, Timeout: scenarios.Duration(200 * time.Millisecond)}
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -134,6 +140,12 @@ func TestCommandProbe(t *testing.T) {
 		}
 		if took := time.Since(start); took > 3*time.Second {
 			t.Errorf("%s: the probe took %s to stop", c.name, took)
+		}
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if cmd, _ := os.ReadFile(p); strings.HasPrefix(string(cmd), "sleep\x007.3") {
+			t.Errorf("a command probe's child outlived it: %s %q", p, cmd)
 		}
 	}
 }

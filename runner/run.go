@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"time"
@@ -98,6 +99,15 @@ func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, []res
 			}
 		}
 		out = append(out, slot{mesh: m, mode: ref.Mode})
+	}
+	// What runs on this host: a command probe's program (the scenario's
+	// validation says nothing of a host).
+	for i, p := range s.Probes {
+		if p.Type == scenarios.ProbeCommand && len(p.Command) > 0 && p.Command[0] != "" {
+			if _, err := exec.LookPath(p.Command[0]); err != nil {
+				errs = append(errs, s.FieldError(fmt.Sprintf("probes[%d].command", i), "%q cannot be run on this host: %v", p.Command[0], err))
+			}
+		}
 	}
 	if len(errs) > 0 {
 		return nil, nil, errs

@@ -20,8 +20,8 @@ func TestFaults(t *testing.T) {
 	if len(s.Probes) != 5 || s.Probes[0].Mode != ProbeContinuous || s.Probes[1].Weight != 1 || s.Probes[1].Max.D() != 50*time.Millisecond {
 		t.Errorf("probes decoded as %+v (defaults: mode continuous, weight 1)", s.Probes)
 	}
-	// The active probes' defaults: GET, status 200, a second's timeout.
-	if h := s.Probes[2]; h.Method != "GET" || h.Status != 200 || h.Timeout.D() != time.Second || !h.Active() || s.Probes[0].Active() {
+	// The active probes' defaults: GET, status 200, an 800 ms timeout.
+	if h := s.Probes[2]; h.Method != "GET" || h.Status != 200 || h.Timeout.D() != MaxProbeTimeout || !h.Active() || s.Probes[0].Active() {
 		t.Errorf("http probe decoded as %+v", h)
 	}
 	if p := s.Probes[3]; p.Labels["response_code"] != "503" || !p.Rate || p.Comparator == nil || p.Comparator.Value != "5" {

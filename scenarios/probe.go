@@ -3,7 +3,6 @@ package scenarios
 import (
 	"fmt"
 	"maps"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -53,7 +52,8 @@ type Probe struct {
 	// Comparator judges a prometheus probe's value or a command's output,
 	// as Litmus's does.
 	Comparator *Comparator `yaml:"comparator" json:"comparator,omitempty"`
-	// Timeout bounds an http probe's request or a command (default 1s).
+	// Timeout bounds an http probe's request or a command (default and
+	// most: 800ms, within the second).
 	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
 	// Mesh, when set, judges only that mesh's rows (the others: not
 	// applicable): a probe of one mesh's own metrics.
@@ -95,9 +95,9 @@ func (p Probe) Active() bool {
 // ProbeInterval is how often an active probe acts.
 const ProbeInterval = time.Second
 
-// MaxProbeTimeout bounds an active probe's timeout: a reading a second,
-// each over before the next is due.
-const MaxProbeTimeout = ProbeInterval
+// MaxProbeTimeout bounds an active probe's reading (its default timeout):
+// a reading a second, with time to spare before the next is due.
+const MaxProbeTimeout = 800 * time.Millisecond
 
 var (
 	probeTypes    = []string{ProbeSuccessRate, ProbeLatency, ProbeHTTP, ProbePrometheus, ProbeCommand}
@@ -105,6 +105,7 @@ var (
 	numericCriter = []string{"==", "!=", "<", "<=", ">", ">="}
 	textCriteria  = []string{"contains", "matches"}
 	metricNameRE  = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+	labelNameRE   = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 )
 
 // Compare says whether a reading (a number's text, or a command's output)
@@ -226,23 +227,29 @@ func (s *Scenario) validateProbes(add addFunc) {
 			if !slices.Contains([]string{"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}, p.Method) {
 				add(path+".method", "unknown method %q", p.Method)
 			}
-			if p.Status < 100 || p.Status > 599 {
-				add(path+".status", "an HTTP status from 100 to 599, got %d", p.Status)
+			if p.Status < 200 || p.Status > 599 {
+				// 1xx are interim: a client reads past them.
+				add(path+".status", "a final HTTP status from 200 to 599, got %d", p.Status)
 			}
 		case ProbePrometheus:
 			if !metricNameRE.MatchString(p.Metric) {
 				add(path+".metric", "%q is not a Prometheus metric name", p.Metric)
 			}
+			for _, l := range slices.Sorted(maps.Keys(p.Labels)) {
+				if !labelNameRE.MatchString(l) {
+					add(path+".labels", "%q is not a Prometheus label name", l)
+				}
+			}
 			if p.Comparator == nil {
 				add(path+".comparator", "missing: what the value must meet (e.g. criteria: \"<=\", value: \"5\")")
 			} else if !slices.Contains(numericCriter, p.Comparator.Criteria) {
 				add(path+".comparator.criteria", "a metric's value compares as a number: one of %s, got %q", strings.Join(numericCriter, " "), p.Comparator.Criteria)
+				continue // the comparator's other checks would repeat it
 			}
 		case ProbeCommand:
 			if len(p.Command) == 0 || p.Command[0] == "" {
+				// Whether this host can run it is the runner's to say.
 				add(path+".command", "missing: the program to run and its arguments")
-			} else if _, err := exec.LookPath(p.Command[0]); err != nil {
-				add(path+".command", "%q cannot be run here: %v", p.Command[0], err)
 			}
 		}
 		if c := p.Comparator; c != nil && (p.Type == ProbePrometheus || p.Type == ProbeCommand) {

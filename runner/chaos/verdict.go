@@ -15,11 +15,15 @@ import (
 type Observed struct {
 	Series []results.Second
 	// Rate is the load's requests due a second (0: as fast as it goes)
-	// and Window the measured window's length in seconds: a whole second
-	// of a fixed-rate load in which fewer than half the requests due were
-	// answered stalled, and holds no load probe (a stalled client sends
-	// nothing, so its errors and latencies alone would not show it).
-	Rate, Window  float64
+	// and Window the measured window's length in seconds. A whole second
+	// of the window in which a fixed-rate load sent fewer than half the
+	// requests due has stalled (its client waits on answers that do not
+	// come, so its errors and latencies alone would not show it), and
+	// holds no load probe. The series ends at the last second with a
+	// request: the whole seconds after it stalled too.
+	Rate, Window float64
+	// Readings are the active probes'; those outside the window are not
+	// judged.
 	Readings      []results.ProbeReading
 	NotApplicable map[string]string
 }
@@ -31,11 +35,11 @@ func (o Observed) Stalled(s results.Second) bool {
 
 // Judge judges a trial of a game day from what it observed and the
 // faults it met: each probe over the seconds its mode names (a load
-// probe judges the seconds in which requests were answered, and those that
-// stalled, which fail; an active probe
-// those with a reading of it: a second holds when every reading in it
-// did), the verdict, the resilience score, and each fault's times to
-// detect and to recover.
+// probe judges the seconds in which requests were sent, and those that
+// stalled, which fail; an active probe those with a reading of it, a
+// second holding when every reading in it did), the verdict, the
+// resilience score, and each fault's times to detect and to recover. A
+// row no probe can judge gets no verdict (nil).
 func Judge(probes []scenarios.Probe, obs Observed, faults []results.Fault) *results.Verdict {
 	v := &results.Verdict{Pass: true}
 	first, last := math.Inf(1), math.Inf(-1)
@@ -99,6 +103,9 @@ func Judge(probes []scenarios.Probe, obs Observed, faults []results.Fault) *resu
 		weights += p.Weight
 		v.Probes = append(v.Probes, r)
 	}
+	if weights == 0 && len(probes) > 0 {
+		return nil // no probe can judge this row: no verdict, not a pass
+	}
 	if weights > 0 {
 		v.Score /= weights
 	}
@@ -155,7 +162,7 @@ func probeSeconds(p scenarios.Probe, obs Observed) map[int]bool {
 	out := map[int]bool{}
 	if p.Active() {
 		for _, r := range obs.Readings {
-			if r.Probe != p.Name {
+			if r.Probe != p.Name || r.At < 0 || (obs.Window > 0 && r.At >= obs.Window) {
 				continue
 			}
 			k := int(math.Floor(r.At))
@@ -173,6 +180,14 @@ func probeSeconds(p scenarios.Probe, obs Observed) map[int]bool {
 			out[k] = false
 		case sec.Requests > 0:
 			out[k] = holdsIn(p, sec)
+		}
+	}
+	if obs.Rate > 0 {
+		// Whole seconds past the series' end sent nothing.
+		for k := len(obs.Series); float64(k+1) <= obs.Window; k++ {
+			if _, ok := out[k]; !ok {
+				out[k] = false
+			}
 		}
 	}
 	return out

@@ -69,6 +69,12 @@ func TestJudge(t *testing.T) {
 	if r := v.Probes[0]; r.Judged != 9 || r.Failed != 4 {
 		t.Errorf("with stalls: judged %d failed %d, want 9 and 4 (seconds 2, 3, 6, 7)", r.Judged, r.Failed)
 	}
+	// A client stalled to the window's end sent nothing more: the series
+	// stops at second 5, and seconds 6 and 7 of an 8 s window stalled.
+	v = Judge(probes[:1], Observed{Series: series[:6], Rate: 100, Window: 8}, faults)
+	if r := v.Probes[0]; r.Judged != 8 || r.Failed != 4 {
+		t.Errorf("stalled to the end: judged %d failed %d, want 8 and 4 (seconds 2, 3, 6, 7)", r.Judged, r.Failed)
+	}
 	// A tolerance lets a probe fail some seconds.
 	probes[0].Tolerance = 30
 	if v := Judge(probes[:1], Observed{Series: series}, faults); !v.Pass || v.Probes[0].Reason != "" {
@@ -96,7 +102,9 @@ func TestJudgeActiveProbes(t *testing.T) {
 		{Name: "errors", Type: scenarios.ProbePrometheus, Mode: scenarios.ProbeContinuous, Weight: 5},
 	}
 	faults := []results.Fault{{Name: "PodChaos/kill", Start: 3, End: 3}}
-	v := Judge(probes, Observed{Series: series, Readings: readings, NotApplicable: map[string]string{"errors": "no proxies"}}, faults)
+	// A reading after the window (at 6.2 s of 6) is not judged.
+	readings = append(readings, results.ProbeReading{Probe: "healthz", At: 6.2, OK: false})
+	v := Judge(probes, Observed{Series: series, Window: 6, Readings: readings, NotApplicable: map[string]string{"errors": "no proxies"}}, faults)
 	h, sc, na := v.Probes[0], v.Probes[1], v.Probes[2]
 	if h.Judged != 6 || h.Failed != 2 || h.Pass {
 		t.Errorf("healthz %+v: want 6 seconds judged, 3 and 4 failed", h)
@@ -112,5 +120,9 @@ func TestJudgeActiveProbes(t *testing.T) {
 	}
 	if im := v.Faults[0]; im.DetectS != 0 || im.RecoverS != 1 {
 		t.Errorf("impact %+v: want detected at once, recovered in second 5", im)
+	}
+	// A row no probe can judge has no verdict, rather than a pass.
+	if v := Judge(probes[2:], Observed{Series: series, NotApplicable: map[string]string{"errors": "no proxies"}}, faults); v != nil {
+		t.Errorf("every probe n/a: verdict %+v, want none", v)
 	}
 }

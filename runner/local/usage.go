@@ -127,10 +127,15 @@ type perSecond struct {
 
 // add takes a reading at t seconds into the window: cpu is the CPU seconds
 // used since the window started, mb the memory. A reading in a later
-// second than the one measured closes it (or, with last, any reading).
+// second than the one measured closes it with the CPU up to the reading
+// (the memory is the new second's); with last, any reading closes it, its
+// memory included.
 func (ps *perSecond) add(t, cpu, mb float64, last bool) {
-	ps.mb = max(ps.mb, mb)
-	if k := int(t); k > ps.k || last {
+	k := int(t)
+	if k <= ps.k || last {
+		ps.mb = max(ps.mb, mb)
+	}
+	if k > ps.k || last {
 		if d := t - ps.t0; d > 0 {
 			ps.out = append(ps.out, results.UsageSecond{Start: float64(ps.k), CPUMillicores: max(cpu-ps.cpu0, 0) / d * 1000, MemoryMB: ps.mb})
 		}

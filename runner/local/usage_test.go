@@ -23,7 +23,9 @@ func TestPerSecond(t *testing.T) {
 	if len(ps.out) != 3 {
 		t.Fatalf("%d seconds, want 3: %+v", len(ps.out), ps.out)
 	}
-	for i, want := range []struct{ start, cpu, mb float64 }{{0, 500, 11}, {1, 250, 12}, {2, 250, 12.4}} {
+	// Memory rises 1 MiB a second: second 0's largest reading is 10.8
+	// (at 0.8 s), the reading at 1.0 s is second 1's.
+	for i, want := range []struct{ start, cpu, mb float64 }{{0, 500, 10.8}, {1, 250, 11.8}, {2, 250, 12.4}} {
 		got := ps.out[i]
 		if got.Start != want.start || math.Abs(got.CPUMillicores-want.cpu) > 1e-6 || math.Abs(got.MemoryMB-want.mb) > 1e-6 {
 			t.Errorf("second %d: %+v, want start %g, %g millicores, %g MiB", i, got, want.start, want.cpu, want.mb)

@@ -38,8 +38,8 @@ type Reading struct {
 const MaxProbeFor = 24 * time.Hour
 
 // ProbeEvery sends one request each o.Every for o.For (each bounded by
-// o.Timeout, skipping a tick that finds the last still on its way) and
-// hands each reading to each.
+// o.Timeout; one that overruns the interval delays the next, which then
+// follows at once) and hands each reading to each.
 func ProbeEvery(ctx context.Context, o ProbeOptions, each func(Reading)) error {
 	if o.Every <= 0 || o.For <= 0 || o.For > MaxProbeFor || o.For/o.Every > MaxProbeRequests {
 		return fmt.Errorf("every %s for %s: want a positive interval, a duration up to %s and at most %d requests", o.Every, o.For, MaxProbeFor, MaxProbeRequests)
