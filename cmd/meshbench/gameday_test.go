@@ -327,3 +327,74 @@ func TestIntegrationGameDayLatency(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrationGameDayCanary runs gameday-canary shortened on the own
+// sidecar: an 80/20 TrafficSplit whose canary fails every request from
+// 2 s, rolled back at 16 s (14 s after: a policy change after a long
+// quiet, which once met a reset connection to the control plane). While
+// the canary fails, about a fifth of each second's requests fail (the
+// split's weight, not all of them); after the rollback none do.
+func TestIntegrationGameDayCanary(t *testing.T) {
+	integration(t)
+	if os.Geteuid() != 0 {
+		t.Skip("HTTPChaos's interposer needs the netns network, which needs root")
+	}
+	show := meshbench(t, time.Minute, "scenarios", "show", "gameday-canary")
+	if show.code != 0 {
+		t.Fatalf("scenarios show: %s", show.stderr)
+	}
+	doc := show.stdout
+	for old, new := range map[string]string{
+		"  - {name: meshbench, mode: per-node}\n": "", "duration: 30s": "duration: 18s", "qps: 300": "qps: 200",
+		"weight: 90}": "weight: 80}", "weight: 10}": "weight: 20}", "at: 15s": "at: 16s", "at: 10s": "at: 2s",
+	} {
+		if !strings.Contains(doc, old) {
+			t.Fatalf("gameday-canary has no %q to change:\n%s", old, doc)
+		}
+		doc = strings.Replace(doc, old, new, 1)
+	}
+	sc := filepath.Join(t.TempDir(), "canary.yaml")
+	if err := os.WriteFile(sc, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "canary")
+	_, trials := runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
+	if len(trials) != 1 {
+		t.Fatalf("%d trials, want 1", len(trials))
+	}
+	tr := trials[0]
+	if len(tr.Faults) != 1 || tr.Faults[0].Error != "" || !hasEventKind(tr, "policy") {
+		t.Fatalf("faults %+v, events %+v: want the abort and the rollback", tr.Faults, tr.Events)
+	}
+	abort := tr.Faults[0]
+	var rollback float64
+	for _, e := range tr.Events {
+		if e.Kind == "policy" {
+			rollback = e.At
+		}
+	}
+	for _, sec := range tr.Series {
+		switch {
+		case sec.Start >= abort.Start+0.5 && sec.Start+1 <= rollback-0.5 && sec.Requests > 50:
+			if f := float64(sec.Errors) / float64(sec.Requests); f < 0.05 || f > 0.5 {
+				t.Errorf("second %.0f: %d of %d requests failed with the canary at 20%% failing", sec.Start, sec.Errors, sec.Requests)
+			}
+		case sec.Start >= rollback+1 && sec.Errors > 0:
+			t.Errorf("second %.0f: %d requests failed after the rollback at %.1fs", sec.Start, sec.Errors, rollback)
+		case sec.Start+1 <= abort.Start && sec.Errors > 0:
+			t.Errorf("second %.0f: %d requests failed before the canary did", sec.Start, sec.Errors)
+		}
+	}
+	if tr.Verdict == nil || tr.Verdict.Pass {
+		t.Errorf("verdict %+v: want a fail (available, while the canary failed)", tr.Verdict)
+	}
+}
+
+func hasEventKind(tr *results.Trial, kind string) bool {
+	for _, e := range tr.Events {
+		if e.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
