@@ -266,24 +266,10 @@ func TestIntegrationGameDayLatency(t *testing.T) {
 		t.Skip("replicated services need the netns network, which needs root")
 	}
 	requireReferenceProxies(t)
-	show := meshbench(t, time.Minute, "scenarios", "show", "gameday-latency")
-	if show.code != 0 {
-		t.Fatalf("scenarios show: %s", show.stderr)
-	}
-	doc := show.stdout
-	for old, new := range map[string]string{
+	sc := shortened(t, "gameday-latency", map[string]string{
 		"  - name: none\n    mode: baseline\n": "", "  - name: meshbench\n    mode: per-node\n": "", "  - name: meshbench\n    mode: proxyless\n": "",
 		"duration: 30s": "duration: 10s", "qps: 300": "qps: 200", "at: 10s": "at: 2s", "      duration: 10s": "      duration: 6s",
-	} {
-		if !strings.Contains(doc, old) {
-			t.Fatalf("gameday-latency has no %q to change:\n%s", old, doc)
-		}
-		doc = strings.Replace(doc, old, new, 1)
-	}
-	sc := filepath.Join(t.TempDir(), "latency.yaml")
-	if err := os.WriteFile(sc, []byte(doc), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	})
 	out := filepath.Join(t.TempDir(), "latency")
 	_, trials := runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
 	if len(trials) != 2 {
@@ -339,24 +325,10 @@ func TestIntegrationGameDayCanary(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("HTTPChaos's interposer needs the netns network, which needs root")
 	}
-	show := meshbench(t, time.Minute, "scenarios", "show", "gameday-canary")
-	if show.code != 0 {
-		t.Fatalf("scenarios show: %s", show.stderr)
-	}
-	doc := show.stdout
-	for old, new := range map[string]string{
+	sc := shortened(t, "gameday-canary", map[string]string{
 		"  - {name: meshbench, mode: per-node}\n": "", "duration: 30s": "duration: 18s", "qps: 300": "qps: 200",
 		"weight: 90}": "weight: 80}", "weight: 10}": "weight: 20}", "at: 15s": "at: 16s", "at: 10s": "at: 2s",
-	} {
-		if !strings.Contains(doc, old) {
-			t.Fatalf("gameday-canary has no %q to change:\n%s", old, doc)
-		}
-		doc = strings.Replace(doc, old, new, 1)
-	}
-	sc := filepath.Join(t.TempDir(), "canary.yaml")
-	if err := os.WriteFile(sc, []byte(doc), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	})
 	out := filepath.Join(t.TempDir(), "canary")
 	_, trials := runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
 	if len(trials) != 1 {
@@ -397,4 +369,26 @@ func hasEventKind(tr *results.Trial, kind string) bool {
 		}
 	}
 	return false
+}
+
+// shortened writes a built-in scenario with each of changes (old text:
+// new, each once) made, and returns its path.
+func shortened(t *testing.T, name string, changes map[string]string) string {
+	t.Helper()
+	show := meshbench(t, time.Minute, "scenarios", "show", name)
+	if show.code != 0 {
+		t.Fatalf("scenarios show %s: %s", name, show.stderr)
+	}
+	doc := show.stdout
+	for old, new := range changes {
+		if !strings.Contains(doc, old) {
+			t.Fatalf("%s has no %q to change:\n%s", name, old, doc)
+		}
+		doc = strings.Replace(doc, old, new, 1)
+	}
+	path := filepath.Join(t.TempDir(), name+".yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
