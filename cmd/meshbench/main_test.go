@@ -160,6 +160,12 @@ func TestCLIBasics(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "valid") {
 		t.Errorf("scenarios validate: %+v", r)
 	}
+	// A built-in by name, as run takes it; a name that is neither says so.
+	r = meshbench(t, 10*time.Second, "scenarios", "validate", "gameday-partition", "no-such-scenario")
+	if r.code != 2 || !strings.Contains(r.stdout, "gameday-partition: valid") ||
+		!strings.Contains(r.stderr, `"no-such-scenario" is neither a file nor a built-in scenario`) {
+		t.Errorf("scenarios validate of names: %+v", r)
+	}
 	r = meshbench(t, 10*time.Second, "completion", "bash")
 	if r.code != 0 || !strings.Contains(r.stdout, "__start_meshbench") {
 		t.Errorf("completion bash: code %d", r.code)

@@ -57,15 +57,17 @@ func newScenariosCommand(s Streams) *cobra.Command {
 			},
 		},
 		&cobra.Command{
-			Use:   "validate FILE...",
-			Short: "Check scenario files and report every error with file:line:column",
+			Use:   "validate FILE|NAME...",
+			Short: "Check scenario files (or built-in scenarios, by name) and report every error with file:line:column",
 			Args:  argsCheck(cobra.MinimumNArgs(1)),
 			Example: `  meshbench scenarios validate my-scenario.yaml
-  meshbench scenarios validate scenarios/*.yaml`,
+  meshbench scenarios validate scenarios/*.yaml
+  meshbench scenarios validate gameday-partition`,
 			RunE: func(_ *cobra.Command, args []string) error {
 				var errs []error
 				for _, path := range args {
-					if _, err := scenarios.LoadFile(path); err != nil {
+					// As run resolves it: a file, else a built-in name.
+					if _, err := loadScenario([]string{path}); err != nil {
 						fmt.Fprintln(s.ErrOut, describeLoadError(path, err))
 						errs = append(errs, err)
 						continue
