@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -323,6 +324,142 @@ func TestIntegrationFaultDelay(t *testing.T) {
 	}
 }
 
+// TestIntegrationFaultTargets runs the network faults that act between
+// the selected pods and a target's, on client -> front -> back, on the
+// baseline and the own sidecar: a delay of front's packets to back adds
+// its latency to every request; the same delay of back's packets to and
+// from the client, which back never talks to, adds nothing; a bandwidth
+// limit of front's packets to the client holds its answers up; packets
+// duplicated and corrupted between front and back are counted by their
+// rules (and the duplicates by their receivers' D-SACKs) and every
+// request is still answered.
+func TestIntegrationFaultTargets(t *testing.T) {
+	integration(t)
+	if os.Geteuid() != 0 {
+		t.Skip("network faults need the netns network, which needs root")
+	}
+	network := func(at, name, on, target, dir, spec string) string {
+		return fmt.Sprintf(`  - at: %s
+    apiVersion: chaos-mesh.org/v1alpha1
+    kind: NetworkChaos
+    metadata:
+      name: %s
+    spec:
+      mode: all
+      selector:
+        labelSelectors:
+          app: %s
+      target:
+        mode: all
+        selector:
+          labelSelectors:
+            app: %s
+      direction: %s
+      duration: 3s
+%s`, at, name, on, target, dir, spec)
+	}
+	delay := "      action: delay\n      delay:\n        latency: 100ms\n"
+	sc := filepath.Join(t.TempDir(), "targets.yaml")
+	data := `apiVersion: meshbench/v1
+name: targets
+topology:
+  services:
+  - name: front
+    payloadSize: 8KiB
+    calls: [back]
+  - name: back
+meshes:
+  - name: none
+    mode: baseline
+  - name: meshbench
+    mode: sidecar
+load:
+  qps: 100
+  connections: 4
+  duration: 22s
+  warmup: 500ms
+trials: 1
+faults:
+` + network("2s", "front-to-back", "front", "back", "to", delay) +
+		network("6s", "back-and-client", "back", "client", "both", delay) +
+		network("10s", "front-to-client", "front", "client", "to", "      action: bandwidth\n      bandwidth:\n        rate: 200kbps\n        limit: 100000\n        buffer: 10000\n") +
+		network("14s", "twice", "front", "back", "both", "      action: duplicate\n      duplicate:\n        duplicate: \"50\"\n") +
+		network("18s", "garbled", "front", "back", "to", "      action: corrupt\n      corrupt:\n        corrupt: \"10\"\n")
+	if err := os.WriteFile(sc, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "targets")
+	_, trials := runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
+	if len(trials) != 2 {
+		t.Fatalf("%d trials, want 2", len(trials))
+	}
+	executors := []string{
+		"toxiproxy latency toxic (an interposer spliced into the pod's inbound connections)",
+		"toxiproxy latency toxic (an interposer spliced into the pod's inbound connections)",
+		"tc htb class, packets classified by iptables CLASSIFY",
+		"iptables TEE (each drawn packet sent twice)",
+		"iptables statistic (random drop: what the receiver does with a corrupted packet)",
+	}
+	for _, tr := range trials {
+		if len(tr.Faults) != len(executors) {
+			t.Fatalf("%s: faults %+v, want %d", tr.Key(), tr.Faults, len(executors))
+		}
+		for i, f := range tr.Faults {
+			if f.Executor != executors[i] || f.Error != "" {
+				t.Errorf("%s: %s recorded as %+v", tr.Key(), f.Name, f)
+			}
+		}
+		base := median(p50sBefore(t, tr, tr.Faults[0]))
+		p50s := func(f results.Fault) float64 {
+			var inside []float64
+			eachSecondWithin(t, tr, f, 0.3, func(sec results.Second) { inside = append(inside, sec.P50Ms) })
+			if len(inside) == 0 {
+				return -1
+			}
+			return median(inside)
+		}
+		for _, f := range tr.Faults {
+			t.Logf("%s: %s: %s; median of the per-second p50s inside %.1f ms, %.2f ms before the first fault", tr.Key(), f.Name, f.Note, p50s(f), base)
+		}
+		// front's request to back waits 100 ms more; noise on this
+		// machine adds milliseconds to a median, not tens.
+		if got := p50s(tr.Faults[0]); got < 100 || got-base > 150 {
+			t.Errorf("%s: front to back delayed: median latency %.1f ms, %.2f ms before: want 100 ms more", tr.Key(), got, base)
+		}
+		if got := p50s(tr.Faults[1]); got < 0 || got-base > 50 {
+			t.Errorf("%s: back delayed toward the client, which it never talks to: median latency %.1f ms, %.2f ms before: want no change", tr.Key(), got, base)
+		}
+		// 100 answers of 8 KiB a second at 200 kB/s: the queue grows by
+		// 0.6 s a second.
+		if got := p50s(tr.Faults[2]); got < 50 {
+			t.Errorf("%s: front's answers to the client limited to 200 kB/s: median latency %.1f ms, %.2f ms before: want them held up", tr.Key(), got, base)
+		}
+		for _, f := range tr.Faults[3:] {
+			if m := regexp.MustCompile(`(\d+) packets`).FindStringSubmatch(f.Note); m == nil || m[1] == "0" {
+				t.Errorf("%s: %s: note %q: want the packets it took counted", tr.Key(), f.Name, f.Note)
+			}
+		}
+		// The clones arrived: their receivers answered duplicate data
+		// segments with D-SACKs.
+		if m := regexp.MustCompile(`sent (\d+) D-SACKs`).FindStringSubmatch(tr.Faults[3].Note); m == nil || m[1] == "0" {
+			t.Errorf("%s: duplicate: note %q: want the receivers' D-SACKs counted", tr.Key(), tr.Faults[3].Note)
+		}
+		for _, f := range tr.Faults[3:] {
+			eachSecondInside(t, tr, f, func(sec results.Second) {
+				if sec.Errors > 0 {
+					t.Errorf("%s: %s: %d of %d requests failed in the second at %.0fs: TCP should carry them through", tr.Key(), f.Name, sec.Errors, sec.Requests, sec.Start)
+				}
+			})
+		}
+		// back's peers are front (the delay toward back) and the client
+		// (the delay between back and the client).
+		if want := "into back (ports " + map[string]string{
+			"baseline": "8080", "sidecar": "8080, 15000, 15006"}[tr.Mode] + "; those from front, client apart)"; !hasEventWith(tr, want) {
+			t.Errorf("%s: events %+v", tr.Key(), tr.Events)
+		}
+	}
+}
+
 // TestIntegrationFaultHTTP puts three HTTPChaos faults on the server, on
 // the baseline, the own sidecar and HAProxy's: its answers replaced by
 // 503s, then its requests delayed by 100 ms, then aborted. Every request
@@ -462,6 +599,16 @@ func eachSecondInside(t *testing.T, tr *results.Trial, f results.Fault, check fu
 	}
 }
 
+// hasEventWith says whether one of the trial's fault events holds part.
+func hasEventWith(tr *results.Trial, part string) bool {
+	for _, e := range tr.Events {
+		if e.Kind == "fault" && strings.Contains(e.Detail, part) {
+			return true
+		}
+	}
+	return false
+}
+
 func hasEvent(tr *results.Trial, detail string) bool {
 	for _, e := range tr.Events {
 		if e.Kind == "fault" && e.Detail == detail {
@@ -478,11 +625,8 @@ func TestIntegrationFaultBadInput(t *testing.T) {
 	cases := []struct {
 		name, fault, want string
 	}{
-		{"not executed here", fault("1s", "NetworkChaos", "twice", "      action: duplicate\n      duplicate:\n        duplicate: \"10\"\n      duration: 1s\n"),
-			"faults[0]: NetworkChaos duplicate: duplicate needs tc netem, which the local platform does not use"},
-		{"delay toward a target", fault("1s", "NetworkChaos", "slow", "      action: delay\n      delay:\n        latency: 100ms\n      duration: 1s\n"+
-			"      target:\n        mode: all\n        selector:\n          labelSelectors:\n            app: client\n"),
-			"faults[0]: NetworkChaos delay: the local platform delays the connections into the selected pods, from any peer (no target)"},
+		{"not executed here", fault("1s", "NetworkChaos", "shuffle", "      action: delay\n      delay:\n        latency: 10ms\n        reorder:\n          reorder: \"10\"\n          gap: 2\n      duration: 1s\n"),
+			"faults[0]: NetworkChaos delay: reorder needs tc netem, which the local platform does not use"},
 		{"HTTPChaos on another port", fault("1s", "HTTPChaos", "teapot", "      target: Response\n      port: 9090\n      replace: {code: 418}\n      duration: 1s\n"),
 			"faults[0]: HTTPChaos Response: port 9090: the workloads serve on port 8080"},
 		{"selects nothing", strings.Replace(fault("1s", "PodChaos", "freeze", fmt.Sprintf(freezeSpec, "1s")), "app: server", "app: database", 1),

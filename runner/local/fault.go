@@ -34,8 +34,9 @@ const (
 )
 
 // CanInject says which actions the local platform executes: partition,
-// loss (iptables in the pods' namespaces), bandwidth (tc tbf on their
-// interface), delay (toxiproxy spliced in, see PrepareFaults) and HTTPChaos
+// loss, duplicate and corrupt (iptables in the pods' namespaces),
+// bandwidth (tc tbf on their interface; htb toward a target), delay
+// (toxiproxy spliced in, see PrepareFaults) and HTTPChaos
 // (an HTTP interposer in front of the application), with netns networking
 // only; pod-kill, container-kill and pod-failure (the pods' processes
 // killed and started again, or stopped and resumed); and StressChaos (a
@@ -44,24 +45,15 @@ func (p *platform) CanInject(a chaos.Action) error {
 	switch o := a.Object.(type) {
 	case *chaosv1alpha1.NetworkChaos:
 		switch o.Spec.Action {
-		case chaosv1alpha1.PartitionAction, chaosv1alpha1.BandwidthAction, chaosv1alpha1.LossAction, chaosv1alpha1.DelayAction:
+		case chaosv1alpha1.PartitionAction, chaosv1alpha1.BandwidthAction, chaosv1alpha1.LossAction, chaosv1alpha1.DelayAction,
+			chaosv1alpha1.DuplicateAction, chaosv1alpha1.CorruptAction:
 			if p.mode != NetNS {
 				return fmt.Errorf("it needs the netns network (this run's is %s: %s)", p.mode, p.reason)
 			}
-			if o.Spec.Action == chaosv1alpha1.BandwidthAction && (o.Spec.Target != nil || o.Spec.Direction == chaosv1alpha1.From || o.Spec.Direction == chaosv1alpha1.Both) {
-				return fmt.Errorf("the local platform limits a pod's whole egress (direction to, no target)")
-			}
-			if o.Spec.Action == chaosv1alpha1.DelayAction {
-				switch {
-				case o.Spec.Target != nil:
-					return fmt.Errorf("the local platform delays the connections into the selected pods, from any peer (no target)")
-				case o.Spec.Delay != nil && o.Spec.Delay.Reorder != nil:
-					return fmt.Errorf("reorder needs tc netem, which the local platform does not use (a stream interposer has no packets to reorder)")
-				}
+			if o.Spec.Action == chaosv1alpha1.DelayAction && o.Spec.Delay != nil && o.Spec.Delay.Reorder != nil {
+				return fmt.Errorf("reorder needs tc netem, which the local platform does not use (a stream interposer has no packets to reorder)")
 			}
 			return nil
-		case chaosv1alpha1.DuplicateAction, chaosv1alpha1.CorruptAction:
-			return fmt.Errorf("%s needs tc netem, which the local platform does not use (a stream interposer has no packets to %s)", o.Spec.Action, o.Spec.Action)
 		}
 	case *chaosv1alpha1.PodChaos:
 		switch o.Spec.Action {
@@ -100,7 +92,7 @@ func (p *platform) CanInject(a chaos.Action) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("not executed on the local platform in this build yet (it executes NetworkChaos partition, loss, delay and bandwidth, PodChaos pod-kill, container-kill and pod-failure, HTTPChaos and StressChaos)")
+	return fmt.Errorf("not executed on the local platform in this build yet (it executes NetworkChaos partition, loss, delay, duplicate, corrupt and bandwidth, PodChaos pod-kill, container-kill and pod-failure, HTTPChaos and StressChaos)")
 }
 
 // Inject puts an action in force.
@@ -122,11 +114,18 @@ func (p *platform) Inject(ctx context.Context, in runner.Injection) (runner.Inje
 	case *chaosv1alpha1.NetworkChaos:
 		switch o.Spec.Action {
 		case chaosv1alpha1.BandwidthAction:
+			if o.Spec.Target != nil {
+				return p.bandwidthTo(ctx, in, &o.Spec)
+			}
 			return p.bandwidth(ctx, in, o.Spec.Bandwidth)
 		case chaosv1alpha1.LossAction:
 			return p.loss(ctx, in, o.Spec.Direction, o.Spec.Loss, o.Spec.Target != nil)
 		case chaosv1alpha1.DelayAction:
-			return p.delay(ctx, in, o.Spec.Delay)
+			return p.delay(ctx, in, &o.Spec)
+		case chaosv1alpha1.DuplicateAction:
+			return p.duplicate(ctx, in, &o.Spec)
+		case chaosv1alpha1.CorruptAction:
+			return p.corrupt(ctx, in, &o.Spec)
 		}
 		return p.partition(ctx, in, o.Spec.Direction, o.Spec.PartitionBehavior)
 	}
@@ -160,18 +159,16 @@ func (p *platform) partition(ctx context.Context, in runner.Injection, dir chaos
 // would be (this kernel has no netem). iptables draws each packet
 // independently: a correlation is not applied, and said so.
 func (p *platform) loss(ctx context.Context, in runner.Injection, dir chaosv1alpha1.Direction, l *chaosv1alpha1.LossSpec, hasTarget bool) (runner.Injected, error) {
-	pct, err := strconv.ParseFloat(strings.TrimSpace(l.Loss), 64)
-	if err != nil || pct < 0 || pct > 100 {
-		return runner.Injected{Executor: execLoss}, fmt.Errorf("loss %q is not a percentage", l.Loss)
+	pct, err := percent("loss", l.Loss)
+	if err != nil {
+		return runner.Injected{Executor: execLoss}, err
 	}
 	var peers []string
 	if hasTarget {
 		peers = in.Peers
 	}
 	got, err := p.filter(ctx, in, dir, peers, [][]string{{"-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(pct/100, 'f', -1, 64), "-j", "DROP"}}, execLoss)
-	if c, _ := strconv.ParseFloat(strings.TrimSpace(l.Correlation), 64); c != 0 {
-		got.Note = "correlation " + l.Correlation + "% not applied: each packet is drawn independently"
-	}
+	got.Note = uncorrelated(l.Correlation)
 	return got, err
 }
 

@@ -44,8 +44,35 @@ const interposerReady = 10 * time.Second
 // connection does not pass PREROUTING). It passes everything through
 // until a fault adds a toxic, which acts on open connections too.
 type interposer struct {
-	api     string   // host:port of toxiproxy's API
-	proxies []string // its proxies' names
+	api     string          // host:port of toxiproxy's API
+	proxies []interposeLink // its proxies
+}
+
+// interposeLink is one of an interposer's proxies: the connections to a
+// port of its node from one peer node, or from any other (from "").
+type interposeLink struct {
+	name, from string
+}
+
+// delayPeers are, per node, the peer nodes whose connections into it a
+// delay with a target acts on apart from the rest: the target's for the
+// selected pods' nodes, and theirs for the target's.
+func delayPeers(in runner.Injection, peers map[string][]string) {
+	o, ok := in.Action.Object.(*chaosv1alpha1.NetworkChaos)
+	if !ok || o.Spec.Action != chaosv1alpha1.DelayAction || o.Spec.Target == nil {
+		return
+	}
+	add := func(node, from string) {
+		if node != from && !slices.Contains(peers[node], from) {
+			peers[node] = append(peers[node], from)
+		}
+	}
+	for _, pod := range in.Pods {
+		for _, peer := range in.Peers {
+			add(pod.Node, peer)
+			add(peer, pod.Node)
+		}
+	}
 }
 
 // interposed says which interposer executes an action: toxiproxy
@@ -75,23 +102,32 @@ func interposed(a chaos.Action) string {
 func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (func(context.Context) error, string, error) {
 	cpus := map[string]string{}
 	nodes := map[string][]string{} // per interposer
+	peers := map[string][]string{} // per node, see delayPeers
 	for _, in := range ins {
 		kind := interposed(in.Action)
 		if kind == "" {
 			continue
 		}
 		for _, pod := range in.Pods {
-			if slices.Contains(nodes[kind], pod.Node) {
-				continue
-			}
-			nodes[kind] = append(nodes[kind], pod.Node)
 			if len(pod.Processes) > 0 {
-				if pr, ok := pod.Processes[0].(*process); ok {
+				if pr, ok := pod.Processes[0].(*process); ok && cpus[pod.Node] == "" {
 					cpus[pod.Node] = pr.cpus
 				}
 			}
 		}
+		delayPeers(in, peers)
+		for _, pod := range in.Pods {
+			if !slices.Contains(nodes[kind], pod.Node) {
+				nodes[kind] = append(nodes[kind], pod.Node)
+			}
+		}
 	}
+	for node := range peers {
+		if !slices.Contains(nodes[execDelay], node) {
+			nodes[execDelay] = append(nodes[execDelay], node)
+		}
+	}
+	slices.Sort(nodes[execDelay])
 	if len(nodes) == 0 {
 		return nil, "", nil
 	}
@@ -107,7 +143,7 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 	// toxiproxy first: it splices what listens before the HTTP
 	// interposer does.
 	for _, node := range nodes[execDelay] {
-		u, ports, err := p.interpose(ctx, node, cpus[node])
+		u, ports, err := p.interpose(ctx, node, cpus[node], peers[node])
 		if errors.Is(err, errNothingListens) {
 			said = append(said, node+" (nothing listens there: no connection to delay)")
 			continue
@@ -116,7 +152,11 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 			return nil, "", errors.Join(fmt.Errorf("interposer in %s: %w", node, err), undo(context.WithoutCancel(ctx)))
 		}
 		undos = append(undos, u)
-		said = append(said, fmt.Sprintf("%s (ports %s)", node, ports))
+		apart := ""
+		if len(peers[node]) > 0 {
+			apart = "; those from " + strings.Join(peers[node], ", ") + " apart"
+		}
+		said = append(said, fmt.Sprintf("%s (ports %s%s)", node, ports, apart))
 	}
 	for _, node := range nodes[execHTTP] {
 		u, err := p.interposeHTTP(ctx, node, cpus[node])
@@ -181,17 +221,26 @@ func stopProcess(ctx context.Context, pr *process) {
 }
 
 // interpose starts a node's interposer and redirects the connections into
-// the node through it.
-func (p *platform) interpose(ctx context.Context, node, cpus string) (func(context.Context) error, string, error) {
+// the node through it: those from each of peers through proxies of their
+// own, so that a fault can act on them alone.
+func (p *platform) interpose(ctx context.Context, node, cpus string, peers []string) (func(context.Context) error, string, error) {
 	if p.mode != NetNS {
 		return nil, "", fmt.Errorf("it needs the netns network")
 	}
 	p.mu.Lock()
 	n, ok := p.nodes[node]
 	inbound := maps.Clone(p.inbound[node])
+	from := map[string]netip.Addr{}
+	for _, peer := range peers {
+		if pn, found := p.nodes[peer]; found {
+			from[peer] = pn.Addr
+		} else {
+			ok = false
+		}
+	}
 	p.mu.Unlock()
 	if !ok {
-		return nil, "", fmt.Errorf("no node %s", node)
+		return nil, "", fmt.Errorf("no node %s or one of %s", node, strings.Join(peers, ", "))
 	}
 	ns := nsName(p.opts.RunID, node)
 	out, err := p.tcpSockets(ctx, ns)
@@ -202,20 +251,31 @@ func (p *platform) interpose(ctx context.Context, node, cpus string) (func(conte
 	if len(listening) == 0 {
 		return nil, "", errNothingListens
 	}
-	free := freePorts(out, len(listening)+1)
+	free := freePorts(out, len(listening)*(1+len(peers))+1)
 	it := &interposer{api: meshes.HostPort(n.Addr, free[0])}
 	args := []string{"workload", "interpose", "--api", it.api}
 	var rules []nsRule
-	for i, port := range listening {
-		name, listen := "port-"+strconv.Itoa(port), free[i+1]
-		up := port
-		if to, ok := inbound[port]; ok {
-			up = to // where the mesh's inbound redirect sends it
+	free = free[1:]
+	// Each peer's rules after the rest's: each goes to the chain's head,
+	// so theirs come first.
+	for _, peer := range append([]string{""}, peers...) {
+		for _, port := range listening {
+			name, listen := "port-"+strconv.Itoa(port), free[0]
+			free = free[1:]
+			match := []string{"PREROUTING", "-i", "eth0", "-p", "tcp", "--dport", strconv.Itoa(port)}
+			if peer != "" {
+				name += "-from-" + peer
+				match = append(match, "-s", from[peer].String())
+			}
+			up := port
+			if to, ok := inbound[port]; ok {
+				up = to // where the mesh's inbound redirect sends it
+			}
+			it.proxies = append(it.proxies, interposeLink{name: name, from: peer})
+			args = append(args, "--proxy", name+"="+meshes.HostPort(n.Addr, listen)+"="+meshes.HostPort(n.Addr, up))
+			rules = append(rules, nsRule{ns: ns, table: "nat", rule: append(match,
+				"-m", "comment", "--comment", faultComment(p.opts.RunID), "-j", "REDIRECT", "--to-ports", strconv.Itoa(listen))})
 		}
-		it.proxies = append(it.proxies, name)
-		args = append(args, "--proxy", name+"="+meshes.HostPort(n.Addr, listen)+"="+meshes.HostPort(n.Addr, up))
-		rules = append(rules, nsRule{ns: ns, table: "nat", rule: []string{"PREROUTING", "-i", "eth0", "-p", "tcp", "--dport", strconv.Itoa(port),
-			"-m", "comment", "--comment", faultComment(p.opts.RunID), "-j", "REDIRECT", "--to-ports", strconv.Itoa(listen)}})
 	}
 	pr, err := p.startInterposer(ctx, node, cpus, args, "http://"+it.api+"/version")
 	if err != nil {
@@ -289,13 +349,48 @@ var errNothingListens = errors.New("nothing listens on the node's address")
 // toxicSeq numbers the toxics of a run's delays.
 var toxicSeq atomic.Int64
 
-// delay adds a latency toxic to the interposer of each pod, on the bytes
-// the pod sends back on the connections into it: its egress (direction
-// to; Chaos Mesh allows no other without a target, which CanInject
-// refuses). toxiproxy delays each chunk by latency plus or minus a
-// uniform jitter, in whole milliseconds.
-func (p *platform) delay(ctx context.Context, in runner.Injection, d *chaosv1alpha1.DelaySpec) (runner.Injected, error) {
+// delayed is one stream a delay acts on: on node's interposer, the
+// connections from a peer node (from "": every connection into it), the
+// bytes its node sends back (downstream) or receives (upstream).
+type delayed struct {
+	node, from, stream string
+}
+
+// delayedStreams are the streams a delay acts on. Without a target, the
+// bytes each pod sends back on the connections into it: its egress
+// (direction to, the only one Chaos Mesh allows without a target). With
+// one, the selected pods' bytes to the target's (to), the target's to
+// them (from), or both, on the connections either side opened: those
+// into a pod from a peer and those into a peer from a pod.
+func delayedStreams(in runner.Injection, dir chaosv1alpha1.Direction, hasTarget bool) []delayed {
+	const down, up = "downstream", "upstream"
+	var out []delayed
+	for _, pod := range in.Pods {
+		if !hasTarget {
+			out = append(out, delayed{pod.Node, "", down})
+			continue
+		}
+		for _, peer := range in.Peers {
+			if peer == pod.Node {
+				continue
+			}
+			if dir == chaosv1alpha1.To || dir == chaosv1alpha1.Both || dir == "" {
+				out = append(out, delayed{pod.Node, peer, down}, delayed{peer, pod.Node, up})
+			}
+			if dir == chaosv1alpha1.From || dir == chaosv1alpha1.Both {
+				out = append(out, delayed{pod.Node, peer, up}, delayed{peer, pod.Node, down})
+			}
+		}
+	}
+	return out
+}
+
+// delay adds a latency toxic to the interposers' proxies of the streams
+// it acts on (see delayedStreams). toxiproxy delays each chunk by latency
+// plus or minus a uniform jitter, in whole milliseconds.
+func (p *platform) delay(ctx context.Context, in runner.Injection, spec *chaosv1alpha1.NetworkChaosSpec) (runner.Injected, error) {
 	got := runner.Injected{Executor: execDelay}
+	d := spec.Delay
 	if d == nil {
 		return got, fmt.Errorf("no delay given")
 	}
@@ -321,7 +416,9 @@ func (p *platform) delay(ctx context.Context, in runner.Injection, d *chaosv1alp
 	if c, _ := strconv.ParseFloat(strings.TrimSpace(d.Correlation), 64); c != 0 {
 		notes = append(notes, "correlation "+d.Correlation+"% not applied: each delay is drawn independently")
 	}
-	notes = append(notes, "connections the pod opens itself are not delayed")
+	if spec.Target == nil {
+		notes = append(notes, "connections the pod opens itself are not delayed")
+	}
 	got.Note = strings.Join(notes, "; ")
 	type added struct {
 		it           *interposer
@@ -337,23 +434,32 @@ func (p *platform) delay(ctx context.Context, in runner.Injection, d *chaosv1alp
 		return errors.Join(errs...)
 	}
 	seq := toxicSeq.Add(1)
-	for _, pod := range in.Pods {
+	var silent []string
+	for _, ds := range delayedStreams(in, spec.Direction, spec.Target != nil) {
 		p.mu.Lock()
-		it := p.interposers[pod.Node]
+		it := p.interposers[ds.node]
 		p.mu.Unlock()
 		if it == nil { // nothing listens there (see PrepareFaults)
-			notes = append(notes, "nothing listens in the pod of "+pod.Workload+": no connection into it to delay")
-			got.Note = strings.Join(notes, "; ")
+			if !slices.Contains(silent, ds.node) {
+				silent = append(silent, ds.node)
+			}
 			continue
 		}
 		for _, px := range it.proxies {
-			name := fmt.Sprintf("fault%d-%d", in.Action.Index, seq)
-			body := map[string]any{"name": name, "type": "latency", "stream": "downstream", "toxicity": 1, "attributes": attrs}
-			if err := it.call(ctx, http.MethodPost, "/proxies/"+px+"/toxics", body, nil); err != nil {
-				return got, errors.Join(fmt.Errorf("pod %s: %w", pod.Workload, err), remove(context.WithoutCancel(ctx)))
+			if ds.from != "" && px.from != ds.from {
+				continue
 			}
-			done = append(done, added{it, px, name})
+			name := fmt.Sprintf("fault%d-%d-%s", in.Action.Index, seq, ds.stream)
+			body := map[string]any{"name": name, "type": "latency", "stream": ds.stream, "toxicity": 1, "attributes": attrs}
+			if err := it.call(ctx, http.MethodPost, "/proxies/"+px.name+"/toxics", body, nil); err != nil {
+				return got, errors.Join(fmt.Errorf("node %s: %w", ds.node, err), remove(context.WithoutCancel(ctx)))
+			}
+			done = append(done, added{it, px.name, name})
 		}
+	}
+	if len(silent) > 0 {
+		notes = append(notes, "nothing listens on "+strings.Join(silent, ", ")+": no connection into it to delay")
+		got.Note = strings.Join(notes, "; ")
 	}
 	got.Recover = remove
 	return got, nil
