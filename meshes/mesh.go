@@ -374,6 +374,11 @@ type App struct {
 	// Ready, when set, replaces the runner's readiness probe (a plaintext
 	// GET of the workload's health path on its port).
 	Ready *Probe
+	// HTTPFaults, when set, is where the workload takes HTTPChaos rules
+	// and applies them itself (Component.HTTPFaults): a proxyless
+	// library terminates mTLS in the application, where no interposer
+	// sees plain HTTP.
+	HTTPFaults string
 }
 
 // Call is how a workload reaches one service it calls.
@@ -508,6 +513,11 @@ type Component struct {
 	// trial's logs when the load ends (a control plane's view of what its
 	// clients acknowledged and rejected).
 	Status string
+	// HTTPFaults, when set, is the address of the process's own
+	// HTTPChaos rule API (as `meshbench workload http-faults` serves it):
+	// the platform puts a pod's HTTP faults there instead of splicing an
+	// interposer in front of it.
+	HTTPFaults string
 }
 
 // Probe is a readiness check run from the runner's side.

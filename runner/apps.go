@@ -59,11 +59,14 @@ func (r *run) appComponent(env meshes.Env, pod meshes.Workload, app meshes.App) 
 		args = append(args, "--call", c.Arg())
 	}
 	args = append(args, app.Args...)
+	if app.HTTPFaults != "" {
+		args = append(args, "--http-faults-api", app.HTTPFaults)
+	}
 	ready := meshes.Probe{HTTPGet: "http://" + meshes.HostPort(pod.Node.Addr, pod.Port) + workload.HealthPath}
 	if env.Protocol == scenarios.ProtocolGRPC || env.Protocol == scenarios.ProtocolTCP {
 		ready = meshes.Probe{TCP: meshes.HostPort(pod.Node.Addr, pod.Port)}
 	}
-	c := meshes.Component{Name: pod.Name, Class: results.ClassApp, Node: pod.Node.Name, Args: args, Ready: ready}
+	c := meshes.Component{Name: pod.Name, Class: results.ClassApp, Node: pod.Node.Name, Args: args, Ready: ready, HTTPFaults: app.HTTPFaults}
 	if app.Ready != nil {
 		c.Ready = *app.Ready
 	}

@@ -79,6 +79,9 @@ type ProcessSpec struct {
 	Stdout, Stderr io.Writer
 	// CPUs, when set, pins the process (taskset list syntax, e.g. "1").
 	CPUs string
+	// HTTPFaults, when set, is where the process takes HTTPChaos rules
+	// itself (meshes.Component.HTTPFaults).
+	HTTPFaults string
 }
 
 // Deployed is a placed unit.

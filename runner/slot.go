@@ -193,7 +193,7 @@ func (r *run) place(ctx context.Context, d *deployment, name string, pods []podO
 		pod := Pod{Node: pa.node, Redirects: pa.redirects}
 		for _, c := range pa.comps {
 			spec, err := r.logged(d.logDir, ProcessSpec{Name: c.Name, Class: c.Class, Command: c.Command, Args: c.Args,
-				Ready: c.Ready, CPUs: cpusFor(c.Class)})
+				Ready: c.Ready, CPUs: cpusFor(c.Class), HTTPFaults: c.HTTPFaults})
 			if err != nil {
 				return err
 			}

@@ -461,13 +461,13 @@ faults:
 }
 
 // TestIntegrationFaultHTTP puts three HTTPChaos faults on the server, on
-// the baseline, the own sidecar and HAProxy's: its answers replaced by
+// the baseline, the own sidecar, HAProxy's and proxyless: its answers replaced by
 // 503s, then its requests delayed by 100 ms, then aborted. Every request
 // inside the first and last fails (a 503; an abort as the data plane
 // reports it: a reset, or its proxy's 5xx), the delay adds 100 ms to the
 // median, and each fault records the requests it matched. A proxyless
-// application terminates mTLS itself: nothing passes the interposer,
-// which the matched count says.
+// application terminates mTLS itself, so no interposer sees plain HTTP:
+// it applies the rules in its own fault filter, with the same effects.
 func TestIntegrationFaultHTTP(t *testing.T) {
 	integration(t)
 	if os.Geteuid() != 0 {
@@ -497,16 +497,15 @@ func TestIntegrationFaultHTTP(t *testing.T) {
 		if len(tr.Faults) != 3 {
 			t.Fatalf("%s: faults %+v, want three", tr.Key(), tr.Faults)
 		}
+		executor := "HTTP interposer at the application's port (behind the mesh's inbound proxy)"
+		if tr.Mode == "proxyless" {
+			executor = "the application's own fault filter, behind the proxyless library's mTLS and RBAC"
+		}
 		for _, f := range tr.Faults {
-			if f.Executor != "HTTP interposer at the application's port (behind the mesh's inbound proxy)" || f.Error != "" || !strings.HasPrefix(f.Note, "matched ") {
+			if f.Executor != executor || f.Error != "" || !strings.HasPrefix(f.Note, "matched ") {
 				t.Errorf("%s: %s recorded as %+v", tr.Key(), f.Name, f)
 			}
-		}
-		if tr.Mode == "proxyless" {
-			if tr.Errors != 0 || tr.Faults[0].Note != "matched 0 requests" {
-				t.Errorf("%s: %d errors, %q: a proxyless application takes nothing through the interposer", tr.Key(), tr.Errors, tr.Faults[0].Note)
-			}
-			continue
+			t.Logf("%s: %s: %s, %d errors in the trial", tr.Key(), f.Name, f.Note, tr.Errors)
 		}
 		unavailable, slow, cut := tr.Faults[0], tr.Faults[1], tr.Faults[2]
 		if unavailable.Note == "matched 0 requests" || cut.Note == "matched 0 requests" {

@@ -315,7 +315,8 @@ func TestIntegrationGameDayLatency(t *testing.T) {
 }
 
 // TestIntegrationGameDayCanary runs gameday-canary shortened on the own
-// sidecar: an 80/20 TrafficSplit whose canary fails every request from
+// sidecar and proxyless (the abort in the application's own fault
+// filter): an 80/20 TrafficSplit whose canary fails every request from
 // 2 s, rolled back at 16 s (14 s after: a policy change after a long
 // quiet, which once met a reset connection to the control plane). While
 // the canary fails, about a fifth of each second's requests fail (the
@@ -331,12 +332,21 @@ func TestIntegrationGameDayCanary(t *testing.T) {
 	})
 	out := filepath.Join(t.TempDir(), "canary")
 	_, trials := runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
-	if len(trials) != 1 {
-		t.Fatalf("%d trials, want 1", len(trials))
+	if len(trials) != 2 {
+		t.Fatalf("%d trials, want 2 (sidecar, proxyless)", len(trials))
 	}
-	tr := trials[0]
+	for _, tr := range trials {
+		canaryFailed(t, tr)
+	}
+}
+
+// canaryFailed checks a gameday-canary trial: a fifth of the requests
+// failed while the canary did, none before or after its rollback, and
+// the verdict is a fail.
+func canaryFailed(t *testing.T, tr *results.Trial) {
+	t.Helper()
 	if len(tr.Faults) != 1 || tr.Faults[0].Error != "" || !hasEventKind(tr, "policy") {
-		t.Fatalf("faults %+v, events %+v: want the abort and the rollback", tr.Faults, tr.Events)
+		t.Fatalf("%s: faults %+v, events %+v: want the abort and the rollback", tr.Key(), tr.Faults, tr.Events)
 	}
 	abort := tr.Faults[0]
 	var rollback float64
@@ -349,16 +359,16 @@ func TestIntegrationGameDayCanary(t *testing.T) {
 		switch {
 		case sec.Start >= abort.Start+0.5 && sec.Start+1 <= rollback-0.5 && sec.Requests > 50:
 			if f := float64(sec.Errors) / float64(sec.Requests); f < 0.05 || f > 0.5 {
-				t.Errorf("second %.0f: %d of %d requests failed with the canary at 20%% failing", sec.Start, sec.Errors, sec.Requests)
+				t.Errorf("%s: second %.0f: %d of %d requests failed with the canary at 20%% failing", tr.Key(), sec.Start, sec.Errors, sec.Requests)
 			}
 		case sec.Start >= rollback+1 && sec.Errors > 0:
-			t.Errorf("second %.0f: %d requests failed after the rollback at %.1fs", sec.Start, sec.Errors, rollback)
+			t.Errorf("%s: second %.0f: %d requests failed after the rollback at %.1fs", tr.Key(), sec.Start, sec.Errors, rollback)
 		case sec.Start+1 <= abort.Start && sec.Errors > 0:
-			t.Errorf("second %.0f: %d requests failed before the canary did", sec.Start, sec.Errors)
+			t.Errorf("%s: second %.0f: %d requests failed before the canary did", tr.Key(), sec.Start, sec.Errors)
 		}
 	}
 	if tr.Verdict == nil || tr.Verdict.Pass {
-		t.Errorf("verdict %+v: want a fail (available, while the canary failed)", tr.Verdict)
+		t.Errorf("%s: verdict %+v: want a fail (available, while the canary failed)", tr.Key(), tr.Verdict)
 	}
 }
 

@@ -107,6 +107,7 @@ func TestIntegrationBadInput(t *testing.T) {
 		{"conformance platform", []string{"conformance", "--suite", "smi", "--platform", "mars"}, `--platform: unknown platform "mars"`},
 		{"redirect port", []string{"redirect", "--inbound", "80"}, `--inbound "80": want PORT:TO`},
 		{"redirect nothing", []string{"redirect"}, "nothing to redirect: give --inbound or --outbound"},
+		{"faults of a gRPC server", []string{"workload", "server", "--protocol", "grpc", "--http-faults-api", "127.0.0.1:0"}, "flag --http-faults-api: a grpc server applies no HTTP faults"},
 		{"cluster name", []string{"cluster", "create", "Bad_Name"}, `cluster name "Bad_Name": use lowercase letters, digits and '-'`},
 		{"too many args", []string{"run", "a", "b"}, "accepts at most 1 arg(s)"},
 		{"validate", []string{"scenarios", "validate", "testdata/unknown-field.yaml"}, "testdata/unknown-field.yaml:7:3"},

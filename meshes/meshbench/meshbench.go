@@ -42,6 +42,9 @@ const (
 	InboundPort   = meshes.InboundPort
 	TunnelPort    = 15008 // per-node: HTTP/2 between node proxies (HBONE's port)
 	ProxylessPort = 8443  // proxyless: the server workload's own mTLS port
+	// HTTPFaultsPort is a proxyless server workload's HTTPChaos rule API
+	// (its fault filter's).
+	HTTPFaultsPort = 15020
 	// XDSPort and ControlPlaneAdminPort are the control plane's (Istio's
 	// istiod serves mTLS xDS on 15012 and monitoring on 15014).
 	XDSPort               = 15012

@@ -335,6 +335,7 @@ func (r *renderer) proxyless() (*meshes.Deployment, error) {
 		}
 		app.Args = args
 		app.Ready = &meshes.Probe{TCP: port(w)}
+		app.HTTPFaults = meshes.HostPort(w.Node.Addr, HTTPFaultsPort)
 		dep.Apps[w.Name] = app
 	}
 	return dep, nil

@@ -14,8 +14,12 @@ import (
 	"github.com/meshbench/meshbench/runner"
 )
 
-// execHTTP names the HTTP interposer in the results.
-const execHTTP = "HTTP interposer at the application's port (behind the mesh's inbound proxy)"
+// Executors of HTTPChaos in the results: the HTTP interposer, and the
+// fault filter of an application that serves the mesh's mTLS itself.
+const (
+	execHTTP    = "HTTP interposer at the application's port (behind the mesh's inbound proxy)"
+	execHTTPOwn = "the application's own fault filter, behind the proxyless library's mTLS and RBAC"
+)
 
 // interposerUpstream is the address the HTTP interposer reaches the
 // application at (which listens on every address of its namespace): not
@@ -89,6 +93,20 @@ func (p *platform) interposeHTTP(ctx context.Context, node, cpus string) (func(c
 	}, nil
 }
 
+// ownHTTPFaults takes a node's application's own rule API (at api) as the
+// node's HTTP interposer: the same rules, applied in the application.
+func (p *platform) ownHTTPFaults(node, api string) func(context.Context) error {
+	p.mu.Lock()
+	p.httpInterposers[node] = &interposer{api: api, own: true}
+	p.mu.Unlock()
+	return func(context.Context) error {
+		p.mu.Lock()
+		delete(p.httpInterposers, node)
+		p.mu.Unlock()
+		return nil
+	}
+}
+
 // httpChaos puts the HTTPChaos's rule (as Chaos Mesh hands it to its
 // tproxy: target, selector, actions) in each pod's HTTP interposer;
 // recovery removes it and the outcome says how many requests it matched.
@@ -120,6 +138,9 @@ func (p *platform) httpChaos(ctx context.Context, in runner.Injection, sp *chaos
 		p.mu.Unlock()
 		if it == nil {
 			return got, errors.Join(fmt.Errorf("pod %s: no HTTP interposer in its node", pod.Workload), remove(context.WithoutCancel(ctx)))
+		}
+		if it.own {
+			got.Executor = execHTTPOwn
 		}
 		if err := it.call(ctx, http.MethodPut, "/rules/"+name, rule, nil); err != nil {
 			return got, errors.Join(fmt.Errorf("pod %s: %w", pod.Workload, err), remove(context.WithoutCancel(ctx)))

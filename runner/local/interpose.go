@@ -46,6 +46,9 @@ const interposerReady = 10 * time.Second
 type interposer struct {
 	api     string          // host:port of toxiproxy's API
 	proxies []interposeLink // its proxies
+	// own: the API is the application's own HTTP fault filter's, not an
+	// interposer's (see ownHTTPFaults).
+	own bool
 }
 
 // interposeLink is one of an interposer's proxies: the connections to a
@@ -103,6 +106,9 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 	cpus := map[string]string{}
 	nodes := map[string][]string{} // per interposer
 	peers := map[string][]string{} // per node, see delayPeers
+	// own are the nodes whose application applies HTTP faults itself
+	// (ProcessSpec.HTTPFaults): its API's address.
+	own := map[string]string{}
 	for _, in := range ins {
 		kind := interposed(in.Action)
 		if kind == "" {
@@ -112,6 +118,11 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 			if len(pod.Processes) > 0 {
 				if pr, ok := pod.Processes[0].(*process); ok && cpus[pod.Node] == "" {
 					cpus[pod.Node] = pr.cpus
+				}
+			}
+			for _, proc := range pod.Processes {
+				if pr, ok := proc.(*process); ok && pr.httpFaults != "" {
+					own[pod.Node] = pr.httpFaults
 				}
 			}
 		}
@@ -143,7 +154,7 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 	// toxiproxy first: it splices what listens before the HTTP
 	// interposer does.
 	for _, node := range nodes[execDelay] {
-		u, ports, err := p.interpose(ctx, node, cpus[node], peers[node])
+		u, ports, err := p.interpose(ctx, node, cpus[node], peers[node], own[node])
 		if errors.Is(err, errNothingListens) {
 			said = append(said, node+" (nothing listens there: no connection to delay)")
 			continue
@@ -158,7 +169,13 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 		}
 		said = append(said, fmt.Sprintf("%s (ports %s%s)", node, ports, apart))
 	}
+	var saidOwn []string
 	for _, node := range nodes[execHTTP] {
+		if api := own[node]; api != "" {
+			undos = append(undos, p.ownHTTPFaults(node, api))
+			saidOwn = append(saidOwn, node)
+			continue
+		}
 		u, err := p.interposeHTTP(ctx, node, cpus[node])
 		if err != nil {
 			return nil, "", errors.Join(fmt.Errorf("HTTP interposer in %s: %w", node, err), undo(context.WithoutCancel(ctx)))
@@ -172,6 +189,9 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 	}
 	if len(saidHTTP) > 0 {
 		notes = append(notes, fmt.Sprintf("HTTP interposer spliced in front of the application (port %d) of %s", runner.ServerPort, strings.Join(saidHTTP, ", ")))
+	}
+	if len(saidOwn) > 0 {
+		notes = append(notes, "HTTP faults applied by the application itself in "+strings.Join(saidOwn, ", "))
 	}
 	return undo, strings.Join(notes, "; "), nil
 }
@@ -223,7 +243,7 @@ func stopProcess(ctx context.Context, pr *process) {
 // interpose starts a node's interposer and redirects the connections into
 // the node through it: those from each of peers through proxies of their
 // own, so that a fault can act on them alone.
-func (p *platform) interpose(ctx context.Context, node, cpus string, peers []string) (func(context.Context) error, string, error) {
+func (p *platform) interpose(ctx context.Context, node, cpus string, peers []string, apart string) (func(context.Context) error, string, error) {
 	if p.mode != NetNS {
 		return nil, "", fmt.Errorf("it needs the netns network")
 	}
@@ -248,6 +268,9 @@ func (p *platform) interpose(ctx context.Context, node, cpus string, peers []str
 		return nil, "", err
 	}
 	listening := listeningPorts(out, n.Addr)
+	if ap, err := netip.ParseAddrPort(apart); err == nil {
+		listening = slices.DeleteFunc(listening, func(port int) bool { return port == int(ap.Port()) })
+	}
 	if len(listening) == 0 {
 		return nil, "", errNothingListens
 	}

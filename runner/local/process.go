@@ -27,15 +27,17 @@ const (
 // and have it started again (restart), as a kubelet restarts a container;
 // it is done only when it ends for good.
 type process struct {
-	name    string
-	class   string
-	node    string
-	cpus    string // its taskset list, "" when not pinned
-	cgroups map[string]string
-	argv    []string // to start it again
-	env     []string
-	stdout  io.Writer
-	stderr  io.Writer
+	name  string
+	class string
+	node  string
+	cpus  string // its taskset list, "" when not pinned
+	// httpFaults is its own HTTPChaos rule API (ProcessSpec.HTTPFaults).
+	httpFaults string
+	cgroups    map[string]string
+	argv       []string // to start it again
+	env        []string
+	stdout     io.Writer
+	stderr     io.Writer
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd     // the current incarnation
@@ -107,7 +109,7 @@ func (p *platform) startIn(node string, spec runner.ProcessSpec, join *process) 
 		}
 		argv = append([]string{"/bin/sh", "-c", script + `exec "$@"`, "meshbench-cgroup"}, argv...)
 	}
-	pr := &process{name: spec.Name, class: spec.Class, node: node, cpus: spec.CPUs, cgroups: cgroups,
+	pr := &process{name: spec.Name, class: spec.Class, node: node, cpus: spec.CPUs, httpFaults: spec.HTTPFaults, cgroups: cgroups,
 		argv: argv, env: append(os.Environ(), EnvRunID+"="+p.opts.RunID, EnvComponent+"="+spec.Name),
 		stdout: spec.Stdout, stderr: spec.Stderr, done: make(chan struct{}), stopped: make(chan struct{})}
 	pr.mu.Lock()

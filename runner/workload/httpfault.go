@@ -7,13 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"path"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,7 +37,7 @@ type HTTPFaultOptions struct {
 // removes it and answers how many requests it matched), as Chaos Mesh's
 // tproxy applies them to a pod's port.
 func HTTPFaults(ctx context.Context, o HTTPFaultOptions) error {
-	f := &httpFaults{rules: map[string]*httpRule{}}
+	f := newHTTPFaults()
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	if o.Mark != 0 {
 		dialer.Control = func(_, _ string, c syscall.RawConn) error {
@@ -67,12 +70,8 @@ func HTTPFaults(ctx context.Context, o HTTPFaultOptions) error {
 			w.WriteHeader(http.StatusBadGateway)
 		},
 	}
-	api := http.NewServeMux()
-	api.HandleFunc("GET /ready", func(http.ResponseWriter, *http.Request) {})
-	api.HandleFunc("PUT /rules/{name}", f.put)
-	api.HandleFunc("DELETE /rules/{name}", f.delete)
 	servers := []*http.Server{
-		{Addr: o.API, Handler: api, ReadHeaderTimeout: 5 * time.Second},
+		{Addr: o.API, Handler: f.api(), ReadHeaderTimeout: 5 * time.Second},
 		{Addr: o.Listen, Handler: f.request(proxy), ReadHeaderTimeout: 30 * time.Second},
 	}
 	var listeners []net.Listener
@@ -107,6 +106,78 @@ type httpFaults struct {
 	mu    sync.Mutex
 	rules map[string]*httpRule
 	order []string
+	// n is len(rules), read without the lock on every request.
+	n atomic.Int32
+}
+
+func newHTTPFaults() *httpFaults {
+	return &httpFaults{rules: map[string]*httpRule{}}
+}
+
+// api serves the rules' API: GET /ready, PUT and DELETE /rules/NAME.
+func (f *httpFaults) api() http.Handler {
+	api := http.NewServeMux()
+	api.HandleFunc("GET /ready", func(http.ResponseWriter, *http.Request) {})
+	api.HandleFunc("PUT /rules/{name}", f.put)
+	api.HandleFunc("DELETE /rules/{name}", f.delete)
+	return api
+}
+
+// serveAPI serves the rules' API at addr until ctx ends: the fault
+// filter of a server that applies them itself (ServerOptions.FaultAPI).
+func (f *httpFaults) serveAPI(ctx context.Context, addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("fault API: %w", err)
+	}
+	srv := &http.Server{Handler: f.api(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	context.AfterFunc(ctx, func() { _ = srv.Close() })
+	return nil
+}
+
+// inProcess applies the rules to what next serves in this process, as
+// the interposer applies them to what it forwards: the request rules
+// before next runs, the response rules to its answer (recorded, changed,
+// then written). With no rule in force the request goes straight to
+// next.
+func (f *httpFaults) inProcess(next http.Handler) http.Handler {
+	answer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !f.has(chaosv1alpha1.PodHttpResponse) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		resp := rec.Result()
+		resp.Request = r
+		if err := f.response(resp); err != nil {
+			panic(http.ErrAbortHandler) // an abort, or the caller is gone
+		}
+		maps.Copy(w.Header(), resp.Header)
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	})
+	withRules := f.request(answer)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.n.Load() == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		withRules.ServeHTTP(w, r)
+	})
+}
+
+// has says whether a rule of target is in force.
+func (f *httpFaults) has(target chaosv1alpha1.PodHttpChaosTarget) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.rules {
+		if r.Target == target {
+			return true
+		}
+	}
+	return false
 }
 
 // httpRule is a rule in force and the requests it matched.
@@ -140,6 +211,7 @@ func (f *httpFaults) put(w http.ResponseWriter, r *http.Request) {
 		f.order = append(f.order, name)
 	}
 	f.rules[name] = &rule
+	f.n.Store(int32(len(f.rules)))
 }
 
 func (f *httpFaults) delete(w http.ResponseWriter, r *http.Request) {
@@ -148,6 +220,7 @@ func (f *httpFaults) delete(w http.ResponseWriter, r *http.Request) {
 	rule, ok := f.rules[name]
 	if ok {
 		delete(f.rules, name)
+		f.n.Store(int32(len(f.rules)))
 		for i, n := range f.order {
 			if n == name {
 				f.order = append(f.order[:i], f.order[i+1:]...)

@@ -32,12 +32,7 @@ func freeAddr(t *testing.T) string {
 // JSON body merge-patched; an abort closing the connection; the count of
 // matched requests when a rule is removed.
 func TestHTTPFaults(t *testing.T) {
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "path": r.URL.Path, "query": r.URL.RawQuery,
-			"x": r.Header.Values("X-Test"), "xff": r.Header.Get("X-Forwarded-For"), "body": string(body), "keep": 1, "big": json.Number("12345678901234567890")})
-	}))
+	app := httptest.NewServer(echoJSON)
 	defer app.Close()
 	api, listen := freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -51,6 +46,36 @@ func TestHTTPFaults(t *testing.T) {
 			t.Error(err)
 		}
 	}()
+	checkHTTPFaults(t, api, listen)
+}
+
+// TestHTTPFaultsInProcess: the same rules and checks, applied by a server
+// to what it serves itself (the proxyless library's fault filter).
+func TestHTTPFaultsInProcess(t *testing.T) {
+	f := newHTTPFaults()
+	app := httptest.NewServer(f.inProcess(echoJSON))
+	defer app.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	api := freeAddr(t)
+	if err := f.serveAPI(ctx, api); err != nil {
+		t.Fatal(err)
+	}
+	checkHTTPFaults(t, api, strings.TrimPrefix(app.URL, "http://"))
+}
+
+// echoJSON answers with what it got, as JSON.
+var echoJSON = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "path": r.URL.Path, "query": r.URL.RawQuery,
+		"x": r.Header.Values("X-Test"), "xff": r.Header.Get("X-Forwarded-For"), "body": string(body), "keep": 1, "big": json.Number("12345678901234567890")})
+})
+
+// checkHTTPFaults puts rules through the API at api and checks each
+// action on real requests to listen.
+func checkHTTPFaults(t *testing.T, api, listen string) {
+	t.Helper()
 	call := func(method, url, body string) (*http.Response, []byte, error) {
 		req, _ := http.NewRequest(method, url, strings.NewReader(body))
 		resp, err := http.DefaultClient.Do(req)

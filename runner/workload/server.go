@@ -57,6 +57,11 @@ type ServerOptions struct {
 	Stats io.Writer
 	// Guard, when set, wraps the handler (the proxyless mode's RBAC).
 	Guard func(http.Handler) http.Handler
+	// FaultAPI, when set, is where the server takes HTTPChaos rules (the
+	// API of HTTPFaults), which it applies itself to the requests Guard
+	// lets in: the proxyless library's fault filter, where no interposer
+	// sees plain HTTP. http and http2 only.
+	FaultAPI string
 	// Protocol is what the server speaks (scenarios.Protocols): http and
 	// http2 serve the echo handler over HTTP/1.1 and cleartext HTTP/2
 	// (and call over the same), grpc serves fortio's ping service, tcp
@@ -307,6 +312,9 @@ func Serve(ctx context.Context, o ServerOptions) error {
 	if o.Protocol == "tcp" && len(o.Calls) > 0 {
 		return errors.New("a TCP echo server makes no calls")
 	}
+	if o.FaultAPI != "" && (o.Protocol == "grpc" || o.Protocol == "tcp") {
+		return fmt.Errorf("a %s server applies no HTTP faults", o.Protocol)
+	}
 	c, err := newCaller(o)
 	if err != nil {
 		return err
@@ -390,8 +398,15 @@ func serveHTTP(ctx context.Context, ln net.Listener, c *caller, o ServerOptions)
 	})
 	mux.HandleFunc("/", c.handler)
 	var handler http.Handler = mux
+	if o.FaultAPI != "" {
+		f := newHTTPFaults()
+		if err := f.serveAPI(ctx, o.FaultAPI); err != nil {
+			return err
+		}
+		handler = f.inProcess(handler)
+	}
 	if o.Guard != nil {
-		handler = o.Guard(mux)
+		handler = o.Guard(handler)
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	if o.Protocol == "http2" {

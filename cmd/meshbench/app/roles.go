@@ -278,6 +278,9 @@ func newServerRole(s Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if o.FaultAPI != "" && (o.Protocol == "grpc" || o.Protocol == "tcp") {
+				return badInput(fmt.Errorf("flag --http-faults-api: a %s server applies no HTTP faults", o.Protocol))
+			}
 			if m != nil && o.Protocol != "http" && o.Protocol != "" {
 				return badInput(fmt.Errorf("flag --protocol: the proxyless library carries http only, not %s", o.Protocol))
 			}
@@ -317,6 +320,7 @@ func newServerRole(s Streams) *cobra.Command {
 	f.IntVar(&o.Status, "status", 0, "response status code (default 200)")
 	f.IntVar(&o.EchoSize, "echo-size", 0, "tcp: the load's payload size, so that each payload echoed counts as one request (0: each read does)")
 	f.StringVar(&o.Protocol, "protocol", "http", "what to serve: http (HTTP/1.1), http2 (HTTP/1.1 and h2c, calling over h2c), grpc (fortio's ping service), tcp (echo)")
+	f.StringVar(&o.FaultAPI, "http-faults-api", "", "take HTTPChaos rules at this address (the API of workload http-faults) and apply them to the requests served, after the proxyless library's mTLS and RBAC (http and http2)")
 	gx.bind(f, true)
 	return cmd
 }
