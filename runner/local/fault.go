@@ -226,6 +226,18 @@ func (p *platform) filter(ctx context.Context, in runner.Injection, dir chaosv1a
 	return runner.Injected{Executor: executor, Recover: undo}, nil
 }
 
+// delRootQdiscs removes the root qdisc of each namespace's interface
+// (a bandwidth fault's), which gives it back its default.
+func (p *platform) delRootQdiscs(ctx context.Context, namespaces []string) error {
+	var errs []error
+	for _, ns := range namespaces {
+		if _, err := p.ex.Run(ctx, "ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", "eth0", "root"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // bandwidth limits each pod's egress (its eth0) with a token bucket
 // filter, as Chaos Mesh's bandwidth action does: rate, burst (buffer),
 // queue limit, peak rate and its bucket as the object gives them (tc reads
@@ -241,15 +253,7 @@ func (p *platform) bandwidth(ctx context.Context, in runner.Injection, b *chaosv
 		args = append(args, "peakrate", strconv.FormatUint(*b.Peakrate, 10)+"bps", "mtu", strconv.FormatUint(uint64(*b.Minburst), 10))
 	}
 	var done []string
-	undo := func(ctx context.Context) error {
-		var errs []error
-		for _, ns := range done {
-			if _, err := p.ex.Run(ctx, "ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", "eth0", "root"); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		return errors.Join(errs...)
-	}
+	undo := func(ctx context.Context) error { return p.delRootQdiscs(ctx, done) }
 	for _, pod := range in.Pods {
 		ns := nsName(p.opts.RunID, pod.Node)
 		if _, err := p.ex.Run(ctx, "ip", append([]string{"netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root", "tbf"}, args...)...); err != nil {

@@ -319,15 +319,7 @@ func (p *platform) bandwidthTo(ctx context.Context, in runner.Injection, spec *c
 	}
 	rate := strings.Join(strings.Fields(b.Rate), "")
 	var done []string
-	undo := func(ctx context.Context) error {
-		var errs []error
-		for _, ns := range done {
-			if _, err := p.ex.Run(ctx, "ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", "eth0", "root"); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		return errors.Join(errs...)
-	}
+	undo := func(ctx context.Context) error { return p.delRootQdiscs(ctx, done) }
 	for _, ns := range senders {
 		tc := func(args ...string) error {
 			_, err := p.ex.Run(ctx, "ip", append([]string{"netns", "exec", ns, "tc"}, args...)...)
