@@ -119,14 +119,26 @@ func (p *platform) httpChaos(ctx context.Context, in runner.Injection, sp *chaos
 			RequestHeaders: sp.RequestHeaders, ResponseHeaders: sp.ResponseHeaders},
 	}}
 	name := fmt.Sprintf("fault%d-%d", in.Action.Index, toxicSeq.Add(1))
-	var done []*interposer
-	var matched int64
+	type put struct {
+		it  *interposer
+		pod string
+	}
+	var done []put
+	var matched, lost int64
 	remove := func(ctx context.Context) error {
 		var errs []error
-		for _, it := range done {
+		for _, d := range done {
 			var n struct{ Matched int64 }
-			if err := it.call(ctx, http.MethodDelete, "/rules/"+name, nil, &n); err != nil {
-				errs = append(errs, err)
+			err := d.it.call(ctx, http.MethodDelete, "/rules/"+name, nil, &n)
+			// An application that applies the rules itself loses them
+			// when it is started again (a pod-kill during the fault).
+			var ae *apiError
+			if d.it.own && errors.As(err, &ae) && ae.status == http.StatusNotFound {
+				lost++
+				continue
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("pod %s: %w", d.pod, err))
 			}
 			matched += n.Matched
 		}
@@ -145,9 +157,14 @@ func (p *platform) httpChaos(ctx context.Context, in runner.Injection, sp *chaos
 		if err := it.call(ctx, http.MethodPut, "/rules/"+name, rule, nil); err != nil {
 			return got, errors.Join(fmt.Errorf("pod %s: %w", pod.Workload, err), remove(context.WithoutCancel(ctx)))
 		}
-		done = append(done, it)
+		done = append(done, put{it, pod.Workload})
 	}
 	got.Recover = remove
-	got.Outcome = func() string { return fmt.Sprintf("matched %d requests", matched) }
+	got.Outcome = func() string {
+		if lost > 0 {
+			return fmt.Sprintf("matched %d requests; the rule was gone from %d pods' applications at the end (started again during the fault, they held it no longer, and what it matched before is not counted)", matched, lost)
+		}
+		return fmt.Sprintf("matched %d requests", matched)
+	}
 	return got, nil
 }

@@ -37,7 +37,8 @@ const interposerBase = 16000
 const interposerReady = 10 * time.Second
 
 // interposer is toxiproxy in a node's namespace, spliced into every
-// connection made to the node from outside it: a REDIRECT at the head of
+// connection made to the node from outside it (but those to the
+// application's own HTTP fault API): a REDIRECT at the head of
 // the node's PREROUTING sends each listening port's connections to a
 // proxy of it, which forwards them where they were going (through the
 // mesh's inbound redirect, if the node has one, as the proxy's own
@@ -136,6 +137,9 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 	for node := range peers {
 		if !slices.Contains(nodes[execDelay], node) {
 			nodes[execDelay] = append(nodes[execDelay], node)
+		}
+		if cpus[node] == "" { // a target's node: its processes' CPUs
+			cpus[node] = p.nodeCPUs(node)
 		}
 	}
 	slices.Sort(nodes[execDelay])
@@ -240,9 +244,24 @@ func stopProcess(ctx context.Context, pr *process) {
 	_ = pr.Stop(sctx)
 }
 
+// nodeCPUs are the CPUs of the first pinned process started in a node,
+// where an interposer spliced into it runs too; "" when none is pinned.
+func (p *platform) nodeCPUs(node string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pr := range p.procs {
+		if pr.node == node && pr.cpus != "" {
+			return pr.cpus
+		}
+	}
+	return ""
+}
+
 // interpose starts a node's interposer and redirects the connections into
 // the node through it: those from each of peers through proxies of their
-// own, so that a fault can act on them alone.
+// own, so that a fault can act on them alone. The port of apart
+// (host:port, may be empty) is left out: the application's own HTTP
+// fault API, which the platform itself calls.
 func (p *platform) interpose(ctx context.Context, node, cpus string, peers []string, apart string) (func(context.Context) error, string, error) {
 	if p.mode != NetNS {
 		return nil, "", fmt.Errorf("it needs the netns network")
@@ -388,9 +407,18 @@ type delayed struct {
 func delayedStreams(in runner.Injection, dir chaosv1alpha1.Direction, hasTarget bool) []delayed {
 	const down, up = "downstream", "upstream"
 	var out []delayed
+	// add skips a stream already there: with direction both, a pod that
+	// is both selected and a target gives its streams twice.
+	add := func(ds ...delayed) {
+		for _, d := range ds {
+			if !slices.Contains(out, d) {
+				out = append(out, d)
+			}
+		}
+	}
 	for _, pod := range in.Pods {
 		if !hasTarget {
-			out = append(out, delayed{pod.Node, "", down})
+			add(delayed{pod.Node, "", down})
 			continue
 		}
 		for _, peer := range in.Peers {
@@ -398,10 +426,10 @@ func delayedStreams(in runner.Injection, dir chaosv1alpha1.Direction, hasTarget 
 				continue
 			}
 			if dir == chaosv1alpha1.To || dir == chaosv1alpha1.Both || dir == "" {
-				out = append(out, delayed{pod.Node, peer, down}, delayed{peer, pod.Node, up})
+				add(delayed{pod.Node, peer, down}, delayed{peer, pod.Node, up})
 			}
 			if dir == chaosv1alpha1.From || dir == chaosv1alpha1.Both {
-				out = append(out, delayed{pod.Node, peer, up}, delayed{peer, pod.Node, down})
+				add(delayed{pod.Node, peer, up}, delayed{peer, pod.Node, down})
 			}
 		}
 	}
@@ -532,7 +560,15 @@ func (it *interposer) do(ctx context.Context, method, path string, body any) ([]
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("interposer: %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(msg)))
+		return nil, &apiError{fmt.Sprintf("interposer: %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(msg))), resp.StatusCode}
 	}
 	return msg, nil
 }
+
+// apiError is an answer of an interposer's API that is not 2xx.
+type apiError struct {
+	msg    string
+	status int
+}
+
+func (e *apiError) Error() string { return e.msg }

@@ -4,6 +4,10 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+
+	chaosv1alpha1 "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
+
+	"github.com/meshbench/meshbench/runner"
 )
 
 func TestListeningPorts(t *testing.T) {
@@ -28,5 +32,40 @@ func TestListeningPorts(t *testing.T) {
 	want := []int{8080, 15000, 15007, 15008}
 	if !slices.Equal(got, want) {
 		t.Errorf("listening ports %v, want %v", got, want)
+	}
+}
+
+// TestDelayedStreams: a delay with a target acts on the streams between
+// the two sides in the direction asked, each once, even where a pod is
+// both selected and a target (a repeated stream would be a second toxic
+// of the same name, which toxiproxy refuses).
+func TestDelayedStreams(t *testing.T) {
+	pods := func(nodes ...string) []runner.FaultPod {
+		var out []runner.FaultPod
+		for _, n := range nodes {
+			out = append(out, runner.FaultPod{Workload: n, Node: n})
+		}
+		return out
+	}
+	cases := []struct {
+		name   string
+		in     runner.Injection
+		dir    chaosv1alpha1.Direction
+		target bool
+		want   []delayed
+	}{
+		{"no target", runner.Injection{Pods: pods("a")}, chaosv1alpha1.To, false,
+			[]delayed{{"a", "", "downstream"}}},
+		{"to", runner.Injection{Pods: pods("a"), Peers: []string{"b"}}, chaosv1alpha1.To, true,
+			[]delayed{{"a", "b", "downstream"}, {"b", "a", "upstream"}}},
+		{"from", runner.Injection{Pods: pods("a"), Peers: []string{"b"}}, chaosv1alpha1.From, true,
+			[]delayed{{"a", "b", "upstream"}, {"b", "a", "downstream"}}},
+		{"both, overlapping", runner.Injection{Pods: pods("a", "b"), Peers: []string{"a", "b"}}, chaosv1alpha1.Both, true,
+			[]delayed{{"a", "b", "downstream"}, {"b", "a", "upstream"}, {"a", "b", "upstream"}, {"b", "a", "downstream"}}},
+	}
+	for _, c := range cases {
+		if got := delayedStreams(c.in, c.dir, c.target); !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
 	}
 }

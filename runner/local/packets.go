@@ -116,7 +116,7 @@ func (p *platform) counted(ctx context.Context, rules []nsRule, comment string) 
 			if f := strings.Fields(line); len(f) > 0 && strings.Contains(line, "/* "+comment+" */") {
 				c, err := strconv.ParseUint(f[0], 10, 64)
 				if err != nil {
-					return n, fmt.Errorf("iptables counters: %q", line)
+					return n, fmt.Errorf("%s: iptables counters: %q", r.ns, line)
 				}
 				n += c
 			}
@@ -148,7 +148,12 @@ func percent(what, s string) (float64, error) {
 // connection's server still carries the redirect's port until the nat
 // table's POSTROUTING, after every place a rule can clone it, and its
 // receiver would reset the connection the clone does not belong to).
-// The outcome says how many were.
+// An answer on a connection its opener translated (a kube-proxy-style
+// Service balancing, in OUTPUT) is translated back only in nat INPUT,
+// after the receiver's clone: those answers are not duplicated. The
+// outcome says how many packets were, and how many D-SACKs the
+// receivers' namespaces sent over the fault (any duplicate data segment
+// counts, most of them the clones).
 func (p *platform) duplicate(ctx context.Context, in runner.Injection, spec *chaosv1alpha1.NetworkChaosSpec) (runner.Injected, error) {
 	got := runner.Injected{Executor: execDuplicate}
 	if spec.Duplicate == nil {
@@ -179,7 +184,7 @@ func (p *platform) duplicate(ctx context.Context, in runner.Injection, spec *cha
 		tee := []string{"-j", "TEE", "--gateway", f.toAddr.String()}
 		return []nsRule{
 			p.leaving(f, slices.Concat([]string{"-m", "conntrack", "--ctdir", "ORIGINAL"}, match, tee)...),
-			p.arriving(f, slices.Concat([]string{"-m", "conntrack", "--ctdir", "REPLY"}, match, tee)...),
+			p.arriving(f, slices.Concat([]string{"-m", "conntrack", "--ctdir", "REPLY", "!", "--ctstate", "DNAT"}, match, tee)...),
 		}
 	})
 	if err != nil {
@@ -301,6 +306,9 @@ func uncorrelated(correlation string) string {
 func (p *platform) bandwidthTo(ctx context.Context, in runner.Injection, spec *chaosv1alpha1.NetworkChaosSpec) (runner.Injected, error) {
 	got := runner.Injected{Executor: execHTB}
 	b := spec.Bandwidth
+	if b == nil {
+		return got, fmt.Errorf("no bandwidth given")
+	}
 	if b.Peakrate != nil && *b.Peakrate > 0 {
 		got.Note = "peakrate not applied: an htb class has a rate and a ceiling, no peak bucket"
 	}

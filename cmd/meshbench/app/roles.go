@@ -270,6 +270,9 @@ func newServerRole(s Streams) *cobra.Command {
 				}
 				o.Calls = append(o.Calls, c)
 			}
+			if o.FaultAPI != "" && (o.Protocol == "grpc" || o.Protocol == "tcp") {
+				return badInput(fmt.Errorf("flag --http-faults-api: a %s server applies no HTTP faults", o.Protocol))
+			}
 			// Before anything starts: it may re-execute the process.
 			if err := gx.check(mf, o.Protocol); err != nil {
 				return err
@@ -277,9 +280,6 @@ func newServerRole(s Streams) *cobra.Command {
 			m, err := mf.start(cmd.Context(), stdLogger{log.New(s.ErrOut, "proxyless: ", log.LstdFlags|log.Lmicroseconds)})
 			if err != nil {
 				return err
-			}
-			if o.FaultAPI != "" && (o.Protocol == "grpc" || o.Protocol == "tcp") {
-				return badInput(fmt.Errorf("flag --http-faults-api: a %s server applies no HTTP faults", o.Protocol))
 			}
 			if m != nil && o.Protocol != "http" && o.Protocol != "" {
 				return badInput(fmt.Errorf("flag --protocol: the proxyless library carries http only, not %s", o.Protocol))
