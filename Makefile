@@ -10,7 +10,7 @@ LDFLAGS := -X $(PKG)/cmd/meshbench/app.version=$(VERSION) -X $(PKG)/cmd/meshbenc
 SCENARIO ?=
 ARGS     ?=
 # Go test timeout for `make test`; CI allows 90 minutes in all.
-TEST_TIMEOUT ?= 30m
+TEST_TIMEOUT ?= 60m
 # Fuzzing budget per target: short in `make test`, longer in `make fuzz`.
 # Counted in executions, not seconds: with a duration, go1.26's fuzz
 # coordinator can report its own deadline as a failure ("context deadline
