@@ -168,7 +168,7 @@ func (p *platform) loss(ctx context.Context, in runner.Injection, dir chaosv1alp
 		peers = in.Peers
 	}
 	got, err := p.filter(ctx, in, dir, peers, [][]string{{"-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(pct/100, 'f', -1, 64), "-j", "DROP"}}, execLoss)
-	got.Note = uncorrelated(l.Correlation)
+	got.Note = uncorrelated(l.Correlation, "packet")
 	return got, err
 }
 

@@ -464,8 +464,8 @@ func (p *platform) delay(ctx context.Context, in runner.Injection, spec *chaosv1
 		return r.Milliseconds()
 	}
 	attrs := map[string]int64{"latency": ms(latency), "jitter": ms(jitter)}
-	if c, _ := strconv.ParseFloat(strings.TrimSpace(d.Correlation), 64); c != 0 {
-		notes = append(notes, "correlation "+d.Correlation+"% not applied: each delay is drawn independently")
+	if n := uncorrelated(d.Correlation, "delay"); n != "" {
+		notes = append(notes, n)
 	}
 	if spec.Target == nil {
 		notes = append(notes, "connections the pod opens itself are not delayed")

@@ -46,10 +46,10 @@ func (p *platform) flows(in runner.Injection, dir chaosv1alpha1.Direction, hasTa
 	}
 	var out []flow
 	add := func(from, to []string) error {
+		if !hasTarget {
+			to = slices.Sorted(maps.Keys(p.nodes))
+		}
 		for _, src := range from {
-			if !hasTarget {
-				to = slices.Sorted(maps.Keys(p.nodes))
-			}
 			for _, dst := range to {
 				a, ok := p.nodes[src]
 				b, ok2 := p.nodes[dst]
@@ -163,19 +163,14 @@ func (p *platform) duplicate(ctx context.Context, in runner.Injection, spec *cha
 	if err != nil {
 		return got, err
 	}
-	got.Note = uncorrelated(spec.Duplicate.Correlation)
+	got.Note = uncorrelated(spec.Duplicate.Correlation, "packet")
 	flows, err := p.flows(in, spec.Direction, spec.Target != nil)
 	if err != nil {
 		return got, err
 	}
 	// The receivers' kernels answer a duplicated data segment with a
 	// D-SACK (RFC 2883): their count shows the clones arrived.
-	var receivers []string
-	for _, f := range flows {
-		if ns := nsName(p.opts.RunID, f.to); !slices.Contains(receivers, ns) {
-			receivers = append(receivers, ns)
-		}
-	}
+	receivers := p.flowNamespaces(flows, func(f flow) string { return f.to })
 	before, err := p.dsacks(ctx, receivers)
 	if err != nil {
 		return got, err
@@ -251,7 +246,7 @@ func (p *platform) corrupt(ctx context.Context, in runner.Injection, spec *chaos
 	if err != nil {
 		return got, err
 	}
-	got.Note = uncorrelated(spec.Corrupt.Correlation)
+	got.Note = uncorrelated(spec.Corrupt.Correlation, "packet")
 	flows, err := p.flows(in, spec.Direction, spec.Target != nil)
 	if err != nil {
 		return got, err
@@ -287,12 +282,25 @@ func (p *platform) sampled(ctx context.Context, in runner.Injection, flows []flo
 	return got, nil
 }
 
-// uncorrelated is the note of a fault whose correlation is not applied.
-func uncorrelated(correlation string) string {
+// uncorrelated is the note of a fault whose correlation is not applied:
+// each draw (of a packet, a delay) is independent.
+func uncorrelated(correlation, draw string) string {
 	if c, _ := strconv.ParseFloat(strings.TrimSpace(correlation), 64); c != 0 {
-		return "correlation " + correlation + "% not applied: each packet is drawn independently"
+		return "correlation " + correlation + "% not applied: each " + draw + " is drawn independently"
 	}
 	return ""
+}
+
+// flowNamespaces are the namespaces of one side of the flows (side
+// gives its node), each once, in the flows' order.
+func (p *platform) flowNamespaces(flows []flow, side func(flow) string) []string {
+	var out []string
+	for _, f := range flows {
+		if ns := nsName(p.opts.RunID, side(f)); !slices.Contains(out, ns) {
+			out = append(out, ns)
+		}
+	}
+	return out
 }
 
 // bandwidthTo limits the flows of a fault with a target (in any
@@ -318,13 +326,10 @@ func (p *platform) bandwidthTo(ctx context.Context, in runner.Injection, spec *c
 	}
 	comment := packetComment(p.opts.RunID, in)
 	var classify []nsRule
-	var senders []string
 	for _, f := range flows {
 		classify = append(classify, p.leaving(f, append(commented(comment), "-j", "CLASSIFY", "--set-class", "1:1")...))
-		if ns := nsName(p.opts.RunID, f.from); !slices.Contains(senders, ns) {
-			senders = append(senders, ns)
-		}
 	}
+	senders := p.flowNamespaces(flows, func(f flow) string { return f.from })
 	rate := strings.Join(strings.Fields(b.Rate), "")
 	var done []string
 	undo := func(ctx context.Context) error { return p.delRootQdiscs(ctx, done) }
