@@ -295,6 +295,11 @@ type Deployment struct {
 	// ProxyMetrics are where each of the deployment's proxies (by name)
 	// serves its Prometheus metrics, for a game day's prometheus probes.
 	ProxyMetrics map[string]string
+	// Profiles are where each of the deployment's proxies that are Go
+	// programs (by name) serves Go's profiles (the base URL of
+	// net/http/pprof's handlers, ending in /debug/pprof/), for run
+	// --profile.
+	Profiles map[string]string
 	// TrafficMetrics, when set, reads what the mesh's data plane reports
 	// of a service's inbound traffic so far (SMI Traffic Metrics).
 	TrafficMetrics func(ctx context.Context, service string) (TrafficMetrics, error)

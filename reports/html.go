@@ -559,6 +559,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	if charts := r.usageCharts(); len(charts) > 0 {
 		b.WriteString("<h2>CPU and memory</h2>\n" + strings.Join(charts, "\n") + "\n")
 	}
+	r.writeProfilesHTML(&b)
 	if charts := r.sweepCharts(); len(charts) > 0 {
 		b.WriteString("<h2>Rate sweep</h2>\n" + strings.Join(charts, "\n") + "\n")
 	}

@@ -24,7 +24,9 @@ type Report struct {
 	SLOs     []ObjectiveResult `json:"slos,omitempty"`
 	// GameDays are the rows' game-day verdicts (scenarios with probes).
 	GameDays []GameDayRow `json:"gameDays,omitempty"`
-	Seed     uint64       `json:"seed"`
+	// Profiles are the Go proxies' profiles per row (LoadProfiles).
+	Profiles []*ProfileSummary `json:"profiles,omitempty"`
+	Seed     uint64            `json:"seed"`
 	groups   []*Group
 	trials   []*results.Trial
 	hist     map[string]*stats.HistogramData
@@ -152,6 +154,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	if err := r.writeGameDaysText(w); err != nil {
 		return err
 	}
+	WriteProfilesText(w, r.Profiles)
 	if len(r.SLOs) > 0 {
 		fmt.Fprintln(w, "\nObjectives:")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

@@ -42,6 +42,8 @@ type Options struct {
 	Log   Logger
 	// ReadyTimeout bounds waiting for a component to become ready.
 	ReadyTimeout time.Duration
+	// Profile takes the Go proxies' profiles over each trial's window.
+	Profile bool
 }
 
 // slot is one (mesh, mode) of the plan.

@@ -259,6 +259,9 @@ func (r *run) runSlot(ctx context.Context, sl slot, sr slotRun) (*results.Trial,
 		probes, notApplicable = r.activeProbes(d, sl, readings)
 		acts = append(acts, probes...)
 	}
+	if r.Profile && sr.trial > 0 && len(dep.Profiles) > 0 {
+		acts = append(acts, r.profiles(dep, dir, tr))
+	}
 	res, usage, err := r.drive(ctx, dep, d.procs, logDir, fortioPath, sr.rate, acts)
 	if err != nil {
 		return nil, err

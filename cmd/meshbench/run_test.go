@@ -455,3 +455,60 @@ func TestIntegrationSweep(t *testing.T) {
 		t.Errorf("want a calibration per rate and a RATE column; got %d calibrations\n%s", len(m.Calibrations), r.stdout)
 	}
 }
+
+// TestIntegrationRunProfile takes the sidecars' profiles over a trial
+// and reads them back: per proxy a CPU profile and two heap profiles, in
+// pprof's format, summarized in the run's table and the report, with the
+// proxy's request handler in the flame graph.
+func TestIntegrationRunProfile(t *testing.T) {
+	integration(t)
+	out := filepath.Join(t.TempDir(), "results")
+	r := meshbench(t, 3*time.Minute, "run", "smoke", "--profile", "--modes", "baseline,sidecar", "--qps", "500", "--duration", "4s", "--trials", "1", "--out", out)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "Where the meshbench proxies' CPU went") || !strings.Contains(r.stdout, "allocations per request per proxy") {
+		t.Errorf("the run's table has no profile summary:\n%s", r.stdout)
+	}
+	trials, err := results.ReadTrials(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range trials {
+		want := map[string]int{"none/baseline": 0, "meshbench/sidecar": 2}[tr.Key()]
+		if len(tr.Profiles) != want {
+			t.Errorf("%s: %d profiles, want %d: %+v", tr.Key(), len(tr.Profiles), want, tr.Profiles)
+		}
+		for _, p := range tr.Profiles {
+			if p.Error != "" || p.CPU == "" || p.HeapStart == "" || p.Heap == "" || p.Seconds != 3 {
+				t.Errorf("%s: %+v", tr.Key(), p)
+			}
+		}
+	}
+	var rep struct{ Profiles []*reports.ProfileSummary }
+	jsonOut := filepath.Join(t.TempDir(), "report.json")
+	if r := meshbench(t, time.Minute, "report", out, "--format", "json", "--out", jsonOut); r.code != 0 {
+		t.Fatalf("report: exit %d: %s", r.code, r.stderr)
+	}
+	if err := readJSONFile(jsonOut, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Profiles) != 1 {
+		t.Fatalf("want the sidecar row's profiles only, got %+v", rep.Profiles)
+	}
+	s := rep.Profiles[0]
+	if s.Key != "meshbench/sidecar@500" || s.Profiles != 2 || s.CPUSeconds <= 0 || s.AllocsPerRequest <= 0 || s.HeapInUseMB <= 0 || len(s.Errors) != 0 {
+		t.Errorf("profile summary: %+v", s)
+	}
+	htmlOut := filepath.Join(t.TempDir(), "report.html")
+	if r := meshbench(t, time.Minute, "report", out, "--format", "html", "--out", htmlOut); r.code != 0 {
+		t.Fatalf("report: exit %d: %s", r.code, r.stderr)
+	}
+	page, err := os.ReadFile(htmlOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(page), "proxy.(*listener).ServeHTTP") {
+		t.Error("the flame graph does not show the proxy's request handler")
+	}
+}

@@ -141,6 +141,7 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 		dep.Change = func(ctx context.Context, kind string) error { return benchChange(ctx, admin, kind) }
 		dep.Propagation = func(ctx context.Context) (meshes.Propagation, error) { return propagation(ctx, admin) }
 		dep.ProxyMetrics = r.model.Metrics
+		dep.Profiles = r.profiles
 		if len(r.model.Metrics) > 0 && !r.tcp() {
 			dep.TrafficMetrics = func(ctx context.Context, svc string) (meshes.TrafficMetrics, error) {
 				return trafficMetrics(ctx, admin, svc)
@@ -221,6 +222,8 @@ type renderer struct {
 	mode string
 	// model is what the control plane serves: each proxy's bundle.
 	model *controlplane.Model
+	// profiles are the proxies' Go profile endpoints, by name.
+	profiles map[string]string
 }
 
 // service returns the model's entry for svc, creating it.
@@ -511,6 +514,10 @@ func (r *renderer) proxyComponent(name string, node meshes.Node, b *xds.Bundle, 
 		r.model.Metrics = map[string]string{}
 	}
 	r.model.Metrics[name] = "http://" + admin + "/metrics"
+	if r.profiles == nil {
+		r.profiles = map[string]string{}
+	}
+	r.profiles[name] = "http://" + admin + "/debug/pprof/"
 	return meshes.Component{
 		Name:  name,
 		Class: "proxy",

@@ -243,7 +243,30 @@ type Trial struct {
 	// Verdict is the game day's judgement of the trial, when the
 	// scenario has probes.
 	Verdict *Verdict `json:"verdict,omitempty"`
+	// Profiles are the proxies' Go profiles over the window (run
+	// --profile), one per proxy that serves them.
+	Profiles []Profile `json:"profiles,omitempty"`
 }
+
+// Profile is where one proxy's Go profiles over a trial's window are,
+// relative to the trial's directory (pprof's format, gzipped protobuf).
+type Profile struct {
+	Proxy string `json:"proxy"`
+	// CPU is a CPU profile of Seconds from the window's start.
+	CPU     string `json:"cpu,omitempty"`
+	Seconds int    `json:"seconds,omitempty"`
+	// HeapStart and Heap are heap profiles taken just before and just
+	// after it, each after a forced collection: their allocation counts
+	// differ by the allocations in between; Heap's in-use figures are
+	// the heap as the profile ended.
+	HeapStart string `json:"heapStart,omitempty"`
+	Heap      string `json:"heap,omitempty"`
+	// Error is why a profile is missing.
+	Error string `json:"error,omitempty"`
+}
+
+// ProfilesDir is where a trial's profiles go inside its directory.
+const ProfilesDir = "profiles"
 
 // Second is one second of a trial's measured window as the load client
 // saw it: the requests sent in it, those that failed by code (HTTP status,

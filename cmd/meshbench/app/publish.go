@@ -88,6 +88,7 @@ func (o *publishOptions) run(s Streams, cmd *cobra.Command, dir string) error {
 	if !o.noReport {
 		r := reports.NewReport(m, trials, nil, reports.DefaultSeed)
 		r.LoadHistograms(dir)
+		r.LoadProfiles(dir)
 		var b bytes.Buffer
 		if err := r.WriteHTML(&b); err != nil {
 			return err

@@ -81,6 +81,7 @@ func (o *reportOptions) run(s Streams, dir string) error {
 	r := reports.NewReport(m, trials, extra, o.seed)
 	if m != nil {
 		r.LoadHistograms(dir)
+		r.LoadProfiles(dir)
 	}
 	if err := writeOutput(s.Out, o.out, func(w io.Writer) error { return render(r, w) }); err != nil {
 		return err

@@ -52,6 +52,7 @@ type runOptions struct {
 	trials      int
 	modes       []string
 	out         string
+	profile     bool
 	platform    platformFlags
 }
 
@@ -75,7 +76,10 @@ Exit codes: 0 success, 1 the run failed, 2 bad input (flags, scenario).`,
   meshbench run default --duration 3s --trials 1 --out /tmp/mb
 
   # A scenario file, only the sidecar mode (and the baseline to compare with)
-  meshbench run my-scenario.yaml --modes baseline,sidecar`,
+  meshbench run my-scenario.yaml --modes baseline,sidecar
+
+  # Where the proxies' time goes: profiles per proxy per trial, flame graphs
+  meshbench run reference --profile --out /tmp/mb && meshbench report /tmp/mb --format html --out report.html`,
 		Args:              argsCheck(cobra.MaximumNArgs(1)),
 		ValidArgsFunction: completeBuiltins,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -89,6 +93,7 @@ Exit codes: 0 success, 1 the run failed, 2 bad input (flags, scenario).`,
 	f.IntVar(&o.trials, "trials", 0, "override trials: repetitions of every (mesh, mode)")
 	f.StringSliceVar(&o.modes, "modes", nil, "run only these modes (e.g. baseline,sidecar) or mesh/mode pairs (e.g. meshbench/sidecar)")
 	f.StringVar(&o.out, "out", "", "results directory (default meshbench-results/<scenario>-<UTC time>)")
+	f.BoolVar(&o.profile, "profile", false, "take the meshbench proxies' CPU, allocation and heap profiles (pprof) over each trial; 'meshbench report --format html' draws them as flame graphs")
 	o.platform.kindOK = true
 	o.platform.bind(f)
 	return cmd
@@ -150,7 +155,7 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 	log.Logf("results: %s", outDir)
 
 	manifest, trials, runErr := runner.Run(ctx, runner.Options{
-		Scenario: sc, Meshes: reg, Platform: plat, OutDir: outDir, RunID: runID, Log: log,
+		Scenario: sc, Meshes: reg, Platform: plat, OutDir: outDir, RunID: runID, Log: log, Profile: o.profile,
 		Build: results.Build{Version: version, Commit: commit, GoVersion: runtime.Version()},
 	})
 	if len(trials) > 0 || (manifest != nil && len(manifest.ControlPlane) > 0) {
@@ -268,6 +273,7 @@ func writeSummary(w io.Writer, dir string, m *results.Manifest, trials []*result
 		return err
 	}
 	reports.WriteVerdicts(&sb, trials)
+	reports.WriteProfilesText(&sb, reports.SummarizeProfiles(dir, reports.GroupTrials(trials)))
 	fmt.Fprint(w, "\n"+sb.String())
 	if err := results.WriteFile(filepath.Join(dir, results.SummaryTextFile), []byte(sb.String())); err != nil {
 		return err
