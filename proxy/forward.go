@@ -32,8 +32,8 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() { l.observe(&ex) }()
 
 	if r.ProtoMajor == 1 {
-		f, end := checkFraming(r)
-		defer end()
+		f, rc := checkFraming(r)
+		defer rc.end()
 		if f.close {
 			closeAfter(w)
 		}
@@ -196,19 +196,29 @@ func (l *listener) requestHeaders(r *http.Request, vh *VirtualHost) {
 func (l *listener) prepareHeaders(r *http.Request) {
 	h := r.Header
 	removeHopHeaders(h)
+	// The values it adds share one array (each slice capped at its one
+	// element, so an append elsewhere copies): one allocation, not three.
+	var vals []string
+	set := func(k, v string) {
+		if vals == nil {
+			vals = make([]string, 0, 3)
+		}
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
 	if l.cfg.ForwardedFor == ForwardedAppend {
 		if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 			if prior := h["X-Forwarded-For"]; len(prior) > 0 {
 				ip = strings.Join(prior, ", ") + ", " + ip
 			}
-			h["X-Forwarded-For"] = []string{ip}
+			set("X-Forwarded-For", ip)
 		}
 	}
 	if _, ok := h["X-Forwarded-Proto"]; !ok {
-		h["X-Forwarded-Proto"] = []string{l.proto}
+		set("X-Forwarded-Proto", l.proto)
 	}
 	if _, ok := h["X-Forwarded-Host"]; !ok && r.Host != "" {
-		h["X-Forwarded-Host"] = []string{r.Host}
+		set("X-Forwarded-Host", r.Host)
 	}
 	if _, ok := h["User-Agent"]; !ok {
 		h["User-Agent"] = []string{""} // keep Go from adding its own
@@ -314,9 +324,16 @@ func (c *cluster) forward(ctx context.Context, r *http.Request, src *downstreamB
 
 // outgoing builds one attempt's upstream request.
 func (c *cluster) outgoing(ctx context.Context, r *http.Request, endpoint string, src *downstreamBody, body []byte, maxBody int64) *http.Request {
-	out := &http.Request{
+	// The request and its URL in one allocation (WithContext copies the
+	// request: a second).
+	both := &struct {
+		req http.Request
+		url url.URL
+	}{url: url.URL{Scheme: c.scheme, Host: endpoint, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}}
+	out := &both.req
+	*out = http.Request{
 		Method:        r.Method,
-		URL:           &url.URL{Scheme: c.scheme, Host: endpoint, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
+		URL:           &both.url,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,

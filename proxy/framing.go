@@ -140,13 +140,14 @@ type framing struct {
 }
 
 // checkFraming starts a request on its connection's recorder and returns
-// what its raw head requires; end must be called when the handler returns.
+// what its raw head requires, and the recorder, whose end must be called
+// when the handler returns (a method value here allocated per request).
 // A request whose head cannot be found in the recording is treated as if
 // it had the fields looked for: the connection closes.
-func checkFraming(r *http.Request) (framing, func()) {
+func checkFraming(r *http.Request) (framing, *recordingConn) {
 	rc, _ := r.Context().Value(recorderKey{}).(*recordingConn)
 	if rc == nil {
-		return framing{}, func() {}
+		return framing{}, nil
 	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
@@ -169,10 +170,15 @@ func checkFraming(r *http.Request) (framing, func()) {
 			f.close = true
 		}
 	}
-	return f, rc.end
+	return f, rc
 }
 
+// end ends the request checkFraming started (nothing for nil: no
+// recorder).
 func (c *recordingConn) end() {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.inHandler = false

@@ -418,26 +418,3 @@ func TestRemoveHopHeaders(t *testing.T) {
 		t.Errorf("got %v, want %v", h, want)
 	}
 }
-
-// BenchmarkProxyRequest measures the proxy's request path for a 1 KiB
-// response over keep-alive connections, client and upstream in-process.
-func BenchmarkProxyRequest(b *testing.B) {
-	payload := strings.Repeat("x", 1024)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, payload) }))
-	defer up.Close()
-	_, addr := startProxy(b, oneRoute(hostOf(up)))
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	url := "http://" + addr + "/"
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			resp, err := client.Get(url)
-			if err != nil {
-				b.Fatal(err)
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-	})
-}
