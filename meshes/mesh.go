@@ -47,6 +47,15 @@ type ModeAvailability interface {
 	AvailableIn(mode scenarios.Mode) error
 }
 
+// Tunable is implemented by meshes whose proxies take a runtime policy
+// (a scenario's meshes[].proxy), and which can run as a variant of
+// themselves under another row name (meshes[].as).
+type Tunable interface {
+	// Tuned returns the mesh named row, its proxies tuned by t (nil: as
+	// they are), or why it cannot run so in mode.
+	Tuned(row string, mode scenarios.Mode, t *scenarios.ProxyTuning) (Mesh, error)
+}
+
 // Versioned is implemented by meshes that can name the build of their data
 // plane for the results.
 type Versioned interface {

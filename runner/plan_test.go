@@ -143,3 +143,46 @@ func TestStatusesGroupErrorKinds(t *testing.T) {
 		t.Errorf("statuses %v, errors %d; want %v, 6", tr.Statuses, tr.Errors, want)
 	}
 }
+
+// TestPlanVariants: a variant of the own mesh plans under its row name;
+// one of a mesh whose proxies meshbench does not tune, or a proxy policy
+// for a mode without a proxy process, is refused at its line.
+func TestPlanVariants(t *testing.T) {
+	src := `apiVersion: meshbench/v1
+name: plan
+meshes:
+  - {name: meshbench, mode: sidecar}
+  - {name: meshbench, mode: sidecar, as: meshbench-gogc400, proxy: {gogc: 400}}
+load: {qps: 10, duration: 1s}
+`
+	s, err := scenarios.Parse("plan.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots, _, err := Plan(s, registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(slots) != 2 || slots[0].key() != "meshbench/sidecar" || slots[1].key() != "meshbench-gogc400/sidecar" {
+		t.Fatalf("slots %v", slots)
+	}
+	bad := `apiVersion: meshbench/v1
+name: plan
+meshes:
+  - {name: haproxy, mode: sidecar, as: haproxy-b}
+  - {name: meshbench, mode: proxyless, as: lib, proxy: {gogc: 200}}
+load: {qps: 10, duration: 1s}
+`
+	if s, err = scenarios.Parse("plan.yaml", []byte(bad)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = Plan(s, registry())
+	for _, want := range []string{
+		"plan.yaml:4:5: meshes[0]: haproxy-b/sidecar: mesh haproxy takes neither as nor proxy",
+		"plan.yaml:5:5: meshes[1]: lib/proxyless: proxy: mode proxyless has no proxy process to tune",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}

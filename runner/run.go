@@ -72,6 +72,13 @@ func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, []res
 			errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d].mode", i), "%v", err))
 			continue
 		}
+		if ref.As != "" || ref.Proxy != nil {
+			var err error
+			if m, err = variant(m, ref); err != nil {
+				errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d]", i), "%s: %v", ref, err))
+				continue
+			}
+		}
 		if s.Topology.Replicated() {
 			if err := meshes.SupportsReplicas(m, ref.Mode); err != nil {
 				errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d]", i), "%s: %v (the topology has replicated services)", ref, err))
@@ -82,13 +89,13 @@ func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, []res
 			if err := meshes.Carries(m, s.Load.Protocol, ref.Mode); err != nil {
 				// Reported with the reason, as the comparison's other
 				// rows run.
-				skipped = append(skipped, results.Unavailable{Mesh: ref.Name, Mode: string(ref.Mode), Reason: "load.protocol " + s.Load.Protocol + ": " + err.Error()})
+				skipped = append(skipped, results.Unavailable{Mesh: ref.Row(), Mode: string(ref.Mode), Reason: "load.protocol " + s.Load.Protocol + ": " + err.Error()})
 				continue
 			}
 		}
 		if err := supportsPolicies(m, ref.Mode, s.Policies); err != nil {
 			if s.OnUnsupportedPolicy == scenarios.PolicySkip {
-				skipped = append(skipped, results.Unavailable{Mesh: ref.Name, Mode: string(ref.Mode), Reason: "policies: " + err.Error()})
+				skipped = append(skipped, results.Unavailable{Mesh: ref.Row(), Mode: string(ref.Mode), Reason: "policies: " + err.Error()})
 				continue
 			}
 			errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d]", i), "%s cannot express the scenario's policies: %v (onUnsupportedPolicy: skip leaves it out)", ref, err))
@@ -115,6 +122,16 @@ func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, []res
 		return nil, nil, errs
 	}
 	return out, skipped, nil
+}
+
+// variant is the mesh a scenario's entry names with as or proxy: a
+// Tunable mesh under its row name, tuned.
+func variant(m meshes.Mesh, ref scenarios.MeshRef) (meshes.Mesh, error) {
+	t, ok := m.(meshes.Tunable)
+	if !ok {
+		return nil, fmt.Errorf("mesh %s takes neither as nor proxy (its proxies are not Go processes meshbench tunes)", m.Name())
+	}
+	return t.Tuned(ref.Row(), ref.Mode, ref.Proxy)
 }
 
 // PlanRun is Plan for a run: a scenario none of whose (mesh, mode) pairs

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -239,9 +240,68 @@ type Server struct {
 type MeshRef struct {
 	Name string `yaml:"name" json:"name" mb:"required"`
 	Mode Mode   `yaml:"mode" json:"mode" mb:"required"`
+	// As names the mesh's row instead of Name: a variant of a mesh (its
+	// proxies tuned otherwise) measured beside the mesh itself, trial by
+	// trial in the same run.
+	As string `yaml:"as" json:"as,omitempty"`
+	// Proxy tunes the mesh's proxy processes (the own mesh's sidecar and
+	// per-node proxies).
+	Proxy *ProxyTuning `yaml:"proxy" json:"proxy,omitempty"`
 }
 
-func (m MeshRef) String() string { return m.Name + "/" + string(m.Mode) }
+// Row is the name the mesh's results carry: As, or Name.
+func (m MeshRef) Row() string {
+	if m.As != "" {
+		return m.As
+	}
+	return m.Name
+}
+
+func (m MeshRef) String() string { return m.Row() + "/" + string(m.Mode) }
+
+// ProxyTuning is a Go proxy's runtime policy: its garbage collector's
+// target and memory limit (the GOGC and GOMEMLIMIT of the Go runtime).
+type ProxyTuning struct {
+	// GOGC is the percent the heap grows over the live heap before a
+	// collection (Go's default is 100), or off.
+	GOGC GOGC `yaml:"gogc" json:"gogc,omitempty"`
+	// MemoryLimit is the soft limit the collector keeps the process's Go
+	// memory under (GOMEMLIMIT); 0 is none. With gogc: off it is what
+	// starts a collection, and is required.
+	MemoryLimit ByteSize `yaml:"memoryLimit" json:"memoryLimit,omitempty"`
+}
+
+// GOGC is a garbage-collection target percent written as 200, or "off"
+// (GCOff); 0 is unset.
+type GOGC int
+
+// GCOff turns the percent target off (collections start only at the
+// memory limit).
+const GCOff GOGC = -1
+
+func (g *GOGC) decodeScalar(value, tag string) error {
+	if tag == "!!str" && value == "off" {
+		*g = GCOff
+		return nil
+	}
+	n, err := strconv.Atoi(value)
+	if tag != "!!int" || err != nil || n < 1 {
+		return fmt.Errorf("expected a percent of at least 1 such as 200, or off, got %s", value)
+	}
+	*g = GOGC(n)
+	return nil
+}
+
+// String is the value as GOGC takes it ("off", "200"); "" when unset.
+func (g GOGC) String() string {
+	switch {
+	case g == GCOff:
+		return "off"
+	case g > 0:
+		return strconv.Itoa(int(g))
+	}
+	return ""
+}
 
 // Load protocols.
 const (

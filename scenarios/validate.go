@@ -303,16 +303,22 @@ func (s *Scenario) validateMeshes(add addFunc) {
 	if len(s.Meshes) == 0 {
 		add("meshes", "list at least one mesh (use {name: none, mode: baseline} for the baseline)")
 	}
-	seen := map[MeshRef]int{}
+	seen := map[string]int{}
 	for i, m := range s.Meshes {
 		path := fmt.Sprintf("meshes[%d]", i)
 		if !knownMode(m.Mode) {
 			add(path+".mode", "unknown mode %q (known: %s)", m.Mode, modeList())
 		}
-		if j, dup := seen[m]; dup {
-			add(path, "%s is listed twice (also meshes[%d])", m, j)
+		if m.As != "" && !nameRE.MatchString(m.As) {
+			add(path+".as", "%q is not a valid name: use 1-32 lowercase letters, digits and '-'", m.As)
 		}
-		seen[m] = i
+		if p := m.Proxy; p != nil && p.GOGC == GCOff && p.MemoryLimit == 0 {
+			add(path+".proxy.memoryLimit", "missing: with gogc: off only the memory limit starts a collection")
+		}
+		if j, dup := seen[m.String()]; dup {
+			add(path, "%s is listed twice (also meshes[%d]); name a variant's row with as", m, j)
+		}
+		seen[m.String()] = i
 	}
 }
 

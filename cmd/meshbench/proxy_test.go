@@ -192,3 +192,29 @@ func (s *syncBuilder) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestIntegrationProxyGCPolicy: the proxy takes its runtime policy from
+// flags and says the one in effect (read back from the runtime); a bad
+// value is exit 2, with the flag named.
+func TestIntegrationProxyGCPolicy(t *testing.T) {
+	integration(t)
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(path, []byte("resources: [{\"@type\": type.googleapis.com/nothing}]\n"), 0o644)
+	r := meshbench(t, 10*time.Second, "proxy", "--xds", path, "--gogc", "off", "--memory-limit", "33554432")
+	if !strings.Contains(r.stderr, "GOGC -1 (negative: off), memory limit 33554432 bytes") {
+		t.Errorf("exit %d, no runtime policy line in stderr:\n%s", r.code, r.stderr)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--gogc", "0"}, `invalid --gogc "0"`},
+		{[]string{"--gogc", "off"}, "invalid --gogc off: without a memory limit"},
+		{[]string{"--memory-limit", "-5"}, "invalid --memory-limit -5"},
+	} {
+		r := meshbench(t, 10*time.Second, append([]string{"proxy", "--xds", path}, c.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%v: exit %d, want 2 and %q in stderr:\n%s", c.args, r.code, c.want, r.stderr)
+		}
+	}
+}

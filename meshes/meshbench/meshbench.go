@@ -70,6 +70,10 @@ const connectTimeout = 2 * time.Second
 
 type mesh struct {
 	version string
+	// name is the mesh's row name ("meshbench", or a variant's), and
+	// tuning its proxies' runtime policy (nil: the proxy's default).
+	name   string
+	tuning *scenarios.ProxyTuning
 }
 
 var (
@@ -77,12 +81,23 @@ var (
 	_ meshes.Versioned       = (*mesh)(nil)
 	_ meshes.PolicyCapable   = (*mesh)(nil)
 	_ meshes.ProtocolCapable = (*mesh)(nil)
+	_ meshes.Tunable         = (*mesh)(nil)
 )
 
 // New returns the own mesh; version names the proxy build in results.
-func New(version string) meshes.Mesh { return &mesh{version: version} }
+func New(version string) meshes.Mesh { return &mesh{version: version, name: "meshbench"} }
 
-func (*mesh) Name() string { return "meshbench" }
+func (m *mesh) Name() string { return m.name }
+
+// Tuned: the sidecar and per-node proxies take a GC policy; proxyless
+// modes have no proxy process (the library runs in the workload, whose
+// runtime is the application's).
+func (m *mesh) Tuned(row string, mode scenarios.Mode, t *scenarios.ProxyTuning) (meshes.Mesh, error) {
+	if t != nil && mode != scenarios.Sidecar && mode != scenarios.PerNode {
+		return nil, fmt.Errorf("proxy: mode %s has no proxy process to tune (sidecar and per-node have)", mode)
+	}
+	return &mesh{version: m.version, name: row, tuning: t}, nil
+}
 
 // SupportsReplicas: the proxies and the library spread a replicated
 // service's requests over its pods, retrying a failed connection on
@@ -110,7 +125,7 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 	if err != nil {
 		return nil, err
 	}
-	r := &renderer{env: env, ca: ca, mode: string(mode), model: &controlplane.Model{Nodes: map[string]string{}, DenyByDefault: env.DenyByDefault}}
+	r := &renderer{env: env, ca: ca, mode: string(mode), tuning: m.tuning, model: &controlplane.Model{Nodes: map[string]string{}, DenyByDefault: env.DenyByDefault}}
 	var dep *meshes.Deployment
 	switch mode {
 	case scenarios.PerNode:
@@ -224,6 +239,8 @@ type renderer struct {
 	model *controlplane.Model
 	// profiles are the proxies' Go profile endpoints, by name.
 	profiles map[string]string
+	// tuning is the proxies' runtime policy (nil: their default).
+	tuning *scenarios.ProxyTuning
 }
 
 // service returns the model's entry for svc, creating it.
@@ -518,7 +535,7 @@ func (r *renderer) proxyComponent(name string, node meshes.Node, b *xds.Bundle, 
 		r.profiles = map[string]string{}
 	}
 	r.profiles[name] = "http://" + admin + "/debug/pprof/"
-	return meshes.Component{
+	c := meshes.Component{
 		Name:  name,
 		Class: "proxy",
 		Node:  node.Name,
@@ -526,5 +543,14 @@ func (r *renderer) proxyComponent(name string, node meshes.Node, b *xds.Bundle, 
 			"--ads-cert", id.Cert, "--ads-key", id.Key, "--ads-ca", id.CA, "--ads-peer-id", controlPlaneID,
 			"--ads-mark", strconv.Itoa(mark)},
 		Ready: meshes.Probe{HTTPGet: "http://" + admin + "/ready"},
-	}, nil
+	}
+	if t := r.tuning; t != nil {
+		if t.GOGC != 0 {
+			c.Args = append(c.Args, "--gogc", t.GOGC.String())
+		}
+		if t.MemoryLimit > 0 {
+			c.Args = append(c.Args, "--memory-limit", strconv.FormatInt(int64(t.MemoryLimit), 10))
+		}
+	}
+	return c, nil
 }

@@ -359,3 +359,44 @@ func TestReplicatedServices(t *testing.T) {
 		t.Errorf("proxyless-grpc claims to spread requests over replicas")
 	}
 }
+
+// TestTunedVariant: a variant carries its row name, and its sidecar and
+// per-node proxies get the GC policy as flags; proxyless modes refuse
+// it (no proxy process to tune).
+func TestTunedVariant(t *testing.T) {
+	tuning := &scenarios.ProxyTuning{GOGC: scenarios.GCOff, MemoryLimit: 32 << 20}
+	for _, mode := range []scenarios.Mode{scenarios.Sidecar, scenarios.PerNode} {
+		m, err := New("v").(meshes.Tunable).Tuned("meshbench-gcoff", mode, tuning)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Name() != "meshbench-gcoff" {
+			t.Errorf("variant named %q", m.Name())
+		}
+		dep, err := m.Deploy(meshtest.Env(t.TempDir(), "chain", true), mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxies := 0
+		for _, c := range dep.Components {
+			if c.Class != "proxy" {
+				continue
+			}
+			proxies++
+			if args := strings.Join(c.Args, " "); !strings.Contains(args, " --gogc off --memory-limit 33554432") {
+				t.Errorf("%s %s: args %s lack the policy", mode, c.Name, args)
+			}
+		}
+		if proxies == 0 {
+			t.Errorf("%s: no proxy component in %+v", mode, dep.Components)
+		}
+	}
+	for _, mode := range []scenarios.Mode{scenarios.Proxyless, scenarios.ProxylessGRPC} {
+		if _, err := New("v").(meshes.Tunable).Tuned("x", mode, tuning); err == nil || !strings.Contains(err.Error(), "no proxy process") {
+			t.Errorf("%s: Tuned = %v, want a refusal", mode, err)
+		}
+		if _, err := New("v").(meshes.Tunable).Tuned("x", mode, nil); err != nil {
+			t.Errorf("%s: a renamed untuned variant refused: %v", mode, err)
+		}
+	}
+}

@@ -6,9 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -447,6 +451,7 @@ func newProbeRole(s Streams) *cobra.Command {
 func newProxyCommand(s Streams) *cobra.Command {
 	var admin, mode string
 	var mf meshFlags
+	var gc gcFlags
 	cmd := &cobra.Command{
 		Use:    "proxy",
 		Short:  "Run meshbench's proxy with an xDS bundle or a control plane (started by the platform)",
@@ -454,6 +459,9 @@ func newProxyCommand(s Streams) *cobra.Command {
 		Args:   argsCheck(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger := stdLogger{log.New(s.ErrOut, "proxy: ", log.LstdFlags|log.Lmicroseconds)}
+			if err := gc.apply(cmd.Flags(), logger); err != nil {
+				return badInput(err)
+			}
 			opts := []proxy.Option{proxy.WithLogger(logger), proxy.WithAccessLog(s.Out)}
 			src, b, err := mf.source(logger)
 			switch {
@@ -492,7 +500,53 @@ func newProxyCommand(s Streams) *cobra.Command {
 	mf.bind(f, "configure the proxy", "proxy")
 	f.StringVar(&admin, "admin", "", "admin listener address (/ready, /stats, /metrics, /config_dump); empty disables it")
 	f.StringVar(&mode, "mode", "", "data-plane mode, a label of every metric (sidecar, per-node)")
+	gc.bind(f)
 	return cmd
+}
+
+// gcFlags are a Go proxy's runtime policy: its collector's target and
+// memory limit. Unset, the GOGC and GOMEMLIMIT environment (or Go's
+// defaults) stand.
+type gcFlags struct {
+	gogc        string
+	memoryLimit int64
+}
+
+func (g *gcFlags) bind(f *pflag.FlagSet) {
+	f.StringVar(&g.gogc, "gogc", "", "garbage-collection target percent, or off (as GOGC; overrides it)")
+	f.Int64Var(&g.memoryLimit, "memory-limit", 0, "soft memory limit in bytes (as GOMEMLIMIT; overrides it)")
+}
+
+// apply sets the policy and logs the one in effect, with GOMAXPROCS (Go
+// sets it from the process's CPU set, which the platform pins).
+func (g *gcFlags) apply(f *pflag.FlagSet, logger stdLogger) error {
+	if f.Changed("gogc") {
+		switch n, err := strconv.Atoi(g.gogc); {
+		case g.gogc == "off":
+			debug.SetGCPercent(-1)
+		case err != nil || n < 1:
+			return fmt.Errorf("invalid --gogc %q: want a percent of at least 1, or off", g.gogc)
+		default:
+			debug.SetGCPercent(n)
+		}
+	}
+	if f.Changed("memory-limit") {
+		if g.memoryLimit <= 0 {
+			return fmt.Errorf("invalid --memory-limit %d: want a positive number of bytes", g.memoryLimit)
+		}
+		debug.SetMemoryLimit(g.memoryLimit)
+	}
+	percent := debug.SetGCPercent(-1)
+	debug.SetGCPercent(percent)
+	limit := "none"
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		limit = strconv.FormatInt(l, 10) + " bytes"
+	}
+	if percent < 0 && limit == "none" {
+		return errors.New("invalid --gogc off: without a memory limit (--memory-limit or GOMEMLIMIT) the heap grows without bound")
+	}
+	logger.Logf("runtime: GOMAXPROCS %d, GOGC %d (negative: off), memory limit %s", runtime.GOMAXPROCS(0), percent, limit)
+	return nil
 }
 
 type stdLogger struct{ l *log.Logger }
