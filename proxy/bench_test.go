@@ -110,45 +110,27 @@ func BenchmarkForwardByPolicy(b *testing.B) {
 // request: it reads each request's head (the proxy sends no body for a
 // GET) into a fixed buffer and writes a canned answer.
 func rawUpstream(b *testing.B, answer []byte) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
+	return serveTCP(b, func(c net.Conn) {
+		buf := make([]byte, 16<<10)
+		n := 0
+		for n < len(buf) {
+			m, err := c.Read(buf[n:])
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 16<<10)
-				n := 0
-				for {
-					m, err := c.Read(buf[n:])
-					if err != nil {
-						return
-					}
-					n += m
-					for {
-						end := bytes.Index(buf[:n], []byte("\r\n\r\n"))
-						if end < 0 {
-							break
-						}
-						if _, err := c.Write(answer); err != nil {
-							return
-						}
-						n = copy(buf, buf[end+4:n])
-					}
-					if n == len(buf) {
-						return
-					}
+			n += m
+			for {
+				end := bytes.Index(buf[:n], []byte("\r\n\r\n"))
+				if end < 0 {
+					break
 				}
-			}()
+				if _, err := c.Write(answer); err != nil {
+					return
+				}
+				n = copy(buf, buf[end+4:n])
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // cannedExchange sends a canned request on c and reads the answer into
@@ -196,6 +178,12 @@ func cannedExchange(c net.Conn, request, buf []byte) error {
 func BenchmarkProxyRequest(b *testing.B) {
 	answer := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1024\r\n\r\n" + strings.Repeat("x", 1024))
 	_, addr := startProxy(b, oneRoute(rawUpstream(b, answer)))
+	benchCannedGETs(b, addr)
+}
+
+// benchCannedGETs measures canned GETs to addr over keep-alive
+// connections, one per parallel goroutine.
+func benchCannedGETs(b *testing.B, addr string) {
 	request := []byte("GET /echo HTTP/1.1\r\nHost: server\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 	b.ReportAllocs()
 	b.ResetTimer()

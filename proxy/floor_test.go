@@ -64,29 +64,12 @@ func BenchmarkLibraryFloor(b *testing.B) {
 }
 
 // benchForwarder serves a forwarder on a loopback listener and measures
-// canned GETs through it over keep-alive connections.
+// canned GETs through it.
 func benchForwarder(b *testing.B, serve func(net.Listener) (stop func())) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(serve(ln))
-	request := []byte("GET /echo HTTP/1.1\r\nHost: server\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			b.Error(err)
-			return
-		}
-		defer c.Close()
-		buf := make([]byte, 16<<10)
-		for pb.Next() {
-			if err := cannedExchange(c, request, buf); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
+	benchCannedGETs(b, ln.Addr().String())
 }

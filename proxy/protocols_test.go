@@ -108,27 +108,13 @@ func TestGRPCThroughProxy(t *testing.T) {
 
 // TestTCPProxy forwards an opaque protocol both ways, with half-close.
 func TestTCPProxy(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				b, _ := io.ReadAll(c) // until the client half-closes
-				io.WriteString(c, strings.ToUpper(string(b)))
-			}()
-		}
-	}()
+	upstream := serveTCP(t, func(c net.Conn) {
+		b, _ := io.ReadAll(c) // until the client half-closes
+		io.WriteString(c, strings.ToUpper(string(b)))
+	})
 	p, addr := startProxy(t, Config{
 		Listeners: []Listener{{Name: "tcp", Direction: Outbound, TCPCluster: "c"}},
-		Clusters:  []Cluster{{Name: "c", Endpoints: []Endpoint{{Address: ln.Addr().String()}}}},
+		Clusters:  []Cluster{{Name: "c", Endpoints: []Endpoint{{Address: upstream}}}},
 	})
 	for i := 0; i < 3; i++ {
 		c, err := net.Dial("tcp", addr)
@@ -152,33 +138,19 @@ func TestTCPProxy(t *testing.T) {
 // TestTCPIdleTimeoutCountsBothDirections: a one-way stream longer than the
 // idle timeout survives; a silent connection is closed.
 func TestTCPIdleTimeoutCountsBothDirections(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				b := make([]byte, 1)
-				if _, err := c.Read(b); err != nil || b[0] != 's' {
-					return // silent client: wait for the proxy to close
-				}
-				for i := 0; i < 30; i++ { // stream for 3s, one way
-					io.WriteString(c, "x")
-					time.Sleep(100 * time.Millisecond)
-				}
-			}()
+	upstream := serveTCP(t, func(c net.Conn) {
+		b := make([]byte, 1)
+		if _, err := c.Read(b); err != nil || b[0] != 's' {
+			return // silent client: wait for the proxy to close
 		}
-	}()
+		for i := 0; i < 30; i++ { // stream for 3s, one way
+			io.WriteString(c, "x")
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	_, addr := startProxy(t, Config{
 		Listeners: []Listener{{Name: "tcp", Direction: Outbound, TCPCluster: "c", IdleTimeout: Duration(time.Second)}},
-		Clusters:  []Cluster{{Name: "c", Endpoints: []Endpoint{{Address: ln.Addr().String()}}}},
+		Clusters:  []Cluster{{Name: "c", Endpoints: []Endpoint{{Address: upstream}}}},
 	})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {

@@ -62,6 +62,29 @@ func oneRoute(upstream string, domains ...string) Config {
 	}
 }
 
+// serveTCP accepts loopback connections until the test ends, each handled
+// on its own goroutine (which closes it), and returns the address.
+func serveTCP(t testing.TB, handle func(net.Conn)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 func hostOf(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
 
 func TestRoutingByHostAndPath(t *testing.T) {
