@@ -518,7 +518,8 @@ type Component struct {
 	// Node is the name of the node the process runs on.
 	Node string
 	// Command is an external executable; empty means the meshbench binary
-	// itself, run with Args (e.g. "proxy --config ...").
+	// itself, run with Args (e.g. "proxy --config ..."), and ProxyCommand
+	// the proxy-only build, which takes the same Args.
 	Command string
 	Args    []string
 	// Ready is polled until it succeeds before load starts.
@@ -533,6 +534,13 @@ type Component struct {
 	// interposer in front of it.
 	HTTPFaults string
 }
+
+// ProxyCommand, as a Component's Command, is meshbench-proxy: the proxy
+// role alone, which a platform runs where it has it (beside the meshbench
+// binary) and otherwise runs as the meshbench binary, whose proxy
+// subcommand takes the same arguments. It spares a proxy process the
+// memory of everything else meshbench links.
+const ProxyCommand = "meshbench-proxy"
 
 // Probe is a readiness check run from the runner's side.
 type Probe struct {

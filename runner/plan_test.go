@@ -171,6 +171,7 @@ name: plan
 meshes:
   - {name: haproxy, mode: sidecar, as: haproxy-b}
   - {name: meshbench, mode: proxyless, as: lib, proxy: {gogc: 200}}
+  - {name: meshbench, mode: sidecar, as: candidate, proxy: {binary: /nonexistent/meshbench-proxy}}
 load: {qps: 10, duration: 1s}
 `
 	if s, err = scenarios.Parse("plan.yaml", []byte(bad)); err != nil {
@@ -180,6 +181,7 @@ load: {qps: 10, duration: 1s}
 	for _, want := range []string{
 		"plan.yaml:4:5: meshes[0]: haproxy-b/sidecar: mesh haproxy takes neither as nor proxy",
 		"plan.yaml:5:5: meshes[1]: lib/proxyless: proxy: mode proxyless has no proxy process to tune",
+		`plan.yaml:6:69: meshes[2].proxy.binary: cannot be run on this host: exec: "/nonexistent/meshbench-proxy"`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

@@ -69,7 +69,9 @@ type ProcessSpec struct {
 	Name string
 	// Class is the component class (results.ClassApp, ClassProxy, ...).
 	Class string
-	// Command is an executable; empty runs the meshbench binary itself.
+	// Command is an executable; empty runs the meshbench binary itself,
+	// and meshes.ProxyCommand the proxy-only build where the platform has
+	// it (else the meshbench binary, with the same arguments).
 	Command string
 	Args    []string
 	// Ready is the probe that says the process serves; the zero probe

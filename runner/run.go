@@ -78,6 +78,12 @@ func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, []res
 				errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d]", i), "%s: %v", ref, err))
 				continue
 			}
+			if p := ref.Proxy; p != nil && p.Binary != "" {
+				if _, err := exec.LookPath(p.Binary); err != nil {
+					errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d].proxy.binary", i), "cannot be run on this host: %v", err))
+					continue
+				}
+			}
 		}
 		if s.Topology.Replicated() {
 			if err := meshes.SupportsReplicas(m, ref.Mode); err != nil {

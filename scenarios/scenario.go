@@ -259,8 +259,9 @@ func (m MeshRef) Row() string {
 
 func (m MeshRef) String() string { return m.Row() + "/" + string(m.Mode) }
 
-// ProxyTuning is a Go proxy's runtime policy: its garbage collector's
-// target and memory limit (the GOGC and GOMEMLIMIT of the Go runtime).
+// ProxyTuning is a Go proxy's build and runtime policy: its garbage
+// collector's target and memory limit (the GOGC and GOMEMLIMIT of the Go
+// runtime).
 type ProxyTuning struct {
 	// GOGC is the percent the heap grows over the live heap before a
 	// collection (Go's default is 100), or off.
@@ -269,6 +270,10 @@ type ProxyTuning struct {
 	// memory under (GOMEMLIMIT); 0 is none. With gogc: off it is what
 	// starts a collection, and is required.
 	MemoryLimit ByteSize `yaml:"memoryLimit" json:"memoryLimit,omitempty"`
+	// Binary is another build of the proxy to run instead of the one
+	// beside meshbench (a candidate, or the full meshbench binary): an
+	// executable taking `meshbench proxy`'s arguments.
+	Binary string `yaml:"binary" json:"binary,omitempty"`
 }
 
 // GOGC is a garbage-collection target percent written as 200, or "off"

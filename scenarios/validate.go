@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -314,6 +315,9 @@ func (s *Scenario) validateMeshes(add addFunc) {
 		}
 		if p := m.Proxy; p != nil && p.GOGC == GCOff && p.MemoryLimit == 0 {
 			add(path+".proxy.memoryLimit", "missing: with gogc: off only the memory limit starts a collection")
+		}
+		if p := m.Proxy; p != nil && p.Binary != "" && !filepath.IsAbs(p.Binary) {
+			add(path+".proxy.binary", "%q: name the executable by its absolute path", p.Binary)
 		}
 		if j, dup := seen[m.String()]; dup {
 			add(path, "%s is listed twice (also meshes[%d]); name a variant's row with as", m, j)

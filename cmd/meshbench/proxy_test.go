@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -201,7 +202,8 @@ func TestIntegrationProxyGCPolicy(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(path, []byte("resources: [{\"@type\": type.googleapis.com/nothing}]\n"), 0o644)
 	r := meshbench(t, 10*time.Second, "proxy", "--xds", path, "--gogc", "off", "--memory-limit", "33554432")
-	if !strings.Contains(r.stderr, "GOGC -1 (negative: off), memory limit 33554432 bytes") {
+	// The child inherits this process's CPU set, which sets GOMAXPROCS.
+	if want := fmt.Sprintf("runtime: meshbench, GOMAXPROCS %d, GOGC -1 (negative: off), memory limit 33554432 bytes", runtime.GOMAXPROCS(0)); !strings.Contains(r.stderr, want) {
 		t.Errorf("exit %d, no runtime policy line in stderr:\n%s", r.code, r.stderr)
 	}
 	for _, c := range []struct {

@@ -409,6 +409,11 @@ func checkIntercepted(t *testing.T, dir string, m *results.Manifest, tr *results
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The proxy-only build runs the proxies (TestMain puts it
+		// beside the meshbench binary, as make build does).
+		if !strings.Contains(string(data), "runtime: meshbench-proxy, ") {
+			t.Errorf("%s did not run as meshbench-proxy:\n%s", side, data)
+		}
 		re := regexp.MustCompile(`listener \w+: (\d+) requests \(2xx (\d+)`)
 		mm := re.FindStringSubmatch(string(data))
 		if mm == nil {

@@ -536,15 +536,19 @@ func (r *renderer) proxyComponent(name string, node meshes.Node, b *xds.Bundle, 
 	}
 	r.profiles[name] = "http://" + admin + "/debug/pprof/"
 	c := meshes.Component{
-		Name:  name,
-		Class: "proxy",
-		Node:  node.Name,
+		Name:    name,
+		Class:   "proxy",
+		Node:    node.Name,
+		Command: meshes.ProxyCommand,
 		Args: []string{"proxy", "--ads", r.xdsAddr(), "--node", name, "--admin", admin, "--mode", r.mode,
 			"--ads-cert", id.Cert, "--ads-key", id.Key, "--ads-ca", id.CA, "--ads-peer-id", controlPlaneID,
 			"--ads-mark", strconv.Itoa(mark)},
 		Ready: meshes.Probe{HTTPGet: "http://" + admin + "/ready"},
 	}
 	if t := r.tuning; t != nil {
+		if t.Binary != "" {
+			c.Command = t.Binary
+		}
 		if t.GOGC != 0 {
 			c.Args = append(c.Args, "--gogc", t.GOGC.String())
 		}

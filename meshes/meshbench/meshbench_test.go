@@ -383,6 +383,9 @@ func TestTunedVariant(t *testing.T) {
 				continue
 			}
 			proxies++
+			if c.Command != meshes.ProxyCommand {
+				t.Errorf("%s %s: command %q, want the proxy-only build", mode, c.Name, c.Command)
+			}
 			if args := strings.Join(c.Args, " "); !strings.Contains(args, " --gogc off --memory-limit 33554432") {
 				t.Errorf("%s %s: args %s lack the policy", mode, c.Name, args)
 			}
@@ -397,6 +400,23 @@ func TestTunedVariant(t *testing.T) {
 		}
 		if _, err := New("v").(meshes.Tunable).Tuned("x", mode, nil); err != nil {
 			t.Errorf("%s: a renamed untuned variant refused: %v", mode, err)
+		}
+	}
+}
+
+// TestVariantBinary: a variant's binary runs its proxies.
+func TestVariantBinary(t *testing.T) {
+	m, err := New("v").(meshes.Tunable).Tuned("candidate", scenarios.Sidecar, &scenarios.ProxyTuning{Binary: "/opt/candidate/meshbench-proxy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep, err := m.Deploy(meshtest.Env(t.TempDir(), "chain", true), scenarios.Sidecar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range dep.Components {
+		if c.Class == "proxy" && (c.Command != "/opt/candidate/meshbench-proxy" || c.Args[0] != "proxy") {
+			t.Errorf("%s: %s %v", c.Name, c.Command, c.Args)
 		}
 	}
 }

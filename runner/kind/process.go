@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/runner"
 	"github.com/meshbench/meshbench/runner/kind/images"
 )
@@ -88,7 +89,9 @@ const (
 // kubelet start it later.
 func (p *platform) StartProcess(ctx context.Context, node string, spec runner.ProcessSpec) (runner.Process, error) {
 	command := spec.Command
-	if command == "" {
+	if command == "" || command == meshes.ProxyCommand {
+		// The image holds the meshbench binary alone, whose proxy
+		// subcommand takes meshbench-proxy's arguments.
 		command = images.BinaryPath
 	}
 	argv := []string{command}

@@ -51,7 +51,10 @@ type Options struct {
 	StateDir string
 	// Self is the meshbench binary to start workloads and proxies with.
 	Self string
-	Log  runner.Logger
+	// Proxy, when set, is meshbench-proxy, which runs the processes whose
+	// Command is meshes.ProxyCommand (else Self runs them).
+	Proxy string
+	Log   runner.Logger
 }
 
 type platform struct {

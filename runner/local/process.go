@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/runner"
 )
 
@@ -83,6 +84,9 @@ func (p *platform) startIn(node string, spec runner.ProcessSpec, join *process) 
 		argv = append(argv, "ip", "netns", "exec", nsName(p.opts.RunID, node))
 	}
 	command := spec.Command
+	if command == meshes.ProxyCommand {
+		command = p.opts.Proxy
+	}
 	if command == "" {
 		command = p.opts.Self
 	}

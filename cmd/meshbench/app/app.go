@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshbench/meshbench/cmd/internal/role"
 	"github.com/meshbench/meshbench/scenarios"
 )
 
@@ -78,9 +79,10 @@ func ExitCode(err error) int {
 		return ge.code
 	}
 	var ue *usageError
+	var re *role.BadInputError
 	var el scenarios.ErrorList
 	var fe *scenarios.FieldError
-	if errors.As(err, &ue) || errors.As(err, &el) || errors.As(err, &fe) {
+	if errors.As(err, &ue) || errors.As(err, &re) || errors.As(err, &el) || errors.As(err, &fe) {
 		return ExitBadInput
 	}
 	return ExitFailed
@@ -137,7 +139,7 @@ results and a table that compares the meshes and their data-plane modes.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return badInput(err) })
 	root.AddCommand(newRunCommand(s), newCompareCommand(s), newReportCommand(s), newPublishCommand(s), newScenariosCommand(s), newVersionCommand(s),
-		newWorkloadCommand(s), newProxyCommand(s), newControlPlaneCommand(s), newXDSClientsCommand(s), newConformanceCommand(s), newClusterCommand(s), newOCIRuntimeCommand(s), newRedirectCommand(s), newPodProcessCommand(s))
+		newWorkloadCommand(s), role.NewProxyCommand(s.Out, s.ErrOut), newControlPlaneCommand(s), newXDSClientsCommand(s), newConformanceCommand(s), newClusterCommand(s), newOCIRuntimeCommand(s), newRedirectCommand(s), newPodProcessCommand(s))
 	return root
 }
 

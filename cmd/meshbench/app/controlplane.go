@@ -2,10 +2,8 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"log"
 	"net"
 	"net/http"
 	"strings"
@@ -16,72 +14,25 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/meshbench/meshbench/cmd/internal/role"
 	"github.com/meshbench/meshbench/proxy/controlplane"
-	"github.com/meshbench/meshbench/proxy/identity"
 )
-
-// tlsFlags name a mutual-TLS identity on disk and the peers it accepts.
-type tlsFlags struct {
-	cert, key, ca string
-	peers         []string
-}
-
-func (f *tlsFlags) bind(fs interface {
-	StringVar(*string, string, string, string)
-	StringSliceVar(*[]string, string, []string, string)
-}, prefix, what string) {
-	fs.StringVar(&f.cert, prefix+"cert", "", what+": certificate file (mutual TLS; empty is plaintext)")
-	fs.StringVar(&f.key, prefix+"key", "", what+": private key file")
-	fs.StringVar(&f.ca, prefix+"ca", "", what+": CA bundle file")
-	fs.StringSliceVar(&f.peers, prefix+"peer-id", nil, what+": SPIFFE IDs of the peers to accept (empty accepts any the CA signed)")
-}
-
-// source returns the identity, or nil when no certificate is named.
-func (f *tlsFlags) source(prefix string) (*identity.Source, error) {
-	if f.cert == "" && f.key == "" && f.ca == "" {
-		return nil, nil
-	}
-	if f.cert == "" || f.key == "" || f.ca == "" {
-		return nil, badInput(fmt.Errorf("flags --%scert, --%skey and --%sca go together", prefix, prefix, prefix))
-	}
-	src, err := identity.NewSource(identity.Files{Cert: f.cert, Key: f.key, CA: f.ca})
-	if err != nil {
-		return nil, badInput(fmt.Errorf("flag --%scert: %w", prefix, err))
-	}
-	return src, nil
-}
-
-func (f *tlsFlags) server(prefix string) (*tls.Config, error) {
-	src, err := f.source(prefix)
-	if src == nil || err != nil {
-		return nil, err
-	}
-	return src.ServerConfig(identity.AllowIDs(f.peers...), "h2"), nil
-}
-
-func (f *tlsFlags) client(prefix string) (*tls.Config, error) {
-	src, err := f.source(prefix)
-	if src == nil || err != nil {
-		return nil, err
-	}
-	return src.ClientConfig(identity.AllowIDs(f.peers...), "h2"), nil
-}
 
 func newControlPlaneCommand(s Streams) *cobra.Command {
 	var model, listen, admin, mutate string
-	var tf tlsFlags
+	var tf role.TLSFlags
 	cmd := &cobra.Command{
 		Use:    "control-plane",
 		Short:  "Run meshbench's xDS control plane (started by the platform)",
 		Hidden: true,
 		Args:   argsCheck(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			logger := stdLogger{log.New(s.ErrOut, "control-plane: ", log.LstdFlags|log.Lmicroseconds)}
+			logger := role.NewLogger(s.ErrOut, "control-plane: ")
 			m, bundles, err := controlplane.ReadModel(model)
 			if err != nil {
 				return badInput(fmt.Errorf("flag --model: %w", err))
 			}
-			tlsConf, err := tf.server("")
+			tlsConf, err := tf.Server("")
 			if err != nil {
 				return err
 			}
@@ -143,7 +94,7 @@ func newControlPlaneCommand(s Streams) *cobra.Command {
 	f.StringVar(&model, "model", "", "model file: each node's base xDS bundle and the services policy names")
 	f.StringVar(&listen, "listen", "127.0.0.1:15010", "xDS (gRPC) listen address")
 	f.StringVar(&admin, "admin", "127.0.0.1:15014", "admin listen address (/ready, /status, PUT /policies)")
-	tf.bind(f, "", "xDS listener")
+	tf.Bind(f, "", "xDS listener")
 	f.StringVar(&mutate, "mutate", "", "test only: break one translation on purpose ("+strings.Join(controlplane.Mutations, ", ")+")")
 	_ = f.MarkHidden("mutate")
 	_ = cmd.MarkFlagRequired("model")

@@ -3,10 +3,12 @@ package app
 import (
 	"context"
 	"crypto/sha256"
+	"debug/buildinfo"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/runner"
 	"github.com/meshbench/meshbench/runner/kind"
 	"github.com/meshbench/meshbench/runner/kind/images"
@@ -136,7 +139,7 @@ func (p *platformFlags) local(ctx context.Context, runID string, log *progress) 
 	if err != nil {
 		return nil, fmt.Errorf("find the meshbench binary: %w", err)
 	}
-	plat, err := local.New(ctx, local.Options{RunID: runID, Network: p.network, Subnet: subnet, Self: self, Log: log})
+	plat, err := local.New(ctx, local.Options{RunID: runID, Network: p.network, Subnet: subnet, Self: self, Proxy: proxyBinary(self, log), Log: log})
 	if err != nil && errors.Is(err, local.ErrInvalidOptions) {
 		return nil, badInput(err)
 	}
@@ -223,4 +226,42 @@ func fileDigest(path string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// proxyBinary is meshbench-proxy beside self when it is the same build
+// (module version and VCS revision and state, from both binaries' build
+// information), or "" (the proxies then run as `meshbench proxy`, with
+// more memory), said in the log.
+func proxyBinary(self string, log *progress) string {
+	path := filepath.Join(filepath.Dir(self), meshes.ProxyCommand)
+	stamp := func(path string) (string, error) {
+		bi, err := buildinfo.ReadFile(path)
+		if err != nil {
+			return "", err
+		}
+		s := bi.Main.Path + " " + bi.Main.Version
+		for _, kv := range bi.Settings {
+			if strings.HasPrefix(kv.Key, "vcs.") {
+				s += " " + kv.Key + "=" + kv.Value
+			}
+		}
+		return s, nil
+	}
+	want, err := stamp(self)
+	if err != nil {
+		log.Logf("proxies run as meshbench proxy: this binary's build information: %v", err)
+		return ""
+	}
+	switch got, err := stamp(path); {
+	case errors.Is(err, fs.ErrNotExist):
+		log.Logf("proxies run as meshbench proxy: no %s beside this binary (make build makes it; it spares each proxy the memory of the rest of meshbench)", meshes.ProxyCommand)
+		return ""
+	case err != nil:
+		log.Logf("proxies run as meshbench proxy: %s: %v", path, err)
+		return ""
+	case got != want:
+		log.Logf("proxies run as meshbench proxy: %s is another build (%s; this binary: %s)", path, got, want)
+		return ""
+	}
+	return path
 }

@@ -5,14 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log"
-	"math"
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -24,7 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
-	"github.com/meshbench/meshbench/proxy"
+	"github.com/meshbench/meshbench/cmd/internal/role"
 	"github.com/meshbench/meshbench/proxy/proxyless"
 	"github.com/meshbench/meshbench/proxy/xds"
 	"github.com/meshbench/meshbench/runner/results"
@@ -125,59 +120,16 @@ func quietFortio() {
 	flog.SetOutput(os.Stderr)
 }
 
-// meshFlags are a workload's or proxy's configuration source: a bundle
-// file, or the control plane.
-type meshFlags struct {
-	bundle, ads, node string
-	adsMark           int
-	tls               tlsFlags
-}
-
-// bind binds the flags; node is --node's default.
-func (f *meshFlags) bind(fs *pflag.FlagSet, what, node string) {
-	fs.StringVar(&f.bundle, "xds", "", what+" with this xDS bundle (a DiscoveryResponse in JSON or YAML)")
-	fs.StringVar(&f.ads, "ads", "", what+" with the configuration of this control plane, following its changes")
-	fs.StringVar(&f.node, "node", node, "the node ID at the control plane (and in the bundle)")
-	f.tls.bind(fs, "ads-", "control plane connection")
-	fs.IntVar(&f.adsMark, "ads-mark", 0, "SO_MARK of the control plane connection (a sidecar's own traffic, which interception lets pass)")
-}
-
-// source returns the configuration source, and the bundle when it is a
-// file (read and checked now: a bad one is bad input); nil when neither
-// is named.
-func (f *meshFlags) source(logger xds.Logger) (xds.Source, *xds.Bundle, error) {
-	switch {
-	case f.bundle != "" && f.ads != "":
-		return nil, nil, badInput(errors.New("flags --xds and --ads: give one configuration source"))
-	case f.bundle != "":
-		b, err := xds.ReadFile(f.bundle)
-		if err != nil {
-			return nil, nil, badInput(err)
-		}
-		return xds.Static{Bundle: b}, b, nil
-	case f.ads != "":
-		if f.node == "" {
-			return nil, nil, badInput(errors.New("flag --node: the control plane needs the node ID"))
-		}
-		tlsConf, err := f.tls.client("ads-")
-		if err != nil {
-			return nil, nil, err
-		}
-		return &xds.ADS{Addr: f.ads, Node: f.node, TLS: tlsConf, Mark: f.adsMark, Log: logger}, nil, nil
-	}
-	return nil, nil, nil
-}
-
-// start returns the proxyless library of the workload, or nil when no
-// source is named.
-func (f *meshFlags) start(ctx context.Context, logger xds.Logger) (*proxyless.Mesh, error) {
-	src, _, err := f.source(logger)
+// startProxyless returns the proxyless library of the workload, or nil
+// when f names no source.
+func startProxyless(ctx context.Context, f *role.MeshFlags, logger xds.Logger) (*proxyless.Mesh, error) {
+	src, _, err := f.Source(logger)
 	if src == nil || err != nil {
 		return nil, err
 	}
-	m, err := proxyless.Start(ctx, src, f.node, proxyless.DefaultStartTimeout)
-	if err != nil && f.bundle != "" {
-		return nil, badInput(fmt.Errorf("%s: %w", f.bundle, err))
+	m, err := proxyless.Start(ctx, src, f.Node, proxyless.DefaultStartTimeout)
+	if err != nil && f.Bundle != "" {
+		return nil, badInput(fmt.Errorf("%s: %w", f.Bundle, err))
 	}
 	return m, err
 }
@@ -240,14 +192,14 @@ func (f *grpcXDSFlags) bind(fs *pflag.FlagSet, server bool) {
 
 // check refuses the flags with a meshbench library source or another
 // protocol, and makes grpc-go read the bootstrap.
-func (f *grpcXDSFlags) check(mf meshFlags, protocol string) error {
+func (f *grpcXDSFlags) check(mf *role.MeshFlags, protocol string) error {
 	if f.bootstrap == "" {
 		if f.ready != "" {
 			return badInput(errors.New("flag --ready-listen: only with --grpc-xds-bootstrap"))
 		}
 		return nil
 	}
-	if mf.bundle != "" || mf.ads != "" {
+	if mf.Bundle != "" || mf.ADS != "" {
 		return badInput(errors.New("flag --grpc-xds-bootstrap: grpc-go takes its configuration from the bootstrap's control plane; drop --xds and --ads"))
 	}
 	if protocol != "grpc" {
@@ -258,7 +210,7 @@ func (f *grpcXDSFlags) check(mf meshFlags, protocol string) error {
 
 func newServerRole(s Streams) *cobra.Command {
 	o := workload.ServerOptions{}
-	var mf meshFlags
+	var mf role.MeshFlags
 	var gx grpcXDSFlags
 	var calls []string
 	cmd := &cobra.Command{
@@ -278,10 +230,10 @@ func newServerRole(s Streams) *cobra.Command {
 				return badInput(fmt.Errorf("flag --http-faults-api: a %s server applies no HTTP faults", o.Protocol))
 			}
 			// Before anything starts: it may re-execute the process.
-			if err := gx.check(mf, o.Protocol); err != nil {
+			if err := gx.check(&mf, o.Protocol); err != nil {
 				return err
 			}
-			m, err := mf.start(cmd.Context(), stdLogger{log.New(s.ErrOut, "proxyless: ", log.LstdFlags|log.Lmicroseconds)})
+			m, err := startProxyless(cmd.Context(), &mf, role.NewLogger(s.ErrOut, "proxyless: "))
 			if err != nil {
 				return err
 			}
@@ -316,7 +268,7 @@ func newServerRole(s Streams) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&calls, "call", nil, "service to call for every request, in parallel with the others: AUTHORITY[=DIAL_ADDRESS] (repeatable)")
-	mf.bind(f, "proxyless: serve the inbound listener (mTLS, RBAC) instead of --listen, and make the calls,", "")
+	mf.Bind(f, "proxyless: serve the inbound listener (mTLS, RBAC) instead of --listen, and make the calls,", "")
 	f.StringVar(&o.Listen, "listen", ":8080", "address to serve on")
 	f.StringVar(&o.Name, "name", "", "the service's name, sent in every answer's "+workload.ServedByHeader+" header")
 	f.IntVar(&o.PayloadSize, "payload-size", 1024, "response body size in bytes")
@@ -331,7 +283,7 @@ func newServerRole(s Streams) *cobra.Command {
 
 func newClientRole(s Streams) *cobra.Command {
 	o := workload.LoadOptions{}
-	var mf meshFlags
+	var mf role.MeshFlags
 	var gx grpcXDSFlags
 	var out string
 	cmd := &cobra.Command{
@@ -345,10 +297,10 @@ func newClientRole(s Streams) *cobra.Command {
 			}
 			o.Log = s.ErrOut
 			// Before anything starts: it may re-execute the process.
-			if err := gx.check(mf, o.Protocol); err != nil {
+			if err := gx.check(&mf, o.Protocol); err != nil {
 				return err
 			}
-			m, err := mf.start(cmd.Context(), stdLogger{log.New(s.ErrOut, "proxyless: ", log.LstdFlags|log.Lmicroseconds)})
+			m, err := startProxyless(cmd.Context(), &mf, role.NewLogger(s.ErrOut, "proxyless: "))
 			if err != nil {
 				return err
 			}
@@ -393,14 +345,14 @@ func newClientRole(s Streams) *cobra.Command {
 	f.IntVar(&o.RequestSize, "request-size", 0, "request body size in bytes (0 sends GET); the ping or echo payload for grpc and tcp")
 	f.StringVar(&o.Protocol, "protocol", "http", "load protocol: http, http2 (cleartext, prior knowledge), grpc (fortio's ping), tcp (echo)")
 	f.StringVar(&out, "out", "", "file to write fortio's JSON result to")
-	mf.bind(f, "proxyless: route requests in-process", "")
+	mf.Bind(f, "proxyless: route requests in-process", "")
 	gx.bind(f, false)
 	return cmd
 }
 
 func newProbeRole(s Streams) *cobra.Command {
 	o := workload.ProbeOptions{}
-	var mf meshFlags
+	var mf role.MeshFlags
 	cmd := &cobra.Command{
 		Use:   "probe",
 		Short: "Send --count requests one after another (or one each --every) and print what came back (JSON)",
@@ -415,7 +367,7 @@ func newProbeRole(s Streams) *cobra.Command {
 			if o.Every < 0 || (o.Every > 0) != (o.For > 0) || o.For > workload.MaxProbeFor {
 				return badInput(fmt.Errorf("flags --every and --for: both or neither, positive, --for at most %s (got %s, %s)", workload.MaxProbeFor, o.Every, o.For))
 			}
-			m, err := mf.start(cmd.Context(), stdLogger{log.New(s.ErrOut, "proxyless: ", log.LstdFlags|log.Lmicroseconds)})
+			m, err := startProxyless(cmd.Context(), &mf, role.NewLogger(s.ErrOut, "proxyless: "))
 			if err != nil {
 				return err
 			}
@@ -444,111 +396,6 @@ func newProbeRole(s Streams) *cobra.Command {
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Second, "timeout of each request")
 	f.DurationVar(&o.Every, "every", 0, "send one request each interval (with --for) instead of --count back to back, printing each reading (JSON lines)")
 	f.DurationVar(&o.For, "for", 0, "how long to send one request each --every")
-	mf.bind(f, "proxyless: route requests in-process", "")
+	mf.Bind(f, "proxyless: route requests in-process", "")
 	return cmd
 }
-
-func newProxyCommand(s Streams) *cobra.Command {
-	var admin, mode string
-	var mf meshFlags
-	var gc gcFlags
-	cmd := &cobra.Command{
-		Use:    "proxy",
-		Short:  "Run meshbench's proxy with an xDS bundle or a control plane (started by the platform)",
-		Hidden: true,
-		Args:   argsCheck(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			logger := stdLogger{log.New(s.ErrOut, "proxy: ", log.LstdFlags|log.Lmicroseconds)}
-			if err := gc.apply(cmd.Flags(), logger); err != nil {
-				return badInput(err)
-			}
-			opts := []proxy.Option{proxy.WithLogger(logger), proxy.WithAccessLog(s.Out)}
-			src, b, err := mf.source(logger)
-			switch {
-			case err != nil:
-				return err
-			case src == nil:
-				return badInput(xds.ErrNoSource)
-			case b != nil:
-				// A bad bundle stops the proxy at start, with the field named.
-				cfg, err := xds.Translate(b, mf.node, admin)
-				if err != nil {
-					return badInput(fmt.Errorf("%s: %w", mf.bundle, err))
-				}
-				cfg.Mode = mode
-				source, err := b.Marshal()
-				if err != nil {
-					return err
-				}
-				p, err := proxy.New(*cfg, append(opts, proxy.WithConfigSource(source), proxy.WithVersion(b.VersionInfo))...)
-				if err != nil {
-					return badInput(err)
-				}
-				return p.Run(cmd.Context())
-			}
-			p, err := proxy.New(proxy.Config{Node: mf.node, Admin: admin, Mode: mode}, append(opts, proxy.AwaitConfig())...)
-			if err != nil {
-				return badInput(err)
-			}
-			group, ctx := errgroup.WithContext(cmd.Context())
-			group.Go(func() error { return p.Run(ctx) })
-			group.Go(func() error { return src.Run(ctx, xds.Apply(p, mf.node)) })
-			return group.Wait()
-		},
-	}
-	f := cmd.Flags()
-	mf.bind(f, "configure the proxy", "proxy")
-	f.StringVar(&admin, "admin", "", "admin listener address (/ready, /stats, /metrics, /config_dump); empty disables it")
-	f.StringVar(&mode, "mode", "", "data-plane mode, a label of every metric (sidecar, per-node)")
-	gc.bind(f)
-	return cmd
-}
-
-// gcFlags are a Go proxy's runtime policy: its collector's target and
-// memory limit. Unset, the GOGC and GOMEMLIMIT environment (or Go's
-// defaults) stand.
-type gcFlags struct {
-	gogc        string
-	memoryLimit int64
-}
-
-func (g *gcFlags) bind(f *pflag.FlagSet) {
-	f.StringVar(&g.gogc, "gogc", "", "garbage-collection target percent, or off (as GOGC; overrides it)")
-	f.Int64Var(&g.memoryLimit, "memory-limit", 0, "soft memory limit in bytes (as GOMEMLIMIT; overrides it)")
-}
-
-// apply sets the policy and logs the one in effect, with GOMAXPROCS (Go
-// sets it from the process's CPU set, which the platform pins).
-func (g *gcFlags) apply(f *pflag.FlagSet, logger stdLogger) error {
-	if f.Changed("gogc") {
-		switch n, err := strconv.Atoi(g.gogc); {
-		case g.gogc == "off":
-			debug.SetGCPercent(-1)
-		case err != nil || n < 1:
-			return fmt.Errorf("invalid --gogc %q: want a percent of at least 1, or off", g.gogc)
-		default:
-			debug.SetGCPercent(n)
-		}
-	}
-	if f.Changed("memory-limit") {
-		if g.memoryLimit <= 0 {
-			return fmt.Errorf("invalid --memory-limit %d: want a positive number of bytes", g.memoryLimit)
-		}
-		debug.SetMemoryLimit(g.memoryLimit)
-	}
-	percent := debug.SetGCPercent(-1)
-	debug.SetGCPercent(percent)
-	limit := "none"
-	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
-		limit = strconv.FormatInt(l, 10) + " bytes"
-	}
-	if percent < 0 && limit == "none" {
-		return errors.New("invalid --gogc off: without a memory limit (--memory-limit or GOMEMLIMIT) the heap grows without bound")
-	}
-	logger.Logf("runtime: GOMAXPROCS %d, GOGC %d (negative: off), memory limit %s", runtime.GOMAXPROCS(0), percent, limit)
-	return nil
-}
-
-type stdLogger struct{ l *log.Logger }
-
-func (s stdLogger) Logf(format string, args ...any) { s.l.Printf(format, args...) }

@@ -3,12 +3,12 @@ package app
 import (
 	"errors"
 	"fmt"
-	"log"
 	"sync"
 	"sync/atomic"
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshbench/meshbench/cmd/internal/role"
 	"github.com/meshbench/meshbench/proxy/xds"
 )
 
@@ -19,7 +19,7 @@ func newXDSClientsCommand(s Streams) *cobra.Command {
 	var ads, replicaOf, prefix string
 	var count, dialing int
 	var decode bool
-	var tf tlsFlags
+	var tf role.TLSFlags
 	cmd := &cobra.Command{
 		Use:   "xds-clients",
 		Short: "Run simulated xDS clients of a control plane (started by the control-plane benchmark)",
@@ -41,11 +41,11 @@ proxy does); it routes nothing.`,
 			case dialing < 1:
 				return badInput(fmt.Errorf("flag --dial-concurrency: must be at least 1, got %d", dialing))
 			}
-			tlsConf, err := tf.client("ads-")
+			tlsConf, err := tf.Client("ads-")
 			if err != nil {
 				return err
 			}
-			logger := stdLogger{log.New(s.ErrOut, "xds-clients: ", log.LstdFlags|log.Lmicroseconds)}
+			logger := role.NewLogger(s.ErrOut, "xds-clients: ")
 			ctx := cmd.Context()
 			// At most dialing clients connect at once: thousands of TLS
 			// handshakes at one instant would time out, and are not what
@@ -93,6 +93,6 @@ proxy does); it routes nothing.`,
 	f.IntVar(&count, "count", 1, fmt.Sprintf("number of clients (at most %d)", MaxSimulatedClients))
 	f.IntVar(&dialing, "dial-concurrency", 64, "clients connecting at once")
 	f.BoolVar(&decode, "decode", false, "decode and check every response before acknowledging it, as the proxy does (the clients' own cost then adds to what is measured)")
-	tf.bind(f, "ads-", "control plane connection")
+	tf.Bind(f, "ads-", "control plane connection")
 	return cmd
 }
