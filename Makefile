@@ -31,7 +31,7 @@ setup:
 # proxies from beside bin/meshbench (a third of the resident memory).
 build: setup
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/meshbench
-	CGO_ENABLED=0 $(GO) build -o bin/meshbench-proxy ./cmd/meshbench-proxy
+	CGO_ENABLED=0 $(GO) build -o $(dir $(BIN))meshbench-proxy ./cmd/meshbench-proxy
 
 # A Docker engine for the kind platform and its tests: one that answers is
 # left alone; otherwise Debian's docker.io, started as scripts/engine.sh says.

@@ -187,4 +187,26 @@ load: {qps: 10, duration: 1s}
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
+	// A host build cannot run in a kind cluster's pods; a variant's row
+	// name may not be another mesh's.
+	kind := `apiVersion: meshbench/v1
+name: plan
+platform: kind
+meshes:
+  - {name: meshbench, mode: sidecar, as: candidate, proxy: {binary: /bin/true}}
+  - {name: meshbench, mode: per-node, as: haproxy}
+load: {qps: 10, duration: 1s}
+`
+	if s, err = scenarios.Parse("plan.yaml", []byte(kind)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = Plan(s, registry())
+	for _, want := range []string{
+		"plan.yaml:5:69: meshes[0].proxy.binary: a build on this host runs on the local platform only (the kind platform runs its image's meshbench)",
+		`plan.yaml:6:43: meshes[1].as: "haproxy" is another mesh's name: a variant's rows would mix with its rows`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
 }

@@ -72,6 +72,10 @@ func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, []res
 			errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d].mode", i), "%v", err))
 			continue
 		}
+		if _, other := registry[ref.As]; other && ref.As != ref.Name {
+			errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d].as", i), "%q is another mesh's name: a variant's rows would mix with its rows", ref.As))
+			continue
+		}
 		if ref.As != "" || ref.Proxy != nil {
 			var err error
 			if m, err = variant(m, ref); err != nil {
@@ -79,6 +83,10 @@ func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, []res
 				continue
 			}
 			if p := ref.Proxy; p != nil && p.Binary != "" {
+				if s.Platform != "" && s.Platform != "local" {
+					errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d].proxy.binary", i), "a build on this host runs on the local platform only (the %s platform runs its image's meshbench)", s.Platform))
+					continue
+				}
 				if _, err := exec.LookPath(p.Binary); err != nil {
 					errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d].proxy.binary", i), "cannot be run on this host: %v", err))
 					continue

@@ -197,7 +197,7 @@ func (s *Scenario) validateProbes(add addFunc) {
 		if p.Weight <= 0 {
 			add(path+".weight", "must be greater than 0, got %g", p.Weight)
 		}
-		if p.Mesh != "" && !slices.ContainsFunc(s.Meshes, func(m MeshRef) bool { return m.Name == p.Mesh }) {
+		if p.Mesh != "" && !slices.ContainsFunc(s.Meshes, func(m MeshRef) bool { return m.Row() == p.Mesh }) {
 			add(path+".mesh", "%q is not one of the scenario's meshes", p.Mesh)
 		}
 		if !slices.Contains(probeTypes, p.Type) {

@@ -11,8 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -28,8 +26,9 @@ func main() {
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return role.BadInput(err) })
 	root.AddCommand(role.NewProxyCommand(os.Stdout, os.Stderr))
-	// SIGTERM drains the proxy (its Run returns when the context ends).
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGTERM drains the proxy (its Run returns when the context ends); a
+	// second one exits at once.
+	ctx, stop := role.InterruptContext(context.Background(), os.Stderr, "meshbench-proxy")
 	err := root.ExecuteContext(ctx)
 	stop()
 	if err == nil {

@@ -114,7 +114,12 @@ func (*mesh) Modes() []scenarios.Mode {
 	return []scenarios.Mode{scenarios.Sidecar, scenarios.PerNode, scenarios.Proxyless, scenarios.ProxylessGRPC}
 }
 
-func (m *mesh) Version() string { return "meshbench-proxy " + m.version + " (mTLS)" }
+func (m *mesh) Version() string {
+	if m.tuning != nil && m.tuning.Binary != "" {
+		return "meshbench-proxy as built in " + m.tuning.Binary + " (mTLS)"
+	}
+	return "meshbench-proxy " + m.version + " (mTLS)"
+}
 
 // Deploy renders the mode's components and configuration.
 func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, error) {

@@ -414,9 +414,20 @@ func TestVariantBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	proxies := 0
 	for _, c := range dep.Components {
-		if c.Class == "proxy" && (c.Command != "/opt/candidate/meshbench-proxy" || c.Args[0] != "proxy") {
+		if c.Class != "proxy" {
+			continue
+		}
+		proxies++
+		if c.Command != "/opt/candidate/meshbench-proxy" || c.Args[0] != "proxy" {
 			t.Errorf("%s: %s %v", c.Name, c.Command, c.Args)
 		}
+	}
+	if proxies == 0 {
+		t.Errorf("no proxy component in %+v", dep.Components)
+	}
+	if v := m.(meshes.Versioned).Version(); !strings.Contains(v, "/opt/candidate/meshbench-proxy") {
+		t.Errorf("version %q does not name the build", v)
 	}
 }

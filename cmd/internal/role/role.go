@@ -12,6 +12,7 @@
 package role
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -19,10 +20,12 @@ import (
 	"log"
 	"math"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -249,8 +252,45 @@ func (g *GCFlags) Apply(f *pflag.FlagSet, logger Logger) error {
 		limit = strconv.FormatInt(l, 10) + " bytes"
 	}
 	if percent < 0 && limit == "none" {
-		return errors.New("invalid --gogc off: without a memory limit (--memory-limit or GOMEMLIMIT) the heap grows without bound")
+		from := "--gogc off"
+		if !f.Changed("gogc") {
+			from = "GOGC=off in the environment"
+		}
+		return fmt.Errorf("invalid %s: without a memory limit (--memory-limit or GOMEMLIMIT) the heap grows without bound", from)
 	}
 	logger.Logf("runtime: %s, GOMAXPROCS %d, GOGC %d (negative: off), memory limit %s", filepath.Base(os.Args[0]), runtime.GOMAXPROCS(0), percent, limit)
 	return nil
+}
+
+// ExitForced is the exit code when a second interrupt cuts teardown (or
+// a drain) short.
+const ExitForced = 130
+
+// InterruptContext returns a context cancelled by the first SIGINT or
+// SIGTERM, so that a command tears down (a proxy drains) in order. A
+// second signal exits at once, saying so as name.
+func InterruptContext(parent context.Context, errOut io.Writer, name string) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(parent)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(errOut, "%s: second %s: exiting without teardown; the next run removes what is left\n", name, s)
+			os.Exit(ExitForced)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+	}
 }

@@ -228,31 +228,38 @@ func fileDigest(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// proxyBinary is meshbench-proxy beside self when it is the same build
-// (module version and VCS revision and state, from both binaries' build
-// information), or "" (the proxies then run as `meshbench proxy`, with
-// more memory), said in the log.
+// proxyBinary is meshbench-proxy beside self when it is the same build,
+// or "" (the proxies then run as `meshbench proxy`, with more memory),
+// said in the log. Same build: the same module version and VCS stamp in
+// both binaries' build information and, where the stamp says nothing of
+// the sources (a modified tree, or no VCS), built after self, as make
+// build builds them: a proxy binary older than a meshbench built from
+// edited sources may be stale.
 func proxyBinary(self string, log *progress) string {
 	path := filepath.Join(filepath.Dir(self), meshes.ProxyCommand)
-	stamp := func(path string) (string, error) {
+	stamp := func(path string) (string, bool, error) {
 		bi, err := buildinfo.ReadFile(path)
 		if err != nil {
-			return "", err
+			return "", false, err
 		}
-		s := bi.Main.Path + " " + bi.Main.Version
+		s, exact := bi.Main.Path+" "+bi.Main.Version, false
 		for _, kv := range bi.Settings {
 			if strings.HasPrefix(kv.Key, "vcs.") {
 				s += " " + kv.Key + "=" + kv.Value
 			}
+			if kv.Key == "vcs.modified" {
+				exact = kv.Value == "false"
+			}
 		}
-		return s, nil
+		return s, exact, nil
 	}
-	want, err := stamp(self)
+	want, exact, err := stamp(self)
 	if err != nil {
 		log.Logf("proxies run as meshbench proxy: this binary's build information: %v", err)
 		return ""
 	}
-	switch got, err := stamp(path); {
+	got, _, err := stamp(path)
+	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		log.Logf("proxies run as meshbench proxy: no %s beside this binary (make build makes it; it spares each proxy the memory of the rest of meshbench)", meshes.ProxyCommand)
 		return ""
@@ -262,6 +269,14 @@ func proxyBinary(self string, log *progress) string {
 	case got != want:
 		log.Logf("proxies run as meshbench proxy: %s is another build (%s; this binary: %s)", path, got, want)
 		return ""
+	}
+	if !exact {
+		a, errA := os.Stat(self)
+		b, errB := os.Stat(path)
+		if errA != nil || errB != nil || b.ModTime().Before(a.ModTime()) {
+			log.Logf("proxies run as meshbench proxy: %s is older than this binary, built from modified sources: rebuild both (make build)", path)
+			return ""
+		}
 	}
 	return path
 }
