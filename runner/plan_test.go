@@ -178,15 +178,10 @@ load: {qps: 10, duration: 1s}
 		t.Fatal(err)
 	}
 	_, _, err = Plan(s, registry())
-	for _, want := range []string{
+	wantErrors(t, err,
 		"plan.yaml:4:5: meshes[0]: haproxy-b/sidecar: mesh haproxy takes neither as nor proxy",
 		"plan.yaml:5:5: meshes[1]: lib/proxyless: proxy: mode proxyless has no proxy process to tune",
-		`plan.yaml:6:69: meshes[2].proxy.binary: cannot be run on this host: exec: "/nonexistent/meshbench-proxy"`,
-	} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("error lacks %q:\n%v", want, err)
-		}
-	}
+		`plan.yaml:6:69: meshes[2].proxy.binary: cannot be run on this host: exec: "/nonexistent/meshbench-proxy"`)
 	// A host build cannot run in a kind cluster's pods; a variant's row
 	// name may not be another mesh's.
 	kind := `apiVersion: meshbench/v1
@@ -201,12 +196,17 @@ load: {qps: 10, duration: 1s}
 		t.Fatal(err)
 	}
 	_, _, err = Plan(s, registry())
-	for _, want := range []string{
+	wantErrors(t, err,
 		"plan.yaml:5:69: meshes[0].proxy.binary: a build on this host runs on the local platform only (the kind platform runs its image's meshbench)",
-		`plan.yaml:6:43: meshes[1].as: "haproxy" is another mesh's name: a variant's rows would mix with its rows`,
-	} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("error lacks %q:\n%v", want, err)
+		`plan.yaml:6:43: meshes[1].as: "haproxy" is another mesh's name: a variant's rows would mix with its rows`)
+}
+
+// wantErrors fails t unless err says every one of want.
+func wantErrors(t *testing.T, err error, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q:\n%v", w, err)
 		}
 	}
 }

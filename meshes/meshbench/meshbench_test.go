@@ -360,38 +360,47 @@ func TestReplicatedServices(t *testing.T) {
 	}
 }
 
+// variantProxies deploys the variant of the own mesh that tuning makes
+// in mode (on the chain topology) and returns its proxy components.
+func variantProxies(t *testing.T, mode scenarios.Mode, tuning *scenarios.ProxyTuning) (meshes.Mesh, []meshes.Component) {
+	t.Helper()
+	m, err := New("v").(meshes.Tunable).Tuned("variant", mode, tuning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Name() != "variant" {
+		t.Errorf("variant named %q", m.Name())
+	}
+	dep, err := m.Deploy(meshtest.Env(t.TempDir(), "chain", true), mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var proxies []meshes.Component
+	for _, c := range dep.Components {
+		if c.Class == "proxy" {
+			proxies = append(proxies, c)
+		}
+	}
+	if len(proxies) == 0 {
+		t.Fatalf("%s: no proxy component in %+v", mode, dep.Components)
+	}
+	return m, proxies
+}
+
 // TestTunedVariant: a variant carries its row name, and its sidecar and
 // per-node proxies get the GC policy as flags; proxyless modes refuse
 // it (no proxy process to tune).
 func TestTunedVariant(t *testing.T) {
 	tuning := &scenarios.ProxyTuning{GOGC: scenarios.GCOff, MemoryLimit: 32 << 20}
 	for _, mode := range []scenarios.Mode{scenarios.Sidecar, scenarios.PerNode} {
-		m, err := New("v").(meshes.Tunable).Tuned("meshbench-gcoff", mode, tuning)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m.Name() != "meshbench-gcoff" {
-			t.Errorf("variant named %q", m.Name())
-		}
-		dep, err := m.Deploy(meshtest.Env(t.TempDir(), "chain", true), mode)
-		if err != nil {
-			t.Fatal(err)
-		}
-		proxies := 0
-		for _, c := range dep.Components {
-			if c.Class != "proxy" {
-				continue
-			}
-			proxies++
+		_, proxies := variantProxies(t, mode, tuning)
+		for _, c := range proxies {
 			if c.Command != meshes.ProxyCommand {
 				t.Errorf("%s %s: command %q, want the proxy-only build", mode, c.Name, c.Command)
 			}
 			if args := strings.Join(c.Args, " "); !strings.Contains(args, " --gogc off --memory-limit 33554432") {
 				t.Errorf("%s %s: args %s lack the policy", mode, c.Name, args)
 			}
-		}
-		if proxies == 0 {
-			t.Errorf("%s: no proxy component in %+v", mode, dep.Components)
 		}
 	}
 	for _, mode := range []scenarios.Mode{scenarios.Proxyless, scenarios.ProxylessGRPC} {
@@ -406,26 +415,11 @@ func TestTunedVariant(t *testing.T) {
 
 // TestVariantBinary: a variant's binary runs its proxies.
 func TestVariantBinary(t *testing.T) {
-	m, err := New("v").(meshes.Tunable).Tuned("candidate", scenarios.Sidecar, &scenarios.ProxyTuning{Binary: "/opt/candidate/meshbench-proxy"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dep, err := m.Deploy(meshtest.Env(t.TempDir(), "chain", true), scenarios.Sidecar)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxies := 0
-	for _, c := range dep.Components {
-		if c.Class != "proxy" {
-			continue
-		}
-		proxies++
+	m, proxies := variantProxies(t, scenarios.Sidecar, &scenarios.ProxyTuning{Binary: "/opt/candidate/meshbench-proxy"})
+	for _, c := range proxies {
 		if c.Command != "/opt/candidate/meshbench-proxy" || c.Args[0] != "proxy" {
 			t.Errorf("%s: %s %v", c.Name, c.Command, c.Args)
 		}
-	}
-	if proxies == 0 {
-		t.Errorf("no proxy component in %+v", dep.Components)
 	}
 	if v := m.(meshes.Versioned).Version(); !strings.Contains(v, "/opt/candidate/meshbench-proxy") {
 		t.Errorf("version %q does not name the build", v)
