@@ -36,8 +36,12 @@ import (
 	"github.com/meshbench/meshbench/proxy/xds"
 )
 
-// BadInputError marks an error as bad input (exit code 2).
-type BadInputError struct{ Err error }
+// BadInputError marks an error as bad input (exit code 2). File says
+// the input is a file or directory, not the command line (no usage hint).
+type BadInputError struct {
+	Err  error
+	File bool
+}
 
 func (e *BadInputError) Error() string { return e.Err.Error() }
 func (e *BadInputError) Unwrap() error { return e.Err }

@@ -37,22 +37,8 @@ type Streams struct {
 	Out, ErrOut io.Writer
 }
 
-// usageError marks bad input: exit code 2. file says the input is a
-// file or directory, not the command line (no usage hint).
-type usageError struct {
-	err  error
-	file bool
-}
-
-func (e *usageError) Error() string { return e.err.Error() }
-func (e *usageError) Unwrap() error { return e.err }
-
-func badInput(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &usageError{err: err}
-}
+// badInput marks err as bad input: exit code 2.
+func badInput(err error) error { return role.BadInput(err) }
 
 // reported marks an error already printed (e.g. a run's summary), so that
 // Run does not print it again.
@@ -78,11 +64,10 @@ func ExitCode(err error) int {
 	if errors.As(err, &ge) {
 		return ge.code
 	}
-	var ue *usageError
-	var re *role.BadInputError
+	var bad *role.BadInputError
 	var el scenarios.ErrorList
 	var fe *scenarios.FieldError
-	if errors.As(err, &ue) || errors.As(err, &re) || errors.As(err, &el) || errors.As(err, &fe) {
+	if errors.As(err, &bad) || errors.As(err, &el) || errors.As(err, &fe) {
 		return ExitBadInput
 	}
 	return ExitFailed
@@ -114,8 +99,8 @@ func Run(ctx context.Context, s Streams, args []string) error {
 func isCommandLineError(err error) bool {
 	var el scenarios.ErrorList
 	var fe *scenarios.FieldError
-	var ue *usageError
-	return !errors.As(err, &el) && !errors.As(err, &fe) && !(errors.As(err, &ue) && ue.file)
+	var bad *role.BadInputError
+	return !errors.As(err, &el) && !errors.As(err, &fe) && !(errors.As(err, &bad) && bad.File)
 }
 
 func newRoot(s Streams) *cobra.Command {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/meshbench/meshbench/cmd/internal/role"
 	"github.com/meshbench/meshbench/runner/results"
 	"github.com/meshbench/meshbench/smps"
 )
@@ -80,5 +81,5 @@ func badResults(err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
 		return badInput(err)
 	}
-	return &usageError{err: err, file: true}
+	return &role.BadInputError{Err: err, File: true}
 }
