@@ -47,17 +47,33 @@ type Rule struct {
 	Relative bool    `json:"relative"`
 	Increase bool    `json:"increase,omitempty"`
 	Limit    float64 `json:"limit"`
+	// Auto rules (METRIC:auto) take their limit per row from the base
+	// run's own trial-to-trial spread (AutoLimit); Limit is then unset.
+	Auto bool `json:"auto,omitempty"`
 	// ErrorCount caps the candidate's total errors at Limit; otherwise an
 	// errors rule caps its error rate.
 	ErrorCount bool `json:"errorCount,omitempty"`
 }
 
-// DefaultGate is the gate `meshbench compare --gate` applies by default.
+// DefaultGate is the gate `meshbench compare --gate default` applies: fixed
+// limits.
 const DefaultGate = "p99:+5%,p50:+5%,cpu:+10%,errors:0"
 
+// AutoGate is `--gate auto`: the same metrics, with limits derived from
+// the base run's noise.
+const AutoGate = "p99:auto,p50:auto,cpu:auto,errors:0"
+
+// NamedGates are the gates a name stands for.
+var NamedGates = map[string]string{"default": DefaultGate, "auto": AutoGate}
+
 // ParseGate reads a comma-separated list of rules: METRIC:+N% or
-// METRIC:-N% (relative), errors:N (total count) or errors:N% (share).
+// METRIC:-N% (relative), METRIC:auto (relative, with the limit the base
+// run's noise gives), errors:N (total count) or errors:N% (share); or a
+// gate's name (default, auto).
 func ParseGate(spec string) ([]Rule, error) {
+	if named, ok := NamedGates[strings.ToLower(strings.TrimSpace(spec))]; ok {
+		spec = named
+	}
 	var rules []Rule
 	for _, text := range strings.Split(spec, ",") {
 		text = strings.TrimSpace(text)
@@ -104,8 +120,12 @@ func parseRule(text string) (Rule, error) {
 	if strings.HasPrefix(m.Name, "added-") {
 		return Rule{}, fmt.Errorf("rule %q: added latency can be zero or negative, so it has no ratio: gate %s instead", text, strings.TrimPrefix(m.Name, "added-"))
 	}
+	if strings.EqualFold(limit, "auto") {
+		r.Auto, r.Increase = true, m.HigherIsWorse
+		return r, nil
+	}
 	if limit == "" || !strings.HasSuffix(limit, "%") || (limit[0] != '+' && limit[0] != '-') {
-		return Rule{}, fmt.Errorf("rule %q: want a signed percentage such as +5%% (fail above) or -5%% (fail below)", text)
+		return Rule{}, fmt.Errorf("rule %q: want a signed percentage such as +5%% (fail above), -5%% (fail below) or auto (a limit from the base run's noise)", text)
 	}
 	v, err := strconv.ParseFloat(strings.TrimSuffix(limit[1:], "%"), 64)
 	if err != nil || !(v >= 0) || v >= 100 && limit[0] == '-' || math.IsInf(v, 0) {
@@ -141,6 +161,14 @@ type Verdict struct {
 	Rule    string  `json:"rule"`
 	Outcome Outcome `json:"outcome"`
 	Detail  string  `json:"detail"`
+	// Limit is the ratio limit a relative rule applied (an auto rule's
+	// is the row's own).
+	Limit float64 `json:"limit,omitempty"`
+	// Detectable is the smallest change (a ratio) this rule would fail
+	// on with probability DetectPower, from the base run's noise and
+	// the trials of both runs: a pass says no change that large happened,
+	// not that nothing changed.
+	Detectable float64 `json:"detectable,omitempty"`
 }
 
 // RowChange compares one (mesh, mode, rate) present in base or candidate.
@@ -230,6 +258,12 @@ func Compare(baseName string, base []*results.Trial, candName string, cand []*re
 		row.Outcome = Pass
 		for _, r := range rules {
 			v := judge(r, row)
+			if r.Auto && b.Mode == BaselineMode && v.Outcome != NotApplicable {
+				// A relative rule cannot fail on the baseline (below), so
+				// gating it could only leave the gate undecided.
+				v.Outcome = NotApplicable
+				v.Detail = "auto rules do not gate the no-mesh baseline (no proxy runs in it; it shows the machine or the harness): " + v.Detail
+			}
 			if v.Outcome == Fail && r.Relative && b.Mode == BaselineMode {
 				// No proxy runs in the baseline: what moved is the machine
 				// or the harness, which the gate cannot put on the change.
@@ -349,15 +383,42 @@ func judge(r Rule, row *RowChange) Verdict {
 		v.Outcome, v.Detail = Inconclusive, fmt.Sprintf("%s has values at or below zero: no ratio", r.Metric)
 		return v
 	}
-	iv := ch.Ratio
+	m, _ := MetricByName(r.Metric)
+	return judgeRatio(r, ch.Ratio, row.base.Values(m), row.BaseTrials, row.CandidateTrials)
+}
+
+// judgeRatio applies a relative rule to the interval of a ratio; base are
+// the base run's values, whose spread sizes an auto limit and the
+// detectable change.
+func judgeRatio(r Rule, iv Interval, base []float64, baseTrials, candTrials int) Verdict {
+	v := Verdict{Rule: r.Text}
+	noise, noisy := NoiseOf(base)
+	if r.Auto {
+		if !noisy {
+			v.Outcome, v.Detail = Inconclusive, fmt.Sprintf("%s: an auto limit needs two or more positive base trials", r.Metric)
+			return v
+		}
+		r.Limit = AutoLimit(noise, baseTrials, candTrials, iv.Level, r.Increase)
+	}
+	v.Limit = r.Limit
+	if noisy {
+		v.Detectable = Detectable(r.Limit, noise, baseTrials, candTrials, iv.Level, DetectPower, r.Increase)
+	}
 	if iv.Level < MinGateLevel {
 		v.Outcome = Inconclusive
 		v.Detail = fmt.Sprintf("%s x%.3f: %d against %d trials allow only a %.0f%% interval; a verdict needs %.0f%% (4 trials a side suffice)",
-			r.Metric, iv.Value, row.BaseTrials, row.CandidateTrials, iv.Level*100, MinGateLevel*100)
+			r.Metric, iv.Value, baseTrials, candTrials, iv.Level*100, MinGateLevel*100)
 		return v
 	}
 	v.Detail = fmt.Sprintf("%s x%.3f [%.3f, %.3f] (%.0f%% interval, %d vs %d trials), limit x%.3f",
-		r.Metric, iv.Value, iv.Low, iv.High, iv.Level*100, row.BaseTrials, row.CandidateTrials, r.Limit)
+		r.Metric, iv.Value, iv.Low, iv.High, iv.Level*100, baseTrials, candTrials, r.Limit)
+	if r.Auto {
+		v.Detail += fmt.Sprintf(" (auto: base spread %.1f%%, where an unchanged candidate passes %.0f%% of the time, at least %+.0f%%)",
+			noise.Spread*100, AutoPass*100, AutoFloor*100)
+	}
+	if noisy {
+		v.Detail += fmt.Sprintf("; detects %s at %.0f%% power", changeText(v.Detectable), DetectPower*100)
+	}
 	switch {
 	case r.Increase && iv.Low > r.Limit, !r.Increase && iv.High < r.Limit:
 		v.Outcome = Fail

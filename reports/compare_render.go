@@ -104,7 +104,10 @@ func (c *Comparison) notes() string {
 		"the distribution-free interval of the Mann-Whitney test (its level can only be 90% for 3 trials a side,\n" +
 		"96.8% for 5); P is that test's two-sided p-value. A rule fails when the whole interval is beyond its limit,\n" +
 		"passes when it is within, and is inconclusive when the interval straddles the limit (or when it would fail\n" +
-		"on the no-mesh baseline, where only the machine or the harness can have moved)."
+		"on the no-mesh baseline, where only the machine or the harness can have moved). An auto limit is the change\n" +
+		"within which an unchanged candidate's interval falls 99.5% of the time, given the base run's trial-to-trial\n" +
+		"spread. \"detects\" is the smallest change the rule fails on 80% of the time with these trial counts: a pass\n" +
+		"rules out a change that large, not every change (meshbench gate plan sizes a gate)."
 }
 
 // WriteMarkdown writes the comparison for a CI step summary.

@@ -126,6 +126,10 @@ func TestIntegrationBadInput(t *testing.T) {
 		{"conformance suite", []string{"conformance", "--suite", "istio"}, `flag --suite: unknown suite "istio"`},
 		{"conformance mesh", []string{"conformance", "--suite", "smi", "--mesh", "consul"}, `flag --mesh: unknown mesh "consul"`},
 		{"conformance modes", []string{"conformance", "--suite", "smi", "--modes", "ambient"}, `invalid --modes: "ambient" matches none of meshbench/sidecar, meshbench/per-node, meshbench/proxyless`},
+		{"gate plan rule", []string{"gate", "plan", "testdata", "--gate", "p99:soon"}, `flag --gate: rule "p99:soon": want a signed percentage`},
+		{"gate plan detect", []string{"gate", "plan", "testdata", "--detect", "p99:auto"}, `flag --detect: "p99:auto": name a relative change such as p99:+10%`},
+		{"gate plan format", []string{"gate", "plan", "testdata", "--format", "pdf"}, `flag --format: "pdf" is not one of table, md, json`},
+		{"gate plan args", []string{"gate", "plan"}, "accepts 1 arg(s), received 0"},
 		{"unsupported policy", []string{"run", "testdata/unsupported-policy.yaml"}, `testdata/unsupported-policy.yaml:9:5: meshes[1]: haproxy/sidecar cannot express the scenario's policies: mesh haproxy has no traffic policy`},
 	}
 	for _, c := range cases {

@@ -118,6 +118,43 @@ func TestIntegrationReportCompareAndPublish(t *testing.T) {
 		if r := meshbench(t, time.Minute, "compare", a, b, "--gate", "p99:5%"); r.code != 2 || !strings.Contains(r.stderr, "flag --gate") {
 			t.Errorf("unsigned limit: exit %d, %s", r.code, r.stderr)
 		}
+		// auto: limits from A's own noise; 50 ms on every request is far
+		// beyond any of them. The baseline is reported, not gated.
+		r = meshbench(t, time.Minute, "compare", a, b, "--gate", "auto")
+		if r.code != 1 || !strings.Contains(r.stdout, "(auto: base spread") || !strings.Contains(r.stdout, "auto rules do not gate the no-mesh baseline") ||
+			!strings.Contains(r.stdout, "at 80% power") {
+			t.Errorf("--gate auto, 50 ms more service time: exit %d, want 1 (fail), with each limit and detectable change\n%s%s", r.code, r.stdout, r.stderr)
+		}
+	})
+
+	t.Run("gate plan", func(t *testing.T) {
+		r := meshbench(t, time.Minute, "gate", "plan", a, "--gate", "auto", "--detect", "p50:+10%,qps:-20%")
+		if r.code != 0 || !strings.Contains(r.stdout, "meshbench/sidecar@300") || !strings.Contains(r.stdout, "p50:auto") ||
+			!strings.Contains(r.stdout, "p50:+10%: ") || !strings.Contains(r.stdout, "no-mesh baseline") ||
+			!strings.Contains(r.stdout, "qps:-20%: no relative rule of the gate on qps") {
+			t.Errorf("gate plan: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		r = meshbench(t, time.Minute, "gate", "plan", a, "--format", "json")
+		var plan struct {
+			Rows []struct {
+				Key   string
+				Rules []struct {
+					Rule       string
+					Spread     float64
+					Detectable float64
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &plan); err != nil || r.code != 0 || len(plan.Rows) != 1 || len(plan.Rows[0].Rules) != 3 {
+			t.Fatalf("gate plan --format json: exit %d, %+v, %v\n%s", r.code, plan, err, r.stdout)
+		}
+		for _, rule := range plan.Rows[0].Rules {
+			// 4 real trials always differ a little, and a fixed limit's
+			// detectable change lies beyond the limit.
+			if !(rule.Spread > 0) || !(rule.Detectable > 1.05) {
+				t.Errorf("%s: spread %g, detectable x%g", rule.Rule, rule.Spread, rule.Detectable)
+			}
+		}
 	})
 
 	t.Run("report", func(t *testing.T) {
@@ -280,6 +317,7 @@ func TestResultsInputErrors(t *testing.T) {
 	for _, c := range cases {
 		for _, args := range [][]string{
 			{"compare", c.dir, c.dir, "--gate", "default"},
+			{"gate", "plan", c.dir},
 			{"report", c.dir},
 			{"publish", c.dir, "--to", filepath.Join(dir, "index")},
 		} {

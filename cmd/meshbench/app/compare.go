@@ -33,7 +33,11 @@ Mann-Whitney interval, over the trials of each side).
 when the whole interval of the ratio lies above 1+N%, passes when it lies at or
 below, and is inconclusive when it straddles the limit; METRIC:-N% is the same
 for drops (qps:-5%). errors:N caps the candidate's failed requests in total,
-errors:N% as a share. --gate default applies ` + reports.DefaultGate + `.
+errors:N% as a share. METRIC:auto takes its limit per row from the base run's
+own trial-to-trial spread: the change within which an unchanged candidate's
+interval falls 99.5% of the time (at least 1%); every verdict says its limit and
+the smallest change it detects at 80% power. --gate default applies
+` + reports.DefaultGate + `, --gate auto ` + reports.AutoGate + `.
 
 Metrics: ` + reports.MetricNames() + `.
 
@@ -41,13 +45,13 @@ Exit codes: 0 the gate passed (or no gate), 1 it failed, 2 bad input,
 3 inconclusive (--inconclusive=pass or =fail turns that into 0 or 1).`,
 		Example: `  meshbench compare main-results/ pr-results/
   meshbench compare main-results/ pr-results/ --gate 'p99:+5%,p50:+5%,cpu:+10%,errors:0'
-  meshbench compare main/ pr/ --gate default --format md >> "$GITHUB_STEP_SUMMARY"
+  meshbench compare main/ pr/ --gate auto --format md >> "$GITHUB_STEP_SUMMARY"
   meshbench compare main/ pr/ --gate default --format junit --out gate.xml`,
 		Args: argsCheck(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(s, cmd, args) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.gate, "gate", "", "gate rules, comma-separated; \"default\" is "+reports.DefaultGate)
+	f.StringVar(&o.gate, "gate", "", "gate rules, comma-separated, or a gate's name: default ("+reports.DefaultGate+") or auto ("+reports.AutoGate+")")
 	f.StringVar(&o.inconclusive, "inconclusive", string(reports.InconclusiveStays), "what an inconclusive gate exits with: inconclusive (3), pass (0) or fail (1)")
 	f.StringVarP(&o.format, "format", "o", "table", "output format: table, md, junit or json")
 	f.StringVar(&o.out, "out", "", "write the output to this file instead of standard output")
@@ -59,11 +63,7 @@ func (o *compareOptions) run(s Streams, cmd *cobra.Command, args []string) error
 	var rules []reports.Rule
 	if cmd.Flags().Changed("gate") {
 		var err error
-		spec := o.gate
-		if spec == "default" {
-			spec = reports.DefaultGate
-		}
-		if rules, err = reports.ParseGate(spec); err != nil {
+		if rules, err = reports.ParseGate(o.gate); err != nil {
 			return badInput(fmt.Errorf("flag --gate: %w", err))
 		}
 	}
