@@ -4,8 +4,9 @@
 # configuration), and how often it catches a known regression (A/B: B adds
 # service time in the server, a tenth of the sidecar row's p99 in the first
 # A run, which raises that row's p99 by 10%). Runs alternate A, B, A, B...
-# so that machine drift hits both alike. It also estimates the p99 rule's
-# power at other regression sizes from the A runs (gatestats -scale).
+# so that machine drift hits both alike. It also estimates the power of
+# the p99, p50 and cpu rules at other regression sizes from the A runs
+# (gatestats -scale). Every gate in GATES is measured on the same runs.
 #
 #   RUNS=8 scripts/gate-validity.sh          # DELAY=160us to fix the delay
 #
@@ -15,8 +16,9 @@
 set -euo pipefail
 RUNS=${RUNS:-8}
 DELAY=${DELAY:-}
-GATE=${GATE:-p99:+5%,p50:+5%,cpu:+10%,errors:0}
-SCALES=${SCALES:-1.05,1.1,1.2,1.3,1.5,2}
+# The gates measured, each on the same runs: the fixed default and auto.
+GATES=${GATES:-default auto}
+SCALES=${SCALES:-1.05,1.1,1.2,1.25,1.3,1.5,2}
 ROW=meshbench/sidecar@1000
 BIN=${BIN:-bin/meshbench}
 OUT=${OUT:-gate-validity-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -50,4 +52,10 @@ for i in $(seq 1 "$RUNS"); do
   run a "$i"
   run b "$i"
 done
-{ echo "B: +$DELAY service time"; "$OUT/gatestats" -gate "$GATE" -row "$ROW" -scale "$SCALES" "$OUT"; } | tee "$OUT/gatestats.txt"
+{
+  echo "B: +$DELAY service time"
+  for gate in $GATES; do
+    echo "== gate $gate"
+    "$OUT/gatestats" -gate "$gate" -row "$ROW" -scale "$SCALES" -scale-metric p99,p50,cpu "$OUT"
+  done
+} | tee "$OUT/gatestats.txt"

@@ -13,12 +13,14 @@
 // whole gate and the rules on -row failed, passed or were inconclusive,
 // and the regression's realized size on -row (median B/A ratio of p99).
 //
-// With -scale 1.1,1.2,... it also estimates the p99 rule's power from the
-// A runs alone: for every ordered pair of A runs, the second run's p99 on
-// -row is raised by factor-1 times its median (a constant added to every
-// trial, as an added delay does: a regression of exactly that size on top
-// of real run-to-run noise, which it leaves as it was) and the gate's p99
-// rule applied; the share of failures is the power at that size.
+// With -scale 1.1,1.2,... it also estimates the power of the gate's rule
+// on -scale-metric (p99, p50 or cpu) from the A runs alone: for every
+// ordered pair of A runs, the second run's metric on -row is raised by
+// factor-1 times its median (a constant added to every trial, as an added
+// delay or a CPU burn does: a regression of exactly that size on top of
+// real run-to-run noise, which it leaves as it was) and the gate's rule
+// on that metric applied; the share of failures is the power at that
+// size.
 //
 // gatestats -delay-for RUN prints the service time to add to the server
 // so that -row's p99 rises by 10% (a tenth of the row's median p99 in
@@ -43,7 +45,8 @@ func main() {
 	gate := flag.String("gate", reports.DefaultGate, "gate rules")
 	row := flag.String("row", "meshbench/sidecar@1000", "row whose rule verdicts are counted for power")
 	metric := flag.String("metric", "p99", "metric whose realized regression is reported")
-	scales := flag.String("scale", "", "comma-separated p99 factors (e.g. 1.1,1.2) to estimate the p99 rule's power at, from the A runs")
+	scales := flag.String("scale", "", "comma-separated factors (e.g. 1.1,1.2) to estimate the power of the rule on -scale-metric at, from the A runs")
+	scaleMetric := flag.String("scale-metric", "p99", "the metrics -scale raises, each in turn: p99, p50, cpu (comma-separated)")
 	delayFor := flag.String("delay-for", "", "print the service time that raises -row's p99 in this results directory by 10%, and exit")
 	flag.Parse()
 	if *delayFor != "" {
@@ -87,9 +90,11 @@ func main() {
 		ab.print("A/B (regression injected)")
 	}
 	if *scales != "" {
-		if err := scaledPower(a, rules, *row, *scales); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
+		for _, metric := range strings.Split(*scaleMetric, ",") {
+			if err := scaledPower(a, rules, *row, strings.TrimSpace(metric), *scales); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(2)
+			}
 		}
 	}
 }
@@ -113,24 +118,27 @@ func tenPercentDelay(dir, row string) (time.Duration, error) {
 	return (time.Duration(reports.Median(p99) * 0.1 * float64(time.Millisecond))).Round(time.Microsecond), nil
 }
 
-// scaledPower prints, for each factor, how often the gate's p99 rule on
-// row fails when one A run's p99s on row are raised so that their median
-// grows by that factor (scaled) and compared with another A run (every
-// ordered pair).
-func scaledPower(a [][]*results.Trial, rules []reports.Rule, row, spec string) error {
-	var p99 []reports.Rule
+// scaledPower prints, for each factor, how often the gate's rule on
+// metric fails on row when one A run's values of it on row are raised so
+// that their median grows by that factor (scaled) and compared with
+// another A run (every ordered pair).
+func scaledPower(a [][]*results.Trial, rules []reports.Rule, row, metric, spec string) error {
+	if _, ok := scalers[metric]; !ok {
+		return fmt.Errorf("-scale-metric: %q is not one of p99, p50, cpu", metric)
+	}
+	var gated []reports.Rule
 	for _, r := range rules {
-		if r.Metric == "p99" {
-			p99 = append(p99, r)
+		if r.Metric == metric {
+			gated = append(gated, r)
 		}
 	}
-	if len(p99) == 0 {
-		return fmt.Errorf("-scale: the gate has no p99 rule")
+	if len(gated) == 0 {
+		return fmt.Errorf("-scale: the gate has no %s rule", metric)
 	}
 	if len(a) < 2 {
 		return fmt.Errorf("-scale: needs two A runs or more")
 	}
-	fmt.Printf("Synthetic A/B from the A runs (p99 on %s raised by a known constant, real noise): %d ordered pairs\n", row, len(a)*(len(a)-1))
+	fmt.Printf("Synthetic A/B from the A runs (%s on %s raised by a known constant, real noise): %d ordered pairs\n", metric, row, len(a)*(len(a)-1))
 	for _, f := range strings.Split(spec, ",") {
 		factor, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
 		if err != nil || factor <= 0 {
@@ -142,35 +150,66 @@ func scaledPower(a [][]*results.Trial, rules []reports.Rule, row, spec string) e
 				if i == j {
 					continue
 				}
-				t.add(reports.Compare("a", a[i], "a*", scaled(a[j], row, factor), p99, reports.DefaultSeed), row, "p99")
+				t.add(reports.Compare("a", a[i], "a*", scaled(a[j], row, metric, factor), gated, reports.DefaultSeed), row, metric)
 			}
 		}
-		o := t.rules[p99[0].Text]
+		o := t.rules[gated[0].Text]
 		if o == nil {
-			return fmt.Errorf("-scale: no verdict of %s on row %s: is the row in the runs?", p99[0].Text, row)
+			return fmt.Errorf("-scale: no verdict of %s on row %s: is the row in the runs?", gated[0].Text, row)
 		}
-		fmt.Printf("  p99 x%.2f: %s fails %5.1f%%  inconclusive %5.1f%%  passes %5.1f%%\n", factor, p99[0].Text,
+		fmt.Printf("  %s x%.2f: %s fails %5.1f%%  inconclusive %5.1f%%  passes %5.1f%%\n", metric, factor, gated[0].Text,
 			100*float64(o[reports.Fail])/float64(t.n), 100*float64(o[reports.Inconclusive])/float64(t.n), 100*float64(o[reports.Pass])/float64(t.n))
 	}
 	return nil
 }
 
-// scaled copies trials, with (factor-1) times the median of row's p99
-// added to each of row's p99s: the median rises by that factor, the spread
-// stays.
-func scaled(trials []*results.Trial, row string, factor float64) []*results.Trial {
-	var p99 []float64
+// scalers read and shift a trial's metric in place (on a copy).
+var scalers = map[string]struct {
+	get   func(*results.Trial) float64
+	shift func(*results.Trial, float64)
+}{
+	"p99": {func(t *results.Trial) float64 { return t.LatencyMs.P99 }, func(t *results.Trial, d float64) { t.LatencyMs.P99 += d }},
+	"p50": {func(t *results.Trial) float64 { return t.LatencyMs.P50 }, func(t *results.Trial, d float64) { t.LatencyMs.P50 += d }},
+	"cpu": {sutCPU, func(t *results.Trial, d float64) {
+		// Spread over the system under test's components in proportion,
+		// so that their sum (the cpu metric) rises by d.
+		sum := sutCPU(t)
+		if sum <= 0 {
+			return
+		}
+		t.Components = append([]results.Usage(nil), t.Components...)
+		for i, u := range t.Components {
+			if u.Class != "" && u.Class != results.ClassLoadGen {
+				t.Components[i].CPUMillicores = u.CPUMillicores * (sum + d) / sum
+			}
+		}
+	}},
+}
+
+// sutCPU is the cpu metric of a trial (the system under test's CPU).
+func sutCPU(t *results.Trial) float64 {
+	m, _ := reports.MetricByName("cpu")
+	v, _ := m.Value(t, nil)
+	return v
+}
+
+// scaled copies trials, with (factor-1) times the median of row's metric
+// added to each of row's values: the median rises by that factor, the
+// spread stays.
+func scaled(trials []*results.Trial, row, metric string, factor float64) []*results.Trial {
+	sc := scalers[metric]
+	var vals []float64
 	for _, t := range trials {
 		if t.RateKey() == row {
-			p99 = append(p99, t.LatencyMs.P99)
+			vals = append(vals, sc.get(t))
 		}
 	}
-	shift := (factor - 1) * reports.Median(p99)
+	shift := (factor - 1) * reports.Median(vals)
 	out := make([]*results.Trial, len(trials))
 	for i, t := range trials {
 		if t.RateKey() == row {
 			c := *t
-			c.LatencyMs.P99 += shift
+			sc.shift(&c, shift)
 			t = &c
 		}
 		out[i] = t

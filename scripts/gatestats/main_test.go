@@ -28,7 +28,7 @@ func trialsOf(p99s ...float64) []*results.Trial {
 // else, and leaves the A run itself unchanged.
 func TestScaledTouchesOnlyTheRow(t *testing.T) {
 	a := trialsOf(1, 1.5, 2)
-	s := scaled(a, "meshbench/sidecar@1000", 1.5)
+	s := scaled(a, "meshbench/sidecar@1000", "p99", 1.5)
 	for i := range a {
 		want := a[i].LatencyMs.P99
 		if a[i].Mode == "sidecar" {
@@ -56,7 +56,7 @@ func TestScaledRegressionFailsTheGate(t *testing.T) {
 		factor float64
 		want   reports.Outcome
 	}{{2, reports.Fail}, {1, reports.Inconclusive}, {0.5, reports.Pass}} {
-		c := reports.Compare("a", base, "b", scaled(base, "meshbench/sidecar@1000", tc.factor), rules, reports.DefaultSeed)
+		c := reports.Compare("a", base, "b", scaled(base, "meshbench/sidecar@1000", "p99", tc.factor), rules, reports.DefaultSeed)
 		var got reports.Outcome
 		for _, r := range c.Rows {
 			if r.Key == "meshbench/sidecar@1000" && len(r.Verdicts) > 0 {
@@ -66,6 +66,30 @@ func TestScaledRegressionFailsTheGate(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("p99 x%v: %q, want %q", tc.factor, got, tc.want)
 		}
+	}
+}
+
+// TestScaledCPU: a CPU regression raises the system under test's CPU
+// (apps and proxies, not the load generator) by the factor times its
+// median, spread over its components.
+func TestScaledCPU(t *testing.T) {
+	a := trialsOf(1, 1, 1)
+	for i, tr := range a {
+		tr.Components = []results.Usage{{Class: results.ClassApp, CPUMillicores: 100 + float64(i)}, {Class: results.ClassProxy, CPUMillicores: 100},
+			{Class: results.ClassLoadGen, CPUMillicores: 500}}
+	}
+	s := scaled(a, "meshbench/sidecar@1000", "cpu", 1.1)
+	for i := range a {
+		want := sutCPU(a[i])
+		if a[i].Mode == "sidecar" {
+			want += 20.3 // a tenth of the median, 203m
+		}
+		if got := sutCPU(s[i]); got < want-1e-9 || got > want+1e-9 || s[i].Components[2].CPUMillicores != 500 {
+			t.Errorf("trial %d %s: cpu %v, want %v; load generator %v", i, a[i].Mode, got, want, s[i].Components[2].CPUMillicores)
+		}
+	}
+	if a[3].Components[0].CPUMillicores != 103 {
+		t.Errorf("the A run was modified: %v", a[3].Components)
 	}
 }
 
