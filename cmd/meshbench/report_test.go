@@ -157,6 +157,8 @@ func TestIntegrationReportCompareAndPublish(t *testing.T) {
 		}
 	})
 
+	t.Run("ci gate", func(t *testing.T) { testCIGate(t, a, b) })
+
 	t.Run("report", func(t *testing.T) {
 		r := meshbench(t, time.Minute, "report", a, "--slo", "errors == 0", "--slo", "p99 < 10s")
 		if r.code != 0 || !strings.Contains(r.stdout, "95% bootstrap intervals") || !strings.Contains(r.stdout, "Harness floor") {
