@@ -112,11 +112,12 @@ func Plan(name string, trials []*results.Trial, gate, detect []Rule) *PowerPlan 
 			}
 			pr.Spread = noise.Spread
 			n := len(values)
+			level := RankLevel(n, n)
 			if r.Auto {
-				pr.Limit = AutoLimit(noise, n, n, p.Level, r.Increase)
+				pr.Limit = AutoLimit(noise, n, n, level, r.Increase)
 			}
 			if n >= MinPlanTrials {
-				pr.Detectable = Detectable(pr.Limit, noise, n, n, p.Level, p.Power, r.Increase)
+				pr.Detectable = Detectable(pr.Limit, noise, n, n, level, p.Power, r.Increase)
 			} else {
 				pr.Note = fmt.Sprintf("%d trials a side give no verdict (%d or more do)", n, MinPlanTrials)
 			}
@@ -125,7 +126,7 @@ func Plan(name string, trials []*results.Trial, gate, detect []Rule) *PowerPlan 
 					continue
 				}
 				need := PlanNeed{Change: d.Text, Ratio: d.Limit}
-				k, ok := TrialsFor(noise, d.Limit, r.Limit, r.Auto, p.Level, p.Power, r.Increase)
+				k, ok := TrialsFor(noise, d.Limit, r.Limit, r.Auto, p.Power, r.Increase)
 				switch {
 				case ok:
 					need.Trials = k
@@ -187,8 +188,8 @@ func (r *PlanRule) needsText() string {
 func (p *PowerPlan) notes() []string {
 	out := []string{fmt.Sprintf("SPREAD is the standard deviation of the log of each trial's value (about its coefficient of variation).\n"+
 		"LIMIT is the rule's against a candidate with as many trials; DETECTS is the smallest change it fails on %.0f%% of\n"+
-		"the time (%.0f%% intervals; Student's t approximation of the Hodges-Lehmann estimate, a little optimistic at few\n"+
-		"trials); NEEDS is trials a side for the named changes.", p.Power*100, p.Level*100)}
+		"the time (the rank intervals compare uses, %.0f%% or what few trials reach; Student's t approximation of the\n"+
+		"Hodges-Lehmann estimate); NEEDS is trials a side for the named changes.", p.Power*100, p.Level*100)}
 	if len(p.Skipped) > 0 {
 		out = append(out, fmt.Sprintf("Not planned: %s (the no-mesh baseline: a relative rule never fails there).", strings.Join(p.Skipped, ", ")))
 	}

@@ -29,12 +29,13 @@ import (
 //
 //	log D = log L + (q(level) + q(power)) * se,
 //
-// where q are quantiles of Student's t with n+m-2 degrees of freedom: the
-// spread is itself estimated from few trials, and the rank interval of 8
-// trials a side is wider than the normal one (simulated with the gate's
-// own interval: normal quantiles passed an unchanged candidate 93% of the
-// time where the model said 99%, and detected its "80%" change 70-74% of
-// the time; TestNoiseModelMatchesTheGate).
+// where q are quantiles of Student's t with n-1 degrees of freedom: the
+// spread is estimated from the base's n trials alone, and the rank
+// interval of few trials is wider than the normal one (simulated with the
+// gate's own interval at 8 trials a side, TestNoiseModelMatchesTheGate:
+// normal quantiles passed an unchanged candidate 93% of the time where
+// the model said 99%; with t on n-1 degrees of freedom it passes 98.5%
+// for AutoPass 99.5%).
 //
 // Only the base's spread is used: a regression that also makes the
 // candidate noisier must not widen the limit it is judged by.
@@ -93,7 +94,7 @@ func (n Noise) SE(base, cand int) float64 {
 type quantiles struct{ level, pass, power float64 }
 
 func quantilesFor(base, cand int, level, power float64) quantiles {
-	t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(max(1, base+cand-2))}
+	t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(max(1, base-1))}
 	return quantiles{level: t.Quantile((1 + level) / 2), pass: t.Quantile(AutoPass), power: t.Quantile(power)}
 }
 
@@ -127,13 +128,35 @@ func Detectable(limit float64, n Noise, base, cand int, level, power float64, in
 // MaxPlanTrials bounds TrialsFor's search.
 const MaxPlanTrials = 1 << 20
 
+// RankLevel is the confidence the gate's rank interval reaches for base
+// and cand trials when DefaultLevel is asked for (97.1% for 4 a side,
+// 95.0% for 8): what compare's limits and verdicts use.
+func RankLevel(base, cand int) float64 {
+	if base < 1 || cand < 1 || base*cand > exactLimit {
+		return DefaultLevel // the normal approximation reaches it
+	}
+	a, b := make([]float64, base), make([]float64, cand)
+	for i := range a {
+		a[i] = float64(i)
+	}
+	for i := range b {
+		b[i] = float64(i) + 0.5
+	}
+	if l := ShiftInterval(a, b, DefaultLevel).Level; l > 0 {
+		return l
+	}
+	return DefaultLevel
+}
+
 // TrialsFor is the least number of trials a side with which a rule
 // detects the change (a ratio) with probability power, given noise: with
 // a fixed limit (auto false), or with the auto limit those trials would
-// give. It is at least MinPlanTrials; false when no number of trials can
-// (a change within a fixed limit, or not beyond the auto floor).
-func TrialsFor(n Noise, change, limit float64, auto bool, level, power float64, increase bool) (int, bool) {
+// give, at the interval level those trials reach (RankLevel). It is at
+// least MinPlanTrials; false when no number of trials can (a change within
+// a fixed limit, or not beyond the auto floor).
+func TrialsFor(n Noise, change, limit float64, auto bool, power float64, increase bool) (int, bool) {
 	detects := func(k int) bool {
+		level := RankLevel(k, k)
 		l := limit
 		if auto {
 			l = AutoLimit(n, k, k, level, increase)

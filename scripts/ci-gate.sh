@@ -5,8 +5,9 @@
 # candidate), gets the base's results (a results directory given, or a run
 # of the base ref built in a git worktree), runs the scenario with the
 # candidate, compares, appends the Markdown verdict to the step summary,
-# writes JUnit, and exits by the verdict: 0 pass, 1 fail, 2 bad input, 3
-# inconclusive (as MESHBENCH_INCONCLUSIVE says).
+# writes JUnit, and exits by the verdict: 0 pass, 1 fail, 3 inconclusive
+# (as MESHBENCH_INCONCLUSIVE says); 2 bad input, 4 any other error (a
+# build or a run that failed): 1 is only ever the gate's verdict.
 #
 # Environment (the action's inputs):
 #   MESHBENCH_SRC           the meshbench tree to build as the candidate
@@ -16,13 +17,15 @@
 #   MESHBENCH_BASE_RESULTS  or: the base's results (a results directory, or
 #                           SMPS results, e.g. the last nightly's)
 #   MESHBENCH_SCENARIO      scenario file or built-in name (default: gate)
-#   MESHBENCH_RUN_ARGS      more arguments for both runs (e.g. --trials 12)
+#   MESHBENCH_RUN_ARGS      more arguments for both runs (e.g. --trials 12),
+#                           split on whitespace (no quoting)
 #   MESHBENCH_GATE          gate rules or name (default: auto)
 #   MESHBENCH_INCONCLUSIVE  inconclusive (exit 3, default), pass or fail
 #   MESHBENCH_OUT           working directory (default: meshbench-gate)
 #   MESHBENCH_JUNIT         JUnit file (default: $MESHBENCH_OUT/gate.xml)
 #   GITHUB_STEP_SUMMARY     where the Markdown goes (default: $MESHBENCH_OUT/gate.md)
-#   GITHUB_OUTPUT           where verdict=... and results=... go, when set
+#   GITHUB_OUTPUT           where verdict=pass|fail|inconclusive|error (before
+#                           the inconclusive policy), results= and junit= go
 set -euo pipefail
 
 # The meshbench tree to build as the candidate: the workspace the job
@@ -36,7 +39,26 @@ junit=${MESHBENCH_JUNIT:-$out/gate.xml}
 summary=${GITHUB_STEP_SUMMARY:-$out/gate.md}
 read -r -a run_args <<< "${MESHBENCH_RUN_ARGS:-}"
 
-bad() { echo "ci-gate: $*" >&2; exit 2; }
+wt=
+cleanup() {
+  if [ -n "$wt" ]; then git -C "$src" worktree remove --force "$wt" >/dev/null 2>&1 || true; fi
+  # Under sudo (the action on a runner with it), hand what was written
+  # back to the job's user: the next checkout must be able to remove it.
+  if [ -n "${SUDO_UID:-}" ]; then chown -R "$SUDO_UID:${SUDO_GID:-$SUDO_UID}" "$out" "$src/bin" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+# finish CODE VERDICT: the outputs, then the exit.
+finish() {
+  if [ -n "${GITHUB_OUTPUT:-}" ]; then
+    { echo "verdict=$2"; [ -z "${cand:-}" ] || echo "results=$cand"; [ "$2" = error ] || echo "junit=$junit"; } >> "$GITHUB_OUTPUT"
+  fi
+  exit "$1"
+}
+bad() { echo "ci-gate: $*" >&2; finish 2 error; }
+# fail_run MSG: a command other than the gate failed: exit 2 where it
+# said its input was bad, else 4 (an error, never the gate's 1).
+fail_run() { local c=$?; echo "ci-gate: $* (exit $c)" >&2; if [ "$c" -eq 2 ]; then finish 2 error; fi; finish 4 error; }
+
 if [ -n "${MESHBENCH_BASE_REF:-}" ] && [ -n "${MESHBENCH_BASE_RESULTS:-}" ]; then
   bad "give MESHBENCH_BASE_REF or MESHBENCH_BASE_RESULTS, not both"
 fi
@@ -47,44 +69,45 @@ case "$policy" in inconclusive|pass|fail) ;; *) bad "MESHBENCH_INCONCLUSIVE=$pol
 if [ -n "${MESHBENCH_BASE_RESULTS:-}" ] && [ ! -e "$MESHBENCH_BASE_RESULTS" ]; then
   bad "MESHBENCH_BASE_RESULTS=$MESHBENCH_BASE_RESULTS: no such file or directory"
 fi
+if [ -n "${MESHBENCH_BASE_REF:-}" ] && ! git -C "$src" rev-parse --verify --quiet "$MESHBENCH_BASE_REF^{commit}" >/dev/null; then
+  bad "MESHBENCH_BASE_REF=$MESHBENCH_BASE_REF is not a commit of this checkout (fetch it: actions/checkout with fetch-depth: 0)"
+fi
 
 # The candidate: this checkout. `make build` installs what is missing.
-make -C "$src" --no-print-directory build >&2 || { echo "ci-gate: building the candidate failed" >&2; exit 1; }
+make -C "$src" --no-print-directory build >&2 || fail_run "building the candidate failed"
 cand_bin=$src/bin/meshbench
-# Check the scenario and arguments before anything runs (exit 2 on bad input).
-"$cand_bin" scenarios validate "$scenario" >&2
+# The scenario is checked before anything runs (run arguments are checked
+# by the first run, which starts nothing on bad input).
+"$cand_bin" scenarios validate "$scenario" >&2 || fail_run "scenario $scenario"
 
 base=${MESHBENCH_BASE_RESULTS:-}
 if [ -z "$base" ]; then
   ref=$MESHBENCH_BASE_REF
-  git -C "$src" rev-parse --verify --quiet "$ref^{commit}" >/dev/null ||
-    bad "MESHBENCH_BASE_REF=$ref is not a commit of this checkout (fetch it: actions/checkout with fetch-depth: 0)"
   wt=$out/base-src
   git -C "$src" worktree remove --force "$wt" 2>/dev/null || rm -rf "$wt"
-  git -C "$src" worktree add --detach "$wt" "$ref" >&2
-  trap 'git -C "$src" worktree remove --force "$wt" >/dev/null 2>&1 || true' EXIT
-  make -C "$wt" --no-print-directory build >&2 || { echo "ci-gate: building the base ($ref) failed" >&2; exit 1; }
+  git -C "$src" worktree add --detach "$wt" "$ref" >&2 || fail_run "git worktree add $ref"
+  make -C "$wt" --no-print-directory build >&2 || fail_run "building the base ($ref) failed"
   base=$out/base
   rm -rf "$base"
   echo "ci-gate: base $ref: meshbench run $scenario ${run_args[*]}" >&2
-  "$wt/bin/meshbench" run "$scenario" "${run_args[@]}" --out "$base" >&2
+  "$wt/bin/meshbench" run "$scenario" "${run_args[@]}" --out "$base" >&2 || fail_run "the base's run failed"
 fi
 
 cand=$out/candidate
 rm -rf "$cand"
 echo "ci-gate: candidate: meshbench run $scenario ${run_args[*]}" >&2
-"$cand_bin" run "$scenario" "${run_args[@]}" --out "$cand" >&2
+"$cand_bin" run "$scenario" "${run_args[@]}" --out "$cand" >&2 || fail_run "the candidate's run failed"
 
+compare() { "$cand_bin" compare "$base" "$cand" --gate "$gate" "$@"; }
+# The verdict itself, before the inconclusive policy: the output says it.
+verdict=error
+compare --inconclusive inconclusive >&2 && verdict=pass || case $? in 1) verdict=fail ;; 2) finish 2 error ;; 3) verdict=inconclusive ;; esac
+[ "$verdict" != error ] || fail_run "compare failed"
 rc=0
-"$cand_bin" compare "$base" "$cand" --gate "$gate" --inconclusive "$policy" --format md >> "$summary" || rc=$?
-if [ "$rc" -eq 2 ]; then
-  exit 2 # compare said why
+compare --inconclusive "$policy" --format md --out "$out/gate.md.part" || rc=$?
+compare --inconclusive "$policy" --format junit --out "$junit" || [ $? -ne 2 ] || fail_run "writing JUnit to $junit"
+if [ "$summary" != "$out/gate.md.part" ]; then
+  cat "$out/gate.md.part" >> "$summary" || fail_run "appending to the step summary $summary"
 fi
-"$cand_bin" compare "$base" "$cand" --gate "$gate" --inconclusive "$policy" --format junit --out "$junit" || true
-"$cand_bin" compare "$base" "$cand" --gate "$gate" --inconclusive "$policy" >&2 || true
-case "$rc" in 0) verdict=pass ;; 1) verdict=fail ;; 3) verdict=inconclusive ;; *) verdict=error ;; esac
-if [ -n "${GITHUB_OUTPUT:-}" ]; then
-  { echo "verdict=$verdict"; echo "results=$cand"; echo "junit=$junit"; } >> "$GITHUB_OUTPUT"
-fi
-echo "ci-gate: gate $verdict (exit $rc); summary in $summary, JUnit in $junit" >&2
-exit "$rc"
+echo "ci-gate: gate $verdict (exit $rc under --inconclusive $policy); summary in $summary, JUnit in $junit" >&2
+finish "$rc" "$verdict"

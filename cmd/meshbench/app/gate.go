@@ -36,9 +36,9 @@ limit, and the smallest change the rule fails on 80% of the time when a
 candidate run has as many trials as this one (both runs as noisy as this one).
 With --detect it also prints how many trials a side each named change needs.
 
-The numbers come from a normal approximation of the interval compare uses
-(Hodges-Lehmann on the log of each trial's value); measure the gate itself with
-make gate-validity.`,
+The numbers come from a Student's t approximation of the interval compare uses
+(Hodges-Lehmann on the log of each trial's value, at the confidence the trial
+counts reach); measure the gate itself with make gate-validity.`,
 		Example: `  meshbench gate plan main-results/
   meshbench gate plan main-results/ --gate auto --detect p99:+10%,p50:+10%,cpu:+10%
   meshbench gate plan main-results/ --gate 'p99:+20%' --detect p99:+25% --format md`,
