@@ -74,10 +74,21 @@ func ParseGate(spec string) ([]Rule, error) {
 	if named, ok := NamedGates[strings.ToLower(strings.TrimSpace(spec))]; ok {
 		spec = named
 	}
+	rules, err := parseRules(spec)
+	if err != nil {
+		return nil, err
+	}
+	if len(rules) == 0 {
+		return nil, fmt.Errorf("empty gate: give rules such as %q", DefaultGate)
+	}
+	return rules, nil
+}
+
+// parseRules reads comma-separated rules, skipping empty ones.
+func parseRules(spec string) ([]Rule, error) {
 	var rules []Rule
 	for _, text := range strings.Split(spec, ",") {
-		text = strings.TrimSpace(text)
-		if text == "" {
+		if text = strings.TrimSpace(text); text == "" {
 			continue
 		}
 		r, err := parseRule(text)
@@ -85,9 +96,6 @@ func ParseGate(spec string) ([]Rule, error) {
 			return nil, err
 		}
 		rules = append(rules, r)
-	}
-	if len(rules) == 0 {
-		return nil, fmt.Errorf("empty gate: give rules such as %q", DefaultGate)
 	}
 	return rules, nil
 }

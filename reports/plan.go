@@ -62,20 +62,14 @@ type PlanNeed struct {
 // ParseDetect reads the changes to plan for: METRIC:+N% or METRIC:-N%,
 // comma-separated.
 func ParseDetect(spec string) ([]Rule, error) {
-	var out []Rule
-	for _, text := range strings.Split(spec, ",") {
-		text = strings.TrimSpace(text)
-		if text == "" {
-			continue
-		}
-		r, err := parseRule(text)
-		if err != nil {
-			return nil, err
-		}
+	out, err := parseRules(spec)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range out {
 		if !r.Relative || r.Auto {
-			return nil, fmt.Errorf("%q: name a relative change such as p99:+10%% or qps:-10%%", text)
+			return nil, fmt.Errorf("%q: name a relative change such as p99:+10%% or qps:-10%%", r.Text)
 		}
-		out = append(out, r)
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no change named: give changes such as p99:+10%%")
