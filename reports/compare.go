@@ -421,12 +421,8 @@ func judgeRatio(r Rule, iv Interval, base []float64, baseTrials, candTrials int)
 	v.Detail = fmt.Sprintf("%s x%.3f [%.3f, %.3f] (%.0f%% interval, %d vs %d trials), limit x%.3f",
 		r.Metric, iv.Value, iv.Low, iv.High, iv.Level*100, baseTrials, candTrials, r.Limit)
 	if r.Auto {
-		floor := AutoFloor * 100
-		if !r.Increase {
-			floor = -floor
-		}
-		v.Detail += fmt.Sprintf(" (auto: base spread %.1f%%, where an unchanged candidate passes %.1f%% of the time, at least %+.0f%%)",
-			noise.Spread*100, AutoPass*100, floor)
+		v.Detail += fmt.Sprintf(" (auto: base spread %.1f%%, where an unchanged candidate passes %.1f%% of the time, at least %s)",
+			noise.Spread*100, AutoPass*100, floorText(r.Increase))
 	}
 	if noisy {
 		v.Detail += fmt.Sprintf("; detects %s at %.0f%% power", changeText(v.Detectable), DetectPower*100)

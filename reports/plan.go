@@ -47,7 +47,6 @@ type PlanRule struct {
 	Detectable float64    `json:"detectable,omitempty"`
 	Needs      []PlanNeed `json:"needs,omitempty"`
 	Note       string     `json:"note,omitempty"`
-	increase   bool
 }
 
 // PlanNeed is the trials a side a named change needs.
@@ -97,7 +96,7 @@ func Plan(name string, trials []*results.Trial, gate, detect []Rule) *PowerPlan 
 			if len(values) == 0 {
 				continue
 			}
-			pr := &PlanRule{Rule: r.Text, Metric: r.Metric, Limit: r.Limit, increase: r.Increase}
+			pr := &PlanRule{Rule: r.Text, Metric: r.Metric, Limit: r.Limit}
 			row.Rules = append(row.Rules, pr)
 			noise, ok := NoiseOf(values)
 			if !ok {
@@ -125,7 +124,7 @@ func Plan(name string, trials []*results.Trial, gate, detect []Rule) *PowerPlan 
 				case ok:
 					need.Trials = k
 				case r.Auto:
-					need.Note = fmt.Sprintf("within the auto floor (%+.0f%%)", AutoFloor*100)
+					need.Note = "within the auto floor (" + floorText(r.Increase) + ")"
 				default:
 					need.Note = "within the rule's limit: it never fails on it"
 				}

@@ -132,20 +132,11 @@ const MaxPlanTrials = 1 << 20
 // and cand trials when DefaultLevel is asked for (97.1% for 4 a side,
 // 95.0% for 8): what compare's limits and verdicts use.
 func RankLevel(base, cand int) float64 {
-	if base < 1 || cand < 1 || base*cand > exactLimit {
-		return DefaultLevel // the normal approximation reaches it
+	if base < 1 || cand < 1 {
+		return DefaultLevel
 	}
-	a, b := make([]float64, base), make([]float64, cand)
-	for i := range a {
-		a[i] = float64(i)
-	}
-	for i := range b {
-		b[i] = float64(i) + 0.5
-	}
-	if l := ShiftInterval(a, b, DefaultLevel).Level; l > 0 {
-		return l
-	}
-	return DefaultLevel
+	_, tail := rankCut(base, cand, DefaultLevel)
+	return 1 - 2*tail
 }
 
 // TrialsFor is the least number of trials a side with which a rule
@@ -189,6 +180,14 @@ func TrialsFor(n Noise, change, limit float64, auto bool, power float64, increas
 		}
 	}
 	return hi, true
+}
+
+// floorText is AutoFloor as the signed change a rule fails beyond.
+func floorText(increase bool) string {
+	if increase {
+		return fmt.Sprintf("%+.0f%%", AutoFloor*100)
+	}
+	return fmt.Sprintf("%+.0f%%", -AutoFloor*100)
 }
 
 // changeText prints a ratio as a signed percentage.

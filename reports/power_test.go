@@ -194,3 +194,14 @@ func TestPlan(t *testing.T) {
 		t.Errorf("text: %v\n%s", err, b.String())
 	}
 }
+
+// RankLevel is the level compare's interval reaches for those counts.
+func TestRankLevelIsTheIntervalsLevel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	for _, n := range []int{3, 4, 5, 8, 12, 60} {
+		a, b := lognormal(rng, n, 1, 0.1), lognormal(rng, n, 1, 0.1)
+		if got, want := RankLevel(n, n), RatioInterval(a, b, DefaultLevel).Level; math.Abs(got-want) > 1e-12 {
+			t.Errorf("%d a side: RankLevel %.4f, the interval's level %.4f", n, got, want)
+		}
+	}
+}

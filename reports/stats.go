@@ -203,10 +203,23 @@ func ShiftInterval(a, b []float64, level float64) Interval {
 	slices.Sort(d)
 	out.Value = median(d)
 	N := len(d)
+	c, tail := rankCut(n, m, level)
+	if c > N/2 {
+		c = max(1, N/2)
+	}
+	out.Low, out.High = d[c-1], d[N-c]
+	out.Level = 1 - 2*tail
+	return out
+}
+
+// rankCut is where the Mann-Whitney interval of n against m samples at
+// level is cut: the c-th smallest and largest pairwise differences, and
+// the tail probability P(U <= c-1) that each end leaves out. c-1 is the
+// largest u with P(U <= u) <= (1-level)/2; c = 1 (the full range) when
+// even P(U = 0) is larger.
+func rankCut(n, m int, level float64) (c int, tail float64) {
 	alpha := 1 - level
-	// c-1 is the largest u with P(U <= u) <= alpha/2; c = 1 (the full
-	// range) when even P(U = 0) is larger.
-	c, tail := 1, 0.0
+	c = 1
 	if n*m <= exactLimit {
 		counts := uCounts(n, m)
 		total := 0.0
@@ -231,12 +244,7 @@ func ShiftInterval(a, b []float64, level float64) Interval {
 		c = max(1, int(k))
 		tail = alpha / 2
 	}
-	if c > N/2 {
-		c = max(1, N/2)
-	}
-	out.Low, out.High = d[c-1], d[N-c]
-	out.Level = 1 - 2*tail
-	return out
+	return c, tail
 }
 
 // RatioInterval is ShiftInterval on logarithms, exponentiated: how many
