@@ -106,8 +106,7 @@ compare --inconclusive inconclusive >&2 && verdict=pass || case $? in 1) verdict
 rc=0
 compare --inconclusive "$policy" --format md --out "$out/gate.md.part" || rc=$?
 compare --inconclusive "$policy" --format junit --out "$junit" || [ $? -ne 2 ] || fail_run "writing JUnit to $junit"
-if [ "$summary" != "$out/gate.md.part" ]; then
-  cat "$out/gate.md.part" >> "$summary" || fail_run "appending to the step summary $summary"
-fi
+cat "$out/gate.md.part" >> "$summary" || fail_run "appending to the step summary $summary"
+rm -f "$out/gate.md.part"
 echo "ci-gate: gate $verdict (exit $rc under --inconclusive $policy); summary in $summary, JUnit in $junit" >&2
 finish "$rc" "$verdict"
