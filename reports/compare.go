@@ -1,8 +1,10 @@
 package reports
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -159,9 +161,23 @@ type Change struct {
 	// Ratio is candidate/base: the Hodges-Lehmann estimate with the
 	// Mann-Whitney interval (NaN when a value is not positive).
 	Ratio Interval `json:"ratio"`
-	// P is the Mann-Whitney two-sided p-value: how surprising a difference
-	// this large would be if nothing had changed.
-	P float64 `json:"p"`
+	// P is the two-sided p-value (Mann-Whitney; against a history, the t
+	// test of the candidate's distance from the series): how surprising a
+	// difference this large would be if nothing had changed.
+	P PValue `json:"p"`
+	// why says why a ratio could not be estimated.
+	why string
+}
+
+// PValue is a p-value, written as null in JSON when there is none (NaN).
+type PValue float64
+
+// MarshalJSON writes NaN as null.
+func (p PValue) MarshalJSON() ([]byte, error) {
+	if math.IsNaN(float64(p)) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(p))
 }
 
 // Verdict is one rule applied to one row.
@@ -181,30 +197,55 @@ type Verdict struct {
 
 // RowChange compares one (mesh, mode, rate) present in base or candidate.
 type RowChange struct {
-	Key             string    `json:"key"`
-	Mesh            string    `json:"mesh"`
-	Mode            string    `json:"mode"`
-	Rate            float64   `json:"requestedQPS"`
-	BaseTrials      int       `json:"baseTrials"`
+	Key        string  `json:"key"`
+	Mesh       string  `json:"mesh"`
+	Mode       string  `json:"mode"`
+	Rate       float64 `json:"requestedQPS"`
+	BaseTrials int     `json:"baseTrials"`
+	// BaseRuns is the number of past runs the base is made of, when it
+	// is a history (CompareHistory).
+	BaseRuns        int       `json:"baseRuns,omitempty"`
 	CandidateTrials int       `json:"candidateTrials"`
 	Changes         []Change  `json:"changes,omitempty"`
 	Verdicts        []Verdict `json:"verdicts,omitempty"`
 	Outcome         Outcome   `json:"outcome"`
 	Note            string    `json:"note,omitempty"`
-	base, cand      *Group
+	cand            *Group
+	// models are the error models of the changes' ratios, by metric (a
+	// metric without one had too few positive base values).
+	models map[string]errorModel
 	// oneSided are metrics only one of the runs has.
 	oneSided []string
 }
 
+// trialsText is the row's sizes: "8/8" trials, or "20 runs/8" against a
+// history.
+func (r *RowChange) trialsText() string {
+	if r.BaseRuns > 0 {
+		return fmt.Sprintf("%d runs/%d", r.BaseRuns, r.CandidateTrials)
+	}
+	return fmt.Sprintf("%d/%d", r.BaseTrials, r.CandidateTrials)
+}
+
+// sidesText is the row's sizes in a verdict: "8 vs 8 trials".
+func (r *RowChange) sidesText() string {
+	if r.BaseRuns > 0 {
+		return fmt.Sprintf("%d runs vs %d trials", r.BaseRuns, r.CandidateTrials)
+	}
+	return fmt.Sprintf("%d vs %d trials", r.BaseTrials, r.CandidateTrials)
+}
+
 // Comparison is the whole of `meshbench compare`.
 type Comparison struct {
-	Base      string       `json:"base"`
-	Candidate string       `json:"candidate"`
-	Gate      []Rule       `json:"gate,omitempty"`
-	Level     float64      `json:"level"`
-	Seed      uint64       `json:"seed"`
-	Rows      []*RowChange `json:"rows"`
-	Outcome   Outcome      `json:"outcome"`
+	Base      string  `json:"base"`
+	Candidate string  `json:"candidate"`
+	Gate      []Rule  `json:"gate,omitempty"`
+	Level     float64 `json:"level"`
+	Seed      uint64  `json:"seed"`
+	// History is set when the base is a series of published runs.
+	History *HistoryBase `json:"history,omitempty"`
+	Rows    []*RowChange `json:"rows"`
+	Outcome Outcome      `json:"outcome"`
 	// Counts of rule verdicts.
 	Passed       int `json:"passed"`
 	Failed       int `json:"failed"`
@@ -221,22 +262,67 @@ var ShownMetrics = []string{"p50", "p99", "co-p99", "qps", "cpu", "mem"}
 // to every matched row. A row missing on either side is inconclusive when
 // there are rules: the gate could not check it.
 func Compare(baseName string, base []*results.Trial, candName string, cand []*results.Trial, rules []Rule, seed uint64) *Comparison {
+	var sides []baseSide
+	for _, g := range GroupTrials(base) {
+		sides = append(sides, runBase{g})
+	}
 	c := &Comparison{Base: baseName, Candidate: candName, Gate: rules, Level: DefaultLevel, Seed: seed, Outcome: Pass}
+	c.compare(sides, cand)
+	return c
+}
+
+// baseSide is what a candidate's row is compared with: one run's trials
+// (Compare) or a series of past runs (CompareHistory).
+type baseSide interface {
+	group() *Group
+	// sizes are the trials and (for a series) the runs behind the base.
+	sizes() (trials, runs int)
+	// values are the base's values of a metric, as shown beside the
+	// candidate's (a run's trials; a series' run values).
+	values(m Metric) []float64
+	// change estimates the metric's change to cand with the error model
+	// its rules judge by (false: the base is too small or not positive
+	// for one).
+	change(m Metric, base, cand []float64, candTrials int, rng *rand.Rand) (Change, errorModel, bool)
+}
+
+// runBase is one run's group as a base.
+type runBase struct{ g *Group }
+
+func (b runBase) group() *Group             { return b.g }
+func (b runBase) sizes() (int, int)         { return len(b.g.Trials), 0 }
+func (b runBase) values(m Metric) []float64 { return b.g.Values(m) }
+func (b runBase) change(m Metric, bv, cv []float64, candTrials int, rng *rand.Rand) (Change, errorModel, bool) {
+	_, p := MannWhitney(bv, cv)
+	ch := Change{Metric: m.Name, Unit: m.Unit,
+		Base:      BootstrapMedian(bv, DefaultLevel, DefaultResamples, rng),
+		Candidate: BootstrapMedian(cv, DefaultLevel, DefaultResamples, rng),
+		Ratio:     RatioInterval(bv, cv, DefaultLevel), P: PValue(p)}
+	noise, ok := NoiseOf(bv)
+	return ch, noise.model(len(b.g.Trials), candTrials), ok
+}
+
+// compare matches the base's rows with the candidate's by (mesh, mode,
+// rate), estimates each metric's change and applies the rules.
+func (c *Comparison) compare(sides []baseSide, cand []*results.Trial) {
+	rules, seed := c.Gate, c.Seed
 	shown := slices.Clone(ShownMetrics)
 	for _, r := range rules {
 		if !slices.Contains(shown, r.Metric) {
 			shown = append(shown, r.Metric)
 		}
 	}
-	bg, cg := GroupTrials(base), GroupTrials(cand)
+	cg := GroupTrials(cand)
 	byKey := map[string]*Group{}
 	for _, g := range cg {
 		byKey[g.Key()] = g
 	}
 	seen := map[string]bool{}
-	for _, b := range bg {
+	for _, side := range sides {
+		b := side.group()
 		seen[b.Key()] = true
-		row := &RowChange{Key: b.Key(), Mesh: b.Mesh, Mode: b.Mode, Rate: b.Rate, BaseTrials: len(b.Trials), base: b}
+		row := &RowChange{Key: b.Key(), Mesh: b.Mesh, Mode: b.Mode, Rate: b.Rate, models: map[string]errorModel{}}
+		row.BaseTrials, row.BaseRuns = side.sizes()
 		c.Rows = append(c.Rows, row)
 		cg := byKey[b.Key()]
 		if cg == nil {
@@ -248,20 +334,18 @@ func Compare(baseName string, base []*results.Trial, candName string, cand []*re
 		rng := seeded(seed, b.Key())
 		for _, name := range shown {
 			m, _ := MetricByName(name)
-			bv, cv := b.Values(m), cg.Values(m)
+			bv, cv := side.values(m), cg.Values(m)
 			if len(bv) == 0 || len(cv) == 0 {
 				if len(bv)+len(cv) > 0 {
 					row.oneSided = append(row.oneSided, m.Name)
 				}
 				continue
 			}
-			_, p := MannWhitney(bv, cv)
-			row.Changes = append(row.Changes, Change{
-				Metric: m.Name, Unit: m.Unit,
-				Base:      BootstrapMedian(bv, DefaultLevel, DefaultResamples, rng),
-				Candidate: BootstrapMedian(cv, DefaultLevel, DefaultResamples, rng),
-				Ratio:     RatioInterval(bv, cv, DefaultLevel), P: p,
-			})
+			ch, model, ok := side.change(m, bv, cv, row.CandidateTrials, rng)
+			row.Changes = append(row.Changes, ch)
+			if ok {
+				row.models[m.Name] = model
+			}
 		}
 		row.Outcome = Pass
 		for _, r := range rules {
@@ -324,11 +408,10 @@ func Compare(baseName string, base []*results.Trial, candName string, cand []*re
 	if len(rules) > 0 && c.Passed+c.Failed+c.Inconclusive == 0 {
 		c.Outcome = Inconclusive
 		c.Note = "no rule applied to any row of both runs: nothing was gated"
-		if len(bg) == 0 && len(cg) == 0 {
+		if len(sides) == 0 && len(cg) == 0 {
 			c.Note = "the runs have no fixed-rate rows (max searches are not compared): nothing was gated"
 		}
 	}
-	return c
 }
 
 func missingOutcome(rules []Rule) Outcome {
@@ -387,42 +470,44 @@ func judge(r Rule, row *RowChange) Verdict {
 	case !ok:
 		v.Outcome, v.Detail = NotApplicable, fmt.Sprintf("%s does not apply to this row", r.Metric)
 		return v
+	case ch.why != "":
+		v.Outcome, v.Detail = Inconclusive, ch.why
+		return v
 	case math.IsNaN(ch.Ratio.Low):
 		v.Outcome, v.Detail = Inconclusive, fmt.Sprintf("%s has values at or below zero: no ratio", r.Metric)
 		return v
 	}
-	m, _ := MetricByName(r.Metric)
-	return judgeRatio(r, ch.Ratio, row.base.Values(m), row.BaseTrials, row.CandidateTrials)
+	model, noisy := row.models[r.Metric]
+	return judgeRatio(r, ch.Ratio, model, noisy, row.sidesText())
 }
 
-// judgeRatio applies a relative rule to the interval of a ratio; base are
-// the base run's values, whose spread sizes an auto limit and the
-// detectable change.
-func judgeRatio(r Rule, iv Interval, base []float64, baseTrials, candTrials int) Verdict {
+// judgeRatio applies a relative rule to the interval of a ratio; model
+// (when noisy) is the base's error model, which sizes an auto limit and
+// the detectable change; sides says what was compared ("8 vs 8 trials").
+func judgeRatio(r Rule, iv Interval, model errorModel, noisy bool, sides string) Verdict {
 	v := Verdict{Rule: r.Text}
-	noise, noisy := NoiseOf(base)
 	if r.Auto {
 		if !noisy {
-			v.Outcome, v.Detail = Inconclusive, fmt.Sprintf("%s: an auto limit needs two or more positive base trials", r.Metric)
+			v.Outcome, v.Detail = Inconclusive, fmt.Sprintf("%s: an auto limit needs two or more positive base values", r.Metric)
 			return v
 		}
-		r.Limit = AutoLimit(noise, baseTrials, candTrials, iv.Level, r.Increase)
+		r.Limit = model.autoLimit(iv.Level, r.Increase)
 	}
 	v.Limit = r.Limit
 	if noisy {
-		v.Detectable = Detectable(r.Limit, noise, baseTrials, candTrials, iv.Level, DetectPower, r.Increase)
+		v.Detectable = model.detectable(r.Limit, iv.Level, DetectPower, r.Increase)
 	}
 	if iv.Level < MinGateLevel {
 		v.Outcome = Inconclusive
-		v.Detail = fmt.Sprintf("%s x%.3f: %d against %d trials allow only a %.0f%% interval; a verdict needs %.0f%% (4 trials a side suffice)",
-			r.Metric, iv.Value, baseTrials, candTrials, iv.Level*100, MinGateLevel*100)
+		v.Detail = fmt.Sprintf("%s x%.3f: %s allow only a %.0f%% interval; a verdict needs %.0f%% (4 trials a side suffice)",
+			r.Metric, iv.Value, sides, iv.Level*100, MinGateLevel*100)
 		return v
 	}
-	v.Detail = fmt.Sprintf("%s x%.3f [%.3f, %.3f] (%.0f%% interval, %d vs %d trials), limit x%.3f",
-		r.Metric, iv.Value, iv.Low, iv.High, iv.Level*100, baseTrials, candTrials, r.Limit)
+	v.Detail = fmt.Sprintf("%s x%.3f [%.3f, %.3f] (%.0f%% interval, %s), limit x%.3f",
+		r.Metric, iv.Value, iv.Low, iv.High, iv.Level*100, sides, r.Limit)
 	if r.Auto {
-		v.Detail += fmt.Sprintf(" (auto: base spread %.1f%%, where an unchanged candidate passes %.1f%% of the time, at least %s)",
-			noise.Spread*100, AutoPass*100, floorText(r.Increase))
+		v.Detail += fmt.Sprintf(" (auto: %s, where an unchanged candidate passes %.1f%% of the time, at least %s)",
+			model.about, AutoPass*100, floorText(r.Increase))
 	}
 	if noisy {
 		v.Detail += fmt.Sprintf("; detects %s at %.0f%% power", changeText(v.Detectable), DetectPower*100)

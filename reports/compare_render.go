@@ -62,13 +62,13 @@ func (c *Comparison) WriteText(w io.Writer, p Policy) error {
 	fmt.Fprintln(tw, "MESH/MODE@RATE\tTRIALS\tMETRIC\tBASE\tCANDIDATE\tRATIO [95% CI]\tP")
 	for _, r := range c.Rows {
 		if len(r.Changes) == 0 {
-			fmt.Fprintf(tw, "%s\t%d/%d\t-\t-\t-\t%s\t\n", r.Key, r.BaseTrials, r.CandidateTrials, r.Note)
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t%s\t\n", r.Key, r.trialsText(), r.Note)
 			continue
 		}
 		for i, ch := range r.Changes {
 			key, trials := "", ""
 			if i == 0 {
-				key, trials = r.Key, fmt.Sprintf("%d/%d", r.BaseTrials, r.CandidateTrials)
+				key, trials = r.Key, r.trialsText()
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.3f\n", key, trials, ch.Metric, ch.format(ch.Base), ch.format(ch.Candidate), ratioText(ch.Ratio), ch.P)
 		}
@@ -100,13 +100,21 @@ func (c *Comparison) WriteText(w io.Writer, p Policy) error {
 }
 
 func (c *Comparison) notes() string {
-	return "BASE and CANDIDATE are medians over trials. RATIO is candidate/base: the Hodges-Lehmann estimate with\n" +
+	head := "BASE and CANDIDATE are medians over trials. RATIO is candidate/base: the Hodges-Lehmann estimate with\n" +
 		"the distribution-free interval of the Mann-Whitney test (its level can only be 90% for 3 trials a side,\n" +
-		"96.8% for 5); P is that test's two-sided p-value. A rule fails when the whole interval is beyond its limit,\n" +
+		"96.8% for 5); P is that test's two-sided p-value. "
+	spread := "the base run's trial-to-trial\nspread"
+	if c.History != nil {
+		head = "BASE is the median of the history's run values (each run's median over its trials), CANDIDATE the\n" +
+			"median over the candidate's trials. RATIO is the candidate over the runs' geometric mean, with a t interval\n" +
+			"whose width is the series' run-to-run spread (where an unchanged candidate's run falls 95% of the time);\n" +
+			"P is that t test's two-sided p-value. "
+		spread = "the history's run-to-run\nspread"
+	}
+	return head + "A rule fails when the whole interval is beyond its limit,\n" +
 		"passes when it is within, and is inconclusive when the interval straddles the limit (or when it would fail\n" +
 		"on the no-mesh baseline, where only the machine or the harness can have moved). An auto limit is the change\n" +
-		"within which an unchanged candidate's interval falls 99.5% of the time, given the base run's trial-to-trial\n" +
-		"spread. \"detects\" is the smallest change the rule fails on 80% of the time with these trial counts: a pass\n" +
+		"within which an unchanged candidate's interval falls 99.5% of the time, given " + spread + ". \"detects\" is the smallest change the rule fails on 80% of the time with these trial counts: a pass\n" +
 		"rules out a change that large, not every change (meshbench gate plan sizes a gate)."
 }
 
@@ -131,7 +139,7 @@ func (c *Comparison) WriteMarkdown(w io.Writer, p Policy) error {
 		for i, ch := range r.Changes {
 			key, trials := "", ""
 			if i == 0 {
-				key, trials = r.Key, fmt.Sprintf("%d/%d", r.BaseTrials, r.CandidateTrials)
+				key, trials = r.Key, r.trialsText()
 			}
 			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %.3f |\n", key, trials, ch.Metric, ch.format(ch.Base), ch.format(ch.Candidate), ratioText(ch.Ratio), ch.P)
 		}

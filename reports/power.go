@@ -89,13 +89,49 @@ func (n Noise) SE(base, cand int) float64 {
 	return n.Spread * math.Sqrt(math.Pi/3*(1/float64(base)+1/float64(cand)))
 }
 
-// quantiles are the model's quantiles for n base and m candidate trials:
-// of the interval (two-sided, at level), of AutoPass and of power.
+// errorModel is the standard error of a comparison's log-ratio and the
+// degrees of freedom of the spread it was estimated from: a base run's
+// trials (Noise.model) or a history of runs (RunNoise.model).
+type errorModel struct {
+	se float64
+	df int
+	// about says where the spread came from, for verdicts.
+	about string
+}
+
+func (n Noise) model(base, cand int) errorModel {
+	return errorModel{se: n.SE(base, cand), df: base - 1, about: fmt.Sprintf("base spread %.1f%%", n.Spread*100)}
+}
+
+// quantiles are a model's quantiles of Student's t: of the interval
+// (two-sided, at level), of AutoPass and of power.
 type quantiles struct{ level, pass, power float64 }
 
-func quantilesFor(base, cand int, level, power float64) quantiles {
-	t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(max(1, base-1))}
+func (e errorModel) quantiles(level, power float64) quantiles {
+	t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(max(1, e.df))}
 	return quantiles{level: t.Quantile((1 + level) / 2), pass: t.Quantile(AutoPass), power: t.Quantile(power)}
+}
+
+// autoLimit is the change within which an unchanged candidate's whole
+// interval falls with probability AutoPass, and at least AutoFloor.
+func (e errorModel) autoLimit(level float64, increase bool) float64 {
+	q := e.quantiles(level, DetectPower)
+	d := math.Max((q.level+q.pass)*e.se, math.Log1p(AutoFloor))
+	if increase {
+		return math.Exp(d)
+	}
+	return math.Exp(-d)
+}
+
+// detectable is the change beyond limit by (q(level) + q(power))
+// standard errors: the least a rule fails on with probability power.
+func (e errorModel) detectable(limit, level, power float64, increase bool) float64 {
+	q := e.quantiles(level, power)
+	d := (q.level + q.power) * e.se
+	if increase {
+		return limit * math.Exp(d)
+	}
+	return limit / math.Exp(d)
 }
 
 // AutoLimit is the ratio limit `auto` gives a rule for base and cand
@@ -104,12 +140,7 @@ func quantilesFor(base, cand int, level, power float64) quantiles {
 // AutoFloor. increase says which way the rule fails (above the limit for
 // latency and CPU, below for throughput).
 func AutoLimit(n Noise, base, cand int, level float64, increase bool) float64 {
-	q := quantilesFor(base, cand, level, DetectPower)
-	d := math.Max((q.level+q.pass)*n.SE(base, cand), math.Log1p(AutoFloor))
-	if increase {
-		return math.Exp(d)
-	}
-	return math.Exp(-d)
+	return n.model(base, cand).autoLimit(level, increase)
 }
 
 // Detectable is the smallest change (as a ratio) that a rule with limit
@@ -117,12 +148,7 @@ func AutoLimit(n Noise, base, cand int, level float64, increase bool) float64 {
 // and the interval level: a change beyond the limit by (q(level) +
 // q(power)) standard errors.
 func Detectable(limit float64, n Noise, base, cand int, level, power float64, increase bool) float64 {
-	q := quantilesFor(base, cand, level, power)
-	d := (q.level + q.power) * n.SE(base, cand)
-	if increase {
-		return limit * math.Exp(d)
-	}
-	return limit / math.Exp(d)
+	return n.model(base, cand).detectable(limit, level, power, increase)
 }
 
 // MaxPlanTrials bounds TrialsFor's search.

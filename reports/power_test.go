@@ -25,7 +25,8 @@ func outcomes(rule Rule, reps, n int, spread, change float64, seed uint64) map[O
 	for range reps {
 		base := lognormal(rng, n, 2, spread)
 		cand := lognormal(rng, n, 2*change, spread)
-		got[judgeRatio(rule, RatioInterval(base, cand, DefaultLevel), base, n, n).Outcome]++
+		noise, ok := NoiseOf(base)
+		got[judgeRatio(rule, RatioInterval(base, cand, DefaultLevel), noise.model(n, n), ok, "").Outcome]++
 	}
 	return got
 }
