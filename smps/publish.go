@@ -107,6 +107,9 @@ const (
 	IndexFile = "index.json"
 	IndexPage = "index.html"
 	lockFile  = ".lock"
+	// HistoryPage is the index's change-point report (meshbench history),
+	// linked from IndexPage when present.
+	HistoryPage = "history.html"
 )
 
 // entryFor describes a run for the index.
@@ -217,7 +220,39 @@ func PublishDir(ctx context.Context, runDir string, m *results.Manifest, trials 
 	if err := results.WriteJSON(filepath.Join(dest, IndexFile), idx); err != nil {
 		return entry, err
 	}
-	return entry, results.WriteFile(filepath.Join(dest, IndexPage), indexHTML(idx))
+	return entry, writeIndexPage(dest, idx)
+}
+
+func writeIndexPage(dest string, idx *Index) error {
+	_, err := os.Stat(filepath.Join(dest, HistoryPage))
+	return results.WriteFile(filepath.Join(dest, IndexPage), indexHTML(idx, err == nil))
+}
+
+// WriteHistoryPage replaces the index's HistoryPage with what render
+// makes of the index's runs (read under the index's lock, so that the
+// page matches the index it sits in) and links it from IndexPage.
+func WriteHistoryPage(ctx context.Context, dest string, render func([]PublishedRun) ([]byte, error)) error {
+	unlock, err := lock(ctx, filepath.Join(dest, lockFile))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	runs, err := ReadHistory(dest)
+	if err != nil {
+		return err
+	}
+	page, err := render(runs)
+	if err != nil {
+		return err
+	}
+	if err := results.WriteFile(filepath.Join(dest, HistoryPage), page); err != nil {
+		return err
+	}
+	idx, err := ReadIndex(dest)
+	if err != nil {
+		return err
+	}
+	return writeIndexPage(dest, idx)
 }
 
 // ReadIndex reads dest's index.json (an empty index when there is none).
@@ -260,14 +295,18 @@ func lock(ctx context.Context, path string) (func(), error) {
 	}
 }
 
-func indexHTML(idx *Index) []byte {
+func indexHTML(idx *Index, history bool) []byte {
 	var b strings.Builder
 	b.WriteString(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>meshbench results</title><style>
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}table{border-collapse:collapse;font-size:.9em}
 th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}th{background:#f4f4f4}
 </style></head><body><h1>meshbench results</h1>
-<table><tr><th>Date (UTC)</th><th>Scenario</th><th>Run</th><th>Meshes and modes</th><th>Rates (rps)</th><th>Trials</th><th>Report</th><th>SMPS</th></tr>
+`)
+	if history {
+		fmt.Fprintf(&b, "<p><a href=\"%s\">History</a>: every series over these runs, with its change points.</p>\n", HistoryPage)
+	}
+	b.WriteString(`<table><tr><th>Date (UTC)</th><th>Scenario</th><th>Run</th><th>Meshes and modes</th><th>Rates (rps)</th><th>Trials</th><th>Report</th><th>SMPS</th></tr>
 `)
 	for _, e := range idx.Runs {
 		var rates []string
