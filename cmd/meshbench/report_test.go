@@ -158,6 +158,7 @@ func TestIntegrationReportCompareAndPublish(t *testing.T) {
 	})
 
 	t.Run("ci gate", func(t *testing.T) { testCIGate(t, a, b) })
+	t.Run("history", func(t *testing.T) { testHistory(t, a, b) })
 
 	t.Run("report", func(t *testing.T) {
 		r := meshbench(t, time.Minute, "report", a, "--slo", "errors == 0", "--slo", "p99 < 10s")
@@ -193,6 +194,11 @@ func TestIntegrationReportCompareAndPublish(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(index, e.Report)); err != nil || len(e.Documents) != smpsDocs {
 				t.Errorf("entry %+v: report %v, %d documents", e, err, len(e.Documents))
 			}
+		}
+		page, _ := os.ReadFile(filepath.Join(index, smps.IndexPage))
+		history, err := os.ReadFile(filepath.Join(index, smps.HistoryPage))
+		if err != nil || !strings.Contains(string(page), `href="history.html"`) || !strings.Contains(string(history), "history of "+index+": 2 runs") {
+			t.Errorf("history page of the index: %v\n%.1000s", err, history)
 		}
 		var got smps.Upload
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -17,12 +18,15 @@ type compareOptions struct {
 	format       string
 	out          string
 	seed         uint64
+	history      string
+	scenario     string
+	window       int
 }
 
 func newCompareCommand(s Streams) *cobra.Command {
 	o := &compareOptions{}
 	cmd := &cobra.Command{
-		Use:   "compare BASE CANDIDATE",
+		Use:   "compare BASE CANDIDATE | compare --history INDEX_DIR CANDIDATE",
 		Short: "Compare two runs and, with --gate, decide whether the candidate regressed",
 		Long: `compare matches the (mesh, mode, rate) rows of two runs (results directories, or
 directories or files of SMPS results) and reports each metric's change as the
@@ -39,6 +43,13 @@ interval falls 99.5% of the time (at least 1%); every verdict says its limit and
 the smallest change it detects at 80% power. --gate default applies
 ` + reports.DefaultGate + `, --gate auto ` + reports.AutoGate + `.
 
+--history INDEX_DIR judges the candidate against a results index's series of
+published runs (meshbench publish --to DIR) instead of one base run: the latest
+--window runs of the candidate's scenario. Each row's ratio is the candidate's
+median over the runs' geometric mean, its interval as wide as the series'
+run-to-run spread, which is the noise a single candidate run carries and no
+single base run can show; auto limits come from that spread.
+
 Metrics: ` + reports.MetricNames() + `.
 
 Exit codes: 0 the gate passed (or no gate), 1 it failed, 2 bad input,
@@ -46,8 +57,9 @@ Exit codes: 0 the gate passed (or no gate), 1 it failed, 2 bad input,
 		Example: `  meshbench compare main-results/ pr-results/
   meshbench compare main-results/ pr-results/ --gate 'p99:+5%,p50:+5%,cpu:+10%,errors:0'
   meshbench compare main/ pr/ --gate auto --format md >> "$GITHUB_STEP_SUMMARY"
-  meshbench compare main/ pr/ --gate default --format junit --out gate.xml`,
-		Args: argsCheck(cobra.ExactArgs(2)),
+  meshbench compare main/ pr/ --gate default --format junit --out gate.xml
+  meshbench compare --history /srv/meshbench-index nightly-results/ --gate auto`,
+		Args: argsCheck(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(s, cmd, args) },
 	}
 	f := cmd.Flags()
@@ -56,6 +68,9 @@ Exit codes: 0 the gate passed (or no gate), 1 it failed, 2 bad input,
 	f.StringVarP(&o.format, "format", "o", "table", "output format: table, md, junit or json")
 	f.StringVar(&o.out, "out", "", "write the output to this file instead of standard output")
 	f.Uint64Var(&o.seed, "seed", reports.DefaultSeed, "seed of the bootstrap resampling (results are reproducible for a seed)")
+	f.StringVar(&o.history, "history", "", "results index to judge the candidate against (then give only CANDIDATE)")
+	f.StringVar(&o.scenario, "scenario", "", "with --history: the scenario's series to use (default: the candidate's)")
+	f.IntVar(&o.window, "window", reports.DefaultWindow, "with --history: how many of the latest runs to judge by")
 	return cmd
 }
 
@@ -77,15 +92,30 @@ func (o *compareOptions) run(s Streams, cmd *cobra.Command, args []string) error
 	if err != nil {
 		return err
 	}
-	_, base, err := loadResults(args[0])
-	if err != nil {
-		return badResults(fmt.Errorf("BASE: %w", err))
+	var c *reports.Comparison
+	if o.history != "" || cmd.Flags().Changed("history") {
+		if c, err = o.compareHistory(args, rules); err != nil {
+			return err
+		}
+	} else {
+		if len(args) != 2 {
+			return badInput(fmt.Errorf("give BASE and CANDIDATE, or --history INDEX_DIR and CANDIDATE"))
+		}
+		for _, name := range []string{"scenario", "window"} {
+			if cmd.Flags().Changed(name) {
+				return badInput(fmt.Errorf("flag --%s: only applies with --history", name))
+			}
+		}
+		_, base, err := loadResults(args[0])
+		if err != nil {
+			return badResults(fmt.Errorf("BASE: %w", err))
+		}
+		_, cand, err := loadResults(args[1])
+		if err != nil {
+			return badResults(fmt.Errorf("CANDIDATE: %w", err))
+		}
+		c = reports.Compare(args[0], base, args[1], cand, rules, o.seed)
 	}
-	_, cand, err := loadResults(args[1])
-	if err != nil {
-		return badResults(fmt.Errorf("CANDIDATE: %w", err))
-	}
-	c := reports.Compare(args[0], base, args[1], cand, rules, o.seed)
 	if err := writeOutput(s.Out, o.out, func(w io.Writer) error { return write(c, w, policy) }); err != nil {
 		return err
 	}
@@ -99,6 +129,47 @@ func (o *compareOptions) run(s Streams, cmd *cobra.Command, args []string) error
 		return &gateError{code: ExitInconclusive, msg: "gate inconclusive"}
 	}
 	return nil
+}
+
+// compareHistory judges the candidate against the history's latest runs
+// of its scenario, leaving the candidate's own run out of them.
+func (o *compareOptions) compareHistory(args []string, rules []reports.Rule) (*reports.Comparison, error) {
+	if len(args) != 1 {
+		return nil, badInput(fmt.Errorf("flag --history: give only CANDIDATE (the history is the base), got %d arguments", len(args)))
+	}
+	if o.history == "" {
+		return nil, badInput(fmt.Errorf("flag --history: give a results index directory"))
+	}
+	if o.window < reports.MinHistoryRuns || o.window > 10000 {
+		return nil, badInput(fmt.Errorf("flag --window: must be between %d and 10000, got %d", reports.MinHistoryRuns, o.window))
+	}
+	runs, err := historyRuns(o.history)
+	if err != nil {
+		return nil, badResults(fmt.Errorf("flag --history: %w", err))
+	}
+	m, cand, err := loadResults(args[0])
+	if err != nil {
+		return nil, badResults(fmt.Errorf("CANDIDATE: %w", err))
+	}
+	scenario := o.scenario
+	switch all := runScenarios(runs); {
+	case scenario != "":
+	case m != nil && m.Scenario != nil:
+		scenario = m.Scenario.Name
+	case len(all) == 1:
+		scenario = all[0]
+	default:
+		return nil, badInput(fmt.Errorf("flag --scenario: the candidate does not say its scenario and %s holds several (%s): name one", o.history, strings.Join(all, ", ")))
+	}
+	runs = scenarioRuns(runs, scenario)
+	if m != nil {
+		runs = slices.DeleteFunc(runs, func(r reports.HistoryRun) bool { return r.ID == m.RunID })
+	}
+	if len(runs) == 0 {
+		return nil, badInput(fmt.Errorf("flag --history: %s has no runs of scenario %q other than the candidate", o.history, scenario))
+	}
+	h := reports.HistoryBase{Dir: o.history, Scenario: scenario, Window: o.window}
+	return reports.CompareHistory(h, runs, args[0], cand, rules, o.seed), nil
 }
 
 func compareWriter(format string) (func(*reports.Comparison, io.Writer, reports.Policy) error, error) {

@@ -29,7 +29,8 @@ func newPublishCommand(s Streams) *cobra.Command {
 		Short: "Publish a run's SMPS documents to a results index or an HTTP endpoint",
 		Long: `publish appends a run to a results index: a directory with index.json and a
 static index.html listing every run by date, scenario, mesh and mode, and per
-run its SMPS documents and HTML report (runs/<run id>/). Publishing is safe to
+run its SMPS documents and HTML report (runs/<run id>/), and history.html, the
+change points of every series over the runs (meshbench history --format html). Publishing is safe to
 run concurrently (an flock serializes writers; files are replaced atomically)
 and idempotent: publishing a run again replaces it with the same content.
 
@@ -44,7 +45,7 @@ run id as Idempotency-Key, retried on connection errors, 429 and 5xx.`,
 	f := cmd.Flags()
 	f.StringVar(&o.to, "to", "", "results index directory, or http(s) URL to POST the SMPS documents to")
 	f.StringArrayVar(&o.headers, "header", nil, "HTTP header for uploads, 'Name: value' (repeatable)")
-	f.BoolVar(&o.noReport, "no-report", false, "do not add the HTML report to a results index")
+	f.BoolVar(&o.noReport, "no-report", false, "do not add HTML reports to a results index (the run's, and the index's history page)")
 	f.IntVar(&o.attempts, "attempts", 4, "HTTP upload attempts before giving up")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
@@ -100,5 +101,21 @@ func (o *publishOptions) run(s Streams, cmd *cobra.Command, dir string) error {
 		return err
 	}
 	fmt.Fprintf(s.Out, "published run %s (%d SMPS documents) to %s; index: %s\n", e.RunID, len(e.Documents), filepath.Join(o.to, e.Dir), filepath.Join(o.to, smps.IndexPage))
+	if o.noReport {
+		return nil
+	}
+	err = smps.WriteHistoryPage(ctx, o.to, func(published []smps.PublishedRun) ([]byte, error) {
+		var metrics []reports.Metric
+		for _, name := range reports.HistoryMetrics {
+			m, _ := reports.MetricByName(name)
+			metrics = append(metrics, m)
+		}
+		var b bytes.Buffer
+		err := reports.NewHistoryReport(o.to, toHistoryRuns(published), metrics, reports.DefaultChangeOptions).WriteHTML(&b)
+		return b.Bytes(), err
+	})
+	if err != nil {
+		return fmt.Errorf("run %s is published; its history page is not: %w", e.RunID, err)
+	}
 	return nil
 }
