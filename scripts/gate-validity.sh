@@ -9,6 +9,11 @@
 # (gatestats -scale). Every gate in GATES is measured on the same runs.
 #
 #   RUNS=8 scripts/gate-validity.sh          # DELAY=160us to fix the delay
+#   RUNS=12 SIDES=a scripts/gate-validity.sh # A runs only (the history figures)
+#
+# The auto gate's summary also measures the history tools (compare
+# --history, meshbench history) on the A runs taken as a series
+# (gatestats -history).
 #
 # Each run is the built-in `gate` scenario (8 trials of 3 s for the
 # baseline and the own sidecar, about 75 s). The results stay in OUT; the
@@ -18,6 +23,7 @@ RUNS=${RUNS:-8}
 DELAY=${DELAY:-}
 # The gates measured, each on the same runs: the fixed default and auto.
 GATES=${GATES:-default auto}
+SIDES=${SIDES:-a b}
 SCALES=${SCALES:-1.05,1.1,1.2,1.25,1.3,1.5,2}
 ROW=meshbench/sidecar@1000
 BIN=${BIN:-bin/meshbench}
@@ -49,13 +55,14 @@ sed -e "s/serviceTime: 0s\$/serviceTime: $DELAY/" -e 's/^name: gate$/name: gate-
 grep -q "serviceTime: $DELAY\$" "$OUT/b.yaml" && ! cmp -s "$OUT/a.yaml" "$OUT/b.yaml" ||
   { echo "could not inject the service time into $OUT/b.yaml" >&2; exit 1; }
 for i in $(seq 1 "$RUNS"); do
-  run a "$i"
-  run b "$i"
+  for side in $SIDES; do run "$side" "$i"; done
 done
 {
   echo "B: +$DELAY service time"
   for gate in $GATES; do
     echo "== gate $gate"
-    "$OUT/gatestats" -gate "$gate" -row "$ROW" -scale "$SCALES" -scale-metric p99,p50,cpu "$OUT"
+    history=""
+    [ "$gate" = auto ] && history=-history
+    "$OUT/gatestats" -gate "$gate" -row "$ROW" -scale "$SCALES" -scale-metric p99,p50,cpu $history "$OUT"
   done
 } | tee "$OUT/gatestats.txt"

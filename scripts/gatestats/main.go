@@ -22,6 +22,16 @@
 // on that metric applied; the share of failures is the power at that
 // size.
 //
+// With -history it also measures what a history of runs gives (meshbench
+// compare --history and meshbench history) on the A runs taken as a
+// series in run order: the row's run-to-run spread of p99, p50 and cpu;
+// compare --history's verdicts when each A run in turn is the candidate
+// against all the others (A/A), and when that candidate is raised by each
+// -scale factor on -scale-metric; and how often the change-point search
+// finds a step of each -scale factor halfway through a series of 20 runs
+// drawn (seeded, with replacement) from the A runs' values, and how often
+// it finds one in such a series with no step.
+//
 // gatestats -delay-for RUN prints the service time to add to the server
 // so that -row's p99 rises by 10% (a tenth of the row's median p99 in
 // RUN): a constant added to every request adds itself to every percentile.
@@ -48,6 +58,7 @@ func main() {
 	scales := flag.String("scale", "", "comma-separated factors (e.g. 1.1,1.2) to estimate the power of the rule on -scale-metric at, from the A runs")
 	scaleMetric := flag.String("scale-metric", "p99", "the metrics -scale raises, each in turn: p99, p50, cpu (comma-separated)")
 	delayFor := flag.String("delay-for", "", "print the service time that raises -row's p99 in this results directory by 10%, and exit")
+	history := flag.Bool("history", false, "also measure compare --history and the change-point search on the A runs as a series")
 	flag.Parse()
 	if *delayFor != "" {
 		d, err := tenPercentDelay(*delayFor, *row)
@@ -95,6 +106,12 @@ func main() {
 				fmt.Fprintln(os.Stderr, err)
 				os.Exit(2)
 			}
+		}
+	}
+	if *history {
+		if err := historyStats(a, rules, *row, *scaleMetric, *scales); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
 		}
 	}
 }
@@ -288,6 +305,20 @@ func (t *tally) print(title string) {
 			reports.Median(t.ratios), minOf(t.ratios), maxOf(t.ratios))
 	}
 	fmt.Println()
+}
+
+// printRule prints the verdicts of the tally's rule on metric.
+func (t *tally) printRule(metric string) {
+	for _, rule := range t.ruleOrder {
+		if !strings.HasPrefix(rule, metric+":") {
+			continue
+		}
+		o := t.rules[rule]
+		pct := func(k int) string { return fmt.Sprintf("%5.1f%%", 100*float64(k)/float64(t.n)) }
+		fmt.Printf("%s fails %s  inconclusive %s  passes %s\n", rule, pct(o[reports.Fail]), pct(o[reports.Inconclusive]), pct(o[reports.Pass]))
+		return
+	}
+	fmt.Printf("(no %s rule)\n", metric)
 }
 
 func minOf(v []float64) float64 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -106,5 +107,29 @@ func TestTenPercentDelay(t *testing.T) {
 	}
 	if _, err := tenPercentDelay(dir, "haproxy/sidecar@1000"); err == nil {
 		t.Error("no error for a row with no trials")
+	}
+}
+
+// stepFound on runs that barely differ: a doubling halfway is found in
+// every drawn series and nothing is found without it; historyStats runs
+// through on such runs.
+func TestStepFound(t *testing.T) {
+	values := []float64{1, 1.01, 0.99, 1.02, 0.98}
+	rng := rand.New(rand.NewPCG(1, 2))
+	o := reports.DefaultChangeOptions
+	if got := stepFound(rng, values, 2, o, true); got != 1 {
+		t.Errorf("a doubling found in %.1f%% of series, want all", got*100)
+	}
+	if got := stepFound(rng, values, 1, o, false); got > 0.05 {
+		t.Errorf("no step: a change point in %.1f%% of series", got*100)
+	}
+	var a [][]*results.Trial
+	for i := range 5 {
+		f := 1 + float64(i%3)/50
+		a = append(a, trialsOf(f, 1.1*f, 0.9*f, f))
+	}
+	rules, _ := reports.ParseGate("auto")
+	if err := historyStats(a, rules, "meshbench/sidecar@1000", "p99,p50", "1.1,2"); err != nil {
+		t.Fatal(err)
 	}
 }
