@@ -231,6 +231,9 @@ func historyRatio(runs [][]float64, cand []float64) (Interval, float64, errorMod
 		return nan, math.NaN(), errorModel{}, "values at or below zero: no ratio"
 	}
 	model := noise.model(len(cand))
+	if !(model.se > 0) {
+		return nan, math.NaN(), errorModel{}, "the history's values and the candidate's trials do not vary at all: no spread to judge a change by"
+	}
 	d := math.Log(y) - noise.Center
 	t := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(model.df)}
 	q := t.Quantile((1 + DefaultLevel) / 2)
@@ -375,7 +378,9 @@ func ChangePoints(xs []float64, o ChangeOptions) ([]int, []float64) {
 		exceed := 0
 		for range o.Permutations {
 			rng.Shuffle(len(perm), func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
-			if _, t := maxSplit(perm, o.MinSegment); t >= tObs {
+			// Within rounding of the observed statistic counts as reaching
+			// it: a shuffle within each side gives the same t.
+			if _, t := maxSplit(perm, o.MinSegment); t >= tObs*(1-1e-9) {
 				if exceed++; exceed > limit {
 					return
 				}

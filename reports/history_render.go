@@ -159,28 +159,28 @@ func (h *HistoryReport) WriteHTML(w io.Writer) error {
 		b.WriteString("</table></div>\n")
 	}
 	b.WriteString("<h2>Series</h2>\n")
-	var plain []*Series
+	var changed, plain []*Series
 	for _, s := range h.Series {
 		if len(s.Changes) > 0 {
-			b.WriteString(s.chart() + "\n")
+			changed = append(changed, s)
 		} else {
 			plain = append(plain, s)
 		}
 	}
-	for _, s := range plain {
-		b.WriteString(s.chart() + "\n")
+	for i, s := range append(changed, plain...) {
+		b.WriteString(s.chart(i) + "\n")
 	}
 	fmt.Fprintf(&b, "<p class=\"note\">%s</p>\n<script>%s</script>\n</body></html>\n", html.EscapeString(h.method()), htmlScript)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-// chart draws the series against its runs, oldest on the left.
-func (s *Series) chart() string {
+// chart draws the series against its runs, oldest on the left; seq makes
+// its element id unique in the page.
+func (s *Series) chart(seq int) string {
 	m, _ := MetricByName(s.Metric)
 	title := fmt.Sprintf("%s %s, %s (%d runs)", s.Scenario, s.Key, s.Metric, len(s.Points))
-	id := "history-" + strings.NewReplacer("/", "-", "@", "-", ".", "_", " ", "_").Replace(s.Scenario+"-"+s.Key+"-"+s.Metric)
-	c := newChart(id, title, "run (date, UTC)", s.Metric+" ("+m.Unit+")", 860, 300)
+	c := newChart(fmt.Sprintf("history-%d", seq), title, "run (date, UTC)", s.Metric+" ("+m.Unit+")", 860, 300)
 	n := len(s.Points)
 	xs, ys := make([]float64, n), make([]float64, n)
 	top := 0.0

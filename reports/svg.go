@@ -146,7 +146,7 @@ func (c *chart) polyline(series int, name string, xs, ys []float64, x, y scale, 
 
 func (c *chart) svg() string {
 	return fmt.Sprintf(`<figure class="chart" id="%s"><figcaption>%s</figcaption><svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="%s" viewBox="0 0 %.0f %.0f" width="%.0f" height="%.0f">%s</svg></figure>`,
-		c.id, html.EscapeString(c.title), html.EscapeString(c.title), c.w, c.h, c.w, c.h, c.b.String())
+		html.EscapeString(c.id), html.EscapeString(c.title), html.EscapeString(c.title), c.w, c.h, c.w, c.h, c.b.String())
 }
 
 // percentileAxis maps a percentile to log10(1/(1-p)), as HDR histogram

@@ -50,12 +50,17 @@ func testHistory(t *testing.T, a, b string) {
 	flat, both := filepath.Join(dir, "flat"), filepath.Join(dir, "both")
 	start := time.Date(2026, 11, 1, 2, 0, 0, 0, time.UTC)
 	republish(t, a, flat, "a", 6, start)
+	// A itself too, under its own run id: compare --history leaves it out
+	// when it is the candidate.
+	if r := meshbench(t, time.Minute, "publish", a, "--to", flat); r.code != 0 {
+		t.Fatalf("publish a: exit %d\n%s", r.code, r.stderr)
+	}
 	next := republish(t, a, both, "a", 6, start)
 	republish(t, b, both, "b", 6, next)
 
 	r := meshbench(t, time.Minute, "history", flat, "--fail-on-regression")
-	if r.code != 0 || !strings.Contains(r.stdout, "0 change points") || !strings.Contains(r.stdout, ": 6 runs") {
-		t.Errorf("history of 6 copies of one run: exit %d, want 0 and no change point\n%s%s", r.code, r.stdout, r.stderr)
+	if r.code != 0 || !strings.Contains(r.stdout, "0 change points") || !strings.Contains(r.stdout, ": 7 runs") {
+		t.Errorf("history of 7 copies of one run: exit %d, want 0 and no change point\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = meshbench(t, time.Minute, "history", both, "--fail-on-regression", "--metric", "p99,p50")
 	if r.code != 1 || !strings.Contains(r.stdout, "REGRESSION") || !strings.Contains(r.stdout, "b-00") || !strings.Contains(r.stderr, "regressed: ") {
@@ -95,7 +100,7 @@ func testHistory(t *testing.T, a, b string) {
 	// One candidate against the series of A: B fails, A itself passes
 	// (its values are the series' own, and its run is left out by id).
 	r = meshbench(t, time.Minute, "compare", "--history", flat, b, "--gate", "auto")
-	if r.code != 1 || !strings.Contains(r.stdout, "6 runs vs 4 trials") || !strings.Contains(r.stdout, "run-to-run spread") {
+	if r.code != 1 || !strings.Contains(r.stdout, "7 runs vs 4 trials") || !strings.Contains(r.stdout, "run-to-run spread") {
 		t.Errorf("compare --history FLAT B --gate auto: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	r = meshbench(t, time.Minute, "compare", "--history", flat, a, "--gate", "auto", "--format", "json")

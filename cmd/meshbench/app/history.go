@@ -111,7 +111,9 @@ func (o *historyOptions) run(s Streams, dir string) error {
 		for _, s := range reg {
 			names = append(names, s.Scenario+" "+s.Key+" "+s.Metric)
 		}
-		return &gateError{code: ExitFailed, msg: "regressed: " + strings.Join(names, ", ")}
+		msg := "regressed: " + strings.Join(names, ", ")
+		fmt.Fprintln(s.ErrOut, "meshbench history: "+msg)
+		return &gateError{code: ExitFailed, msg: msg}
 	}
 	return nil
 }
