@@ -244,6 +244,9 @@ type Comparison struct {
 	Seed      uint64  `json:"seed"`
 	// History is set when the base is a series of published runs.
 	History *HistoryBase `json:"history,omitempty"`
+	// Paired is set when base and candidate are two builds' rows of one
+	// run, compared trial by trial (ComparePaired).
+	Paired  bool         `json:"paired,omitempty"`
 	Rows    []*RowChange `json:"rows"`
 	Outcome Outcome      `json:"outcome"`
 	// Counts of rule verdicts.

@@ -10,6 +10,8 @@
 #
 #   RUNS=8 scripts/gate-validity.sh          # DELAY=160us to fix the delay
 #   RUNS=12 SIDES=a scripts/gate-validity.sh # A runs only (the history figures)
+#   CANDIDATE=bin/meshbench ...              # A runs with a candidate build beside the
+#                                            # proxy (run --candidate-binary): the paired figures
 #
 # The auto gate's summary also measures the history tools (compare
 # --history, meshbench history) on the A runs taken as a series
@@ -24,6 +26,7 @@ DELAY=${DELAY:-}
 # The gates measured, each on the same runs: the fixed default and auto.
 GATES=${GATES:-default auto}
 SIDES=${SIDES:-a b}
+CANDIDATE=${CANDIDATE:-}
 SCALES=${SCALES:-1.05,1.1,1.2,1.25,1.3,1.5,2}
 ROW=meshbench/sidecar@1000
 BIN=${BIN:-bin/meshbench}
@@ -36,7 +39,9 @@ run() { # side i
   [ -e "$OUT/$1-$2/summary.txt" ] && return 0 # finished earlier: resume
   rm -rf "${OUT:?}/$1-$2"
   echo "run $1-$2 of $RUNS" >&2
-  "$BIN" run "$OUT/$1.yaml" --out "$OUT/$1-$2" > "$OUT/$1-$2.log" 2>&1 || { echo "run $1-$2 failed: see $OUT/$1-$2.log" >&2; exit 1; }
+  extra=()
+  [ "$1" = a ] && [ -n "$CANDIDATE" ] && extra=(--candidate-binary "$CANDIDATE")
+  "$BIN" run "$OUT/$1.yaml" --out "$OUT/$1-$2" "${extra[@]}" > "$OUT/$1-$2.log" 2>&1 || { echo "run $1-$2 failed: see $OUT/$1-$2.log" >&2; exit 1; }
 }
 run a 1
 # The delay is fixed once per OUT: resumed runs must not mix two of them.
@@ -63,6 +68,7 @@ done
     echo "== gate $gate"
     history=""
     [ "$gate" = auto ] && history=-history
+    [ "$gate" = auto ] && [ -n "$CANDIDATE" ] && history="$history -paired"
     "$OUT/gatestats" -gate "$gate" -row "$ROW" -scale "$SCALES" -scale-metric p99,p50,cpu $history "$OUT"
   done
 } | tee "$OUT/gatestats.txt"

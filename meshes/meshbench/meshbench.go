@@ -85,7 +85,10 @@ var (
 )
 
 // New returns the own mesh; version names the proxy build in results.
-func New(version string) meshes.Mesh { return &mesh{version: version, name: "meshbench"} }
+func New(version string) meshes.Mesh { return &mesh{version: version, name: Name} }
+
+// Name is the own mesh's name in scenarios.
+const Name = "meshbench"
 
 func (m *mesh) Name() string { return m.name }
 

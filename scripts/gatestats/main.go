@@ -32,6 +32,11 @@
 // drawn (seeded, with replacement) from the A runs' values, and how often
 // it finds one in such a series with no step.
 //
+// With -paired, on A runs made with run --candidate-binary (the same
+// build as candidate), it measures whether pairing the two builds' rows
+// by trial narrows the intervals: each metric's interval width paired
+// against unpaired on the same rows, and the verdicts both ways.
+//
 // gatestats -delay-for RUN prints the service time to add to the server
 // so that -row's p99 rises by 10% (a tenth of the row's median p99 in
 // RUN): a constant added to every request adds itself to every percentile.
@@ -59,6 +64,7 @@ func main() {
 	scaleMetric := flag.String("scale-metric", "p99", "the metrics -scale raises, each in turn: p99, p50, cpu (comma-separated)")
 	delayFor := flag.String("delay-for", "", "print the service time that raises -row's p99 in this results directory by 10%, and exit")
 	history := flag.Bool("history", false, "also measure compare --history and the change-point search on the A runs as a series")
+	paired := flag.Bool("paired", false, "also measure compare --paired against unpaired on the A runs' candidate rows")
 	flag.Parse()
 	if *delayFor != "" {
 		d, err := tenPercentDelay(*delayFor, *row)
@@ -110,6 +116,12 @@ func main() {
 	}
 	if *history {
 		if err := historyStats(a, rules, *row, *scaleMetric, *scales); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+	}
+	if *paired {
+		if err := pairedStats(a, rules, *row, *scaleMetric); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}

@@ -133,3 +133,28 @@ func TestStepFound(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// pairedStats runs through runs with candidate rows, and says so when
+// there are none.
+func TestPairedStats(t *testing.T) {
+	var a [][]*results.Trial
+	for i := range 3 {
+		f := 1 + float64(i)/10
+		trials := trialsOf(f, 1.2*f, 0.9*f, 1.1*f, f, 1.05*f)
+		for _, tr := range trials {
+			if tr.Mode == "sidecar" {
+				c := *tr
+				c.Mesh = "meshbench" + reports.CandidateSuffix
+				c.LatencyMs.P99 *= 1.01
+				trials = append(trials, &c)
+			}
+		}
+		a = append(a, trials)
+	}
+	rules, _ := reports.ParseGate("auto")
+	for _, runs := range [][][]*results.Trial{a, {trialsOf(1, 2)}} {
+		if err := pairedStats(runs, rules, "meshbench/sidecar@1000", "p99,p50"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -21,12 +21,13 @@ type compareOptions struct {
 	history      string
 	scenario     string
 	window       int
+	paired       bool
 }
 
 func newCompareCommand(s Streams) *cobra.Command {
 	o := &compareOptions{}
 	cmd := &cobra.Command{
-		Use:   "compare BASE CANDIDATE | compare --history INDEX_DIR CANDIDATE",
+		Use:   "compare BASE CANDIDATE | compare --history INDEX_DIR CANDIDATE | compare --paired RESULTS",
 		Short: "Compare two runs and, with --gate, decide whether the candidate regressed",
 		Long: `compare matches the (mesh, mode, rate) rows of two runs (results directories, or
 directories or files of SMPS results) and reports each metric's change as the
@@ -50,6 +51,12 @@ median over the runs' geometric mean, its interval as wide as the series'
 run-to-run spread, which is the noise a single candidate run carries and no
 single base run can show; auto limits come from that spread.
 
+--paired RESULTS compares, within one run made with run --candidate-binary,
+every MESH` + reports.CandidateSuffix + ` row with its MESH row, trial by trial: the ratio is the
+Hodges-Lehmann estimate of the trials' own ratios with the Wilcoxon signed-rank
+interval (6 trials or more reach 95%), so what a trial's two rows share (the
+machine's drift) cancels.
+
 Metrics: ` + reports.MetricNames() + `.
 
 Exit codes: 0 the gate passed (or no gate), 1 it failed, 2 bad input,
@@ -58,7 +65,8 @@ Exit codes: 0 the gate passed (or no gate), 1 it failed, 2 bad input,
   meshbench compare main-results/ pr-results/ --gate 'p99:+5%,p50:+5%,cpu:+10%,errors:0'
   meshbench compare main/ pr/ --gate auto --format md >> "$GITHUB_STEP_SUMMARY"
   meshbench compare main/ pr/ --gate default --format junit --out gate.xml
-  meshbench compare --history /srv/meshbench-index nightly-results/ --gate auto`,
+  meshbench compare --history /srv/meshbench-index nightly-results/ --gate auto
+  meshbench compare --paired pr-results/ --gate auto`,
 		Args: argsCheck(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(s, cmd, args) },
 	}
@@ -71,6 +79,7 @@ Exit codes: 0 the gate passed (or no gate), 1 it failed, 2 bad input,
 	f.StringVar(&o.history, "history", "", "results index to judge the candidate against (then give only CANDIDATE)")
 	f.StringVar(&o.scenario, "scenario", "", "with --history: the scenario's series to use (default: the candidate's)")
 	f.IntVar(&o.window, "window", reports.DefaultWindow, "with --history: how many of the latest runs to judge by")
+	f.BoolVar(&o.paired, "paired", false, "compare the candidate build's rows of one run (run --candidate-binary) with the base build's, trial by trial")
 	return cmd
 }
 
@@ -93,7 +102,27 @@ func (o *compareOptions) run(s Streams, cmd *cobra.Command, args []string) error
 		return err
 	}
 	var c *reports.Comparison
-	if o.history != "" || cmd.Flags().Changed("history") {
+	if o.paired {
+		if cmd.Flags().Changed("history") {
+			return badInput(fmt.Errorf("flag --paired: compares rows of one run; --history compares a run with others: give one"))
+		}
+		for _, name := range []string{"scenario", "window"} {
+			if cmd.Flags().Changed(name) {
+				return badInput(fmt.Errorf("flag --%s: only applies with --history", name))
+			}
+		}
+		if len(args) != 1 {
+			return badInput(fmt.Errorf("flag --paired: give one results directory (its base and candidate rows are compared), got %d arguments", len(args)))
+		}
+		_, trials, err := loadResults(args[0])
+		if err != nil {
+			return badResults(err)
+		}
+		var ok bool
+		if c, ok = reports.ComparePaired(args[0], trials, rules, o.seed); !ok {
+			return badInput(fmt.Errorf("flag --paired: %s has no MESH%s row beside its MESH row: make the run with run --candidate-binary", args[0], reports.CandidateSuffix))
+		}
+	} else if o.history != "" || cmd.Flags().Changed("history") {
 		if c, err = o.compareHistory(args, rules); err != nil {
 			return err
 		}

@@ -53,6 +53,7 @@ type runOptions struct {
 	modes       []string
 	out         string
 	profile     bool
+	candidate   string
 	platform    platformFlags
 }
 
@@ -78,6 +79,9 @@ Exit codes: 0 success, 1 the run failed, 2 bad input (flags, scenario).`,
   # A scenario file, only the sidecar mode (and the baseline to compare with)
   meshbench run my-scenario.yaml --modes baseline,sidecar
 
+  # Two builds of the proxy in one run, trial by trial, then compared paired
+  meshbench run gate --candidate-binary ./pr/bin/meshbench --out /tmp/pr && meshbench compare --paired /tmp/pr --gate auto
+
   # Where the proxies' time goes: profiles per proxy per trial, flame graphs
   meshbench run reference --profile --out /tmp/mb && meshbench report /tmp/mb --format html --out report.html`,
 		Args:              argsCheck(cobra.MaximumNArgs(1)),
@@ -93,6 +97,7 @@ Exit codes: 0 success, 1 the run failed, 2 bad input (flags, scenario).`,
 	f.IntVar(&o.trials, "trials", 0, "override trials: repetitions of every (mesh, mode)")
 	f.StringSliceVar(&o.modes, "modes", nil, "run only these modes (e.g. baseline,sidecar) or mesh/mode pairs (e.g. meshbench/sidecar)")
 	f.StringVar(&o.out, "out", "", "results directory (default meshbench-results/<scenario>-<UTC time>)")
+	f.StringVar(&o.candidate, "candidate-binary", "", "another build of meshbench whose proxy runs beside this one's: every meshbench sidecar and per-node row gets a twin row MESH"+reports.CandidateSuffix+" in the same trials (compare them with 'meshbench compare --paired')")
 	f.BoolVar(&o.profile, "profile", false, "take the meshbench proxies' CPU, allocation and heap profiles (pprof) over each trial; 'meshbench report --format html' draws them as flame graphs")
 	o.platform.kindOK = true
 	o.platform.bind(f)
@@ -219,6 +224,49 @@ func (o *runOptions) apply(sc *scenarios.Scenario, cmd *cobra.Command) error {
 		}
 		sc.Meshes = kept
 	}
+	if f.Changed("candidate-binary") {
+		return addCandidate(sc, o.candidate)
+	}
+	return nil
+}
+
+// addCandidate puts a twin of every own-mesh row that runs proxy
+// processes right after it, its proxies the candidate build's: adjacent,
+// the two rows of a trial run one after the other.
+func addCandidate(sc *scenarios.Scenario, path string) error {
+	if path == "" {
+		return errors.New("flag --candidate-binary: give the path of the candidate's meshbench binary")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("flag --candidate-binary: %v", err)
+	}
+	if st, err := os.Stat(abs); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+		return fmt.Errorf("flag --candidate-binary: %s is not an executable file", path)
+	}
+	var out []scenarios.MeshRef
+	twins := 0
+	for _, r := range sc.Meshes {
+		out = append(out, r)
+		if r.Name != meshbench.Name || (r.Mode != scenarios.Sidecar && r.Mode != scenarios.PerNode) || r.Proxy != nil && r.Proxy.Binary != "" {
+			continue
+		}
+		twin := r
+		twin.As = r.Row() + reports.CandidateSuffix
+		tuning := scenarios.ProxyTuning{}
+		if r.Proxy != nil {
+			tuning = *r.Proxy
+		}
+		tuning.Binary = abs
+		twin.Proxy = &tuning
+		out = append(out, twin)
+		sc.Override(fmt.Sprintf("meshes[%d]", len(out)-1), "candidate-binary")
+		twins++
+	}
+	if twins == 0 {
+		return fmt.Errorf("flag --candidate-binary: the scenario has no %s sidecar or per-node row to run a candidate proxy beside", meshbench.Name)
+	}
+	sc.Meshes = out
 	return nil
 }
 
