@@ -97,7 +97,7 @@ Exit codes: 0 success, 1 the run failed, 2 bad input (flags, scenario).`,
 	f.IntVar(&o.trials, "trials", 0, "override trials: repetitions of every (mesh, mode)")
 	f.StringSliceVar(&o.modes, "modes", nil, "run only these modes (e.g. baseline,sidecar) or mesh/mode pairs (e.g. meshbench/sidecar)")
 	f.StringVar(&o.out, "out", "", "results directory (default meshbench-results/<scenario>-<UTC time>)")
-	f.StringVar(&o.candidate, "candidate-binary", "", "another build of meshbench whose proxy runs beside this one's: every meshbench sidecar and per-node row gets a twin row MESH"+reports.CandidateSuffix+" in the same trials (compare them with 'meshbench compare --paired')")
+	f.StringVar(&o.candidate, "candidate-binary", "", "another build of meshbench (or of meshbench-proxy) whose proxy runs beside this one's: every meshbench sidecar and per-node row gets a twin row MESH"+reports.CandidateSuffix+" in the same trials (compare them with 'meshbench compare --paired')")
 	f.BoolVar(&o.profile, "profile", false, "take the meshbench proxies' CPU, allocation and heap profiles (pprof) over each trial; 'meshbench report --format html' draws them as flame graphs")
 	o.platform.kindOK = true
 	o.platform.bind(f)
