@@ -372,7 +372,9 @@ func (c *Comparison) compare(sides []baseSide, cand []*results.Trial) {
 		}
 	}
 	for _, g := range cg {
-		if seen[g.Key()] {
+		// A paired comparison's candidate side carries the run's baseline
+		// trials for metrics against them, not as a row of its own.
+		if seen[g.Key()] || c.Paired && g.Mode == BaselineMode {
 			continue
 		}
 		row := &RowChange{Key: g.Key(), Mesh: g.Mesh, Mode: g.Mode, Rate: g.Rate,
@@ -502,7 +504,7 @@ func judgeRatio(r Rule, iv Interval, model errorModel, noisy bool, sides string)
 	}
 	if iv.Level < MinGateLevel {
 		v.Outcome = Inconclusive
-		v.Detail = fmt.Sprintf("%s x%.3f: %s allow only a %.0f%% interval; a verdict needs %.0f%% (4 trials a side suffice)",
+		v.Detail = fmt.Sprintf("%s x%.3f: %s allow only a %.0f%% interval; a verdict needs %.0f%% (4 trials a side suffice; 6 pairs when paired)",
 			r.Metric, iv.Value, sides, iv.Level*100, MinGateLevel*100)
 		return v
 	}

@@ -30,7 +30,7 @@ const CandidateSuffix = "-candidate"
 // and the error model of rules is the spread of those log-ratios. Rows
 // with no candidate twin are left out; false when there is none.
 func ComparePaired(name string, trials []*results.Trial, rules []Rule, seed uint64) (*Comparison, bool) {
-	var base, cand []*results.Trial
+	var base, cand, baselines []*results.Trial
 	for _, t := range trials {
 		if mesh, ok := strings.CutSuffix(t.Mesh, CandidateSuffix); ok {
 			c := *t
@@ -38,24 +38,35 @@ func ComparePaired(name string, trials []*results.Trial, rules []Rule, seed uint
 			cand = append(cand, &c)
 		} else {
 			base = append(base, t)
+			if t.Mode == BaselineMode {
+				baselines = append(baselines, t)
+			}
 		}
 	}
+	// The candidate's rows are grouped with the run's baseline trials, so
+	// that metrics against the baseline (added latency) apply to them too.
 	twins := map[string]*Group{}
-	for _, g := range GroupTrials(cand) {
-		twins[g.Key()] = g
+	for _, g := range GroupTrials(append(slices.Clone(baselines), cand...)) {
+		if g.Mode != BaselineMode {
+			twins[g.Key()] = g
+		}
 	}
 	var sides []baseSide
+	paired := map[string]bool{}
 	for _, g := range GroupTrials(base) {
 		if twin := twins[g.Key()]; twin != nil {
 			sides = append(sides, pairedBase{g: g, cand: twin})
+			paired[g.Key()] = true
 		}
 	}
 	if len(sides) == 0 {
 		return nil, false
 	}
+	// Only the twins of base rows: a candidate row without one has
+	// nothing to be paired with.
 	var keep []*results.Trial
-	for _, t := range cand {
-		if _, ok := twins[t.RateKey()]; ok {
+	for _, t := range append(baselines, cand...) {
+		if paired[t.RateKey()] || t.Mode == BaselineMode {
 			keep = append(keep, t)
 		}
 	}
@@ -75,7 +86,12 @@ func (p pairedBase) change(m Metric, bv, cv []float64, _ int, rng *rand.Rand) (C
 	ch := Change{Metric: m.Name, Unit: m.Unit,
 		Base:      BootstrapMedian(bv, DefaultLevel, DefaultResamples, rng),
 		Candidate: BootstrapMedian(cv, DefaultLevel, DefaultResamples, rng)}
-	d := p.logRatios(m)
+	d, ok := p.logRatios(m)
+	if !ok {
+		ch.Ratio, ch.P = Interval{Value: math.NaN(), Low: math.NaN(), High: math.NaN()}, PValue(math.NaN())
+		ch.why = fmt.Sprintf("%s has values at or below zero: no ratio", m.Name)
+		return ch, errorModel{}, false
+	}
 	var pv float64
 	ch.Ratio, pv = PairedRatio(d, DefaultLevel)
 	ch.P = PValue(pv)
@@ -84,29 +100,43 @@ func (p pairedBase) change(m Metric, bv, cv []float64, _ int, rng *rand.Rand) (C
 		return ch, errorModel{}, false
 	}
 	// A spread of zero (every trial's ratio the same) is a model too: the
-	// interval is that one ratio.
+	// interval is that one ratio. The spread is bounded by what the base
+	// row alone would give (two rows as noisy as it, unpaired): a
+	// candidate that is also noisier must not widen its own limit.
 	sd := stat.StdDev(d, nil)
+	if n, ok := NoiseOf(bv); ok {
+		sd = math.Min(sd, math.Sqrt2*n.Spread)
+	}
 	return ch, errorModel{se: sd * math.Sqrt(math.Pi/3/float64(len(d))), df: len(d) - 1,
-		about: fmt.Sprintf("paired spread %.1f%% over %d trials", sd*100, len(d))}, true
+		about: fmt.Sprintf("paired spread %.1f%% over %d pairs", sd*100, len(d))}, true
 }
 
 // logRatios are log(candidate/base) of the metric for every trial number
-// both rows have a positive value of.
-func (p pairedBase) logRatios(m Metric) []float64 {
+// both rows measured it in; false when a value is not positive.
+func (p pairedBase) logRatios(m Metric) ([]float64, bool) {
 	byTrial := map[int]float64{}
 	for _, t := range p.g.Trials {
-		if v, ok := m.Value(t, p.g.Baseline[t.Trial]); ok && v > 0 {
+		if v, ok := m.Value(t, p.g.Baseline[t.Trial]); ok {
+			if !(v > 0) {
+				return nil, false
+			}
 			byTrial[t.Trial] = v
 		}
 	}
 	var d []float64
 	for _, t := range p.cand.Trials {
-		b, ok := byTrial[t.Trial]
-		if v, has := m.Value(t, p.cand.Baseline[t.Trial]); ok && has && v > 0 {
+		v, has := m.Value(t, p.cand.Baseline[t.Trial])
+		if !has {
+			continue
+		}
+		if !(v > 0) {
+			return nil, false
+		}
+		if b, ok := byTrial[t.Trial]; ok {
 			d = append(d, math.Log(v/b))
 		}
 	}
-	return d
+	return d, true
 }
 
 // PairedRatio is the ratio whose logarithms are d (log-ratios of paired

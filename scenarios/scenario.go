@@ -573,6 +573,27 @@ func (s *Scenario) Override(path, flag string) {
 	s.pos[path] = Position{File: "flag --" + flag}
 }
 
+// InsertMesh puts ref into Meshes at index at, set by a flag (errors about
+// it name the flag), and moves the recorded positions of the meshes after
+// it along, so that their errors still point at their lines.
+func (s *Scenario) InsertMesh(at int, ref MeshRef, flag string) {
+	s.Meshes = slices.Insert(s.Meshes, at, ref)
+	moved := map[string]Position{}
+	for path, p := range s.pos {
+		var i int
+		var rest string
+		if n, _ := fmt.Sscanf(path, "meshes[%d]", &i); n == 1 && i >= at {
+			rest = path[strings.Index(path, "]")+1:]
+			moved[fmt.Sprintf("meshes[%d]%s", i+1, rest)] = p
+			delete(s.pos, path)
+		}
+	}
+	for path, p := range moved {
+		s.pos[path] = p
+	}
+	s.Override(fmt.Sprintf("meshes[%d]", at), flag)
+}
+
 // FieldError returns an error about the field at path, at its position.
 func (s *Scenario) FieldError(path, format string, args ...any) *FieldError {
 	return &FieldError{Pos: s.Pos(path), Path: path, Msg: fmt.Sprintf(format, args...)}

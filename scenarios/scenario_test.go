@@ -215,3 +215,27 @@ func TestObjectives(t *testing.T) {
 		t.Errorf("errors == 0: %+v", o)
 	}
 }
+
+// InsertMesh moves the positions of the meshes after the new one along,
+// and errors about the new one name the flag.
+func TestInsertMeshKeepsPositions(t *testing.T) {
+	s, err := LoadBuiltin("gc-policy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := s.Pos("meshes[2].proxy")
+	last := s.Pos("meshes[4]")
+	s.InsertMesh(2, MeshRef{Name: "meshbench", Mode: Sidecar, As: "x"}, "candidate-binary")
+	if got := s.Pos("meshes[3].proxy"); got != before || before.Line == 0 {
+		t.Errorf("meshes[3].proxy at %+v, want %+v (meshes[2].proxy before)", got, before)
+	}
+	if got := s.Pos("meshes[5]"); got != last {
+		t.Errorf("meshes[5] at %+v, want %+v", got, last)
+	}
+	if got := s.Pos("meshes[2].as"); got.File != "flag --candidate-binary" {
+		t.Errorf("the inserted mesh is at %+v, want the flag", got)
+	}
+	if s.Meshes[2].As != "x" || s.Meshes[3].As != "meshbench-gogc400" || len(s.Meshes) != 6 {
+		t.Errorf("meshes after the insert: %+v", s.Meshes)
+	}
+}

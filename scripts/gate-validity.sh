@@ -10,7 +10,8 @@
 #
 #   RUNS=8 scripts/gate-validity.sh          # DELAY=160us to fix the delay
 #   RUNS=12 SIDES=a scripts/gate-validity.sh # A runs only (the history figures)
-#   CANDIDATE=bin/meshbench ...              # A runs with a candidate build beside the
+#   SIDES=a CANDIDATE=/tmp/copy/meshbench-proxy ...  # A runs with a candidate build (a copy
+#                                            # of bin/meshbench-proxy: the same build) beside the
 #                                            # proxy (run --candidate-binary): the paired figures
 #
 # The auto gate's summary also measures the history tools (compare
@@ -27,6 +28,11 @@ DELAY=${DELAY:-}
 GATES=${GATES:-default auto}
 SIDES=${SIDES:-a b}
 CANDIDATE=${CANDIDATE:-}
+# The candidate rows are the A runs' only: with B runs beside them, every
+# A/B comparison would have rows missing on one side.
+if [ -n "$CANDIDATE" ] && [ "$SIDES" != a ]; then
+  echo "CANDIDATE= needs SIDES=a" >&2; exit 2
+fi
 SCALES=${SCALES:-1.05,1.1,1.2,1.25,1.3,1.5,2}
 ROW=meshbench/sidecar@1000
 BIN=${BIN:-bin/meshbench}
@@ -41,7 +47,7 @@ run() { # side i
   echo "run $1-$2 of $RUNS" >&2
   extra=()
   [ "$1" = a ] && [ -n "$CANDIDATE" ] && extra=(--candidate-binary "$CANDIDATE")
-  "$BIN" run "$OUT/$1.yaml" --out "$OUT/$1-$2" "${extra[@]}" > "$OUT/$1-$2.log" 2>&1 || { echo "run $1-$2 failed: see $OUT/$1-$2.log" >&2; exit 1; }
+  "$BIN" run "$OUT/$1.yaml" --out "$OUT/$1-$2" ${extra[@]+"${extra[@]}"} > "$OUT/$1-$2.log" 2>&1 || { echo "run $1-$2 failed: see $OUT/$1-$2.log" >&2; exit 1; }
 }
 run a 1
 # The delay is fixed once per OUT: resumed runs must not mix two of them.

@@ -13,7 +13,8 @@ import (
 // pairing narrows the intervals: per run, the candidate rows compared with
 // their base rows paired (compare --paired) and unpaired (as if two runs),
 // the width of each metric's interval both ways, and the gate's verdicts
-// both ways (with the same build as candidate, every comparison is A/A).
+// both ways (A/A when the candidate is the same build, as gate-validity.sh
+// is told to run it).
 func pairedStats(a [][]*results.Trial, rules []reports.Rule, row, metricList string) error {
 	metrics := strings.Split(metricList, ",")
 	var paired, unpaired tally
@@ -31,8 +32,8 @@ func pairedStats(a [][]*results.Trial, rules []reports.Rule, row, metricList str
 				c := *t
 				c.Mesh = mesh
 				cand = append(cand, &c)
-			} else {
-				base = append(base, t)
+			} else if t.Mode != reports.BaselineMode {
+				base = append(base, t) // the twins only, as the paired comparison
 			}
 		}
 		uc := reports.Compare("run", base, "run", cand, rules, reports.DefaultSeed)

@@ -244,29 +244,38 @@ func addCandidate(sc *scenarios.Scenario, path string) error {
 	if st, err := os.Stat(abs); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
 		return fmt.Errorf("flag --candidate-binary: %s is not an executable file", path)
 	}
-	var out []scenarios.MeshRef
-	twins := 0
+	rows := map[string]bool{}
 	for _, r := range sc.Meshes {
-		out = append(out, r)
+		rows[r.String()] = true
+	}
+	twins := 0
+	for i := 0; i < len(sc.Meshes); i++ {
+		r := sc.Meshes[i]
+		// A row that runs a build of its own already is not the base build.
 		if r.Name != meshbench.Name || (r.Mode != scenarios.Sidecar && r.Mode != scenarios.PerNode) || r.Proxy != nil && r.Proxy.Binary != "" {
 			continue
 		}
+		if strings.HasSuffix(r.Row(), reports.CandidateSuffix) {
+			return fmt.Errorf("flag --candidate-binary: the scenario's row %s already ends in %s: rename it (as:) so that its twin can be told from it", r, reports.CandidateSuffix)
+		}
 		twin := r
 		twin.As = r.Row() + reports.CandidateSuffix
+		if rows[twin.String()] {
+			return fmt.Errorf("flag --candidate-binary: the scenario already has a row %s, the name of %s's candidate twin", twin, r)
+		}
 		tuning := scenarios.ProxyTuning{}
 		if r.Proxy != nil {
 			tuning = *r.Proxy
 		}
 		tuning.Binary = abs
 		twin.Proxy = &tuning
-		out = append(out, twin)
-		sc.Override(fmt.Sprintf("meshes[%d]", len(out)-1), "candidate-binary")
+		sc.InsertMesh(i+1, twin, "candidate-binary")
+		i++
 		twins++
 	}
 	if twins == 0 {
 		return fmt.Errorf("flag --candidate-binary: the scenario has no %s sidecar or per-node row to run a candidate proxy beside", meshbench.Name)
 	}
-	sc.Meshes = out
 	return nil
 }
 
