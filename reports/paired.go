@@ -30,17 +30,11 @@ const CandidateSuffix = "-candidate"
 // and the error model of rules is the spread of those log-ratios. Rows
 // with no candidate twin are left out; false when there is none.
 func ComparePaired(name string, trials []*results.Trial, rules []Rule, seed uint64) (*Comparison, bool) {
-	var base, cand, baselines []*results.Trial
-	for _, t := range trials {
-		if mesh, ok := strings.CutSuffix(t.Mesh, CandidateSuffix); ok {
-			c := *t
-			c.Mesh = mesh
-			cand = append(cand, &c)
-		} else {
-			base = append(base, t)
-			if t.Mode == BaselineMode {
-				baselines = append(baselines, t)
-			}
+	base, cand := SplitCandidate(trials)
+	var baselines []*results.Trial
+	for _, t := range base {
+		if t.Mode == BaselineMode {
+			baselines = append(baselines, t)
 		}
 	}
 	// The candidate's rows are grouped with the run's baseline trials, so
@@ -73,6 +67,22 @@ func ComparePaired(name string, trials []*results.Trial, rules []Rule, seed uint
 	c := &Comparison{Base: name, Candidate: name + " (" + CandidateSuffix[1:] + " rows)", Gate: rules, Level: DefaultLevel, Seed: seed, Outcome: Pass, Paired: true}
 	c.compare(sides, keep)
 	return c, true
+}
+
+// SplitCandidate separates a run's candidate rows from the rest, the
+// candidate's trials copied under their base row's mesh name so that
+// they match it by key.
+func SplitCandidate(trials []*results.Trial) (base, cand []*results.Trial) {
+	for _, t := range trials {
+		if mesh, ok := strings.CutSuffix(t.Mesh, CandidateSuffix); ok {
+			c := *t
+			c.Mesh = mesh
+			cand = append(cand, &c)
+		} else {
+			base = append(base, t)
+		}
+	}
+	return base, cand
 }
 
 // pairedBase is a base row whose candidate ran in the same trials.

@@ -76,16 +76,7 @@ func TestComparePaired(t *testing.T) {
 	if !ok || len(c.Rows) != 1 || !c.Paired {
 		t.Fatalf("ComparePaired: %v, %+v", ok, c)
 	}
-	var base, cand []*results.Trial
-	for _, tr := range run {
-		if tr.Mesh == "meshbench" {
-			base = append(base, tr)
-		} else {
-			c := *tr
-			c.Mesh = "meshbench"
-			cand = append(cand, &c)
-		}
-	}
+	base, cand := SplitCandidate(run)
 	u := Compare("run", base, "run", cand, rules, DefaultSeed)
 	pw, uw := width(t, c, "p99"), width(t, u, "p99")
 	if pw > uw/3 {

@@ -26,13 +26,10 @@ func pairedStats(a [][]*results.Trial, rules []reports.Rule, row, metricList str
 			continue
 		}
 		runs++
-		var base, cand []*results.Trial
-		for _, t := range trials {
-			if mesh, ok := strings.CutSuffix(t.Mesh, reports.CandidateSuffix); ok {
-				c := *t
-				c.Mesh = mesh
-				cand = append(cand, &c)
-			} else if t.Mode != reports.BaselineMode {
+		all, cand := reports.SplitCandidate(trials)
+		var base []*results.Trial
+		for _, t := range all {
+			if t.Mode != reports.BaselineMode {
 				base = append(base, t) // the twins only, as the paired comparison
 			}
 		}
