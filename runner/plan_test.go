@@ -88,18 +88,66 @@ func TestOrderRotatesEverySlotThroughEveryPosition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]map[int]bool{}
-	for trial := 1; trial <= len(slots); trial++ {
+	if len(slots) < 3 {
+		t.Fatalf("the default scenario plans %d slots; the test needs 3 or more", len(slots))
+	}
+	seen := map[string]map[int]int{}
+	for trial := 1; trial <= 2*len(slots); trial++ {
 		for pos, sl := range order(slots, trial, scenarios.OrderRotate, 0) {
 			if seen[sl.key()] == nil {
-				seen[sl.key()] = map[int]bool{}
+				seen[sl.key()] = map[int]int{}
 			}
-			seen[sl.key()][pos] = true
+			seen[sl.key()][pos]++
 		}
 	}
 	for k, positions := range seen {
-		if len(positions) != len(slots) {
-			t.Errorf("%s took positions %v over %d trials, want all %d", k, positions, len(slots), len(slots))
+		for pos := range slots {
+			if positions[pos] != 2 {
+				t.Errorf("%s took position %d %d times over %d trials, want 2 (positions: %v)", k, pos, positions[pos], 2*len(slots), positions)
+			}
+		}
+	}
+}
+
+// Two rows compared trial by trial (a candidate build beside its base)
+// must each run first as often as the other: else whatever running second
+// does to a row (a carry-over of the one before) is a bias of the pair.
+func TestOrderRotateBalancesWhichRunsFirst(t *testing.T) {
+	s, err := scenarios.LoadBuiltin(scenarios.DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots, _, err := Plan(s, registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for trials := 2; trials <= 8; trials += 2 {
+		before := map[[2]string]int{} // [a, b]: trials in which a ran before b
+		next := map[[2]string]int{}   // [a, b]: trials in which b ran right after a
+		for trial := 1; trial <= trials; trial++ {
+			o := order(slots, trial, scenarios.OrderRotate, 0)
+			for i := range o {
+				for j := i + 1; j < len(o); j++ {
+					before[[2]string{o[i].key(), o[j].key()}]++
+				}
+				if i > 0 {
+					next[[2]string{o[i-1].key(), o[i].key()}]++
+				}
+			}
+		}
+		for _, a := range slots {
+			for _, b := range slots {
+				ab, ba := [2]string{a.key(), b.key()}, [2]string{b.key(), a.key()}
+				if a.key() == b.key() {
+					continue
+				}
+				if before[ab] != trials/2 {
+					t.Errorf("%d trials: %s ran before %s in %d, want %d", trials, a.key(), b.key(), before[ab], trials/2)
+				}
+				if next[ab] != next[ba] {
+					t.Errorf("%d trials: %s ran right after %s %d times, the other way round %d", trials, b.key(), a.key(), next[ab], next[ba])
+				}
+			}
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/meshbench/meshbench/meshes"
@@ -185,10 +186,15 @@ func benchesControlPlane(m meshes.Mesh, mode scenarios.Mode) error {
 	return cp.BenchControlPlane(mode)
 }
 
-// order is the slot order of trial t (1-based). "rotate" shifts it by one
-// per trial, so that each (mesh, mode) takes every position and machine
-// drift spreads across all of them; "random" shuffles it per trial from the
-// run's seed, reproducibly.
+// order is the slot order of trial t (1-based). "rotate" runs trials in
+// pairs: the odd trial of a pair runs the slots shifted by one more than
+// the pair before, the even trial runs the same order backwards. Over 2n
+// trials each (mesh, mode) takes every position, so machine drift spreads
+// across all of them; and within every pair of trials any two run in both
+// orders, so an effect of running right after another (a warm cache, the
+// other's sockets in TIME_WAIT) cancels in trial-by-trial comparisons
+// (compare --paired) instead of favouring one side. "random" shuffles the
+// slots per trial from the run's seed, reproducibly.
 func order(slots []slot, t int, how string, seed uint64) []slot {
 	n := len(slots)
 	out := make([]slot, n)
@@ -198,8 +204,12 @@ func order(slots []slot, t int, how string, seed uint64) []slot {
 		rng.Shuffle(n, func(i, j int) { out[i], out[j] = out[j], out[i] })
 		return out
 	}
+	shift := (t - 1) / 2
 	for i := range slots {
-		out[i] = slots[(i+t-1)%n]
+		out[i] = slots[(i+shift)%n]
+	}
+	if t%2 == 0 {
+		slices.Reverse(out)
 	}
 	return out
 }

@@ -56,8 +56,10 @@ type Scenario struct {
 	ControlPlane *ControlPlaneBench `yaml:"controlPlane" json:"controlPlane,omitempty"`
 	Trials       int                `yaml:"trials" json:"trials"`
 	// Order is how each trial orders the (mesh, mode) pairs: "rotate"
-	// (each takes every position in turn) or "random" (shuffled per trial
-	// with Seed; 0 picks a seed, which the manifest records).
+	// (each takes every position in turn, and every second trial runs the
+	// order backwards, so that any two run in both orders alike) or
+	// "random" (shuffled per trial with Seed; 0 picks a seed, which the
+	// manifest records).
 	Order string `yaml:"order" json:"order"`
 	// Seed also seeds the faults' random choices (their selectors' modes).
 	Seed uint64 `yaml:"seed" json:"seed,omitempty"`
