@@ -245,7 +245,7 @@ load: {qps: 10, duration: 1s}
 	}
 	_, _, err = Plan(s, registry())
 	wantErrors(t, err,
-		"plan.yaml:5:69: meshes[0].proxy.binary: a build on this host runs on the local platform only (the kind platform runs its image's meshbench)",
+		"plan.yaml:5:69: meshes[0].proxy.binary: a build on this host runs on the local platform only (the kind platform runs the builds in its pods' image)",
 		`plan.yaml:6:43: meshes[1].as: "haproxy" is another mesh's name: a variant's rows would mix with its rows`)
 }
 

@@ -85,7 +85,7 @@ func Plan(s *scenarios.Scenario, registry map[string]meshes.Mesh) ([]slot, []res
 			}
 			if p := ref.Proxy; p != nil && p.Binary != "" {
 				if s.Platform != "" && s.Platform != "local" {
-					errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d].proxy.binary", i), "a build on this host runs on the local platform only (the %s platform runs its image's meshbench)", s.Platform))
+					errs = append(errs, s.FieldError(fmt.Sprintf("meshes[%d].proxy.binary", i), "a build on this host runs on the local platform only (the %s platform runs the builds in its pods' image)", s.Platform))
 					continue
 				}
 				if _, err := exec.LookPath(p.Binary); err != nil {
@@ -193,7 +193,9 @@ func benchesControlPlane(m meshes.Mesh, mode scenarios.Mode) error {
 // across all of them; and within every pair of trials any two run in both
 // orders, so an effect of running right after another (a warm cache, the
 // other's sockets in TIME_WAIT) cancels in trial-by-trial comparisons
-// (compare --paired) instead of favouring one side. "random" shuffles the
+// (compare --paired) instead of favouring one side; with an odd trial
+// count the last trial is the one unbalanced. The last slot of an odd
+// trial runs again first in the even one after it. "random" shuffles the
 // slots per trial from the run's seed, reproducibly.
 func order(slots []slot, t int, how string, seed uint64) []slot {
 	n := len(slots)

@@ -57,7 +57,8 @@ type Scenario struct {
 	Trials       int                `yaml:"trials" json:"trials"`
 	// Order is how each trial orders the (mesh, mode) pairs: "rotate"
 	// (each takes every position in turn, and every second trial runs the
-	// order backwards, so that any two run in both orders alike) or
+	// order backwards, so that over an even number of trials any two run
+	// in both orders alike) or
 	// "random" (shuffled per trial with Seed; 0 picks a seed, which the
 	// manifest records).
 	Order string `yaml:"order" json:"order"`

@@ -158,6 +158,9 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 	d := plat.Describe()
 	log.Logf("run %s: scenario %q, network %s (%s)", runID, sc.Name, d.Network, d.NetworkReason)
 	log.Logf("results: %s", outDir)
+	if o.candidate != "" && sc.Order == scenarios.OrderRotate && sc.Trials%2 == 1 {
+		log.Logf("--candidate-binary with %d trials: the candidate rows run after their base rows in one trial more than before them; an even --trials balances them", sc.Trials)
+	}
 
 	manifest, trials, runErr := runner.Run(ctx, runner.Options{
 		Scenario: sc, Meshes: reg, Platform: plat, OutDir: outDir, RunID: runID, Log: log, Profile: o.profile,
