@@ -145,6 +145,12 @@ func TestIntegrationKindRun(t *testing.T) {
 			if u.Source != "kubelet summary API" || u.CPUMillicores <= 0 || u.WorkingSetMaxMB <= 0 {
 				t.Errorf("%s: proxy %s's figures %+v, want CPU and memory from the kubelet", k, u.Name, u)
 			}
+			// The proxy-only build ran it, from the pods' image (the
+			// process names its executable at start).
+			data, err := os.ReadFile(filepath.Join(out, tr.Dir(), results.LogsDir, u.Name+".stderr.log"))
+			if err != nil || !strings.Contains(string(data), "runtime: meshbench-proxy, ") {
+				t.Errorf("%s: proxy %s did not run as meshbench-proxy (%v):\n%s", k, u.Name, err, data)
+			}
 		}
 		if k == "none/baseline" {
 			continue

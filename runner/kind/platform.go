@@ -42,6 +42,10 @@ type PlatformOptions struct {
 	// writes an archive holding it, loaded into nodes that lack it.
 	Image       string
 	WriteImages func(io.Writer) error
+	// Proxy says Image holds meshbench-proxy (images.ProxyPath), which
+	// then runs the processes whose Command is meshes.ProxyCommand; else
+	// the meshbench binary's proxy subcommand runs them.
+	Proxy bool
 	// Share is an absolute directory every node mounts at the same path:
 	// the run's results directory, where the pods read their
 	// configuration and write their results. A cluster the platform

@@ -89,9 +89,12 @@ const (
 // kubelet start it later.
 func (p *platform) StartProcess(ctx context.Context, node string, spec runner.ProcessSpec) (runner.Process, error) {
 	command := spec.Command
-	if command == "" || command == meshes.ProxyCommand {
-		// The image holds the meshbench binary alone, whose proxy
-		// subcommand takes meshbench-proxy's arguments.
+	switch {
+	case command == meshes.ProxyCommand && p.o.Proxy:
+		command = images.ProxyPath
+	case command == "" || command == meshes.ProxyCommand:
+		// The meshbench binary, whose proxy subcommand takes
+		// meshbench-proxy's arguments.
 		command = images.BinaryPath
 	}
 	argv := []string{command}

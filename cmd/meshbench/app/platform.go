@@ -2,9 +2,7 @@ package app
 
 import (
 	"context"
-	"crypto/sha256"
 	"debug/buildinfo"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -199,33 +197,28 @@ func (p *platformFlags) kind(ctx context.Context, r platformRun, log *progress) 
 	if err != nil {
 		return nil, fmt.Errorf("the reference proxies' image (the pods' base): %w", err)
 	}
-	// Tagged by the binary's digest: a cluster never runs another build
-	// of the same version, and runs of the same build share the image.
-	sum, err := fileDigest(self)
+	// The proxies run as meshbench-proxy where it is beside this binary
+	// and the same build, as on the local platform: each then spares the
+	// memory of the rest of meshbench.
+	proxy := proxyBinary(self, log)
+	if proxy != "" {
+		if err := images.CheckStatic(proxy); err != nil {
+			log.Logf("proxies run as meshbench proxy: %v", err)
+			proxy = ""
+		}
+	}
+	if proxy != "" {
+		log.Logf("proxies run as %s (in the pods' image beside meshbench)", meshes.ProxyCommand)
+	}
+	// Tagged by content: a cluster never runs another build of the same
+	// version, and runs of the same build share the image.
+	iref, img, err := nodeimage.InitImage(reference, self, proxy, version, true)
 	if err != nil {
 		return nil, err
 	}
-	iref, img, err := nodeimage.InitImage(reference, self, version+"-"+sum[:12])
-	if err != nil {
-		return nil, err
-	}
-	o.Image = iref
+	o.Image, o.Proxy = iref, proxy != ""
 	o.WriteImages = func(w io.Writer) error { return images.WriteArchive(w, map[string]images.Image{iref: img}) }
 	return kind.NewPlatform(ctx, o)
-}
-
-// fileDigest is the hex SHA-256 of a file.
-func fileDigest(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // proxyBinary is meshbench-proxy beside self when it is the same build,

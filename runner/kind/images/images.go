@@ -36,6 +36,10 @@ const Repository = "meshbench.local/meshbench"
 // BinaryPath is where the meshbench binary sits in its image.
 const BinaryPath = "/usr/local/bin/meshbench"
 
+// ProxyPath is where the init image holds meshbench-proxy, the proxy
+// role's own build, when it has it.
+const ProxyPath = "/usr/local/bin/meshbench-proxy"
+
 // epoch is every file's and the image's time: the same binary makes the
 // same image, byte for byte.
 var epoch = time.Unix(0, 0).UTC()

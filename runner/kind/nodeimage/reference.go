@@ -35,8 +35,12 @@ func (v Versions) ReferenceRef() string {
 const InitRepository = "meshbench.local/meshbench-init"
 
 // InitImage is the init image for the meshbench binary at bin: the
-// reference image's layer (shared with it) and the binary's.
-func InitImage(reference images.Image, bin, version string) (string, images.Image, error) {
+// reference image's layer (shared with it) and the binary's, and, when
+// proxy is set, a layer with that meshbench-proxy build at
+// images.ProxyPath. Its tag is version's (see InitRef), and with byContent
+// version's followed by a digest of what the image holds, so that a tag
+// never names two builds.
+func InitImage(reference images.Image, bin, proxy, version string, byContent bool) (string, images.Image, error) {
 	layers, err := reference.Layers()
 	if err != nil {
 		return "", nil, err
@@ -45,9 +49,27 @@ func InitImage(reference images.Image, bin, version string) (string, images.Imag
 	if err != nil {
 		return "", nil, err
 	}
-	img, err := images.FromLayers(append(layers, binLayer), images.Config{Entrypoint: []string{images.BinaryPath}})
+	layers = append(layers, binLayer)
+	if proxy != "" {
+		proxyLayer, err := images.BinaryLayer(proxy, images.ProxyPath)
+		if err != nil {
+			return "", nil, err
+		}
+		layers = append(layers, proxyLayer)
+	}
+	img, err := images.FromLayers(layers, images.Config{Entrypoint: []string{images.BinaryPath}})
 	if err != nil {
 		return "", nil, err
+	}
+	if byContent {
+		// The configuration names every layer's content (its diff IDs),
+		// hashed from the bytes the layers hold: a binary rebuilt
+		// meanwhile cannot give the tag of another build.
+		cfg, err := img.ConfigName()
+		if err != nil {
+			return "", nil, err
+		}
+		version += "-" + cfg.Hex[:12]
 	}
 	ref := images.Ref(version)
 	return InitRepository + ref[strings.LastIndexByte(ref, ':'):], img, nil
