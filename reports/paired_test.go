@@ -3,6 +3,7 @@ package reports
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/meshbench/meshbench/runner/results"
@@ -90,6 +91,18 @@ func TestComparePaired(t *testing.T) {
 	}
 	if _, ok := ComparePaired("run", base, rules, DefaultSeed); ok {
 		t.Error("a run without candidate rows compared paired")
+	}
+	// A max search with a candidate: its rows are probes, not compared;
+	// the gate decides nothing and says why.
+	var probes []*results.Trial
+	for i, tr := range run {
+		p := *tr
+		p.Probe = &results.Probe{Index: i + 1, Pass: true}
+		probes = append(probes, &p)
+	}
+	c, ok = ComparePaired("run", probes, rules, DefaultSeed)
+	if !ok || c.Outcome != Inconclusive || len(c.Rows) != 0 || !strings.Contains(c.Note, "max searches") {
+		t.Errorf("ComparePaired of a max search: %v, %+v; want inconclusive, no rows, a note on max searches", ok, c)
 	}
 }
 
