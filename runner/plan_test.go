@@ -79,7 +79,9 @@ probes:
 	}
 }
 
-func TestOrderRotatesEverySlotThroughEveryPosition(t *testing.T) {
+// defaultSlots are the slots the default scenario plans.
+func defaultSlots(t *testing.T) []slot {
+	t.Helper()
 	s, err := scenarios.LoadBuiltin(scenarios.DefaultName)
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +90,11 @@ func TestOrderRotatesEverySlotThroughEveryPosition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return slots
+}
+
+func TestOrderRotatesEverySlotThroughEveryPosition(t *testing.T) {
+	slots := defaultSlots(t)
 	if len(slots) < 3 {
 		t.Fatalf("the default scenario plans %d slots; the test needs 3 or more", len(slots))
 	}
@@ -113,14 +120,7 @@ func TestOrderRotatesEverySlotThroughEveryPosition(t *testing.T) {
 // must each run first as often as the other: else whatever running second
 // does to a row (a carry-over of the one before) is a bias of the pair.
 func TestOrderRotateBalancesWhichRunsFirst(t *testing.T) {
-	s, err := scenarios.LoadBuiltin(scenarios.DefaultName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slots, _, err := Plan(s, registry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	slots := defaultSlots(t)
 	for trials := 2; trials <= 8; trials += 2 {
 		before := map[[2]string]int{} // [a, b]: trials in which a ran before b
 		next := map[[2]string]int{}   // [a, b]: trials in which b ran right after a
