@@ -32,6 +32,7 @@ setup:
 build: setup
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/meshbench
 	CGO_ENABLED=0 $(GO) build -o $(dir $(BIN))meshbench-proxy ./cmd/meshbench-proxy
+	CGO_ENABLED=0 $(GO) build -o $(dir $(BIN))meshbench-pod-process ./cmd/meshbench-pod-process
 
 # A Docker engine for the kind platform and its tests: one that answers is
 # left alone; otherwise Debian's docker.io, started as scripts/engine.sh says.

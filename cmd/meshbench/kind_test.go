@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +53,16 @@ func kindRoot(t *testing.T) {
 // meshbenchEnv runs meshbench with a changed environment.
 func meshbenchEnv(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(meshbenchBin, args...)
+	return runArgv(t, 10*time.Minute, env, append([]string{meshbenchBin}, args...))
+}
+
+// runArgv runs a command to completion (bounded by timeout) with env
+// added to this process's environment.
+func runArgv(t *testing.T, timeout time.Duration, env, argv []string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -119,6 +130,12 @@ func TestIntegrationKindRun(t *testing.T) {
 	}
 	id := runID(t, r.stderr)
 	t.Logf("kind run %s:\n%s", id, r.stdout)
+	// TestMain builds both beside meshbench, as make build does.
+	for _, c := range []string{"meshbench-proxy", "meshbench-pod-process"} {
+		if !strings.Contains(r.stderr, "the pods' image holds "+c+" beside meshbench") {
+			t.Errorf("the run did not put %s in the pods' image:\n%s", c, r.stderr)
+		}
+	}
 	trials, err := results.ReadTrials(out)
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +211,26 @@ func TestIntegrationKindRun(t *testing.T) {
 // passed on when asked for, and a process given up on never started.
 func TestIntegrationPodProcess(t *testing.T) {
 	integration(t)
+	// Both wrappers: meshbench's subcommand, and the binary of the
+	// wrapper alone that make build puts beside it (the pods' image holds
+	// it then).
+	for _, wrapper := range [][]string{
+		{meshbenchBin, "pod-process"},
+		{filepath.Join(filepath.Dir(meshbenchBin), "meshbench-pod-process")},
+	} {
+		t.Run(filepath.Base(wrapper[0]), func(t *testing.T) { testPodProcess(t, wrapper) })
+	}
+}
+
+func testPodProcess(t *testing.T, wrapper []string) {
 	dir := t.TempDir()
+	run := func(args ...string) result {
+		t.Helper()
+		return runArgv(t, time.Minute, nil, append(slices.Clone(wrapper), args...))
+	}
+	start := func(args ...string) *exec.Cmd {
+		return exec.Command(wrapper[0], append(wrapper[1:], args...)...)
+	}
 	report := func(name string) kind.ExitReport {
 		t.Helper()
 		data, err := os.ReadFile(filepath.Join(dir, name+kind.CtlExit))
@@ -207,7 +243,7 @@ func TestIntegrationPodProcess(t *testing.T) {
 		}
 		return r
 	}
-	r := meshbench(t, time.Minute, "pod-process", "--control", dir, "--name", "ends", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+	r := run("--control", dir, "--name", "ends", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
 	if r.code != 3 || r.stdout != "out\n" {
 		t.Errorf("exit %d, container log %q: want 3 and the stdout", r.code, r.stdout)
 	}
@@ -226,7 +262,7 @@ func TestIntegrationPodProcess(t *testing.T) {
 		{"termed", "echo ready; exec sleep 60", kind.CtlTerm, "terminated"},
 		{"killed", "trap '' TERM; echo ready; while :; do sleep 0.1; done", kind.CtlKill, "killed"},
 	} {
-		cmd := exec.Command(meshbenchBin, "pod-process", "--control", dir, "--name", c.name, "--", "sh", "-c", c.script)
+		cmd := start("--control", dir, "--name", c.name, "--", "sh", "-c", c.script)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -252,7 +288,7 @@ func TestIntegrationPodProcess(t *testing.T) {
 
 	// The whole process group is signalled: a child the process left
 	// behind goes too (as nginx's workers must).
-	cmd := exec.Command(meshbenchBin, "pod-process", "--control", dir, "--name", "group", "--", "sh", "-c", "sleep 60 & echo ready $!; wait")
+	cmd := start("--control", dir, "--name", "group", "--", "sh", "-c", "sleep 60 & echo ready $!; wait")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +309,7 @@ func TestIntegrationPodProcess(t *testing.T) {
 	// Given up on before it started: it never runs.
 	marker := filepath.Join(dir, "ran")
 	_ = os.WriteFile(filepath.Join(dir, "late"+kind.CtlKill), nil, 0o644)
-	r = meshbench(t, time.Minute, "pod-process", "--control", dir, "--name", "late", "--", "touch", marker)
+	r = run("--control", dir, "--name", "late", "--", "touch", marker)
 	if _, err := os.Stat(marker); err == nil || r.code == 0 {
 		t.Errorf("a process given up on ran (exit %d)", r.code)
 	}

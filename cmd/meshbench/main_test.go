@@ -26,10 +26,11 @@ func TestMain(m *testing.M) {
 	}
 	meshbenchBin = filepath.Join(dir, "meshbench")
 	// Static, as make build makes them: the image tests put meshbench in
-	// an image, and runs start meshbench-proxy from beside it.
+	// an image, and runs start meshbench-proxy (and on kind
+	// meshbench-pod-process) from beside it.
 	// meshbench first: from modified sources, meshbench runs a
 	// meshbench-proxy beside it only if it was built after it.
-	for _, b := range []struct{ bin, pkg string }{{meshbenchBin, "."}, {filepath.Join(dir, "meshbench-proxy"), "../meshbench-proxy"}} {
+	for _, b := range []struct{ bin, pkg string }{{meshbenchBin, "."}, {filepath.Join(dir, "meshbench-proxy"), "../meshbench-proxy"}, {filepath.Join(dir, "meshbench-pod-process"), "../meshbench-pod-process"}} {
 		bin, pkg := b.bin, b.pkg
 		build := exec.Command("go", "build", "-o", bin, pkg)
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")

@@ -20,7 +20,6 @@ import (
 
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/runner"
-	"github.com/meshbench/meshbench/runner/kind/images"
 	"github.com/meshbench/meshbench/runner/results"
 )
 
@@ -46,6 +45,10 @@ type PlatformOptions struct {
 	// then runs the processes whose Command is meshes.ProxyCommand; else
 	// the meshbench binary's proxy subcommand runs them.
 	Proxy bool
+	// Wrapper says Image holds meshbench-pod-process (images.WrapperPath),
+	// which then wraps every container's process; else the meshbench
+	// binary's pod-process subcommand does.
+	Wrapper bool
 	// Share is an absolute directory every node mounts at the same path:
 	// the run's results directory, where the pods read their
 	// configuration and write their results. A cluster the platform
@@ -356,7 +359,7 @@ func (p *platform) nodePod(name string) *corev1.Pod {
 				HostPath: &corev1.HostPathVolumeSource{Path: p.o.Share, Type: &dirType}}}},
 			Containers: []corev1.Container{{
 				Name: "node", Image: p.o.Image, ImagePullPolicy: corev1.PullNever,
-				Command: []string{images.BinaryPath, "pod-process", "--hold"},
+				Command: p.wrapper("--hold"),
 			}},
 		},
 	}

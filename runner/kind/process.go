@@ -22,53 +22,21 @@ import (
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/runner"
 	"github.com/meshbench/meshbench/runner/kind/images"
+	"github.com/meshbench/meshbench/runner/kind/podproc"
 )
 
-// The control files of a process in the control directory, by suffix of
-// its container's name: the platform asks for signals with the first two;
-// the wrapper (meshbench pod-process) writes the others.
+// The control files of a process in the control directory (package
+// podproc, the wrapper, says what each is for).
 const (
-	CtlTerm   = ".term"   // send SIGTERM
-	CtlKill   = ".kill"   // send SIGKILL (and do not start a process not yet started)
-	CtlStdout = ".stdout" // the process's stdout (also the container's log)
-	CtlStderr = ".stderr" // its stderr
-	CtlExit   = ".exit"   // its exit, an ExitReport, written once the output is complete
+	CtlTerm   = podproc.CtlTerm
+	CtlKill   = podproc.CtlKill
+	CtlStdout = podproc.CtlStdout
+	CtlStderr = podproc.CtlStderr
+	CtlExit   = podproc.CtlExit
 )
 
 // ExitReport is how a process ended.
-type ExitReport struct {
-	Code int `json:"code"`
-	// Signal names the signal that killed it ("killed", "terminated").
-	Signal string `json:"signal,omitempty"`
-	// Error is the wrapper's own failure (the command could not start).
-	Error string `json:"error,omitempty"`
-}
-
-// Err is the report as an error, worded as os/exec words it locally.
-func (r ExitReport) Err() error {
-	switch {
-	case r.Error != "":
-		return errors.New(r.Error)
-	case r.Signal != "":
-		return fmt.Errorf("signal: %s", r.Signal)
-	case r.Code != 0:
-		return fmt.Errorf("exit status %d", r.Code)
-	}
-	return nil
-}
-
-// WriteExit writes the report under base+CtlExit atomically.
-func WriteExit(base string, r ExitReport) error {
-	data, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	tmp := base + CtlExit + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, base+CtlExit)
-}
+type ExitReport = podproc.ExitReport
 
 // Bounds of a process's life on the platform.
 const (
@@ -82,6 +50,14 @@ const (
 	// runToEndTimeout bounds a redirect's installation or removal.
 	runToEndTimeout = 2 * time.Minute
 )
+
+// wrapper is the command line of the process wrapper with args.
+func (p *platform) wrapper(args ...string) []string {
+	if p.o.Wrapper {
+		return append([]string{images.WrapperPath}, args...)
+	}
+	return append([]string{images.BinaryPath, "pod-process"}, args...)
+}
 
 // StartProcess adds the process to its node's pod as an ephemeral
 // container and returns once it runs (or has ended). A process that did
@@ -125,7 +101,7 @@ func (p *platform) StartProcess(ctx context.Context, node string, spec runner.Pr
 	caps := &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}}
 	ec := corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
 		Name: cname, Image: p.o.Image, ImagePullPolicy: corev1.PullNever,
-		Command:         append([]string{images.BinaryPath, "pod-process", "--control", p.ctl, "--name", cname, "--"}, argv...),
+		Command:         append(p.wrapper("--control", p.ctl, "--name", cname, "--"), argv...),
 		Args:            spec.Args,
 		VolumeMounts:    []corev1.VolumeMount{{Name: "share", MountPath: p.o.Share}},
 		SecurityContext: &corev1.SecurityContext{Capabilities: caps},

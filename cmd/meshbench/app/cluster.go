@@ -361,7 +361,7 @@ func (o *buildImageOptions) run(ctx context.Context, s Streams) error {
 			return fmt.Errorf("the reference proxies' image: %w (--reference=false builds meshbench's alone)", err)
 		}
 		imgs[rref] = rimg
-		iref, iimg, err := nodeimage.InitImage(rimg, bin, "", version, false)
+		iref, iimg, err := nodeimage.InitImage(rimg, bin, nil, version, false)
 		if err != nil {
 			return err
 		}

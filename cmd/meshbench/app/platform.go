@@ -197,39 +197,53 @@ func (p *platformFlags) kind(ctx context.Context, r platformRun, log *progress) 
 	if err != nil {
 		return nil, fmt.Errorf("the reference proxies' image (the pods' base): %w", err)
 	}
-	// The proxies run as meshbench-proxy where it is beside this binary
-	// and the same build, as on the local platform: each then spares the
-	// memory of the rest of meshbench.
-	proxy := proxyBinary(self, log)
-	if proxy != "" {
-		if err := images.CheckStatic(proxy); err != nil {
-			log.Logf("proxies run as meshbench proxy: %v", err)
-			proxy = ""
+	// The proxies run as meshbench-proxy, and every container's process
+	// is wrapped by meshbench-pod-process, where they are beside this
+	// binary and the same build: each container then spares the memory of
+	// the rest of meshbench, which the kubelet would count as its own.
+	extra := map[string]string{}
+	for _, c := range []struct{ name, at, fallback, why string }{
+		{meshes.ProxyCommand, images.ProxyPath, "proxies run as meshbench proxy", "it spares each proxy the memory of the rest of meshbench"},
+		{podProcessCommand, images.WrapperPath, "containers are wrapped by meshbench pod-process", "it spares each container the memory of the rest of meshbench"},
+	} {
+		path := companion(self, c.name, c.fallback, c.why, log)
+		if path == "" {
+			continue
 		}
-	}
-	if proxy != "" {
-		log.Logf("proxies run as %s (in the pods' image beside meshbench)", meshes.ProxyCommand)
+		if err := images.CheckStatic(path); err != nil {
+			log.Logf("%s: %v", c.fallback, err)
+			continue
+		}
+		log.Logf("the pods' image holds %s beside meshbench", c.name)
+		extra[c.at] = path
 	}
 	// Tagged by content: a cluster never runs another build of the same
 	// version, and runs of the same build share the image.
-	iref, img, err := nodeimage.InitImage(reference, self, proxy, version, true)
+	iref, img, err := nodeimage.InitImage(reference, self, extra, version, true)
 	if err != nil {
 		return nil, err
 	}
-	o.Image, o.Proxy = iref, proxy != ""
+	o.Image, o.Proxy, o.Wrapper = iref, extra[images.ProxyPath] != "", extra[images.WrapperPath] != ""
 	o.WriteImages = func(w io.Writer) error { return images.WriteArchive(w, map[string]images.Image{iref: img}) }
 	return kind.NewPlatform(ctx, o)
 }
 
 // proxyBinary is meshbench-proxy beside self when it is the same build,
 // or "" (the proxies then run as `meshbench proxy`, with more memory),
-// said in the log. Same build: the same module version and VCS stamp in
-// both binaries' build information and, where the stamp says nothing of
-// the sources (a modified tree, or no VCS), built after self, as make
-// build builds them: a proxy binary older than a meshbench built from
-// edited sources may be stale.
+// said in the log.
 func proxyBinary(self string, log *progress) string {
-	path := filepath.Join(filepath.Dir(self), meshes.ProxyCommand)
+	return companion(self, meshes.ProxyCommand, "proxies run as meshbench proxy", "it spares each proxy the memory of the rest of meshbench", log)
+}
+
+// companion is the binary name beside self when it is the same build, or
+// "" with the reason in the log after fallback (what runs instead); why
+// says what the binary is for. Same build: the same module version and VCS
+// stamp in both binaries' build information and, where the stamp says
+// nothing of the sources (a modified tree, or no VCS), built after self,
+// as make build builds them: a companion older than a meshbench built from
+// edited sources may be stale.
+func companion(self, name, fallback, why string, log *progress) string {
+	path := filepath.Join(filepath.Dir(self), name)
 	stamp := func(path string) (string, bool, error) {
 		bi, err := buildinfo.ReadFile(path)
 		if err != nil {
@@ -248,26 +262,26 @@ func proxyBinary(self string, log *progress) string {
 	}
 	want, exact, err := stamp(self)
 	if err != nil {
-		log.Logf("proxies run as meshbench proxy: this binary's build information: %v", err)
+		log.Logf("%s: this binary's build information: %v", fallback, err)
 		return ""
 	}
 	got, _, err := stamp(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		log.Logf("proxies run as meshbench proxy: no %s beside this binary (make build makes it; it spares each proxy the memory of the rest of meshbench)", meshes.ProxyCommand)
+		log.Logf("%s: no %s beside this binary (make build makes it; %s)", fallback, name, why)
 		return ""
 	case err != nil:
-		log.Logf("proxies run as meshbench proxy: %s: %v", path, err)
+		log.Logf("%s: %s: %v", fallback, path, err)
 		return ""
 	case got != want:
-		log.Logf("proxies run as meshbench proxy: %s is another build (%s; this binary: %s)", path, got, want)
+		log.Logf("%s: %s is another build (%s; this binary: %s)", fallback, path, got, want)
 		return ""
 	}
 	if !exact {
 		a, errA := os.Stat(self)
 		b, errB := os.Stat(path)
 		if errA != nil || errB != nil || b.ModTime().Before(a.ModTime()) {
-			log.Logf("proxies run as meshbench proxy: %s is older than this binary, built from modified sources: rebuild both (make build)", path)
+			log.Logf("%s: %s is older than this binary, built from modified sources: rebuild both (make build)", fallback, path)
 			return ""
 		}
 	}

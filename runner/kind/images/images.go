@@ -40,6 +40,10 @@ const BinaryPath = "/usr/local/bin/meshbench"
 // role's own build, when it has it.
 const ProxyPath = "/usr/local/bin/meshbench-proxy"
 
+// WrapperPath is where the init image holds meshbench-pod-process, the
+// kind platform's process wrapper alone, when it has it.
+const WrapperPath = "/usr/local/bin/meshbench-pod-process"
+
 // epoch is every file's and the image's time: the same binary makes the
 // same image, byte for byte.
 var epoch = time.Unix(0, 0).UTC()

@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -35,12 +37,12 @@ func (v Versions) ReferenceRef() string {
 const InitRepository = "meshbench.local/meshbench-init"
 
 // InitImage is the init image for the meshbench binary at bin: the
-// reference image's layer (shared with it) and the binary's, and, when
-// proxy is set, a layer with that meshbench-proxy build at
-// images.ProxyPath. Its tag is version's (see InitRef), and with byContent
+// reference image's layer (shared with it) and the binary's, and a layer
+// for each of extra (host files by their path in the image: the
+// meshbench-proxy and meshbench-pod-process builds). Its tag is version's (see InitRef), and with byContent
 // version's followed by a digest of what the image holds, so that a tag
 // never names two builds.
-func InitImage(reference images.Image, bin, proxy, version string, byContent bool) (string, images.Image, error) {
+func InitImage(reference images.Image, bin string, extra map[string]string, version string, byContent bool) (string, images.Image, error) {
 	layers, err := reference.Layers()
 	if err != nil {
 		return "", nil, err
@@ -50,12 +52,12 @@ func InitImage(reference images.Image, bin, proxy, version string, byContent boo
 		return "", nil, err
 	}
 	layers = append(layers, binLayer)
-	if proxy != "" {
-		proxyLayer, err := images.BinaryLayer(proxy, images.ProxyPath)
+	for _, at := range slices.Sorted(maps.Keys(extra)) {
+		layer, err := images.BinaryLayer(extra[at], at)
 		if err != nil {
 			return "", nil, err
 		}
-		layers = append(layers, proxyLayer)
+		layers = append(layers, layer)
 	}
 	img, err := images.FromLayers(layers, images.Config{Entrypoint: []string{images.BinaryPath}})
 	if err != nil {
