@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,6 +65,7 @@ func runArgv(t *testing.T, timeout time.Duration, env, argv []string) result {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.WaitDelay = 10 * time.Second // a child left holding the output
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -305,6 +307,43 @@ func testPodProcess(t *testing.T, wrapper []string) {
 		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
 		return err != nil || strings.Contains(string(stat), ") Z ")
 	})
+
+	// A pod's holder keeps running until the kubelet's SIGTERM, then
+	// exits 0.
+	hold := start("--hold")
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan error, 1)
+	go func() { held <- hold.Wait() }()
+	select {
+	case err := <-held:
+		t.Fatalf("--hold ended by itself: %v", err)
+	case <-time.After(time.Second):
+	}
+	_ = hold.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-held:
+		if err != nil {
+			t.Errorf("--hold at SIGTERM: %v, want exit 0", err)
+		}
+	case <-time.After(time.Minute):
+		_ = hold.Process.Kill()
+		t.Fatal("--hold did not end at SIGTERM")
+	}
+
+	// SIGTERM to the wrapper itself (the kubelet stopping the container)
+	// reaches the process, whose exit is reported.
+	cmd = start("--control", dir, "--name", "kubelet", "--", "sh", "-c", "echo ready; exec sleep 60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "kubelet to start", func() bool { return fileContains(filepath.Join(dir, "kubelet"+kind.CtlStdout), "ready") })
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	waitExit(t, cmd, "kubelet: the wrapper to end after its own SIGTERM")
+	if rep := report("kubelet"); rep.Signal != "terminated" {
+		t.Errorf("kubelet: report %+v, want signal terminated", rep)
+	}
 
 	// Given up on before it started: it never runs.
 	marker := filepath.Join(dir, "ran")

@@ -67,9 +67,9 @@ type PlatformOptions struct {
 // network namespace), created at Up on the worker of its role and kept
 // for the run; each process of a unit is an ephemeral container added to
 // its node's pod (the Kubernetes API for adding a process to a running
-// pod, as kubectl debug does), started through meshbench's pod-process
-// wrapper, which the platform stops through a control file in the shared
-// directory. Pods share their process namespace, so a unit's processes
+// pod, as kubectl debug does), started through meshbench's process
+// wrapper (package podproc), which the platform stops through a control
+// file in the shared directory. Pods share their process namespace, so a unit's processes
 // see each other as they do on the local platform.
 type platform struct {
 	o      PlatformOptions

@@ -39,9 +39,9 @@ const InitRepository = "meshbench.local/meshbench-init"
 // InitImage is the init image for the meshbench binary at bin: the
 // reference image's layer (shared with it) and the binary's, and a layer
 // for each of extra (host files by their path in the image: the
-// meshbench-proxy and meshbench-pod-process builds). Its tag is version's (see InitRef), and with byContent
-// version's followed by a digest of what the image holds, so that a tag
-// never names two builds.
+// meshbench-proxy and meshbench-pod-process builds). Its tag is version,
+// or with byContent version followed by a digest of what the image
+// holds, so that a tag never names two builds.
 func InitImage(reference images.Image, bin string, extra map[string]string, version string, byContent bool) (string, images.Image, error) {
 	layers, err := reference.Layers()
 	if err != nil {
