@@ -53,17 +53,9 @@ func ComparePaired(name string, trials []*results.Trial, rules []Rule, seed uint
 			paired[g.Key()] = true
 		}
 	}
-	if len(sides) == 0 {
-		// A max search's probes are candidate rows too, but they are
-		// not compared (as in Compare): say so rather than that the run
-		// has no candidate.
-		for _, t := range cand {
-			if t.Probe != nil {
-				c := &Comparison{Base: name, Candidate: name + " (" + CandidateSuffix[1:] + " rows)", Gate: rules, Level: DefaultLevel, Seed: seed, Outcome: missingOutcome(rules), Paired: true,
-					Note: "the run's candidate rows are max searches, which are not compared: nothing was gated"}
-				return c, true
-			}
-		}
+	// A max search's probes are candidate rows too: compare says that
+	// they are not compared, as for two runs.
+	if len(sides) == 0 && !slices.ContainsFunc(cand, func(t *results.Trial) bool { return t.Probe != nil }) {
 		return nil, false
 	}
 	// Only the twins of base rows: a candidate row without one has

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/meshbench/meshbench/runner/kind"
+	"github.com/meshbench/meshbench/runner/kind/podproc"
 	"github.com/meshbench/meshbench/runner/results"
 )
 
@@ -233,10 +234,10 @@ func testPodProcess(t *testing.T, wrapper []string) {
 	start := func(args ...string) *exec.Cmd {
 		return exec.Command(wrapper[0], append(wrapper[1:], args...)...)
 	}
-	report := func(name string) kind.ExitReport {
+	report := func(name string) podproc.ExitReport {
 		t.Helper()
-		data, err := os.ReadFile(filepath.Join(dir, name+kind.CtlExit))
-		var r kind.ExitReport
+		data, err := os.ReadFile(filepath.Join(dir, name+podproc.CtlExit))
+		var r podproc.ExitReport
 		if err == nil {
 			err = json.Unmarshal(data, &r)
 		}
@@ -249,10 +250,10 @@ func testPodProcess(t *testing.T, wrapper []string) {
 	if r.code != 3 || r.stdout != "out\n" {
 		t.Errorf("exit %d, container log %q: want 3 and the stdout", r.code, r.stdout)
 	}
-	if out, _ := os.ReadFile(filepath.Join(dir, "ends"+kind.CtlStdout)); string(out) != "out\n" {
+	if out, _ := os.ReadFile(filepath.Join(dir, "ends"+podproc.CtlStdout)); string(out) != "out\n" {
 		t.Errorf("stdout file %q", out)
 	}
-	if errOut, _ := os.ReadFile(filepath.Join(dir, "ends"+kind.CtlStderr)); string(errOut) != "err\n" {
+	if errOut, _ := os.ReadFile(filepath.Join(dir, "ends"+podproc.CtlStderr)); string(errOut) != "err\n" {
 		t.Errorf("stderr file %q", errOut)
 	}
 	if rep := report("ends"); rep.Code != 3 || rep.Err() == nil || rep.Err().Error() != "exit status 3" {
@@ -261,21 +262,21 @@ func testPodProcess(t *testing.T, wrapper []string) {
 
 	// Asked to stop: SIGTERM, then (a process that ignores it) SIGKILL.
 	for _, c := range []struct{ name, script, ask, signal string }{
-		{"termed", "echo ready; exec sleep 60", kind.CtlTerm, "terminated"},
-		{"killed", "trap '' TERM; echo ready; while :; do sleep 0.1; done", kind.CtlKill, "killed"},
+		{"termed", "echo ready; exec sleep 60", podproc.CtlTerm, "terminated"},
+		{"killed", "trap '' TERM; echo ready; while :; do sleep 0.1; done", podproc.CtlKill, "killed"},
 	} {
 		cmd := start("--control", dir, "--name", c.name, "--", "sh", "-c", c.script)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, c.name+" to start", func() bool { return fileContains(filepath.Join(dir, c.name+kind.CtlStdout), "ready") })
-		if c.ask == kind.CtlKill {
+		waitFor(t, 30*time.Second, c.name+" to start", func() bool { return fileContains(filepath.Join(dir, c.name+podproc.CtlStdout), "ready") })
+		if c.ask == podproc.CtlKill {
 			// SIGTERM first, which this one ignores: it is still there
 			// after the wrapper has seen the request (it looks every
 			// 100 ms) several times over.
-			_ = os.WriteFile(filepath.Join(dir, c.name+kind.CtlTerm), nil, 0o644)
+			_ = os.WriteFile(filepath.Join(dir, c.name+podproc.CtlTerm), nil, 0o644)
 			time.Sleep(time.Second)
-			if _, err := os.Stat(filepath.Join(dir, c.name+kind.CtlExit)); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, c.name+podproc.CtlExit)); err == nil {
 				t.Fatalf("%s ended on SIGTERM, which it ignores", c.name)
 			}
 		}
@@ -294,9 +295,9 @@ func testPodProcess(t *testing.T, wrapper []string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	stdoutFile := filepath.Join(dir, "group"+kind.CtlStdout)
+	stdoutFile := filepath.Join(dir, "group"+podproc.CtlStdout)
 	waitFor(t, 30*time.Second, "group to start", func() bool { return fileContains(stdoutFile, "ready") })
-	_ = os.WriteFile(filepath.Join(dir, "group"+kind.CtlTerm), nil, 0o644)
+	_ = os.WriteFile(filepath.Join(dir, "group"+podproc.CtlTerm), nil, 0o644)
 	waitExit(t, cmd, "group: the wrapper to end after SIGTERM")
 	out, _ := os.ReadFile(stdoutFile)
 	var child int
@@ -338,7 +339,7 @@ func testPodProcess(t *testing.T, wrapper []string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "kubelet to start", func() bool { return fileContains(filepath.Join(dir, "kubelet"+kind.CtlStdout), "ready") })
+	waitFor(t, 30*time.Second, "kubelet to start", func() bool { return fileContains(filepath.Join(dir, "kubelet"+podproc.CtlStdout), "ready") })
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	waitExit(t, cmd, "kubelet: the wrapper to end after its own SIGTERM")
 	if rep := report("kubelet"); rep.Signal != "terminated" {
@@ -347,7 +348,7 @@ func testPodProcess(t *testing.T, wrapper []string) {
 
 	// Given up on before it started: it never runs.
 	marker := filepath.Join(dir, "ran")
-	_ = os.WriteFile(filepath.Join(dir, "late"+kind.CtlKill), nil, 0o644)
+	_ = os.WriteFile(filepath.Join(dir, "late"+podproc.CtlKill), nil, 0o644)
 	r = run("--control", dir, "--name", "late", "--", "touch", marker)
 	if _, err := os.Stat(marker); err == nil || r.code == 0 {
 		t.Errorf("a process given up on ran (exit %d)", r.code)

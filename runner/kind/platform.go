@@ -69,8 +69,8 @@ type PlatformOptions struct {
 // its node's pod (the Kubernetes API for adding a process to a running
 // pod, as kubectl debug does), started through meshbench's process
 // wrapper (package podproc), which the platform stops through a control
-// file in the shared directory. Pods share their process namespace, so a unit's processes
-// see each other as they do on the local platform.
+// file in the shared directory. Pods share their process namespace, so a
+// unit's processes see each other as they do on the local platform.
 type platform struct {
 	o      PlatformOptions
 	st     *kindState

@@ -25,19 +25,6 @@ import (
 	"github.com/meshbench/meshbench/runner/kind/podproc"
 )
 
-// The control files of a process in the control directory (package
-// podproc, the wrapper, says what each is for).
-const (
-	CtlTerm   = podproc.CtlTerm
-	CtlKill   = podproc.CtlKill
-	CtlStdout = podproc.CtlStdout
-	CtlStderr = podproc.CtlStderr
-	CtlExit   = podproc.CtlExit
-)
-
-// ExitReport is how a process ended.
-type ExitReport = podproc.ExitReport
-
 // Bounds of a process's life on the platform.
 const (
 	startTimeout = 2 * time.Minute
@@ -133,7 +120,7 @@ func (pr *process) waitStarted(ctx context.Context) error {
 	defer t.Stop()
 	deadline := time.After(startTimeout)
 	for {
-		if _, err := os.Stat(pr.base + CtlStdout); err == nil {
+		if _, err := os.Stat(pr.base + podproc.CtlStdout); err == nil {
 			return nil
 		}
 		select {
@@ -141,7 +128,7 @@ func (pr *process) waitStarted(ctx context.Context) error {
 			return nil
 		case <-pr.ended:
 			// Over already: fine if the wrapper ran it.
-			if _, err := os.Stat(pr.base + CtlExit); err == nil {
+			if _, err := os.Stat(pr.base + podproc.CtlExit); err == nil {
 				return nil
 			}
 			return errors.New(pr.why())
@@ -285,10 +272,10 @@ func (pr *process) end(why string) {
 func (pr *process) why() string { return pr.endWhy }
 
 // abandon gives up a process that did not start: it may never start
-// (CtlKill makes the wrapper exit without starting it), it is no longer
+// (podproc.CtlKill makes the wrapper exit without starting it), it is no longer
 // the platform's, and it is done with err.
 func (pr *process) abandon(err error) error {
-	_ = os.WriteFile(pr.base+CtlKill, nil, 0o644)
+	_ = os.WriteFile(pr.base+podproc.CtlKill, nil, 0o644)
 	pr.p.mu.Lock()
 	delete(pr.p.procs, pr.pod+"/"+pr.container)
 	pr.p.mu.Unlock()
@@ -318,7 +305,7 @@ func (pr *process) follow() {
 	}()
 	tail := func() {
 		if out == nil {
-			f, err := os.Open(pr.base + CtlStdout)
+			f, err := os.Open(pr.base + podproc.CtlStdout)
 			if err != nil {
 				return
 			}
@@ -333,8 +320,8 @@ func (pr *process) follow() {
 loop:
 	for {
 		tail()
-		if data, rerr := os.ReadFile(pr.base + CtlExit); rerr == nil {
-			var r ExitReport
+		if data, rerr := os.ReadFile(pr.base + podproc.CtlExit); rerr == nil {
+			var r podproc.ExitReport
 			if jerr := json.Unmarshal(data, &r); jerr != nil {
 				err = fmt.Errorf("the wrapper's exit report: %w", jerr)
 			} else {
@@ -361,7 +348,7 @@ loop:
 		}
 	}
 	tail() // what was written just before an end the wrapper did not report
-	if f, ferr := os.Open(pr.base + CtlStderr); ferr == nil {
+	if f, ferr := os.Open(pr.base + podproc.CtlStderr); ferr == nil {
 		_, _ = io.Copy(pr.stderr, f)
 		f.Close()
 	}
@@ -380,13 +367,13 @@ func (pr *process) Stop(ctx context.Context) error {
 		return nil
 	default:
 	}
-	_ = os.WriteFile(pr.base+CtlTerm, nil, 0o644)
+	_ = os.WriteFile(pr.base+podproc.CtlTerm, nil, 0o644)
 	select {
 	case <-pr.done:
 		return nil
 	case <-ctx.Done():
 	}
-	_ = os.WriteFile(pr.base+CtlKill, nil, 0o644)
+	_ = os.WriteFile(pr.base+podproc.CtlKill, nil, 0o644)
 	select {
 	case <-pr.done:
 		return nil

@@ -202,20 +202,16 @@ func (p *platformFlags) kind(ctx context.Context, r platformRun, log *progress) 
 	// binary and the same build: each container then spares the memory of
 	// the rest of meshbench, which the kubelet would count as its own.
 	extra := map[string]string{}
-	for _, c := range []struct{ name, at, fallback, why string }{
-		{meshes.ProxyCommand, images.ProxyPath, "proxies run as meshbench proxy", "it spares each proxy the memory of the rest of meshbench"},
-		{podProcessCommand, images.WrapperPath, "containers are wrapped by meshbench pod-process", "it spares each container the memory of the rest of meshbench"},
-	} {
-		path := companion(self, c.name, c.fallback, c.why, log)
-		if path == "" {
+	for _, c := range []struct{ at, path string }{{images.ProxyPath, proxyBinary(self, log)}, {images.WrapperPath, wrapperBinary(self, log)}} {
+		if c.path == "" {
 			continue
 		}
-		if err := images.CheckStatic(path); err != nil {
-			log.Logf("%s: %v", c.fallback, err)
+		if err := images.CheckStatic(c.path); err != nil {
+			log.Logf("%s is left out of the pods' image: %v", filepath.Base(c.path), err)
 			continue
 		}
-		log.Logf("the pods' image holds %s beside meshbench", c.name)
-		extra[c.at] = path
+		log.Logf("the pods' image holds %s beside meshbench", filepath.Base(c.path))
+		extra[c.at] = c.path
 	}
 	// Tagged by content: a cluster never runs another build of the same
 	// version, and runs of the same build share the image.
@@ -233,6 +229,13 @@ func (p *platformFlags) kind(ctx context.Context, r platformRun, log *progress) 
 // said in the log.
 func proxyBinary(self string, log *progress) string {
 	return companion(self, meshes.ProxyCommand, "proxies run as meshbench proxy", "it spares each proxy the memory of the rest of meshbench", log)
+}
+
+// wrapperBinary is meshbench-pod-process beside self when it is the same
+// build, or "" (kind containers are then wrapped by `meshbench
+// pod-process`, which the kubelet counts with each), said in the log.
+func wrapperBinary(self string, log *progress) string {
+	return companion(self, podProcessCommand, "containers are wrapped by meshbench pod-process", "it spares each container the memory of the rest of meshbench", log)
 }
 
 // companion is the binary name beside self when it is the same build, or

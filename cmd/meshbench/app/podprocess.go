@@ -17,9 +17,10 @@ type podProcessOptions struct {
 	hold          bool
 }
 
-// newPodProcessCommand is what every container of the kind platform
-// runs (package podproc; meshbench-pod-process is the same alone): with --hold, the pod's holder (it keeps the network namespace and
-// ends at SIGTERM); otherwise it runs a process of a unit, its stdout the
+// newPodProcessCommand is the wrapper of every container of the kind
+// platform (package podproc), where the pods' image lacks
+// meshbench-pod-process: with --hold, the pod's holder (it keeps the
+// network namespace and ends at SIGTERM); otherwise it runs a process of a unit, its stdout the
 // container's log and its stderr a file in the control directory, and
 // passes on SIGTERM or SIGKILL when the platform asks for them there (an
 // ephemeral container cannot be stopped through the API). It exits with
