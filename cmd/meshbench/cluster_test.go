@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshbench/meshbench/runner/results"
 )
 
 // engine skips the test when no Docker engine answers, saying why; under
@@ -48,14 +50,15 @@ func TestIntegrationImage(t *testing.T) {
 	ref := "meshbench.local/meshbench:dev"
 	tags := archiveTags(t, archive)
 	slices.Sort(tags)
-	if len(tags) != 3 || tags[0] != "meshbench.local/meshbench-init:dev" || tags[1] != ref || !referenceRE.MatchString(tags[2]) {
+	if len(tags) != 3 || !initRE.MatchString(tags[0]) || tags[1] != ref || !referenceRE.MatchString(tags[2]) {
 		t.Errorf("archive tags = %v, want %s, the init image and the reference proxies'", tags, ref)
 	}
 	r = meshbench(t, 2*time.Minute, "cluster", "build-image")
 	if r.code != 0 || !strings.Contains(r.stdout, "Loaded image: "+ref) {
 		t.Fatalf("build-image: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
-	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "--force", ref, "meshbench.local/meshbench-init:dev").Run() })
+	initRef := initRE.FindString(r.stdout)
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "--force", ref, initRef).Run() })
 	// The reference proxies' image carries the host's HAProxy and nginx
 	// builds (the same Debian packages, updates included).
 	refProxies := referenceRE.FindString(r.stdout)
@@ -349,8 +352,9 @@ spec:
 
 	if os.Geteuid() == 0 {
 		kindRunKilled(t, name, share)
+		kubeRun(t, name, share)
 	} else {
-		t.Log("not root: the run on this cluster and its SIGKILL recovery are not tried (runs on kind need root)")
+		t.Log("not root: the runs on this cluster (kind and kube) and the SIGKILL recovery are not tried (they route this host to the pods, which needs root)")
 	}
 
 	if r := meshbench(t, 2*time.Minute, "cluster", "delete", name); r.code != 0 {
@@ -408,32 +412,11 @@ func kindRunKilled(t *testing.T, name, share string) {
 	}
 	// No meshbench-init image in the nodes (build-image --cluster loaded
 	// one): the runs load theirs, and so remove it.
-	nodes := []string{full + "-control-plane", full + "-worker", full + "-worker2"}
-	initImages := func(n string) []string {
-		out, _ := exec.Command("docker", "exec", n, "ctr", "--namespace=k8s.io", "images", "ls", "-q").Output()
-		return initRE.FindAllString(string(out), -1)
-	}
-	for _, n := range nodes {
-		for _, img := range initImages(n) {
-			_ = exec.Command("docker", "exec", n, "ctr", "--namespace=k8s.io", "images", "rm", "--sync", img).Run()
-		}
-	}
+	removeInitImages(full)
 	killedOut := filepath.Join(share, "killed")
-	cmd, stderr := startRun(t, "smoke", "--platform", "kind", "--cluster", name, "--duration", "10s", "--out", killedOut)
-	waitFor(t, 10*time.Minute, "the sidecar trial to be measuring", measuring(killedOut))
-	data, _ := os.ReadFile(stderr)
-	killed := runID(t, string(data))
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-	left := kindLeftovers(t, full, killed, killedOut)
-	for _, k := range []string{"state file", "namespace", "control directory", "routes"} {
-		if left[k] == "" {
-			t.Errorf("SIGKILL left no %s (left %v): the test did not kill a run mid-trial", k, left)
-		}
-	}
-	if !strings.Contains(string(data), "loaded meshbench.local/meshbench-init:") {
+	killed, data := killMidTrial(t, full, killedOut, []string{"state file", "namespace", "control directory", "routes"},
+		"--platform", "kind", "--cluster", name)
+	if !strings.Contains(data, "loaded meshbench.local/meshbench-init:") {
 		t.Errorf("the killed run did not load its image:\n%s", data)
 	}
 	next := meshbench(t, 10*time.Minute, "run", "smoke", "--platform", "kind", "--cluster", name, "--modes", "baseline",
@@ -449,9 +432,190 @@ func kindRunKilled(t *testing.T, name, share string) {
 			t.Errorf("run %s left behind: %v", id, l)
 		}
 	}
-	for _, n := range nodes {
+	for _, n := range clusterNodes(full) {
 		if imgs := initImages(n); len(imgs) > 0 {
 			t.Errorf("node %s still has %v, which the runs loaded", n, imgs)
 		}
 	}
+}
+
+// clusterNodes are the node containers of a meshbench test cluster.
+func clusterNodes(full string) []string {
+	return []string{full + "-control-plane", full + "-worker", full + "-worker2"}
+}
+
+// initImages are the meshbench-init images in a node's containerd.
+func initImages(node string) []string {
+	out, _ := exec.Command("docker", "exec", node, "ctr", "--namespace=k8s.io", "images", "ls", "-q").Output()
+	return initRE.FindAllString(string(out), -1)
+}
+
+// removeInitImages removes the meshbench-init images from a cluster's
+// nodes, so that the next run (or check) finds none.
+func removeInitImages(full string) {
+	for _, n := range clusterNodes(full) {
+		for _, img := range initImages(n) {
+			_ = exec.Command("docker", "exec", n, "ctr", "--namespace=k8s.io", "images", "rm", "--sync", img).Run()
+		}
+	}
+}
+
+// killMidTrial starts a smoke run on cluster (args choose the platform),
+// SIGKILLs it once its sidecar trial measures, checks that it left each
+// of want, and returns its run id and what it wrote to stderr.
+func killMidTrial(t *testing.T, cluster, out string, want []string, args ...string) (string, string) {
+	t.Helper()
+	cmd, stderr := startRun(t, append([]string{"smoke", "--duration", "10s", "--out", out}, args...)...)
+	waitFor(t, 10*time.Minute, "the sidecar trial to be measuring", measuring(out))
+	data, _ := os.ReadFile(stderr)
+	id := runID(t, string(data))
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	left := kindLeftovers(t, cluster, id, out)
+	for _, k := range want {
+		if left[k] == "" {
+			t.Errorf("SIGKILL left no %s (left %v): the test did not kill run %s mid-trial", k, left, id)
+		}
+	}
+	return id, string(data)
+}
+
+// kubeRun runs on the named cluster as the kube platform, by its
+// kubeconfig alone, as on any cluster: what the platform does not set up
+// (the image on the nodes, a route from this host to the pods, the
+// results directory on the nodes) is refused with exit 2 and nothing
+// left; with all three (the test sets them up as a user would), the
+// smoke scenario runs as on kind, and leaves only what was there.
+func kubeRun(t *testing.T, name, share string) {
+	t.Helper()
+	full := "meshbench-" + name
+	r := meshbench(t, time.Minute, "cluster", "kubeconfig", name)
+	if r.code != 0 {
+		t.Fatalf("kubeconfig: exit %d\n%s", r.code, r.stderr)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(r.stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kube := func(out string, extra ...string) result {
+		args := append([]string{"run", "smoke", "--platform", "kube", "--kubeconfig", kubeconfig, "--out", out}, extra...)
+		return meshbench(t, 10*time.Minute, args...)
+	}
+	states := func() []string { m, _ := filepath.Glob("/run/meshbench/kind/*.json"); return m }
+	namespaces := func() string {
+		ns, _ := kubectlIn(t, full, "get", "namespaces", "-l", "meshbench.dev/run", "-o", "name")
+		return strings.TrimSpace(ns)
+	}
+	refused := func(what, out, want string, extra ...string) {
+		t.Helper()
+		before := states()
+		r := kube(out, extra...)
+		if r.code != 2 || !strings.Contains(r.stderr, want) {
+			t.Errorf("%s: exit %d, want 2 and %q\n%s", what, r.code, want, r.stderr)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("%s: the results directory %s was left", what, out)
+		}
+		if ns := namespaces(); ns != "" {
+			t.Errorf("%s: namespaces left: %s", what, ns)
+		}
+		if after := states(); !slices.Equal(after, before) {
+			t.Errorf("%s: state files before %v, after %v", what, before, after)
+		}
+	}
+	refused("unknown context", filepath.Join(share, "kube-ctx"), `--context: the kubeconfig has no context "nope"`, "--context", "nope")
+
+	// The image: the kind runs before removed what they loaded.
+	removeInitImages(full)
+	refused("no image", filepath.Join(share, "kube-noimage"), "the kube platform pulls and loads nothing")
+	if r := meshbench(t, 5*time.Minute, "cluster", "build-image", "--cluster", name); r.code != 0 {
+		t.Fatalf("build-image --cluster: exit %d\n%s", r.code, r.stderr)
+	}
+
+	// The routes: none to the pods (an unreachable route, so that
+	// nothing leaves this host), then through each node, as kind runs
+	// add them.
+	out, err := kubectlIn(t, full, "get", "nodes", "-o", `jsonpath={range .items[*]}{.spec.podCIDR} {.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}`)
+	if err != nil {
+		t.Fatalf("get nodes: %v\n%s", err, out)
+	}
+	var cidrs, vias []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			t.Fatalf("node pod range and address: %q", line)
+		}
+		cidrs, vias = append(cidrs, f[0]), append(vias, f[1])
+	}
+	delRoutes := func() {
+		for _, c := range cidrs {
+			_ = exec.Command("ip", "route", "del", c).Run()
+		}
+	}
+	t.Cleanup(delRoutes)
+	for _, c := range cidrs {
+		if out, err := exec.Command("ip", "route", "replace", "unreachable", c).CombinedOutput(); err != nil {
+			t.Fatalf("ip route replace unreachable %s: %v: %s", c, err, out)
+		}
+	}
+	refused("no route to the pods", filepath.Join(share, "kube-noroute"), "this host does not reach node", "--modes", "baseline", "--duration", "1s")
+	for i, c := range cidrs {
+		if out, err := exec.Command("ip", "route", "replace", c, "via", vias[i]).CombinedOutput(); err != nil {
+			t.Fatalf("ip route replace %s via %s: %v: %s", c, vias[i], err, out)
+		}
+	}
+	// The results directory outside what the nodes mount.
+	refused("results not shared", filepath.Join(t.TempDir(), "kube-elsewhere"), "does not share the results directory", "--modes", "baseline", "--duration", "1s")
+
+	// A run SIGKILLed mid-trial leaves its namespace and control
+	// directory; the next start (the full run below) removes them.
+	killedOut := filepath.Join(share, "kube-killed")
+	killed, _ := killMidTrial(t, full, killedOut, []string{"state file", "namespace", "control directory"}, "--platform", "kube", "--kubeconfig", kubeconfig)
+
+	out = filepath.Join(share, "kube")
+	r = kube(out)
+	if r.code != 0 {
+		t.Fatalf("run smoke --platform kube: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	id := runID(t, r.stderr)
+	t.Logf("kube run %s:\n%s", id, r.stdout)
+	if !strings.Contains(r.stderr, "removing leftovers of dead kube run "+killed) {
+		t.Errorf("the kube run did not report removing run %s's leftovers:\n%s", killed, r.stderr)
+	}
+	// (The routes are the test's.)
+	if left := kindLeftovers(t, full, killed, killedOut); len(left) > 0 && !(len(left) == 1 && left["routes"] != "") {
+		t.Errorf("killed kube run %s left behind: %v", killed, left)
+	}
+	checkPodTrials(t, out)
+	var m results.Manifest
+	if data, err := os.ReadFile(filepath.Join(out, "manifest.json")); err != nil || json.Unmarshal(data, &m) != nil {
+		t.Fatalf("manifest: %v", err)
+	}
+	if p := m.Platform; p.Name != "kube" || !strings.HasPrefix(p.Kubernetes, "v1.34.") || len(p.KubeNodes) != 3 || p.Cluster != "kind-"+full {
+		t.Errorf("manifest platform %+v: want kube, Kubernetes v1.34, 3 nodes, cluster kind-%s (the kubeconfig's name)", p, full)
+	}
+	var env struct{ Labels map[string]string }
+	data, err := os.ReadFile(filepath.Join(out, "smp-environment.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &env)
+	}
+	if err != nil || env.Labels["meshbench.dev/platform"] != "kube" || env.Labels["meshbench.dev/cluster"] != "kind-"+full {
+		t.Errorf("SMPS environment does not name the kube platform and its cluster (%v):\n%s", err, data)
+	}
+	// What the run made is gone; what it found (the image, the routes)
+	// is not its to remove.
+	left := kindLeftovers(t, full, id, out)
+	delete(left, "routes")
+	if len(left) > 0 {
+		t.Errorf("kube run %s left behind: %v", id, left)
+	}
+	if routes, _ := exec.Command("ip", "-4", "route", "show", cidrs[0]).Output(); !strings.Contains(string(routes), "via "+vias[0]) {
+		t.Errorf("the kube run removed the route it found to %s: %q", cidrs[0], routes)
+	}
+	if len(initImages(full+"-worker2")) == 0 {
+		t.Errorf("the kube run removed the image it found on the nodes")
+	}
+	delRoutes()
 }

@@ -103,8 +103,12 @@ func TestIntegrationKindRun(t *testing.T) {
 		{nil, []string{"run", "smoke", "--platform", "kind", "--network", "netns", "--out", out}, "--network applies to the local platform only"},
 		{nil, []string{"run", "smoke", "--platform", "kind", "--cluster", "x", "--keep-cluster", "--out", out}, "--keep-cluster applies to the cluster a run creates"},
 		{nil, []string{"run", "smoke", "--platform", "kind", "--cluster", "x", "--node-image", "offline", "--out", out}, "--node-image applies to the cluster a run creates"},
-		{nil, []string{"run", "smoke", "--platform", "kube", "--out", out}, "the kube platform"},
+		{[]string{"KUBECONFIG=/nonexistent/config"}, []string{"run", "smoke", "--platform", "kube", "--out", out}, "--kubeconfig: no kubeconfig context in $KUBECONFIG"},
+		{nil, []string{"run", "smoke", "--platform", "kube", "--cluster", "x", "--out", out}, "--cluster applies to the kind platform only"},
+		{nil, []string{"run", "smoke", "--kubeconfig", "x", "--out", out}, "--kubeconfig applies to the kube platform only"},
+		{nil, []string{"run", "smoke", "--cache-dir", "x", "--out", out}, "--cache-dir applies to the kind and kube platforms only"},
 		{nil, []string{"run", "smoke", "--platform", "mars", "--out", out}, `unknown platform "mars"`},
+		{nil, []string{"run", "smoke", "--platform", "kind", "--candidate-binary", meshbenchBin, "--out", out}, "flag --candidate-binary: meshes[2].proxy.binary: " + meshbenchBin + " is a file of this host: another proxy build runs on the local platform only"},
 		{nil, []string{"run", "smoke", "--cluster", "x", "--out", out}, "--cluster applies to the kind platform only"},
 		{nil, []string{"conformance", "--suite", "smi", "--platform", "kind", "--out", out}, "local platform only"},
 		{nil, []string{"conformance", "--out", out}, `required flag(s) "suite" not set`},
@@ -139,6 +143,40 @@ func TestIntegrationKindRun(t *testing.T) {
 			t.Errorf("the run did not put %s in the pods' image:\n%s", c, r.stderr)
 		}
 	}
+	checkPodTrials(t, out)
+	var m results.Manifest
+	if data, err := os.ReadFile(filepath.Join(out, "manifest.json")); err != nil || json.Unmarshal(data, &m) != nil {
+		t.Fatalf("manifest: %v", err)
+	}
+	if p := m.Platform; p.Name != "kind" || !strings.HasPrefix(p.Kubernetes, "v1.34.") || len(p.KubeNodes) != 3 || p.Cluster != "meshbench-run-"+id {
+		t.Errorf("manifest platform %+v: want kind, Kubernetes v1.34, 3 nodes, cluster meshbench-run-%s", p, id)
+	}
+	data, err := os.ReadFile(filepath.Join(out, "smp-environment.json"))
+	var env struct {
+		Labels map[string]string
+		Nodes  []struct{ Type string }
+	}
+	if err == nil {
+		err = json.Unmarshal(data, &env)
+	}
+	if err != nil || env.Labels["meshbench.dev/platform"] != "kind" || !strings.HasPrefix(env.Labels["meshbench.dev/kubernetes-version"], "v1.34.") ||
+		len(env.Nodes) != 3 || env.Nodes[2].Type != "kind node meshbench-run-"+id+"-worker2 (sut, kubelet "+env.Labels["meshbench.dev/kubernetes-version"]+")" {
+		t.Errorf("SMPS environment lacks the kind environment (%v):\n%s", err, data)
+	}
+	// The cluster the run created is gone, with everything else.
+	if list := meshbench(t, time.Minute, "cluster", "list").stdout; strings.Contains(list, "meshbench-run-"+id) {
+		t.Errorf("the run's cluster is still there: %s", list)
+	}
+	if l := kindLeftovers(t, "meshbench-run-"+id, id, out); len(l) > 0 {
+		t.Errorf("run %s left behind: %v", id, l)
+	}
+}
+
+// checkPodTrials checks a smoke run on pods: every row measured without
+// errors, the proxies' figures from the kubelets, the proxies run as
+// meshbench-proxy, and the requests crossed them.
+func checkPodTrials(t *testing.T, out string) {
+	t.Helper()
 	trials, err := results.ReadTrials(out)
 	if err != nil {
 		t.Fatal(err)
@@ -180,32 +218,6 @@ func TestIntegrationKindRun(t *testing.T) {
 		if proxies != 2 || len(tr.Services) != 1 || tr.Services[0].Mesh == nil || tr.Services[0].Mesh.Success < tr.Requests {
 			t.Errorf("%s: %d proxies, services %+v: want 2 proxies and the server's proxy counting at least the %d measured requests", k, proxies, tr.Services, tr.Requests)
 		}
-	}
-	var m results.Manifest
-	if data, err := os.ReadFile(filepath.Join(out, "manifest.json")); err != nil || json.Unmarshal(data, &m) != nil {
-		t.Fatalf("manifest: %v", err)
-	}
-	if p := m.Platform; p.Name != "kind" || !strings.HasPrefix(p.Kubernetes, "v1.34.") || len(p.KubeNodes) != 3 || p.Cluster != "meshbench-run-"+id {
-		t.Errorf("manifest platform %+v: want kind, Kubernetes v1.34, 3 nodes, cluster meshbench-run-%s", p, id)
-	}
-	data, err := os.ReadFile(filepath.Join(out, "smp-environment.json"))
-	var env struct {
-		Labels map[string]string
-		Nodes  []struct{ Type string }
-	}
-	if err == nil {
-		err = json.Unmarshal(data, &env)
-	}
-	if err != nil || env.Labels["meshbench.dev/platform"] != "kind" || !strings.HasPrefix(env.Labels["meshbench.dev/kubernetes-version"], "v1.34.") ||
-		len(env.Nodes) != 3 || env.Nodes[2].Type != "kind node meshbench-run-"+id+"-worker2 (sut, kubelet "+env.Labels["meshbench.dev/kubernetes-version"]+")" {
-		t.Errorf("SMPS environment lacks the kind environment (%v):\n%s", err, data)
-	}
-	// The cluster the run created is gone, with everything else.
-	if list := meshbench(t, time.Minute, "cluster", "list").stdout; strings.Contains(list, "meshbench-run-"+id) {
-		t.Errorf("the run's cluster is still there: %s", list)
-	}
-	if l := kindLeftovers(t, "meshbench-run-"+id, id, out); len(l) > 0 {
-		t.Errorf("run %s left behind: %v", id, l)
 	}
 }
 

@@ -30,8 +30,11 @@ const RunLabel = "meshbench.dev/run"
 type PlatformOptions struct {
 	// RunID names every object; 6 lowercase hex digits.
 	RunID string
-	// Cluster is the meshbench cluster to run on.
+	// Cluster is the meshbench cluster to run on (kind).
 	Cluster string
+	// Kube, when set, makes this the kube platform, on the cluster it
+	// names (then Cluster, Create and Keep are unused).
+	Kube *KubeTarget
 	// Create, when set, creates the cluster at Up (its name is Cluster)
 	// and deletes it at Down unless Keep.
 	Create *ClusterOptions
@@ -53,7 +56,8 @@ type PlatformOptions struct {
 	// the run's results directory, where the pods read their
 	// configuration and write their results. A cluster the platform
 	// creates mounts it; for a named one, the caller checks it first
-	// (CheckShared), before anything starts.
+	// (CheckShared), before anything starts; on kube, each node pod
+	// checks it as it starts.
 	Share string
 	// LoadGen are the nodes (of Up's names) placed on the load
 	// generator's worker; the others go to the system under test's.
@@ -85,6 +89,10 @@ type platform struct {
 	// pod watch: Down waits for them.
 	follows sync.WaitGroup
 
+	// roles says the cluster's nodes carry both meshbench role labels
+	// (which then place the pods).
+	roles bool
+
 	mu      sync.Mutex
 	pods    map[string]*corev1.Pod // by meshbench node name
 	procs   map[string]*process    // by pod/container
@@ -111,13 +119,37 @@ func NewPlatform(ctx context.Context, o PlatformOptions) (runner.Platform, error
 	}
 	p := &platform{o: o, ns: Prefix + o.RunID, ctl: filepath.Join(o.Share, ".meshbench-"+o.RunID),
 		pods: map[string]*corev1.Pod{}, procs: map[string]*process{}}
+	if o.Kube != nil && o.Kube.Server == "" {
+		t, err := ResolveKube(*o.Kube)
+		if err != nil {
+			return nil, err
+		}
+		p.o.Kube = &t
+	}
 	p.ctx, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	return p, nil
+}
+
+// kube says this is the kube platform.
+func (p *platform) kube() bool { return p.o.Kube != nil }
+
+// clusterName is the cluster's name in results and records.
+func (p *platform) clusterName() string {
+	if p.kube() {
+		return p.o.Kube.Cluster
+	}
+	return FullName(p.o.Cluster)
 }
 
 func (p *platform) Describe() results.Platform {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.kube() {
+		k := p.o.Kube
+		return results.Platform{Name: "kube", Network: "pods", Transparent: true, ResourceSource: UsageSource,
+			NetworkReason: fmt.Sprintf("cluster %s (%s, context %s): one pod per node, processes as ephemeral containers", k.Cluster, k.Server, k.Context),
+			Cluster:       k.Cluster, Kubernetes: p.version, KubeNodes: p.nodes}
+	}
 	how := "named with --cluster"
 	if p.o.Create != nil {
 		how = "created for the run"
@@ -134,7 +166,7 @@ func (p *platform) Describe() results.Platform {
 // the run's namespace and one pod per name; the nodes' addresses are the
 // pods'. On failure it removes what it created.
 func (p *platform) Up(ctx context.Context, names []string) (_ map[string]meshes.Node, err error) {
-	st, err := newKindState(p.o.StateDir, p.o.RunID, FullName(p.o.Cluster))
+	st, err := newKindState(p.o.StateDir, p.o.RunID, p.clusterName(), p.o.Kube)
 	if err != nil {
 		return nil, err
 	}
@@ -150,32 +182,7 @@ func (p *platform) Up(ctx context.Context, names []string) (_ map[string]meshes.
 	if err := os.MkdirAll(p.ctl, 0o755); err != nil {
 		return nil, err
 	}
-	if c := p.o.Create; c != nil {
-		// Never take over a cluster of that name: it would be deleted.
-		ok, err := Exists(p.o.Cluster, p.o.Log)
-		if err != nil {
-			return nil, fmt.Errorf("list kind clusters: %w", err)
-		}
-		if ok {
-			return nil, fmt.Errorf("cluster %s exists already", FullName(p.o.Cluster))
-		}
-		if err := st.update(func(r *kindRecord) { r.CreatedCluster, r.Keep = true, p.o.Keep }); err != nil {
-			return nil, err
-		}
-		co := *c
-		co.Shares = append(co.Shares, p.o.Share)
-		if _, err := Create(ctx, co); err != nil {
-			return nil, err
-		}
-	}
-	cfg, err := Kubeconfig(p.o.Cluster, p.o.Log)
-	if err != nil {
-		return nil, fmt.Errorf("cluster %s: kubeconfig: %w", FullName(p.o.Cluster), err)
-	}
-	if p.client, err = NewClient([]byte(cfg)); err != nil {
-		return nil, err
-	}
-	if err := p.loadImage(); err != nil {
+	if err := p.connect(ctx); err != nil {
 		return nil, err
 	}
 	if err := p.describeCluster(ctx); err != nil {
@@ -190,8 +197,12 @@ func (p *platform) Up(ctx context.Context, names []string) (_ map[string]meshes.
 	if err != nil {
 		return nil, fmt.Errorf("create namespace %s: %w", p.ns, err)
 	}
-	if err := p.routes(ctx); err != nil {
-		return nil, err
+	if !p.kube() {
+		if err := p.routes(ctx); err != nil {
+			return nil, err
+		}
+	} else if !p.roles {
+		p.o.Log.Logf("the nodes of cluster %s are not labelled %s=%s and =%s: the load generator's pods and the system under test's may share nodes", p.o.Kube.Cluster, RoleLabel, RoleLoadGen, RoleSUT)
 	}
 	for _, n := range names {
 		pod, err := cs.CoreV1().Pods(p.ns).Create(ctx, p.nodePod(n), metav1.CreateOptions{})
@@ -202,13 +213,29 @@ func (p *platform) Up(ctx context.Context, names []string) (_ map[string]meshes.
 	}
 	nodes := map[string]meshes.Node{}
 	for _, n := range names {
-		pod, err := p.waitRunning(ctx, p.pods[n].Name)
+		pod, err := p.waitRunning(ctx, n, p.pods[n].Name)
+		if p.kube() {
+			if pod == nil {
+				// Failed: its share check may say why.
+				pod, _ = cs.CoreV1().Pods(p.ns).Get(ctx, p.pods[n].Name, metav1.GetOptions{})
+			}
+			if pod != nil {
+				if serr := p.checkShared(n, pod); serr != nil {
+					return nil, serr
+				}
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("node %s: %w", n, err)
 		}
 		addr, err := netip.ParseAddr(pod.Status.PodIP)
 		if err != nil {
 			return nil, fmt.Errorf("node %s: pod %s's address %q: %w", n, pod.Name, pod.Status.PodIP, err)
+		}
+		if p.kube() {
+			if err := checkReach(ctx, n, pod); err != nil {
+				return nil, err
+			}
 		}
 		p.mu.Lock()
 		p.pods[n] = pod
@@ -219,6 +246,45 @@ func (p *platform) Up(ctx context.Context, names []string) (_ map[string]meshes.
 	p.follows.Add(1)
 	go p.watch()
 	return nodes, nil
+}
+
+// connect makes the client: of the cluster it names on kube; else of the
+// kind cluster, which it creates first when asked to, loading the image.
+func (p *platform) connect(ctx context.Context) error {
+	if p.kube() {
+		c, err := KubeClient(*p.o.Kube)
+		if err != nil {
+			return err
+		}
+		p.client = c
+		return nil
+	}
+	if c := p.o.Create; c != nil {
+		// Never take over a cluster of that name: it would be deleted.
+		ok, err := Exists(p.o.Cluster, p.o.Log)
+		if err != nil {
+			return fmt.Errorf("list kind clusters: %w", err)
+		}
+		if ok {
+			return fmt.Errorf("cluster %s exists already", FullName(p.o.Cluster))
+		}
+		if err := p.st.update(func(r *kindRecord) { r.CreatedCluster, r.Keep = true, p.o.Keep }); err != nil {
+			return err
+		}
+		co := *c
+		co.Shares = append(co.Shares, p.o.Share)
+		if _, err := Create(ctx, co); err != nil {
+			return err
+		}
+	}
+	cfg, err := Kubeconfig(p.o.Cluster, p.o.Log)
+	if err != nil {
+		return fmt.Errorf("cluster %s: kubeconfig: %w", FullName(p.o.Cluster), err)
+	}
+	if p.client, err = NewClient([]byte(cfg)); err != nil {
+		return err
+	}
+	return p.loadImage()
 }
 
 // ErrNotShared is CheckShared's error for a directory the cluster's
@@ -276,7 +342,7 @@ func (p *platform) loadImage() error {
 func (p *platform) describeCluster(ctx context.Context) error {
 	v, err := p.client.cs.Discovery().ServerVersion()
 	if err != nil {
-		return fmt.Errorf("cluster %s: server version: %w", FullName(p.o.Cluster), err)
+		return fmt.Errorf("cluster %s: server version: %w", p.clusterName(), err)
 	}
 	l, err := p.client.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -285,10 +351,13 @@ func (p *platform) describeCluster(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.version = v.GitVersion
+	p.roles = byRole(l.Items)
 	for _, n := range l.Items {
 		role := n.Labels[RoleLabel]
 		if _, ok := n.Labels["node-role.kubernetes.io/control-plane"]; ok {
 			role = "control-plane"
+		} else if role == "" {
+			role = "worker"
 		}
 		p.nodes = append(p.nodes, results.KubeNode{Name: n.Name, Role: role, Kubelet: n.Status.NodeInfo.KubeletVersion,
 			CPUs: n.Status.Capacity.Cpu().Value(), MemoryMB: n.Status.Capacity.Memory().Value() >> 20})
@@ -346,6 +415,18 @@ func (p *platform) nodePod(name string) *corev1.Pod {
 	}
 	yes, grace := true, int64(2)
 	dirType := corev1.HostPathDirectory
+	var selector map[string]string
+	if !p.kube() || p.roles {
+		selector = map[string]string{RoleLabel: role}
+	}
+	var initc []corev1.Container
+	if p.kube() {
+		// A node without the directory gets an empty one, which the
+		// share check then finds lacking, at once (a missing directory
+		// would hold the pod in ContainerCreating).
+		dirType = corev1.HostPathDirectoryOrCreate
+		initc = []corev1.Container{p.shareCheck(dnsLabel(name))}
+	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: dnsLabel(name), Namespace: p.ns,
 			Labels: map[string]string{RunLabel: p.o.RunID, "meshbench.dev/node": dnsLabel(name)}},
@@ -354,7 +435,8 @@ func (p *platform) nodePod(name string) *corev1.Pod {
 			TerminationGracePeriodSeconds: &grace,
 			RestartPolicy:                 corev1.RestartPolicyNever,
 			EnableServiceLinks:            new(bool),
-			NodeSelector:                  map[string]string{RoleLabel: role},
+			NodeSelector:                  selector,
+			InitContainers:                initc,
 			Volumes: []corev1.Volume{{Name: "share", VolumeSource: corev1.VolumeSource{
 				HostPath: &corev1.HostPathVolumeSource{Path: p.o.Share, Type: &dirType}}}},
 			Containers: []corev1.Container{{
@@ -366,19 +448,27 @@ func (p *platform) nodePod(name string) *corev1.Pod {
 }
 
 // waitRunning waits until a pod runs and has its address.
-func (p *platform) waitRunning(ctx context.Context, name string) (*corev1.Pod, error) {
+func (p *platform) waitRunning(ctx context.Context, node, name string) (*corev1.Pod, error) {
 	var pod *corev1.Pod
-	var last error
+	var last, never error // never: it will not run
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		pod, last = p.client.cs.CoreV1().Pods(p.ns).Get(ctx, name, metav1.GetOptions{})
 		if last != nil {
 			return false, nil
 		}
 		if pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
-			return false, fmt.Errorf("pod %s ended (%s): %s", name, pod.Status.Phase, pod.Status.Message)
+			never = fmt.Errorf("pod %s ended (%s): %s", name, pod.Status.Phase, strings.TrimSpace(pod.Status.Message+" "+podWhy(pod)))
+		} else if why := imageMissing(pod); why != "" && p.kube() {
+			never = p.noImage(node, pod, why)
+		}
+		if never != nil {
+			return false, never
 		}
 		return pod.Status.Phase == corev1.PodRunning && pod.Status.PodIP != "", nil
 	})
+	if never != nil {
+		return nil, never
+	}
 	if err != nil {
 		if pod != nil {
 			return nil, fmt.Errorf("pod %s not running after 2m (phase %s, %s): %w", name, pod.Status.Phase, podWhy(pod), err)

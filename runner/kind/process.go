@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -225,7 +226,9 @@ func (p *platform) apply(pod *corev1.Pod, deleted bool) {
 			pr.end(fmt.Sprintf("the container ended (exit code %d, %s) without the wrapper's report", t.ExitCode, t.Reason))
 		case s.State.Running != nil:
 			pr.start()
-		case s.State.Waiting != nil && s.State.Waiting.Reason != "" && s.State.Waiting.Reason != "ContainerCreating":
+		case s.State.Waiting != nil && !slices.Contains([]string{"", "ContainerCreating", "PodInitializing"}, s.State.Waiting.Reason):
+			// (PodInitializing: what the kubelet first says of an
+			// ephemeral container of a pod with init containers.)
 			// It will not start (the image is missing, the runtime
 			// refused it): ending it now beats waiting out the timeout.
 			pr.end("the container did not start: " + s.State.Waiting.Reason + ": " + s.State.Waiting.Message)

@@ -28,6 +28,9 @@ type kindRecord struct {
 	StartTicks uint64    `json:"startTicks"`
 	Created    time.Time `json:"created"`
 	Cluster    string    `json:"cluster"`
+	// Kube is set for a kube run: how to reach its cluster (Cluster is
+	// then only its name).
+	Kube *KubeTarget `json:"kube,omitempty"`
 	// CreatedCluster says the run creates the cluster; it is deleted
 	// with the run unless Keep.
 	CreatedCluster bool       `json:"createdCluster,omitempty"`
@@ -50,13 +53,13 @@ func kindStateDir(stateDir string) string { return filepath.Join(stateDir, "kind
 
 func (s *kindState) path() string { return filepath.Join(s.dir, s.rec.RunID+".json") }
 
-func newKindState(stateDir, runID, cluster string) (*kindState, error) {
+func newKindState(stateDir, runID, cluster string, kube *KubeTarget) (*kindState, error) {
 	ticks, err := local.StartTicks(os.Getpid())
 	if err != nil {
 		return nil, err
 	}
 	s := &kindState{dir: kindStateDir(stateDir), rec: kindRecord{RunID: runID, PID: os.Getpid(), StartTicks: ticks,
-		Created: time.Now().UTC(), Cluster: cluster}}
+		Created: time.Now().UTC(), Cluster: cluster, Kube: kube}}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -156,14 +159,20 @@ func CleanupRuns(ctx context.Context, stateDir string, log Logger) error {
 		if local.OwnerAlive(r.PID, r.StartTicks) {
 			continue
 		}
-		log.Logf("removing leftovers of dead kind run %s (cluster %s)", r.RunID, r.Cluster)
+		plat := "kind"
+		if r.Kube != nil {
+			plat = "kube"
+		}
+		log.Logf("removing leftovers of dead %s run %s (cluster %s)", plat, r.RunID, r.Cluster)
 		var client *Client
-		if cfg, err := Kubeconfig(r.Cluster, log); err == nil {
+		if r.Kube != nil {
+			client = kubeCleanupClient(ctx, r, stateDir, log)
+		} else if cfg, err := Kubeconfig(r.Cluster, log); err == nil {
 			client, _ = NewClient([]byte(cfg))
 		}
 		kept, err := removeKindRun(ctx, r, client, live, log)
 		if err != nil {
-			log.Logf("dead kind run %s: not everything could be removed (the next start tries again): %v", r.RunID, err)
+			log.Logf("dead run %s: not everything could be removed (the next start tries again; %s lists it): %v", r.RunID, filepath.Join(kindStateDir(stateDir), r.RunID+".json"), err)
 			continue
 		}
 		path := filepath.Join(kindStateDir(stateDir), r.RunID+".json")
@@ -181,6 +190,21 @@ func CleanupRuns(ctx context.Context, stateDir string, log Logger) error {
 	return nil
 }
 
+// kubeCleanupClient is a client of a dead kube run's cluster, if it
+// answers within seconds (a start does not wait on a cluster that is gone
+// while it holds the runs' lock), else nil, said in the log.
+func kubeCleanupClient(ctx context.Context, r kindRecord, stateDir string, log Logger) *Client {
+	c, err := KubeClient(*r.Kube)
+	if err == nil {
+		err = KubeAnswers(ctx, c, 5*time.Second)
+	}
+	if err != nil {
+		log.Logf("dead kube run %s: cluster %s: %v (delete %s to forget its namespace %s)", r.RunID, r.Cluster, err, filepath.Join(kindStateDir(stateDir), r.RunID+".json"), r.Namespace)
+		return nil
+	}
+	return c
+}
+
 // removeKindRun removes what a record lists, every step attempted. What
 // a live run (of others) also uses is left, and returned as the record to
 // keep for a later start (nil when nothing is left). client is nil when
@@ -188,9 +212,14 @@ func CleanupRuns(ctx context.Context, stateDir string, log Logger) error {
 // be removed, which is an error unless it is gone).
 func removeKindRun(ctx context.Context, r kindRecord, client *Client, others []kindRecord, log Logger) (*kindRecord, error) {
 	var errs []error
-	exists, err := Exists(r.Cluster, log)
-	if err != nil {
-		errs = append(errs, err)
+	// A kube run's cluster is not kind's to list: it is there as far as
+	// the run's records go.
+	exists := r.Kube != nil
+	if !exists {
+		var err error
+		if exists, err = Exists(r.Cluster, log); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	used := func(match func(kindRecord) bool) bool {
 		for _, o := range others {
@@ -200,7 +229,7 @@ func removeKindRun(ctx context.Context, r kindRecord, client *Client, others []k
 		}
 		return false
 	}
-	kept := kindRecord{RunID: r.RunID, PID: r.PID, StartTicks: r.StartTicks, Created: r.Created, Cluster: r.Cluster, Keep: r.Keep}
+	kept := kindRecord{RunID: r.RunID, PID: r.PID, StartTicks: r.StartTicks, Created: r.Created, Cluster: r.Cluster, Kube: r.Kube, Keep: r.Keep}
 	switch {
 	case !exists:
 	case r.CreatedCluster && !r.Keep && !used(func(kindRecord) bool { return true }):

@@ -9,7 +9,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/rest"
 
 	"github.com/meshbench/meshbench/runner/results"
 )
@@ -24,10 +24,15 @@ type Client struct {
 
 // NewClient makes a client from a kubeconfig's contents.
 func NewClient(kubeconfig []byte) (*Client, error) {
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
+	cfg, err := restConfigOf(kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("kubeconfig: %w", err)
+		return nil, err
 	}
+	return newClient(cfg)
+}
+
+// newClient makes a client from a REST configuration (which it changes).
+func newClient(cfg *rest.Config) (*Client, error) {
 	wcs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err

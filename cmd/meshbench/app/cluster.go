@@ -361,12 +361,14 @@ func (o *buildImageOptions) run(ctx context.Context, s Streams) error {
 			return fmt.Errorf("the reference proxies' image: %w (--reference=false builds meshbench's alone)", err)
 		}
 		imgs[rref] = rimg
-		iref, iimg, err := nodeimage.InitImage(rimg, bin, nil, version, false)
+		// The image runs on kind and kube run (their companion binaries
+		// included, when beside bin and the same build).
+		pi, err := podImageOf(rimg, bin, &progress{w: s.ErrOut})
 		if err != nil {
 			return err
 		}
-		imgs[iref] = iimg
-		ref += ", " + rref + " and " + iref
+		imgs[pi.ref] = pi.img
+		ref += ", " + rref + " and " + pi.ref
 	}
 	write := func(w io.Writer) error { return images.WriteArchive(w, imgs) }
 	if o.output != "" && o.cluster != "" {

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,7 +32,9 @@ type platformFlags struct {
 	// The kind platform's.
 	cluster, nodeImage, cacheDir string
 	keepCluster                  bool
-	// kindOK says the command can run on kind.
+	// The kube platform's.
+	kubeconfig, kubeContext string
+	// kindOK says the command can run on kind and kube.
 	kindOK bool
 	flags  *pflag.FlagSet
 }
@@ -42,7 +46,16 @@ const (
 	platformKube  = "kube"
 )
 
-var kindFlags = []string{"cluster", "keep-cluster", "node-image", "cache-dir"}
+// onlyOn are the flags that apply to some platforms only.
+var onlyOn = map[string][]string{
+	"network": {platformLocal}, "subnet": {platformLocal},
+	"cluster": {platformKind}, "keep-cluster": {platformKind}, "node-image": {platformKind},
+	"cache-dir":  {platformKind, platformKube},
+	"kubeconfig": {platformKube}, "context": {platformKube},
+}
+
+// onPods says the chosen platform runs the nodes as pods.
+func (p *platformFlags) onPods() bool { return p.name == platformKind || p.name == platformKube }
 
 func (p *platformFlags) bind(f *pflag.FlagSet) {
 	p.flags = f
@@ -55,7 +68,9 @@ func (p *platformFlags) bind(f *pflag.FlagSet) {
 	f.StringVar(&p.cluster, "cluster", "", "kind: run on this meshbench cluster (it must share a directory holding --out: cluster create --share); default: create one for the run")
 	f.BoolVar(&p.keepCluster, "keep-cluster", false, "kind: keep the cluster the run creates")
 	f.StringVar(&p.nodeImage, "node-image", "auto", "kind: the node image of the cluster the run creates (as cluster create's)")
-	f.StringVar(&p.cacheDir, "cache-dir", nodeimage.DefaultCacheDir(), "kind: the image cache (node and reference images)")
+	f.StringVar(&p.cacheDir, "cache-dir", nodeimage.DefaultCacheDir(), "kind, kube: the image cache (node and reference images)")
+	f.StringVar(&p.kubeconfig, "kubeconfig", "", "kube: the cluster's kubeconfig file (default: $KUBECONFIG, else ~/.kube/config); the cluster must hold the pods' image, mount --out on its nodes at the same path, and be routed from this host to its pods")
+	f.StringVar(&p.kubeContext, "context", "", "kube: the kubeconfig context to use (default: its current context)")
 }
 
 // choose sets the scenario's platform from --platform and checks that
@@ -84,19 +99,21 @@ func (p *platformFlags) choose(sc *scenarios.Scenario) error {
 		}
 		p.name = platformKind
 	case platformKube:
-		return fail("the kube platform (any cluster by kubeconfig) is not in this build yet: use kind or local")
+		if !p.kindOK {
+			return fail("this command runs on the local platform only in this build (use --platform local)")
+		}
+		p.name = platformKube
 	default:
 		return fail("unknown platform %q (known: %s)", name, strings.Join(scenarios.Platforms, ", "))
 	}
-	only := map[string][]string{platformLocal: {"network", "subnet"}, platformKind: kindFlags}
-	for plat, flags := range only {
-		if plat == p.name {
-			continue
-		}
-		for _, f := range flags {
-			if p.flags.Lookup(f) != nil && p.flags.Changed(f) {
-				return fmt.Errorf("--%s applies to the %s platform only (the platform is %s)", f, plat, p.name)
+	for _, f := range slices.Sorted(maps.Keys(onlyOn)) {
+		plats := onlyOn[f]
+		if p.flags.Lookup(f) != nil && p.flags.Changed(f) && !slices.Contains(plats, p.name) {
+			which := plats[0] + " platform"
+			if len(plats) > 1 {
+				which = strings.Join(plats, " and ") + " platforms"
 			}
+			return fmt.Errorf("--%s applies to the %s only (the platform is %s)", f, which, p.name)
 		}
 	}
 	for _, f := range []string{"keep-cluster", "node-image"} {
@@ -121,8 +138,11 @@ type platformRun struct {
 
 // create makes the chosen platform (nothing is started yet).
 func (p *platformFlags) create(ctx context.Context, r platformRun, log *progress) (runner.Platform, error) {
-	if p.name == platformKind {
+	switch p.name {
+	case platformKind:
 		return p.kind(ctx, r, log)
+	case platformKube:
+		return p.kube(ctx, r, log)
 	}
 	return p.local(ctx, r.runID, log)
 }
@@ -192,11 +212,82 @@ func (p *platformFlags) kind(ctx context.Context, r platformRun, log *progress) 
 		o.Cluster = "run-" + r.runID
 		o.Create = &kind.ClusterOptions{Name: o.Cluster, Workers: 2, Image: image, Log: log}
 	}
-	b := &nodeimage.Builder{Versions: nodeimage.Default, CacheDir: p.cacheDir, Log: log.Logf, Output: io.Discard}
+	pi, err := buildPodImage(ctx, self, p.cacheDir, log)
+	if err != nil {
+		return nil, err
+	}
+	pi.set(&o)
+	return kind.NewPlatform(ctx, o)
+}
+
+// kube creates the kube platform: it checks the kubeconfig and that the
+// cluster answers, and builds the pods' image (to know its name: the
+// nodes must hold it). Nothing is created in the cluster yet.
+func (p *platformFlags) kube(ctx context.Context, r platformRun, log *progress) (runner.Platform, error) {
+	if os.Geteuid() != 0 {
+		return nil, badInput(errors.New("--platform kube needs root: it builds the pods' image on the reference proxies' root filesystem (debootstrap, cached in --cache-dir) and keeps its state in " + local.DefaultStateDir()))
+	}
+	flag := "--kubeconfig"
+	if p.kubeContext != "" {
+		flag = "--context"
+	}
+	target, err := kind.ResolveKube(kind.KubeTarget{Kubeconfig: p.kubeconfig, Context: p.kubeContext})
+	if err != nil {
+		return nil, badInput(fmt.Errorf("%s: %w", flag, err))
+	}
+	c, err := kind.KubeClient(target)
+	if err != nil {
+		return nil, badInput(fmt.Errorf("%s: %w", flag, err))
+	}
+	if err := kind.KubeAnswers(ctx, c, 10*time.Second); err != nil {
+		return nil, badInput(fmt.Errorf("%s: cluster %s (%s): %w", flag, target.Cluster, target.Server, err))
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the meshbench binary: %w", err)
+	}
+	if err := images.CheckStatic(self); err != nil {
+		return nil, badInput(fmt.Errorf("--platform kube runs this meshbench binary in pods: %w", err))
+	}
+	pi, err := buildPodImage(ctx, self, p.cacheDir, log)
+	if err != nil {
+		return nil, err
+	}
+	share, err := filepath.Abs(r.outDir)
+	if err != nil {
+		return nil, err
+	}
+	o := kind.PlatformOptions{RunID: r.runID, Kube: &target, Share: share, LoadGen: r.loadGen, StateDir: local.DefaultStateDir(), Log: log}
+	pi.set(&o)
+	return kind.NewPlatform(ctx, o)
+}
+
+// podImage is the image every container of a run on pods runs.
+type podImage struct {
+	ref            string
+	img            images.Image
+	proxy, wrapper bool
+}
+
+func (pi podImage) set(o *kind.PlatformOptions) {
+	o.Image, o.Proxy, o.Wrapper = pi.ref, pi.proxy, pi.wrapper
+	o.WriteImages = func(w io.Writer) error { return images.WriteArchive(w, map[string]images.Image{pi.ref: pi.img}) }
+}
+
+// buildPodImage builds the pods' image of the meshbench binary self: the
+// reference proxies' image (cached) with self in it, and its companion
+// binaries when they are beside it and the same build.
+func buildPodImage(ctx context.Context, self, cacheDir string, log *progress) (podImage, error) {
+	b := &nodeimage.Builder{Versions: nodeimage.Default, CacheDir: cacheDir, Log: log.Logf, Output: io.Discard}
 	_, reference, err := b.ReferenceImage(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("the reference proxies' image (the pods' base): %w", err)
+		return podImage{}, fmt.Errorf("the reference proxies' image (the pods' base): %w", err)
 	}
+	return podImageOf(reference, self, log)
+}
+
+// podImageOf is the pods' image on the reference proxies' image.
+func podImageOf(reference images.Image, self string, log *progress) (podImage, error) {
 	// The proxies run as meshbench-proxy, and every container's process
 	// is wrapped by meshbench-pod-process, where they are beside this
 	// binary and the same build: each container then spares the memory of
@@ -215,13 +306,11 @@ func (p *platformFlags) kind(ctx context.Context, r platformRun, log *progress) 
 	}
 	// Tagged by content: a cluster never runs another build of the same
 	// version, and runs of the same build share the image.
-	iref, img, err := nodeimage.InitImage(reference, self, extra, version, true)
+	ref, img, err := nodeimage.InitImage(reference, self, extra, version, true)
 	if err != nil {
-		return nil, err
+		return podImage{}, err
 	}
-	o.Image, o.Proxy, o.Wrapper = iref, extra[images.ProxyPath] != "", extra[images.WrapperPath] != ""
-	o.WriteImages = func(w io.Writer) error { return images.WriteArchive(w, map[string]images.Image{iref: img}) }
-	return kind.NewPlatform(ctx, o)
+	return podImage{ref: ref, img: img, proxy: extra[images.ProxyPath] != "", wrapper: extra[images.WrapperPath] != ""}, nil
 }
 
 // proxyBinary is meshbench-proxy beside self when it is the same build,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -23,6 +24,7 @@ import (
 	"github.com/meshbench/meshbench/meshes/upstream"
 	"github.com/meshbench/meshbench/reports"
 	"github.com/meshbench/meshbench/runner"
+	"github.com/meshbench/meshbench/runner/kind"
 	"github.com/meshbench/meshbench/runner/results"
 	"github.com/meshbench/meshbench/scenarios"
 )
@@ -127,10 +129,18 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 	if err := o.platform.choose(sc); err != nil {
 		return badInput(err)
 	}
-	if o.platform.name == platformKind && sc.Topology.Replicated() {
+	if o.platform.onPods() && sc.Topology.Replicated() {
 		// Refused before a cluster or an image is made (the runner
 		// refuses any platform but the local netns one too).
-		return badInput(sc.FieldError("topology", "replicated services run on the local platform only in this build (--platform %s)", platformKind))
+		return badInput(sc.FieldError("topology", "replicated services run on the local platform only in this build (--platform %s)", o.platform.name))
+	}
+	if o.platform.onPods() {
+		for i, m := range sc.Meshes {
+			if m.Proxy != nil && m.Proxy.Binary != "" {
+				return badInput(sc.FieldError(fmt.Sprintf("meshes[%d].proxy.binary", i),
+					"%s is a file of this host: another proxy build runs on the local platform only in this build (the pods run their image's, --platform %s)", m.Proxy.Binary, o.platform.name))
+			}
+		}
 	}
 	if err := sc.Validate(); err != nil {
 		return err
@@ -145,7 +155,7 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 	}
 	runID := newRunID()
 	log := &progress{w: s.ErrOut}
-	if o.platform.name == platformKind {
+	if o.platform.onPods() {
 		// The pods see the results directory at the same path.
 		if outDir, err = filepath.Abs(outDir); err != nil {
 			return err
@@ -162,6 +172,18 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 		log.Logf("--candidate-binary with %d trials: the candidate rows run after their base rows in one trial more than before them; an even --trials balances them", sc.Trials)
 	}
 
+	// Made here, exclusively, when absent: a run whose cluster turns out
+	// unfit removes it, and only the directory it made.
+	made := false
+	if _, err := os.Stat(outDir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(outDir), 0o755); err != nil {
+			return err
+		}
+		if err := os.Mkdir(outDir, 0o755); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+		made = true
+	}
 	manifest, trials, runErr := runner.Run(ctx, runner.Options{
 		Scenario: sc, Meshes: reg, Platform: plat, OutDir: outDir, RunID: runID, Log: log, Profile: o.profile,
 		Build: results.Build{Version: version, Commit: commit, GoVersion: runtime.Version()},
@@ -172,6 +194,14 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 		}
 	}
 	if runErr != nil {
+		if errors.Is(runErr, kind.ErrUnfit) {
+			// Found once the pods ran, and removed with them: bad input,
+			// which leaves no results directory either.
+			if made && len(trials) == 0 {
+				_ = os.RemoveAll(outDir)
+			}
+			return badInput(runErr)
+		}
 		if errors.Is(runErr, context.Canceled) {
 			runErr = fmt.Errorf("interrupted; finished trials are in %s", outDir)
 		}

@@ -1,0 +1,116 @@
+package kind
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func node(name, role string) corev1.Node {
+	n := corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{}}}
+	if role != "" {
+		n.Labels[RoleLabel] = role
+	}
+	return n
+}
+
+// Pods go by role only where both roles have nodes; a pod whose image is
+// not on its node says so.
+func TestKubePlacementAndImage(t *testing.T) {
+	cp, lg, sut := node("cp", ""), node("lg", RoleLoadGen), node("sut", RoleSUT)
+	if !byRole([]corev1.Node{cp, lg, sut}) {
+		t.Error("both roles labelled: not placed by role")
+	}
+	if byRole([]corev1.Node{cp, lg}) || byRole([]corev1.Node{cp}) {
+		t.Error("a role without nodes: placed by role")
+	}
+	pod := &corev1.Pod{}
+	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "share-check",
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: "not present"}}}}
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "node",
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}}}
+	if got := imageMissing(pod); got != "not present" {
+		t.Errorf("imageMissing = %q, want the kubelet's message", got)
+	}
+	pod.Status.InitContainerStatuses = nil
+	if got := imageMissing(pod); got != "" {
+		t.Errorf("imageMissing = %q for a pod initializing", got)
+	}
+}
+
+// The kubeconfig as kubectl takes it: a file, its current context or a
+// named one, pinned down with its server; a missing file, an empty one,
+// an unknown context, none current are errors that say which; a context
+// that names another server by the time of the client is refused.
+func TestResolveKube(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config")
+	data := `apiVersion: v1
+kind: Config
+clusters:
+- name: one
+  cluster: {server: "https://127.0.0.1:1"}
+- name: two
+  cluster: {server: "https://127.0.0.1:2"}
+contexts:
+- name: a
+  context: {cluster: one, user: u}
+- name: b
+  context: {cluster: two, user: u}
+current-context: a
+users:
+- name: u
+  user: {token: t}
+`
+	write := func(path, data string) {
+		if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(cfg, data)
+	if got, err := ResolveKube(KubeTarget{Kubeconfig: cfg}); err != nil || got != (KubeTarget{Kubeconfig: cfg, Context: "a", Cluster: "one", Server: "https://127.0.0.1:1"}) {
+		t.Errorf("current context: %+v, %v; want context a, cluster one", got, err)
+	}
+	b, err := ResolveKube(KubeTarget{Kubeconfig: cfg, Context: "b"})
+	if err != nil || b.Cluster != "two" || b.Server != "https://127.0.0.1:2" {
+		t.Errorf("context b: %+v, %v; want cluster two", b, err)
+	}
+	if _, err := KubeClient(b); err != nil {
+		t.Errorf("client of context b: %v", err)
+	}
+	write(cfg, strings.Replace(data, "127.0.0.1:2", "127.0.0.1:3", 1))
+	if _, err := KubeClient(b); err == nil || !strings.Contains(err.Error(), "context b now names the API server https://127.0.0.1:3, not https://127.0.0.1:2") {
+		t.Errorf("client of context b after its server changed: %v", err)
+	}
+	empty, nocur := filepath.Join(dir, "empty"), filepath.Join(dir, "nocurrent")
+	write(empty, "apiVersion: v1\nkind: Config\n")
+	write(nocur, strings.Replace(data, "current-context: a", "", 1))
+	for _, c := range []struct {
+		t    KubeTarget
+		want string
+	}{
+		{KubeTarget{Kubeconfig: cfg, Context: "c"}, `no context "c" (it has: a, b)`},
+		{KubeTarget{Kubeconfig: filepath.Join(dir, "nosuch")}, "no such file"},
+		{KubeTarget{Kubeconfig: empty}, "no kubeconfig context in " + empty},
+		{KubeTarget{Kubeconfig: nocur}, "no current context: name one with --context (it has: a, b)"},
+	} {
+		if _, err := ResolveKube(c.t); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want an error saying %q", c.t, err, c.want)
+		}
+	}
+}
+
+// A refused connection means the packets reached the pod's kernel (here
+// loopback's, port 1); the integration test (cluster_test.go) has a
+// cluster this host is not routed to.
+func TestCheckReachRefused(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: corev1.PodStatus{PodIP: "127.0.0.1"}}
+	if err := checkReach(context.Background(), "n", pod); err != nil {
+		t.Errorf("loopback, port 1: %v", err)
+	}
+}
