@@ -358,6 +358,23 @@ func testPodProcess(t *testing.T, wrapper []string) {
 		t.Errorf("kubelet: report %+v, want signal terminated", rep)
 	}
 
+	// Two SIGTERMs to the wrapper, whose process ignores them: both are
+	// passed on, and the process's own exit is still reported (the
+	// wrapper does not give up at a second signal, as meshbench's
+	// interrupt handling would).
+	cmd = start("--control", dir, "--name", "stubborn", "--", "sh", "-c", `trap "" TERM; echo ready; sleep 2; exit 3`)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "stubborn to start", func() bool { return fileContains(filepath.Join(dir, "stubborn"+podproc.CtlStdout), "ready") })
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(100 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	waitExit(t, cmd, "stubborn: the wrapper to end with its process")
+	if rep := report("stubborn"); rep.Code != 3 || rep.Signal != "" {
+		t.Errorf("stubborn: report %+v, want exit code 3", rep)
+	}
+
 	// Given up on before it started: it never runs.
 	marker := filepath.Join(dir, "ran")
 	_ = os.WriteFile(filepath.Join(dir, "late"+podproc.CtlKill), nil, 0o644)

@@ -3,6 +3,8 @@ package app
 import (
 	"errors"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -32,6 +34,11 @@ func newPodProcessCommand(s Streams) *cobra.Command {
 		Short:  "Run a process of a unit in a kind pod (started by the platform)",
 		Hidden: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// The wrapper handles SIGTERM and SIGINT itself (it passes
+			// them on, and reports the exit however many come), not
+			// meshbench's interrupt handling, whose second signal exits
+			// with no report.
+			signal.Reset(os.Interrupt, syscall.SIGTERM)
 			if o.hold {
 				podproc.Hold(cmd.Context().Done())
 				return nil
