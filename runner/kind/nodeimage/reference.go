@@ -63,19 +63,24 @@ func InitImage(reference images.Image, bin string, extra map[string]string, vers
 	if err != nil {
 		return "", nil, err
 	}
+	tag := strings.TrimPrefix(images.Ref(version), images.Repository+":")
 	if byContent {
 		// The configuration names every layer's content (its diff IDs),
 		// hashed from the bytes the layers hold: a binary rebuilt
-		// meanwhile cannot give the tag of another build.
+		// meanwhile cannot give the tag of another build. The version
+		// gives way to it where the two exceed a tag's 128 characters.
 		cfg, err := img.ConfigName()
 		if err != nil {
 			return "", nil, err
 		}
-		version += "-" + cfg.Hex[:12]
+		suffix := "-" + cfg.Hex[:12]
+		tag = tag[:min(len(tag), maxTag-len(suffix))] + suffix
 	}
-	ref := images.Ref(version)
-	return InitRepository + ref[strings.LastIndexByte(ref, ':'):], img, nil
+	return InitRepository + ":" + tag, img, nil
 }
+
+// maxTag is the length of the longest image tag.
+const maxTag = 128
 
 // ReferenceImage builds the image holding HAProxy and nginx (one image,
 // two roles, as meshbench's own is one image for every role): a minimal
