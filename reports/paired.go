@@ -156,7 +156,8 @@ func (p pairedBase) logRatios(m Metric) ([]float64, bool) {
 // (d_i+d_j)/2, i <= j) with the distribution-free interval that inverts
 // the Wilcoxon signed-rank test, at the confidence the count allows (its
 // Level: 87.5% for 4 pairs, 96.1% for 8), and the test's two-sided
-// p-value (exact without ties, else the normal approximation).
+// p-value (exact, ties included, up to signedRankExact pairs; else the
+// normal approximation).
 func PairedRatio(d []float64, level float64) (Interval, float64) {
 	n := len(d)
 	out := Interval{Value: math.NaN(), Low: math.NaN(), High: math.NaN(), N: n}
@@ -242,37 +243,49 @@ func signedRankP(d []float64) float64 {
 		}
 		return 0
 	})
-	// Ranks of |d|, ties sharing their mean rank.
-	tPlus, ties, tieTerm := 0.0, false, 0.0
+	// Ranks of |d|, ties sharing their mean rank; doubled, so that
+	// they are whole numbers either way.
+	ranks2 := make([]int, n)
+	tPlus2, tieTerm := 0, 0.0
 	for i := 0; i < n; {
 		j := i
 		for j < n && math.Abs(nz[j]) == math.Abs(nz[i]) {
 			j++
 		}
-		rank := float64(i+j+1) / 2
 		if j-i > 1 {
-			ties = true
 			t := float64(j - i)
 			tieTerm += t*t*t - t
 		}
 		for k := i; k < j; k++ {
+			ranks2[k] = i + j + 1
 			if nz[k] > 0 {
-				tPlus += rank
+				tPlus2 += i + j + 1
 			}
 		}
 		i = j
 	}
-	nn := float64(n)
-	mean := nn * (nn + 1) / 4
-	if !ties && n <= signedRankExact {
-		counts := signedRankCounts(n)
-		lo := math.Min(tPlus, nn*(nn+1)/2-tPlus)
+	if n <= signedRankExact {
+		// Exact, ties included: under no change each rank's sign is
+		// + or - alike, so T+ is distributed as the sums of the subsets
+		// of the (mid)ranks, counted here; the distribution is
+		// symmetric about its mean.
+		total := n * (n + 1)
+		counts := make([]float64, total+1)
+		counts[0] = 1
+		for _, r := range ranks2 {
+			for s := total; s >= r; s-- {
+				counts[s] += counts[s-r]
+			}
+		}
+		lo := min(tPlus2, total-tPlus2)
 		tail := 0.0
-		for t := 0; float64(t) <= lo; t++ {
+		for t := 0; t <= lo; t++ {
 			tail += counts[t]
 		}
 		return math.Min(1, 2*tail/math.Ldexp(1, n))
 	}
+	nn, tPlus := float64(n), float64(tPlus2)/2
+	mean := nn * (nn + 1) / 4
 	variance := nn*(nn+1)*(2*nn+1)/24 - tieTerm/48
 	if variance <= 0 {
 		return 1
