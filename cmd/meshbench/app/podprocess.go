@@ -3,8 +3,6 @@ package app
 import (
 	"errors"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -26,7 +24,8 @@ type podProcessOptions struct {
 // container's log and its stderr a file in the control directory, and
 // passes on SIGTERM or SIGKILL when the platform asks for them there (an
 // ephemeral container cannot be stopped through the API). It exits with
-// the process's status.
+// the process's status. It handles SIGTERM and SIGINT itself: main runs
+// it without meshbench's interrupt handling.
 func newPodProcessCommand(s Streams) *cobra.Command {
 	o := &podProcessOptions{}
 	cmd := &cobra.Command{
@@ -34,11 +33,6 @@ func newPodProcessCommand(s Streams) *cobra.Command {
 		Short:  "Run a process of a unit in a kind pod (started by the platform)",
 		Hidden: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// The wrapper handles SIGTERM and SIGINT itself (it passes
-			// them on, and reports the exit however many come), not
-			// meshbench's interrupt handling, whose second signal exits
-			// with no report.
-			signal.Reset(os.Interrupt, syscall.SIGTERM)
 			if o.hold {
 				podproc.Hold(cmd.Context().Done())
 				return nil
