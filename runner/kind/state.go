@@ -226,6 +226,12 @@ func removeKindRun(ctx context.Context, r kindRecord, client *Client, others []k
 			if o.Cluster == r.Cluster && match(o) {
 				return true
 			}
+			// A live kube run on this kind cluster (its kubeconfig names
+			// it kind-<name>) lists nothing of what it depends on there:
+			// the cluster, its images and routes all stay for it.
+			if o.Kube != nil && r.Kube == nil && o.Cluster == "kind-"+r.Cluster {
+				return true
+			}
 		}
 		return false
 	}
