@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -112,5 +113,29 @@ func TestCheckReachRefused(t *testing.T) {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: corev1.PodStatus{PodIP: "127.0.0.1"}}
 	if err := checkReach(context.Background(), "n", pod); err != nil {
 		t.Errorf("loopback, port 1: %v", err)
+	}
+}
+
+// A dead kind run's leftovers stay while a live run on its cluster uses
+// them: a kind run by what it lists, a kube run (which lists nothing, and
+// names the cluster as its kubeconfig does) whatever they are.
+func TestUsedByLiveRuns(t *testing.T) {
+	dead := kindRecord{RunID: "a", Cluster: "meshbench-x", Images: []string{"img"}}
+	uses := func(o kindRecord) bool { return slices.Contains(o.Uses, "img") }
+	for _, c := range []struct {
+		name   string
+		others []kindRecord
+		want   bool
+	}{
+		{"none", nil, false},
+		{"a kind run using it", []kindRecord{{Cluster: "meshbench-x", Uses: []string{"img"}}}, true},
+		{"a kind run using another image", []kindRecord{{Cluster: "meshbench-x", Uses: []string{"other"}}}, false},
+		{"a kind run on another cluster", []kindRecord{{Cluster: "meshbench-y", Uses: []string{"img"}}}, false},
+		{"a kube run on the cluster", []kindRecord{{Cluster: "kind-meshbench-x", Kube: &KubeTarget{}}}, true},
+		{"a kube run elsewhere", []kindRecord{{Cluster: "prod", Kube: &KubeTarget{}}}, false},
+	} {
+		if got := usedBy(dead, c.others, uses); got != c.want {
+			t.Errorf("%s: used %v, want %v", c.name, got, c.want)
+		}
 	}
 }

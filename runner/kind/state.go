@@ -221,20 +221,7 @@ func removeKindRun(ctx context.Context, r kindRecord, client *Client, others []k
 			errs = append(errs, err)
 		}
 	}
-	used := func(match func(kindRecord) bool) bool {
-		for _, o := range others {
-			if o.Cluster == r.Cluster && match(o) {
-				return true
-			}
-			// A live kube run on this kind cluster (its kubeconfig names
-			// it kind-<name>) lists nothing of what it depends on there:
-			// the cluster, its images and routes all stay for it.
-			if o.Kube != nil && r.Kube == nil && o.Cluster == "kind-"+r.Cluster {
-				return true
-			}
-		}
-		return false
-	}
+	used := func(match func(kindRecord) bool) bool { return usedBy(r, others, match) }
 	kept := kindRecord{RunID: r.RunID, PID: r.PID, StartTicks: r.StartTicks, Created: r.Created, Cluster: r.Cluster, Kube: r.Kube, Keep: r.Keep}
 	switch {
 	case !exists:
@@ -279,6 +266,23 @@ func removeKindRun(ctx context.Context, r kindRecord, client *Client, others []k
 		return nil, errors.Join(errs...)
 	}
 	return &kept, errors.Join(errs...)
+}
+
+// usedBy says whether a live run of others on r's cluster uses what
+// match looks for.
+func usedBy(r kindRecord, others []kindRecord, match func(kindRecord) bool) bool {
+	for _, o := range others {
+		if o.Cluster == r.Cluster && match(o) {
+			return true
+		}
+		// A live kube run on this kind cluster (its kubeconfig names it
+		// kind-<name>) lists nothing of what it depends on there: the
+		// cluster, its images and routes all stay for it.
+		if o.Kube != nil && r.Kube == nil && o.Cluster == "kind-"+r.Cluster {
+			return true
+		}
+	}
+	return false
 }
 
 // deleteNamespace deletes a namespace and waits until it is gone.
