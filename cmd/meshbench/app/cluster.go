@@ -348,11 +348,21 @@ func (o *buildImageOptions) run(ctx context.Context, s Streams) error {
 	if err := images.CheckStatic(bin); err != nil {
 		return badInput(err)
 	}
-	img, err := images.Meshbench(bin, version)
+	// The images are tagged with the binary's version, as its runs tag
+	// them (a kube run of it looks for its own tag).
+	ver := version
+	if o.binary != "" {
+		v, err := binaryVersion(ctx, bin)
+		if err != nil {
+			return badInput(fmt.Errorf("--binary: %w", err))
+		}
+		ver = v
+	}
+	img, err := images.Meshbench(bin, ver)
 	if err != nil {
 		return err
 	}
-	ref := images.Ref(version)
+	ref := images.Ref(ver)
 	imgs := map[string]images.Image{ref: img}
 	if o.reference {
 		b := &nodeimage.Builder{Versions: nodeimage.Default, CacheDir: o.cacheDir, Log: (&progress{w: s.ErrOut}).Logf, Output: io.Discard}
@@ -363,7 +373,7 @@ func (o *buildImageOptions) run(ctx context.Context, s Streams) error {
 		imgs[rref] = rimg
 		// The image runs on kind and kube run (their companion binaries
 		// included, when beside bin and the same build).
-		pi, err := podImageOf(rimg, bin, &progress{w: s.ErrOut})
+		pi, err := podImageOf(rimg, bin, ver, &progress{w: s.ErrOut})
 		if err != nil {
 			return err
 		}
@@ -402,6 +412,19 @@ func (o *buildImageOptions) run(ctx context.Context, s Streams) error {
 	}
 	fmt.Fprintln(s.Out, out)
 	return nil
+}
+
+// binaryVersion is the version a meshbench binary says it is (its
+// version command's second word).
+func binaryVersion(ctx context.Context, bin string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "version").Output()
+	f := strings.Fields(string(out))
+	if err != nil || len(f) < 2 || f[0] != "meshbench" {
+		return "", fmt.Errorf("%s does not say its version as meshbench does (%q, %v)", bin, strings.TrimSpace(string(out)), err)
+	}
+	return f[1], nil
 }
 
 // writeFileAtomic writes a file through write, under a temporary name

@@ -283,11 +283,12 @@ func buildPodImage(ctx context.Context, self, cacheDir string, log *progress) (p
 	if err != nil {
 		return podImage{}, fmt.Errorf("the reference proxies' image (the pods' base): %w", err)
 	}
-	return podImageOf(reference, self, log)
+	return podImageOf(reference, self, version, log)
 }
 
-// podImageOf is the pods' image on the reference proxies' image.
-func podImageOf(reference images.Image, self string, log *progress) (podImage, error) {
+// podImageOf is the pods' image of the meshbench binary self, of version
+// ver, on the reference proxies' image.
+func podImageOf(reference images.Image, self, ver string, log *progress) (podImage, error) {
 	// The proxies run as meshbench-proxy, and every container's process
 	// is wrapped by meshbench-pod-process, where they are beside this
 	// binary and the same build: each container then spares the memory of
@@ -306,7 +307,7 @@ func podImageOf(reference images.Image, self string, log *progress) (podImage, e
 	}
 	// Tagged by content: a cluster never runs another build of the same
 	// version, and runs of the same build share the image.
-	ref, img, err := nodeimage.InitImage(reference, self, extra, version, true)
+	ref, img, err := nodeimage.InitImage(reference, self, extra, ver, true)
 	if err != nil {
 		return podImage{}, err
 	}
