@@ -202,6 +202,11 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 			}
 			return badInput(runErr)
 		}
+		if made && len(trials) == 0 {
+			// Refused before it wrote anything (the runner's own checks):
+			// the directory goes as it came. Not when it holds something.
+			_ = os.Remove(outDir)
+		}
 		if errors.Is(runErr, context.Canceled) {
 			runErr = fmt.Errorf("interrupted; finished trials are in %s", outDir)
 		}
