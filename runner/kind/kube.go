@@ -16,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshbench/meshbench/runner/kind/images"
@@ -228,6 +227,22 @@ func (p *platform) checkShared(node string, pod *corev1.Pod) error {
 		ErrUnfit, node, pod.Name, pod.Spec.NodeName, p.o.Share, why)
 }
 
+// checkFit checks what the kube platform needs of a node pod once
+// waitRunning returned it (or failed with err, when its share check may
+// say why): the results directory shared, this host reaching the pod.
+func (p *platform) checkFit(ctx context.Context, node, name string, pod *corev1.Pod, err error) error {
+	if pod == nil {
+		var gerr error
+		if pod, gerr = p.client.cs.CoreV1().Pods(p.ns).Get(ctx, name, metav1.GetOptions{}); gerr != nil {
+			return nil // err says what there is to say
+		}
+	}
+	if serr := p.checkShared(node, pod); serr != nil || err != nil {
+		return serr
+	}
+	return checkReach(ctx, node, pod)
+}
+
 // checkReach says whether this host reaches a pod: a connection to a
 // port nothing listens on is refused by the pod's kernel when the packets
 // get there; it times out, or fails otherwise, when they do not.
@@ -246,13 +261,4 @@ func checkReach(ctx context.Context, node string, pod *corev1.Pod) error {
 	}
 	return fmt.Errorf("%w: this host does not reach node %s's pod %s at %s (%v): the runner probes the pods directly, so this host must be routed to the cluster's pod network (a kind cluster: ip route add <a node's podCIDR> via <its address>, for every node)",
 		ErrUnfit, node, pod.Name, pod.Status.PodIP, err)
-}
-
-// restConfigOf is the REST configuration of a kubeconfig's contents.
-func restConfigOf(kubeconfig []byte) (*rest.Config, error) {
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig: %w", err)
-	}
-	return cfg, nil
 }

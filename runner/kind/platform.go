@@ -215,14 +215,8 @@ func (p *platform) Up(ctx context.Context, names []string) (_ map[string]meshes.
 	for _, n := range names {
 		pod, err := p.waitRunning(ctx, n, p.pods[n].Name)
 		if p.kube() {
-			if pod == nil {
-				// Failed: its share check may say why.
-				pod, _ = cs.CoreV1().Pods(p.ns).Get(ctx, p.pods[n].Name, metav1.GetOptions{})
-			}
-			if pod != nil {
-				if serr := p.checkShared(n, pod); serr != nil {
-					return nil, serr
-				}
+			if ferr := p.checkFit(ctx, n, p.pods[n].Name, pod, err); ferr != nil {
+				return nil, ferr
 			}
 		}
 		if err != nil {
@@ -231,11 +225,6 @@ func (p *platform) Up(ctx context.Context, names []string) (_ map[string]meshes.
 		addr, err := netip.ParseAddr(pod.Status.PodIP)
 		if err != nil {
 			return nil, fmt.Errorf("node %s: pod %s's address %q: %w", n, pod.Name, pod.Status.PodIP, err)
-		}
-		if p.kube() {
-			if err := checkReach(ctx, n, pod); err != nil {
-				return nil, err
-			}
 		}
 		p.mu.Lock()
 		p.pods[n] = pod

@@ -53,6 +53,9 @@ func kindStateDir(stateDir string) string { return filepath.Join(stateDir, "kind
 
 func (s *kindState) path() string { return filepath.Join(s.dir, s.rec.RunID+".json") }
 
+// recordPath is the state file of run id.
+func recordPath(stateDir, id string) string { return filepath.Join(kindStateDir(stateDir), id+".json") }
+
 func newKindState(stateDir, runID, cluster string, kube *KubeTarget) (*kindState, error) {
 	ticks, err := local.StartTicks(os.Getpid())
 	if err != nil {
@@ -172,10 +175,10 @@ func CleanupRuns(ctx context.Context, stateDir string, log Logger) error {
 		}
 		kept, err := removeKindRun(ctx, r, client, live, log)
 		if err != nil {
-			log.Logf("dead run %s: not everything could be removed (the next start tries again; %s lists it): %v", r.RunID, filepath.Join(kindStateDir(stateDir), r.RunID+".json"), err)
+			log.Logf("dead run %s: not everything could be removed (the next start tries again; %s lists it): %v", r.RunID, recordPath(stateDir, r.RunID), err)
 			continue
 		}
-		path := filepath.Join(kindStateDir(stateDir), r.RunID+".json")
+		path := recordPath(stateDir, r.RunID)
 		if kept != nil {
 			// What live runs use stays listed for a later start.
 			if err := results.WriteJSON(path, kept); err != nil {
@@ -199,7 +202,7 @@ func kubeCleanupClient(ctx context.Context, r kindRecord, stateDir string, log L
 		err = KubeAnswers(ctx, c, 5*time.Second)
 	}
 	if err != nil {
-		log.Logf("dead kube run %s: cluster %s: %v (delete %s to forget its namespace %s)", r.RunID, r.Cluster, err, filepath.Join(kindStateDir(stateDir), r.RunID+".json"), r.Namespace)
+		log.Logf("dead kube run %s: cluster %s: %v (delete %s to forget its namespace %s)", r.RunID, r.Cluster, err, recordPath(stateDir, r.RunID), r.Namespace)
 		return nil
 	}
 	return c

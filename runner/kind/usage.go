@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshbench/meshbench/runner/results"
 )
@@ -24,9 +25,9 @@ type Client struct {
 
 // NewClient makes a client from a kubeconfig's contents.
 func NewClient(kubeconfig []byte) (*Client, error) {
-	cfg, err := restConfigOf(kubeconfig)
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
 	return newClient(cfg)
 }
