@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshbench/meshbench/proxy/identity"
+	"github.com/meshbench/meshbench/scenarios"
 )
 
 // Reference data planes share these conventions with the own mesh, so that
@@ -33,7 +34,8 @@ type Identity struct {
 
 // IssueAll creates a CA and issues every workload of env its SPIFFE
 // identity (spiffe://meshbench.local/ns/default/sa/<name>) under env.Dir,
-// by workload name.
+// by workload name, and every shared node's proxy its own (sa/node-<node>),
+// by node name.
 func IssueAll(env Env) (map[string]Identity, error) {
 	ca, err := identity.NewCA(TrustDomain, 24*time.Hour)
 	if err != nil {
@@ -41,22 +43,39 @@ func IssueAll(env Env) (map[string]Identity, error) {
 	}
 	out := map[string]Identity{}
 	for _, w := range env.Workloads() {
-		id := Identity{ID: identity.SPIFFEID(TrustDomain, Namespace, w.Account()), Files: identity.FilesIn(env.Dir, w.Name)}
-		if err := ca.IssueFiles(id.Files, id.ID, CertTTL); err != nil {
-			return nil, fmt.Errorf("identity for %s: %w", w.Name, err)
-		}
-		cert, err1 := os.ReadFile(id.Files.Cert)
-		key, err2 := os.ReadFile(id.Files.Key)
-		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("identity for %s: read back its files", w.Name)
-		}
-		id.PEM = id.Files.Cert + ".pem"
-		if err := os.WriteFile(id.PEM, append(cert, key...), 0o600); err != nil {
+		id, err := issue(ca, env.Dir, w.Name, w.Account())
+		if err != nil {
 			return nil, err
 		}
 		out[w.Name] = id
 	}
+	// A shared node's proxy is the node's (its name is no workload's).
+	for _, g := range env.ProxyGroups(scenarios.PerNode) {
+		if !g.Shared {
+			continue
+		}
+		id, err := issue(ca, env.Dir, g.Node.Name, "node-"+g.Node.Name)
+		if err != nil {
+			return nil, err
+		}
+		out[g.Node.Name] = id
+	}
 	return out, nil
+}
+
+// issue writes name's identity as account under dir.
+func issue(ca *identity.CA, dir, name, account string) (Identity, error) {
+	id := Identity{ID: identity.SPIFFEID(TrustDomain, Namespace, account), Files: identity.FilesIn(dir, name)}
+	if err := ca.IssueFiles(id.Files, id.ID, CertTTL); err != nil {
+		return id, fmt.Errorf("identity for %s: %w", name, err)
+	}
+	cert, err1 := os.ReadFile(id.Files.Cert)
+	key, err2 := os.ReadFile(id.Files.Key)
+	if err1 != nil || err2 != nil {
+		return id, fmt.Errorf("identity for %s: read back its files", name)
+	}
+	id.PEM = id.Files.Cert + ".pem"
+	return id, os.WriteFile(id.PEM, append(cert, key...), 0o600)
 }
 
 // BinaryVersion runs `path args...` and returns the first line it prints.
@@ -149,31 +168,42 @@ type ProxyPlan struct {
 	Redirects []Redirect
 	// Transparent says interception is installed (Redirects).
 	Transparent bool
+	perNode     bool
 }
 
 // Upstream is where a caller's proxy sends requests for a callee's pod:
 // the pod's own address when interception takes them to its proxy, the
 // pod's proxy's inbound port otherwise.
 func (p ProxyPlan) Upstream(callee Workload) string {
-	if p.Transparent {
+	switch {
+	case p.Transparent:
 		return HostPort(callee.Node.Addr, callee.Port)
+	case p.perNode:
+		return NodeInbound(callee)
 	}
 	return HostPort(callee.Node.Addr, InboundPort)
 }
 
-// PlanProxies decides, for meshes that put a proxy beside each workload (or
-// on each node), between explicit dialing (apps call their node's outbound
-// port, which calls the callee side's inbound port) and transparent
-// interception (apps call their callees; Redirects send that through the
-// proxies), which needs the platform's support and a way to tell the
-// proxies' own connections apart (ex).
-func PlanProxies(env Env, transparent bool, ex Exclusion) ProxyPlan {
+// PlanProxies decides, for meshes that put a proxy beside each workload
+// (sidecar) or on each node (per-node), between explicit dialing (apps
+// call their proxy's outbound port, which calls the callee side's inbound
+// port) and, for sidecars, transparent interception (apps call their
+// callees; Redirects send that through the proxies), which needs the
+// platform's support and a way to tell the proxies' own connections apart
+// (ex).
+func PlanProxies(env Env, mode scenarios.Mode, ex Exclusion) ProxyPlan {
 	entry := env.Entry()
 	p := ProxyPlan{
 		Target: Target{URL: "http://" + HostPort(env.Client.Node.Local, OutboundPort) + "/", Host: entry.Authority()},
 		Apps:   CallsVia(env, ViaOutbound),
 	}
-	if transparent && env.Transparent && (ex.UID != 0 || ex.Mark != 0) {
+	if mode == scenarios.PerNode {
+		p.perNode = true
+		p.Target.URL = "http://" + NodeOutbound(env.Client) + "/"
+		p.Apps = CallsVia(env, ViaNode)
+		return p
+	}
+	if env.Transparent && (ex.UID != 0 || ex.Mark != 0) {
 		p.Transparent = true
 		p.Target.URL = "http://" + HostPort(entry.Node.Addr, entry.Port) + "/"
 		p.Apps = CallsVia(env, Direct)

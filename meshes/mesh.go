@@ -92,6 +92,106 @@ type Workload struct {
 	// a pod of (its Kubernetes app label and service account); empty for
 	// the client and a service's first pod, whose name it is.
 	App string
+	// Host, for a pod on a node it shares with other services' pods
+	// (topology services[].node), is that node, where the per-node proxy
+	// serving them all runs; the pod keeps its own Node (its network, as a
+	// pod's). Zero when the pod's Node is the whole of its node.
+	Host Node
+	// Slot is the pod's index among its Host's pods: which of its node
+	// proxy's ports are the pod's (NodeOutbound, NodeInbound).
+	Slot int
+}
+
+// Ports of a shared node's proxy for its pods, by slot: the outbound port
+// a pod's app dials, and the inbound one a reference proxy takes the pod's
+// requests on.
+const (
+	SharedOutboundBase = 16000
+	SharedInboundBase  = 16100
+)
+
+// Shared says the pod is on a node it shares with other pods.
+func (w Workload) Shared() bool { return w.Host.Name != "" }
+
+// ProxyNode is the node whose per-node proxy serves the workload: its
+// Host, or its own Node.
+func (w Workload) ProxyNode() Node {
+	if w.Shared() {
+		return w.Host
+	}
+	return w.Node
+}
+
+// NodeOutbound is where the workload's per-node proxy takes its app's
+// requests.
+func NodeOutbound(w Workload) string {
+	if w.Shared() {
+		return HostPort(w.Host.Addr, SharedOutboundBase+w.Slot)
+	}
+	return HostPort(w.Node.Local, OutboundPort)
+}
+
+// NodeInbound is where the workload's per-node proxy takes requests for it
+// from other nodes' proxies, where it has a port per pod (the reference
+// proxies' inbound frontends, TCP tunnels).
+func NodeInbound(w Workload) string {
+	if w.Shared() {
+		return HostPort(w.Host.Addr, SharedInboundBase+w.Slot)
+	}
+	return HostPort(w.Node.Addr, InboundPort)
+}
+
+// NodeApp is where the workload's per-node proxy hands it requests.
+func NodeApp(w Workload) string {
+	if w.Shared() {
+		return HostPort(w.Node.Addr, w.Port)
+	}
+	return HostPort(w.Node.Local, w.Port)
+}
+
+// ViaNode dials the caller's per-node proxy.
+func ViaNode(caller Workload, _ Service) string { return NodeOutbound(caller) }
+
+// ProxyGroup is a proxy's place and the workloads it serves: a sidecar's
+// workload, or a node's for a per-node proxy.
+type ProxyGroup struct {
+	Node      Node
+	Workloads []Workload
+	// Shared says the node is a shared one (its workloads' Host), whose
+	// name is no workload's.
+	Shared bool
+}
+
+// Owner names the group's proxy: its node's name when shared, else its
+// one workload's.
+func (g ProxyGroup) Owner() string {
+	if g.Shared {
+		return g.Node.Name
+	}
+	return g.Workloads[0].Name
+}
+
+// ProxyGroups are where a mesh puts its proxies in mode, in the order of
+// their first workload: a sidecar beside every workload (whose Host is
+// cleared in its group: the sidecar is in the pod's own network), or a
+// proxy on every node, shared nodes' serving all of their pods.
+func (e Env) ProxyGroups(mode scenarios.Mode) []ProxyGroup {
+	var out []ProxyGroup
+	index := map[string]int{}
+	for _, w := range e.Workloads() {
+		if mode != scenarios.PerNode {
+			w.Host, w.Slot = Node{}, 0
+		}
+		n := w.ProxyNode()
+		i, ok := index[n.Name]
+		if !ok {
+			i = len(out)
+			index[n.Name] = i
+			out = append(out, ProxyGroup{Node: n, Shared: w.Shared()})
+		}
+		out[i].Workloads = append(out[i].Workloads, w)
+	}
+	return out
 }
 
 // Account is the workload's service account, which its identity names:

@@ -296,7 +296,9 @@ func (r *run) execute(ctx context.Context) error {
 		return fmt.Errorf("no (mesh, mode) of the scenario can run on this host (the reasons are above)")
 	}
 	var err error
-	r.nodes, err = r.Platform.Up(ctx, s.Topology.Workloads())
+	// A node per pod, and the nodes services share (where their per-node
+	// proxies run).
+	r.nodes, err = r.Platform.Up(ctx, append(s.Topology.Workloads(), s.Topology.SharedNodes()...))
 	if err != nil {
 		return fmt.Errorf("platform up: %w", err)
 	}

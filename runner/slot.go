@@ -44,12 +44,17 @@ func (r *run) env(dir string) meshes.Env {
 	t := r.Scenario.Topology
 	env := meshes.Env{Client: meshes.Workload{Name: t.Client.Name, Node: r.nodes[t.Client.Name]}, Dir: dir}
 	env.Alternatives = r.Scenario.Alternatives()
+	slots := map[string]int{} // a shared node's pods so far
 	for _, svc := range t.ServiceList() {
 		pod := func(name string) meshes.Workload {
 			w := meshes.Workload{Name: name, Node: r.nodes[name], Port: ServerPort,
 				PayloadSize: int(svc.PayloadSize), ServiceTime: svc.ServiceTime.D()}
 			if name != svc.Name {
 				w.App = svc.Name
+			}
+			if svc.Node != "" {
+				w.Host, w.Slot = r.nodes[svc.Node], slots[svc.Node]
+				slots[svc.Node]++
 			}
 			return w
 		}

@@ -109,7 +109,8 @@ var ControlPlaneChanges = []string{"listener", "route", "cluster", "endpoint"}
 
 // Topology is the application under test: a client calling a server, or
 // calling the first of several services that call each other (a chain, a
-// fan-out, any acyclic graph). Each workload runs on a node of its own.
+// fan-out, any acyclic graph). Each workload runs on a node of its own,
+// unless services name a node they share (Service.Node).
 type Topology struct {
 	Client Client `yaml:"client" json:"client"`
 	// Server is the one service of a client -> server topology. Set it or
@@ -127,10 +128,15 @@ type Service struct {
 	PayloadSize ByteSize `yaml:"payloadSize" json:"payloadSize"`
 	ServiceTime Duration `yaml:"serviceTime" json:"serviceTime"`
 	// Replicas is how many pods serve the service (1 when unset), each on
-	// a node of its own; see PodNames.
+	// a node of its own (or all on Node); see PodNames.
 	Replicas int `yaml:"replicas" json:"replicas,omitempty"`
 	// Calls names the services this one calls for every request.
 	Calls []string `yaml:"calls" json:"calls,omitempty"`
+	// Node, when set, names a node the service's pods share with the
+	// other services' pods that name it (as a Kubernetes nodeName): a
+	// per-node proxy there serves them all. Unset, each pod has a node of
+	// its own.
+	Node string `yaml:"node" json:"node,omitempty"`
 	// Selects are services whose workloads this one's selector covers too
 	// (a Kubernetes Service over their pods). Not in scenario files: the
 	// conformance suite's traffic-split sets it.
@@ -169,6 +175,29 @@ func (t Topology) Pods() []Pod {
 	for _, svc := range t.ServiceList() {
 		for _, n := range svc.PodNames() {
 			out = append(out, Pod{Name: n, App: svc.Name})
+		}
+	}
+	return out
+}
+
+// NodeOf is the shared node the pod named pod runs on (its service's
+// Node), or "" when the pod has a node of its own.
+func (t Topology) NodeOf(pod string) string {
+	for _, svc := range t.ServiceList() {
+		if svc.Node != "" && slices.Contains(svc.PodNames(), pod) {
+			return svc.Node
+		}
+	}
+	return ""
+}
+
+// SharedNodes are the nodes services name (Service.Node), in the order
+// they are first named.
+func (t Topology) SharedNodes() []string {
+	var out []string
+	for _, svc := range t.ServiceList() {
+		if svc.Node != "" && !slices.Contains(out, svc.Node) {
+			out = append(out, svc.Node)
 		}
 	}
 	return out

@@ -205,6 +205,7 @@ func (s *Scenario) validateTopology(add addFunc) {
 			owner[n] = i
 		}
 	}
+	s.validateNodes(add, owner)
 	for i, svc := range svcs {
 		if svc.Replicas > 1 && len(s.Policies) > 0 {
 			add(t.servicePath(i)+".replicas", "replicated services with policies are not supported yet")
@@ -249,6 +250,45 @@ func (s *Scenario) validateTopology(add addFunc) {
 				why = ", nor a backend of a policy of theirs"
 			}
 			add(t.servicePath(i)+".name", "service %q is not called by %s or by any service it calls%s", svcs[i].Name, svcs[0].Name, why)
+		}
+	}
+}
+
+// validateNodes checks the nodes services share: valid names that no pod
+// has, and nothing that addresses one pod's traffic where a node's pods
+// share a proxy (policy, faults and probes target a pod's own listener,
+// network and process).
+func (s *Scenario) validateNodes(add addFunc, pods map[string]int) {
+	t := s.Topology
+	first := ""
+	for i, svc := range t.ServiceList() {
+		if svc.Node == "" {
+			continue
+		}
+		path := t.servicePath(i) + ".node"
+		if first == "" {
+			first = path
+		}
+		switch _, isPod := pods[svc.Node]; {
+		case !nameRE.MatchString(svc.Node):
+			add(path, "%q is not a valid node name: use 1-32 lowercase letters, digits and '-'", svc.Node)
+		case isPod:
+			add(path, "%q is a workload's name: a shared node needs a name of its own", svc.Node)
+		}
+	}
+	if first != "" {
+		var with []string
+		if len(s.Policies) > 0 {
+			with = append(with, "policies")
+		}
+		if len(s.Faults) > 0 {
+			with = append(with, "faults")
+		}
+		if len(s.Probes) > 0 {
+			with = append(with, "probes")
+		}
+		if len(with) > 0 {
+			add(first, "services on a shared node run without %s for now (they address one pod's listener, network or processes, which a node's pods share)", strings.Join(with, ", "))
 		}
 	}
 }

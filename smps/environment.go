@@ -58,6 +58,14 @@ func Environment(m *results.Manifest) *smp.EnvironmentConfig {
 				MemMb: m.Host.MemoryMB,
 			})
 		}
+	}
+	// The workloads are the topology's pods; the nodes also hold the ones
+	// pods share (services[].node).
+	workloads := names
+	if m.Scenario != nil {
+		workloads = m.Scenario.Topology.Workloads()
+	}
+	for _, n := range workloads {
 		env.IndividualWorkloads = append(env.IndividualWorkloads, &smp.EnvironmentConfig_IndividualWorkload{Name: n, Count: 1})
 	}
 	return env

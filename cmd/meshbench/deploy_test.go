@@ -24,7 +24,7 @@ type neverReady struct{}
 func (neverReady) Name() string            { return "never-ready" }
 func (neverReady) Modes() []scenarios.Mode { return []scenarios.Mode{scenarios.Sidecar} }
 func (neverReady) Deploy(env meshes.Env, _ scenarios.Mode) (*meshes.Deployment, error) {
-	plan := meshes.PlanProxies(env, true, meshes.Exclusion{Mark: 1337})
+	plan := meshes.PlanProxies(env, scenarios.Sidecar, meshes.Exclusion{Mark: 1337})
 	entry := env.Entry()
 	return &meshes.Deployment{Target: plan.Target, Apps: plan.Apps, Redirects: plan.Redirects,
 		Components: []meshes.Component{{Name: "proxy", Class: "proxy", Node: entry.Node.Name,

@@ -169,7 +169,8 @@ func checkTrial(t *testing.T, dir string, m *results.Manifest, tr *results.Trial
 	if err != nil {
 		t.Fatalf("SMP environment does not parse strictly: %v", err)
 	}
-	if res.GetMeshConfigId() != mc.GetId() || res.GetEnvId() != env.GetId() || len(env.GetNodes()) != len(m.Scenario.Topology.Workloads()) || env.GetNodes()[0].GetCores() == 0 {
+	if res.GetMeshConfigId() != mc.GetId() || res.GetEnvId() != env.GetId() || len(env.GetNodes()) != len(m.Scenario.Topology.Workloads())+len(m.Scenario.Topology.SharedNodes()) ||
+		len(env.GetIndividualWorkloads()) != len(m.Scenario.Topology.Workloads()) || env.GetNodes()[0].GetCores() == 0 {
 		t.Errorf("%s: SMP result not linked to its mesh config and environment: %v / %v / %v", name, res, mc, env)
 	}
 	proxies := 0

@@ -12,17 +12,22 @@ import (
 )
 
 // TestIntegrationTopologies runs the built-in chain with every mesh and
-// mode, and the fan-out with one of each kind of data plane, for real:
-// every service must have served every request and made all its calls
-// through the mesh (checkTrial), with one proxy per workload.
+// mode, the fan-out with one of each kind of data plane, and per-node
+// (four backends sharing a node) with every row, for real: every service
+// must have served every request and made all its calls through the mesh
+// (checkTrial), with one proxy per workload, or per node in per-node rows.
 func TestIntegrationTopologies(t *testing.T) {
 	integration(t)
 	for _, tc := range []struct {
 		scenario, modes string
 		workloads       int
+		// nodes, when set, is the per-node rows' proxies.
+		nodes int
 	}{
-		{"chain", "", 4},
-		{"fanout", "baseline,meshbench/sidecar,meshbench/per-node,meshbench/proxyless,haproxy/per-node,nginx/sidecar", 5},
+		{"chain", "", 4, 0},
+		{"fanout", "baseline,meshbench/sidecar,meshbench/per-node,meshbench/proxyless,haproxy/per-node,nginx/sidecar", 5, 0},
+		// The client's, the frontend's and the shared node's.
+		{"per-node", "", 6, 3},
 	} {
 		t.Run(tc.scenario, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), tc.scenario)
@@ -46,11 +51,16 @@ func TestIntegrationTopologies(t *testing.T) {
 						proxies++
 					}
 				}
-				if want := tc.workloads; tr.Mode == "baseline" || tr.Mode == "proxyless" {
+				switch want := tc.workloads; {
+				case tr.Mode == "baseline" || tr.Mode == "proxyless":
 					if proxies != 0 {
 						t.Errorf("%s: %d proxies, want none", tr.Key(), proxies)
 					}
-				} else if proxies != want {
+				case tr.Mode == "per-node" && tc.nodes > 0:
+					if proxies != tc.nodes {
+						t.Errorf("%s: %d proxies, want one per node (%d)", tr.Key(), proxies, tc.nodes)
+					}
+				case proxies != want:
 					t.Errorf("%s: %d proxies, want one per workload (%d)", tr.Key(), proxies, want)
 				}
 			}

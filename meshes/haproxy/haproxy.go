@@ -35,14 +35,14 @@ func (*mesh) Name() string { return "haproxy" }
 
 func (*mesh) Modes() []scenarios.Mode { return []scenarios.Mode{scenarios.Sidecar, scenarios.PerNode} }
 
-// Deploy renders one HAProxy per workload, beside it (sidecar) or on its
-// node (per-node): a caller's outbound frontend picks a backend by the Host
-// its app sent and sends over mutual TLS to the callee side's inbound
-// frontend, which hands requests to the app. Both modes are the same
-// processes on this platform's one-workload-per-node topologies; they
-// differ in what a mode means when nodes hold several workloads, and in
-// interception: sidecars intercept transparently where the platform can,
-// node proxies are dialed.
+// Deploy renders one HAProxy per workload (sidecar) or per node (per-node):
+// a caller's outbound frontend picks a backend by the Host its app sent
+// and sends over mutual TLS to the callee side's inbound frontend, which
+// hands requests to the app. A node's HAProxy has such a pair of frontends
+// for each of its pods (the SmartStack way: a port per pod), so on
+// topologies where each workload has a node of its own both modes run the
+// same processes. They also differ in interception: sidecars intercept
+// transparently where the platform can, node proxies are dialed.
 func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, error) {
 	if err := meshes.Supports(m, mode); err != nil {
 		return nil, err
@@ -51,54 +51,76 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 	if err != nil {
 		return nil, err
 	}
-	plan := meshes.PlanProxies(env, mode == scenarios.Sidecar, meshes.Exclusion{UID: meshes.UserID("haproxy")})
+	plan := meshes.PlanProxies(env, mode, meshes.Exclusion{UID: meshes.UserID("haproxy")})
 	dep := &meshes.Deployment{Target: plan.Target, Apps: plan.Apps, Redirects: plan.Redirects, MTLS: true}
 	suffix := "-haproxy"
 	if mode == scenarios.PerNode {
 		suffix = "-node-haproxy"
 	}
 	p := protocolOf(env.Protocol)
-	for _, w := range env.Workloads() {
-		id := ids[w.Name]
+	for _, g := range env.ProxyGroups(mode) {
+		id := ids[g.Owner()]
+		// A shared node's HAProxy has a frontend pair per pod; the
+		// sections' names then carry the pod's.
+		section := func(kind string, w meshes.Workload) string {
+			if g.Shared {
+				return kind + "-" + w.Name
+			}
+			return kind
+		}
 		var body strings.Builder
-		if callees := env.Callees(w); len(callees) > 0 {
-			fmt.Fprintf(&body, "frontend outbound\n%s    bind %s%s\n", p.mode, meshes.HostPort(w.Node.Local, meshes.OutboundPort), p.plain)
+		backends := map[string]bool{}
+		for _, w := range g.Workloads {
+			callees := env.Callees(w)
+			if len(callees) == 0 {
+				continue
+			}
+			fmt.Fprintf(&body, "frontend %s\n%s    bind %s%s\n", section("outbound", w), p.mode, meshes.NodeOutbound(w), p.plain)
 			if p.mode == "" {
 				for _, c := range callees {
 					fmt.Fprintf(&body, "    use_backend to-%s if { req.hdr(host) -m str %s %s }\n", c.Name, c.Name, c.Authority())
 				}
 			}
-			fmt.Fprintf(&body, "    default_backend to-%s\n", callees[0].Name)
+			fmt.Fprintf(&body, "    default_backend to-%s\n\n", callees[0].Name)
 			for _, c := range callees {
-				fmt.Fprintf(&body, "\nbackend to-%s\n%s", c.Name, p.mode)
+				if backends[c.Name] {
+					continue
+				}
+				backends[c.Name] = true
+				fmt.Fprintf(&body, "backend to-%s\n%s", c.Name, p.mode)
 				for _, pod := range c.Pods() {
 					fmt.Fprintf(&body, "    server %s %s ssl crt %s ca-file %s verify required%s\n",
 						pod.Name, plan.Upstream(pod), id.PEM, id.Files.CA, p.alpn)
 				}
+				body.WriteString("\n")
 			}
 		}
-		if w.Port != 0 {
+		for _, w := range g.Workloads {
+			if w.Port == 0 {
+				continue
+			}
 			forward := "    option forwardfor\n"
 			if p.mode != "" {
 				forward = ""
 			}
-			fmt.Fprintf(&body, `
-frontend inbound
+			app := section("app", w)
+			fmt.Fprintf(&body, `frontend %s
 %s    bind %s ssl crt %s ca-file %s verify required%s
-%s    default_backend app
+%s    default_backend %s
 
-backend app
+backend %s
 %s    server app %s%s
-`, p.mode, meshes.HostPort(w.Node.Addr, meshes.InboundPort), id.PEM, id.Files.CA, p.alpn, forward, p.mode, meshes.HostPort(w.Node.Local, w.Port), p.plain)
+
+`, section("inbound", w), p.mode, meshes.NodeInbound(w), id.PEM, id.Files.CA, p.alpn, forward, app, app, p.mode, meshes.NodeApp(w), p.plain)
 		}
-		name := w.Name + suffix
+		name := g.Owner() + suffix
 		path := filepath.Join(env.Dir, name+".cfg")
-		if err := os.WriteFile(path, []byte(config(w.Node, plan.Transparent, body.String())), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(config(g.Node, plan.Transparent, body.String())), 0o644); err != nil {
 			return nil, err
 		}
-		admin := meshes.HostPort(w.Node.Addr, meshes.AdminPort)
+		admin := meshes.HostPort(g.Node.Addr, meshes.AdminPort)
 		dep.Components = append(dep.Components, meshes.Component{
-			Name: name, Class: "proxy", Node: w.Node.Name,
+			Name: name, Class: "proxy", Node: g.Node.Name,
 			Command: "haproxy", Args: []string{"-db", "-f", path},
 			Ready: meshes.Probe{HTTPGet: "http://" + admin + "/ready"},
 		})

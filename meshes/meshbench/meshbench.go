@@ -265,10 +265,10 @@ func (r *renderer) service(svc meshes.Service) *controlplane.Service {
 
 // reaches records that node's outbound listener routes to svc with
 // cluster: where policy changes how it does.
-func (r *renderer) reaches(svc meshes.Service, node, cluster string, byAuthority bool) {
+func (r *renderer) reaches(svc meshes.Service, node, listener, cluster string, byAuthority bool) {
 	s := r.service(svc)
 	s.Clusters[node] = cluster
-	s.Routes = append(s.Routes, controlplane.RouteRef{Node: node, Listener: "outbound", VirtualHost: svc.Name, RewriteAuthority: byAuthority})
+	s.Routes = append(s.Routes, controlplane.RouteRef{Node: node, Listener: listener, VirtualHost: svc.Name, RewriteAuthority: byAuthority})
 }
 
 // controlPlaneID is the control plane's SPIFFE ID.

@@ -170,7 +170,7 @@ func TestEveryModeRendersEveryShape(t *testing.T) {
 			}
 			switch mode {
 			case scenarios.PerNode:
-				if len(dep.Components) != len(env.Workloads()) || !strings.HasPrefix(dep.Components[0].Name, "node-proxy-") {
+				if len(dep.Components) != len(env.ProxyGroups(mode)) || !strings.HasPrefix(dep.Components[0].Name, "node-proxy-") {
 					t.Errorf("per-node components: %+v", dep.Components)
 				}
 				for _, c := range dep.Components {
@@ -423,5 +423,74 @@ func TestVariantBinary(t *testing.T) {
 	}
 	if v := m.(meshes.Versioned).Version(); !strings.Contains(v, "/opt/candidate/meshbench-proxy") {
 		t.Errorf("version %q does not name the build", v)
+	}
+}
+
+// TestPerNodeSharedNode: pods sharing a node share its proxy, which ends
+// every caller's tunnel in one listener with a virtual host per service
+// (a replicated one's pods both its endpoints) and accepts only the
+// calling node's proxy; the caller's proxy has one tunnel to that node
+// for the three services. Sidecars stay one per pod.
+func TestPerNodeSharedNode(t *testing.T) {
+	env := meshtest.Env(t.TempDir(), "shared", true)
+	dep, err := New("v").Deploy(env, scenarios.PerNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range dep.Components {
+		names = append(names, c.Name)
+	}
+	if want := []string{"node-proxy-client", "node-proxy-svc-0", "node-proxy-shared"}; !slices.Equal(names, want) {
+		t.Fatalf("per-node proxies %v, want %v", names, want)
+	}
+	shared := served(t, dep, dep.Components[2])
+	if len(shared.Listeners) != 1 || shared.Listeners[0].Name != "tunnel" || shared.Listeners[0].Address != "10.0.0.8:15008" {
+		t.Fatalf("shared node's listeners: %+v", shared.Listeners)
+	}
+	tun := shared.Listeners[0]
+	var vhosts []string
+	for _, vh := range tun.VirtualHosts {
+		vhosts = append(vhosts, vh.Name)
+	}
+	if !slices.Equal(vhosts, []string{"svc-1", "svc-2", "svc-3"}) {
+		t.Errorf("tunnel virtual hosts %v", vhosts)
+	}
+	if tun.TLS == nil || !slices.Equal(tun.TLS.AllowedIDs, []string{"spiffe://meshbench.local/ns/meshbench-system/sa/node-svc-0"}) {
+		t.Errorf("tunnel accepts %+v, want only svc-0's node proxy", tun.TLS)
+	}
+	endpoints := map[string][]string{}
+	for _, c := range shared.Clusters {
+		for _, e := range c.Endpoints {
+			endpoints[c.Name] = append(endpoints[c.Name], e.Address)
+		}
+	}
+	// svc-1 is 10.0.0.4, svc-2's pods .5 and .6, svc-3 .7 (the shared
+	// node .8): the pods keep their own addresses.
+	if want := []string{"10.0.0.5:8080", "10.0.0.6:8080"}; !slices.Equal(endpoints["inbound|8080||svc-2"], want) {
+		t.Errorf("svc-2's pods at the shared node: %v, want %v", endpoints["inbound|8080||svc-2"], want)
+	}
+	caller := served(t, dep, dep.Components[1])
+	var tunnels []string
+	for _, c := range caller.Clusters {
+		if strings.HasPrefix(c.Name, "tunnel|") {
+			tunnels = append(tunnels, c.Name)
+			if len(c.Endpoints) != 1 || c.Endpoints[0].Address != "10.0.0.8:15008" || !c.HTTP2 {
+				t.Errorf("%s: %+v", c.Name, c)
+			}
+		}
+	}
+	if !slices.Equal(tunnels, []string{"tunnel|shared"}) {
+		t.Errorf("svc-0's node proxy tunnels %v, want one to the shared node", tunnels)
+	}
+	if got := dep.Apps["svc-0"].Calls[0].Dial; got != "127.0.0.1:15001" {
+		t.Errorf("svc-0 dials %s, want its own node's proxy", got)
+	}
+	side, err := New("v").Deploy(env, scenarios.Sidecar)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(side.Components) != len(env.Workloads()) {
+		t.Errorf("%d sidecars for %d pods", len(side.Components), len(env.Workloads()))
 	}
 }

@@ -81,20 +81,26 @@ func toWorkload(addr func(meshes.Workload) string) upstreamOf {
 // addOutbound adds to b, for caller's proxy (or library), a cluster and its
 // endpoint per callee, mutual TLS with caller's identity accepting only the
 // callee's (up.id), and the outbound listener at listen routing to them.
-func (r *renderer) addOutbound(b *xds.Bundle, node, listen string, callees []meshes.Service, id xds.TLSFiles, up upstreamOf, mark bool) {
+func (r *renderer) addOutbound(b *xds.Bundle, node, listener, listen string, callees []meshes.Service, id xds.TLSFiles, up upstreamOf, mark bool) {
 	if len(callees) == 0 {
 		return
 	}
 	if r.tcp() {
 		// A TCP caller has one callee (the client's entry: TCP services
 		// call nothing), so the listener needs no routing.
-		b.Listeners = append(b.Listeners, xds.TCPListener("outbound", listen, corev3.TrafficDirection_OUTBOUND, outboundCluster(callees[0]), nil))
+		b.Listeners = append(b.Listeners, xds.TCPListener(listener, listen, corev3.TrafficDirection_OUTBOUND, outboundCluster(callees[0]), nil))
 	} else {
-		b.Listeners = append(b.Listeners, xds.HTTPListener("outbound", listen, corev3.TrafficDirection_OUTBOUND, false,
-			outboundRoutes(callees, outboundCluster), nil))
+		routes := outboundRoutes(callees, outboundCluster)
+		routes.Name = listener
+		b.Listeners = append(b.Listeners, xds.HTTPListener(listener, listen, corev3.TrafficDirection_OUTBOUND, false, routes, nil))
 	}
 	for _, c := range callees {
 		name := outboundCluster(c)
+		if slices.ContainsFunc(b.Clusters, func(cl *clusterv3.Cluster) bool { return cl.Name == name }) {
+			// Another pod of the node calls it too.
+			r.reaches(c, node, listener, name, false)
+			continue
+		}
 		var addrs, peers []string
 		for _, pod := range c.Pods() {
 			if a := up.addr(pod); !slices.Contains(addrs, a) {
@@ -114,7 +120,7 @@ func (r *renderer) addOutbound(b *xds.Bundle, node, listen string, callees []mes
 		b.Clusters = append(b.Clusters, cl)
 		b.Endpoints = append(b.Endpoints, xds.LoadAssignment(name, addrs...))
 		if !r.tcp() {
-			r.reaches(c, node, name, false)
+			r.reaches(c, node, listener, name, false)
 		}
 	}
 }
@@ -134,12 +140,16 @@ func (r *renderer) cluster(name string, tls *xds.TLSFiles) *clusterv3.Cluster {
 }
 
 // addInboundTCP adds the listener at addr that forwards connections of
-// peers (mutual TLS) to svc's app, and the app's cluster.
-func (r *renderer) addInboundTCP(b *xds.Bundle, addr string, svc meshes.Service, pod meshes.Workload, tls *xds.TLSFiles) {
+// peers (mutual TLS) to the app of svc's pod at app, and the app's
+// cluster.
+func (r *renderer) addInboundTCP(b *xds.Bundle, listener, addr string, svc meshes.Service, pod meshes.Workload, app string, tls *xds.TLSFiles) {
 	in := "inbound|" + strconv.Itoa(svc.Port)
-	b.Listeners = append(b.Listeners, xds.TCPListener("inbound", addr, corev3.TrafficDirection_INBOUND, in, tls))
+	if listener != "inbound" {
+		in += "|" + pod.Name // one of a shared node's pods
+	}
+	b.Listeners = append(b.Listeners, xds.TCPListener(listener, addr, corev3.TrafficDirection_INBOUND, in, tls))
 	b.Clusters = append(b.Clusters, xds.EDSCluster(in, connectTimeout, nil))
-	b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(pod.Node.Local, pod.Port)))
+	b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, app))
 }
 
 // addInbound adds to b the service's inbound listener at addr (mutual TLS
@@ -147,7 +157,7 @@ func (r *renderer) addInboundTCP(b *xds.Bundle, addr string, svc meshes.Service,
 // local application.
 func (r *renderer) addInbound(b *xds.Bundle, node, addr string, svc meshes.Service, pod meshes.Workload, id xds.TLSFiles) {
 	if r.tcp() {
-		r.addInboundTCP(b, addr, svc, pod, withPeers(id, r.callerIDs(svc)...))
+		r.addInboundTCP(b, "inbound", addr, svc, pod, meshes.HostPort(pod.Node.Local, pod.Port), withPeers(id, r.callerIDs(svc)...))
 		return
 	}
 	in := "inbound|" + strconv.Itoa(svc.Port)
@@ -172,7 +182,7 @@ func (r *renderer) serviceOf(w meshes.Workload) (meshes.Service, bool) { return 
 // marked so it is not captured again), and iptables on the callee's node
 // sends that to the callee's sidecar.
 func (r *renderer) sidecar() (*meshes.Deployment, error) {
-	plan := meshes.PlanProxies(r.env, true, meshes.Exclusion{Mark: ProxyMark})
+	plan := meshes.PlanProxies(r.env, scenarios.Sidecar, meshes.Exclusion{Mark: ProxyMark})
 	dep := &meshes.Deployment{Target: plan.Target, Apps: plan.Apps, Redirects: plan.Redirects, MTLS: true}
 	// The control plane runs on the client's node, whose outbound traffic
 	// the client's sidecar intercepts: its metrics scrapes pass as the
@@ -187,7 +197,7 @@ func (r *renderer) sidecar() (*meshes.Deployment, error) {
 		// The outbound listener's downstream is the local app: its
 		// loopback address says nothing useful upstream, so no XFF.
 		node := w.Name + "-sidecar"
-		r.addOutbound(b, node, meshes.HostPort(w.Node.Local, OutboundPort), r.env.Reachable(w), id, toWorkload(plan.Upstream), true)
+		r.addOutbound(b, node, "outbound", meshes.HostPort(w.Node.Local, OutboundPort), r.env.Reachable(w), id, toWorkload(plan.Upstream), true)
 		if svc, ok := r.serviceOf(w); ok {
 			r.addInbound(b, node, meshes.HostPort(w.Node.Addr, InboundPort), svc, w, id)
 		}
@@ -201,64 +211,78 @@ func (r *renderer) sidecar() (*meshes.Deployment, error) {
 }
 
 // perNode renders one shared proxy per node. A calling node's proxy takes
-// its workloads' requests, stamps the source workload's identity (removing
-// any the app sent), and multiplexes them as HTTP/2 streams over one
-// long-lived mutual-TLS connection per peer node to that node's proxy,
-// which accepts only the node proxies that call it and hands requests to
-// the workload. Apps dial their node's proxy explicitly.
+// its workloads' requests (each on a port of its own when the node holds
+// several pods), stamps the source workload's identity (removing any the
+// app sent), and multiplexes them as HTTP/2 streams over one long-lived
+// mutual-TLS connection per peer node to that node's proxy, which accepts
+// only the node proxies that call it and hands requests to the workload
+// the authority names. Apps dial their node's proxy explicitly.
 func (r *renderer) perNode() (*meshes.Deployment, error) {
-	dep := &meshes.Deployment{Target: r.target(), Apps: meshes.CallsVia(r.env, meshes.ViaOutbound), MTLS: true}
-	for _, w := range r.env.Workloads() {
-		id, err := r.issue("node-"+w.Node.Name, nodeID(w.Node))
+	dep := &meshes.Deployment{Target: r.target(), Apps: meshes.CallsVia(r.env, meshes.ViaNode), MTLS: true}
+	for _, g := range r.env.ProxyGroups(scenarios.PerNode) {
+		id, err := r.issue("node-"+g.Node.Name, nodeID(g.Node))
 		if err != nil {
 			return nil, err
 		}
 		b := &xds.Bundle{}
-		node := "node-proxy-" + w.Node.Name
+		node := "node-proxy-" + g.Node.Name
+		// A shared node's proxy has a listener per pod, named for it.
+		named := func(kind string, w meshes.Workload) string {
+			if g.Shared {
+				return kind + "-" + w.Name
+			}
+			return kind
+		}
 		if r.tcp() {
 			// TCP has no requests to multiplex over a tunnel: each
 			// connection is carried over its own mutual-TLS connection
-			// between the node proxies, to the callee node's inbound port.
-			nodePort := func(pod meshes.Workload) string { return meshes.HostPort(pod.Node.Addr, InboundPort) }
-			toNode := upstreamOf{addr: nodePort, id: func(pod meshes.Workload) string { return nodeID(pod.Node) }}
-			r.addOutbound(b, node, meshes.HostPort(w.Node.Local, OutboundPort), r.env.Reachable(w), id, toNode, false)
-			if svc, ok := r.serviceOf(w); ok {
-				var peers []string
-				for _, caller := range r.env.Reachers(svc.Name) {
-					if id := nodeID(caller.Node); !slices.Contains(peers, id) {
-						peers = append(peers, id)
-					}
+			// between the node proxies, to the callee's inbound port.
+			toNode := upstreamOf{addr: meshes.NodeInbound, id: func(pod meshes.Workload) string { return nodeID(pod.ProxyNode()) }}
+			for _, w := range g.Workloads {
+				r.addOutbound(b, node, named("outbound", w), meshes.NodeOutbound(w), r.env.Reachable(w), id, toNode, false)
+				if svc, ok := r.serviceOf(w); ok {
+					r.addInboundTCP(b, named("inbound", w), meshes.NodeInbound(w), svc, w, meshes.NodeApp(w), withPeers(id, r.nodePeers(svc)...))
 				}
-				r.addInboundTCP(b, nodePort(w), svc, w, withPeers(id, peers...))
 			}
-			c, err := r.proxyComponent(node, w.Node, b, id, 0)
+			c, err := r.proxyComponent(node, g.Node, b, id, 0)
 			if err != nil {
 				return nil, err
 			}
 			dep.Components = append(dep.Components, c)
 			continue
 		}
-		if callees := r.env.Reachable(w); len(callees) > 0 {
-			// One cluster per callee node, or per replicated callee
-			// (its pods' nodes).
-			tunnel := func(c meshes.Service) string {
-				if len(c.Replicas) > 0 {
+		// One cluster per callee node, or per callee whose pods are on
+		// several nodes (its pods' nodes).
+		tunnel := func(c meshes.Service) string {
+			for _, pod := range c.Replicas {
+				if pod.ProxyNode().Name != c.ProxyNode().Name {
 					return "tunnel|" + c.Name
 				}
-				return "tunnel|" + c.Node.Name
 			}
-			b.Listeners = append(b.Listeners, xds.HTTPListener("outbound", meshes.HostPort(w.Node.Local, OutboundPort), corev3.TrafficDirection_OUTBOUND, false,
-				xds.WithHeaders(outboundRoutes(callees, tunnel), []string{SourceHeader}, map[string]string{SourceHeader: workloadID(w)}), nil))
-			seen := map[string]bool{}
+			return "tunnel|" + c.ProxyNode().Name
+		}
+		seen := map[string]bool{}
+		for _, w := range g.Workloads {
+			callees := r.env.Reachable(w)
+			if len(callees) == 0 {
+				continue
+			}
+			ln := named("outbound", w)
+			routes := outboundRoutes(callees, tunnel)
+			routes.Name = ln
+			b.Listeners = append(b.Listeners, xds.HTTPListener(ln, meshes.NodeOutbound(w), corev3.TrafficDirection_OUTBOUND, false,
+				xds.WithHeaders(routes, []string{SourceHeader}, map[string]string{SourceHeader: workloadID(w)}), nil))
 			for _, c := range callees {
-				r.reaches(c, node, tunnel(c), true)
+				r.reaches(c, node, ln, tunnel(c), true)
 				if seen[tunnel(c)] {
 					continue
 				}
 				seen[tunnel(c)] = true
 				var peers, addrs []string
 				for _, pod := range c.Pods() {
-					peers, addrs = append(peers, nodeID(pod.Node)), append(addrs, meshes.HostPort(pod.Node.Addr, TunnelPort))
+					if a := meshes.HostPort(pod.ProxyNode().Addr, TunnelPort); !slices.Contains(addrs, a) {
+						peers, addrs = append(peers, nodeID(pod.ProxyNode())), append(addrs, a)
+					}
 				}
 				cl := xds.WithHTTP2(xds.EDSCluster(tunnel(c), connectTimeout, withPeers(id, peers...)))
 				if len(addrs) > 1 {
@@ -271,28 +295,67 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 				b.Endpoints = append(b.Endpoints, xds.LoadAssignment(tunnel(c), addrs...))
 			}
 		}
-		if svc, ok := r.serviceOf(w); ok {
-			var peers []string
-			for _, caller := range r.env.Reachers(svc.Name) {
-				if id := nodeID(caller.Node); !slices.Contains(peers, id) {
-					peers = append(peers, id)
+		// The tunnel's end: a virtual host per service with pods here,
+		// sending to them.
+		var routes *routev3.RouteConfiguration
+		var peers []string
+		served := map[string]bool{}
+		for _, w := range g.Workloads {
+			svc, ok := r.serviceOf(w)
+			if !ok || served[svc.Name] {
+				continue
+			}
+			served[svc.Name] = true
+			for _, p := range r.nodePeers(svc) {
+				if !slices.Contains(peers, p) {
+					peers = append(peers, p)
 				}
 			}
-			ms := r.service(svc)
-			ms.Inbound = append(ms.Inbound, controlplane.ListenerRef{Node: node, Listener: "tunnel", SourceHeader: SourceHeader})
 			in := "inbound|" + strconv.Itoa(svc.Port) + "||" + svc.Name
-			b.Listeners = append(b.Listeners, xds.HTTP2Listener("tunnel", meshes.HostPort(w.Node.Addr, TunnelPort), corev3.TrafficDirection_INBOUND,
-				xds.Routes("tunnel", domains(svc), in), withPeers(id, peers...)))
+			ms := r.service(svc)
+			ms.Inbound = append(ms.Inbound, controlplane.ListenerRef{Node: node, Listener: "tunnel", SourceHeader: SourceHeader, Cluster: in})
+			vh := "tunnel"
+			if g.Shared {
+				vh = svc.Name
+			}
+			if rc := xds.Routes(vh, domains(svc), in); routes == nil {
+				routes = rc
+				routes.Name = "tunnel"
+			} else {
+				routes.VirtualHosts = append(routes.VirtualHosts, rc.VirtualHosts...)
+			}
+			var apps []string
+			for _, pod := range g.Workloads {
+				if pod.Account() == svc.Name {
+					apps = append(apps, meshes.NodeApp(pod))
+				}
+			}
 			b.Clusters = append(b.Clusters, r.cluster(in, nil))
-			b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, meshes.HostPort(w.Node.Local, w.Port)))
+			b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, apps...))
 		}
-		c, err := r.proxyComponent(node, w.Node, b, id, 0)
+		if routes != nil {
+			b.Listeners = append(b.Listeners, xds.HTTP2Listener("tunnel", meshes.HostPort(g.Node.Addr, TunnelPort), corev3.TrafficDirection_INBOUND,
+				routes, withPeers(id, peers...)))
+		}
+		c, err := r.proxyComponent(node, g.Node, b, id, 0)
 		if err != nil {
 			return nil, err
 		}
 		dep.Components = append(dep.Components, c)
 	}
 	return dep, nil
+}
+
+// nodePeers are the identities of the node proxies whose requests may
+// reach svc.
+func (r *renderer) nodePeers(svc meshes.Service) []string {
+	var peers []string
+	for _, caller := range r.env.Reachers(svc.Name) {
+		if id := nodeID(caller.ProxyNode()); !slices.Contains(peers, id) {
+			peers = append(peers, id)
+		}
+	}
+	return peers
 }
 
 // proxyless renders no proxy: every workload links the library, which
@@ -314,7 +377,7 @@ func (r *renderer) proxyless() (*meshes.Deployment, error) {
 		}
 		b := &xds.Bundle{}
 		node := w.Name + "-proxyless"
-		r.addOutbound(b, node, "0.0.0.0:0", r.env.Reachable(w), id, toWorkload(port), false)
+		r.addOutbound(b, node, "outbound", "0.0.0.0:0", r.env.Reachable(w), id, toWorkload(port), false)
 		svc, isService := r.serviceOf(w)
 		if isService {
 			// The library serves the inbound listener itself and never

@@ -71,7 +71,7 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 	// Workers run as the user nginx switches to; their connections carry
 	// its uid, which interception lets pass.
 	user := "www-data"
-	plan := meshes.PlanProxies(env, true, meshes.Exclusion{UID: meshes.UserID(user)})
+	plan := meshes.PlanProxies(env, scenarios.Sidecar, meshes.Exclusion{UID: meshes.UserID(user)})
 	dep := &meshes.Deployment{Target: plan.Target, Apps: plan.Apps, Redirects: plan.Redirects, MTLS: true}
 	d := dialectOf(env.Protocol)
 	for _, w := range env.Workloads() {

@@ -199,7 +199,7 @@ func (p *Plane) inbound(ctx context.Context, name string) (*traffic, map[string]
 		}
 		scraped++
 		for _, s := range series {
-			if s.labels["listener"] != ref.Listener {
+			if s.labels["listener"] != ref.Listener || (ref.Cluster != "" && s.labels["destination"] != ref.Cluster) {
 				continue
 			}
 			total.add(s)

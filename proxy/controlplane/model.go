@@ -90,6 +90,11 @@ type ListenerRef struct {
 	// workload's identity (node proxies' tunnels); otherwise the peer
 	// certificate says it.
 	SourceHeader string `json:"sourceHeader,omitempty"`
+	// Cluster, when set, is the cluster of the listener's that sends to
+	// the service: the listener takes other services' requests too (a
+	// shared node proxy's tunnel), so its telemetry counts only those
+	// sent there.
+	Cluster string `json:"cluster,omitempty"`
 }
 
 // ReadModel reads a model file and the bundles it names.

@@ -17,12 +17,19 @@ var Shapes = map[string][][]string{
 	"fanout": {{"svc-1", "svc-2", "svc-3"}, nil, nil, nil},
 	// replicated: svc-0 (2 pods) calls svc-1 (3 pods); see Replicas.
 	"replicated": {{"svc-1"}, nil},
+	// shared: svc-0 calls svc-1, svc-2 (2 pods) and svc-3, whose pods
+	// share the node "shared"; see Shared.
+	"shared": {{"svc-1", "svc-2", "svc-3"}, nil, nil, nil},
 }
 
 // Replicas are, per shape, its services' pod counts (1 when not listed).
-var Replicas = map[string][]int{"replicated": {2, 3}}
+var Replicas = map[string][]int{"replicated": {2, 3}, "shared": {1, 1, 2, 1}}
 
-// Env is the topology shape, each pod on a node of its own: network namespaces
+// Shared are, per shape, the services whose pods share the node "shared".
+var Shared = map[string][]int{"shared": {1, 2, 3}}
+
+// Env is the topology shape, each pod on a node of its own (and, for the
+// shapes in Shared, those services' pods on a node they share): network namespaces
 // (10.0.0.x, reached locally on 127.0.0.1) when netns, distinct loopback
 // addresses (127.0.0.x) otherwise. Services are named svc-0, svc-1, ...
 // and serve on port 8080.
@@ -48,6 +55,18 @@ func Env(dir, shape string, netns bool) meshes.Env {
 			}
 		}
 		env.Services = append(env.Services, svc)
+	}
+	if len(Shared[shape]) > 0 {
+		host, slot := node(n, "shared"), 0
+		for _, i := range Shared[shape] {
+			svc := &env.Services[i]
+			svc.Host, svc.Slot = host, slot
+			slot++
+			for k := range svc.Replicas {
+				svc.Replicas[k].Host, svc.Replicas[k].Slot = host, slot
+				slot++
+			}
+		}
 	}
 	return env
 }
