@@ -52,9 +52,22 @@ type Row struct {
 	// it was pinned to.
 	SUTCPU float64 `json:"sutCPUMillicores"`
 
+	// ProxyByNode are, by the node they run on, the proxies' median CPU
+	// and memory (a sidecar's node is its pod's): what shows a shared
+	// node's one proxy beside its pods' sidecars.
+	ProxyByNode map[string]NodeProxies `json:"proxyByNode,omitempty"`
+
 	// Spread gives each figure's [min, max] over trials: with n trials, the
 	// probability that the median lies outside is 2/2^n (about 6% for 5).
 	Spread Spread `json:"spread"`
+}
+
+// NodeProxies are the proxies on a node: their summed CPU (millicores),
+// peak working set and peak RSS, medians over trials.
+type NodeProxies struct {
+	CPU          float64 `json:"cpuMillicores"`
+	WorkingSetMB float64 `json:"workingSetMB,omitempty"`
+	RSSMB        float64 `json:"rssMB"`
 }
 
 // Spread holds per-figure [min, max] ranges over trials.
@@ -143,6 +156,7 @@ func summarize(ts []*results.Trial, baseline map[int]*results.Trial) *Row {
 		wss = append(wss, ws)
 	}
 	r.ProxyWorkingSetMB = Median(wss)
+	r.ProxyByNode = proxyByNode(ts)
 	sut, _ := MetricByName("cpu")
 	var sutCPU []float64
 	for _, t := range ts {
@@ -155,6 +169,35 @@ func summarize(ts []*results.Trial, baseline map[int]*results.Trial) *Row {
 	r.Spread.ProxyCPU, r.Spread.ProxyRSSMB = span(cpus), span(rsss)
 	_, _, r.Proxies = classUsage(ts[0], results.ClassProxy)
 	return r
+}
+
+// proxyByNode is the trials' proxy usage by node, medians over trials.
+func proxyByNode(ts []*results.Trial) map[string]NodeProxies {
+	var cpu, wss, rss map[string][]float64
+	for _, t := range ts {
+		per := map[string]NodeProxies{}
+		for _, u := range t.Components {
+			if u.Class == results.ClassProxy {
+				n := per[u.Node]
+				n.CPU, n.WorkingSetMB, n.RSSMB = n.CPU+u.CPUMillicores, n.WorkingSetMB+u.WorkingSetMaxMB, n.RSSMB+u.RSSMaxMB
+				per[u.Node] = n
+			}
+		}
+		if cpu == nil {
+			cpu, wss, rss = map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+		}
+		for node, n := range per {
+			cpu[node], wss[node], rss[node] = append(cpu[node], n.CPU), append(wss[node], n.WorkingSetMB), append(rss[node], n.RSSMB)
+		}
+	}
+	if len(cpu) == 0 {
+		return nil
+	}
+	out := map[string]NodeProxies{}
+	for node := range cpu {
+		out[node] = NodeProxies{CPU: Median(cpu[node]), WorkingSetMB: Median(wss[node]), RSSMB: Median(rss[node])}
+	}
+	return out
 }
 
 // totalCPU is the CPU of every component of a trial.

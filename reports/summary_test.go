@@ -125,3 +125,40 @@ func TestMedian(t *testing.T) {
 }
 
 func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
+// TestSharedNodes: a shared node's per-node proxy is set beside the same
+// pods' sidecars, per data plane, with medians over trials.
+func TestSharedNodes(t *testing.T) {
+	sc, err := scenarios.Parse("s.yaml", []byte(`apiVersion: meshbench/v1
+name: s
+topology:
+  services:
+    - {name: front, calls: [a, b]}
+    - {name: a, node: shared}
+    - {name: b, node: shared}
+meshes: [{name: meshbench, mode: sidecar}, {name: meshbench, mode: per-node}]
+load: {qps: 10, duration: 10s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := func(node string, cpu, wss float64) results.Usage {
+		return results.Usage{Name: node + "-p", Node: node, Class: results.ClassProxy, CPUMillicores: cpu, WorkingSetMaxMB: wss, RSSMaxMB: 2 * wss}
+	}
+	var trials []*results.Trial
+	for n, f := range []float64{1, 3, 2} { // medians are the trial with factor 2
+		side := trial("meshbench", "sidecar", n+1, 1, 2, 0)
+		side.Components = []results.Usage{proxy("front", 90*f, 9), proxy("a", 30*f, 10), proxy("b", 50*f, 10)}
+		node := trial("meshbench", "per-node", n+1, 1, 2, 0)
+		node.Components = []results.Usage{proxy("front", 90*f, 9), proxy("shared", 40*f, 12)}
+		trials = append(trials, side, node)
+	}
+	var sb strings.Builder
+	if err := WriteTable(&sb, &results.Manifest{Scenario: sc}, Summarize(trials)); err != nil {
+		t.Fatal(err)
+	}
+	want := "Shared node shared (2 pods: a, b): meshbench's node proxy 80m CPU, 12.0MB working set; the same pods' 2 sidecars 160m, 20.0MB (0.50x CPU, 0.60x memory)."
+	if !strings.Contains(sb.String(), want) {
+		t.Errorf("table lacks %q:\n%s", want, sb.String())
+	}
+}

@@ -39,6 +39,7 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 		}
 	}
 	if m != nil {
+		writeSharedNodes(w, m, rows)
 		writeSaturation(w, m, rows)
 		for _, u := range m.Unavailable {
 			fmt.Fprintf(w, "%s/%s: unavailable: %s\n", u.Mesh, u.Mode, u.Reason)
@@ -139,6 +140,55 @@ func writeSpread(w io.Writer, rows []*Row) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Mesh, r.Mode, added50, added99, cpu, per, rss, wss)
 	}
 	return tw.Flush()
+}
+
+// writeSharedNodes sets, for each node services share, each data plane's
+// per-node proxy there beside the sidecars of the same pods in the same
+// run: what the node proxy saves (or costs).
+func writeSharedNodes(w io.Writer, m *results.Manifest, rows []*Row) {
+	if m.Scenario == nil {
+		return
+	}
+	t := m.Scenario.Topology
+	for _, node := range t.SharedNodes() {
+		var pods []string
+		for _, p := range t.Workloads() {
+			if t.NodeOf(p) == node {
+				pods = append(pods, p)
+			}
+		}
+		for _, pn := range rows {
+			if pn.Mode != "per-node" {
+				continue
+			}
+			at, ok := pn.ProxyByNode[node]
+			if !ok {
+				continue
+			}
+			for _, sc := range rows {
+				if sc.Mesh != pn.Mesh || sc.Mode != "sidecar" || sc.Rate != pn.Rate {
+					continue
+				}
+				var side NodeProxies
+				n := 0
+				for _, p := range pods {
+					if u, ok := sc.ProxyByNode[p]; ok {
+						side.CPU, side.WorkingSetMB, side.RSSMB = side.CPU+u.CPU, side.WorkingSetMB+u.WorkingSetMB, side.RSSMB+u.RSSMB
+						n++
+					}
+				}
+				if n != len(pods) || side.CPU <= 0 {
+					continue
+				}
+				mem, sideMem, what := at.WorkingSetMB, side.WorkingSetMB, "working set"
+				if mem <= 0 || sideMem <= 0 {
+					mem, sideMem, what = at.RSSMB, side.RSSMB, "RSS"
+				}
+				fmt.Fprintf(w, "Shared node %s (%d pods: %s): %s's node proxy %.0fm CPU, %.1fMB %s; the same pods' %d sidecars %.0fm, %.1fMB (%.2fx CPU, %.2fx memory).\n",
+					node, len(pods), strings.Join(pods, ", "), pn.Mesh, at.CPU, mem, what, n, side.CPU, sideMem, at.CPU/side.CPU, mem/sideMem)
+			}
+		}
+	}
 }
 
 // SaturationShare is the share of its CPUs above which the system under
