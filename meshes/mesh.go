@@ -107,7 +107,7 @@ type Workload struct {
 // requests on.
 const (
 	SharedOutboundBase = 16000
-	SharedInboundBase  = 16100
+	SharedInboundBase  = SharedOutboundBase + scenarios.MaxServices*scenarios.MaxReplicas
 )
 
 // Shared says the pod is on a node it shares with other pods.
@@ -514,15 +514,27 @@ func (c Call) Arg() string {
 }
 
 // CallsVia are the calls of every service, each dialing dial(caller,
-// callee) (an empty result lets a linked library route the call).
+// callee) (an empty result lets a linked library route the call), by
+// service name; and by pod name for a replica whose calls dial elsewhere
+// than its service's first pod's.
 func CallsVia(env Env, dial func(caller Workload, callee Service) string) map[string]App {
 	apps := map[string]App{}
-	for _, s := range env.Services {
+	callsOf := func(w Workload) App {
 		var app App
-		for _, c := range env.Callees(s.Workload) {
-			app.Calls = append(app.Calls, Call{Authority: c.Authority(), Dial: dial(s.Workload, c)})
+		for _, c := range env.Callees(w) {
+			app.Calls = append(app.Calls, Call{Authority: c.Authority(), Dial: dial(w, c)})
 		}
-		apps[s.Name] = app
+		return app
+	}
+	for _, s := range env.Services {
+		apps[s.Name] = callsOf(s.Workload)
+		// A replica that dials elsewhere (its own proxy's port on a
+		// shared node, or its own address) has an entry of its own.
+		for _, pod := range s.Replicas {
+			if app := callsOf(pod); !slices.Equal(app.Calls, apps[s.Name].Calls) {
+				apps[pod.Name] = app
+			}
+		}
 	}
 	return apps
 }

@@ -186,6 +186,7 @@ func (s *Scenario) validateTopology(add addFunc) {
 			called[c] = true
 		}
 	}
+	s.validateNodes(add)
 	if !graphOK || len(index) != len(svcs) {
 		return
 	}
@@ -205,7 +206,6 @@ func (s *Scenario) validateTopology(add addFunc) {
 			owner[n] = i
 		}
 	}
-	s.validateNodes(add, owner)
 	for i, svc := range svcs {
 		if svc.Replicas > 1 && len(s.Policies) > 0 {
 			add(t.servicePath(i)+".replicas", "replicated services with policies are not supported yet")
@@ -258,8 +258,12 @@ func (s *Scenario) validateTopology(add addFunc) {
 // has, and nothing that addresses one pod's traffic where a node's pods
 // share a proxy (policy, faults and probes target a pod's own listener,
 // network and process).
-func (s *Scenario) validateNodes(add addFunc, pods map[string]int) {
+func (s *Scenario) validateNodes(add addFunc) {
 	t := s.Topology
+	pods := map[string]bool{}
+	for _, p := range t.Workloads() {
+		pods[p] = true
+	}
 	first := ""
 	for i, svc := range t.ServiceList() {
 		if svc.Node == "" {
@@ -269,11 +273,13 @@ func (s *Scenario) validateNodes(add addFunc, pods map[string]int) {
 		if first == "" {
 			first = path
 		}
-		switch _, isPod := pods[svc.Node]; {
+		switch {
 		case !nameRE.MatchString(svc.Node):
 			add(path, "%q is not a valid node name: use 1-32 lowercase letters, digits and '-'", svc.Node)
-		case isPod:
+		case pods[svc.Node]:
 			add(path, "%q is a workload's name: a shared node needs a name of its own", svc.Node)
+		case svc.Node == "ca":
+			add(path, `"ca" names the mesh's certificate authority's files: choose another node name`)
 		}
 	}
 	if first != "" {

@@ -3,6 +3,7 @@ package smps
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -22,7 +23,8 @@ func MeshConfigID(runID string, t *results.Trial) string { return ConfigID(runID
 // address on one host, so every node reports the host's cores and memory,
 // which they share); on Kubernetes, the cluster's nodes with their
 // capacity, and the cluster and its version in labels. Either way the
-// platform nodes are the individual workloads.
+// topology's pods are the individual workloads (the platform nodes less
+// the ones pods share).
 func Environment(m *results.Manifest) *smp.EnvironmentConfig {
 	env := &smp.EnvironmentConfig{
 		SmpVersion: Version,
@@ -63,7 +65,7 @@ func Environment(m *results.Manifest) *smp.EnvironmentConfig {
 	// pods share (services[].node).
 	workloads := names
 	if m.Scenario != nil {
-		workloads = m.Scenario.Topology.Workloads()
+		workloads = slices.Sorted(slices.Values(m.Scenario.Topology.Workloads()))
 	}
 	for _, n := range workloads {
 		env.IndividualWorkloads = append(env.IndividualWorkloads, &smp.EnvironmentConfig_IndividualWorkload{Name: n, Count: 1})

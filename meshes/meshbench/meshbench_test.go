@@ -170,7 +170,11 @@ func TestEveryModeRendersEveryShape(t *testing.T) {
 			}
 			switch mode {
 			case scenarios.PerNode:
-				if len(dep.Components) != len(env.ProxyGroups(mode)) || !strings.HasPrefix(dep.Components[0].Name, "node-proxy-") {
+				want := len(env.Workloads())
+				if shape == "shared" {
+					want -= 3 // 4 pods on one node
+				}
+				if len(dep.Components) != want || !strings.HasPrefix(dep.Components[0].Name, "node-proxy-") {
 					t.Errorf("per-node components: %+v", dep.Components)
 				}
 				for _, c := range dep.Components {
@@ -429,8 +433,9 @@ func TestVariantBinary(t *testing.T) {
 // TestPerNodeSharedNode: pods sharing a node share its proxy, which ends
 // every caller's tunnel in one listener with a virtual host per service
 // (a replicated one's pods both its endpoints) and accepts only the
-// calling node's proxy; the caller's proxy has one tunnel to that node
-// for the three services. Sidecars stay one per pod.
+// calling node's proxy, and takes each calling pod's requests on a port
+// of the pod's own; the caller's proxy has one tunnel to that node for
+// the three services. Sidecars stay one per pod.
 func TestPerNodeSharedNode(t *testing.T) {
 	env := meshtest.Env(t.TempDir(), "shared", true)
 	dep, err := New("v").Deploy(env, scenarios.PerNode)
@@ -441,14 +446,27 @@ func TestPerNodeSharedNode(t *testing.T) {
 	for _, c := range dep.Components {
 		names = append(names, c.Name)
 	}
-	if want := []string{"node-proxy-client", "node-proxy-svc-0", "node-proxy-shared"}; !slices.Equal(names, want) {
+	if want := []string{"node-proxy-client", "node-proxy-svc-0", "node-proxy-shared", "node-proxy-svc-4"}; !slices.Equal(names, want) {
 		t.Fatalf("per-node proxies %v, want %v", names, want)
 	}
+	// client .2, svc-0 .3, svc-1 .4, svc-2's pods .5 and .6, svc-3 .7,
+	// svc-4 .8, the shared node .9: the pods keep their own addresses.
 	shared := served(t, dep, dep.Components[2])
-	if len(shared.Listeners) != 1 || shared.Listeners[0].Name != "tunnel" || shared.Listeners[0].Address != "10.0.0.8:15008" {
+	listeners := map[string]proxy.Listener{}
+	for _, l := range shared.Listeners {
+		listeners[l.Name] = l
+	}
+	// svc-1 has slot 0, svc-2's pods 1 and 2.
+	if l := listeners["outbound-svc-2"]; l.Address != "10.0.0.9:16001" || dep.Apps["svc-2"].Calls[0].Dial != l.Address {
+		t.Errorf("svc-2's outbound listener %q, its app dials %+v", l.Address, dep.Apps["svc-2"].Calls)
+	}
+	if l := listeners["outbound-svc-2-1"]; l.Address != "10.0.0.9:16002" || dep.Apps["svc-2-1"].Calls[0].Dial != l.Address {
+		t.Errorf("svc-2-1's outbound listener %q, its app dials %+v", l.Address, dep.Apps["svc-2-1"].Calls)
+	}
+	tun, ok := listeners["tunnel"]
+	if !ok || len(shared.Listeners) != 3 || tun.Address != "10.0.0.9:15008" {
 		t.Fatalf("shared node's listeners: %+v", shared.Listeners)
 	}
-	tun := shared.Listeners[0]
 	var vhosts []string
 	for _, vh := range tun.VirtualHosts {
 		vhosts = append(vhosts, vh.Name)
@@ -465,17 +483,18 @@ func TestPerNodeSharedNode(t *testing.T) {
 			endpoints[c.Name] = append(endpoints[c.Name], e.Address)
 		}
 	}
-	// svc-1 is 10.0.0.4, svc-2's pods .5 and .6, svc-3 .7 (the shared
-	// node .8): the pods keep their own addresses.
 	if want := []string{"10.0.0.5:8080", "10.0.0.6:8080"}; !slices.Equal(endpoints["inbound|8080||svc-2"], want) {
 		t.Errorf("svc-2's pods at the shared node: %v, want %v", endpoints["inbound|8080||svc-2"], want)
+	}
+	if want := []string{"10.0.0.8:15008"}; !slices.Equal(endpoints["tunnel|svc-4"], want) {
+		t.Errorf("the shared node's tunnel to svc-4: %v, want %v", endpoints["tunnel|svc-4"], want)
 	}
 	caller := served(t, dep, dep.Components[1])
 	var tunnels []string
 	for _, c := range caller.Clusters {
 		if strings.HasPrefix(c.Name, "tunnel|") {
 			tunnels = append(tunnels, c.Name)
-			if len(c.Endpoints) != 1 || c.Endpoints[0].Address != "10.0.0.8:15008" || !c.HTTP2 {
+			if len(c.Endpoints) != 1 || c.Endpoints[0].Address != "10.0.0.9:15008" || !c.HTTP2 {
 				t.Errorf("%s: %+v", c.Name, c)
 			}
 		}

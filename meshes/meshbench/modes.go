@@ -96,11 +96,6 @@ func (r *renderer) addOutbound(b *xds.Bundle, node, listener, listen string, cal
 	}
 	for _, c := range callees {
 		name := outboundCluster(c)
-		if slices.ContainsFunc(b.Clusters, func(cl *clusterv3.Cluster) bool { return cl.Name == name }) {
-			// Another pod of the node calls it too.
-			r.reaches(c, node, listener, name, false)
-			continue
-		}
 		var addrs, peers []string
 		for _, pod := range c.Pods() {
 			if a := up.addr(pod); !slices.Contains(addrs, a) {
@@ -312,8 +307,12 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 				}
 			}
 			in := "inbound|" + strconv.Itoa(svc.Port) + "||" + svc.Name
+			ref := controlplane.ListenerRef{Node: node, Listener: "tunnel", SourceHeader: SourceHeader}
+			if g.Shared {
+				ref.Cluster = in // the tunnel takes other services' requests too
+			}
 			ms := r.service(svc)
-			ms.Inbound = append(ms.Inbound, controlplane.ListenerRef{Node: node, Listener: "tunnel", SourceHeader: SourceHeader, Cluster: in})
+			ms.Inbound = append(ms.Inbound, ref)
 			vh := "tunnel"
 			if g.Shared {
 				vh = svc.Name

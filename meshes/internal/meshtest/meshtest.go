@@ -18,12 +18,12 @@ var Shapes = map[string][][]string{
 	// replicated: svc-0 (2 pods) calls svc-1 (3 pods); see Replicas.
 	"replicated": {{"svc-1"}, nil},
 	// shared: svc-0 calls svc-1, svc-2 (2 pods) and svc-3, whose pods
-	// share the node "shared"; see Shared.
-	"shared": {{"svc-1", "svc-2", "svc-3"}, nil, nil, nil},
+	// share the node "shared" (see Shared); svc-2 calls svc-4.
+	"shared": {{"svc-1", "svc-2", "svc-3"}, nil, {"svc-4"}, nil, nil},
 }
 
 // Replicas are, per shape, its services' pod counts (1 when not listed).
-var Replicas = map[string][]int{"replicated": {2, 3}, "shared": {1, 1, 2, 1}}
+var Replicas = map[string][]int{"replicated": {2, 3}, "shared": {1, 1, 2, 1, 1}}
 
 // Shared are, per shape, the services whose pods share the node "shared".
 var Shared = map[string][]int{"shared": {1, 2, 3}}
