@@ -139,3 +139,23 @@ func TestUsedByLiveRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestNodePodTogether: a pod on a shared node must run on the Kubernetes
+// node of the shared node's pod; other pods are placed by role alone.
+func TestNodePodTogether(t *testing.T) {
+	p := &platform{o: PlatformOptions{Together: map[string]string{"backend-1": "shared"}, Share: "/tmp/x"}, ns: "ns"}
+	if a := p.nodePod("shared").Spec.Affinity; a != nil {
+		t.Errorf("the shared node's pod has affinity %+v", a)
+	}
+	a := p.nodePod("backend-1").Spec.Affinity
+	if a == nil || a.PodAffinity == nil || len(a.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution) != 1 {
+		t.Fatalf("backend-1's affinity %+v", a)
+	}
+	term := a.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution[0]
+	if term.TopologyKey != corev1.LabelHostname || term.LabelSelector.MatchLabels[NodeLabel] != "shared" {
+		t.Errorf("backend-1's affinity term %+v", term)
+	}
+	if got := p.nodePod("shared").Labels[NodeLabel]; got != "shared" {
+		t.Errorf("the shared node's pod is labelled %q", got)
+	}
+}

@@ -1,6 +1,7 @@
 package kind
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +64,10 @@ type PlatformOptions struct {
 	// LoadGen are the nodes (of Up's names) placed on the load
 	// generator's worker; the others go to the system under test's.
 	LoadGen []string
+	// Together maps nodes (of Up's names) to the node whose Kubernetes
+	// node they must run on: pods on a node they share, which is a pod
+	// of its own (where the per-node proxies run).
+	Together map[string]string
 	// StateDir holds the run state files (a kind/ directory in it).
 	StateDir string
 	Log      Logger
@@ -204,7 +210,11 @@ func (p *platform) Up(ctx context.Context, names []string) (_ map[string]meshes.
 	} else if !p.roles {
 		p.o.Log.Logf("the nodes of cluster %s are not labelled %s=%s and =%s: the load generator's pods and the system under test's may share nodes", p.o.Kube.Cluster, RoleLabel, RoleLoadGen, RoleSUT)
 	}
-	for _, n := range names {
+	// Nodes that others must run with first: their pods then schedule
+	// at once.
+	order := slices.Clone(names)
+	slices.SortStableFunc(order, func(a, b string) int { return cmp.Compare(p.o.Together[a], p.o.Together[b]) })
+	for _, n := range order {
 		pod, err := cs.CoreV1().Pods(p.ns).Create(ctx, p.nodePod(n), metav1.CreateOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("create the pod of node %s: %w", n, err)
@@ -393,6 +403,9 @@ func (p *platform) routes(ctx context.Context) error {
 	return nil
 }
 
+// NodeLabel names the meshbench node a pod is.
+const NodeLabel = "meshbench.dev/node"
+
 // nodePod is the pod of a meshbench node: a holder container that keeps
 // the network namespace, and the shared directory.
 func (p *platform) nodePod(name string) *corev1.Pod {
@@ -416,10 +429,21 @@ func (p *platform) nodePod(name string) *corev1.Pod {
 		dirType = corev1.HostPathDirectoryOrCreate
 		initc = []corev1.Container{p.shareCheck(dnsLabel(name))}
 	}
+	var affinity *corev1.Affinity
+	if with := p.o.Together[name]; with != "" {
+		// On the Kubernetes node of the pod of the node it shares.
+		affinity = &corev1.Affinity{PodAffinity: &corev1.PodAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+				LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{NodeLabel: dnsLabel(with)}},
+				TopologyKey:   corev1.LabelHostname,
+			}},
+		}}
+	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: dnsLabel(name), Namespace: p.ns,
-			Labels: map[string]string{RunLabel: p.o.RunID, "meshbench.dev/node": dnsLabel(name)}},
+			Labels: map[string]string{RunLabel: p.o.RunID, NodeLabel: dnsLabel(name)}},
 		Spec: corev1.PodSpec{
+			Affinity:                      affinity,
 			ShareProcessNamespace:         &yes,
 			TerminationGracePeriodSeconds: &grace,
 			RestartPolicy:                 corev1.RestartPolicyNever,

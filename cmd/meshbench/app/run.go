@@ -161,7 +161,7 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 			return err
 		}
 	}
-	plat, err := o.platform.create(ctx, platformRun{runID: runID, outDir: outDir, loadGen: []string{sc.Topology.Client.Name}}, log)
+	plat, err := o.platform.create(ctx, platformRun{runID: runID, outDir: outDir, loadGen: []string{sc.Topology.Client.Name}, together: together(sc.Topology)}, log)
 	if err != nil {
 		return err
 	}
@@ -381,4 +381,15 @@ type progress struct{ w io.Writer }
 
 func (p *progress) Logf(format string, args ...any) {
 	fmt.Fprintf(p.w, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// together maps each pod of t on a shared node to that node.
+func together(t scenarios.Topology) map[string]string {
+	out := map[string]string{}
+	for _, p := range t.Workloads() {
+		if n := t.NodeOf(p); n != "" {
+			out[p] = n
+		}
+	}
+	return out
 }
