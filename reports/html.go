@@ -535,6 +535,9 @@ func (r *Report) WriteHTML(w io.Writer) error {
 				fmt.Fprintf(&b, " Harness floor (fortio to the application with no mesh, before the trials) at %g rps: p50 %s, p99 %s, load generator %.1f qps.",
 					c.Requested, ms(c.LatencyMs.P50), ms(c.LatencyMs.P99), c.Achieved)
 			}
+			for _, l := range SharedNodeLines(m, r.Rows) {
+				b.WriteString(" " + html.EscapeString(l))
+			}
 		}
 		b.WriteString("</p>\n")
 	}

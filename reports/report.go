@@ -235,6 +235,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		for _, u := range m.Unavailable {
 			fmt.Fprintf(w, " %s/%s unavailable: %s.", u.Mesh, u.Mode, u.Reason)
 		}
+		for _, l := range SharedNodeLines(m, r.Rows) {
+			fmt.Fprintf(w, " %s", l)
+		}
 	}
 	fmt.Fprintln(w)
 	if len(r.SLOs) > 0 {

@@ -161,4 +161,15 @@ load: {qps: 10, duration: 10s}
 	if !strings.Contains(sb.String(), want) {
 		t.Errorf("table lacks %q:\n%s", want, sb.String())
 	}
+	var md, page strings.Builder
+	r := NewReport(&results.Manifest{Scenario: sc}, trials, nil, 1)
+	if err := r.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteHTML(&page); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(md.String(), want) || !strings.Contains(page.String(), strings.ReplaceAll(want, "'", "&#39;")) {
+		t.Errorf("the Markdown or HTML report lacks %q:\n%s\n%s", want, md.String(), page.String())
+	}
 }

@@ -39,7 +39,9 @@ func WriteTable(w io.Writer, m *results.Manifest, rows []*Row) error {
 		}
 	}
 	if m != nil {
-		writeSharedNodes(w, m, rows)
+		for _, l := range SharedNodeLines(m, rows) {
+			fmt.Fprintln(w, l)
+		}
 		writeSaturation(w, m, rows)
 		for _, u := range m.Unavailable {
 			fmt.Fprintf(w, "%s/%s: unavailable: %s\n", u.Mesh, u.Mode, u.Reason)
@@ -142,13 +144,14 @@ func writeSpread(w io.Writer, rows []*Row) error {
 	return tw.Flush()
 }
 
-// writeSharedNodes sets, for each node services share, each data plane's
+// SharedNodeLines set, for each node services share, each data plane's
 // per-node proxy there beside the sidecars of the same pods in the same
-// run: what the node proxy saves (or costs).
-func writeSharedNodes(w io.Writer, m *results.Manifest, rows []*Row) {
-	if m.Scenario == nil {
-		return
+// run: what the node proxy saves (or costs). One sentence per line.
+func SharedNodeLines(m *results.Manifest, rows []*Row) []string {
+	if m == nil || m.Scenario == nil {
+		return nil
 	}
+	var out []string
 	t := m.Scenario.Topology
 	for _, node := range t.SharedNodes() {
 		var pods []string
@@ -184,11 +187,12 @@ func writeSharedNodes(w io.Writer, m *results.Manifest, rows []*Row) {
 				if mem <= 0 || sideMem <= 0 {
 					mem, sideMem, what = at.RSSMB, side.RSSMB, "RSS"
 				}
-				fmt.Fprintf(w, "Shared node %s (%d pods: %s): %s's node proxy %.0fm CPU, %.1fMB %s; the same pods' %d sidecars %.0fm, %.1fMB (%.2fx CPU, %.2fx memory).\n",
-					node, len(pods), strings.Join(pods, ", "), pn.Mesh, at.CPU, mem, what, n, side.CPU, sideMem, at.CPU/side.CPU, mem/sideMem)
+				out = append(out, fmt.Sprintf("Shared node %s (%d pods: %s): %s's node proxy %.0fm CPU, %.1fMB %s; the same pods' %d sidecars %.0fm, %.1fMB (%.2fx CPU, %.2fx memory).",
+					node, len(pods), strings.Join(pods, ", "), pn.Mesh, at.CPU, mem, what, n, side.CPU, sideMem, at.CPU/side.CPU, mem/sideMem))
 			}
 		}
 	}
+	return out
 }
 
 // SaturationShare is the share of its CPUs above which the system under
