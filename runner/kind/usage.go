@@ -179,7 +179,7 @@ func (c *Client) MeterUsage(ctx context.Context, cs []Container, interval time.D
 		record(last)
 		out := make([]results.Usage, len(cs))
 		for i, ref := range cs {
-			u := results.Usage{Name: ref.Component, Class: ref.Class, Node: ref.Node, Source: UsageSource}
+			u := results.Usage{Name: ref.Component, Class: ref.Class, Node: ref.Pod, Host: ref.Node, Source: UsageSource}
 			u.CPUMillicores = cpuMillicores(first[i], last[i])
 			u.WorkingSetMeanMB, u.WorkingSetMaxMB = meanMax(mem[i].ws)
 			u.RSSMeanMB, u.RSSMaxMB = meanMax(mem[i].rss)

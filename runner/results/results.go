@@ -541,7 +541,10 @@ type Latency struct {
 type Usage struct {
 	Name  string `json:"name"`
 	Class string `json:"class"`
-	Node  string `json:"node"`
+	// Node is the meshbench node the component ran on (its pod's, on
+	// Kubernetes); Host, on Kubernetes, is the Kubernetes node.
+	Node string `json:"node"`
+	Host string `json:"host,omitempty"`
 	// CPUMillicores is the mean CPU use over the window.
 	CPUMillicores float64 `json:"cpuMillicores"`
 	RSSMeanMB     float64 `json:"rssMeanMB"`
