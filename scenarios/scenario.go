@@ -133,8 +133,8 @@ type Service struct {
 	// Calls names the services this one calls for every request.
 	Calls []string `yaml:"calls" json:"calls,omitempty"`
 	// Node, when set, names a node the service's pods share with the
-	// other services' pods that name it (as a Kubernetes nodeName): a
-	// per-node proxy there serves them all. Unset, each pod has a node of
+	// other services' pods that name it (on Kubernetes, by pod affinity to
+	// the node's own pod): a per-node proxy there serves them all. Unset, each pod has a node of
 	// its own.
 	Node string `yaml:"node" json:"node,omitempty"`
 	// Selects are services whose workloads this one's selector covers too

@@ -222,7 +222,9 @@ func (p *platform) Up(ctx context.Context, names []string) (_ map[string]meshes.
 		p.pods[n] = pod
 	}
 	nodes := map[string]meshes.Node{}
-	for _, n := range names {
+	// In creation order: a shared node's pod first, so that what keeps
+	// it from running is what the error says, not its pods' affinity.
+	for _, n := range order {
 		pod, err := p.waitRunning(ctx, n, p.pods[n].Name)
 		if p.kube() {
 			if ferr := p.checkFit(ctx, n, p.pods[n].Name, pod, err); ferr != nil {

@@ -508,7 +508,7 @@ func (o *clusterTopOptions) run(ctx context.Context, s Streams, name string) err
 	tw := tabwriter.NewWriter(s.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "POD/CONTAINER\tNODE\tCPU (m)\tWORKING SET MB (mean/max)\tRSS MB (mean/max)")
 	for _, u := range end() {
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.1f/%.1f\t%.1f/%.1f\n", u.Name, u.Node, u.CPUMillicores, u.WorkingSetMeanMB, u.WorkingSetMaxMB, u.RSSMeanMB, u.RSSMaxMB)
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.1f/%.1f\t%.1f/%.1f\n", u.Name, u.Host, u.CPUMillicores, u.WorkingSetMeanMB, u.WorkingSetMaxMB, u.RSSMeanMB, u.RSSMaxMB)
 	}
 	return tw.Flush()
 }
