@@ -173,7 +173,8 @@ func summarize(ts []*results.Trial, baseline map[int]*results.Trial) *Row {
 
 // proxyByNode is the trials' proxy usage by node, medians over trials.
 func proxyByNode(ts []*results.Trial) map[string]NodeProxies {
-	var cpu, wss, rss map[string][]float64
+	// By node, each trial's sums.
+	cpu, wss, rss := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
 	for _, t := range ts {
 		per := map[string]NodeProxies{}
 		for _, u := range t.Components {
@@ -182,9 +183,6 @@ func proxyByNode(ts []*results.Trial) map[string]NodeProxies {
 				n.CPU, n.WorkingSetMB, n.RSSMB = n.CPU+u.CPUMillicores, n.WorkingSetMB+u.WorkingSetMaxMB, n.RSSMB+u.RSSMaxMB
 				per[u.Node] = n
 			}
-		}
-		if cpu == nil {
-			cpu, wss, rss = map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
 		}
 		for node, n := range per {
 			cpu[node], wss[node], rss[node] = append(cpu[node], n.CPU), append(wss[node], n.WorkingSetMB), append(rss[node], n.RSSMB)

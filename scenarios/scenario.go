@@ -134,8 +134,8 @@ type Service struct {
 	Calls []string `yaml:"calls" json:"calls,omitempty"`
 	// Node, when set, names a node the service's pods share with the
 	// other services' pods that name it (on Kubernetes, by pod affinity to
-	// the node's own pod): a per-node proxy there serves them all. Unset, each pod has a node of
-	// its own.
+	// the node's own pod): a per-node proxy there serves them all. Unset,
+	// each pod has a node of its own.
 	Node string `yaml:"node" json:"node,omitempty"`
 	// Selects are services whose workloads this one's selector covers too
 	// (a Kubernetes Service over their pods). Not in scenario files: the

@@ -292,7 +292,7 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 		}
 		// The tunnel's end: a virtual host per service with pods here,
 		// sending to them.
-		var routes *routev3.RouteConfiguration
+		routes := &routev3.RouteConfiguration{Name: "tunnel"}
 		var peers []string
 		served := map[string]bool{}
 		for _, w := range g.Workloads {
@@ -313,16 +313,7 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 			}
 			ms := r.service(svc)
 			ms.Inbound = append(ms.Inbound, ref)
-			vh := "tunnel"
-			if g.Shared {
-				vh = svc.Name
-			}
-			if rc := xds.Routes(vh, domains(svc), in); routes == nil {
-				routes = rc
-				routes.Name = "tunnel"
-			} else {
-				routes.VirtualHosts = append(routes.VirtualHosts, rc.VirtualHosts...)
-			}
+			routes.VirtualHosts = append(routes.VirtualHosts, xds.Routes(svc.Name, domains(svc), in).VirtualHosts...)
 			var apps []string
 			for _, pod := range g.Workloads {
 				if pod.Account() == svc.Name {
@@ -332,7 +323,7 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 			b.Clusters = append(b.Clusters, r.cluster(in, nil))
 			b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, apps...))
 		}
-		if routes != nil {
+		if len(routes.VirtualHosts) > 0 {
 			b.Listeners = append(b.Listeners, xds.HTTP2Listener("tunnel", meshes.HostPort(g.Node.Addr, TunnelPort), corev3.TrafficDirection_INBOUND,
 				routes, withPeers(id, peers...)))
 		}
