@@ -92,6 +92,12 @@ type Listener struct {
 	// TCPCluster, when set, makes this an opaque TCP listener forwarding
 	// every connection to the cluster (no HTTP, no virtual hosts).
 	TCPCluster string `json:"tcpCluster,omitempty"`
+	// TCPTunnel, on a TCP listener, carries each connection as an HTTP/2
+	// CONNECT stream (HBONE-style) to the cluster's endpoint, naming
+	// TCPTunnel as the CONNECT authority: the streams of every connection
+	// to a peer share the cluster's one pooled connection to it (Envoy's
+	// tcp_proxy tunneling_config). The cluster must be HTTP2.
+	TCPTunnel string `json:"tcpTunnel,omitempty"`
 }
 
 // RBAC allows requests that match any of its policies; others get 403.
@@ -115,6 +121,9 @@ type Policy struct {
 	// PathRegexes (RE2) must match the whole path.
 	PathRegexes []string `json:"pathRegexes,omitempty"`
 	Methods     []string `json:"methods,omitempty"`
+	// Hosts (exact authorities: an HBONE stream's destination) restrict
+	// what is allowed too; empty allows all.
+	Hosts []string `json:"hosts,omitempty"`
 }
 
 // Codec is an HTTP protocol choice.
@@ -196,6 +205,12 @@ type Route struct {
 	ResponseHeadersToAdd    []Header `json:"responseHeadersToAdd,omitempty"`
 
 	// Timeout bounds the request; 0 uses the listener's RequestTimeout.
+	// Connect makes the route match CONNECT requests, and only them
+	// (Envoy's connect_matcher with a CONNECT upgrade): the stream's bytes
+	// are carried to an endpoint of Cluster as a TCP connection, the end
+	// of an HBONE tunnel. Other routes never match CONNECT.
+	Connect bool `json:"connect,omitempty"`
+
 	Timeout Duration     `json:"timeout,omitempty"`
 	Retry   *RetryPolicy `json:"retry,omitempty"`
 	Fault   *Fault       `json:"fault,omitempty"`
@@ -428,12 +443,13 @@ func (c *Config) Normalize() {
 // Validate reports every inconsistency in the configuration.
 func (c *Config) Validate() error {
 	var errs []error
-	clusters := map[string]bool{}
+	clusters, http2 := map[string]bool{}, map[string]bool{}
 	for i, cl := range c.Clusters {
 		if cl.Name == "" || clusters[cl.Name] {
 			errs = append(errs, fmt.Errorf("clusters[%d]: name %q is empty or not unique", i, cl.Name))
 		}
 		clusters[cl.Name] = true
+		http2[cl.Name] = cl.HTTP2
 		if cl.LBPolicy != "" && cl.LBPolicy != LBRoundRobin && cl.LBPolicy != LBLeastRequest {
 			errs = append(errs, fmt.Errorf("clusters[%d] %q: lbPolicy must be round_robin or least_request, got %q", i, cl.Name, cl.LBPolicy))
 		}
@@ -455,6 +471,9 @@ func (c *Config) Validate() error {
 		}
 		if l.TCPCluster != "" && (!clusters[l.TCPCluster] || len(l.VirtualHosts) > 0) {
 			errs = append(errs, fmt.Errorf("listeners[%d] %q: a TCP listener needs a known cluster and no virtual hosts", i, l.Name))
+		}
+		if l.TCPTunnel != "" && (l.TCPCluster == "" || !http2[l.TCPCluster]) {
+			errs = append(errs, fmt.Errorf("listeners[%d] %q: tcpTunnel needs a tcpCluster with http2", i, l.Name))
 		}
 		if l.RBAC != nil {
 			for _, p := range l.RBAC.Policies {
@@ -523,6 +542,9 @@ func (r *Route) validate(where string, clusters map[string]bool) []error {
 	}
 	if rd := r.Redirect; rd != nil && rd.Code != 0 && !slices.Contains([]int{301, 302, 303, 307, 308}, rd.Code) {
 		errs = append(errs, fmt.Errorf("%s: redirect code %d is not a redirect", where, rd.Code))
+	}
+	if r.Connect && (r.Cluster == "" || r.Path != "" || r.PathPrefix != "" || r.Regex != "" || r.Fault != nil || r.Retry != nil) {
+		errs = append(errs, fmt.Errorf("%s: a connect route carries streams to one cluster: no path match, fault or retry", where))
 	}
 	if r.PrefixRewrite != "" && r.PathPrefix == "" {
 		errs = append(errs, fmt.Errorf("%s: prefixRewrite needs a pathPrefix match", where))

@@ -42,6 +42,10 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if r.Method == http.MethodConnect && l.connect {
+		ex.code = l.serveConnect(w, r, &ex)
+		return
+	}
 	if s := r.URL.Scheme; s != "" && s != "http" && s != "https" {
 		// An absolute-form target names its scheme; only HTTP's are
 		// proxied (RFC 9112 section 3.2.2).

@@ -28,8 +28,10 @@ type listener struct {
 	rbac    *rbac
 	// sourceHeader is the header trusted to carry the source identity.
 	sourceHeader string
-	metrics      *metrics
-	accessLog    func(*exchange)
+	// connect says some route ends CONNECT streams (serveConnect).
+	connect   bool
+	metrics   *metrics
+	accessLog func(*exchange)
 }
 
 type listenerStats struct {
@@ -101,6 +103,7 @@ func newListener(cfg Listener, clusters map[string]*cluster, stats *listenerStat
 		for j := range vh.Routes {
 			r := &vh.Routes[j]
 			l.routes[r] = compileRoute(r, clusters)
+			l.connect = l.connect || r.Connect
 		}
 	}
 	return l, nil
@@ -141,6 +144,9 @@ func (l *listener) match(host, path, method string, h http.Header, query string)
 	for i := range vh.Routes {
 		r := &vh.Routes[i]
 		cr := l.routes[r]
+		if r.Connect != (method == http.MethodConnect) {
+			continue // CONNECT streams and requests never share a route
+		}
 		if !cr.matchPath(r, path) || (len(r.Methods) > 0 && !slices.Contains(r.Methods, method)) || !cr.matchHeaders(h) {
 			continue
 		}

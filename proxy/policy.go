@@ -70,6 +70,9 @@ func (a *rbac) matches(p *Policy, source string, r *http.Request) bool {
 	if len(p.Methods) > 0 && !slices.Contains(p.Methods, r.Method) {
 		return false
 	}
+	if len(p.Hosts) > 0 && !slices.Contains(p.Hosts, r.Host) {
+		return false
+	}
 	if len(p.PathPrefixes) == 0 && len(p.Paths) == 0 && len(p.PathRegexes) == 0 {
 		return true
 	}

@@ -12,14 +12,13 @@ import (
 )
 
 // tcpProxy forwards opaque TCP connections to a cluster, as Envoy's
-// tcp_proxy filter does: one upstream connection per downstream one, bytes
-// copied both ways, half-closes passed on, idle connections closed.
+// tcp_proxy filter does: one upstream connection per downstream one (or,
+// tunnelling, one CONNECT stream), bytes copied both ways, half-closes
+// passed on, idle connections closed.
 type tcpProxy struct {
-	l       *listener
-	c       *cluster
-	dialer  *net.Dialer
-	tlsConf *tls.Config
-	idle    time.Duration
+	l    *listener
+	c    *cluster
+	idle time.Duration
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -27,13 +26,7 @@ type tcpProxy struct {
 }
 
 func newTCPProxy(l *listener, c *cluster) *tcpProxy {
-	t := &tcpProxy{l: l, c: c, idle: l.cfg.IdleTimeout.D(), conns: map[net.Conn]struct{}{},
-		dialer: &net.Dialer{Timeout: c.cfg.ConnectTimeout.D(), KeepAlive: -1}}
-	if c.cfg.Mark != 0 {
-		t.dialer.Control = markControl(c.cfg.Mark)
-	}
-	t.tlsConf = c.tlsConf
-	return t
+	return &tcpProxy{l: l, c: c, idle: l.cfg.IdleTimeout.D(), conns: map[net.Conn]struct{}{}}
 }
 
 // serve accepts until ln is closed.
@@ -111,16 +104,13 @@ func (t *tcpProxy) handle(down net.Conn) {
 		t.l.stats.upstreamErrors.Add(1)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), t.c.cfg.ConnectTimeout.D())
-	up, err := t.dialer.DialContext(ctx, "tcp", ep.addr)
-	if err == nil && t.tlsConf != nil {
-		tc := tls.Client(up, t.tlsConf)
-		if err = tc.HandshakeContext(ctx); err != nil {
-			up.Close()
-		}
-		up = tc
+	var up io.ReadWriteCloser
+	var err error
+	if t.l.cfg.TCPTunnel != "" {
+		up, err = t.c.openStream(ep, t.l.cfg.TCPTunnel)
+	} else {
+		up, err = t.c.dialTCP(context.Background(), ep)
 	}
-	cancel()
 	if err != nil {
 		t.c.record(ep, outcomeGatewayFailure, time.Now())
 		t.l.stats.upstreamErrors.Add(1)
@@ -141,13 +131,16 @@ func (t *tcpProxy) handle(down net.Conn) {
 // pipe copies src to dst and passes the end of src on as a half-close of
 // dst. The idle timeout counts silence in both directions (last), as
 // Envoy's does: a quiet direction beside a busy one is not idle.
-func (t *tcpProxy) pipe(dst, src net.Conn, last *atomic.Int64) error {
+func (t *tcpProxy) pipe(dst, src io.ReadWriteCloser, last *atomic.Int64) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
+	// A tunnel's stream has no deadlines: its silence is noticed on the
+	// downstream connection, whose timeout closes both.
+	timed, _ := src.(interface{ SetReadDeadline(time.Time) error })
 	for {
-		if t.idle > 0 {
-			_ = src.SetReadDeadline(time.Unix(0, last.Load()).Add(t.idle))
+		if t.idle > 0 && timed != nil {
+			_ = timed.SetReadDeadline(time.Unix(0, last.Load()).Add(t.idle))
 		}
 		n, err := src.Read(buf)
 		if n > 0 {
@@ -173,7 +166,7 @@ func (t *tcpProxy) pipe(dst, src net.Conn, last *atomic.Int64) error {
 	}
 }
 
-func closeWrite(c net.Conn) {
+func closeWrite(c io.Closer) {
 	type closeWriter interface{ CloseWrite() error }
 	if cw, ok := c.(closeWriter); ok {
 		_ = cw.CloseWrite()

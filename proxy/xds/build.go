@@ -9,7 +9,9 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbacconfigv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
@@ -200,4 +202,67 @@ func LoadAssignment(cluster string, endpoints ...string) *endpointv3.ClusterLoad
 		}})
 	}
 	return &endpointv3.ClusterLoadAssignment{ClusterName: cluster, Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}}}
+}
+
+// TunnelListener is a TCPListener whose connections are carried as HTTP/2
+// CONNECT streams naming authority, over cluster's pooled connections
+// (HBONE's sending end; the cluster must be HTTP/2).
+func TunnelListener(name, addr string, dir corev3.TrafficDirection, cluster, authority string) *listenerv3.Listener {
+	tp := &tcpproxyv3.TcpProxy{StatPrefix: name, ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+		TunnelingConfig: &tcpproxyv3.TcpProxy_TunnelingConfig{Hostname: authority}}
+	return filterListener(name, addr, dir, TCPProxyFilter, tp, nil)
+}
+
+// Destination is what a tunnel's end hands on: the CONNECT streams naming
+// one of Authorities go to Cluster, if their source is one of Principals.
+type Destination struct {
+	Name        string
+	Authorities []string
+	Cluster     string
+	Principals  []string
+}
+
+// HBONEListener ends CONNECT streams (HTTP/2 only, mutual TLS): a virtual
+// host per destination, whose connect route carries the streams' bytes to
+// its cluster, under RBAC allowing each destination's principals only.
+// maxStreams bounds the streams of one connection: each carries a
+// connection for its whole life.
+func HBONEListener(name, addr string, dests []Destination, tls *TLSFiles, maxStreams uint32) *listenerv3.Listener {
+	rc := &routev3.RouteConfiguration{Name: name}
+	rules := &rbacconfigv3.RBAC{Action: rbacconfigv3.RBAC_ALLOW, Policies: map[string]*rbacconfigv3.Policy{}}
+	for _, d := range dests {
+		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: d.Name, Domains: d.Authorities,
+			Routes: []*routev3.Route{{
+				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_ConnectMatcher_{ConnectMatcher: &routev3.RouteMatch_ConnectMatcher{}}},
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: d.Cluster},
+					UpgradeConfigs: []*routev3.RouteAction_UpgradeConfig{{UpgradeType: "CONNECT",
+						ConnectConfig: &routev3.RouteAction_UpgradeConfig_ConnectConfig{}}},
+				}},
+			}}})
+		pol := &rbacconfigv3.Policy{}
+		for _, p := range d.Principals {
+			pol.Principals = append(pol.Principals, &rbacconfigv3.Principal{Identifier: &rbacconfigv3.Principal_Authenticated_{
+				Authenticated: &rbacconfigv3.Principal_Authenticated{PrincipalName: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: p}}}}})
+		}
+		var hosts []*rbacconfigv3.Permission
+		for _, a := range d.Authorities {
+			hosts = append(hosts, &rbacconfigv3.Permission{Rule: &rbacconfigv3.Permission_Header{Header: &routev3.HeaderMatcher{
+				Name: ":authority", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: a}}}}}})
+		}
+		pol.Permissions = []*rbacconfigv3.Permission{{Rule: &rbacconfigv3.Permission_OrRules{OrRules: &rbacconfigv3.Permission_Set{Rules: hosts}}}}
+		rules.Policies[d.Name] = pol
+	}
+	l := listener(name, addr, corev3.TrafficDirection_INBOUND, false, hcmv3.HttpConnectionManager_HTTP2, rc, tls)
+	var hcm hcmv3.HttpConnectionManager
+	if err := l.FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(&hcm); err != nil {
+		panic(err) // built just above
+	}
+	hcm.HttpFilters = append([]*hcmv3.HttpFilter{{Name: RBACFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{
+		TypedConfig: mustAny(&rbacfilterv3.RBAC{Rules: rules})}}}, hcm.HttpFilters...)
+	hcm.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{MaxConcurrentStreams: wrapperspb.UInt32(maxStreams)}
+	l.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(&hcm)}
+	return l
 }

@@ -105,7 +105,7 @@ func rbacPolicies(rules *rbacv3.RBAC) (*proxy.RBAC, error) {
 			if len(clauses) > 1 {
 				q.Name = fmt.Sprintf("%s[%d]", n, i)
 			}
-			q.Paths, q.PathPrefixes, q.PathRegexes, q.Methods = c.paths, c.prefixes, c.regexes, c.methods
+			q.Paths, q.PathPrefixes, q.PathRegexes, q.Methods, q.Hosts = c.paths, c.prefixes, c.regexes, c.methods, c.hosts
 			out.Policies = append(out.Policies, q)
 		}
 	}
@@ -117,6 +117,8 @@ func rbacPolicies(rules *rbacv3.RBAC) (*proxy.RBAC, error) {
 // methods (none: any method).
 type permission struct {
 	paths, prefixes, regexes, methods []string
+	// hosts are exact :authority values (an HBONE stream's destination).
+	hosts []string
 }
 
 func (p permission) hasPath() bool { return len(p.paths)+len(p.prefixes)+len(p.regexes) > 0 }
@@ -144,6 +146,8 @@ func permissionClauses(pm *rbacv3.Permission) ([]permission, error) {
 		return []permission{c}, nil
 	case pm.GetHeader() != nil && pm.GetHeader().GetName() == ":method" && pm.GetHeader().GetStringMatch().GetExact() != "":
 		return []permission{{methods: []string{pm.GetHeader().GetStringMatch().GetExact()}}}, nil
+	case pm.GetHeader() != nil && pm.GetHeader().GetName() == ":authority" && pm.GetHeader().GetStringMatch().GetExact() != "":
+		return []permission{{hosts: []string{pm.GetHeader().GetStringMatch().GetExact()}}}, nil
 	case pm.GetOrRules() != nil:
 		var out []permission
 		for _, r := range pm.GetOrRules().GetRules() {
@@ -169,25 +173,34 @@ func permissionClauses(pm *rbacv3.Permission) ([]permission, error) {
 				part.prefixes = append(part.prefixes, a.prefixes...)
 				part.regexes = append(part.regexes, a.regexes...)
 				part.methods = append(part.methods, a.methods...)
-				if !a.hasPath() && len(a.methods) == 0 {
+				part.hosts = append(part.hosts, a.hosts...)
+				if !a.hasPath() && len(a.methods) == 0 && len(a.hosts) == 0 {
 					part = permission{} // any: no constraint
 					break
 				}
 			}
+			kinds := 0
+			for _, set := range []bool{part.hasPath(), len(part.methods) > 0, len(part.hosts) > 0} {
+				if set {
+					kinds++
+				}
+			}
 			switch {
-			case part.hasPath() && len(part.methods) > 0:
-				return nil, errors.New("and_rules: a rule mixes paths and methods")
-			case part.hasPath() && joined.hasPath(), len(part.methods) > 0 && len(joined.methods) > 0:
-				return nil, errors.New("and_rules: at most one rule of paths and one of methods")
+			case kinds > 1:
+				return nil, errors.New("and_rules: a rule mixes paths, methods and :authority")
+			case part.hasPath() && joined.hasPath(), len(part.methods) > 0 && len(joined.methods) > 0,
+				len(part.hosts) > 0 && len(joined.hosts) > 0:
+				return nil, errors.New("and_rules: at most one rule of paths, one of methods and one of :authority")
 			}
 			joined.paths = append(joined.paths, part.paths...)
 			joined.prefixes = append(joined.prefixes, part.prefixes...)
 			joined.regexes = append(joined.regexes, part.regexes...)
 			joined.methods = append(joined.methods, part.methods...)
+			joined.hosts = append(joined.hosts, part.hosts...)
 		}
 		return []permission{joined}, nil
 	}
-	return nil, errors.New("unsupported permission (any, url_path, :method header, or_rules, and_rules)")
+	return nil, errors.New("unsupported permission (any, url_path, :method or :authority header, or_rules, and_rules)")
 }
 
 func flattenPrincipals(ps []*rbacv3.Principal) []*rbacv3.Principal {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -131,6 +132,14 @@ func (t *translator) listener(l *listenerv3.Listener) (*proxy.Listener, error) {
 		}
 		pl.TCPCluster = tp.GetCluster()
 		pl.IdleTimeout = dur(tp.GetIdleTimeout())
+		if tc := tp.GetTunnelingConfig(); tc != nil {
+			// The authority is taken as written: the proxy expands no
+			// command operators (%...%).
+			if tc.GetHostname() == "" || strings.Contains(tc.GetHostname(), "%") {
+				return nil, fmt.Errorf("%s: tunneling_config.hostname: want a literal host:port, got %q", TCPProxyFilter, tc.GetHostname())
+			}
+			pl.TCPTunnel = tc.GetHostname()
+		}
 		return pl, nil
 	}
 	if len(fc.GetFilters()) != 1 || fc.GetFilters()[0].GetName() != HTTPConnectionManager {
@@ -221,6 +230,8 @@ func route(r *routev3.Route) (proxy.Route, error) {
 		pr.Regex = m.GetSafeRegex().GetRegex()
 	case m.GetPathSeparatedPrefix() != "":
 		pr.PathPrefix, pr.Segments = m.GetPathSeparatedPrefix(), true
+	case m.GetConnectMatcher() != nil:
+		pr.Connect = true
 	default:
 		pr.PathPrefix = m.GetPrefix()
 	}
@@ -240,6 +251,17 @@ func route(r *routev3.Route) (proxy.Route, error) {
 		}
 	default:
 		return pr, errors.New("route: want a route action with a cluster or weighted_clusters")
+	}
+	// A CONNECT route ends the stream here (the CONNECT upgrade with
+	// connect_config), carrying its bytes to the cluster; the proxy does
+	// no other upgrade.
+	for _, u := range a.GetUpgradeConfigs() {
+		if !strings.EqualFold(u.GetUpgradeType(), "CONNECT") || u.GetConnectConfig() == nil || !pr.Connect {
+			return pr, errors.New("upgrade_configs: only CONNECT with connect_config, on a connect_matcher route")
+		}
+	}
+	if pr.Connect && len(a.GetUpgradeConfigs()) == 0 {
+		return pr, errors.New("connect_matcher: the route action needs the CONNECT upgrade (upgrade_configs with connect_config)")
 	}
 	pr.Timeout = dur(a.GetTimeout())
 	pr.PrefixRewrite = a.GetPrefixRewrite()

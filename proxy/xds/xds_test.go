@@ -322,3 +322,47 @@ func TestHTTP2KeepaliveTranslates(t *testing.T) {
 		t.Errorf("cluster %+v, keepalive %+v", c, c.HTTP2Keepalive)
 	}
 }
+
+// The HBONE builders render only the subset: a tunnel's sending listener,
+// and its end's connect routes under RBAC by source and authority.
+func TestHBONETranslates(t *testing.T) {
+	tls := &TLSFiles{Cert: "/n.crt", Key: "/n.key", CA: "/ca.crt"}
+	caller := "spiffe://td/ns/default/sa/client"
+	b := &Bundle{
+		VersionInfo: "1",
+		Listeners: []*listenerv3.Listener{
+			TunnelListener("outbound-server", "127.0.0.1:17000", corev3.TrafficDirection_OUTBOUND, "hbone|server", "server:8080"),
+			HBONEListener("hbone", "10.0.0.3:15008", []Destination{{Name: "server", Authorities: []string{"server:8080"},
+				Cluster: "inbound|server", Principals: []string{caller}}}, tls, 1000),
+		},
+		Clusters: []*clusterv3.Cluster{WithHTTP2(EDSCluster("hbone|server", time.Second, tls)), EDSCluster("inbound|server", time.Second, nil)},
+		Endpoints: []*endpointv3.ClusterLoadAssignment{LoadAssignment("hbone|server", "10.0.0.3:15008"),
+			LoadAssignment("inbound|server", "127.0.0.1:8080")},
+	}
+	data, err := b.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Decode(data)
+	if err != nil {
+		t.Fatalf("Decode: %v\n%s", err, data)
+	}
+	cfg, err := Translate(d, "node", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := cfg.Listeners[0]; out.TCPCluster != "hbone|server" || out.TCPTunnel != "server:8080" {
+		t.Errorf("tunnel listener %+v", out)
+	}
+	end := cfg.Listeners[1]
+	rt := end.VirtualHosts[0].Routes[0]
+	if end.Codec != proxy.CodecHTTP2 || end.MaxConcurrentStreams != 1000 || !rt.Connect || rt.Cluster != "inbound|server" || rt.PathPrefix != "" {
+		t.Errorf("tunnel end %+v, route %+v", end, rt)
+	}
+	if p := end.RBAC.Policies; len(p) != 1 || p[0].Principals[0] != caller || len(p[0].Hosts) != 1 || p[0].Hosts[0] != "server:8080" {
+		t.Errorf("tunnel end RBAC %+v", end.RBAC)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}

@@ -1,0 +1,152 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// HBONE-style tunnels: a TCP listener with TCPTunnel carries each
+// connection as an HTTP/2 CONNECT stream over its cluster's pooled
+// connection to the peer (openStream), and a listener with Connect routes
+// ends such streams, handing their bytes to a local endpoint as a TCP
+// connection (serveConnect). Peers authenticate each other with the mutual
+// TLS of the cluster and the listener; the listener's RBAC sees the
+// stream's source identity and its authority.
+
+// stream is one CONNECT stream's two directions: what is written goes up
+// as the request body, what is read is the response body.
+type stream struct {
+	up   *io.PipeWriter
+	down io.ReadCloser
+}
+
+func (s *stream) Read(p []byte) (int, error)  { return s.down.Read(p) }
+func (s *stream) Write(p []byte) (int, error) { return s.up.Write(p) }
+
+// CloseWrite ends the request body (END_STREAM): the peer's upstream sees
+// a half-close.
+func (s *stream) CloseWrite() error { return s.up.Close() }
+
+// Close ends both directions; the transport resets the stream if the peer
+// has not finished it.
+func (s *stream) Close() error {
+	s.up.CloseWithError(net.ErrClosed)
+	return s.down.Close()
+}
+
+// errTunnelRefused is a CONNECT the peer answered with other than 200.
+var errTunnelRefused = errors.New("tunnel refused")
+
+// openStream opens a CONNECT stream to authority through ep, on the
+// cluster's pooled HTTP/2 connection to it (dialled on first use), within
+// the cluster's connect timeout.
+func (c *cluster) openStream(ep *endpoint, authority string) (*stream, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	timer := time.AfterFunc(c.cfg.ConnectTimeout.D(), cancel)
+	pr, pw := io.Pipe()
+	req := (&http.Request{
+		Method: http.MethodConnect, URL: &url.URL{Scheme: c.scheme, Host: ep.addr}, Host: authority,
+		Header: http.Header{}, Body: pr, ContentLength: -1, Proto: "HTTP/2.0", ProtoMajor: 2,
+	}).WithContext(ctx)
+	resp, err := c.transport.RoundTrip(req)
+	if !timer.Stop() || err != nil {
+		cancel()
+		pw.CloseWithError(net.ErrClosed)
+		if err == nil {
+			resp.Body.Close()
+			err = context.DeadlineExceeded
+		}
+		return nil, fmt.Errorf("CONNECT %s via %s: %w", authority, ep.addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		cancel()
+		pw.CloseWithError(net.ErrClosed)
+		return nil, fmt.Errorf("CONNECT %s via %s: %w: %s", authority, ep.addr, errTunnelRefused, resp.Status)
+	}
+	// The stream lives until it is closed: its context ends with it.
+	return &stream{up: pw, down: &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}}, nil
+}
+
+// dialTCP connects to ep as a TCP proxy's upstream: mutual TLS when the
+// cluster has it.
+func (c *cluster) dialTCP(ctx context.Context, ep *endpoint) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout.D())
+	defer cancel()
+	d := MarkedDialer(c.cfg.Mark, c.cfg.ConnectTimeout.D())
+	d.KeepAlive = -1
+	up, err := d.DialContext(ctx, "tcp", ep.addr)
+	if err != nil || c.tlsConf == nil {
+		return up, err
+	}
+	tc := tls.Client(up, c.tlsConf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		up.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
+// serveConnect ends a CONNECT stream: the route for its authority names
+// the cluster whose endpoint takes its bytes. It answers 200 once that
+// endpoint is connected and then copies both ways until either ends;
+// what it returns is the status the exchange is recorded with.
+func (l *listener) serveConnect(w http.ResponseWriter, r *http.Request, ex *exchange) int {
+	if r.ProtoMajor != 2 {
+		return l.fail(w, http.StatusBadRequest, "CONNECT is carried over HTTP/2 only")
+	}
+	_, route := l.match(r.Host, "", r.Method, r.Header, "")
+	if route == nil {
+		l.stats.noRoute.Add(1)
+		return l.fail(w, http.StatusNotFound, "no route for CONNECT "+r.Host)
+	}
+	ex.source = l.source(r)
+	if l.rbac != nil && !l.rbac.allows(ex.source, r) {
+		l.stats.denied.Add(1)
+		return l.fail(w, http.StatusForbidden, "RBAC: access denied")
+	}
+	c, _ := l.routes[route].pick()
+	ex.cluster = c.cfg.Name
+	if !c.admit() {
+		return l.fail(w, http.StatusServiceUnavailable, "upstream overflow (circuit breaker)")
+	}
+	defer c.release()
+	ep := c.pick(nil)
+	if ep == nil {
+		l.stats.upstreamErrors.Add(1)
+		return l.fail(w, http.StatusServiceUnavailable, "no healthy upstream")
+	}
+	up, err := c.dialTCP(r.Context(), ep)
+	if err != nil {
+		c.record(ep, outcomeGatewayFailure, time.Now())
+		l.stats.upstreamErrors.Add(1)
+		return l.fail(w, http.StatusServiceUnavailable, "upstream connect error")
+	}
+	c.record(ep, outcomeOK, time.Now())
+	defer up.Close()
+	w.WriteHeader(http.StatusOK)
+	l.stats.count(http.StatusOK)
+	if err := http.NewResponseController(w).Flush(); err != nil {
+		return http.StatusOK
+	}
+	go func() {
+		bp := bufPool.Get().(*[]byte)
+		defer bufPool.Put(bp)
+		if _, err := io.CopyBuffer(up, r.Body, *bp); err == nil {
+			closeWrite(up) // the stream's END_STREAM: a half-close
+			return
+		}
+		up.Close() // a reset stream ends the connection
+	}()
+	// The upstream's end ends the stream (END_STREAM after its last
+	// bytes); a client still sending then has its side reset.
+	_ = copyBody(w, up, true)
+	return http.StatusOK
+}

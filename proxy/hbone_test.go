@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/meshbench/meshbench/proxy/identity"
+)
+
+// echoHalfClose echoes what it reads and closes its write side when its
+// peer does, so a tunnel's half-closes can be seen end to end.
+func echoHalfClose(c net.Conn) {
+	_, _ = io.Copy(c, c)
+	c.(*net.TCPConn).CloseWrite()
+}
+
+// tunnelPair runs a node proxy ending HBONE streams to app for callers
+// with id, and an outbound proxy whose TCP listeners tunnel to it with
+// sender's identity: "out" to app's authority, "secret" to one only other
+// may reach.
+func tunnelPair(t *testing.T, sender string) (out, secret string, end *Proxy) {
+	dir := t.TempDir()
+	ca, err := identity.NewCA("td", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(name, id string) *TLS {
+		f := identity.FilesIn(dir, name)
+		if err := ca.IssueFiles(f, id, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		return &TLS{CertFile: f.Cert, KeyFile: f.Key, CAFile: f.CA}
+	}
+	nodeID := identity.SPIFFEID("td", "ns", "node-b")
+	clientID, otherID := identity.SPIFFEID("td", "ns", "client"), identity.SPIFFEID("td", "ns", "other")
+	app := serveTCP(t, echoHalfClose)
+	end, hbone := startProxy(t, Config{
+		Listeners: []Listener{{Name: "hbone", Direction: Inbound, Codec: CodecHTTP2, TLS: issue("node-b", nodeID),
+			RBAC: &RBAC{Policies: []Policy{
+				{Name: "app", Principals: []string{clientID}, Hosts: []string{"app:7"}},
+				{Name: "secret", Principals: []string{otherID}, Hosts: []string{"secret:9"}},
+			}},
+			VirtualHosts: []VirtualHost{
+				{Name: "app", Domains: []string{"app:7"}, Routes: []Route{{Connect: true, Cluster: "app"}}},
+				{Name: "secret", Domains: []string{"secret:9"}, Routes: []Route{{Connect: true, Cluster: "app"}}},
+			}}},
+		Clusters: []Cluster{{Name: "app", Endpoints: []Endpoint{{Address: app}}}},
+	})
+	tls := issue(sender, identity.SPIFFEID("td", "ns", sender))
+	tls.AllowedIDs = []string{nodeID}
+	p, out := startProxy(t, Config{
+		Listeners: []Listener{
+			{Name: "out", Direction: Outbound, TCPCluster: "node-b", TCPTunnel: "app:7"},
+			{Name: "secret", Direction: Outbound, Address: "127.0.0.1:0", TCPCluster: "node-b", TCPTunnel: "secret:9"},
+		},
+		Clusters: []Cluster{{Name: "node-b", HTTP2: true, TLS: tls, Endpoints: []Endpoint{{Address: hbone}}}},
+	})
+	return out, p.Addr("secret"), end
+}
+
+// roundTrip sends msg over a connection to addr, half-closes, and returns
+// everything read until the far end closes. A refused tunnel closes the
+// connection with msg unread: a reset, which reads as nothing echoed.
+func roundTrip(t *testing.T, addr, msg string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read through the tunnel: %v", err)
+	}
+	return string(got)
+}
+
+func TestHBONETunnel(t *testing.T) {
+	out, secret, end := tunnelPair(t, "client")
+	// Many connections at once: each is a stream of the one pooled
+	// connection between the proxies.
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg := strings.Repeat(string(rune('a'+i)), 100000+i)
+			if got := roundTrip(t, out, msg); got != msg {
+				t.Errorf("connection %d: echoed %d bytes, want %d", i, len(got), len(msg))
+			}
+		}()
+	}
+	wg.Wait()
+	st := end.Stats().Listeners["hbone"]
+	if st.Connections != 1 || st.Requests != 20 || st.Responses2xx != 20 {
+		t.Errorf("tunnel end: %d connections, %d streams, %d answered 200; want 1, 20, 20", st.Connections, st.Requests, st.Responses2xx)
+	}
+	// The client may not reach the secret destination: its stream is
+	// refused and its connection closed with nothing echoed.
+	if got := roundTrip(t, secret, "hello"); got != "" {
+		t.Errorf("denied destination echoed %q", got)
+	}
+	if d := end.Stats().Listeners["hbone"].Denied; d != 1 {
+		t.Errorf("denied %d streams, want 1", d)
+	}
+}
+
+func TestHBONEOtherIdentity(t *testing.T) {
+	out, secret, end := tunnelPair(t, "other")
+	if got := roundTrip(t, out, "hello"); got != "" {
+		t.Errorf("other reached app: echoed %q", got)
+	}
+	if got := roundTrip(t, secret, "hello"); got != "hello" {
+		t.Errorf("other's own destination echoed %q, want hello", got)
+	}
+	if st := end.Stats().Listeners["hbone"]; st.Denied != 1 || st.Responses2xx != 1 {
+		t.Errorf("tunnel end: denied %d, answered 200 %d; want 1 and 1", st.Denied, st.Responses2xx)
+	}
+}
