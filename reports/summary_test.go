@@ -136,7 +136,10 @@ topology:
     - {name: front, calls: [a, b]}
     - {name: a, node: shared}
     - {name: b, node: shared}
-meshes: [{name: meshbench, mode: sidecar}, {name: meshbench, mode: per-node}]
+meshes:
+  - {name: meshbench, mode: sidecar}
+  - {name: meshbench, mode: per-node}
+  - {name: meshbench, mode: per-node, as: meshbench-l4, proxy: {layer: l4}}
 load: {qps: 10, duration: 10s}
 `))
 	if err != nil {
@@ -151,15 +154,21 @@ load: {qps: 10, duration: 10s}
 		side.Components = []results.Usage{proxy("front", 90*f, 9), proxy("a", 30*f, 10), proxy("b", 50*f, 10)}
 		node := trial("meshbench", "per-node", n+1, 1, 2, 0)
 		node.Components = []results.Usage{proxy("front", 90*f, 9), proxy("shared", 40*f, 12)}
-		trials = append(trials, side, node)
+		l4 := trial("meshbench-l4", "per-node", n+1, 1, 2, 0)
+		l4.Components = []results.Usage{proxy("front", 90*f, 9), proxy("shared", 20*f, 4)}
+		trials = append(trials, side, node, l4)
 	}
 	var sb strings.Builder
 	if err := WriteTable(&sb, &results.Manifest{Scenario: sc}, Summarize(trials)); err != nil {
 		t.Fatal(err)
 	}
-	want := "Shared node shared (2 pods: a, b): meshbench's node proxy 80m CPU, 12.0MB working set; the same pods' 2 sidecars 160m, 20.0MB (0.50x CPU, 0.60x memory)."
+	want := "Shared node shared (2 pods: a, b): meshbench's node proxy 80m CPU, 12.0MB working set; the same pods' 2 meshbench sidecars 160m, 20.0MB (0.50x CPU, 0.60x memory)."
 	if !strings.Contains(sb.String(), want) {
 		t.Errorf("table lacks %q:\n%s", want, sb.String())
+	}
+	// A variant's node proxy is set against its base mesh's sidecars.
+	if l4 := "meshbench-l4's node proxy 40m CPU, 4.0MB working set; the same pods' 2 meshbench sidecars 160m, 20.0MB (0.25x CPU, 0.20x memory)."; !strings.Contains(sb.String(), l4) {
+		t.Errorf("table lacks %q:\n%s", l4, sb.String())
 	}
 	var md, page strings.Builder
 	r := NewReport(&results.Manifest{Scenario: sc}, trials, nil, 1)

@@ -153,6 +153,23 @@ func SharedNodeLines(m *results.Manifest, rows []*Row) []string {
 	}
 	var out []string
 	t := m.Scenario.Topology
+	// A per-node row's sidecars are its own mesh's, or, for a variant
+	// (an L4 node proxy, say) with no sidecar row of its own, the base
+	// mesh's.
+	base := map[string]string{}
+	sidecars := map[string]bool{}
+	for _, ref := range m.Scenario.Meshes {
+		base[ref.Row()] = ref.Name
+		if ref.Mode == "sidecar" {
+			sidecars[ref.Row()] = true
+		}
+	}
+	sidecarsOf := func(row string) string {
+		if sidecars[row] || base[row] == "" {
+			return row
+		}
+		return base[row]
+	}
 	for _, node := range t.SharedNodes() {
 		var pods []string
 		for _, p := range t.Workloads() {
@@ -169,7 +186,7 @@ func SharedNodeLines(m *results.Manifest, rows []*Row) []string {
 				continue
 			}
 			for _, sc := range rows {
-				if sc.Mesh != pn.Mesh || sc.Mode != "sidecar" || sc.Rate != pn.Rate {
+				if sc.Mesh != sidecarsOf(pn.Mesh) || sc.Mode != "sidecar" || sc.Rate != pn.Rate {
 					continue
 				}
 				var side NodeProxies
@@ -187,8 +204,8 @@ func SharedNodeLines(m *results.Manifest, rows []*Row) []string {
 				if mem <= 0 || sideMem <= 0 {
 					mem, sideMem, what = at.RSSMB, side.RSSMB, "RSS"
 				}
-				out = append(out, fmt.Sprintf("Shared node %s (%d pods: %s): %s's node proxy %.0fm CPU, %.1fMB %s; the same pods' %d sidecars %.0fm, %.1fMB (%.2fx CPU, %.2fx memory).",
-					node, len(pods), strings.Join(pods, ", "), pn.Mesh, at.CPU, mem, what, n, side.CPU, sideMem, at.CPU/side.CPU, mem/sideMem))
+				out = append(out, fmt.Sprintf("Shared node %s (%d pods: %s): %s's node proxy %.0fm CPU, %.1fMB %s; the same pods' %d %s sidecars %.0fm, %.1fMB (%.2fx CPU, %.2fx memory).",
+					node, len(pods), strings.Join(pods, ", "), pn.Mesh, at.CPU, mem, what, n, sc.Mesh, side.CPU, sideMem, at.CPU/side.CPU, mem/sideMem))
 			}
 		}
 	}

@@ -293,7 +293,7 @@ func (m MeshRef) String() string { return m.Row() + "/" + string(m.Mode) }
 
 // ProxyTuning is a Go proxy's build and runtime policy: its garbage
 // collector's target and memory limit (the GOGC and GOMEMLIMIT of the Go
-// runtime).
+// runtime), and, for a per-node proxy, the layer it works at.
 type ProxyTuning struct {
 	// GOGC is the percent the heap grows over the live heap before a
 	// collection (Go's default is 100), or off.
@@ -306,7 +306,20 @@ type ProxyTuning struct {
 	// beside meshbench (a candidate, or the full meshbench binary): an
 	// executable taking `meshbench proxy`'s arguments.
 	Binary string `yaml:"binary" json:"binary,omitempty"`
+	// Layer is what a per-node proxy reads of its workloads' traffic:
+	// LayerL7 (the default: requests, routed by authority, stamped with
+	// their source and multiplexed between nodes) or LayerL4 (ambient's
+	// node proxy: each connection carried whole as an HTTP/2 CONNECT
+	// stream between nodes, HBONE-style, with workload-identity mutual TLS
+	// and RBAC by identity; no L7 policy).
+	Layer string `yaml:"layer" json:"layer,omitempty"`
 }
+
+// Per-node proxy layers (ProxyTuning.Layer).
+const (
+	LayerL4 = "l4"
+	LayerL7 = "l7"
+)
 
 // GOGC is a garbage-collection target percent written as 200, or "off"
 // (GCOff); 0 is unset.

@@ -362,6 +362,11 @@ func (s *Scenario) validateMeshes(add addFunc) {
 		if p := m.Proxy; p != nil && p.GOGC == GCOff && p.MemoryLimit == 0 {
 			add(path+".proxy.memoryLimit", "missing: with gogc: off only the memory limit starts a collection")
 		}
+		if p := m.Proxy; p != nil && p.Layer != "" && p.Layer != LayerL4 && p.Layer != LayerL7 {
+			add(path+".proxy.layer", "unknown layer %q (known: %s, %s)", p.Layer, LayerL4, LayerL7)
+		} else if p != nil && p.Layer != "" && m.Mode != PerNode {
+			add(path+".proxy.layer", "a layer is a per-node proxy's, not mode %s's", m.Mode)
+		}
 		if p := m.Proxy; p != nil && p.Binary != "" && !filepath.IsAbs(p.Binary) {
 			add(path+".proxy.binary", "%q: name the executable by its absolute path", p.Binary)
 		}

@@ -37,11 +37,14 @@ import (
 // Ports and identity settings shared with the reference data planes (so
 // every mesh is measured on the same ones), and the own mesh's extra ports.
 const (
-	AdminPort     = meshes.AdminPort
-	OutboundPort  = meshes.OutboundPort
-	InboundPort   = meshes.InboundPort
-	TunnelPort    = 15008 // per-node: HTTP/2 between node proxies (HBONE's port)
-	ProxylessPort = 8443  // proxyless: the server workload's own mTLS port
+	AdminPort    = meshes.AdminPort
+	OutboundPort = meshes.OutboundPort
+	InboundPort  = meshes.InboundPort
+	TunnelPort   = 15008 // per-node: HTTP/2 between node proxies (HBONE's port)
+	// L4OutboundBase is the first of an L4 node proxy's outbound ports: one
+	// per pod and callee (see l4Outbound).
+	L4OutboundBase = 17000
+	ProxylessPort  = 8443 // proxyless: the server workload's own mTLS port
 	// HTTPFaultsPort is a proxyless server workload's HTTPChaos rule API
 	// (its fault filter's).
 	HTTPFaultsPort = 15020
@@ -99,6 +102,9 @@ func (m *mesh) Tuned(row string, mode scenarios.Mode, t *scenarios.ProxyTuning) 
 	if t != nil && mode != scenarios.Sidecar && mode != scenarios.PerNode {
 		return nil, fmt.Errorf("proxy: mode %s has no proxy process to tune (sidecar and per-node have)", mode)
 	}
+	if t != nil && t.Layer != "" && mode != scenarios.PerNode {
+		return nil, fmt.Errorf("proxy.layer: mode %s has no node proxy (per-node has)", mode)
+	}
 	return &mesh{version: m.version, name: row, tuning: t}, nil
 }
 
@@ -118,10 +124,14 @@ func (*mesh) Modes() []scenarios.Mode {
 }
 
 func (m *mesh) Version() string {
-	if m.tuning != nil && m.tuning.Binary != "" {
-		return "meshbench-proxy as built in " + m.tuning.Binary + " (mTLS)"
+	how := "(mTLS)"
+	if m.tuning != nil && m.tuning.Layer == scenarios.LayerL4 {
+		how = "(mTLS, L4 node proxies: HBONE)"
 	}
-	return "meshbench-proxy " + m.version + " (mTLS)"
+	if m.tuning != nil && m.tuning.Binary != "" {
+		return "meshbench-proxy as built in " + m.tuning.Binary + " " + how
+	}
+	return "meshbench-proxy " + m.version + " " + how
 }
 
 // Deploy renders the mode's components and configuration.
@@ -137,7 +147,11 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 	var dep *meshes.Deployment
 	switch mode {
 	case scenarios.PerNode:
-		dep, err = r.perNode()
+		if r.l4() {
+			dep, err = r.perNodeL4()
+		} else {
+			dep, err = r.perNode()
+		}
 	case scenarios.Proxyless:
 		dep, err = r.proxyless()
 	case scenarios.ProxylessGRPC:
@@ -165,7 +179,9 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 		dep.Propagation = func(ctx context.Context) (meshes.Propagation, error) { return propagation(ctx, admin) }
 		dep.ProxyMetrics = r.model.Metrics
 		dep.Profiles = r.profiles
-		if len(r.model.Metrics) > 0 && !r.tcp() {
+		if len(r.model.Metrics) > 0 && !r.tcp() && !r.l4() {
+			// An L4 node proxy sees streams, not requests: it has no
+			// per-request traffic to report.
 			dep.TrafficMetrics = func(ctx context.Context, svc string) (meshes.TrafficMetrics, error) {
 				return trafficMetrics(ctx, admin, svc)
 			}
@@ -204,6 +220,9 @@ func (m *mesh) BenchControlPlane(mode scenarios.Mode) error {
 // proxyless-grpc, whose grpc-go resources it does not compile policy into
 // yet.
 func (m *mesh) SupportsPolicies(objs []scenarios.Policy, mode scenarios.Mode) error {
+	if mode == scenarios.PerNode && m.tuning != nil && m.tuning.Layer == scenarios.LayerL4 && len(objs) > 0 {
+		return errors.New("the L4 per-node proxy (proxy.layer: l4) carries connections, not requests: L7 policy needs layer l7 (no waypoint proxy is built yet)")
+	}
 	if mode == scenarios.ProxylessGRPC {
 		return errors.New("the control plane does not compile policy into grpc-go's xDS resources yet (proxyless-grpc serves every call of its callers, with RBAC from the topology)")
 	}
@@ -250,6 +269,9 @@ type renderer struct {
 	// tuning is the proxies' runtime policy (nil: their default).
 	tuning *scenarios.ProxyTuning
 }
+
+// l4 says the per-node proxies work at L4 (proxy.layer: l4).
+func (r *renderer) l4() bool { return r.tuning != nil && r.tuning.Layer == scenarios.LayerL4 }
 
 // service returns the model's entry for svc, creating it.
 func (r *renderer) service(svc meshes.Service) *controlplane.Service {

@@ -2,7 +2,9 @@ package meshbench
 
 import (
 	"maps"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -511,5 +513,76 @@ func TestPerNodeSharedNode(t *testing.T) {
 	}
 	if len(side.Components) != len(env.Workloads()) {
 		t.Errorf("%d sidecars for %d pods", len(side.Components), len(env.Workloads()))
+	}
+}
+
+// TestPerNodeL4 renders the L4 node proxies on the shared shape: a port
+// per pod and callee carrying connections as CONNECT streams with the
+// pod's identity, and a tunnel end per node admitting each service's
+// callers only, to its local pods.
+func TestPerNodeL4(t *testing.T) {
+	env := meshtest.Env(t.TempDir(), "shared", true)
+	m, err := New("v").(meshes.Tunable).Tuned("meshbench-l4", scenarios.PerNode, &scenarios.ProxyTuning{Layer: scenarios.LayerL4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep, err := m.Deploy(env, scenarios.PerNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dep.Target.URL != "http://127.0.0.1:17000/" || dep.Target.Host != "svc-0:8080" || dep.TrafficMetrics != nil {
+		t.Errorf("target %+v (traffic metrics set: %v)", dep.Target, dep.TrafficMetrics != nil)
+	}
+	// svc-0 calls svc-1, svc-2 and svc-3 on its own node's ports 17000-2.
+	for i, call := range dep.Apps["svc-0"].Calls {
+		if want := "127.0.0.1:" + strconv.Itoa(L4OutboundBase+i); call.Dial != want {
+			t.Errorf("svc-0's call %d dials %s, want %s", i, call.Dial, want)
+		}
+	}
+	// svc-2's pods (slots 1 and 2 of the shared node) call svc-4.
+	if a, b := dep.Apps["svc-2"].Calls[0].Dial, dep.Apps["svc-2-1"].Calls[0].Dial; a != "10.0.0.9:17016" || b != "10.0.0.9:17032" {
+		t.Errorf("svc-2's pods dial %s and %s", a, b)
+	}
+	caller := served(t, dep, dep.Components[1]) // svc-0's node
+	tunnels := map[string]proxy.Listener{}
+	for _, l := range caller.Listeners {
+		tunnels[l.TCPTunnel] = l
+	}
+	if l := tunnels["svc-2:8080"]; l.Address != "127.0.0.1:17001" || l.TCPCluster != "hbone|svc-0|svc-2" {
+		t.Errorf("svc-0's tunnel to svc-2: %+v", l)
+	}
+	for _, c := range caller.Clusters {
+		if !strings.HasPrefix(c.Name, "hbone|") {
+			continue // svc-0's own inbound
+		}
+		if !c.HTTP2 || len(c.Endpoints) != 1 || c.Endpoints[0].Address != "10.0.0.9:15008" ||
+			!strings.Contains(filepath.Base(c.TLS.CertFile), "svc-0") ||
+			!slices.Equal(c.TLS.AllowedIDs, []string{"spiffe://meshbench.local/ns/meshbench-system/sa/node-shared"}) {
+			t.Errorf("svc-0's cluster %s: %+v, tls %+v", c.Name, c, c.TLS)
+		}
+	}
+	shared := served(t, dep, dep.Components[2])
+	var end *proxy.Listener
+	for i, l := range shared.Listeners {
+		if l.Name == "hbone" {
+			end = &shared.Listeners[i]
+		}
+	}
+	if end == nil || end.Address != "10.0.0.9:15008" || end.Codec != proxy.CodecHTTP2 || end.RBAC == nil {
+		t.Fatalf("shared node's tunnel end: %+v", end)
+	}
+	for _, p := range end.RBAC.Policies {
+		if !slices.Equal(p.Principals, []string{id("svc-0")}) || len(p.Hosts) != 1 || p.Hosts[0] != p.Name+":8080" {
+			t.Errorf("tunnel end admits %v to %v under %s, want only svc-0 to %s:8080", p.Principals, p.Hosts, p.Name, p.Name)
+		}
+	}
+	if len(end.RBAC.Policies) != 3 {
+		t.Errorf("tunnel end policies %+v, want svc-1, svc-2, svc-3", end.RBAC.Policies)
+	}
+	if err := m.(meshes.PolicyCapable).SupportsPolicies([]scenarios.Policy{{}}, scenarios.PerNode); err == nil || !strings.Contains(err.Error(), "layer l7") {
+		t.Errorf("L4 per-node with policies: %v", err)
+	}
+	if _, err := New("v").(meshes.Tunable).Tuned("x", scenarios.Sidecar, &scenarios.ProxyTuning{Layer: scenarios.LayerL4}); err == nil {
+		t.Error("a sidecar took layer l4")
 	}
 }

@@ -336,6 +336,116 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 	return dep, nil
 }
 
+// l4Outbound is where w's L4 node proxy takes w's connections to its i-th
+// callee: a proxy that reads no authority has a port per callee, on the
+// node's loopback address, or, for a pod on a shared node, on that node's
+// address with room for each pod's callees.
+func l4Outbound(w meshes.Workload, i int) string {
+	if w.Shared() {
+		return meshes.HostPort(w.Host.Addr, L4OutboundBase+w.Slot*scenarios.MaxServices+i)
+	}
+	return meshes.HostPort(w.Node.Local, L4OutboundBase+i)
+}
+
+// viaL4 dials the caller's L4 node proxy's port for callee.
+func (r *renderer) viaL4(caller meshes.Workload, callee meshes.Service) string {
+	return l4Outbound(caller, slices.IndexFunc(r.env.Callees(caller), func(s meshes.Service) bool { return s.Name == callee.Name }))
+}
+
+// hboneStreams bounds the CONNECT streams of one tunnel connection: each
+// carries a workload connection for its whole life, so the bound is well
+// above a load generator's connections.
+const hboneStreams = 1000
+
+// perNodeL4 renders one L4 proxy per node, as ambient meshes build it
+// (ztunnel). A calling node's proxy takes each of its workloads'
+// connections on the port for the callee and carries it, unread, as an
+// HTTP/2 CONNECT stream naming the callee's authority over one pooled
+// mutual-TLS connection per (workload, callee) to each node with the
+// callee's pods, presenting the workload's own identity. The callee's
+// node proxy admits a stream only from the callee's callers (RBAC by
+// source identity and authority) and hands its bytes to a local pod of
+// the callee. No request is parsed on the way: no L7 policy, and a
+// replicated callee's pods are chosen per connection, not per request.
+func (r *renderer) perNodeL4() (*meshes.Deployment, error) {
+	entry := r.env.Entry()
+	dep := &meshes.Deployment{
+		Target: meshes.Target{URL: "http://" + l4Outbound(r.env.Client, 0) + "/", Host: entry.Authority()},
+		Apps:   meshes.CallsVia(r.env, r.viaL4),
+		MTLS:   true,
+	}
+	for _, g := range r.env.ProxyGroups(scenarios.PerNode) {
+		nid, err := r.issue("node-"+g.Node.Name, nodeID(g.Node))
+		if err != nil {
+			return nil, err
+		}
+		b := &xds.Bundle{}
+		node := "node-proxy-" + g.Node.Name
+		for _, w := range g.Workloads {
+			callees := r.env.Callees(w)
+			if len(callees) == 0 {
+				continue
+			}
+			id, err := r.issue(w.Name, workloadID(w))
+			if err != nil {
+				return nil, err
+			}
+			for i, c := range callees {
+				name := "hbone|" + w.Name + "|" + c.Name
+				var peers, addrs []string
+				for _, pod := range c.Pods() {
+					if a := meshes.HostPort(pod.ProxyNode().Addr, TunnelPort); !slices.Contains(addrs, a) {
+						peers, addrs = append(peers, nodeID(pod.ProxyNode())), append(addrs, a)
+					}
+				}
+				cl := xds.WithHTTP2Keepalive(xds.WithHTTP2(xds.EDSCluster(name, connectTimeout, withPeers(id, peers...))), tunnelKeepalive, tunnelKeepalive)
+				if len(addrs) > 1 {
+					cl = replicated(cl)
+				}
+				b.Clusters = append(b.Clusters, cl)
+				b.Endpoints = append(b.Endpoints, xds.LoadAssignment(name, addrs...))
+				b.Listeners = append(b.Listeners, xds.TunnelListener("outbound-"+w.Name+"-"+c.Name, l4Outbound(w, i),
+					corev3.TrafficDirection_OUTBOUND, name, c.Authority()))
+			}
+		}
+		// The tunnels' end: a destination per service with pods here.
+		var dests []xds.Destination
+		var callers []string
+		for _, w := range g.Workloads {
+			svc, ok := r.serviceOf(w)
+			if !ok || slices.ContainsFunc(dests, func(d xds.Destination) bool { return d.Name == svc.Name }) {
+				continue
+			}
+			in := "inbound|" + strconv.Itoa(svc.Port) + "||" + svc.Name
+			var apps []string
+			for _, pod := range g.Workloads {
+				if pod.Account() == svc.Name {
+					apps = append(apps, meshes.NodeApp(pod))
+				}
+			}
+			b.Clusters = append(b.Clusters, xds.EDSCluster(in, connectTimeout, nil))
+			b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, apps...))
+			ids := r.callerIDs(svc)
+			dests = append(dests, xds.Destination{Name: svc.Name, Authorities: []string{svc.Authority()}, Cluster: in, Principals: ids})
+			for _, id := range ids {
+				if !slices.Contains(callers, id) {
+					callers = append(callers, id)
+				}
+			}
+		}
+		if len(dests) > 0 {
+			b.Listeners = append(b.Listeners, xds.HBONEListener("hbone", meshes.HostPort(g.Node.Addr, TunnelPort), dests,
+				withPeers(nid, callers...), hboneStreams))
+		}
+		c, err := r.proxyComponent(node, g.Node, b, nid, 0)
+		if err != nil {
+			return nil, err
+		}
+		dep.Components = append(dep.Components, c)
+	}
+	return dep, nil
+}
+
 // nodePeers are the identities of the node proxies whose requests may
 // reach svc.
 func (r *renderer) nodePeers(svc meshes.Service) []string {
