@@ -116,8 +116,9 @@ func checkTrial(t *testing.T, dir string, m *results.Manifest, tr *results.Trial
 		t.Errorf("%s: achieved %.1f qps, want between 80%% and 101%% of %.0f", name, tr.Achieved, qps)
 	}
 	// The own mesh's proxies and libraries take their configuration from
-	// its control plane: every one acknowledged the version in force.
-	if tr.Mesh == "meshbench" {
+	// its control plane: every one acknowledged the version in force
+	// (variants' too: an L4 per-node row is meshbench-l4).
+	if tr.Mesh == "meshbench" || strings.HasPrefix(tr.Mesh, "meshbench-") {
 		if cp := tr.ControlPlane; cp == nil || cp.Nodes == 0 || cp.Current != cp.Nodes || len(cp.NACKs) > 0 {
 			t.Errorf("%s: control plane %+v, want every proxy current and no NACK", name, cp)
 		}
