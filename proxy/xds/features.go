@@ -80,9 +80,9 @@ func rbacPolicies(rules *rbacv3.RBAC) (*proxy.RBAC, error) {
 				}
 				p.Principals = append(p.Principals, id)
 			case pr.GetHeader() != nil:
-				id := pr.GetHeader().GetStringMatch().GetExact()
+				id := exactHeader(pr.GetHeader())
 				if id == "" {
-					return nil, fmt.Errorf("policy %q: header principals need an exact string_match", n)
+					return nil, fmt.Errorf("policy %q: header principals need an exact string_match (not inverted, not ignoring case)", n)
 				}
 				p.SourceHeader = pr.GetHeader().GetName()
 				p.Principals = append(p.Principals, id)
@@ -144,10 +144,10 @@ func permissionClauses(pm *rbacv3.Permission) ([]permission, error) {
 			return nil, errors.New("url_path: want exact, prefix or safe_regex")
 		}
 		return []permission{c}, nil
-	case pm.GetHeader() != nil && pm.GetHeader().GetName() == ":method" && pm.GetHeader().GetStringMatch().GetExact() != "":
-		return []permission{{methods: []string{pm.GetHeader().GetStringMatch().GetExact()}}}, nil
-	case pm.GetHeader() != nil && pm.GetHeader().GetName() == ":authority" && pm.GetHeader().GetStringMatch().GetExact() != "":
-		return []permission{{hosts: []string{pm.GetHeader().GetStringMatch().GetExact()}}}, nil
+	case pm.GetHeader() != nil && pm.GetHeader().GetName() == ":method" && exactHeader(pm.GetHeader()) != "":
+		return []permission{{methods: []string{exactHeader(pm.GetHeader())}}}, nil
+	case pm.GetHeader() != nil && pm.GetHeader().GetName() == ":authority" && exactHeader(pm.GetHeader()) != "":
+		return []permission{{hosts: []string{exactHeader(pm.GetHeader())}}}, nil
 	case pm.GetOrRules() != nil:
 		var out []permission
 		for _, r := range pm.GetOrRules().GetRules() {
@@ -252,10 +252,10 @@ func routeFeatures(r *routev3.Route, pr *proxy.Route, faultEnabled bool) error {
 			p.RetriableStatusCodes = append(p.RetriableStatusCodes, int(c))
 		}
 		for _, h := range rp.GetRetriableRequestHeaders() {
-			if h.GetName() != ":method" || h.GetStringMatch().GetExact() == "" {
+			if h.GetName() != ":method" || exactHeader(h) == "" {
 				return errors.New("retry_policy.retriable_request_headers: only exact :method matchers are supported")
 			}
-			p.Methods = append(p.Methods, h.GetStringMatch().GetExact())
+			p.Methods = append(p.Methods, exactHeader(h))
 		}
 		pr.Retry = p
 	}
@@ -331,4 +331,17 @@ func clusterFeatures(c *clusterv3.Cluster, pc *proxy.Cluster) error {
 		}
 	}
 	return nil
+}
+
+// exactHeader is the value a header matcher requires exactly, or "" when
+// it asks for anything else: a regex, a prefix, a case-insensitive match,
+// an inverted one or a presence test, which a policy read as an exact
+// match would enforce wrongly (an inverted :authority would admit only
+// what it was written to keep out).
+func exactHeader(h *routev3.HeaderMatcher) string {
+	sm := h.GetStringMatch()
+	if h.GetInvertMatch() || sm.GetIgnoreCase() || h.GetTreatMissingHeaderAsEmpty() {
+		return ""
+	}
+	return sm.GetExact()
 }

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
@@ -120,5 +121,37 @@ func TestRBACPermissionsAreAlternatives(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got.Policies, want) {
 		t.Errorf("policies\n got %+v\nwant %+v", got.Policies, want)
+	}
+}
+
+// TestRBACRefusesInexactHeaders: a header matcher that is inverted,
+// case-insensitive or treats a missing header as empty is not an exact
+// match; read as one, an inverted :authority would admit only what it was
+// written to keep out. Such policies are refused, never narrowed.
+func TestRBACRefusesInexactHeaders(t *testing.T) {
+	for name, header := range map[string]string{
+		"inverted authority":      `{"name": ":authority", "string_match": {"exact": "server"}, "invert_match": true}`,
+		"case-insensitive method": `{"name": ":method", "string_match": {"exact": "GET", "ignore_case": true}}`,
+		"missing as empty":        `{"name": ":authority", "string_match": {"exact": "server"}, "treat_missing_header_as_empty": true}`,
+	} {
+		var rules rbacv3.RBAC
+		err := protojson.Unmarshal([]byte(`{"action": "ALLOW", "policies": {"p": {
+			"principals": [{"any": true}], "permissions": [{"header": `+header+`}]}}}`), &rules)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got, err := rbacPolicies(&rules); err == nil {
+			t.Errorf("%s: translated to %+v, want an error", name, got.Policies)
+		}
+	}
+	var rules rbacv3.RBAC
+	err := protojson.Unmarshal([]byte(`{"action": "ALLOW", "policies": {"p": {
+		"principals": [{"header": {"name": "x-id", "string_match": {"exact": "spiffe://a"}, "invert_match": true}}],
+		"permissions": [{"any": true}]}}}`), &rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rbacPolicies(&rules); err == nil || !strings.Contains(err.Error(), "not inverted") {
+		t.Errorf("inverted header principal: %v, want an error naming it", err)
 	}
 }
