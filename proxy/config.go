@@ -543,8 +543,12 @@ func (r *Route) validate(where string, clusters map[string]bool) []error {
 	if rd := r.Redirect; rd != nil && rd.Code != 0 && !slices.Contains([]int{301, 302, 303, 307, 308}, rd.Code) {
 		errs = append(errs, fmt.Errorf("%s: redirect code %d is not a redirect", where, rd.Code))
 	}
-	if r.Connect && (r.Cluster == "" || r.Path != "" || r.PathPrefix != "" || r.Regex != "" || r.Fault != nil || r.Retry != nil) {
-		errs = append(errs, fmt.Errorf("%s: a connect route carries streams to one cluster: no path match, fault or retry", where))
+	if r.Connect && (r.Cluster == "" || r.Path != "" || r.PathPrefix != "" || r.Regex != "" || r.Fault != nil || r.Retry != nil ||
+		r.Timeout != 0 || r.PrefixRewrite != "" || r.PathRewrite != "" || r.HostRewrite != "" ||
+		len(r.RequestHeadersToAdd)+len(r.RequestHeadersToRemove)+len(r.ResponseHeadersToAdd)+len(r.ResponseHeadersToRemove) > 0) {
+		// Its bytes are carried unread: what would act on a request or a
+		// response would be ignored, so it is refused.
+		errs = append(errs, fmt.Errorf("%s: a connect route carries streams to one cluster: no path match, fault, retry, timeout, rewrite or header change", where))
 	}
 	if r.PrefixRewrite != "" && r.PathPrefix == "" {
 		errs = append(errs, fmt.Errorf("%s: prefixRewrite needs a pathPrefix match", where))
