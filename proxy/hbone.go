@@ -102,15 +102,17 @@ func (l *listener) serveConnect(w http.ResponseWriter, r *http.Request, ex *exch
 	if r.ProtoMajor != 2 {
 		return l.fail(w, http.StatusBadRequest, "CONNECT is carried over HTTP/2 only")
 	}
-	_, route := l.match(r.Host, "", r.Method, r.Header, "")
-	if route == nil {
-		l.stats.noRoute.Add(1)
-		return l.fail(w, http.StatusNotFound, "no route for CONNECT "+r.Host)
-	}
+	// RBAC first: a caller not allowed learns nothing of which
+	// authorities have routes here.
 	ex.source = l.source(r)
 	if l.rbac != nil && !l.rbac.allows(ex.source, r) {
 		l.stats.denied.Add(1)
 		return l.fail(w, http.StatusForbidden, "RBAC: access denied")
+	}
+	_, route := l.match(r.Host, "", r.Method, r.Header, "")
+	if route == nil {
+		l.stats.noRoute.Add(1)
+		return l.fail(w, http.StatusNotFound, "no route for CONNECT "+r.Host)
 	}
 	c, _ := l.routes[route].pick()
 	ex.cluster = c.cfg.Name
@@ -130,7 +132,14 @@ func (l *listener) serveConnect(w http.ResponseWriter, r *http.Request, ex *exch
 		return l.fail(w, http.StatusServiceUnavailable, "upstream connect error")
 	}
 	c.record(ep, outcomeOK, time.Now())
-	defer up.Close()
+	act := &active{ReadWriteCloser: up}
+	defer act.Close()
+	// A stream the peer resets, or its connection's end, ends the upstream
+	// connection too: the copies below then return.
+	unlink := context.AfterFunc(r.Context(), func() { act.Close() })
+	defer unlink()
+	stop := act.watch(l.cfg.IdleTimeout.D(), func() { act.Close() })
+	defer stop()
 	w.WriteHeader(http.StatusOK)
 	l.stats.count(http.StatusOK)
 	if err := http.NewResponseController(w).Flush(); err != nil {
@@ -139,14 +148,19 @@ func (l *listener) serveConnect(w http.ResponseWriter, r *http.Request, ex *exch
 	go func() {
 		bp := bufPool.Get().(*[]byte)
 		defer bufPool.Put(bp)
-		if _, err := io.CopyBuffer(up, r.Body, *bp); err == nil {
-			closeWrite(up) // the stream's END_STREAM: a half-close
+		if _, err := io.CopyBuffer(act, r.Body, *bp); err == nil {
+			closeWrite(act) // the stream's END_STREAM: a half-close
 			return
 		}
-		up.Close() // a reset stream ends the connection
+		act.Close() // a reset stream ends the connection
 	}()
-	// The upstream's end ends the stream (END_STREAM after its last
-	// bytes); a client still sending then has its side reset.
-	_ = copyBody(w, up, true)
+	// The upstream's end ends the stream: END_STREAM after its last bytes
+	// when it ended cleanly (a client still sending then has its side
+	// reset), a reset stream when it failed or went idle, so that the
+	// peer's downstream sees an abort rather than a clean end.
+	if err := copyBody(w, act, true); err != nil {
+		ex.code = http.StatusOK
+		panic(http.ErrAbortHandler)
+	}
 	return http.StatusOK
 }

@@ -25,6 +25,12 @@ func echoHalfClose(c net.Conn) {
 // sender's identity: "out" to app's authority, "secret" to one only other
 // may reach.
 func tunnelPair(t *testing.T, sender string) (out, secret string, end *Proxy) {
+	return tunnelPairWith(t, sender, echoHalfClose, 0, 0)
+}
+
+// tunnelPairWith is tunnelPair with app's handler and the sending and
+// receiving listeners' idle timeouts (0: the default).
+func tunnelPairWith(t *testing.T, sender string, handle func(net.Conn), outIdle, nodeIdle Duration) (out, secret string, end *Proxy) {
 	dir := t.TempDir()
 	ca, err := identity.NewCA("td", time.Hour)
 	if err != nil {
@@ -39,9 +45,9 @@ func tunnelPair(t *testing.T, sender string) (out, secret string, end *Proxy) {
 	}
 	nodeID := identity.SPIFFEID("td", "ns", "node-b")
 	clientID, otherID := identity.SPIFFEID("td", "ns", "client"), identity.SPIFFEID("td", "ns", "other")
-	app := serveTCP(t, echoHalfClose)
+	app := serveTCP(t, handle)
 	end, hbone := startProxy(t, Config{
-		Listeners: []Listener{{Name: "hbone", Direction: Inbound, Codec: CodecHTTP2, TLS: issue("node-b", nodeID),
+		Listeners: []Listener{{Name: "hbone", Direction: Inbound, Codec: CodecHTTP2, TLS: issue("node-b", nodeID), IdleTimeout: nodeIdle,
 			RBAC: &RBAC{Policies: []Policy{
 				{Name: "app", Principals: []string{clientID}, Hosts: []string{"app:7"}},
 				{Name: "secret", Principals: []string{otherID}, Hosts: []string{"secret:9"}},
@@ -56,7 +62,7 @@ func tunnelPair(t *testing.T, sender string) (out, secret string, end *Proxy) {
 	tls.AllowedIDs = []string{nodeID}
 	p, out := startProxy(t, Config{
 		Listeners: []Listener{
-			{Name: "out", Direction: Outbound, TCPCluster: "node-b", TCPTunnel: "app:7"},
+			{Name: "out", Direction: Outbound, TCPCluster: "node-b", TCPTunnel: "app:7", IdleTimeout: outIdle},
 			{Name: "secret", Direction: Outbound, Address: "127.0.0.1:0", TCPCluster: "node-b", TCPTunnel: "secret:9"},
 		},
 		Clusters: []Cluster{{Name: "node-b", HTTP2: true, TLS: tls, Endpoints: []Endpoint{{Address: hbone}}}},
@@ -126,5 +132,102 @@ func TestHBONEOtherIdentity(t *testing.T) {
 	}
 	if st := end.Stats().Listeners["hbone"]; st.Denied != 1 || st.Responses2xx != 1 {
 		t.Errorf("tunnel end: denied %d, answered 200 %d; want 1 and 1", st.Denied, st.Responses2xx)
+	}
+}
+
+// TestHBONEEnds checks that a tunnelled connection ends at both proxies,
+// and the application's connection with it, when it goes idle after the
+// client half-closed (the sending or the receiving proxy's idle timeout)
+// and when the client resets it. Each case waits up to 20 s for what a
+// 300 ms timeout or a reset causes at once.
+func TestHBONEEnds(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		outIdle, nodeIdle Duration
+		reset             bool
+	}{
+		{name: "idle at the sender", outIdle: Duration(300 * time.Millisecond)},
+		{name: "idle at the receiver", nodeIdle: Duration(300 * time.Millisecond)},
+		{name: "client reset", reset: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The application reads to the end and then says nothing,
+			// holding its connection until the test ends.
+			hold := make(chan struct{})
+			t.Cleanup(func() { close(hold) })
+			read := make(chan struct{}, 1)
+			silent := func(c net.Conn) {
+				_, _ = io.Copy(io.Discard, c)
+				read <- struct{}{}
+				<-hold
+			}
+			out, _, end := tunnelPairWith(t, "client", silent, tc.outIdle, tc.nodeIdle)
+			c, err := net.DialTimeout("tcp", out, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := io.WriteString(c, "hello"); err != nil {
+				t.Fatal(err)
+			}
+			if tc.reset {
+				// Wait for the stream to be in service, then reset.
+				waitFor(t, "the stream to start", func() bool { return end.Stats().Listeners["hbone"].InFlight == 1 })
+				_ = c.(*net.TCPConn).SetLinger(0)
+				c.Close()
+				select {
+				case <-read: // the application's connection ended
+				case <-time.After(20 * time.Second):
+					t.Fatal("the application's connection outlived the client's reset")
+				}
+			} else {
+				c.(*net.TCPConn).CloseWrite()
+				_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+				_, err := io.ReadAll(c)
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Fatal("the tunnelled connection outlived its idle timeout")
+				}
+			}
+			waitFor(t, "the tunnel's end to finish the stream", func() bool { return end.Stats().Listeners["hbone"].InFlight == 0 })
+		})
+	}
+}
+
+// waitFor polls cond for up to 20 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestConnectRouteRefusesRequestFeatures: a connect route carries a
+// stream's bytes unread, so anything that would act on a request or a
+// response (a timeout, a rewrite, a header change) is refused rather than
+// silently ignored.
+func TestConnectRouteRefusesRequestFeatures(t *testing.T) {
+	clusters := map[string]bool{"app": true}
+	if errs := (&Route{Connect: true, Cluster: "app"}).validate("r", clusters); len(errs) != 0 {
+		t.Fatalf("a plain connect route: %v", errs)
+	}
+	for name, r := range map[string]Route{
+		"timeout":        {Timeout: Duration(time.Second)},
+		"host rewrite":   {HostRewrite: "other"},
+		"path rewrite":   {PathRewrite: "/x"},
+		"header removal": {ResponseHeadersToRemove: []string{"server"}},
+		"no cluster":     {Cluster: "-"},
+	} {
+		r.Connect = true
+		if r.Cluster == "" {
+			r.Cluster = "app"
+		} else if r.Cluster == "-" {
+			r.Cluster = ""
+		}
+		if errs := r.validate("r", clusters); len(errs) == 0 {
+			t.Errorf("a connect route with a %s validated", name)
+		}
 	}
 }

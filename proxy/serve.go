@@ -44,6 +44,9 @@ func serverKey(l *listener, clusters map[string]*cluster) string {
 	if c.TCPCluster != "" {
 		key += fmt.Sprintf("%p", clusters[c.TCPCluster])
 	}
+	if l.connect {
+		key += " connect" // its HTTP/2 windows (http2Config)
+	}
 	return key
 }
 
@@ -157,6 +160,25 @@ func (b *boundListener) stopAndClose(ctx context.Context) {
 	b.sock.close()
 }
 
+// tunnelStreamWindow is the receive window of one CONNECT stream: a
+// stream whose upstream reads slowly holds at most this much here.
+const tunnelStreamWindow = 256 << 10
+
+// http2Config is the listener's HTTP/2 settings. A listener ending
+// CONNECT streams gives each connection a receive window as large as all
+// of its streams' together (at most 1 GiB), as ztunnel does: a stream
+// whose upstream stalls fills its own window only, and the tunnel's other
+// streams keep flowing (with the default 1 MiB connection window, four
+// stalled streams would stop every other one).
+func (l *listener) http2Config() *http.HTTP2Config {
+	c := &http.HTTP2Config{MaxConcurrentStreams: l.cfg.MaxConcurrentStreams}
+	if l.connect {
+		c.MaxReceiveBufferPerStream = tunnelStreamWindow
+		c.MaxReceiveBufferPerConnection = min(l.cfg.MaxConcurrentStreams*tunnelStreamWindow, 1<<30)
+	}
+	return c
+}
+
 // server is the HTTP server of a listener, serving h.
 func (l *listener) server(h http.Handler) *http.Server {
 	srv := &http.Server{
@@ -165,7 +187,7 @@ func (l *listener) server(h http.Handler) *http.Server {
 		IdleTimeout:       l.cfg.IdleTimeout.D(),
 		MaxHeaderBytes:    l.cfg.MaxHeaderBytes,
 		Protocols:         new(http.Protocols),
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: l.cfg.MaxConcurrentStreams},
+		HTTP2:             l.http2Config(),
 		TLSConfig:         l.tls,
 		ErrorLog:          log.New(io.Discard, "", 0),
 		ConnContext:       connContext,

@@ -119,50 +119,107 @@ func (t *tcpProxy) handle(down net.Conn) {
 	t.c.record(ep, outcomeOK, time.Now())
 	defer up.Close()
 	t.l.stats.r2xx.Add(1)
-	var last atomic.Int64 // last time bytes moved either way, unix ns
-	last.Store(time.Now().UnixNano())
+	// Every byte, either way, passes through up: its activity is the
+	// connection's, and the idle timeout counts silence in both directions
+	// as Envoy's does (a quiet direction beside a busy one is not idle;
+	// nor is a connection idle only because one side half-closed).
+	act := &active{ReadWriteCloser: up}
+	stop := act.watch(t.idle, func() { down.Close(); up.Close() })
+	defer stop()
 	errc := make(chan error, 2)
-	go func() { errc <- t.pipe(up, down, &last) }()
-	go func() { errc <- t.pipe(down, up, &last) }()
+	go func() { errc <- pipe(act, down) }()
+	go func() { errc <- pipe(down, act) }()
 	<-errc
 	<-errc
 }
 
-// pipe copies src to dst and passes the end of src on as a half-close of
-// dst. The idle timeout counts silence in both directions (last), as
-// Envoy's does: a quiet direction beside a busy one is not idle.
-func (t *tcpProxy) pipe(dst, src io.ReadWriteCloser, last *atomic.Int64) error {
+// pipe copies src to dst. The end of src is passed on as a half-close of
+// dst; an error (a reset, or the idle timeout closing the connection)
+// ends both directions instead, so the other side sees an abort, not a
+// clean end.
+func pipe(dst, src io.ReadWriteCloser) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	// A tunnel's stream has no deadlines: its silence is noticed on the
-	// downstream connection, whose timeout closes both.
-	timed, _ := src.(interface{ SetReadDeadline(time.Time) error })
 	for {
-		if t.idle > 0 && timed != nil {
-			_ = timed.SetReadDeadline(time.Unix(0, last.Load()).Add(t.idle))
-		}
 		n, err := src.Read(buf)
 		if n > 0 {
-			last.Store(time.Now().UnixNano())
 			if _, werr := dst.Write(buf[:n]); werr != nil {
+				src.Close()
+				dst.Close()
 				return werr
 			}
 		}
-		var ne net.Error
-		if err != nil && errors.As(err, &ne) && ne.Timeout() && time.Since(time.Unix(0, last.Load())) < t.idle {
-			continue // the other direction moved meanwhile
+		if errors.Is(err, io.EOF) {
+			closeWrite(dst)
+			return nil
 		}
 		if err != nil {
-			closeWrite(dst)
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			// An idle timeout or reset ends both directions.
 			src.Close()
 			dst.Close()
 			return err
 		}
+	}
+}
+
+// active is a connection that notes when bytes last moved through it,
+// either way.
+type active struct {
+	io.ReadWriteCloser
+	last atomic.Int64 // unix ns
+}
+
+func (a *active) Read(p []byte) (int, error) {
+	n, err := a.ReadWriteCloser.Read(p)
+	if n > 0 {
+		a.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+func (a *active) Write(p []byte) (int, error) {
+	n, err := a.ReadWriteCloser.Write(p)
+	if n > 0 {
+		a.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+func (a *active) CloseWrite() error {
+	closeWrite(a.ReadWriteCloser)
+	return nil
+}
+
+// watch calls onIdle once nothing has moved through a for idle (never
+// when idle is 0), until the returned stop is called.
+func (a *active) watch(idle time.Duration, onIdle func()) (stop func()) {
+	if idle <= 0 {
+		return func() {}
+	}
+	a.last.Store(time.Now().UnixNano())
+	var mu sync.Mutex
+	var timer *time.Timer
+	stopped := false
+	check := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		if rest := idle - time.Since(time.Unix(0, a.last.Load())); rest > 0 {
+			timer.Reset(rest)
+			return
+		}
+		onIdle()
+	}
+	mu.Lock()
+	timer = time.AfterFunc(idle, check)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		timer.Stop()
 	}
 }
 
