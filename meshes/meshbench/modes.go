@@ -353,9 +353,12 @@ func (r *renderer) viaL4(caller meshes.Workload, callee meshes.Service) string {
 }
 
 // hboneStreams bounds the CONNECT streams of one tunnel connection: each
-// carries a workload connection for its whole life, so the bound is well
-// above a load generator's connections.
-const hboneStreams = 1000
+// carries a workload connection for its whole life, and the sending node
+// proxy's pool waits for a free stream rather than open a second
+// connection (strict limits), so a connection past the bound would fail
+// at its connect timeout. The bound is four times the most connections a
+// scenario's load generator opens (scenarios.MaxConnections).
+const hboneStreams = 4 * scenarios.MaxConnections
 
 // perNodeL4 renders one L4 proxy per node, as ambient meshes build it
 // (ztunnel). A calling node's proxy takes each of its workloads'
