@@ -462,7 +462,14 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	names := map[string]bool{}
 	for i, l := range c.Listeners {
+		// Listeners are kept by name: a second one of a name would
+		// replace the first, whose port would then go unserved.
+		if l.Name == "" || names[l.Name] {
+			errs = append(errs, fmt.Errorf("listeners[%d]: name %q is empty or not unique", i, l.Name))
+		}
+		names[l.Name] = true
 		if _, _, err := net.SplitHostPort(l.Address); err != nil {
 			errs = append(errs, fmt.Errorf("listeners[%d] %q: address: %v", i, l.Name, err))
 		}

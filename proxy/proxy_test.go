@@ -441,3 +441,20 @@ func TestRemoveHopHeaders(t *testing.T) {
 		t.Errorf("got %v, want %v", h, want)
 	}
 }
+
+// TestListenerNamesAreUnique: listeners are kept by name, so a second
+// listener of a name would silently replace the first and leave its port
+// unserved; the configuration is refused instead.
+func TestListenerNamesAreUnique(t *testing.T) {
+	c := Config{Listeners: []Listener{
+		{Name: "out", Address: "127.0.0.1:0", Direction: Outbound, Codec: CodecAuto, ForwardedFor: ForwardedAppend},
+		{Name: "out", Address: "127.0.0.1:0", Direction: Outbound, Codec: CodecAuto, ForwardedFor: ForwardedAppend},
+	}}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `listeners[1]: name "out" is empty or not unique`) {
+		t.Errorf("two listeners named out: %v", err)
+	}
+	c.Listeners[1].Name = "out2"
+	if err := c.Validate(); err != nil {
+		t.Errorf("distinct names: %v", err)
+	}
+}

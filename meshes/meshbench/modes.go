@@ -407,7 +407,7 @@ func (r *renderer) perNodeL4() (*meshes.Deployment, error) {
 				}
 				b.Clusters = append(b.Clusters, cl)
 				b.Endpoints = append(b.Endpoints, xds.LoadAssignment(name, addrs...))
-				b.Listeners = append(b.Listeners, xds.TunnelListener("outbound-"+w.Name+"-"+c.Name, l4Outbound(w, i),
+				b.Listeners = append(b.Listeners, xds.TunnelListener("outbound|"+w.Name+"|"+c.Name, l4Outbound(w, i),
 					corev3.TrafficDirection_OUTBOUND, name, c.Authority()))
 			}
 		}
