@@ -41,8 +41,29 @@ func (s *stream) Close() error {
 	return s.down.Close()
 }
 
-// errTunnelRefused is a CONNECT the peer answered with other than 200.
+// errTunnelRefused is a CONNECT the peer answered with other than 200;
+// openStream's error then holds a *tunnelRefusal with the status.
 var errTunnelRefused = errors.New("tunnel refused")
+
+type tunnelRefusal struct{ status int }
+
+func (e *tunnelRefusal) Error() string {
+	return fmt.Sprintf("%v: %d %s", errTunnelRefused, e.status, http.StatusText(e.status))
+}
+
+func (e *tunnelRefusal) Is(target error) bool { return target == errTunnelRefused }
+
+// openOutcome is what a failure to open an upstream connection or stream
+// says of the peer, for outlier detection: a stream refused below 500
+// (RBAC, no route) is the peer answering, as a 4xx answer to a request
+// is; a 5xx or no answer is its failure.
+func openOutcome(err error) outcome {
+	var r *tunnelRefusal
+	if errors.As(err, &r) {
+		return classify(&http.Response{StatusCode: r.status}, nil)
+	}
+	return outcomeGatewayFailure
+}
 
 // openStream opens a CONNECT stream to authority through ep, on the
 // cluster's pooled HTTP/2 connection to it (dialled on first use), within
@@ -69,7 +90,7 @@ func (c *cluster) openStream(ep *endpoint, authority string) (*stream, error) {
 		resp.Body.Close()
 		cancel()
 		pw.CloseWithError(net.ErrClosed)
-		return nil, fmt.Errorf("CONNECT %s via %s: %w: %s", authority, ep.addr, errTunnelRefused, resp.Status)
+		return nil, fmt.Errorf("CONNECT %s via %s: %w", authority, ep.addr, &tunnelRefusal{status: resp.StatusCode})
 	}
 	// The stream lives until it is closed: its context ends with it.
 	return &stream{up: pw, down: &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}}, nil

@@ -24,13 +24,14 @@ func echoHalfClose(c net.Conn) {
 // with id, and an outbound proxy whose TCP listeners tunnel to it with
 // sender's identity: "out" to app's authority, "secret" to one only other
 // may reach.
-func tunnelPair(t *testing.T, sender string) (out, secret string, end *Proxy) {
+func tunnelPair(t *testing.T, sender string) (out, secret string, from, end *Proxy) {
 	return tunnelPairWith(t, sender, echoHalfClose, 0, 0)
 }
 
 // tunnelPairWith is tunnelPair with app's handler and the sending and
-// receiving listeners' idle timeouts (0: the default).
-func tunnelPairWith(t *testing.T, sender string, handle func(net.Conn), outIdle, nodeIdle Duration) (out, secret string, end *Proxy) {
+// receiving listeners' idle timeouts (0: the default). The sender's
+// cluster ejects its one endpoint at the first failure.
+func tunnelPairWith(t *testing.T, sender string, handle func(net.Conn), outIdle, nodeIdle Duration) (out, secret string, from, end *Proxy) {
 	dir := t.TempDir()
 	ca, err := identity.NewCA("td", time.Hour)
 	if err != nil {
@@ -65,9 +66,10 @@ func tunnelPairWith(t *testing.T, sender string, handle func(net.Conn), outIdle,
 			{Name: "out", Direction: Outbound, TCPCluster: "node-b", TCPTunnel: "app:7", IdleTimeout: outIdle},
 			{Name: "secret", Direction: Outbound, Address: "127.0.0.1:0", TCPCluster: "node-b", TCPTunnel: "secret:9"},
 		},
-		Clusters: []Cluster{{Name: "node-b", HTTP2: true, TLS: tls, Endpoints: []Endpoint{{Address: hbone}}}},
+		Clusters: []Cluster{{Name: "node-b", HTTP2: true, TLS: tls, Endpoints: []Endpoint{{Address: hbone}},
+			Outlier: &Outlier{Consecutive5xx: 1, ConsecutiveGatewayFailure: 1, BaseEjectionTime: Duration(time.Minute), MaxEjectionPercent: 100}}},
 	})
-	return out, p.Addr("secret"), end
+	return out, p.Addr("secret"), p, end
 }
 
 // roundTrip sends msg over a connection to addr, half-closes, and returns
@@ -93,7 +95,7 @@ func roundTrip(t *testing.T, addr, msg string) string {
 }
 
 func TestHBONETunnel(t *testing.T) {
-	out, secret, end := tunnelPair(t, "client")
+	out, secret, _, end := tunnelPair(t, "client")
 	// Many connections at once: each is a stream of the one pooled
 	// connection between the proxies.
 	var wg sync.WaitGroup
@@ -123,9 +125,15 @@ func TestHBONETunnel(t *testing.T) {
 }
 
 func TestHBONEOtherIdentity(t *testing.T) {
-	out, secret, end := tunnelPair(t, "other")
+	out, secret, from, end := tunnelPair(t, "other")
 	if got := roundTrip(t, out, "hello"); got != "" {
 		t.Errorf("other reached app: echoed %q", got)
+	}
+	// A refusal (403) is the peer node answering, as a 4xx is for a
+	// request: not a failure of the node, which would be ejected for
+	// every stream of the cluster.
+	if e := from.Stats().Clusters["node-b"].Ejections; e != 0 {
+		t.Errorf("a refused stream ejected the peer node (%d ejections)", e)
 	}
 	if got := roundTrip(t, secret, "hello"); got != "hello" {
 		t.Errorf("other's own destination echoed %q, want hello", got)
@@ -161,7 +169,7 @@ func TestHBONEEnds(t *testing.T) {
 				read <- struct{}{}
 				<-hold
 			}
-			out, _, end := tunnelPairWith(t, "client", silent, tc.outIdle, tc.nodeIdle)
+			out, _, _, end := tunnelPairWith(t, "client", silent, tc.outIdle, tc.nodeIdle)
 			c, err := net.DialTimeout("tcp", out, 5*time.Second)
 			if err != nil {
 				t.Fatal(err)

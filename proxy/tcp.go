@@ -112,7 +112,7 @@ func (t *tcpProxy) handle(down net.Conn) {
 		up, err = t.c.dialTCP(context.Background(), ep)
 	}
 	if err != nil {
-		t.c.record(ep, outcomeGatewayFailure, time.Now())
+		t.c.record(ep, openOutcome(err), time.Now())
 		t.l.stats.upstreamErrors.Add(1)
 		return
 	}
