@@ -548,18 +548,25 @@ func TestPerNodeL4(t *testing.T) {
 	for _, l := range caller.Listeners {
 		tunnels[l.TCPTunnel] = l
 	}
-	if l := tunnels["svc-2:8080"]; l.Address != "127.0.0.1:17001" || l.TCPCluster != "hbone|svc-0|svc-2" {
+	if l := tunnels["svc-2:8080"]; l.Address != "127.0.0.1:17001" || l.TCPCluster != "hbone|svc-0|shared" {
 		t.Errorf("svc-0's tunnel to svc-2: %+v", l)
 	}
+	// Its three callees are on the shared node: one cluster, one pooled
+	// connection, for all three.
+	tunnelClusters := 0
 	for _, c := range caller.Clusters {
 		if !strings.HasPrefix(c.Name, "hbone|") {
 			continue // svc-0's own inbound
 		}
+		tunnelClusters++
 		if !c.HTTP2 || len(c.Endpoints) != 1 || c.Endpoints[0].Address != "10.0.0.9:15008" ||
 			!strings.Contains(filepath.Base(c.TLS.CertFile), "svc-0") ||
 			!slices.Equal(c.TLS.AllowedIDs, []string{"spiffe://meshbench.local/ns/meshbench-system/sa/node-shared"}) {
 			t.Errorf("svc-0's cluster %s: %+v, tls %+v", c.Name, c, c.TLS)
 		}
+	}
+	if tunnelClusters != 1 {
+		t.Errorf("svc-0 has %d tunnel clusters, want 1 (its callees share a node)", tunnelClusters)
 	}
 	shared := served(t, dep, dep.Components[2])
 	var end *proxy.Listener

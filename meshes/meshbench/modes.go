@@ -3,6 +3,7 @@ package meshbench
 import (
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -356,9 +357,11 @@ func (r *renderer) viaL4(caller meshes.Workload, callee meshes.Service) string {
 // carries a workload connection for its whole life, and the sending node
 // proxy's pool waits for a free stream rather than open a second
 // connection (strict limits), so a connection past the bound would fail
-// at its connect timeout. The bound is four times the most connections a
-// scenario's load generator opens (scenarios.MaxConnections).
-const hboneStreams = 4 * scenarios.MaxConnections
+// at its connect timeout. A workload's connections to all its callees on
+// a peer node share one tunnel connection, so the bound is the most
+// connections a scenario's load generator opens (scenarios.MaxConnections)
+// toward each of the most callees a workload has (scenarios.MaxServices).
+const hboneStreams = scenarios.MaxServices * scenarios.MaxConnections
 
 // perNodeL4 renders one L4 proxy per node, as ambient meshes build it
 // (ztunnel). A calling node's proxy takes each of its workloads'
@@ -394,19 +397,26 @@ func (r *renderer) perNodeL4() (*meshes.Deployment, error) {
 				return nil, err
 			}
 			for i, c := range callees {
-				name := "hbone|" + w.Name + "|" + c.Name
-				var peers, addrs []string
+				var nodes, peers, addrs []string
 				for _, pod := range c.Pods() {
 					if a := meshes.HostPort(pod.ProxyNode().Addr, TunnelPort); !slices.Contains(addrs, a) {
+						nodes = append(nodes, pod.ProxyNode().Name)
 						peers, addrs = append(peers, nodeID(pod.ProxyNode())), append(addrs, a)
 					}
 				}
-				cl := xds.WithHTTP2Keepalive(xds.WithHTTP2(xds.EDSCluster(name, connectTimeout, withPeers(id, peers...))), tunnelKeepalive, tunnelKeepalive)
-				if len(addrs) > 1 {
-					cl = replicated(cl)
+				// One cluster per workload and peer nodes, whichever callees
+				// are there: a workload's streams to them share one pooled
+				// connection per peer node, as ztunnel's pool is keyed by
+				// source identity and destination node.
+				name := "hbone|" + w.Name + "|" + strings.Join(nodes, ",")
+				if !slices.ContainsFunc(b.Clusters, func(cl *clusterv3.Cluster) bool { return cl.GetName() == name }) {
+					cl := xds.WithHTTP2Keepalive(xds.WithHTTP2(xds.EDSCluster(name, connectTimeout, withPeers(id, peers...))), tunnelKeepalive, tunnelKeepalive)
+					if len(addrs) > 1 {
+						cl = replicated(cl)
+					}
+					b.Clusters = append(b.Clusters, cl)
+					b.Endpoints = append(b.Endpoints, xds.LoadAssignment(name, addrs...))
 				}
-				b.Clusters = append(b.Clusters, cl)
-				b.Endpoints = append(b.Endpoints, xds.LoadAssignment(name, addrs...))
 				b.Listeners = append(b.Listeners, xds.TunnelListener("outbound|"+w.Name+"|"+c.Name, l4Outbound(w, i),
 					corev3.TrafficDirection_OUTBOUND, name, c.Authority()))
 			}
