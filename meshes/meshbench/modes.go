@@ -367,7 +367,7 @@ const hboneStreams = scenarios.MaxServices * scenarios.MaxConnections
 // (ztunnel). A calling node's proxy takes each of its workloads'
 // connections on the port for the callee and carries it, unread, as an
 // HTTP/2 CONNECT stream naming the callee's authority over one pooled
-// mutual-TLS connection per (workload, callee) to each node with the
+// mutual-TLS connection per workload to each node with the
 // callee's pods, presenting the workload's own identity. The callee's
 // node proxy admits a stream only from the callee's callers (RBAC by
 // source identity and authority) and hands its bytes to a local pod of
