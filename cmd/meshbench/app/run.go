@@ -140,10 +140,6 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 				return badInput(sc.FieldError(fmt.Sprintf("meshes[%d].proxy.binary", i),
 					"%s is a file of this host: another proxy build runs on the local platform only in this build (the pods run their image's, --platform %s)", m.Proxy.Binary, o.platform.name))
 			}
-			if m.Proxy != nil && m.Proxy.Layer == scenarios.LayerL4 {
-				return badInput(sc.FieldError(fmt.Sprintf("meshes[%d].proxy.layer", i),
-					"the L4 per-node proxy runs on the local platform only in this build: its pods' port per callee is not rendered for --platform %s yet", o.platform.name))
-			}
 		}
 	}
 	if err := sc.Validate(); err != nil {
