@@ -83,6 +83,13 @@ type Listener struct {
 	// MaxConcurrentStreams bounds the streams of one HTTP/2 connection
 	// (rapid-reset and resource exhaustion).
 	MaxConcurrentStreams int `json:"maxConcurrentStreams,omitempty"`
+	// HTTP2Keepalive, when set, sends a PING on a downstream HTTP/2
+	// connection on which nothing arrived for Interval, and closes it
+	// (ending its streams) when no answer comes within Timeout: Envoy's
+	// connection_keepalive in the connection manager's
+	// http2_protocol_options. Without it a peer gone silent (a partition,
+	// a dead node) holds its streams until their idle timeout.
+	HTTP2Keepalive *Keepalive `json:"http2Keepalive,omitempty"`
 	// RBAC, when set, denies every request that no policy allows (403).
 	RBAC *RBAC `json:"rbac,omitempty"`
 	// AccessLog writes one JSON line per request to the proxy's log.
@@ -493,6 +500,9 @@ func (c *Config) Validate() error {
 					errs = append(errs, fmt.Errorf("listeners[%d] %q: policy %q trusts header %s, which needs mutual TLS pinned to the peers allowed to set it (tls.allowedIDs)", i, l.Name, p.Name, p.SourceHeader))
 				}
 			}
+		}
+		if k := l.HTTP2Keepalive; k != nil && (l.Codec == CodecHTTP1 || k.Interval <= 0 || k.Timeout <= 0) {
+			errs = append(errs, fmt.Errorf("listeners[%d] %q: http2Keepalive needs HTTP/2 (codec auto or http2) and a positive interval and timeout, got %s and %s", i, l.Name, k.Interval.D(), k.Timeout.D()))
 		}
 		if l.Codec != CodecAuto && l.Codec != CodecHTTP1 && l.Codec != CodecHTTP2 {
 			errs = append(errs, fmt.Errorf("listeners[%d] %q: codec must be auto, http1 or http2, got %q", i, l.Name, l.Codec))

@@ -25,13 +25,29 @@ func echoHalfClose(c net.Conn) {
 // sender's identity: "out" to app's authority, "secret" to one only other
 // may reach.
 func tunnelPair(t *testing.T, sender string) (out, secret string, from, end *Proxy) {
-	return tunnelPairWith(t, sender, echoHalfClose, 0, 0)
+	return tunnelPairWith(t, sender, tunnelOptions{})
 }
 
-// tunnelPairWith is tunnelPair with app's handler and the sending and
-// receiving listeners' idle timeouts (0: the default). The sender's
-// cluster ejects its one endpoint at the first failure.
-func tunnelPairWith(t *testing.T, sender string, handle func(net.Conn), outIdle, nodeIdle Duration) (out, secret string, from, end *Proxy) {
+// tunnelOptions change tunnelPair's proxies and application.
+type tunnelOptions struct {
+	// handle serves the application's connections (default: echo).
+	handle func(net.Conn)
+	// outIdle and nodeIdle are the sending and receiving listeners' idle
+	// timeouts (0: the default).
+	outIdle, nodeIdle Duration
+	// endKeepalive is the receiving listener's HTTP/2 keepalive.
+	endKeepalive *Keepalive
+	// via, when set, is what the sender dials instead of the receiving
+	// listener's address (a relay to it).
+	via func(addr string) string
+}
+
+// tunnelPairWith is tunnelPair with o. The sender's cluster ejects its
+// one endpoint at the first failure.
+func tunnelPairWith(t *testing.T, sender string, o tunnelOptions) (out, secret string, from, end *Proxy) {
+	if o.handle == nil {
+		o.handle = echoHalfClose
+	}
 	dir := t.TempDir()
 	ca, err := identity.NewCA("td", time.Hour)
 	if err != nil {
@@ -46,9 +62,9 @@ func tunnelPairWith(t *testing.T, sender string, handle func(net.Conn), outIdle,
 	}
 	nodeID := identity.SPIFFEID("td", "ns", "node-b")
 	clientID, otherID := identity.SPIFFEID("td", "ns", "client"), identity.SPIFFEID("td", "ns", "other")
-	app := serveTCP(t, handle)
+	app := serveTCP(t, o.handle)
 	end, hbone := startProxy(t, Config{
-		Listeners: []Listener{{Name: "hbone", Direction: Inbound, Codec: CodecHTTP2, TLS: issue("node-b", nodeID), IdleTimeout: nodeIdle,
+		Listeners: []Listener{{Name: "hbone", Direction: Inbound, Codec: CodecHTTP2, TLS: issue("node-b", nodeID), IdleTimeout: o.nodeIdle, HTTP2Keepalive: o.endKeepalive,
 			RBAC: &RBAC{Policies: []Policy{
 				{Name: "app", Principals: []string{clientID}, Hosts: []string{"app:7"}},
 				{Name: "secret", Principals: []string{otherID}, Hosts: []string{"secret:9"}},
@@ -59,11 +75,14 @@ func tunnelPairWith(t *testing.T, sender string, handle func(net.Conn), outIdle,
 			}}},
 		Clusters: []Cluster{{Name: "app", Endpoints: []Endpoint{{Address: app}}}},
 	})
+	if o.via != nil {
+		hbone = o.via(hbone)
+	}
 	tls := issue(sender, identity.SPIFFEID("td", "ns", sender))
 	tls.AllowedIDs = []string{nodeID}
 	p, out := startProxy(t, Config{
 		Listeners: []Listener{
-			{Name: "out", Direction: Outbound, TCPCluster: "node-b", TCPTunnel: "app:7", IdleTimeout: outIdle},
+			{Name: "out", Direction: Outbound, TCPCluster: "node-b", TCPTunnel: "app:7", IdleTimeout: o.outIdle},
 			{Name: "secret", Direction: Outbound, Address: "127.0.0.1:0", TCPCluster: "node-b", TCPTunnel: "secret:9"},
 		},
 		Clusters: []Cluster{{Name: "node-b", HTTP2: true, TLS: tls, Endpoints: []Endpoint{{Address: hbone}},
@@ -169,7 +188,7 @@ func TestHBONEEnds(t *testing.T) {
 				read <- struct{}{}
 				<-hold
 			}
-			out, _, _, end := tunnelPairWith(t, "client", silent, tc.outIdle, tc.nodeIdle)
+			out, _, _, end := tunnelPairWith(t, "client", tunnelOptions{handle: silent, outIdle: tc.outIdle, nodeIdle: tc.nodeIdle})
 			c, err := net.DialTimeout("tcp", out, 5*time.Second)
 			if err != nil {
 				t.Fatal(err)
@@ -201,6 +220,104 @@ func TestHBONEEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestHBONEEndPingsASilentSender: a sender gone silent (a partition: its
+// packets stop, its connection stays open) is found by the receiving
+// end's HTTP/2 keepalive, which closes the connection and so ends its
+// streams and the application's connections they carry. Without it they
+// would last until the listener's idle timeout (60 s).
+func TestHBONEEndPingsASilentSender(t *testing.T) {
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	ended := make(chan struct{}, 1)
+	app := func(c net.Conn) {
+		_, _ = io.Copy(c, c) // echo until the proxy closes it
+		ended <- struct{}{}
+	}
+	var relay *freezer
+	out, _, _, end := tunnelPairWith(t, "client", tunnelOptions{handle: app,
+		endKeepalive: &Keepalive{Interval: Duration(200 * time.Millisecond), Timeout: Duration(200 * time.Millisecond)},
+		via:          func(addr string) string { relay = newFreezer(t, addr, hold); return relay.addr }})
+	c, err := net.DialTimeout("tcp", out, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Reset at the end: the sender ends its stream at once rather than
+	// wait, as for a half-close, for its silent peer (its own keepalive,
+	// 20 s by default).
+	defer func() { _ = c.(*net.TCPConn).SetLinger(0); c.Close() }()
+	if _, err := io.WriteString(c, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if got := make([]byte, 5); func() error { _, err := io.ReadFull(c, got); return err }() != nil || string(got) != "hello" {
+		t.Fatalf("no echo through the tunnel: %q", got)
+	}
+	relay.freeze()
+	frozen := time.Now()
+	select {
+	case <-ended:
+		t.Logf("the application's connection ended %v after the freeze", time.Since(frozen).Round(time.Millisecond))
+	case <-time.After(20 * time.Second):
+		t.Fatal("the application's connection outlived its silent sender by 20 s")
+	}
+	waitFor(t, "the tunnel's end to finish the stream", func() bool { return end.Stats().Listeners["hbone"].InFlight == 0 })
+}
+
+// freezer relays TCP connections to a target until frozen; then it
+// forwards nothing more either way but keeps the connections open, as a
+// partition does, until hold is closed.
+type freezer struct {
+	addr   string
+	frozen chan struct{}
+	once   sync.Once
+}
+
+func newFreezer(t *testing.T, target string, hold <-chan struct{}) *freezer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	f := &freezer{addr: ln.Addr().String(), frozen: make(chan struct{})}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			for _, p := range [][2]net.Conn{{c, up}, {up, c}} {
+				go func(dst, src net.Conn) {
+					defer dst.Close()
+					buf := make([]byte, 32<<10)
+					for {
+						n, err := src.Read(buf)
+						select {
+						case <-f.frozen:
+							<-hold
+							return
+						default:
+						}
+						if err != nil {
+							return
+						}
+						if _, err := dst.Write(buf[:n]); err != nil {
+							return
+						}
+					}
+				}(p[0], p[1])
+			}
+		}
+	}()
+	return f
+}
+
+func (f *freezer) freeze() { f.once.Do(func() { close(f.frozen) }) }
 
 // waitFor polls cond for up to 20 s.
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -458,3 +458,24 @@ func TestListenerNamesAreUnique(t *testing.T) {
 		t.Errorf("distinct names: %v", err)
 	}
 }
+
+// TestListenerKeepaliveNeedsHTTP2: a listener's HTTP/2 keepalive on an
+// HTTP/1.1-only listener, or without an interval and timeout, would never
+// ping; it is refused.
+func TestListenerKeepaliveNeedsHTTP2(t *testing.T) {
+	l := Listener{Name: "in", Address: "127.0.0.1:0", Direction: Inbound, Codec: CodecHTTP2, ForwardedFor: ForwardedAppend,
+		HTTP2Keepalive: &Keepalive{Interval: Duration(time.Second), Timeout: Duration(time.Second)}}
+	if err := (&Config{Listeners: []Listener{l}}).Validate(); err != nil {
+		t.Errorf("HTTP/2 with a keepalive: %v", err)
+	}
+	for name, change := range map[string]func(*Listener){
+		"http1":      func(l *Listener) { l.Codec = CodecHTTP1 },
+		"no timeout": func(l *Listener) { l.HTTP2Keepalive = &Keepalive{Interval: Duration(time.Second)} },
+	} {
+		bad := l
+		change(&bad)
+		if err := (&Config{Listeners: []Listener{bad}}).Validate(); err == nil || !strings.Contains(err.Error(), "http2Keepalive needs HTTP/2") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

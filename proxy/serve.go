@@ -36,10 +36,14 @@ func (b *boundListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func serverKey(l *listener, clusters map[string]*cluster) string {
 	c := l.cfg
 	c.VirtualHosts, c.RBAC, c.AccessLog, c.MaxRequestBytes, c.RequestTimeout = nil, nil, false, 0, 0
-	c.TLS = nil // by value below: a pointer would differ in every update
+	// By value below: a pointer would differ in every update.
+	c.TLS, c.HTTP2Keepalive = nil, nil
 	key := fmt.Sprintf("%+v", c)
 	if t := l.cfg.TLS; t != nil {
 		key += fmt.Sprintf("%+v", *t)
+	}
+	if k := l.cfg.HTTP2Keepalive; k != nil {
+		key += fmt.Sprintf(" keepalive %+v", *k)
 	}
 	if c.TCPCluster != "" {
 		key += fmt.Sprintf("%p", clusters[c.TCPCluster])
@@ -164,7 +168,8 @@ func (b *boundListener) stopAndClose(ctx context.Context) {
 // stream whose upstream reads slowly holds at most this much here.
 const tunnelStreamWindow = 256 << 10
 
-// http2Config is the listener's HTTP/2 settings. A listener ending
+// http2Config is the listener's HTTP/2 settings: its stream bound and
+// keepalive, and, for a listener ending
 // CONNECT streams gives each connection a receive window as large as all
 // of its streams' together (at most 1 GiB), as ztunnel does: a stream
 // whose upstream stalls fills its own window only, and the tunnel's other
@@ -172,6 +177,9 @@ const tunnelStreamWindow = 256 << 10
 // stalled streams would stop every other one).
 func (l *listener) http2Config() *http.HTTP2Config {
 	c := &http.HTTP2Config{MaxConcurrentStreams: l.cfg.MaxConcurrentStreams}
+	if k := l.cfg.HTTP2Keepalive; k != nil {
+		c.SendPingTimeout, c.PingTimeout = k.Interval.D(), k.Timeout.D()
+	}
 	if l.connect {
 		c.MaxReceiveBufferPerStream = tunnelStreamWindow
 		c.MaxReceiveBufferPerConnection = min(l.cfg.MaxConcurrentStreams*tunnelStreamWindow, 1<<30)

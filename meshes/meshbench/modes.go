@@ -48,6 +48,12 @@ func replicatedRetry() *routev3.RetryPolicy {
 // proxy's tunnel to a replicated service's nodes.
 const tunnelKeepalive = time.Second
 
+// tunnelEndKeepalive is the PING interval and timeout of an L4 tunnel's
+// receiving end: a live sender pings it every tunnelKeepalive, so its own
+// PINGs go only to a sender gone silent, whose streams (and the pods'
+// connections they carry) then end within twice this.
+const tunnelEndKeepalive = 5 * time.Second
+
 // replicated is a cluster of a replicated service's pods: least request
 // (power of two choices weighted by each pod's latency EWMA, as Istio's
 // default LEAST_REQUEST and Linkerd's peak EWMA: a slow pod is routed
@@ -448,7 +454,7 @@ func (r *renderer) perNodeL4() (*meshes.Deployment, error) {
 		}
 		if len(dests) > 0 {
 			b.Listeners = append(b.Listeners, xds.HBONEListener("hbone", meshes.HostPort(g.Node.Addr, TunnelPort), dests,
-				withPeers(nid, callers...), hboneStreams))
+				withPeers(nid, callers...), hboneStreams, tunnelEndKeepalive))
 		}
 		c, err := r.proxyComponent(node, g.Node, b, nid, 0)
 		if err != nil {

@@ -226,8 +226,10 @@ type Destination struct {
 // host per destination, whose connect route carries the streams' bytes to
 // its cluster, under RBAC allowing each destination's principals only.
 // maxStreams bounds the streams of one connection: each carries a
-// connection for its whole life.
-func HBONEListener(name, addr string, dests []Destination, tls *TLSFiles, maxStreams uint32) *listenerv3.Listener {
+// connection for its whole life. keepalive, when not zero, is the PING
+// interval and timeout on a connection gone silent, so that a dead peer's
+// streams end (connection_keepalive).
+func HBONEListener(name, addr string, dests []Destination, tls *TLSFiles, maxStreams uint32, keepalive time.Duration) *listenerv3.Listener {
 	rc := &routev3.RouteConfiguration{Name: name}
 	rules := &rbacconfigv3.RBAC{Action: rbacconfigv3.RBAC_ALLOW, Policies: map[string]*rbacconfigv3.Policy{}}
 	for _, d := range dests {
@@ -263,6 +265,10 @@ func HBONEListener(name, addr string, dests []Destination, tls *TLSFiles, maxStr
 	hcm.HttpFilters = append([]*hcmv3.HttpFilter{{Name: RBACFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{
 		TypedConfig: mustAny(&rbacfilterv3.RBAC{Rules: rules})}}}, hcm.HttpFilters...)
 	hcm.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{MaxConcurrentStreams: wrapperspb.UInt32(maxStreams)}
+	if keepalive > 0 {
+		hcm.Http2ProtocolOptions.ConnectionKeepalive = &corev3.KeepaliveSettings{
+			Interval: durationpb.New(keepalive), Timeout: durationpb.New(keepalive)}
+	}
 	l.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(&hcm)}
 	return l
 }

@@ -166,6 +166,9 @@ func (t *translator) hcm(h *hcmv3.HttpConnectionManager, pl *proxy.Listener) err
 	if n := h.GetHttp2ProtocolOptions().GetMaxConcurrentStreams(); n != nil {
 		pl.MaxConcurrentStreams = int(n.GetValue())
 	}
+	if k := h.GetHttp2ProtocolOptions().GetConnectionKeepalive(); k != nil {
+		pl.HTTP2Keepalive = &proxy.Keepalive{Interval: dur(k.GetInterval()), Timeout: dur(k.GetTimeout())}
+	}
 	faultEnabled, err := httpFilters(h, pl)
 	if err != nil {
 		return err

@@ -333,7 +333,7 @@ func TestHBONETranslates(t *testing.T) {
 		Listeners: []*listenerv3.Listener{
 			TunnelListener("outbound-server", "127.0.0.1:17000", corev3.TrafficDirection_OUTBOUND, "hbone|server", "server:8080"),
 			HBONEListener("hbone", "10.0.0.3:15008", []Destination{{Name: "server", Authorities: []string{"server:8080"},
-				Cluster: "inbound|server", Principals: []string{caller}}}, tls, 1000),
+				Cluster: "inbound|server", Principals: []string{caller}}}, tls, 1000, 3*time.Second),
 		},
 		Clusters: []*clusterv3.Cluster{WithHTTP2(EDSCluster("hbone|server", time.Second, tls)), EDSCluster("inbound|server", time.Second, nil)},
 		Endpoints: []*endpointv3.ClusterLoadAssignment{LoadAssignment("hbone|server", "10.0.0.3:15008"),
@@ -356,7 +356,8 @@ func TestHBONETranslates(t *testing.T) {
 	}
 	end := cfg.Listeners[1]
 	rt := end.VirtualHosts[0].Routes[0]
-	if end.Codec != proxy.CodecHTTP2 || end.MaxConcurrentStreams != 1000 || !rt.Connect || rt.Cluster != "inbound|server" || rt.PathPrefix != "" {
+	if end.Codec != proxy.CodecHTTP2 || end.MaxConcurrentStreams != 1000 || !rt.Connect || rt.Cluster != "inbound|server" || rt.PathPrefix != "" ||
+		end.HTTP2Keepalive == nil || *end.HTTP2Keepalive != (proxy.Keepalive{Interval: proxy.Duration(3 * time.Second), Timeout: proxy.Duration(3 * time.Second)}) {
 		t.Errorf("tunnel end %+v, route %+v", end, rt)
 	}
 	if p := end.RBAC.Policies; len(p) != 1 || p[0].Principals[0] != caller || len(p[0].Hosts) != 1 || p[0].Hosts[0] != "server:8080" {
