@@ -159,11 +159,14 @@ func (l *listener) serveConnect(w http.ResponseWriter, r *http.Request, ex *exch
 	// connection too: the copies below then return.
 	unlink := context.AfterFunc(r.Context(), func() { act.Close() })
 	defer unlink()
-	stop := act.watch(l.cfg.IdleTimeout.D(), func() { act.Close() })
+	rc := http.NewResponseController(w)
+	// Idle: the upstream connection closes, and a write to the peer stuck
+	// on its flow control (a peer alive but not reading) fails at once.
+	stop := act.watch(l.cfg.IdleTimeout.D(), func() { act.Close(); _ = rc.SetWriteDeadline(time.Now()) })
 	defer stop()
 	w.WriteHeader(http.StatusOK)
 	l.stats.count(http.StatusOK)
-	if err := http.NewResponseController(w).Flush(); err != nil {
+	if err := rc.Flush(); err != nil {
 		return http.StatusOK
 	}
 	go func() {

@@ -134,9 +134,11 @@ func (t *tcpProxy) handle(down net.Conn) {
 }
 
 // pipe copies src to dst. The end of src is passed on as a half-close of
-// dst; an error (a reset, or the idle timeout closing the connection)
-// ends both directions instead, so the other side sees an abort, not a
-// clean end.
+// dst; an error reading src (a reset, or the idle timeout closing the
+// connection) ends both directions instead, so the other side sees an
+// abort, not a clean end. An error writing dst ends this direction only:
+// the other may still be delivering what dst's side sent before it went
+// (a stream its peer ended after answering).
 func pipe(dst, src io.ReadWriteCloser) error {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
@@ -145,8 +147,6 @@ func pipe(dst, src io.ReadWriteCloser) error {
 		n, err := src.Read(buf)
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
-				src.Close()
-				dst.Close()
 				return werr
 			}
 		}

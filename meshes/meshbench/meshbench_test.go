@@ -564,6 +564,11 @@ func TestPerNodeL4(t *testing.T) {
 			!slices.Equal(c.TLS.AllowedIDs, []string{"spiffe://meshbench.local/ns/meshbench-system/sa/node-shared"}) {
 			t.Errorf("svc-0's cluster %s: %+v, tls %+v", c.Name, c, c.TLS)
 		}
+		// Its streams share the cluster's request bound: the default
+		// (1024) would cap the connections to all three callees.
+		if c.CircuitBreakers == nil || c.CircuitBreakers.MaxRequests != hboneStreams {
+			t.Errorf("svc-0's cluster %s: circuit breakers %+v, want %d requests", c.Name, c.CircuitBreakers, hboneStreams)
+		}
 	}
 	if tunnelClusters != 1 {
 		t.Errorf("svc-0 has %d tunnel clusters, want 1 (its callees share a node)", tunnelClusters)

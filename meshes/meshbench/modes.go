@@ -410,13 +410,22 @@ func (r *renderer) perNodeL4() (*meshes.Deployment, error) {
 						peers, addrs = append(peers, nodeID(pod.ProxyNode())), append(addrs, a)
 					}
 				}
-				// One cluster per workload and peer nodes, whichever callees
+				// One cluster per workload and peer node, whichever callees
 				// are there: a workload's streams to them share one pooled
-				// connection per peer node, as ztunnel's pool is keyed by
-				// source identity and destination node.
+				// connection, as ztunnel's pool is keyed by source identity
+				// and destination node. A callee on several nodes has a
+				// cluster of its own: its nodes' outlier detection counts
+				// its streams alone.
 				name := "hbone|" + w.Name + "|" + strings.Join(nodes, ",")
+				if len(addrs) > 1 {
+					name = "hbone|" + w.Name + "|" + c.Name + "@" + strings.Join(nodes, ",")
+				}
 				if !slices.ContainsFunc(b.Clusters, func(cl *clusterv3.Cluster) bool { return cl.GetName() == name }) {
-					cl := xds.WithHTTP2Keepalive(xds.WithHTTP2(xds.EDSCluster(name, connectTimeout, withPeers(id, peers...))), tunnelKeepalive, tunnelKeepalive)
+					// Each stream holds one of the cluster's requests for
+					// its connection's life: the bound is the streams its
+					// peers' tunnel ends take.
+					cl := xds.WithMaxRequests(xds.WithHTTP2Keepalive(xds.WithHTTP2(xds.EDSCluster(name, connectTimeout, withPeers(id, peers...))),
+						tunnelKeepalive, tunnelKeepalive), uint32(hboneStreams*len(addrs)))
 					if len(addrs) > 1 {
 						cl = replicated(cl)
 					}

@@ -164,6 +164,15 @@ func WithHTTP2Keepalive(c *clusterv3.Cluster, interval, timeout time.Duration) *
 	return c
 }
 
+// WithMaxRequests sets a cluster's circuit breaker on active requests (for
+// an HTTP/2 cluster, its streams; for a tunnel cluster, the connections it
+// carries), leaving the other thresholds at their defaults.
+func WithMaxRequests(c *clusterv3.Cluster, n uint32) *clusterv3.Cluster {
+	c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		MaxRequests: wrapperspb.UInt32(n)}}}
+	return c
+}
+
 // WithHeaders makes a route configuration's virtual hosts remove the named
 // request headers and then set the given ones.
 func WithHeaders(rc *routev3.RouteConfiguration, remove []string, set map[string]string) *routev3.RouteConfiguration {
