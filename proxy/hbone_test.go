@@ -227,17 +227,15 @@ func TestHBONEEnds(t *testing.T) {
 // streams and the application's connections they carry. Without it they
 // would last until the listener's idle timeout (60 s).
 func TestHBONEEndPingsASilentSender(t *testing.T) {
-	hold := make(chan struct{})
-	t.Cleanup(func() { close(hold) })
 	ended := make(chan struct{}, 1)
 	app := func(c net.Conn) {
 		_, _ = io.Copy(c, c) // echo until the proxy closes it
 		ended <- struct{}{}
 	}
-	var relay *freezer
+	var relay *silentRelay
 	out, _, _, end := tunnelPairWith(t, "client", tunnelOptions{handle: app,
 		endKeepalive: &Keepalive{Interval: Duration(200 * time.Millisecond), Timeout: Duration(200 * time.Millisecond)},
-		via:          func(addr string) string { relay = newFreezer(t, addr, hold); return relay.addr }})
+		via:          func(addr string) string { relay = newSilentRelay(t, addr); return relay.ln.Addr().String() }})
 	c, err := net.DialTimeout("tcp", out, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +251,7 @@ func TestHBONEEndPingsASilentSender(t *testing.T) {
 	if got := make([]byte, 5); func() error { _, err := io.ReadFull(c, got); return err }() != nil || string(got) != "hello" {
 		t.Fatalf("no echo through the tunnel: %q", got)
 	}
-	relay.freeze()
+	relay.frozen.Store(true)
 	frozen := time.Now()
 	select {
 	case <-ended:
@@ -263,61 +261,6 @@ func TestHBONEEndPingsASilentSender(t *testing.T) {
 	}
 	waitFor(t, "the tunnel's end to finish the stream", func() bool { return end.Stats().Listeners["hbone"].InFlight == 0 })
 }
-
-// freezer relays TCP connections to a target until frozen; then it
-// forwards nothing more either way but keeps the connections open, as a
-// partition does, until hold is closed.
-type freezer struct {
-	addr   string
-	frozen chan struct{}
-	once   sync.Once
-}
-
-func newFreezer(t *testing.T, target string, hold <-chan struct{}) *freezer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	f := &freezer{addr: ln.Addr().String(), frozen: make(chan struct{})}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			for _, p := range [][2]net.Conn{{c, up}, {up, c}} {
-				go func(dst, src net.Conn) {
-					defer dst.Close()
-					buf := make([]byte, 32<<10)
-					for {
-						n, err := src.Read(buf)
-						select {
-						case <-f.frozen:
-							<-hold
-							return
-						default:
-						}
-						if err != nil {
-							return
-						}
-						if _, err := dst.Write(buf[:n]); err != nil {
-							return
-						}
-					}
-				}(p[0], p[1])
-			}
-		}
-	}()
-	return f
-}
-
-func (f *freezer) freeze() { f.once.Do(func() { close(f.frozen) }) }
 
 // waitFor polls cond for up to 20 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
