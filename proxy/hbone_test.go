@@ -44,7 +44,7 @@ type tunnelOptions struct {
 
 // tunnelPairWith is tunnelPair with o. The sender's cluster ejects its
 // one endpoint at the first failure.
-func tunnelPairWith(t *testing.T, sender string, o tunnelOptions) (out, secret string, from, end *Proxy) {
+func tunnelPairWith(t testing.TB, sender string, o tunnelOptions) (out, secret string, from, end *Proxy) {
 	if o.handle == nil {
 		o.handle = echoHalfClose
 	}
