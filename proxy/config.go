@@ -329,6 +329,8 @@ type Keepalive struct {
 	Timeout  Duration `json:"timeout"`
 }
 
+func (k *Keepalive) valid() bool { return k.Interval > 0 && k.Timeout > 0 }
+
 // LBPolicy chooses an endpoint for each request.
 type LBPolicy string
 
@@ -460,7 +462,7 @@ func (c *Config) Validate() error {
 		if cl.LBPolicy != "" && cl.LBPolicy != LBRoundRobin && cl.LBPolicy != LBLeastRequest {
 			errs = append(errs, fmt.Errorf("clusters[%d] %q: lbPolicy must be round_robin or least_request, got %q", i, cl.Name, cl.LBPolicy))
 		}
-		if k := cl.HTTP2Keepalive; k != nil && (!cl.HTTP2 || k.Interval <= 0 || k.Timeout <= 0) {
+		if k := cl.HTTP2Keepalive; k != nil && (!cl.HTTP2 || !k.valid()) {
 			errs = append(errs, fmt.Errorf("clusters[%d] %q: http2Keepalive needs http2 and a positive interval and timeout, got %s and %s", i, cl.Name, k.Interval.D(), k.Timeout.D()))
 		}
 		for j, ep := range cl.Endpoints {
@@ -501,7 +503,7 @@ func (c *Config) Validate() error {
 				}
 			}
 		}
-		if k := l.HTTP2Keepalive; k != nil && (l.Codec == CodecHTTP1 || k.Interval <= 0 || k.Timeout <= 0) {
+		if k := l.HTTP2Keepalive; k != nil && (l.Codec == CodecHTTP1 || !k.valid()) {
 			errs = append(errs, fmt.Errorf("listeners[%d] %q: http2Keepalive needs HTTP/2 (codec auto or http2) and a positive interval and timeout, got %s and %s", i, l.Name, k.Interval.D(), k.Timeout.D()))
 		}
 		if l.Codec != CodecAuto && l.Codec != CodecHTTP1 && l.Codec != CodecHTTP2 {

@@ -491,12 +491,18 @@ func downstreamFault(r *http.Request, body *downstreamBody, err error) bool {
 }
 
 func classify(resp *http.Response, err error) outcome {
+	if err != nil {
+		return outcomeGatewayFailure
+	}
+	return statusOutcome(resp.StatusCode)
+}
+
+// statusOutcome is what an answer's status says of the endpoint.
+func statusOutcome(code int) outcome {
 	switch {
-	case err != nil:
+	case code == 502 || code == 503 || code == 504:
 		return outcomeGatewayFailure
-	case resp.StatusCode == 502 || resp.StatusCode == 503 || resp.StatusCode == 504:
-		return outcomeGatewayFailure
-	case resp.StatusCode >= 500:
+	case code >= 500:
 		return outcome5xx
 	}
 	return outcomeOK

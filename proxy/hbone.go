@@ -41,17 +41,12 @@ func (s *stream) Close() error {
 	return s.down.Close()
 }
 
-// errTunnelRefused is a CONNECT the peer answered with other than 200;
-// openStream's error then holds a *tunnelRefusal with the status.
-var errTunnelRefused = errors.New("tunnel refused")
-
+// tunnelRefusal is a CONNECT the peer answered with other than 200.
 type tunnelRefusal struct{ status int }
 
 func (e *tunnelRefusal) Error() string {
-	return fmt.Sprintf("%v: %d %s", errTunnelRefused, e.status, http.StatusText(e.status))
+	return fmt.Sprintf("tunnel refused: %d %s", e.status, http.StatusText(e.status))
 }
-
-func (e *tunnelRefusal) Is(target error) bool { return target == errTunnelRefused }
 
 // openOutcome is what a failure to open an upstream connection or stream
 // says of the peer, for outlier detection: a stream refused below 500
@@ -60,7 +55,7 @@ func (e *tunnelRefusal) Is(target error) bool { return target == errTunnelRefuse
 func openOutcome(err error) outcome {
 	var r *tunnelRefusal
 	if errors.As(err, &r) {
-		return classify(&http.Response{StatusCode: r.status}, nil)
+		return statusOutcome(r.status)
 	}
 	return outcomeGatewayFailure
 }

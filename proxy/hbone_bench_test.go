@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"strings"
 	"testing"
 )
 
@@ -18,22 +19,13 @@ func BenchmarkHBONE(b *testing.B) {
 	direct := serveTCP(b, echoHalfClose)
 	for _, target := range []struct{ name, addr string }{{"direct", direct}, {"tunnel", tunnel}} {
 		b.Run("stream/"+target.name, func(b *testing.B) {
-			msg := bytes.Repeat([]byte("x"), 1024)
+			msg := strings.Repeat("x", 1024)
 			b.SetBytes(int64(len(msg)))
 			b.ReportAllocs()
 			for b.Loop() {
-				c, err := net.Dial("tcp", target.addr)
-				if err != nil {
-					b.Fatal(err)
+				if got := roundTrip(b, target.addr, msg); len(got) != len(msg) {
+					b.Fatalf("echoed %d bytes, want %d", len(got), len(msg))
 				}
-				if _, err := c.Write(msg); err != nil {
-					b.Fatal(err)
-				}
-				c.(*net.TCPConn).CloseWrite()
-				if got, err := io.ReadAll(c); err != nil || len(got) != len(msg) {
-					b.Fatalf("echoed %d bytes (%v), want %d", len(got), err, len(msg))
-				}
-				c.Close()
 			}
 		})
 		b.Run("bytes/"+target.name, func(b *testing.B) {

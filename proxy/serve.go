@@ -168,10 +168,10 @@ func (b *boundListener) stopAndClose(ctx context.Context) {
 // stream whose upstream reads slowly holds at most this much here.
 const tunnelStreamWindow = 256 << 10
 
-// http2Config is the listener's HTTP/2 settings: its stream bound and
-// keepalive, and, for a listener ending
-// CONNECT streams gives each connection a receive window as large as all
-// of its streams' together (at most 1 GiB), as ztunnel does: a stream
+// http2Config is the listener's HTTP/2 settings: its stream bound, its
+// keepalive and, for a listener ending CONNECT streams, a receive window
+// per connection as large as all of its streams' together (at most
+// 1 GiB), as ztunnel does: a stream
 // whose upstream stalls fills its own window only, and the tunnel's other
 // streams keep flowing (with the default 1 MiB connection window, four
 // stalled streams would stop every other one).

@@ -158,10 +158,15 @@ func WithHTTP2Keepalive(c *clusterv3.Cluster, interval, timeout time.Duration) *
 	if a := c.GetTypedExtensionProtocolOptions()[UpstreamHTTPOptions]; a == nil || a.UnmarshalTo(&po) != nil || po.GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil {
 		panic("WithHTTP2Keepalive: cluster " + c.GetName() + " is not HTTP/2 (WithHTTP2 first)")
 	}
-	po.GetExplicitHttpConfig().GetHttp2ProtocolOptions().ConnectionKeepalive = &corev3.KeepaliveSettings{
-		Interval: durationpb.New(interval), Timeout: durationpb.New(timeout)}
+	po.GetExplicitHttpConfig().GetHttp2ProtocolOptions().ConnectionKeepalive = keepaliveSettings(interval, timeout)
 	c.TypedExtensionProtocolOptions[UpstreamHTTPOptions] = mustAny(&po)
 	return c
+}
+
+// keepaliveSettings is Envoy's connection_keepalive: a PING after interval
+// of quiet, the connection closed when no answer comes within timeout.
+func keepaliveSettings(interval, timeout time.Duration) *corev3.KeepaliveSettings {
+	return &corev3.KeepaliveSettings{Interval: durationpb.New(interval), Timeout: durationpb.New(timeout)}
 }
 
 // WithMaxRequests sets a cluster's circuit breaker on active requests (for
@@ -275,8 +280,7 @@ func HBONEListener(name, addr string, dests []Destination, tls *TLSFiles, maxStr
 		TypedConfig: mustAny(&rbacfilterv3.RBAC{Rules: rules})}}}, hcm.HttpFilters...)
 	hcm.Http2ProtocolOptions = &corev3.Http2ProtocolOptions{MaxConcurrentStreams: wrapperspb.UInt32(maxStreams)}
 	if keepalive > 0 {
-		hcm.Http2ProtocolOptions.ConnectionKeepalive = &corev3.KeepaliveSettings{
-			Interval: durationpb.New(keepalive), Timeout: durationpb.New(keepalive)}
+		hcm.Http2ProtocolOptions.ConnectionKeepalive = keepaliveSettings(keepalive, keepalive)
 	}
 	l.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(&hcm)}
 	return l

@@ -166,9 +166,7 @@ func (t *translator) hcm(h *hcmv3.HttpConnectionManager, pl *proxy.Listener) err
 	if n := h.GetHttp2ProtocolOptions().GetMaxConcurrentStreams(); n != nil {
 		pl.MaxConcurrentStreams = int(n.GetValue())
 	}
-	if k := h.GetHttp2ProtocolOptions().GetConnectionKeepalive(); k != nil {
-		pl.HTTP2Keepalive = &proxy.Keepalive{Interval: dur(k.GetInterval()), Timeout: dur(k.GetTimeout())}
-	}
+	pl.HTTP2Keepalive = keepalive(h.GetHttp2ProtocolOptions().GetConnectionKeepalive())
 	faultEnabled, err := httpFilters(h, pl)
 	if err != nil {
 		return err
@@ -334,9 +332,7 @@ func (t *translator) cluster(c *clusterv3.Cluster) (*proxy.Cluster, error) {
 		}
 		h2 := po.GetExplicitHttpConfig().GetHttp2ProtocolOptions()
 		pc.HTTP2 = h2 != nil
-		if k := h2.GetConnectionKeepalive(); k != nil {
-			pc.HTTP2Keepalive = &proxy.Keepalive{Interval: dur(k.GetInterval()), Timeout: dur(k.GetTimeout())}
-		}
+		pc.HTTP2Keepalive = keepalive(h2.GetConnectionKeepalive())
 		if idle := po.GetCommonHttpProtocolOptions().GetIdleTimeout(); idle != nil {
 			pc.IdleTimeout = dur(idle)
 		}
@@ -384,4 +380,12 @@ func commonTLS(c *tlsv3.CommonTlsContext) (*proxy.TLS, error) {
 		t.AllowedIDs = append(t.AllowedIDs, m.GetMatcher().GetExact())
 	}
 	return t, nil
+}
+
+// keepalive is Envoy's connection_keepalive as the proxy's, nil when unset.
+func keepalive(k *corev3.KeepaliveSettings) *proxy.Keepalive {
+	if k == nil {
+		return nil
+	}
+	return &proxy.Keepalive{Interval: dur(k.GetInterval()), Timeout: dur(k.GetTimeout())}
 }
