@@ -22,7 +22,7 @@ func benchListener(b *testing.B) *listener {
 		Clusters: []Cluster{{Name: "c", Endpoints: []Endpoint{{Address: "127.0.0.1:1"}, {Address: "127.0.0.1:2"}}}},
 	}
 	cfg.Normalize()
-	cl, _ := newCluster(cfg.Clusters[0])
+	cl, _ := newCluster(cfg.Clusters[0], nil)
 	l, err := newListener(cfg.Listeners[0], map[string]*cluster{"c": cl}, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -69,7 +69,7 @@ func BenchmarkMetricsRecord(b *testing.B) {
 // BenchmarkPickLeastRequest is one power-of-two-choices endpoint pick.
 func BenchmarkPickLeastRequest(b *testing.B) {
 	c, _ := newCluster(Cluster{Name: "c", LBPolicy: LBLeastRequest, CircuitBreakers: &CircuitBreakers{},
-		Endpoints: []Endpoint{{Address: "a:1"}, {Address: "b:1"}, {Address: "c:1"}, {Address: "d:1"}}})
+		Endpoints: []Endpoint{{Address: "a:1"}, {Address: "b:1"}, {Address: "c:1"}, {Address: "d:1"}}}, nil)
 	b.ReportAllocs()
 	for b.Loop() {
 		c.pick(nil)

@@ -31,7 +31,9 @@ type cluster struct {
 	next      atomic.Uint64
 	transport roundTripper
 	scheme    string
-	tlsConf   *tls.Config  // for TCP proxying; the transports hold their own
+	tlsConf   *tls.Config // for TCP proxying; the transports hold their own
+	dialer    *net.Dialer
+	internal  *internals   // the proxy's internal listeners, for internal endpoints
 	active    atomic.Int64 // requests in flight
 	retries   atomic.Int64 // retries in flight
 	stats     clusterStats
@@ -55,8 +57,8 @@ func (c *cluster) snapshot() ClusterStats {
 		Retries: c.stats.retries.Load(), Ejections: c.stats.ejections.Load(), Active: c.active.Load()}
 }
 
-func newCluster(cfg Cluster) (*cluster, error) {
-	c := &cluster{cfg: cfg, scheme: "http"}
+func newCluster(cfg Cluster, internal *internals) (*cluster, error) {
+	c := &cluster{cfg: cfg, scheme: "http", internal: internal}
 	c.setEndpoints(cfg.Endpoints)
 	var tlsConf *tls.Config
 	if cfg.TLS != nil {
@@ -72,17 +74,17 @@ func newCluster(cfg Cluster) (*cluster, error) {
 		c.scheme = "https"
 		c.tlsConf = src.ClientConfig(identity.AllowIDs(cfg.TLS.AllowedIDs...))
 	}
-	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: -1}
+	c.dialer = &net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: -1}
 	if cfg.Mark != 0 {
-		dialer.Control = markControl(cfg.Mark)
+		c.dialer.Control = markControl(cfg.Mark)
 	}
 	if cfg.HTTP2 {
-		c.transport = h2Transport(dialer, tlsConf, cfg)
+		c.transport = h2Transport(c.dial, tlsConf, cfg)
 		return c, nil
 	}
 	t := &http.Transport{
 		Proxy:               nil,
-		DialContext:         dialer.DialContext,
+		DialContext:         c.dial,
 		TLSClientConfig:     tlsConf,
 		MaxIdleConnsPerHost: cfg.MaxIdleConns,
 		MaxConnsPerHost:     cfg.CircuitBreakers.MaxConnections,
@@ -102,7 +104,7 @@ func newCluster(cfg Cluster) (*cluster, error) {
 // pool does. Unlike net/http's Transport, x/net/http2's pool dials once per
 // endpoint even when many requests start together, and with strict stream
 // limits waits for a free stream rather than open a second connection.
-func h2Transport(dialer *net.Dialer, tlsConf *tls.Config, cfg Cluster) *http2.Transport {
+func h2Transport(dial func(ctx context.Context, network, addr string) (net.Conn, error), tlsConf *tls.Config, cfg Cluster) *http2.Transport {
 	t := &http2.Transport{
 		TLSClientConfig:            tlsConf,
 		DisableCompression:         true,
@@ -120,12 +122,12 @@ func h2Transport(dialer *net.Dialer, tlsConf *tls.Config, cfg Cluster) *http2.Tr
 	if tlsConf == nil {
 		t.AllowHTTP = true
 		t.DialTLSContext = func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return dialer.DialContext(ctx, network, addr)
+			return dial(ctx, network, addr)
 		}
 		return t
 	}
 	t.DialTLSContext = func(ctx context.Context, network, addr string, c *tls.Config) (net.Conn, error) {
-		raw, err := dialer.DialContext(ctx, network, addr)
+		raw, err := dial(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
@@ -139,23 +141,34 @@ func h2Transport(dialer *net.Dialer, tlsConf *tls.Config, cfg Cluster) *http2.Tr
 	return t
 }
 
+// dial connects to the endpoint at addr (its id, for an internal one) for
+// the cluster's connection pool.
+func (c *cluster) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	for _, ep := range c.endpoints() {
+		if ep.addr == addr && ep.internal != "" {
+			return c.internal.dial(ctx, ep.internal, "")
+		}
+	}
+	return c.dialer.DialContext(ctx, network, addr)
+}
+
 // endpoints returns the cluster's endpoints in force.
 func (c *cluster) endpoints() []*endpoint { return *c.eps.Load() }
 
 // setEndpoints replaces the cluster's endpoints, keeping what it knows of
 // the addresses that stay (latency, active requests, ejection).
 func (c *cluster) setEndpoints(eps []Endpoint) {
-	known := map[string]*endpoint{}
+	known := map[Endpoint]*endpoint{}
 	if old := c.eps.Load(); old != nil {
 		for _, e := range *old {
-			known[e.addr] = e
+			known[Endpoint{Address: e.addr, Internal: e.internal}] = e
 		}
 	}
 	next := make([]*endpoint, 0, len(eps))
 	for _, ep := range eps {
-		e := known[ep.Address]
+		e := known[ep]
 		if e == nil {
-			e = &endpoint{addr: ep.Address}
+			e = &endpoint{addr: ep.Address, internal: ep.Internal}
 		}
 		next = append(next, e)
 	}

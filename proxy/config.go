@@ -60,8 +60,14 @@ const (
 // Listener accepts HTTP/1.1 connections on an address and routes each
 // request by its authority and path.
 type Listener struct {
-	Name      string    `json:"name"`
-	Address   string    `json:"address"`
+	Name string `json:"name"`
+	// Address is where the listener binds; an Internal listener has none.
+	Address string `json:"address,omitempty"`
+	// Internal makes the listener internal (Envoy's internal_listener):
+	// no socket, only the connections the proxy's own clusters open to it
+	// by name (endpoints with Internal), each carrying the identity of
+	// the stream it was opened for.
+	Internal  bool      `json:"internal,omitempty"`
 	Direction Direction `json:"direction"`
 	// VirtualHosts are matched by the request's Host, exact domains first,
 	// then "*".
@@ -362,9 +368,12 @@ type Outlier struct {
 	MaxEjectionPercent        int      `json:"maxEjectionPercent,omitempty"`
 }
 
-// Endpoint is one upstream address.
+// Endpoint is one upstream address, or, with Internal, the internal
+// listener of that name (Envoy's envoy_internal_address), Address then
+// being the endpoint's id (host:port), which names it in pools and stats.
 type Endpoint struct {
-	Address string `json:"address"`
+	Address  string `json:"address"`
+	Internal string `json:"internal,omitempty"`
 }
 
 // Defaults applied by Normalize.
@@ -471,6 +480,17 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	internal := map[string]bool{}
+	for _, l := range c.Listeners {
+		internal[l.Name] = l.Internal
+	}
+	for i, cl := range c.Clusters {
+		for j, ep := range cl.Endpoints {
+			if ep.Internal != "" && !internal[ep.Internal] {
+				errs = append(errs, fmt.Errorf("clusters[%d].endpoints[%d]: %q is not an internal listener of this configuration", i, j, ep.Internal))
+			}
+		}
+	}
 	names := map[string]bool{}
 	for i, l := range c.Listeners {
 		// Listeners are kept by name: a second one of a name would
@@ -479,7 +499,11 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("listeners[%d]: name %q is empty or not unique", i, l.Name))
 		}
 		names[l.Name] = true
-		if _, _, err := net.SplitHostPort(l.Address); err != nil {
+		if l.Internal {
+			if l.Address != "" {
+				errs = append(errs, fmt.Errorf("listeners[%d] %q: an internal listener has no address, got %q", i, l.Name, l.Address))
+			}
+		} else if _, _, err := net.SplitHostPort(l.Address); err != nil {
 			errs = append(errs, fmt.Errorf("listeners[%d] %q: address: %v", i, l.Name, err))
 		}
 		if l.Direction != Inbound && l.Direction != Outbound {

@@ -587,7 +587,7 @@ func FuzzRouteMatch(f *testing.F) {
 		Clusters: []Cluster{{Name: "c", Endpoints: []Endpoint{{Address: "127.0.0.1:1"}}}},
 	}
 	cfg.Normalize()
-	cl, _ := newCluster(cfg.Clusters[0])
+	cl, _ := newCluster(cfg.Clusters[0], nil)
 	l, err := newListener(cfg.Listeners[0], map[string]*cluster{"c": cl}, nil)
 	if err != nil {
 		f.Fatal(err)

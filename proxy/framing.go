@@ -121,6 +121,9 @@ type recorderKey struct{}
 
 // connContext gives each request's context its connection's recorder.
 func connContext(ctx context.Context, c net.Conn) context.Context {
+	if src, ok := internalSource(c); ok {
+		ctx = context.WithValue(ctx, internalSourceKey{}, src)
+	}
 	switch rc := c.(type) {
 	case *recordingConn:
 		return context.WithValue(ctx, recorderKey{}, rc)

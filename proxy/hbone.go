@@ -91,14 +91,19 @@ func (c *cluster) openStream(ep *endpoint, authority string) (*stream, error) {
 	return &stream{up: pw, down: &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}}, nil
 }
 
-// dialTCP connects to ep as a TCP proxy's upstream: mutual TLS when the
+// dialTCP connects to ep as a TCP proxy's upstream, for source (the
+// identity an internal endpoint's listener sees): mutual TLS when the
 // cluster has it.
-func (c *cluster) dialTCP(ctx context.Context, ep *endpoint) (net.Conn, error) {
+func (c *cluster) dialTCP(ctx context.Context, ep *endpoint, source string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout.D())
 	defer cancel()
-	d := MarkedDialer(c.cfg.Mark, c.cfg.ConnectTimeout.D())
-	d.KeepAlive = -1
-	up, err := d.DialContext(ctx, "tcp", ep.addr)
+	var up net.Conn
+	var err error
+	if ep.internal != "" {
+		up, err = c.internal.dial(ctx, ep.internal, source)
+	} else {
+		up, err = c.dialer.DialContext(ctx, "tcp", ep.addr)
+	}
 	if err != nil || c.tlsConf == nil {
 		return up, err
 	}
@@ -141,7 +146,7 @@ func (l *listener) serveConnect(w http.ResponseWriter, r *http.Request, ex *exch
 		l.stats.upstreamErrors.Add(1)
 		return l.fail(w, http.StatusServiceUnavailable, "no healthy upstream")
 	}
-	up, err := c.dialTCP(r.Context(), ep)
+	up, err := c.dialTCP(r.Context(), ep, ex.source)
 	if err != nil {
 		c.record(ep, outcomeGatewayFailure, time.Now())
 		l.stats.upstreamErrors.Add(1)

@@ -34,6 +34,11 @@ func newRBAC(cfg *RBAC) *rbac {
 // only node proxies, which the listener's mTLS admits, can set it, since
 // the sending node proxy removes it from what its apps send.
 func (l *listener) source(r *http.Request) string {
+	if src, ok := r.Context().Value(internalSourceKey{}).(string); ok {
+		// An internal listener's request: the identity of the stream
+		// its connection was opened for.
+		return src
+	}
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return ""
 	}

@@ -68,7 +68,9 @@ type Proxy struct {
 	mu      sync.Mutex // serializes Update with Run's start and end
 	running bool
 	bound   map[string]*boundListener
-	adminLn *socket
+	// internal are the internal listeners bound, which clusters dial.
+	internal *internals
+	adminLn  *socket
 
 	statsMu sync.Mutex
 	stats   map[string]*listenerStats // by listener name, kept across updates
@@ -102,7 +104,7 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{node: cfg.Node, admin: cfg.Admin, mode: cfg.Mode, log: nopLogger{}, drain: DefaultDrainTimeout,
-		accessLog: io.Discard, stats: map[string]*listenerStats{}, bound: map[string]*boundListener{}}
+		accessLog: io.Discard, stats: map[string]*listenerStats{}, bound: map[string]*boundListener{}, internal: newInternals()}
 	for _, o := range opts {
 		o(p)
 	}
@@ -131,7 +133,7 @@ func (p *Proxy) compile(cfg Config, prev *state, version string, source json.Raw
 				continue
 			}
 		}
-		cl, err := newCluster(c)
+		cl, err := newCluster(c, p.internal)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -20,7 +20,7 @@ import (
 func startProxy(t testing.TB, cfg Config) (*Proxy, string) {
 	t.Helper()
 	for i := range cfg.Listeners {
-		if cfg.Listeners[i].Address == "" {
+		if cfg.Listeners[i].Address == "" && !cfg.Listeners[i].Internal {
 			cfg.Listeners[i].Address = "127.0.0.1:0"
 		}
 	}

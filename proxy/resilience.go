@@ -10,8 +10,11 @@ import (
 
 // endpoint is one upstream address and what the cluster knows of it.
 type endpoint struct {
-	addr   string
-	active atomic.Int64
+	addr string
+	// internal, when set, is the internal listener the endpoint is (addr
+	// its id).
+	internal string
+	active   atomic.Int64
 	// lat is the latency estimate, kept with when it was last fed.
 	lat latency
 

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshbench/meshbench/proxy/identity"
 )
 
 // tcpProxy forwards opaque TCP connections to a cluster, as Envoy's
@@ -109,7 +111,7 @@ func (t *tcpProxy) handle(down net.Conn) {
 	if t.l.cfg.TCPTunnel != "" {
 		up, err = t.c.openStream(ep, t.l.cfg.TCPTunnel)
 	} else {
-		up, err = t.c.dialTCP(context.Background(), ep)
+		up, err = t.c.dialTCP(context.Background(), ep, t.source(down))
 	}
 	if err != nil {
 		t.c.record(ep, openOutcome(err), time.Now())
@@ -131,6 +133,20 @@ func (t *tcpProxy) handle(down net.Conn) {
 	go func() { errc <- pipe(down, act) }()
 	<-errc
 	<-errc
+}
+
+// source is the identity of a downstream connection, which an internal
+// upstream sees: its peer certificate's, or what an internal connection
+// carries.
+func (t *tcpProxy) source(down net.Conn) string {
+	if tc, ok := down.(*tls.Conn); ok {
+		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+			return identity.PeerID(certs[0])
+		}
+		return ""
+	}
+	src, _ := internalSource(down)
+	return src
 }
 
 // pipe copies src to dst. The end of src is passed on as a half-close of

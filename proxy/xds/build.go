@@ -218,6 +218,33 @@ func LoadAssignment(cluster string, endpoints ...string) *endpointv3.ClusterLoad
 	return &endpointv3.ClusterLoadAssignment{ClusterName: cluster, Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}}}
 }
 
+// Internal makes l an internal listener (Envoy's internal_listener): no
+// address; the proxy's clusters connect to it by name (InternalEndpoint).
+func Internal(l *listenerv3.Listener) *listenerv3.Listener {
+	l.Address = nil
+	l.ListenerSpecifier = &listenerv3.Listener_InternalListener{InternalListener: &listenerv3.Listener_InternalListenerConfig{}}
+	return l
+}
+
+// InternalEndpoint is an endpoint that is the internal listener called
+// Listener, named ID (host:port) in its cluster.
+type InternalEndpoint struct{ Listener, ID string }
+
+// InternalLoadAssignment lists a cluster's internal endpoints.
+func InternalLoadAssignment(cluster string, endpoints ...InternalEndpoint) *endpointv3.ClusterLoadAssignment {
+	var lbs []*endpointv3.LbEndpoint
+	for _, e := range endpoints {
+		lbs = append(lbs, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{
+			Endpoint: &endpointv3.Endpoint{Address: &corev3.Address{Address: &corev3.Address_EnvoyInternalAddress{
+				EnvoyInternalAddress: &corev3.EnvoyInternalAddress{
+					AddressNameSpecifier: &corev3.EnvoyInternalAddress_ServerListenerName{ServerListenerName: e.Listener},
+					EndpointId:           e.ID,
+				}}}},
+		}})
+	}
+	return &endpointv3.ClusterLoadAssignment{ClusterName: cluster, Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}}}
+}
+
 // TunnelListener is a TCPListener whose connections are carried as HTTP/2
 // CONNECT streams naming authority, over cluster's pooled connections
 // (HBONE's sending end; the cluster must be HTTP/2).

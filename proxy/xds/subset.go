@@ -17,15 +17,17 @@ const all = "*"
 // rather than silently ignored, so a configuration never means less than it
 // says. Extend this table together with translate.go.
 var supported = map[protoreflect.FullName][]string{
-	"envoy.config.listener.v3.Listener":        {"name", "address", "filter_chains", "traffic_direction"},
-	"envoy.config.listener.v3.FilterChain":     {"name", "filters", "transport_socket"},
-	"envoy.config.listener.v3.Filter":          {"name", "typed_config"},
-	"envoy.config.core.v3.Address":             {"socket_address"},
-	"envoy.config.core.v3.SocketAddress":       {"address", "port_value", "protocol"},
-	"envoy.config.core.v3.TransportSocket":     {"name", "typed_config"},
-	"envoy.config.core.v3.HttpProtocolOptions": {"idle_timeout"},
-	"envoy.config.core.v3.ConfigSource":        {all},
-	"envoy.config.core.v3.Locality":            {all},
+	"envoy.config.listener.v3.Listener":                        {"name", "address", "filter_chains", "traffic_direction", "internal_listener"},
+	"envoy.config.listener.v3.Listener.InternalListenerConfig": {},
+	"envoy.config.core.v3.EnvoyInternalAddress":                {"server_listener_name", "endpoint_id"},
+	"envoy.config.listener.v3.FilterChain":                     {"name", "filters", "transport_socket"},
+	"envoy.config.listener.v3.Filter":                          {"name", "typed_config"},
+	"envoy.config.core.v3.Address":                             {"socket_address", "envoy_internal_address"},
+	"envoy.config.core.v3.SocketAddress":                       {"address", "port_value", "protocol"},
+	"envoy.config.core.v3.TransportSocket":                     {"name", "typed_config"},
+	"envoy.config.core.v3.HttpProtocolOptions":                 {"idle_timeout"},
+	"envoy.config.core.v3.ConfigSource":                        {all},
+	"envoy.config.core.v3.Locality":                            {all},
 
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager": {
 		"stat_prefix", "codec_type", "route_config", "rds", "http_filters", "use_remote_address",

@@ -100,11 +100,16 @@ func dur(d *durationpb.Duration) proxy.Duration {
 }
 
 func (t *translator) listener(l *listenerv3.Listener) (*proxy.Listener, error) {
-	addr, err := socketAddress(l.GetAddress())
-	if err != nil {
+	pl := &proxy.Listener{Name: l.GetName()}
+	var err error
+	if l.GetInternalListener() != nil {
+		if l.GetAddress() != nil {
+			return nil, errors.New("internal_listener: an internal listener has no address")
+		}
+		pl.Internal = true
+	} else if pl.Address, err = socketAddress(l.GetAddress()); err != nil {
 		return nil, err
 	}
-	pl := &proxy.Listener{Name: l.GetName(), Address: addr}
 	switch l.GetTrafficDirection() {
 	case corev3.TrafficDirection_INBOUND:
 		pl.Direction = proxy.Inbound
@@ -301,7 +306,17 @@ func (t *translator) cluster(c *clusterv3.Cluster) (*proxy.Cluster, error) {
 	}
 	for _, lle := range cla.GetEndpoints() {
 		for _, lbe := range lle.GetLbEndpoints() {
-			addr, err := socketAddress(lbe.GetEndpoint().GetAddress())
+			a := lbe.GetEndpoint().GetAddress()
+			if ia := a.GetEnvoyInternalAddress(); ia != nil {
+				// The id names the endpoint in the cluster's pool: the
+				// proxy needs one per endpoint, as host:port.
+				if _, _, err := net.SplitHostPort(ia.GetEndpointId()); err != nil || ia.GetServerListenerName() == "" {
+					return nil, fmt.Errorf("envoy_internal_address: want a server_listener_name and an endpoint_id host:port, got %q and %q", ia.GetServerListenerName(), ia.GetEndpointId())
+				}
+				pc.Endpoints = append(pc.Endpoints, proxy.Endpoint{Address: ia.GetEndpointId(), Internal: ia.GetServerListenerName()})
+				continue
+			}
+			addr, err := socketAddress(a)
 			if err != nil {
 				return nil, err
 			}

@@ -1,0 +1,176 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Internal listeners, as Envoy's internal_listener and
+// envoy_internal_address: a listener with no address, which the proxy's
+// own clusters connect to in-process by its name. A waypoint chains them:
+// the end of a CONNECT stream hands the stream's bytes to an internal
+// HTTP listener (routes, retries, faults, L7 RBAC), whose clusters send
+// each request through an internal TCP listener that tunnels it on to the
+// destination's node. An internal connection carries the identity of the
+// connection it was opened for (a CONNECT stream's source), as Envoy's
+// internal_upstream transport socket passes the downstream's filter
+// state, so the internal listener's RBAC sees the original caller.
+
+// internalAddr is an internal listener's address: its name.
+type internalAddr string
+
+func (a internalAddr) Network() string { return "internal" }
+func (a internalAddr) String() string  { return string(a) }
+
+// internalConn is the accepting end of an internal connection, with the
+// identity it was opened for ("" for none).
+type internalConn struct {
+	*net.UnixConn
+	source string
+}
+
+// pipeListener is an internal listener's socket: Accept returns the
+// accepting ends of the connections dialled to it.
+type pipeListener struct {
+	name   string
+	reg    *internals
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting and takes the listener's name out of service.
+func (l *pipeListener) Close() error {
+	l.once.Do(func() {
+		close(l.closed)
+		l.reg.remove(l)
+	})
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return internalAddr(l.name) }
+
+// dial opens a connection to the listener: a pair of connected Unix
+// sockets (each end half-closes, takes deadlines and buffers in the
+// kernel, as a TCP connection does), whose other end Accept returns.
+func (l *pipeListener) dial(ctx context.Context, source string) (net.Conn, error) {
+	mine, theirs, err := socketPair()
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case l.conns <- &internalConn{UnixConn: theirs, source: source}:
+		return mine, nil
+	case <-l.closed:
+		err = net.ErrClosed
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	mine.Close()
+	theirs.Close()
+	return nil, fmt.Errorf("internal listener %q: %w", l.name, err)
+}
+
+func socketPair() (*net.UnixConn, *net.UnixConn, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	a, err := fileConn(fds[0])
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, err
+	}
+	b, err := fileConn(fds[1])
+	if err != nil {
+		a.Close()
+		return nil, nil, err
+	}
+	return a, b, nil
+}
+
+// fileConn makes fd a net.Conn (net.FileConn duplicates it; the original
+// is closed here).
+func fileConn(fd int) (*net.UnixConn, error) {
+	f := os.NewFile(uintptr(fd), "internal")
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.UnixConn), nil
+}
+
+// internals are a proxy's internal listeners in service, by name.
+type internals struct {
+	mu sync.RWMutex
+	m  map[string]*pipeListener
+}
+
+func newInternals() *internals { return &internals{m: map[string]*pipeListener{}} }
+
+// listen binds name, replacing nothing: a name in service is an error,
+// as a bound port is.
+func (r *internals) listen(name string, failed func(error)) (*socket, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m[name] != nil {
+		return nil, fmt.Errorf("internal listener %q: name in use", name)
+	}
+	l := &pipeListener{name: name, reg: r, conns: make(chan net.Conn), closed: make(chan struct{})}
+	r.m[name] = l
+	s := &socket{ln: l, failed: failed}
+	go s.dispatch()
+	return s, nil
+}
+
+func (r *internals) remove(l *pipeListener) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m[l.name] == l {
+		delete(r.m, l.name)
+	}
+}
+
+// dial connects to the internal listener called name, for source.
+func (r *internals) dial(ctx context.Context, name, source string) (net.Conn, error) {
+	if r == nil {
+		return nil, fmt.Errorf("internal listener %q: this proxy has none", name)
+	}
+	r.mu.RLock()
+	l := r.m[name]
+	r.mu.RUnlock()
+	if l == nil {
+		return nil, fmt.Errorf("internal listener %q: not listening", name)
+	}
+	return l.dial(ctx, source)
+}
+
+type internalSourceKey struct{}
+
+// internalSource is the identity an internal connection carries, if c is
+// (or wraps) one.
+func internalSource(c net.Conn) (string, bool) {
+	if rc, ok := c.(*recordingConn); ok {
+		c = rc.Conn
+	}
+	ic, ok := c.(*internalConn)
+	if !ok {
+		return "", false
+	}
+	return ic.source, true
+}

@@ -1,0 +1,158 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/meshbench/meshbench/proxy/identity"
+)
+
+// TestWaypoint chains internal listeners as an ambient waypoint does: a
+// caller's L4 proxy tunnels its connection to the waypoint; the waypoint
+// ends the stream into an internal HTTP listener (L7 RBAC by the caller's
+// identity, a fault, routes), whose cluster sends each request through an
+// internal TCP listener that tunnels it, under the waypoint's identity, to
+// the destination node, which admits only the waypoint.
+func TestWaypoint(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := identity.NewCA("td", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(name string, peers ...string) *TLS {
+		f := identity.FilesIn(dir, name)
+		if err := ca.IssueFiles(f, identity.SPIFFEID("td", "ns", name), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		return &TLS{CertFile: f.Cert, KeyFile: f.Key, CAFile: f.CA, AllowedIDs: peers}
+	}
+	id := func(name string) string { return identity.SPIFFEID("td", "ns", name) }
+
+	var served atomic.Int64
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		io.WriteString(w, "app saw "+r.Host+r.URL.Path)
+	}))
+	t.Cleanup(app.Close)
+	end, endAddr := startProxy(t, Config{
+		Listeners: []Listener{{Name: "hbone", Direction: Inbound, Codec: CodecHTTP2, TLS: issue("node-b"),
+			RBAC:         &RBAC{Policies: []Policy{{Name: "waypoint", Principals: []string{id("waypoint")}, Hosts: []string{"pod-1:80"}}}},
+			VirtualHosts: []VirtualHost{{Name: "pod-1", Domains: []string{"pod-1:80"}, Routes: []Route{{Connect: true, Cluster: "pod-1"}}}}}},
+		Clusters: []Cluster{{Name: "pod-1", Endpoints: []Endpoint{{Address: app.Listener.Addr().String()}}}},
+	})
+	wp, wpAddr := startProxy(t, Config{
+		Listeners: []Listener{
+			{Name: "hbone", Direction: Inbound, Codec: CodecHTTP2, TLS: issue("waypoint"),
+				RBAC:         &RBAC{Policies: []Policy{{Name: "svc", Principals: []string{id("client"), id("other")}, Hosts: []string{"svc:80"}}}},
+				VirtualHosts: []VirtualHost{{Name: "svc", Domains: []string{"svc:80"}, Routes: []Route{{Connect: true, Cluster: "main"}}}}},
+			{Name: "main", Internal: true, Direction: Inbound,
+				RBAC: &RBAC{Policies: []Policy{
+					{Name: "client", Principals: []string{id("client")}, PathPrefixes: []string{"/allowed", "/abort"}},
+					{Name: "other", Principals: []string{id("other")}, PathPrefixes: []string{"/other"}},
+				}},
+				VirtualHosts: []VirtualHost{{Name: "svc", Domains: []string{"svc:80"}, Routes: []Route{
+					{PathPrefix: "/abort", Cluster: "svc", Fault: &Fault{AbortPercent: 100, AbortStatus: http.StatusTeapot}},
+					{Cluster: "svc"},
+				}}}},
+			{Name: "originate|pod-1", Internal: true, Direction: Outbound, TCPCluster: "node-b", TCPTunnel: "pod-1:80"},
+		},
+		Clusters: []Cluster{
+			{Name: "main", Endpoints: []Endpoint{{Address: "svc:80", Internal: "main"}}},
+			{Name: "svc", Endpoints: []Endpoint{{Address: "10.0.0.1:80", Internal: "originate|pod-1"}}},
+			{Name: "node-b", HTTP2: true, TLS: issue("waypoint", id("node-b")), Endpoints: []Endpoint{{Address: endAddr}}},
+		},
+	})
+	caller := func(name string) string {
+		_, out := startProxy(t, Config{
+			Listeners: []Listener{{Name: "out", Direction: Outbound, TCPCluster: "waypoint", TCPTunnel: "svc:80"}},
+			Clusters:  []Cluster{{Name: "waypoint", HTTP2: true, TLS: issue(name, id("waypoint")), Endpoints: []Endpoint{{Address: wpAddr}}}},
+		})
+		return out
+	}
+	get := func(out, path string) (int, string) {
+		t.Helper()
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "tcp", out)
+			}}}
+		defer c.CloseIdleConnections()
+		resp, err := c.Get("http://svc:80" + path)
+		if err != nil {
+			t.Fatalf("GET %s via %s: %v", path, out, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	client, other := caller("client"), caller("other")
+	for _, c := range []struct {
+		out, path string
+		code      int
+		body      string
+	}{
+		{client, "/allowed", http.StatusOK, "app saw svc:80/allowed"},
+		{client, "/other", http.StatusForbidden, ""}, // the L7 RBAC sees client's identity
+		{other, "/other", http.StatusOK, "app saw svc:80/other"},
+		{other, "/allowed", http.StatusForbidden, ""},
+		{client, "/abort", http.StatusTeapot, ""}, // the route's fault
+	} {
+		code, body := get(c.out, c.path)
+		if code != c.code || (c.body != "" && body != c.body) {
+			t.Errorf("GET %s from %s: %d %q, want %d %q", c.path, c.out, code, body, c.code, c.body)
+		}
+	}
+	main := wp.Stats().Listeners["main"]
+	if main.Requests != 5 || main.Denied != 2 || main.FaultAborts != 1 {
+		t.Errorf("waypoint's L7 listener: %d requests, %d denied, %d aborted; want 5, 2, 1", main.Requests, main.Denied, main.FaultAborts)
+	}
+	// The destination saw the waypoint's streams only, over one pooled
+	// connection (the waypoint's upstream connections, kept alive, each a
+	// stream), and the app the two requests allowed.
+	hb := end.Stats().Listeners["hbone"]
+	if hb.Connections != 1 || hb.Responses2xx == 0 || hb.Denied != 0 || served.Load() != 2 {
+		t.Errorf("destination's tunnel end: %d connections, %d streams answered 200, %d denied, %d requests served; want 1, > 0, 0, 2",
+			hb.Connections, hb.Responses2xx, hb.Denied, served.Load())
+	}
+	// A caller tunnelling to the destination directly, past the waypoint,
+	// is refused there: it admits only the waypoint.
+	_, direct := startProxy(t, Config{
+		Listeners: []Listener{{Name: "out", Direction: Outbound, TCPCluster: "node-b", TCPTunnel: "pod-1:80"}},
+		Clusters:  []Cluster{{Name: "node-b", HTTP2: true, TLS: issue("client", id("node-b")), Endpoints: []Endpoint{{Address: endAddr}}}},
+	})
+	if got := roundTrip(t, direct, "GET / HTTP/1.1\r\nHost: svc:80\r\n\r\n"); got != "" {
+		t.Errorf("a direct stream past the waypoint was answered: %q", got)
+	}
+	if d := end.Stats().Listeners["hbone"].Denied; d != 1 {
+		t.Errorf("destination denied %d streams, want 1", d)
+	}
+}
+
+// TestInternalListenerRefusals: what internal listeners and endpoints
+// cannot mean is refused with the reason.
+func TestInternalListenerRefusals(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"an address", Config{Listeners: []Listener{{Name: "i", Internal: true, Address: "127.0.0.1:1", Direction: Inbound, TCPCluster: "c"}},
+			Clusters: []Cluster{{Name: "c"}}}, "an internal listener has no address"},
+		{"no such listener", Config{Clusters: []Cluster{{Name: "c", Endpoints: []Endpoint{{Address: "a:1", Internal: "nowhere"}}}}},
+			`"nowhere" is not an internal listener`},
+		{"a listener with an address", Config{Listeners: []Listener{{Name: "l", Address: "127.0.0.1:0", Direction: Inbound, TCPCluster: "c"}},
+			Clusters: []Cluster{{Name: "c", Endpoints: []Endpoint{{Address: "a:1", Internal: "l"}}}}}, `"l" is not an internal listener`},
+	} {
+		c.cfg.Normalize()
+		if err := c.cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+}
