@@ -313,6 +313,12 @@ type ProxyTuning struct {
 	// stream between nodes, HBONE-style, with workload-identity mutual TLS
 	// and RBAC by identity; no L7 policy).
 	Layer string `yaml:"layer" json:"layer,omitempty"`
+	// Waypoint, with LayerL4, puts an L7 proxy (ambient's waypoint) in
+	// front of each called service: the callers' node proxies tunnel to
+	// it, and it applies the service's L7 policy (routes, splits,
+	// retries, RBAC by the caller's identity) and tunnels each request on
+	// to the node of the pod it picks.
+	Waypoint bool `yaml:"waypoint" json:"waypoint,omitempty"`
 }
 
 // Per-node proxy layers (ProxyTuning.Layer).

@@ -367,6 +367,9 @@ func (s *Scenario) validateMeshes(add addFunc) {
 		} else if p != nil && p.Layer != "" && m.Mode != PerNode {
 			add(path+".proxy.layer", "a layer is a per-node proxy's, not mode %s's", m.Mode)
 		}
+		if p := m.Proxy; p != nil && p.Waypoint && p.Layer != LayerL4 {
+			add(path+".proxy.waypoint", "a waypoint serves L4 node proxies: set layer: %s", LayerL4)
+		}
 		if p := m.Proxy; p != nil && p.Binary != "" && !filepath.IsAbs(p.Binary) {
 			add(path+".proxy.binary", "%q: name the executable by its absolute path", p.Binary)
 		}

@@ -25,6 +25,7 @@ meshes:
   - {name: meshbench, mode: sidecar}
   - {name: meshbench, mode: per-node}
   - {name: meshbench, mode: proxyless}
+  - {name: meshbench, mode: per-node, as: meshbench-waypoint, proxy: {layer: l4, waypoint: true}}
   - {name: haproxy, mode: sidecar}
 load:
   qps: 500
@@ -82,8 +83,8 @@ func TestIntegrationPolicyShift(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(trials) != 3 {
-		t.Fatalf("%d trials, want the own sidecar, per-node and proxyless", len(trials))
+	if len(trials) != 4 {
+		t.Fatalf("%d trials, want the own sidecar, per-node, proxyless and per-node with waypoints (where the split runs)", len(trials))
 	}
 	for _, tr := range trials {
 		name := tr.Key()
@@ -161,4 +162,98 @@ func perSecond(t *testing.T, tr *results.Trial, service string) map[int64]second
 	}
 	t.Fatalf("%s: no counts of %s", tr.Key(), service)
 	return nil
+}
+
+// waypointAccessScenario lets app call back for 4 s, then narrows the
+// route group app may use to a path nobody requests: back's waypoint
+// must deny app's requests from then on. Its RBAC can only tell app's
+// requests apart by app's identity, which reaches it across the tunnel
+// from app's node proxy and the waypoint's internal hop.
+const waypointAccessScenario = `apiVersion: meshbench/v1
+name: waypoint-access
+topology:
+  services:
+    - name: app
+      calls: [back]
+    - name: back
+meshes:
+  - {name: meshbench, mode: per-node, as: meshbench-waypoint, proxy: {layer: l4, waypoint: true}}
+load:
+  qps: 200
+  duration: 8s
+  warmup: 500ms
+trials: 1
+policies:
+  - apiVersion: specs.smi-spec.io/v1alpha4
+    kind: HTTPRouteGroup
+    metadata: {name: routes}
+    spec:
+      matches:
+        - {name: all, pathRegex: "/.*", methods: ["*"]}
+  - apiVersion: access.smi-spec.io/v1alpha3
+    kind: TrafficTarget
+    metadata: {name: app-to-back}
+    spec:
+      destination: {kind: ServiceAccount, name: back}
+      rules: [{kind: HTTPRouteGroup, name: routes, matches: [all]}]
+      sources: [{kind: ServiceAccount, name: app}]
+  - at: 4s
+    apiVersion: specs.smi-spec.io/v1alpha4
+    kind: HTTPRouteGroup
+    metadata: {name: routes}
+    spec:
+      matches:
+        - {name: all, pathRegex: "/nothing", methods: ["*"]}
+`
+
+// TestIntegrationWaypointAccess: L7 access policy on the L4 node
+// proxies' waypoints, by the caller's identity. Every whole second
+// before the change, back serves; every whole second from a second after
+// it, back serves nothing and app's callers see its calls fail.
+func TestIntegrationWaypointAccess(t *testing.T) {
+	integration(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "access.yaml")
+	if err := os.WriteFile(path, []byte(waypointAccessScenario), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "results")
+	if r := meshbench(t, 4*time.Minute, "run", path, "--out", out); r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	trials, err := results.ReadTrials(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(trials) != 1 || len(trials[0].Events) != 1 {
+		t.Fatalf("%d trials (want 1), events %+v", len(trials), trials)
+	}
+	tr := trials[0]
+	change := tr.Events[0].At
+	before, after := 0, 0
+	for _, s := range perSecond(t, tr, "back") {
+		switch {
+		case s.from >= 0 && s.to <= change && s.to-s.from > 0.9:
+			before++
+			if s.n == 0 {
+				t.Errorf("back served nothing in the second from %.1fs, before access was narrowed at %.1fs", s.from, change)
+			}
+		case s.from >= change+1 && s.to <= tr.End.Sub(tr.MeasureStart).Seconds():
+			after++
+			if s.n != 0 {
+				t.Errorf("back served %d requests in the second from %.1fs, after access was narrowed at %.1fs", s.n, s.from, change)
+			}
+		}
+	}
+	if before < 2 || after < 2 {
+		t.Errorf("%d seconds before the change and %d after to judge, want 2 of each", before, after)
+	}
+	if tr.Codes[200] == 0 || tr.Errors == 0 {
+		t.Errorf("client codes %v: want answers before the change and failures after", tr.Codes)
+	}
+	for _, s := range tr.Services {
+		if s.Name == "back" && (s.Mesh == nil || len(s.Mesh.From) != 1 || s.Mesh.From["app"] == 0) {
+			t.Errorf("back's waypoint's traffic metrics %+v: want requests from app alone, by its identity", s.Mesh)
+		}
+	}
 }

@@ -25,13 +25,18 @@ func TestIntegrationTopologies(t *testing.T) {
 		nodes int
 		// rows is how many (mesh, mode) rows run.
 		rows int
+		// waypoints is the waypoint row's proxies beside its node proxies
+		// (one per called service).
+		waypoints int
 	}{
-		{"chain", "", 4, 0, 7},
-		{"fanout", "baseline,meshbench/sidecar,meshbench/per-node,meshbench/proxyless,haproxy/per-node,nginx/sidecar", 5, 0, 6},
+		{"chain", "", 4, 0, 7, 0},
+		{"fanout", "baseline,meshbench/sidecar,meshbench/per-node,meshbench/proxyless,haproxy/per-node,nginx/sidecar", 5, 0, 6, 0},
 		// The client's, the frontend's and the shared node's; the rows
 		// include the L4 node proxies (meshbench-l4), whose apps dial
 		// only their node proxy's ports.
-		{"per-node", "", 6, 3, 8},
+		// and the waypoint row (meshbench-waypoint), a waypoint per
+		// service on top.
+		{"per-node", "", 6, 3, 9, 5},
 	} {
 		t.Run(tc.scenario, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), tc.scenario)
@@ -55,6 +60,10 @@ func TestIntegrationTopologies(t *testing.T) {
 				case tr.Mode == "baseline" || tr.Mode == "proxyless":
 					if proxies != 0 {
 						t.Errorf("%s: %d proxies, want none", tr.Key(), proxies)
+					}
+				case tr.Mesh == "meshbench-waypoint":
+					if proxies != tc.nodes+tc.waypoints {
+						t.Errorf("%s: %d proxies, want one per node and one per service (%d)", tr.Key(), proxies, tc.nodes+tc.waypoints)
 					}
 				case tr.Mode == "per-node" && tc.nodes > 0:
 					if proxies != tc.nodes {

@@ -127,6 +127,9 @@ func (m *mesh) Version() string {
 	how := "(mTLS)"
 	if m.tuning != nil && m.tuning.Layer == scenarios.LayerL4 {
 		how = "(mTLS, L4 node proxies: HBONE)"
+		if m.tuning.Waypoint {
+			how = "(mTLS, L4 node proxies: HBONE, a waypoint per service)"
+		}
 	}
 	if m.tuning != nil && m.tuning.Binary != "" {
 		return "meshbench-proxy as built in " + m.tuning.Binary + " " + how
@@ -179,9 +182,9 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 		dep.Propagation = func(ctx context.Context) (meshes.Propagation, error) { return propagation(ctx, admin) }
 		dep.ProxyMetrics = r.model.Metrics
 		dep.Profiles = r.profiles
-		if len(r.model.Metrics) > 0 && !r.tcp() && !r.l4() {
+		if len(r.model.Metrics) > 0 && !r.tcp() && (!r.l4() || r.waypoints()) {
 			// An L4 node proxy sees streams, not requests: it has no
-			// per-request traffic to report.
+			// per-request traffic to report (its waypoints have).
 			dep.TrafficMetrics = func(ctx context.Context, svc string) (meshes.TrafficMetrics, error) {
 				return trafficMetrics(ctx, admin, svc)
 			}
@@ -220,8 +223,12 @@ func (m *mesh) BenchControlPlane(mode scenarios.Mode) error {
 // proxyless-grpc, whose grpc-go resources it does not compile policy into
 // yet.
 func (m *mesh) SupportsPolicies(objs []scenarios.Policy, mode scenarios.Mode) error {
-	if mode == scenarios.PerNode && m.tuning != nil && m.tuning.Layer == scenarios.LayerL4 && len(objs) > 0 {
-		return errors.New("the L4 per-node proxy (proxy.layer: l4) carries connections, not requests: L7 policy needs layer l7 (no waypoint proxy is built yet)")
+	if l4 := mode == scenarios.PerNode && m.tuning != nil && m.tuning.Layer == scenarios.LayerL4; l4 && !m.tuning.Waypoint && len(objs) > 0 {
+		return errors.New("the L4 per-node proxy (proxy.layer: l4) carries connections, not requests: L7 policy needs its waypoints (proxy.waypoint: true) or layer l7")
+	} else if l4 && hasKind(objs, "TrafficSplit") && hasKind(objs, "TrafficTarget") {
+		// A split's backend is reached from the split service's waypoint,
+		// not through its own, where its TrafficTarget is in force.
+		return errors.New("with waypoints, a TrafficTarget beside a TrafficSplit is not enforced on the split's backends (they are reached from the split service's waypoint): run them in separate scenarios, or with layer l7")
 	}
 	if mode == scenarios.ProxylessGRPC {
 		return errors.New("the control plane does not compile policy into grpc-go's xDS resources yet (proxyless-grpc serves every call of its callers, with RBAC from the topology)")
@@ -268,6 +275,11 @@ type renderer struct {
 	profiles map[string]string
 	// tuning is the proxies' runtime policy (nil: their default).
 	tuning *scenarios.ProxyTuning
+}
+
+// hasKind says whether objs hold an object of kind.
+func hasKind(objs []scenarios.Policy, kind string) bool {
+	return slices.ContainsFunc(objs, func(p scenarios.Policy) bool { return p.Kind() == kind })
 }
 
 // l4 says the per-node proxies work at L4 (proxy.layer: l4).
@@ -551,12 +563,17 @@ func (r *renderer) libraryArgs(node string, b *xds.Bundle, id xds.TLSFiles) ([]s
 // configuration from the control plane over mutual TLS with its own
 // identity (id).
 func (r *renderer) proxyComponent(name string, node meshes.Node, b *xds.Bundle, id xds.TLSFiles, mark int) (meshes.Component, error) {
+	return r.proxyComponentAt(name, node, meshes.HostPort(node.Addr, AdminPort), b, id, mark)
+}
+
+// proxyComponentAt is proxyComponent with its admin listener at admin (a
+// second proxy on a node: a waypoint).
+func (r *renderer) proxyComponentAt(name string, node meshes.Node, admin string, b *xds.Bundle, id xds.TLSFiles, mark int) (meshes.Component, error) {
 	path, err := r.writeBundle(name, b)
 	if err != nil {
 		return meshes.Component{}, err
 	}
 	r.model.Nodes[name] = filepath.Base(path)
-	admin := meshes.HostPort(node.Addr, AdminPort)
 	if r.model.Metrics == nil {
 		r.model.Metrics = map[string]string{}
 	}

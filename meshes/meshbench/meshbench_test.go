@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	accessv1alpha3 "github.com/servicemeshinterface/smi-sdk-go/pkg/apis/access/v1alpha3"
+	splitv1alpha4 "github.com/servicemeshinterface/smi-sdk-go/pkg/apis/split/v1alpha4"
+
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/meshes/internal/meshtest"
 	"github.com/meshbench/meshbench/proxy"
@@ -462,7 +465,7 @@ func TestPerNodeSharedNode(t *testing.T) {
 	if l := listeners["outbound-svc-2"]; l.Address != "10.0.0.9:16001" || dep.Apps["svc-2"].Calls[0].Dial != l.Address {
 		t.Errorf("svc-2's outbound listener %q, its app dials %+v", l.Address, dep.Apps["svc-2"].Calls)
 	}
-	if l := listeners["outbound-svc-2-1"]; l.Address != "10.0.0.9:16002" || dep.Apps["svc-2-1"].Calls[0].Dial != l.Address {
+	if l := listeners["outbound-svc-2-1"]; l.Address != "10.0.0.9:20002" || dep.Apps["svc-2-1"].Calls[0].Dial != l.Address {
 		t.Errorf("svc-2-1's outbound listener %q, its app dials %+v", l.Address, dep.Apps["svc-2-1"].Calls)
 	}
 	tun, ok := listeners["tunnel"]
@@ -596,5 +599,94 @@ func TestPerNodeL4(t *testing.T) {
 	}
 	if _, err := New("v").(meshes.Tunable).Tuned("x", scenarios.Sidecar, &scenarios.ProxyTuning{Layer: scenarios.LayerL4}); err == nil {
 		t.Error("a sidecar took layer l4")
+	}
+}
+
+// TestPerNodeWaypoint renders waypoints on the shared shape: callers'
+// node proxies tunnel to each callee's waypoint; the waypoint ends the
+// streams into its internal L7 listener and tunnels each request to the
+// node of the pod it picks; node proxies admit only the waypoints that
+// send to their pods.
+func TestPerNodeWaypoint(t *testing.T) {
+	env := meshtest.Env(t.TempDir(), "shared", true)
+	m, err := New("v").(meshes.Tunable).Tuned("meshbench-waypoint", scenarios.PerNode, &scenarios.ProxyTuning{Layer: scenarios.LayerL4, Waypoint: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep, err := m.Deploy(env, scenarios.PerNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dep.TrafficMetrics == nil {
+		t.Error("waypoints see requests, but the deployment reports no traffic metrics")
+	}
+	byName := map[string]meshes.Component{}
+	for _, c := range dep.Components {
+		byName[c.Name] = c
+	}
+	// svc-0's connections to svc-2 go to svc-2's waypoint, on the shared
+	// node, and to nothing else.
+	caller := served(t, dep, byName["node-proxy-svc-0"])
+	for _, c := range caller.Clusters {
+		if c.Name == "hbone|svc-0|waypoint-svc-2" {
+			if len(c.Endpoints) != 1 || c.Endpoints[0].Address != "10.0.0.9:20002" || !slices.Equal(c.TLS.AllowedIDs, []string{id("svc-2-waypoint")}) {
+				t.Errorf("svc-0's tunnel to svc-2's waypoint: %+v, tls %+v", c, c.TLS)
+			}
+		} else if strings.HasPrefix(c.Name, "hbone|") && !strings.Contains(c.Name, "|waypoint-") {
+			t.Errorf("svc-0 tunnels past a waypoint: %+v", c)
+		}
+	}
+	wp, ok := byName["waypoint-svc-2"]
+	if !ok || wp.Node != "shared" || len(dep.Components) != 4+5 {
+		t.Fatalf("waypoint-svc-2 %+v; %d components, want 4 node proxies and 5 waypoints", wp, len(dep.Components))
+	}
+	cfg := served(t, dep, wp)
+	listeners := map[string]proxy.Listener{}
+	for _, l := range cfg.Listeners {
+		listeners[l.Name] = l
+	}
+	if l := listeners["hbone"]; l.Address != "10.0.0.9:20002" || l.RBAC == nil || !slices.Equal(l.RBAC.Policies[0].Principals, []string{id("svc-0")}) {
+		t.Errorf("waypoint's tunnel end: %+v", l)
+	}
+	if l := listeners["main"]; !l.Internal || l.Address != "" || len(l.VirtualHosts) == 0 {
+		t.Errorf("waypoint's L7 listener: %+v", l)
+	}
+	// One listener per pod of svc-2, tunnelling to the shared node with
+	// the pod's address as the authority.
+	for _, pod := range []string{"svc-2", "svc-2-1"} {
+		if l := listeners["originate|"+pod]; !l.Internal || l.TCPCluster != "hbone|shared" || l.TCPTunnel == "" {
+			t.Errorf("waypoint's listener to %s: %+v", pod, l)
+		}
+	}
+	for _, c := range cfg.Clusters {
+		if c.Name == "outbound|8080||svc-2" && (len(c.Endpoints) != 2 || c.Endpoints[0].Internal != "originate|svc-2" || c.LBPolicy != proxy.LBLeastRequest) {
+			t.Errorf("waypoint's cluster of svc-2's pods: %+v", c)
+		}
+	}
+	// The shared node admits each pod's waypoint only, to that pod.
+	shared := served(t, dep, byName["node-proxy-shared"])
+	for _, l := range shared.Listeners {
+		if l.Name != "hbone" {
+			continue
+		}
+		if len(l.RBAC.Policies) != 4 {
+			t.Errorf("shared node's tunnel end: policies %+v, want one per pod (svc-1, svc-2 twice, svc-3)", l.RBAC.Policies)
+		}
+		service := map[string]string{"svc-1": "svc-1", "svc-2": "svc-2", "svc-2-1": "svc-2", "svc-3": "svc-3"}
+		for _, p := range l.RBAC.Policies {
+			if want := id(service[p.Name] + "-waypoint"); !slices.Equal(p.Principals, []string{want}) || len(p.Hosts) != 1 {
+				t.Errorf("shared node admits %v to %v under %s, want %s only", p.Principals, p.Hosts, p.Name, want)
+			}
+		}
+	}
+	pc := m.(meshes.PolicyCapable)
+	split := scenarios.Policy{Object: &splitv1alpha4.TrafficSplit{}}
+	target := scenarios.Policy{Object: &accessv1alpha3.TrafficTarget{}}
+	if err := pc.SupportsPolicies([]scenarios.Policy{split, target}, scenarios.PerNode); err == nil || !strings.Contains(err.Error(), "not enforced on the split's backends") {
+		t.Errorf("waypoints with a split and a target: %v", err)
+	}
+	env.Protocol = scenarios.ProtocolTCP
+	if _, err := m.Deploy(env, scenarios.PerNode); err == nil || !strings.Contains(err.Error(), "protocol tcp") {
+		t.Errorf("waypoints for TCP load: %v", err)
 	}
 }

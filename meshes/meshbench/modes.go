@@ -380,6 +380,11 @@ const hboneStreams = scenarios.MaxServices * scenarios.MaxConnections
 // the callee. No request is parsed on the way: no L7 policy, and a
 // replicated callee's pods are chosen per connection, not per request.
 func (r *renderer) perNodeL4() (*meshes.Deployment, error) {
+	if r.waypoints() {
+		if err := r.checkWaypoints(); err != nil {
+			return nil, err
+		}
+	}
 	entry := r.env.Entry()
 	dep := &meshes.Deployment{
 		Target: meshes.Target{URL: "http://" + l4Outbound(r.env.Client, 0) + "/", Host: entry.Authority()},
@@ -420,6 +425,11 @@ func (r *renderer) perNodeL4() (*meshes.Deployment, error) {
 				if len(addrs) > 1 {
 					name = "hbone|" + w.Name + "|" + c.Name + "@" + strings.Join(nodes, ",")
 				}
+				if r.waypoints() {
+					// The callee's waypoint, whatever its pods' nodes.
+					name = "hbone|" + w.Name + "|waypoint-" + c.Name
+					peers, addrs = []string{waypointID(c)}, []string{r.waypointAddr(c)}
+				}
 				if !slices.ContainsFunc(b.Clusters, func(cl *clusterv3.Cluster) bool { return cl.GetName() == name }) {
 					// Each stream holds one of the cluster's requests for
 					// its connection's life: the bound is the streams its
@@ -436,26 +446,17 @@ func (r *renderer) perNodeL4() (*meshes.Deployment, error) {
 					corev3.TrafficDirection_OUTBOUND, name, c.Authority()))
 			}
 		}
-		// The tunnels' end: a destination per service with pods here.
+		// The tunnels' end: a destination per service with pods here, or,
+		// under waypoints, per pod.
 		var dests []xds.Destination
+		if r.waypoints() {
+			dests = r.podDestinations(b, g)
+		} else {
+			dests = r.serviceDestinations(b, g)
+		}
 		var callers []string
-		for _, w := range g.Workloads {
-			svc, ok := r.serviceOf(w)
-			if !ok || slices.ContainsFunc(dests, func(d xds.Destination) bool { return d.Name == svc.Name }) {
-				continue
-			}
-			in := "inbound|" + strconv.Itoa(svc.Port) + "||" + svc.Name
-			var apps []string
-			for _, pod := range g.Workloads {
-				if pod.Account() == svc.Name {
-					apps = append(apps, meshes.NodeApp(pod))
-				}
-			}
-			b.Clusters = append(b.Clusters, xds.EDSCluster(in, connectTimeout, nil))
-			b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, apps...))
-			ids := r.callerIDs(svc)
-			dests = append(dests, xds.Destination{Name: svc.Name, Authorities: []string{svc.Authority()}, Cluster: in, Principals: ids})
-			for _, id := range ids {
+		for _, d := range dests {
+			for _, id := range d.Principals {
 				if !slices.Contains(callers, id) {
 					callers = append(callers, id)
 				}
@@ -471,7 +472,41 @@ func (r *renderer) perNodeL4() (*meshes.Deployment, error) {
 		}
 		dep.Components = append(dep.Components, c)
 	}
+	for _, svc := range r.env.Services {
+		if !r.waypoints() || !r.hasWaypoint(svc) {
+			continue
+		}
+		c, err := r.waypoint(svc)
+		if err != nil {
+			return nil, err
+		}
+		dep.Components = append(dep.Components, c)
+	}
 	return dep, nil
+}
+
+// serviceDestinations are, for an L4 node proxy, a destination per
+// service with pods in its group: streams naming the service, from its
+// callers, go to one of its pods here.
+func (r *renderer) serviceDestinations(b *xds.Bundle, g meshes.ProxyGroup) []xds.Destination {
+	var dests []xds.Destination
+	for _, w := range g.Workloads {
+		svc, ok := r.serviceOf(w)
+		if !ok || slices.ContainsFunc(dests, func(d xds.Destination) bool { return d.Name == svc.Name }) {
+			continue
+		}
+		in := "inbound|" + strconv.Itoa(svc.Port) + "||" + svc.Name
+		var apps []string
+		for _, pod := range g.Workloads {
+			if pod.Account() == svc.Name {
+				apps = append(apps, meshes.NodeApp(pod))
+			}
+		}
+		b.Clusters = append(b.Clusters, xds.EDSCluster(in, connectTimeout, nil))
+		b.Endpoints = append(b.Endpoints, xds.LoadAssignment(in, apps...))
+		dests = append(dests, xds.Destination{Name: svc.Name, Authorities: []string{svc.Authority()}, Cluster: in, Principals: r.callerIDs(svc)})
+	}
+	return dests
 }
 
 // nodePeers are the identities of the node proxies whose requests may
