@@ -37,28 +37,16 @@ type internalConn struct {
 // pipeListener is an internal listener's socket: Accept returns the
 // accepting ends of the connections dialled to it.
 type pipeListener struct {
-	name   string
-	reg    *internals
-	conns  chan net.Conn
-	closed chan struct{}
-	once   sync.Once
-}
-
-func (l *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
+	name string
+	reg  *internals
+	queue
 }
 
 // Close stops accepting and takes the listener's name out of service.
 func (l *pipeListener) Close() error {
-	l.once.Do(func() {
-		close(l.closed)
+	if l.shut() {
 		l.reg.remove(l)
-	})
+	}
 	return nil
 }
 
@@ -131,7 +119,7 @@ func (r *internals) listen(name string, failed func(error)) (*socket, error) {
 	if r.m[name] != nil {
 		return nil, fmt.Errorf("internal listener %q: name in use", name)
 	}
-	l := &pipeListener{name: name, reg: r, conns: make(chan net.Conn), closed: make(chan struct{})}
+	l := &pipeListener{name: name, reg: r, queue: newQueue()}
 	r.m[name] = l
 	s := &socket{ln: l, failed: failed}
 	go s.dispatch()

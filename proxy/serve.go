@@ -110,6 +110,9 @@ func (p *Proxy) bindLocked(st *state) (func(), error) {
 		}
 		for name, b := range p.bound {
 			if st.listeners[name] == nil {
+				if pl, ok := b.sock.ln.(*pipeListener); ok {
+					pl.Close() // its name out of service now: dials fail rather than reach a draining server
+				}
 				delete(p.bound, name)
 				go p.drainAway(b, true)
 			}

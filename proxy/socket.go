@@ -80,7 +80,7 @@ func (s *socket) hand(c net.Conn) {
 // serveWith makes a new view current and returns it; the previous view
 // gets no more connections.
 func (s *socket) serveWith() *view {
-	v := &view{s: s, conns: make(chan net.Conn), closed: make(chan struct{})}
+	v := &view{s: s, queue: newQueue()}
 	s.current.Store(v)
 	return v
 }
@@ -94,26 +94,39 @@ func (s *socket) close() {
 
 func (s *socket) addr() string { return s.ln.Addr().String() }
 
-// view is one server's net.Listener on a socket. Closing it ends that
-// server's Accept, not the socket.
-type view struct {
-	s      *socket
+// queue hands connections to Accept until it is shut.
+type queue struct {
 	conns  chan net.Conn
 	closed chan struct{}
 	once   sync.Once
 }
 
-func (v *view) Accept() (net.Conn, error) {
+func newQueue() queue { return queue{conns: make(chan net.Conn), closed: make(chan struct{})} }
+
+func (q *queue) Accept() (net.Conn, error) {
 	select {
-	case c := <-v.conns:
+	case c := <-q.conns:
 		return c, nil
-	case <-v.closed:
+	case <-q.closed:
 		return nil, net.ErrClosed
 	}
 }
 
+// shut ends Accept; it reports whether this call did.
+func (q *queue) shut() (did bool) {
+	q.once.Do(func() { close(q.closed); did = true })
+	return did
+}
+
+// view is one server's net.Listener on a socket. Closing it ends that
+// server's Accept, not the socket.
+type view struct {
+	s *socket
+	queue
+}
+
 func (v *view) Close() error {
-	v.once.Do(func() { close(v.closed) })
+	v.shut()
 	return nil
 }
 

@@ -156,3 +156,56 @@ func TestInternalListenerRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestInternalListenerUpdate: an update that changes an internal
+// listener's routes keeps it in service under its name (no dial fails),
+// and one that removes it takes the name out of service.
+func TestInternalListenerUpdate(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) }))
+	t.Cleanup(app.Close)
+	cfg := func(abort int) Config {
+		inner := Route{Cluster: "app"}
+		if abort != 0 {
+			inner.Fault = &Fault{AbortPercent: 100, AbortStatus: abort}
+		}
+		return Config{
+			Listeners: []Listener{
+				{Name: "front", Address: "127.0.0.1:0", Direction: Inbound, TCPCluster: "inner"},
+				{Name: "inner", Internal: true, Direction: Inbound, VirtualHosts: []VirtualHost{{Name: "vh", Domains: []string{"*"}, Routes: []Route{inner}}}},
+			},
+			Clusters: []Cluster{
+				{Name: "inner", Endpoints: []Endpoint{{Address: "inner:80", Internal: "inner"}}},
+				{Name: "app", Endpoints: []Endpoint{{Address: app.Listener.Addr().String()}}},
+			},
+		}
+	}
+	p, front := startProxy(t, cfg(0))
+	get := func() int {
+		t.Helper()
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := c.Get("http://" + front + "/x")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(); code != http.StatusOK {
+		t.Fatalf("through the internal listener: %d", code)
+	}
+	if err := p.Update(cfg(http.StatusTeapot), "2", nil); err != nil {
+		t.Fatal(err)
+	}
+	if code := get(); code != http.StatusTeapot {
+		t.Errorf("after the update: %d, want the new route's %d", code, http.StatusTeapot)
+	}
+	gone := cfg(0)
+	gone.Listeners = gone.Listeners[:1]
+	gone.Clusters[0].Endpoints = []Endpoint{{Address: app.Listener.Addr().String()}}
+	if err := p.Update(gone, "3", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.internal.dial(context.Background(), "inner", ""); err == nil || !strings.Contains(err.Error(), "not listening") {
+		t.Errorf("dial of a removed internal listener: %v", err)
+	}
+}
