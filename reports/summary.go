@@ -68,6 +68,9 @@ type NodeProxies struct {
 	CPU          float64 `json:"cpuMillicores"`
 	WorkingSetMB float64 `json:"workingSetMB,omitempty"`
 	RSSMB        float64 `json:"rssMB"`
+	// Count is how many proxies the node runs (more than one: a node
+	// proxy and the waypoints placed beside it).
+	Count int `json:"count,omitempty"`
 }
 
 // Spread holds per-figure [min, max] ranges over trials.
@@ -175,17 +178,20 @@ func summarize(ts []*results.Trial, baseline map[int]*results.Trial) *Row {
 func proxyByNode(ts []*results.Trial) map[string]NodeProxies {
 	// By node, each trial's sums.
 	cpu, wss, rss := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	count := map[string]int{}
 	for _, t := range ts {
 		per := map[string]NodeProxies{}
 		for _, u := range t.Components {
 			if u.Class == results.ClassProxy {
 				n := per[u.Node]
 				n.CPU, n.WorkingSetMB, n.RSSMB = n.CPU+u.CPUMillicores, n.WorkingSetMB+u.WorkingSetMaxMB, n.RSSMB+u.RSSMaxMB
+				n.Count++
 				per[u.Node] = n
 			}
 		}
 		for node, n := range per {
 			cpu[node], wss[node], rss[node] = append(cpu[node], n.CPU), append(wss[node], n.WorkingSetMB), append(rss[node], n.RSSMB)
+			count[node] = n.Count
 		}
 	}
 	if len(cpu) == 0 {
@@ -193,7 +199,7 @@ func proxyByNode(ts []*results.Trial) map[string]NodeProxies {
 	}
 	out := map[string]NodeProxies{}
 	for node := range cpu {
-		out[node] = NodeProxies{CPU: Median(cpu[node]), WorkingSetMB: Median(wss[node]), RSSMB: Median(rss[node])}
+		out[node] = NodeProxies{CPU: Median(cpu[node]), WorkingSetMB: Median(wss[node]), RSSMB: Median(rss[node]), Count: count[node]}
 	}
 	return out
 }

@@ -140,6 +140,7 @@ meshes:
   - {name: meshbench, mode: sidecar}
   - {name: meshbench, mode: per-node}
   - {name: meshbench, mode: per-node, as: meshbench-l4, proxy: {layer: l4}}
+  - {name: meshbench, mode: per-node, as: meshbench-wp, proxy: {layer: l4, waypoint: true}}
 load: {qps: 10, duration: 10s}
 `))
 	if err != nil {
@@ -156,7 +157,9 @@ load: {qps: 10, duration: 10s}
 		node.Components = []results.Usage{proxy("front", 90*f, 9), proxy("shared", 40*f, 12)}
 		l4 := trial("meshbench-l4", "per-node", n+1, 1, 2, 0)
 		l4.Components = []results.Usage{proxy("front", 90*f, 9), proxy("shared", 20*f, 4)}
-		trials = append(trials, side, node, l4)
+		wp := trial("meshbench-wp", "per-node", n+1, 1, 2, 0)
+		wp.Components = []results.Usage{proxy("front", 90*f, 9), proxy("shared", 20*f, 4), proxy("shared", 30*f, 5), proxy("shared", 30*f, 5)}
+		trials = append(trials, side, node, l4, wp)
 	}
 	var sb strings.Builder
 	if err := WriteTable(&sb, &results.Manifest{Scenario: sc}, Summarize(trials)); err != nil {
@@ -169,6 +172,10 @@ load: {qps: 10, duration: 10s}
 	// A variant's node proxy is set against its base mesh's sidecars.
 	if l4 := "meshbench-l4's node proxy 40m CPU, 4.0MB working set; the same pods' 2 meshbench sidecars 160m, 20.0MB (0.25x CPU, 0.20x memory)."; !strings.Contains(sb.String(), l4) {
 		t.Errorf("table lacks %q:\n%s", l4, sb.String())
+	}
+	// Waypoints on the node are counted with its node proxy, and said to be.
+	if wp := "meshbench-wp's 3 proxies there (node proxy and waypoints) 160m CPU, 14.0MB working set; the same pods' 2 meshbench sidecars 160m, 20.0MB (1.00x CPU, 0.70x memory)."; !strings.Contains(sb.String(), wp) {
+		t.Errorf("table lacks %q:\n%s", wp, sb.String())
 	}
 	var md, page strings.Builder
 	r := NewReport(&results.Manifest{Scenario: sc}, trials, nil, 1)

@@ -204,8 +204,14 @@ func SharedNodeLines(m *results.Manifest, rows []*Row) []string {
 				if mem <= 0 || sideMem <= 0 {
 					mem, sideMem, what = at.RSSMB, side.RSSMB, "RSS"
 				}
-				out = append(out, fmt.Sprintf("Shared node %s (%d pods: %s): %s's node proxy %.0fm CPU, %.1fMB %s; the same pods' %d %s sidecars %.0fm, %.1fMB (%.2fx CPU, %.2fx memory).",
-					node, len(pods), strings.Join(pods, ", "), pn.Mesh, at.CPU, mem, what, n, sc.Mesh, side.CPU, sideMem, at.CPU/side.CPU, mem/sideMem))
+				proxies := "node proxy"
+				if at.Count > 1 {
+					// Waypoints placed on the node are counted with it:
+					// what the mesh runs there.
+					proxies = fmt.Sprintf("%d proxies there (node proxy and waypoints)", at.Count)
+				}
+				out = append(out, fmt.Sprintf("Shared node %s (%d pods: %s): %s's %s %.0fm CPU, %.1fMB %s; the same pods' %d %s sidecars %.0fm, %.1fMB (%.2fx CPU, %.2fx memory).",
+					node, len(pods), strings.Join(pods, ", "), pn.Mesh, proxies, at.CPU, mem, what, n, sc.Mesh, side.CPU, sideMem, at.CPU/side.CPU, mem/sideMem))
 			}
 		}
 	}
