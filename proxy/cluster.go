@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -142,15 +143,27 @@ func h2Transport(dial func(ctx context.Context, network, addr string) (net.Conn,
 }
 
 // dial connects to the endpoint at addr (its id, for an internal one) for
-// the cluster's connection pool.
+// the cluster's connection pool. A cluster of internal endpoints never
+// dials the network: an id no endpoint has any more (an update removed
+// it) fails, rather than reach whatever listens at that address past the
+// internal listener's tunnel.
 func (c *cluster) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if !hasInternal(c.cfg.Endpoints) {
+		return c.dialer.DialContext(ctx, network, addr)
+	}
 	for _, ep := range c.endpoints() {
-		if ep.addr == addr && ep.internal != "" {
+		if strings.EqualFold(ep.addr, addr) {
+			ctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout.D())
+			defer cancel()
 			return c.internal.dial(ctx, ep.internal, "")
 		}
 	}
-	return c.dialer.DialContext(ctx, network, addr)
+	return nil, fmt.Errorf("cluster %q: no internal endpoint %s", c.cfg.Name, addr)
 }
+
+// hasInternal says whether eps are internal endpoints (Validate has them
+// all internal or none).
+func hasInternal(eps []Endpoint) bool { return len(eps) > 0 && eps[0].Internal != "" }
 
 // endpoints returns the cluster's endpoints in force.
 func (c *cluster) endpoints() []*endpoint { return *c.eps.Load() }
@@ -180,6 +193,9 @@ func (c *cluster) setEndpoints(eps []Endpoint) {
 // pool and its breakers' and outlier detection's state) can serve it.
 func (c *cluster) sameSettings(cfg Cluster) bool {
 	a, b := c.cfg, cfg
+	if hasInternal(a.Endpoints) != hasInternal(b.Endpoints) {
+		return false // how it dials
+	}
 	a.Endpoints, b.Endpoints = nil, nil
 	return reflect.DeepEqual(a, b)
 }

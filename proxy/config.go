@@ -489,6 +489,10 @@ func (c *Config) Validate() error {
 			if ep.Internal != "" && !internal[ep.Internal] {
 				errs = append(errs, fmt.Errorf("clusters[%d].endpoints[%d]: %q is not an internal listener of this configuration", i, j, ep.Internal))
 			}
+			if (ep.Internal != "") != hasInternal(cl.Endpoints) {
+				errs = append(errs, fmt.Errorf("clusters[%d] %q: endpoints are all internal or none", i, cl.Name))
+				break
+			}
 		}
 	}
 	names := map[string]bool{}

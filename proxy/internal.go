@@ -121,9 +121,7 @@ func (r *internals) listen(name string, failed func(error)) (*socket, error) {
 	}
 	l := &pipeListener{name: name, reg: r, queue: newQueue()}
 	r.m[name] = l
-	s := &socket{ln: l, failed: failed}
-	go s.dispatch()
-	return s, nil
+	return newSocket(l, failed), nil
 }
 
 func (r *internals) remove(l *pipeListener) {
@@ -146,6 +144,16 @@ func (r *internals) dial(ctx context.Context, name, source string) (net.Conn, er
 		return nil, fmt.Errorf("internal listener %q: not listening", name)
 	}
 	return l.dial(ctx, source)
+}
+
+// unname takes an internal listener's socket out of service at once, as
+// it is replaced or removed: dials to its name then fail (or reach its
+// successor) rather than a draining server. Other sockets drain as they
+// are.
+func (s *socket) unname() {
+	if pl, ok := s.ln.(*pipeListener); ok {
+		pl.Close()
+	}
 }
 
 type internalSourceKey struct{}

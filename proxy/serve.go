@@ -105,14 +105,15 @@ func (p *Proxy) bindLocked(st *state) (func(), error) {
 			p.start(b, st)
 			p.bound[b.name] = b
 			if old := pl.old; old != nil {
+				if old.sock != pl.sock {
+					old.sock.unname()
+				}
 				go p.drainAway(old, old.sock != pl.sock)
 			}
 		}
 		for name, b := range p.bound {
 			if st.listeners[name] == nil {
-				if pl, ok := b.sock.ln.(*pipeListener); ok {
-					pl.Close() // its name out of service now: dials fail rather than reach a draining server
-				}
+				b.sock.unname()
 				delete(p.bound, name)
 				go p.drainAway(b, true)
 			}

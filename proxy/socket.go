@@ -20,6 +20,12 @@ type socket struct {
 	// temporary: the listener is broken, and the proxy stops.
 	failed func(error)
 	closed atomic.Bool
+	// served is closed when the first view is served, done when the
+	// socket closes: a connection accepted before the first holds until
+	// one of them (the proxy's own clusters may dial an internal
+	// listener an update adds before its server starts).
+	served, done         chan struct{}
+	servedOnce, doneOnce sync.Once
 }
 
 // listenSocket binds addr and starts handing its connections to the
@@ -29,9 +35,14 @@ func listenSocket(addr string, failed func(error)) (*socket, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &socket{ln: ln, failed: failed}
+	return newSocket(ln, failed), nil
+}
+
+// newSocket starts handing ln's connections to the socket's current view.
+func newSocket(ln net.Listener, failed func(error)) *socket {
+	s := &socket{ln: ln, failed: failed, served: make(chan struct{}), done: make(chan struct{})}
 	go s.dispatch()
-	return s, nil
+	return s
 }
 
 func (s *socket) dispatch() {
@@ -62,6 +73,13 @@ func (s *socket) hand(c net.Conn) {
 	for {
 		v := s.current.Load()
 		if v == nil {
+			select {
+			case <-s.served:
+				if s.current.Load() != nil {
+					continue
+				}
+			case <-s.done:
+			}
 			c.Close()
 			return
 		}
@@ -82,12 +100,14 @@ func (s *socket) hand(c net.Conn) {
 func (s *socket) serveWith() *view {
 	v := &view{s: s, queue: newQueue()}
 	s.current.Store(v)
+	s.servedOnce.Do(func() { close(s.served) })
 	return v
 }
 
 // close stops accepting; connections already handed on are the servers'.
 func (s *socket) close() {
 	s.closed.Store(true)
+	s.doneOnce.Do(func() { close(s.done) })
 	s.current.Store(nil)
 	s.ln.Close()
 }

@@ -199,13 +199,98 @@ func TestInternalListenerUpdate(t *testing.T) {
 	if code := get(); code != http.StatusTeapot {
 		t.Errorf("after the update: %d, want the new route's %d", code, http.StatusTeapot)
 	}
+	// A new internal listener and the cluster that reaches it, in one
+	// update: the first connections wait for its server, none is reset.
+	moved := cfg(0)
+	moved.Listeners[1].Name, moved.Clusters[0].Name = "inner2", "inner2"
+	moved.Listeners[0].TCPCluster, moved.Clusters[0].Endpoints[0].Internal = "inner2", "inner2"
+	if err := p.Update(moved, "3", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if code := get(); code != http.StatusOK {
+			t.Errorf("request %d after adding inner2: %d", i, code)
+		}
+	}
 	gone := cfg(0)
 	gone.Listeners = gone.Listeners[:1]
 	gone.Clusters[0].Endpoints = []Endpoint{{Address: app.Listener.Addr().String()}}
-	if err := p.Update(gone, "3", nil); err != nil {
+	if err := p.Update(gone, "4", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.internal.dial(context.Background(), "inner", ""); err == nil || !strings.Contains(err.Error(), "not listening") {
+	if _, err := p.internal.dial(context.Background(), "inner2", ""); err == nil || !strings.Contains(err.Error(), "not listening") {
 		t.Errorf("dial of a removed internal listener: %v", err)
+	}
+}
+
+// TestInternalEndpointsNeverDialTheNetwork: a cluster of internal
+// endpoints fails a dial it cannot make internally (the endpoint removed,
+// its listener gone) rather than connect to the id's address, where
+// something else may listen.
+func TestInternalEndpointsNeverDialTheNetwork(t *testing.T) {
+	var accepted atomic.Int64
+	addr := serveTCP(t, func(c net.Conn) { accepted.Add(1) })
+	cfg := Config{Clusters: []Cluster{{Name: "c", Endpoints: []Endpoint{{Address: addr, Internal: "gone"}}}}}
+	cfg.Normalize()
+	c, err := newCluster(cfg.Clusters[0], newInternals())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.dial(context.Background(), "tcp", addr); err == nil || !strings.Contains(err.Error(), "not listening") {
+		t.Errorf("dial with no such internal listener: %v", err)
+	}
+	c.setEndpoints(nil) // an update removed it between pick and dial
+	if _, err := c.dial(context.Background(), "tcp", addr); err == nil || !strings.Contains(err.Error(), "no internal endpoint") {
+		t.Errorf("dial of a removed internal endpoint: %v", err)
+	}
+	if _, err := c.dialTCP(context.Background(), &endpoint{addr: addr, internal: "gone"}, ""); err == nil {
+		t.Error("a TCP dial of an internal endpoint with no listener succeeded")
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Errorf("%d connections reached the id's address over the network", n)
+	}
+	mixed := Config{Listeners: []Listener{{Name: "i", Internal: true, Direction: Inbound, TCPCluster: "c"}},
+		Clusters: []Cluster{{Name: "c", Endpoints: []Endpoint{{Address: "a:1", Internal: "i"}, {Address: "b:1"}}}}}
+	mixed.Normalize()
+	if err := mixed.Validate(); err == nil || !strings.Contains(err.Error(), "all internal or none") {
+		t.Errorf("a cluster of internal and network endpoints: %v", err)
+	}
+}
+
+// TestSocketHoldsEarlyConnections: a connection to an internal listener
+// an update has bound but not yet started serving waits for its server
+// instead of being closed (the update's clusters dial it at once).
+func TestSocketHoldsEarlyConnections(t *testing.T) {
+	reg := newInternals()
+	s, err := reg.listen("early", func(err error) { t.Error(err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	// The dial returns once the socket has taken the connection, which
+	// no server serves yet.
+	c, err := reg.dial(context.Background(), "early", "spiffe://td/ns/ns/sa/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	v := s.serveWith()
+	got := make(chan net.Conn, 1)
+	go func() {
+		if sc, err := v.Accept(); err == nil {
+			got <- sc
+		}
+	}()
+	select {
+	case sc := <-got:
+		defer sc.Close()
+		if src, ok := internalSource(sc); !ok || src != "spiffe://td/ns/ns/sa/a" {
+			t.Errorf("accepted connection's source %q, %v", src, ok)
+		}
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Errorf("write on the held connection: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection made before the server started never reached it")
 	}
 }

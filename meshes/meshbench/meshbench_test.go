@@ -465,7 +465,7 @@ func TestPerNodeSharedNode(t *testing.T) {
 	if l := listeners["outbound-svc-2"]; l.Address != "10.0.0.9:16001" || dep.Apps["svc-2"].Calls[0].Dial != l.Address {
 		t.Errorf("svc-2's outbound listener %q, its app dials %+v", l.Address, dep.Apps["svc-2"].Calls)
 	}
-	if l := listeners["outbound-svc-2-1"]; l.Address != "10.0.0.9:20002" || dep.Apps["svc-2-1"].Calls[0].Dial != l.Address {
+	if l := listeners["outbound-svc-2-1"]; l.Address != "10.0.0.9:16002" || dep.Apps["svc-2-1"].Calls[0].Dial != l.Address {
 		t.Errorf("svc-2-1's outbound listener %q, its app dials %+v", l.Address, dep.Apps["svc-2-1"].Calls)
 	}
 	tun, ok := listeners["tunnel"]
@@ -626,15 +626,21 @@ func TestPerNodeWaypoint(t *testing.T) {
 	}
 	// svc-0's connections to svc-2 go to svc-2's waypoint, on the shared
 	// node, and to nothing else.
+	wpID := func(svc string) string { return "spiffe://meshbench.local/ns/meshbench-system/sa/waypoint-" + svc }
 	caller := served(t, dep, byName["node-proxy-svc-0"])
+	found := false
 	for _, c := range caller.Clusters {
 		if c.Name == "hbone|svc-0|waypoint-svc-2" {
-			if len(c.Endpoints) != 1 || c.Endpoints[0].Address != "10.0.0.9:20002" || !slices.Equal(c.TLS.AllowedIDs, []string{id("svc-2-waypoint")}) {
+			found = true
+			if len(c.Endpoints) != 1 || c.Endpoints[0].Address != "10.0.0.9:20002" || !slices.Equal(c.TLS.AllowedIDs, []string{wpID("svc-2")}) {
 				t.Errorf("svc-0's tunnel to svc-2's waypoint: %+v, tls %+v", c, c.TLS)
 			}
 		} else if strings.HasPrefix(c.Name, "hbone|") && !strings.Contains(c.Name, "|waypoint-") {
 			t.Errorf("svc-0 tunnels past a waypoint: %+v", c)
 		}
+	}
+	if !found {
+		t.Errorf("svc-0 has no tunnel to svc-2's waypoint: %+v", caller.Clusters)
 	}
 	wp, ok := byName["waypoint-svc-2"]
 	if !ok || wp.Node != "shared" || len(dep.Components) != 4+5 {
@@ -658,13 +664,16 @@ func TestPerNodeWaypoint(t *testing.T) {
 			t.Errorf("waypoint's listener to %s: %+v", pod, l)
 		}
 	}
-	for _, c := range cfg.Clusters {
-		if c.Name == "outbound|8080||svc-2" && (len(c.Endpoints) != 2 || c.Endpoints[0].Internal != "originate|svc-2" || c.LBPolicy != proxy.LBLeastRequest) {
-			t.Errorf("waypoint's cluster of svc-2's pods: %+v", c)
-		}
+	if i := slices.IndexFunc(cfg.Clusters, func(c proxy.Cluster) bool { return c.Name == "outbound|8080||svc-2" }); i < 0 {
+		t.Errorf("waypoint has no cluster of svc-2's pods: %+v", cfg.Clusters)
+	} else if c := cfg.Clusters[i]; len(c.Endpoints) != 2 || c.Endpoints[0].Internal != "originate|svc-2" || c.LBPolicy != proxy.LBLeastRequest {
+		t.Errorf("waypoint's cluster of svc-2's pods: %+v", c)
 	}
 	// The shared node admits each pod's waypoint only, to that pod.
 	shared := served(t, dep, byName["node-proxy-shared"])
+	if !slices.ContainsFunc(shared.Listeners, func(l proxy.Listener) bool { return l.Name == "hbone" }) {
+		t.Errorf("the shared node has no tunnel end")
+	}
 	for _, l := range shared.Listeners {
 		if l.Name != "hbone" {
 			continue
@@ -674,7 +683,7 @@ func TestPerNodeWaypoint(t *testing.T) {
 		}
 		service := map[string]string{"svc-1": "svc-1", "svc-2": "svc-2", "svc-2-1": "svc-2", "svc-3": "svc-3"}
 		for _, p := range l.RBAC.Policies {
-			if want := id(service[p.Name] + "-waypoint"); !slices.Equal(p.Principals, []string{want}) || len(p.Hosts) != 1 {
+			if want := wpID(service[p.Name]); !slices.Equal(p.Principals, []string{want}) || len(p.Hosts) != 1 {
 				t.Errorf("shared node admits %v to %v under %s, want %s only", p.Principals, p.Hosts, p.Name, want)
 			}
 		}

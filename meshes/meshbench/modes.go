@@ -427,7 +427,7 @@ func (r *renderer) perNodeL4() (*meshes.Deployment, error) {
 				}
 				if r.waypoints() {
 					// The callee's waypoint, whatever its pods' nodes.
-					name = "hbone|" + w.Name + "|waypoint-" + c.Name
+					name = "hbone|" + w.Name + "|" + waypointName(c)
 					peers, addrs = []string{waypointID(c)}, []string{r.waypointAddr(c)}
 				}
 				if !slices.ContainsFunc(b.Clusters, func(cl *clusterv3.Cluster) bool { return cl.GetName() == name }) {

@@ -2,6 +2,7 @@ package meshbench
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 
@@ -51,12 +52,24 @@ func (r *renderer) checkWaypoints() error {
 			return errors.New("proxy.waypoint: a service selecting other services' pods is not supported with waypoints")
 		}
 	}
+	for _, w := range r.env.Workloads() {
+		for _, s := range r.env.Services {
+			if w.Name == waypointName(s) {
+				return fmt.Errorf("proxy.waypoint: workload %s has the name of service %s's waypoint: rename it", w.Name, s.Name)
+			}
+		}
+	}
 	return nil
 }
 
-// waypointID is the identity of svc's waypoint.
+// waypointName names svc's waypoint (its component and control-plane
+// node).
+func waypointName(svc meshes.Service) string { return "waypoint-" + svc.Name }
+
+// waypointID is the identity of svc's waypoint: in the mesh's own
+// namespace, as the node proxies', where no workload's can be.
 func waypointID(svc meshes.Service) string {
-	return identity.SPIFFEID(TrustDomain, Namespace, svc.Name+"-waypoint")
+	return identity.SPIFFEID(TrustDomain, SystemNamespace, waypointName(svc))
 }
 
 func (r *renderer) serviceIndex(svc meshes.Service) int {
@@ -69,7 +82,21 @@ func (r *renderer) waypointAddr(svc meshes.Service) string {
 }
 
 // hasWaypoint says whether svc has a waypoint: whether anything calls it.
-func (r *renderer) hasWaypoint(svc meshes.Service) bool { return len(r.env.Reachers(svc.Name)) > 0 }
+// A service that only a split sends to is reached from the split
+// service's waypoint, not through one of its own.
+func (r *renderer) hasWaypoint(svc meshes.Service) bool { return len(r.env.Callers(svc.Name)) > 0 }
+
+// directCallerIDs are the identities of the workloads that call svc by
+// its name: its waypoint admits those only.
+func (r *renderer) directCallerIDs(svc meshes.Service) []string {
+	var ids []string
+	for _, w := range r.env.Callers(svc.Name) {
+		if id := workloadID(w); !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
 
 // waypointReach are the services svc's waypoint sends to: svc, and those
 // policy may send its requests to instead.
@@ -101,7 +128,7 @@ func podAddr(pod meshes.Workload) string { return meshes.HostPort(pod.Node.Addr,
 
 // waypoint renders svc's waypoint.
 func (r *renderer) waypoint(svc meshes.Service) (meshes.Component, error) {
-	name := "waypoint-" + svc.Name
+	name := waypointName(svc)
 	id, err := r.issue(name, waypointID(svc))
 	if err != nil {
 		return meshes.Component{}, err
@@ -109,7 +136,7 @@ func (r *renderer) waypoint(svc meshes.Service) (meshes.Component, error) {
 	b := &xds.Bundle{}
 	// The tunnels' end, handing each stream to the internal L7 listener
 	// with its caller's identity.
-	callers := r.callerIDs(svc)
+	callers := r.directCallerIDs(svc)
 	toMain := "main|" + svc.Name
 	b.Listeners = append(b.Listeners, xds.HBONEListener("hbone", r.waypointAddr(svc),
 		[]xds.Destination{{Name: svc.Name, Authorities: []string{svc.Authority()}, Cluster: toMain, Principals: callers}},
