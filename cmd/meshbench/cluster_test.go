@@ -419,15 +419,18 @@ func kindRunKilled(t *testing.T, name, share string) {
 	if !strings.Contains(data, "loaded meshbench.local/meshbench-init:") {
 		t.Errorf("the killed run did not load its image:\n%s", data)
 	}
-	// The next run is per-node's shared node with the L4 node proxies:
-	// pods sharing a Kubernetes node, and HBONE tunnels between pods.
+	// The next run is per-node's shared node with the L4 node proxies,
+	// alone and with waypoints: pods sharing a Kubernetes node, and HBONE
+	// tunnels between pods.
 	nextOut := filepath.Join(share, "next")
 	next := meshbench(t, 10*time.Minute, "run", "per-node", "--platform", "kind", "--cluster", name,
-		"--modes", "baseline,meshbench-l4/per-node", "--trials", "1", "--duration", "2s", "--out", nextOut)
+		"--modes", "baseline,meshbench-l4/per-node,meshbench-waypoint/per-node", "--trials", "1", "--duration", "2s", "--out", nextOut)
 	if next.code != 0 {
 		t.Fatalf("next run: exit %d\n%s", next.code, next.stderr)
 	}
-	checkL4OnPods(t, nextOut)
+	checkL4OnPods(t, nextOut, "meshbench-l4/per-node", 3)
+	// A waypoint per service (frontend and the 4 backends) beside them.
+	checkL4OnPods(t, nextOut, "meshbench-waypoint/per-node", 3+5)
 	if !strings.Contains(next.stderr, "removing leftovers of dead kind run "+killed) {
 		t.Errorf("the next run did not report removing run %s's leftovers:\n%s", killed, next.stderr)
 	}
@@ -443,12 +446,13 @@ func kindRunKilled(t *testing.T, name, share string) {
 	}
 }
 
-// checkL4OnPods checks the L4 node proxies' row of a per-node run on
-// pods: measured without errors, a node proxy per node (the client's, the
-// frontend's, the shared node's) with the kubelet's figures, and every
-// call of the frontend to the four backends answered. The apps dial only
-// their node proxy's ports, so the calls crossed the tunnels.
-func checkL4OnPods(t *testing.T, out string) {
+// checkL4OnPods checks a row of the L4 node proxies of a per-node run
+// on pods: measured without errors, its proxies (a node proxy per node:
+// the client's, the frontend's, the shared node's; and any waypoints)
+// with the kubelet's figures, and every call of the frontend to the four
+// backends answered. The apps dial only their node proxy's ports, so the
+// calls crossed the tunnels.
+func checkL4OnPods(t *testing.T, out, row string, want int) {
 	t.Helper()
 	trials, err := results.ReadTrials(out)
 	if err != nil {
@@ -456,15 +460,15 @@ func checkL4OnPods(t *testing.T, out string) {
 	}
 	var l4 *results.Trial
 	for _, tr := range trials {
-		if tr.Key() == "meshbench-l4/per-node" {
+		if tr.Key() == row {
 			l4 = tr
 		}
 	}
 	if l4 == nil {
-		t.Fatalf("no meshbench-l4/per-node trial in %s", out)
+		t.Fatalf("no %s trial in %s", row, out)
 	}
 	if l4.Requests == 0 || l4.Errors != 0 {
-		t.Errorf("L4 per-node on pods: %d requests, %d errors", l4.Requests, l4.Errors)
+		t.Errorf("%s on pods: %d requests, %d errors", row, l4.Requests, l4.Errors)
 	}
 	var proxies []string
 	for _, u := range l4.Components {
@@ -473,18 +477,18 @@ func checkL4OnPods(t *testing.T, out string) {
 		}
 		proxies = append(proxies, u.Name)
 		if u.Source != "kubelet summary API" || u.CPUMillicores <= 0 || u.WorkingSetMaxMB <= 0 {
-			t.Errorf("L4 node proxy %s's figures %+v, want CPU and memory from the kubelet", u.Name, u)
+			t.Errorf("%s: proxy %s's figures %+v, want CPU and memory from the kubelet", row, u.Name, u)
 		}
 	}
-	if len(proxies) != 3 {
-		t.Errorf("L4 node proxies %v, want 3 (client, frontend, shared)", proxies)
+	if len(proxies) != want {
+		t.Errorf("%s: proxies %v, want %d", row, proxies, want)
 	}
 	i := slices.IndexFunc(l4.Services, func(s results.ServiceCount) bool { return s.Name == "frontend" })
 	if i < 0 {
-		t.Fatalf("L4 per-node on pods: no frontend counts in %+v", l4.Services)
+		t.Fatalf("%s on pods: no frontend counts in %+v", row, l4.Services)
 	}
 	if s := l4.Services[i]; s.Calls < 4*s.Requests || s.Requests == 0 || s.CallErrors != 0 {
-		t.Errorf("frontend over the L4 tunnels: %d requests, %d calls, %d failed; want 4 calls per request, none failed", s.Requests, s.Calls, s.CallErrors)
+		t.Errorf("%s: frontend over the tunnels: %d requests, %d calls, %d failed; want 4 calls per request, none failed", row, s.Requests, s.Calls, s.CallErrors)
 	}
 }
 
