@@ -495,6 +495,9 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if cycle := c.internalCycle(); cycle != nil {
+		errs = append(errs, fmt.Errorf("internal listeners send to themselves: %s", strings.Join(cycle, " -> ")))
+	}
 	names := map[string]bool{}
 	for i, l := range c.Listeners {
 		// Listeners are kept by name: a second one of a name would
@@ -559,6 +562,65 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// internalCycle is a chain of internal listeners that leads back to its
+// first (each reaching the next through a cluster), which would dial
+// itself without end; nil if there is none.
+func (c *Config) internalCycle() []string {
+	next := map[string][]string{} // internal listener -> internal listeners its clusters reach
+	reach := map[string][]string{}
+	for _, cl := range c.Clusters {
+		for _, ep := range cl.Endpoints {
+			if ep.Internal != "" {
+				reach[cl.Name] = append(reach[cl.Name], ep.Internal)
+			}
+		}
+	}
+	for _, l := range c.Listeners {
+		if !l.Internal {
+			continue
+		}
+		clusters := []string{l.TCPCluster}
+		for _, vh := range l.VirtualHosts {
+			for _, r := range vh.Routes {
+				clusters = append(clusters, r.Cluster)
+				for _, wc := range r.WeightedClusters {
+					clusters = append(clusters, wc.Name)
+				}
+			}
+		}
+		for _, cl := range clusters {
+			next[l.Name] = append(next[l.Name], reach[cl]...)
+		}
+	}
+	state := map[string]int{} // 1: on the path, 2: done
+	var path []string
+	var visit func(string) []string
+	visit = func(n string) []string {
+		switch state[n] {
+		case 1:
+			return append(path[slices.Index(path, n):], n)
+		case 2:
+			return nil
+		}
+		state[n] = 1
+		path = append(path, n)
+		for _, m := range next[n] {
+			if cycle := visit(m); cycle != nil {
+				return cycle
+			}
+		}
+		path = path[:len(path)-1]
+		state[n] = 2
+		return nil
+	}
+	for _, l := range c.Listeners {
+		if cycle := visit(l.Name); cycle != nil {
+			return cycle
+		}
+	}
+	return nil
 }
 
 // validate checks what a route does and matches beyond its path.

@@ -147,6 +147,11 @@ func TestInternalListenerRefusals(t *testing.T) {
 			Clusters: []Cluster{{Name: "c"}}}, "an internal listener has no address"},
 		{"no such listener", Config{Clusters: []Cluster{{Name: "c", Endpoints: []Endpoint{{Address: "a:1", Internal: "nowhere"}}}}},
 			`"nowhere" is not an internal listener`},
+		{"a cycle", Config{Listeners: []Listener{
+			{Name: "a", Internal: true, Direction: Inbound, TCPCluster: "to-b"},
+			{Name: "b", Internal: true, Direction: Inbound, VirtualHosts: []VirtualHost{{Name: "v", Domains: []string{"*"}, Routes: []Route{{Cluster: "to-a"}}}}},
+		}, Clusters: []Cluster{{Name: "to-a", Endpoints: []Endpoint{{Address: "a:1", Internal: "a"}}}, {Name: "to-b", Endpoints: []Endpoint{{Address: "b:1", Internal: "b"}}}}},
+			"internal listeners send to themselves: a -> b -> a"},
 		{"a listener with an address", Config{Listeners: []Listener{{Name: "l", Address: "127.0.0.1:0", Direction: Inbound, TCPCluster: "c"}},
 			Clusters: []Cluster{{Name: "c", Endpoints: []Endpoint{{Address: "a:1", Internal: "l"}}}}}, `"l" is not an internal listener`},
 	} {
