@@ -367,3 +367,48 @@ func TestHBONETranslates(t *testing.T) {
 		t.Errorf("Validate: %v", err)
 	}
 }
+
+// TestInternalTranslates: internal listeners and envoy_internal_address
+// endpoints survive the bundle's round trip into the proxy's config, and
+// what they cannot mean is refused.
+func TestInternalTranslates(t *testing.T) {
+	bundle := func() *Bundle {
+		return &Bundle{
+			VersionInfo: "1",
+			Listeners: []*listenerv3.Listener{
+				TCPListener("front", "127.0.0.1:9000", corev3.TrafficDirection_INBOUND, "to-main", nil),
+				Internal(HTTPListener("main", "", corev3.TrafficDirection_INBOUND, false, Routes("main", []string{"*"}, "app"), nil)),
+			},
+			Clusters:  []*clusterv3.Cluster{EDSCluster("to-main", time.Second, nil), EDSCluster("app", time.Second, nil)},
+			Endpoints: []*endpointv3.ClusterLoadAssignment{InternalLoadAssignment("to-main", InternalEndpoint{Listener: "main", ID: "svc:80"}), LoadAssignment("app", "127.0.0.1:8080")},
+		}
+	}
+	data, err := bundle().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Decode(data)
+	if err != nil {
+		t.Fatalf("Decode: %v\n%s", err, data)
+	}
+	cfg, err := Translate(d, "node", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := cfg.Listeners[1]; !l.Internal || l.Address != "" {
+		t.Errorf("internal listener %+v", l)
+	}
+	if ep := cfg.Clusters[0].Endpoints; len(ep) != 1 || ep[0] != (proxy.Endpoint{Address: "svc:80", Internal: "main"}) {
+		t.Errorf("internal endpoints %+v", ep)
+	}
+	b := bundle()
+	b.Endpoints[0] = InternalLoadAssignment("to-main", InternalEndpoint{Listener: "main", ID: "svc"})
+	if _, err := Translate(b, "node", ""); err == nil || !strings.Contains(err.Error(), "endpoint_id host:port") {
+		t.Errorf("an endpoint id that is no host:port: %v", err)
+	}
+	b = bundle()
+	b.Listeners[1].Address = b.Listeners[0].Address
+	if _, err := Translate(b, "node", ""); err == nil || !strings.Contains(err.Error(), "has no address") {
+		t.Errorf("an internal listener with an address: %v", err)
+	}
+}
