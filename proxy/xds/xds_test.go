@@ -26,19 +26,27 @@ func sampleBundle() *Bundle {
 	}
 }
 
-func TestRoundTripAndTranslate(t *testing.T) {
-	data, err := sampleBundle().Marshal()
+// throughBundle marshals b, decodes it as a proxy reads a bundle file and
+// translates it for node.
+func throughBundle(t *testing.T, b *Bundle, node, admin string) *proxy.Config {
+	t.Helper()
+	data, err := b.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Decode(data)
+	d, err := Decode(data)
 	if err != nil {
 		t.Fatalf("Decode of a rendered bundle: %v\n%s", err, data)
 	}
-	cfg, err := Translate(b, "client", "10.0.0.2:15000")
+	cfg, err := Translate(d, node, admin)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+func TestRoundTripAndTranslate(t *testing.T) {
+	cfg := throughBundle(t, sampleBundle(), "client", "10.0.0.2:15000")
 	l := cfg.Listeners[0]
 	if l.Address != "127.0.0.1:15001" || l.Direction != proxy.Outbound || l.ForwardedFor != proxy.ForwardedNone ||
 		l.VirtualHosts[0].Routes[0].PathPrefix != "/" || l.VirtualHosts[0].Routes[0].Cluster != "outbound|server" {
@@ -305,18 +313,7 @@ resources:
 func TestHTTP2KeepaliveTranslates(t *testing.T) {
 	b := sampleBundle()
 	b.Clusters[0] = WithHTTP2Keepalive(WithHTTP2(b.Clusters[0]), time.Second, 2*time.Second)
-	data, err := b.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := Decode(data)
-	if err != nil {
-		t.Fatalf("Decode: %v", err)
-	}
-	cfg, err := Translate(d, "client", "10.0.0.2:15000")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := throughBundle(t, b, "client", "10.0.0.2:15000")
 	c := cfg.Clusters[0]
 	if !c.HTTP2 || c.HTTP2Keepalive == nil || c.HTTP2Keepalive.Interval.D() != time.Second || c.HTTP2Keepalive.Timeout.D() != 2*time.Second {
 		t.Errorf("cluster %+v, keepalive %+v", c, c.HTTP2Keepalive)
@@ -339,18 +336,7 @@ func TestHBONETranslates(t *testing.T) {
 		Endpoints: []*endpointv3.ClusterLoadAssignment{LoadAssignment("hbone|server", "10.0.0.3:15008"),
 			LoadAssignment("inbound|server", "127.0.0.1:8080")},
 	}
-	data, err := b.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := Decode(data)
-	if err != nil {
-		t.Fatalf("Decode: %v\n%s", err, data)
-	}
-	cfg, err := Translate(d, "node", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := throughBundle(t, b, "node", "")
 	if out := cfg.Listeners[0]; out.TCPCluster != "hbone|server" || out.TCPTunnel != "server:8080" {
 		t.Errorf("tunnel listener %+v", out)
 	}
@@ -383,18 +369,7 @@ func TestInternalTranslates(t *testing.T) {
 			Endpoints: []*endpointv3.ClusterLoadAssignment{InternalLoadAssignment("to-main", InternalEndpoint{Listener: "main", ID: "svc:80"}), LoadAssignment("app", "127.0.0.1:8080")},
 		}
 	}
-	data, err := bundle().Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := Decode(data)
-	if err != nil {
-		t.Fatalf("Decode: %v\n%s", err, data)
-	}
-	cfg, err := Translate(d, "node", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := throughBundle(t, bundle(), "node", "")
 	if l := cfg.Listeners[1]; !l.Internal || l.Address != "" {
 		t.Errorf("internal listener %+v", l)
 	}
