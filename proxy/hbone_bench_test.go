@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -43,6 +45,35 @@ func BenchmarkHBONE(b *testing.B) {
 				}
 				if _, err := io.ReadFull(c, back); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkWaypoint measures a request's way through a waypoint (the
+// caller's L4 proxy tunnelling to it, its internal L7 listener, and its
+// tunnel on to the destination node, which hands the request to the
+// application) beside the same application's requests sent directly, in
+// one run, over keep-alive connections: compare the two as a ratio.
+func BenchmarkWaypoint(b *testing.B) {
+	ch := waypointChain(b)
+	for _, target := range []struct{ name, addr string }{{"direct", ch.app}, {"waypoint", ch.caller(b, "client")}} {
+		b.Run(target.name, func(b *testing.B) {
+			c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "tcp", target.addr)
+			}}}
+			defer c.CloseIdleConnections()
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := c.Get("http://svc:80/allowed")
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("status %d", resp.StatusCode)
 				}
 			}
 		})

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,61 +22,8 @@ import (
 // internal TCP listener that tunnels it, under the waypoint's identity, to
 // the destination node, which admits only the waypoint.
 func TestWaypoint(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := identity.NewCA("td", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issue := func(name string, peers ...string) *TLS {
-		f := identity.FilesIn(dir, name)
-		if err := ca.IssueFiles(f, identity.SPIFFEID("td", "ns", name), time.Hour); err != nil {
-			t.Fatal(err)
-		}
-		return &TLS{CertFile: f.Cert, KeyFile: f.Key, CAFile: f.CA, AllowedIDs: peers}
-	}
-	id := func(name string) string { return identity.SPIFFEID("td", "ns", name) }
-
-	var served atomic.Int64
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		served.Add(1)
-		io.WriteString(w, "app saw "+r.Host+r.URL.Path)
-	}))
-	t.Cleanup(app.Close)
-	end, endAddr := startProxy(t, Config{
-		Listeners: []Listener{{Name: "hbone", Direction: Inbound, Codec: CodecHTTP2, TLS: issue("node-b"),
-			RBAC:         &RBAC{Policies: []Policy{{Name: "waypoint", Principals: []string{id("waypoint")}, Hosts: []string{"pod-1:80"}}}},
-			VirtualHosts: []VirtualHost{{Name: "pod-1", Domains: []string{"pod-1:80"}, Routes: []Route{{Connect: true, Cluster: "pod-1"}}}}}},
-		Clusters: []Cluster{{Name: "pod-1", Endpoints: []Endpoint{{Address: app.Listener.Addr().String()}}}},
-	})
-	wp, wpAddr := startProxy(t, Config{
-		Listeners: []Listener{
-			{Name: "hbone", Direction: Inbound, Codec: CodecHTTP2, TLS: issue("waypoint"),
-				RBAC:         &RBAC{Policies: []Policy{{Name: "svc", Principals: []string{id("client"), id("other")}, Hosts: []string{"svc:80"}}}},
-				VirtualHosts: []VirtualHost{{Name: "svc", Domains: []string{"svc:80"}, Routes: []Route{{Connect: true, Cluster: "main"}}}}},
-			{Name: "main", Internal: true, Direction: Inbound,
-				RBAC: &RBAC{Policies: []Policy{
-					{Name: "client", Principals: []string{id("client")}, PathPrefixes: []string{"/allowed", "/abort"}},
-					{Name: "other", Principals: []string{id("other")}, PathPrefixes: []string{"/other"}},
-				}},
-				VirtualHosts: []VirtualHost{{Name: "svc", Domains: []string{"svc:80"}, Routes: []Route{
-					{PathPrefix: "/abort", Cluster: "svc", Fault: &Fault{AbortPercent: 100, AbortStatus: http.StatusTeapot}},
-					{Cluster: "svc"},
-				}}}},
-			{Name: "originate|pod-1", Internal: true, Direction: Outbound, TCPCluster: "node-b", TCPTunnel: "pod-1:80"},
-		},
-		Clusters: []Cluster{
-			{Name: "main", Endpoints: []Endpoint{{Address: "svc:80", Internal: "main"}}},
-			{Name: "svc", Endpoints: []Endpoint{{Address: "10.0.0.1:80", Internal: "originate|pod-1"}}},
-			{Name: "node-b", HTTP2: true, TLS: issue("waypoint", id("node-b")), Endpoints: []Endpoint{{Address: endAddr}}},
-		},
-	})
-	caller := func(name string) string {
-		_, out := startProxy(t, Config{
-			Listeners: []Listener{{Name: "out", Direction: Outbound, TCPCluster: "waypoint", TCPTunnel: "svc:80"}},
-			Clusters:  []Cluster{{Name: "waypoint", HTTP2: true, TLS: issue(name, id("waypoint")), Endpoints: []Endpoint{{Address: wpAddr}}}},
-		})
-		return out
-	}
+	ch := waypointChain(t)
+	end, wp, id := ch.end, ch.wp, ch.id
 	get := func(out, path string) (int, string) {
 		t.Helper()
 		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
@@ -92,7 +40,7 @@ func TestWaypoint(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 
-	client, other := caller("client"), caller("other")
+	client, other := ch.caller(t, "client"), ch.caller(t, "other")
 	for _, c := range []struct {
 		out, path string
 		code      int
@@ -117,15 +65,15 @@ func TestWaypoint(t *testing.T) {
 	// connection (the waypoint's upstream connections, kept alive, each a
 	// stream), and the app the two requests allowed.
 	hb := end.Stats().Listeners["hbone"]
-	if hb.Connections != 1 || hb.Responses2xx == 0 || hb.Denied != 0 || served.Load() != 2 {
+	if hb.Connections != 1 || hb.Responses2xx == 0 || hb.Denied != 0 || ch.served.Load() != 2 {
 		t.Errorf("destination's tunnel end: %d connections, %d streams answered 200, %d denied, %d requests served; want 1, > 0, 0, 2",
-			hb.Connections, hb.Responses2xx, hb.Denied, served.Load())
+			hb.Connections, hb.Responses2xx, hb.Denied, ch.served.Load())
 	}
 	// A caller tunnelling to the destination directly, past the waypoint,
 	// is refused there: it admits only the waypoint.
 	_, direct := startProxy(t, Config{
 		Listeners: []Listener{{Name: "out", Direction: Outbound, TCPCluster: "node-b", TCPTunnel: "pod-1:80"}},
-		Clusters:  []Cluster{{Name: "node-b", HTTP2: true, TLS: issue("client", id("node-b")), Endpoints: []Endpoint{{Address: endAddr}}}},
+		Clusters:  []Cluster{{Name: "node-b", HTTP2: true, TLS: ch.issue("client", id("node-b")), Endpoints: []Endpoint{{Address: ch.endAddr}}}},
 	})
 	if got := roundTrip(t, direct, "GET / HTTP/1.1\r\nHost: svc:80\r\n\r\n"); got != "" {
 		t.Errorf("a direct stream past the waypoint was answered: %q", got)
@@ -298,4 +246,82 @@ func TestSocketHoldsEarlyConnections(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the connection made before the server started never reached it")
 	}
+}
+
+// chain is TestWaypoint's proxies: a destination node ending tunnels to
+// an HTTP application for the waypoint's identity only, and the waypoint
+// of "svc:80" (RBAC admitting client and other to their paths, an abort
+// on /abort) in front of it.
+type chain struct {
+	served  *atomic.Int64 // requests the application served
+	end, wp *Proxy
+	endAddr string
+	wpAddr  string
+	app     string
+	issue   func(name string, peers ...string) *TLS
+	id      func(name string) string
+}
+
+func waypointChain(t testing.TB) *chain {
+	dir := t.TempDir()
+	ca, err := identity.NewCA("td", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := &chain{served: new(atomic.Int64), id: func(name string) string { return identity.SPIFFEID("td", "ns", name) }}
+	ch.issue = func(name string, peers ...string) *TLS {
+		f := identity.FilesIn(dir, name)
+		if _, err := os.Stat(f.Cert); err != nil {
+			if err := ca.IssueFiles(f, ch.id(name), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return &TLS{CertFile: f.Cert, KeyFile: f.Key, CAFile: f.CA, AllowedIDs: peers}
+	}
+	issue, id := ch.issue, ch.id
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ch.served.Add(1)
+		io.WriteString(w, "app saw "+r.Host+r.URL.Path)
+	}))
+	t.Cleanup(app.Close)
+	ch.app = app.Listener.Addr().String()
+	ch.end, ch.endAddr = startProxy(t, Config{
+		Listeners: []Listener{{Name: "hbone", Direction: Inbound, Codec: CodecHTTP2, TLS: issue("node-b"),
+			RBAC:         &RBAC{Policies: []Policy{{Name: "waypoint", Principals: []string{id("waypoint")}, Hosts: []string{"pod-1:80"}}}},
+			VirtualHosts: []VirtualHost{{Name: "pod-1", Domains: []string{"pod-1:80"}, Routes: []Route{{Connect: true, Cluster: "pod-1"}}}}}},
+		Clusters: []Cluster{{Name: "pod-1", Endpoints: []Endpoint{{Address: ch.app}}}},
+	})
+	ch.wp, ch.wpAddr = startProxy(t, Config{
+		Listeners: []Listener{
+			{Name: "hbone", Direction: Inbound, Codec: CodecHTTP2, TLS: issue("waypoint"),
+				RBAC:         &RBAC{Policies: []Policy{{Name: "svc", Principals: []string{id("client"), id("other")}, Hosts: []string{"svc:80"}}}},
+				VirtualHosts: []VirtualHost{{Name: "svc", Domains: []string{"svc:80"}, Routes: []Route{{Connect: true, Cluster: "main"}}}}},
+			{Name: "main", Internal: true, Direction: Inbound,
+				RBAC: &RBAC{Policies: []Policy{
+					{Name: "client", Principals: []string{id("client")}, PathPrefixes: []string{"/allowed", "/abort"}},
+					{Name: "other", Principals: []string{id("other")}, PathPrefixes: []string{"/other"}},
+				}},
+				VirtualHosts: []VirtualHost{{Name: "svc", Domains: []string{"svc:80"}, Routes: []Route{
+					{PathPrefix: "/abort", Cluster: "svc", Fault: &Fault{AbortPercent: 100, AbortStatus: http.StatusTeapot}},
+					{Cluster: "svc"},
+				}}}},
+			{Name: "originate|pod-1", Internal: true, Direction: Outbound, TCPCluster: "node-b", TCPTunnel: "pod-1:80"},
+		},
+		Clusters: []Cluster{
+			{Name: "main", Endpoints: []Endpoint{{Address: "svc:80", Internal: "main"}}},
+			{Name: "svc", Endpoints: []Endpoint{{Address: "10.0.0.1:80", Internal: "originate|pod-1"}}},
+			{Name: "node-b", HTTP2: true, TLS: issue("waypoint", id("node-b")), Endpoints: []Endpoint{{Address: ch.endAddr}}},
+		},
+	})
+	return ch
+}
+
+// caller starts the L4 proxy of the workload name, whose listener
+// tunnels to the waypoint under name's identity, and returns its address.
+func (ch *chain) caller(t testing.TB, name string) string {
+	_, out := startProxy(t, Config{
+		Listeners: []Listener{{Name: "out", Direction: Outbound, TCPCluster: "waypoint", TCPTunnel: "svc:80"}},
+		Clusters:  []Cluster{{Name: "waypoint", HTTP2: true, TLS: ch.issue(name, ch.id("waypoint")), Endpoints: []Endpoint{{Address: ch.wpAddr}}}},
+	})
+	return out
 }
