@@ -204,7 +204,7 @@ func (l *listener) server(h http.Handler) *http.Server {
 		MaxHeaderBytes:    l.cfg.MaxHeaderBytes,
 		Protocols:         new(http.Protocols),
 		HTTP2:             l.http2Config(),
-		TLSConfig:         l.tls,
+		TLSConfig:         l.tls.Clone(), // net/http edits its own (http2ConfigureServer) while the framing listener handshakes with l.tls
 		ErrorLog:          log.New(io.Discard, "", 0),
 		ConnContext:       connContext,
 		ConnState: func(_ net.Conn, st http.ConnState) {
