@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -240,8 +241,9 @@ func TestSocketHoldsEarlyConnections(t *testing.T) {
 		if src, ok := internalSource(sc); !ok || src != "spiffe://td/ns/ns/sa/a" {
 			t.Errorf("accepted connection's source %q, %v", src, ok)
 		}
-		if _, err := c.Write([]byte("x")); err != nil {
-			t.Errorf("write on the held connection: %v", err)
+		go c.Write([]byte("x"))
+		if _, err := io.ReadFull(sc, make([]byte, 1)); err != nil {
+			t.Errorf("read on the held connection: %v", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the connection made before the server started never reached it")
@@ -324,4 +326,37 @@ func (ch *chain) caller(t testing.TB, name string) string {
 		Clusters:  []Cluster{{Name: "waypoint", HTTP2: true, TLS: ch.issue(name, ch.id("waypoint")), Endpoints: []Endpoint{{Address: ch.wpAddr}}}},
 	})
 	return out
+}
+
+// TestPipePair: an internal connection behaves as TCP does where the
+// proxy relies on it: a half-close ends the peer's reads only, a close
+// fails the peer's writes, deadlines end blocked reads.
+func TestPipePair(t *testing.T) {
+	a, b := pipePair()
+	defer a.Close()
+	defer b.Close()
+	go func() {
+		io.WriteString(a, "hello")
+		a.CloseWrite()
+	}()
+	if got, err := io.ReadAll(b); string(got) != "hello" || err != nil {
+		t.Fatalf("read %q, %v before the half-close's EOF", got, err)
+	}
+	go func() {
+		io.WriteString(b, "world") // a still reads after its half-close
+		b.Close()
+	}()
+	if got, err := io.ReadAll(a); string(got) != "world" || err != nil {
+		t.Fatalf("read %q, %v after a's half-close", got, err)
+	}
+	if _, err := a.Write([]byte("x")); err == nil {
+		t.Error("a write to a closed peer succeeded")
+	}
+	c, d := pipePair()
+	defer c.Close()
+	defer d.Close()
+	_ = d.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := d.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("read past its deadline: %v", err)
+	}
 }
