@@ -79,11 +79,13 @@ func (p *Proxy) bindLocked(st *state) (func(), error) {
 		case old != nil && old.addr == l.cfg.Address:
 			plans = append(plans, plan{l: l, key: key, old: old, sock: old.sock})
 		default:
-			listen := listenSocket
+			var sock *socket
+			var err error
 			if l.cfg.Internal {
-				listen = func(string, func(error)) (*socket, error) { return p.internal.listen(name, p.fail) }
+				sock, err = p.internal.listen(name, p.fail)
+			} else {
+				sock, err = listenSocket(l.cfg.Address, p.fail)
 			}
-			sock, err := listen(l.cfg.Address, p.fail)
 			if err != nil {
 				for _, s := range opened {
 					s.close()

@@ -19,7 +19,6 @@ type socket struct {
 	// failed receives an accept error that is neither a close nor
 	// temporary: the listener is broken, and the proxy stops.
 	failed func(error)
-	closed atomic.Bool
 	// served is closed when the first view is served, done when the
 	// socket closes: a connection accepted before the first holds until
 	// one of them (the proxy's own clusters may dial an internal
@@ -50,7 +49,7 @@ func (s *socket) dispatch() {
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
-			if s.closed.Load() || errors.Is(err, net.ErrClosed) {
+			if s.isClosed() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			if isTemporary(err) {
@@ -106,10 +105,18 @@ func (s *socket) serveWith() *view {
 
 // close stops accepting; connections already handed on are the servers'.
 func (s *socket) close() {
-	s.closed.Store(true)
 	s.doneOnce.Do(func() { close(s.done) })
 	s.current.Store(nil)
 	s.ln.Close()
+}
+
+func (s *socket) isClosed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func (s *socket) addr() string { return s.ln.Addr().String() }

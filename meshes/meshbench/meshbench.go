@@ -501,9 +501,14 @@ func withPeers(t xds.TLSFiles, peers ...string) *xds.TLSFiles {
 // callerIDs are the SPIFFE IDs of the workloads whose requests may reach
 // svc (its callers, and, through policy, its roots' callers).
 func (r *renderer) callerIDs(svc meshes.Service) []string {
+	return workloadIDs(r.env.Reachers(svc.Name))
+}
+
+// workloadIDs are ws's identities, each once (replicas share theirs).
+func workloadIDs(ws []meshes.Workload) []string {
 	var ids []string
-	for _, w := range r.env.Reachers(svc.Name) {
-		if id := workloadID(w); !slices.Contains(ids, id) { // replicas share theirs
+	for _, w := range ws {
+		if id := workloadID(w); !slices.Contains(ids, id) {
 			ids = append(ids, id)
 		}
 	}

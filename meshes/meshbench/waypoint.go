@@ -89,13 +89,7 @@ func (r *renderer) hasWaypoint(svc meshes.Service) bool { return len(r.env.Calle
 // directCallerIDs are the identities of the workloads that call svc by
 // its name: its waypoint admits those only.
 func (r *renderer) directCallerIDs(svc meshes.Service) []string {
-	var ids []string
-	for _, w := range r.env.Callers(svc.Name) {
-		if id := workloadID(w); !slices.Contains(ids, id) {
-			ids = append(ids, id)
-		}
-	}
-	return ids
+	return workloadIDs(r.env.Callers(svc.Name))
 }
 
 // waypointReach are the services svc's waypoint sends to: svc, and those
