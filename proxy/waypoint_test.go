@@ -154,7 +154,8 @@ func TestInternalListenerUpdate(t *testing.T) {
 		t.Errorf("after the update: %d, want the new route's %d", code, http.StatusTeapot)
 	}
 	// A new internal listener and the cluster that reaches it, in one
-	// update: the first connections wait for its server, none is reset.
+	// update: requests reach it at once. (This cannot hit the instant
+	// before its server starts; TestSocketHoldsEarlyConnections does.)
 	moved := cfg(0)
 	moved.Listeners[1].Name, moved.Clusters[0].Name = "inner2", "inner2"
 	moved.Listeners[0].TCPCluster, moved.Clusters[0].Endpoints[0].Internal = "inner2", "inner2"
