@@ -67,6 +67,8 @@ tidy-check:
 # one that finds its own dead run's leftovers.
 test: setup fmt-check tidy-check vet engine node-image
 	MESHBENCH_ENGINE=$$([ "$$(id -u)" -eq 0 ] && echo required) $(GO) test -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
+	@echo "proxy tests again, HTTP/1.1 listeners on the fasthttp engine (MESHBENCH_TEST_HTTP1=fasthttp)"
+	MESHBENCH_TEST_HTTP1=fasthttp $(GO) test -count=1 -timeout 10m ./proxy/
 	$(MAKE) --no-print-directory fuzz-short
 
 # Each fuzz target for a bounded time (go test -fuzz takes one target at a

@@ -109,7 +109,7 @@ func BenchmarkForwardByPolicy(b *testing.B) {
 // rawUpstream is an HTTP/1.1 upstream that allocates nothing per
 // request: it reads each request's head (the proxy sends no body for a
 // GET) into a fixed buffer and writes a canned answer.
-func rawUpstream(b *testing.B, answer []byte) string {
+func rawUpstream(b testing.TB, answer []byte) string {
 	return serveTCP(b, func(c net.Conn) {
 		buf := make([]byte, 16<<10)
 		n := 0
@@ -177,8 +177,12 @@ func cannedExchange(c net.Conn, request, buf []byte) error {
 // the count).
 func BenchmarkProxyRequest(b *testing.B) {
 	answer := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1024\r\n\r\n" + strings.Repeat("x", 1024))
-	_, addr := startProxy(b, oneRoute(rawUpstream(b, answer)))
-	benchCannedGETs(b, addr)
+	for _, engine := range []string{EngineNetHTTP, EngineFastHTTP} {
+		b.Run(strings.ReplaceAll(engine, "/", "-"), func(b *testing.B) {
+			_, addr := startProxy(b, oneRoute(rawUpstream(b, answer)), WithHTTP1Engine(engine))
+			benchCannedGETs(b, addr)
+		})
+	}
 }
 
 // benchCannedGETs measures canned GETs to addr over keep-alive

@@ -33,6 +33,7 @@ type cluster struct {
 	transport roundTripper
 	scheme    string
 	tlsConf   *tls.Config // for TCP proxying; the transports hold their own
+	httpTLS   *tls.Config // the HTTP transport's, for the fasthttp engine's pools
 	dialer    *net.Dialer
 	internal  *internals   // the proxy's internal listeners, for internal endpoints
 	active    atomic.Int64 // requests in flight
@@ -75,6 +76,7 @@ func newCluster(cfg Cluster, internal *internals) (*cluster, error) {
 		c.scheme = "https"
 		c.tlsConf = src.ClientConfig(identity.AllowIDs(cfg.TLS.AllowedIDs...))
 	}
+	c.httpTLS = tlsConf
 	c.dialer = &net.Dialer{Timeout: cfg.ConnectTimeout.D(), KeepAlive: -1}
 	if cfg.Mark != 0 {
 		c.dialer.Control = markControl(cfg.Mark)

@@ -67,7 +67,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ex.source = l.source(r)
 	ex.trace = ensureTraceparent(r.Header)
-	if l.rbac != nil && !l.rbac.allows(ex.source, r) {
+	if l.rbac != nil && !l.rbac.allows(ex.source, r.Method, r.Host, r.URL.Path) {
 		l.stats.denied.Add(1)
 		ex.code = l.fail(w, http.StatusForbidden, "RBAC: access denied")
 		return
@@ -463,12 +463,15 @@ func (b *cappedBody) Close() error { return b.r.Close() }
 
 // normalPath reports whether the request path is absolute, has no empty,
 // "." or ".." segments, and no encoded "/" or "\\".
-func normalPath(u *url.URL) bool {
-	p := u.Path
+func normalPath(u *url.URL) bool { return normalPathOf(u.Path, u.RawPath) }
+
+// normalPathOf is normalPath of a decoded path p and its escaped form raw
+// (or "" when p needed no escaping).
+func normalPathOf(p, raw string) bool {
 	if p == "" || p[0] != '/' || strings.Contains(p, "//") || strings.ContainsRune(p, '\\') {
 		return false
 	}
-	if raw := strings.ToLower(u.RawPath); strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") {
+	if raw = strings.ToLower(raw); strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") {
 		return false
 	}
 	clean := path.Clean(p)
@@ -519,6 +522,16 @@ func retryMethod(p *RetryPolicy, method string) bool {
 
 // shouldRetry applies the policy's retry_on conditions to an attempt.
 func shouldRetry(p *RetryPolicy, resp *http.Response, err error) bool {
+	code := 0
+	if err == nil {
+		code = resp.StatusCode
+	}
+	return retryOn(p, code, err)
+}
+
+// retryOn applies the policy's retry_on conditions to an attempt that
+// failed with err or was answered with code.
+func retryOn(p *RetryPolicy, code int, err error) bool {
 	for _, on := range p.RetryOn {
 		switch on {
 		case "connect-failure", "reset":
@@ -526,15 +539,15 @@ func shouldRetry(p *RetryPolicy, resp *http.Response, err error) bool {
 				return true
 			}
 		case "5xx":
-			if err != nil || resp.StatusCode >= 500 {
+			if err != nil || code >= 500 {
 				return true
 			}
 		case "gateway-error":
-			if err == nil && (resp.StatusCode == 502 || resp.StatusCode == 503 || resp.StatusCode == 504) {
+			if err == nil && (code == 502 || code == 503 || code == 504) {
 				return true
 			}
 		case "retriable-status-codes":
-			if err == nil && slices.Contains(p.RetriableStatusCodes, resp.StatusCode) {
+			if err == nil && slices.Contains(p.RetriableStatusCodes, code) {
 				return true
 			}
 		}

@@ -210,41 +210,54 @@ func headFields(buf []byte, requestLine string) (found, contentLength, transferE
 			continue
 		}
 		found = true
-		for j := i; j < len(buf); {
-			e := bytes.IndexByte(buf[j:], '\n')
-			if e < 0 {
-				break
-			}
-			field := bytes.TrimSuffix(buf[j:j+e], []byte("\r"))
-			j += e + 1
-			if len(field) == 0 {
-				break
-			}
-			name, _, ok := bytes.Cut(field, []byte(":"))
-			if !ok {
-				continue
-			}
-			switch {
-			case bytes.EqualFold(name, []byte("Content-Length")):
-				contentLength = true
-			case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-				transferEncoding = true
-			}
-		}
+		cl, te := framingFields(buf[i:])
+		contentLength, transferEncoding = contentLength || cl, transferEncoding || te
 	}
 	return found, contentLength, transferEncoding
+}
+
+// framingFields reports whether the header fields at the start of buf (up
+// to the empty line that ends them) carry Content-Length or
+// Transfer-Encoding.
+func framingFields(buf []byte) (contentLength, transferEncoding bool) {
+	for j := 0; j < len(buf); {
+		e := bytes.IndexByte(buf[j:], '\n')
+		if e < 0 {
+			break
+		}
+		field := bytes.TrimSuffix(buf[j:j+e], []byte("\r"))
+		j += e + 1
+		if len(field) == 0 {
+			break
+		}
+		name, _, ok := bytes.Cut(field, []byte(":"))
+		if !ok {
+			continue
+		}
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			contentLength = true
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			transferEncoding = true
+		}
+	}
+	return contentLength, transferEncoding
 }
 
 // framingListener hands net/http its downstream connections: cleartext
 // ones inside a recordingConn; TLS ones after the handshake, HTTP/2 as the
 // *tls.Conn and HTTP/1.x inside a tlsRecordingConn. Handshakes run on
 // their own goroutines, bounded by handshakeTimeout, so a slow client
-// never holds up Accept.
+// never holds up Accept. A listener of the fasthttp engine (newFastListener)
+// wraps HTTP/1.x connections its own way instead (wrap).
 type framingListener struct {
 	net.Listener
 	tls              *tls.Config
 	maxHeaderBytes   int
 	handshakeTimeout time.Duration
+	// wrap, when set, wraps each HTTP/1.x connection (tc is its TLS
+	// connection, or nil) instead of a recordingConn.
+	wrap func(c net.Conn, tc *tls.Conn) net.Conn
 
 	ready     chan net.Conn
 	done      chan struct{}
@@ -253,8 +266,8 @@ type framingListener struct {
 	acceptErr chan struct{} // closed when Accept failed for good
 }
 
-func newFramingListener(ln *view, tlsConf *tls.Config, maxHeaderBytes int, handshakeTimeout time.Duration) net.Listener {
-	l := &framingListener{Listener: ln, tls: tlsConf, maxHeaderBytes: maxHeaderBytes, handshakeTimeout: handshakeTimeout}
+func newFramingListener(ln *view, tlsConf *tls.Config, maxHeaderBytes int, handshakeTimeout time.Duration, wrap func(net.Conn, *tls.Conn) net.Conn) net.Listener {
+	l := &framingListener{Listener: ln, tls: tlsConf, maxHeaderBytes: maxHeaderBytes, handshakeTimeout: handshakeTimeout, wrap: wrap}
 	if tlsConf != nil {
 		l.ready = make(chan net.Conn)
 		l.done = make(chan struct{})
@@ -269,6 +282,9 @@ func (l *framingListener) Accept() (net.Conn, error) {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
+		}
+		if l.wrap != nil {
+			return l.wrap(c, nil), nil
 		}
 		return newRecordingConn(c, l.maxHeaderBytes), nil
 	}
@@ -333,7 +349,11 @@ func (l *framingListener) handshake(c net.Conn) {
 	}
 	_ = c.SetDeadline(time.Time{})
 	var out net.Conn = tc
-	if tc.ConnectionState().NegotiatedProtocol != "h2" {
+	switch {
+	case tc.ConnectionState().NegotiatedProtocol == "h2":
+	case l.wrap != nil:
+		out = l.wrap(tc, tc)
+	default:
 		out = &tlsRecordingConn{recordingConn: newRecordingConn(tc, l.maxHeaderBytes), tc: tc}
 	}
 	select {

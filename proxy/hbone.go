@@ -126,7 +126,7 @@ func (l *listener) serveConnect(w http.ResponseWriter, r *http.Request, ex *exch
 	// RBAC first: a caller not allowed learns nothing of which
 	// authorities have routes here.
 	ex.source = l.source(r)
-	if l.rbac != nil && !l.rbac.allows(ex.source, r) {
+	if l.rbac != nil && !l.rbac.allows(ex.source, r.Method, r.Host, r.URL.Path) {
 		l.stats.denied.Add(1)
 		return l.fail(w, http.StatusForbidden, "RBAC: access denied")
 	}

@@ -32,6 +32,9 @@ type listener struct {
 	connect   bool
 	metrics   *metrics
 	accessLog func(*exchange)
+	// fast says the fasthttp engine serves it (Proxy.fastHTTP, and
+	// fastUnsupported found nothing it lacks).
+	fast bool
 }
 
 type listenerStats struct {

@@ -44,6 +44,7 @@ func TestEarlyAnswerToAPausedUpload(t *testing.T) {
 	const answerWithin = 20 * time.Second
 
 	t.Run("http1", func(t *testing.T) {
+		skipOnFastHTTP(t, "it reads a request body whole before sending it on (fast.go), so an upload that pauses is answered at the header timeout, not by the upstream")
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)

@@ -52,16 +52,18 @@ func (l *listener) source(r *http.Request) string {
 	return identity.PeerID(r.TLS.PeerCertificates[0])
 }
 
-func (a *rbac) allows(source string, r *http.Request) bool {
+// allows says whether a request from source with this method, authority
+// and (decoded, normal) path is admitted.
+func (a *rbac) allows(source, method, host, path string) bool {
 	for i := range a.policies {
-		if a.matches(&a.policies[i], source, r) {
+		if a.matches(&a.policies[i], source, method, host, path) {
 			return true
 		}
 	}
 	return false
 }
 
-func (a *rbac) matches(p *Policy, source string, r *http.Request) bool {
+func (a *rbac) matches(p *Policy, source, method, host, path string) bool {
 	principal := false
 	for _, want := range p.Principals {
 		if (want == "*" && source != "") || want == source {
@@ -72,25 +74,25 @@ func (a *rbac) matches(p *Policy, source string, r *http.Request) bool {
 	if !principal {
 		return false
 	}
-	if len(p.Methods) > 0 && !slices.Contains(p.Methods, r.Method) {
+	if len(p.Methods) > 0 && !slices.Contains(p.Methods, method) {
 		return false
 	}
-	if len(p.Hosts) > 0 && !slices.Contains(p.Hosts, r.Host) {
+	if len(p.Hosts) > 0 && !slices.Contains(p.Hosts, host) {
 		return false
 	}
 	if len(p.PathPrefixes) == 0 && len(p.Paths) == 0 && len(p.PathRegexes) == 0 {
 		return true
 	}
-	if slices.Contains(p.Paths, r.URL.Path) {
+	if slices.Contains(p.Paths, path) {
 		return true
 	}
 	for _, re := range p.PathRegexes {
-		if a.regexes[re].MatchString(r.URL.Path) {
+		if a.regexes[re].MatchString(path) {
 			return true
 		}
 	}
 	for _, prefix := range p.PathPrefixes {
-		if strings.HasPrefix(r.URL.Path, prefix) {
+		if strings.HasPrefix(path, prefix) {
 			return true
 		}
 	}

@@ -58,6 +58,9 @@ type Proxy struct {
 	accessLog         io.Writer
 	source            json.RawMessage
 	version           string
+	// fastHTTP serves HTTP/1.1 listeners on the fasthttp engine where it
+	// can (fast.go).
+	fastHTTP bool
 	// awaiting is set for a proxy that starts without a configuration (one
 	// that a control plane sends): it is not ready before the first.
 	awaiting bool
@@ -103,7 +106,7 @@ func New(cfg Config, opts ...Option) (*Proxy, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Proxy{node: cfg.Node, admin: cfg.Admin, mode: cfg.Mode, log: nopLogger{}, drain: DefaultDrainTimeout,
+	p := &Proxy{node: cfg.Node, admin: cfg.Admin, mode: cfg.Mode, log: nopLogger{}, drain: DefaultDrainTimeout, fastHTTP: defaultFastHTTP,
 		accessLog: io.Discard, stats: map[string]*listenerStats{}, bound: map[string]*boundListener{}, internal: newInternals()}
 	for _, o := range opts {
 		o(p)

@@ -17,14 +17,14 @@ import (
 
 // startProxy runs a proxy with one listener named "l" on a free loopback
 // port and stops it when the test ends. It returns the listener's address.
-func startProxy(t testing.TB, cfg Config) (*Proxy, string) {
+func startProxy(t testing.TB, cfg Config, opts ...Option) (*Proxy, string) {
 	t.Helper()
 	for i := range cfg.Listeners {
 		if cfg.Listeners[i].Address == "" && !cfg.Listeners[i].Internal {
 			cfg.Listeners[i].Address = "127.0.0.1:0"
 		}
 	}
-	p, err := New(cfg, WithDrainTimeout(2*time.Second))
+	p, err := New(cfg, append([]Option{WithDrainTimeout(2 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

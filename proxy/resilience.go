@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // endpoint is one upstream address and what the cluster knows of it.
@@ -15,6 +17,8 @@ type endpoint struct {
 	// its id).
 	internal string
 	active   atomic.Int64
+	// fast is the endpoint's connection pool on the fasthttp engine.
+	fast atomic.Pointer[fasthttp.HostClient]
 	// lat is the latency estimate, kept with when it was last fed.
 	lat latency
 

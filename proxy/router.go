@@ -54,7 +54,7 @@ func (lib *Library) Allow(name string, r *http.Request) bool {
 	if l == nil || l.rbac == nil {
 		return l != nil
 	}
-	return l.rbac.allows(l.source(r), r)
+	return l.rbac.allows(l.source(r), r.Method, r.Host, r.URL.Path)
 }
 
 // CloseIdleConnections closes every cluster's idle connections.

@@ -51,6 +51,9 @@ func serverKey(l *listener, clusters map[string]*cluster) string {
 	if l.connect {
 		key += " connect" // its HTTP/2 windows (http2Config)
 	}
+	if l.fast {
+		key += " fasthttp"
+	}
 	return key
 }
 
@@ -71,6 +74,13 @@ func (p *Proxy) bindLocked(st *state) (func(), error) {
 	var plans []plan
 	var opened []*socket
 	for name, l := range st.listeners {
+		if p.fastHTTP {
+			why := fastUnsupported(l)
+			l.fast = why == ""
+			if !l.fast && l.cfg.TCPCluster == "" {
+				p.log.Logf("listener %q: served by net/http, not fasthttp: %s", name, why)
+			}
+		}
 		key := serverKey(l, st.clusters)
 		old := p.bound[name]
 		switch {
@@ -155,9 +165,13 @@ func (p *Proxy) start(b *boundListener, st *state) {
 		}
 		return
 	}
+	if l.fast {
+		p.startFast(b, l, v)
+		return
+	}
 	srv := l.server(b)
 	go func() {
-		if err := srv.Serve(newFramingListener(v, l.tls, l.cfg.MaxHeaderBytes, srv.ReadHeaderTimeout)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(newFramingListener(v, l.tls, l.cfg.MaxHeaderBytes, srv.ReadHeaderTimeout, nil)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			p.fail(fmt.Errorf("listener %q: %w", b.name, err))
 		}
 	}()

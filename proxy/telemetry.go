@@ -31,7 +31,11 @@ func (l *listener) observe(ex *exchange) {
 		l.metrics.record(l, ex, d)
 	}
 	if l.accessLog != nil {
-		l.accessLog(ex)
+		// A copy: the logger is a closure the compiler cannot see into,
+		// and handing it ex itself would put every request's exchange on
+		// the heap, logged or not.
+		e := *ex
+		l.accessLog(&e)
 	}
 }
 
@@ -157,24 +161,32 @@ func accessLogger(w io.Writer, listener string) func(*exchange) {
 // keeps its trace id and flags and gets this hop's new span id; a missing or
 // malformed one is replaced by a new sampled trace. It returns the header.
 func ensureTraceparent(h http.Header) string {
-	var buf [55]byte
-	prev := h.Get("Traceparent")
+	buf, fresh := nextTraceparent(h.Get("Traceparent"))
+	if fresh {
+		h.Del("Tracestate") // it belonged to a trace we did not continue
+	}
+	v := string(buf[:])
+	h["Traceparent"] = []string{v}
+	return v
+}
+
+// nextTraceparent is this hop's traceparent after prev (a request's, or
+// ""), and whether it starts a new trace.
+func nextTraceparent(prev string) (buf [55]byte, fresh bool) {
 	if validTraceparent(prev) {
 		copy(buf[:], prev)
 	} else {
+		fresh = true
 		copy(buf[:], "00-")
 		var trace [16]byte
 		putRandom(trace[:])
 		hex.Encode(buf[3:35], trace[:])
 		copy(buf[35:], "-0000000000000000-01")
-		h.Del("Tracestate") // it belonged to a trace we did not continue
 	}
 	var span [8]byte
 	putRandom(span[:])
 	hex.Encode(buf[36:52], span[:])
-	v := string(buf[:])
-	h["Traceparent"] = []string{v}
-	return v
+	return buf, fresh
 }
 
 func putRandom(b []byte) {

@@ -158,7 +158,7 @@ func (f *MeshFlags) Source(logger xds.Logger) (xds.Source, *xds.Bundle, error) {
 // NewProxyCommand is the proxy role: `proxy --xds FILE` or `proxy --ads
 // ADDR`, started by the platform.
 func NewProxyCommand(stdout, stderr io.Writer) *cobra.Command {
-	var admin, mode string
+	var admin, mode, engine string
 	var mf MeshFlags
 	var gc GCFlags
 	cmd := &cobra.Command{
@@ -170,10 +170,14 @@ func NewProxyCommand(stdout, stderr io.Writer) *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger := NewLogger(stderr, "proxy: ")
+			if err := proxy.ValidEngine(engine); err != nil {
+				return BadInput(fmt.Errorf("--http1: %w", err))
+			}
 			if err := gc.Apply(cmd.Flags(), logger); err != nil {
 				return BadInput(err)
 			}
-			opts := []proxy.Option{proxy.WithLogger(logger), proxy.WithAccessLog(stdout)}
+			logger.Logf("HTTP/1.1 engine: %s", engine)
+			opts := []proxy.Option{proxy.WithLogger(logger), proxy.WithAccessLog(stdout), proxy.WithHTTP1Engine(engine)}
 			src, b, err := mf.Source(logger)
 			switch {
 			case err != nil:
@@ -211,6 +215,7 @@ func NewProxyCommand(stdout, stderr io.Writer) *cobra.Command {
 	mf.Bind(f, "configure the proxy", "proxy")
 	f.StringVar(&admin, "admin", "", "admin listener address (/ready, /stats, /metrics, /config_dump); empty disables it")
 	f.StringVar(&mode, "mode", "", "data-plane mode, a label of every metric (sidecar, per-node)")
+	f.StringVar(&engine, "http1", proxy.EngineNetHTTP, "HTTP/1.1 engine: net/http, or fasthttp (HTTP/1.1-only listeners, bodies held whole; listeners it cannot serve stay on net/http)")
 	gc.Bind(f)
 	return cmd
 }
