@@ -319,7 +319,18 @@ type ProxyTuning struct {
 	// retries, RBAC by the caller's identity) and tunnels each request on
 	// to the node of the pod it picks.
 	Waypoint bool `yaml:"waypoint" json:"waypoint,omitempty"`
+	// HTTP1 is the proxies' HTTP/1.1 engine: HTTP1NetHTTP (the default)
+	// or HTTP1FastHTTP (github.com/valyala/fasthttp: fewer allocations
+	// and less CPU per request; bodies held whole; listeners using a
+	// feature it lacks stay on net/http, and HTTP/2 always does).
+	HTTP1 string `yaml:"http1" json:"http1,omitempty"`
 }
+
+// The proxies' HTTP/1.1 engines (ProxyTuning.HTTP1).
+const (
+	HTTP1NetHTTP  = "net/http"
+	HTTP1FastHTTP = "fasthttp"
+)
 
 // Per-node proxy layers (ProxyTuning.Layer).
 const (

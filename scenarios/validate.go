@@ -370,6 +370,9 @@ func (s *Scenario) validateMeshes(add addFunc) {
 		if p := m.Proxy; p != nil && p.Waypoint && p.Layer != LayerL4 {
 			add(path+".proxy.waypoint", "a waypoint serves L4 node proxies: set layer: %s", LayerL4)
 		}
+		if p := m.Proxy; p != nil && p.HTTP1 != "" && p.HTTP1 != HTTP1NetHTTP && p.HTTP1 != HTTP1FastHTTP {
+			add(path+".proxy.http1", "unknown HTTP/1.1 engine %q (known: %s, %s)", p.HTTP1, HTTP1NetHTTP, HTTP1FastHTTP)
+		}
 		if p := m.Proxy; p != nil && p.Binary != "" && !filepath.IsAbs(p.Binary) {
 			add(path+".proxy.binary", "%q: name the executable by its absolute path", p.Binary)
 		}

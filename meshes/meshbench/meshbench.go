@@ -607,6 +607,9 @@ func (r *renderer) proxyComponentAt(name string, node meshes.Node, admin string,
 		if t.MemoryLimit > 0 {
 			c.Args = append(c.Args, "--memory-limit", strconv.FormatInt(int64(t.MemoryLimit), 10))
 		}
+		if t.HTTP1 != "" {
+			c.Args = append(c.Args, "--http1", t.HTTP1)
+		}
 	}
 	return c, nil
 }

@@ -400,14 +400,14 @@ func variantProxies(t *testing.T, mode scenarios.Mode, tuning *scenarios.ProxyTu
 // per-node proxies get the GC policy as flags; proxyless modes refuse
 // it (no proxy process to tune).
 func TestTunedVariant(t *testing.T) {
-	tuning := &scenarios.ProxyTuning{GOGC: scenarios.GCOff, MemoryLimit: 32 << 20}
+	tuning := &scenarios.ProxyTuning{GOGC: scenarios.GCOff, MemoryLimit: 32 << 20, HTTP1: scenarios.HTTP1FastHTTP}
 	for _, mode := range []scenarios.Mode{scenarios.Sidecar, scenarios.PerNode} {
 		_, proxies := variantProxies(t, mode, tuning)
 		for _, c := range proxies {
 			if c.Command != meshes.ProxyCommand {
 				t.Errorf("%s %s: command %q, want the proxy-only build", mode, c.Name, c.Command)
 			}
-			if args := strings.Join(c.Args, " "); !strings.Contains(args, " --gogc off --memory-limit 33554432") {
+			if args := strings.Join(c.Args, " "); !strings.Contains(args, " --gogc off --memory-limit 33554432 --http1 fasthttp") {
 				t.Errorf("%s %s: args %s lack the policy", mode, c.Name, args)
 			}
 		}
