@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -499,11 +500,7 @@ func (l *listener) fastRequestHeaders(ctx *fasthttp.RequestCtx) {
 			teTrailers = teTrailers || strings.EqualFold(strings.TrimSpace(part), "trailers")
 		}
 	}
-	for name := range strings.SplitSeq(unsafeString(h.Peek("Connection")), ",") {
-		if name = strings.TrimSpace(name); name != "" && !strings.EqualFold(name, "close") {
-			h.Del(name)
-		}
-	}
+	dropNamed(h.PeekAll("Connection"), h.Del)
 	h.ResetConnectionClose()
 	for _, name := range hopHeaders {
 		if name != "Transfer-Encoding" { // fasthttp frames the body itself
@@ -514,17 +511,32 @@ func (l *listener) fastRequestHeaders(ctx *fasthttp.RequestCtx) {
 		h.Set("Te", "trailers")
 	}
 	if l.cfg.ForwardedFor == ForwardedAppend {
-		ip := ctx.RemoteIP().String()
-		if prior := h.Peek("X-Forwarded-For"); len(prior) > 0 {
-			ip = string(prior) + ", " + ip
+		if ip, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
+			var buf [128]byte // on the stack; SetBytesV copies
+			xff := buf[:0]
+			for _, prior := range h.PeekAll("X-Forwarded-For") {
+				xff = append(append(xff, prior...), ", "...)
+			}
+			h.SetBytesV("X-Forwarded-For", ip.Unmap().AppendTo(xff))
 		}
-		h.Set("X-Forwarded-For", ip)
 	}
 	if len(h.Peek("X-Forwarded-Proto")) == 0 {
 		h.Set("X-Forwarded-Proto", l.proto)
 	}
 	if len(h.Peek("X-Forwarded-Host")) == 0 && len(h.Host()) > 0 {
 		h.SetBytesV("X-Forwarded-Host", h.Host())
+	}
+}
+
+// dropNamed deletes the fields that Connection values name (del only
+// moves fields: the values, which view the header's buffer, stay intact).
+func dropNamed(connection [][]byte, del func(string)) {
+	for _, v := range connection {
+		for name := range strings.SplitSeq(unsafeString(v), ",") {
+			if name = strings.TrimSpace(name); name != "" && !strings.EqualFold(name, "close") {
+				del(name)
+			}
+		}
 	}
 }
 
@@ -602,11 +614,7 @@ func fastRetryErr(err error) error {
 // answer; "Connection: close" was the upstream connection's, not the
 // downstream's.
 func fastResponseHeaders(h *fasthttp.ResponseHeader) {
-	for name := range strings.SplitSeq(unsafeString(h.Peek("Connection")), ",") {
-		if name = strings.TrimSpace(name); name != "" && !strings.EqualFold(name, "close") {
-			h.Del(name)
-		}
-	}
+	dropNamed(h.PeekAll("Connection"), h.Del)
 	h.ResetConnectionClose()
 	for _, name := range hopHeaders {
 		if name != "Transfer-Encoding" && name != "Trailer" { // fasthttp frames the body and its trailers

@@ -129,7 +129,7 @@ func alpn(c Codec) []string {
 // parsed only for routes that match on it).
 func (l *listener) match(host, path, method string, h http.Header, query string) (*VirtualHost, *Route) {
 	vh := l.exact[host]
-	if vh == nil {
+	if vh == nil && strings.IndexByte(host, ':') >= 0 {
 		if hp, _, err := net.SplitHostPort(host); err == nil {
 			vh = l.exact[hp]
 		}
