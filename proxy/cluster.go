@@ -186,8 +186,25 @@ func (c *cluster) setEndpoints(eps []Endpoint) {
 			e = &endpoint{addr: ep.Address, internal: ep.Internal}
 		}
 		next = append(next, e)
+		delete(known, ep)
 	}
 	c.eps.Store(&next)
+	for _, gone := range known {
+		if hc := gone.fast.Load(); hc != nil {
+			hc.CloseIdleConnections() // requests in flight finish on theirs
+		}
+	}
+}
+
+// closeIdle closes the cluster's idle upstream connections (its
+// transport's and its endpoints' fasthttp pools).
+func (c *cluster) closeIdle() {
+	c.transport.CloseIdleConnections()
+	for _, e := range c.endpoints() {
+		if hc := e.fast.Load(); hc != nil {
+			hc.CloseIdleConnections()
+		}
+	}
 }
 
 // sameSettings reports whether cfg differs from the cluster's own

@@ -1,16 +1,20 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -173,10 +177,16 @@ func (p *Proxy) startFast(b *boundListener, l *listener, v *view) {
 		maxBody = fastDefaultMaxBody
 	}
 	fast := &fasthttp.Server{
-		Handler:                      b.serveFast,
-		ErrorHandler:                 l.fastParseError,
-		ReadBufferSize:               l.cfg.MaxHeaderBytes, // fasthttp's bound on a request head
-		ReadTimeout:                  l.cfg.HeaderTimeout.D(),
+		Handler:        b.serveFast,
+		ErrorHandler:   l.fastParseError,
+		ReadBufferSize: l.cfg.MaxHeaderBytes, // fasthttp's bound on a request head
+		// fasthttp reads a request's head, then its body, before the
+		// handler: the head within the header timeout, the body within
+		// the request timeout (HeaderReceived).
+		ReadTimeout: l.cfg.HeaderTimeout.D(),
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			return fasthttp.RequestConfig{ReadTimeout: l.timeout}
+		},
 		IdleTimeout:                  l.cfg.IdleTimeout.D(),
 		MaxRequestBodySize:           maxBody,
 		NoDefaultServerHeader:        true,
@@ -185,11 +195,16 @@ func (p *Proxy) startFast(b *boundListener, l *listener, v *view) {
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true,
 		Logger:                       discardLogger{},
-		ConnState: func(_ net.Conn, st fasthttp.ConnState) {
-			if st == fasthttp.StateNew {
-				l.stats.connections.Add(1)
-			}
-		},
+	}
+	var conns sync.Map // open connections, closed when a drain runs out
+	fast.ConnState = func(c net.Conn, st fasthttp.ConnState) {
+		switch st {
+		case fasthttp.StateNew:
+			l.stats.connections.Add(1)
+			conns.Store(c, struct{}{})
+		case fasthttp.StateClosed, fasthttp.StateHijacked:
+			conns.Delete(c)
+		}
 	}
 	h2 := l.server(b)
 	sl := newSplitListener(newFramingListener(v, l.tls, l.cfg.MaxHeaderBytes, l.cfg.HeaderTimeout.D(), wrapFast),
@@ -207,12 +222,21 @@ func (p *Proxy) startFast(b *boundListener, l *listener, v *view) {
 	}()
 	b.stop = func(ctx context.Context) {
 		sl.Close()
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if h2.Shutdown(ctx) != nil {
+				h2.Close()
+			}
+		})
 		if fast.ShutdownWithContext(ctx) != nil {
-			_ = fast.Shutdown()
+			// The drain ran out: what is still open closes now, as
+			// net/http's Close does (fasthttp would keep serving it).
+			conns.Range(func(c, _ any) bool {
+				c.(net.Conn).Close()
+				return true
+			})
 		}
-		if h2.Shutdown(ctx) != nil {
-			h2.Close()
-		}
+		wg.Wait()
 	}
 }
 
@@ -340,7 +364,11 @@ func (l *listener) fastParseError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) && netErr.Timeout() {
-		code, msg = fasthttp.StatusRequestTimeout, "request timeout"
+		// Also a connection that sent nothing, which net/http closes
+		// without a word: not counted as an answer.
+		ctx.Response.Reset()
+		ctx.SetStatusCode(fasthttp.StatusRequestTimeout)
+		return
 	}
 	l.failFast(ctx, code, msg) // the server closes the connection after it
 }
@@ -373,26 +401,49 @@ func (l *listener) exchangeFast(ctx *fasthttp.RequestCtx, ex *exchange, closeAft
 	h := &req.Header
 	method, host := unsafeString(h.Method()), unsafeString(h.Host())
 	ex.method, ex.authority = method, host
-	cl, te := framingFields(h.RawHeaders())
+	cl, coding := framingFields(h.RawHeaders())
+	te := coding != nil
 	switch {
+	case !bytes.Equal(h.Protocol(), []byte("HTTP/1.1")) && !bytes.Equal(h.Protocol(), []byte("HTTP/1.0")):
+		// fasthttp reads any other version as HTTP/1.0; net/http answers
+		// 505, as RFC 9110 section 15.6.6 has it.
+		*closeAfter = true
+		return l.failFast(ctx, fasthttp.StatusHTTPVersionNotSupported, "unsupported HTTP version")
 	case !h.IsHTTP11() && te:
 		*closeAfter = true
 		return l.failFast(ctx, fasthttp.StatusBadRequest, "Transfer-Encoding in an HTTP/1.0 request")
+	case te && !bytes.EqualFold(coding, []byte("chunked")):
+		// fasthttp takes "identity" as no coding (and no body): what
+		// follows the head would be read as the next request.
+		*closeAfter = true
+		return l.failFast(ctx, fasthttp.StatusNotImplemented, "unsupported transfer coding")
+	case te && !dropTrailers(h):
+		*closeAfter = true
+		return l.failFast(ctx, fasthttp.StatusBadRequest, "a trailer field repeats a header field")
 	case te && cl:
 		// Sent on with the body's length only, then the connection
 		// closes, as RFC 9112 section 6.1 requires of a server.
 		*closeAfter = true
 	}
 	target := unsafeString(h.RequestURI())
+	if strings.IndexByte(target, '#') >= 0 {
+		// A request target has no fragment (RFC 9112 section 3.2), and
+		// fasthttp would send the target without it: what is matched
+		// must be what is sent.
+		return l.failFast(ctx, fasthttp.StatusBadRequest, "fragment in request target")
+	}
 	if target != "" && target[0] != '/' {
 		// An absolute-form target (RFC 9112 section 3.2.2): sent on in
 		// origin form, its authority the request's.
 		u, err := url.ParseRequestURI(target)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 			return l.failFast(ctx, fasthttp.StatusBadRequest, "unsupported scheme in request target")
+		case u.User != nil:
+			return l.failFast(ctx, fasthttp.StatusBadRequest, "user information in request target")
 		}
+		req.SetRequestURI(u.RequestURI()) // parsed again: what fasthttp sends
 		h.SetHost(u.Host)
-		h.SetRequestURI(u.RequestURI())
 		host, target = unsafeString(h.Host()), unsafeString(h.RequestURI())
 		ex.authority = host
 	}
@@ -414,7 +465,9 @@ func (l *listener) exchangeFast(ctx *fasthttp.RequestCtx, ex *exchange, closeAft
 		return l.failFast(ctx, fasthttp.StatusNotFound, "no route for "+host+path)
 	}
 	ex.source = l.fastSource(ctx)
-	ex.trace = fastTraceparent(h)
+	if trace := fastTraceparent(h); l.accessLog != nil {
+		ex.trace = string(trace[:])
+	}
 	if l.rbac != nil && !l.rbac.allows(ex.source, method, host, path) {
 		l.stats.denied.Add(1)
 		return l.failFast(ctx, fasthttp.StatusForbidden, "RBAC: access denied")
@@ -430,7 +483,8 @@ func (l *listener) exchangeFast(ctx *fasthttp.RequestCtx, ex *exchange, closeAft
 	if route.Timeout > 0 {
 		timeout = route.Timeout.D()
 	}
-	code, err := c.forwardFast(ctx, method, route.Retry, time.Now().Add(timeout))
+	deadline := time.Now().Add(timeout)
+	code, err := c.forwardFast(ctx, method, route.Retry, deadline)
 	if st := ctx.Response.Header.Peek("Grpc-Status"); err == nil && len(st) > 0 {
 		// A gRPC call's outcome (trailers-only, or trailers fasthttp read
 		// into the header).
@@ -438,7 +492,7 @@ func (l *listener) exchangeFast(ctx *fasthttp.RequestCtx, ex *exchange, closeAft
 	}
 	if err != nil {
 		switch {
-		case errors.Is(err, fasthttp.ErrTimeout):
+		case errors.Is(err, fasthttp.ErrTimeout) || !time.Now().Before(deadline):
 			l.stats.timeouts.Add(1)
 			return l.failFast(ctx, fasthttp.StatusGatewayTimeout, "upstream request timeout")
 		case errors.Is(err, errNoEndpoints):
@@ -478,14 +532,16 @@ func (l *listener) fastSource(ctx *fasthttp.RequestCtx) string {
 	return fc.peer
 }
 
-// fastTraceparent is ensureTraceparent on a fasthttp request.
-func fastTraceparent(h *fasthttp.RequestHeader) string {
+// fastTraceparent is ensureTraceparent on a fasthttp request: it
+// returns the traceparent it set.
+func fastTraceparent(h *fasthttp.RequestHeader) [55]byte {
 	buf, fresh := nextTraceparent(unsafeString(h.Peek("Traceparent")))
 	if fresh {
 		h.Del("Tracestate")
 	}
+	h.Del("Traceparent") // every field of it: Set replaces the first only
 	h.SetBytesV("Traceparent", buf[:])
-	return unsafeString(h.Peek("Traceparent"))
+	return buf
 }
 
 // fastRequestHeaders is prepareHeaders on a fasthttp request: hop-by-hop
@@ -517,6 +573,7 @@ func (l *listener) fastRequestHeaders(ctx *fasthttp.RequestCtx) {
 			for _, prior := range h.PeekAll("X-Forwarded-For") {
 				xff = append(append(xff, prior...), ", "...)
 			}
+			h.Del("X-Forwarded-For") // every field of it: Set replaces the first only
 			h.SetBytesV("X-Forwarded-For", ip.Unmap().AppendTo(xff))
 		}
 	}
@@ -548,6 +605,12 @@ func (c *cluster) forwardFast(ctx *fasthttp.RequestCtx, method string, policy *R
 	req.UseHostHeader = true
 	req.Header.SetNoDefaultContentType(true) // the request's own, or none
 	req.URI().SetScheme(c.scheme)
+	if !req.Header.IsHTTP11() {
+		// Upstream connections are HTTP/1.1 keep-alive, whatever the
+		// downstream's version (the server noted it at the head).
+		defer req.Header.SetProtocol("HTTP/1.0")
+		req.Header.SetProtocol("HTTP/1.1")
+	}
 	retryable := policy != nil && policy.NumRetries > 0 && retryMethod(policy, method)
 	var prev *endpoint
 	holdsRetry := false // a retry-budget slot, held while its attempt runs
@@ -612,12 +675,15 @@ func fastRetryErr(err error) error {
 
 // fastResponseHeaders takes the hop-by-hop headers out of an upstream
 // answer; "Connection: close" was the upstream connection's, not the
-// downstream's.
+// downstream's. The answer goes on with its length, not chunked, so its
+// trailers are dropped, and their announcement with them (RFC 9110
+// section 6.5.1 lets a recipient removing the chunked coding discard
+// them).
 func fastResponseHeaders(h *fasthttp.ResponseHeader) {
 	dropNamed(h.PeekAll("Connection"), h.Del)
 	h.ResetConnectionClose()
 	for _, name := range hopHeaders {
-		if name != "Transfer-Encoding" && name != "Trailer" { // fasthttp frames the body and its trailers
+		if name != "Transfer-Encoding" { // fasthttp frames the body
 			h.Del(name)
 		}
 	}
@@ -637,22 +703,71 @@ func (c *cluster) fastClient(ep *endpoint) *fasthttp.HostClient {
 			defer cancel()
 			return c.dial(ctx, "tcp", addr)
 		},
-		IsTLS:                         c.httpTLS != nil,
-		TLSConfig:                     c.httpTLS,
-		MaxConns:                      c.cfg.CircuitBreakers.MaxConnections,
-		MaxIdleConnDuration:           c.cfg.IdleTimeout.D(),
-		ReadBufferSize:                fastResponseHeaderBytes,
-		NoDefaultUserAgentHeader:      true,
-		DisableHeaderNamesNormalizing: true,
-		DisablePathNormalizing:        true,
+		IsTLS:                    c.httpTLS != nil,
+		TLSConfig:                c.httpTLS,
+		MaxConns:                 c.cfg.CircuitBreakers.MaxConnections,
+		MaxIdleConnDuration:      c.cfg.IdleTimeout.D(),
+		ReadBufferSize:           fastResponseHeaderBytes,
+		NoDefaultUserAgentHeader: true,
+		DisablePathNormalizing:   true,
 		// With every connection busy, a request waits for one (as
-		// net/http's MaxConnsPerHost does) until its deadline.
-		MaxConnWaitTimeout: DefaultRequestTimeout.D(),
+		// net/http's MaxConnsPerHost does) until its deadline, which
+		// bounds this.
+		MaxConnWaitTimeout: time.Hour,
+		RetryIfErr:         staleRetry,
 	}
 	if ep.fast.CompareAndSwap(nil, hc) {
 		return hc
 	}
 	return ep.fast.Load()
+}
+
+// staleRetry lets fasthttp send an idempotent request once more, on
+// another connection, when a pooled one turned out closed before any of
+// the answer came (the upstream closed it while idle), as net/http's
+// transport does. Every other failure is the route's retry policy's.
+func staleRetry(req *fasthttp.Request, attempts int, err error) (resetTimeout, retry bool) {
+	stale := errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+	return false, stale && attempts == 1 && slices.Contains(idempotent, unsafeString(req.Header.Method()))
+}
+
+// dropTrailers takes out of a chunked request's fields those fasthttp
+// read from its trailer section: the body goes on with its length, not
+// chunked, and RFC 9110 section 6.5.1 lets a recipient that removes the
+// chunked coding discard the trailers. A trailer field named like a head
+// field cannot be told from it: false.
+func dropTrailers(h *fasthttp.RequestHeader) bool {
+	head := map[string]int{}
+	raw := h.RawHeaders()
+	for len(raw) > 0 {
+		line, rest, _ := bytes.Cut(raw, []byte("\n"))
+		raw = rest
+		if name, _, ok := bytes.Cut(line, []byte(":")); ok {
+			head[http.CanonicalHeaderKey(string(name))]++
+		}
+	}
+	seen := map[string]int{}
+	var extra []string
+	for k := range h.All() {
+		name := string(k)
+		if seen[name]++; seen[name] > head[name] {
+			switch name {
+			case "Host", "Content-Length", "Transfer-Encoding", "Content-Type", "User-Agent", "Connection", "Cookie", "Trailer":
+				// kept apart by fasthttp, never from a trailer section
+				// (it refuses these there)
+			default:
+				if head[name] > 0 {
+					return false
+				}
+				extra = append(extra, name)
+			}
+		}
+	}
+	for _, name := range extra {
+		h.Del(name)
+	}
+	return true
 }
 
 // unsafeString views b as a string without copying: only for bytes that

@@ -211,15 +211,15 @@ func headFields(buf []byte, requestLine string) (found, contentLength, transferE
 		}
 		found = true
 		cl, te := framingFields(buf[i:])
-		contentLength, transferEncoding = contentLength || cl, transferEncoding || te
+		contentLength, transferEncoding = contentLength || cl, transferEncoding || te != nil
 	}
 	return found, contentLength, transferEncoding
 }
 
 // framingFields reports whether the header fields at the start of buf (up
-// to the empty line that ends them) carry Content-Length or
-// Transfer-Encoding.
-func framingFields(buf []byte) (contentLength, transferEncoding bool) {
+// to the empty line that ends them) carry Content-Length, and the value of
+// their (last) Transfer-Encoding field, nil if none.
+func framingFields(buf []byte) (contentLength bool, transferEncoding []byte) {
 	for j := 0; j < len(buf); {
 		e := bytes.IndexByte(buf[j:], '\n')
 		if e < 0 {
@@ -230,7 +230,7 @@ func framingFields(buf []byte) (contentLength, transferEncoding bool) {
 		if len(field) == 0 {
 			break
 		}
-		name, _, ok := bytes.Cut(field, []byte(":"))
+		name, value, ok := bytes.Cut(field, []byte(":"))
 		if !ok {
 			continue
 		}
@@ -238,7 +238,10 @@ func framingFields(buf []byte) (contentLength, transferEncoding bool) {
 		case bytes.EqualFold(name, []byte("Content-Length")):
 			contentLength = true
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			transferEncoding = true
+			transferEncoding = bytes.TrimSpace(value)
+			if transferEncoding == nil {
+				transferEncoding = []byte{}
+			}
 		}
 	}
 	return contentLength, transferEncoding

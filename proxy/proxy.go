@@ -232,7 +232,7 @@ func (p *Proxy) retire(prev, st *state) {
 			for c.active.Load() > 0 && time.Now().Before(deadline) {
 				time.Sleep(50 * time.Millisecond)
 			}
-			c.transport.CloseIdleConnections()
+			c.closeIdle()
 		}()
 	}
 }
@@ -311,7 +311,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	wg.Wait()
 	st := p.state.Load()
 	for _, c := range st.clusters {
-		c.transport.CloseIdleConnections()
+		c.closeIdle()
 	}
 	p.statsMu.Lock()
 	defer p.statsMu.Unlock()

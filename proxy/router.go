@@ -60,7 +60,7 @@ func (lib *Library) Allow(name string, r *http.Request) bool {
 // CloseIdleConnections closes every cluster's idle connections.
 func (lib *Library) CloseIdleConnections() {
 	for _, c := range lib.p.state.Load().clusters {
-		c.transport.CloseIdleConnections()
+		c.closeIdle()
 	}
 }
 
