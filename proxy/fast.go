@@ -209,17 +209,10 @@ func (p *Proxy) startFast(b *boundListener, l *listener, v *view) {
 	h2 := l.server(b)
 	sl := newSplitListener(newFramingListener(v, l.tls, l.cfg.MaxHeaderBytes, l.cfg.HeaderTimeout.D(), wrapFast),
 		l.cfg.Codec != CodecHTTP1 && l.tls == nil, l.cfg.HeaderTimeout.D())
-	go sl.run()
-	go func() {
-		if err := fast.Serve(sl.http1); err != nil && !errors.Is(err, net.ErrClosed) {
-			p.fail(fmt.Errorf("listener %q: %w", b.name, err))
-		}
-	}()
-	go func() {
-		if err := h2.Serve(sl.http2); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-			p.fail(fmt.Errorf("listener %q: %w", b.name, err))
-		}
-	}()
+	go sl.run(func(err error) { p.fail(fmt.Errorf("listener %q: %w", b.name, err)) })
+	// The servers' Accept ends only as the split listener closes.
+	go func() { _ = fast.Serve(sl.http1) }()
+	go func() { _ = h2.Serve(sl.http2) }()
 	b.stop = func(ctx context.Context) {
 		sl.Close()
 		var wg sync.WaitGroup
@@ -256,12 +249,17 @@ func newSplitListener(ln net.Listener, sniff bool, sniffTimeout time.Duration) *
 		http1: newChanListener(ln.Addr()), http2: newChanListener(ln.Addr())}
 }
 
-func (s *splitListener) run() {
+// run hands the accepted connections on until the listener below fails
+// (failed gets the error unless it was closed), then closes both.
+func (s *splitListener) run(failed func(error)) {
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
-			s.http1.fail(err)
-			s.http2.fail(err)
+			if !errors.Is(err, net.ErrClosed) {
+				failed(err)
+			}
+			s.http1.Close()
+			s.http2.Close()
 			return
 		}
 		switch fc, _ := c.(*fastConn); {
@@ -300,50 +298,31 @@ func (s *splitListener) sniffPreface(fc *fastConn) {
 }
 
 func (s *splitListener) Close() error {
-	s.http1.fail(net.ErrClosed)
-	s.http2.fail(net.ErrClosed)
+	s.http1.Close()
+	s.http2.Close()
 	return s.ln.Close()
 }
 
 // chanListener is a net.Listener of the connections put to it.
 type chanListener struct {
-	addr  net.Addr
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-	err   error
+	queue
+	addr net.Addr
 }
 
 func newChanListener(addr net.Addr) *chanListener {
-	return &chanListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+	return &chanListener{queue: newQueue(), addr: addr}
 }
 
+// put hands c to Accept, or closes it once the listener is closed.
 func (l *chanListener) put(c net.Conn) {
 	select {
 	case l.conns <- c:
-	case <-l.done:
+	case <-l.closed:
 		c.Close()
 	}
 }
 
-// fail ends Accept with err (the first one given).
-func (l *chanListener) fail(err error) {
-	l.once.Do(func() {
-		l.err = err
-		close(l.done)
-	})
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, l.err
-	}
-}
-
-func (l *chanListener) Close() error   { l.fail(net.ErrClosed); return nil }
+func (l *chanListener) Close() error   { l.shut(); return nil }
 func (l *chanListener) Addr() net.Addr { return l.addr }
 
 type discardLogger struct{}
