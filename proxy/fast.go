@@ -172,10 +172,6 @@ func wrapFast(c net.Conn, tc *tls.Conn) net.Conn {
 // ALPN on TLS; by the client preface on cleartext, unless the codec is
 // HTTP/1 only).
 func (p *Proxy) startFast(b *boundListener, l *listener, v *view) {
-	maxBody := int(l.cfg.MaxRequestBytes)
-	if maxBody <= 0 {
-		maxBody = fastDefaultMaxBody
-	}
 	fast := &fasthttp.Server{
 		Handler:        b.serveFast,
 		ErrorHandler:   l.fastParseError,
@@ -184,11 +180,14 @@ func (p *Proxy) startFast(b *boundListener, l *listener, v *view) {
 		// handler: the head within the header timeout, the body within
 		// the request timeout (HeaderReceived).
 		ReadTimeout: l.cfg.HeaderTimeout.D(),
+		// Both bounds are the compiled listener's in force: an update
+		// swaps it without a new server (serverKey leaves them out).
 		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
-			return fasthttp.RequestConfig{ReadTimeout: l.timeout}
+			cur := b.cur.Load()
+			return fasthttp.RequestConfig{ReadTimeout: cur.timeout, MaxRequestBodySize: cur.fastMaxBody()}
 		},
 		IdleTimeout:                  l.cfg.IdleTimeout.D(),
-		MaxRequestBodySize:           maxBody,
+		MaxRequestBodySize:           l.fastMaxBody(),
 		NoDefaultServerHeader:        true,
 		NoDefaultDate:                true,
 		NoDefaultContentType:         true,
@@ -324,6 +323,15 @@ func (l *chanListener) put(c net.Conn) {
 
 func (l *chanListener) Close() error   { l.shut(); return nil }
 func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// fastMaxBody bounds a request body on the fasthttp engine, which holds
+// it whole.
+func (l *listener) fastMaxBody() int {
+	if l.cfg.MaxRequestBytes > 0 {
+		return int(l.cfg.MaxRequestBytes)
+	}
+	return fastDefaultMaxBody
+}
 
 type discardLogger struct{}
 

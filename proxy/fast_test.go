@@ -217,3 +217,33 @@ func TestFastEngineRetriesAStaleConnectionOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestFastEngineFollowsBodyBoundUpdates: a listener's body bound and
+// request timeout change with an update that keeps its server (serverKey
+// leaves them out), so the fasthttp server must read them from the
+// listener in force. Before, it kept the bound it started with.
+func TestFastEngineFollowsBodyBoundUpdates(t *testing.T) {
+	up := newWireUpstream(t)
+	cfg := oneRoute(up.addr)
+	cfg.Listeners[0].MaxRequestBytes = 1 << 20
+	p, addr := startProxy(t, cfg, WithHTTP1Engine(EngineFastHTTP))
+	post := func() int {
+		t.Helper()
+		resp, err := http.Post("http://"+addr+"/a", "text/plain", strings.NewReader(strings.Repeat("x", 4096)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(); code != 200 {
+		t.Fatalf("4 KiB under a 1 MiB bound: %d, want 200", code)
+	}
+	cfg.Listeners[0].MaxRequestBytes = 1024
+	if err := p.Update(cfg, "smaller", nil); err != nil {
+		t.Fatal(err)
+	}
+	if code := post(); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("4 KiB over the updated 1 KiB bound: %d, want 413", code)
+	}
+}
