@@ -245,6 +245,11 @@ func SupportsReplicas(m Mesh, mode scenarios.Mode) error {
 // Env is what a mesh needs to render a deployment.
 type Env struct {
 	Client Workload
+	// ControlPlane is the node of the mesh's control plane, if it has
+	// one: a node of its own (scenarios.ControlPlaneNode), which the
+	// runner adds when a row's mesh has a control plane. Unset, the
+	// control plane runs on the client's node.
+	ControlPlane Node
 	// Services are the topology's services, entry first: the client calls
 	// Services[0], and each service calls the ones it lists.
 	Services []Service
@@ -267,6 +272,15 @@ type Env struct {
 	// Protocol is the load's protocol (scenarios.Protocols), which the
 	// data plane must carry end to end.
 	Protocol string
+}
+
+// ControlPlaneNode is where the mesh's control plane runs: its own node,
+// or the client's.
+func (e Env) ControlPlaneNode() Node {
+	if e.ControlPlane.Name != "" {
+		return e.ControlPlane
+	}
+	return e.Client.Node
 }
 
 // Entry is the service the client calls.

@@ -176,6 +176,19 @@ func supportsPolicies(m meshes.Mesh, mode scenarios.Mode, policies []scenarios.P
 	return pc.SupportsPolicies(policies, mode)
 }
 
+// controlPlanes says a row's mesh has a control plane (the meshes with
+// one implement ControlPlaneMesh), which then runs on a node of its own
+// (scenarios.ControlPlaneNode): on Kubernetes, the pod of a Deployment,
+// as a mesh's control plane is there.
+func (r *run) controlPlanes() bool {
+	for _, sl := range r.slots {
+		if _, ok := sl.mesh.(meshes.ControlPlaneMesh); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // benchesControlPlane says why m cannot run the control-plane benchmark in
 // mode, if it cannot.
 func benchesControlPlane(m meshes.Mesh, mode scenarios.Mode) error {
@@ -296,9 +309,13 @@ func (r *run) execute(ctx context.Context) error {
 		return fmt.Errorf("no (mesh, mode) of the scenario can run on this host (the reasons are above)")
 	}
 	var err error
-	// A node per pod, and the nodes services share (where their per-node
-	// proxies run).
-	r.nodes, err = r.Platform.Up(ctx, append(s.Topology.Workloads(), s.Topology.SharedNodes()...))
+	// A node per pod, the nodes services share (where their per-node
+	// proxies run), and one for a control plane.
+	names := append(s.Topology.Workloads(), s.Topology.SharedNodes()...)
+	if r.controlPlanes() {
+		names = append(names, scenarios.ControlPlaneNode)
+	}
+	r.nodes, err = r.Platform.Up(ctx, names)
 	if err != nil {
 		return fmt.Errorf("platform up: %w", err)
 	}

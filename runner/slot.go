@@ -42,7 +42,8 @@ type slotRun struct {
 // env is the topology on the run's nodes, for a mesh to render.
 func (r *run) env(dir string) meshes.Env {
 	t := r.Scenario.Topology
-	env := meshes.Env{Client: meshes.Workload{Name: t.Client.Name, Node: r.nodes[t.Client.Name]}, Dir: dir}
+	env := meshes.Env{Client: meshes.Workload{Name: t.Client.Name, Node: r.nodes[t.Client.Name]}, Dir: dir,
+		ControlPlane: r.nodes[scenarios.ControlPlaneNode]}
 	env.Alternatives = r.Scenario.Alternatives()
 	slots := map[string]int{} // a shared node's pods so far
 	for _, svc := range t.ServiceList() {

@@ -122,6 +122,12 @@ type Topology struct {
 	Services []Service `yaml:"services" json:"services,omitempty"`
 }
 
+// ControlPlaneNode is the node a mesh's control plane runs on, which a
+// run adds to the topology's when a row's mesh has a control plane (on
+// Kubernetes, a Deployment's pod): no workload or shared node may take
+// its name.
+const ControlPlaneNode = "control-plane"
+
 // Service is one service of a multi-service topology.
 type Service struct {
 	Name        string   `yaml:"name" json:"name" mb:"required"`

@@ -130,6 +130,8 @@ func (s *Scenario) validateTopology(add addFunc) {
 	t := s.Topology
 	if !nameRE.MatchString(t.Client.Name) {
 		add("topology.client.name", "%q is not a valid workload name: use 1-32 lowercase letters, digits and '-'", t.Client.Name)
+	} else if t.Client.Name == ControlPlaneNode {
+		add("topology.client.name", "%q names the node of a mesh's control plane: choose another name", t.Client.Name)
 	}
 	if len(t.Services) > 0 {
 		if _, set := s.pos["topology.server"]; set {
@@ -151,6 +153,8 @@ func (s *Scenario) validateTopology(add addFunc) {
 		default:
 			if r := reservedName(svc.Name); r != "" {
 				add(path+".name", "%q ends or starts with %q, which meshbench gives the components of meshes (their logs would collide)", svc.Name, r)
+			} else if svc.Name == ControlPlaneNode {
+				add(path+".name", "%q names the node of a mesh's control plane: choose another name", svc.Name)
 			}
 			if j, dup := index[svc.Name]; dup {
 				add(path+".name", "service %q is listed twice (also %s)", svc.Name, t.servicePath(j))
@@ -280,6 +284,8 @@ func (s *Scenario) validateNodes(add addFunc) {
 			add(path, "%q is a workload's name: a shared node needs a name of its own", svc.Node)
 		case svc.Node == "ca":
 			add(path, `"ca" names the mesh's certificate authority's files: choose another node name`)
+		case svc.Node == ControlPlaneNode:
+			add(path, "%q names the node of a mesh's control plane: choose another node name", svc.Node)
 		}
 	}
 	if first != "" {

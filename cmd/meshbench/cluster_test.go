@@ -429,6 +429,11 @@ func kindRunKilled(t *testing.T, name, share string) {
 		t.Fatalf("next run: exit %d\n%s", next.code, next.stderr)
 	}
 	checkL4OnPods(t, nextOut, "meshbench-l4/per-node", 3)
+	// The shared node is a DaemonSet's pod on the system under test's
+	// worker; the control plane's node a Deployment's, on the load
+	// generator's.
+	checkPodOwners(t, nextOut, map[string]string{"shared": "DaemonSet/shared on " + full + "-worker2",
+		"control-plane": "Deployment/control-plane on " + full + "-worker", "backend-1": "Pod/backend-1 on " + full + "-worker2"})
 	// A waypoint per service (frontend and the 4 backends) beside them.
 	checkL4OnPods(t, nextOut, "meshbench-waypoint/per-node", 3+5)
 	if !strings.Contains(next.stderr, "removing leftovers of dead kind run "+killed) {
@@ -489,6 +494,22 @@ func checkL4OnPods(t *testing.T, out, row string, want int) {
 	}
 	if s := l4.Services[i]; s.Calls < 4*s.Requests || s.Requests == 0 || s.CallErrors != 0 {
 		t.Errorf("%s: frontend over the tunnels: %d requests, %d calls, %d failed; want 4 calls per request, none failed", row, s.Requests, s.Calls, s.CallErrors)
+	}
+}
+
+// checkPodOwners checks the manifest of a run on pods: node -> "owner on
+// Kubernetes node".
+func checkPodOwners(t *testing.T, out string, want map[string]string) {
+	t.Helper()
+	var m results.Manifest
+	if data, err := os.ReadFile(filepath.Join(out, "manifest.json")); err != nil || json.Unmarshal(data, &m) != nil {
+		t.Fatalf("manifest of %s: %v", out, err)
+	}
+	for n, w := range want {
+		p, ok := m.Platform.Pods[n]
+		if got := p.Owner + " on " + p.Node; !ok || got != w {
+			t.Errorf("node %s's pod: %q (%+v), want %q", n, got, p, w)
+		}
 	}
 }
 

@@ -144,6 +144,9 @@ func TestIntegrationKindRun(t *testing.T) {
 		}
 	}
 	checkPodTrials(t, out)
+	cluster := "meshbench-run-" + id
+	checkPodOwners(t, out, map[string]string{"control-plane": "Deployment/control-plane on " + cluster + "-worker",
+		"client": "Pod/client on " + cluster + "-worker", "server": "Pod/server on " + cluster + "-worker2"})
 	var m results.Manifest
 	if data, err := os.ReadFile(filepath.Join(out, "manifest.json")); err != nil || json.Unmarshal(data, &m) != nil {
 		t.Fatalf("manifest: %v", err)

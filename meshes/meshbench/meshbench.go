@@ -308,16 +308,17 @@ func (r *renderer) reaches(svc meshes.Service, node, listener, cluster string, b
 // controlPlaneID is the control plane's SPIFFE ID.
 var controlPlaneID = identity.SPIFFEID(TrustDomain, SystemNamespace, "control-plane")
 
-// xdsAddr is where the control plane serves xDS: the client's node, which
-// every topology has (it is idle while the load runs).
-func (r *renderer) xdsAddr() string { return meshes.HostPort(r.env.Client.Node.Addr, XDSPort) }
+// xdsAddr is where the control plane serves xDS: on its own node (on
+// Kubernetes, a Deployment's pod), or the client's.
+func (r *renderer) xdsAddr() string { return meshes.HostPort(r.env.ControlPlaneNode().Addr, XDSPort) }
 
 // controlPlane writes the model and renders the control plane that serves
 // it, over mutual TLS with its own identity from the mesh's CA.
 func (r *renderer) controlPlane() (*meshes.Component, error) {
 	// Valid for its address too: grpc-go's xDS client checks the address
 	// it dialed (proxyless-grpc).
-	id, err := r.issue("control-plane", controlPlaneID, r.env.Client.Node.Addr.AsSlice())
+	node := r.env.ControlPlaneNode()
+	id, err := r.issue("control-plane", controlPlaneID, node.Addr.AsSlice())
 	if err != nil {
 		return nil, err
 	}
@@ -325,7 +326,6 @@ func (r *renderer) controlPlane() (*meshes.Component, error) {
 	if err := controlplane.WriteModel(path, r.model); err != nil {
 		return nil, err
 	}
-	node := r.env.Client.Node
 	admin := meshes.HostPort(node.Addr, ControlPlaneAdminPort)
 	return &meshes.Component{
 		Name:  "control-plane",

@@ -186,9 +186,9 @@ func (r *renderer) serviceOf(w meshes.Workload) (meshes.Service, bool) { return 
 func (r *renderer) sidecar() (*meshes.Deployment, error) {
 	plan := meshes.PlanProxies(r.env, scenarios.Sidecar, meshes.Exclusion{Mark: ProxyMark})
 	dep := &meshes.Deployment{Target: plan.Target, Apps: plan.Apps, Redirects: plan.Redirects, MTLS: true}
-	// The control plane runs on the client's node, whose outbound traffic
-	// the client's sidecar intercepts: its metrics scrapes pass as the
-	// sidecar's own.
+	// Where the control plane runs on the client's node (no node of its
+	// own), the client's sidecar intercepts its outbound traffic: its
+	// metrics scrapes pass as the sidecar's own.
 	r.model.MetricsMark = ProxyMark
 	for _, w := range r.env.Workloads() {
 		id, err := r.issue(w.Name, workloadID(w))

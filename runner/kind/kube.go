@@ -1,6 +1,7 @@
 package kind
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -203,14 +204,16 @@ func (p *platform) checkShared(node string, pod *corev1.Pod) error {
 	var ended *corev1.ContainerStateTerminated
 	for _, s := range pod.Status.InitContainerStatuses {
 		if s.Name == "share-check" {
-			ended = s.State.Terminated
+			// (A controller's pod runs it again after a failure:
+			// the last one ended.)
+			ended = cmp.Or(s.State.Terminated, s.LastTerminationState.Terminated)
 		}
 	}
 	if ended == nil {
 		return nil
 	}
 	// A few seconds' grace: a network share may show the file late.
-	exit := filepath.Join(p.ctl, shareCheckName(pod.Name)) + podproc.CtlExit
+	exit := filepath.Join(p.ctl, shareCheckName(pod.Labels[NodeLabel])) + podproc.CtlExit
 	for deadline := time.Now().Add(shareGrace); ; time.Sleep(100 * time.Millisecond) {
 		if _, err := os.Stat(exit); err == nil {
 			return nil
@@ -230,10 +233,9 @@ func (p *platform) checkShared(node string, pod *corev1.Pod) error {
 // checkFit checks what the kube platform needs of a node pod once
 // waitRunning returned it (or failed with err, when its share check may
 // say why): the results directory shared, this host reaching the pod.
-func (p *platform) checkFit(ctx context.Context, node, name string, pod *corev1.Pod, err error) error {
+func (p *platform) checkFit(ctx context.Context, node string, pod *corev1.Pod, err error) error {
 	if pod == nil {
-		var gerr error
-		if pod, gerr = p.client.cs.CoreV1().Pods(p.ns).Get(ctx, name, metav1.GetOptions{}); gerr != nil {
+		if pod, _ = p.podOf(ctx, node); pod == nil {
 			return nil // err says what there is to say
 		}
 	}

@@ -158,4 +158,54 @@ func TestNodePodTogether(t *testing.T) {
 	if got := p.nodePod("shared").Labels[NodeLabel]; got != "shared" {
 		t.Errorf("the shared node's pod is labelled %q", got)
 	}
+	// The control plane's node goes to the load generator's worker, as
+	// the load generator does.
+	p.o.LoadGen = []string{"client"}
+	for n, want := range map[string]string{"control-plane": RoleLoadGen, "client": RoleLoadGen, "backend-1": RoleSUT} {
+		if got := p.nodePod(n).Spec.NodeSelector[RoleLabel]; got != want {
+			t.Errorf("%s's pod goes to role %q, want %q", n, got, want)
+		}
+	}
+}
+
+// A shared node's DaemonSet is pinned to a node of the system under
+// test, the shared nodes taking them in turn; without role labels, to a
+// node that takes pods, and to the control plane's only when no other
+// does; none at all is an error that says why.
+func TestSharedNodeHosts(t *testing.T) {
+	cp := node("cp", "")
+	cp.Labels["node-role.kubernetes.io/control-plane"] = ""
+	tainted := node("tainted", "")
+	tainted.Spec.Taints = []corev1.Taint{{Key: "x", Effect: corev1.TaintEffectNoSchedule}}
+	cordoned := node("cordoned", "")
+	cordoned.Spec.Unschedulable = true
+	for _, c := range []struct {
+		name  string
+		nodes []corev1.Node
+		roles bool
+		want  []string
+	}{
+		{"by role", []corev1.Node{cp, node("lg", RoleLoadGen), node("sut2", RoleSUT), node("sut1", RoleSUT)}, true, []string{"sut1", "sut2"}},
+		{"no roles", []corev1.Node{cp, tainted, cordoned, node("w2", ""), node("w1", "")}, false, []string{"w1", "w2"}},
+		{"one node", []corev1.Node{cp, tainted}, false, []string{"cp"}},
+		{"none takes pods", []corev1.Node{tainted, cordoned}, false, nil},
+	} {
+		if got := sutHosts(c.nodes, c.roles); !slices.Equal(got, c.want) {
+			t.Errorf("%s: hosts %v, want %v", c.name, got, c.want)
+		}
+	}
+	p := &platform{o: PlatformOptions{Together: map[string]string{"a": "zone-b", "b": "zone-a", "c": "zone-c", "d": "zone-a"}},
+		hosts: []string{"sut1", "sut2"}}
+	for n, want := range map[string]string{"zone-a": "sut1", "zone-b": "sut2", "zone-c": "sut1"} {
+		if got, err := p.hostOf(n); err != nil || got != want {
+			t.Errorf("hostOf(%s) = %q, %v; want %s", n, got, err, want)
+		}
+	}
+	p.hosts = nil
+	if _, err := p.hostOf("zone-a"); err == nil || !strings.Contains(err.Error(), "no Kubernetes node for its DaemonSet") {
+		t.Errorf("no hosts: %v", err)
+	}
+	if !p.shared("zone-a") || p.shared("a") {
+		t.Error("shared: want the nodes others share, not theirs")
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +25,7 @@ import (
 	"github.com/meshbench/meshbench/meshes"
 	"github.com/meshbench/meshbench/runner"
 	"github.com/meshbench/meshbench/runner/results"
+	"github.com/meshbench/meshbench/scenarios"
 )
 
 // RunLabel carries the run id on every object the kind platform creates.
@@ -99,9 +102,14 @@ type platform struct {
 	// (which then place the pods).
 	roles bool
 
+	// hosts are the Kubernetes nodes a shared node's DaemonSet may be
+	// pinned to (the system under test's), in name order.
+	hosts []string
+
 	mu      sync.Mutex
 	pods    map[string]*corev1.Pod // by meshbench node name
-	procs   map[string]*process    // by pod/container
+	placed  map[string]results.KubePod
+	procs   map[string]*process // by pod/container
 	seq     int
 	version string
 	nodes   []results.KubeNode
@@ -124,7 +132,7 @@ func NewPlatform(ctx context.Context, o PlatformOptions) (runner.Platform, error
 		return nil, fmt.Errorf("remove leftovers of dead kind runs: %w", err)
 	}
 	p := &platform{o: o, ns: Prefix + o.RunID, ctl: filepath.Join(o.Share, ".meshbench-"+o.RunID),
-		pods: map[string]*corev1.Pod{}, procs: map[string]*process{}}
+		pods: map[string]*corev1.Pod{}, placed: map[string]results.KubePod{}, procs: map[string]*process{}}
 	if o.Kube != nil && o.Kube.Server == "" {
 		t, err := ResolveKube(*o.Kube)
 		if err != nil {
@@ -153,8 +161,8 @@ func (p *platform) Describe() results.Platform {
 	if p.kube() {
 		k := p.o.Kube
 		return results.Platform{Name: "kube", Network: "pods", Transparent: true, ResourceSource: UsageSource,
-			NetworkReason: fmt.Sprintf("cluster %s (%s, context %s): one pod per node, processes as ephemeral containers", k.Cluster, k.Server, k.Context),
-			Cluster:       k.Cluster, Kubernetes: p.version, KubeNodes: p.nodes}
+			NetworkReason: fmt.Sprintf("cluster %s (%s, context %s): %s", k.Cluster, k.Server, k.Context, podsReason),
+			Cluster:       k.Cluster, Kubernetes: p.version, KubeNodes: p.nodes, Pods: maps.Clone(p.placed)}
 	}
 	how := "named with --cluster"
 	if p.o.Create != nil {
@@ -164,9 +172,12 @@ func (p *platform) Describe() results.Platform {
 		}
 	}
 	return results.Platform{Name: "kind", Network: "pods", Transparent: true, ResourceSource: UsageSource,
-		NetworkReason: fmt.Sprintf("kind cluster %s (%s): one pod per node, processes as ephemeral containers", FullName(p.o.Cluster), how),
-		Cluster:       FullName(p.o.Cluster), Kubernetes: p.version, KubeNodes: p.nodes}
+		NetworkReason: fmt.Sprintf("kind cluster %s (%s): %s", FullName(p.o.Cluster), how, podsReason),
+		Cluster:       FullName(p.o.Cluster), Kubernetes: p.version, KubeNodes: p.nodes, Pods: maps.Clone(p.placed)}
 }
+
+// podsReason says how the platform runs nodes and processes.
+const podsReason = "one pod per node (a shared node's, where per-node proxies run, a DaemonSet's; the control plane's a Deployment's), processes as ephemeral containers"
 
 // Up creates the cluster (when asked to), loads the image, and creates
 // the run's namespace and one pod per name; the nodes' addresses are the
@@ -214,20 +225,19 @@ func (p *platform) Up(ctx context.Context, names []string) (_ map[string]meshes.
 	// at once.
 	order := slices.Clone(names)
 	slices.SortStableFunc(order, func(a, b string) int { return cmp.Compare(p.o.Together[a], p.o.Together[b]) })
+	owners := map[string]string{}
 	for _, n := range order {
-		pod, err := cs.CoreV1().Pods(p.ns).Create(ctx, p.nodePod(n), metav1.CreateOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("create the pod of node %s: %w", n, err)
+		if owners[n], err = p.createNode(ctx, n); err != nil {
+			return nil, err
 		}
-		p.pods[n] = pod
 	}
 	nodes := map[string]meshes.Node{}
 	// In creation order: a shared node's pod first, so that what keeps
 	// it from running is what the error says, not its pods' affinity.
 	for _, n := range order {
-		pod, err := p.waitRunning(ctx, n, p.pods[n].Name)
+		pod, err := p.waitRunning(ctx, n)
 		if p.kube() {
-			if ferr := p.checkFit(ctx, n, p.pods[n].Name, pod, err); ferr != nil {
+			if ferr := p.checkFit(ctx, n, pod, err); ferr != nil {
 				return nil, ferr
 			}
 		}
@@ -240,9 +250,10 @@ func (p *platform) Up(ctx context.Context, names []string) (_ map[string]meshes.
 		}
 		p.mu.Lock()
 		p.pods[n] = pod
+		p.placed[n] = results.KubePod{Pod: pod.Name, Owner: owners[n], Node: pod.Spec.NodeName}
 		p.mu.Unlock()
 		nodes[n] = meshes.Node{Name: n, Addr: addr, Local: netip.MustParseAddr("127.0.0.1")}
-		p.o.Log.Logf("node %s: pod %s on %s, %s", n, pod.Name, pod.Spec.NodeName, addr)
+		p.o.Log.Logf("node %s: pod %s (%s) on %s, %s", n, pod.Name, owners[n], pod.Spec.NodeName, addr)
 	}
 	p.follows.Add(1)
 	go p.watch()
@@ -353,6 +364,7 @@ func (p *platform) describeCluster(ctx context.Context) error {
 	defer p.mu.Unlock()
 	p.version = v.GitVersion
 	p.roles = byRole(l.Items)
+	p.hosts = sutHosts(l.Items, p.roles)
 	for _, n := range l.Items {
 		role := n.Labels[RoleLabel]
 		if _, ok := n.Labels["node-role.kubernetes.io/control-plane"]; ok {
@@ -408,14 +420,122 @@ func (p *platform) routes(ctx context.Context) error {
 // NodeLabel names the meshbench node a pod is.
 const NodeLabel = "meshbench.dev/node"
 
+// shared says other nodes share node n (their pods run on its Kubernetes
+// node, and its per-node proxies serve them).
+func (p *platform) shared(n string) bool {
+	for _, with := range p.o.Together {
+		if with == n {
+			return true
+		}
+	}
+	return false
+}
+
+// createNode creates what makes node n's pod and says what that is:
+//   - a shared node's pod is a DaemonSet's (its per-node proxies are, on
+//     Kubernetes, a DaemonSet), which is pinned to one node of the system
+//     under test (the shared nodes take them in turn), so that it has one
+//     pod: this node;
+//   - the control plane's node is a Deployment's pod, as a mesh's
+//     control plane is, on the load generator's worker (locally it shares
+//     the load generator's core);
+//   - every other node is a pod of its own.
+//
+// The pods of controllers restart their holder if it exits (their
+// policy must be Always), which the holder does only when stopped.
+func (p *platform) createNode(ctx context.Context, n string) (string, error) {
+	pod := p.nodePod(n)
+	apps := p.client.cs.AppsV1()
+	tmpl := func() corev1.PodTemplateSpec {
+		spec := pod.Spec
+		spec.RestartPolicy = corev1.RestartPolicyAlways
+		return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: pod.Labels}, Spec: spec}
+	}
+	selector := &metav1.LabelSelector{MatchLabels: pod.Labels}
+	meta := metav1.ObjectMeta{Name: pod.Name, Namespace: p.ns, Labels: pod.Labels}
+	switch {
+	case n == scenarios.ControlPlaneNode:
+		one := int32(1)
+		d := &appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: selector, Template: tmpl(),
+			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}}}
+		if _, err := apps.Deployments(p.ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			return "", fmt.Errorf("create the Deployment of node %s: %w", n, err)
+		}
+		return "Deployment/" + d.Name, nil
+	case p.shared(n):
+		t := tmpl()
+		host, err := p.hostOf(n)
+		if err != nil {
+			return "", err
+		}
+		t.Spec.NodeSelector = map[string]string{corev1.LabelHostname: host}
+		ds := &appsv1.DaemonSet{ObjectMeta: meta, Spec: appsv1.DaemonSetSpec{Selector: selector, Template: t}}
+		if _, err := apps.DaemonSets(p.ns).Create(ctx, ds, metav1.CreateOptions{}); err != nil {
+			return "", fmt.Errorf("create the DaemonSet of node %s: %w", n, err)
+		}
+		return "DaemonSet/" + ds.Name, nil
+	}
+	if _, err := p.client.cs.CoreV1().Pods(p.ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		return "", fmt.Errorf("create the pod of node %s: %w", n, err)
+	}
+	return "Pod/" + pod.Name, nil
+}
+
+// hostOf is the Kubernetes node a shared node's DaemonSet is pinned to:
+// the system under test's nodes, taken in turn by the shared nodes in
+// name order.
+func (p *platform) hostOf(n string) (string, error) {
+	if len(p.hosts) == 0 {
+		return "", fmt.Errorf("%w: node %s: no Kubernetes node for its DaemonSet (none is labelled %s=%s, and none other than the control plane's takes pods)", ErrUnfit, n, RoleLabel, RoleSUT)
+	}
+	var names []string
+	for _, with := range p.o.Together {
+		if !slices.Contains(names, with) {
+			names = append(names, with)
+		}
+	}
+	slices.Sort(names)
+	return p.hosts[slices.Index(names, n)%len(p.hosts)], nil
+}
+
+// sutHosts are the Kubernetes nodes that may run the system under
+// test's shared nodes, in name order: those labelled with its role when
+// the nodes are placed by role; else every node that takes pods (not
+// cordoned, no NoSchedule taint), or the control plane's where that is
+// all there is (a one-node cluster).
+func sutHosts(nodes []corev1.Node, roles bool) []string {
+	var out, cps []string
+	for _, n := range nodes {
+		if roles {
+			if n.Labels[RoleLabel] == RoleSUT {
+				out = append(out, n.Name)
+			}
+			continue
+		}
+		if n.Spec.Unschedulable || slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool {
+			return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
+		}) {
+			continue
+		}
+		if _, cp := n.Labels["node-role.kubernetes.io/control-plane"]; cp {
+			cps = append(cps, n.Name)
+		} else {
+			out = append(out, n.Name)
+		}
+	}
+	if len(out) == 0 {
+		out = cps
+	}
+	slices.Sort(out)
+	return out
+}
+
 // nodePod is the pod of a meshbench node: a holder container that keeps
 // the network namespace, and the shared directory.
 func (p *platform) nodePod(name string) *corev1.Pod {
 	role := RoleSUT
-	for _, n := range p.o.LoadGen {
-		if n == name {
-			role = RoleLoadGen
-		}
+	if slices.Contains(p.o.LoadGen, name) || name == scenarios.ControlPlaneNode {
+		role = RoleLoadGen
 	}
 	yes, grace := true, int64(2)
 	dirType := corev1.HostPathDirectory
@@ -462,19 +582,26 @@ func (p *platform) nodePod(name string) *corev1.Pod {
 	}
 }
 
-// waitRunning waits until a pod runs and has its address.
-func (p *platform) waitRunning(ctx context.Context, node, name string) (*corev1.Pod, error) {
+// waitRunning waits until node's pod (its own, or its controller's,
+// found by its label) runs and has its address.
+func (p *platform) waitRunning(ctx context.Context, node string) (*corev1.Pod, error) {
 	var pod *corev1.Pod
 	var last, never error // never: it will not run
+	name := "of node " + node
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		pod, last = p.client.cs.CoreV1().Pods(p.ns).Get(ctx, name, metav1.GetOptions{})
-		if last != nil {
+		pod, last = p.podOf(ctx, node)
+		if pod == nil {
 			return false, nil
 		}
+		name = pod.Name
 		if pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
 			never = fmt.Errorf("pod %s ended (%s): %s", name, pod.Status.Phase, strings.TrimSpace(pod.Status.Message+" "+podWhy(pod)))
 		} else if why := imageMissing(pod); why != "" && p.kube() {
 			never = p.noImage(node, pod, why)
+		} else if p.kube() {
+			// A controller's pod retries a failed share check
+			// for ever: it fails once.
+			never = p.checkShared(node, pod)
 		}
 		if never != nil {
 			return false, never
@@ -491,6 +618,22 @@ func (p *platform) waitRunning(ctx context.Context, node, name string) (*corev1.
 		return nil, fmt.Errorf("pod %s: %v (%v)", name, err, last)
 	}
 	return pod, nil
+}
+
+// podOf is node's pod: of the run's pods labelled with the node, the one
+// not being deleted.
+func (p *platform) podOf(ctx context.Context, node string) (*corev1.Pod, error) {
+	l, err := p.client.cs.CoreV1().Pods(p.ns).List(ctx, metav1.ListOptions{
+		LabelSelector: NodeLabel + "=" + dnsLabel(node) + "," + RunLabel + "=" + p.o.RunID})
+	if err != nil {
+		return nil, err
+	}
+	for i := range l.Items {
+		if l.Items[i].DeletionTimestamp == nil {
+			return &l.Items[i], nil
+		}
+	}
+	return nil, fmt.Errorf("no pod yet")
 }
 
 // podWhy is why a pod's containers wait, for errors.

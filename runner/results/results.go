@@ -178,6 +178,19 @@ type Platform struct {
 	Cluster    string     `json:"cluster,omitempty"`
 	Kubernetes string     `json:"kubernetes,omitempty"`
 	KubeNodes  []KubeNode `json:"kubeNodes,omitempty"`
+	// Pods are, on Kubernetes, the pods that are the nodes (by node name):
+	// what made each, and where it ran.
+	Pods map[string]KubePod `json:"pods,omitempty"`
+}
+
+// KubePod is the pod of a node of a Kubernetes platform.
+type KubePod struct {
+	Pod string `json:"pod"`
+	// Owner is what made it: Pod/<name> (the platform itself),
+	// DaemonSet/<name> or Deployment/<name>.
+	Owner string `json:"owner"`
+	// Node is the Kubernetes node it ran on.
+	Node string `json:"node"`
 }
 
 // KubeNode is a node of a Kubernetes platform.
