@@ -502,7 +502,11 @@ func checkL4OnPods(t *testing.T, out, row string, want int) {
 func checkPodOwners(t *testing.T, out string, want map[string]string) {
 	t.Helper()
 	var m results.Manifest
-	if data, err := os.ReadFile(filepath.Join(out, "manifest.json")); err != nil || json.Unmarshal(data, &m) != nil {
+	data, err := os.ReadFile(filepath.Join(out, "manifest.json"))
+	if err == nil {
+		err = json.Unmarshal(data, &m)
+	}
+	if err != nil {
 		t.Fatalf("manifest of %s: %v", out, err)
 	}
 	for n, w := range want {

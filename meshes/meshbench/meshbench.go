@@ -340,7 +340,8 @@ func (r *renderer) controlPlane() (*meshes.Component, error) {
 
 // simulatedClients renders the control-plane benchmark's simulated
 // clients: replicas of the first node of the model (by name), on the
-// client's node, over mutual TLS with an identity of their own.
+// control plane's node (elsewhere a sidecar's redirect would take their
+// connections), over mutual TLS with an identity of their own.
 func (r *renderer) simulatedClients() (*meshes.Component, error) {
 	id, err := r.issue("xds-clients", identity.SPIFFEID(TrustDomain, SystemNamespace, "xds-clients"))
 	if err != nil {
@@ -349,7 +350,7 @@ func (r *renderer) simulatedClients() (*meshes.Component, error) {
 	return &meshes.Component{
 		Name:  "xds-clients",
 		Class: "loadgen", // results.ClassLoadGen: they drive the control plane
-		Node:  r.env.Client.Node.Name,
+		Node:  r.env.ControlPlaneNode().Name,
 		Args: []string{"xds-clients", "--ads", r.xdsAddr(), "--replica-of", slices.Sorted(maps.Keys(r.model.Nodes))[0],
 			"--ads-cert", id.Cert, "--ads-key", id.Key, "--ads-ca", id.CA, "--ads-peer-id", controlPlaneID},
 	}, nil

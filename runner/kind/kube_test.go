@@ -177,6 +177,8 @@ func TestSharedNodeHosts(t *testing.T) {
 	cp.Labels["node-role.kubernetes.io/control-plane"] = ""
 	tainted := node("tainted", "")
 	tainted.Spec.Taints = []corev1.Taint{{Key: "x", Effect: corev1.TaintEffectNoSchedule}}
+	taintedSUT := node("tainted-sut", RoleSUT)
+	taintedSUT.Spec.Taints = []corev1.Taint{{Key: "x", Effect: corev1.TaintEffectNoExecute}}
 	cordoned := node("cordoned", "")
 	cordoned.Spec.Unschedulable = true
 	for _, c := range []struct {
@@ -185,7 +187,7 @@ func TestSharedNodeHosts(t *testing.T) {
 		roles bool
 		want  []string
 	}{
-		{"by role", []corev1.Node{cp, node("lg", RoleLoadGen), node("sut2", RoleSUT), node("sut1", RoleSUT)}, true, []string{"sut1", "sut2"}},
+		{"by role", []corev1.Node{cp, node("lg", RoleLoadGen), node("sut2", RoleSUT), node("sut1", RoleSUT), taintedSUT}, true, []string{"sut1", "sut2"}},
 		{"no roles", []corev1.Node{cp, tainted, cordoned, node("w2", ""), node("w1", "")}, false, []string{"w1", "w2"}},
 		{"one node", []corev1.Node{cp, tainted}, false, []string{"cp"}},
 		{"none takes pods", []corev1.Node{tainted, cordoned}, false, nil},
@@ -207,5 +209,30 @@ func TestSharedNodeHosts(t *testing.T) {
 	}
 	if !p.shared("zone-a") || p.shared("a") {
 		t.Error("shared: want the nodes others share, not theirs")
+	}
+}
+
+// A pod waits until its holder is ready (a controller's pod whose holder
+// keeps failing is Running all the same), and the reason a pod waits
+// names its init containers and their last failure too.
+func TestHolderReadyAndWhy(t *testing.T) {
+	pod := &corev1.Pod{}
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "node", Ready: false,
+		State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
+		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 2, Reason: "Error"}}}}
+	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "share-check",
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}}}
+	if holderReady(pod) {
+		t.Error("a holder in CrashLoopBackOff is ready")
+	}
+	why := podWhy(pod)
+	for _, want := range []string{"share-check: PodInitializing", "node: CrashLoopBackOff", "node: last exit code 2 (Error)"} {
+		if !strings.Contains(why, want) {
+			t.Errorf("podWhy = %q, want %q in it", why, want)
+		}
+	}
+	pod.Status.ContainerStatuses[0].Ready = true
+	if !holderReady(pod) {
+		t.Error("a ready holder is not ready")
 	}
 }

@@ -437,8 +437,9 @@ func (p *platform) shared(n string) bool {
 //     under test (the shared nodes take them in turn), so that it has one
 //     pod: this node;
 //   - the control plane's node is a Deployment's pod, as a mesh's
-//     control plane is, on the load generator's worker (locally it shares
-//     the load generator's core);
+//     control plane is, on the load generator's worker where the nodes
+//     are placed by role (its process is pinned to the CPU of its class,
+//     as locally, wherever it runs);
 //   - every other node is a pod of its own.
 //
 // The pods of controllers restart their holder if it exits (their
@@ -486,7 +487,7 @@ func (p *platform) createNode(ctx context.Context, n string) (string, error) {
 // name order.
 func (p *platform) hostOf(n string) (string, error) {
 	if len(p.hosts) == 0 {
-		return "", fmt.Errorf("%w: node %s: no Kubernetes node for its DaemonSet (none is labelled %s=%s, and none other than the control plane's takes pods)", ErrUnfit, n, RoleLabel, RoleSUT)
+		return "", fmt.Errorf("%w: node %s: no Kubernetes node for its DaemonSet: none takes pods (not cordoned, not tainted NoSchedule or NoExecute) that is labelled %s=%s where the nodes are placed by role", ErrUnfit, n, RoleLabel, RoleSUT)
 	}
 	var names []string
 	for _, with := range p.o.Together {
@@ -499,22 +500,23 @@ func (p *platform) hostOf(n string) (string, error) {
 }
 
 // sutHosts are the Kubernetes nodes that may run the system under
-// test's shared nodes, in name order: those labelled with its role when
-// the nodes are placed by role; else every node that takes pods (not
-// cordoned, no NoSchedule taint), or the control plane's where that is
-// all there is (a one-node cluster).
+// test's shared nodes, in name order: of the nodes that take pods (not
+// cordoned, no NoSchedule or NoExecute taint, which a DaemonSet's pods
+// do not tolerate), those labelled with its role when the nodes are
+// placed by role; else all of them but the control plane's, or the
+// control plane's where that is all there is (a one-node cluster).
 func sutHosts(nodes []corev1.Node, roles bool) []string {
 	var out, cps []string
 	for _, n := range nodes {
+		if n.Spec.Unschedulable || slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool {
+			return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
+		}) {
+			continue
+		}
 		if roles {
 			if n.Labels[RoleLabel] == RoleSUT {
 				out = append(out, n.Name)
 			}
-			continue
-		}
-		if n.Spec.Unschedulable || slices.ContainsFunc(n.Spec.Taints, func(t corev1.Taint) bool {
-			return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
-		}) {
 			continue
 		}
 		if _, cp := n.Labels["node-role.kubernetes.io/control-plane"]; cp {
@@ -591,7 +593,10 @@ func (p *platform) waitRunning(ctx context.Context, node string) (*corev1.Pod, e
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		pod, last = p.podOf(ctx, node)
 		if pod == nil {
-			return false, nil
+			// A controller that cannot create the pod (admission,
+			// a quota) says so in an event, and will not.
+			never = p.createFailed(ctx, node)
+			return false, never
 		}
 		name = pod.Name
 		if pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
@@ -606,7 +611,9 @@ func (p *platform) waitRunning(ctx context.Context, node string) (*corev1.Pod, e
 		if never != nil {
 			return false, never
 		}
-		return pod.Status.Phase == corev1.PodRunning && pod.Status.PodIP != "", nil
+		// Running and its holder ready: a controller's pod whose
+		// holder keeps failing runs all the same.
+		return pod.Status.Phase == corev1.PodRunning && pod.Status.PodIP != "" && holderReady(pod), nil
 	})
 	if never != nil {
 		return nil, never
@@ -636,7 +643,37 @@ func (p *platform) podOf(ctx context.Context, node string) (*corev1.Pod, error) 
 	return nil, fmt.Errorf("no pod yet")
 }
 
-// podWhy is why a pod's containers wait, for errors.
+// createFailed is why a node's controller cannot create its pod (its
+// FailedCreate event), or nil.
+func (p *platform) createFailed(ctx context.Context, node string) error {
+	l, err := p.client.cs.CoreV1().Events(p.ns).List(ctx, metav1.ListOptions{FieldSelector: "type=Warning,reason=FailedCreate"})
+	if err != nil {
+		return nil
+	}
+	name := dnsLabel(node)
+	for _, e := range l.Items {
+		o := e.InvolvedObject
+		// A DaemonSet's own event, or its Deployment's ReplicaSet's
+		// (named <deployment>-<hash>).
+		if o.Kind == "DaemonSet" && o.Name == name || o.Kind == "ReplicaSet" && strings.HasPrefix(o.Name, name+"-") {
+			return fmt.Errorf("%s %s cannot create the pod of node %s: %s", o.Kind, o.Name, node, e.Message)
+		}
+	}
+	return nil
+}
+
+// holderReady says the pod's holder container is ready.
+func holderReady(pod *corev1.Pod) bool {
+	for _, s := range pod.Status.ContainerStatuses {
+		if s.Name == "node" {
+			return s.Ready
+		}
+	}
+	return false
+}
+
+// podWhy is why a pod's containers wait, or why they last failed, for
+// errors.
 func podWhy(pod *corev1.Pod) string {
 	var why []string
 	for _, c := range pod.Status.Conditions {
@@ -644,9 +681,12 @@ func podWhy(pod *corev1.Pod) string {
 			why = append(why, c.Message)
 		}
 	}
-	for _, s := range pod.Status.ContainerStatuses {
+	for _, s := range append(slices.Clone(pod.Status.InitContainerStatuses), pod.Status.ContainerStatuses...) {
 		if w := s.State.Waiting; w != nil {
 			why = append(why, s.Name+": "+w.Reason+" "+w.Message)
+		}
+		if t := s.LastTerminationState.Terminated; t != nil && t.ExitCode != 0 {
+			why = append(why, fmt.Sprintf("%s: last exit code %d (%s) %s", s.Name, t.ExitCode, t.Reason, t.Message))
 		}
 	}
 	return strings.Join(why, "; ")
