@@ -259,8 +259,8 @@ func Run(ctx context.Context, o Options) (*results.Manifest, []*results.Trial, e
 	if err := r.planFaults(); err != nil {
 		return nil, nil, err
 	}
-	if d := o.Platform.Describe(); o.Scenario.Topology.Replicated() && (d.Name != "local" || !d.Transparent) {
-		return nil, nil, o.Scenario.FieldError("topology", "replicated services need the local platform's netns network, whose iptables spread a service's connections over its pods as kube-proxy does (this platform: %s, network %s)", d.Name, d.Network)
+	if d := o.Platform.Describe(); o.Scenario.Topology.Replicated() && !d.Transparent {
+		return nil, nil, o.Scenario.FieldError("topology", "replicated services need a platform that redirects traffic (the local platform's netns network, or pods), whose iptables spread a service's connections over its pods as kube-proxy does (this platform: %s, network %s)", d.Name, d.Network)
 	}
 	if err := os.MkdirAll(filepath.Join(o.OutDir, results.LogsDir), 0o755); err != nil {
 		return nil, nil, fmt.Errorf("create results directory: %w", err)

@@ -439,7 +439,16 @@ func kindRunKilled(t *testing.T, name, share string) {
 	if !strings.Contains(next.stderr, "removing leftovers of dead kind run "+killed) {
 		t.Errorf("the next run did not report removing run %s's leftovers:\n%s", killed, next.stderr)
 	}
-	for id, out := range map[string]string{killed: killedOut, runID(t, next.stderr): nextOut} {
+	// A replicated service on pods: every pod served, with and without
+	// a sidecar (the baseline's spread is the redirect container's
+	// kube-proxy rules in the client's pod).
+	replOut := filepath.Join(share, "replicas")
+	repl := meshbench(t, 10*time.Minute, "run", "testdata/replicas.yaml", "--platform", "kind", "--cluster", name, "--out", replOut)
+	if repl.code != 0 {
+		t.Fatalf("replicated run: exit %d\n%s", repl.code, repl.stderr)
+	}
+	checkReplicasServed(t, replOut, []string{"none/baseline", "meshbench/sidecar"}, []string{"server", "server-1", "server-2"})
+	for id, out := range map[string]string{killed: killedOut, runID(t, next.stderr): nextOut, runID(t, repl.stderr): replOut} {
 		if l := kindLeftovers(t, full, id, out); len(l) > 0 {
 			t.Errorf("run %s left behind: %v", id, l)
 		}
@@ -494,6 +503,37 @@ func checkL4OnPods(t *testing.T, out, row string, want int) {
 	}
 	if s := l4.Services[i]; s.Calls < 4*s.Requests || s.Requests == 0 || s.CallErrors != 0 {
 		t.Errorf("%s: frontend over the tunnels: %d requests, %d calls, %d failed; want 4 calls per request, none failed", row, s.Requests, s.Calls, s.CallErrors)
+	}
+}
+
+// checkReplicasServed checks that each row of a run measured without
+// errors and that every pod of a replicated service served some of it.
+func checkReplicasServed(t *testing.T, out string, rows, pods []string) {
+	t.Helper()
+	trials, err := results.ReadTrials(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, tr := range trials {
+		seen[tr.Key()] = true
+		if tr.Requests == 0 || tr.Errors != 0 {
+			t.Errorf("%s: %d requests, %d errors", tr.Key(), tr.Requests, tr.Errors)
+		}
+		served := map[string]int64{}
+		for _, s := range tr.Services {
+			served[s.Name] = s.Requests
+		}
+		for _, p := range pods {
+			if served[p] <= 0 {
+				t.Errorf("%s: pod %s served %d requests (all: %v)", tr.Key(), p, served[p], served)
+			}
+		}
+	}
+	for _, r := range rows {
+		if !seen[r] {
+			t.Errorf("no %s trial in %s", r, out)
+		}
 	}
 }
 

@@ -734,6 +734,13 @@ func (p *platform) Redirect(ctx context.Context, rs []meshes.Redirect) (func(con
 
 // RedirectArgs are meshbench redirect's flags for a redirect.
 func RedirectArgs(r meshes.Redirect) []string {
+	if r.Service.IsValid() {
+		eps := make([]string, len(r.Endpoints))
+		for i, a := range r.Endpoints {
+			eps[i] = a.String()
+		}
+		return []string{"--service", meshes.HostPort(r.Service, r.Port) + "=" + strings.Join(eps, ",")}
+	}
 	if !r.Outbound {
 		return []string{"--inbound", strconv.Itoa(r.Port) + ":" + strconv.Itoa(r.ToPort)}
 	}

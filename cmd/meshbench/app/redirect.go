@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 type redirectOptions struct {
 	inbound                 []string
+	services                []string
 	outbound                int
 	excludeMark, excludeUID int
 	comment                 string
@@ -45,6 +47,7 @@ func newRedirectCommand(s Streams) *cobra.Command {
 	f := cmd.Flags()
 	f.StringSliceVar(&o.inbound, "inbound", nil, "PORT:TO: inbound TCP to PORT on eth0 goes to the proxy's port TO (repeatable)")
 	f.IntVar(&o.outbound, "outbound", 0, "outbound TCP goes to the proxy's port (0: none)")
+	f.StringArrayVar(&o.services, "service", nil, "ADDR:PORT=EP,EP...: connections to a Service's address go to one of its endpoints at random, as kube-proxy sends them (repeatable; after the other redirects)")
 	f.IntVar(&o.excludeMark, "exclude-mark", 0, "outbound: the proxy's own traffic carries this SO_MARK")
 	f.IntVar(&o.excludeUID, "exclude-uid", 0, "outbound: the proxy's own traffic is this user's")
 	f.StringVar(&o.comment, "comment", "meshbench", "the comment every rule carries")
@@ -69,10 +72,36 @@ func (o *redirectOptions) redirects() ([]meshes.Redirect, error) {
 	if o.outbound > 0 {
 		out = append(out, meshes.Redirect{Outbound: true, ToPort: o.outbound, ExcludeMark: o.excludeMark, ExcludeUID: o.excludeUID})
 	}
+	for _, sv := range o.services {
+		r, err := serviceRedirect(sv)
+		if err != nil {
+			return nil, fmt.Errorf("--service %q: %w", sv, err)
+		}
+		out = append(out, r)
+	}
 	if len(out) == 0 {
-		return nil, errors.New("nothing to redirect: give --inbound or --outbound")
+		return nil, errors.New("nothing to redirect: give --inbound, --outbound or --service")
 	}
 	return out, nil
+}
+
+// serviceRedirect parses ADDR:PORT=EP,EP... (meshes.Redirect's Service,
+// Port and Endpoints).
+func serviceRedirect(v string) (meshes.Redirect, error) {
+	svc, eps, ok := strings.Cut(v, "=")
+	ap, err := netip.ParseAddrPort(svc)
+	if !ok || err != nil || ap.Port() == 0 || eps == "" {
+		return meshes.Redirect{}, errors.New("want ADDR:PORT=EP,EP...")
+	}
+	r := meshes.Redirect{Service: ap.Addr(), Port: int(ap.Port())}
+	for _, e := range strings.Split(eps, ",") {
+		a, err := netip.ParseAddr(e)
+		if err != nil {
+			return meshes.Redirect{}, fmt.Errorf("endpoint %q: %w", e, err)
+		}
+		r.Endpoints = append(r.Endpoints, a)
+	}
+	return r, nil
 }
 
 // installRedirects appends the rules; on a failure it removes the ones it

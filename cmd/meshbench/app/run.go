@@ -129,11 +129,6 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 	if err := o.platform.choose(sc); err != nil {
 		return badInput(err)
 	}
-	if o.platform.onPods() && sc.Topology.Replicated() {
-		// Refused before a cluster or an image is made (the runner
-		// refuses any platform but the local netns one too).
-		return badInput(sc.FieldError("topology", "replicated services run on the local platform only in this build (--platform %s)", o.platform.name))
-	}
 	if o.platform.onPods() {
 		for i, m := range sc.Meshes {
 			if m.Proxy != nil && m.Proxy.Binary != "" {
