@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshbench/meshbench/reports"
 	"github.com/meshbench/meshbench/runner/results"
+	"github.com/meshbench/meshbench/scenarios"
 	"github.com/meshbench/meshbench/smps"
 )
 
@@ -170,9 +171,18 @@ func checkTrial(t *testing.T, dir string, m *results.Manifest, tr *results.Trial
 	if err != nil {
 		t.Fatalf("SMP environment does not parse strictly: %v", err)
 	}
-	if res.GetMeshConfigId() != mc.GetId() || res.GetEnvId() != env.GetId() || len(env.GetNodes()) != len(m.Scenario.Topology.Workloads())+len(m.Scenario.Topology.SharedNodes()) ||
+	// The environment's nodes: a pod's each, the shared ones, and the
+	// control plane's where a row has one (a trial with a control
+	// plane needs it).
+	nodes := len(m.Scenario.Topology.Workloads()) + len(m.Scenario.Topology.SharedNodes())
+	if _, ok := m.Platform.Nodes[scenarios.ControlPlaneNode]; ok {
+		nodes++
+	} else if tr.ControlPlane != nil {
+		t.Errorf("%s: a control plane ran, and the run has no node %q: %v", name, scenarios.ControlPlaneNode, m.Platform.Nodes)
+	}
+	if res.GetMeshConfigId() != mc.GetId() || res.GetEnvId() != env.GetId() || len(env.GetNodes()) != nodes ||
 		len(env.GetIndividualWorkloads()) != len(m.Scenario.Topology.Workloads()) || env.GetNodes()[0].GetCores() == 0 {
-		t.Errorf("%s: SMP result not linked to its mesh config and environment: %v / %v / %v", name, res, mc, env)
+		t.Errorf("%s: SMP result not linked to its mesh config and environment (%d nodes expected): %v / %v / %v", name, nodes, res, mc, env)
 	}
 	proxies := 0
 	for _, u := range tr.Components {
