@@ -205,7 +205,7 @@ func PlanProxies(env Env, mode scenarios.Mode, ex Exclusion) ProxyPlan {
 	}
 	if env.Transparent && (ex.UID != 0 || ex.Mark != 0) {
 		p.Transparent = true
-		p.Target.URL = "http://" + HostPort(entry.Node.Addr, entry.Port) + "/"
+		p.Target.URL = "http://" + entry.Dial() + "/"
 		p.Apps = CallsVia(env, Direct)
 		p.Redirects = SidecarRedirects(env, ex)
 	}

@@ -210,7 +210,13 @@ func (w Workload) Authority() string { return w.Account() + ":" + strconv.Itoa(w
 // Service is a server workload and the services it calls for every request.
 type Service struct {
 	Workload
-	Calls []string
+	// ClusterIP, when set, is the service's own address, which the
+	// platform spreads over its pods (a Kubernetes Service's, balanced by
+	// kube-proxy): its callers dial it where nothing intercepts them,
+	// while proxies send to the pods themselves. Unset, they dial its
+	// first pod (see Redirect.Service).
+	ClusterIP netip.Addr
+	Calls     []string
 	// Selects are the services whose workloads this service's selector
 	// also covers (a Kubernetes Service over their pods): its callers
 	// spread its requests over them. Set by the conformance suite; only a
@@ -218,9 +224,17 @@ type Service struct {
 	Selects []string
 	// Replicas are the service's other pods, each on a node of its own
 	// (App names the service): its callers spread its requests over Pods.
-	// Workload is its first pod, whose address its callers dial where
-	// nothing intercepts them (a Service's address, see Redirect.Service).
+	// Workload is its first pod.
 	Replicas []Workload
+}
+
+// Dial is where the service's callers connect where nothing intercepts
+// them: its ClusterIP, or its first pod's address.
+func (s Service) Dial() string {
+	if s.ClusterIP.IsValid() {
+		return HostPort(s.ClusterIP, s.Port)
+	}
+	return HostPort(s.Node.Addr, s.Port)
 }
 
 // Pods are the service's pods: its first, then its replicas.
@@ -554,8 +568,8 @@ func CallsVia(env Env, dial func(caller Workload, callee Service) string) map[st
 }
 
 // Direct dials the callee's own address (no proxy, or one that intercepts
-// transparently).
-func Direct(_ Workload, callee Service) string { return HostPort(callee.Node.Addr, callee.Port) }
+// transparently): its ClusterIP where it has one.
+func Direct(_ Workload, callee Service) string { return callee.Dial() }
 
 // ViaOutbound dials the caller node's outbound proxy port.
 func ViaOutbound(caller Workload, _ Service) string { return HostPort(caller.Node.Local, OutboundPort) }

@@ -62,10 +62,7 @@ func (r *run) appComponent(env meshes.Env, pod meshes.Workload, app meshes.App) 
 	if app.HTTPFaults != "" {
 		args = append(args, "--http-faults-api", app.HTTPFaults)
 	}
-	ready := meshes.Probe{HTTPGet: "http://" + meshes.HostPort(pod.Node.Addr, pod.Port) + workload.HealthPath}
-	if env.Protocol == scenarios.ProtocolGRPC || env.Protocol == scenarios.ProtocolTCP {
-		ready = meshes.Probe{TCP: meshes.HostPort(pod.Node.Addr, pod.Port)}
-	}
+	ready := appProbe(env.Protocol, meshes.HostPort(pod.Node.Addr, pod.Port))
 	c := meshes.Component{Name: pod.Name, Class: results.ClassApp, Node: pod.Node.Name, Args: args, Ready: ready, HTTPFaults: app.HTTPFaults}
 	if app.Ready != nil {
 		c.Ready = *app.Ready
@@ -73,13 +70,35 @@ func (r *run) appComponent(env meshes.Env, pod meshes.Workload, app meshes.App) 
 	return c
 }
 
+// appProbe is the readiness probe of a workload serving protocol at addr:
+// its health path, or a connection where it serves no HTTP/1.1.
+func appProbe(protocol, addr string) meshes.Probe {
+	if protocol == scenarios.ProtocolGRPC || protocol == scenarios.ProtocolTCP {
+		return meshes.Probe{TCP: addr}
+	}
+	return meshes.Probe{HTTPGet: "http://" + addr + workload.HealthPath}
+}
+
+// serviceChecks probe the services' ClusterIPs as their pods are probed:
+// answered, the platform balances them (kube-proxy has its rules in).
+func serviceChecks(env meshes.Env) []ServiceCheck {
+	var out []ServiceCheck
+	for _, svc := range env.Services {
+		if svc.ClusterIP.IsValid() {
+			out = append(out, ServiceCheck{Service: svc.Name, Probe: appProbe(env.Protocol, svc.Dial())})
+		}
+	}
+	return out
+}
+
 // serviceBalancing spreads the connections each caller's node opens to a
 // replicated service's address (its first pod's) over its pods, as
-// kube-proxy spreads a ClusterIP's.
+// kube-proxy spreads a ClusterIP's. A service with a ClusterIP needs none:
+// the platform's kube-proxy balances it.
 func serviceBalancing(env meshes.Env) []meshes.Redirect {
 	var out []meshes.Redirect
 	for _, svc := range env.Services {
-		if len(svc.Replicas) == 0 {
+		if len(svc.Replicas) == 0 || svc.ClusterIP.IsValid() {
 			continue
 		}
 		var eps []netip.Addr

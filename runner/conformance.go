@@ -81,6 +81,9 @@ func Conformance(ctx context.Context, o ConformanceOptions) ([]*results.Conforma
 	if r.nodes, err = o.Platform.Up(ctx, s.Topology.Workloads()); err != nil {
 		return nil, fmt.Errorf("platform up: %w", err)
 	}
+	if err := r.expose(ctx); err != nil {
+		return nil, err
+	}
 	if err := r.writeManifest(); err != nil {
 		return nil, err
 	}

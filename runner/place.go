@@ -80,6 +80,11 @@ func PlaceUnit(ctx context.Context, u Unit, p Placer) (_ Deployed, err error) {
 			return nil, err
 		}
 	}
+	for _, sc := range u.Services {
+		if err := waitProbe(ctx, sc.Probe, ready, nil); err != nil {
+			return nil, fmt.Errorf("service %s's own address does not reach its pods, which answer: %w", sc.Service, err)
+		}
+	}
 	if len(redirects) > 0 {
 		undo, err := p.Redirect(ctx, redirects)
 		if err != nil {
@@ -154,6 +159,32 @@ func (d *placed) Stop(ctx context.Context) error {
 // WaitReady polls probe until it succeeds, the process exits, or timeout
 // passes.
 func WaitReady(ctx context.Context, pr Process, probe meshes.Probe, timeout time.Duration) error {
+	err := waitProbe(ctx, probe, timeout, pr.Done())
+	if errors.Is(err, errExited) {
+		return fmt.Errorf("%s exited before it was ready: %v (see its log in the results directory)", pr.Name(), pr.Err())
+	}
+	var nr notReady
+	if errors.As(err, &nr) {
+		return fmt.Errorf("%s %w", pr.Name(), err)
+	}
+	return err
+}
+
+// errExited is waitProbe's error when done closed first.
+var errExited = errors.New("exited")
+
+// notReady is waitProbe's error when its time is up: the probe's last
+// failure.
+type notReady struct {
+	after time.Duration
+	last  error
+}
+
+func (e notReady) Error() string { return fmt.Sprintf("not ready after %s: %v", e.after, e.last) }
+
+// waitProbe polls probe until it succeeds, done closes (errExited), or
+// timeout passes (notReady).
+func waitProbe(ctx context.Context, probe meshes.Probe, timeout time.Duration, done <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
@@ -163,11 +194,11 @@ func WaitReady(ctx context.Context, pr Process, probe meshes.Probe, timeout time
 			return nil
 		}
 		select {
-		case <-pr.Done():
-			return fmt.Errorf("%s exited before it was ready: %v (see its log in the results directory)", pr.Name(), pr.Err())
+		case <-done:
+			return errExited
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("%s not ready after %s: %v", pr.Name(), timeout, last)
+				return notReady{after: timeout, last: last}
 			}
 			return ctx.Err()
 		case <-time.After(probeInterval):

@@ -10,6 +10,7 @@ package runner
 import (
 	"context"
 	"io"
+	"net/netip"
 	"time"
 
 	"github.com/meshbench/meshbench/meshes"
@@ -45,6 +46,36 @@ type Unit struct {
 	// StopTimeout is each process's grace period between SIGTERM (or
 	// its platform's equivalent) and a kill.
 	StopTimeout time.Duration
+	// Services are probes of services' own addresses (ServiceNetwork),
+	// which must answer once the applications do, before the redirects
+	// go in: the platform's balancing of them is in force.
+	Services []ServiceCheck
+}
+
+// ServiceCheck is a probe of a service's own address.
+type ServiceCheck struct {
+	Service string
+	Probe   meshes.Probe
+}
+
+// ServiceNetwork is implemented by platforms that give each service an
+// address of its own and spread the connections to it over the service's
+// pods themselves: a Kubernetes Service's ClusterIP, which kube-proxy
+// balances. Elsewhere a service's callers dial its first pod, and the
+// runner spreads a replicated one's connections (meshes.Redirect.Service).
+type ServiceNetwork interface {
+	// Expose creates the services over their pods (nodes Up created)
+	// and returns their addresses by name once the platform lists every
+	// pod as one of the service's endpoints. Down removes them.
+	Expose(ctx context.Context, svcs []ServiceSpec) (map[string]netip.Addr, error)
+}
+
+// ServiceSpec is a service to expose: its name, the port it and its pods
+// serve on, and its pods' nodes.
+type ServiceSpec struct {
+	Name string
+	Port int
+	Pods []string
 }
 
 // Pod is what a unit runs on one node.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -284,12 +285,15 @@ func (r *run) down(ctx context.Context) {
 
 type run struct {
 	Options
-	slots    []slot
-	skipped  []results.Unavailable // left out for their policies
-	nodes    map[string]meshes.Node
-	manifest *results.Manifest
-	trials   []*results.Trial
-	logs     []*os.File
+	slots   []slot
+	skipped []results.Unavailable // left out for their policies
+	nodes   map[string]meshes.Node
+	// clusterIPs are the services' own addresses, where the platform
+	// gives them one (ServiceNetwork).
+	clusterIPs map[string]netip.Addr
+	manifest   *results.Manifest
+	trials     []*results.Trial
+	logs       []*os.File
 	// denyByDefault and mutate are the conformance suite's: access
 	// control on everywhere, and (test-only) a translation broken on
 	// purpose.
@@ -318,6 +322,9 @@ func (r *run) execute(ctx context.Context) error {
 	r.nodes, err = r.Platform.Up(ctx, names)
 	if err != nil {
 		return fmt.Errorf("platform up: %w", err)
+	}
+	if err := r.expose(ctx); err != nil {
+		return err
 	}
 	if s.Order == scenarios.OrderRandom && s.Seed == 0 {
 		s.Seed = rand.Uint64() // recorded in the manifest's scenario
@@ -361,6 +368,24 @@ func (r *run) execute(ctx context.Context) error {
 				r.trials = append(r.trials, tr)
 			}
 		}
+	}
+	return nil
+}
+
+// expose gives the topology's services addresses of their own where the
+// platform can (ServiceNetwork): Kubernetes Services over their pods.
+func (r *run) expose(ctx context.Context) error {
+	sn, ok := r.Platform.(ServiceNetwork)
+	if !ok {
+		return nil
+	}
+	var specs []ServiceSpec
+	for _, svc := range r.Scenario.Topology.ServiceList() {
+		specs = append(specs, ServiceSpec{Name: svc.Name, Port: ServerPort, Pods: svc.PodNames()})
+	}
+	var err error
+	if r.clusterIPs, err = sn.Expose(ctx, specs); err != nil {
+		return fmt.Errorf("platform services: %w", err)
 	}
 	return nil
 }

@@ -60,7 +60,7 @@ func (r *run) env(dir string) meshes.Env {
 			return w
 		}
 		names := svc.PodNames()
-		ms := meshes.Service{Workload: pod(names[0]), Calls: svc.Calls, Selects: svc.Selects}
+		ms := meshes.Service{Workload: pod(names[0]), ClusterIP: r.clusterIPs[svc.Name], Calls: svc.Calls, Selects: svc.Selects}
 		for _, n := range names[1:] {
 			ms.Replicas = append(ms.Replicas, pod(n))
 		}
@@ -172,7 +172,7 @@ func (r *run) deploy(ctx context.Context, sl slot, dir string) (_ *deployment, e
 		pa := podAt(c.Node)
 		pa.comps = append(pa.comps, c)
 	}
-	if err := r.place(ctx, d, sl.mesh.Name()+"/"+string(sl.mode), pods); err != nil {
+	if err := r.place(ctx, d, sl.mesh.Name()+"/"+string(sl.mode), pods, serviceChecks(d.env)...); err != nil {
 		return nil, err
 	}
 	for _, st := range d.procs {
@@ -191,9 +191,10 @@ type podOf struct {
 }
 
 // place deploys pods as one unit with their logs in d's log directory and
-// records its processes with their components.
-func (r *run) place(ctx context.Context, d *deployment, name string, pods []podOf) error {
-	u := Unit{Name: name}
+// records its processes with their components; services are probed once
+// the unit's applications answer.
+func (r *run) place(ctx context.Context, d *deployment, name string, pods []podOf, services ...ServiceCheck) error {
+	u := Unit{Name: name, Services: services}
 	byName := map[string]meshes.Component{}
 	for _, pa := range pods {
 		pod := Pod{Node: pa.node, Redirects: pa.redirects}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -448,6 +450,7 @@ func kindRunKilled(t *testing.T, name, share string) {
 		t.Fatalf("replicated run: exit %d\n%s", repl.code, repl.stderr)
 	}
 	checkReplicasServed(t, replOut, []string{"none/baseline", "meshbench/sidecar"}, []string{"server", "server-1", "server-2"})
+	checkClusterIP(t, replOut, "server")
 	for id, out := range map[string]string{killed: killedOut, runID(t, next.stderr): nextOut, runID(t, repl.stderr): replOut} {
 		if l := kindLeftovers(t, full, id, out); len(l) > 0 {
 			t.Errorf("run %s left behind: %v", id, l)
@@ -537,9 +540,36 @@ func checkReplicasServed(t *testing.T, out string, rows, pods []string) {
 	}
 }
 
-// checkPodOwners checks the manifest of a run on pods: node -> "owner on
-// Kubernetes node".
-func checkPodOwners(t *testing.T, out string, want map[string]string) {
+// checkClusterIP checks that a run on kind gave service svc a Kubernetes
+// Service (its ClusterIP in the manifest) and that the baseline's client
+// dialed it: kube-proxy, not meshbench, balanced the service.
+func checkClusterIP(t *testing.T, out, svc string) {
+	t.Helper()
+	m := readManifest(t, out)
+	ip, err := netip.ParseAddr(m.Platform.Services[svc])
+	if err != nil {
+		t.Fatalf("manifest services %v: no ClusterIP for %s: %v", m.Platform.Services, svc, err)
+	}
+	trials, err := results.ReadTrials(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, tr := range trials {
+		if tr.Key() == "none/baseline" {
+			n++
+			if want := "http://" + net.JoinHostPort(ip.String(), "8080") + "/"; tr.Target != want {
+				t.Errorf("%s: target %s, want the ClusterIP's %s", tr.Key(), tr.Target, want)
+			}
+		}
+	}
+	if n == 0 {
+		t.Errorf("no baseline trial in %s", out)
+	}
+}
+
+// readManifest reads a run's manifest.
+func readManifest(t *testing.T, out string) results.Manifest {
 	t.Helper()
 	var m results.Manifest
 	data, err := os.ReadFile(filepath.Join(out, "manifest.json"))
@@ -549,6 +579,14 @@ func checkPodOwners(t *testing.T, out string, want map[string]string) {
 	if err != nil {
 		t.Fatalf("manifest of %s: %v", out, err)
 	}
+	return m
+}
+
+// checkPodOwners checks the manifest of a run on pods: node -> "owner on
+// Kubernetes node".
+func checkPodOwners(t *testing.T, out string, want map[string]string) {
+	t.Helper()
+	m := readManifest(t, out)
 	for n, w := range want {
 		p, ok := m.Platform.Pods[n]
 		if got := p.Owner + " on " + p.Node; !ok || got != w {

@@ -147,10 +147,8 @@ func TestIntegrationKindRun(t *testing.T) {
 	cluster := "meshbench-run-" + id
 	checkPodOwners(t, out, map[string]string{"control-plane": "Deployment/control-plane on " + cluster + "-worker",
 		"client": "Pod/client on " + cluster + "-worker", "server": "Pod/server on " + cluster + "-worker2"})
-	var m results.Manifest
-	if data, err := os.ReadFile(filepath.Join(out, "manifest.json")); err != nil || json.Unmarshal(data, &m) != nil {
-		t.Fatalf("manifest: %v", err)
-	}
+	checkClusterIP(t, out, "server")
+	m := readManifest(t, out)
 	if p := m.Platform; p.Name != "kind" || !strings.HasPrefix(p.Kubernetes, "v1.34.") || len(p.KubeNodes) != 3 || p.Cluster != "meshbench-run-"+id {
 		t.Errorf("manifest platform %+v: want kind, Kubernetes v1.34, 3 nodes, cluster meshbench-run-%s", p, id)
 	}

@@ -36,7 +36,7 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 	}
 	entry := env.Entry()
 	return &meshes.Deployment{
-		Target: meshes.Target{URL: "http://" + meshes.HostPort(entry.Node.Addr, entry.Port) + "/"},
+		Target: meshes.Target{URL: "http://" + entry.Dial() + "/"},
 		Apps:   meshes.CallsVia(env, meshes.Direct),
 	}, nil
 }

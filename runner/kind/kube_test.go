@@ -236,3 +236,13 @@ func TestHolderReadyAndWhy(t *testing.T) {
 		t.Error("a ready holder is not ready")
 	}
 }
+
+// TestServiceName: a service's Kubernetes Service is named for it, and
+// prefixed where its name does not start with a letter (DNS-1035).
+func TestServiceName(t *testing.T) {
+	for in, want := range map[string]string{"server": "server", "backend-1": "backend-1", "1st": "svc-1st", "9-a": "svc-9-a"} {
+		if got := serviceName(in); got != want {
+			t.Errorf("serviceName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

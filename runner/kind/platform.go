@@ -106,14 +106,16 @@ type platform struct {
 	// pinned to (the system under test's), in name order.
 	hosts []string
 
-	mu      sync.Mutex
-	pods    map[string]*corev1.Pod // by meshbench node name
-	placed  map[string]results.KubePod
-	procs   map[string]*process // by pod/container
-	seq     int
-	version string
-	nodes   []results.KubeNode
-	down    bool
+	mu     sync.Mutex
+	pods   map[string]*corev1.Pod // by meshbench node name
+	placed map[string]results.KubePod
+	// services are the services' ClusterIPs (Expose), by name.
+	services map[string]string
+	procs    map[string]*process // by pod/container
+	seq      int
+	version  string
+	nodes    []results.KubeNode
+	down     bool
 }
 
 var _ runner.Platform = (*platform)(nil)
@@ -132,7 +134,8 @@ func NewPlatform(ctx context.Context, o PlatformOptions) (runner.Platform, error
 		return nil, fmt.Errorf("remove leftovers of dead kind runs: %w", err)
 	}
 	p := &platform{o: o, ns: Prefix + o.RunID, ctl: filepath.Join(o.Share, ".meshbench-"+o.RunID),
-		pods: map[string]*corev1.Pod{}, placed: map[string]results.KubePod{}, procs: map[string]*process{}}
+		pods: map[string]*corev1.Pod{}, placed: map[string]results.KubePod{}, procs: map[string]*process{},
+		services: map[string]string{}}
 	if o.Kube != nil && o.Kube.Server == "" {
 		t, err := ResolveKube(*o.Kube)
 		if err != nil {
@@ -162,7 +165,7 @@ func (p *platform) Describe() results.Platform {
 		k := p.o.Kube
 		return results.Platform{Name: "kube", Network: "pods", Transparent: true, ResourceSource: UsageSource,
 			NetworkReason: fmt.Sprintf("cluster %s (%s, context %s): %s", k.Cluster, k.Server, k.Context, podsReason),
-			Cluster:       k.Cluster, Kubernetes: p.version, KubeNodes: p.nodes, Pods: maps.Clone(p.placed)}
+			Cluster:       k.Cluster, Kubernetes: p.version, KubeNodes: p.nodes, Pods: maps.Clone(p.placed), Services: maps.Clone(p.services)}
 	}
 	how := "named with --cluster"
 	if p.o.Create != nil {
@@ -173,7 +176,7 @@ func (p *platform) Describe() results.Platform {
 	}
 	return results.Platform{Name: "kind", Network: "pods", Transparent: true, ResourceSource: UsageSource,
 		NetworkReason: fmt.Sprintf("kind cluster %s (%s): %s", FullName(p.o.Cluster), how, podsReason),
-		Cluster:       FullName(p.o.Cluster), Kubernetes: p.version, KubeNodes: p.nodes, Pods: maps.Clone(p.placed)}
+		Cluster:       FullName(p.o.Cluster), Kubernetes: p.version, KubeNodes: p.nodes, Pods: maps.Clone(p.placed), Services: maps.Clone(p.services)}
 }
 
 // podsReason says how the platform runs nodes and processes.
@@ -380,18 +383,12 @@ func (p *platform) describeCluster(ctx context.Context) error {
 
 // routes routes every node's pod range from this host through the node,
 // so that the runner's probes (and nothing else) reach the pods, as they
-// reach the local platform's namespaces. Each route is recorded before it
-// is added.
+// reach the local platform's namespaces.
 func (p *platform) routes(ctx context.Context) error {
 	l, err := p.client.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err
 	}
-	unlock, err := lockRuns(p.o.StateDir)
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	for _, n := range l.Items {
 		var addr string
 		for _, a := range n.Status.Addresses {
@@ -402,17 +399,31 @@ func (p *platform) routes(ctx context.Context) error {
 		if n.Spec.PodCIDR == "" || addr == "" {
 			return fmt.Errorf("node %s has no pod range or address", n.Name)
 		}
-		route := []string{n.Spec.PodCIDR, "via", addr}
-		// Another cluster's pods in the same range cannot be told apart.
-		if cur, err := runIP(ctx, "-4", "route", "show", "exact", n.Spec.PodCIDR); err == nil && cur != "" && !strings.Contains(cur+" ", " via "+addr+" ") {
-			return fmt.Errorf("the pods of %s (%s) cannot be routed from this host: the range is routed elsewhere already (%s; another cluster?)", n.Name, n.Spec.PodCIDR, cur)
+		if err := p.route(ctx, []string{n.Spec.PodCIDR, "via", addr}); err != nil {
+			return fmt.Errorf("the pods of %s: %w", n.Name, err)
 		}
-		if err := p.st.update(func(r *kindRecord) { r.Routes = append(r.Routes, route) }); err != nil {
-			return err
-		}
-		if out, err := runIP(ctx, append([]string{"route", "replace"}, route...)...); err != nil {
-			return fmt.Errorf("ip route replace %s: %v: %s", strings.Join(route, " "), err, out)
-		}
+	}
+	return nil
+}
+
+// route adds a route ("DEST via ADDR") from this host into the cluster,
+// recorded before it is added. A destination routed elsewhere already
+// (another cluster's pods in the same range) is refused: the two could
+// not be told apart.
+func (p *platform) route(ctx context.Context, route []string) error {
+	unlock, err := lockRuns(p.o.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if cur, err := runIP(ctx, "-4", "route", "show", "exact", route[0]); err == nil && cur != "" && !strings.Contains(cur+" ", " via "+route[2]+" ") {
+		return fmt.Errorf("%s cannot be routed from this host: it is routed elsewhere already (%s; another cluster?)", route[0], cur)
+	}
+	if err := p.st.update(func(r *kindRecord) { r.Routes = append(r.Routes, route) }); err != nil {
+		return err
+	}
+	if out, err := runIP(ctx, append([]string{"route", "replace"}, route...)...); err != nil {
+		return fmt.Errorf("ip route replace %s: %v: %s", strings.Join(route, " "), err, out)
 	}
 	return nil
 }

@@ -181,6 +181,10 @@ type Platform struct {
 	// Pods are, on Kubernetes, the pods that are the nodes (by node name):
 	// what made each, and where it ran.
 	Pods map[string]KubePod `json:"pods,omitempty"`
+	// Services are, where the platform gives services addresses of
+	// their own (Kubernetes Services), each service's address (ClusterIP)
+	// by name.
+	Services map[string]string `json:"services,omitempty"`
 }
 
 // KubePod is the pod of a node of a Kubernetes platform.

@@ -1,0 +1,156 @@
+package kind
+
+// The topology's services as Kubernetes Services: a ClusterIP over each
+// service's pods, which kube-proxy balances, as in a cluster a mesh is
+// installed in.
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/meshbench/meshbench/runner"
+)
+
+// AppLabel names the service a pod is one of: the selector of the
+// service's Kubernetes Service.
+const AppLabel = "meshbench.dev/app"
+
+// endpointsTimeout bounds the wait for a Service's endpoints to list
+// every pod.
+const endpointsTimeout = time.Minute
+
+var _ runner.ServiceNetwork = (*platform)(nil)
+
+// Expose labels each service's pods with it, creates a ClusterIP Service
+// selecting them, waits until its EndpointSlices list every pod ready, and
+// routes the ClusterIP from this host through a node (recorded, as the pod
+// ranges are) so that the runner's probes reach it. On kube it creates
+// none: this host reaches the pods, but not necessarily the cluster's
+// service range, and an unrouted ClusterIP would be dialed through this
+// host's default route; the services are then dialed at their first pod,
+// and meshbench's own rules spread a replicated one, as locally.
+func (p *platform) Expose(ctx context.Context, svcs []runner.ServiceSpec) (map[string]netip.Addr, error) {
+	if p.kube() {
+		p.o.Log.Logf("services: none created on kube (this host may not reach the cluster's ClusterIPs, which the runner probes): callers dial a service's first pod")
+		return nil, nil
+	}
+	via, err := p.serviceVia(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cs := p.client.cs
+	out := map[string]netip.Addr{}
+	for _, s := range svcs {
+		name := serviceName(s.Name)
+		patch := fmt.Appendf(nil, `{"metadata":{"labels":{%q:%q}}}`, AppLabel, name)
+		for _, n := range s.Pods {
+			p.mu.Lock()
+			pod := p.pods[n]
+			p.mu.Unlock()
+			if pod == nil {
+				return nil, fmt.Errorf("service %s: node %s has no pod", s.Name, n)
+			}
+			if _, err := cs.CoreV1().Pods(p.ns).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+				return nil, fmt.Errorf("service %s: label pod %s: %w", s.Name, pod.Name, err)
+			}
+		}
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: p.ns, Labels: map[string]string{RunLabel: p.o.RunID}},
+			Spec: corev1.ServiceSpec{
+				Type:     corev1.ServiceTypeClusterIP,
+				Selector: map[string]string{AppLabel: name},
+				Ports: []corev1.ServicePort{{Name: "serve", Protocol: corev1.ProtocolTCP, Port: int32(s.Port),
+					TargetPort: intstr.FromInt32(int32(s.Port))}},
+			},
+		}
+		if svc, err = cs.CoreV1().Services(p.ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			return nil, fmt.Errorf("service %s: create its Service: %w", s.Name, err)
+		}
+		addr, err := netip.ParseAddr(svc.Spec.ClusterIP)
+		if err != nil || !addr.Is4() {
+			return nil, fmt.Errorf("service %s: Service %s has ClusterIP %q, not an IPv4 address", s.Name, name, svc.Spec.ClusterIP)
+		}
+		if err := p.waitEndpoints(ctx, name, len(s.Pods)); err != nil {
+			return nil, fmt.Errorf("service %s: %w", s.Name, err)
+		}
+		if err := p.route(ctx, []string{addr.String() + "/32", "via", via}); err != nil {
+			return nil, fmt.Errorf("service %s: %w", s.Name, err)
+		}
+		out[s.Name] = addr
+		p.mu.Lock()
+		p.services[s.Name] = addr.String()
+		p.mu.Unlock()
+		p.o.Log.Logf("service %s: Service %s, ClusterIP %s, %d pods", s.Name, name, addr, len(s.Pods))
+	}
+	return out, nil
+}
+
+// serviceName is a service's Kubernetes Service name: its own, which must
+// start with a letter (DNS-1035), else prefixed.
+func serviceName(s string) string {
+	if len(validation.IsDNS1035Label(s)) == 0 {
+		return s
+	}
+	return dnsLabel("svc-" + s)
+}
+
+// serviceVia is the node this host routes ClusterIPs through: the first
+// with an address (every node's kube-proxy translates them).
+func (p *platform) serviceVia(ctx context.Context) (string, error) {
+	l, err := p.client.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return "", err
+	}
+	for _, n := range l.Items {
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP && !strings.Contains(a.Address, ":") {
+				return a.Address, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("cluster %s: no node has an IPv4 address to route its ClusterIPs through", p.clusterName())
+}
+
+// waitEndpoints waits until the Service's EndpointSlices list n ready
+// endpoints.
+func (p *platform) waitEndpoints(ctx context.Context, name string, n int) error {
+	var ready int
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, endpointsTimeout, true, func(ctx context.Context) (bool, error) {
+		l, err := p.client.cs.DiscoveryV1().EndpointSlices(p.ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name})
+		if last = err; err != nil {
+			return false, nil
+		}
+		ready = 0
+		for _, sl := range l.Items {
+			for _, ep := range sl.Endpoints {
+				if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
+					ready++
+				}
+			}
+		}
+		return ready == n, nil
+	})
+	if err != nil {
+		return fmt.Errorf("Service %s: %d of %d pods ready as its endpoints after %s (%v)", name, ready, n, endpointsTimeout, cmpErr(last, err))
+	}
+	return nil
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
