@@ -451,6 +451,10 @@ func kindRunKilled(t *testing.T, name, share string) {
 	}
 	checkReplicasServed(t, replOut, []string{"none/baseline", "meshbench/sidecar"}, []string{"server", "server-1", "server-2"})
 	checkClusterIP(t, replOut, "server")
+	// The service's three pods are one Deployment's, each a node's.
+	checkPodOwners(t, replOut, map[string]string{"server": "Deployment/server on " + full + "-worker2",
+		"server-1": "Deployment/server on " + full + "-worker2", "server-2": "Deployment/server on " + full + "-worker2"})
+	checkDistinctPods(t, replOut, "server", "server-1", "server-2")
 	for id, out := range map[string]string{killed: killedOut, runID(t, next.stderr): nextOut, runID(t, repl.stderr): replOut} {
 		if l := kindLeftovers(t, full, id, out); len(l) > 0 {
 			t.Errorf("run %s left behind: %v", id, l)
@@ -595,6 +599,20 @@ func checkPodOwners(t *testing.T, out string, want map[string]string) {
 	}
 }
 
+// checkDistinctPods checks that the nodes ran on pods of their own.
+func checkDistinctPods(t *testing.T, out string, nodes ...string) {
+	t.Helper()
+	m := readManifest(t, out)
+	seen := map[string]string{}
+	for _, n := range nodes {
+		pod := m.Platform.Pods[n].Pod
+		if pod == "" || seen[pod] != "" {
+			t.Errorf("node %s's pod is %q (nodes so far: %v)", n, pod, seen)
+		}
+		seen[pod] = n
+	}
+}
+
 // clusterNodes are the node containers of a meshbench test cluster.
 func clusterNodes(full string) []string {
 	return []string{full + "-control-plane", full + "-worker", full + "-worker2"}
@@ -728,7 +746,23 @@ func kubeRun(t *testing.T, name, share string) {
 	// A run SIGKILLed mid-trial leaves its namespace and control
 	// directory; the next start (the full run below) removes them.
 	killedOut := filepath.Join(share, "kube-killed")
-	killed, _ := killMidTrial(t, full, killedOut, []string{"state file", "namespace", "control directory"}, "--platform", "kube", "--kubeconfig", kubeconfig)
+	killed, killedLog := killMidTrial(t, full, killedOut, []string{"state file", "namespace", "control directory"}, "--platform", "kube", "--kubeconfig", kubeconfig)
+	// Without a route to the cluster's service range, no Service: the
+	// callers dial the pods.
+	if want := "services: none created on kube: this host routes its service range"; !strings.Contains(killedLog, want) {
+		t.Errorf("the kube run without a route to the service range did not say %q:\n%s", want, killedLog)
+	}
+	// With one (through a node, as kind runs route each ClusterIP), the
+	// services are Services, as on kind.
+	svcRange, err := kubectlIn(t, full, "get", "servicecidrs", "-o", "jsonpath={.items[*].spec.cidrs[0]}")
+	if err != nil || !strings.Contains(svcRange, "/") {
+		t.Fatalf("the cluster's service range: %q, %v", svcRange, err)
+	}
+	svcRange = strings.Fields(svcRange)[0]
+	if out, err := exec.Command("ip", "route", "replace", svcRange, "via", vias[0]).CombinedOutput(); err != nil {
+		t.Fatalf("ip route replace %s via %s: %v: %s", svcRange, vias[0], err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "route", "del", svcRange).Run() })
 
 	out = filepath.Join(share, "kube")
 	r = kube(out)
@@ -745,6 +779,7 @@ func kubeRun(t *testing.T, name, share string) {
 		t.Errorf("killed kube run %s left behind: %v", killed, left)
 	}
 	checkPodTrials(t, out)
+	checkClusterIP(t, out, "server")
 	var m results.Manifest
 	if data, err := os.ReadFile(filepath.Join(out, "manifest.json")); err != nil || json.Unmarshal(data, &m) != nil {
 		t.Fatalf("manifest: %v", err)
@@ -770,8 +805,12 @@ func kubeRun(t *testing.T, name, share string) {
 	if routes, _ := exec.Command("ip", "-4", "route", "show", cidrs[0]).Output(); !strings.Contains(string(routes), "via "+vias[0]) {
 		t.Errorf("the kube run removed the route it found to %s: %q", cidrs[0], routes)
 	}
+	if routes, _ := exec.Command("ip", "-4", "route", "show", svcRange).Output(); !strings.Contains(string(routes), "via "+vias[0]) {
+		t.Errorf("the kube run removed the route it found to the service range %s: %q", svcRange, routes)
+	}
 	if len(initImages(full+"-worker2")) == 0 {
 		t.Errorf("the kube run removed the image it found on the nodes")
 	}
 	delRoutes()
+	_ = exec.Command("ip", "route", "del", svcRange).Run()
 }

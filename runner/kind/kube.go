@@ -184,12 +184,15 @@ func byRole(nodes []corev1.Node) bool {
 // wrapper runs `meshbench version` with the control directory as its
 // control directory, which it can only do where the node mounts the
 // results directory (the platform made the control directory in it), and
-// the platform then finds its exit report on this host: the share works
-// both ways.
-func (p *platform) shareCheck(pod string) corev1.Container {
+// the platform then finds its exit report, named for the pod (the
+// kubelet expands $(POD_NAME): a controller's pods share one template),
+// on this host: the share works both ways.
+func (p *platform) shareCheck() corev1.Container {
 	return corev1.Container{
 		Name: "share-check", Image: p.o.Image, ImagePullPolicy: corev1.PullNever,
-		Command:                  append(p.wrapper("--control", p.ctl, "--name", shareCheckName(pod), "--"), images.BinaryPath, "version"),
+		Command: append(p.wrapper("--control", p.ctl, "--name", shareCheckName("$(POD_NAME)"), "--"), images.BinaryPath, "version"),
+		Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
+			FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
 		VolumeMounts:             []corev1.VolumeMount{{Name: "share", MountPath: p.o.Share}},
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}
@@ -213,7 +216,7 @@ func (p *platform) checkShared(node string, pod *corev1.Pod) error {
 		return nil
 	}
 	// A few seconds' grace: a network share may show the file late.
-	exit := filepath.Join(p.ctl, shareCheckName(pod.Labels[NodeLabel])) + podproc.CtlExit
+	exit := filepath.Join(p.ctl, shareCheckName(pod.Name)) + podproc.CtlExit
 	for deadline := time.Now().Add(shareGrace); ; time.Sleep(100 * time.Millisecond) {
 		if _, err := os.Stat(exit); err == nil {
 			return nil

@@ -2,6 +2,7 @@ package kind
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -243,6 +244,28 @@ func TestServiceName(t *testing.T) {
 	for in, want := range map[string]string{"server": "server", "backend-1": "backend-1", "1st": "svc-1st", "9-a": "svc-9-a"} {
 		if got := serviceName(in); got != want {
 			t.Errorf("serviceName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A cluster's service range is taken for reached from this host only
+// when its most specific route is not the default one and delivers.
+func TestRouteWhy(t *testing.T) {
+	r := netip.MustParsePrefix("10.96.0.0/16")
+	for _, c := range []struct {
+		name, routes, want string
+	}{
+		{"default only", `[{"dst":"default","gateway":"192.0.2.1","dev":"eth0","flags":[]}]`, "by its default route alone"},
+		{"unreachable", `[{"dst":"default","gateway":"192.0.2.1"},{"type":"unreachable","dst":"10.96.0.0/16"}]`, "is unreachable"},
+		{"blackhole, more specific", `[{"dst":"10.0.0.0/8","gateway":"172.18.0.2"},{"type":"blackhole","dst":"10.96.0.0/16"}]`, "is blackhole"},
+		{"through a node", `[{"dst":"default","gateway":"192.0.2.1"},{"dst":"10.96.0.0/16","gateway":"172.18.0.3","dev":"br-1"}]`, ""},
+		{"a wider route", `[{"dst":"10.0.0.0/8","gateway":"172.18.0.3"}]`, ""},
+		{"none", `[]`, "by its default route alone"},
+		{"not JSON", `oops`, "ip route show match 10.96.0.0/16"},
+	} {
+		got := routeWhy(r, []byte(c.routes))
+		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}
 	}
 }

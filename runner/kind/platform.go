@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/meshbench/meshbench/meshes"
@@ -71,6 +72,12 @@ type PlatformOptions struct {
 	// node they must run on: pods on a node they share, which is a pod
 	// of its own (where the per-node proxies run).
 	Together map[string]string
+	// Replicas maps each replicated service to its pods' nodes (of Up's
+	// names), first the one named as the service: they are the pods of
+	// one Deployment, named as that first node, which the platform
+	// gives to the nodes as they come (a pod is a node's once labelled
+	// with it).
+	Replicas map[string][]string
 	// StateDir holds the run state files (a kind/ directory in it).
 	StateDir string
 	Log      Logger
@@ -180,7 +187,7 @@ func (p *platform) Describe() results.Platform {
 }
 
 // podsReason says how the platform runs nodes and processes.
-const podsReason = "one pod per node (a shared node's, where per-node proxies run, a DaemonSet's; the control plane's a Deployment's), processes as ephemeral containers"
+const podsReason = "one pod per node (a shared node's, where per-node proxies run, a DaemonSet's; the control plane's and a replicated service's a Deployment's), processes as ephemeral containers"
 
 // Up creates the cluster (when asked to), loads the image, and creates
 // the run's namespace and one pod per name; the nodes' addresses are the
@@ -465,7 +472,22 @@ func (p *platform) createNode(ctx context.Context, n string) (string, error) {
 	}
 	selector := &metav1.LabelSelector{MatchLabels: pod.Labels}
 	meta := metav1.ObjectMeta{Name: pod.Name, Namespace: p.ns, Labels: pod.Labels}
-	switch {
+	switch svc := p.replicaOf(n); {
+	case svc != "":
+		nodes := p.o.Replicas[svc]
+		owner := "Deployment/" + dnsLabel(nodes[0])
+		if n != nodes[0] {
+			return owner, nil // its first node's made it
+		}
+		t := tmpl()
+		t.Labels = map[string]string{RunLabel: p.o.RunID, AppLabel: serviceName(svc)}
+		count := int32(len(nodes))
+		d := &appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{Replicas: &count,
+			Selector: &metav1.LabelSelector{MatchLabels: t.Labels}, Template: t}}
+		if _, err := apps.Deployments(p.ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			return "", fmt.Errorf("create the Deployment of service %s's nodes %s: %w", svc, strings.Join(nodes, ", "), err)
+		}
+		return owner, nil
 	case n == scenarios.ControlPlaneNode:
 		one := int32(1)
 		d := &appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: selector, Template: tmpl(),
@@ -562,7 +584,7 @@ func (p *platform) nodePod(name string) *corev1.Pod {
 		// share check then finds lacking, at once (a missing directory
 		// would hold the pod in ContainerCreating).
 		dirType = corev1.HostPathDirectoryOrCreate
-		initc = []corev1.Container{p.shareCheck(dnsLabel(name))}
+		initc = []corev1.Container{p.shareCheck()}
 	}
 	var affinity *corev1.Affinity
 	if with := p.o.Together[name]; with != "" {
@@ -638,20 +660,65 @@ func (p *platform) waitRunning(ctx context.Context, node string) (*corev1.Pod, e
 	return pod, nil
 }
 
-// podOf is node's pod: of the run's pods labelled with the node, the one
-// not being deleted.
+// podOf is node's pod: the run's pod labelled with the node that is not
+// being deleted; for a node of a replicated service that has none yet,
+// one of its Deployment's pods that no node has, which it then labels
+// with the node.
 func (p *platform) podOf(ctx context.Context, node string) (*corev1.Pod, error) {
-	l, err := p.client.cs.CoreV1().Pods(p.ns).List(ctx, metav1.ListOptions{
-		LabelSelector: NodeLabel + "=" + dnsLabel(node) + "," + RunLabel + "=" + p.o.RunID})
+	pod, err := p.firstPod(ctx, NodeLabel+"="+dnsLabel(node))
+	svc := p.replicaOf(node)
+	if pod != nil || err != nil || svc == "" {
+		return pod, cmp.Or(err, errNoPod)
+	}
+	if pod, err = p.firstPod(ctx, AppLabel+"="+serviceName(svc)+",!"+NodeLabel); pod == nil {
+		return nil, cmp.Or(err, errNoPod)
+	}
+	patch := fmt.Appendf(nil, `{"metadata":{"labels":{%q:%q}}}`, NodeLabel, dnsLabel(node))
+	pod, err = p.client.cs.CoreV1().Pods(p.ns).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("label pod %s as node %s's: %w", pod.Name, node, err)
+	}
+	return pod, nil
+}
+
+// errNoPod is podOf's error while a node has no pod.
+var errNoPod = errors.New("no pod yet")
+
+// firstPod is the first, by name, of the run's pods that selector
+// matches and that is not being deleted, or nil.
+func (p *platform) firstPod(ctx context.Context, selector string) (*corev1.Pod, error) {
+	l, err := p.client.cs.CoreV1().Pods(p.ns).List(ctx, metav1.ListOptions{LabelSelector: selector + "," + RunLabel + "=" + p.o.RunID})
 	if err != nil {
 		return nil, err
 	}
+	slices.SortFunc(l.Items, func(a, b corev1.Pod) int { return cmp.Compare(a.Name, b.Name) })
 	for i := range l.Items {
 		if l.Items[i].DeletionTimestamp == nil {
 			return &l.Items[i], nil
 		}
 	}
-	return nil, fmt.Errorf("no pod yet")
+	return nil, nil
+}
+
+// replicaOf is the replicated service whose Deployment runs node's pod,
+// or "".
+func (p *platform) replicaOf(node string) string {
+	for svc, nodes := range p.o.Replicas {
+		if slices.Contains(nodes, node) {
+			return svc
+		}
+	}
+	return ""
+}
+
+// ownerName is the name of the object that made node's pod: the
+// Deployment of a replicated service's nodes, named as its first; else
+// node's own (its pod, DaemonSet or Deployment).
+func (p *platform) ownerName(node string) string {
+	if svc := p.replicaOf(node); svc != "" {
+		return dnsLabel(p.o.Replicas[svc][0])
+	}
+	return dnsLabel(node)
 }
 
 // createFailed is why a node's controller cannot create its pod (its
@@ -661,7 +728,7 @@ func (p *platform) createFailed(ctx context.Context, node string) error {
 	if err != nil {
 		return nil
 	}
-	name := dnsLabel(node)
+	name := p.ownerName(node)
 	for _, e := range l.Items {
 		o := e.InvolvedObject
 		// A DaemonSet's own event, or its Deployment's ReplicaSet's

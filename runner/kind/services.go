@@ -5,7 +5,9 @@ package kind
 // installed in.
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -35,18 +37,21 @@ var _ runner.ServiceNetwork = (*platform)(nil)
 // Expose labels each service's pods with it, creates a ClusterIP Service
 // selecting them, waits until its EndpointSlices list every pod ready, and
 // routes the ClusterIP from this host through a node (recorded, as the pod
-// ranges are) so that the runner's probes reach it. On kube it creates
-// none: this host reaches the pods, but not necessarily the cluster's
-// service range, and an unrouted ClusterIP would be dialed through this
-// host's default route; the services are then dialed at their first pod,
-// and meshbench's own rules spread a replicated one, as locally.
+// ranges are) so that the runner's probes reach it. On kube it adds no
+// route, and creates the Services only where this host already routes
+// the cluster's service range (unroutedServices): an unrouted ClusterIP
+// would be dialed through this host's default route. Else the services
+// are dialed at their first pod, and meshbench's own rules spread a
+// replicated one, as locally.
 func (p *platform) Expose(ctx context.Context, svcs []runner.ServiceSpec) (map[string]netip.Addr, error) {
+	var via string
+	var err error
 	if p.kube() {
-		p.o.Log.Logf("services: none created on kube (this host may not reach the cluster's ClusterIPs, which the runner probes): callers dial a service's first pod")
-		return nil, nil
-	}
-	via, err := p.serviceVia(ctx)
-	if err != nil {
+		if why := p.unroutedServices(ctx); why != "" {
+			p.o.Log.Logf("services: none created on kube: %s, and the runner probes each ClusterIP from here; callers dial a service's first pod (a route from this host to the range through a node makes them Services)", why)
+			return nil, nil
+		}
+	} else if via, err = p.serviceVia(ctx); err != nil {
 		return nil, err
 	}
 	cs := p.client.cs
@@ -84,8 +89,10 @@ func (p *platform) Expose(ctx context.Context, svcs []runner.ServiceSpec) (map[s
 		if err := p.waitEndpoints(ctx, name, len(s.Pods)); err != nil {
 			return nil, fmt.Errorf("service %s: %w", s.Name, err)
 		}
-		if err := p.route(ctx, []string{addr.String() + "/32", "via", via}); err != nil {
-			return nil, fmt.Errorf("service %s: %w", s.Name, err)
+		if via != "" {
+			if err := p.route(ctx, []string{addr.String() + "/32", "via", via}); err != nil {
+				return nil, fmt.Errorf("service %s: %w", s.Name, err)
+			}
 		}
 		out[s.Name] = addr
 		p.mu.Lock()
@@ -94,6 +101,74 @@ func (p *platform) Expose(ctx context.Context, svcs []runner.ServiceSpec) (map[s
 		p.o.Log.Logf("service %s: Service %s, ClusterIP %s, %d pods", s.Name, name, addr, len(s.Pods))
 	}
 	return out, nil
+}
+
+// unroutedServices says why this host does not reach the cluster's
+// ClusterIPs, or "" when it does: every IPv4 range of its ServiceCIDRs
+// (networking.k8s.io/v1, Kubernetes 1.33 and later) is routed whole by a
+// route of this host other than the default one, and not to nowhere.
+func (p *platform) unroutedServices(ctx context.Context) string {
+	l, err := p.client.cs.NetworkingV1().ServiceCIDRs().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Sprintf("the cluster's service range is unknown (its ServiceCIDRs: %v)", err)
+	}
+	var ranges []netip.Prefix
+	for _, sc := range l.Items {
+		for _, c := range sc.Spec.CIDRs {
+			if r, err := netip.ParsePrefix(c); err == nil && r.Addr().Is4() {
+				ranges = append(ranges, r)
+			}
+		}
+	}
+	if len(ranges) == 0 {
+		return "the cluster lists no IPv4 service range (ServiceCIDR)"
+	}
+	for _, r := range ranges {
+		out, err := runIP(ctx, "-j", "-4", "route", "show", "match", r.String())
+		if err != nil {
+			return fmt.Sprintf("ip route show match %s: %v: %s", r, err, out)
+		}
+		if why := routeWhy(r, []byte(out)); why != "" {
+			return why
+		}
+	}
+	return ""
+}
+
+// routeWhy says why the routes that contain the range r (`ip -j route
+// show match r`'s output) do not take it anywhere but this host's
+// default route, or "": the most specific must be another, of a type
+// that delivers.
+func routeWhy(r netip.Prefix, js []byte) string {
+	var routes []struct{ Type, Dst string }
+	if err := json.Unmarshal(js, &routes); err != nil {
+		return fmt.Sprintf("ip route show match %s: %v", r, err)
+	}
+	best, bits := "", -1
+	for _, rt := range routes {
+		n := 0
+		switch {
+		case rt.Dst == "default":
+		case strings.Contains(rt.Dst, "/"):
+			pfx, err := netip.ParsePrefix(rt.Dst)
+			if err != nil {
+				continue
+			}
+			n = pfx.Bits()
+		default:
+			n = 32
+		}
+		if n > bits {
+			best, bits = cmp.Or(rt.Type, "unicast"), n
+		}
+	}
+	switch {
+	case bits <= 0:
+		return fmt.Sprintf("this host routes its service range %s by its default route alone", r)
+	case best != "unicast":
+		return fmt.Sprintf("this host's route to its service range %s is %s", r, best)
+	}
+	return ""
 }
 
 // serviceName is a service's Kubernetes Service name: its own, which must

@@ -136,6 +136,8 @@ type platformRun struct {
 	loadGen []string
 	// together maps the nodes that run on a shared one to it.
 	together map[string]string
+	// replicas maps each replicated service to its pods' nodes.
+	replicas map[string][]string
 }
 
 // create makes the chosen platform (nothing is started yet).
@@ -187,7 +189,7 @@ func (p *platformFlags) kind(ctx context.Context, r platformRun, log *progress) 
 	if err != nil {
 		return nil, err
 	}
-	o := kind.PlatformOptions{RunID: r.runID, Share: share, LoadGen: r.loadGen, Together: r.together, StateDir: local.DefaultStateDir(), Keep: p.keepCluster, Log: log}
+	o := kind.PlatformOptions{RunID: r.runID, Share: share, LoadGen: r.loadGen, Together: r.together, Replicas: r.replicas, StateDir: local.DefaultStateDir(), Keep: p.keepCluster, Log: log}
 	if p.cluster != "" {
 		name := strings.TrimPrefix(p.cluster, kind.Prefix)
 		if ok, err := kind.Exists(name, log); err != nil || !ok {
@@ -259,7 +261,7 @@ func (p *platformFlags) kube(ctx context.Context, r platformRun, log *progress) 
 	if err != nil {
 		return nil, err
 	}
-	o := kind.PlatformOptions{RunID: r.runID, Kube: &target, Share: share, LoadGen: r.loadGen, Together: r.together, StateDir: local.DefaultStateDir(), Log: log}
+	o := kind.PlatformOptions{RunID: r.runID, Kube: &target, Share: share, LoadGen: r.loadGen, Together: r.together, Replicas: r.replicas, StateDir: local.DefaultStateDir(), Log: log}
 	pi.set(&o)
 	return kind.NewPlatform(ctx, o)
 }

@@ -156,7 +156,7 @@ func (o *runOptions) run(ctx context.Context, s Streams, cmd *cobra.Command, arg
 			return err
 		}
 	}
-	plat, err := o.platform.create(ctx, platformRun{runID: runID, outDir: outDir, loadGen: []string{sc.Topology.Client.Name}, together: together(sc.Topology)}, log)
+	plat, err := o.platform.create(ctx, platformRun{runID: runID, outDir: outDir, loadGen: []string{sc.Topology.Client.Name}, together: together(sc.Topology), replicas: replicas(sc.Topology)}, log)
 	if err != nil {
 		return err
 	}
@@ -376,6 +376,17 @@ type progress struct{ w io.Writer }
 
 func (p *progress) Logf(format string, args ...any) {
 	fmt.Fprintf(p.w, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// replicas maps each service of t with more than one pod to its pods.
+func replicas(t scenarios.Topology) map[string][]string {
+	out := map[string][]string{}
+	for _, svc := range t.ServiceList() {
+		if pods := svc.PodNames(); len(pods) > 1 {
+			out[svc.Name] = pods
+		}
+	}
+	return out
 }
 
 // together maps each pod of t on a shared node to that node.
