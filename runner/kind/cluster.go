@@ -104,6 +104,7 @@ func Config(o ClusterOptions) *v1alpha4.Cluster {
 	cfg.Kind, cfg.APIVersion = "Cluster", "kind.x-k8s.io/v1alpha4"
 	cfg.Networking.DisableDefaultCNI = true
 	cfg.Networking.PodSubnet = PodSubnet(cfg.Name)
+	cfg.Networking.ServiceSubnet = ServiceSubnet(cfg.Name)
 	cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.ControlPlaneRole})
 	for i := range max(o.Workers, 2) {
 		role := RoleSUT
@@ -125,10 +126,24 @@ func Config(o ClusterOptions) *v1alpha4.Cluster {
 // can route to the pods of clusters side by side (kind gives every cluster
 // 10.244.0.0/16).
 func PodSubnet(fullName string) string {
+	n := subnetIndex(fullName)
+	return fmt.Sprintf("10.%d.%d.0/20", 128+n/16, (n%16)*16)
+}
+
+// ServiceSubnet is a cluster's service range: one of the 1024 /22 ranges
+// of 10.112.0.0/12 by its name (1022 ClusterIPs), so that the routes this
+// host adds to the ClusterIPs of clusters side by side do not take each
+// other's (kind gives every cluster 10.96.0.0/16).
+func ServiceSubnet(fullName string) string {
+	n := subnetIndex(fullName)
+	return fmt.Sprintf("10.%d.%d.0/22", 112+n/64, (n%64)*4)
+}
+
+// subnetIndex is a cluster's index, by its name, among 1024 ranges.
+func subnetIndex(fullName string) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(fullName))
-	n := h.Sum32() % 1024
-	return fmt.Sprintf("10.%d.%d.0/20", 128+n/16, (n%16)*16)
+	return h.Sum32() % 1024
 }
 
 // Shared returns the host directories every node of a cluster mounts at

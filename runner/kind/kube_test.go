@@ -269,3 +269,29 @@ func TestRouteWhy(t *testing.T) {
 		}
 	}
 }
+
+// Each cluster's pod and service ranges are its own (by name), inside
+// meshbench's blocks, so that routes to clusters side by side do not
+// clash; and the kind configuration carries them.
+func TestClusterSubnets(t *testing.T) {
+	pods, svcs := netip.MustParsePrefix("10.128.0.0/10"), netip.MustParsePrefix("10.112.0.0/12")
+	seen := map[string]string{}
+	for _, name := range []string{"meshbench-a", "meshbench-b", "meshbench-kd", "meshbench-kl4", "meshbench-dev"} {
+		p, err := netip.ParsePrefix(PodSubnet(name))
+		if err != nil || p.Bits() != 20 || !pods.Contains(p.Addr()) || p.Masked() != p {
+			t.Errorf("%s: pod range %s (%v)", name, PodSubnet(name), err)
+		}
+		s, err := netip.ParsePrefix(ServiceSubnet(name))
+		if err != nil || s.Bits() != 22 || !svcs.Contains(s.Addr()) || s.Masked() != s {
+			t.Errorf("%s: service range %s (%v)", name, ServiceSubnet(name), err)
+		}
+		if other, ok := seen[s.String()]; ok {
+			t.Errorf("%s and %s share the service range %s", name, other, s)
+		}
+		seen[s.String()] = name
+		cfg := Config(ClusterOptions{Name: strings.TrimPrefix(name, Prefix)})
+		if cfg.Networking.PodSubnet != PodSubnet(name) || cfg.Networking.ServiceSubnet != ServiceSubnet(name) {
+			t.Errorf("%s: configured ranges %s, %s", name, cfg.Networking.PodSubnet, cfg.Networking.ServiceSubnet)
+		}
+	}
+}
