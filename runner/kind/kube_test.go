@@ -249,21 +249,20 @@ func TestServiceName(t *testing.T) {
 }
 
 // A cluster's service range is taken for reached from this host only
-// when its most specific route is not the default one and delivers.
+// when the route to it goes through one of the cluster's nodes.
 func TestRouteWhy(t *testing.T) {
 	r := netip.MustParsePrefix("10.96.0.0/16")
+	nodes := []string{"172.18.0.2", "172.18.0.3"}
 	for _, c := range []struct {
-		name, routes, want string
+		name, route, want string
 	}{
-		{"default only", `[{"dst":"default","gateway":"192.0.2.1","dev":"eth0","flags":[]}]`, "by its default route alone"},
-		{"unreachable", `[{"dst":"default","gateway":"192.0.2.1"},{"type":"unreachable","dst":"10.96.0.0/16"}]`, "is unreachable"},
-		{"blackhole, more specific", `[{"dst":"10.0.0.0/8","gateway":"172.18.0.2"},{"type":"blackhole","dst":"10.96.0.0/16"}]`, "is blackhole"},
-		{"through a node", `[{"dst":"default","gateway":"192.0.2.1"},{"dst":"10.96.0.0/16","gateway":"172.18.0.3","dev":"br-1"}]`, ""},
-		{"a wider route", `[{"dst":"10.0.0.0/8","gateway":"172.18.0.3"}]`, ""},
-		{"none", `[]`, "by its default route alone"},
-		{"not JSON", `oops`, "ip route show match 10.96.0.0/16"},
+		{"through a node", `[{"dst":"10.96.0.1","gateway":"172.18.0.3","dev":"br-1","prefsrc":"172.18.0.1","flags":[],"uid":0,"cache":[]}]`, ""},
+		{"the default route", `[{"dst":"10.96.0.1","gateway":"192.0.2.1","dev":"eth0","prefsrc":"192.0.2.2"}]`, "through 192.0.2.1, which is none of its nodes (172.18.0.2, 172.18.0.3)"},
+		{"a link", `[{"dst":"10.96.0.1","dev":"wg0","prefsrc":"10.96.0.9"}]`, "to its link wg0, not through one of its nodes"},
+		{"none", `[]`, "ip route get in 10.96.0.0/16"},
+		{"not JSON", `oops`, "ip route get in 10.96.0.0/16"},
 	} {
-		got := routeWhy(r, []byte(c.routes))
+		got := routeWhy(r, []byte(c.route), nodes)
 		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}

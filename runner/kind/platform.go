@@ -438,6 +438,10 @@ func (p *platform) route(ctx context.Context, route []string) error {
 // NodeLabel names the meshbench node a pod is.
 const NodeLabel = "meshbench.dev/node"
 
+// ReplicasLabel names the replicated service whose Deployment made a pod:
+// the Deployment's selector.
+const ReplicasLabel = "meshbench.dev/replicas"
+
 // shared says other nodes share node n (their pods run on its Kubernetes
 // node, and its per-node proxies serve them).
 func (p *platform) shared(n string) bool {
@@ -480,7 +484,10 @@ func (p *platform) createNode(ctx context.Context, n string) (string, error) {
 			return owner, nil // its first node's made it
 		}
 		t := tmpl()
-		t.Labels = map[string]string{RunLabel: p.o.RunID, AppLabel: serviceName(svc)}
+		// Not the app label its Service selects: Expose gives that to
+		// the claimed pods alone, so that a pod the ReplicaSet makes
+		// later, no node's, gets none of the Service's connections.
+		t.Labels = map[string]string{RunLabel: p.o.RunID, ReplicasLabel: serviceName(svc)}
 		count := int32(len(nodes))
 		d := &appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{Replicas: &count,
 			Selector: &metav1.LabelSelector{MatchLabels: t.Labels}, Template: t}}
@@ -666,17 +673,22 @@ func (p *platform) waitRunning(ctx context.Context, node string) (*corev1.Pod, e
 // with the node.
 func (p *platform) podOf(ctx context.Context, node string) (*corev1.Pod, error) {
 	pod, err := p.firstPod(ctx, NodeLabel+"="+dnsLabel(node))
-	svc := p.replicaOf(node)
-	if pod != nil || err != nil || svc == "" {
-		return pod, cmp.Or(err, errNoPod)
+	if pod != nil {
+		return pod, nil
 	}
-	if pod, err = p.firstPod(ctx, AppLabel+"="+serviceName(svc)+",!"+NodeLabel); pod == nil {
+	svc := p.replicaOf(node)
+	if err != nil || svc == "" {
 		return nil, cmp.Or(err, errNoPod)
 	}
-	patch := fmt.Appendf(nil, `{"metadata":{"labels":{%q:%q}}}`, NodeLabel, dnsLabel(node))
-	pod, err = p.client.cs.CoreV1().Pods(p.ns).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("label pod %s as node %s's: %w", pod.Name, node, err)
+	free, err := p.firstPod(ctx, ReplicasLabel+"="+serviceName(svc)+",!"+NodeLabel)
+	if free == nil {
+		return nil, cmp.Or(err, errNoPod)
+	}
+	// On the version listed: a pod changed since is claimed on a
+	// later poll, or not at all.
+	patch := fmt.Appendf(nil, `{"metadata":{"resourceVersion":%q,"labels":{%q:%q}}}`, free.ResourceVersion, NodeLabel, dnsLabel(node))
+	if pod, err = p.client.cs.CoreV1().Pods(p.ns).Patch(ctx, free.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return nil, fmt.Errorf("label pod %s as node %s's: %w", free.Name, node, err)
 	}
 	return pod, nil
 }
@@ -732,8 +744,10 @@ func (p *platform) createFailed(ctx context.Context, node string) error {
 	for _, e := range l.Items {
 		o := e.InvolvedObject
 		// A DaemonSet's own event, or its Deployment's ReplicaSet's
-		// (named <deployment>-<hash>).
-		if o.Kind == "DaemonSet" && o.Name == name || o.Kind == "ReplicaSet" && strings.HasPrefix(o.Name, name+"-") {
+		// (named <deployment>-<pod-template-hash>, the hash without a
+		// dash: not node a's when it is node a-b's).
+		hash, ok := strings.CutPrefix(o.Name, name+"-")
+		if o.Kind == "DaemonSet" && o.Name == name || o.Kind == "ReplicaSet" && ok && !strings.Contains(hash, "-") {
 			return fmt.Errorf("%s %s cannot create the pod of node %s: %s", o.Kind, o.Name, node, e.Message)
 		}
 	}

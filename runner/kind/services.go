@@ -5,11 +5,11 @@ package kind
 // installed in.
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -104,9 +104,12 @@ func (p *platform) Expose(ctx context.Context, svcs []runner.ServiceSpec) (map[s
 }
 
 // unroutedServices says why this host does not reach the cluster's
-// ClusterIPs, or "" when it does: every IPv4 range of its ServiceCIDRs
-// (networking.k8s.io/v1, Kubernetes 1.33 and later) is routed whole by a
-// route of this host other than the default one, and not to nowhere.
+// ClusterIPs, or "" when it does: the first address of every IPv4 range
+// of its ServiceCIDRs (networking.k8s.io/v1, Kubernetes 1.33 and later)
+// is routed, by `ip route get` (which follows this host's rules and
+// tables), through one of the cluster's nodes, whose kube-proxy
+// translates it. A route through anything else (the default route, a
+// VPN's) would send the runner's probes off this host.
 func (p *platform) unroutedServices(ctx context.Context) string {
 	l, err := p.client.cs.NetworkingV1().ServiceCIDRs().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -116,57 +119,51 @@ func (p *platform) unroutedServices(ctx context.Context) string {
 	for _, sc := range l.Items {
 		for _, c := range sc.Spec.CIDRs {
 			if r, err := netip.ParsePrefix(c); err == nil && r.Addr().Is4() {
-				ranges = append(ranges, r)
+				ranges = append(ranges, r.Masked())
 			}
 		}
 	}
 	if len(ranges) == 0 {
 		return "the cluster lists no IPv4 service range (ServiceCIDR)"
 	}
-	for _, r := range ranges {
-		out, err := runIP(ctx, "-j", "-4", "route", "show", "match", r.String())
-		if err != nil {
-			return fmt.Sprintf("ip route show match %s: %v: %s", r, err, out)
+	nodes, err := p.client.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Sprintf("the cluster's nodes: %v", err)
+	}
+	var ips []string
+	for _, n := range nodes.Items {
+		for _, a := range n.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				ips = append(ips, a.Address)
+			}
 		}
-		if why := routeWhy(r, []byte(out)); why != "" {
+	}
+	for _, r := range ranges {
+		first := r.Addr().Next()
+		out, err := runIP(ctx, "-j", "-4", "route", "get", first.String())
+		if err != nil {
+			return fmt.Sprintf("this host has no route to its service range %s (ip route get %s: %s)", r, first, out)
+		}
+		if why := routeWhy(r, []byte(out), ips); why != "" {
 			return why
 		}
 	}
 	return ""
 }
 
-// routeWhy says why the routes that contain the range r (`ip -j route
-// show match r`'s output) do not take it anywhere but this host's
-// default route, or "": the most specific must be another, of a type
-// that delivers.
-func routeWhy(r netip.Prefix, js []byte) string {
-	var routes []struct{ Type, Dst string }
-	if err := json.Unmarshal(js, &routes); err != nil {
-		return fmt.Sprintf("ip route show match %s: %v", r, err)
+// routeWhy says why the route `ip -j route get` gave for an address of
+// the range r (js) does not go through one of the nodes (their
+// addresses), or "".
+func routeWhy(r netip.Prefix, js []byte, nodes []string) string {
+	var routes []struct{ Gateway, Dev string }
+	if err := json.Unmarshal(js, &routes); err != nil || len(routes) != 1 {
+		return fmt.Sprintf("ip route get in %s: %q (%v)", r, js, err)
 	}
-	best, bits := "", -1
-	for _, rt := range routes {
-		n := 0
-		switch {
-		case rt.Dst == "default":
-		case strings.Contains(rt.Dst, "/"):
-			pfx, err := netip.ParsePrefix(rt.Dst)
-			if err != nil {
-				continue
-			}
-			n = pfx.Bits()
-		default:
-			n = 32
-		}
-		if n > bits {
-			best, bits = cmp.Or(rt.Type, "unicast"), n
-		}
-	}
-	switch {
-	case bits <= 0:
-		return fmt.Sprintf("this host routes its service range %s by its default route alone", r)
-	case best != "unicast":
-		return fmt.Sprintf("this host's route to its service range %s is %s", r, best)
+	switch gw := routes[0].Gateway; {
+	case gw == "":
+		return fmt.Sprintf("this host routes its service range %s to its link %s, not through one of its nodes", r, routes[0].Dev)
+	case !slices.Contains(nodes, gw):
+		return fmt.Sprintf("this host routes its service range %s through %s, which is none of its nodes (%s)", r, gw, strings.Join(nodes, ", "))
 	}
 	return ""
 }

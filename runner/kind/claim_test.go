@@ -1,0 +1,114 @@
+package kind
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+// fakePlatform is a platform whose API server is client-go's fake, in
+// namespace "ns", of run "r1", with the replicated service server on
+// three nodes.
+func fakePlatform(objs ...runtime.Object) *platform {
+	return &platform{
+		o: PlatformOptions{RunID: "r1", Replicas: map[string][]string{
+			"server": {"server", "server-1", "server-2"},
+		}},
+		client: &Client{cs: fake.NewClientset(objs...)},
+		ns:     "ns",
+	}
+}
+
+func fakePod(name string, labels ...string) *corev1.Pod {
+	l := map[string]string{RunLabel: "r1"}
+	for i := 0; i+1 < len(labels); i += 2 {
+		l[labels[i]] = labels[i+1]
+	}
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", Labels: l}}
+}
+
+// A replicated service's node claims one of its Deployment's pods no
+// other node holds, keeps it on the next call, and never takes a pod
+// of another run or one only the Service's label names.
+func TestPodOfClaims(t *testing.T) {
+	ctx := context.Background()
+	p := fakePlatform(
+		fakePod("server-7d9-b", ReplicasLabel, "server"),
+		fakePod("server-7d9-a", ReplicasLabel, "server"),
+		fakePod("server-7d9-0", AppLabel, "server"), // not the Deployment's
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "server-7d9-00", Namespace: "ns",
+			Labels: map[string]string{RunLabel: "other", ReplicasLabel: "server"}}},
+		fakePod("client", NodeLabel, "client"),
+	)
+	claimed := map[string]string{} // pod by node
+	for _, n := range []string{"server-1", "server", "server-1"} {
+		pod, err := p.podOf(ctx, n)
+		if err != nil {
+			t.Fatalf("podOf(%s): %v", n, err)
+		}
+		if got := pod.Labels[NodeLabel]; got != dnsLabel(n) {
+			t.Errorf("podOf(%s) gave pod %s labelled node %q", n, pod.Name, got)
+		}
+		if c, ok := claimed[n]; ok && c != pod.Name {
+			t.Errorf("podOf(%s) took %s, then %s", n, c, pod.Name)
+		}
+		claimed[n] = pod.Name
+	}
+	// By name: the first free pod first.
+	if claimed["server-1"] != "server-7d9-a" || claimed["server"] != "server-7d9-b" {
+		t.Errorf("claims %v, want server-1 on server-7d9-a and server on server-7d9-b", claimed)
+	}
+	// None left for the third node; the others' pods untouched.
+	if pod, err := p.podOf(ctx, "server-2"); !errors.Is(err, errNoPod) {
+		t.Errorf("podOf(server-2) with no free pod: %v, %v; want errNoPod", pod, err)
+	}
+	for _, name := range []string{"server-7d9-0", "server-7d9-00"} {
+		pod, err := p.client.cs.CoreV1().Pods("ns").Get(ctx, name, metav1.GetOptions{})
+		if err != nil || pod.Labels[NodeLabel] != "" {
+			t.Errorf("pod %s: %v, labels %v; want it unclaimed", name, err, pod.Labels)
+		}
+	}
+	// A node of its own finds its pod by its label, and only that.
+	if pod, err := p.podOf(ctx, "client"); err != nil || pod.Name != "client" {
+		t.Errorf("podOf(client): %v, %v", pod, err)
+	}
+	if _, err := p.podOf(ctx, "sidecar-less"); !errors.Is(err, errNoPod) {
+		t.Errorf("podOf of a node with no pod: %v, want errNoPod", err)
+	}
+}
+
+// A controller's FailedCreate event fails the node whose pod it makes:
+// a DaemonSet's by its name, a Deployment's through its ReplicaSet.
+func TestCreateFailed(t *testing.T) {
+	ev := func(kind, name, reason, msg string) *corev1.Event {
+		return &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Name: name + "." + reason, Namespace: "ns"},
+			InvolvedObject: corev1.ObjectReference{Kind: kind, Name: name, Namespace: "ns"},
+			Type:           corev1.EventTypeWarning, Reason: reason, Message: msg,
+		}
+	}
+	p := fakePlatform(
+		ev("ReplicaSet", "server-5f6c", "FailedCreate", `pods "server-5f6c-x" is forbidden: exceeded quota`),
+		ev("DaemonSet", "node-b", "FailedCreate", "no nodes match"),
+		ev("ReplicaSet", "client-extra-9f8d", "FailedCreate", "node client-extra's Deployment's"),
+		ev("Pod", "client", "FailedScheduling", "0/3 nodes are available"),
+	)
+	ctx := context.Background()
+	for _, c := range []struct{ node, want string }{
+		{"server-2", "ReplicaSet server-5f6c cannot create the pod of node server-2: pods \"server-5f6c-x\" is forbidden: exceeded quota"},
+		{"node-b", "DaemonSet node-b cannot create the pod of node node-b: no nodes match"},
+		{"client", ""},
+		{"client-extra", "ReplicaSet client-extra-9f8d cannot create the pod of node client-extra"},
+	} {
+		err := p.createFailed(ctx, c.node)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("createFailed(%s): %v, want %q", c.node, err, c.want)
+		}
+	}
+}
