@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshbench/meshbench/runner/kind"
 	"github.com/meshbench/meshbench/runner/results"
 )
 
@@ -199,7 +200,19 @@ func TestIntegrationKindCluster(t *testing.T) {
 	if r := meshbench(t, 5*time.Minute, "cluster", "create", name); r.code != 0 || !strings.Contains(r.stdout, "exists") {
 		t.Errorf("second create: exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
 	}
-	if r := meshbench(t, time.Minute, "cluster", "list"); r.code != 0 || !strings.Contains(r.stdout, full+"\n") {
+	// A name whose hash gives the ranges of this one is refused before
+	// anything is made.
+	clash := ""
+	for i := 0; clash == ""; i++ {
+		if c := fmt.Sprintf("%s-c%d", name, i); kind.PodSubnet(kind.FullName(c)) == kind.PodSubnet(full) {
+			clash = c
+		}
+	}
+	t.Cleanup(func() { _ = exec.Command(meshbenchBin, "cluster", "delete", clash).Run() })
+	if r := meshbench(t, 5*time.Minute, "cluster", "create", clash); r.code != 2 || !strings.Contains(r.stderr, "its pod and service ranges are another cluster's") || !strings.Contains(r.stderr, "as "+full+"'s") {
+		t.Errorf("create of %s, whose ranges are %s's: exit %d, want 2 naming it\nstderr: %s", clash, full, r.code, r.stderr)
+	}
+	if r := meshbench(t, time.Minute, "cluster", "list"); r.code != 0 || !strings.Contains(r.stdout, full+"\n") || strings.Contains(r.stdout, clash) {
 		t.Errorf("list: exit %d, stdout %q", r.code, r.stdout)
 	}
 	if r := meshbench(t, time.Minute, "cluster", "kubeconfig", name); r.code != 0 || !strings.Contains(r.stdout, "server: https://127.0.0.1:") {

@@ -146,6 +146,48 @@ func subnetIndex(fullName string) uint32 {
 	return h.Sum32() % 1024
 }
 
+// ErrRangesTaken says another meshbench cluster has the pod and service
+// ranges a new cluster's name would give it.
+var ErrRangesTaken = errors.New("its pod and service ranges are another cluster's")
+
+// rangesFree says whether a new cluster's name gives it ranges none of
+// the existing clusters (kind's names, any prefix) has: their routes on
+// this host would take each other's.
+func rangesFree(fullName string, existing []string) error {
+	for _, c := range existing {
+		if c != fullName && strings.HasPrefix(c, Prefix) && subnetIndex(c) == subnetIndex(fullName) {
+			return fmt.Errorf("cluster %s: %w (%s and %s, from a hash of the name, as %s's): choose another name",
+				fullName, ErrRangesTaken, PodSubnet(fullName), ServiceSubnet(fullName), c)
+		}
+	}
+	return nil
+}
+
+// RangesFree checks, before anything is made, that a new cluster of that
+// name would have ranges of its own (or that it exists already: Create
+// then leaves it).
+func RangesFree(name string, log Logger) error {
+	existing, err := provider(log).List()
+	if err != nil {
+		return fmt.Errorf("list kind clusters: %w", err)
+	}
+	return rangesFree(FullName(name), existing)
+}
+
+// FreeName is base, or base with the first suffix -2, -3, ... that gives
+// a cluster ranges no existing meshbench cluster has.
+func FreeName(base string, log Logger) (string, error) {
+	existing, err := provider(log).List()
+	if err != nil {
+		return "", fmt.Errorf("list kind clusters: %w", err)
+	}
+	name := base
+	for i := 2; slices.Contains(existing, FullName(name)) || rangesFree(FullName(name), existing) != nil; i++ {
+		name = fmt.Sprintf("%s-%d", base, i)
+	}
+	return name, nil
+}
+
 // Shared returns the host directories every node of a cluster mounts at
 // the same path (ClusterOptions.Shares).
 func Shared(name string, log Logger) ([]string, error) {
@@ -244,6 +286,9 @@ func Create(ctx context.Context, o ClusterOptions) (bool, error) {
 			return false, fmt.Errorf("cluster %s: pod network: %w", name, err)
 		}
 		return false, waitReady(ctx, p, name, readyTimeout(o))
+	}
+	if err := rangesFree(name, existing); err != nil {
+		return false, err
 	}
 	start := time.Now()
 	noteLibModules()

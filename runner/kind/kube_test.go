@@ -2,6 +2,8 @@ package kind
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -292,5 +294,35 @@ func TestClusterSubnets(t *testing.T) {
 		if cfg.Networking.PodSubnet != PodSubnet(name) || cfg.Networking.ServiceSubnet != ServiceSubnet(name) {
 			t.Errorf("%s: configured ranges %s, %s", name, cfg.Networking.PodSubnet, cfg.Networking.ServiceSubnet)
 		}
+	}
+}
+
+// collidingName is a kind cluster name, with prefix, other than
+// fullName whose hash would give it fullName's ranges.
+func collidingName(t *testing.T, prefix, fullName string) string {
+	for i := range 100000 {
+		if c := fmt.Sprintf("%sx%d", prefix, i); c != fullName && subnetIndex(c) == subnetIndex(fullName) {
+			return c
+		}
+	}
+	t.Fatalf("no name of 100000 has the ranges of %s", fullName)
+	return ""
+}
+
+// A new cluster whose name gives it another meshbench cluster's ranges is
+// refused, naming that cluster; the run's own cluster name steps past it.
+func TestRangesFree(t *testing.T) {
+	a := FullName("a")
+	b := collidingName(t, Prefix, a)
+	if err := rangesFree(a, []string{"kind", a, FullName("zz")}); err != nil {
+		t.Errorf("ranges of %s with no other cluster of them: %v", a, err)
+	}
+	err := rangesFree(a, []string{"kind", b})
+	if !errors.Is(err, ErrRangesTaken) || !strings.Contains(err.Error(), b) || !strings.Contains(err.Error(), PodSubnet(a)) {
+		t.Errorf("ranges of %s beside %s: %v, want ErrRangesTaken naming %s and %s", a, b, err, b, PodSubnet(a))
+	}
+	// Not meshbench's: kind's own clusters keep kind's ranges.
+	if err := rangesFree(a, []string{collidingName(t, "", a)}); err != nil {
+		t.Errorf("beside a kind cluster not meshbench's: %v", err)
 	}
 }

@@ -76,6 +76,11 @@ labelled ` + kind.RoleLabel + `=` + kind.RoleLoadGen + ` (the load generator run
 ` + kind.RoleLabel + `=` + kind.RoleSUT + `. A cluster that exists is kept: its pod network is
 re-applied and its readiness checked again (a killed create leaves one half set up).
 
+Each cluster's pod range (a /20 of 10.128.0.0/10) and service range (a /22 of
+10.112.0.0/12) come from a hash of its name, so that this host can route to
+clusters side by side; a name that would give a new cluster the ranges of
+another meshbench cluster is refused (exit 2) before anything is made.
+
 --node-image auto takes kind's upstream node image (pinned by digest) on
 cgroup v2 hosts, and on cgroup v1 hosts, where that Kubernetes version's
 kubelet refuses to run, the offline node image (see build-node-image; built
@@ -107,6 +112,12 @@ func (o *clusterCreateOptions) run(ctx context.Context, s Streams, args []string
 	}
 	log := &progress{w: s.ErrOut}
 	if err := engineAnswers(ctx); err != nil {
+		return err
+	}
+	if err := kind.RangesFree(name, log); err != nil {
+		if errors.Is(err, kind.ErrRangesTaken) {
+			return badInput(err)
+		}
 		return err
 	}
 	var shares []string

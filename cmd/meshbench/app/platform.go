@@ -213,7 +213,11 @@ func (p *platformFlags) kind(ctx context.Context, r platformRun, log *progress) 
 		if err != nil {
 			return nil, err
 		}
-		o.Cluster = "run-" + r.runID
+		// Named for the run, with a suffix in the rare case another
+		// cluster has the ranges that name would give it.
+		if o.Cluster, err = kind.FreeName("run-"+r.runID, log); err != nil {
+			return nil, err
+		}
 		o.Create = &kind.ClusterOptions{Name: o.Cluster, Workers: 2, Image: image, Log: log}
 	}
 	pi, err := buildPodImage(ctx, self, p.cacheDir, log)
