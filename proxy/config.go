@@ -82,6 +82,12 @@ type Listener struct {
 	ForwardedFor   ForwardedFor `json:"forwardedFor,omitempty"`
 	// TLS, when set, makes the listener accept only mutual TLS.
 	TLS *TLS `json:"tls,omitempty"`
+	// SourceRanges, when set, are the only source addresses (prefixes, or
+	// addresses) whose connections the listener takes; it closes any other
+	// at once, as Envoy closes a connection that matches no filter chain
+	// (filter_chain_match.source_prefix_ranges). A shared node's proxy
+	// uses them to take a pod's port from that pod alone.
+	SourceRanges []string `json:"sourceRanges,omitempty"`
 	// Codec is the downstream protocol: CodecAuto (HTTP/1.1, and HTTP/2 by
 	// ALPN over TLS or by prior knowledge in cleartext), CodecHTTP1 or
 	// CodecHTTP2.
@@ -518,6 +524,14 @@ func (c *Config) Validate() error {
 		}
 		if l.TCPCluster != "" && (!clusters[l.TCPCluster] || len(l.VirtualHosts) > 0) {
 			errs = append(errs, fmt.Errorf("listeners[%d] %q: a TCP listener needs a known cluster and no virtual hosts", i, l.Name))
+		}
+		if l.Internal && len(l.SourceRanges) > 0 {
+			errs = append(errs, fmt.Errorf("listeners[%d] %q: an internal listener's connections have no source address: sourceRanges", i, l.Name))
+		}
+		for _, r := range l.SourceRanges {
+			if _, err := parseRange(r); err != nil {
+				errs = append(errs, fmt.Errorf("listeners[%d] %q: sourceRanges: %v", i, l.Name, err))
+			}
 		}
 		if l.TCPTunnel != "" && (l.TCPCluster == "" || !http2[l.TCPCluster]) {
 			errs = append(errs, fmt.Errorf("listeners[%d] %q: tcpTunnel needs a tcpCluster with http2", i, l.Name))

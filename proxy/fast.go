@@ -171,7 +171,7 @@ func wrapFast(c net.Conn, tc *tls.Conn) net.Conn {
 // connections and, beside it, net/http's server for its HTTP/2 ones (by
 // ALPN on TLS; by the client preface on cleartext, unless the codec is
 // HTTP/1 only).
-func (p *Proxy) startFast(b *boundListener, l *listener, v *view) {
+func (p *Proxy) startFast(b *boundListener, l *listener, v net.Listener) {
 	fast := &fasthttp.Server{
 		Handler:        b.serveFast,
 		ErrorHandler:   l.fastParseError,

@@ -269,7 +269,7 @@ type framingListener struct {
 	acceptErr chan struct{} // closed when Accept failed for good
 }
 
-func newFramingListener(ln *view, tlsConf *tls.Config, maxHeaderBytes int, handshakeTimeout time.Duration, wrap func(net.Conn, *tls.Conn) net.Conn) net.Listener {
+func newFramingListener(ln net.Listener, tlsConf *tls.Config, maxHeaderBytes int, handshakeTimeout time.Duration, wrap func(net.Conn, *tls.Conn) net.Conn) net.Listener {
 	l := &framingListener{Listener: ln, tls: tlsConf, maxHeaderBytes: maxHeaderBytes, handshakeTimeout: handshakeTimeout, wrap: wrap}
 	if tlsConf != nil {
 		l.ready = make(chan net.Conn)
@@ -307,8 +307,8 @@ func (l *framingListener) Close() error {
 }
 
 // acceptLoop accepts TLS connections and starts their handshakes. The
-// listener below is a socket's view, which retries temporary errors
-// itself: any error ends the loop.
+// listener below is a socket's view (or its source filter), which
+// retries temporary errors itself: any error ends the loop.
 func (l *framingListener) acceptLoop() {
 	for {
 		c, err := l.Listener.Accept()

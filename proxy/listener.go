@@ -40,7 +40,7 @@ type listener struct {
 type listenerStats struct {
 	requests, r2xx, r3xx, r4xx, r5xx, noRoute, upstreamErrors, timeouts atomic.Uint64
 	denied, faultDelays, faultAborts                                    atomic.Uint64
-	connections                                                         atomic.Uint64
+	connections, refused                                                atomic.Uint64
 	inFlight                                                            atomic.Int64
 }
 
@@ -49,7 +49,7 @@ func (s *listenerStats) snapshot() ListenerStats {
 		Requests: s.requests.Load(), Responses2xx: s.r2xx.Load(), Responses3xx: s.r3xx.Load(),
 		Responses4xx: s.r4xx.Load(), Responses5xx: s.r5xx.Load(), NoRoute: s.noRoute.Load(),
 		UpstreamErrors: s.upstreamErrors.Load(), Timeouts: s.timeouts.Load(), InFlight: s.inFlight.Load(),
-		Connections: s.connections.Load(), Denied: s.denied.Load(),
+		Connections: s.connections.Load(), Refused: s.refused.Load(), Denied: s.denied.Load(),
 		FaultDelays: s.faultDelays.Load(), FaultAborts: s.faultAborts.Load(),
 	}
 }

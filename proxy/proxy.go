@@ -371,6 +371,9 @@ type ListenerStats struct {
 	InFlight       int64  `json:"inFlight"`
 	// Connections counts accepted downstream connections.
 	Connections uint64 `json:"connections"`
+	// Refused counts connections closed on accept for their source
+	// (Listener.SourceRanges).
+	Refused     uint64 `json:"refused"`
 	Denied      uint64 `json:"denied"`
 	FaultDelays uint64 `json:"faultDelays"`
 	FaultAborts uint64 `json:"faultAborts"`

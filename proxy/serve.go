@@ -148,11 +148,12 @@ func (p *Proxy) drainAway(b *boundListener, closeSocket bool) {
 func (p *Proxy) start(b *boundListener, st *state) {
 	l := b.cur.Load()
 	v := b.sock.serveWith()
+	// Sources are filtered before anything is read (a TLS handshake).
+	ln := l.filterSources(v)
 	if l.cfg.TCPCluster != "" {
 		tp := newTCPProxy(l, st.clusters[l.cfg.TCPCluster])
-		var ln net.Listener = v
 		if l.tls != nil {
-			ln = tls.NewListener(v, l.tls)
+			ln = tls.NewListener(ln, l.tls)
 		}
 		go func() {
 			if err := tp.serve(ln); err != nil {
@@ -166,12 +167,12 @@ func (p *Proxy) start(b *boundListener, st *state) {
 		return
 	}
 	if l.fast {
-		p.startFast(b, l, v)
+		p.startFast(b, l, ln)
 		return
 	}
 	srv := l.server(b)
 	go func() {
-		if err := srv.Serve(newFramingListener(v, l.tls, l.cfg.MaxHeaderBytes, srv.ReadHeaderTimeout, nil)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(newFramingListener(ln, l.tls, l.cfg.MaxHeaderBytes, srv.ReadHeaderTimeout, nil)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			p.fail(fmt.Errorf("listener %q: %w", b.name, err))
 		}
 	}()

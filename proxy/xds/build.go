@@ -2,6 +2,7 @@ package xds
 
 import (
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -205,6 +206,22 @@ func WithMark(c *clusterv3.Cluster, mark int) *clusterv3.Cluster {
 		}},
 	}
 	return c
+}
+
+// WithSources makes a listener take connections from these addresses
+// only (each the range of it alone): its filter chain matches them
+// (filter_chain_match.source_prefix_ranges), and Envoy, as the proxy,
+// closes a connection that matches no filter chain.
+func WithSources(l *listenerv3.Listener, addrs ...netip.Addr) *listenerv3.Listener {
+	m := &listenerv3.FilterChainMatch{}
+	for _, a := range addrs {
+		m.SourcePrefixRanges = append(m.SourcePrefixRanges, &corev3.CidrRange{
+			AddressPrefix: a.String(), PrefixLen: wrapperspb.UInt32(uint32(a.BitLen()))})
+	}
+	for _, fc := range l.FilterChains {
+		fc.FilterChainMatch = m
+	}
+	return l
 }
 
 // LoadAssignment lists a cluster's endpoints.

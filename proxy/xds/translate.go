@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -16,6 +17,7 @@ import (
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/meshbench/meshbench/proxy"
@@ -122,6 +124,9 @@ func (t *translator) listener(l *listenerv3.Listener) (*proxy.Listener, error) {
 		return nil, fmt.Errorf("filter_chains: want exactly one, got %d", len(l.GetFilterChains()))
 	}
 	fc := l.GetFilterChains()[0]
+	if pl.SourceRanges, err = sourceRanges(fc.GetFilterChainMatch()); err != nil {
+		return nil, err
+	}
 	if ts := fc.GetTransportSocket(); ts != nil {
 		if pl.TLS, err = downstreamTLS(ts); err != nil {
 			return nil, err
@@ -155,6 +160,29 @@ func (t *translator) listener(l *listenerv3.Listener) (*proxy.Listener, error) {
 		return nil, fmt.Errorf("%s: %w", HTTPConnectionManager, err)
 	}
 	return pl, t.hcm(&hcm, pl)
+}
+
+// sourceRanges reads a filter chain's match: source prefix ranges, the
+// only criterion the proxy implements (with one filter chain, a
+// connection that does not match is closed).
+func sourceRanges(m *listenerv3.FilterChainMatch) ([]string, error) {
+	if m == nil {
+		return nil, nil
+	}
+	rest := proto.Clone(m).(*listenerv3.FilterChainMatch)
+	rest.SourcePrefixRanges = nil
+	if proto.Size(rest) > 0 {
+		return nil, fmt.Errorf("filter_chain_match: only source_prefix_ranges is supported, got %v", rest)
+	}
+	var out []string
+	for _, r := range m.GetSourcePrefixRanges() {
+		a, err := netip.ParseAddr(r.GetAddressPrefix())
+		if err != nil || r.GetPrefixLen().GetValue() > uint32(a.BitLen()) {
+			return nil, fmt.Errorf("filter_chain_match.source_prefix_ranges: %q/%d is no range", r.GetAddressPrefix(), r.GetPrefixLen().GetValue())
+		}
+		out = append(out, netip.PrefixFrom(a, int(r.GetPrefixLen().GetValue())).Masked().String())
+	}
+	return out, nil
 }
 
 func (t *translator) hcm(h *hcmv3.HttpConnectionManager, pl *proxy.Listener) error {

@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/meshbench/meshbench/proxy"
 )
@@ -385,5 +388,26 @@ func TestInternalTranslates(t *testing.T) {
 	b.Listeners[1].Address = b.Listeners[0].Address
 	if _, err := Translate(b, "node", ""); err == nil || !strings.Contains(err.Error(), "has no address") {
 		t.Errorf("an internal listener with an address: %v", err)
+	}
+}
+
+// A listener's source addresses reach the proxy as its source ranges;
+// any other filter chain criterion is refused by name.
+func TestSourcesTranslate(t *testing.T) {
+	b := sampleBundle()
+	WithSources(b.Listeners[0], netip.MustParseAddr("10.0.0.7"), netip.MustParseAddr("fd00::7"))
+	cfg := throughBundle(t, b, "client", "10.0.0.2:15000")
+	if got := cfg.Listeners[0].SourceRanges; !slices.Equal(got, []string{"10.0.0.7/32", "fd00::7/128"}) {
+		t.Errorf("source ranges %q", got)
+	}
+	b = sampleBundle()
+	b.Listeners[0].FilterChains[0].FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: []string{"a.example"}}
+	if _, err := Translate(b, "n", ""); err == nil || !strings.Contains(err.Error(), "only source_prefix_ranges") {
+		t.Errorf("a server-name match: %v", err)
+	}
+	b = sampleBundle()
+	b.Listeners[0].FilterChains[0].FilterChainMatch = &listenerv3.FilterChainMatch{SourcePrefixRanges: []*corev3.CidrRange{{AddressPrefix: "10.0.0.0", PrefixLen: wrapperspb.UInt32(33)}}}
+	if _, err := Translate(b, "n", ""); err == nil || !strings.Contains(err.Error(), `"10.0.0.0"/33 is no range`) {
+		t.Errorf("a /33: %v", err)
 	}
 }
