@@ -468,7 +468,28 @@ func kindRunKilled(t *testing.T, name, share string) {
 	checkPodOwners(t, replOut, map[string]string{"server": "Deployment/server on " + full + "-worker2",
 		"server-1": "Deployment/server on " + full + "-worker2", "server-2": "Deployment/server on " + full + "-worker2"})
 	checkDistinctPods(t, replOut, "server", "server-1", "server-2")
-	for id, out := range map[string]string{killed: killedOut, runID(t, next.stderr): nextOut, runID(t, repl.stderr): replOut} {
+	// Pods of the shared node calling each other, through the node
+	// proxy's ports of their own, which take their pod's connections
+	// alone: the pods' own addresses reach them (no SNAT on the node).
+	sharedOut := filepath.Join(share, "shared-calls")
+	sharedArgs := []string{"run", "testdata/shared-calls.yaml", "--platform", "kind", "--cluster", name,
+		"--modes", "meshbench/per-node,meshbench-l4/per-node,haproxy/per-node", "--out", sharedOut}
+	sm, sharedTrials := runAll(t, 10*time.Minute, sharedOut, sharedArgs...)
+	if len(sharedTrials) != 3 {
+		t.Errorf("shared calls on kind: %d trials, want 3", len(sharedTrials))
+	}
+	for _, tr := range sharedTrials {
+		// Every request went the whole way: leaf answers mid's calls.
+		if tr.Errors != 0 || tr.Requests == 0 || len(tr.Services) != 3 {
+			t.Errorf("shared calls on kind, %s: %d errors of %d requests (codes %v), services %d", tr.Key(), tr.Errors, tr.Requests, tr.Codes, len(tr.Services))
+		}
+		for _, s := range tr.Services {
+			if s.Requests == 0 || s.CallErrors != 0 {
+				t.Errorf("shared calls on kind, %s: service %s served %d requests, %d of its %d calls failed (%s)", tr.Key(), s.Name, s.Requests, s.CallErrors, s.Calls, s.FirstError)
+			}
+		}
+	}
+	for id, out := range map[string]string{killed: killedOut, runID(t, next.stderr): nextOut, runID(t, repl.stderr): replOut, sm.RunID: sharedOut} {
 		if l := kindLeftovers(t, full, id, out); len(l) > 0 {
 			t.Errorf("run %s left behind: %v", id, l)
 		}

@@ -37,9 +37,12 @@ func TestIntegrationTopologies(t *testing.T) {
 		// and the waypoint row (meshbench-waypoint), a waypoint per
 		// service on top.
 		{"per-node", "", 6, 3, 9, 5},
+		// Pods on the shared node calling each other, through ports of
+		// their own that take their own connections alone.
+		{"testdata/shared-calls.yaml", "", 3, 3, 5, 3},
 	} {
 		t.Run(tc.scenario, func(t *testing.T) {
-			out := filepath.Join(t.TempDir(), tc.scenario)
+			out := filepath.Join(t.TempDir(), filepath.Base(tc.scenario))
 			args := []string{"run", tc.scenario, "--trials", "1", "--duration", "1s", "--qps", "300", "--out", out}
 			if tc.modes != "" {
 				args = append(args, "--modes", tc.modes)

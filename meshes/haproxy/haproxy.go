@@ -76,6 +76,11 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 				continue
 			}
 			fmt.Fprintf(&body, "frontend %s\n%s    bind %s%s\n", section("outbound", w), p.mode, meshes.NodeOutbound(w), p.plain)
+			if g.Shared {
+				// The port is the pod's, as its node proxy knows it:
+				// from the pod alone.
+				fmt.Fprintf(&body, "    tcp-request connection reject unless { src %s }\n", w.Node.Addr)
+			}
 			if p.mode == "" {
 				for _, c := range callees {
 					fmt.Fprintf(&body, "    use_backend to-%s if { req.hdr(host) -m str %s %s }\n", c.Name, c.Name, c.Authority())

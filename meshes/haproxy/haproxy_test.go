@@ -1,7 +1,10 @@
 package haproxy
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/meshbench/meshbench/meshes/internal/meshtest"
@@ -41,6 +44,27 @@ func TestConfigsPassHAProxysCheck(t *testing.T) {
 				}
 				if mode == scenarios.PerNode && len(dep.Redirects) > 0 {
 					t.Errorf("per-node HAProxy asked for interception")
+				}
+				if mode == scenarios.PerNode && shape == "shared" {
+					// svc-2's pods call svc-4 on the shared node's ports
+					// of their own, from themselves alone.
+					cfg, err := os.ReadFile(filepath.Join(env.Dir, "shared-node-haproxy.cfg"))
+					checked := 0
+					for _, w := range env.Workloads() {
+						if w.Name != "svc-2" && w.Name != "svc-2-1" {
+							continue
+						}
+						checked++
+						pod, addr := w.Name, w.Node.Addr.String()
+						want := "frontend outbound-" + pod + "\n    bind " + w.Host.Addr.String() + ":"
+						if err != nil || !strings.Contains(string(cfg), want) ||
+							!strings.Contains(string(cfg), "    tcp-request connection reject unless { src "+addr+" }\n") {
+							t.Errorf("shared node's HAProxy (%v) does not take %s's port from %s alone:\n%s", err, pod, addr, cfg)
+						}
+					}
+					if checked != 2 {
+						t.Errorf("shape shared has %d of svc-2's pods, want 2", checked)
+					}
 				}
 			}
 		}

@@ -472,6 +472,13 @@ func TestPerNodeSharedNode(t *testing.T) {
 	if !ok || len(shared.Listeners) != 3 || tun.Address != "10.0.0.9:15008" {
 		t.Fatalf("shared node's listeners: %+v", shared.Listeners)
 	}
+	// A pod's port is the pod's alone: the node proxy gives whatever
+	// dials it the pod's identity. The tunnel is mutual TLS's.
+	for name, want := range map[string][]string{"outbound-svc-2": {"10.0.0.5/32"}, "outbound-svc-2-1": {"10.0.0.6/32"}, "tunnel": nil} {
+		if got := listeners[name].SourceRanges; !slices.Equal(got, want) {
+			t.Errorf("%s takes connections from %q, want %q", name, got, want)
+		}
+	}
 	var vhosts []string
 	for _, vh := range tun.VirtualHosts {
 		vhosts = append(vhosts, vh.Name)
@@ -551,7 +558,7 @@ func TestPerNodeL4(t *testing.T) {
 	for _, l := range caller.Listeners {
 		tunnels[l.TCPTunnel] = l
 	}
-	if l := tunnels["svc-2:8080"]; l.Address != "127.0.0.1:17001" || l.TCPCluster != "hbone|svc-0|shared" {
+	if l := tunnels["svc-2:8080"]; l.Address != "127.0.0.1:17001" || l.TCPCluster != "hbone|svc-0|shared" || l.SourceRanges != nil {
 		t.Errorf("svc-0's tunnel to svc-2: %+v", l)
 	}
 	// Its three callees are on the shared node: one cluster, one pooled
@@ -578,10 +585,22 @@ func TestPerNodeL4(t *testing.T) {
 	}
 	shared := served(t, dep, dep.Components[2])
 	var end *proxy.Listener
+	podPorts := 0
 	for i, l := range shared.Listeners {
 		if l.Name == "hbone" {
 			end = &shared.Listeners[i]
 		}
+		// svc-2's pods' ports to svc-4 (17016, 17032) take their pod's
+		// connections alone.
+		if want, ok := map[string]string{"10.0.0.9:17016": "10.0.0.5/32", "10.0.0.9:17032": "10.0.0.6/32"}[l.Address]; ok {
+			podPorts++
+			if !slices.Equal(l.SourceRanges, []string{want}) {
+				t.Errorf("shared node's %s at %s takes connections from %q, want %s", l.Name, l.Address, l.SourceRanges, want)
+			}
+		}
+	}
+	if podPorts != 2 {
+		t.Errorf("shared node's listeners %+v: want svc-2's pods' ports 17016 and 17032", shared.Listeners)
 	}
 	if end == nil || end.Address != "10.0.0.9:15008" || end.Codec != proxy.CodecHTTP2 || end.RBAC == nil {
 		t.Fatalf("shared node's tunnel end: %+v", end)

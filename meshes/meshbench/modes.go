@@ -8,6 +8,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -88,19 +89,21 @@ func toWorkload(addr func(meshes.Workload) string) upstreamOf {
 // addOutbound adds to b, for caller's proxy (or library), a cluster and its
 // endpoint per callee, mutual TLS with caller's identity accepting only the
 // callee's (up.id), and the outbound listener at listen routing to them.
-func (r *renderer) addOutbound(b *xds.Bundle, node, listener, listen string, callees []meshes.Service, id xds.TLSFiles, up upstreamOf, mark bool) {
+func (r *renderer) addOutbound(b *xds.Bundle, node, listener, listen string, callees []meshes.Service, id xds.TLSFiles, up upstreamOf, mark bool) *listenerv3.Listener {
 	if len(callees) == 0 {
-		return
+		return nil
 	}
+	var l *listenerv3.Listener
 	if r.tcp() {
 		// A TCP caller has one callee (the client's entry: TCP services
 		// call nothing), so the listener needs no routing.
-		b.Listeners = append(b.Listeners, xds.TCPListener(listener, listen, corev3.TrafficDirection_OUTBOUND, outboundCluster(callees[0]), nil))
+		l = xds.TCPListener(listener, listen, corev3.TrafficDirection_OUTBOUND, outboundCluster(callees[0]), nil)
 	} else {
 		routes := outboundRoutes(callees, outboundCluster)
 		routes.Name = listener
-		b.Listeners = append(b.Listeners, xds.HTTPListener(listener, listen, corev3.TrafficDirection_OUTBOUND, false, routes, nil))
+		l = xds.HTTPListener(listener, listen, corev3.TrafficDirection_OUTBOUND, false, routes, nil)
 	}
+	b.Listeners = append(b.Listeners, l)
 	for _, c := range callees {
 		name := outboundCluster(c)
 		var addrs, peers []string
@@ -125,6 +128,19 @@ func (r *renderer) addOutbound(b *xds.Bundle, node, listener, listen string, cal
 			r.reaches(c, node, listener, name, false)
 		}
 	}
+	return l
+}
+
+// podsOwn takes a listener on a shared node's port of pod w from w alone:
+// the node proxy knows the calling pod by the port it is dialled on (its
+// identity, its routes), so no other source may dial that port. ztunnel
+// knows it by the socket it opens in the pod's own network namespace;
+// here the ports are the node's, on the platform's network.
+func podsOwn(l *listenerv3.Listener, w meshes.Workload) *listenerv3.Listener {
+	if l == nil || !w.Shared() {
+		return l
+	}
+	return xds.WithSources(l, w.Node.Addr)
 }
 
 // tcp says the load is TCP: listeners forward connections, not requests,
@@ -241,7 +257,7 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 			// between the node proxies, to the callee's inbound port.
 			toNode := upstreamOf{addr: meshes.NodeInbound, id: func(pod meshes.Workload) string { return nodeID(pod.ProxyNode()) }}
 			for _, w := range g.Workloads {
-				r.addOutbound(b, node, named("outbound", w), meshes.NodeOutbound(w), r.env.Reachable(w), id, toNode, false)
+				podsOwn(r.addOutbound(b, node, named("outbound", w), meshes.NodeOutbound(w), r.env.Reachable(w), id, toNode, false), w)
 				if svc, ok := r.serviceOf(w); ok {
 					r.addInboundTCP(b, named("inbound", w), meshes.NodeInbound(w), svc, w, meshes.NodeApp(w), withPeers(id, r.nodePeers(svc)...))
 				}
@@ -272,8 +288,8 @@ func (r *renderer) perNode() (*meshes.Deployment, error) {
 			ln := named("outbound", w)
 			routes := outboundRoutes(callees, tunnel)
 			routes.Name = ln
-			b.Listeners = append(b.Listeners, xds.HTTPListener(ln, meshes.NodeOutbound(w), corev3.TrafficDirection_OUTBOUND, false,
-				xds.WithHeaders(routes, []string{SourceHeader}, map[string]string{SourceHeader: workloadID(w)}), nil))
+			b.Listeners = append(b.Listeners, podsOwn(xds.HTTPListener(ln, meshes.NodeOutbound(w), corev3.TrafficDirection_OUTBOUND, false,
+				xds.WithHeaders(routes, []string{SourceHeader}, map[string]string{SourceHeader: workloadID(w)}), nil), w))
 			for _, c := range callees {
 				r.reaches(c, node, ln, tunnel(c), true)
 				if seen[tunnel(c)] {
@@ -442,8 +458,8 @@ func (r *renderer) perNodeL4() (*meshes.Deployment, error) {
 					b.Clusters = append(b.Clusters, cl)
 					b.Endpoints = append(b.Endpoints, xds.LoadAssignment(name, addrs...))
 				}
-				b.Listeners = append(b.Listeners, xds.TunnelListener("outbound|"+w.Name+"|"+c.Name, l4Outbound(w, i),
-					corev3.TrafficDirection_OUTBOUND, name, c.Authority()))
+				b.Listeners = append(b.Listeners, podsOwn(xds.TunnelListener("outbound|"+w.Name+"|"+c.Name, l4Outbound(w, i),
+					corev3.TrafficDirection_OUTBOUND, name, c.Authority()), w))
 			}
 		}
 		// The tunnels' end: a destination per service with pods here, or,
