@@ -141,7 +141,10 @@ type Policy struct {
 	PathRegexes []string `json:"pathRegexes,omitempty"`
 	Methods     []string `json:"methods,omitempty"`
 	// Hosts (exact authorities: an HBONE stream's destination) restrict
-	// what is allowed too; empty allows all.
+	// what is allowed too; empty allows all. They are compared byte for
+	// byte, as Envoy's RBAC compares :authority with an exact matcher,
+	// although virtual hosts match without case: a policy for a.example
+	// denies A.Example (it fails closed).
 	Hosts []string `json:"hosts,omitempty"`
 }
 

@@ -336,35 +336,44 @@ func TestRBAC(t *testing.T) {
 	client, other := identity.SPIFFEID("td", "ns", "client"), identity.SPIFFEID("td", "ns", "other")
 	p, addr := startProxy(t, Config{
 		Listeners: []Listener{{Name: "in", Direction: Inbound,
-			TLS:          &TLS{CertFile: sf.Cert, KeyFile: sf.Key, CAFile: sf.CA},
-			RBAC:         &RBAC{Policies: []Policy{{Name: "client-reads-api", Principals: []string{client}, PathPrefixes: []string{"/api"}, Methods: []string{"GET"}}}},
+			TLS: &TLS{CertFile: sf.Cert, KeyFile: sf.Key, CAFile: sf.CA},
+			RBAC: &RBAC{Policies: []Policy{
+				{Name: "client-reads-api", Principals: []string{client}, PathPrefixes: []string{"/api"}, Methods: []string{"GET"}},
+				// Hosts are exact, as Envoy's :authority exact matcher.
+				{Name: "client-admins-one-host", Principals: []string{client}, Paths: []string{"/admin"}, Hosts: []string{"admin.example"}},
+			}},
 			VirtualHosts: []VirtualHost{{Name: "vh", Domains: []string{"*"}, Routes: []Route{{Cluster: "c"}}}}}},
 		Clusters: []Cluster{{Name: "c", Endpoints: []Endpoint{{Address: hostOf(up.Server)}}}},
 	})
 	cc, oc := mtlsClient(t, ca, dir, "client", client), mtlsClient(t, ca, dir, "other", other)
 	cases := []struct {
-		c            *http.Client
-		method, path string
-		want         int
+		c                  *http.Client
+		method, host, path string
+		want               int
 	}{
-		{cc, "GET", "/api/x", 200},
-		{cc, "GET", "/admin", 403},
-		{cc, "POST", "/api/x", 403},
-		{oc, "GET", "/api/x", 403},
+		{cc, "GET", "", "/api/x", 200},
+		{cc, "GET", "", "/admin", 403},
+		{cc, "POST", "", "/api/x", 403},
+		{oc, "GET", "", "/api/x", 403},
+		{cc, "DELETE", "admin.example", "/admin", 200},
+		{cc, "GET", "Admin.Example", "/admin", 403},
+		{cc, "GET", "other.example", "/admin", 403},
+		{oc, "GET", "admin.example", "/admin", 403},
 	}
 	for _, c := range cases {
 		req, _ := http.NewRequest(c.method, "https://"+addr+c.path, nil)
+		req.Host = c.host
 		resp, err := c.c.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
 		if resp.StatusCode != c.want {
-			t.Errorf("%s %s: %d, want %d", c.method, c.path, resp.StatusCode, c.want)
+			t.Errorf("%s %s%s: %d, want %d", c.method, c.host, c.path, resp.StatusCode, c.want)
 		}
 	}
-	if d := p.Stats().Listeners["in"].Denied; d != 3 || up.n.Load() != 1 {
-		t.Errorf("denied %d (want 3), upstream saw %d (want 1)", d, up.n.Load())
+	if d := p.Stats().Listeners["in"].Denied; d != 6 || up.n.Load() != 2 {
+		t.Errorf("denied %d (want 6), upstream saw %d (want 2)", d, up.n.Load())
 	}
 }
 
