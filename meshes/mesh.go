@@ -113,6 +113,12 @@ const (
 // Shared says the pod is on a node it shares with other pods.
 func (w Workload) Shared() bool { return w.Host.Name != "" }
 
+// OwnSource says a shared node's proxy can tell the pod's connections
+// by their source address: the pod has a network of its own (a
+// namespace, a Kubernetes pod), whose address they come from. On the
+// loopback platform every pod's come from 127.0.0.1.
+func (w Workload) OwnSource() bool { return w.Shared() && w.Node.Local != w.Node.Addr }
+
 // ProxyNode is the node whose per-node proxy serves the workload: its
 // Host, or its own Node.
 func (w Workload) ProxyNode() Node {

@@ -1,19 +1,34 @@
 package proxy
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 )
 
 // parseRange reads a source range: a prefix, or an address (the prefix
-// of it alone).
+// of it alone). An IPv4-mapped IPv6 range is taken as the IPv4 one (the
+// addresses it is compared with are unmapped); a zone is refused.
 func parseRange(s string) (netip.Prefix, error) {
 	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q: a range has no zone", s)
+		}
+		a = a.Unmap()
 		return netip.PrefixFrom(a, a.BitLen()), nil
 	}
 	p, err := netip.ParsePrefix(s)
-	return p.Masked(), err
+	if err != nil {
+		return p, err
+	}
+	if a := p.Addr(); a.Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, fmt.Errorf("%q: an IPv4-mapped range needs at least 96 bits", s)
+		}
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
 }
 
 // sourceFilter passes on the connections of the listener below it that
@@ -44,8 +59,8 @@ func (f *sourceFilter) Accept() (net.Conn, error) {
 		if err != nil || f.admits(c.RemoteAddr()) {
 			return c, err
 		}
+		f.refused() // first: a peer that sees the close sees the count
 		c.Close()
-		f.refused()
 	}
 }
 

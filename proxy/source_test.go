@@ -75,6 +75,8 @@ func TestSourceRangesValidate(t *testing.T) {
 		{[]string{"10.0.0.0/33"}, false, `listeners[0] "l": sourceRanges: netip.ParsePrefix("10.0.0.0/33")`},
 		{[]string{"pod-a"}, false, `sourceRanges: netip.ParsePrefix("pod-a")`},
 		{[]string{"10.0.0.1"}, true, "an internal listener's connections have no source address"},
+		{[]string{"fe80::1%eth0"}, false, `"fe80::1%eth0": a range has no zone`},
+		{[]string{"::ffff:10.0.0.0/64"}, false, "an IPv4-mapped range needs at least 96 bits"},
 	} {
 		cfg := clusterOf(nil)
 		cfg.Listeners[0].SourceRanges = c.ranges
@@ -86,6 +88,17 @@ func TestSourceRangesValidate(t *testing.T) {
 		err := cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("ranges %q: %v, want %q", c.ranges, err, c.want)
+		}
+	}
+}
+
+// An IPv4-mapped range is the IPv4 one: the peers' addresses it is
+// compared with are unmapped.
+func TestParseRange(t *testing.T) {
+	for in, want := range map[string]string{"10.0.0.7": "10.0.0.7/32", "::ffff:10.0.0.7": "10.0.0.7/32",
+		"::ffff:10.0.0.0/120": "10.0.0.0/24", "10.0.0.9/24": "10.0.0.0/24", "fd00::7": "fd00::7/128"} {
+		if got, err := parseRange(in); err != nil || got.String() != want {
+			t.Errorf("parseRange(%s) = %v, %v; want %s", in, got, err, want)
 		}
 	}
 }

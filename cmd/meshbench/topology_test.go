@@ -28,24 +28,33 @@ func TestIntegrationTopologies(t *testing.T) {
 		// waypoints is the waypoint row's proxies beside its node proxies
 		// (one per called service).
 		waypoints int
+		// network, when set, is the --network (the default is netns as
+		// root).
+		network string
 	}{
-		{"chain", "", 4, 0, 8, 0}, // meshbench-fast, the fasthttp engine, among them
-		{"fanout", "baseline,meshbench/sidecar,meshbench/per-node,meshbench/proxyless,haproxy/per-node,nginx/sidecar", 5, 0, 6, 0},
+		{"chain", "", 4, 0, 8, 0, ""}, // meshbench-fast, the fasthttp engine, among them
+		{"fanout", "baseline,meshbench/sidecar,meshbench/per-node,meshbench/proxyless,haproxy/per-node,nginx/sidecar", 5, 0, 6, 0, ""},
 		// The client's, the frontend's and the shared node's; the rows
 		// include the L4 node proxies (meshbench-l4), whose apps dial
 		// only their node proxy's ports.
 		// and the waypoint row (meshbench-waypoint), a waypoint per
 		// service on top.
-		{"per-node", "", 6, 3, 9, 5},
+		{"per-node", "", 6, 3, 9, 5, ""},
 		// Pods on the shared node calling each other, through ports of
 		// their own that take their own connections alone.
-		{"testdata/shared-calls.yaml", "", 3, 3, 5, 3},
+		{"testdata/shared-calls.yaml", "", 4, 3, 5, 3, ""},
+		// On loopback, where every pod connects from 127.0.0.1 and no
+		// port can be the pod's by source.
+		{"testdata/shared-calls.yaml", "baseline,meshbench/per-node,meshbench-l4/per-node,haproxy/per-node", 4, 3, 4, 0, "loopback"},
 	} {
-		t.Run(tc.scenario, func(t *testing.T) {
+		t.Run(tc.scenario+tc.network, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), filepath.Base(tc.scenario))
 			args := []string{"run", tc.scenario, "--trials", "1", "--duration", "1s", "--qps", "300", "--out", out}
 			if tc.modes != "" {
 				args = append(args, "--modes", tc.modes)
+			}
+			if tc.network != "" {
+				args = append(args, "--network", tc.network)
 			}
 			m, trials := runAll(t, 4*time.Minute, out, args...)
 			if len(trials) != tc.rows {

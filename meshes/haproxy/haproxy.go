@@ -76,7 +76,7 @@ func (m *mesh) Deploy(env meshes.Env, mode scenarios.Mode) (*meshes.Deployment, 
 				continue
 			}
 			fmt.Fprintf(&body, "frontend %s\n%s    bind %s%s\n", section("outbound", w), p.mode, meshes.NodeOutbound(w), p.plain)
-			if g.Shared {
+			if w.OwnSource() {
 				// The port is the pod's, as its node proxy knows it:
 				// from the pod alone.
 				fmt.Fprintf(&body, "    tcp-request connection reject unless { src %s }\n", w.Node.Addr)

@@ -718,3 +718,37 @@ func TestPerNodeWaypoint(t *testing.T) {
 		t.Errorf("waypoints for TCP load: %v", err)
 	}
 }
+
+// On the loopback platform a pod has no network of its own (every pod's
+// connections come from 127.0.0.1), so no port of a shared node is
+// restricted to a source: it would refuse the pod itself.
+func TestSharedNodeSourcesOnLoopback(t *testing.T) {
+	env := meshtest.Env(t.TempDir(), "shared", false)
+	l4, err := New("v").(meshes.Tunable).Tuned("meshbench-l4", scenarios.PerNode, &scenarios.ProxyTuning{Layer: scenarios.LayerL4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []meshes.Mesh{New("v"), l4} {
+		dep, err := m.Deploy(env, scenarios.PerNode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		podPorts := 0
+		for _, c := range dep.Components {
+			if c.Class != "proxy" {
+				continue
+			}
+			for _, l := range served(t, dep, c).Listeners {
+				if strings.HasPrefix(l.Name, "outbound") && c.Name == "node-proxy-shared" {
+					podPorts++
+				}
+				if l.SourceRanges != nil {
+					t.Errorf("%s: %s's %s takes connections from %q on loopback", m.Name(), c.Name, l.Name, l.SourceRanges)
+				}
+			}
+		}
+		if podPorts == 0 {
+			t.Errorf("%s: the shared node's proxy has no pod port", m.Name())
+		}
+	}
+}

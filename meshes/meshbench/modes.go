@@ -135,9 +135,12 @@ func (r *renderer) addOutbound(b *xds.Bundle, node, listener, listen string, cal
 // the node proxy knows the calling pod by the port it is dialled on (its
 // identity, its routes), so no other source may dial that port. ztunnel
 // knows it by the socket it opens in the pod's own network namespace;
-// here the ports are the node's, on the platform's network.
+// here the ports are the node's, on the platform's network. A pod with
+// no network of its own (the loopback platform, where its Local address
+// is its Addr) connects from 127.0.0.1 like every other: no source tells
+// the pods apart there.
 func podsOwn(l *listenerv3.Listener, w meshes.Workload) *listenerv3.Listener {
-	if l == nil || !w.Shared() {
+	if l == nil || !w.OwnSource() {
 		return l
 	}
 	return xds.WithSources(l, w.Node.Addr)

@@ -113,6 +113,9 @@ func (m *Mesh) Listen(ctx context.Context) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(l.SourceRanges) > 0 {
+		return nil, fmt.Errorf("proxyless listener %q: source ranges are a proxy's (the library does not filter its sources)", l.Name)
+	}
 	tc, err := proxy.ServerTLS(l)
 	if err != nil {
 		return nil, err

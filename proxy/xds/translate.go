@@ -176,9 +176,11 @@ func sourceRanges(m *listenerv3.FilterChainMatch) ([]string, error) {
 	}
 	var out []string
 	for _, r := range m.GetSourcePrefixRanges() {
+		// An unset length is Envoy's /0, any source: for an access
+		// filter, more likely a mistake than meant.
 		a, err := netip.ParseAddr(r.GetAddressPrefix())
-		if err != nil || r.GetPrefixLen().GetValue() > uint32(a.BitLen()) {
-			return nil, fmt.Errorf("filter_chain_match.source_prefix_ranges: %q/%d is no range", r.GetAddressPrefix(), r.GetPrefixLen().GetValue())
+		if err != nil || r.GetPrefixLen() == nil || r.GetPrefixLen().GetValue() > uint32(a.BitLen()) {
+			return nil, fmt.Errorf("filter_chain_match.source_prefix_ranges: %q/%v is no range (set prefix_len, 0 for any source)", r.GetAddressPrefix(), r.GetPrefixLen().GetValue())
 		}
 		out = append(out, netip.PrefixFrom(a, int(r.GetPrefixLen().GetValue())).Masked().String())
 	}

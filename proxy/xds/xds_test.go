@@ -410,4 +410,9 @@ func TestSourcesTranslate(t *testing.T) {
 	if _, err := Translate(b, "n", ""); err == nil || !strings.Contains(err.Error(), `"10.0.0.0"/33 is no range`) {
 		t.Errorf("a /33: %v", err)
 	}
+	// Unset, Envoy's length is 0: any source. Refused as a likely slip.
+	b.Listeners[0].FilterChains[0].FilterChainMatch.SourcePrefixRanges[0].PrefixLen = nil
+	if _, err := Translate(b, "n", ""); err == nil || !strings.Contains(err.Error(), "set prefix_len") {
+		t.Errorf("no prefix_len: %v", err)
+	}
 }

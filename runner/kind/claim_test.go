@@ -7,9 +7,11 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 // fakePlatform is a platform whose API server is client-go's fake, in
@@ -110,5 +112,30 @@ func TestCreateFailed(t *testing.T) {
 		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
 			t.Errorf("createFailed(%s): %v, want %q", c.node, err, c.want)
 		}
+	}
+}
+
+// A claim is conditional on the pod's version: one that another node
+// changed in between fails (and the node's next poll claims another).
+func TestPodOfClaimConflict(t *testing.T) {
+	ctx := context.Background()
+	p := fakePlatform(fakePod("server-7d9-a", ReplicasLabel, "server"))
+	cs := p.client.cs.(*fake.Clientset)
+	conflicts := 0
+	cs.PrependReactor("patch", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		patch := string(a.(k8stesting.PatchAction).GetPatch())
+		if !strings.Contains(patch, `"resourceVersion"`) {
+			t.Errorf("claim patch %s is not conditional on the pod's version", patch)
+		}
+		if conflicts++; conflicts == 1 {
+			return true, nil, apierrors.NewConflict(corev1.Resource("pods"), "server-7d9-a", errors.New("the object has been modified"))
+		}
+		return false, nil, nil
+	})
+	if pod, err := p.podOf(ctx, "server-1"); !apierrors.IsConflict(err) || pod != nil {
+		t.Errorf("podOf during another's claim: %v, %v; want the conflict", pod, err)
+	}
+	if pod, err := p.podOf(ctx, "server-1"); err != nil || pod.Labels[NodeLabel] != "server-1" {
+		t.Errorf("podOf on the next poll: %v, %v", pod, err)
 	}
 }

@@ -171,6 +171,9 @@ func RangesFree(name string, log Logger) error {
 	if err != nil {
 		return fmt.Errorf("list kind clusters: %w", err)
 	}
+	if slices.Contains(existing, FullName(name)) {
+		return nil // made already, with its ranges: Create leaves it
+	}
 	return rangesFree(FullName(name), existing)
 }
 

@@ -326,3 +326,11 @@ func TestRangesFree(t *testing.T) {
 		t.Errorf("beside a kind cluster not meshbench's: %v", err)
 	}
 }
+
+func TestLastAddr(t *testing.T) {
+	for r, want := range map[string]string{"10.96.0.0/16": "10.96.255.255", "10.112.4.0/22": "10.112.7.255", "10.0.0.7/32": "10.0.0.7", "10.1.2.3/8": "10.255.255.255"} {
+		if got := lastAddr(netip.MustParsePrefix(r)).String(); got != want {
+			t.Errorf("lastAddr(%s) = %s, want %s", r, got, want)
+		}
+	}
+}

@@ -139,16 +139,28 @@ func (p *platform) unroutedServices(ctx context.Context) string {
 		}
 	}
 	for _, r := range ranges {
-		first := r.Addr().Next()
-		out, err := runIP(ctx, "-j", "-4", "route", "get", first.String())
-		if err != nil {
-			return fmt.Sprintf("this host has no route to its service range %s (ip route get %s: %s)", r, first, out)
-		}
-		if why := routeWhy(r, []byte(out), ips); why != "" {
-			return why
+		// Its first and last ClusterIPs (a route elsewhere in between,
+		// more specific still, goes unseen).
+		for _, a := range []netip.Addr{r.Addr().Next(), lastAddr(r).Prev()} {
+			out, err := runIP(ctx, "-j", "-4", "route", "get", a.String())
+			if err != nil {
+				return fmt.Sprintf("this host has no route to its service range %s (ip route get %s: %s)", r, a, out)
+			}
+			if why := routeWhy(r, []byte(out), ips); why != "" {
+				return why
+			}
 		}
 	}
 	return ""
+}
+
+// lastAddr is an IPv4 range's last address.
+func lastAddr(r netip.Prefix) netip.Addr {
+	b := r.Masked().Addr().As4()
+	for i := r.Bits(); i < 32; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return netip.AddrFrom4(b)
 }
 
 // routeWhy says why the route `ip -j route get` gave for an address of
