@@ -104,9 +104,9 @@ func (p *platform) Expose(ctx context.Context, svcs []runner.ServiceSpec) (map[s
 }
 
 // unroutedServices says why this host does not reach the cluster's
-// ClusterIPs, or "" when it does: the first address of every IPv4 range
-// of its ServiceCIDRs (networking.k8s.io/v1, Kubernetes 1.33 and later)
-// is routed, by `ip route get` (which follows this host's rules and
+// ClusterIPs, or "" when it does: the first and last ClusterIPs of every
+// IPv4 range of its ServiceCIDRs (networking.k8s.io/v1, Kubernetes 1.33
+// and later) are routed, by `ip route get` (which follows this host's rules and
 // tables), through one of the cluster's nodes, whose kube-proxy
 // translates it. A route through anything else (the default route, a
 // VPN's) would send the runner's probes off this host.
