@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -137,5 +138,49 @@ func TestPodOfClaimConflict(t *testing.T) {
 	}
 	if pod, err := p.podOf(ctx, "server-1"); err != nil || pod.Labels[NodeLabel] != "server-1" {
 		t.Errorf("podOf on the next poll: %v, %v", pod, err)
+	}
+}
+
+// The ClusterIPs are taken for reached from this host when it is one of
+// the cluster's nodes (its own kube-proxy translates them), and not when
+// the nodes are elsewhere and the service range is not routed through
+// one: the real `ip route get` and this host's real addresses, against
+// the fake's nodes and ServiceCIDR.
+func TestUnroutedServicesOnANode(t *testing.T) {
+	local, err := hostAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var here string
+	for _, a := range local {
+		if a.Is4() && !a.IsLoopback() {
+			here = a.String()
+			break
+		}
+	}
+	if here == "" {
+		t.Skipf("this host has no IPv4 address but loopback's (%v) to stand for a node's", local)
+	}
+	cidr := &networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes"},
+		Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.254.252.0/22"}}}
+	node := func(addr string) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n-" + addr},
+			Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: addr}}}}
+	}
+	// 198.51.100.0/24 is documentation's (TEST-NET-2): a node there is
+	// not the gateway of this host's route to 10.254.252.0/22 (made
+	// sure of).
+	if out, _ := runIP(context.Background(), "-4", "route", "get", "10.254.252.1"); strings.Contains(out, "via 198.51.100.7 ") {
+		t.Fatalf("this host routes 10.254.252.0/22 through the test's node address: %s", out)
+	}
+	elsewhere := fakePlatform(cidr, node("198.51.100.7"))
+	elsewhere.o.Log = nopLogger{}
+	if why := elsewhere.unroutedServices(context.Background()); why == "" {
+		t.Errorf("a cluster whose only node (198.51.100.7) is elsewhere and whose service range this host does not route through it: ClusterIPs taken for reached")
+	}
+	onNode := fakePlatform(cidr, node("198.51.100.7"), node(here))
+	onNode.o.Log = nopLogger{}
+	if why := onNode.unroutedServices(context.Background()); why != "" {
+		t.Errorf("this host is the cluster's node n-%s, yet: %s", here, why)
 	}
 }

@@ -271,6 +271,42 @@ func TestRouteWhy(t *testing.T) {
 	}
 }
 
+// This host is taken for a node (whose kube-proxy translates the
+// ClusterIPs it dials) only when one of its addresses is a node's
+// InternalIP; an ExternalIP, a loopback address or another node's
+// address does not make it one.
+func TestNodeOf(t *testing.T) {
+	withAddrs := func(name string, addrs ...corev1.NodeAddress) corev1.Node {
+		return corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{Addresses: addrs}}
+	}
+	internal := func(a string) corev1.NodeAddress { return corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a} }
+	nodes := []corev1.Node{
+		withAddrs("cp", internal("172.18.0.2"), corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "192.0.2.2"}),
+		withAddrs("worker", internal("172.18.0.3"), internal("fd00::3")),
+		withAddrs("odd", internal("127.0.0.1")),
+	}
+	for _, c := range []struct {
+		name  string
+		local []string
+		want  string
+	}{
+		{"a node's InternalIP", []string{"127.0.0.1", "10.0.0.1", "172.18.0.3"}, "worker"},
+		{"its IPv6 InternalIP", []string{"fd00::3"}, "worker"},
+		{"an IPv4-mapped address", []string{"::ffff:172.18.0.2"}, "cp"},
+		{"an ExternalIP only", []string{"192.0.2.2"}, ""},
+		{"loopback only", []string{"127.0.0.1", "::1"}, ""},
+		{"none of them", []string{"172.18.0.1"}, ""},
+	} {
+		var local []netip.Addr
+		for _, a := range c.local {
+			local = append(local, netip.MustParseAddr(a).Unmap())
+		}
+		if got := nodeOf(nodes, local); got != c.want {
+			t.Errorf("%s: nodeOf = %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
 // Each cluster's pod and service ranges are its own (by name), inside
 // meshbench's blocks, so that routes to clusters side by side do not
 // clash; and the kind configuration carries them.

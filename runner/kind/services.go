@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -38,9 +39,10 @@ var _ runner.ServiceNetwork = (*platform)(nil)
 // selecting them, waits until its EndpointSlices list every pod ready, and
 // routes the ClusterIP from this host through a node (recorded, as the pod
 // ranges are) so that the runner's probes reach it. On kube it adds no
-// route, and creates the Services only where this host already routes
-// the cluster's service range (unroutedServices): an unrouted ClusterIP
-// would be dialed through this host's default route. Else the services
+// route, and creates the Services only where this host reaches the
+// cluster's ClusterIPs (unroutedServices): it is one of the nodes, or it
+// routes the service range through one. An unrouted ClusterIP would be
+// dialed through this host's default route. Else the services
 // are dialed at their first pod, and meshbench's own rules spread a
 // replicated one, as locally.
 func (p *platform) Expose(ctx context.Context, svcs []runner.ServiceSpec) (map[string]netip.Addr, error) {
@@ -48,7 +50,7 @@ func (p *platform) Expose(ctx context.Context, svcs []runner.ServiceSpec) (map[s
 	var err error
 	if p.kube() {
 		if why := p.unroutedServices(ctx); why != "" {
-			p.o.Log.Logf("services: none created on kube: %s, and the runner probes each ClusterIP from here; callers dial a service's first pod (a route from this host to the range through a node makes them Services)", why)
+			p.o.Log.Logf("services: none created on kube: %s, and the runner probes each ClusterIP from here; callers dial a service's first pod (a route from this host to the range through a node, or running meshbench on a node, makes them Services)", why)
 			return nil, nil
 		}
 	} else if via, err = p.serviceVia(ctx); err != nil {
@@ -138,6 +140,18 @@ func (p *platform) unroutedServices(ctx context.Context) string {
 			}
 		}
 	}
+	local, err := hostAddrs()
+	if err != nil {
+		return fmt.Sprintf("this host's addresses: %v", err)
+	}
+	if n := nodeOf(nodes.Items, local); n != "" {
+		// k3s, kubeadm on this host, or meshbench run on a node: the
+		// node's own kube-proxy (or its replacement) translates the
+		// ClusterIPs this host dials, before its routes are looked at
+		// again, whatever they say.
+		p.o.Log.Logf("services: this host is the cluster's node %s, whose kube-proxy translates the ClusterIPs it dials", n)
+		return ""
+	}
 	for _, r := range ranges {
 		// Its first and last ClusterIPs (a route elsewhere in between,
 		// more specific still, goes unseen).
@@ -148,6 +162,36 @@ func (p *platform) unroutedServices(ctx context.Context) string {
 			}
 			if why := routeWhy(r, []byte(out), ips); why != "" {
 				return why
+			}
+		}
+	}
+	return ""
+}
+
+// hostAddrs are this host's addresses (of every link, up or not).
+func hostAddrs() ([]netip.Addr, error) {
+	as, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr().Unmap())
+		}
+	}
+	return out, nil
+}
+
+// nodeOf names the node one of whose InternalIPs is among local (this
+// host's addresses), or "". Loopback addresses name no node: a node
+// would not be known by one.
+func nodeOf(nodes []corev1.Node, local []netip.Addr) string {
+	for _, n := range nodes {
+		for _, a := range n.Status.Addresses {
+			ip, err := netip.ParseAddr(a.Address)
+			if a.Type == corev1.NodeInternalIP && err == nil && !ip.IsLoopback() && slices.Contains(local, ip.Unmap()) {
+				return n.Name
 			}
 		}
 	}
