@@ -3,6 +3,7 @@ package kind
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -13,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/meshbench/meshbench/runner"
 )
 
 // fakePlatform is a platform whose API server is client-go's fake, in
@@ -184,3 +187,47 @@ func TestUnroutedServicesOnANode(t *testing.T) {
 		t.Errorf("this host is the cluster's node n-%s, yet: %s", here, why)
 	}
 }
+
+// A process the API server cannot add to its node's pod because the pod
+// would be too large for its store (the answer measured on kind: 500,
+// "etcdserver: request is too large") fails saying why and what to do;
+// and a pod nearing that size is warned of once.
+func TestPodTooLarge(t *testing.T) {
+	pod := fakePod("client", NodeLabel, "client")
+	p := fakePlatform(pod)
+	var logged []string
+	p.o.Log = logFunc(func(format string, args ...any) { logged = append(logged, fmt.Sprintf(format, args...)) })
+	p.ctl = t.TempDir()
+	p.pods, p.procs = map[string]*corev1.Pod{"client": pod}, map[string]*process{}
+	cs := p.client.cs.(*fake.Clientset)
+	cs.PrependReactor("update", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetSubresource() != "ephemeralcontainers" {
+			return false, nil, nil
+		}
+		return true, nil, apierrors.NewInternalError(errors.New("etcdserver: request is too large"))
+	})
+	_, err := p.StartProcess(context.Background(), "client", runner.ProcessSpec{Name: "client-sidecar"})
+	if err == nil || !strings.Contains(err.Error(), "request is too large") || !strings.Contains(err.Error(), "split the run") {
+		t.Errorf("StartProcess on a pod too large: %v, want etcd's error and what to do", err)
+	}
+	if len(p.procs) != 0 {
+		t.Errorf("the process that did not start is still registered: %v", p.procs)
+	}
+
+	big := pod.DeepCopy()
+	for i := range 800 {
+		big.Spec.EphemeralContainers = append(big.Spec.EphemeralContainers, corev1.EphemeralContainer{
+			EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: fmt.Sprintf("p-%d", i), Image: "meshbench.local/meshbench-init:x",
+				Args: []string{strings.Repeat("a", 1400)}}})
+	}
+	p.watchSize("client", pod)
+	p.watchSize("client", big)
+	p.watchSize("client", big)
+	if len(logged) != 1 || !strings.Contains(logged[0], "800 ephemeral containers") {
+		t.Errorf("warnings for a small pod, then twice for one of %d KiB: %q, want one", big.Size()>>10, logged)
+	}
+}
+
+type logFunc func(format string, args ...any)
+
+func (f logFunc) Logf(format string, args ...any) { f(format, args...) }

@@ -119,10 +119,12 @@ type platform struct {
 	// services are the services' ClusterIPs (Expose), by name.
 	services map[string]string
 	procs    map[string]*process // by pod/container
-	seq      int
-	version  string
-	nodes    []results.KubeNode
-	down     bool
+	// sizeWarned are the nodes whose pods' size the run warned of.
+	sizeWarned map[string]bool
+	seq        int
+	version    string
+	nodes      []results.KubeNode
+	down       bool
 }
 
 var _ runner.Platform = (*platform)(nil)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/tools/cache"
@@ -95,23 +96,69 @@ func (p *platform) StartProcess(ctx context.Context, node string, spec runner.Pr
 		SecurityContext: &corev1.SecurityContext{Capabilities: caps},
 	}}
 	pods := p.client.cs.CoreV1().Pods(p.ns)
+	var updated *corev1.Pod
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
 		cur.Spec.EphemeralContainers = append(cur.Spec.EphemeralContainers, ec)
-		_, err = pods.UpdateEphemeralContainers(ctx, pod.Name, cur, metav1.UpdateOptions{})
+		updated, err = pods.UpdateEphemeralContainers(ctx, pod.Name, cur, metav1.UpdateOptions{})
 		return err
 	})
 	if err != nil {
+		if tooLarge(err) {
+			err = fmt.Errorf("%w: pod %s holds every process this run started on node %s as an ephemeral container, which Kubernetes cannot remove, and the API server's store (etcd) keeps no object over about %d MiB: split the run (fewer --trials or --modes per run)", err, pod.Name, node, objectLimit>>20)
+		}
 		return nil, pr.abandon(fmt.Errorf("start %s in pod %s: %w", spec.Name, pod.Name, err))
 	}
+	p.watchSize(node, updated)
 	if err := pr.waitStarted(ctx); err != nil {
 		return nil, pr.abandon(fmt.Errorf("%s (container %s of pod %s): %w", spec.Name, cname, pod.Name, err))
 	}
 	go pr.follow()
 	return pr, nil
+}
+
+// objectLimit is etcd's default bound on a request (--max-request-bytes,
+// 1.5 MiB), which bounds an object the API server stores; objectWarn is
+// the size of a pod past which the run warns (once per pod) that it is
+// nearing it.
+const (
+	objectLimit = 3 << 19
+	objectWarn  = 1 << 20
+)
+
+// tooLarge says whether the API server refused an update because its
+// store would not take the object.
+func tooLarge(err error) bool {
+	return apierrors.IsRequestEntityTooLargeError(err) || strings.Contains(err.Error(), "request is too large")
+}
+
+// watchSize warns, once per node, when the node's pod, as an update
+// returned it, nears the size the API server's store takes: every process
+// of the run adds an ephemeral container (about 1.4 KB of JSON, spec and
+// status, measured on kind) for good.
+func (p *platform) watchSize(node string, pod *corev1.Pod) {
+	if pod == nil {
+		return
+	}
+	// Its protobuf encoding, as the API server stores it.
+	size := pod.Size()
+	if size < objectWarn {
+		return
+	}
+	p.mu.Lock()
+	warned := p.sizeWarned[node]
+	if p.sizeWarned == nil {
+		p.sizeWarned = map[string]bool{}
+	}
+	p.sizeWarned[node] = true
+	p.mu.Unlock()
+	if !warned {
+		n := len(pod.Spec.EphemeralContainers)
+		p.o.Log.Logf("warning: node %s's pod %s is %d KiB with %d ephemeral containers (one per process started; Kubernetes cannot remove them); the API server's store keeps no object over about %d KiB, so at most about %d more processes fit on that node in this run", node, pod.Name, size>>10, n, objectLimit>>10, (objectLimit-size)*n/size)
+	}
 }
 
 // waitStarted waits until the container runs: the watch says so, or the
