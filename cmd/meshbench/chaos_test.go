@@ -543,6 +543,52 @@ func TestIntegrationFaultHTTP(t *testing.T) {
 	}
 }
 
+// TestIntegrationFaultHTTPRestart kills a proxyless server's application
+// (container-kill: started again at once) in the middle of an HTTPChaos
+// that replaces its answers with 503s. The application applies the rules
+// itself, so its new incarnation starts without them; the platform puts
+// them back, as Chaos Mesh keeps a fault on a restarted container: every
+// answer in the whole seconds after the restart and inside the fault is a
+// 503, and the fault's note says the rule was put back.
+func TestIntegrationFaultHTTPRestart(t *testing.T) {
+	integration(t)
+	if os.Geteuid() != 0 {
+		t.Skip("HTTPChaos needs the netns network, which needs root")
+	}
+	sc := faultScenario(t, "10s", []string{"proxyless"},
+		fault("2s", "HTTPChaos", "unavailable", "      target: Response\n      port: 8080\n      duration: 6s\n      replace: {code: 503}\n"),
+		fault("4s", "PodChaos", "app-kill", "      action: container-kill\n      containerNames: [app]\n"))
+	out := filepath.Join(t.TempDir(), "restart")
+	_, trials := runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
+	if len(trials) != 1 {
+		t.Fatalf("%d trials, want 1", len(trials))
+	}
+	tr := trials[0]
+	if len(tr.Faults) != 2 {
+		t.Fatalf("%s: faults %+v, want the HTTPChaos and the kill", tr.Key(), tr.Faults)
+	}
+	unavailable, kill := tr.Faults[0], tr.Faults[1]
+	t.Logf("%s: %s: %s; %s: %s", tr.Key(), unavailable.Name, unavailable.Note, kill.Name, kill.Executor)
+	if unavailable.Error != "" || !strings.Contains(unavailable.Note, "the application of 1 pod(s) was started again during the fault and the rule put back in it") {
+		t.Errorf("%s: %s recorded as %+v, want the rule put back in the restarted application", tr.Key(), unavailable.Name, unavailable)
+	}
+	n := 0
+	for _, sec := range tr.Series {
+		if sec.Start >= kill.Start+1 && sec.Start+1 <= unavailable.End-0.3 && sec.Requests > 0 {
+			n++
+			if sec.Codes["503"] != sec.Requests {
+				t.Errorf("%s: %+v after the restart, inside %s: not every answer a 503", tr.Key(), sec, unavailable.Name)
+			}
+		}
+	}
+	if n == 0 {
+		t.Errorf("%s: no whole second with requests between the restart (%.1fs) and the end of %s (%.1fs): %+v", tr.Key(), kill.Start, unavailable.Name, unavailable.End, tr.Series)
+	}
+	if last := tr.Series[len(tr.Series)-2]; last.Start < unavailable.End || last.Errors != 0 || last.Requests == 0 || last.Codes["503"] != 0 {
+		t.Errorf("%s: the last whole second %+v: not recovered after %.1fs", tr.Key(), last, unavailable.End)
+	}
+}
+
 // p50sBefore are the per-second medians of the whole seconds with
 // requests before fault f; none is fatal.
 func p50sBefore(t *testing.T, tr *results.Trial, f results.Fault) []float64 {

@@ -107,6 +107,22 @@ func (p *platform) ownHTTPFaults(node, api string) func(context.Context) error {
 	}
 }
 
+// restoreHTTPFaults puts the HTTPChaos rules in force back in node's
+// application, which applies them itself and was started again (a
+// container-kill or pod-kill during the fault), as Chaos Mesh keeps a
+// fault on a restarted container and injects it into a replaced pod.
+func (p *platform) restoreHTTPFaults(node string) {
+	p.mu.Lock()
+	it := p.httpInterposers[node]
+	p.mu.Unlock()
+	if it == nil || !it.own {
+		return
+	}
+	if err := it.restore(context.Background()); err != nil {
+		p.opts.Log.Logf("node %s: HTTP faults not put back in its application, started again: %v", node, err)
+	}
+}
+
 // httpChaos puts the HTTPChaos's rule (as Chaos Mesh hands it to its
 // tproxy: target, selector, actions) in each pod's HTTP interposer;
 // recovery removes it and the outcome says how many requests it matched.
@@ -122,16 +138,23 @@ func (p *platform) httpChaos(ctx context.Context, in runner.Injection, sp *chaos
 	type put struct {
 		it  *interposer
 		pod string
+		// restores is how many incarnations of an application that
+		// applies the rules itself had them put back before this rule.
+		restores int
 	}
 	var done []put
-	var matched, lost int64
+	var matched, lost, restored int64
 	remove := func(ctx context.Context) error {
 		var errs []error
 		for _, d := range done {
 			var n struct{ Matched int64 }
-			err := d.it.call(ctx, http.MethodDelete, "/rules/"+name, nil, &n)
-			// An application that applies the rules itself loses them
-			// when it is started again (a pod-kill during the fault).
+			restores, err := d.it.remove(ctx, name, &n)
+			if restores > d.restores {
+				restored++
+			}
+			// An application that applies the rules itself and was
+			// started again during the fault has them put back
+			// (restore), unless that failed.
 			var ae *apiError
 			if d.it.own && errors.As(err, &ae) && ae.status == http.StatusNotFound {
 				lost++
@@ -154,17 +177,22 @@ func (p *platform) httpChaos(ctx context.Context, in runner.Injection, sp *chaos
 		if it.own {
 			got.Executor = execHTTPOwn
 		}
-		if err := it.call(ctx, http.MethodPut, "/rules/"+name, rule, nil); err != nil {
+		restores, err := it.put(ctx, name, rule)
+		if err != nil {
 			return got, errors.Join(fmt.Errorf("pod %s: %w", pod.Workload, err), remove(context.WithoutCancel(ctx)))
 		}
-		done = append(done, put{it, pod.Workload})
+		done = append(done, put{it, pod.Workload, restores})
 	}
 	got.Recover = remove
 	got.Outcome = func() string {
-		if lost > 0 {
-			return fmt.Sprintf("matched %d requests; the rule was gone from %d pods' applications at the end (started again during the fault, they held it no longer, and what it matched before is not counted)", matched, lost)
+		out := fmt.Sprintf("matched %d requests", matched)
+		if restored > 0 {
+			out += fmt.Sprintf("; the application of %d pod(s) was started again during the fault and the rule put back in it (what it matched before the restart is not counted)", restored)
 		}
-		return fmt.Sprintf("matched %d requests", matched)
+		if lost > 0 {
+			out += fmt.Sprintf("; the rule was gone from the application of %d pod(s) at the end (started again during the fault, it could not be put back in it)", lost)
+		}
+		return out
 	}
 	return got, nil
 }

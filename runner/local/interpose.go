@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,85 @@ type interposer struct {
 	// own: the API is the application's own HTTP fault filter's, not an
 	// interposer's (see ownHTTPFaults).
 	own bool
+
+	// An own API's rules go with the application's incarnation: the
+	// rules in force are held here, in the order they were put, and put
+	// back when it is started again (restore). mu orders a rule's put,
+	// removal and restoring, so that a rule removed is never put back.
+	mu   sync.Mutex
+	held []heldRule
+	// restores counts the incarnations the held rules were put back in.
+	restores int
+}
+
+// heldRule is an HTTPChaos rule in force in an own API.
+type heldRule struct {
+	name string
+	rule any
+}
+
+// restoreTimeout bounds the wait for a restarted application's rule API,
+// which restoreEvery polls.
+const (
+	restoreTimeout = 30 * time.Second
+	restoreEvery   = 50 * time.Millisecond
+)
+
+// put puts a rule in force (PUT /rules/NAME), held to be put back in an
+// own API's next incarnation; it returns how many incarnations had rules
+// put back before, to tell later whether the rule was restored.
+func (it *interposer) put(ctx context.Context, name string, rule any) (int, error) {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	if err := it.call(ctx, http.MethodPut, "/rules/"+name, rule, nil); err != nil {
+		return 0, err
+	}
+	if it.own {
+		it.held = append(it.held, heldRule{name, rule})
+	}
+	return it.restores, nil
+}
+
+// remove takes a rule out of force (DELETE /rules/NAME, its answer into
+// out) and says how many incarnations had rules put back by then.
+func (it *interposer) remove(ctx context.Context, name string, out any) (int, error) {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	it.held = slices.DeleteFunc(it.held, func(h heldRule) bool { return h.name == name })
+	return it.restores, it.call(ctx, http.MethodDelete, "/rules/"+name, nil, out)
+}
+
+// restore puts the held rules back in an own API whose application was
+// started again, once it answers (within restoreTimeout).
+func (it *interposer) restore(ctx context.Context) error {
+	deadline := time.Now().Add(restoreTimeout)
+	for {
+		it.mu.Lock()
+		if len(it.held) == 0 {
+			it.mu.Unlock()
+			return nil
+		}
+		err := it.call(ctx, http.MethodPut, "/rules/"+it.held[0].name, it.held[0].rule, nil)
+		if err == nil {
+			for _, h := range it.held[1:] {
+				err = errors.Join(err, it.call(ctx, http.MethodPut, "/rules/"+h.name, h.rule, nil))
+			}
+			it.restores++
+			it.mu.Unlock()
+			return err
+		}
+		it.mu.Unlock()
+		// An answer other than 2xx is the application's word: final.
+		var ae *apiError
+		if errors.As(err, &ae) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(restoreEvery):
+		}
+	}
 }
 
 // interposeLink is one of an interposer's proxies: the connections to a

@@ -34,11 +34,14 @@ type process struct {
 	cpus  string // its taskset list, "" when not pinned
 	// httpFaults is its own HTTPChaos rule API (ProcessSpec.HTTPFaults).
 	httpFaults string
-	cgroups    map[string]string
-	argv       []string // to start it again
-	env        []string
-	stdout     io.Writer
-	stderr     io.Writer
+	// restarted, when set, runs (in a goroutine of its own) once each
+	// incarnation after the first has started.
+	restarted func()
+	cgroups   map[string]string
+	argv      []string // to start it again
+	env       []string
+	stdout    io.Writer
+	stderr    io.Writer
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd     // the current incarnation
@@ -116,6 +119,11 @@ func (p *platform) startIn(node string, spec runner.ProcessSpec, join *process) 
 	pr := &process{name: spec.Name, class: spec.Class, node: node, cpus: spec.CPUs, httpFaults: spec.HTTPFaults, cgroups: cgroups,
 		argv: argv, env: append(os.Environ(), EnvRunID+"="+p.opts.RunID, EnvComponent+"="+spec.Name),
 		stdout: spec.Stdout, stderr: spec.Stderr, done: make(chan struct{}), stopped: make(chan struct{})}
+	if spec.HTTPFaults != "" {
+		// The HTTPChaos rules in force are put back in each new
+		// incarnation, as Chaos Mesh keeps them on a restarted container.
+		pr.restarted = func() { p.restoreHTTPFaults(node) }
+	}
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	if err := pr.run(); err != nil {
@@ -234,6 +242,10 @@ func (pr *process) kill(grace, delay time.Duration, replace bool) {
 		}
 		if err := pr.run(); err != nil {
 			pr.finish(fmt.Errorf("restart: %w", err))
+			return
+		}
+		if pr.restarted != nil {
+			go pr.restarted()
 		}
 	}
 	if grace > 0 {
