@@ -108,7 +108,7 @@ func (p *platform) StartProcess(ctx context.Context, node string, spec runner.Pr
 	})
 	if err != nil {
 		if tooLarge(err) {
-			err = fmt.Errorf("%w: pod %s holds every process this run started on node %s as an ephemeral container, which Kubernetes cannot remove, and the API server's store (etcd) keeps no object over about %d MiB: split the run (fewer --trials or --modes per run)", err, pod.Name, node, objectLimit>>20)
+			err = fmt.Errorf("%w: pod %s holds every process this run started on node %s as an ephemeral container, which Kubernetes cannot remove, and the API server's store (etcd) keeps no object over about %d KiB: split the run (fewer --trials or --modes per run)", err, pod.Name, node, objectLimit>>10)
 		}
 		return nil, pr.abandon(fmt.Errorf("start %s in pod %s: %w", spec.Name, pod.Name, err))
 	}
@@ -122,7 +122,7 @@ func (p *platform) StartProcess(ctx context.Context, node string, spec runner.Pr
 
 // objectLimit is etcd's default bound on a request (--max-request-bytes,
 // 1.5 MiB), which bounds an object the API server stores; objectWarn is
-// the size of a pod past which the run warns (once per pod) that it is
+// the size of a pod past which the run warns (once per node) that it is
 // nearing it.
 const (
 	objectLimit = 3 << 19
@@ -157,7 +157,7 @@ func (p *platform) watchSize(node string, pod *corev1.Pod) {
 	p.mu.Unlock()
 	if !warned {
 		n := len(pod.Spec.EphemeralContainers)
-		p.o.Log.Logf("warning: node %s's pod %s is %d KiB with %d ephemeral containers (one per process started; Kubernetes cannot remove them); the API server's store keeps no object over about %d KiB, so at most about %d more processes fit on that node in this run", node, pod.Name, size>>10, n, objectLimit>>10, (objectLimit-size)*n/size)
+		p.o.Log.Logf("warning: node %s's pod %s is %d KiB with %d ephemeral containers (one per process started; Kubernetes cannot remove them); the API server's store keeps no object over about %d KiB, so at most about %d more processes fit on that node in this run", node, pod.Name, size>>10, n, objectLimit>>10, max(0, (objectLimit-size)*n/size))
 	}
 }
 
