@@ -555,8 +555,8 @@ func TestIntegrationFaultHTTPRestart(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("HTTPChaos needs the netns network, which needs root")
 	}
-	sc := faultScenario(t, "10s", []string{"proxyless"},
-		fault("2s", "HTTPChaos", "unavailable", "      target: Response\n      port: 8080\n      duration: 6s\n      replace: {code: 503}\n"),
+	sc := faultScenario(t, "14s", []string{"proxyless"},
+		fault("2s", "HTTPChaos", "unavailable", "      target: Response\n      port: 8080\n      duration: 9s\n      replace: {code: 503}\n"),
 		fault("4s", "PodChaos", "app-kill", "      action: container-kill\n      containerNames: [app]\n"))
 	out := filepath.Join(t.TempDir(), "restart")
 	_, trials := runAll(t, 5*time.Minute, out, "run", sc, "--out", out)
@@ -574,7 +574,9 @@ func TestIntegrationFaultHTTPRestart(t *testing.T) {
 	}
 	n := 0
 	for _, sec := range tr.Series {
-		if sec.Start >= kill.Start+1 && sec.Start+1 <= unavailable.End-0.3 && sec.Requests > 0 {
+		// From a second and a half after the kill: the application is
+		// started again at once and its rules put back once it answers.
+		if sec.Start >= kill.Start+1.5 && sec.Start+1 <= unavailable.End-0.3 && sec.Requests > 0 {
 			n++
 			if sec.Codes["503"] != sec.Requests {
 				t.Errorf("%s: %+v after the restart, inside %s: not every answer a 503", tr.Key(), sec, unavailable.Name)

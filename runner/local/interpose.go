@@ -114,7 +114,11 @@ func (it *interposer) restore(ctx context.Context) error {
 			for _, h := range it.held[1:] {
 				err = errors.Join(err, it.call(ctx, http.MethodPut, "/rules/"+h.name, h.rule, nil))
 			}
-			it.restores++
+			// Counted only when every rule is back: one that is not is
+			// found gone at its removal, and said to be lost.
+			if err == nil {
+				it.restores++
+			}
 			it.mu.Unlock()
 			return err
 		}
