@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/meshbench/meshbench/runner/kind"
+	"github.com/meshbench/meshbench/runner/kind/nodeimage"
 	"github.com/meshbench/meshbench/runner/results"
 )
 
@@ -847,4 +848,55 @@ func kubeRun(t *testing.T, name, share string) {
 	}
 	delRoutes()
 	_ = exec.Command("ip", "route", "del", svcRange).Run()
+	kubeOnNode(t, full, share)
+}
+
+// kubeOnNode runs meshbench on the cluster's control-plane node with the
+// kube platform, as on a host that is one of its nodes (k3s, kubeadm):
+// the node's ip route gives no node as the way to the service range (the
+// Docker network's gateway), yet its own kube-proxy translates the
+// ClusterIPs it dials, so the services are Services; the run leaves
+// nothing. The node has neither debootstrap nor the cache: the pods'
+// image is named from a copy of the cached reference root filesystem in
+// the shared directory (the image is on the nodes: kubeRun loaded it).
+func kubeOnNode(t *testing.T, full, share string) {
+	t.Helper()
+	stages, _ := filepath.Glob(filepath.Join(nodeimage.DefaultCacheDir(), "build", "reference-*", ".meshbench-done"))
+	if len(stages) != 1 {
+		t.Fatalf("the cached reference root filesystem: %v, want one (make test builds it)", stages)
+	}
+	stage := filepath.Dir(stages[0])
+	cache := filepath.Join(share, "node-cache")
+	copyStage := filepath.Join(cache, "build", filepath.Base(stage))
+	if err := os.MkdirAll(filepath.Join(copyStage, "rootfs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(share, "node-bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// -p: meshbench runs a meshbench-proxy beside it only if it is as new.
+	for _, cp := range [][]string{
+		{filepath.Join(stage, ".meshbench-done"), filepath.Join(stage, "rootfs.tar"), copyStage},
+		{meshbenchBin, filepath.Join(filepath.Dir(meshbenchBin), "meshbench-proxy"), filepath.Join(filepath.Dir(meshbenchBin), "meshbench-pod-process"), bin},
+	} {
+		if out, err := exec.Command("cp", append([]string{"-p"}, cp...)...).CombinedOutput(); err != nil {
+			t.Fatalf("cp %v: %v: %s", cp, err, out)
+		}
+	}
+	out := filepath.Join(share, "kube-node")
+	r := runArgv(t, 10*time.Minute, nil, []string{"docker", "exec", full + "-control-plane", filepath.Join(bin, "meshbench"),
+		"run", "smoke", "--platform", "kube", "--kubeconfig", "/etc/kubernetes/admin.conf", "--cache-dir", cache,
+		"--duration", "2s", "--out", out})
+	if r.code != 0 {
+		t.Fatalf("run smoke --platform kube on node %s-control-plane: exit %d\nstdout:\n%s\nstderr:\n%s", full, r.code, r.stdout, r.stderr)
+	}
+	if want := "services: this host is the cluster's node " + full + "-control-plane"; !strings.Contains(r.stderr, want) {
+		t.Errorf("the run on a node did not say %q:\n%s", want, r.stderr)
+	}
+	checkPodTrials(t, out)
+	checkClusterIP(t, out, "server")
+	if ns, _ := kubectlIn(t, full, "get", "namespaces", "-l", "meshbench.dev/run", "-o", "name"); strings.TrimSpace(ns) != "" {
+		t.Errorf("the run on a node left namespaces: %s", ns)
+	}
 }

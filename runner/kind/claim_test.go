@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 
@@ -181,10 +182,41 @@ func TestUnroutedServicesOnANode(t *testing.T) {
 	if why := elsewhere.unroutedServices(context.Background()); why == "" {
 		t.Errorf("a cluster whose only node (198.51.100.7) is elsewhere and whose service range this host does not route through it: ClusterIPs taken for reached")
 	}
-	onNode := fakePlatform(cidr, node("198.51.100.7"), node(here))
+	// On a node, the API server's ClusterIP (here: a listener of this
+	// test's at the host's own address, as the fake's Service says)
+	// must take a connection.
+	l, err := net.Listen("tcp", net.JoinHostPort(here, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	apiServer := func(port int) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: metav1.NamespaceDefault},
+			Spec: corev1.ServiceSpec{ClusterIP: here, Ports: []corev1.ServicePort{{Port: int32(port)}}}}
+	}
+	onNode := fakePlatform(cidr, node("198.51.100.7"), node(here), apiServer(port))
 	onNode.o.Log = nopLogger{}
 	if why := onNode.unroutedServices(context.Background()); why != "" {
 		t.Errorf("this host is the cluster's node n-%s, yet: %s", here, why)
+	}
+	// The same address, but the API server's ClusterIP takes no
+	// connection (another host's address, behind NAT or a VPN): the
+	// routes decide, and do not go through a node.
+	closed, err := net.Listen("tcp", net.JoinHostPort(here, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+	var logged []string
+	lookalike := fakePlatform(cidr, node("198.51.100.7"), node(here), apiServer(closedPort))
+	lookalike.o.Log = logFunc(func(format string, args ...any) { logged = append(logged, fmt.Sprintf(format, args...)) })
+	if why := lookalike.unroutedServices(context.Background()); why == "" {
+		t.Errorf("this host has node n-%s's address but does not reach the API server's ClusterIP, yet its ClusterIPs are taken for reached", here)
+	}
+	if len(logged) != 1 || !strings.Contains(logged[0], "a connection to the API server's ClusterIP") {
+		t.Errorf("the run does not say why the node's address was not enough: %q", logged)
 	}
 }
 

@@ -284,6 +284,7 @@ func TestNodeOf(t *testing.T) {
 		withAddrs("cp", internal("172.18.0.2"), corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "192.0.2.2"}),
 		withAddrs("worker", internal("172.18.0.3"), internal("fd00::3")),
 		withAddrs("odd", internal("127.0.0.1")),
+		withAddrs("mapped", internal("::ffff:172.18.0.9")),
 	}
 	for _, c := range []struct {
 		name  string
@@ -292,7 +293,7 @@ func TestNodeOf(t *testing.T) {
 	}{
 		{"a node's InternalIP", []string{"127.0.0.1", "10.0.0.1", "172.18.0.3"}, "worker"},
 		{"its IPv6 InternalIP", []string{"fd00::3"}, "worker"},
-		{"an IPv4-mapped address", []string{"::ffff:172.18.0.2"}, "cp"},
+		{"a node's IPv4-mapped InternalIP", []string{"172.18.0.9"}, "mapped"},
 		{"an ExternalIP only", []string{"192.0.2.2"}, ""},
 		{"loopback only", []string{"127.0.0.1", "::1"}, ""},
 		{"none of them", []string{"172.18.0.1"}, ""},

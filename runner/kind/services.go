@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -148,9 +149,15 @@ func (p *platform) unroutedServices(ctx context.Context) string {
 		// k3s, kubeadm on this host, or meshbench run on a node: the
 		// node's own kube-proxy (or its replacement) translates the
 		// ClusterIPs this host dials, before its routes are looked at
-		// again, whatever they say.
-		p.o.Log.Logf("services: this host is the cluster's node %s, whose kube-proxy translates the ClusterIPs it dials", n)
-		return ""
+		// again, whatever they say. An address alone could be another
+		// host's (the same private address behind NAT or a VPN), so the
+		// API server's own ClusterIP must take a connection from here.
+		why := p.dialsAPIServer(ctx)
+		if why == "" {
+			p.o.Log.Logf("services: this host is the cluster's node %s, whose kube-proxy translates the ClusterIPs it dials", n)
+			return ""
+		}
+		p.o.Log.Logf("services: this host has the address of the cluster's node %s, but %s: its routes decide", n, why)
 	}
 	for _, r := range ranges {
 		// Its first and last ClusterIPs (a route elsewhere in between,
@@ -165,6 +172,29 @@ func (p *platform) unroutedServices(ctx context.Context) string {
 			}
 		}
 	}
+	return ""
+}
+
+// apiDialTimeout bounds the connection to the API server's ClusterIP.
+const apiDialTimeout = 3 * time.Second
+
+// dialsAPIServer says why a connection from this host to the API server's
+// ClusterIP (Service default/kubernetes) is not made, or "" when it is.
+func (p *platform) dialsAPIServer(ctx context.Context) string {
+	svc, err := p.client.cs.CoreV1().Services(metav1.NamespaceDefault).Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		return fmt.Sprintf("the API server's Service default/kubernetes: %v", err)
+	}
+	if len(svc.Spec.Ports) == 0 {
+		return "the API server's Service default/kubernetes has no port"
+	}
+	addr := net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(svc.Spec.Ports[0].Port)))
+	d := net.Dialer{Timeout: apiDialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Sprintf("a connection to the API server's ClusterIP %s fails (%v)", addr, err)
+	}
+	conn.Close()
 	return ""
 }
 
