@@ -26,11 +26,9 @@ var _ runner.FaultInjector = (*platform)(nil)
 
 // Executors of the local platform's faults, as results name them.
 const (
-	execIPTables = "iptables"
-	execSignals  = "SIGSTOP/SIGCONT"
-	execTBF      = "tc tbf"
-	execLoss     = "iptables statistic (random drop)"
-	execStress   = "stressor in the app's cgroups and CPUs"
+	execTBF    = "tc tbf"
+	execLoss   = "iptables statistic (random drop)"
+	execStress = "stressor in the app's cgroups and CPUs"
 )
 
 // CanInject says which actions the local platform executes: partition,
@@ -60,15 +58,7 @@ func (p *platform) CanInject(a chaos.Action) error {
 		case chaosv1alpha1.PodFailureAction, chaosv1alpha1.PodKillAction:
 			return nil
 		case chaosv1alpha1.ContainerKillAction:
-			if len(o.Spec.ContainerNames) == 0 {
-				return fmt.Errorf("containerNames is required (%s, %s)", scenarios.ContainerApp, scenarios.ContainerProxy)
-			}
-			for _, n := range o.Spec.ContainerNames {
-				if n != scenarios.ContainerApp && n != scenarios.ContainerProxy {
-					return fmt.Errorf("no container %q in the local platform's pods (%s, %s)", n, scenarios.ContainerApp, scenarios.ContainerProxy)
-				}
-			}
-			return nil
+			return runner.CheckContainerKill(o.Spec.ContainerNames, "local")
 		}
 	case *chaosv1alpha1.HTTPChaos:
 		switch {
@@ -132,25 +122,10 @@ func (p *platform) Inject(ctx context.Context, in runner.Injection) (runner.Inje
 	return runner.Injected{}, fmt.Errorf("%s: not executed on the local platform", in.Action.Verb())
 }
 
-// partitionTargets are the iptables targets of a partition's rules: drop
-// (the default) silently drops; reject answers TCP with a reset and the
-// rest with an ICMP error, as Chaos Mesh's reject does. The resets
-// themselves pass: with direction both, a reset the INPUT rule sends
-// would otherwise meet the OUTPUT rule and be dropped.
-func partitionTargets(b chaosv1alpha1.NetworkChaosPartitionBehavior) [][]string {
-	if b == chaosv1alpha1.RejectPartitionBehavior {
-		return [][]string{
-			{"-p", "tcp", "!", "--tcp-flags", "RST", "RST", "-j", "REJECT", "--reject-with", "tcp-reset"},
-			{"!", "-p", "tcp", "-j", "REJECT"},
-		}
-	}
-	return [][]string{{"-j", "DROP"}}
-}
-
 // partition drops the pods' packets to (direction to), from (from) or to
 // and from (both) their peers' addresses, or rejects them.
 func (p *platform) partition(ctx context.Context, in runner.Injection, dir chaosv1alpha1.Direction, b chaosv1alpha1.NetworkChaosPartitionBehavior) (runner.Injected, error) {
-	return p.filter(ctx, in, dir, in.Peers, partitionTargets(b), execIPTables)
+	return p.filter(ctx, in, dir, in.Peers, runner.PartitionTargets(b), runner.ExecIPTables)
 }
 
 // loss drops each packet of the pods' traffic on their interface with
@@ -179,7 +154,7 @@ func (p *platform) loss(ctx context.Context, in runner.Injection, dir chaosv1alp
 // leaves none behind.
 func (p *platform) filter(ctx context.Context, in runner.Injection, dir chaosv1alpha1.Direction, peers []string, targets [][]string, executor string) (runner.Injected, error) {
 	var rules []nsRule
-	comment := faultComment(p.opts.RunID)
+	comment := runner.FaultComment(p.opts.RunID)
 	addrs := []string{""} // any
 	if peers != nil {
 		addrs = nil
@@ -196,27 +171,8 @@ func (p *platform) filter(ctx context.Context, in runner.Injection, dir chaosv1a
 	}
 	for _, pod := range in.Pods {
 		ns := nsName(p.opts.RunID, pod.Node)
-		for _, addr := range addrs {
-			var matches [][]string
-			if dir == chaosv1alpha1.To || dir == chaosv1alpha1.Both || dir == "" {
-				matches = append(matches, []string{"OUTPUT", "-o", "eth0"})
-				if addr != "" {
-					matches[len(matches)-1] = append(matches[len(matches)-1], "-d", addr)
-				}
-			}
-			if dir == chaosv1alpha1.From || dir == chaosv1alpha1.Both {
-				matches = append(matches, []string{"INPUT", "-i", "eth0"})
-				if addr != "" {
-					matches[len(matches)-1] = append(matches[len(matches)-1], "-s", addr)
-				}
-			}
-			for _, m := range matches {
-				// In reverse: each is inserted at the head, and the
-				// first target must come first.
-				for i := len(targets) - 1; i >= 0; i-- {
-					rules = append(rules, nsRule{ns: ns, table: "filter", rule: slices.Concat(m, []string{"-m", "comment", "--comment", comment}, targets[i])})
-				}
-			}
+		for _, r := range runner.FilterRules(dir, "eth0", addrs, comment, targets) {
+			rules = append(rules, nsRule{ns: ns, table: "filter", rule: r})
 		}
 	}
 	undo, err := p.applyRules(ctx, rules, true)
@@ -378,33 +334,21 @@ func podProcesses(in runner.Injection, keep func(*process) bool) (pods [][]*proc
 	return pods, none, nil
 }
 
-// faultComment marks the rules of a run's faults.
-func faultComment(runID string) string { return "meshbench-fault:" + runID }
-
-// podRestart is how long after a pod-kill the pod's processes start
-// again: the time a Deployment's replacement pod takes to be scheduled
-// and started when its image is on the node.
-const podRestart = time.Second
-
 // kill kills pods and starts them again, as Kubernetes would: pod-kill
 // kills each pod's processes (after grace, with SIGTERM
-// first) and starts them podRestart later, as its replacement; a
+// first) and starts them runner.PodReplaceDelay later, as its replacement; a
 // container-kill kills the named containers (app: the application;
 // proxy: the sidecar) and starts each again with the kubelet's restart
 // back-off. The sidecar re-enrolls with the control plane on its own,
 // under the same identity; the namespace (the pod's address and its
 // redirects) stays. One-shot: nothing to recover.
 func (p *platform) kill(in runner.Injection, podKill bool, containers []string, grace time.Duration) (runner.Injected, error) {
-	got := runner.Injected{Executor: fmt.Sprintf("SIGKILL, the pod started again %s later (its replacement)", podRestart)}
+	got := runner.Injected{Executor: runner.ExecPodKill}
 	if !podKill {
-		got.Executor = "SIGKILL, the container started again with the kubelet's back-off (0, 10 s, 20 s ... 5 min)"
+		got.Executor = runner.ExecContainerKill
 	}
 	pods, empty, err := podProcesses(in, func(pr *process) bool {
-		name := scenarios.ContainerApp
-		if pr.class != results.ClassApp {
-			name = scenarios.ContainerProxy
-		}
-		return podKill || slices.Contains(containers, name)
+		return podKill || slices.Contains(containers, runner.ContainerOf(pr.class))
 	})
 	if err != nil {
 		return got, err
@@ -415,7 +359,7 @@ func (p *platform) kill(in runner.Injection, podKill bool, containers []string, 
 	victims := slices.Concat(pods...)
 	var wg sync.WaitGroup
 	for _, pr := range victims {
-		delay := podRestart
+		delay := runner.PodReplaceDelay
 		if !podKill {
 			delay = pr.backoff()
 		}
@@ -440,7 +384,7 @@ func (p *platform) kill(in runner.Injection, podKill bool, containers []string, 
 // stopped processes die with it (their parent-death signal is SIGKILL,
 // which a stopped process takes).
 func (p *platform) podFailure(in runner.Injection) (runner.Injected, error) {
-	got := runner.Injected{Executor: execSignals}
+	got := runner.Injected{Executor: runner.ExecSignals}
 	pods, empty, err := podProcesses(in, func(pr *process) bool {
 		select {
 		case <-pr.done: // ended for good

@@ -66,7 +66,7 @@ func (p *platform) interposeHTTP(ctx context.Context, node, cpus string) (func(c
 	if err != nil {
 		return nil, err
 	}
-	comment := []string{"-m", "comment", "--comment", faultComment(p.opts.RunID)}
+	comment := []string{"-m", "comment", "--comment", runner.FaultComment(p.opts.RunID)}
 	local, err := p.applyRules(ctx, []nsRule{{ns: ns, table: "nat", rule: append([]string{"OUTPUT", "-p", "tcp", "--dport", app,
 		"-m", "addrtype", "--dst-type", "LOCAL", "-m", "mark", "!", "--mark", strconv.Itoa(httpFaultMark)}, append(comment, "-j", "REDIRECT", "--to-ports", listen)...)}}, true)
 	if err != nil {

@@ -400,7 +400,7 @@ func (p *platform) interpose(ctx context.Context, node, cpus string, peers []str
 			it.proxies = append(it.proxies, interposeLink{name: name, from: peer})
 			args = append(args, "--proxy", name+"="+meshes.HostPort(n.Addr, listen)+"="+meshes.HostPort(n.Addr, up))
 			rules = append(rules, nsRule{ns: ns, table: "nat", rule: append(match,
-				"-m", "comment", "--comment", faultComment(p.opts.RunID), "-j", "REDIRECT", "--to-ports", strconv.Itoa(listen))})
+				"-m", "comment", "--comment", runner.FaultComment(p.opts.RunID), "-j", "REDIRECT", "--to-ports", strconv.Itoa(listen))})
 		}
 	}
 	pr, err := p.startInterposer(ctx, node, cpus, args, "http://"+it.api+"/version")

@@ -127,7 +127,7 @@ func (p *platform) counted(ctx context.Context, rules []nsRule, comment string) 
 
 // packetComment names one injection's rules.
 func packetComment(runID string, in runner.Injection) string {
-	return faultComment(runID) + ":" + in.Action.Name()
+	return runner.FaultComment(runID) + ":" + in.Action.Name()
 }
 
 // percent reads a Chaos Mesh percentage ("10", "0.5").

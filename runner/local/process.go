@@ -178,10 +178,7 @@ func (pr *process) finish(err error) {
 func (pr *process) backoff() time.Duration {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
-	if pr.restarts == 0 {
-		return 0
-	}
-	return min(10*time.Second<<min(pr.restarts-1, 5), 5*time.Minute)
+	return runner.RestartBackoff(pr.restarts)
 }
 
 // pid is the current incarnation's process (and group) id.
