@@ -490,7 +490,9 @@ func kindRunKilled(t *testing.T, name, share string) {
 			}
 		}
 	}
-	for id, out := range map[string]string{killed: killedOut, runID(t, next.stderr): nextOut, runID(t, repl.stderr): replOut, sm.RunID: sharedOut} {
+	faultsOut := filepath.Join(share, "faults")
+	fm := kindFaults(t, name, faultsOut)
+	for id, out := range map[string]string{killed: killedOut, runID(t, next.stderr): nextOut, runID(t, repl.stderr): replOut, sm.RunID: sharedOut, fm.RunID: faultsOut} {
 		if l := kindLeftovers(t, full, id, out); len(l) > 0 {
 			t.Errorf("run %s left behind: %v", id, l)
 		}
@@ -500,6 +502,76 @@ func kindRunKilled(t *testing.T, name, share string) {
 			t.Errorf("node %s still has %v, which the runs loaded", n, imgs)
 		}
 	}
+}
+
+// kindFaults runs faults on kind's pods, as TestIntegrationFaults and
+// TestIntegrationFaultKill do locally, on the server with a sidecar: a
+// pod failure holds requests up for its 2 s; a kill of the sidecar
+// (restarted at once) and of the whole pod (started again a second
+// later) fail requests; a partition (through the pod's fault agent) has
+// the server serve nothing; and it serves again afterwards.
+func kindFaults(t *testing.T, cluster, out string) *results.Manifest {
+	t.Helper()
+	sc := faultScenario(t, "14s", []string{"sidecar"},
+		fault("1s", "PodChaos", "freeze", fmt.Sprintf(freezeSpec, "2s")),
+		fault("4s", "PodChaos", "proxy-kill", "      action: container-kill\n      containerNames: [proxy]\n"),
+		fault("5s", "PodChaos", "pod-kill", "      action: pod-kill\n"),
+		fault("8s", "NetworkChaos", "cut", fmt.Sprintf(partitionSpec, "2s")))
+	m, trials := runAll(t, 10*time.Minute, out, "run", sc, "--platform", "kind", "--cluster", cluster, "--out", out)
+	if len(trials) != 1 {
+		t.Fatalf("faults on kind: %d trials, want 1", len(trials))
+	}
+	tr := trials[0]
+	if len(tr.Faults) != 4 || tr.Faults[0].Executor != "SIGSTOP/SIGCONT" || tr.Faults[0].End-tr.Faults[0].Start < 2 ||
+		!strings.Contains(tr.Faults[1].Executor, "back-off") || !strings.Contains(tr.Faults[2].Executor, "replacement") ||
+		tr.Faults[3].Executor != "iptables" || tr.Faults[3].End-tr.Faults[3].Start < 2 {
+		t.Fatalf("faults on kind: %+v, want the pod failure, the sidecar's kill, the pod's, and the partition", tr.Faults)
+	}
+	for _, f := range tr.Faults {
+		if f.Error != "" || f.Note != "" || len(f.Targets) != 1 || f.Targets[0] != "server" {
+			t.Errorf("faults on kind: %s recorded as %+v", f.Name, f)
+		}
+	}
+	if tr.LatencyMs.Max < 1500 {
+		t.Errorf("faults on kind: max latency %.0f ms: the 2 s pod failure held up no request", tr.LatencyMs.Max)
+	}
+	if tr.Errors == 0 {
+		t.Errorf("faults on kind: no request failed: the kills did not reach the traffic")
+	}
+	// Every whole second of the server's own counts inside the partition
+	// (300 ms in from either end) is empty.
+	cut, inside := tr.Faults[3], 0
+	for _, sec := range perSecond(t, tr, "server") {
+		if sec.from >= cut.Start+0.3 && sec.to <= cut.End-0.3 {
+			inside++
+			if sec.n != 0 {
+				t.Errorf("faults on kind: the server served %d requests in %.1f-%.1fs, inside the partition (%.1f-%.1fs)", sec.n, sec.from, sec.to, cut.Start, cut.End)
+			}
+		}
+	}
+	if inside == 0 || !hasEvent(tr, "fault agents (iptables) in the pods of server") {
+		t.Errorf("faults on kind: %d whole seconds of the server's counts inside the partition (%.1f-%.1fs), events %+v", inside, cut.Start, cut.End, tr.Events)
+	}
+	// Recovered: the last whole second (13-14 s, 3 s after the
+	// partition) sends requests and none fails.
+	var last results.Second
+	for _, sec := range tr.Series {
+		if sec.Start == 13 {
+			last = sec
+		}
+	}
+	if last.Requests < 50 || last.Errors != 0 {
+		t.Errorf("faults on kind: the last second %+v: the server did not come back (series %+v)", last, tr.Series)
+	}
+	// The sidecar was started again twice in its container, the app once.
+	logs := filepath.Join(out, tr.Dir(), results.LogsDir)
+	for name, want := range map[string]int{"server": 1, "server-sidecar": 2} {
+		data, err := os.ReadFile(filepath.Join(logs, name+".stderr.log"))
+		if n := strings.Count(string(data), "pod-process: killed to be restarted"); err != nil || n != want {
+			t.Errorf("faults on kind: %s restarted %d times (%v), want %d", name, n, err, want)
+		}
+	}
+	return m
 }
 
 // checkL4OnPods checks a row of the L4 node proxies of a per-node run

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	chaosv1alpha1 "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
+
+	"github.com/meshbench/meshbench/runner"
 	"github.com/meshbench/meshbench/runner/kind"
 	"github.com/meshbench/meshbench/runner/kind/podproc"
 	"github.com/meshbench/meshbench/runner/results"
@@ -93,6 +96,7 @@ func TestIntegrationKindRun(t *testing.T) {
 	}
 	states := stateFiles()
 	out := filepath.Join(t.TempDir(), "results")
+	stress := faultScenario(t, "4s", []string{"baseline"}, fault("1s", "StressChaos", "hot", "      stressors: {cpu: {workers: 1}}\n      duration: 1s\n"))
 	for _, c := range []struct {
 		env  []string
 		args []string
@@ -113,6 +117,7 @@ func TestIntegrationKindRun(t *testing.T) {
 		{nil, []string{"conformance", "--suite", "smi", "--platform", "kind", "--out", out}, "local platform only"},
 		{nil, []string{"conformance", "--out", out}, `required flag(s) "suite" not set`},
 		{[]string{"PATH=/nonexistent"}, []string{"run", "smoke", "--platform", "kind", "--out", out}, "the kind platform needs Docker"},
+		{nil, []string{"run", stress, "--platform", "kind", "--out", out}, ":16:5: faults[0]: StressChaos: not executed on the kind platform yet (it executes PodChaos pod-kill, container-kill and pod-failure, and NetworkChaos partition"},
 	} {
 		r := meshbenchEnv(t, c.env, c.args...)
 		if r.code != 2 || !strings.Contains(r.stderr, c.want) {
@@ -376,6 +381,8 @@ func testPodProcess(t *testing.T, wrapper []string) {
 		t.Errorf("stubborn: report %+v, want exit code 3", rep)
 	}
 
+	testPodProcessFaults(t, dir, start, report)
+
 	// Given up on before it started: it never runs.
 	marker := filepath.Join(dir, "ran")
 	_ = os.WriteFile(filepath.Join(dir, "late"+podproc.CtlKill), nil, 0o644)
@@ -385,6 +392,131 @@ func testPodProcess(t *testing.T, wrapper []string) {
 	}
 	if rep := report("late"); rep.Signal != "terminated" {
 		t.Errorf("late: report %+v", rep)
+	}
+}
+
+// testPodProcessFaults checks what the wrapper does for the kind
+// platform's pod faults: stopping the process while the pause file exists
+// (pod-failure), killing it and starting it again in the same container
+// when asked (container-kill, pod-kill), with SIGTERM first when given a
+// grace, a restarted process of a paused pod stopped too, and a restart
+// asked for while one is under way dropped.
+func testPodProcessFaults(t *testing.T, dir string, start func(...string) *exec.Cmd, report func(string) podproc.ExitReport) {
+	t.Helper()
+	base := filepath.Join(dir, "chaos")
+	cmd := start("--control", dir, "--name", "chaos", "--", "sh", "-c", `trap 'echo bye; exit 0' TERM; echo start $$; while :; do sleep 0.1; done`)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = os.WriteFile(base+podproc.CtlKill, nil, 0o644) }()
+	// starts are the pids the incarnations printed, in order.
+	starts := func() []int {
+		data, _ := os.ReadFile(base + podproc.CtlStdout)
+		var pids []int
+		for _, l := range strings.Split(string(data), "\n") {
+			var pid int
+			if _, err := fmt.Sscanf(l, "start %d", &pid); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+		return pids
+	}
+	state := func(pid int) string {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return "gone"
+		}
+		_, after, _ := strings.Cut(string(data), ") ")
+		return after[:1]
+	}
+	incarnation := func(n int) int {
+		t.Helper()
+		waitFor(t, 30*time.Second, fmt.Sprintf("incarnation %d to start", n), func() bool { return len(starts()) >= n })
+		if got := starts(); len(got) != n {
+			t.Fatalf("incarnations %v, want %d", got, n)
+		}
+		return starts()[n-1]
+	}
+	restart := func(r podproc.Restart) {
+		t.Helper()
+		if err := podproc.AskRestart(base, r); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "the restart request to be taken", func() bool {
+			_, err := os.Stat(base + podproc.CtlRestart)
+			return err != nil
+		})
+	}
+	first := incarnation(1)
+
+	// Stopped while the pause file exists, running again once it is gone.
+	_ = os.WriteFile(base+podproc.CtlPause, nil, 0o644)
+	waitFor(t, 30*time.Second, "the process to be stopped", func() bool { return state(first) == "T" })
+	_ = os.Remove(base + podproc.CtlPause)
+	waitFor(t, 30*time.Second, "the process to run again", func() bool { return state(first) != "T" })
+
+	// Killed and started again (the kubelet's first back-off: at once).
+	restart(podproc.Restart{})
+	second := incarnation(2)
+	if second == first || state(first) != "gone" {
+		t.Errorf("restart: first pid %d (%s), second %d", first, state(first), second)
+	}
+	if data, _ := os.ReadFile(base + podproc.CtlStdout); strings.Contains(string(data), "bye") {
+		t.Errorf("a restart without grace sent SIGTERM: %q", data)
+	}
+
+	// With a grace, SIGTERM first: the process's handler runs (long before
+	// the grace would have it killed), then it starts again after the
+	// delay; a restart asked for during the delay is dropped.
+	restart(podproc.Restart{Grace: 30 * time.Second, Delay: 2 * time.Second})
+	waitFor(t, 20*time.Second, "the SIGTERM handler", func() bool { return fileContains(base+podproc.CtlStdout, "bye") })
+	restart(podproc.Restart{})
+	third := incarnation(3)
+	time.Sleep(time.Second) // a dropped request would have started a fourth by now
+	if n := len(starts()); n != 3 || third == second {
+		t.Errorf("incarnations %v after a restart with a grace and one asked for during its delay, want 3", starts())
+	}
+
+	// A restarted process of a paused pod is stopped too.
+	_ = os.WriteFile(base+podproc.CtlPause, nil, 0o644)
+	waitFor(t, 30*time.Second, "the third to be stopped", func() bool { return state(third) == "T" })
+	restart(podproc.Restart{})
+	// The wrapper's new child, stopped (before it could print a thing).
+	var stopped int
+	waitFor(t, 30*time.Second, "a new child of the wrapper, stopped", func() bool {
+		stopped = 0
+		stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+		for _, f := range stats {
+			data, err := os.ReadFile(f)
+			_, after, ok := strings.Cut(string(data), ") ")
+			var st string
+			var pid, ppid int
+			if err != nil || !ok {
+				continue
+			}
+			if _, err := fmt.Sscanf(after, "%s %d", &st, &ppid); err == nil && ppid == cmd.Process.Pid && st == "T" {
+				_, _ = fmt.Sscanf(filepath.Base(filepath.Dir(f)), "%d", &pid)
+				stopped = pid
+			}
+		}
+		return stopped != 0 && stopped != third
+	})
+	if n := len(starts()); n != 3 {
+		t.Errorf("incarnations %v while the fourth is stopped, want 3", starts())
+	}
+	_ = os.Remove(base + podproc.CtlPause)
+	if fourth := incarnation(4); fourth != stopped {
+		t.Errorf("the fourth incarnation is %d, want the stopped child %d", fourth, stopped)
+	}
+
+	// Ended when asked: the last incarnation's exit is the report.
+	_ = os.WriteFile(base+podproc.CtlTerm, nil, 0o644)
+	waitExit(t, cmd, "chaos: the wrapper to end after SIGTERM")
+	if rep := report("chaos"); rep.Code != 0 || rep.Signal != "" {
+		t.Errorf("chaos: report %+v, want the handler's exit 0", rep)
+	}
+	if data, _ := os.ReadFile(base + podproc.CtlStderr); strings.Count(string(data), "pod-process: killed to be restarted") != 3 {
+		t.Errorf("stderr file, want three restarts said:\n%s", data)
 	}
 }
 
@@ -398,5 +530,115 @@ func waitExit(t *testing.T, cmd *exec.Cmd, what string) {
 	case <-time.After(time.Minute):
 		_ = cmd.Process.Kill()
 		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// The kind platform's fault agent, as a real process in a network
+// namespace of this host: it applies the partition rules the platform
+// writes (the local platform's rules, as one iptables-restore
+// transaction), in order; says why it cannot apply a file; removes them
+// again when asked; and at its end removes what is still in force with
+// its comment, and nothing else.
+func TestIntegrationFaultAgent(t *testing.T) {
+	integration(t)
+	if os.Geteuid() != 0 {
+		t.Skip("the fault agent's test needs a network namespace and iptables, which need root")
+	}
+	ns := fmt.Sprintf("mbtest-agent-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	rulesNow := func() string {
+		out, err := exec.Command("ip", "netns", "exec", ns, "iptables", "-S").CombinedOutput()
+		if err != nil {
+			t.Fatalf("iptables -S: %v: %s", err, out)
+		}
+		return string(out)
+	}
+	// A rule of someone else's, which the agent must leave alone.
+	if out, err := exec.Command("ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-s", "192.0.2.99", "-m", "comment", "--comment", "other", "-j", "DROP").CombinedOutput(); err != nil {
+		t.Fatalf("iptables -A: %v: %s", err, out)
+	}
+	dir := t.TempDir()
+	const comment = "meshbench-fault:agenttest"
+	agent := exec.Command("ip", "netns", "exec", ns, meshbenchBin, "fault-agent", "--dir", dir, "--comment", comment)
+	var out strings.Builder
+	agent.Stdout, agent.Stderr = &out, &out
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = agent.Process.Kill() }()
+	apply := func(seq int, input []byte) (errText string) {
+		t.Helper()
+		base := filepath.Join(dir, fmt.Sprintf("%06d", seq))
+		if err := os.WriteFile(base+".tmp", input, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(base+".tmp", base+".rules"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "the agent's answer to "+base, func() bool {
+			_, e1 := os.Stat(base + ".done")
+			_, e2 := os.Stat(base + ".err")
+			return e1 == nil || e2 == nil
+		})
+		data, _ := os.ReadFile(base + ".err")
+		return string(data)
+	}
+	// A rejecting partition both ways from two peers: two targets, in
+	// order, per chain and peer.
+	rules := runner.FilterRules(chaosv1alpha1.Both, "eth0", []string{"10.9.0.1", "10.9.0.2"}, comment, runner.PartitionTargets(chaosv1alpha1.RejectPartitionBehavior))
+	if e := apply(1, kind.RestoreInput("-I", rules)); e != "" {
+		t.Fatalf("insert: %s", e)
+	}
+	// Per chain, in order: each target first at the last peer's (each
+	// rule went in at the head), the TCP reset before the rest.
+	got := rulesNow()
+	for _, chain := range []string{"OUTPUT", "INPUT"} {
+		var lines []string
+		for _, l := range strings.Split(got, "\n") {
+			if strings.HasPrefix(l, "-A "+chain+" ") && strings.Contains(l, comment) {
+				lines = append(lines, l)
+			}
+		}
+		want := [][2]string{{"10.9.0.2/32", "--reject-with tcp-reset"}, {"10.9.0.2/32", "! -p tcp"}, {"10.9.0.1/32", "--reject-with tcp-reset"}, {"10.9.0.1/32", "! -p tcp"}}
+		ok := len(lines) == len(want)
+		for i := 0; ok && i < len(want); i++ {
+			ok = strings.Contains(lines[i], want[i][0]) && strings.Contains(lines[i], want[i][1]) && strings.Contains(lines[i], " eth0 ")
+		}
+		if !ok {
+			t.Errorf("%s after the insert, want %v in order:\n%s", chain, want, got)
+		}
+	}
+	if n := strings.Count(got, comment); n != 8 {
+		t.Errorf("%d rules with the comment, want 8:\n%s", n, got)
+	}
+	// A file iptables refuses: all or nothing, and the agent says why.
+	if e := apply(2, []byte("*filter\n-I NOSUCHCHAIN 1 -j DROP\nCOMMIT\n")); !strings.Contains(e, "iptables-restore") {
+		t.Errorf("a bad file: error %q, want iptables-restore's", e)
+	}
+	if e := apply(3, kind.RestoreInput("-D", rules)); e != "" {
+		t.Fatalf("delete: %s", e)
+	}
+	if got := rulesNow(); strings.Contains(got, comment) || !strings.Contains(got, "--comment other") {
+		t.Errorf("after the delete:\n%s", got)
+	}
+	// In force again, then the agent ends (SIGTERM, as the platform
+	// stops it): it removes its rules and leaves the other.
+	if e := apply(4, kind.RestoreInput("-I", rules)); e != "" {
+		t.Fatalf("insert again: %s", e)
+	}
+	_ = agent.Process.Signal(syscall.SIGTERM)
+	waitExit(t, agent, "the fault agent to end at SIGTERM")
+	if !agent.ProcessState.Success() {
+		t.Errorf("the agent's exit: %v\n%s", agent.ProcessState, out.String())
+	}
+	if got := rulesNow(); strings.Contains(got, comment) || !strings.Contains(got, "--comment other") {
+		t.Errorf("after the agent's end:\n%s\nits output:\n%s", got, out.String())
+	}
+	// Bad input: the flag named.
+	if r := meshbench(t, time.Minute, "fault-agent", "--dir", dir); r.code != 2 || !strings.Contains(r.stderr, "--comment") {
+		t.Errorf("fault-agent without --comment: exit %d: %s", r.code, r.stderr)
 	}
 }

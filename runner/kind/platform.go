@@ -119,6 +119,8 @@ type platform struct {
 	// services are the services' ClusterIPs (Expose), by name.
 	services map[string]string
 	procs    map[string]*process // by pod/container
+	// agents are the fault agents of the trial under way, by node.
+	agents map[string]*agent
 	// sizeWarned are the nodes whose pods' size the run warned of.
 	sizeWarned map[string]bool
 	seq        int

@@ -291,7 +291,11 @@ type process struct {
 	name, class          string
 	pod, node, container string
 	base                 string // the control files' path, without suffix
-	stdout, stderr       io.Writer
+	// Faults' state, guarded by the platform's lock: the pod failures in
+	// force, the restarts (for the back-off), the pod's generation (a
+	// pod-kill replaces it: the failures of the one before end with it).
+	pauses, restarts, gen int
+	stdout, stderr        io.Writer
 
 	// started: the container runs (or ran); ended: the kubelet or the
 	// pod says it is over (endWhy says how), whatever the wrapper wrote.

@@ -124,7 +124,7 @@ results and a table that compares the meshes and their data-plane modes.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return badInput(err) })
 	root.AddCommand(newRunCommand(s), newCompareCommand(s), newReportCommand(s), newPublishCommand(s), newScenariosCommand(s), newVersionCommand(s),
-		newWorkloadCommand(s), role.NewProxyCommand(s.Out, s.ErrOut), newControlPlaneCommand(s), newGateCommand(s), newHistoryCommand(s), newXDSClientsCommand(s), newConformanceCommand(s), newClusterCommand(s), newOCIRuntimeCommand(s), newRedirectCommand(s), newPodProcessCommand(s))
+		newWorkloadCommand(s), role.NewProxyCommand(s.Out, s.ErrOut), newControlPlaneCommand(s), newGateCommand(s), newHistoryCommand(s), newXDSClientsCommand(s), newConformanceCommand(s), newClusterCommand(s), newOCIRuntimeCommand(s), newRedirectCommand(s), newPodProcessCommand(s), newFaultAgentCommand(s))
 	return root
 }
 

@@ -21,14 +21,19 @@ import (
 )
 
 // The control files of a process in the control directory, by suffix of
-// its container's name: the platform asks for signals with the first two;
-// the wrapper writes the others.
+// its container's name: the platform asks for signals with the first
+// four; the wrapper writes the others.
 const (
-	CtlTerm   = ".term"   // send SIGTERM
-	CtlKill   = ".kill"   // send SIGKILL (and do not start a process not yet started)
-	CtlStdout = ".stdout" // the process's stdout (also the container's log)
-	CtlStderr = ".stderr" // its stderr
-	CtlExit   = ".exit"   // its exit, an ExitReport, written once the output is complete
+	CtlTerm  = ".term"  // send SIGTERM
+	CtlKill  = ".kill"  // send SIGKILL (and do not start a process not yet started)
+	CtlPause = ".pause" // while it exists, the process is stopped (SIGSTOP; SIGCONT once it is gone)
+	// CtlRestart asks for the process to be killed and started again, as
+	// a kubelet restarts a container: a Restart, which the wrapper removes
+	// once it has taken it.
+	CtlRestart = ".restart"
+	CtlStdout  = ".stdout" // the process's stdout (also the container's log)
+	CtlStderr  = ".stderr" // its stderr
+	CtlExit    = ".exit"   // its exit, an ExitReport, written once the output is complete
 )
 
 // ExitReport is how a process ended.
@@ -53,17 +58,48 @@ func (r ExitReport) Err() error {
 	return nil
 }
 
+// Restart is a request to kill the process and start it again.
+type Restart struct {
+	// Grace, when set, is the time between SIGTERM and SIGKILL (a pod's
+	// grace period); without it the process is killed at once.
+	Grace time.Duration `json:"grace,omitempty"`
+	// Delay is the time between its end and its new start.
+	Delay time.Duration `json:"delay,omitempty"`
+}
+
 // WriteExit writes the report under base+CtlExit atomically.
-func WriteExit(base string, r ExitReport) error {
-	data, err := json.Marshal(r)
+func WriteExit(base string, r ExitReport) error { return writeJSON(base+CtlExit, r) }
+
+// AskRestart writes a restart request under base+CtlRestart atomically.
+func AskRestart(base string, r Restart) error { return writeJSON(base+CtlRestart, r) }
+
+// writeJSON writes v to path through a temporary file, so that a reader
+// sees all of it or nothing.
+func writeJSON(path string, v any) error {
+	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	tmp := base + CtlExit + ".tmp"
+	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {
 		return err
 	}
-	return os.Rename(tmp, base+CtlExit)
+	return os.Rename(tmp, path)
+}
+
+// takeRestart reads and removes a restart request, if there is one.
+func takeRestart(base string) (Restart, bool) {
+	var r Restart
+	data, err := os.ReadFile(base + CtlRestart)
+	if err != nil {
+		return r, false
+	}
+	_ = os.Remove(base + CtlRestart)
+	if json.Unmarshal(data, &r) != nil {
+		// Unreadable: a kill and an immediate start all the same.
+		r = Restart{}
+	}
+	return r, true
 }
 
 // Hold keeps a pod's network namespace: it returns at SIGTERM or SIGINT.
@@ -76,11 +112,17 @@ func Hold(done <-chan struct{}) {
 	}
 }
 
+// pollInterval is how often the wrapper looks at its control files.
+const pollInterval = 100 * time.Millisecond
+
 // Run runs args as the process name in the control directory and returns
 // the exit status to pass on. Its stdout and stderr go to files in the
 // control directory (and to out and errOut, the container's log), and its
 // exit to a report there once they are complete: the platform reads
-// those, not the kubelet.
+// those, not the kubelet. Asked to restart it, it kills the process and
+// starts it again in the same container (its output appended), as the
+// kubelet restarts a container: an ephemeral container is never
+// restarted by the kubelet.
 func Run(control, name string, args []string, out, errOut io.Writer) int {
 	base := filepath.Join(control, name)
 	sig := make(chan os.Signal, 1)
@@ -91,13 +133,11 @@ func Run(control, name string, args []string, out, errOut io.Writer) int {
 		}
 		return r.Code
 	}
-	asked := func(suffix string) bool {
-		_, err := os.Stat(base + suffix)
-		return err == nil
-	}
+	ended := func() bool { return asked(base, CtlKill) || asked(base, CtlTerm) }
+	terminated := ExitReport{Code: 128 + int(syscall.SIGTERM), Signal: syscall.SIGTERM.String()}
 	// The platform may have given up on this process before it started.
-	if asked(CtlKill) || asked(CtlTerm) {
-		return report(ExitReport{Code: 128 + int(syscall.SIGTERM), Signal: syscall.SIGTERM.String()})
+	if ended() {
+		return report(terminated)
 	}
 	stdout, err1 := os.Create(base + CtlStdout)
 	stderr, err2 := os.Create(base + CtlStderr)
@@ -106,50 +146,144 @@ func Run(control, name string, args []string, out, errOut io.Writer) int {
 	}
 	defer stdout.Close()
 	defer stderr.Close()
-	c := exec.Command(args[0], args[1:]...)
-	c.Stdout, c.Stderr = teeWriter{stdout, out}, teeWriter{stderr, errOut}
-	// Its own process group, signalled as one (nginx's workers, a
-	// shell's children), as the local platform does; and the report is
-	// written even if something outlives it holding the output open.
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	c.WaitDelay = 5 * time.Second
-	if err := c.Start(); err != nil {
-		return report(ExitReport{Code: 127, Error: err.Error()})
-	}
-	exited := make(chan struct{})
-	go func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		termed := false
-		for {
-			select {
-			case <-exited:
-				return
-			case sg := <-sig:
-				_ = syscall.Kill(-c.Process.Pid, sg.(syscall.Signal))
-			case <-t.C:
-				if asked(CtlKill) {
-					_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
-				} else if asked(CtlTerm) && !termed {
-					termed = true
-					_ = syscall.Kill(-c.Process.Pid, syscall.SIGTERM)
+	for {
+		c := exec.Command(args[0], args[1:]...)
+		c.Stdout, c.Stderr = teeWriter{stdout, out}, teeWriter{stderr, errOut}
+		// Its own process group, signalled as one (nginx's workers, a
+		// shell's children), as the local platform does; and the report
+		// is written even if something outlives it holding the output
+		// open.
+		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		c.WaitDelay = 5 * time.Second
+		if err := c.Start(); err != nil {
+			return report(ExitReport{Code: 127, Error: err.Error()})
+		}
+		restart, err := supervise(c, base, sig)
+		if restart == nil {
+			if st := c.ProcessState; st != nil {
+				// Its own status, also when something it left held the
+				// output open past WaitDelay (exec.ErrWaitDelay).
+				if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+					return report(ExitReport{Code: 128 + int(ws.Signal()), Signal: ws.Signal().String()})
 				}
+				return report(ExitReport{Code: st.ExitCode()})
+			}
+			return report(ExitReport{Code: 127, Error: err.Error()})
+		}
+		fmt.Fprintf(teeWriter{stderr, errOut}, "pod-process: killed to be restarted (%v); starting it again in %s\n", c.ProcessState, restart.Delay)
+		// The delay, unless the platform ends the process meanwhile. A
+		// process being restarted is left alone: a restart asked for now
+		// is taken and dropped, as a kubelet's would be.
+		for wait := time.Now().Add(restart.Delay); time.Now().Before(wait); {
+			_, _ = takeRestart(base)
+			if ended() {
+				return report(terminated)
+			}
+			select {
+			case <-sig:
+				return report(terminated)
+			case <-time.After(min(pollInterval, time.Until(wait))):
 			}
 		}
-	}()
-	err := c.Wait() // returns once the output is copied (or WaitDelay after the exit)
-	close(exited)
-	// Nothing of the group outlives it.
-	_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
-	if st := c.ProcessState; st != nil {
-		// Its own status, also when something it left held the output
-		// open past WaitDelay (exec.ErrWaitDelay).
-		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return report(ExitReport{Code: 128 + int(ws.Signal()), Signal: ws.Signal().String()})
+		_, _ = takeRestart(base)
+		if ended() {
+			return report(terminated)
 		}
-		return report(ExitReport{Code: st.ExitCode()})
 	}
-	return report(ExitReport{Code: 127, Error: err.Error()})
+}
+
+// asked says whether the platform has asked for what suffix names.
+func asked(base, suffix string) bool {
+	_, err := os.Stat(base + suffix)
+	return err == nil
+}
+
+// supervise passes the platform's requests and the container's signals on
+// to c's process group until c exits, and returns the restart that ended
+// it (nil for any other end) and Wait's error. Ending (term, kill) takes
+// precedence over a restart, and a stopped process gets SIGCONT after
+// SIGTERM so that it can act on it. While no end or restart is under way
+// the group is stopped exactly while CtlPause exists (a restarted process
+// of a failed pod stays stopped).
+func supervise(c *exec.Cmd, base string, sig <-chan os.Signal) (*Restart, error) {
+	pid := c.Process.Pid
+	group := func(s syscall.Signal) { _ = syscall.Kill(-pid, s) }
+	waited := make(chan error, 1)
+	go func() { waited <- c.Wait() }() // returns once the output is copied (or WaitDelay after the exit)
+	t := time.NewTicker(pollInterval)
+	defer t.Stop()
+	var restart *Restart
+	var killAt time.Time
+	termed, paused := false, false
+	wake := func() {
+		if paused {
+			group(syscall.SIGCONT)
+			paused = false
+		}
+	}
+	check := func() {
+		switch {
+		case asked(base, CtlKill):
+			group(syscall.SIGKILL)
+			return
+		case asked(base, CtlTerm):
+			if !termed {
+				termed, restart = true, nil
+				group(syscall.SIGTERM)
+				wake()
+			}
+			return
+		}
+		if termed {
+			return
+		}
+		if restart == nil {
+			if r, ok := takeRestart(base); ok {
+				restart = &r
+				if r.Grace <= 0 {
+					group(syscall.SIGKILL)
+					return
+				}
+				group(syscall.SIGTERM)
+				wake()
+				killAt = time.Now().Add(r.Grace)
+			}
+		}
+		if restart != nil {
+			if !killAt.IsZero() && time.Now().After(killAt) {
+				group(syscall.SIGKILL)
+				killAt = time.Time{}
+			}
+			return
+		}
+		if p := asked(base, CtlPause); p != paused {
+			paused = p
+			if p {
+				group(syscall.SIGSTOP)
+			} else {
+				group(syscall.SIGCONT)
+			}
+		}
+	}
+	check()
+	for {
+		select {
+		case err := <-waited:
+			// Nothing of the group outlives it.
+			group(syscall.SIGKILL)
+			if termed {
+				restart = nil
+			}
+			return restart, err
+		case s := <-sig:
+			// The container is ending (its pod is deleted).
+			termed, restart = true, nil
+			group(s.(syscall.Signal))
+			wake()
+		case <-t.C:
+			check()
+		}
+	}
 }
 
 // teeWriter writes to a file, and to the container's log as far as that

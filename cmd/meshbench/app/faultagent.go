@@ -1,0 +1,138 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// agentPoll is how often the fault agent looks for rule files.
+const agentPoll = 50 * time.Millisecond
+
+type faultAgentOptions struct {
+	dir, comment string
+}
+
+// newFaultAgentCommand is what the kind platform runs in a pod whose
+// traffic a trial's network fault touches (an ephemeral container with
+// NET_ADMIN beside the pod's processes, started before the load): it
+// applies the iptables-restore files the platform writes to its
+// directory (NAME.rules), in name order, and says how each went
+// (NAME.done, or NAME.err with iptables' words). At its end it removes
+// every rule carrying its comment, so that a fault left in force by a
+// run that failed leaves nothing in the pod for the next rows.
+func newFaultAgentCommand(s Streams) *cobra.Command {
+	o := &faultAgentOptions{}
+	cmd := &cobra.Command{
+		Use:    "fault-agent --dir DIR --comment COMMENT",
+		Short:  "Apply a run's network faults in this network namespace (a kind pod's fault agent)",
+		Hidden: true,
+		Args:   argsCheck(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.dir == "" || o.comment == "" || strings.ContainsAny(o.comment, " \t\"'") {
+				return badInput(errors.New("want --dir and --comment (one word)"))
+			}
+			return runFaultAgent(cmd.Context(), o, s)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dir, "dir", "", "the directory the platform writes rule files to")
+	f.StringVar(&o.comment, "comment", "", "the comment every rule of the run's faults carries")
+	return cmd
+}
+
+func runFaultAgent(ctx context.Context, o *faultAgentOptions, s Streams) error {
+	t := time.NewTicker(agentPoll)
+	defer t.Stop()
+	for {
+		files, err := filepath.Glob(filepath.Join(o.dir, "*.rules"))
+		if err != nil {
+			return err
+		}
+		for _, f := range files { // in name order
+			applyRuleFile(ctx, f, s)
+		}
+		select {
+		case <-ctx.Done():
+			return removeCommented(o.comment, s)
+		case <-t.C:
+		}
+	}
+}
+
+// applyRuleFile applies one rule file and reports how it went beside it.
+func applyRuleFile(ctx context.Context, f string, s Streams) {
+	base := strings.TrimSuffix(f, ".rules")
+	data, err := os.ReadFile(f)
+	if err == nil {
+		err = iptablesRestore(ctx, data)
+	}
+	result, content := base+".done", []byte(nil)
+	if err != nil {
+		result, content = base+".err", []byte(err.Error())
+		fmt.Fprintf(s.ErrOut, "fault-agent: %s: %v\n", filepath.Base(f), err)
+	} else {
+		fmt.Fprintf(s.Out, "%s", data)
+	}
+	if werr := writeFileAtomic(result, func(w io.Writer) error { _, err := w.Write(content); return err }); werr != nil {
+		fmt.Fprintf(s.ErrOut, "fault-agent: %v\n", werr)
+	}
+	_ = os.Remove(f)
+}
+
+// iptablesRestore applies rules (iptables-restore's input) on top of the
+// tables' rules.
+func iptablesRestore(ctx context.Context, rules []byte) error {
+	c := exec.CommandContext(ctx, "iptables-restore", "--noflush")
+	c.Stdin = bytes.NewReader(rules)
+	if out, err := c.CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables-restore: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// removeCommented deletes every rule of the filter table that carries
+// comment.
+func removeCommented(comment string, s Streams) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	saved, err := exec.CommandContext(ctx, "iptables-save", "-t", "filter").Output()
+	if err != nil {
+		return fmt.Errorf("iptables-save: %w", err)
+	}
+	var del strings.Builder
+	n := 0
+	for _, line := range strings.Split(string(saved), "\n") {
+		rest, ok := strings.CutPrefix(line, "-A ")
+		if !ok || !hasComment(line, comment) {
+			continue
+		}
+		fmt.Fprintf(&del, "-D %s\n", rest)
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	fmt.Fprintf(s.Out, "removing %d rules left in force:\n%s", n, del.String())
+	return iptablesRestore(ctx, []byte("*filter\n"+del.String()+"COMMIT\n"))
+}
+
+// hasComment says whether an iptables-save line carries comment.
+func hasComment(line, comment string) bool {
+	f := strings.Fields(line)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "--comment" && strings.Trim(f[i+1], `"`) == comment {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,468 @@
+package kind
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	chaosv1alpha1 "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
+
+	"github.com/meshbench/meshbench/runner"
+	"github.com/meshbench/meshbench/runner/chaos"
+	"github.com/meshbench/meshbench/runner/kind/podproc"
+)
+
+var (
+	_ runner.FaultInjector = (*platform)(nil)
+	_ runner.FaultPreparer = (*platform)(nil)
+)
+
+// takeWait bounds the wait for a process's wrapper to take a restart
+// request (it looks every 100 ms).
+const takeWait = 5 * time.Second
+
+// name is the platform's name, as results give it.
+func (p *platform) name() string {
+	if p.kube() {
+		return "kube"
+	}
+	return "kind"
+}
+
+// CanInject says which actions the platform executes: PodChaos pod-kill,
+// container-kill and pod-failure, on the pods' processes through their
+// wrappers (package podproc), and NetworkChaos partition, through a
+// fault agent in each target pod (meshbench fault-agent), as the local
+// platform executes them on its own. Chaos Mesh itself would need its
+// images from a registry.
+func (p *platform) CanInject(a chaos.Action) error {
+	switch o := a.Object.(type) {
+	case *chaosv1alpha1.PodChaos:
+		switch o.Spec.Action {
+		case chaosv1alpha1.PodFailureAction, chaosv1alpha1.PodKillAction:
+			return nil
+		case chaosv1alpha1.ContainerKillAction:
+			return runner.CheckContainerKill(o.Spec.ContainerNames, p.name())
+		}
+	case *chaosv1alpha1.NetworkChaos:
+		if o.Spec.Action == chaosv1alpha1.PartitionAction {
+			return nil
+		}
+	}
+	return fmt.Errorf("not executed on the %s platform yet (it executes PodChaos pod-kill, container-kill and pod-failure, and NetworkChaos partition; the local platform executes the rest)", p.name())
+}
+
+// Inject puts an action in force; the runner has checked it with
+// CanInject before the run.
+func (p *platform) Inject(ctx context.Context, in runner.Injection) (runner.Injected, error) {
+	if o, ok := in.Action.Object.(*chaosv1alpha1.NetworkChaos); ok && o.Spec.Action == chaosv1alpha1.PartitionAction {
+		return p.partition(ctx, in, o.Spec.Direction, o.Spec.PartitionBehavior)
+	}
+	o, ok := in.Action.Object.(*chaosv1alpha1.PodChaos)
+	if !ok {
+		return runner.Injected{}, fmt.Errorf("%s: not executed on the %s platform", in.Action.Verb(), p.name())
+	}
+	switch o.Spec.Action {
+	case chaosv1alpha1.PodKillAction:
+		return p.kill(ctx, in, true, nil, time.Duration(o.Spec.GracePeriod)*time.Second)
+	case chaosv1alpha1.ContainerKillAction:
+		return p.kill(ctx, in, false, o.Spec.ContainerNames, 0)
+	}
+	return p.podFailure(in)
+}
+
+// podProcesses are, pod by pod, the injection's processes that are still
+// running and that keep selects, and the workloads whose pods have none.
+func podProcesses(in runner.Injection, keep func(*process) bool) (pods [][]*process, none []string, err error) {
+	for _, pod := range in.Pods {
+		var procs []*process
+		for _, rp := range pod.Processes {
+			pr, ok := rp.(*process)
+			if !ok {
+				return nil, nil, fmt.Errorf("%s is not a process of this platform", rp.Name())
+			}
+			select {
+			case <-pr.done: // ended for good
+				continue
+			default:
+			}
+			if keep(pr) {
+				procs = append(procs, pr)
+			}
+		}
+		if len(procs) == 0 {
+			none = append(none, pod.Workload)
+		}
+		pods = append(pods, procs)
+	}
+	return pods, none, nil
+}
+
+// kill kills pods and has them started again, as Kubernetes would: a
+// pod-kill kills each pod's processes (SIGTERM first, grace before
+// SIGKILL) and starts them runner.PodReplaceDelay later, as its
+// replacement; a container-kill kills the named containers' processes
+// and starts each again with the kubelet's restart back-off. Each
+// process's wrapper does it in its container (the kubelet restarts no
+// ephemeral container); the pod, its address and its redirects stay.
+// It returns once every wrapper has taken its request. One-shot: nothing
+// to recover.
+func (p *platform) kill(ctx context.Context, in runner.Injection, podKill bool, containers []string, grace time.Duration) (runner.Injected, error) {
+	got := runner.Injected{Executor: runner.ExecPodKill}
+	if !podKill {
+		got.Executor = runner.ExecContainerKill
+	}
+	pods, empty, err := podProcesses(in, func(pr *process) bool {
+		return podKill || slices.Contains(containers, runner.ContainerOf(pr.class))
+	})
+	if err != nil {
+		return got, err
+	}
+	if len(empty) > 0 {
+		got.Note = fmt.Sprintf("nothing to kill in the pod of %s", strings.Join(empty, ", "))
+	}
+	victims := slices.Concat(pods...)
+	var errs []error
+	for _, pr := range victims {
+		errs = append(errs, pr.restart(grace, podKill))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return got, err
+	}
+	for _, pr := range victims {
+		errs = append(errs, pr.waitTaken(ctx))
+	}
+	return got, errors.Join(errs...)
+}
+
+// restart asks the process's wrapper to kill it (after grace, with
+// SIGTERM first) and start it again: with replace, as its pod's
+// replacement (a new pod: no restart count, no failure in force), else
+// after the kubelet's back-off.
+func (pr *process) restart(grace time.Duration, replace bool) error {
+	p := pr.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delay := runner.PodReplaceDelay
+	if replace {
+		pr.restarts = 0
+		pr.gen++
+		if pr.pauses > 0 {
+			pr.pauses = 0
+			if err := os.Remove(pr.base + podproc.CtlPause); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%s: %w", pr.name, err)
+			}
+		}
+	} else {
+		delay = runner.RestartBackoff(pr.restarts)
+		pr.restarts++
+	}
+	if err := podproc.AskRestart(pr.base, podproc.Restart{Grace: grace, Delay: delay}); err != nil {
+		return fmt.Errorf("%s: %w", pr.name, err)
+	}
+	return nil
+}
+
+// waitTaken waits until the process's wrapper has taken its restart
+// request, or the process has ended.
+func (pr *process) waitTaken(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, takeWait)
+	defer cancel()
+	for {
+		if _, err := os.Stat(pr.base + podproc.CtlRestart); errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		select {
+		case <-pr.done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("%s (container %s of pod %s): its wrapper did not take the restart request within %s", pr.name, pr.container, pr.pod, takeWait)
+		case <-time.After(tailInterval):
+		}
+	}
+}
+
+// podFailure stops the pods' processes (each its process group, through
+// its wrapper) with SIGSTOP, and resumes them with SIGCONT at the end, as
+// the local platform does (a stopped process keeps its sockets: requests
+// wait for it, where Chaos Mesh's pause image would reset them).
+// Overlapping failures of a pod are counted: it resumes when the last one
+// ends; a process restarted meanwhile stays stopped; a pod replaced
+// meanwhile (pod-kill) is a new pod, not failed. The wrappers act within
+// their 100 ms poll.
+func (p *platform) podFailure(in runner.Injection) (runner.Injected, error) {
+	got := runner.Injected{Executor: runner.ExecSignals}
+	pods, empty, err := podProcesses(in, func(*process) bool { return true })
+	if err != nil {
+		return got, err
+	}
+	if len(empty) > 0 {
+		got.Note = fmt.Sprintf("no running process to stop in the pod of %s", strings.Join(empty, ", "))
+	}
+	var resumes []func() error
+	resume := func(context.Context) error {
+		var errs []error
+		for _, r := range resumes {
+			errs = append(errs, r())
+		}
+		return errors.Join(errs...)
+	}
+	for _, pr := range slices.Concat(pods...) {
+		r, err := pr.pause()
+		if err != nil {
+			return got, errors.Join(err, resume(context.Background()))
+		}
+		resumes = append(resumes, r)
+	}
+	if len(resumes) > 0 {
+		got.Recover = resume
+	}
+	return got, nil
+}
+
+// pause has the process's wrapper stop it until the returned resume is
+// called (once is enough; more are harmless).
+func (pr *process) pause() (resume func() error, err error) {
+	p := pr.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pr.pauses == 0 {
+		if err := os.WriteFile(pr.base+podproc.CtlPause, nil, 0o644); err != nil {
+			return nil, fmt.Errorf("%s: %w", pr.name, err)
+		}
+	}
+	pr.pauses++
+	gen := pr.gen
+	var once sync.Once
+	return func() error {
+		var err error
+		once.Do(func() {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if pr.gen != gen || pr.pauses == 0 {
+				return // its pod was replaced meanwhile
+			}
+			pr.pauses--
+			if pr.pauses == 0 {
+				if rerr := os.Remove(pr.base + podproc.CtlPause); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+					err = fmt.Errorf("%s: %w", pr.name, rerr)
+				}
+			}
+		})
+		return err
+	}, nil
+}
+
+// Bounds of the fault agents.
+const (
+	// agentWait bounds the wait for an agent to apply a rule file (it
+	// looks every 50 ms).
+	agentWait = 10 * time.Second
+	agentStop = 30 * time.Second
+)
+
+// agent is a trial's fault agent in a node's pod: meshbench fault-agent
+// in an ephemeral container, which applies the rule files written to
+// its directory.
+type agent struct {
+	node, dir string
+	proc      runner.Process
+	out       *lockedBuffer // its output, for errors
+
+	mu  sync.Mutex
+	seq int
+}
+
+// PrepareFaults starts a fault agent in the pod of each node that a
+// trial's network fault targets, before the load (an ephemeral container
+// takes seconds to start). The removal stops them; each removes, as it
+// ends, any rule of the run's faults still in its pod.
+func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (func(context.Context) error, string, error) {
+	var nodes []string
+	for _, in := range ins {
+		if _, ok := in.Action.Object.(*chaosv1alpha1.NetworkChaos); !ok {
+			continue
+		}
+		for _, pod := range in.Pods {
+			if !slices.Contains(nodes, pod.Node) {
+				nodes = append(nodes, pod.Node)
+			}
+		}
+	}
+	if len(nodes) == 0 {
+		return nil, "", nil
+	}
+	var started []*agent
+	stop := func(ctx context.Context) error {
+		p.mu.Lock()
+		for _, a := range started {
+			delete(p.agents, a.node)
+		}
+		p.mu.Unlock()
+		var errs []error
+		for _, a := range started {
+			sctx, cancel := context.WithTimeout(ctx, agentStop)
+			err := a.proc.Stop(sctx)
+			cancel()
+			if err == nil {
+				<-a.proc.Done()
+				if perr := a.proc.Err(); perr != nil && !strings.Contains(perr.Error(), "terminated") {
+					err = fmt.Errorf("%v: %s", perr, strings.TrimSpace(a.out.String()))
+				}
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("the fault agent of node %s: %w", a.node, err))
+			}
+			errs = append(errs, os.RemoveAll(a.dir))
+		}
+		return errors.Join(errs...)
+	}
+	comment := runner.FaultComment(p.o.RunID)
+	for _, n := range nodes {
+		a := &agent{node: n, dir: filepath.Join(p.ctl, "faults-"+dnsLabel(n)), out: &lockedBuffer{}}
+		if err := os.MkdirAll(a.dir, 0o755); err != nil {
+			return nil, "", errors.Join(err, stop(context.WithoutCancel(ctx)))
+		}
+		pr, err := p.StartProcess(ctx, n, runner.ProcessSpec{Name: "fault-agent-" + n, Class: "fault-agent",
+			Args: []string{"fault-agent", "--dir", a.dir, "--comment", comment}, Stdout: a.out, Stderr: a.out})
+		if err != nil {
+			return nil, "", errors.Join(err, stop(context.WithoutCancel(ctx)))
+		}
+		a.proc = pr
+		started = append(started, a)
+		p.mu.Lock()
+		if p.agents == nil {
+			p.agents = map[string]*agent{}
+		}
+		p.agents[n] = a
+		p.mu.Unlock()
+	}
+	return stop, fmt.Sprintf("fault agents (iptables) in the pods of %s", strings.Join(nodes, ", ")), nil
+}
+
+// partition drops (or rejects) the pods' packets to, from, or to and
+// from their peers' addresses, through the pods' fault agents, with the
+// rules the local platform puts in its namespaces (runner.FilterRules).
+func (p *platform) partition(ctx context.Context, in runner.Injection, dir chaosv1alpha1.Direction, b chaosv1alpha1.NetworkChaosPartitionBehavior) (runner.Injected, error) {
+	got := runner.Injected{Executor: runner.ExecIPTables}
+	var addrs []string
+	var agents []*agent
+	p.mu.Lock()
+	for _, peer := range in.Peers {
+		pod, ok := p.pods[peer]
+		if !ok {
+			p.mu.Unlock()
+			return got, fmt.Errorf("no node %s", peer)
+		}
+		addrs = append(addrs, pod.Status.PodIP)
+	}
+	for _, pod := range in.Pods {
+		a, ok := p.agents[pod.Node]
+		if !ok {
+			p.mu.Unlock()
+			return got, fmt.Errorf("no fault agent in node %s's pod", pod.Node)
+		}
+		agents = append(agents, a)
+	}
+	p.mu.Unlock()
+	rules := runner.FilterRules(dir, "eth0", addrs, runner.FaultComment(p.o.RunID), runner.PartitionTargets(b))
+	var done []*agent
+	undo := func(ctx context.Context) error {
+		var errs []error
+		for i := len(done) - 1; i >= 0; i-- {
+			errs = append(errs, done[i].apply(ctx, "-D", rules))
+		}
+		return errors.Join(errs...)
+	}
+	for _, a := range agents {
+		// Undone too if it fails: iptables-restore applies all or none,
+		// and a rule not there is removed by the agent at its end.
+		if err := a.apply(ctx, "-I", rules); err != nil {
+			return got, errors.Join(err, undo(context.WithoutCancel(ctx)))
+		}
+		done = append(done, a)
+	}
+	got.Recover = undo
+	return got, nil
+}
+
+// apply has the agent insert (-I, each at its chain's head, in order) or
+// delete (-D, in reverse) rules, as one iptables-restore transaction, and
+// waits for it to say how that went.
+func (a *agent) apply(ctx context.Context, op string, rules [][]string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.seq++
+	base := filepath.Join(a.dir, fmt.Sprintf("%06d", a.seq))
+	if err := os.WriteFile(base+".tmp", RestoreInput(op, rules), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(base+".tmp", base+".rules"); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, agentWait)
+	defer cancel()
+	for {
+		if _, err := os.Stat(base + ".done"); err == nil {
+			return nil
+		}
+		if data, err := os.ReadFile(base + ".err"); err == nil {
+			return fmt.Errorf("node %s: %s", a.node, data)
+		}
+		select {
+		case <-a.proc.Done():
+			return fmt.Errorf("node %s: the fault agent ended (%v): %s", a.node, a.proc.Err(), strings.TrimSpace(a.out.String()))
+		case <-ctx.Done():
+			return fmt.Errorf("node %s: the fault agent did not apply %s within %s", a.node, filepath.Base(base)+".rules", agentWait)
+		case <-time.After(tailInterval):
+		}
+	}
+}
+
+// RestoreInput is iptables-restore's input (for a fault agent) that
+// inserts rules (op -I, each at its chain's head, in order) or deletes
+// them (-D, in reverse), in the filter table, as one transaction.
+func RestoreInput(op string, rules [][]string) []byte {
+	var b strings.Builder
+	b.WriteString("*filter\n")
+	for i := range rules {
+		r := rules[i]
+		pos := ""
+		switch op {
+		case "-D":
+			r = rules[len(rules)-1-i]
+		case "-I":
+			pos = " 1"
+		}
+		fmt.Fprintf(&b, "%s %s%s %s\n", op, r[0], pos, strings.Join(r[1:], " "))
+	}
+	b.WriteString("COMMIT\n")
+	return []byte(b.String())
+}
+
+// lockedBuffer is a buffer that a process's output is copied to while
+// errors read it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(b)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

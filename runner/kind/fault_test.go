@@ -1,0 +1,69 @@
+package kind
+
+import (
+	"strings"
+	"testing"
+
+	chaosv1alpha1 "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
+
+	"github.com/meshbench/meshbench/runner"
+	"github.com/meshbench/meshbench/runner/chaos"
+)
+
+func TestCanInject(t *testing.T) {
+	pod := func(a chaosv1alpha1.PodChaosAction, containers ...string) chaosv1alpha1.GenericChaos {
+		return &chaosv1alpha1.PodChaos{Spec: chaosv1alpha1.PodChaosSpec{Action: a, ContainerSelector: chaosv1alpha1.ContainerSelector{ContainerNames: containers}}}
+	}
+	network := func(a chaosv1alpha1.NetworkChaosAction) chaosv1alpha1.GenericChaos {
+		return &chaosv1alpha1.NetworkChaos{Spec: chaosv1alpha1.NetworkChaosSpec{Action: a}}
+	}
+	for _, c := range []struct {
+		obj  chaosv1alpha1.GenericChaos
+		kube bool
+		want string // "" for executed
+	}{
+		{pod(chaosv1alpha1.PodFailureAction), false, ""},
+		{pod(chaosv1alpha1.PodKillAction), true, ""},
+		{pod(chaosv1alpha1.ContainerKillAction, "proxy"), false, ""},
+		{pod(chaosv1alpha1.ContainerKillAction), false, "containerNames is required"},
+		{pod(chaosv1alpha1.ContainerKillAction, "istio-proxy"), true, `no container "istio-proxy" in the kube platform's pods`},
+		{network(chaosv1alpha1.PartitionAction), false, ""},
+		{network(chaosv1alpha1.DelayAction), false, "not executed on the kind platform yet"},
+		{network(chaosv1alpha1.LossAction), true, "not executed on the kube platform yet"},
+		{&chaosv1alpha1.HTTPChaos{}, false, "not executed on the kind platform yet"},
+		{&chaosv1alpha1.StressChaos{}, false, "not executed on the kind platform yet"},
+	} {
+		p := &platform{}
+		if c.kube {
+			p.o.Kube = &KubeTarget{}
+		}
+		a := chaos.Action{Object: c.obj}
+		err := p.CanInject(a)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s (kube %v): %v, want executed", a.Verb(), c.kube, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s (kube %v): %v, want %q", a.Verb(), c.kube, err, c.want)
+		}
+	}
+}
+
+// RestoreInput inserts a fault's rules at their chains' heads in the
+// order FilterRules gives them, and deletes them in reverse.
+func TestRestoreInput(t *testing.T) {
+	rules := runner.FilterRules(chaosv1alpha1.To, "eth0", []string{"10.0.0.9"}, "c", runner.PartitionTargets(chaosv1alpha1.RejectPartitionBehavior))
+	want := "*filter\n" +
+		"-I OUTPUT 1 -o eth0 -d 10.0.0.9 -m comment --comment c ! -p tcp -j REJECT\n" +
+		"-I OUTPUT 1 -o eth0 -d 10.0.0.9 -m comment --comment c -p tcp ! --tcp-flags RST RST -j REJECT --reject-with tcp-reset\n" +
+		"COMMIT\n"
+	if got := string(RestoreInput("-I", rules)); got != want {
+		t.Errorf("insert:\n%s\nwant\n%s", got, want)
+	}
+	want = "*filter\n" +
+		"-D OUTPUT -o eth0 -d 10.0.0.9 -m comment --comment c -p tcp ! --tcp-flags RST RST -j REJECT --reject-with tcp-reset\n" +
+		"-D OUTPUT -o eth0 -d 10.0.0.9 -m comment --comment c ! -p tcp -j REJECT\n" +
+		"COMMIT\n"
+	if got := string(RestoreInput("-D", rules)); got != want {
+		t.Errorf("delete:\n%s\nwant\n%s", got, want)
+	}
+}
