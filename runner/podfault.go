@@ -1,7 +1,11 @@
 package runner
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/meshbench/meshbench/runner/results"
@@ -59,4 +63,92 @@ func CheckContainerKill(names []string, platform string) error {
 		}
 	}
 	return nil
+}
+
+// PodProcesses are, pod by pod, the injection's processes (of the
+// platform's type P) that keep selects, and the workloads whose pods
+// have none.
+func PodProcesses[P Process](in Injection, keep func(P) bool) (pods [][]P, none []string, err error) {
+	for _, pod := range in.Pods {
+		var procs []P
+		for _, rp := range pod.Processes {
+			pr, ok := rp.(P)
+			if !ok {
+				return nil, nil, fmt.Errorf("%s is not a process of this platform", rp.Name())
+			}
+			if keep(pr) {
+				procs = append(procs, pr)
+			}
+		}
+		if len(procs) == 0 {
+			none = append(none, pod.Workload)
+		}
+		pods = append(pods, procs)
+	}
+	return pods, none, nil
+}
+
+// KillVictims are the processes a pod-kill (podKill: every process of
+// the pods) or a container-kill (those of the containers named, by their
+// class) kills, with what the injection reports: its executor, and the
+// pods with nothing to kill.
+func KillVictims[P Process](in Injection, podKill bool, containers []string, class func(P) string) ([]P, Injected, error) {
+	got := Injected{Executor: ExecPodKill}
+	if !podKill {
+		got.Executor = ExecContainerKill
+	}
+	pods, empty, err := PodProcesses(in, func(pr P) bool {
+		return podKill || slices.Contains(containers, ContainerOf(class(pr)))
+	})
+	if err != nil {
+		return nil, got, err
+	}
+	if len(empty) > 0 {
+		got.Note = fmt.Sprintf("nothing to kill in the pod of %s", strings.Join(empty, ", "))
+	}
+	return slices.Concat(pods...), got, nil
+}
+
+// FailPods stops every running process of the injection's pods with
+// pause, and returns the injection whose recovery resumes them all. On
+// error it resumes what it stopped.
+func FailPods[P Process](in Injection, pause func(P) (resume func() error, err error)) (Injected, error) {
+	got := Injected{Executor: ExecSignals}
+	pods, empty, err := PodProcesses(in, func(pr P) bool {
+		select {
+		case <-pr.Done(): // ended for good
+			return false
+		default:
+			return true
+		}
+	})
+	if err != nil {
+		return got, err
+	}
+	if len(empty) > 0 {
+		got.Note = fmt.Sprintf("no running process to stop in the pod of %s", strings.Join(empty, ", "))
+	}
+	procs := slices.Concat(pods...)
+	if len(procs) == 0 {
+		return got, nil
+	}
+	var resumes []func() error
+	resume := func(context.Context) error {
+		var errs []error
+		for _, r := range resumes {
+			errs = append(errs, r())
+		}
+		return errors.Join(errs...)
+	}
+	for _, pr := range procs {
+		r, err := pause(pr)
+		if r != nil {
+			resumes = append(resumes, r)
+		}
+		if err != nil {
+			return got, errors.Join(err, resume(context.Background()))
+		}
+	}
+	got.Recover = resume
+	return got, nil
 }

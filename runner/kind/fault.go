@@ -79,33 +79,6 @@ func (p *platform) Inject(ctx context.Context, in runner.Injection) (runner.Inje
 	return p.podFailure(in)
 }
 
-// podProcesses are, pod by pod, the injection's processes that are still
-// running and that keep selects, and the workloads whose pods have none.
-func podProcesses(in runner.Injection, keep func(*process) bool) (pods [][]*process, none []string, err error) {
-	for _, pod := range in.Pods {
-		var procs []*process
-		for _, rp := range pod.Processes {
-			pr, ok := rp.(*process)
-			if !ok {
-				return nil, nil, fmt.Errorf("%s is not a process of this platform", rp.Name())
-			}
-			select {
-			case <-pr.done: // ended for good
-				continue
-			default:
-			}
-			if keep(pr) {
-				procs = append(procs, pr)
-			}
-		}
-		if len(procs) == 0 {
-			none = append(none, pod.Workload)
-		}
-		pods = append(pods, procs)
-	}
-	return pods, none, nil
-}
-
 // kill kills pods and has them started again, as Kubernetes would: a
 // pod-kill kills each pod's processes (SIGTERM first, grace before
 // SIGKILL) and starts them runner.PodReplaceDelay later, as its
@@ -116,20 +89,10 @@ func podProcesses(in runner.Injection, keep func(*process) bool) (pods [][]*proc
 // It returns once every wrapper has taken its request. One-shot: nothing
 // to recover.
 func (p *platform) kill(ctx context.Context, in runner.Injection, podKill bool, containers []string, grace time.Duration) (runner.Injected, error) {
-	got := runner.Injected{Executor: runner.ExecPodKill}
-	if !podKill {
-		got.Executor = runner.ExecContainerKill
-	}
-	pods, empty, err := podProcesses(in, func(pr *process) bool {
-		return podKill || slices.Contains(containers, runner.ContainerOf(pr.class))
-	})
+	victims, got, err := runner.KillVictims(in, podKill, containers, func(pr *process) string { return pr.class })
 	if err != nil {
 		return got, err
 	}
-	if len(empty) > 0 {
-		got.Note = fmt.Sprintf("nothing to kill in the pod of %s", strings.Join(empty, ", "))
-	}
-	victims := slices.Concat(pods...)
 	var errs []error
 	for _, pr := range victims {
 		errs = append(errs, pr.restart(grace, podKill))
@@ -199,33 +162,7 @@ func (pr *process) waitTaken(ctx context.Context) error {
 // meanwhile (pod-kill) is a new pod, not failed. The wrappers act within
 // their 100 ms poll.
 func (p *platform) podFailure(in runner.Injection) (runner.Injected, error) {
-	got := runner.Injected{Executor: runner.ExecSignals}
-	pods, empty, err := podProcesses(in, func(*process) bool { return true })
-	if err != nil {
-		return got, err
-	}
-	if len(empty) > 0 {
-		got.Note = fmt.Sprintf("no running process to stop in the pod of %s", strings.Join(empty, ", "))
-	}
-	var resumes []func() error
-	resume := func(context.Context) error {
-		var errs []error
-		for _, r := range resumes {
-			errs = append(errs, r())
-		}
-		return errors.Join(errs...)
-	}
-	for _, pr := range slices.Concat(pods...) {
-		r, err := pr.pause()
-		if err != nil {
-			return got, errors.Join(err, resume(context.Background()))
-		}
-		resumes = append(resumes, r)
-	}
-	if len(resumes) > 0 {
-		got.Recover = resume
-	}
-	return got, nil
+	return runner.FailPods(in, (*process).pause)
 }
 
 // pause has the process's wrapper stop it until the returned resume is

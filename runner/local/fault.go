@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -274,7 +273,7 @@ func (p *platform) stress(ctx context.Context, in runner.Injection, st *chaosv1a
 		}
 		return errors.Join(errs...)
 	}
-	apps, none, err := podProcesses(in, func(pr *process) bool { return pr.class == results.ClassApp })
+	apps, none, err := runner.PodProcesses(in, func(pr *process) bool { return pr.class == results.ClassApp })
 	if err != nil {
 		return got, err
 	}
@@ -312,28 +311,6 @@ func (p *platform) stress(ctx context.Context, in runner.Injection, st *chaosv1a
 	return got, nil
 }
 
-// podProcesses are, pod by pod, the injection's processes that keep
-// selects, and the workloads whose pods have none.
-func podProcesses(in runner.Injection, keep func(*process) bool) (pods [][]*process, none []string, err error) {
-	for _, pod := range in.Pods {
-		var procs []*process
-		for _, rp := range pod.Processes {
-			pr, ok := rp.(*process)
-			if !ok {
-				return nil, nil, fmt.Errorf("%s is not a process of this platform", rp.Name())
-			}
-			if keep(pr) {
-				procs = append(procs, pr)
-			}
-		}
-		if len(procs) == 0 {
-			none = append(none, pod.Workload)
-		}
-		pods = append(pods, procs)
-	}
-	return pods, none, nil
-}
-
 // kill kills pods and starts them again, as Kubernetes would: pod-kill
 // kills each pod's processes (after grace, with SIGTERM
 // first) and starts them runner.PodReplaceDelay later, as its replacement; a
@@ -343,20 +320,10 @@ func podProcesses(in runner.Injection, keep func(*process) bool) (pods [][]*proc
 // under the same identity; the namespace (the pod's address and its
 // redirects) stays. One-shot: nothing to recover.
 func (p *platform) kill(in runner.Injection, podKill bool, containers []string, grace time.Duration) (runner.Injected, error) {
-	got := runner.Injected{Executor: runner.ExecPodKill}
-	if !podKill {
-		got.Executor = runner.ExecContainerKill
-	}
-	pods, empty, err := podProcesses(in, func(pr *process) bool {
-		return podKill || slices.Contains(containers, runner.ContainerOf(pr.class))
-	})
+	victims, got, err := runner.KillVictims(in, podKill, containers, func(pr *process) string { return pr.class })
 	if err != nil {
 		return got, err
 	}
-	if len(empty) > 0 {
-		got.Note = fmt.Sprintf("nothing to kill in the pod of %s", strings.Join(empty, ", "))
-	}
-	victims := slices.Concat(pods...)
 	var wg sync.WaitGroup
 	for _, pr := range victims {
 		delay := runner.PodReplaceDelay
@@ -384,42 +351,7 @@ func (p *platform) kill(in runner.Injection, podKill bool, containers []string, 
 // stopped processes die with it (their parent-death signal is SIGKILL,
 // which a stopped process takes).
 func (p *platform) podFailure(in runner.Injection) (runner.Injected, error) {
-	got := runner.Injected{Executor: runner.ExecSignals}
-	pods, empty, err := podProcesses(in, func(pr *process) bool {
-		select {
-		case <-pr.done: // ended for good
-			return false
-		default:
-			return true
-		}
-	})
-	if err != nil {
-		return got, err
-	}
-	if len(empty) > 0 {
-		got.Note = fmt.Sprintf("no running process to stop in the pod of %s", strings.Join(empty, ", "))
-	}
-	procs := slices.Concat(pods...)
-	if len(procs) == 0 {
-		return got, nil
-	}
-	var resumes []func() error
-	resume := func(context.Context) error {
-		var errs []error
-		for _, r := range resumes {
-			errs = append(errs, r())
-		}
-		return errors.Join(errs...)
-	}
-	for _, pr := range procs {
-		r, err := pr.pause()
-		resumes = append(resumes, r)
-		if err != nil {
-			return got, errors.Join(err, resume(context.Background()))
-		}
-	}
-	got.Recover = resume
-	return got, nil
+	return runner.FailPods(in, (*process).pause)
 }
 
 // signalGroup signals a process group; one that is gone is no error.
