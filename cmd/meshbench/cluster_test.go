@@ -505,73 +505,114 @@ func kindRunKilled(t *testing.T, name, share string) {
 }
 
 // kindFaults runs faults on kind's pods, as TestIntegrationFaults and
-// TestIntegrationFaultKill do locally, on the server with a sidecar: a
-// pod failure holds requests up for its 2 s; a kill of the sidecar
-// (restarted at once) and of the whole pod (started again a second
-// later) fail requests; a partition (through the pod's fault agent) has
-// the server serve nothing; and it serves again afterwards.
+// TestIntegrationFaultKill do locally, on the baseline and the server
+// with a sidecar: a pod failure holds requests up for its 2 s; a kill of
+// the sidecar (restarted at once; nothing to kill on the baseline) and of
+// the whole pod (started again a second later) fail requests; a
+// partition of the server (through its pod's fault agent) has it serve
+// nothing; so does one of the client, whose baseline dials the server's
+// ClusterIP (which its node, not its pod, translates); and the server
+// serves again afterwards. The partitions reset connections, so that
+// the recovery waits for no TCP retransmission.
 func kindFaults(t *testing.T, cluster, out string) *results.Manifest {
 	t.Helper()
-	sc := faultScenario(t, "14s", []string{"sidecar"},
+	reject := "      partitionBehavior: reject\n"
+	sc := faultScenario(t, "18s", []string{"baseline", "sidecar"},
 		fault("1s", "PodChaos", "freeze", fmt.Sprintf(freezeSpec, "2s")),
 		fault("4s", "PodChaos", "proxy-kill", "      action: container-kill\n      containerNames: [proxy]\n"),
 		fault("5s", "PodChaos", "pod-kill", "      action: pod-kill\n"),
-		fault("8s", "NetworkChaos", "cut", fmt.Sprintf(partitionSpec, "2s")))
+		fault("8s", "NetworkChaos", "cut", fmt.Sprintf(partitionSpec, "3s")+reject),
+		strings.Replace(fault("12s", "NetworkChaos", "cut-client", fmt.Sprintf(partitionSpec, "3s")+reject), "app: server", "app: client", 1))
 	m, trials := runAll(t, 10*time.Minute, out, "run", sc, "--platform", "kind", "--cluster", cluster, "--out", out)
-	if len(trials) != 1 {
-		t.Fatalf("faults on kind: %d trials, want 1", len(trials))
+	if len(trials) != 2 {
+		t.Fatalf("faults on kind: %d trials, want 2", len(trials))
 	}
-	tr := trials[0]
-	if len(tr.Faults) != 4 || tr.Faults[0].Executor != "SIGSTOP/SIGCONT" || tr.Faults[0].End-tr.Faults[0].Start < 2 ||
-		!strings.Contains(tr.Faults[1].Executor, "back-off") || !strings.Contains(tr.Faults[2].Executor, "replacement") ||
-		tr.Faults[3].Executor != "iptables" || tr.Faults[3].End-tr.Faults[3].Start < 2 {
-		t.Fatalf("faults on kind: %+v, want the pod failure, the sidecar's kill, the pod's, and the partition", tr.Faults)
+	for _, tr := range trials {
+		kindFaultsTrial(t, out, tr)
 	}
-	for _, f := range tr.Faults {
-		if f.Error != "" || f.Note != "" || len(f.Targets) != 1 || f.Targets[0] != "server" {
-			t.Errorf("faults on kind: %s recorded as %+v", f.Name, f)
+	return m
+}
+
+// kindFaultsTrial checks a trial of kindFaults.
+func kindFaultsTrial(t *testing.T, out string, tr *results.Trial) {
+	t.Helper()
+	sidecar := tr.Mode == "sidecar"
+	if len(tr.Faults) != 5 || tr.Faults[0].Executor != "SIGSTOP/SIGCONT" || tr.Faults[0].End-tr.Faults[0].Start < 2 ||
+		!strings.Contains(tr.Faults[1].Executor, "back-off") || !strings.Contains(tr.Faults[2].Executor, "replacement") {
+		t.Fatalf("faults on kind, %s: %+v, want the pod failure, the sidecar's kill, the pod's, and two partitions", tr.Key(), tr.Faults)
+	}
+	for i, f := range tr.Faults {
+		target, note := "server", ""
+		if i == 4 {
+			target = "client"
+		}
+		if i == 1 && !sidecar {
+			note = "nothing to kill in the pod of server"
+		}
+		if f.Error != "" || f.Note != note || len(f.Targets) != 1 || f.Targets[0] != target {
+			t.Errorf("faults on kind, %s: %s recorded as %+v, want target %s and note %q", tr.Key(), f.Name, f, target, note)
 		}
 	}
 	if tr.LatencyMs.Max < 1500 {
-		t.Errorf("faults on kind: max latency %.0f ms: the 2 s pod failure held up no request", tr.LatencyMs.Max)
+		t.Errorf("faults on kind, %s: max latency %.0f ms: the 2 s pod failure held up no request", tr.Key(), tr.LatencyMs.Max)
 	}
 	if tr.Errors == 0 {
-		t.Errorf("faults on kind: no request failed: the kills did not reach the traffic")
+		t.Errorf("faults on kind, %s: no request failed: the kills did not reach the traffic", tr.Key())
 	}
-	// Every whole second of the server's own counts inside the partition
-	// (300 ms in from either end) is empty.
-	cut, inside := tr.Faults[3], 0
-	for _, sec := range perSecond(t, tr, "server") {
-		if sec.from >= cut.Start+0.3 && sec.to <= cut.End-0.3 {
-			inside++
-			if sec.n != 0 {
-				t.Errorf("faults on kind: the server served %d requests in %.1f-%.1fs, inside the partition (%.1f-%.1fs)", sec.n, sec.from, sec.to, cut.Start, cut.End)
+	if !hasEvent(tr, "fault agents (iptables) in the pods of server, client") {
+		t.Errorf("faults on kind, %s: events %+v, want the fault agents of server and client", tr.Key(), tr.Events)
+	}
+	// Every whole second of the server's own counts inside either
+	// partition (300 ms in from either end) is empty, and no request of
+	// the client's seconds inside its own partition succeeds.
+	server := perSecond(t, tr, "server")
+	for _, cut := range tr.Faults[3:] {
+		if cut.Executor != "iptables" || cut.End-cut.Start < 3 {
+			t.Errorf("faults on kind, %s: %s recorded as %+v, want 3 s by iptables", tr.Key(), cut.Name, cut)
+			continue
+		}
+		inside := 0
+		for _, sec := range server {
+			if sec.from >= cut.Start+0.3 && sec.to <= cut.End-0.3 {
+				inside++
+				if sec.n != 0 {
+					t.Errorf("faults on kind, %s: the server served %d requests in %.1f-%.1fs, inside %s (%.1f-%.1fs)", tr.Key(), sec.n, sec.from, sec.to, cut.Name, cut.Start, cut.End)
+				}
 			}
 		}
+		if inside == 0 {
+			t.Errorf("faults on kind, %s: no whole second of the server's counts inside %s (%.1f-%.1fs)", tr.Key(), cut.Name, cut.Start, cut.End)
+		}
 	}
-	if inside == 0 || !hasEvent(tr, "fault agents (iptables) in the pods of server") {
-		t.Errorf("faults on kind: %d whole seconds of the server's counts inside the partition (%.1f-%.1fs), events %+v", inside, cut.Start, cut.End, tr.Events)
+	client := tr.Faults[4]
+	for _, sec := range tr.Series {
+		if sec.Start >= client.Start+0.3 && sec.Start+1 <= client.End-0.3 && sec.Errors != sec.Requests {
+			t.Errorf("faults on kind, %s: %d of %d requests in second %.0f succeeded, inside the client's partition (%.1f-%.1fs)", tr.Key(), sec.Requests-sec.Errors, sec.Requests, sec.Start, client.Start, client.End)
+		}
 	}
-	// Recovered: the last whole second (13-14 s, 3 s after the
+	// Recovered: the last whole second (17-18 s, 3 s after the last
 	// partition) sends requests and none fails.
 	var last results.Second
 	for _, sec := range tr.Series {
-		if sec.Start == 13 {
+		if sec.Start == 17 {
 			last = sec
 		}
 	}
 	if last.Requests < 50 || last.Errors != 0 {
-		t.Errorf("faults on kind: the last second %+v: the server did not come back (series %+v)", last, tr.Series)
+		t.Errorf("faults on kind, %s: the last second %+v: the server did not come back (series %+v)", tr.Key(), last, tr.Series)
 	}
 	// The sidecar was started again twice in its container, the app once.
+	want := map[string]int{"server": 1}
+	if sidecar {
+		want["server-sidecar"] = 2
+	}
 	logs := filepath.Join(out, tr.Dir(), results.LogsDir)
-	for name, want := range map[string]int{"server": 1, "server-sidecar": 2} {
+	for name, want := range want {
 		data, err := os.ReadFile(filepath.Join(logs, name+".stderr.log"))
 		if n := strings.Count(string(data), "pod-process: killed to be restarted"); err != nil || n != want {
-			t.Errorf("faults on kind: %s restarted %d times (%v), want %d", name, n, err, want)
+			t.Errorf("faults on kind, %s: %s restarted %d times (%v), want %d", tr.Key(), name, n, err, want)
 		}
 	}
-	return m
 }
 
 // checkL4OnPods checks a row of the L4 node proxies of a per-node run

@@ -397,14 +397,19 @@ func testPodProcess(t *testing.T, wrapper []string) {
 
 // testPodProcessFaults checks what the wrapper does for the kind
 // platform's pod faults: stopping the process while the pause file exists
-// (pod-failure), killing it and starting it again in the same container
+// (pod-failure); killing it and starting it again in the same container
 // when asked (container-kill, pod-kill), with SIGTERM first when given a
-// grace, a restarted process of a paused pod stopped too, and a restart
-// asked for while one is under way dropped.
+// grace and the back-off it is given; a kill without grace during a
+// grace kills at once; a request during the back-off is dropped, and a
+// replacement cuts it short; and no process is started while its pod is
+// failed.
 func testPodProcessFaults(t *testing.T, dir string, start func(...string) *exec.Cmd, report func(string) podproc.ExitReport) {
 	t.Helper()
 	base := filepath.Join(dir, "chaos")
-	cmd := start("--control", dir, "--name", "chaos", "--", "sh", "-c", `trap 'echo bye; exit 0' TERM; echo start $$; while :; do sleep 0.1; done`)
+	// With the stay file, the process outlives SIGTERM (a grace's end is
+	// then up to SIGKILL).
+	stay := filepath.Join(dir, "stay")
+	cmd := start("--control", dir, "--name", "chaos", "--", "sh", "-c", `trap 'echo bye; [ -e `+stay+` ] || exit 0' TERM; echo start $$; while :; do sleep 0.1; done`)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -429,6 +434,29 @@ func testPodProcessFaults(t *testing.T, dir string, start func(...string) *exec.
 		_, after, _ := strings.Cut(string(data), ") ")
 		return after[:1]
 	}
+	// children are the wrapper's child processes.
+	children := func() []int {
+		var pids []int
+		stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+		for _, f := range stats {
+			data, err := os.ReadFile(f)
+			_, after, ok := strings.Cut(string(data), ") ")
+			var st string
+			var pid, ppid int
+			if err != nil || !ok {
+				continue
+			}
+			if _, err := fmt.Sscanf(after, "%s %d", &st, &ppid); err == nil && ppid == cmd.Process.Pid {
+				_, _ = fmt.Sscanf(filepath.Base(filepath.Dir(f)), "%d", &pid)
+				pids = append(pids, pid)
+			}
+		}
+		return pids
+	}
+	said := func(what string) int {
+		data, _ := os.ReadFile(base + podproc.CtlStderr)
+		return strings.Count(string(data), what)
+	}
 	incarnation := func(n int) int {
 		t.Helper()
 		waitFor(t, 30*time.Second, fmt.Sprintf("incarnation %d to start", n), func() bool { return len(starts()) >= n })
@@ -447,6 +475,7 @@ func testPodProcessFaults(t *testing.T, dir string, start func(...string) *exec.
 			return err != nil
 		})
 	}
+	const killed = "pod-process: killed to be restarted"
 	first := incarnation(1)
 
 	// Stopped while the pause file exists, running again once it is gone.
@@ -455,8 +484,8 @@ func testPodProcessFaults(t *testing.T, dir string, start func(...string) *exec.
 	_ = os.Remove(base + podproc.CtlPause)
 	waitFor(t, 30*time.Second, "the process to run again", func() bool { return state(first) != "T" })
 
-	// Killed and started again (the kubelet's first back-off: at once).
-	restart(podproc.Restart{})
+	// Killed and started again (the back-off's first step: at once).
+	restart(podproc.Restart{Backoff: []time.Duration{0, time.Hour}})
 	second := incarnation(2)
 	if second == first || state(first) != "gone" {
 		t.Errorf("restart: first pid %d (%s), second %d", first, state(first), second)
@@ -465,49 +494,50 @@ func testPodProcessFaults(t *testing.T, dir string, start func(...string) *exec.
 		t.Errorf("a restart without grace sent SIGTERM: %q", data)
 	}
 
-	// With a grace, SIGTERM first: the process's handler runs (long before
-	// the grace would have it killed), then it starts again after the
-	// delay; a restart asked for during the delay is dropped.
-	restart(podproc.Restart{Grace: 30 * time.Second, Delay: 2 * time.Second})
+	// With a grace, SIGTERM first: the handler runs, and the process,
+	// which outlives it, is still there. A kill without grace asked for
+	// during the grace kills it at once (the wait below is half the
+	// grace), and the replacement starts after its delay (none).
+	_ = os.WriteFile(stay, nil, 0o644)
+	restart(podproc.Restart{Grace: time.Minute, Replace: true})
 	waitFor(t, 20*time.Second, "the SIGTERM handler", func() bool { return fileContains(base+podproc.CtlStdout, "bye") })
+	if state(second) == "gone" {
+		t.Fatalf("the second incarnation ended at SIGTERM, with the stay file")
+	}
 	restart(podproc.Restart{})
 	third := incarnation(3)
-	time.Sleep(time.Second) // a dropped request would have started a fourth by now
-	if n := len(starts()); n != 3 || third == second {
-		t.Errorf("incarnations %v after a restart with a grace and one asked for during its delay, want 3", starts())
-	}
+	_ = os.Remove(stay)
 
-	// A restarted process of a paused pod is stopped too.
-	_ = os.WriteFile(base+podproc.CtlPause, nil, 0o644)
-	waitFor(t, 30*time.Second, "the third to be stopped", func() bool { return state(third) == "T" })
+	// A back-off of an hour: a restart asked for during it finds nothing
+	// to kill and is dropped; a replacement cuts the wait to its delay.
+	restart(podproc.Restart{Backoff: []time.Duration{time.Hour}})
+	waitFor(t, 30*time.Second, "the third to be killed", func() bool { return state(third) == "gone" && said(killed) == 3 })
 	restart(podproc.Restart{})
-	// The wrapper's new child, stopped (before it could print a thing).
-	var stopped int
-	waitFor(t, 30*time.Second, "a new child of the wrapper, stopped", func() bool {
-		stopped = 0
-		stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-		for _, f := range stats {
-			data, err := os.ReadFile(f)
-			_, after, ok := strings.Cut(string(data), ") ")
-			var st string
-			var pid, ppid int
-			if err != nil || !ok {
-				continue
-			}
-			if _, err := fmt.Sscanf(after, "%s %d", &st, &ppid); err == nil && ppid == cmd.Process.Pid && st == "T" {
-				_, _ = fmt.Sscanf(filepath.Base(filepath.Dir(f)), "%d", &pid)
-				stopped = pid
-			}
-		}
-		return stopped != 0 && stopped != third
-	})
+	waitFor(t, 30*time.Second, "the request to be dropped", func() bool { return said("dropped") == 1 })
 	if n := len(starts()); n != 3 {
-		t.Errorf("incarnations %v while the fourth is stopped, want 3", starts())
+		t.Errorf("incarnations %v after a restart dropped during the back-off, want 3", starts())
+	}
+	restart(podproc.Restart{Replace: true, Delay: 200 * time.Millisecond})
+	fourth := incarnation(4)
+
+	// A process of a failed pod is not started until the failure ends.
+	_ = os.WriteFile(base+podproc.CtlPause, nil, 0o644)
+	for deadline := time.Now().Add(30 * time.Second); state(fourth) != "T"; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			data, _ := os.ReadFile(base + podproc.CtlStderr)
+			t.Fatalf("the fourth (%d) not stopped within 30s: state %s, the wrapper's children %v, its stderr:\n%s", fourth, state(fourth), children(), data)
+		}
+	}
+	restart(podproc.Restart{})
+	waitFor(t, 30*time.Second, "the fourth to be killed", func() bool { return state(fourth) == "gone" && said(killed) == 4 })
+	for range 5 {
+		if c := children(); len(c) != 0 {
+			t.Fatalf("the wrapper started %v while its pod is failed", c)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	_ = os.Remove(base + podproc.CtlPause)
-	if fourth := incarnation(4); fourth != stopped {
-		t.Errorf("the fourth incarnation is %d, want the stopped child %d", fourth, stopped)
-	}
+	incarnation(5)
 
 	// Ended when asked: the last incarnation's exit is the report.
 	_ = os.WriteFile(base+podproc.CtlTerm, nil, 0o644)
@@ -515,8 +545,11 @@ func testPodProcessFaults(t *testing.T, dir string, start func(...string) *exec.
 	if rep := report("chaos"); rep.Code != 0 || rep.Signal != "" {
 		t.Errorf("chaos: report %+v, want the handler's exit 0", rep)
 	}
-	if data, _ := os.ReadFile(base + podproc.CtlStderr); strings.Count(string(data), "pod-process: killed to be restarted") != 3 {
-		t.Errorf("stderr file, want three restarts said:\n%s", data)
+	for what, want := range map[string]int{killed: 4, "merged": 1, "dropped": 1, "its pod replaced": 1} {
+		if n := said(what); n != want {
+			data, _ := os.ReadFile(base + podproc.CtlStderr)
+			t.Errorf("stderr file says %q %d times, want %d:\n%s", what, n, want, data)
+		}
 	}
 }
 
@@ -562,6 +595,12 @@ func TestIntegrationFaultAgent(t *testing.T) {
 	}
 	dir := t.TempDir()
 	const comment = "meshbench-fault:agenttest"
+	// A rule an agent killed before its end left in force: the next one
+	// removes it as it starts (8 rules with the comment after the
+	// insert below, not 9).
+	if out, err := exec.Command("ip", "netns", "exec", ns, "iptables", "-A", "OUTPUT", "-d", "192.0.2.98", "-m", "comment", "--comment", comment, "-j", "DROP").CombinedOutput(); err != nil {
+		t.Fatalf("iptables -A: %v: %s", err, out)
+	}
 	agent := exec.Command("ip", "netns", "exec", ns, meshbenchBin, "fault-agent", "--dir", dir, "--comment", comment)
 	var out strings.Builder
 	agent.Stdout, agent.Stderr = &out, &out
@@ -611,8 +650,8 @@ func TestIntegrationFaultAgent(t *testing.T) {
 			t.Errorf("%s after the insert, want %v in order:\n%s", chain, want, got)
 		}
 	}
-	if n := strings.Count(got, comment); n != 8 {
-		t.Errorf("%d rules with the comment, want 8:\n%s", n, got)
+	if n := strings.Count(got, comment); n != 8 || strings.Contains(got, "192.0.2.98") {
+		t.Errorf("%d rules with the comment, want 8 and not the leftover's:\n%s", n, got)
 	}
 	// A file iptables refuses: all or nothing, and the agent says why.
 	if e := apply(2, []byte("*filter\n-I NOSUCHCHAIN 1 -j DROP\nCOMMIT\n")); !strings.Contains(e, "iptables-restore") {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -109,14 +110,22 @@ func (p *platform) kill(ctx context.Context, in runner.Injection, podKill bool, 
 // restart asks the process's wrapper to kill it (after grace, with
 // SIGTERM first) and start it again: with replace, as its pod's
 // replacement (a new pod: no restart count, no failure in force), else
-// after the kubelet's back-off.
+// after the kubelet's back-off, which the wrapper counts (a request that
+// finds a restart under way is dropped there, and not counted). The
+// request is written before a failure is cleared, so that the wrapper
+// never resumes a process it is about to kill.
 func (pr *process) restart(grace time.Duration, replace bool) error {
 	p := pr.p
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delay := runner.PodReplaceDelay
+	r := podproc.Restart{Grace: grace, Replace: replace, Delay: runner.PodReplaceDelay, Backoff: restartBackoff}
+	if !replace {
+		r.Delay = 0
+	}
+	if err := podproc.AskRestart(pr.base, r); err != nil {
+		return fmt.Errorf("%s: %w", pr.name, err)
+	}
 	if replace {
-		pr.restarts = 0
 		pr.gen++
 		if pr.pauses > 0 {
 			pr.pauses = 0
@@ -124,15 +133,19 @@ func (pr *process) restart(grace time.Duration, replace bool) error {
 				return fmt.Errorf("%s: %w", pr.name, err)
 			}
 		}
-	} else {
-		delay = runner.RestartBackoff(pr.restarts)
-		pr.restarts++
-	}
-	if err := podproc.AskRestart(pr.base, podproc.Restart{Grace: grace, Delay: delay}); err != nil {
-		return fmt.Errorf("%s: %w", pr.name, err)
 	}
 	return nil
 }
+
+// restartBackoff is the kubelet's back-off, restart by restart, up to its
+// cap.
+var restartBackoff = func() []time.Duration {
+	var b []time.Duration
+	for n := 0; len(b) < 2 || b[len(b)-1] != b[len(b)-2]; n++ {
+		b = append(b, runner.RestartBackoff(n))
+	}
+	return b[:len(b)-1]
+}()
 
 // waitTaken waits until the process's wrapper has taken its restart
 // request, or the process has ended.
@@ -221,7 +234,8 @@ type agent struct {
 // PrepareFaults starts a fault agent in the pod of each node that a
 // trial's network fault targets, before the load (an ephemeral container
 // takes seconds to start). The removal stops them; each removes, as it
-// ends, any rule of the run's faults still in its pod.
+// starts and as it ends, any rule of the run's faults still in its pod
+// (one killed before it could is the next one's to clean up).
 func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (func(context.Context) error, string, error) {
 	var nodes []string
 	for _, in := range ins {
@@ -241,7 +255,9 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 	stop := func(ctx context.Context) error {
 		p.mu.Lock()
 		for _, a := range started {
-			delete(p.agents, a.node)
+			if p.agents[a.node] == a {
+				delete(p.agents, a.node)
+			}
 		}
 		p.mu.Unlock()
 		var errs []error
@@ -264,7 +280,12 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 	}
 	comment := runner.FaultComment(p.o.RunID)
 	for _, n := range nodes {
-		a := &agent{node: n, dir: filepath.Join(p.ctl, "faults-"+dnsLabel(n)), out: &lockedBuffer{}}
+		// A directory of its own: an earlier trial's agent may still be
+		// writing its answers to one it was not stopped in time to leave.
+		p.mu.Lock()
+		p.seq++
+		a := &agent{node: n, dir: filepath.Join(p.ctl, fmt.Sprintf("faults-%s-%d", dnsLabel(n), p.seq)), out: &lockedBuffer{}}
+		p.mu.Unlock()
 		if err := os.MkdirAll(a.dir, 0o755); err != nil {
 			return nil, "", errors.Join(err, stop(context.WithoutCancel(ctx)))
 		}
@@ -286,30 +307,19 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 }
 
 // partition drops (or rejects) the pods' packets to, from, or to and
-// from their peers' addresses, through the pods' fault agents, with the
-// rules the local platform puts in its namespaces (runner.FilterRules).
+// from their peers, through the pods' fault agents, with the rules the
+// local platform puts in its namespaces (runner.FilterRules). A peer is
+// its pod's address and the ClusterIP of each Service whose pods are all
+// peers: a pod dialing a Service sends to its ClusterIP, which its node
+// translates only after the packet has left the pod (and translates
+// back before the answer reaches it). With no peer (every workload a
+// target) it cuts the pods from every address, as locally.
 func (p *platform) partition(ctx context.Context, in runner.Injection, dir chaosv1alpha1.Direction, b chaosv1alpha1.NetworkChaosPartitionBehavior) (runner.Injected, error) {
 	got := runner.Injected{Executor: runner.ExecIPTables}
-	var addrs []string
-	var agents []*agent
-	p.mu.Lock()
-	for _, peer := range in.Peers {
-		pod, ok := p.pods[peer]
-		if !ok {
-			p.mu.Unlock()
-			return got, fmt.Errorf("no node %s", peer)
-		}
-		addrs = append(addrs, pod.Status.PodIP)
+	addrs, agents, err := p.partitionPeers(in)
+	if err != nil {
+		return got, err
 	}
-	for _, pod := range in.Pods {
-		a, ok := p.agents[pod.Node]
-		if !ok {
-			p.mu.Unlock()
-			return got, fmt.Errorf("no fault agent in node %s's pod", pod.Node)
-		}
-		agents = append(agents, a)
-	}
-	p.mu.Unlock()
 	rules := runner.FilterRules(dir, "eth0", addrs, runner.FaultComment(p.o.RunID), runner.PartitionTargets(b))
 	var done []*agent
 	undo := func(ctx context.Context) error {
@@ -329,6 +339,39 @@ func (p *platform) partition(ctx context.Context, in runner.Injection, dir chaos
 	}
 	got.Recover = undo
 	return got, nil
+}
+
+// partitionPeers are the addresses a partition cuts the pods from
+// ("" for any), and the pods' agents.
+func (p *platform) partitionPeers(in runner.Injection) ([]string, []*agent, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var agents []*agent
+	for _, pod := range in.Pods {
+		a, ok := p.agents[pod.Node]
+		if !ok {
+			return nil, nil, fmt.Errorf("no fault agent in node %s's pod", pod.Node)
+		}
+		agents = append(agents, a)
+	}
+	if len(in.Peers) == 0 {
+		return []string{""}, agents, nil
+	}
+	var addrs []string
+	for _, peer := range in.Peers {
+		pod, ok := p.pods[peer]
+		if !ok {
+			return nil, nil, fmt.Errorf("no node %s", peer)
+		}
+		addrs = append(addrs, pod.Status.PodIP)
+	}
+	for _, name := range slices.Sorted(maps.Keys(p.backends)) {
+		nodes := p.backends[name]
+		if len(nodes) > 0 && !slices.ContainsFunc(nodes, func(n string) bool { return !slices.Contains(in.Peers, n) }) {
+			addrs = append(addrs, p.services[name])
+		}
+	}
+	return addrs, agents, nil
 }
 
 // apply has the agent insert (-I, each at its chain's head, in order) or

@@ -1,8 +1,10 @@
 package kind
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	chaosv1alpha1 "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
 
@@ -65,5 +67,14 @@ func TestRestoreInput(t *testing.T) {
 		"COMMIT\n"
 	if got := string(RestoreInput("-D", rules)); got != want {
 		t.Errorf("delete:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// The back-off the wrappers are given is the kubelet's, restart by
+// restart, up to its cap (the last entry repeats from then on).
+func TestRestartBackoff(t *testing.T) {
+	want := []time.Duration{0, 10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second, 160 * time.Second, 5 * time.Minute}
+	if !slices.Equal(restartBackoff, want) {
+		t.Errorf("restartBackoff = %v, want %v", restartBackoff, want)
 	}
 }

@@ -118,6 +118,8 @@ type platform struct {
 	placed map[string]results.KubePod
 	// services are the services' ClusterIPs (Expose), by name.
 	services map[string]string
+	// backends are the nodes of each service's pods, by name.
+	backends map[string][]string
 	procs    map[string]*process // by pod/container
 	// agents are the fault agents of the trial under way, by node.
 	agents map[string]*agent
@@ -146,7 +148,7 @@ func NewPlatform(ctx context.Context, o PlatformOptions) (runner.Platform, error
 	}
 	p := &platform{o: o, ns: Prefix + o.RunID, ctl: filepath.Join(o.Share, ".meshbench-"+o.RunID),
 		pods: map[string]*corev1.Pod{}, placed: map[string]results.KubePod{}, procs: map[string]*process{},
-		services: map[string]string{}}
+		services: map[string]string{}, backends: map[string][]string{}}
 	if o.Kube != nil && o.Kube.Server == "" {
 		t, err := ResolveKube(*o.Kube)
 		if err != nil {

@@ -292,9 +292,9 @@ type process struct {
 	pod, node, container string
 	base                 string // the control files' path, without suffix
 	// Faults' state, guarded by the platform's lock: the pod failures in
-	// force, the restarts (for the back-off), the pod's generation (a
-	// pod-kill replaces it: the failures of the one before end with it).
-	pauses, restarts, gen int
+	// force, the pod's generation (a pod-kill replaces it: the failures
+	// of the one before end with it).
+	pauses, gen int
 	stdout, stderr        io.Writer
 
 	// started: the container runs (or ran); ended: the kubelet or the

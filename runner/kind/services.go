@@ -100,6 +100,7 @@ func (p *platform) Expose(ctx context.Context, svcs []runner.ServiceSpec) (map[s
 		out[s.Name] = addr
 		p.mu.Lock()
 		p.services[s.Name] = addr.String()
+		p.backends[s.Name] = slices.Clone(s.Pods)
 		p.mu.Unlock()
 		p.o.Log.Logf("service %s: Service %s, ClusterIP %s, %d pods", s.Name, name, addr, len(s.Pods))
 	}

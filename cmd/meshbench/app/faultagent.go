@@ -27,9 +27,10 @@ type faultAgentOptions struct {
 // NET_ADMIN beside the pod's processes, started before the load): it
 // applies the iptables-restore files the platform writes to its
 // directory (NAME.rules), in name order, and says how each went
-// (NAME.done, or NAME.err with iptables' words). At its end it removes
-// every rule carrying its comment, so that a fault left in force by a
-// run that failed leaves nothing in the pod for the next rows.
+// (NAME.done, or NAME.err with iptables' words). As it starts and at its
+// end it removes every rule carrying its comment, so that a fault left in
+// force by a trial that failed (or an agent killed) leaves nothing in the
+// pod for the next rows.
 func newFaultAgentCommand(s Streams) *cobra.Command {
 	o := &faultAgentOptions{}
 	cmd := &cobra.Command{
@@ -51,6 +52,11 @@ func newFaultAgentCommand(s Streams) *cobra.Command {
 }
 
 func runFaultAgent(ctx context.Context, o *faultAgentOptions, s Streams) error {
+	// An agent killed before its end (a crashed run) left its rules for
+	// this one, the pod's next.
+	if err := removeCommented(o.comment, s); err != nil {
+		return err
+	}
 	t := time.NewTicker(agentPoll)
 	defer t.Stop()
 	for {

@@ -63,8 +63,27 @@ type Restart struct {
 	// Grace, when set, is the time between SIGTERM and SIGKILL (a pod's
 	// grace period); without it the process is killed at once.
 	Grace time.Duration `json:"grace,omitempty"`
-	// Delay is the time between its end and its new start.
-	Delay time.Duration `json:"delay,omitempty"`
+	// Replace says its pod is replaced (pod-kill): the new process starts
+	// Delay after the old one's end, with a restart count of 0, also when
+	// a restart is under way (its wait is cut to Delay).
+	Replace bool          `json:"replace,omitempty"`
+	Delay   time.Duration `json:"delay,omitempty"`
+	// Backoff, without Replace, is the kubelet's restart back-off: the
+	// container's restart n (from 0, since its pod started) waits
+	// Backoff[min(n, len-1)] (none when empty). A request of this kind
+	// while a restart is under way kills at once when it has no grace,
+	// and is otherwise dropped, as the kubelet would: there is no new
+	// process to kill.
+	Backoff []time.Duration `json:"backoff,omitempty"`
+}
+
+// merge folds a request taken while r is under way into r: a kill
+// without grace is at once, a replacement's delay becomes r's.
+func (r *Restart) merge(n Restart) (killNow bool) {
+	if n.Replace {
+		r.Replace, r.Delay = true, n.Delay
+	}
+	return n.Grace <= 0
 }
 
 // WriteExit writes the report under base+CtlExit atomically.
@@ -87,15 +106,17 @@ func writeJSON(path string, v any) error {
 	return os.Rename(tmp, path)
 }
 
-// takeRestart reads and removes a restart request, if there is one.
+// takeRestart claims a restart request, if there is one, by renaming it
+// (a request written meanwhile is the next one), then reads it.
 func takeRestart(base string) (Restart, bool) {
 	var r Restart
-	data, err := os.ReadFile(base + CtlRestart)
-	if err != nil {
+	taken := base + CtlRestart + ".taken"
+	if os.Rename(base+CtlRestart, taken) != nil {
 		return r, false
 	}
-	_ = os.Remove(base + CtlRestart)
-	if json.Unmarshal(data, &r) != nil {
+	data, err := os.ReadFile(taken)
+	_ = os.Remove(taken)
+	if err != nil || json.Unmarshal(data, &r) != nil {
 		// Unreadable: a kill and an immediate start all the same.
 		r = Restart{}
 	}
@@ -146,6 +167,7 @@ func Run(control, name string, args []string, out, errOut io.Writer) int {
 	}
 	defer stdout.Close()
 	defer stderr.Close()
+	restarts := 0 // since its pod started, for the back-off
 	for {
 		c := exec.Command(args[0], args[1:]...)
 		c.Stdout, c.Stderr = teeWriter{stdout, out}, teeWriter{stderr, errOut}
@@ -158,7 +180,7 @@ func Run(control, name string, args []string, out, errOut io.Writer) int {
 		if err := c.Start(); err != nil {
 			return report(ExitReport{Code: 127, Error: err.Error()})
 		}
-		restart, err := supervise(c, base, sig)
+		restart, err := supervise(c, base, sig, teeWriter{stderr, errOut})
 		if restart == nil {
 			if st := c.ProcessState; st != nil {
 				// Its own status, also when something it left held the
@@ -170,24 +192,45 @@ func Run(control, name string, args []string, out, errOut io.Writer) int {
 			}
 			return report(ExitReport{Code: 127, Error: err.Error()})
 		}
-		fmt.Fprintf(teeWriter{stderr, errOut}, "pod-process: killed to be restarted (%v); starting it again in %s\n", c.ProcessState, restart.Delay)
-		// The delay, unless the platform ends the process meanwhile. A
-		// process being restarted is left alone: a restart asked for now
-		// is taken and dropped, as a kubelet's would be.
-		for wait := time.Now().Add(restart.Delay); time.Now().Before(wait); {
-			_, _ = takeRestart(base)
+		delay := restart.Delay
+		if restart.Replace {
+			restarts = 0
+		} else {
+			if len(restart.Backoff) > 0 {
+				delay = restart.Backoff[min(restarts, len(restart.Backoff)-1)]
+			}
+			restarts++
+		}
+		logw := teeWriter{stderr, errOut}
+		fmt.Fprintf(logw, "pod-process: killed to be restarted (%v); starting it again in %s\n", c.ProcessState, delay)
+		// The delay, and while its pod is failed (CtlPause) the process is
+		// not started, unless the platform ends it meanwhile. A request
+		// now has no process to kill: a replacement cuts the wait to its
+		// own delay, and another is dropped, as a kubelet's would be.
+		for wait := time.Now().Add(delay); ; {
+			if r, ok := takeRestart(base); ok {
+				if r.Replace {
+					restarts, wait = 0, time.Now().Add(r.Delay)
+					fmt.Fprintf(logw, "pod-process: its pod replaced: starting it again in %s\n", r.Delay)
+				} else {
+					fmt.Fprintf(logw, "pod-process: a restart request dropped: a restart is under way\n")
+				}
+			}
 			if ended() {
 				return report(terminated)
+			}
+			if !time.Now().Before(wait) && !asked(base, CtlPause) {
+				break
+			}
+			sleep := pollInterval
+			if d := time.Until(wait); d > 0 && d < sleep {
+				sleep = d
 			}
 			select {
 			case <-sig:
 				return report(terminated)
-			case <-time.After(min(pollInterval, time.Until(wait))):
+			case <-time.After(sleep):
 			}
-		}
-		_, _ = takeRestart(base)
-		if ended() {
-			return report(terminated)
 		}
 	}
 }
@@ -202,10 +245,10 @@ func asked(base, suffix string) bool {
 // to c's process group until c exits, and returns the restart that ended
 // it (nil for any other end) and Wait's error. Ending (term, kill) takes
 // precedence over a restart, and a stopped process gets SIGCONT after
-// SIGTERM so that it can act on it. While no end or restart is under way
-// the group is stopped exactly while CtlPause exists (a restarted process
-// of a failed pod stays stopped).
-func supervise(c *exec.Cmd, base string, sig <-chan os.Signal) (*Restart, error) {
+// SIGTERM so that it can act on it. A request taken while a restart is
+// under way is merged into it (Restart.merge). While no end or restart
+// is under way the group is stopped exactly while CtlPause exists.
+func supervise(c *exec.Cmd, base string, sig <-chan os.Signal, logw io.Writer) (*Restart, error) {
 	pid := c.Process.Pid
 	group := func(s syscall.Signal) { _ = syscall.Kill(-pid, s) }
 	waited := make(chan error, 1)
@@ -224,6 +267,7 @@ func supervise(c *exec.Cmd, base string, sig <-chan os.Signal) (*Restart, error)
 	check := func() {
 		switch {
 		case asked(base, CtlKill):
+			termed, restart = true, nil
 			group(syscall.SIGKILL)
 			return
 		case asked(base, CtlTerm):
@@ -237,13 +281,19 @@ func supervise(c *exec.Cmd, base string, sig <-chan os.Signal) (*Restart, error)
 		if termed {
 			return
 		}
-		if restart == nil {
-			if r, ok := takeRestart(base); ok {
-				restart = &r
-				if r.Grace <= 0 {
+		if r, ok := takeRestart(base); ok {
+			switch {
+			case restart != nil:
+				if restart.merge(r) {
 					group(syscall.SIGKILL)
-					return
+					killAt = time.Time{}
 				}
+				fmt.Fprintf(logw, "pod-process: a restart request merged into the one under way\n")
+			case r.Grace <= 0:
+				restart = &r
+				group(syscall.SIGKILL)
+			default:
+				restart = &r
 				group(syscall.SIGTERM)
 				wake()
 				killAt = time.Now().Add(r.Grace)
