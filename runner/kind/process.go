@@ -294,8 +294,8 @@ type process struct {
 	// Faults' state, guarded by the platform's lock: the pod failures in
 	// force, the pod's generation (a pod-kill replaces it: the failures
 	// of the one before end with it).
-	pauses, gen int
-	stdout, stderr        io.Writer
+	pauses, gen    int
+	stdout, stderr io.Writer
 
 	// started: the container runs (or ran); ended: the kubelet or the
 	// pod says it is over (endWhy says how), whatever the wrapper wrote.
