@@ -537,6 +537,11 @@ func kindFaults(t *testing.T, cluster, out string) *results.Manifest {
 func kindFaultsTrial(t *testing.T, out string, tr *results.Trial) {
 	t.Helper()
 	sidecar := tr.Mode == "sidecar"
+	var series strings.Builder
+	for _, sec := range tr.Series {
+		fmt.Fprintf(&series, " %.0f:%d/%d", sec.Start, sec.Requests, sec.Errors)
+	}
+	t.Logf("faults on kind, %s: %d errors, max %.0f ms; faults %+v; second:requests/errors%s", tr.Key(), tr.Errors, tr.LatencyMs.Max, tr.Faults, series.String())
 	if len(tr.Faults) != 5 || tr.Faults[0].Executor != "SIGSTOP/SIGCONT" || tr.Faults[0].End-tr.Faults[0].Start < 2 ||
 		!strings.Contains(tr.Faults[1].Executor, "back-off") || !strings.Contains(tr.Faults[2].Executor, "replacement") {
 		t.Fatalf("faults on kind, %s: %+v, want the pod failure, the sidecar's kill, the pod's, and two partitions", tr.Key(), tr.Faults)

@@ -407,9 +407,11 @@ func testPodProcessFaults(t *testing.T, dir string, start func(...string) *exec.
 	t.Helper()
 	base := filepath.Join(dir, "chaos")
 	// With the stay file, the process outlives SIGTERM (a grace's end is
-	// then up to SIGKILL).
+	// then up to SIGKILL). Its sleeps are waited for, not run in the
+	// foreground: dash starts a foreground command with vfork, and a
+	// shell stopped before its child's exec shows state D, not T.
 	stay := filepath.Join(dir, "stay")
-	cmd := start("--control", dir, "--name", "chaos", "--", "sh", "-c", `trap 'echo bye; [ -e `+stay+` ] || exit 0' TERM; echo start $$; while :; do sleep 0.1; done`)
+	cmd := start("--control", dir, "--name", "chaos", "--", "sh", "-c", `trap 'echo bye; [ -e `+stay+` ] || exit 0' TERM; echo start $$; while :; do sleep 0.1 & wait $!; done`)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -505,31 +507,40 @@ func testPodProcessFaults(t *testing.T, dir string, start func(...string) *exec.
 		t.Fatalf("the second incarnation ended at SIGTERM, with the stay file")
 	}
 	restart(podproc.Restart{})
-	third := incarnation(3)
+	if third := incarnation(3); state(second) != "gone" || third == second {
+		t.Errorf("after a kill during the grace: second %d (%s), third %d", second, state(second), third)
+	}
 	_ = os.Remove(stay)
 
-	// A back-off of an hour: a restart asked for during it finds nothing
-	// to kill and is dropped; a replacement cuts the wait to its delay.
-	restart(podproc.Restart{Backoff: []time.Duration{time.Hour}})
-	waitFor(t, 30*time.Second, "the third to be killed", func() bool { return state(third) == "gone" && said(killed) == 3 })
+	// The back-off counts restarts (from 0 again after the replacement
+	// above): the first of these at once, the second after an hour,
+	// during which a restart finds nothing to kill and is dropped; a
+	// replacement sets the wait to its own delay.
+	hour := podproc.Restart{Backoff: []time.Duration{0, time.Hour}}
+	restart(hour)
+	fourth := incarnation(4)
+	restart(hour)
+	waitFor(t, 30*time.Second, "the fourth to be killed for an hour", func() bool {
+		return state(fourth) == "gone" && said(killed) == 4 && said("starting it again in 1h0m0s") == 1
+	})
 	restart(podproc.Restart{})
 	waitFor(t, 30*time.Second, "the request to be dropped", func() bool { return said("dropped") == 1 })
-	if n := len(starts()); n != 3 {
-		t.Errorf("incarnations %v after a restart dropped during the back-off, want 3", starts())
+	if n := len(starts()); n != 4 {
+		t.Errorf("incarnations %v after a restart dropped during the back-off, want 4", starts())
 	}
 	restart(podproc.Restart{Replace: true, Delay: 200 * time.Millisecond})
-	fourth := incarnation(4)
+	fifth := incarnation(5)
 
 	// A process of a failed pod is not started until the failure ends.
 	_ = os.WriteFile(base+podproc.CtlPause, nil, 0o644)
-	for deadline := time.Now().Add(30 * time.Second); state(fourth) != "T"; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); state(fifth) != "T"; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			data, _ := os.ReadFile(base + podproc.CtlStderr)
-			t.Fatalf("the fourth (%d) not stopped within 30s: state %s, the wrapper's children %v, its stderr:\n%s", fourth, state(fourth), children(), data)
+			t.Fatalf("the fifth (%d) not stopped within 30s: state %s, the wrapper's children %v, its stderr:\n%s", fifth, state(fifth), children(), data)
 		}
 	}
 	restart(podproc.Restart{})
-	waitFor(t, 30*time.Second, "the fourth to be killed", func() bool { return state(fourth) == "gone" && said(killed) == 4 })
+	waitFor(t, 30*time.Second, "the fifth to be killed", func() bool { return state(fifth) == "gone" && said(killed) == 5 })
 	for range 5 {
 		if c := children(); len(c) != 0 {
 			t.Fatalf("the wrapper started %v while its pod is failed", c)
@@ -537,7 +548,7 @@ func testPodProcessFaults(t *testing.T, dir string, start func(...string) *exec.
 		time.Sleep(100 * time.Millisecond)
 	}
 	_ = os.Remove(base + podproc.CtlPause)
-	incarnation(5)
+	incarnation(6)
 
 	// Ended when asked: the last incarnation's exit is the report.
 	_ = os.WriteFile(base+podproc.CtlTerm, nil, 0o644)
@@ -545,7 +556,7 @@ func testPodProcessFaults(t *testing.T, dir string, start func(...string) *exec.
 	if rep := report("chaos"); rep.Code != 0 || rep.Signal != "" {
 		t.Errorf("chaos: report %+v, want the handler's exit 0", rep)
 	}
-	for what, want := range map[string]int{killed: 4, "merged": 1, "dropped": 1, "its pod replaced": 1} {
+	for what, want := range map[string]int{killed: 5, "merged": 1, "dropped": 1, "its pod replaced": 1} {
 		if n := said(what); n != want {
 			data, _ := os.ReadFile(base + podproc.CtlStderr)
 			t.Errorf("stderr file says %q %d times, want %d:\n%s", what, n, want, data)
@@ -594,14 +605,15 @@ func TestIntegrationFaultAgent(t *testing.T) {
 		t.Fatalf("iptables -A: %v: %s", err, out)
 	}
 	dir := t.TempDir()
-	const comment = "meshbench-fault:agenttest"
-	// A rule an agent killed before its end left in force: the next one
-	// removes it as it starts (8 rules with the comment after the
-	// insert below, not 9).
-	if out, err := exec.Command("ip", "netns", "exec", ns, "iptables", "-A", "OUTPUT", "-d", "192.0.2.98", "-m", "comment", "--comment", comment, "-j", "DROP").CombinedOutput(); err != nil {
+	const run = "meshbench-fault:agenttest/"
+	const comment = run + "2"
+	// A rule an earlier agent of the run, killed before its end, left in
+	// force: this one removes it as it starts (8 rules with the run's
+	// prefix after the insert below, not 9).
+	if out, err := exec.Command("ip", "netns", "exec", ns, "iptables", "-A", "OUTPUT", "-d", "192.0.2.98", "-m", "comment", "--comment", run+"1", "-j", "DROP").CombinedOutput(); err != nil {
 		t.Fatalf("iptables -A: %v: %s", err, out)
 	}
-	agent := exec.Command("ip", "netns", "exec", ns, meshbenchBin, "fault-agent", "--dir", dir, "--comment", comment)
+	agent := exec.Command("ip", "netns", "exec", ns, meshbenchBin, "fault-agent", "--dir", dir, "--comment", comment, "--clean-prefix", run)
 	var out strings.Builder
 	agent.Stdout, agent.Stderr = &out, &out
 	if err := agent.Start(); err != nil {
@@ -650,7 +662,7 @@ func TestIntegrationFaultAgent(t *testing.T) {
 			t.Errorf("%s after the insert, want %v in order:\n%s", chain, want, got)
 		}
 	}
-	if n := strings.Count(got, comment); n != 8 || strings.Contains(got, "192.0.2.98") {
+	if n := strings.Count(got, run); n != 8 || strings.Contains(got, "192.0.2.98") {
 		t.Errorf("%d rules with the comment, want 8 and not the leftover's:\n%s", n, got)
 	}
 	// A file iptables refuses: all or nothing, and the agent says why.
@@ -664,17 +676,21 @@ func TestIntegrationFaultAgent(t *testing.T) {
 		t.Errorf("after the delete:\n%s", got)
 	}
 	// In force again, then the agent ends (SIGTERM, as the platform
-	// stops it): it removes its rules and leaves the other.
+	// stops it): it removes its rules and leaves the others, a later
+	// agent's of the run among them.
 	if e := apply(4, kind.RestoreInput("-I", rules)); e != "" {
 		t.Fatalf("insert again: %s", e)
+	}
+	if out, err := exec.Command("ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-s", "192.0.2.97", "-m", "comment", "--comment", run+"3", "-j", "DROP").CombinedOutput(); err != nil {
+		t.Fatalf("iptables -A: %v: %s", err, out)
 	}
 	_ = agent.Process.Signal(syscall.SIGTERM)
 	waitExit(t, agent, "the fault agent to end at SIGTERM")
 	if !agent.ProcessState.Success() {
 		t.Errorf("the agent's exit: %v\n%s", agent.ProcessState, out.String())
 	}
-	if got := rulesNow(); strings.Contains(got, comment) || !strings.Contains(got, "--comment other") {
-		t.Errorf("after the agent's end:\n%s\nits output:\n%s", got, out.String())
+	if got := rulesNow(); strings.Contains(got, comment) || !strings.Contains(got, "--comment other") || !strings.Contains(got, run+"3") {
+		t.Errorf("after the agent's end, want the other rule and the later agent's:\n%s\nits output:\n%s", got, out.String())
 	}
 	// Bad input: the flag named.
 	if r := meshbench(t, time.Minute, "fault-agent", "--dir", dir); r.code != 2 || !strings.Contains(r.stderr, "--comment") {

@@ -171,8 +171,8 @@ func (pr *process) waitTaken(ctx context.Context) error {
 // the local platform does (a stopped process keeps its sockets: requests
 // wait for it, where Chaos Mesh's pause image would reset them).
 // Overlapping failures of a pod are counted: it resumes when the last one
-// ends; a process restarted meanwhile stays stopped; a pod replaced
-// meanwhile (pod-kill) is a new pod, not failed. The wrappers act within
+// ends; a process killed meanwhile is not started again until then; a
+// pod replaced meanwhile (pod-kill) is a new pod, not failed. The wrappers act within
 // their 100 ms poll.
 func (p *platform) podFailure(in runner.Injection) (runner.Injected, error) {
 	return runner.FailPods(in, (*process).pause)
@@ -223,9 +223,12 @@ const (
 // in an ephemeral container, which applies the rule files written to
 // its directory.
 type agent struct {
-	node, dir string
-	proc      runner.Process
-	out       *lockedBuffer // its output, for errors
+	// comment marks its rules: the run's fault comment and the agent's
+	// number, so that an agent that outlived its trial removes its own
+	// rules at its end, not the next trial's.
+	node, dir, comment string
+	proc               runner.Process
+	out                *lockedBuffer // its output, for errors
 
 	mu  sync.Mutex
 	seq int
@@ -233,9 +236,9 @@ type agent struct {
 
 // PrepareFaults starts a fault agent in the pod of each node that a
 // trial's network fault targets, before the load (an ephemeral container
-// takes seconds to start). The removal stops them; each removes, as it
-// starts and as it ends, any rule of the run's faults still in its pod
-// (one killed before it could is the next one's to clean up).
+// takes seconds to start). The removal stops them. Each removes, as it
+// starts, any rule of the run's agents still in its pod (one killed
+// before it could is the next one's to clean up), and as it ends its own.
 func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (func(context.Context) error, string, error) {
 	var nodes []string
 	for _, in := range ins {
@@ -278,19 +281,20 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 		}
 		return errors.Join(errs...)
 	}
-	comment := runner.FaultComment(p.o.RunID)
 	for _, n := range nodes {
 		// A directory of its own: an earlier trial's agent may still be
 		// writing its answers to one it was not stopped in time to leave.
 		p.mu.Lock()
 		p.seq++
-		a := &agent{node: n, dir: filepath.Join(p.ctl, fmt.Sprintf("faults-%s-%d", dnsLabel(n), p.seq)), out: &lockedBuffer{}}
+		a := &agent{node: n, dir: filepath.Join(p.ctl, fmt.Sprintf("faults-%s-%d", dnsLabel(n), p.seq)),
+			comment: fmt.Sprintf("%s/%d", runner.FaultComment(p.o.RunID), p.seq), out: &lockedBuffer{}}
 		p.mu.Unlock()
 		if err := os.MkdirAll(a.dir, 0o755); err != nil {
 			return nil, "", errors.Join(err, stop(context.WithoutCancel(ctx)))
 		}
 		pr, err := p.StartProcess(ctx, n, runner.ProcessSpec{Name: "fault-agent-" + n, Class: "fault-agent",
-			Args: []string{"fault-agent", "--dir", a.dir, "--comment", comment}, Stdout: a.out, Stderr: a.out})
+			Args:   []string{"fault-agent", "--dir", a.dir, "--comment", a.comment, "--clean-prefix", runner.FaultComment(p.o.RunID) + "/"},
+			Stdout: a.out, Stderr: a.out})
 		if err != nil {
 			return nil, "", errors.Join(err, stop(context.WithoutCancel(ctx)))
 		}
@@ -320,19 +324,21 @@ func (p *platform) partition(ctx context.Context, in runner.Injection, dir chaos
 	if err != nil {
 		return got, err
 	}
-	rules := runner.FilterRules(dir, "eth0", addrs, runner.FaultComment(p.o.RunID), runner.PartitionTargets(b))
 	var done []*agent
+	rules := func(a *agent) [][]string {
+		return runner.FilterRules(dir, "eth0", addrs, a.comment, runner.PartitionTargets(b))
+	}
 	undo := func(ctx context.Context) error {
 		var errs []error
 		for i := len(done) - 1; i >= 0; i-- {
-			errs = append(errs, done[i].apply(ctx, "-D", rules))
+			errs = append(errs, done[i].apply(ctx, "-D", rules(done[i])))
 		}
 		return errors.Join(errs...)
 	}
 	for _, a := range agents {
 		// Undone too if it fails: iptables-restore applies all or none,
 		// and a rule not there is removed by the agent at its end.
-		if err := a.apply(ctx, "-I", rules); err != nil {
+		if err := a.apply(ctx, "-I", rules(a)); err != nil {
 			return got, errors.Join(err, undo(context.WithoutCancel(ctx)))
 		}
 		done = append(done, a)

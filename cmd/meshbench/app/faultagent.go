@@ -19,7 +19,7 @@ import (
 const agentPoll = 50 * time.Millisecond
 
 type faultAgentOptions struct {
-	dir, comment string
+	dir, comment, cleanPrefix string
 }
 
 // newFaultAgentCommand is what the kind platform runs in a pod whose
@@ -27,34 +27,40 @@ type faultAgentOptions struct {
 // NET_ADMIN beside the pod's processes, started before the load): it
 // applies the iptables-restore files the platform writes to its
 // directory (NAME.rules), in name order, and says how each went
-// (NAME.done, or NAME.err with iptables' words). As it starts and at its
-// end it removes every rule carrying its comment, so that a fault left in
-// force by a trial that failed (or an agent killed) leaves nothing in the
-// pod for the next rows.
+// (NAME.done, or NAME.err with iptables' words). As it starts it removes
+// every rule whose comment begins with its clean prefix (an earlier agent
+// of the run killed before its end left them), and at its end every rule
+// carrying its own comment, so that a fault left in force by a trial that
+// failed leaves nothing in the pod for the next rows, and an agent that
+// outlives its trial does not remove the next trial's rules.
 func newFaultAgentCommand(s Streams) *cobra.Command {
 	o := &faultAgentOptions{}
 	cmd := &cobra.Command{
-		Use:    "fault-agent --dir DIR --comment COMMENT",
+		Use:    "fault-agent --dir DIR --comment COMMENT [--clean-prefix PREFIX]",
 		Short:  "Apply a run's network faults in this network namespace (a kind pod's fault agent)",
 		Hidden: true,
 		Args:   argsCheck(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.dir == "" || o.comment == "" || strings.ContainsAny(o.comment, " \t\"'") {
-				return badInput(errors.New("want --dir and --comment (one word)"))
+			if o.dir == "" || o.comment == "" || strings.ContainsAny(o.comment+o.cleanPrefix, " \t\"'") {
+				return badInput(errors.New("want --dir and --comment (one word), and --clean-prefix one word if set"))
+			}
+			if o.cleanPrefix == "" {
+				o.cleanPrefix = o.comment
 			}
 			return runFaultAgent(cmd.Context(), o, s)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.dir, "dir", "", "the directory the platform writes rule files to")
-	f.StringVar(&o.comment, "comment", "", "the comment every rule of the run's faults carries")
+	f.StringVar(&o.comment, "comment", "", "the comment every rule this agent applies carries")
+	f.StringVar(&o.cleanPrefix, "clean-prefix", "", "remove, as it starts, every rule whose comment begins with this (default: the comment)")
 	return cmd
 }
 
 func runFaultAgent(ctx context.Context, o *faultAgentOptions, s Streams) error {
 	// An agent killed before its end (a crashed run) left its rules for
 	// this one, the pod's next.
-	if err := removeCommented(o.comment, s); err != nil {
+	if err := removeCommented(func(c string) bool { return strings.HasPrefix(c, o.cleanPrefix) }, s); err != nil {
 		return err
 	}
 	t := time.NewTicker(agentPoll)
@@ -69,7 +75,7 @@ func runFaultAgent(ctx context.Context, o *faultAgentOptions, s Streams) error {
 		}
 		select {
 		case <-ctx.Done():
-			return removeCommented(o.comment, s)
+			return removeCommented(func(c string) bool { return c == o.comment }, s)
 		case <-t.C:
 		}
 	}
@@ -106,9 +112,9 @@ func iptablesRestore(ctx context.Context, rules []byte) error {
 	return nil
 }
 
-// removeCommented deletes every rule of the filter table that carries
-// comment.
-func removeCommented(comment string, s Streams) error {
+// removeCommented deletes every rule of the filter table whose comment
+// matches.
+func removeCommented(match func(comment string) bool, s Streams) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	saved, err := exec.CommandContext(ctx, "iptables-save", "-t", "filter").Output()
@@ -119,7 +125,7 @@ func removeCommented(comment string, s Streams) error {
 	n := 0
 	for _, line := range strings.Split(string(saved), "\n") {
 		rest, ok := strings.CutPrefix(line, "-A ")
-		if !ok || !hasComment(line, comment) {
+		if !ok || !hasComment(line, match) {
 			continue
 		}
 		fmt.Fprintf(&del, "-D %s\n", rest)
@@ -132,11 +138,12 @@ func removeCommented(comment string, s Streams) error {
 	return iptablesRestore(ctx, []byte("*filter\n"+del.String()+"COMMIT\n"))
 }
 
-// hasComment says whether an iptables-save line carries comment.
-func hasComment(line, comment string) bool {
+// hasComment says whether an iptables-save line carries a comment that
+// matches.
+func hasComment(line string, match func(string) bool) bool {
 	f := strings.Fields(line)
 	for i := 0; i+1 < len(f); i++ {
-		if f[i] == "--comment" && strings.Trim(f[i+1], `"`) == comment {
+		if f[i] == "--comment" && match(strings.Trim(f[i+1], `"`)) {
 			return true
 		}
 	}

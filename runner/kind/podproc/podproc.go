@@ -65,7 +65,7 @@ type Restart struct {
 	Grace time.Duration `json:"grace,omitempty"`
 	// Replace says its pod is replaced (pod-kill): the new process starts
 	// Delay after the old one's end, with a restart count of 0, also when
-	// a restart is under way (its wait is cut to Delay).
+	// a restart is under way (its wait becomes Delay from then).
 	Replace bool          `json:"replace,omitempty"`
 	Delay   time.Duration `json:"delay,omitempty"`
 	// Backoff, without Replace, is the kubelet's restart back-off: the
@@ -205,9 +205,11 @@ func Run(control, name string, args []string, out, errOut io.Writer) int {
 		fmt.Fprintf(logw, "pod-process: killed to be restarted (%v); starting it again in %s\n", c.ProcessState, delay)
 		// The delay, and while its pod is failed (CtlPause) the process is
 		// not started, unless the platform ends it meanwhile. A request
-		// now has no process to kill: a replacement cuts the wait to its
-		// own delay, and another is dropped, as a kubelet's would be.
+		// now has no process to kill: a replacement sets the wait to its
+		// own delay from now, and another is dropped, as a kubelet's
+		// would be.
 		for wait := time.Now().Add(delay); ; {
+			pause := asked(base, CtlPause) // before the request: see supervise
 			if r, ok := takeRestart(base); ok {
 				if r.Replace {
 					restarts, wait = 0, time.Now().Add(r.Delay)
@@ -219,7 +221,7 @@ func Run(control, name string, args []string, out, errOut io.Writer) int {
 			if ended() {
 				return report(terminated)
 			}
-			if !time.Now().Before(wait) && !asked(base, CtlPause) {
+			if !time.Now().Before(wait) && !pause {
 				break
 			}
 			sleep := pollInterval
@@ -281,6 +283,10 @@ func supervise(c *exec.Cmd, base string, sig <-chan os.Signal, logw io.Writer) (
 		if termed {
 			return
 		}
+		// The pause first: the platform writes a pod-kill's request before
+		// it removes the pause, so a pause seen gone here means its
+		// request is seen below, and the process is not resumed first.
+		pause := asked(base, CtlPause)
 		if r, ok := takeRestart(base); ok {
 			switch {
 			case restart != nil:
@@ -306,9 +312,9 @@ func supervise(c *exec.Cmd, base string, sig <-chan os.Signal, logw io.Writer) (
 			}
 			return
 		}
-		if p := asked(base, CtlPause); p != paused {
-			paused = p
-			if p {
+		if pause != paused {
+			paused = pause
+			if pause {
 				group(syscall.SIGSTOP)
 			} else {
 				group(syscall.SIGCONT)
