@@ -415,7 +415,14 @@ func testPodProcessFaults(t *testing.T, dir string, start func(...string) *exec.
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = os.WriteFile(base+podproc.CtlKill, nil, 0o644) }()
+	// A test that stops early ends the wrapper before its directory goes
+	// (the wrapper looks at it every 100 ms; without it, it would run on).
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = os.WriteFile(base+podproc.CtlKill, nil, 0o644)
+			waitExit(t, cmd, "chaos: the wrapper to end when killed")
+		}
+	}()
 	// starts are the pids the incarnations printed, in order.
 	starts := func() []int {
 		data, _ := os.ReadFile(base + podproc.CtlStdout)
