@@ -1,14 +1,89 @@
 package runner
 
 import (
+	"errors"
+	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 
 	chaosv1alpha1 "github.com/chaos-mesh/chaos-mesh/api/v1alpha1"
 )
 
-// ExecIPTables is the executor of a partition: filter rules in the pods'
-// network namespaces.
-const ExecIPTables = "iptables"
+// Executors of the packet faults, as results name them.
+const (
+	// ExecIPTables is the executor of a partition: filter rules in the
+	// pods' network namespaces.
+	ExecIPTables = "iptables"
+	// ExecLoss drops each packet with the loss's probability (this
+	// kernel has no netem).
+	ExecLoss = "iptables statistic (random drop)"
+	// ExecCorrupt drops each packet with the corruption's probability:
+	// what its receiver does with a packet whose checksum fails.
+	ExecCorrupt = "iptables statistic (random drop: what the receiver does with a corrupted packet)"
+	// ExecTBF limits a pod's egress with a token bucket filter.
+	ExecTBF = "tc tbf"
+)
+
+// TBFArgs are tc's arguments of a token bucket filter for a bandwidth
+// fault, as Chaos Mesh's bandwidth action sets it: rate, burst (buffer),
+// queue limit, peak rate and its bucket as the object gives them (tc
+// reads the rate's units as Chaos Mesh documents them: bps is bytes per
+// second).
+func TBFArgs(b *chaosv1alpha1.BandwidthSpec) []string {
+	// The rate as one word ("10 kbps" passes Chaos Mesh's check).
+	rate := strings.Join(strings.Fields(b.Rate), "")
+	args := []string{"tbf", "rate", rate, "burst", strconv.FormatUint(uint64(b.Buffer), 10), "limit", strconv.FormatUint(uint64(b.Limit), 10)}
+	// Chaos Mesh sets a peak rate (bytes per second) only with its
+	// bucket's size; tc wants both too.
+	if b.Peakrate != nil && *b.Peakrate > 0 && b.Minburst != nil && *b.Minburst > 0 {
+		args = append(args, "peakrate", strconv.FormatUint(*b.Peakrate, 10)+"bps", "mtu", strconv.FormatUint(uint64(*b.Minburst), 10))
+	}
+	return args
+}
+
+// Percent reads a Chaos Mesh percentage ("10", "0.5") of what.
+func Percent(what, s string) (float64, error) {
+	pct, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || pct < 0 || pct > 100 {
+		return 0, fmt.Errorf("%s %q is not a percentage", what, s)
+	}
+	return pct, nil
+}
+
+// PacketFault reads the probability of a NetworkChaos action that draws
+// packets (loss, corrupt, duplicate), and the note on its correlation
+// (Uncorrelated).
+func PacketFault(spec *chaosv1alpha1.NetworkChaosSpec) (pct float64, note string, err error) {
+	var p, c string
+	switch {
+	case spec.Action == chaosv1alpha1.LossAction && spec.Loss != nil:
+		p, c = spec.Loss.Loss, spec.Loss.Correlation
+	case spec.Action == chaosv1alpha1.CorruptAction && spec.Corrupt != nil:
+		p, c = spec.Corrupt.Corrupt, spec.Corrupt.Correlation
+	case spec.Action == chaosv1alpha1.DuplicateAction && spec.Duplicate != nil:
+		p, c = spec.Duplicate.Duplicate, spec.Duplicate.Correlation
+	default:
+		return 0, "", errors.New("no " + string(spec.Action) + " given")
+	}
+	pct, err = Percent(string(spec.Action), p)
+	return pct, Uncorrelated(c, "packet"), err
+}
+
+// Sample is the iptables match that draws each packet independently
+// with probability pct%.
+func Sample(pct float64) []string {
+	return []string{"-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(pct/100, 'f', -1, 64)}
+}
+
+// Uncorrelated is the note of a fault whose correlation is not applied:
+// each draw (of a packet, a delay) is independent.
+func Uncorrelated(correlation, draw string) string {
+	if c, _ := strconv.ParseFloat(strings.TrimSpace(correlation), 64); c != 0 {
+		return "correlation " + correlation + "% not applied: each " + draw + " is drawn independently"
+	}
+	return ""
+}
 
 // FaultComment marks the rules of a run's faults.
 func FaultComment(runID string) string { return "meshbench-fault:" + runID }

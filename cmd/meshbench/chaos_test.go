@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshbench/meshbench/runner"
 	"github.com/meshbench/meshbench/runner/results"
 )
 
@@ -170,7 +172,8 @@ func TestIntegrationFaults(t *testing.T) {
 // then drops 30% of its packets. The stressor runs in the server's
 // cgroups, so the server's own figures show it (a full CPU for 4 s of a
 // 10 s window; 64 MB held in its working set); the losses show as TCP
-// retransmissions (200 ms at least) in the p99 of every second they span.
+// retransmissions (200 ms at least) in the p99 of every second they span,
+// and the loss's counts say it dropped about 30% of the packets.
 func TestIntegrationFaultStressLoss(t *testing.T) {
 	integration(t)
 	if os.Geteuid() != 0 {
@@ -186,6 +189,7 @@ func TestIntegrationFaultStressLoss(t *testing.T) {
 		t.Fatalf("%s: faults %+v, want the stress for 4 s and the loss", tr.Key(), tr.Faults)
 	}
 	lossy := tr.Faults[1]
+	checkLossCounts(t, tr.Key(), lossy, 30)
 	eachSecondInside(t, tr, lossy, func(sec results.Second) {
 		if sec.P99Ms < 150 {
 			t.Errorf("%s: p99 %.1f ms in the second from %.0fs, inside 30%% loss (%.1f-%.1fs): no retransmission", tr.Key(), sec.P99Ms, sec.Start, lossy.Start, lossy.End)
@@ -827,4 +831,25 @@ func states(t *testing.T, ns string) []string {
 		}
 	}
 	return out
+}
+
+// checkLossCounts checks a loss's record: its counts say it saw 50
+// packets or more and dropped pct% of them, within 4 standard deviations
+// of a fair draw over that many (each packet is drawn independently:
+// the counting rule sees it just ahead of the dropping one). A loss
+// stalls the connections (TCP retransmits after 200 ms at least), so a
+// 3 s loss of 30% at 200 rps sees only about 240 packets: within 12
+// points, and a false failure about once in 16000 runs.
+func checkLossCounts(t *testing.T, key string, f results.Fault, pct float64) {
+	t.Helper()
+	var dropped, seen int
+	if _, err := fmt.Sscanf(f.Note, "%d of %d packets dropped", &dropped, &seen); err != nil || f.Executor != runner.ExecLoss || f.Error != "" {
+		t.Errorf("%s: the loss recorded as %+v, want it by %q with its counts (%v)", key, f, runner.ExecLoss, err)
+		return
+	}
+	t.Logf("%s: %s dropped %d of %d packets", key, f.Name, dropped, seen)
+	p := pct / 100
+	if sd := math.Sqrt(p * (1 - p) / float64(seen)); seen < 50 || math.Abs(float64(dropped)/float64(seen)-p) > 4*sd {
+		t.Errorf("%s: a %.0f%% loss dropped %d of %d packets, want 50 or more and within 4 standard deviations (%.1f points) of %.0f%%", key, pct, dropped, seen, 400*sd, pct)
+	}
 }

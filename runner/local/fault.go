@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,8 +26,6 @@ var _ runner.FaultInjector = (*platform)(nil)
 
 // Executors of the local platform's faults, as results name them.
 const (
-	execTBF    = "tc tbf"
-	execLoss   = "iptables statistic (random drop)"
 	execStress = "stressor in the app's cgroups and CPUs"
 )
 
@@ -108,7 +107,7 @@ func (p *platform) Inject(ctx context.Context, in runner.Injection) (runner.Inje
 			}
 			return p.bandwidth(ctx, in, o.Spec.Bandwidth)
 		case chaosv1alpha1.LossAction:
-			return p.loss(ctx, in, o.Spec.Direction, o.Spec.Loss, o.Spec.Target != nil)
+			return p.loss(ctx, in, &o.Spec)
 		case chaosv1alpha1.DelayAction:
 			return p.delay(ctx, in, &o.Spec)
 		case chaosv1alpha1.DuplicateAction:
@@ -131,29 +130,70 @@ func (p *platform) partition(ctx context.Context, in runner.Injection, dir chaos
 // the object's probability, to or from the target's pods (every packet
 // without a target): real losses, which TCP retransmits, as netem's
 // would be (this kernel has no netem). iptables draws each packet
-// independently: a correlation is not applied, and said so.
-func (p *platform) loss(ctx context.Context, in runner.Injection, dir chaosv1alpha1.Direction, l *chaosv1alpha1.LossSpec, hasTarget bool) (runner.Injected, error) {
-	pct, err := percent("loss", l.Loss)
+// independently: a correlation is not applied, and said so. Ahead of
+// each dropping rule, a rule with the same match and no target counts
+// every packet that reaches it, and the outcome says how many of them
+// were dropped.
+func (p *platform) loss(ctx context.Context, in runner.Injection, spec *chaosv1alpha1.NetworkChaosSpec) (runner.Injected, error) {
+	got := runner.Injected{Executor: runner.ExecLoss}
+	pct, note, err := runner.PacketFault(spec)
+	got.Note = note
 	if err != nil {
-		return runner.Injected{Executor: execLoss}, err
+		return got, err
 	}
+	dir := spec.Direction
 	var peers []string
-	if hasTarget {
+	if spec.Target != nil {
 		peers = in.Peers
 	}
-	got, err := p.filter(ctx, in, dir, peers, [][]string{{"-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(pct/100, 'f', -1, 64), "-j", "DROP"}}, execLoss)
-	got.Note = uncorrelated(l.Correlation, "packet")
-	return got, err
+	// Each rule goes to its chain's head in order: the counting rules,
+	// last, come first.
+	comment := packetComment(p.opts.RunID, in)
+	drop, err := p.filterRules(in, dir, peers, comment+":drop", [][]string{append(runner.Sample(pct), "-j", "DROP")})
+	if err != nil {
+		return got, err
+	}
+	seen, err := p.filterRules(in, dir, peers, comment+":seen", [][]string{nil})
+	if err != nil {
+		return got, err
+	}
+	undo, err := p.applyRules(ctx, slices.Concat(drop, seen), true)
+	if err != nil {
+		return got, err
+	}
+	var outcome string
+	got.Recover = func(ctx context.Context) error {
+		dropped, err := p.counted(ctx, drop, comment+":drop")
+		n, serr := p.counted(ctx, seen, comment+":seen")
+		if err == nil && serr == nil {
+			outcome = fmt.Sprintf("%d of %d packets dropped", dropped, n)
+		}
+		return errors.Join(err, serr, undo(ctx))
+	}
+	got.Outcome = func() string { return outcome }
+	return got, nil
 }
 
 // filter puts rules at the head of the filter table's chains in the pods'
-// namespaces, on their interface: to (OUTPUT) and from (INPUT) each peer's
-// address, or any address when peers is nil, each rule's match followed
-// by targets in order. The rules go with the namespaces, so a killed run
-// leaves none behind.
+// namespaces (filterRules), and returns their removal. The rules go with
+// the namespaces, so a killed run leaves none behind.
 func (p *platform) filter(ctx context.Context, in runner.Injection, dir chaosv1alpha1.Direction, peers []string, targets [][]string, executor string) (runner.Injected, error) {
-	var rules []nsRule
-	comment := runner.FaultComment(p.opts.RunID)
+	rules, err := p.filterRules(in, dir, peers, runner.FaultComment(p.opts.RunID), targets)
+	if err != nil {
+		return runner.Injected{Executor: executor}, err
+	}
+	undo, err := p.applyRules(ctx, rules, true)
+	if err != nil {
+		return runner.Injected{Executor: executor}, err
+	}
+	return runner.Injected{Executor: executor, Recover: undo}, nil
+}
+
+// filterRules are a fault's rules in the filter table of the pods'
+// namespaces, on their interface: to (OUTPUT) and from (INPUT) each
+// peer's address, or any address when peers is nil, each rule's match
+// followed by targets in order and marked with comment.
+func (p *platform) filterRules(in runner.Injection, dir chaosv1alpha1.Direction, peers []string, comment string, targets [][]string) ([]nsRule, error) {
 	addrs := []string{""} // any
 	if peers != nil {
 		addrs = nil
@@ -162,23 +202,20 @@ func (p *platform) filter(ctx context.Context, in runner.Injection, dir chaosv1a
 			n, ok := p.nodes[peer]
 			if !ok {
 				p.mu.Unlock()
-				return runner.Injected{Executor: executor}, fmt.Errorf("no node %s", peer)
+				return nil, fmt.Errorf("no node %s", peer)
 			}
 			addrs = append(addrs, n.Addr.String())
 		}
 		p.mu.Unlock()
 	}
+	var rules []nsRule
 	for _, pod := range in.Pods {
 		ns := nsName(p.opts.RunID, pod.Node)
 		for _, r := range runner.FilterRules(dir, "eth0", addrs, comment, targets) {
 			rules = append(rules, nsRule{ns: ns, table: "filter", rule: r})
 		}
 	}
-	undo, err := p.applyRules(ctx, rules, true)
-	if err != nil {
-		return runner.Injected{Executor: executor}, err
-	}
-	return runner.Injected{Executor: executor, Recover: undo}, nil
+	return rules, nil
 }
 
 // delRootQdiscs removes the root qdisc of each namespace's interface
@@ -199,24 +236,17 @@ func (p *platform) delRootQdiscs(ctx context.Context, namespaces []string) error
 // the rate's units as Chaos Mesh documents them: bps is bytes per second).
 // The qdisc goes with the namespace after a SIGKILL.
 func (p *platform) bandwidth(ctx context.Context, in runner.Injection, b *chaosv1alpha1.BandwidthSpec) (runner.Injected, error) {
-	// The rate as one word ("10 kbps" passes Chaos Mesh's check).
-	rate := strings.Join(strings.Fields(b.Rate), "")
-	args := []string{"rate", rate, "burst", strconv.FormatUint(uint64(b.Buffer), 10), "limit", strconv.FormatUint(uint64(b.Limit), 10)}
-	// Chaos Mesh sets a peak rate (bytes per second) only with its
-	// bucket's size; tc wants both too.
-	if b.Peakrate != nil && *b.Peakrate > 0 && b.Minburst != nil && *b.Minburst > 0 {
-		args = append(args, "peakrate", strconv.FormatUint(*b.Peakrate, 10)+"bps", "mtu", strconv.FormatUint(uint64(*b.Minburst), 10))
-	}
+	args := runner.TBFArgs(b)
 	var done []string
 	undo := func(ctx context.Context) error { return p.delRootQdiscs(ctx, done) }
 	for _, pod := range in.Pods {
 		ns := nsName(p.opts.RunID, pod.Node)
-		if _, err := p.ex.Run(ctx, "ip", append([]string{"netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root", "tbf"}, args...)...); err != nil {
-			return runner.Injected{Executor: execTBF}, errors.Join(fmt.Errorf("pod %s: %w", pod.Workload, err), undo(context.WithoutCancel(ctx)))
+		if _, err := p.ex.Run(ctx, "ip", append([]string{"netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root"}, args...)...); err != nil {
+			return runner.Injected{Executor: runner.ExecTBF}, errors.Join(fmt.Errorf("pod %s: %w", pod.Workload, err), undo(context.WithoutCancel(ctx)))
 		}
 		done = append(done, ns)
 	}
-	return runner.Injected{Executor: execTBF, Recover: undo}, nil
+	return runner.Injected{Executor: runner.ExecTBF, Recover: undo}, nil
 }
 
 // stress starts, in each pod, a stressor process (meshbench workload

@@ -548,7 +548,7 @@ func (p *platform) delay(ctx context.Context, in runner.Injection, spec *chaosv1
 		return r.Milliseconds()
 	}
 	attrs := map[string]int64{"latency": ms(latency), "jitter": ms(jitter)}
-	if n := uncorrelated(d.Correlation, "delay"); n != "" {
+	if n := runner.Uncorrelated(d.Correlation, "delay"); n != "" {
 		notes = append(notes, n)
 	}
 	if spec.Target == nil {

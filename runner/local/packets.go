@@ -19,7 +19,6 @@ import (
 // with what this kernel has.
 const (
 	execDuplicate = "iptables TEE (each drawn packet sent twice)"
-	execCorrupt   = "iptables statistic (random drop: what the receiver does with a corrupted packet)"
 	execHTB       = "tc htb class, packets classified by iptables CLASSIFY"
 )
 
@@ -99,16 +98,16 @@ func commented(comment string) []string {
 }
 
 // counted sums the packet counters of the rules carrying comment in the
-// mangle tables of the rules' namespaces.
+// rules' tables of the rules' namespaces.
 func (p *platform) counted(ctx context.Context, rules []nsRule, comment string) (uint64, error) {
 	var n uint64
 	var seen []string
 	for _, r := range rules {
-		if slices.Contains(seen, r.ns) {
+		if slices.Contains(seen, r.ns+" "+r.table) {
 			continue
 		}
-		seen = append(seen, r.ns)
-		out, err := p.ex.Run(ctx, "ip", "netns", "exec", r.ns, "iptables", "-w", "5", "-t", "mangle", "-L", "-v", "-x", "-n")
+		seen = append(seen, r.ns+" "+r.table)
+		out, err := p.ex.Run(ctx, "ip", "netns", "exec", r.ns, "iptables", "-w", "5", "-t", r.table, "-L", "-v", "-x", "-n")
 		if err != nil {
 			return n, err
 		}
@@ -130,15 +129,6 @@ func packetComment(runID string, in runner.Injection) string {
 	return runner.FaultComment(runID) + ":" + in.Action.Name()
 }
 
-// percent reads a Chaos Mesh percentage ("10", "0.5").
-func percent(what, s string) (float64, error) {
-	pct, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil || pct < 0 || pct > 100 {
-		return 0, fmt.Errorf("%s %q is not a percentage", what, s)
-	}
-	return pct, nil
-}
-
 // duplicate sends each packet of the flows a second time with the
 // object's probability, as netem's duplicate does: iptables' TEE clones
 // it to its destination, so the receiver gets it twice. The clone is
@@ -156,14 +146,11 @@ func percent(what, s string) (float64, error) {
 // counts, most of them the clones).
 func (p *platform) duplicate(ctx context.Context, in runner.Injection, spec *chaosv1alpha1.NetworkChaosSpec) (runner.Injected, error) {
 	got := runner.Injected{Executor: execDuplicate}
-	if spec.Duplicate == nil {
-		return got, fmt.Errorf("no duplicate given")
-	}
-	pct, err := percent("duplicate", spec.Duplicate.Duplicate)
+	pct, note, err := runner.PacketFault(spec)
+	got.Note = note
 	if err != nil {
 		return got, err
 	}
-	got.Note = uncorrelated(spec.Duplicate.Correlation, "packet")
 	flows, err := p.flows(in, spec.Direction, spec.Target != nil)
 	if err != nil {
 		return got, err
@@ -238,15 +225,12 @@ func (p *platform) dsacks(ctx context.Context, namespaces []string) (uint64, err
 // netem flips a bit of it, its checksum then fails at the receiver,
 // which discards it; TCP retransmits it either way.
 func (p *platform) corrupt(ctx context.Context, in runner.Injection, spec *chaosv1alpha1.NetworkChaosSpec) (runner.Injected, error) {
-	got := runner.Injected{Executor: execCorrupt}
-	if spec.Corrupt == nil {
-		return got, fmt.Errorf("no corrupt given")
-	}
-	pct, err := percent("corrupt", spec.Corrupt.Corrupt)
+	got := runner.Injected{Executor: runner.ExecCorrupt}
+	pct, note, err := runner.PacketFault(spec)
+	got.Note = note
 	if err != nil {
 		return got, err
 	}
-	got.Note = uncorrelated(spec.Corrupt.Correlation, "packet")
 	flows, err := p.flows(in, spec.Direction, spec.Target != nil)
 	if err != nil {
 		return got, err
@@ -261,7 +245,7 @@ func (p *platform) corrupt(ctx context.Context, in runner.Injection, spec *chaos
 // fault), and counts the packets they took.
 func (p *platform) sampled(ctx context.Context, in runner.Injection, flows []flow, got runner.Injected, pct float64, did string, rules func(f flow, match []string) []nsRule) (runner.Injected, error) {
 	comment := packetComment(p.opts.RunID, in)
-	match := append([]string{"-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(pct/100, 'f', -1, 64)}, commented(comment)...)
+	match := append(runner.Sample(pct), commented(comment)...)
 	var all []nsRule
 	for _, f := range flows {
 		all = append(all, rules(f, slices.Clone(match))...)
@@ -280,15 +264,6 @@ func (p *platform) sampled(ctx context.Context, in runner.Injection, flows []flo
 	}
 	got.Outcome = func() string { return outcome }
 	return got, nil
-}
-
-// uncorrelated is the note of a fault whose correlation is not applied:
-// each draw (of a packet, a delay) is independent.
-func uncorrelated(correlation, draw string) string {
-	if c, _ := strconv.ParseFloat(strings.TrimSpace(correlation), 64); c != 0 {
-		return "correlation " + correlation + "% not applied: each " + draw + " is drawn independently"
-	}
-	return ""
 }
 
 // flowNamespaces are the namespaces of one side of the flows (side
