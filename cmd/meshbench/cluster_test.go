@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshbench/meshbench/runner"
 	"github.com/meshbench/meshbench/runner/kind"
 	"github.com/meshbench/meshbench/runner/kind/nodeimage"
 	"github.com/meshbench/meshbench/runner/results"
@@ -511,18 +512,24 @@ func kindRunKilled(t *testing.T, name, share string) {
 // the whole pod (started again a second later) fail requests; a
 // partition of the server (through its pod's fault agent) has it serve
 // nothing; so does one of the client, whose baseline dials the server's
-// ClusterIP (which its node, not its pod, translates); and the server
-// serves again afterwards. The partitions reset connections, so that
+// ClusterIP (which its node, not its pod, translates); a loss of 30% of
+// the server's packets drops about that share of them (the agent counts
+// them) while it still serves, TCP retransmitting; a bandwidth limit of
+// its egress to 10 KB/s (about a quarter of what 200 rps of answers
+// take) holds the client to far fewer requests; and the server serves
+// again afterwards. The partitions reset connections, so that
 // the recovery waits for no TCP retransmission.
 func kindFaults(t *testing.T, cluster, out string) *results.Manifest {
 	t.Helper()
 	reject := "      partitionBehavior: reject\n"
-	sc := faultScenario(t, "18s", []string{"baseline", "sidecar"},
+	sc := faultScenario(t, "28s", []string{"baseline", "sidecar"},
 		fault("1s", "PodChaos", "freeze", fmt.Sprintf(freezeSpec, "2s")),
 		fault("4s", "PodChaos", "proxy-kill", "      action: container-kill\n      containerNames: [proxy]\n"),
 		fault("5s", "PodChaos", "pod-kill", "      action: pod-kill\n"),
 		fault("8s", "NetworkChaos", "cut", fmt.Sprintf(partitionSpec, "3s")+reject),
-		strings.Replace(fault("12s", "NetworkChaos", "cut-client", fmt.Sprintf(partitionSpec, "3s")+reject), "app: server", "app: client", 1))
+		strings.Replace(fault("12s", "NetworkChaos", "cut-client", fmt.Sprintf(partitionSpec, "3s")+reject), "app: server", "app: client", 1),
+		fault("16s", "NetworkChaos", "lossy", "      action: loss\n      loss: {loss: \"30\"}\n      duration: 3s\n"),
+		fault("20s", "NetworkChaos", "narrow", "      action: bandwidth\n      bandwidth: {rate: 10kbps, buffer: 2000, limit: 20000}\n      duration: 3s\n"))
 	m, trials := runAll(t, 10*time.Minute, out, "run", sc, "--platform", "kind", "--cluster", cluster, "--out", out)
 	if len(trials) != 2 {
 		t.Fatalf("faults on kind: %d trials, want 2", len(trials))
@@ -542,11 +549,11 @@ func kindFaultsTrial(t *testing.T, out string, tr *results.Trial) {
 		fmt.Fprintf(&series, " %.0f:%d/%d", sec.Start, sec.Requests, sec.Errors)
 	}
 	t.Logf("faults on kind, %s: %d errors, max %.0f ms; faults %+v; second:requests/errors%s", tr.Key(), tr.Errors, tr.LatencyMs.Max, tr.Faults, series.String())
-	if len(tr.Faults) != 5 || tr.Faults[0].Executor != "SIGSTOP/SIGCONT" || tr.Faults[0].End-tr.Faults[0].Start < 2 ||
+	if len(tr.Faults) != 7 || tr.Faults[0].Executor != "SIGSTOP/SIGCONT" || tr.Faults[0].End-tr.Faults[0].Start < 2 ||
 		!strings.Contains(tr.Faults[1].Executor, "back-off") || !strings.Contains(tr.Faults[2].Executor, "replacement") {
-		t.Fatalf("faults on kind, %s: %+v, want the pod failure, the sidecar's kill, the pod's, and two partitions", tr.Key(), tr.Faults)
+		t.Fatalf("faults on kind, %s: %+v, want the pod failure, the sidecar's kill, the pod's, two partitions, a loss and a bandwidth limit", tr.Key(), tr.Faults)
 	}
-	for i, f := range tr.Faults {
+	for i, f := range tr.Faults[:5] {
 		target, note := "server", ""
 		if i == 4 {
 			target = "client"
@@ -571,7 +578,7 @@ func kindFaultsTrial(t *testing.T, out string, tr *results.Trial) {
 	// partition (300 ms in from either end) is empty, and no request of
 	// the client's seconds inside its own partition succeeds.
 	server := perSecond(t, tr, "server")
-	for _, cut := range tr.Faults[3:] {
+	for _, cut := range tr.Faults[3:5] {
 		if cut.Executor != "iptables" || cut.End-cut.Start < 3 {
 			t.Errorf("faults on kind, %s: %s recorded as %+v, want 3 s by iptables", tr.Key(), cut.Name, cut)
 			continue
@@ -595,11 +602,49 @@ func kindFaultsTrial(t *testing.T, out string, tr *results.Trial) {
 			t.Errorf("faults on kind, %s: %d of %d requests in second %.0f succeeded, inside the client's partition (%.1f-%.1fs)", tr.Key(), sec.Requests-sec.Errors, sec.Requests, sec.Start, client.Start, client.End)
 		}
 	}
-	// Recovered: the last whole second (17-18 s, 3 s after the last
-	// partition) sends requests and none fails.
+	// The loss: executed by the agent, which counted what it dropped;
+	// the server served in every whole second of it.
+	lossy := tr.Faults[5]
+	checkLossCounts(t, "faults on kind, "+tr.Key(), lossy, 30)
+	if len(lossy.Targets) != 1 || lossy.Targets[0] != "server" || lossy.End-lossy.Start < 3 {
+		t.Errorf("faults on kind, %s: the loss recorded as %+v, want 3 s on server", tr.Key(), lossy)
+	}
+	inside := 0
+	for _, sec := range server {
+		if sec.from >= lossy.Start+0.3 && sec.to <= lossy.End-0.3 {
+			inside++
+			if sec.n == 0 {
+				t.Errorf("faults on kind, %s: the server served nothing in %.1f-%.1fs, inside a 30%% loss (%.1f-%.1fs)", tr.Key(), sec.from, sec.to, lossy.Start, lossy.End)
+			}
+		}
+	}
+	if inside == 0 {
+		t.Errorf("faults on kind, %s: no whole second of the server's counts inside the loss (%.1f-%.1fs)", tr.Key(), lossy.Start, lossy.End)
+	}
+	// The bandwidth limit: the client's seconds inside it send at most
+	// half of their 200 requests.
+	narrow := tr.Faults[6]
+	if narrow.Executor != runner.ExecTBF || narrow.Error != "" || narrow.Note != "" || len(narrow.Targets) != 1 || narrow.Targets[0] != "server" || narrow.End-narrow.Start < 3 {
+		t.Errorf("faults on kind, %s: the bandwidth limit recorded as %+v, want 3 s on server by %q", tr.Key(), narrow, runner.ExecTBF)
+	}
+	inside = 0
+	for _, sec := range tr.Series {
+		if sec.Start >= narrow.Start+0.3 && sec.Start+1 <= narrow.End-0.3 {
+			inside++
+			if sec.Requests > 100 {
+				t.Errorf("faults on kind, %s: %d requests in second %.0f, inside a 10 KB/s limit of the server's egress (%.1f-%.1fs)", tr.Key(), sec.Requests, sec.Start, narrow.Start, narrow.End)
+			}
+		}
+	}
+	if inside == 0 {
+		t.Errorf("faults on kind, %s: no whole second inside the bandwidth limit (%.1f-%.1fs)", tr.Key(), narrow.Start, narrow.End)
+	}
+	// Recovered: the last whole second (27-28 s, 4 s after the limit,
+	// when a retransmission it held back four times has timed its
+	// request out) sends requests and none fails.
 	var last results.Second
 	for _, sec := range tr.Series {
-		if sec.Start == 17 {
+		if sec.Start == 27 {
 			last = sec
 		}
 	}

@@ -620,6 +620,19 @@ func TestIntegrationFaultAgent(t *testing.T) {
 	if out, err := exec.Command("ip", "netns", "exec", ns, "iptables", "-A", "OUTPUT", "-d", "192.0.2.98", "-m", "comment", "--comment", run+"1", "-j", "DROP").CombinedOutput(); err != nil {
 		t.Fatalf("iptables -A: %v: %s", err, out)
 	}
+	// An interface eth0 (a pod's) with a bandwidth limit an earlier agent
+	// left: this one removes it as it starts.
+	inNS := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	inNS("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1")
+	inNS("ip", "link", "set", "eth0", "up")
+	inNS("tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "1mbit", "burst", "2000", "limit", "20000")
 	agent := exec.Command("ip", "netns", "exec", ns, meshbenchBin, "fault-agent", "--dir", dir, "--comment", comment, "--clean-prefix", run)
 	var out strings.Builder
 	agent.Stdout, agent.Stderr = &out, &out
@@ -627,13 +640,13 @@ func TestIntegrationFaultAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = agent.Process.Kill() }()
-	apply := func(seq int, input []byte) (errText string) {
+	ask := func(seq int, ext string, input []byte) (answer, errText string) {
 		t.Helper()
 		base := filepath.Join(dir, fmt.Sprintf("%06d", seq))
 		if err := os.WriteFile(base+".tmp", input, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Rename(base+".tmp", base+".rules"); err != nil {
+		if err := os.Rename(base+".tmp", base+ext); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, 30*time.Second, "the agent's answer to "+base, func() bool {
@@ -641,8 +654,14 @@ func TestIntegrationFaultAgent(t *testing.T) {
 			_, e2 := os.Stat(base + ".err")
 			return e1 == nil || e2 == nil
 		})
+		done, _ := os.ReadFile(base + ".done")
 		data, _ := os.ReadFile(base + ".err")
-		return string(data)
+		return string(done), string(data)
+	}
+	apply := func(seq int, input []byte) (errText string) {
+		t.Helper()
+		_, e := ask(seq, kind.AgentRules, input)
+		return e
 	}
 	// A rejecting partition both ways from two peers: two targets, in
 	// order, per chain and peer.
@@ -682,10 +701,58 @@ func TestIntegrationFaultAgent(t *testing.T) {
 	if got := rulesNow(); strings.Contains(got, comment) || !strings.Contains(got, "--comment other") {
 		t.Errorf("after the delete:\n%s", got)
 	}
-	// In force again, then the agent ends (SIGTERM, as the platform
-	// stops it): it removes its rules and leaves the others, a later
-	// agent's of the run among them.
-	if e := apply(4, kind.RestoreInput("-I", rules)); e != "" {
+	// A loss of half the packets leaving on lo, with a rule ahead of it
+	// counting them (as the platform's loss and corrupt put them in
+	// force): the agent counts what each did. 400 datagrams to a closed
+	// port leave through OUTPUT (with any ICMP errors the kernel sends
+	// back); the dropped share of a fair draw over 400 or more lies
+	// within 15 points of half (6 standard deviations).
+	if out, err := exec.Command("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("ip link set lo up: %v: %s", err, out)
+	}
+	drop, seen := comment+":5:drop", comment+":5:seen"
+	loss := slices.Concat(
+		runner.FilterRules(chaosv1alpha1.To, "lo", []string{""}, drop, [][]string{append(runner.Sample(50), "-j", "DROP")}),
+		runner.FilterRules(chaosv1alpha1.To, "lo", []string{""}, seen, [][]string{nil}))
+	if e := apply(4, kind.RestoreInput("-I", loss)); e != "" {
+		t.Fatalf("insert the loss: %s", e)
+	}
+	send := exec.Command("ip", "netns", "exec", ns, "bash", "-c", "for i in $(seq 400); do echo x > /dev/udp/127.0.0.1/9; done; true")
+	if out, err := send.CombinedOutput(); err != nil {
+		t.Fatalf("send datagrams: %v: %s", err, out)
+	}
+	answer, e := ask(5, kind.AgentCount, []byte(drop+"\n"+seen+"\n"))
+	counts, err := kind.ParseCounts([]byte(answer), []string{drop, seen})
+	if e != "" || err != nil {
+		t.Fatalf("count: %s %v (answer %q)", e, err, answer)
+	}
+	t.Logf("a 50%% loss on lo: %d of %d packets dropped", counts[0], counts[1])
+	if counts[1] < 400 || float64(counts[0]) < 0.35*float64(counts[1]) || float64(counts[0]) > 0.65*float64(counts[1]) {
+		t.Errorf("a 50%% loss dropped %d of %d packets, want 400 or more seen and 35%% to 65%% of them dropped", counts[0], counts[1])
+	}
+	if a, e := ask(6, kind.AgentCount, []byte("no-such-comment\n")); e != "" || a != "no-such-comment 0\n" {
+		t.Errorf("a count of no rule: %q %s, want 0", a, e)
+	}
+	// A bandwidth limit, as the platform puts it in force; tc's refusal
+	// is said.
+	if q := inNS("tc", "qdisc", "show", "dev", "eth0", "root"); strings.Contains(q, "tbf") {
+		t.Errorf("the leftover bandwidth limit is still there after the agent started: %s", q)
+	}
+	tbf := runner.TBFArgs(&chaosv1alpha1.BandwidthSpec{Rate: "10 kbps", Buffer: 2000, Limit: 20000})
+	if _, e := ask(7, kind.AgentTC, []byte("qdisc add dev eth0 root "+strings.Join(tbf, " ")+"\n")); e != "" {
+		t.Fatalf("tc: %s", e)
+	}
+	if q := inNS("tc", "qdisc", "show", "dev", "eth0", "root"); !strings.Contains(q, "qdisc tbf") || !strings.Contains(q, "rate 80Kbit") {
+		t.Errorf("after the bandwidth limit: %s, want a tbf of 10 kB/s", q)
+	}
+	if _, e := ask(8, kind.AgentTC, []byte("qdisc add dev nosuchdev root tbf rate 1kbps burst 1 limit 1\n")); !strings.Contains(e, "tc qdisc add dev nosuchdev") {
+		t.Errorf("a tc command tc refuses: error %q, want tc's", e)
+	}
+	// The partition in force again, beside the loss and the bandwidth
+	// limit, then the agent ends (SIGTERM, as the platform stops it): it
+	// removes its rules, the loss's among them, and its limit, and
+	// leaves the others, a later agent's rules of the run among them.
+	if e := apply(9, kind.RestoreInput("-I", rules)); e != "" {
 		t.Fatalf("insert again: %s", e)
 	}
 	if out, err := exec.Command("ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-s", "192.0.2.97", "-m", "comment", "--comment", run+"3", "-j", "DROP").CombinedOutput(); err != nil {
@@ -698,6 +765,9 @@ func TestIntegrationFaultAgent(t *testing.T) {
 	}
 	if got := rulesNow(); strings.Contains(got, comment) || !strings.Contains(got, "--comment other") || !strings.Contains(got, run+"3") {
 		t.Errorf("after the agent's end, want the other rule and the later agent's:\n%s\nits output:\n%s", got, out.String())
+	}
+	if q := inNS("tc", "qdisc", "show", "dev", "eth0", "root"); strings.Contains(q, "tbf") {
+		t.Errorf("after the agent's end, its bandwidth limit is still there: %s", q)
 	}
 	// Bad input: the flag named.
 	if r := meshbench(t, time.Minute, "fault-agent", "--dir", dir); r.code != 2 || !strings.Contains(r.stderr, "--comment") {

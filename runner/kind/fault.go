@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -40,10 +41,11 @@ func (p *platform) name() string {
 
 // CanInject says which actions the platform executes: PodChaos pod-kill,
 // container-kill and pod-failure, on the pods' processes through their
-// wrappers (package podproc), and NetworkChaos partition, through a
-// fault agent in each target pod (meshbench fault-agent), as the local
-// platform executes them on its own. Chaos Mesh itself would need its
-// images from a registry.
+// wrappers (package podproc), and NetworkChaos partition, loss, corrupt
+// and bandwidth (a pod's whole egress), through a fault agent in each
+// target pod (meshbench fault-agent), as the local platform executes
+// them on its own. Chaos Mesh itself would need its images from a
+// registry.
 func (p *platform) CanInject(a chaos.Action) error {
 	switch o := a.Object.(type) {
 	case *chaosv1alpha1.PodChaos:
@@ -54,18 +56,24 @@ func (p *platform) CanInject(a chaos.Action) error {
 			return runner.CheckContainerKill(o.Spec.ContainerNames, p.name())
 		}
 	case *chaosv1alpha1.NetworkChaos:
-		if o.Spec.Action == chaosv1alpha1.PartitionAction {
+		switch o.Spec.Action {
+		case chaosv1alpha1.PartitionAction, chaosv1alpha1.LossAction, chaosv1alpha1.CorruptAction:
+			return nil
+		case chaosv1alpha1.BandwidthAction:
+			if o.Spec.Target != nil {
+				return fmt.Errorf("bandwidth toward a target is not executed on the %s platform yet (a pod's whole egress is, without a target; the local platform executes both)", p.name())
+			}
 			return nil
 		}
 	}
-	return fmt.Errorf("not executed on the %s platform yet (it executes PodChaos pod-kill, container-kill and pod-failure, and NetworkChaos partition; the local platform executes the rest)", p.name())
+	return fmt.Errorf("not executed on the %s platform yet (it executes PodChaos pod-kill, container-kill and pod-failure, and NetworkChaos partition, loss, corrupt and bandwidth; the local platform executes the rest)", p.name())
 }
 
 // Inject puts an action in force; the runner has checked it with
 // CanInject before the run.
 func (p *platform) Inject(ctx context.Context, in runner.Injection) (runner.Injected, error) {
-	if o, ok := in.Action.Object.(*chaosv1alpha1.NetworkChaos); ok && o.Spec.Action == chaosv1alpha1.PartitionAction {
-		return p.partition(ctx, in, o.Spec.Direction, o.Spec.PartitionBehavior)
+	if o, ok := in.Action.Object.(*chaosv1alpha1.NetworkChaos); ok {
+		return p.network(ctx, in, &o.Spec)
 	}
 	o, ok := in.Action.Object.(*chaosv1alpha1.PodChaos)
 	if !ok {
@@ -310,35 +318,112 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 	return stop, fmt.Sprintf("fault agents (iptables) in the pods of %s", strings.Join(nodes, ", ")), nil
 }
 
-// partition drops (or rejects) the pods' packets to, from, or to and
-// from their peers, through the pods' fault agents, with the rules the
-// local platform puts in its namespaces (runner.FilterRules). A peer is
-// its pod's address and the ClusterIP of each Service whose pods are all
-// peers: a pod dialing a Service sends to its ClusterIP, which its node
-// translates only after the packet has left the pod (and translates
-// back before the answer reaches it). With no peer (every workload a
-// target) it cuts the pods from every address, as locally.
-func (p *platform) partition(ctx context.Context, in runner.Injection, dir chaosv1alpha1.Direction, b chaosv1alpha1.NetworkChaosPartitionBehavior) (runner.Injected, error) {
+// network puts a NetworkChaos action in force through the pods' fault
+// agents, with the rules the local platform puts in its namespaces
+// (runner.FilterRules): a partition drops (or rejects) the pods' packets
+// to, from, or to and from their peers; loss and corrupt drop each of
+// them with the object's probability (a corrupted packet fails its
+// checksum, and its receiver drops it), to or from the target's pods or,
+// without a target, every address, and count what they did; bandwidth
+// limits the pods' egress.
+func (p *platform) network(ctx context.Context, in runner.Injection, spec *chaosv1alpha1.NetworkChaosSpec) (runner.Injected, error) {
 	got := runner.Injected{Executor: runner.ExecIPTables}
-	addrs, agents, err := p.partitionPeers(in)
+	switch spec.Action {
+	case chaosv1alpha1.PartitionAction:
+		return p.filter(ctx, in, got, func(a *agent, addrs []string) [][]string {
+			return runner.FilterRules(spec.Direction, "eth0", addrs, a.comment, runner.PartitionTargets(spec.PartitionBehavior))
+		})
+	case chaosv1alpha1.BandwidthAction:
+		return p.bandwidth(ctx, in, spec.Bandwidth)
+	case chaosv1alpha1.LossAction:
+		got.Executor = runner.ExecLoss
+	case chaosv1alpha1.CorruptAction:
+		got.Executor = runner.ExecCorrupt
+	default:
+		return got, fmt.Errorf("%s: not executed on the %s platform", in.Action.Verb(), p.name())
+	}
+	pct, note, err := runner.PacketFault(spec)
+	got.Note = note
 	if err != nil {
 		return got, err
 	}
-	var done []*agent
-	rules := func(a *agent) [][]string {
-		return runner.FilterRules(dir, "eth0", addrs, a.comment, runner.PartitionTargets(b))
+	if spec.Target == nil {
+		in.Peers = nil // every address, as locally
 	}
+	return p.sampled(ctx, in, got, spec.Direction, pct)
+}
+
+// sampled drops each packet of the fault's traffic with probability
+// pct%, and says at the end how many of how many it dropped: ahead of
+// each dropping rule, a rule with the same match and no target counts
+// every packet that reaches it.
+func (p *platform) sampled(ctx context.Context, in runner.Injection, got runner.Injected, dir chaosv1alpha1.Direction, pct float64) (runner.Injected, error) {
+	p.mu.Lock()
+	p.seq++
+	suffix := fmt.Sprintf(":%d", p.seq)
+	p.mu.Unlock()
+	drop, seen := func(a *agent) string { return a.comment + suffix + ":drop" }, func(a *agent) string { return a.comment + suffix + ":seen" }
+	var agents []*agent
+	got, err := p.filter(ctx, in, got, func(a *agent, addrs []string) [][]string {
+		if !slices.Contains(agents, a) {
+			agents = append(agents, a)
+		}
+		// Each rule goes to its chain's head in order: the counting
+		// rules, last, come first.
+		return slices.Concat(
+			runner.FilterRules(dir, "eth0", addrs, drop(a), [][]string{append(runner.Sample(pct), "-j", "DROP")}),
+			runner.FilterRules(dir, "eth0", addrs, seen(a), [][]string{nil}))
+	})
+	if err != nil {
+		return got, err
+	}
+	undo, outcome := got.Recover, ""
+	got.Recover = func(ctx context.Context) error {
+		var dropped, all uint64
+		var errs []error
+		for _, a := range agents {
+			n, err := a.count(ctx, drop(a), seen(a))
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			dropped, all = dropped+n[0], all+n[1]
+		}
+		if len(errs) == 0 {
+			outcome = fmt.Sprintf("%d of %d packets dropped", dropped, all)
+		}
+		return errors.Join(append(errs, undo(ctx))...)
+	}
+	got.Outcome = func() string { return outcome }
+	return got, nil
+}
+
+// bandwidth limits each pod's egress with a token bucket filter on its
+// interface, through its agent, as the local platform does
+// (runner.TBFArgs).
+func (p *platform) bandwidth(ctx context.Context, in runner.Injection, b *chaosv1alpha1.BandwidthSpec) (runner.Injected, error) {
+	got := runner.Injected{Executor: runner.ExecTBF}
+	if b == nil {
+		return got, errors.New("no bandwidth given")
+	}
+	p.mu.Lock()
+	agents, err := p.agentsOf(in)
+	p.mu.Unlock()
+	if err != nil {
+		return got, err
+	}
+	add := "qdisc add dev eth0 root " + strings.Join(runner.TBFArgs(b), " ")
+	var done []*agent
 	undo := func(ctx context.Context) error {
 		var errs []error
 		for i := len(done) - 1; i >= 0; i-- {
-			errs = append(errs, done[i].apply(ctx, "-D", rules(done[i])))
+			_, err := done[i].ask(ctx, AgentTC, []byte("qdisc del dev eth0 root\n"))
+			errs = append(errs, err)
 		}
 		return errors.Join(errs...)
 	}
 	for _, a := range agents {
-		// Undone too if it fails: iptables-restore applies all or none,
-		// and a rule not there is removed by the agent at its end.
-		if err := a.apply(ctx, "-I", rules(a)); err != nil {
+		if _, err := a.ask(ctx, AgentTC, []byte(add+"\n")); err != nil {
 			return got, errors.Join(err, undo(context.WithoutCancel(ctx)))
 		}
 		done = append(done, a)
@@ -347,18 +432,48 @@ func (p *platform) partition(ctx context.Context, in runner.Injection, dir chaos
 	return got, nil
 }
 
-// partitionPeers are the addresses a partition cuts the pods from
-// ("" for any), and the pods' agents.
+// filter has each target pod's agent put rules in force (rules gives
+// them, for the addresses the fault acts on), each agent's as one
+// transaction, and returns their removal; on error what it applied is
+// removed again.
+func (p *platform) filter(ctx context.Context, in runner.Injection, got runner.Injected, rules func(a *agent, addrs []string) [][]string) (runner.Injected, error) {
+	addrs, agents, err := p.partitionPeers(in)
+	if err != nil {
+		return got, err
+	}
+	var done []*agent
+	undo := func(ctx context.Context) error {
+		var errs []error
+		for i := len(done) - 1; i >= 0; i-- {
+			errs = append(errs, done[i].apply(ctx, "-D", rules(done[i], addrs)))
+		}
+		return errors.Join(errs...)
+	}
+	for _, a := range agents {
+		// Undone too if it fails: iptables-restore applies all or none,
+		// and a rule not there is removed by the agent at its end.
+		if err := a.apply(ctx, "-I", rules(a, addrs)); err != nil {
+			return got, errors.Join(err, undo(context.WithoutCancel(ctx)))
+		}
+		done = append(done, a)
+	}
+	got.Recover = undo
+	return got, nil
+}
+
+// partitionPeers are the addresses a network fault acts on ("" for any),
+// and the pods' agents. A peer is its pod's address and the ClusterIP of
+// each Service whose pods are all peers: a pod dialing a Service sends
+// to its ClusterIP, which its node translates only after the packet has
+// left the pod (and translates back before the answer reaches it). With
+// no peer (every workload a target, or no target) it is every address,
+// as locally.
 func (p *platform) partitionPeers(in runner.Injection) ([]string, []*agent, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var agents []*agent
-	for _, pod := range in.Pods {
-		a, ok := p.agents[pod.Node]
-		if !ok {
-			return nil, nil, fmt.Errorf("no fault agent in node %s's pod", pod.Node)
-		}
-		agents = append(agents, a)
+	agents, err := p.agentsOf(in)
+	if err != nil {
+		return nil, nil, err
 	}
 	if len(in.Peers) == 0 {
 		return []string{""}, agents, nil
@@ -380,37 +495,107 @@ func (p *platform) partitionPeers(in runner.Injection) ([]string, []*agent, erro
 	return addrs, agents, nil
 }
 
+// agentsOf are the fault agents of the injection's pods; p.mu is held.
+func (p *platform) agentsOf(in runner.Injection) ([]*agent, error) {
+	var agents []*agent
+	for _, pod := range in.Pods {
+		a, ok := p.agents[pod.Node]
+		if !ok {
+			return nil, fmt.Errorf("no fault agent in node %s's pod", pod.Node)
+		}
+		agents = append(agents, a)
+	}
+	return agents, nil
+}
+
 // apply has the agent insert (-I, each at its chain's head, in order) or
 // delete (-D, in reverse) rules, as one iptables-restore transaction, and
 // waits for it to say how that went.
 func (a *agent) apply(ctx context.Context, op string, rules [][]string) error {
+	_, err := a.ask(ctx, AgentRules, RestoreInput(op, rules))
+	return err
+}
+
+// count asks the agent for the packet counters of the rules carrying each
+// comment, summed per comment, in order.
+func (a *agent) count(ctx context.Context, comments ...string) ([]uint64, error) {
+	answer, err := a.ask(ctx, AgentCount, []byte(strings.Join(comments, "\n")+"\n"))
+	if err != nil {
+		return nil, err
+	}
+	n, err := ParseCounts(answer, comments)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: the fault agent's counts: %w", a.node, err)
+	}
+	return n, nil
+}
+
+// Requests to a fault agent, by their files' extension: iptables-restore
+// input; comments whose rules' packet counters it answers with (one
+// line "COMMENT PACKETS" each); or tc commands, one per line (tc's
+// arguments). The agent takes them in name order and answers each beside
+// it: NAME.done (with the counts), or NAME.err with what failed.
+const (
+	AgentRules = ".rules"
+	AgentCount = ".count"
+	AgentTC    = ".tc"
+)
+
+// ask writes a request to the agent and waits for its answer.
+func (a *agent) ask(ctx context.Context, ext string, content []byte) ([]byte, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.seq++
 	base := filepath.Join(a.dir, fmt.Sprintf("%06d", a.seq))
-	if err := os.WriteFile(base+".tmp", RestoreInput(op, rules), 0o644); err != nil {
-		return err
+	if err := os.WriteFile(base+".tmp", content, 0o644); err != nil {
+		return nil, err
 	}
-	if err := os.Rename(base+".tmp", base+".rules"); err != nil {
-		return err
+	if err := os.Rename(base+".tmp", base+ext); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, agentWait)
 	defer cancel()
 	for {
-		if _, err := os.Stat(base + ".done"); err == nil {
-			return nil
+		if data, err := os.ReadFile(base + ".done"); err == nil {
+			return data, nil
 		}
 		if data, err := os.ReadFile(base + ".err"); err == nil {
-			return fmt.Errorf("node %s: %s", a.node, data)
+			return nil, fmt.Errorf("node %s: %s", a.node, data)
 		}
 		select {
 		case <-a.proc.Done():
-			return fmt.Errorf("node %s: the fault agent ended (%v): %s", a.node, a.proc.Err(), strings.TrimSpace(a.out.String()))
+			return nil, fmt.Errorf("node %s: the fault agent ended (%v): %s", a.node, a.proc.Err(), strings.TrimSpace(a.out.String()))
 		case <-ctx.Done():
-			return fmt.Errorf("node %s: the fault agent did not apply %s within %s", a.node, filepath.Base(base)+".rules", agentWait)
+			return nil, fmt.Errorf("node %s: the fault agent did not answer %s within %s", a.node, filepath.Base(base)+ext, agentWait)
 		case <-time.After(tailInterval):
 		}
 	}
+}
+
+// ParseCounts reads a fault agent's answer to a count: the packets of
+// each comment, in order.
+func ParseCounts(answer []byte, comments []string) ([]uint64, error) {
+	got := map[string]uint64{}
+	for _, line := range strings.Split(strings.TrimSpace(string(answer)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			return nil, fmt.Errorf("line %q", line)
+		}
+		n, err := strconv.ParseUint(f[1], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("line %q", line)
+		}
+		got[f[0]] = n
+	}
+	out := make([]uint64, len(comments))
+	for i, c := range comments {
+		n, ok := got[c]
+		if !ok {
+			return nil, fmt.Errorf("no count of %s in %q", c, answer)
+		}
+		out[i] = n
+	}
+	return out, nil
 }
 
 // RestoreInput is iptables-restore's input (for a fault agent) that

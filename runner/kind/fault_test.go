@@ -31,7 +31,11 @@ func TestCanInject(t *testing.T) {
 		{pod(chaosv1alpha1.ContainerKillAction, "istio-proxy"), true, `no container "istio-proxy" in the kube platform's pods`},
 		{network(chaosv1alpha1.PartitionAction), false, ""},
 		{network(chaosv1alpha1.DelayAction), false, "not executed on the kind platform yet"},
-		{network(chaosv1alpha1.LossAction), true, "not executed on the kube platform yet"},
+		{network(chaosv1alpha1.LossAction), true, ""},
+		{network(chaosv1alpha1.CorruptAction), false, ""},
+		{network(chaosv1alpha1.DuplicateAction), true, "not executed on the kube platform yet"},
+		{network(chaosv1alpha1.BandwidthAction), false, ""},
+		{&chaosv1alpha1.NetworkChaos{Spec: chaosv1alpha1.NetworkChaosSpec{Action: chaosv1alpha1.BandwidthAction, Target: &chaosv1alpha1.PodSelector{}}}, true, "bandwidth toward a target is not executed on the kube platform yet"},
 		{&chaosv1alpha1.HTTPChaos{}, false, "not executed on the kind platform yet"},
 		{&chaosv1alpha1.StressChaos{}, false, "not executed on the kind platform yet"},
 	} {
@@ -76,5 +80,19 @@ func TestRestartBackoff(t *testing.T) {
 	want := []time.Duration{0, 10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second, 160 * time.Second, 5 * time.Minute}
 	if !slices.Equal(restartBackoff, want) {
 		t.Errorf("restartBackoff = %v, want %v", restartBackoff, want)
+	}
+}
+
+// ParseCounts gives an agent's counts in the order asked, and refuses an
+// answer that lacks one or is not its format.
+func TestParseCounts(t *testing.T) {
+	got, err := ParseCounts([]byte("b 7\na 12\n"), []string{"a", "b"})
+	if err != nil || len(got) != 2 || got[0] != 12 || got[1] != 7 {
+		t.Errorf("ParseCounts: %v %v, want [12 7]", got, err)
+	}
+	for _, bad := range []string{"a 12\n", "a 12\nb x\n", "a 12 b 7\n", ""} {
+		if got, err := ParseCounts([]byte(bad), []string{"a", "b"}); err == nil {
+			t.Errorf("ParseCounts(%q): %v, want an error", bad, got)
+		}
 	}
 }

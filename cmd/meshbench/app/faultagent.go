@@ -6,13 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/meshbench/meshbench/runner/kind"
 )
 
 // agentPoll is how often the fault agent looks for rule files.
@@ -25,14 +30,18 @@ type faultAgentOptions struct {
 // newFaultAgentCommand is what the kind platform runs in a pod whose
 // traffic a trial's network fault touches (an ephemeral container with
 // NET_ADMIN beside the pod's processes, started before the load): it
-// applies the iptables-restore files the platform writes to its
-// directory (NAME.rules), in name order, and says how each went
-// (NAME.done, or NAME.err with iptables' words). As it starts it removes
-// every rule whose comment begins with its clean prefix (an earlier agent
-// of the run killed before its end left them), and at its end every rule
-// carrying its own comment, so that a fault left in force by a trial that
-// failed leaves nothing in the pod for the next rows, and an agent that
-// outlives its trial does not remove the next trial's rules.
+// takes the requests the platform writes to its directory, in name
+// order: iptables-restore input (NAME.rules) to apply, comments
+// (NAME.count) whose rules' packet counters it reads, or tc commands
+// (NAME.tc); and it says how each went (NAME.done, with the counts, or
+// NAME.err with iptables' or tc's words). As it starts it removes every
+// rule whose comment begins with its clean prefix (an earlier agent of
+// the run killed before its end left them) and a token bucket filter at
+// eth0's root, and at its end every rule carrying its own comment (or
+// the comment and ":" and more) and the root qdiscs it added, so that a
+// fault left in force by a trial that failed leaves nothing in the pod
+// for the next rows, and an agent that outlives its trial does not
+// remove the next trial's rules.
 func newFaultAgentCommand(s Streams) *cobra.Command {
 	o := &faultAgentOptions{}
 	cmd := &cobra.Command{
@@ -63,42 +72,137 @@ func runFaultAgent(ctx context.Context, o *faultAgentOptions, s Streams) error {
 	if err := removeCommented(func(c string) bool { return strings.HasPrefix(c, o.cleanPrefix) }, s); err != nil {
 		return err
 	}
+	removeTBF(s)
+	rooted := map[string]bool{} // the devices whose root qdisc it added
 	t := time.NewTicker(agentPoll)
 	defer t.Stop()
 	for {
-		files, err := filepath.Glob(filepath.Join(o.dir, "*.rules"))
-		if err != nil {
-			return err
+		var files []string
+		for _, ext := range []string{kind.AgentRules, kind.AgentCount, kind.AgentTC} {
+			matched, err := filepath.Glob(filepath.Join(o.dir, "*"+ext))
+			if err != nil {
+				return err
+			}
+			files = append(files, matched...)
 		}
-		for _, f := range files { // in name order
-			applyRuleFile(ctx, f, s)
+		slices.SortFunc(files, func(a, b string) int { return strings.Compare(filepath.Base(a), filepath.Base(b)) })
+		for _, f := range files {
+			answer(ctx, f, rooted, s)
 		}
 		select {
 		case <-ctx.Done():
-			return removeCommented(func(c string) bool { return c == o.comment }, s)
+			var errs []error
+			for _, dev := range slices.Sorted(maps.Keys(rooted)) {
+				errs = append(errs, runTC(context.Background(), []string{"qdisc", "del", "dev", dev, "root"}, nil))
+			}
+			errs = append(errs, removeCommented(func(c string) bool { return c == o.comment || strings.HasPrefix(c, o.comment+":") }, s))
+			return errors.Join(errs...)
 		case <-t.C:
 		}
 	}
 }
 
-// applyRuleFile applies one rule file and reports how it went beside it.
-func applyRuleFile(ctx context.Context, f string, s Streams) {
-	base := strings.TrimSuffix(f, ".rules")
+// answer takes one request and reports how it went beside it; rooted
+// follows the root qdiscs its tc commands add and delete.
+func answer(ctx context.Context, f string, rooted map[string]bool, s Streams) {
+	ext := filepath.Ext(f)
+	base := strings.TrimSuffix(f, ext)
 	data, err := os.ReadFile(f)
+	var content []byte
 	if err == nil {
-		err = iptablesRestore(ctx, data)
+		switch ext {
+		case kind.AgentCount:
+			content, err = countCommented(ctx, strings.Fields(string(data)))
+		case kind.AgentTC:
+			for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+				if err = runTC(ctx, strings.Fields(line), rooted); err != nil {
+					break
+				}
+				fmt.Fprintf(s.Out, "tc %s\n", line)
+			}
+		default:
+			if err = iptablesRestore(ctx, data); err == nil {
+				fmt.Fprintf(s.Out, "%s", data)
+			}
+		}
 	}
-	result, content := base+".done", []byte(nil)
+	result := base + ".done"
 	if err != nil {
 		result, content = base+".err", []byte(err.Error())
 		fmt.Fprintf(s.ErrOut, "fault-agent: %s: %v\n", filepath.Base(f), err)
-	} else {
-		fmt.Fprintf(s.Out, "%s", data)
 	}
 	if werr := writeFileAtomic(result, func(w io.Writer) error { _, err := w.Write(content); return err }); werr != nil {
 		fmt.Fprintf(s.ErrOut, "fault-agent: %v\n", werr)
 	}
 	_ = os.Remove(f)
+}
+
+// countCommented sums the packet counters of the filter table's rules
+// carrying each comment, as lines "COMMENT PACKETS".
+func countCommented(ctx context.Context, comments []string) ([]byte, error) {
+	saved, err := exec.CommandContext(ctx, "iptables-save", "-c", "-t", "filter").Output()
+	if err != nil {
+		return nil, fmt.Errorf("iptables-save: %w", err)
+	}
+	n := make([]uint64, len(comments))
+	for _, line := range strings.Split(string(saved), "\n") {
+		// [PACKETS:BYTES] -A CHAIN ...
+		counters, rest, ok := strings.Cut(line, " ")
+		if !ok || !strings.HasPrefix(counters, "[") || !strings.HasPrefix(rest, "-A ") {
+			continue
+		}
+		for i, c := range comments {
+			if !hasComment(rest, func(got string) bool { return got == c }) {
+				continue
+			}
+			packets, _, _ := strings.Cut(strings.Trim(counters, "[]"), ":")
+			v, err := strconv.ParseUint(packets, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("iptables-save: counters %q", counters)
+			}
+			n[i] += v
+		}
+	}
+	var b bytes.Buffer
+	for i, c := range comments {
+		fmt.Fprintf(&b, "%s %d\n", c, n[i])
+	}
+	return b.Bytes(), nil
+}
+
+// runTC runs tc with args; rooted, when set, follows the root qdiscs it
+// adds ("qdisc add dev DEV root ...") and deletes.
+func runTC(ctx context.Context, args []string, rooted map[string]bool) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "tc", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("tc %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	i := slices.Index(args, "dev")
+	if rooted == nil || len(args) < 2 || args[0] != "qdisc" || i < 0 || i+1 >= len(args) || !slices.Contains(args, "root") {
+		return nil
+	}
+	switch args[1] {
+	case "add", "replace":
+		rooted[args[i+1]] = true
+	case "del", "delete":
+		delete(rooted, args[i+1])
+	}
+	return nil
+}
+
+// removeTBF removes a token bucket filter at eth0's root, which only a
+// bandwidth fault puts there (an earlier agent of the run killed before
+// its end left it). A pod without eth0 or tc has none.
+func removeTBF(s Streams) {
+	out, err := exec.Command("tc", "qdisc", "show", "dev", "eth0", "root").Output()
+	if err != nil || !strings.HasPrefix(string(out), "qdisc tbf ") {
+		return
+	}
+	fmt.Fprintf(s.Out, "removing a bandwidth limit left in force: %s", out)
+	if err := runTC(context.Background(), []string{"qdisc", "del", "dev", "eth0", "root"}, nil); err != nil {
+		fmt.Fprintf(s.ErrOut, "fault-agent: %v\n", err)
+	}
 }
 
 // iptablesRestore applies rules (iptables-restore's input) on top of the

@@ -18,8 +18,9 @@ import (
 // referencePackages are the reference data planes, from the same Debian
 // packages the local platform runs (scripts/setup.sh), so that both
 // platforms compare the same builds.
-// iptables is for the init role (see InitImage).
-var referencePackages = []string{"haproxy", "nginx-light", "libnginx-mod-stream", "ca-certificates", "iptables"}
+// iptables is for the init role (see InitImage) and, with iproute2's tc,
+// for the fault agents.
+var referencePackages = []string{"haproxy", "nginx-light", "libnginx-mod-stream", "ca-certificates", "iptables", "iproute2"}
 
 // ReferenceRepository names the image of the reference data planes.
 const ReferenceRepository = "meshbench.local/reference-proxies"
