@@ -45,7 +45,7 @@ func TBFArgs(b *chaosv1alpha1.BandwidthSpec) []string {
 // Percent reads a Chaos Mesh percentage ("10", "0.5") of what.
 func Percent(what, s string) (float64, error) {
 	pct, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil || pct < 0 || pct > 100 {
+	if err != nil || !(pct >= 0 && pct <= 100) { // NaN too
 		return 0, fmt.Errorf("%s %q is not a percentage", what, s)
 	}
 	return pct, nil
@@ -74,6 +74,37 @@ func PacketFault(spec *chaosv1alpha1.NetworkChaosSpec) (pct float64, note string
 // with probability pct%.
 func Sample(pct float64) []string {
 	return []string{"-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(pct/100, 'f', -1, 64)}
+}
+
+// CheckPacketFault checks, before the run, the probability of an action
+// that draws packets (PacketFault); other actions pass.
+func CheckPacketFault(spec *chaosv1alpha1.NetworkChaosSpec) error {
+	switch spec.Action {
+	case chaosv1alpha1.LossAction, chaosv1alpha1.DuplicateAction, chaosv1alpha1.CorruptAction:
+		_, _, err := PacketFault(spec)
+		return err
+	}
+	return nil
+}
+
+// SampledRules are the rules of a fault that drops each packet with
+// probability pct% (FilterRules' matches, a target of its own each):
+// rules marked as SampledComments' drop, and, after them in the list,
+// rules with the same matches and no target, marked as its seen, which
+// count every packet reaching them. Each inserted at its chain's head in
+// order, a counting rule comes ahead of its dropping one, so that
+// dropped of seen is the share dropped.
+func SampledRules(dir chaosv1alpha1.Direction, iface string, addrs []string, comment string, pct float64) [][]string {
+	drop, seen := SampledComments(comment)
+	return slices.Concat(
+		FilterRules(dir, iface, addrs, drop, [][]string{append(Sample(pct), "-j", "DROP")}),
+		FilterRules(dir, iface, addrs, seen, [][]string{nil}))
+}
+
+// SampledComments are the comments of SampledRules' dropping and
+// counting rules.
+func SampledComments(comment string) (drop, seen string) {
+	return comment + ":drop", comment + ":seen"
 }
 
 // Uncorrelated is the note of a fault whose correlation is not applied:

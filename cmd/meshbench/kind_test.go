@@ -710,12 +710,15 @@ func TestIntegrationFaultAgent(t *testing.T) {
 	if out, err := exec.Command("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		t.Fatalf("ip link set lo up: %v: %s", err, out)
 	}
-	drop, seen := comment+":5:drop", comment+":5:seen"
-	loss := slices.Concat(
-		runner.FilterRules(chaosv1alpha1.To, "lo", []string{""}, drop, [][]string{append(runner.Sample(50), "-j", "DROP")}),
-		runner.FilterRules(chaosv1alpha1.To, "lo", []string{""}, seen, [][]string{nil}))
+	drop, seen := runner.SampledComments(comment + ":5")
+	loss := runner.SampledRules(chaosv1alpha1.To, "lo", []string{""}, comment+":5", 50)
 	if e := apply(4, kind.RestoreInput("-I", loss)); e != "" {
 		t.Fatalf("insert the loss: %s", e)
+	}
+	// The counting rule ahead of the dropping one, as the platforms
+	// insert them: it sees every packet.
+	if out := inNS("iptables", "-S", "OUTPUT"); !(strings.Index(out, seen) >= 0 && strings.Index(out, seen) < strings.Index(out, drop)) {
+		t.Errorf("OUTPUT, want the counting rule %s ahead of the dropping rule %s:\n%s", seen, drop, out)
 	}
 	send := exec.Command("ip", "netns", "exec", ns, "bash", "-c", "for i in $(seq 400); do echo x > /dev/udp/127.0.0.1/9; done; true")
 	if out, err := send.CombinedOutput(); err != nil {
@@ -738,21 +741,42 @@ func TestIntegrationFaultAgent(t *testing.T) {
 	if q := inNS("tc", "qdisc", "show", "dev", "eth0", "root"); strings.Contains(q, "tbf") {
 		t.Errorf("the leftover bandwidth limit is still there after the agent started: %s", q)
 	}
-	tbf := runner.TBFArgs(&chaosv1alpha1.BandwidthSpec{Rate: "10 kbps", Buffer: 2000, Limit: 20000})
-	if _, e := ask(7, kind.AgentTC, []byte("qdisc add dev eth0 root "+strings.Join(tbf, " ")+"\n")); e != "" {
+	// With the agent's own handle, as the platform sends it; removed by
+	// handle (another's would be refused), then in force again.
+	add := []byte("qdisc add dev eth0 root handle 2a: " + strings.Join(runner.TBFArgs(&chaosv1alpha1.BandwidthSpec{Rate: "10 kbps", Buffer: 2000, Limit: 20000}), " ") + "\n")
+	if _, e := ask(7, kind.AgentTC, add); e != "" {
 		t.Fatalf("tc: %s", e)
 	}
-	if q := inNS("tc", "qdisc", "show", "dev", "eth0", "root"); !strings.Contains(q, "qdisc tbf") || !strings.Contains(q, "rate 80Kbit") {
-		t.Errorf("after the bandwidth limit: %s, want a tbf of 10 kB/s", q)
+	if q := inNS("tc", "qdisc", "show", "dev", "eth0", "root"); !strings.HasPrefix(q, "qdisc tbf 2a: ") || !strings.Contains(q, "rate 80Kbit") {
+		t.Errorf("after the bandwidth limit: %s, want a tbf of 10 kB/s with handle 2a:", q)
 	}
-	if _, e := ask(8, kind.AgentTC, []byte("qdisc add dev nosuchdev root tbf rate 1kbps burst 1 limit 1\n")); !strings.Contains(e, "tc qdisc add dev nosuchdev") {
+	if _, e := ask(8, kind.AgentTC, []byte("qdisc del dev eth0 root handle 2b:\n")); e == "" {
+		t.Errorf("removing another handle's root qdisc succeeded")
+	}
+	if _, e := ask(9, kind.AgentTC, []byte("qdisc del dev eth0 root handle 2a:\n")); e != "" {
+		t.Errorf("removing the limit: %s", e)
+	}
+	if q := inNS("tc", "qdisc", "show", "dev", "eth0", "root"); strings.Contains(q, "tbf") {
+		t.Errorf("after the limit's removal: %s", q)
+	}
+	if _, e := ask(10, kind.AgentTC, add); e != "" {
+		t.Fatalf("tc again: %s", e)
+	}
+	// A limit on eth1 too, then eth0's replaced by another one (a later
+	// agent's, handle 3a:): at its end the agent removes eth1's, its
+	// own, and leaves eth0's.
+	if _, e := ask(11, kind.AgentTC, []byte(strings.Replace(strings.Replace(string(add), "eth0", "eth1", 1), "2a:", "2c:", 1))); e != "" {
+		t.Fatalf("tc on eth1: %s", e)
+	}
+	inNS("tc", "qdisc", "replace", "dev", "eth0", "root", "handle", "3a:", "tbf", "rate", "1mbit", "burst", "2000", "limit", "20000")
+	if _, e := ask(12, kind.AgentTC, []byte("qdisc add dev nosuchdev root tbf rate 1kbps burst 1 limit 1\n")); !strings.Contains(e, "tc qdisc add dev nosuchdev") {
 		t.Errorf("a tc command tc refuses: error %q, want tc's", e)
 	}
 	// The partition in force again, beside the loss and the bandwidth
 	// limit, then the agent ends (SIGTERM, as the platform stops it): it
 	// removes its rules, the loss's among them, and its limit, and
 	// leaves the others, a later agent's rules of the run among them.
-	if e := apply(9, kind.RestoreInput("-I", rules)); e != "" {
+	if e := apply(13, kind.RestoreInput("-I", rules)); e != "" {
 		t.Fatalf("insert again: %s", e)
 	}
 	if out, err := exec.Command("ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-s", "192.0.2.97", "-m", "comment", "--comment", run+"3", "-j", "DROP").CombinedOutput(); err != nil {
@@ -766,8 +790,11 @@ func TestIntegrationFaultAgent(t *testing.T) {
 	if got := rulesNow(); strings.Contains(got, comment) || !strings.Contains(got, "--comment other") || !strings.Contains(got, run+"3") {
 		t.Errorf("after the agent's end, want the other rule and the later agent's:\n%s\nits output:\n%s", got, out.String())
 	}
-	if q := inNS("tc", "qdisc", "show", "dev", "eth0", "root"); strings.Contains(q, "tbf") {
-		t.Errorf("after the agent's end, its bandwidth limit is still there: %s", q)
+	if q := inNS("tc", "qdisc", "show", "dev", "eth1", "root"); strings.Contains(q, "tbf") {
+		t.Errorf("after the agent's end, its bandwidth limit of eth1 is still there: %s", q)
+	}
+	if q := inNS("tc", "qdisc", "show", "dev", "eth0", "root"); !strings.HasPrefix(q, "qdisc tbf 3a: ") {
+		t.Errorf("after the agent's end, eth0's root qdisc is %q, want the later agent's (3a:) left alone", q)
 	}
 	// Bad input: the flag named.
 	if r := meshbench(t, time.Minute, "fault-agent", "--dir", dir); r.code != 2 || !strings.Contains(r.stderr, "--comment") {

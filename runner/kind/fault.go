@@ -58,7 +58,7 @@ func (p *platform) CanInject(a chaos.Action) error {
 	case *chaosv1alpha1.NetworkChaos:
 		switch o.Spec.Action {
 		case chaosv1alpha1.PartitionAction, chaosv1alpha1.LossAction, chaosv1alpha1.CorruptAction:
-			return nil
+			return runner.CheckPacketFault(&o.Spec)
 		case chaosv1alpha1.BandwidthAction:
 			if o.Spec.Target != nil {
 				return fmt.Errorf("bandwidth toward a target is not executed on the %s platform yet (a pod's whole egress is, without a target; the local platform executes both)", p.name())
@@ -221,7 +221,7 @@ func (pr *process) pause() (resume func() error, err error) {
 
 // Bounds of the fault agents.
 const (
-	// agentWait bounds the wait for an agent to apply a rule file (it
+	// agentWait bounds the wait for an agent to answer a request (it
 	// looks every 50 ms).
 	agentWait = 10 * time.Second
 	agentStop = 30 * time.Second
@@ -235,8 +235,11 @@ type agent struct {
 	// number, so that an agent that outlived its trial removes its own
 	// rules at its end, not the next trial's.
 	node, dir, comment string
-	proc               runner.Process
-	out                *lockedBuffer // its output, for errors
+	// handle is the handle of its bandwidth limits' qdiscs (tc's hex
+	// "MAJOR:"), so that at its end it removes only its own.
+	handle string
+	proc   runner.Process
+	out    *lockedBuffer // its output, for errors
 
 	mu  sync.Mutex
 	seq int
@@ -295,7 +298,8 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 		p.mu.Lock()
 		p.seq++
 		a := &agent{node: n, dir: filepath.Join(p.ctl, fmt.Sprintf("faults-%s-%d", dnsLabel(n), p.seq)),
-			comment: fmt.Sprintf("%s/%d", runner.FaultComment(p.o.RunID), p.seq), out: &lockedBuffer{}}
+			comment: fmt.Sprintf("%s/%d", runner.FaultComment(p.o.RunID), p.seq), handle: fmt.Sprintf("%x:", p.seq%0xfffe+1),
+			out: &lockedBuffer{}}
 		p.mu.Unlock()
 		if err := os.MkdirAll(a.dir, 0o755); err != nil {
 			return nil, "", errors.Join(err, stop(context.WithoutCancel(ctx)))
@@ -315,7 +319,7 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 		p.agents[n] = a
 		p.mu.Unlock()
 	}
-	return stop, fmt.Sprintf("fault agents (iptables) in the pods of %s", strings.Join(nodes, ", ")), nil
+	return stop, fmt.Sprintf("fault agents (iptables, tc) in the pods of %s", strings.Join(nodes, ", ")), nil
 }
 
 // network puts a NetworkChaos action in force through the pods' fault
@@ -327,7 +331,7 @@ func (p *platform) PrepareFaults(ctx context.Context, ins []runner.Injection) (f
 // without a target, every address, and count what they did; bandwidth
 // limits the pods' egress.
 func (p *platform) network(ctx context.Context, in runner.Injection, spec *chaosv1alpha1.NetworkChaosSpec) (runner.Injected, error) {
-	got := runner.Injected{Executor: runner.ExecIPTables}
+	got, did := runner.Injected{Executor: runner.ExecIPTables}, ""
 	switch spec.Action {
 	case chaosv1alpha1.PartitionAction:
 		return p.filter(ctx, in, got, func(a *agent, addrs []string) [][]string {
@@ -336,9 +340,9 @@ func (p *platform) network(ctx context.Context, in runner.Injection, spec *chaos
 	case chaosv1alpha1.BandwidthAction:
 		return p.bandwidth(ctx, in, spec.Bandwidth)
 	case chaosv1alpha1.LossAction:
-		got.Executor = runner.ExecLoss
+		got.Executor, did = runner.ExecLoss, "dropped"
 	case chaosv1alpha1.CorruptAction:
-		got.Executor = runner.ExecCorrupt
+		got.Executor, did = runner.ExecCorrupt, "corrupted (dropped)"
 	default:
 		return got, fmt.Errorf("%s: not executed on the %s platform", in.Action.Verb(), p.name())
 	}
@@ -347,32 +351,24 @@ func (p *platform) network(ctx context.Context, in runner.Injection, spec *chaos
 	if err != nil {
 		return got, err
 	}
-	if spec.Target == nil {
-		in.Peers = nil // every address, as locally
-	}
-	return p.sampled(ctx, in, got, spec.Direction, pct)
+	// Without a target (no peers) every address, as locally.
+	return p.sampled(ctx, in, got, spec.Direction, pct, did)
 }
 
 // sampled drops each packet of the fault's traffic with probability
-// pct%, and says at the end how many of how many it dropped: ahead of
-// each dropping rule, a rule with the same match and no target counts
-// every packet that reaches it.
-func (p *platform) sampled(ctx context.Context, in runner.Injection, got runner.Injected, dir chaosv1alpha1.Direction, pct float64) (runner.Injected, error) {
+// pct% (runner.SampledRules), and says at the end how many of how many
+// it dropped (did: what a drop stands for).
+func (p *platform) sampled(ctx context.Context, in runner.Injection, got runner.Injected, dir chaosv1alpha1.Direction, pct float64, did string) (runner.Injected, error) {
 	p.mu.Lock()
 	p.seq++
 	suffix := fmt.Sprintf(":%d", p.seq)
 	p.mu.Unlock()
-	drop, seen := func(a *agent) string { return a.comment + suffix + ":drop" }, func(a *agent) string { return a.comment + suffix + ":seen" }
 	var agents []*agent
 	got, err := p.filter(ctx, in, got, func(a *agent, addrs []string) [][]string {
 		if !slices.Contains(agents, a) {
 			agents = append(agents, a)
 		}
-		// Each rule goes to its chain's head in order: the counting
-		// rules, last, come first.
-		return slices.Concat(
-			runner.FilterRules(dir, "eth0", addrs, drop(a), [][]string{append(runner.Sample(pct), "-j", "DROP")}),
-			runner.FilterRules(dir, "eth0", addrs, seen(a), [][]string{nil}))
+		return runner.SampledRules(dir, "eth0", addrs, a.comment+suffix, pct)
 	})
 	if err != nil {
 		return got, err
@@ -382,7 +378,8 @@ func (p *platform) sampled(ctx context.Context, in runner.Injection, got runner.
 		var dropped, all uint64
 		var errs []error
 		for _, a := range agents {
-			n, err := a.count(ctx, drop(a), seen(a))
+			drop, seen := runner.SampledComments(a.comment + suffix)
+			n, err := a.count(ctx, drop, seen)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -390,7 +387,7 @@ func (p *platform) sampled(ctx context.Context, in runner.Injection, got runner.
 			dropped, all = dropped+n[0], all+n[1]
 		}
 		if len(errs) == 0 {
-			outcome = fmt.Sprintf("%d of %d packets dropped", dropped, all)
+			outcome = fmt.Sprintf("%d of %d packets %s", dropped, all, did)
 		}
 		return errors.Join(append(errs, undo(ctx))...)
 	}
@@ -412,17 +409,17 @@ func (p *platform) bandwidth(ctx context.Context, in runner.Injection, b *chaosv
 	if err != nil {
 		return got, err
 	}
-	add := "qdisc add dev eth0 root " + strings.Join(runner.TBFArgs(b), " ")
 	var done []*agent
 	undo := func(ctx context.Context) error {
 		var errs []error
 		for i := len(done) - 1; i >= 0; i-- {
-			_, err := done[i].ask(ctx, AgentTC, []byte("qdisc del dev eth0 root\n"))
+			_, err := done[i].ask(ctx, AgentTC, []byte("qdisc del dev eth0 root handle "+done[i].handle+"\n"))
 			errs = append(errs, err)
 		}
 		return errors.Join(errs...)
 	}
 	for _, a := range agents {
+		add := "qdisc add dev eth0 root handle " + a.handle + " " + strings.Join(runner.TBFArgs(b), " ")
 		if _, err := a.ask(ctx, AgentTC, []byte(add+"\n")); err != nil {
 			return got, errors.Join(err, undo(context.WithoutCancel(ctx)))
 		}
@@ -582,7 +579,7 @@ func ParseCounts(answer []byte, comments []string) ([]uint64, error) {
 			return nil, fmt.Errorf("line %q", line)
 		}
 		n, err := strconv.ParseUint(f[1], 10, 64)
-		if err != nil {
+		if _, twice := got[f[0]]; err != nil || twice {
 			return nil, fmt.Errorf("line %q", line)
 		}
 		got[f[0]] = n

@@ -17,7 +17,9 @@ func TestCanInject(t *testing.T) {
 		return &chaosv1alpha1.PodChaos{Spec: chaosv1alpha1.PodChaosSpec{Action: a, ContainerSelector: chaosv1alpha1.ContainerSelector{ContainerNames: containers}}}
 	}
 	network := func(a chaosv1alpha1.NetworkChaosAction) chaosv1alpha1.GenericChaos {
-		return &chaosv1alpha1.NetworkChaos{Spec: chaosv1alpha1.NetworkChaosSpec{Action: a}}
+		// Each drawing action's percentage, which CanInject checks.
+		return &chaosv1alpha1.NetworkChaos{Spec: chaosv1alpha1.NetworkChaosSpec{Action: a, TcParameter: chaosv1alpha1.TcParameter{
+			Loss: &chaosv1alpha1.LossSpec{Loss: "10"}, Corrupt: &chaosv1alpha1.CorruptSpec{Corrupt: "10"}}}}
 	}
 	for _, c := range []struct {
 		obj  chaosv1alpha1.GenericChaos
@@ -35,6 +37,7 @@ func TestCanInject(t *testing.T) {
 		{network(chaosv1alpha1.CorruptAction), false, ""},
 		{network(chaosv1alpha1.DuplicateAction), true, "not executed on the kube platform yet"},
 		{network(chaosv1alpha1.BandwidthAction), false, ""},
+		{&chaosv1alpha1.NetworkChaos{Spec: chaosv1alpha1.NetworkChaosSpec{Action: chaosv1alpha1.LossAction, TcParameter: chaosv1alpha1.TcParameter{Loss: &chaosv1alpha1.LossSpec{Loss: "NaN"}}}}, false, `loss "NaN" is not a percentage`},
 		{&chaosv1alpha1.NetworkChaos{Spec: chaosv1alpha1.NetworkChaosSpec{Action: chaosv1alpha1.BandwidthAction, Target: &chaosv1alpha1.PodSelector{}}}, true, "bandwidth toward a target is not executed on the kube platform yet"},
 		{&chaosv1alpha1.HTTPChaos{}, false, "not executed on the kind platform yet"},
 		{&chaosv1alpha1.StressChaos{}, false, "not executed on the kind platform yet"},
@@ -90,7 +93,7 @@ func TestParseCounts(t *testing.T) {
 	if err != nil || len(got) != 2 || got[0] != 12 || got[1] != 7 {
 		t.Errorf("ParseCounts: %v %v, want [12 7]", got, err)
 	}
-	for _, bad := range []string{"a 12\n", "a 12\nb x\n", "a 12 b 7\n", ""} {
+	for _, bad := range []string{"a 12\n", "a 12\nb x\n", "a 12 b 7\n", "", "a 1\nb 2\na 3\n"} {
 		if got, err := ParseCounts([]byte(bad), []string{"a", "b"}); err == nil {
 			t.Errorf("ParseCounts(%q): %v, want an error", bad, got)
 		}

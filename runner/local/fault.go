@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,7 +48,7 @@ func (p *platform) CanInject(a chaos.Action) error {
 			if o.Spec.Action == chaosv1alpha1.DelayAction && o.Spec.Delay != nil && o.Spec.Delay.Reorder != nil {
 				return fmt.Errorf("reorder needs tc netem, which the local platform does not use (a stream interposer has no packets to reorder)")
 			}
-			return nil
+			return runner.CheckPacketFault(&o.Spec)
 		}
 	case *chaosv1alpha1.PodChaos:
 		switch o.Spec.Action {
@@ -141,34 +140,29 @@ func (p *platform) loss(ctx context.Context, in runner.Injection, spec *chaosv1a
 	if err != nil {
 		return got, err
 	}
-	dir := spec.Direction
 	var peers []string
 	if spec.Target != nil {
 		peers = in.Peers
 	}
-	// Each rule goes to its chain's head in order: the counting rules,
-	// last, come first.
 	comment := packetComment(p.opts.RunID, in)
-	drop, err := p.filterRules(in, dir, peers, comment+":drop", [][]string{append(runner.Sample(pct), "-j", "DROP")})
+	rules, err := p.filterRules(in, peers, func(addrs []string) [][]string {
+		return runner.SampledRules(spec.Direction, "eth0", addrs, comment, pct)
+	})
 	if err != nil {
 		return got, err
 	}
-	seen, err := p.filterRules(in, dir, peers, comment+":seen", [][]string{nil})
-	if err != nil {
-		return got, err
-	}
-	undo, err := p.applyRules(ctx, slices.Concat(drop, seen), true)
+	undo, err := p.applyRules(ctx, rules, true)
 	if err != nil {
 		return got, err
 	}
 	var outcome string
 	got.Recover = func(ctx context.Context) error {
-		dropped, err := p.counted(ctx, drop, comment+":drop")
-		n, serr := p.counted(ctx, seen, comment+":seen")
-		if err == nil && serr == nil {
-			outcome = fmt.Sprintf("%d of %d packets dropped", dropped, n)
+		drop, seen := runner.SampledComments(comment)
+		n, err := p.counted(ctx, rules, drop, seen)
+		if err == nil {
+			outcome = fmt.Sprintf("%d of %d packets dropped", n[0], n[1])
 		}
-		return errors.Join(err, serr, undo(ctx))
+		return errors.Join(err, undo(ctx))
 	}
 	got.Outcome = func() string { return outcome }
 	return got, nil
@@ -178,7 +172,9 @@ func (p *platform) loss(ctx context.Context, in runner.Injection, spec *chaosv1a
 // namespaces (filterRules), and returns their removal. The rules go with
 // the namespaces, so a killed run leaves none behind.
 func (p *platform) filter(ctx context.Context, in runner.Injection, dir chaosv1alpha1.Direction, peers []string, targets [][]string, executor string) (runner.Injected, error) {
-	rules, err := p.filterRules(in, dir, peers, runner.FaultComment(p.opts.RunID), targets)
+	rules, err := p.filterRules(in, peers, func(addrs []string) [][]string {
+		return runner.FilterRules(dir, "eth0", addrs, runner.FaultComment(p.opts.RunID), targets)
+	})
 	if err != nil {
 		return runner.Injected{Executor: executor}, err
 	}
@@ -189,11 +185,10 @@ func (p *platform) filter(ctx context.Context, in runner.Injection, dir chaosv1a
 	return runner.Injected{Executor: executor, Recover: undo}, nil
 }
 
-// filterRules are a fault's rules in the filter table of the pods'
-// namespaces, on their interface: to (OUTPUT) and from (INPUT) each
-// peer's address, or any address when peers is nil, each rule's match
-// followed by targets in order and marked with comment.
-func (p *platform) filterRules(in runner.Injection, dir chaosv1alpha1.Direction, peers []string, comment string, targets [][]string) ([]nsRule, error) {
+// filterRules are a fault's rules in the filter table of each pod's
+// namespace, as build gives them for the addresses the fault acts on:
+// each peer's, or any address ("") when peers is nil.
+func (p *platform) filterRules(in runner.Injection, peers []string, build func(addrs []string) [][]string) ([]nsRule, error) {
 	addrs := []string{""} // any
 	if peers != nil {
 		addrs = nil
@@ -211,7 +206,7 @@ func (p *platform) filterRules(in runner.Injection, dir chaosv1alpha1.Direction,
 	var rules []nsRule
 	for _, pod := range in.Pods {
 		ns := nsName(p.opts.RunID, pod.Node)
-		for _, r := range runner.FilterRules(dir, "eth0", addrs, comment, targets) {
+		for _, r := range build(addrs) {
 			rules = append(rules, nsRule{ns: ns, table: "filter", rule: r})
 		}
 	}

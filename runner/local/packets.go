@@ -97,10 +97,11 @@ func commented(comment string) []string {
 	return []string{"-m", "comment", "--comment", comment}
 }
 
-// counted sums the packet counters of the rules carrying comment in the
-// rules' tables of the rules' namespaces.
-func (p *platform) counted(ctx context.Context, rules []nsRule, comment string) (uint64, error) {
-	var n uint64
+// counted sums the packet counters of the rules carrying each comment,
+// in order, in the rules' tables of the rules' namespaces: one listing of
+// each, so that the counts are of one moment.
+func (p *platform) counted(ctx context.Context, rules []nsRule, comments ...string) ([]uint64, error) {
+	n := make([]uint64, len(comments))
 	var seen []string
 	for _, r := range rules {
 		if slices.Contains(seen, r.ns+" "+r.table) {
@@ -109,15 +110,19 @@ func (p *platform) counted(ctx context.Context, rules []nsRule, comment string) 
 		seen = append(seen, r.ns+" "+r.table)
 		out, err := p.ex.Run(ctx, "ip", "netns", "exec", r.ns, "iptables", "-w", "5", "-t", r.table, "-L", "-v", "-x", "-n")
 		if err != nil {
-			return n, err
+			return nil, err
 		}
 		for _, line := range strings.Split(out, "\n") {
-			if f := strings.Fields(line); len(f) > 0 && strings.Contains(line, "/* "+comment+" */") {
+			f := strings.Fields(line)
+			for i, comment := range comments {
+				if len(f) == 0 || !strings.Contains(line, "/* "+comment+" */") {
+					continue
+				}
 				c, err := strconv.ParseUint(f[0], 10, 64)
 				if err != nil {
-					return n, fmt.Errorf("%s: iptables counters: %q", r.ns, line)
+					return nil, fmt.Errorf("%s: iptables counters: %q", r.ns, line)
 				}
-				n += c
+				n[i] += c
 			}
 		}
 	}
@@ -258,7 +263,7 @@ func (p *platform) sampled(ctx context.Context, in runner.Injection, flows []flo
 	got.Recover = func(ctx context.Context) error {
 		n, err := p.counted(ctx, all, comment)
 		if err == nil {
-			outcome = fmt.Sprintf("%d packets %s", n, did)
+			outcome = fmt.Sprintf("%d packets %s", n[0], did)
 		}
 		return errors.Join(err, undo(ctx))
 	}

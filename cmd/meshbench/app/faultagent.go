@@ -20,7 +20,7 @@ import (
 	"github.com/meshbench/meshbench/runner/kind"
 )
 
-// agentPoll is how often the fault agent looks for rule files.
+// agentPoll is how often the fault agent looks for requests.
 const agentPoll = 50 * time.Millisecond
 
 type faultAgentOptions struct {
@@ -60,7 +60,7 @@ func newFaultAgentCommand(s Streams) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.dir, "dir", "", "the directory the platform writes rule files to")
+	f.StringVar(&o.dir, "dir", "", "the directory the platform writes its requests to")
 	f.StringVar(&o.comment, "comment", "", "the comment every rule this agent applies carries")
 	f.StringVar(&o.cleanPrefix, "clean-prefix", "", "remove, as it starts, every rule whose comment begins with this (default: the comment)")
 	return cmd
@@ -72,8 +72,10 @@ func runFaultAgent(ctx context.Context, o *faultAgentOptions, s Streams) error {
 	if err := removeCommented(func(c string) bool { return strings.HasPrefix(c, o.cleanPrefix) }, s); err != nil {
 		return err
 	}
-	removeTBF(s)
-	rooted := map[string]bool{} // the devices whose root qdisc it added
+	if err := removeTBF(s); err != nil {
+		return err
+	}
+	rooted := map[string]string{} // the root qdiscs it added: their handles by device
 	t := time.NewTicker(agentPoll)
 	defer t.Stop()
 	for {
@@ -93,7 +95,7 @@ func runFaultAgent(ctx context.Context, o *faultAgentOptions, s Streams) error {
 		case <-ctx.Done():
 			var errs []error
 			for _, dev := range slices.Sorted(maps.Keys(rooted)) {
-				errs = append(errs, runTC(context.Background(), []string{"qdisc", "del", "dev", dev, "root"}, nil))
+				errs = append(errs, removeRoot(dev, rooted[dev], s))
 			}
 			errs = append(errs, removeCommented(func(c string) bool { return c == o.comment || strings.HasPrefix(c, o.comment+":") }, s))
 			return errors.Join(errs...)
@@ -104,7 +106,7 @@ func runFaultAgent(ctx context.Context, o *faultAgentOptions, s Streams) error {
 
 // answer takes one request and reports how it went beside it; rooted
 // follows the root qdiscs its tc commands add and delete.
-func answer(ctx context.Context, f string, rooted map[string]bool, s Streams) {
+func answer(ctx context.Context, f string, rooted map[string]string, s Streams) {
 	ext := filepath.Ext(f)
 	base := strings.TrimSuffix(f, ext)
 	data, err := os.ReadFile(f)
@@ -140,9 +142,12 @@ func answer(ctx context.Context, f string, rooted map[string]bool, s Streams) {
 // countCommented sums the packet counters of the filter table's rules
 // carrying each comment, as lines "COMMENT PACKETS".
 func countCommented(ctx context.Context, comments []string) ([]byte, error) {
-	saved, err := exec.CommandContext(ctx, "iptables-save", "-c", "-t", "filter").Output()
+	var stderr bytes.Buffer
+	c := exec.CommandContext(ctx, "iptables-save", "-c", "-t", "filter")
+	c.Stderr = &stderr
+	saved, err := c.Output()
 	if err != nil {
-		return nil, fmt.Errorf("iptables-save: %w", err)
+		return nil, fmt.Errorf("iptables-save: %v: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	n := make([]uint64, len(comments))
 	for _, line := range strings.Split(string(saved), "\n") {
@@ -171,38 +176,67 @@ func countCommented(ctx context.Context, comments []string) ([]byte, error) {
 }
 
 // runTC runs tc with args; rooted, when set, follows the root qdiscs it
-// adds ("qdisc add dev DEV root ...") and deletes.
-func runTC(ctx context.Context, args []string, rooted map[string]bool) error {
+// adds ("qdisc add dev DEV root [handle H] ...") and deletes, with their
+// handles ("" when none was given).
+func runTC(ctx context.Context, args []string, rooted map[string]string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, "tc", args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("tc %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
-	i := slices.Index(args, "dev")
-	if rooted == nil || len(args) < 2 || args[0] != "qdisc" || i < 0 || i+1 >= len(args) || !slices.Contains(args, "root") {
+	after := func(word string) string {
+		if i := slices.Index(args, word); i >= 0 && i+1 < len(args) {
+			return args[i+1]
+		}
+		return ""
+	}
+	dev := after("dev")
+	if rooted == nil || len(args) < 2 || args[0] != "qdisc" || dev == "" || !slices.Contains(args, "root") {
 		return nil
 	}
 	switch args[1] {
 	case "add", "replace":
-		rooted[args[i+1]] = true
+		rooted[dev] = after("handle")
 	case "del", "delete":
-		delete(rooted, args[i+1])
+		delete(rooted, dev)
 	}
 	return nil
+}
+
+// rootQdisc is the type and handle of a device's root qdisc ("" when tc
+// cannot show it).
+func rootQdisc(dev string) (typ, handle string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "tc", "qdisc", "show", "dev", dev, "root").Output()
+	// qdisc tbf 1a: root refcnt 2 rate ...
+	if f := strings.Fields(string(out)); err == nil && len(f) >= 3 && f[0] == "qdisc" {
+		return f[1], f[2]
+	}
+	return "", ""
+}
+
+// removeRoot removes the root qdisc the agent added to dev, unless
+// another one took its place (an agent of a later trial's, after this
+// one's fault was removed).
+func removeRoot(dev, handle string, s Streams) error {
+	if _, h := rootQdisc(dev); handle != "" && h != handle {
+		fmt.Fprintf(s.Out, "the root qdisc of %s is %q now, not this agent's %s: left\n", dev, h, handle)
+		return nil
+	}
+	fmt.Fprintf(s.Out, "removing its bandwidth limit of %s\n", dev)
+	return runTC(context.Background(), []string{"qdisc", "del", "dev", dev, "root"}, nil)
 }
 
 // removeTBF removes a token bucket filter at eth0's root, which only a
 // bandwidth fault puts there (an earlier agent of the run killed before
 // its end left it). A pod without eth0 or tc has none.
-func removeTBF(s Streams) {
-	out, err := exec.Command("tc", "qdisc", "show", "dev", "eth0", "root").Output()
-	if err != nil || !strings.HasPrefix(string(out), "qdisc tbf ") {
-		return
+func removeTBF(s Streams) error {
+	if typ, h := rootQdisc("eth0"); typ == "tbf" {
+		fmt.Fprintf(s.Out, "removing a bandwidth limit left in force (handle %s)\n", h)
+		return runTC(context.Background(), []string{"qdisc", "del", "dev", "eth0", "root"}, nil)
 	}
-	fmt.Fprintf(s.Out, "removing a bandwidth limit left in force: %s", out)
-	if err := runTC(context.Background(), []string{"qdisc", "del", "dev", "eth0", "root"}, nil); err != nil {
-		fmt.Fprintf(s.ErrOut, "fault-agent: %v\n", err)
-	}
+	return nil
 }
 
 // iptablesRestore applies rules (iptables-restore's input) on top of the
