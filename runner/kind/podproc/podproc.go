@@ -34,6 +34,9 @@ const (
 	CtlStdout  = ".stdout" // the process's stdout (also the container's log)
 	CtlStderr  = ".stderr" // its stderr
 	CtlExit    = ".exit"   // its exit, an ExitReport, written once the output is complete
+	// CtlArgv is the command line (a JSON array) of a container of a
+	// pod's template, whose wrapper waits for it (Await).
+	CtlArgv = ".argv"
 )
 
 // ExitReport is how a process ended.
@@ -89,6 +92,10 @@ func (r *Restart) merge(n Restart) (killNow bool) {
 // WriteExit writes the report under base+CtlExit atomically.
 func WriteExit(base string, r ExitReport) error { return writeJSON(base+CtlExit, r) }
 
+// WriteArgv gives an awaiting wrapper (Await) its command line under
+// base+CtlArgv, atomically.
+func WriteArgv(base string, argv []string) error { return writeJSON(base+CtlArgv, argv) }
+
 // AskRestart writes a restart request under base+CtlRestart atomically.
 func AskRestart(base string, r Restart) error { return writeJSON(base+CtlRestart, r) }
 
@@ -131,6 +138,61 @@ func Hold(done <-chan struct{}) {
 	case <-sig:
 	case <-done:
 	}
+}
+
+// Await is the wrapper of a container of a pod's template, which the
+// kubelet starts before the platform knows its command line (the pod's
+// address goes into its configuration): it waits for the command line
+// under CtlArgv, then runs it as Run does. With idle, it then stays until
+// SIGTERM, so that a container the kubelet would restart on its exit
+// (a sidecar, restartPolicy Always) ends once, as an ephemeral container
+// does; the platform reads its exit from the report. Asked to end before
+// the command line came, it reports a SIGTERM without starting anything.
+func Await(control, name string, idle bool, out, errOut io.Writer) int {
+	base := filepath.Join(control, name)
+	if idle && asked(base, CtlExit) {
+		// Restarted by the kubelet after its process ended: not again.
+		Hold(nil)
+		return 0
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	var argv []string
+	for argv == nil {
+		if data, err := os.ReadFile(base + CtlArgv); err == nil {
+			if err := json.Unmarshal(data, &argv); err != nil || len(argv) == 0 {
+				fmt.Fprintf(errOut, "pod-process: %s%s: want a JSON array of the command and its arguments (%v)\n", name, CtlArgv, err)
+				return 2
+			}
+			break
+		}
+		if asked(base, CtlKill) || asked(base, CtlTerm) {
+			break
+		}
+		select {
+		case <-sig:
+			return terminate(base, errOut)
+		case <-time.After(pollInterval):
+		}
+	}
+	if argv == nil {
+		return terminate(base, errOut)
+	}
+	code := Run(control, name, argv, out, errOut)
+	if idle {
+		Hold(nil)
+	}
+	return code
+}
+
+// terminate reports the end of a process that never started, as asked
+// for.
+func terminate(base string, errOut io.Writer) int {
+	r := ExitReport{Code: 128 + int(syscall.SIGTERM), Signal: syscall.SIGTERM.String()}
+	if err := WriteExit(base, r); err != nil {
+		fmt.Fprintf(errOut, "pod-process: %v\n", err)
+	}
+	return r.Code
 }
 
 // pollInterval is how often the wrapper looks at its control files.
