@@ -52,6 +52,34 @@ type Unit struct {
 	Services []ServiceCheck
 }
 
+// Preparer is implemented by platforms whose pods are made whole before
+// their processes' command lines are known: a Kubernetes pod, whose
+// containers (the application's, the sidecar's, the init container that
+// installs the redirect, as istio-init does) are fixed at its creation,
+// and whose address comes with it. For a deployment with redirects, the
+// runner gives it the workloads' pods' shapes; it makes the pods it
+// makes in that way and returns their nodes (with the new addresses, by
+// name), on which the runner renders the deployment again; then Deploy
+// places the unit in them, starting each process in its container. Nodes
+// it leaves out keep their pods. release removes the pods, after the
+// units have stopped.
+type Preparer interface {
+	Prepare(ctx context.Context, pods []PodShape) (nodes map[string]meshes.Node, release func(context.Context) error, err error)
+}
+
+// PodShape is what a pod of a unit will run, before its configuration:
+// its processes (in the unit's order) and whether it has redirects.
+type PodShape struct {
+	Node      string
+	Processes []ProcessShape
+	Redirects bool
+}
+
+// ProcessShape is a process of a PodShape.
+type ProcessShape struct {
+	Name, Class string
+}
+
 // ServiceCheck is a probe of a service's own address.
 type ServiceCheck struct {
 	Service string

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"time"
@@ -40,21 +42,21 @@ type slotRun struct {
 }
 
 // env is the topology on the run's nodes, for a mesh to render.
-func (r *run) env(dir string) meshes.Env {
+func (r *run) env(dir string, nodes map[string]meshes.Node) meshes.Env {
 	t := r.Scenario.Topology
-	env := meshes.Env{Client: meshes.Workload{Name: t.Client.Name, Node: r.nodes[t.Client.Name]}, Dir: dir,
-		ControlPlane: r.nodes[scenarios.ControlPlaneNode]}
+	env := meshes.Env{Client: meshes.Workload{Name: t.Client.Name, Node: nodes[t.Client.Name]}, Dir: dir,
+		ControlPlane: nodes[scenarios.ControlPlaneNode]}
 	env.Alternatives = r.Scenario.Alternatives()
 	slots := map[string]int{} // a shared node's pods so far
 	for _, svc := range t.ServiceList() {
 		pod := func(name string) meshes.Workload {
-			w := meshes.Workload{Name: name, Node: r.nodes[name], Port: ServerPort,
+			w := meshes.Workload{Name: name, Node: nodes[name], Port: ServerPort,
 				PayloadSize: int(svc.PayloadSize), ServiceTime: svc.ServiceTime.D()}
 			if name != svc.Name {
 				w.App = svc.Name
 			}
 			if svc.Node != "" {
-				w.Host, w.Slot = r.nodes[svc.Node], slots[svc.Node]
+				w.Host, w.Slot = nodes[svc.Node], slots[svc.Node]
 				slots[svc.Node]++
 			}
 			return w
@@ -83,6 +85,9 @@ type deployment struct {
 	apps       []started
 	logDir     string
 	withPolicy bool
+	// release removes the pods a platform made for this deployment
+	// (Preparer), once its units have stopped.
+	release func(context.Context) error
 }
 
 // stop stops the units in the reverse order of their placement: the
@@ -97,6 +102,12 @@ func (d *deployment) stop(ctx context.Context, log Logger) {
 			log.Logf("%v", err)
 		}
 	}
+	if d.release != nil {
+		if err := d.release(ctx); err != nil {
+			log.Logf("remove the deployment's pods: %v", err)
+		}
+		d.release = nil
+	}
 }
 
 // deploy renders one (mesh, mode) into dir and places it: the control
@@ -109,7 +120,7 @@ func (r *run) deploy(ctx context.Context, sl slot, dir string) (_ *deployment, e
 	if err := errors.Join(os.MkdirAll(confDir, 0o755), os.MkdirAll(logDir, 0o755)); err != nil {
 		return nil, err
 	}
-	d := &deployment{env: r.env(confDir), logDir: logDir}
+	d := &deployment{env: r.env(confDir, r.nodes), logDir: logDir}
 	d.dep, err = sl.mesh.Deploy(d.env, sl.mode)
 	if err != nil {
 		return nil, fmt.Errorf("deploy: %w", err)
@@ -121,10 +132,15 @@ func (r *run) deploy(ctx context.Context, sl slot, dir string) (_ *deployment, e
 			d.stop(ctx, r.Log)
 		}
 	}()
-	dep := d.dep
-	if len(dep.Redirects) > 0 && !d.env.Transparent {
+	if len(d.dep.Redirects) > 0 && !d.env.Transparent {
 		return nil, fmt.Errorf("deploy: %s/%s asked for transparent interception, which this platform cannot do", sl.mesh.Name(), sl.mode)
 	}
+	if pr, ok := r.Platform.(Preparer); ok && len(d.dep.Redirects) > 0 {
+		if err := r.prepare(ctx, pr, d, sl, confDir); err != nil {
+			return nil, err
+		}
+	}
+	dep := d.dep
 	// A control plane first: everything else may take its configuration
 	// from it.
 	if c := dep.ControlPlane; c != nil {
@@ -144,35 +160,7 @@ func (r *run) deploy(ctx context.Context, sl slot, dir string) (_ *deployment, e
 			return nil, fmt.Errorf("apply policies: %w", err)
 		}
 	}
-	// One pod per node: the services (which answer their plaintext
-	// probes before the redirects would send them to a proxy), the
-	// redirects, the mesh's components.
-	var pods []podOf
-	podAt := func(node string) *podOf {
-		for i := range pods {
-			if pods[i].node == node {
-				return &pods[i]
-			}
-		}
-		pods = append(pods, podOf{node: node})
-		return &pods[len(pods)-1]
-	}
-	for _, c := range r.appComponents(d.env, dep) {
-		pa := podAt(c.Node)
-		pa.comps = append(pa.comps, c)
-	}
-	// The mesh's redirects, then the replicated services' load balancing
-	// (the platform's, as kube-proxy's), which sees only the connections
-	// the mesh did not intercept.
-	for _, rd := range slices.Concat(dep.Redirects, serviceBalancing(d.env)) {
-		pa := podAt(rd.Node)
-		pa.redirects = append(pa.redirects, rd)
-	}
-	for _, c := range dep.Components {
-		pa := podAt(c.Node)
-		pa.comps = append(pa.comps, c)
-	}
-	if err := r.place(ctx, d, sl.mesh.Name()+"/"+string(sl.mode), pods, serviceChecks(d.env)...); err != nil {
+	if err := r.place(ctx, d, sl.mesh.Name()+"/"+string(sl.mode), r.podsOf(d.env, dep), serviceChecks(d.env)...); err != nil {
 		return nil, err
 	}
 	for _, st := range d.procs {
@@ -188,6 +176,79 @@ type podOf struct {
 	node      string
 	comps     []meshes.Component
 	redirects []meshes.Redirect
+}
+
+// podsOf are the workloads' pods of a rendered deployment, one per node:
+// the services (which answer their plaintext probes before the redirects
+// would send them to a proxy), the redirects, the mesh's components.
+func (r *run) podsOf(env meshes.Env, dep *meshes.Deployment) []podOf {
+	var pods []podOf
+	podAt := func(node string) *podOf {
+		for i := range pods {
+			if pods[i].node == node {
+				return &pods[i]
+			}
+		}
+		pods = append(pods, podOf{node: node})
+		return &pods[len(pods)-1]
+	}
+	for _, c := range r.appComponents(env, dep) {
+		pa := podAt(c.Node)
+		pa.comps = append(pa.comps, c)
+	}
+	// The mesh's redirects, then the replicated services' load balancing
+	// (the platform's, as kube-proxy's), which sees only the connections
+	// the mesh did not intercept.
+	for _, rd := range slices.Concat(dep.Redirects, serviceBalancing(env)) {
+		pa := podAt(rd.Node)
+		pa.redirects = append(pa.redirects, rd)
+	}
+	for _, c := range dep.Components {
+		pa := podAt(c.Node)
+		pa.comps = append(pa.comps, c)
+	}
+	return pods
+}
+
+// shapes are the pods' shapes, for a Preparer.
+func shapes(pods []podOf) []PodShape {
+	out := make([]PodShape, len(pods))
+	for i, pa := range pods {
+		out[i] = PodShape{Node: pa.node, Redirects: len(pa.redirects) > 0}
+		for _, c := range pa.comps {
+			out[i].Processes = append(out[i].Processes, ProcessShape{Name: c.Name, Class: c.Class})
+		}
+	}
+	return out
+}
+
+// prepare has the platform make the workloads' pods from their shapes,
+// then renders the deployment again on their addresses: a Kubernetes
+// pod's containers, the sidecar and the init container that installs the
+// redirect among them, are fixed when it is made, and its address comes
+// with it. The second render must have the first's shape.
+func (r *run) prepare(ctx context.Context, pr Preparer, d *deployment, sl slot, confDir string) error {
+	want := shapes(r.podsOf(d.env, d.dep))
+	nodes, release, err := pr.Prepare(ctx, want)
+	if err != nil {
+		return fmt.Errorf("deploy: make the pods: %w", err)
+	}
+	d.release = release
+	if len(nodes) == 0 {
+		return nil
+	}
+	all := maps.Clone(r.nodes)
+	maps.Copy(all, nodes)
+	env := r.env(confDir, all)
+	dep, err := sl.mesh.Deploy(env, sl.mode)
+	if err != nil {
+		return fmt.Errorf("deploy on the pods' addresses: %w", err)
+	}
+	if got := shapes(r.podsOf(env, dep)); !reflect.DeepEqual(got, want) {
+		return fmt.Errorf("deploy: %s/%s rendered other pods on the pods' addresses (%v) than before them (%v)", sl.mesh.Name(), sl.mode, got, want)
+	}
+	d.env, d.dep = env, dep
+	return nil
 }
 
 // place deploys pods as one unit with their logs in d's log directory and

@@ -178,6 +178,35 @@ func TestIntegrationKindRun(t *testing.T) {
 	}
 }
 
+// checkMadePods checks where a trial's components ran: with sidecars,
+// each node's in the one pod made for the deployment (its sidecar a
+// container of that pod's template, its redirect that pod's init
+// container), the client's load generator there too (behind the
+// client's sidecar); else in the nodes' own pods.
+func checkMadePods(t *testing.T, tr *results.Trial) {
+	t.Helper()
+	pods := map[string]string{}
+	for _, u := range tr.Components {
+		if u.Pod == "" {
+			t.Errorf("%s: %s's pod is not recorded: %+v", tr.Key(), u.Name, u)
+			continue
+		}
+		if p, ok := pods[u.Node]; ok && p != u.Pod {
+			t.Errorf("%s: node %s's components ran in pods %s and %s", tr.Key(), u.Node, p, u.Pod)
+		}
+		pods[u.Node] = u.Pod
+	}
+	for node, pod := range pods {
+		made := strings.HasPrefix(pod, node+"-made-")
+		if tr.Mode == "sidecar" && (node == "client" || node == "server") && !made {
+			t.Errorf("%s: node %s's components ran in pod %s, want one made for the deployment (%s-made-N)", tr.Key(), node, pod, node)
+		}
+		if tr.Mode == "baseline" && pod != node {
+			t.Errorf("%s: node %s's components ran in pod %s, want the node's own", tr.Key(), node, pod)
+		}
+	}
+}
+
 // checkPodTrials checks a smoke run on pods: every row measured without
 // errors, the proxies' figures from the kubelets, the proxies run as
 // meshbench-proxy, and the requests crossed them.
@@ -216,6 +245,7 @@ func checkPodTrials(t *testing.T, out string) {
 				t.Errorf("%s: proxy %s did not run as meshbench-proxy (%v):\n%s", k, u.Name, err, data)
 			}
 		}
+		checkMadePods(t, tr)
 		if k == "none/baseline" {
 			continue
 		}
@@ -382,6 +412,7 @@ func testPodProcess(t *testing.T, wrapper []string) {
 	}
 
 	testPodProcessFaults(t, dir, start, report)
+	testPodProcessAwait(t, dir, start, report)
 
 	// Given up on before it started: it never runs.
 	marker := filepath.Join(dir, "ran")
@@ -392,6 +423,99 @@ func testPodProcess(t *testing.T, wrapper []string) {
 	}
 	if rep := report("late"); rep.Signal != "terminated" {
 		t.Errorf("late: report %+v", rep)
+	}
+}
+
+// testPodProcessAwait checks the wrapper of a container of a pod made for
+// a deployment: it runs nothing until its command line is written, then
+// runs it as the other wrappers do; with --idle it stays after the
+// process's end until SIGTERM, and started again (the kubelet restarting
+// a sidecar container) it does not run the process again; given up on
+// before its command line came, it reports the end and runs nothing.
+func testPodProcessAwait(t *testing.T, dir string, start func(...string) *exec.Cmd, report func(string) podproc.ExitReport) {
+	t.Helper()
+	marker := filepath.Join(dir, "awaited")
+	script := "echo ran >> " + marker + "; echo out; exit 4"
+	cmd := start("--control", dir, "--name", "await", "--await")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // several of its looks (every 100 ms)
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("--await ran something before its command line was written")
+	}
+	if err := podproc.WriteArgv(filepath.Join(dir, "await"), []string{"sh", "-c", script}); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, cmd, "await: the wrapper to end with its process")
+	if code := cmd.ProcessState.ExitCode(); code != 4 {
+		t.Errorf("--await exited %d, want its process's 4", code)
+	}
+	if rep := report("await"); rep.Code != 4 {
+		t.Errorf("await: report %+v, want exit code 4", rep)
+	}
+	if out, _ := os.ReadFile(filepath.Join(dir, "await"+podproc.CtlStdout)); string(out) != "out\n" {
+		t.Errorf("await: stdout file %q", out)
+	}
+
+	// --idle: the sidecar's wrapper outlives its process.
+	base := filepath.Join(dir, "idle")
+	if err := podproc.WriteArgv(base, []string{"sh", "-c", script}); err != nil {
+		t.Fatal(err)
+	}
+	for i, what := range []string{"first start", "restart by the kubelet"} {
+		cmd := start("--control", dir, "--name", "idle", "--await", "--idle")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "idle's exit report", func() bool { _, err := os.Stat(base + podproc.CtlExit); return err == nil })
+		held := make(chan error, 1)
+		go func() { held <- cmd.Wait() }()
+		select {
+		case err := <-held:
+			t.Fatalf("--idle, %s: the wrapper ended with its process (%v)", what, err)
+		case <-time.After(time.Second):
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-held:
+		case <-time.After(time.Minute):
+			_ = cmd.Process.Kill()
+			t.Fatalf("--idle, %s: the wrapper did not end at SIGTERM", what)
+		}
+		if data, _ := os.ReadFile(marker); strings.Count(string(data), "ran") != 2 {
+			t.Errorf("--idle, after its %s (start %d): the processes ran %d times in all, want 2 (--await's, then --idle's once)", what, i+1, strings.Count(string(data), "ran"))
+		}
+	}
+
+	// --idle alone, or --await with a command, is bad input.
+	for _, args := range [][]string{{"--idle", "--", "true"}, {"--await", "--", "true"}} {
+		c := start(append([]string{"--control", dir, "--name", "bad"}, args...)...)
+		if out, err := c.CombinedOutput(); c.ProcessState == nil || c.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "--await") {
+			t.Errorf("%v: %v, %q: want exit 2 saying what it wants", args, err, out)
+		}
+	}
+
+	// Given up on before its command line came.
+	cmd = start("--control", dir, "--name", "abandoned", "--await", "--idle")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := os.WriteFile(filepath.Join(dir, "abandoned"+podproc.CtlKill), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "abandoned's exit report", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "abandoned"+podproc.CtlExit))
+		return err == nil
+	})
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	waitExit(t, cmd, "abandoned: the wrapper to end at SIGTERM")
+	if rep := report("abandoned"); rep.Signal != "terminated" {
+		t.Errorf("abandoned: report %+v, want signal terminated", rep)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "abandoned"+podproc.CtlStdout)); err == nil {
+		t.Error("abandoned: a process was started")
 	}
 }
 

@@ -121,6 +121,9 @@ type platform struct {
 	// backends are the nodes of each service's pods, by name.
 	backends map[string][]string
 	procs    map[string]*process // by pod/container
+	// made are the pods made for the deployment under way (Prepare),
+	// which stand in for their nodes' pods, by node.
+	made map[string]*madePod
 	// agents are the fault agents of the trial under way, by node.
 	agents map[string]*agent
 	// sizeWarned are the nodes whose pods' size the run warned of.
@@ -193,7 +196,7 @@ func (p *platform) Describe() results.Platform {
 }
 
 // podsReason says how the platform runs nodes and processes.
-const podsReason = "one pod per node (a shared node's, where per-node proxies run, a DaemonSet's; the control plane's and a replicated service's a Deployment's), processes as ephemeral containers"
+const podsReason = "one pod per node (a shared node's, where per-node proxies run, a DaemonSet's; the control plane's and a replicated service's a Deployment's), processes as ephemeral containers; a deployment with redirects in pods made for it (of nodes that are pods of their own), its processes their containers and its redirect their init container"
 
 // Up creates the cluster (when asked to), loads the image, and creates
 // the run's namespace and one pod per name; the nodes' addresses are the
@@ -791,15 +794,17 @@ func podWhy(pod *corev1.Pod) string {
 }
 
 // Deploy places a unit in the phases runner.PlaceUnit gives a pod:
-// applications, redirects (meshbench redirect in an ephemeral container
-// with NET_ADMIN, as Istio's init container), the other processes.
+// applications, redirects (meshbench redirect with NET_ADMIN, in the init
+// container of a pod made for the deployment, as istio-init, or in an
+// ephemeral container), the other processes.
 func (p *platform) Deploy(ctx context.Context, u runner.Unit) (runner.Deployed, error) {
 	return runner.PlaceUnit(ctx, u, p)
 }
 
-// Redirect installs each node's redirects with meshbench redirect in an
-// ephemeral container of its pod; the removal runs it again with
-// --remove.
+// Redirect installs each node's redirects with meshbench redirect: in
+// its init container where the node's pod was made for the deployment
+// (Prepare), the rules then going with the pod; else in an ephemeral
+// container of its pod, the removal running it again with --remove.
 func (p *platform) Redirect(ctx context.Context, rs []meshes.Redirect) (func(context.Context) error, error) {
 	byNode := map[string][]string{}
 	var order []string
@@ -815,19 +820,36 @@ func (p *platform) Redirect(ctx context.Context, rs []meshes.Redirect) (func(con
 		var errs []error
 		for i := len(done) - 1; i >= 0; i-- {
 			n := done[i]
-			errs = append(errs, p.runToEnd(ctx, n, "unredirect", append([]string{"redirect", "--remove", "--comment", comment}, byNode[n]...)))
+			errs = append(errs, p.runToEnd(ctx, n, "unredirect", append([]string{"redirect", "--remove", "--comment", comment}, byNode[n]...), false))
 		}
 		return errors.Join(errs...)
 	}
 	for _, n := range order {
+		args := append([]string{"redirect", "--comment", comment}, byNode[n]...)
+		if p.madeWithRedirect(n) {
+			// Its init container: the rules go with the pod (release).
+			if err := p.runToEnd(ctx, n, "redirect", args, true); err != nil {
+				return nil, errors.Join(err, undo(context.WithoutCancel(ctx)))
+			}
+			continue
+		}
 		// Undone too if it fails: a redirect stopped halfway leaves rules
 		// (and --remove is repeatable).
 		done = append(done, n)
-		if err := p.runToEnd(ctx, n, "redirect", append([]string{"redirect", "--comment", comment}, byNode[n]...)); err != nil {
+		if err := p.runToEnd(ctx, n, "redirect", args, false); err != nil {
 			return nil, errors.Join(err, undo(context.WithoutCancel(ctx)))
 		}
 	}
 	return undo, nil
+}
+
+// madeWithRedirect says node n's pod was made for the deployment with an
+// init container for its redirect that has not run.
+func (p *platform) madeWithRedirect(n string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := p.made[n]
+	return m != nil && m.redirect != "" && !m.used[m.redirect]
 }
 
 // RedirectArgs are meshbench redirect's flags for a redirect.
@@ -861,7 +883,7 @@ func (p *platform) MeterUsage(procs []runner.Process) func() []results.Usage {
 			cs[i] = Container{Component: rp.Name()}
 			continue
 		}
-		cs[i] = Container{Node: pr.node, Namespace: p.ns, Pod: pr.pod, Name: pr.container, Component: pr.name, Class: pr.class}
+		cs[i] = Container{Node: pr.node, Namespace: p.ns, Pod: pr.pod, Name: pr.container, Component: pr.name, Class: pr.class, MeshNode: pr.meshNode}
 	}
 	return p.client.MeterUsage(p.ctx, cs, 2*time.Second)
 }

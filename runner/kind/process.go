@@ -49,10 +49,18 @@ func (p *platform) wrapper(args ...string) []string {
 }
 
 // StartProcess adds the process to its node's pod as an ephemeral
-// container and returns once it runs (or has ended). A process that did
-// not start is told (through its control file) never to, should the
-// kubelet start it later.
+// container, or gives it its container where the pod was made for the
+// deployment (Prepare), and returns once it runs (or has ended). A
+// process that did not start is told (through its control file) never
+// to, should the kubelet start it later.
 func (p *platform) StartProcess(ctx context.Context, node string, spec runner.ProcessSpec) (runner.Process, error) {
+	return p.start(ctx, node, spec, false)
+}
+
+// start starts a process on node: in its container where the node's pod
+// was made for the deployment with one for it (the redirect's init
+// container, with redirect), else as an ephemeral container.
+func (p *platform) start(ctx context.Context, node string, spec runner.ProcessSpec, redirect bool) (runner.Process, error) {
 	command := spec.Command
 	switch {
 	case command == meshes.ProxyCommand && p.o.Proxy:
@@ -79,21 +87,45 @@ func (p *platform) StartProcess(ctx context.Context, node string, spec runner.Pr
 		}
 		return nil, errors.New("platform is down")
 	}
-	p.seq++
-	cname := dnsLabel(fmt.Sprintf("%s-%d", trimLabel(spec.Name, 50), p.seq))
-	pr := &process{p: p, name: spec.Name, class: spec.Class, pod: pod.Name, node: pod.Spec.NodeName, container: cname,
+	var cname string
+	if m := p.made[node]; m != nil {
+		cname = m.take(spec.Name, redirect)
+	}
+	template := cname != ""
+	if !template {
+		p.seq++
+		cname = dnsLabel(fmt.Sprintf("%s-%d", trimLabel(spec.Name, 50), p.seq))
+	}
+	pr := &process{p: p, name: spec.Name, class: spec.Class, pod: pod.Name, node: pod.Spec.NodeName, meshNode: node, container: cname,
 		base: filepath.Join(p.ctl, cname), stdout: orDiscard(spec.Stdout), stderr: orDiscard(spec.Stderr),
 		started: make(chan struct{}), ended: make(chan struct{}), done: make(chan struct{})}
 	p.procs[pod.Name+"/"+cname] = pr
 	p.follows.Add(1) // the follow goroutine, or abandon
 	p.mu.Unlock()
-	caps := &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}}
+	if template {
+		if err := podproc.WriteArgv(pr.base, append(argv, spec.Args...)); err != nil {
+			return nil, pr.abandon(fmt.Errorf("start %s in pod %s: %w", spec.Name, pod.Name, err))
+		}
+	} else if err := p.addContainer(ctx, node, pod, pr, argv, spec.Args); err != nil {
+		return nil, pr.abandon(err)
+	}
+	if err := pr.waitStarted(ctx); err != nil {
+		return nil, pr.abandon(fmt.Errorf("%s (container %s of pod %s): %w", spec.Name, cname, pod.Name, err))
+	}
+	go pr.follow()
+	return pr, nil
+}
+
+// addContainer adds pr's container to its node's pod as an ephemeral
+// container running argv with args.
+func (p *platform) addContainer(ctx context.Context, node string, pod *corev1.Pod, pr *process, argv, args []string) error {
+	cname := pr.container
 	ec := corev1.EphemeralContainer{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
 		Name: cname, Image: p.o.Image, ImagePullPolicy: corev1.PullNever,
 		Command:         append(p.wrapper("--control", p.ctl, "--name", cname, "--"), argv...),
-		Args:            spec.Args,
+		Args:            args,
 		VolumeMounts:    []corev1.VolumeMount{{Name: "share", MountPath: p.o.Share}},
-		SecurityContext: &corev1.SecurityContext{Capabilities: caps},
+		SecurityContext: &corev1.SecurityContext{Capabilities: processCaps()},
 	}}
 	pods := p.client.cs.CoreV1().Pods(p.ns)
 	var updated *corev1.Pod
@@ -110,14 +142,10 @@ func (p *platform) StartProcess(ctx context.Context, node string, spec runner.Pr
 		if tooLarge(err) {
 			err = fmt.Errorf("%w: pod %s holds every process this run started on node %s as an ephemeral container, which Kubernetes cannot remove, and the API server's store (etcd) keeps no object over about %d KiB: split the run (fewer --trials or --modes per run)", err, pod.Name, node, objectLimit>>10)
 		}
-		return nil, pr.abandon(fmt.Errorf("start %s in pod %s: %w", spec.Name, pod.Name, err))
+		return fmt.Errorf("start %s in pod %s: %w", pr.name, pod.Name, err)
 	}
 	p.watchSize(node, updated)
-	if err := pr.waitStarted(ctx); err != nil {
-		return nil, pr.abandon(fmt.Errorf("%s (container %s of pod %s): %w", spec.Name, cname, pod.Name, err))
-	}
-	go pr.follow()
-	return pr, nil
+	return nil
 }
 
 // objectLimit is etcd's default bound on a request (--max-request-bytes,
@@ -189,13 +217,13 @@ func (pr *process) waitStarted(ctx context.Context) error {
 	}
 }
 
-// runToEnd runs a meshbench command in node's pod and waits (bounded) for
-// it to succeed.
-func (p *platform) runToEnd(ctx context.Context, node, name string, args []string) error {
+// runToEnd runs a meshbench command in node's pod (in its redirect's init
+// container with redirect) and waits (bounded) for it to succeed.
+func (p *platform) runToEnd(ctx context.Context, node, name string, args []string, redirect bool) error {
 	ctx, cancel := context.WithTimeout(ctx, runToEndTimeout)
 	defer cancel()
 	var out bytes.Buffer
-	pr, err := p.StartProcess(ctx, node, runner.ProcessSpec{Name: name, Args: args, Stdout: &out, Stderr: &out})
+	pr, err := p.start(ctx, node, runner.ProcessSpec{Name: name, Args: args, Stdout: &out, Stderr: &out}, redirect)
 	if err != nil {
 		return err
 	}
@@ -261,7 +289,8 @@ func (p *platform) apply(pod *corev1.Pod, deleted bool) {
 		}
 		return
 	}
-	for _, s := range pod.Status.EphemeralContainerStatuses {
+	// (A made pod's processes run in its init containers.)
+	for _, s := range slices.Concat(pod.Status.EphemeralContainerStatuses, pod.Status.InitContainerStatuses) {
 		pr, ok := p.procs[pod.Name+"/"+s.Name]
 		if !ok {
 			continue
@@ -290,6 +319,7 @@ type process struct {
 	p                    *platform
 	name, class          string
 	pod, node, container string
+	meshNode             string // the meshbench node
 	base                 string // the control files' path, without suffix
 	// Faults' state, guarded by the platform's lock: the pod failures in
 	// force, the pod's generation (a pod-kill replaces it: the failures

@@ -78,6 +78,10 @@ func (p *platform) Expose(ctx context.Context, svcs []runner.ServiceSpec) (map[s
 			Spec: corev1.ServiceSpec{
 				Type:     corev1.ServiceTypeClusterIP,
 				Selector: map[string]string{AppLabel: name},
+				// A pod made for a deployment (Prepare) is not ready
+				// until its redirect is in, after the runner has probed
+				// the Service through it; a node's holder pod always is.
+				PublishNotReadyAddresses: true,
 				Ports: []corev1.ServicePort{{Name: "serve", Protocol: corev1.ProtocolTCP, Port: int32(s.Port),
 					TargetPort: intstr.FromInt32(int32(s.Port))}},
 			},
@@ -89,7 +93,10 @@ func (p *platform) Expose(ctx context.Context, svcs []runner.ServiceSpec) (map[s
 		if err != nil || !addr.Is4() {
 			return nil, fmt.Errorf("service %s: Service %s has ClusterIP %q, not an IPv4 address", s.Name, name, svc.Spec.ClusterIP)
 		}
-		if err := p.waitEndpoints(ctx, name, len(s.Pods)); err != nil {
+		p.mu.Lock()
+		p.backends[s.Name] = slices.Clone(s.Pods)
+		p.mu.Unlock()
+		if err := p.waitEndpoints(ctx, name, p.serviceAddrs(name)); err != nil {
 			return nil, fmt.Errorf("service %s: %w", s.Name, err)
 		}
 		if via != "" {
@@ -100,7 +107,6 @@ func (p *platform) Expose(ctx context.Context, svcs []runner.ServiceSpec) (map[s
 		out[s.Name] = addr
 		p.mu.Lock()
 		p.services[s.Name] = addr.String()
-		p.backends[s.Name] = slices.Clone(s.Pods)
 		p.mu.Unlock()
 		p.o.Log.Logf("service %s: Service %s, ClusterIP %s, %d pods", s.Name, name, addr, len(s.Pods))
 	}
@@ -281,28 +287,30 @@ func (p *platform) serviceVia(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("cluster %s: no node has an IPv4 address to route its ClusterIPs through", p.clusterName())
 }
 
-// waitEndpoints waits until the Service's EndpointSlices list n ready
-// endpoints.
-func (p *platform) waitEndpoints(ctx context.Context, name string, n int) error {
-	var ready int
+// waitEndpoints waits until the Service's EndpointSlices list exactly
+// the pods' addresses, ready.
+func (p *platform) waitEndpoints(ctx context.Context, name string, addrs []string) error {
+	var ready []string
 	var last error
+	want := slices.Sorted(slices.Values(addrs))
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, endpointsTimeout, true, func(ctx context.Context) (bool, error) {
 		l, err := p.client.cs.DiscoveryV1().EndpointSlices(p.ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name})
 		if last = err; err != nil {
 			return false, nil
 		}
-		ready = 0
+		ready = nil
 		for _, sl := range l.Items {
 			for _, ep := range sl.Endpoints {
 				if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
-					ready++
+					ready = append(ready, ep.Addresses...)
 				}
 			}
 		}
-		return ready == n, nil
+		slices.Sort(ready)
+		return slices.Equal(ready, want), nil
 	})
 	if err != nil {
-		return fmt.Errorf("Service %s: %d of %d pods ready as its endpoints after %s (%v)", name, ready, n, endpointsTimeout, cmpErr(last, err))
+		return fmt.Errorf("Service %s: its ready endpoints are %v, not its pods' %v, after %s (%v)", name, ready, want, endpointsTimeout, cmpErr(last, err))
 	}
 	return nil
 }

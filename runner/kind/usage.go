@@ -1,6 +1,7 @@
 package kind
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -98,6 +99,9 @@ func (c *Client) Summary(ctx context.Context, node string) (*Summary, error) {
 type Container struct {
 	Node, Namespace, Pod, Name string
 	Component, Class           string
+	// MeshNode is the meshbench node whose pod it is in, when it is a
+	// run's (else the pod names it).
+	MeshNode string
 }
 
 func (c *Client) stats(ctx context.Context, cs []Container) []*ContainerStats {
@@ -179,7 +183,7 @@ func (c *Client) MeterUsage(ctx context.Context, cs []Container, interval time.D
 		record(last)
 		out := make([]results.Usage, len(cs))
 		for i, ref := range cs {
-			u := results.Usage{Name: ref.Component, Class: ref.Class, Node: ref.Pod, Host: ref.Node, Source: UsageSource}
+			u := results.Usage{Name: ref.Component, Class: ref.Class, Node: cmp.Or(ref.MeshNode, ref.Pod), Pod: ref.Pod, Host: ref.Node, Source: UsageSource}
 			u.CPUMillicores = cpuMillicores(first[i], last[i])
 			u.WorkingSetMeanMB, u.WorkingSetMaxMB = meanMax(mem[i].ws)
 			u.RSSMeanMB, u.RSSMaxMB = meanMax(mem[i].rss)

@@ -562,6 +562,10 @@ type Usage struct {
 	// Kubernetes); Host, on Kubernetes, is the Kubernetes node.
 	Node string `json:"node"`
 	Host string `json:"host,omitempty"`
+	// Pod, on Kubernetes, is the pod it ran in: its node's, or one made
+	// for its deployment (where the sidecar is a container of the pod's
+	// template).
+	Pod string `json:"pod,omitempty"`
 	// CPUMillicores is the mean CPU use over the window.
 	CPUMillicores float64 `json:"cpuMillicores"`
 	RSSMeanMB     float64 `json:"rssMeanMB"`
