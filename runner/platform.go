@@ -57,12 +57,12 @@ type Unit struct {
 // containers (the application's, the sidecar's, the init container that
 // installs the redirect, as istio-init does) are fixed at its creation,
 // and whose address comes with it. For a deployment with redirects, the
-// runner gives it the workloads' pods' shapes; it makes the pods it
-// makes in that way and returns their nodes (with the new addresses, by
-// name), on which the runner renders the deployment again; then Deploy
-// places the unit in them, starting each process in its container. Nodes
-// it leaves out keep their pods. release removes the pods, after the
-// units have stopped.
+// runner gives it the workloads' pods' shapes. It makes the pods it can
+// (for the nodes it chooses) and returns those nodes, with their new
+// addresses, by name; the runner renders the deployment again on them,
+// and Deploy places the unit in those pods, each process in its own
+// container. The other nodes keep their pods. release removes the made
+// pods once the units have stopped.
 type Preparer interface {
 	Prepare(ctx context.Context, pods []PodShape) (nodes map[string]meshes.Node, release func(context.Context) error, err error)
 }

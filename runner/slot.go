@@ -103,7 +103,11 @@ func (d *deployment) stop(ctx context.Context, log Logger) {
 		}
 	}
 	if d.release != nil {
-		if err := d.release(ctx); err != nil {
+		// Also when the run is interrupted: the nodes' own pods must
+		// have their places back, for the next start or trial.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+		defer cancel()
+		if err := d.release(rctx); err != nil {
 			log.Logf("remove the deployment's pods: %v", err)
 		}
 		d.release = nil

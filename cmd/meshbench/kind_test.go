@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -149,6 +150,17 @@ func TestIntegrationKindRun(t *testing.T) {
 		}
 	}
 	checkPodTrials(t, out)
+	// The sidecar row's pods were made for it: every process of theirs
+	// in its own container, the redirect in the init container.
+	for _, n := range []string{"client", "server"} {
+		re := regexp.MustCompile(`node ` + n + `: pod ` + n + `-made-\d+ deleted: [1-9]\d* processes ran in its containers, its redirect in its init container`)
+		if !re.MatchString(r.stderr) {
+			t.Errorf("no pod made for node %s's sidecar deployment ran its processes and redirect (want %q):\n%s", n, re, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "never got theirs") {
+		t.Errorf("a made pod's container never got its process:\n%s", r.stderr)
+	}
 	cluster := "meshbench-run-" + id
 	checkPodOwners(t, out, map[string]string{"control-plane": "Deployment/control-plane on " + cluster + "-worker",
 		"client": "Pod/client on " + cluster + "-worker", "server": "Pod/server on " + cluster + "-worker2"})
@@ -363,22 +375,8 @@ func testPodProcess(t *testing.T, wrapper []string) {
 	if err := hold.Start(); err != nil {
 		t.Fatal(err)
 	}
-	held := make(chan error, 1)
-	go func() { held <- hold.Wait() }()
-	select {
-	case err := <-held:
-		t.Fatalf("--hold ended by itself: %v", err)
-	case <-time.After(time.Second):
-	}
-	_ = hold.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-held:
-		if err != nil {
-			t.Errorf("--hold at SIGTERM: %v, want exit 0", err)
-		}
-	case <-time.After(time.Minute):
-		_ = hold.Process.Kill()
-		t.Fatal("--hold did not end at SIGTERM")
+	if err := holdsUntilTerm(t, hold, "--hold"); err != nil {
+		t.Errorf("--hold at SIGTERM: %v, want exit 0", err)
 	}
 
 	// SIGTERM to the wrapper itself (the kubelet stopping the container)
@@ -431,7 +429,8 @@ func testPodProcess(t *testing.T, wrapper []string) {
 // runs it as the other wrappers do; with --idle it stays after the
 // process's end until SIGTERM, and started again (the kubelet restarting
 // a sidecar container) it does not run the process again; given up on
-// before its command line came, it reports the end and runs nothing.
+// before its command line came (asked, or by SIGTERM), or given a
+// garbled one, it reports the end and runs nothing.
 func testPodProcessAwait(t *testing.T, dir string, start func(...string) *exec.Cmd, report func(string) podproc.ExitReport) {
 	t.Helper()
 	marker := filepath.Join(dir, "awaited")
@@ -469,20 +468,7 @@ func testPodProcessAwait(t *testing.T, dir string, start func(...string) *exec.C
 			t.Fatal(err)
 		}
 		waitFor(t, 30*time.Second, "idle's exit report", func() bool { _, err := os.Stat(base + podproc.CtlExit); return err == nil })
-		held := make(chan error, 1)
-		go func() { held <- cmd.Wait() }()
-		select {
-		case err := <-held:
-			t.Fatalf("--idle, %s: the wrapper ended with its process (%v)", what, err)
-		case <-time.After(time.Second):
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-held:
-		case <-time.After(time.Minute):
-			_ = cmd.Process.Kill()
-			t.Fatalf("--idle, %s: the wrapper did not end at SIGTERM", what)
-		}
+		_ = holdsUntilTerm(t, cmd, "--idle, "+what)
 		if data, _ := os.ReadFile(marker); strings.Count(string(data), "ran") != 2 {
 			t.Errorf("--idle, after its %s (start %d): the processes ran %d times in all, want 2 (--await's, then --idle's once)", what, i+1, strings.Count(string(data), "ran"))
 		}
@@ -509,14 +495,62 @@ func testPodProcessAwait(t *testing.T, dir string, start func(...string) *exec.C
 		_, err := os.Stat(filepath.Join(dir, "abandoned"+podproc.CtlExit))
 		return err == nil
 	})
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	waitExit(t, cmd, "abandoned: the wrapper to end at SIGTERM")
+	// (--idle: it stays, or the kubelet would start it again.)
+	_ = holdsUntilTerm(t, cmd, "abandoned, --idle")
 	if rep := report("abandoned"); rep.Signal != "terminated" {
 		t.Errorf("abandoned: report %+v, want signal terminated", rep)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "abandoned"+podproc.CtlStdout)); err == nil {
 		t.Error("abandoned: a process was started")
 	}
+
+	// SIGTERM while it waits (its pod deleted): the end is reported.
+	cmd = start("--control", dir, "--name", "waiting", "--await")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	waitExit(t, cmd, "waiting: the wrapper to end at SIGTERM")
+	if rep := report("waiting"); rep.Signal != "terminated" {
+		t.Errorf("waiting: report %+v, want signal terminated", rep)
+	}
+
+	// A command line that is not one: reported, nothing run.
+	if err := os.WriteFile(filepath.Join(dir, "garbled"+podproc.CtlArgv), []byte(`"sh -c true"`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd = start("--control", dir, "--name", "garbled", "--await")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, cmd, "garbled: the wrapper to end")
+	if rep := report("garbled"); rep.Code != 2 || !strings.Contains(rep.Error, "want a JSON array") {
+		t.Errorf("garbled: report %+v, want code 2 saying what it wants", rep)
+	}
+}
+
+// holdsUntilTerm checks that a started wrapper is still there a second
+// on (several of its looks, every 100 ms), then that it ends at SIGTERM,
+// and returns its exit.
+func holdsUntilTerm(t *testing.T, cmd *exec.Cmd, what string) error {
+	t.Helper()
+	held := make(chan error, 1)
+	go func() { held <- cmd.Wait() }()
+	select {
+	case err := <-held:
+		t.Fatalf("%s: the wrapper ended before SIGTERM (%v)", what, err)
+	case <-time.After(time.Second):
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-held:
+		return err
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("%s: the wrapper did not end at SIGTERM", what)
+	}
+	return nil
 }
 
 // testPodProcessFaults checks what the wrapper does for the kind

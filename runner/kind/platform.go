@@ -87,10 +87,12 @@ type PlatformOptions struct {
 // network namespace), created at Up on the worker of its role and kept
 // for the run; each process of a unit is an ephemeral container added to
 // its node's pod (the Kubernetes API for adding a process to a running
-// pod, as kubectl debug does), started through meshbench's process
-// wrapper (package podproc), which the platform stops through a control
-// file in the shared directory. Pods share their process namespace, so a
-// unit's processes see each other as they do on the local platform.
+// pod, as kubectl debug does), or, in a deployment with sidecars, a
+// container of a pod made for it (Prepare), started through meshbench's
+// process wrapper (package podproc), which the platform stops through a
+// control file in the shared directory. Pods share their process
+// namespace, so a unit's processes see each other as they do on the
+// local platform.
 type platform struct {
 	o      PlatformOptions
 	st     *kindState
@@ -124,6 +126,9 @@ type platform struct {
 	// made are the pods made for the deployment under way (Prepare),
 	// which stand in for their nodes' pods, by node.
 	made map[string]*madePod
+	// noSidecars says the cluster has no sidecar containers: no pods
+	// are made for deployments.
+	noSidecars bool
 	// agents are the fault agents of the trial under way, by node.
 	agents map[string]*agent
 	// sizeWarned are the nodes whose pods' size the run warned of.

@@ -272,8 +272,9 @@ func (p *platform) applyObject(obj any, deleted bool) {
 	}
 }
 
-// apply takes a pod's state of its ephemeral containers; a deleted or
-// finished pod ends all of its processes.
+// apply takes a pod's state of its processes' containers (ephemeral, or
+// a made pod's init containers); a deleted or finished pod ends all of
+// its processes.
 func (p *platform) apply(pod *corev1.Pod, deleted bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -312,9 +313,9 @@ func (p *platform) apply(pod *corev1.Pod, deleted bool) {
 	}
 }
 
-// process is a process of a unit: an ephemeral container running the
-// wrapper, whose output and exit the platform reads from the control
-// directory.
+// process is a process of a unit: a container (ephemeral, or of a pod
+// made for its deployment) running the wrapper, whose output and exit the
+// platform reads from the control directory.
 type process struct {
 	p                    *platform
 	name, class          string

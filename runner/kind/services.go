@@ -37,7 +37,8 @@ const endpointsTimeout = time.Minute
 var _ runner.ServiceNetwork = (*platform)(nil)
 
 // Expose labels each service's pods with it, creates a ClusterIP Service
-// selecting them, waits until its EndpointSlices list every pod ready, and
+// selecting them (publishing pods not ready: see Prepare), waits until its
+// EndpointSlices list every pod, and
 // routes the ClusterIP from this host through a node (recorded, as the pod
 // ranges are) so that the runner's probes reach it. On kube it adds no
 // route, and creates the Services only where this host reaches the

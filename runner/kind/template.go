@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -26,7 +27,7 @@ import (
 )
 
 // MadeLabel names the meshbench node a pod made for a deployment
-// (Prepare) serves, while it does.
+// (Prepare) stands in for (kubectl get pods -l meshbench.dev/made-for).
 const MadeLabel = "meshbench.dev/made-for"
 
 var _ runner.Preparer = (*platform)(nil)
@@ -88,6 +89,13 @@ func (p *platform) Prepare(ctx context.Context, shapes []runner.PodShape) (_ map
 			continue
 		}
 		m, err := p.makePod(ctx, sh)
+		if errors.Is(err, errNoSidecars) {
+			p.mu.Lock()
+			p.noSidecars = true
+			p.mu.Unlock()
+			p.o.Log.Logf("%v: the processes of every deployment run as ephemeral containers of the nodes' pods", err)
+			return nil, nil, release(ctx)
+		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -113,13 +121,20 @@ func (p *platform) Prepare(ctx context.Context, shapes []runner.PodShape) (_ map
 	return nodes, release, nil
 }
 
-// ownPod says node n is a pod of its own, not a controller's.
+// ownPod says node n is a pod of its own, not a controller's, on a
+// cluster that has sidecar containers.
 func (p *platform) ownPod(n string) bool {
 	p.mu.Lock()
 	_, ok := p.pods[n]
+	no := p.noSidecars
 	p.mu.Unlock()
-	return ok && p.replicaOf(n) == "" && !p.shared(n) && n != scenarios.ControlPlaneNode
+	return ok && !no && p.replicaOf(n) == "" && !p.shared(n) && n != scenarios.ControlPlaneNode
 }
+
+// errNoSidecars is makePod's error on a cluster whose API server drops
+// an init container's restartPolicy (Kubernetes before 1.29, or its
+// SidecarContainers feature off).
+var errNoSidecars = errors.New("the cluster has no sidecar containers (init containers with restartPolicy Always: Kubernetes 1.29 and later)")
 
 // makePod creates the pod of a shape on its node.
 func (p *platform) makePod(ctx context.Context, sh runner.PodShape) (*madePod, error) {
@@ -164,12 +179,35 @@ func (p *platform) makePod(ctx context.Context, sh runner.PodShape) (*madePod, e
 	p.mu.Unlock()
 	pod.Labels = map[string]string{RunLabel: p.o.RunID, MadeLabel: dnsLabel(sh.Node)}
 	pod.Spec.InitContainers = slices.Concat(pod.Spec.InitContainers, apps, []corev1.Container{redirect}, others)
-	created, err := p.client.cs.CoreV1().Pods(p.ns).Create(ctx, pod, metav1.CreateOptions{})
+	// On the node's Kubernetes node, as the rows without sidecars.
+	if pod.Spec.NodeSelector == nil {
+		pod.Spec.NodeSelector = map[string]string{}
+	}
+	pod.Spec.NodeSelector[corev1.LabelHostname] = holder.Spec.NodeName
+	pods := p.client.cs.CoreV1().Pods(p.ns)
+	created, err := pods.Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("node %s: create the pod made for the deployment: %w", sh.Node, err)
 	}
+	if slices.ContainsFunc(created.Spec.InitContainers, func(c corev1.Container) bool {
+		return m.isProcess(c.Name) && c.RestartPolicy == nil
+	}) {
+		grace := int64(0)
+		_ = pods.Delete(context.WithoutCancel(ctx), created.Name, metav1.DeleteOptions{GracePeriodSeconds: &grace})
+		return nil, errNoSidecars
+	}
 	m.pod = created
 	return m, nil
+}
+
+// isProcess says container c is one of a process of the shape.
+func (m *madePod) isProcess(c string) bool {
+	for _, name := range m.containers {
+		if name == c {
+			return true
+		}
+	}
+	return false
 }
 
 // processCaps are the capabilities of a process's container: a redirect
@@ -211,15 +249,12 @@ func (p *platform) waitAddress(ctx context.Context, name string) (*corev1.Pod, e
 // standIn puts the made pods in their holders' places (in) or gives the
 // holders their places back: the pod the platform runs a node's
 // processes in, and the node's Service label, after which it waits until
-// the Services list the pods now theirs.
+// the Services list the pods now theirs. Every place is given first, and
+// every label tried: a failure leaves no node on a pod about to be
+// deleted, nor a Service without its pods.
 func (p *platform) standIn(ctx context.Context, made []*madePod, in bool) error {
-	var svcs []string
+	p.mu.Lock()
 	for _, m := range made {
-		on, off := m.pod, m.holder
-		if !in {
-			on, off = off, on
-		}
-		p.mu.Lock()
 		if in {
 			p.pods[m.node] = m.pod
 			if p.made == nil {
@@ -230,29 +265,43 @@ func (p *platform) standIn(ctx context.Context, made []*madePod, in bool) error 
 			p.pods[m.node] = m.holder
 			delete(p.made, m.node)
 		}
-		p.mu.Unlock()
+	}
+	p.mu.Unlock()
+	pods := p.client.cs.CoreV1().Pods(p.ns)
+	label := func(pod *corev1.Pod, value string) error {
+		v := "null" // removes it
+		if value != "" {
+			v = strconv.Quote(value)
+		}
+		patch := fmt.Appendf(nil, `{"metadata":{"labels":{%q:%s}}}`, AppLabel, v)
+		_, err := pods.Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		return err
+	}
+	var errs []error
+	var svcs []string
+	for _, m := range made {
 		if m.app == "" {
 			continue
 		}
-		pods := p.client.cs.CoreV1().Pods(p.ns)
-		label := func(pod *corev1.Pod, value string) error {
-			v := "null" // removes it
-			if value != "" {
-				v = strconv.Quote(value)
-			}
-			patch := fmt.Appendf(nil, `{"metadata":{"labels":{%q:%s}}}`, AppLabel, v)
-			_, err := pods.Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{})
-			return err
+		on, off := m.pod, m.holder
+		if !in {
+			on, off = off, on
 		}
-		if err := label(off, ""); err != nil && !(isGone(err) && !in) {
-			return fmt.Errorf("node %s: take service label %s off pod %s: %w", m.node, m.app, off.Name, err)
-		}
+		// The pod taking the place first: the Service always has one.
 		if err := label(on, m.app); err != nil {
-			return fmt.Errorf("node %s: label pod %s with service %s: %w", m.node, on.Name, m.app, err)
+			errs = append(errs, fmt.Errorf("node %s: label pod %s with service %s: %w", m.node, on.Name, m.app, err))
+			continue
+		}
+		if err := label(off, ""); !isGone(err) {
+			errs = append(errs, fmt.Errorf("node %s: take service label %s off pod %s: %w", m.node, m.app, off.Name, err))
+			continue
 		}
 		if !slices.Contains(svcs, m.app) {
 			svcs = append(svcs, m.app)
 		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
 	for _, name := range svcs {
 		if err := p.waitEndpoints(ctx, name, p.serviceAddrs(name)); err != nil {
@@ -281,7 +330,9 @@ func (p *platform) serviceAddrs(service string) []string {
 	return out
 }
 
-// release gives the holders their places back and deletes the made pods.
+// release gives the holders their places back and deletes the made pods
+// (which the next start removes with the namespace, should this fail),
+// saying what ran in their containers.
 func (p *platform) release(ctx context.Context, made []*madePod) error {
 	if len(made) == 0 {
 		return nil
@@ -292,7 +343,26 @@ func (p *platform) release(ctx context.Context, made []*madePod) error {
 		derr := p.client.cs.CoreV1().Pods(p.ns).Delete(ctx, m.pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &grace})
 		if !isGone(derr) {
 			err = errors.Join(err, fmt.Errorf("delete pod %s: %w", m.pod.Name, derr))
+			continue
 		}
+		p.mu.Lock()
+		var idle []string
+		for _, c := range m.containers {
+			if !m.used[c] {
+				idle = append(idle, c)
+			}
+		}
+		redirected := m.used[m.redirect]
+		p.mu.Unlock()
+		slices.Sort(idle)
+		did := fmt.Sprintf("%d processes ran in its containers", len(m.containers)-len(idle))
+		if len(idle) > 0 {
+			did += fmt.Sprintf(" (%s never got theirs)", strings.Join(idle, ", "))
+		}
+		if redirected {
+			did += ", its redirect in its init container"
+		}
+		p.o.Log.Logf("node %s: pod %s deleted: %s", m.node, m.pod.Name, did)
 	}
 	return err
 }

@@ -558,8 +558,8 @@ type Latency struct {
 type Usage struct {
 	Name  string `json:"name"`
 	Class string `json:"class"`
-	// Node is the meshbench node the component ran on (its pod's, on
-	// Kubernetes); Host, on Kubernetes, is the Kubernetes node.
+	// Node is the meshbench node the component ran on; Host, on
+	// Kubernetes, is the Kubernetes node.
 	Node string `json:"node"`
 	Host string `json:"host,omitempty"`
 	// Pod, on Kubernetes, is the pod it ran in: its node's, or one made

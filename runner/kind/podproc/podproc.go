@@ -148,47 +148,62 @@ func Hold(done <-chan struct{}) {
 // (a sidecar, restartPolicy Always) ends once, as an ephemeral container
 // does; the platform reads its exit from the report. Asked to end before
 // the command line came, it reports a SIGTERM without starting anything.
+// Started again after its process started (its container restarted), it
+// does not run it again, and reports it lost if it has no report.
 func Await(control, name string, idle bool, out, errOut io.Writer) int {
 	base := filepath.Join(control, name)
-	if idle && asked(base, CtlExit) {
-		// Restarted by the kubelet after its process ended: not again.
-		Hold(nil)
-		return 0
-	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	// end ends the wrapper with code: at once after SIGTERM, else, with
+	// idle, once it comes.
+	end := func(code int) int {
+		select {
+		case <-sig:
+			return code
+		default:
+		}
+		if idle {
+			<-sig
+		}
+		return code
+	}
+	if asked(base, CtlStdout) || asked(base, CtlExit) {
+		// Started again (the kubelet restarting a sidecar container
+		// whose wrapper died): its process ran, or runs on without it,
+		// and is not run twice.
+		if !asked(base, CtlExit) {
+			writeReport(base, ExitReport{Code: 127, Error: "the process's wrapper ended before the process's report (its container was restarted)"}, errOut)
+		}
+		return end(0)
+	}
 	var argv []string
 	for argv == nil {
 		if data, err := os.ReadFile(base + CtlArgv); err == nil {
 			if err := json.Unmarshal(data, &argv); err != nil || len(argv) == 0 {
-				fmt.Fprintf(errOut, "pod-process: %s%s: want a JSON array of the command and its arguments (%v)\n", name, CtlArgv, err)
-				return 2
+				return end(writeReport(base, ExitReport{Code: 2, Error: fmt.Sprintf("%s%s: want a JSON array of the command and its arguments (%v)", name, CtlArgv, err)}, errOut))
 			}
 			break
 		}
 		if asked(base, CtlKill) || asked(base, CtlTerm) {
-			break
+			return end(writeReport(base, terminated, errOut))
 		}
 		select {
 		case <-sig:
-			return terminate(base, errOut)
+			return writeReport(base, terminated, errOut)
 		case <-time.After(pollInterval):
 		}
 	}
-	if argv == nil {
-		return terminate(base, errOut)
-	}
-	code := Run(control, name, argv, out, errOut)
-	if idle {
-		Hold(nil)
-	}
-	return code
+	// Run takes the signals from here on; this wrapper's channel gets
+	// them too, which end reads.
+	return end(Run(control, name, argv, out, errOut))
 }
 
-// terminate reports the end of a process that never started, as asked
-// for.
-func terminate(base string, errOut io.Writer) int {
-	r := ExitReport{Code: 128 + int(syscall.SIGTERM), Signal: syscall.SIGTERM.String()}
+// terminated is the report of a process ended by SIGTERM, or never
+// started as asked.
+var terminated = ExitReport{Code: 128 + int(syscall.SIGTERM), Signal: syscall.SIGTERM.String()}
+
+// writeReport writes r under base and returns its code.
+func writeReport(base string, r ExitReport, errOut io.Writer) int {
 	if err := WriteExit(base, r); err != nil {
 		fmt.Fprintf(errOut, "pod-process: %v\n", err)
 	}
@@ -210,14 +225,8 @@ func Run(control, name string, args []string, out, errOut io.Writer) int {
 	base := filepath.Join(control, name)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	report := func(r ExitReport) int {
-		if err := WriteExit(base, r); err != nil {
-			fmt.Fprintf(errOut, "pod-process: %v\n", err)
-		}
-		return r.Code
-	}
+	report := func(r ExitReport) int { return writeReport(base, r, errOut) }
 	ended := func() bool { return asked(base, CtlKill) || asked(base, CtlTerm) }
-	terminated := ExitReport{Code: 128 + int(syscall.SIGTERM), Signal: syscall.SIGTERM.String()}
 	// The platform may have given up on this process before it started.
 	if ended() {
 		return report(terminated)
