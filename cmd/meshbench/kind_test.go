@@ -153,7 +153,7 @@ func TestIntegrationKindRun(t *testing.T) {
 	// The sidecar row's pods were made for it: every process of theirs
 	// in its own container, the redirect in the init container.
 	for _, n := range []string{"client", "server"} {
-		re := regexp.MustCompile(`node ` + n + `: pod ` + n + `-made-\d+ deleted: [1-9]\d* processes ran in its containers, its redirect in its init container`)
+		re := regexp.MustCompile(`node ` + n + `: pod ` + n + `-made-\d+ deleted: [1-9]\d* process(es)? ran in its containers, its redirect in its init container`)
 		if !re.MatchString(r.stderr) {
 			t.Errorf("no pod made for node %s's sidecar deployment ran its processes and redirect (want %q):\n%s", n, re, r.stderr)
 		}

@@ -356,6 +356,9 @@ func (p *platform) release(ctx context.Context, made []*madePod) error {
 		p.mu.Unlock()
 		slices.Sort(idle)
 		did := fmt.Sprintf("%d processes ran in its containers", len(m.containers)-len(idle))
+		if len(m.containers)-len(idle) == 1 {
+			did = "1 process ran in its containers"
+		}
 		if len(idle) > 0 {
 			did += fmt.Sprintf(" (%s never got theirs)", strings.Join(idle, ", "))
 		}
