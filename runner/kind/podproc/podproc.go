@@ -169,8 +169,8 @@ func Await(control, name string, idle bool, out, errOut io.Writer) int {
 	}
 	if asked(base, CtlStdout) || asked(base, CtlExit) {
 		// Started again (the kubelet restarting a sidecar container
-		// whose wrapper died): its process ran, or runs on without it,
-		// and is not run twice.
+		// whose wrapper died): its process ran, and was killed with the
+		// wrapper (Pdeathsig) if it had not ended; it is not run twice.
 		if !asked(base, CtlExit) {
 			writeReport(base, ExitReport{Code: 127, Error: "the process's wrapper ended before the process's report (its container was restarted)"}, errOut)
 		}
